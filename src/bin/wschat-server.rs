@@ -1,0 +1,27 @@
+//! `wschat-server [ADDR]`: parse flags, set up logging, run the server.
+
+use std::process::ExitCode;
+
+use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
+use wschat::{Config, Server};
+
+fn main() -> ExitCode {
+    let config = Config::from_args();
+    let log_config = ConfigBuilder::new().set_time_format_rfc3339().set_target_level(log::LevelFilter::Off).build();
+    let _ = TermLogger::init(config.log_level(), log_config, TerminalMode::Stderr, ColorChoice::Auto);
+    let addr = config.addr;
+    let server = match Server::bind(config) {
+        Ok(server) => server,
+        Err(e) => {
+            log::error!("cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("event loop failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

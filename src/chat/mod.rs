@@ -1,0 +1,309 @@
+//! The chat itself: who is connected under which nick, who sits in which room, and who receives
+//! what. Plain Rust with no sockets: the event loop reports what clients did (connected, sent
+//! text, sent binary, left) and gets back [`Effect`]s saying what to send to whom. Everything
+//! here is unit-tested by calling these methods directly.
+//!
+//! Wire format (also in `docs/PROTOCOL.md`): chat lines are `NICK: TEXT`, actions `* NICK TEXT`,
+//! private messages `[PM from NICK] TEXT` (and `[PM to NICK] TEXT` back to the sender), and
+//! every server notice starts with `*** `.
+
+pub mod command;
+pub mod names;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use command::{parse_line, Command, Line};
+use names::{fold, validate_nick, validate_room};
+
+/// Identifies one connected client; the event loop uses its connection's slab key.
+pub type ClientId = usize;
+
+/// The room every client starts in.
+pub const LOBBY: &str = "lobby";
+
+/// The prefix that marks a server notice.
+pub const NOTICE_PREFIX: &str = "*** ";
+
+/// Who a message goes to. A room is resolved to its members when the effect is carried out, with
+/// [`Chat::room_members`], so a broadcast never needs a recipient list of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    Client(ClientId),
+    /// A room, by its case-folded key.
+    Room(Rc<str>),
+}
+
+/// A message body to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    Text(String),
+    Binary(Bytes),
+}
+
+/// Something the event loop must do on the chat's behalf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Send { to: Audience, body: Body },
+    /// Close this client's connection normally (1000) with this reason; it has left the chat.
+    Close { client: ClientId, reason: String },
+}
+
+struct Member {
+    nick: String,
+    room: Rc<str>,
+}
+
+struct Room {
+    /// The name as first spelled by whoever created the room.
+    display: String,
+    members: Vec<ClientId>,
+}
+
+/// The whole chat state.
+#[derive(Default)]
+pub struct Chat {
+    members: HashMap<ClientId, Member>,
+    /// Case-folded nick to owner.
+    nicks: HashMap<String, ClientId>,
+    /// Case-folded room name to room; a room exists while it has members (the lobby always).
+    rooms: HashMap<Rc<str>, Room>,
+    next_guest: u64,
+}
+
+const HELP: &str = "*** commands:
+*** /nick NAME       change your nick (1-32 chars, no spaces)
+*** /join ROOM       move to another room (created if new)
+*** /rooms           list rooms and member counts
+*** /who             list members of your room
+*** /me ACTION       say an action: * NICK ACTION
+*** /msg NICK TEXT   private message
+*** /quit [REASON]   leave the chat
+*** //TEXT           send a line starting with '/'";
+
+fn notice(text: impl AsRef<str>) -> Body {
+    Body::Text(format!("{NOTICE_PREFIX}{}", text.as_ref()))
+}
+
+impl Chat {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of clients in the chat.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The nick of a client, if it is in the chat.
+    pub fn nick(&self, client: ClientId) -> Option<&str> {
+        self.members.get(&client).map(|m| m.nick.as_str())
+    }
+
+    /// The members of a room (by case-folded key); empty if there is no such room.
+    pub fn room_members(&self, room: &str) -> &[ClientId] {
+        self.rooms.get(room).map_or(&[], |r| r.members.as_slice())
+    }
+
+    /// A client joined: give it a nick (the one it asked for, if valid and free), put it in the
+    /// lobby, welcome it and announce it.
+    pub fn connect(&mut self, client: ClientId, wanted_nick: Option<&str>, out: &mut Vec<Effect>) {
+        if self.members.contains_key(&client) {
+            return;
+        }
+        let mut refusal = None;
+        let nick = match wanted_nick.map(|n| (n, self.check_nick_free(n, None))) {
+            Some((nick, Ok(()))) => nick.to_string(),
+            Some((nick, Err(why))) => {
+                refusal = Some(format!("nick {nick:?} refused: {why}"));
+                self.fresh_guest_nick()
+            }
+            None => self.fresh_guest_nick(),
+        };
+        self.nicks.insert(fold(&nick), client);
+        let lobby: Rc<str> = Rc::from(LOBBY);
+        self.members.insert(client, Member { nick: nick.clone(), room: lobby.clone() });
+        self.add_to_room(client, &lobby, LOBBY);
+        let to_client = Audience::Client(client);
+        if let Some(refusal) = refusal {
+            out.push(Effect::Send { to: to_client.clone(), body: notice(refusal) });
+        }
+        out.push(Effect::Send {
+            to: to_client,
+            body: notice(format!("welcome, you are {nick} in {LOBBY}; type /help for commands")),
+        });
+        out.push(Effect::Send { to: Audience::Room(lobby), body: notice(format!("{nick} joined {LOBBY}")) });
+    }
+
+    /// A client left (connection closed for any reason): drop it and tell its room.
+    pub fn disconnect(&mut self, client: ClientId, reason: &str, out: &mut Vec<Effect>) {
+        let Some(member) = self.members.remove(&client) else { return };
+        self.nicks.remove(&fold(&member.nick));
+        self.remove_from_room(client, &member.room);
+        if let Some(room) = self.rooms.get(&member.room) {
+            let text = if reason.is_empty() {
+                format!("{} left {}", member.nick, room.display)
+            } else {
+                format!("{} left {} ({reason})", member.nick, room.display)
+            };
+            out.push(Effect::Send { to: Audience::Room(member.room), body: notice(text) });
+        }
+    }
+
+    /// A client sent a binary message: relay it verbatim to its room, sender included.
+    pub fn binary(&mut self, client: ClientId, data: Bytes, out: &mut Vec<Effect>) {
+        if let Some(member) = self.members.get(&client) {
+            out.push(Effect::Send { to: Audience::Room(member.room.clone()), body: Body::Binary(data) });
+        }
+    }
+
+    /// A client sent a text message: chat text or a command.
+    pub fn text(&mut self, client: ClientId, text: &str, out: &mut Vec<Effect>) {
+        let Some(member) = self.members.get(&client) else { return };
+        let reply = |body| Effect::Send { to: Audience::Client(client), body };
+        match parse_line(text) {
+            Line::Say(said) => out.push(Effect::Send {
+                to: Audience::Room(member.room.clone()),
+                body: Body::Text(format!("{}: {said}", member.nick)),
+            }),
+            Line::Invalid(error) => out.push(reply(notice(format!("error: {error}")))),
+            Line::Command(Command::Me(action)) => out.push(Effect::Send {
+                to: Audience::Room(member.room.clone()),
+                body: Body::Text(format!("* {} {action}", member.nick)),
+            }),
+            Line::Command(Command::Help) => out.push(reply(Body::Text(HELP.to_string()))),
+            Line::Command(Command::Who) => {
+                let mut nicks: Vec<&str> = self
+                    .room_members(&member.room)
+                    .iter()
+                    .filter_map(|c| self.nick(*c))
+                    .collect();
+                nicks.sort_unstable_by_key(|n| n.to_lowercase());
+                let display = self.rooms.get(&member.room).map_or(LOBBY, |r| r.display.as_str());
+                out.push(reply(notice(format!("in {display} ({}): {}", nicks.len(), nicks.join(", ")))));
+            }
+            Line::Command(Command::Rooms) => {
+                let mut rooms: Vec<(&str, usize)> =
+                    self.rooms.values().map(|r| (r.display.as_str(), r.members.len())).collect();
+                rooms.sort_unstable_by_key(|(name, _)| name.to_lowercase());
+                let list: Vec<String> = rooms.iter().map(|(name, n)| format!("{name} ({n})")).collect();
+                out.push(reply(notice(format!("rooms: {}", list.join(", ")))));
+            }
+            Line::Command(Command::Msg { to, text }) => match self.nicks.get(&fold(to)) {
+                Some(&target) => {
+                    let target_nick = self.nick(target).unwrap_or(to);
+                    out.push(Effect::Send {
+                        to: Audience::Client(target),
+                        body: Body::Text(format!("[PM from {}] {text}", member.nick)),
+                    });
+                    if target != client {
+                        out.push(reply(Body::Text(format!("[PM to {target_nick}] {text}"))));
+                    }
+                }
+                None => out.push(reply(notice(format!("error: no such nick: {to}")))),
+            },
+            Line::Command(Command::Nick(wanted)) => self.change_nick(client, wanted, out),
+            Line::Command(Command::Join(room)) => self.join(client, room, out),
+            Line::Command(Command::Quit(reason)) => {
+                let reason = reason.unwrap_or("").to_string();
+                let departure = if reason.is_empty() { "quit".to_string() } else { format!("quit: {reason}") };
+                self.disconnect(client, &departure, out);
+                out.push(Effect::Close { client, reason });
+            }
+        }
+    }
+
+    fn change_nick(&mut self, client: ClientId, wanted: &str, out: &mut Vec<Effect>) {
+        if let Err(why) = self.check_nick_free(wanted, Some(client)) {
+            out.push(Effect::Send {
+                to: Audience::Client(client),
+                body: notice(format!("error: nick {wanted:?} refused: {why}")),
+            });
+            return;
+        }
+        let Some(member) = self.members.get_mut(&client) else { return };
+        let old = std::mem::replace(&mut member.nick, wanted.to_string());
+        self.nicks.remove(&fold(&old));
+        self.nicks.insert(fold(wanted), client);
+        out.push(Effect::Send {
+            to: Audience::Room(member.room.clone()),
+            body: notice(format!("{old} is now known as {wanted}")),
+        });
+    }
+
+    fn join(&mut self, client: ClientId, wanted: &str, out: &mut Vec<Effect>) {
+        let reply = |text: String| Effect::Send { to: Audience::Client(client), body: notice(text) };
+        if let Err(why) = validate_room(wanted) {
+            out.push(reply(format!("error: room name {wanted:?} refused: {}", why.0)));
+            return;
+        }
+        let key = fold(wanted);
+        let Some(member) = self.members.get(&client) else { return };
+        if *member.room == *key {
+            out.push(reply(format!("you are already in {wanted}")));
+            return;
+        }
+        let (nick, old_room) = (member.nick.clone(), member.room.clone());
+        self.remove_from_room(client, &old_room);
+        let new_room: Rc<str> = self.rooms.get_key_value(key.as_str()).map_or_else(|| Rc::from(key), |(k, _)| k.clone());
+        self.add_to_room(client, &new_room, wanted);
+        if let Some(member) = self.members.get_mut(&client) {
+            member.room = new_room.clone();
+        }
+        let new_display = self.rooms.get(&new_room).map_or(wanted, |r| r.display.as_str()).to_string();
+        if let Some(old) = self.rooms.get(&old_room) {
+            out.push(Effect::Send {
+                to: Audience::Room(old_room.clone()),
+                body: notice(format!("{nick} left {} (joined {new_display})", old.display)),
+            });
+        }
+        out.push(Effect::Send { to: Audience::Room(new_room), body: notice(format!("{nick} joined {new_display}")) });
+    }
+
+    /// Ok if `nick` is valid and not held by anyone but `except`.
+    fn check_nick_free(&self, nick: &str, except: Option<ClientId>) -> Result<(), &'static str> {
+        validate_nick(nick).map_err(|e| e.0)?;
+        match self.nicks.get(&fold(nick)) {
+            Some(owner) if Some(*owner) != except => Err("already in use"),
+            _ => Ok(()),
+        }
+    }
+
+    fn fresh_guest_nick(&mut self) -> String {
+        loop {
+            self.next_guest += 1;
+            let nick = format!("guest-{}", self.next_guest);
+            if !self.nicks.contains_key(&nick) {
+                return nick;
+            }
+        }
+    }
+
+    fn add_to_room(&mut self, client: ClientId, key: &Rc<str>, display: &str) {
+        self.rooms
+            .entry(key.clone())
+            .or_insert_with(|| Room { display: display.to_string(), members: Vec::new() })
+            .members
+            .push(client);
+    }
+
+    fn remove_from_room(&mut self, client: ClientId, key: &str) {
+        let Some(room) = self.rooms.get_mut(key) else { return };
+        if let Some(at) = room.members.iter().position(|c| *c == client) {
+            room.members.swap_remove(at);
+        }
+        // Empty rooms vanish so /rooms stays meaningful; the lobby is kept even when empty.
+        if room.members.is_empty() && key != LOBBY {
+            self.rooms.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,240 @@
+//! Unit tests of the chat rules, with no sockets: effects are resolved to per-client inboxes
+//! exactly as the event loop resolves them.
+
+use super::*;
+use std::collections::BTreeMap;
+
+/// A chat plus what each client has received so far.
+#[derive(Default)]
+struct Harness {
+    chat: Chat,
+    inbox: BTreeMap<ClientId, Vec<Body>>,
+    closed: Vec<(ClientId, String)>,
+}
+
+impl Harness {
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Send { to: Audience::Client(c), body } => self.inbox.entry(c).or_default().push(body),
+                Effect::Send { to: Audience::Room(room), body } => {
+                    for c in self.chat.room_members(&room).to_vec() {
+                        self.inbox.entry(c).or_default().push(body.clone());
+                    }
+                }
+                Effect::Close { client, reason } => self.closed.push((client, reason)),
+            }
+        }
+    }
+    fn connect(&mut self, c: ClientId, nick: Option<&str>) {
+        let mut out = Vec::new();
+        self.chat.connect(c, nick, &mut out);
+        self.apply(out);
+    }
+    fn say(&mut self, c: ClientId, text: &str) {
+        let mut out = Vec::new();
+        self.chat.text(c, text, &mut out);
+        self.apply(out);
+    }
+    fn leave(&mut self, c: ClientId) {
+        let mut out = Vec::new();
+        self.chat.disconnect(c, "", &mut out);
+        self.apply(out);
+    }
+    /// Texts received by `c` since the last call.
+    fn take(&mut self, c: ClientId) -> Vec<String> {
+        self.inbox
+            .remove(&c)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|b| match b {
+                Body::Text(t) => t,
+                Body::Binary(b) => format!("<binary {} bytes>", b.len()),
+            })
+            .collect()
+    }
+    fn clear(&mut self) {
+        self.inbox.clear();
+    }
+}
+
+fn three_in_lobby() -> Harness {
+    let mut h = Harness::default();
+    h.connect(1, Some("alice"));
+    h.connect(2, Some("bob"));
+    h.connect(3, Some("carol"));
+    h.clear();
+    h
+}
+
+#[test]
+fn connect_assigns_guest_nicks_welcomes_and_announces() {
+    let mut h = Harness::default();
+    h.connect(10, None);
+    h.connect(11, None);
+    assert_eq!(h.chat.nick(10), Some("guest-1"));
+    assert_eq!(h.chat.nick(11), Some("guest-2"));
+    let first = h.take(10);
+    assert!(first[0].starts_with("*** welcome, you are guest-1 in lobby"), "{first:?}");
+    assert_eq!(&first[1..], ["*** guest-1 joined lobby", "*** guest-2 joined lobby"]);
+}
+
+#[test]
+fn requested_nick_is_used_or_refused_with_a_notice() {
+    let mut h = Harness::default();
+    h.connect(1, Some("alice"));
+    h.connect(2, Some("ALICE"));
+    h.connect(3, Some("bad nick"));
+    assert_eq!(h.chat.nick(2), Some("guest-1"));
+    assert_eq!(h.chat.nick(3), Some("guest-2"));
+    assert!(h.take(2)[0].contains("refused: already in use"));
+    assert!(h.take(3)[0].contains("refused: must not contain spaces"));
+}
+
+#[test]
+fn guest_numbering_skips_nicks_taken_by_hand() {
+    let mut h = Harness::default();
+    h.connect(1, Some("guest-1"));
+    h.connect(2, None);
+    assert_eq!(h.chat.nick(2), Some("guest-2"));
+}
+
+#[test]
+fn chat_text_reaches_whole_room_sender_included() {
+    let mut h = three_in_lobby();
+    h.say(2, "hello all");
+    for c in [1, 2, 3] {
+        assert_eq!(h.take(c), ["bob: hello all"]);
+    }
+    h.say(1, "//not a command");
+    assert_eq!(h.take(3), ["alice: /not a command"]);
+}
+
+#[test]
+fn binary_is_relayed_verbatim_to_the_room() {
+    let mut h = three_in_lobby();
+    let mut out = Vec::new();
+    h.chat.binary(1, Bytes::from_static(&[0, 159, 255]), &mut out);
+    assert_eq!(
+        out,
+        [Effect::Send { to: Audience::Room(Rc::from("lobby")), body: Body::Binary(Bytes::from_static(&[0, 159, 255])) }]
+    );
+}
+
+#[test]
+fn nick_change_is_announced_and_enforces_uniqueness() {
+    let mut h = three_in_lobby();
+    h.say(1, "/nick Alyx");
+    assert_eq!(h.take(3), ["*** alice is now known as Alyx"]);
+    h.clear();
+    h.say(2, "/nick alyx");
+    assert_eq!(h.take(2), ["*** error: nick \"alyx\" refused: already in use"]);
+    assert!(h.take(3).is_empty(), "a refused change is not announced");
+    // Changing only the case of your own nick is allowed, and the old nick becomes free.
+    h.say(1, "/nick ALYX");
+    assert_eq!(h.chat.nick(1), Some("ALYX"));
+    h.say(2, "/nick alice");
+    assert_eq!(h.chat.nick(2), Some("alice"));
+    h.say(3, "/nick x:y");
+    assert!(h.take(3).last().is_some_and(|t| t.contains("must not contain ':'")));
+}
+
+#[test]
+fn join_moves_between_rooms_with_announcements() {
+    let mut h = three_in_lobby();
+    h.say(1, "/join Dev");
+    assert_eq!(h.take(1), ["*** alice joined Dev"]);
+    assert_eq!(h.take(2), ["*** alice left lobby (joined Dev)"]);
+    h.say(2, "/join dev");
+    assert_eq!(h.take(1), ["*** bob joined Dev"], "room names are case-insensitive, first spelling kept");
+    h.clear();
+    h.say(3, "lobby only");
+    assert_eq!(h.take(3), ["carol: lobby only"]);
+    assert!(h.take(1).is_empty() && h.take(2).is_empty(), "rooms are isolated");
+    h.say(1, "dev only");
+    assert_eq!(h.take(2), ["alice: dev only"]);
+    assert!(h.take(3).is_empty());
+    h.clear();
+    h.say(1, "/join dev");
+    assert_eq!(h.take(1), ["*** you are already in dev"]);
+    h.say(1, "/join two words");
+    assert!(matches!(h.take(1).as_slice(), [e] if e.starts_with("*** error: usage: /join")));
+}
+
+#[test]
+fn rooms_and_who_list_sorted_with_counts_and_empty_rooms_vanish() {
+    let mut h = three_in_lobby();
+    h.say(1, "/join zoo");
+    h.say(2, "/join Attic");
+    h.clear();
+    h.say(3, "/rooms");
+    assert_eq!(h.take(3), ["*** rooms: Attic (1), lobby (1), zoo (1)"]);
+    h.say(2, "/join zoo");
+    h.clear();
+    h.say(3, "/rooms");
+    assert_eq!(h.take(3), ["*** rooms: lobby (1), zoo (2)"]);
+    h.say(1, "/who");
+    assert_eq!(h.take(1), ["*** in zoo (2): alice, bob"]);
+}
+
+#[test]
+fn me_and_private_messages() {
+    let mut h = three_in_lobby();
+    h.say(1, "/me waves");
+    assert_eq!(h.take(3), ["* alice waves"]);
+    h.clear();
+    h.say(1, "/msg BOB psst, hi");
+    assert_eq!(h.take(2), ["[PM from alice] psst, hi"]);
+    assert_eq!(h.take(1), ["[PM to bob] psst, hi"]);
+    assert!(h.take(3).is_empty(), "private means private");
+    h.say(1, "/msg nobody hi");
+    assert_eq!(h.take(1), ["*** error: no such nick: nobody"]);
+}
+
+#[test]
+fn unknown_commands_answer_only_the_sender() {
+    let mut h = three_in_lobby();
+    h.say(1, "/dance");
+    assert_eq!(h.take(1), ["*** error: unknown command /dance; type /help for the list"]);
+    assert!(h.take(2).is_empty());
+    h.say(1, "/help");
+    let help = h.take(1);
+    assert!(help[0].lines().all(|l| l.starts_with(NOTICE_PREFIX)) && help[0].contains("/msg NICK TEXT"));
+}
+
+#[test]
+fn quit_announces_and_asks_for_a_normal_close() {
+    let mut h = three_in_lobby();
+    h.say(2, "/quit off to lunch");
+    assert_eq!(h.closed, [(2, "off to lunch".to_string())]);
+    assert_eq!(h.take(1), ["*** bob left lobby (quit: off to lunch)"]);
+    assert!(h.take(2).is_empty(), "the leaver is out of the room first");
+    assert_eq!(h.chat.nick(2), None);
+    h.connect(4, Some("bob"));
+    assert_eq!(h.chat.nick(4), Some("bob"), "the nick is free again");
+}
+
+#[test]
+fn disconnect_frees_everything_and_is_idempotent() {
+    let mut h = three_in_lobby();
+    h.say(3, "/join solo");
+    h.leave(3);
+    h.leave(3);
+    assert_eq!(h.chat.len(), 2);
+    h.clear();
+    h.say(1, "/rooms");
+    assert_eq!(h.take(1), ["*** rooms: lobby (2)"]);
+    h.leave(1);
+    h.leave(2);
+    assert!(h.chat.is_empty());
+    assert!(h.chat.room_members(LOBBY).is_empty());
+}
+
+#[test]
+fn messages_from_unknown_clients_are_ignored() {
+    let mut h = Harness::default();
+    let mut out = Vec::new();
+    h.chat.text(99, "hello", &mut out);
+    h.chat.binary(99, Bytes::new(), &mut out);
+    assert!(out.is_empty());
+}

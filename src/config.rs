@@ -1,0 +1,224 @@
+//! The server's settings: command-line flags, their defaults, and validation.
+//!
+//! Every limit the server enforces is here, with a sensible default and a flag to change it.
+//! Sizes accept `B`, `K`/`KiB`, `M`/`MiB` suffixes (binary units); durations accept `ms`, `s`,
+//! `m`, `h` (a bare number is seconds).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use log::LevelFilter;
+
+/// A WebSocket chat server: one thread, one poll loop, encode-once broadcast.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "wschat-server", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port; the log says which).
+    #[arg(default_value = "127.0.0.1:9001")]
+    pub addr: SocketAddr,
+
+    /// Most clients at once (handshaking or open); past it new clients get HTTP 503.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_connections: usize,
+
+    /// Largest incoming message (all fragments together); larger ones are closed with 1009.
+    #[arg(long, default_value = "64KiB", value_parser = parse_size, value_name = "SIZE")]
+    pub max_message_size: usize,
+
+    /// Most bytes queued for one client; a reader that falls further behind is disconnected (1008).
+    #[arg(long, default_value = "1MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub max_outbound: usize,
+
+    /// Time allowed from TCP accept to a complete WebSocket handshake.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub handshake_timeout: Duration,
+
+    /// A client silent this long is closed (1001); it is pinged halfway through the silence.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
+
+    /// Time allowed for a closing handshake (or a rejected request's reply) to finish.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub close_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, time allowed for clients to receive close 1001 before exit.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub shutdown_timeout: Duration,
+
+    /// Per-connection read buffer; small keeps idle connections cheap, large reads big messages in fewer syscalls.
+    #[arg(long, default_value = "512B", value_parser = parse_size, value_name = "SIZE")]
+    pub read_buffer_size: usize,
+
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with_all = ["quiet", "log_level"])]
+    pub verbose: u8,
+
+    /// Less logging (-q warnings and errors only, -qq errors only).
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "log_level")]
+    pub quiet: u8,
+
+    /// Exact log level: off, error, warn, info, debug, trace.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<LevelFilter>,
+}
+
+/// Room kept in `--max-outbound` beyond one maximal message, for the frame header and the
+/// `NICK: ` or `[PM from NICK] ` prefix the chat adds.
+pub const OUTBOUND_SLACK: usize = 256;
+
+impl Config {
+    /// Parses the process arguments, exiting with a usage message on error.
+    pub fn from_args() -> Self {
+        let config = Self::parse();
+        if let Err(message) = config.validate() {
+            Self::command_error(message);
+        }
+        config
+    }
+
+    fn command_error(message: String) -> ! {
+        use clap::CommandFactory;
+        Self::command().error(clap::error::ErrorKind::ValueValidation, message).exit()
+    }
+
+    /// Checks that the settings make sense together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        if self.max_message_size == 0 {
+            return Err("--max-message-size must be at least 1 byte".into());
+        }
+        if self.max_outbound < self.max_message_size.saturating_add(OUTBOUND_SLACK) {
+            return Err(format!(
+                "--max-outbound must be at least --max-message-size + {OUTBOUND_SLACK} bytes, \
+                 so that one message of the largest size always fits"
+            ));
+        }
+        if !(64..=16 << 20).contains(&self.read_buffer_size) {
+            return Err("--read-buffer-size must be between 64B and 16MiB".into());
+        }
+        for (flag, value) in [
+            ("--handshake-timeout", self.handshake_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--close-timeout", self.close_timeout),
+        ] {
+            if value < Duration::from_millis(10) {
+                return Err(format!("{flag} must be at least 10ms"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The log level the flags ask for (default info).
+    pub fn log_level(&self) -> LevelFilter {
+        if let Some(level) = self.log_level {
+            return level;
+        }
+        match (self.verbose, self.quiet) {
+            (0, 0) => LevelFilter::Info,
+            (1, _) => LevelFilter::Debug,
+            (v, _) if v >= 2 => LevelFilter::Trace,
+            (_, 1) => LevelFilter::Warn,
+            _ => LevelFilter::Error,
+        }
+    }
+
+    /// Settings for tests and embedding: the defaults, on the given address.
+    pub fn with_addr(addr: SocketAddr) -> Self {
+        let mut config = Self::parse_from(["wschat-server"]);
+        config.addr = addr;
+        config
+    }
+}
+
+/// Parses `65536`, `64K`, `64KiB`, `1M`, `1MiB`, `512B`.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: usize = digits.parse().map_err(|_| format!("not a size: {text:?} (try 64KiB)"))?;
+    let multiplier: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("unknown size unit in {text:?} (use B, KiB, MiB, GiB)")),
+    };
+    number.checked_mul(multiplier).ok_or_else(|| format!("size too large: {text:?}"))
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits.parse().map_err(|_| format!("not a duration: {text:?} (try 10s)"))?;
+    let millis = match unit.trim() {
+        "ms" => Some(number),
+        "" | "s" => number.checked_mul(1000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        _ => return Err(format!("unknown duration unit in {text:?} (use ms, s, m, h)")),
+    };
+    millis.map(Duration::from_millis).ok_or_else(|| format!("duration too long: {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512B"), Ok(512));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("1.5s").is_err());
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let config = Config::with_addr("127.0.0.1:0".parse().unwrap());
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.max_message_size, 64 << 10);
+        assert_eq!(config.max_outbound, 1 << 20);
+        assert_eq!(config.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.log_level(), LevelFilter::Info);
+    }
+
+    #[test]
+    fn inconsistent_limits_are_refused() {
+        let mut config = Config::with_addr("127.0.0.1:0".parse().unwrap());
+        config.max_message_size = 4 << 20;
+        assert!(config.validate().unwrap_err().contains("--max-outbound"));
+        config.max_outbound = 8 << 20;
+        assert_eq!(config.validate(), Ok(()));
+        config.max_connections = 0;
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn verbosity_flags() {
+        let parse = |args: &[&str]| Config::parse_from([&["wschat-server"], args].concat()).log_level();
+        assert_eq!(parse(&["-v"]), LevelFilter::Debug);
+        assert_eq!(parse(&["-vv"]), LevelFilter::Trace);
+        assert_eq!(parse(&["-q"]), LevelFilter::Warn);
+        assert_eq!(parse(&["--log-level", "off"]), LevelFilter::Off);
+    }
+}

@@ -1,0 +1,149 @@
+//! One client connection: its socket, its outgoing queue, and where it is in its life
+//! (reading the HTTP head, open as a WebSocket, or finishing).
+//!
+//! [`Transport`] is the stream tungstenite is given. Its reads come from the socket (after
+//! replaying the request head the server already read); its writes never touch the socket but
+//! append to the connection's [`Outbox`], so tungstenite's own frames (the handshake response,
+//! pongs, close replies) and the server's broadcast frames share one queue and keep their order.
+//! Only the event loop writes the queue to the socket, when the socket is writable.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use mio::net::TcpStream;
+use tungstenite::WebSocket;
+
+use crate::http::Endpoint;
+use crate::outbox::Outbox;
+
+/// The stream under a connection's WebSocket.
+#[derive(Debug)]
+pub struct Transport {
+    pub socket: TcpStream,
+    pub outbox: Outbox,
+    /// Bytes already read from the socket (the request head and anything after it) that
+    /// tungstenite must see first.
+    replay: Vec<u8>,
+    /// Bytes read from the socket so far; the loop compares it to notice any sign of life.
+    pub received: u64,
+}
+
+impl Transport {
+    pub fn new(socket: TcpStream) -> Self {
+        Self { socket, outbox: Outbox::new(), replay: Vec::new(), received: 0 }
+    }
+
+    /// Makes `bytes` the next thing read, before anything from the socket.
+    pub fn replay_first(&mut self, bytes: Vec<u8>) {
+        self.replay = bytes;
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.replay.is_empty() {
+            let n = buf.len().min(self.replay.len());
+            buf[..n].copy_from_slice(&self.replay[..n]);
+            self.replay.drain(..n);
+            if self.replay.is_empty() {
+                self.replay = Vec::new();
+            }
+            return Ok(n);
+        }
+        let n = self.socket.read(buf)?;
+        self.received += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for Transport {
+    /// Queues the bytes; never blocks and never fails. These are tungstenite's own writes:
+    /// small control frames and the handshake response.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.outbox.push(Bytes::copy_from_slice(buf));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Where a connection is in its life.
+pub enum Phase {
+    /// Reading the HTTP request head, until `deadline` (the handshake timeout).
+    Head { transport: Transport, head: Vec<u8>, deadline: Instant },
+    /// A WebSocket. `closing` is set once the server has sent a close frame, and is when the
+    /// server gives up waiting for the client's reply.
+    Open { ws: Box<WebSocket<Transport>>, endpoint: Endpoint, closing: Option<Instant> },
+    /// Sending a last reply (an HTTP error, a close frame), then shutting down the write side
+    /// and discarding input until the client closes too, or `deadline` passes.
+    Finishing { transport: Transport, deadline: Instant, write_shut: bool, peer_closed: bool },
+    /// Gone; about to be removed. Only seen transiently while changing phase.
+    Gone,
+}
+
+/// Per-connection state kept in the server's slab.
+pub struct Connection {
+    /// Distinguishes this connection from later ones that reuse its slab key.
+    pub serial: u64,
+    pub peer: SocketAddr,
+    pub phase: Phase,
+    /// Last time anything arrived from the client.
+    pub last_heard: Instant,
+    /// A keep-alive ping is outstanding.
+    pub ping_sent: bool,
+    /// Earliest pending timer for this connection, if any.
+    pub timer_at: Option<Instant>,
+    /// WRITABLE interest is registered (only while the outbox has bytes the socket refused).
+    pub writable_interest: bool,
+    /// Listed for a flush at the end of this poll iteration.
+    pub dirty: bool,
+    /// Counted against `--max-connections` (rejected over-limit connections are not).
+    pub counted: bool,
+}
+
+impl Connection {
+    pub fn new(serial: u64, peer: SocketAddr, socket: TcpStream, now: Instant, deadline: Instant, counted: bool) -> Self {
+        Self {
+            serial,
+            peer,
+            phase: Phase::Head { transport: Transport::new(socket), head: Vec::new(), deadline },
+            last_heard: now,
+            ping_sent: false,
+            timer_at: None,
+            writable_interest: false,
+            dirty: false,
+            counted,
+        }
+    }
+
+    /// The transport, in every phase that still has one.
+    pub fn transport_mut(&mut self) -> Option<&mut Transport> {
+        match &mut self.phase {
+            Phase::Head { transport, .. } | Phase::Finishing { transport, .. } => Some(transport),
+            Phase::Open { ws, .. } => Some(ws.get_mut()),
+            Phase::Gone => None,
+        }
+    }
+
+    /// Moves to [`Phase::Finishing`], keeping the socket and whatever is queued for it.
+    pub fn finish(&mut self, deadline: Instant) {
+        let transport = match std::mem::replace(&mut self.phase, Phase::Gone) {
+            Phase::Head { transport, .. } => transport,
+            Phase::Open { ws, .. } => ws.into_inner(),
+            other => {
+                self.phase = other;
+                return;
+            }
+        };
+        self.phase = Phase::Finishing { transport, deadline, write_shut: false, peer_closed: false };
+    }
+
+    /// Whether the server may still queue chat or echo frames for this client.
+    pub fn accepts_messages(&self) -> bool {
+        matches!(self.phase, Phase::Open { closing: None, .. })
+    }
+}

@@ -1,0 +1,61 @@
+//! Encoding of server-to-client WebSocket frames, once, into a shareable buffer.
+//!
+//! Server frames are never masked (RFC 6455 section 5.1), so a frame is the same bytes for every
+//! recipient: the header (2, 4 or 10 bytes) followed by the payload, built into one contiguous
+//! [`Bytes`] that every recipient's outbox shares. tungstenite still handles everything it must
+//! answer itself (pongs, close replies); this module is the broadcast fast path.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Data frame opcodes the server sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opcode {
+    Text = 0x1,
+    Binary = 0x2,
+}
+
+/// Encodes one final, unmasked data frame carrying `payload`.
+pub fn encode(opcode: Opcode, payload: &[u8]) -> Bytes {
+    let len = payload.len();
+    let mut buf = BytesMut::with_capacity(10 + len);
+    buf.put_u8(0x80 | opcode as u8);
+    if len < 126 {
+        buf.put_u8(len as u8);
+    } else if let Ok(short) = u16::try_from(len) {
+        buf.put_u8(126);
+        buf.put_u16(short);
+    } else {
+        buf.put_u8(127);
+        buf.put_u64(len as u64);
+    }
+    buf.put_slice(payload);
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tungstenite::protocol::frame::{coding::Data, coding::OpCode, Frame};
+
+    /// Our encoding must be byte-identical to tungstenite's own unmasked frame formatting.
+    fn tungstenite_encoding(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+        let data = match opcode {
+            Opcode::Text => Data::Text,
+            Opcode::Binary => Data::Binary,
+        };
+        let frame = Frame::message(payload.to_vec(), OpCode::Data(data), true);
+        let mut out = Vec::new();
+        frame.format(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn matches_tungstenite_at_every_length_boundary() {
+        for len in [0, 1, 125, 126, 127, 65535, 65536, 70000] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            for opcode in [Opcode::Text, Opcode::Binary] {
+                assert_eq!(encode(opcode, &payload)[..], tungstenite_encoding(opcode, &payload)[..], "len {len}");
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! wschat: a WebSocket chat server on one thread and one `mio` poll loop.
+//!
+//! How the pieces fit:
+//! - [`server`] owns the loop: accepting, reading until `WouldBlock`, timers, flushing, shutdown.
+//! - [`connection`] is one client's state; its [`connection::Transport`] is the stream
+//!   tungstenite reads from and whose writes land in the client's [`outbox::Outbox`].
+//! - [`frame`] encodes a broadcast once; the same buffer goes into every recipient's outbox.
+//! - [`http`] reads and judges the upgrade request and writes the error replies.
+//! - [`chat`] holds nicks and rooms and decides who receives what, with no IO at all.
+//! - [`config`] holds every flag, default and limit.
+
+pub mod chat;
+pub mod config;
+pub mod connection;
+pub mod frame;
+pub mod http;
+pub mod outbox;
+pub mod server;
+
+pub use config::Config;
+pub use server::Server;
