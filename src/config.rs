@@ -79,7 +79,9 @@ impl Config {
 
     fn command_error(message: String) -> ! {
         use clap::CommandFactory;
-        Self::command().error(clap::error::ErrorKind::ValueValidation, message).exit()
+        Self::command()
+            .error(clap::error::ErrorKind::ValueValidation, message)
+            .exit()
     }
 
     /// Checks that the settings make sense together.
@@ -136,33 +138,53 @@ impl Config {
 /// Parses `65536`, `64K`, `64KiB`, `1M`, `1MiB`, `512B`.
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let number: usize = digits.parse().map_err(|_| format!("not a size: {text:?} (try 64KiB)"))?;
+    let number: usize = digits
+        .parse()
+        .map_err(|_| format!("not a size: {text:?} (try 64KiB)"))?;
     let multiplier: usize = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("unknown size unit in {text:?} (use B, KiB, MiB, GiB)")),
+        _ => {
+            return Err(format!(
+                "unknown size unit in {text:?} (use B, KiB, MiB, GiB)"
+            ))
+        }
     };
-    number.checked_mul(multiplier).ok_or_else(|| format!("size too large: {text:?}"))
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("size too large: {text:?}"))
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let number: u64 = digits.parse().map_err(|_| format!("not a duration: {text:?} (try 10s)"))?;
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?} (try 10s)"))?;
     let millis = match unit.trim() {
         "ms" => Some(number),
         "" | "s" => number.checked_mul(1000),
         "m" => number.checked_mul(60_000),
         "h" => number.checked_mul(3_600_000),
-        _ => return Err(format!("unknown duration unit in {text:?} (use ms, s, m, h)")),
+        _ => {
+            return Err(format!(
+                "unknown duration unit in {text:?} (use ms, s, m, h)"
+            ))
+        }
     };
-    millis.map(Duration::from_millis).ok_or_else(|| format!("duration too long: {text:?}"))
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("duration too long: {text:?}"))
 }
 
 #[cfg(test)]
@@ -215,7 +237,8 @@ mod tests {
 
     #[test]
     fn verbosity_flags() {
-        let parse = |args: &[&str]| Config::parse_from([&["wschat-server"], args].concat()).log_level();
+        let parse =
+            |args: &[&str]| Config::parse_from([&["wschat-server"], args].concat()).log_level();
         assert_eq!(parse(&["-v"]), LevelFilter::Debug);
         assert_eq!(parse(&["-vv"]), LevelFilter::Trace);
         assert_eq!(parse(&["-q"]), LevelFilter::Warn);

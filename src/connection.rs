@@ -32,7 +32,12 @@ pub struct Transport {
 
 impl Transport {
     pub fn new(socket: TcpStream) -> Self {
-        Self { socket, outbox: Outbox::new(), replay: Vec::new(), received: 0 }
+        Self {
+            socket,
+            outbox: Outbox::new(),
+            replay: Vec::new(),
+            received: 0,
+        }
     }
 
     /// Makes `bytes` the next thing read, before anything from the socket.
@@ -74,13 +79,30 @@ impl Write for Transport {
 /// Where a connection is in its life.
 pub enum Phase {
     /// Reading the HTTP request head, until `deadline` (the handshake timeout).
-    Head { transport: Transport, head: Vec<u8>, deadline: Instant },
+    Head {
+        transport: Transport,
+        head: Vec<u8>,
+        deadline: Instant,
+    },
     /// A WebSocket. `closing` is set once the server has sent a close frame, and is when the
     /// server gives up waiting for the client's reply.
-    Open { ws: Box<WebSocket<Transport>>, endpoint: Endpoint, closing: Option<Instant> },
-    /// Sending a last reply (an HTTP error, a close frame), then shutting down the write side
-    /// and discarding input until the client closes too, or `deadline` passes.
-    Finishing { transport: Transport, deadline: Instant, write_shut: bool, peer_closed: bool },
+    Open {
+        ws: Box<WebSocket<Transport>>,
+        endpoint: Endpoint,
+        closing: Option<Instant>,
+    },
+    /// Sending a last reply (an HTTP error, a close frame), then closing. With `linger`, the
+    /// write side is shut first and input discarded until the client closes too (or `deadline`
+    /// passes), so late client data cannot turn the close into a reset that destroys the reply.
+    /// Without it (a completed close handshake: the client has nothing more to send) the
+    /// socket is closed as soon as the reply is written.
+    Finishing {
+        transport: Transport,
+        deadline: Instant,
+        linger: bool,
+        write_shut: bool,
+        peer_closed: bool,
+    },
     /// Gone; about to be removed. Only seen transiently while changing phase.
     Gone,
 }
@@ -106,11 +128,22 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(serial: u64, peer: SocketAddr, socket: TcpStream, now: Instant, deadline: Instant, counted: bool) -> Self {
+    pub fn new(
+        serial: u64,
+        peer: SocketAddr,
+        socket: TcpStream,
+        now: Instant,
+        deadline: Instant,
+        counted: bool,
+    ) -> Self {
         Self {
             serial,
             peer,
-            phase: Phase::Head { transport: Transport::new(socket), head: Vec::new(), deadline },
+            phase: Phase::Head {
+                transport: Transport::new(socket),
+                head: Vec::new(),
+                deadline,
+            },
             last_heard: now,
             ping_sent: false,
             timer_at: None,
@@ -130,7 +163,7 @@ impl Connection {
     }
 
     /// Moves to [`Phase::Finishing`], keeping the socket and whatever is queued for it.
-    pub fn finish(&mut self, deadline: Instant) {
+    pub fn finish(&mut self, deadline: Instant, linger: bool) {
         let transport = match std::mem::replace(&mut self.phase, Phase::Gone) {
             Phase::Head { transport, .. } => transport,
             Phase::Open { ws, .. } => ws.into_inner(),
@@ -139,7 +172,13 @@ impl Connection {
                 return;
             }
         };
-        self.phase = Phase::Finishing { transport, deadline, write_shut: false, peer_closed: false };
+        self.phase = Phase::Finishing {
+            transport,
+            deadline,
+            linger,
+            write_shut: false,
+            peer_closed: false,
+        };
     }
 
     /// Whether the server may still queue chat or echo frames for this client.

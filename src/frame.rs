@@ -54,7 +54,11 @@ mod tests {
         for len in [0, 1, 125, 126, 127, 65535, 65536, 70000] {
             let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
             for opcode in [Opcode::Text, Opcode::Binary] {
-                assert_eq!(encode(opcode, &payload)[..], tungstenite_encoding(opcode, &payload)[..], "len {len}");
+                assert_eq!(
+                    encode(opcode, &payload)[..],
+                    tungstenite_encoding(opcode, &payload)[..],
+                    "len {len}"
+                );
             }
         }
     }

@@ -45,6 +45,7 @@ const MESSAGES_PER_TURN: usize = 64;
 /// After `accept` fails for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM), wait this
 /// long before trying again rather than spinning on a listener that stays readable.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The chat server.
 pub struct Server {
@@ -71,19 +72,24 @@ pub struct Server {
     /// Accepting is paused: at the connection cap, or after an accept error, until this time.
     accept_paused: bool,
     accept_retry_at: Option<Instant>,
+    last_accept_warning: Option<Instant>,
     shutdown_deadline: Option<Instant>,
 }
 
 impl Server {
     /// Binds the listening socket and prepares the loop; nothing is accepted until [`run`](Self::run).
     pub fn bind(config: Config) -> io::Result<Self> {
-        config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.addr)?;
         let local_addr = listener.local_addr()?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
-        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_size)
             .write_buffer_size(0)
@@ -107,6 +113,7 @@ impl Server {
             effects: Vec::new(),
             accept_paused: false,
             accept_retry_at: None,
+            last_accept_warning: None,
             shutdown_deadline: None,
         })
     }
@@ -156,8 +163,8 @@ impl Server {
             self.fire_timers(now);
             self.flush_dirty();
             if self.accept_paused && self.accept_retry_at.is_none_or(|at| now >= at) {
-                self.accept_retry_at = None;
                 self.accept_paused = false;
+                self.accept_retry_at = None;
                 self.accept_all();
                 self.flush_dirty();
             }
@@ -167,7 +174,10 @@ impl Server {
                     return Ok(());
                 }
                 if now >= deadline {
-                    warn!("shutdown timeout: dropping {} connection(s) still open", self.conns.len());
+                    warn!(
+                        "shutdown timeout: dropping {} connection(s) still open",
+                        self.conns.len()
+                    );
                     return Ok(());
                 }
             }
@@ -179,7 +189,10 @@ impl Server {
             return Some(Duration::ZERO);
         }
         let mut next = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        for candidate in [self.accept_retry_at.filter(|_| self.accept_paused), self.shutdown_deadline] {
+        for candidate in [
+            self.accept_retry_at.filter(|_| self.accept_paused),
+            self.shutdown_deadline,
+        ] {
             next = match (next, candidate) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -199,7 +212,9 @@ impl Server {
 
     fn accept_all(&mut self) {
         loop {
-            let Some(listener) = &self.listener else { return };
+            let Some(listener) = &self.listener else {
+                return;
+            };
             if self.accept_paused {
                 return;
             }
@@ -213,7 +228,18 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_transient_accept_error(&e) => continue,
                 Err(e) => {
-                    warn!("accept failed: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    // While starved of descriptors this repeats every backoff: warn at most
+                    // once per ACCEPT_WARNING_INTERVAL so the log stays readable.
+                    let now = Instant::now();
+                    if self
+                        .last_accept_warning
+                        .is_none_or(|at| now >= at + ACCEPT_WARNING_INTERVAL)
+                    {
+                        self.last_accept_warning = Some(now);
+                        warn!("accept failed: {e}; retrying every {ACCEPT_BACKOFF:?} (further failures logged at debug)");
+                    } else {
+                        debug!("accept failed again: {e}");
+                    }
                     self.accept_paused = true;
                     self.accept_retry_at = Some(Instant::now() + ACCEPT_BACKOFF);
                     return;
@@ -230,7 +256,11 @@ impl Server {
         }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        if let Err(e) = self.poll.registry().register(&mut socket, Token(key), Interest::READABLE) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(key), Interest::READABLE)
+        {
             warn!("{peer}: cannot register socket: {e}");
             return;
         }
@@ -241,7 +271,14 @@ impl Server {
         let now = Instant::now();
         let deadline = now + self.config.handshake_timeout;
         self.next_serial += 1;
-        entry.insert(Connection::new(self.next_serial, peer, socket, now, deadline, counted));
+        entry.insert(Connection::new(
+            self.next_serial,
+            peer,
+            socket,
+            now,
+            deadline,
+            counted,
+        ));
         debug!("{peer}: accepted as #{key}");
         self.schedule(key, deadline);
     }
@@ -249,7 +286,9 @@ impl Server {
     // ----- reading -----
 
     fn on_readable(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         match conn.phase {
             Phase::Head { .. } => self.read_head(key),
             Phase::Open { .. } => self.read_messages(key),
@@ -259,8 +298,15 @@ impl Server {
     }
 
     fn read_head(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
-        let Phase::Head { transport, head, .. } = &mut conn.phase else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Phase::Head {
+            transport, head, ..
+        } = &mut conn.phase
+        else {
+            return;
+        };
         let mut chunk = [0u8; 2048];
         let complete = loop {
             match transport.socket.read(&mut chunk) {
@@ -282,7 +328,18 @@ impl Server {
         if complete > http::MAX_HEAD_BYTES {
             return self.reject(key, Reply::too_large());
         }
-        let decision = http::decide(&head[..complete]);
+        if head.len() > complete {
+            // RFC 6455 4.1: a client waits for the 101 before sending frames.
+            return self.reject(
+                key,
+                Reply::new(
+                    400,
+                    "Bad Request",
+                    "data sent before the handshake completed",
+                ),
+            );
+        }
+        let decision = http::decide(head);
         match decision {
             Decision::Reject(reply) => self.reject(key, reply),
             Decision::Upgrade(_) if !conn.counted => self.reject(key, Reply::service_unavailable()),
@@ -293,21 +350,36 @@ impl Server {
     /// Hands the request to tungstenite, which validates it once more and queues the 101
     /// response in the outbox.
     fn upgrade(&mut self, key: usize, endpoint: Endpoint) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
-        let Phase::Head { mut transport, head, .. } = std::mem::replace(&mut conn.phase, Phase::Gone) else {
+        let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        // The whole head is already here and writes only append to the outbox, so tungstenite
-        // completes in this one call; any bytes the client sent after the head are replayed
-        // to it and become the start of the WebSocket stream.
+        let Phase::Head {
+            mut transport,
+            head,
+            ..
+        } = std::mem::replace(&mut conn.phase, Phase::Gone)
+        else {
+            return;
+        };
+        // The whole head is already here (and nothing after it), and writes only append to the
+        // outbox, so tungstenite completes in this one call.
         transport.replay_first(head);
         let ws = match tungstenite::accept_with_config(transport, Some(self.ws_config)) {
             Ok(ws) => ws,
-            Err(HandshakeError::Failure(e)) => return self.remove(key, &format!("handshake refused by tungstenite: {e}")),
-            Err(HandshakeError::Interrupted(_)) => return self.remove(key, "handshake unexpectedly incomplete"),
+            Err(HandshakeError::Failure(e)) => {
+                warn!("{}: handshake refused by tungstenite: {e}", conn.peer);
+                return self.remove(key, "handshake refused");
+            }
+            Err(HandshakeError::Interrupted(_)) => {
+                return self.remove(key, "handshake unexpectedly incomplete")
+            }
         };
         let peer = conn.peer;
-        conn.phase = Phase::Open { ws: Box::new(ws), endpoint: endpoint.clone(), closing: None };
+        conn.phase = Phase::Open {
+            ws: Box::new(ws),
+            endpoint: endpoint.clone(),
+            closing: None,
+        };
         conn.last_heard = Instant::now();
         let first_ping = conn.last_heard + self.config.idle_timeout / 2;
         self.mark_dirty(key);
@@ -315,19 +387,29 @@ impl Server {
         match endpoint {
             Endpoint::Chat { nick } => {
                 self.chat.connect(key, nick.as_deref(), &mut self.effects);
-                debug!("{peer}: joined the chat as {}", self.chat.nick(key).unwrap_or("?"));
+                debug!(
+                    "{peer}: joined the chat as {}",
+                    self.chat.nick(key).unwrap_or("?")
+                );
                 self.apply_effects();
             }
             Endpoint::Echo => debug!("{peer}: echo session open"),
         }
-        // Bytes that followed the head will not raise another edge: read them now.
-        self.read_messages(key);
     }
 
     fn read_messages(&mut self, key: usize) {
         for _ in 0..MESSAGES_PER_TURN {
-            let Some(conn) = self.conns.get_mut(key) else { return };
-            let Phase::Open { ws, endpoint, closing } = &mut conn.phase else { return };
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            let Phase::Open {
+                ws,
+                endpoint,
+                closing,
+            } = &mut conn.phase
+            else {
+                return;
+            };
             let (is_echo, is_closing) = (*endpoint == Endpoint::Echo, closing.is_some());
             let received_before = ws.get_ref().received;
             let result = ws.read();
@@ -356,11 +438,19 @@ impl Server {
                 Ok(Message::Close(frame)) => {
                     // Either the client's reply to our close, or its own close, which
                     // tungstenite has queued an answer to: push that answer out, then end.
-                    if let Some(Connection { peer, phase: Phase::Open { ws, .. }, .. }) = self.conns.get_mut(key) {
+                    if let Some(Connection {
+                        peer,
+                        phase: Phase::Open { ws, .. },
+                        ..
+                    }) = self.conns.get_mut(key)
+                    {
                         let _ = ws.flush();
-                        debug!("{peer}: closed by client ({})", describe_close(frame.as_ref()));
+                        debug!(
+                            "{peer}: closed by client ({})",
+                            describe_close(frame.as_ref())
+                        );
                     }
-                    return self.finish(key, "closed");
+                    return self.finish(key, "closed", false);
                 }
                 // Pings are answered by tungstenite; pongs only prove liveness.
                 Ok(_) => {}
@@ -374,8 +464,18 @@ impl Server {
 
     /// Reads and drops whatever a finishing client still sends, until it closes its side.
     fn discard_input(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
-        let Phase::Finishing { transport, write_shut, peer_closed, .. } = &mut conn.phase else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Phase::Finishing {
+            transport,
+            write_shut,
+            peer_closed,
+            ..
+        } = &mut conn.phase
+        else {
+            return;
+        };
         let mut sink = [0u8; 4096];
         loop {
             match transport.socket.read(&mut sink) {
@@ -417,14 +517,30 @@ impl Server {
                         match to {
                             Audience::Client(client) => self.deliver(client, encoded),
                             Audience::Room(room) => {
-                                let Self { chat, conns, dirty, too_slow, config, .. } = self;
+                                let Self {
+                                    chat,
+                                    conns,
+                                    dirty,
+                                    too_slow,
+                                    config,
+                                    ..
+                                } = self;
                                 for &client in chat.room_members(&room) {
-                                    queue_frame(conns, dirty, too_slow, config.max_outbound, client, &encoded);
+                                    queue_frame(
+                                        conns,
+                                        dirty,
+                                        too_slow,
+                                        config.max_outbound,
+                                        client,
+                                        &encoded,
+                                    );
                                 }
                             }
                         }
                     }
-                    Effect::Close { client, reason } => self.close(client, CloseCode::Normal, &reason),
+                    Effect::Close { client, reason } => {
+                        self.close(client, CloseCode::Normal, &reason)
+                    }
                 }
             }
             // Keep the allocation for next time unless a cut-off produced new effects.
@@ -436,7 +552,14 @@ impl Server {
     }
 
     fn deliver(&mut self, client: usize, encoded: Bytes) {
-        queue_frame(&mut self.conns, &mut self.dirty, &mut self.too_slow, self.config.max_outbound, client, &encoded);
+        queue_frame(
+            &mut self.conns,
+            &mut self.dirty,
+            &mut self.too_slow,
+            self.config.max_outbound,
+            client,
+            &encoded,
+        );
     }
 
     /// Disconnects readers whose outbox went over `--max-outbound`: what they have not started
@@ -444,15 +567,24 @@ impl Server {
     /// bounds how long they can hold on.
     fn cut_off_slow_readers(&mut self) {
         while let Some(key) = self.too_slow.pop() {
-            let Some(conn) = self.conns.get_mut(key) else { continue };
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
             if !conn.accepts_messages() {
                 continue;
             }
-            warn!("{}: too slow: over {} bytes queued (--max-outbound); disconnecting", conn.peer, self.config.max_outbound);
+            warn!(
+                "{}: too slow: over {} bytes queued (--max-outbound); disconnecting",
+                conn.peer, self.config.max_outbound
+            );
             if let Some(transport) = conn.transport_mut() {
                 transport.outbox.truncate_unstarted();
             }
-            self.close(key, CloseCode::Policy, "too slow: outbound queue limit exceeded");
+            self.close(
+                key,
+                CloseCode::Policy,
+                "too slow: outbound queue limit exceeded",
+            );
         }
     }
 
@@ -472,24 +604,48 @@ impl Server {
     }
 
     fn flush(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         conn.dirty = false;
-        let Some(Transport { socket, outbox, .. }) = conn.transport_mut() else { return };
+        let Some(Transport { socket, outbox, .. }) = conn.transport_mut() else {
+            return;
+        };
         let flushed = match outbox.flush_to(socket) {
             Ok(flushed) => flushed,
             Err(e) => return self.remove(key, &format!("write failed: {e}")),
         };
         let wants_writable = flushed == Flushed::Partly;
         if wants_writable != conn.writable_interest {
-            let interest = if wants_writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            let Some(transport) = conn.transport_mut() else { return };
-            if let Err(e) = self.poll.registry().reregister(&mut transport.socket, Token(key), interest) {
+            let interest = if wants_writable {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let Some(transport) = conn.transport_mut() else {
+                return;
+            };
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .reregister(&mut transport.socket, Token(key), interest)
+            {
                 return self.remove(key, &format!("reregister failed: {e}"));
             }
             conn.writable_interest = wants_writable;
         }
         if flushed == Flushed::All {
-            if let Phase::Finishing { transport, write_shut, peer_closed, .. } = &mut conn.phase {
+            if let Phase::Finishing {
+                transport,
+                linger,
+                write_shut,
+                peer_closed,
+                ..
+            } = &mut conn.phase
+            {
+                if !*linger {
+                    return self.remove(key, "closed");
+                }
                 if !*write_shut {
                     *write_shut = true;
                     // Half-close: the client sees our last bytes then EOF, and we keep reading
@@ -507,29 +663,41 @@ impl Server {
 
     /// Queues an HTTP error reply, then finishes the connection.
     fn reject(&mut self, key: usize, reply: Reply) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         if reply.status >= 500 {
             warn!("{}: answering {} {}", conn.peer, reply.status, reply.reason);
         } else {
-            debug!("{}: answering {} {}: {}", conn.peer, reply.status, reply.reason, reply.body);
+            debug!(
+                "{}: answering {} {}: {}",
+                conn.peer, reply.status, reply.reason, reply.body
+            );
         }
         if let Some(transport) = conn.transport_mut() {
             transport.outbox.push(Bytes::from(reply.to_bytes()));
         }
-        self.finish(key, "rejected");
+        self.finish(key, "rejected", true);
     }
 
     /// Starts a server-initiated closing handshake: close frame queued, chat left, and the
     /// client given `--close-timeout` to answer.
     fn close(&mut self, key: usize, code: CloseCode, reason: &str) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
-        let Phase::Open { ws, closing, .. } = &mut conn.phase else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Phase::Open { ws, closing, .. } = &mut conn.phase else {
+            return;
+        };
         if closing.is_some() {
             return;
         }
         let deadline = Instant::now() + self.config.close_timeout;
         *closing = Some(deadline);
-        let frame = CloseFrame { code, reason: truncate_reason(reason).into() };
+        let frame = CloseFrame {
+            code,
+            reason: truncate_reason(reason).into(),
+        };
         if ws.close(Some(frame)).and_then(|()| ws.flush()).is_err() {
             trace!("#{key}: close frame not queued (already closing)");
         }
@@ -540,36 +708,50 @@ impl Server {
 
     /// Fails the connection after a protocol error, with the close code RFC 6455 asks for.
     fn fail(&mut self, key: usize, error: WsError) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         let (code, reason) = match &error {
-            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
-                (CloseCode::Size, format!("message too big: {size} bytes, limit {max_size}"))
-            }
+            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
+                CloseCode::Size,
+                format!("message too big: {size} bytes, limit {max_size}"),
+            ),
             WsError::Capacity(e) => (CloseCode::Size, e.to_string()),
-            WsError::Utf8(_) => (CloseCode::Invalid, "invalid UTF-8 in text message".to_string()),
+            WsError::Utf8(_) => (
+                CloseCode::Invalid,
+                "invalid UTF-8 in text message".to_string(),
+            ),
             WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
                 return self.remove(key, "connection dropped without a close");
             }
             WsError::Protocol(e) => (CloseCode::Protocol, e.to_string()),
             WsError::Io(e) => return self.remove(key, &format!("connection lost: {e}")),
-            WsError::ConnectionClosed | WsError::AlreadyClosed => return self.finish(key, "closed"),
+            WsError::ConnectionClosed | WsError::AlreadyClosed => {
+                return self.finish(key, "closed", false)
+            }
             other => (CloseCode::Error, format!("internal error: {other}")),
         };
         warn!("{}: {reason}; closing with {}", conn.peer, u16::from(code));
         if let Phase::Open { ws, .. } = &mut conn.phase {
-            let _ = ws.close(Some(CloseFrame { code, reason: truncate_reason(&reason).into() }));
+            let _ = ws.close(Some(CloseFrame {
+                code,
+                reason: truncate_reason(&reason).into(),
+            }));
             let _ = ws.flush();
         }
         // The client broke the protocol: nothing more it sends is processed (RFC 6455 7.1.7).
-        self.finish(key, &reason);
+        self.finish(key, &reason, true);
     }
 
-    /// Leaves the chat and moves to [`Phase::Finishing`]: flush, half-close, wait for EOF.
-    fn finish(&mut self, key: usize, why: &str) {
+    /// Leaves the chat and moves to [`Phase::Finishing`]: flush, then close (after waiting
+    /// for the client's EOF if `linger`).
+    fn finish(&mut self, key: usize, why: &str, linger: bool) {
         self.leave_chat(key, why);
-        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         let deadline = Instant::now() + self.config.close_timeout;
-        conn.finish(deadline);
+        conn.finish(deadline, linger);
         self.mark_dirty(key);
         self.schedule(key, deadline);
     }
@@ -583,7 +765,9 @@ impl Server {
 
     /// Drops a connection now: socket closed, slot freed, chat told.
     fn remove(&mut self, key: usize, why: &str) {
-        let Some(mut conn) = self.conns.try_remove(key) else { return };
+        let Some(mut conn) = self.conns.try_remove(key) else {
+            return;
+        };
         debug!("{}: #{key} removed: {why}", conn.peer);
         if let Some(transport) = conn.transport_mut() {
             let _ = self.poll.registry().deregister(&mut transport.socket);
@@ -592,8 +776,8 @@ impl Server {
             self.clients -= 1;
         }
         self.leave_chat(key, why);
-        if self.accept_paused && self.accept_retry_at.is_none() {
-            // Resumed at the end of this iteration.
+        if self.accept_paused {
+            // A descriptor and a slot are free again: resume at the end of this iteration.
             self.accept_retry_at = Some(Instant::now());
         }
     }
@@ -601,7 +785,9 @@ impl Server {
     // ----- timers -----
 
     fn schedule(&mut self, key: usize, at: Instant) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         if conn.timer_at.is_none_or(|current| at < current) {
             conn.timer_at = Some(at);
             self.timers.push(Reverse((at, key, conn.serial)));
@@ -614,7 +800,9 @@ impl Server {
                 return;
             }
             self.timers.pop();
-            let Some(conn) = self.conns.get_mut(key) else { continue };
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
             if conn.serial != serial || conn.timer_at != Some(at) {
                 continue;
             }
@@ -624,21 +812,35 @@ impl Server {
     }
 
     fn on_deadline(&mut self, key: usize, now: Instant) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         let idle = self.config.idle_timeout;
         let next = match &mut conn.phase {
             Phase::Head { deadline, .. } if now >= *deadline => {
-                warn!("{}: handshake not completed within {:?}; dropping", conn.peer, self.config.handshake_timeout);
+                warn!(
+                    "{}: handshake not completed within {:?}; dropping",
+                    conn.peer, self.config.handshake_timeout
+                );
                 return self.remove(key, "handshake timeout");
             }
-            Phase::Finishing { deadline, .. } | Phase::Open { closing: Some(deadline), .. } if now >= *deadline => {
+            Phase::Finishing { deadline, .. }
+            | Phase::Open {
+                closing: Some(deadline),
+                ..
+            } if now >= *deadline => {
                 debug!("{}: close not completed in time", conn.peer);
                 return self.remove(key, "close timeout");
             }
-            Phase::Head { deadline, .. } | Phase::Finishing { deadline, .. } | Phase::Open { closing: Some(deadline), .. } => {
-                *deadline
-            }
-            Phase::Open { ws, closing: None, .. } => {
+            Phase::Head { deadline, .. }
+            | Phase::Finishing { deadline, .. }
+            | Phase::Open {
+                closing: Some(deadline),
+                ..
+            } => *deadline,
+            Phase::Open {
+                ws, closing: None, ..
+            } => {
                 let silent = now.saturating_duration_since(conn.last_heard);
                 if silent >= idle {
                     info!("{}: silent for {:?}; closing", conn.peer, silent);
@@ -646,12 +848,17 @@ impl Server {
                 }
                 if silent >= idle / 2 && !conn.ping_sent {
                     conn.ping_sent = true;
-                    if ws.send(Message::Ping(Bytes::from_static(b"wschat"))).is_ok() {
+                    if ws
+                        .send(Message::Ping(Bytes::from_static(b"wschat")))
+                        .is_ok()
+                    {
                         trace!("{}: keep-alive ping", conn.peer);
                     }
                     self.mark_dirty(key);
                 }
-                let Some(conn) = self.conns.get(key) else { return };
+                let Some(conn) = self.conns.get(key) else {
+                    return;
+                };
                 conn.last_heard + if conn.ping_sent { idle } else { idle / 2 }
             }
             Phase::Gone => return self.remove(key, "gone"),
@@ -674,7 +881,10 @@ impl Server {
         if self.shutdown_deadline.is_some() {
             return true;
         }
-        info!("shutting down: closing {} connection(s) with 1001", self.conns.len());
+        info!(
+            "shutting down: closing {} connection(s) with 1001",
+            self.conns.len()
+        );
         self.shutdown_deadline = Some(Instant::now() + self.config.shutdown_timeout);
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
@@ -683,7 +893,9 @@ impl Server {
         for key in keys {
             match self.conns.get(key).map(|c| &c.phase) {
                 Some(Phase::Head { .. }) => self.remove(key, "server shutting down"),
-                Some(Phase::Open { .. }) => self.close(key, CloseCode::Away, "server shutting down"),
+                Some(Phase::Open { .. }) => {
+                    self.close(key, CloseCode::Away, "server shutting down")
+                }
                 _ => {}
             }
         }
@@ -701,8 +913,15 @@ fn queue_frame(
     client: usize,
     encoded: &Bytes,
 ) {
-    let Some(conn) = conns.get_mut(client) else { return };
-    let Phase::Open { ws, closing: None, .. } = &mut conn.phase else { return };
+    let Some(conn) = conns.get_mut(client) else {
+        return;
+    };
+    let Phase::Open {
+        ws, closing: None, ..
+    } = &mut conn.phase
+    else {
+        return;
+    };
     let outbox = &mut ws.get_mut().outbox;
     if outbox.queued() + encoded.len() > max_outbound {
         too_slow.push(client);
@@ -719,7 +938,9 @@ fn queue_frame(
 fn is_transient_accept_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
     )
 }
 

@@ -7,8 +7,17 @@ use wschat::{Config, Server};
 
 fn main() -> ExitCode {
     let config = Config::from_args();
-    let log_config = ConfigBuilder::new().set_time_format_rfc3339().set_target_level(log::LevelFilter::Off).build();
-    let _ = TermLogger::init(config.log_level(), log_config, TerminalMode::Stderr, ColorChoice::Auto);
+    let level = config.log_level();
+    let mut log_config = ConfigBuilder::new();
+    log_config
+        .set_time_format_rfc3339()
+        .set_target_level(log::LevelFilter::Off);
+    if level < log::LevelFilter::Trace {
+        // tungstenite logs every handshake and close at debug; -v is about wschat's own events.
+        log_config.add_filter_ignore_str("tungstenite");
+    }
+    let log_config = log_config.build();
+    let _ = TermLogger::init(level, log_config, TerminalMode::Stderr, ColorChoice::Auto);
     let addr = config.addr;
     let server = match Server::bind(config) {
         Ok(server) => server,

@@ -46,9 +46,15 @@ pub enum Body {
 /// Something the event loop must do on the chat's behalf.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    Send { to: Audience, body: Body },
+    Send {
+        to: Audience,
+        body: Body,
+    },
     /// Close this client's connection normally (1000) with this reason; it has left the chat.
-    Close { client: ClientId, reason: String },
+    Close {
+        client: ClientId,
+        reason: String,
+    },
 }
 
 struct Member {
@@ -128,22 +134,38 @@ impl Chat {
         };
         self.nicks.insert(fold(&nick), client);
         let lobby: Rc<str> = Rc::from(LOBBY);
-        self.members.insert(client, Member { nick: nick.clone(), room: lobby.clone() });
+        self.members.insert(
+            client,
+            Member {
+                nick: nick.clone(),
+                room: lobby.clone(),
+            },
+        );
         self.add_to_room(client, &lobby, LOBBY);
         let to_client = Audience::Client(client);
         if let Some(refusal) = refusal {
-            out.push(Effect::Send { to: to_client.clone(), body: notice(refusal) });
+            out.push(Effect::Send {
+                to: to_client.clone(),
+                body: notice(refusal),
+            });
         }
         out.push(Effect::Send {
             to: to_client,
-            body: notice(format!("welcome, you are {nick} in {LOBBY}; type /help for commands")),
+            body: notice(format!(
+                "welcome, you are {nick} in {LOBBY}; type /help for commands"
+            )),
         });
-        out.push(Effect::Send { to: Audience::Room(lobby), body: notice(format!("{nick} joined {LOBBY}")) });
+        out.push(Effect::Send {
+            to: Audience::Room(lobby),
+            body: notice(format!("{nick} joined {LOBBY}")),
+        });
     }
 
     /// A client left (connection closed for any reason): drop it and tell its room.
     pub fn disconnect(&mut self, client: ClientId, reason: &str, out: &mut Vec<Effect>) {
-        let Some(member) = self.members.remove(&client) else { return };
+        let Some(member) = self.members.remove(&client) else {
+            return;
+        };
         self.nicks.remove(&fold(&member.nick));
         self.remove_from_room(client, &member.room);
         if let Some(room) = self.rooms.get(&member.room) {
@@ -152,21 +174,32 @@ impl Chat {
             } else {
                 format!("{} left {} ({reason})", member.nick, room.display)
             };
-            out.push(Effect::Send { to: Audience::Room(member.room), body: notice(text) });
+            out.push(Effect::Send {
+                to: Audience::Room(member.room),
+                body: notice(text),
+            });
         }
     }
 
     /// A client sent a binary message: relay it verbatim to its room, sender included.
     pub fn binary(&mut self, client: ClientId, data: Bytes, out: &mut Vec<Effect>) {
         if let Some(member) = self.members.get(&client) {
-            out.push(Effect::Send { to: Audience::Room(member.room.clone()), body: Body::Binary(data) });
+            out.push(Effect::Send {
+                to: Audience::Room(member.room.clone()),
+                body: Body::Binary(data),
+            });
         }
     }
 
     /// A client sent a text message: chat text or a command.
     pub fn text(&mut self, client: ClientId, text: &str, out: &mut Vec<Effect>) {
-        let Some(member) = self.members.get(&client) else { return };
-        let reply = |body| Effect::Send { to: Audience::Client(client), body };
+        let Some(member) = self.members.get(&client) else {
+            return;
+        };
+        let reply = |body| Effect::Send {
+            to: Audience::Client(client),
+            body,
+        };
         match parse_line(text) {
             Line::Say(said) => out.push(Effect::Send {
                 to: Audience::Room(member.room.clone()),
@@ -185,14 +218,27 @@ impl Chat {
                     .filter_map(|c| self.nick(*c))
                     .collect();
                 nicks.sort_unstable_by_key(|n| n.to_lowercase());
-                let display = self.rooms.get(&member.room).map_or(LOBBY, |r| r.display.as_str());
-                out.push(reply(notice(format!("in {display} ({}): {}", nicks.len(), nicks.join(", ")))));
+                let display = self
+                    .rooms
+                    .get(&member.room)
+                    .map_or(LOBBY, |r| r.display.as_str());
+                out.push(reply(notice(format!(
+                    "in {display} ({}): {}",
+                    nicks.len(),
+                    nicks.join(", ")
+                ))));
             }
             Line::Command(Command::Rooms) => {
-                let mut rooms: Vec<(&str, usize)> =
-                    self.rooms.values().map(|r| (r.display.as_str(), r.members.len())).collect();
+                let mut rooms: Vec<(&str, usize)> = self
+                    .rooms
+                    .values()
+                    .map(|r| (r.display.as_str(), r.members.len()))
+                    .collect();
                 rooms.sort_unstable_by_key(|(name, _)| name.to_lowercase());
-                let list: Vec<String> = rooms.iter().map(|(name, n)| format!("{name} ({n})")).collect();
+                let list: Vec<String> = rooms
+                    .iter()
+                    .map(|(name, n)| format!("{name} ({n})"))
+                    .collect();
                 out.push(reply(notice(format!("rooms: {}", list.join(", ")))));
             }
             Line::Command(Command::Msg { to, text }) => match self.nicks.get(&fold(to)) {
@@ -212,7 +258,11 @@ impl Chat {
             Line::Command(Command::Join(room)) => self.join(client, room, out),
             Line::Command(Command::Quit(reason)) => {
                 let reason = reason.unwrap_or("").to_string();
-                let departure = if reason.is_empty() { "quit".to_string() } else { format!("quit: {reason}") };
+                let departure = if reason.is_empty() {
+                    "quit".to_string()
+                } else {
+                    format!("quit: {reason}")
+                };
                 self.disconnect(client, &departure, out);
                 out.push(Effect::Close { client, reason });
             }
@@ -227,7 +277,9 @@ impl Chat {
             });
             return;
         }
-        let Some(member) = self.members.get_mut(&client) else { return };
+        let Some(member) = self.members.get_mut(&client) else {
+            return;
+        };
         let old = std::mem::replace(&mut member.nick, wanted.to_string());
         self.nicks.remove(&fold(&old));
         self.nicks.insert(fold(wanted), client);
@@ -238,32 +290,53 @@ impl Chat {
     }
 
     fn join(&mut self, client: ClientId, wanted: &str, out: &mut Vec<Effect>) {
-        let reply = |text: String| Effect::Send { to: Audience::Client(client), body: notice(text) };
+        let reply = |text: String| Effect::Send {
+            to: Audience::Client(client),
+            body: notice(text),
+        };
         if let Err(why) = validate_room(wanted) {
-            out.push(reply(format!("error: room name {wanted:?} refused: {}", why.0)));
+            out.push(reply(format!(
+                "error: room name {wanted:?} refused: {}",
+                why.0
+            )));
             return;
         }
         let key = fold(wanted);
-        let Some(member) = self.members.get(&client) else { return };
+        let Some(member) = self.members.get(&client) else {
+            return;
+        };
         if *member.room == *key {
             out.push(reply(format!("you are already in {wanted}")));
             return;
         }
         let (nick, old_room) = (member.nick.clone(), member.room.clone());
         self.remove_from_room(client, &old_room);
-        let new_room: Rc<str> = self.rooms.get_key_value(key.as_str()).map_or_else(|| Rc::from(key), |(k, _)| k.clone());
+        let new_room: Rc<str> = self
+            .rooms
+            .get_key_value(key.as_str())
+            .map_or_else(|| Rc::from(key), |(k, _)| k.clone());
         self.add_to_room(client, &new_room, wanted);
         if let Some(member) = self.members.get_mut(&client) {
             member.room = new_room.clone();
         }
-        let new_display = self.rooms.get(&new_room).map_or(wanted, |r| r.display.as_str()).to_string();
+        let new_display = self
+            .rooms
+            .get(&new_room)
+            .map_or(wanted, |r| r.display.as_str())
+            .to_string();
         if let Some(old) = self.rooms.get(&old_room) {
             out.push(Effect::Send {
                 to: Audience::Room(old_room.clone()),
-                body: notice(format!("{nick} left {} (joined {new_display})", old.display)),
+                body: notice(format!(
+                    "{nick} left {} (joined {new_display})",
+                    old.display
+                )),
             });
         }
-        out.push(Effect::Send { to: Audience::Room(new_room), body: notice(format!("{nick} joined {new_display}")) });
+        out.push(Effect::Send {
+            to: Audience::Room(new_room),
+            body: notice(format!("{nick} joined {new_display}")),
+        });
     }
 
     /// Ok if `nick` is valid and not held by anyone but `except`.
@@ -288,13 +361,18 @@ impl Chat {
     fn add_to_room(&mut self, client: ClientId, key: &Rc<str>, display: &str) {
         self.rooms
             .entry(key.clone())
-            .or_insert_with(|| Room { display: display.to_string(), members: Vec::new() })
+            .or_insert_with(|| Room {
+                display: display.to_string(),
+                members: Vec::new(),
+            })
             .members
             .push(client);
     }
 
     fn remove_from_room(&mut self, client: ClientId, key: &str) {
-        let Some(room) = self.rooms.get_mut(key) else { return };
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
         if let Some(at) = room.members.iter().position(|c| *c == client) {
             room.members.swap_remove(at);
         }

@@ -1,0 +1,214 @@
+//! Chat behaviour over real sockets against the real binary: broadcast, ordering, commands,
+//! binary relay, quitting.
+
+mod common;
+
+use common::*;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::Message;
+
+#[test]
+fn broadcast_reaches_every_client_including_the_sender() {
+    let server = TestServer::start(&[]);
+    let mut alice = server.chat_client("alice");
+    recv_until(&mut alice, |t| t == "*** alice joined lobby");
+    let mut bob = server.chat_client("bob");
+    let mut carol = server.chat_client("carol");
+    recv_until(&mut alice, |t| t == "*** carol joined lobby");
+    recv_until(&mut bob, |t| t == "*** carol joined lobby");
+    recv_until(&mut carol, |t| t == "*** carol joined lobby");
+
+    send(&mut bob, "hello everyone");
+    for ws in [&mut alice, &mut bob, &mut carol] {
+        assert_eq!(recv_text(ws), "bob: hello everyone");
+    }
+}
+
+#[test]
+fn guests_get_unique_nicks() {
+    let server = TestServer::start(&[]);
+    let mut first = server.connect("/");
+    let mut second = server.connect("/");
+    let a = recv_text(&mut first);
+    let b = recv_text(&mut second);
+    assert!(a.starts_with("*** welcome, you are guest-"), "{a}");
+    assert!(b.starts_with("*** welcome, you are guest-"), "{b}");
+    assert_ne!(a, b);
+}
+
+#[test]
+fn concurrent_senders_are_seen_in_the_same_order_by_everyone() {
+    const SENDERS: usize = 3;
+    const EACH: usize = 200;
+    let server = TestServer::start(&[]);
+    let mut receivers: Vec<Client> = (0..3)
+        .map(|i| server.chat_client(&format!("r{i}")))
+        .collect();
+    let mut senders: Vec<Client> = (0..SENDERS)
+        .map(|i| server.chat_client(&format!("s{i}")))
+        .collect();
+    // Everyone has seen the last join before the race starts.
+    let last_join = format!("*** s{} joined lobby", SENDERS - 1);
+    for ws in receivers.iter_mut().chain(senders.iter_mut()) {
+        recv_until(ws, |t| t == last_join);
+    }
+    let threads: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut ws)| {
+            std::thread::spawn(move || {
+                for n in 0..EACH {
+                    ws.write(Message::text(format!("m{n}"))).unwrap();
+                    if n % 16 == 0 {
+                        ws.flush().unwrap();
+                    }
+                }
+                ws.flush().unwrap();
+                // Hold the connection until our own last message comes back.
+                recv_until(&mut ws, |t| t == format!("s{i}: m{}", EACH - 1));
+            })
+        })
+        .collect();
+    let orders: Vec<Vec<String>> = receivers
+        .iter_mut()
+        .map(|ws| {
+            (0..SENDERS * EACH)
+                .map(|_| recv_until(ws, |t| !t.starts_with("*** ")))
+                .collect()
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for order in &orders {
+        assert_eq!(
+            order, &orders[0],
+            "every receiver sees one consistent order"
+        );
+    }
+    for i in 0..SENDERS {
+        let mine: Vec<&String> = orders[0]
+            .iter()
+            .filter(|t| t.starts_with(&format!("s{i}: ")))
+            .collect();
+        let expected: Vec<String> = (0..EACH).map(|n| format!("s{i}: m{n}")).collect();
+        assert_eq!(
+            mine,
+            expected.iter().collect::<Vec<_>>(),
+            "each sender's messages arrive in its order"
+        );
+    }
+}
+
+#[test]
+fn nick_join_rooms_who_and_room_isolation() {
+    let server = TestServer::start(&[]);
+    let mut alice = server.chat_client("alice");
+    let mut bob = server.chat_client("bob");
+    recv_until(&mut alice, |t| t == "*** bob joined lobby");
+    recv_until(&mut bob, |t| t == "*** bob joined lobby");
+
+    send(&mut alice, "/nick alicia");
+    assert_eq!(recv_text(&mut bob), "*** alice is now known as alicia");
+    assert_eq!(recv_text(&mut alice), "*** alice is now known as alicia");
+    send(&mut bob, "/nick ALICIA");
+    assert_eq!(
+        recv_text(&mut bob),
+        "*** error: nick \"ALICIA\" refused: already in use"
+    );
+
+    send(&mut alice, "/join dev");
+    assert_eq!(recv_text(&mut alice), "*** alicia joined dev");
+    assert_eq!(recv_text(&mut bob), "*** alicia left lobby (joined dev)");
+    send(&mut bob, "/rooms");
+    assert_eq!(recv_text(&mut bob), "*** rooms: dev (1), lobby (1)");
+    send(&mut bob, "only lobby hears this");
+    assert_eq!(recv_text(&mut bob), "bob: only lobby hears this");
+    send(&mut alice, "/who");
+    assert_eq!(
+        recv_text(&mut alice),
+        "*** in dev (1): alicia",
+        "alicia did not hear the lobby"
+    );
+    send(&mut bob, "/join dev");
+    assert_eq!(recv_text(&mut alice), "*** bob joined dev");
+    send(&mut bob, "/who");
+    assert_eq!(
+        recv_until(&mut bob, |t| t.starts_with("*** in ")),
+        "*** in dev (2): alicia, bob"
+    );
+}
+
+#[test]
+fn me_msg_and_errors() {
+    let server = TestServer::start(&[]);
+    let mut alice = server.chat_client("alice");
+    let mut bob = server.chat_client("bob");
+    let mut carol = server.chat_client("carol");
+    for ws in [&mut alice, &mut bob, &mut carol] {
+        recv_until(ws, |t| t == "*** carol joined lobby");
+    }
+    send(&mut alice, "/me waves");
+    for ws in [&mut alice, &mut bob, &mut carol] {
+        assert_eq!(recv_text(ws), "* alice waves");
+    }
+    send(&mut alice, "/msg bob a secret");
+    assert_eq!(recv_text(&mut bob), "[PM from alice] a secret");
+    assert_eq!(recv_text(&mut alice), "[PM to bob] a secret");
+    send(&mut alice, "/msg nobody hi");
+    assert_eq!(recv_text(&mut alice), "*** error: no such nick: nobody");
+    send(&mut alice, "/bogus");
+    assert_eq!(
+        recv_text(&mut alice),
+        "*** error: unknown command /bogus; type /help for the list"
+    );
+    send(&mut alice, "/help");
+    assert!(recv_text(&mut alice).contains("/join ROOM"));
+    // Carol saw none of the private traffic: her next message is the next public one.
+    send(&mut bob, "public again");
+    assert_eq!(recv_text(&mut carol), "bob: public again");
+}
+
+#[test]
+fn binary_messages_are_relayed_verbatim_to_the_room() {
+    let server = TestServer::start(&[]);
+    let mut alice = server.chat_client("alice");
+    let mut bob = server.chat_client("bob");
+    recv_until(&mut alice, |t| t == "*** bob joined lobby");
+    recv_until(&mut bob, |t| t == "*** bob joined lobby");
+    let blob: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    bob.send(Message::binary(blob.clone())).unwrap();
+    for ws in [&mut alice, &mut bob] {
+        assert_eq!(recv(ws), Message::binary(blob.clone()));
+    }
+}
+
+#[test]
+fn quit_closes_normally_with_the_reason_and_tells_the_room() {
+    let server = TestServer::start(&[]);
+    let mut alice = server.chat_client("alice");
+    let mut bob = server.chat_client("bob");
+    recv_until(&mut alice, |t| t == "*** bob joined lobby");
+    send(&mut bob, "/quit see you");
+    assert_eq!(
+        expect_close(&mut bob),
+        (CloseCode::Normal, "see you".to_string())
+    );
+    assert_eq!(recv_text(&mut alice), "*** bob left lobby (quit: see you)");
+    // The server completes the close handshake and closes the TCP connection.
+    let _ = bob.flush();
+    expect_eof(bob.get_mut());
+}
+
+#[test]
+fn a_client_that_disconnects_is_announced_and_its_nick_freed() {
+    let server = TestServer::start(&[]);
+    let mut alice = server.chat_client("alice");
+    let mut bob = server.chat_client("bob");
+    recv_until(&mut alice, |t| t == "*** bob joined lobby");
+    bob.close(None).unwrap();
+    let _ = bob.flush();
+    assert_eq!(recv_text(&mut alice), "*** bob left lobby (closed)");
+    drop(bob);
+    let _bob_again = server.chat_client("bob");
+}

@@ -1,0 +1,354 @@
+//! Test harness: starts the real `wschat-server` binary on `127.0.0.1:0` and connects real
+//! clients to it. Every wait is bounded by a deadline (socket read timeouts), never a sleep.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub type Client = WebSocket<TcpStream>;
+
+/// A running server process, killed when dropped.
+pub struct TestServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestServer {
+    /// Starts the server with extra flags and waits for its "listening on" line.
+    pub fn start(flags: &[&str]) -> Self {
+        Self::start_with(Command::new(env!("CARGO_BIN_EXE_wschat-server")), flags)
+    }
+
+    /// Like [`start`](Self::start), through a prepared command (e.g. a shell that sets ulimit).
+    pub fn start_with(mut command: Command, flags: &[&str]) -> Self {
+        let mut child = command
+            .arg("127.0.0.1:0")
+            .args(flags)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wschat-server");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = addr_tx.send(addr.trim().to_string());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = addr_rx
+            .recv_timeout(WAIT)
+            .expect("server did not report its address");
+        Self {
+            child,
+            addr: addr.parse().expect("address"),
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Connects a WebSocket client to `path` (e.g. `/`, `/echo`, `/?nick=bob`).
+    pub fn connect(&self, path: &str) -> Client {
+        let stream = self.tcp();
+        let (ws, _) = tungstenite::client(self.url(path), stream).expect("websocket handshake");
+        ws
+    }
+
+    /// Connects a chat client and consumes its welcome notice; returns it with its nick.
+    pub fn chat_client(&self, nick: &str) -> Client {
+        let mut ws = self.connect(&format!("/?nick={nick}"));
+        let welcome = recv_text(&mut ws);
+        assert!(
+            welcome.starts_with(&format!("*** welcome, you are {nick} ")),
+            "{welcome}"
+        );
+        ws
+    }
+
+    /// A plain TCP connection with read timeouts set.
+    pub fn tcp(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line containing {needle:?}; log: {:#?}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// Peak resident memory of the server process so far, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("status field")
+    }
+
+    /// CPU time (user + system) the server has used, in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// Waits (bounded) for the process to exit and returns its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends a signal (e.g. "TERM") to the server process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The next data message, skipping pings and pongs (tungstenite answers pings itself).
+pub fn recv(ws: &mut Client) -> Message {
+    loop {
+        match ws.read().expect("read message") {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The next text message.
+pub fn recv_text(ws: &mut Client) -> String {
+    match recv(ws) {
+        Message::Text(text) => text.to_string(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// Reads text messages until one satisfies `wanted`, returning it.
+pub fn recv_until(ws: &mut Client, wanted: impl Fn(&str) -> bool) -> String {
+    loop {
+        let text = recv_text(ws);
+        if wanted(&text) {
+            return text;
+        }
+    }
+}
+
+pub fn send(ws: &mut Client, text: &str) {
+    ws.send(Message::text(text)).expect("send");
+}
+
+/// Reads until the server's close frame arrives; returns its code and reason.
+pub fn expect_close(ws: &mut Client) -> (CloseCode, String) {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(Some(frame))) => return (frame.code, frame.reason.to_string()),
+            Ok(Message::Close(None)) => panic!("close without a status code"),
+            Ok(_) => continue,
+            Err(e) => panic!("connection ended without a close frame: {e}"),
+        }
+    }
+}
+
+/// After a close exchange, the server closes the TCP connection: reading reaches EOF.
+pub fn expect_eof(stream: &mut TcpStream) {
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("expected EOF, got {e}"),
+        }
+    }
+}
+
+// ----- raw WebSocket frames, for what a well-behaved client library will not send -----
+
+/// Performs the opening handshake by hand and returns the socket positioned after the 101 head.
+pub fn raw_handshake(server: &TestServer, path: &str) -> TcpStream {
+    let mut stream = server.tcp();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    )
+    .unwrap();
+    let head = read_http_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stream
+}
+
+/// Reads an HTTP response head byte by byte (so nothing after it is consumed).
+pub fn read_http_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            other => panic!(
+                "connection ended inside the response head ({other:?}): {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+        }
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// Sends a raw HTTP request and returns the whole response (until the server closes).
+pub fn http_exchange(server: &TestServer, request: &str) -> String {
+    let mut stream = server.tcp();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Encodes one client frame: `first_byte` is FIN/RSV/opcode, the payload is masked unless
+/// `masked` is false.
+pub fn client_frame(first_byte: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut out = vec![first_byte];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// A server frame as read off the wire.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RawFrame {
+    pub first_byte: u8,
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    pub fn opcode(&self) -> u8 {
+        self.first_byte & 0x0f
+    }
+    /// For a close frame: the status code.
+    pub fn close_code(&self) -> Option<u16> {
+        (self.opcode() == 8 && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+/// Reads one server frame; server frames must not be masked.
+pub fn read_frame(stream: &mut TcpStream) -> RawFrame {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).expect("frame header");
+    assert_eq!(head[1] & 0x80, 0, "server frames must not be masked");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            stream.read_exact(&mut b).unwrap();
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            stream.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).expect("frame payload");
+    RawFrame {
+        first_byte: head[0],
+        payload,
+    }
+}
+
+/// Reads frames until a close frame; returns its code.
+pub fn read_close_code(stream: &mut TcpStream) -> u16 {
+    loop {
+        let frame = read_frame(stream);
+        if frame.opcode() == 8 {
+            return frame.close_code().expect("close frame with a status code");
+        }
+    }
+}
