@@ -18,6 +18,11 @@ pub struct Config {
     #[arg(default_value = "127.0.0.1:9001")]
     pub addr: SocketAddr,
 
+    /// Pending TCP connections the kernel queues before the server accepts them (capped by
+    /// net.core.somaxconn); too small a queue turns connection bursts into multi-second retries.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub backlog: u32,
+
     /// Most clients at once (handshaking or open); past it new clients get HTTP 503.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_connections: usize,
@@ -29,6 +34,11 @@ pub struct Config {
     /// Most bytes queued for one client; a reader that falls further behind is disconnected (1008).
     #[arg(long, default_value = "1MiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_outbound: usize,
+
+    /// Rooms with more members than this get no join/leave/nick announcements (only the
+    /// client concerned is told), so a huge room is not flooded with N-squared notices.
+    #[arg(long, default_value_t = crate::chat::DEFAULT_ANNOUNCE_LIMIT, value_name = "N")]
+    pub announce_limit: usize,
 
     /// Time allowed from TCP accept to a complete WebSocket handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
@@ -47,7 +57,7 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 
     /// Per-connection read buffer; small keeps idle connections cheap, large reads big messages in fewer syscalls.
-    #[arg(long, default_value = "512B", value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, default_value = "256B", value_parser = parse_size, value_name = "SIZE")]
     pub read_buffer_size: usize,
 
     /// More logging (-v debug, -vv trace).
@@ -79,13 +89,14 @@ impl Config {
 
     fn command_error(message: String) -> ! {
         use clap::CommandFactory;
-        Self::command()
-            .error(clap::error::ErrorKind::ValueValidation, message)
-            .exit()
+        Self::command().error(clap::error::ErrorKind::ValueValidation, message).exit()
     }
 
     /// Checks that the settings make sense together.
     pub fn validate(&self) -> Result<(), String> {
+        if self.backlog == 0 || self.backlog > i32::MAX as u32 {
+            return Err("--backlog must be at least 1".into());
+        }
         if self.max_connections == 0 {
             return Err("--max-connections must be at least 1".into());
         }
@@ -138,53 +149,33 @@ impl Config {
 /// Parses `65536`, `64K`, `64KiB`, `1M`, `1MiB`, `512B`.
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let number: usize = digits
-        .parse()
-        .map_err(|_| format!("not a size: {text:?} (try 64KiB)"))?;
+    let number: usize = digits.parse().map_err(|_| format!("not a size: {text:?} (try 64KiB)"))?;
     let multiplier: usize = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        _ => {
-            return Err(format!(
-                "unknown size unit in {text:?} (use B, KiB, MiB, GiB)"
-            ))
-        }
+        _ => return Err(format!("unknown size unit in {text:?} (use B, KiB, MiB, GiB)")),
     };
-    number
-        .checked_mul(multiplier)
-        .ok_or_else(|| format!("size too large: {text:?}"))
+    number.checked_mul(multiplier).ok_or_else(|| format!("size too large: {text:?}"))
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("not a duration: {text:?} (try 10s)"))?;
+    let number: u64 = digits.parse().map_err(|_| format!("not a duration: {text:?} (try 10s)"))?;
     let millis = match unit.trim() {
         "ms" => Some(number),
         "" | "s" => number.checked_mul(1000),
         "m" => number.checked_mul(60_000),
         "h" => number.checked_mul(3_600_000),
-        _ => {
-            return Err(format!(
-                "unknown duration unit in {text:?} (use ms, s, m, h)"
-            ))
-        }
+        _ => return Err(format!("unknown duration unit in {text:?} (use ms, s, m, h)")),
     };
-    millis
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("duration too long: {text:?}"))
+    millis.map(Duration::from_millis).ok_or_else(|| format!("duration too long: {text:?}"))
 }
 
 #[cfg(test)]
@@ -237,8 +228,7 @@ mod tests {
 
     #[test]
     fn verbosity_flags() {
-        let parse =
-            |args: &[&str]| Config::parse_from([&["wschat-server"], args].concat()).log_level();
+        let parse = |args: &[&str]| Config::parse_from([&["wschat-server"], args].concat()).log_level();
         assert_eq!(parse(&["-v"]), LevelFilter::Debug);
         assert_eq!(parse(&["-vv"]), LevelFilter::Trace);
         assert_eq!(parse(&["-q"]), LevelFilter::Warn);

@@ -1,10 +1,10 @@
 //! One client connection: its socket, its outgoing queue, and where it is in its life
 //! (reading the HTTP head, open as a WebSocket, or finishing).
 //!
-//! [`Transport`] is the stream tungstenite is given. Its reads come from the socket (after
-//! replaying the request head the server already read); its writes never touch the socket but
-//! append to the connection's [`Outbox`], so tungstenite's own frames (the handshake response,
-//! pongs, close replies) and the server's broadcast frames share one queue and keep their order.
+//! [`Transport`] is the stream tungstenite is given. Its reads come from the socket; its writes
+//! never touch the socket but append to the connection's [`Outbox`], so tungstenite's own frames
+//! (pongs, close replies) and the server's broadcast frames share one queue and keep their
+//! order. The handshake response goes into the same queue (see [`HandshakeStream`]).
 //! Only the event loop writes the queue to the socket, when the socket is writable.
 
 use std::io::{self, Read, Write};
@@ -15,7 +15,6 @@ use bytes::Bytes;
 use mio::net::TcpStream;
 use tungstenite::WebSocket;
 
-use crate::http::Endpoint;
 use crate::outbox::Outbox;
 
 /// The stream under a connection's WebSocket.
@@ -23,40 +22,18 @@ use crate::outbox::Outbox;
 pub struct Transport {
     pub socket: TcpStream,
     pub outbox: Outbox,
-    /// Bytes already read from the socket (the request head and anything after it) that
-    /// tungstenite must see first.
-    replay: Vec<u8>,
     /// Bytes read from the socket so far; the loop compares it to notice any sign of life.
     pub received: u64,
 }
 
 impl Transport {
     pub fn new(socket: TcpStream) -> Self {
-        Self {
-            socket,
-            outbox: Outbox::new(),
-            replay: Vec::new(),
-            received: 0,
-        }
-    }
-
-    /// Makes `bytes` the next thing read, before anything from the socket.
-    pub fn replay_first(&mut self, bytes: Vec<u8>) {
-        self.replay = bytes;
+        Self { socket, outbox: Outbox::new(), received: 0 }
     }
 }
 
 impl Read for Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.replay.is_empty() {
-            let n = buf.len().min(self.replay.len());
-            buf[..n].copy_from_slice(&self.replay[..n]);
-            self.replay.drain(..n);
-            if self.replay.is_empty() {
-                self.replay = Vec::new();
-            }
-            return Ok(n);
-        }
         let n = self.socket.read(buf)?;
         self.received += n as u64;
         Ok(n)
@@ -65,7 +42,7 @@ impl Read for Transport {
 
 impl Write for Transport {
     /// Queues the bytes; never blocks and never fails. These are tungstenite's own writes:
-    /// small control frames and the handshake response.
+    /// small control frames (pongs, close frames).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.outbox.push(Bytes::copy_from_slice(buf));
         Ok(buf.len())
@@ -76,33 +53,51 @@ impl Write for Transport {
     }
 }
 
+/// The stream tungstenite's server handshake runs on: the request head the server has already
+/// read, and a buffer for the response. The head is complete, so the handshake never blocks;
+/// the response is then queued in the connection's outbox.
+pub struct HandshakeStream<'a> {
+    pub head: &'a [u8],
+    pub response: Vec<u8>,
+}
+
+impl Read for HandshakeStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.head.read(buf)
+    }
+}
+
+impl Write for HandshakeStream<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.response.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Which service an open WebSocket is connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Chat,
+    Echo,
+}
+
 /// Where a connection is in its life.
 pub enum Phase {
     /// Reading the HTTP request head, until `deadline` (the handshake timeout).
-    Head {
-        transport: Transport,
-        head: Vec<u8>,
-        deadline: Instant,
-    },
+    Head { transport: Transport, head: Vec<u8>, deadline: Instant },
     /// A WebSocket. `closing` is set once the server has sent a close frame, and is when the
     /// server gives up waiting for the client's reply.
-    Open {
-        ws: Box<WebSocket<Transport>>,
-        endpoint: Endpoint,
-        closing: Option<Instant>,
-    },
+    Open { ws: WebSocket<Transport>, route: Route, closing: Option<Instant> },
     /// Sending a last reply (an HTTP error, a close frame), then closing. With `linger`, the
     /// write side is shut first and input discarded until the client closes too (or `deadline`
     /// passes), so late client data cannot turn the close into a reset that destroys the reply.
     /// Without it (a completed close handshake: the client has nothing more to send) the
     /// socket is closed as soon as the reply is written.
-    Finishing {
-        transport: Transport,
-        deadline: Instant,
-        linger: bool,
-        write_shut: bool,
-        peer_closed: bool,
-    },
+    Finishing { transport: Transport, deadline: Instant, linger: bool, write_shut: bool, peer_closed: bool },
     /// Gone; about to be removed. Only seen transiently while changing phase.
     Gone,
 }
@@ -139,11 +134,7 @@ impl Connection {
         Self {
             serial,
             peer,
-            phase: Phase::Head {
-                transport: Transport::new(socket),
-                head: Vec::new(),
-                deadline,
-            },
+            phase: Phase::Head { transport: Transport::new(socket), head: Vec::new(), deadline },
             last_heard: now,
             ping_sent: false,
             timer_at: None,
@@ -172,13 +163,7 @@ impl Connection {
                 return;
             }
         };
-        self.phase = Phase::Finishing {
-            transport,
-            deadline,
-            linger,
-            write_shut: false,
-            peer_closed: false,
-        };
+        self.phase = Phase::Finishing { transport, deadline, linger, write_shut: false, peer_closed: false };
     }
 
     /// Whether the server may still queue chat or echo frames for this client.

@@ -38,12 +38,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(status: u16, reason: &'static str, body: impl Into<String>) -> Self {
-        Self {
-            status,
-            reason,
-            headers: Vec::new(),
-            body: body.into(),
-        }
+        Self { status, reason, headers: Vec::new(), body: body.into() }
     }
 
     fn with(mut self, name: &'static str, value: &'static str) -> Self {
@@ -53,21 +48,12 @@ impl Reply {
 
     /// The server is at `--max-connections`.
     pub fn service_unavailable() -> Self {
-        Self::new(
-            503,
-            "Service Unavailable",
-            "server is full, try again later",
-        )
-        .with("Retry-After", "5")
+        Self::new(503, "Service Unavailable", "server is full, try again later").with("Retry-After", "5")
     }
 
     /// The head did not arrive in full within the limit.
     pub fn too_large() -> Self {
-        Self::new(
-            431,
-            "Request Header Fields Too Large",
-            "request head too large",
-        )
+        Self::new(431, "Request Header Fields Too Large", "request head too large")
     }
 
     /// The full response, ready to write.
@@ -91,9 +77,7 @@ impl Reply {
 
 /// Length of the request head in `buf` (through the blank line), if it is all there.
 pub fn head_len(buf: &[u8]) -> Option<usize> {
-    buf.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| at + 4)
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|at| at + 4)
 }
 
 /// Decides what a complete request head asks for.
@@ -106,13 +90,7 @@ pub fn decide(head: &[u8]) -> Decision {
             return Decision::Reject(Reply::new(400, "Bad Request", "incomplete request"))
         }
         Err(httparse::Error::TooManyHeaders) => return Decision::Reject(Reply::too_large()),
-        Err(e) => {
-            return Decision::Reject(Reply::new(
-                400,
-                "Bad Request",
-                format!("malformed request: {e}"),
-            ))
-        }
+        Err(e) => return Decision::Reject(Reply::new(400, "Bad Request", format!("malformed request: {e}"))),
     }
     let reject = |reply| Decision::Reject(reply);
     let header = |name: &str| {
@@ -128,23 +106,15 @@ pub fn decide(head: &[u8]) -> Decision {
     };
 
     if request.version != Some(1) {
-        return reject(Reply::new(
-            505,
-            "HTTP Version Not Supported",
-            "HTTP/1.1 required",
-        ));
+        return reject(Reply::new(505, "HTTP Version Not Supported", "HTTP/1.1 required"));
     }
     if request.method != Some("GET") {
-        return reject(
-            Reply::new(405, "Method Not Allowed", "only GET is supported").with("Allow", "GET"),
-        );
+        return reject(Reply::new(405, "Method Not Allowed", "only GET is supported").with("Allow", "GET"));
     }
     let target = request.path.unwrap_or("");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let endpoint = match path {
-        "/" => Endpoint::Chat {
-            nick: query_param(query, "nick"),
-        },
+        "/" => Endpoint::Chat { nick: query_param(query, "nick") },
         "/echo" => Endpoint::Echo,
         _ => {
             return reject(Reply::new(
@@ -170,20 +140,12 @@ pub fn decide(head: &[u8]) -> Decision {
     }
     if header("Sec-WebSocket-Version") != Some("13") {
         return reject(
-            Reply::new(
-                426,
-                "Upgrade Required",
-                "unsupported WebSocket version; 13 is supported",
-            )
-            .with("Sec-WebSocket-Version", "13"),
+            Reply::new(426, "Upgrade Required", "unsupported WebSocket version; 13 is supported")
+                .with("Sec-WebSocket-Version", "13"),
         );
     }
     if !header("Sec-WebSocket-Key").is_some_and(is_valid_key) {
-        return reject(Reply::new(
-            400,
-            "Bad Request",
-            "missing or malformed Sec-WebSocket-Key",
-        ));
+        return reject(Reply::new(400, "Bad Request", "missing or malformed Sec-WebSocket-Key"));
     }
     Decision::Upgrade(endpoint)
 }
@@ -193,9 +155,7 @@ fn is_valid_key(key: &str) -> bool {
     let bytes = key.as_bytes();
     bytes.len() == 24
         && bytes.ends_with(b"==")
-        && bytes[..22]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        && bytes[..22].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
 /// The percent-decoded value of `name` in a query string, if present, non-empty and UTF-8.
@@ -252,19 +212,11 @@ mod tests {
 
     #[test]
     fn routes_chat_and_echo() {
-        assert_eq!(
-            decide(upgrade("/").as_bytes()),
-            Decision::Upgrade(Endpoint::Chat { nick: None })
-        );
-        assert_eq!(
-            decide(upgrade("/echo").as_bytes()),
-            Decision::Upgrade(Endpoint::Echo)
-        );
+        assert_eq!(decide(upgrade("/").as_bytes()), Decision::Upgrade(Endpoint::Chat { nick: None }));
+        assert_eq!(decide(upgrade("/echo").as_bytes()), Decision::Upgrade(Endpoint::Echo));
         assert_eq!(
             decide(upgrade("/?x=1&nick=caf%C3%A9").as_bytes()),
-            Decision::Upgrade(Endpoint::Chat {
-                nick: Some("café".into())
-            })
+            Decision::Upgrade(Endpoint::Chat { nick: Some("café".into()) })
         );
         assert_eq!(
             decide(upgrade("/?nick=%ZZ").as_bytes()),
@@ -278,18 +230,9 @@ mod tests {
         assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 426);
         assert_eq!(status(&upgrade("/").replace("GET", "POST")), 405);
         assert_eq!(status(&upgrade("/").replace("HTTP/1.1", "HTTP/1.0")), 505);
-        assert_eq!(
-            status(&upgrade("/").replace("Version: 13", "Version: 8")),
-            426
-        );
-        assert_eq!(
-            status(&upgrade("/").replace("dGhlIHNhbXBsZSBub25jZQ==", "short")),
-            400
-        );
-        assert_eq!(
-            status(&upgrade("/").replace("Host: localhost\r\n", "")),
-            400
-        );
+        assert_eq!(status(&upgrade("/").replace("Version: 13", "Version: 8")), 426);
+        assert_eq!(status(&upgrade("/").replace("dGhlIHNhbXBsZSBub25jZQ==", "short")), 400);
+        assert_eq!(status(&upgrade("/").replace("Host: localhost\r\n", "")), 400);
         assert_eq!(status("\x00\x01garbage\r\n\r\n"), 400);
         let many: String = (0..60).map(|i| format!("X-{i}: y\r\n")).collect();
         assert_eq!(status(&format!("GET / HTTP/1.1\r\n{many}\r\n")), 431);
@@ -297,8 +240,7 @@ mod tests {
 
     #[test]
     fn version_reply_names_the_supported_version() {
-        let Decision::Reject(reply) =
-            decide(upgrade("/").replace("Version: 13", "Version: 8").as_bytes())
+        let Decision::Reject(reply) = decide(upgrade("/").replace("Version: 13", "Version: 8").as_bytes())
         else {
             panic!()
         };

@@ -60,10 +60,7 @@ impl Outbox {
     pub fn truncate_unstarted(&mut self) {
         let keep = usize::from(self.front_written > 0);
         self.chunks.truncate(keep);
-        self.queued = self
-            .chunks
-            .front()
-            .map_or(0, |c| c.len() - self.front_written);
+        self.queued = self.chunks.front().map_or(0, |c| c.len() - self.front_written);
         self.release_memory_if_idle();
     }
 
@@ -103,9 +100,10 @@ impl Outbox {
         }
     }
 
-    /// An idle connection should not keep a large ring buffer from one burst of traffic.
+    /// An idle connection keeps no ring buffer at all: most connections are idle most of the
+    /// time, and one small allocation per burst is far cheaper than the write that drained it.
     fn release_memory_if_idle(&mut self) {
-        if self.chunks.is_empty() && self.chunks.capacity() > 64 {
+        if self.chunks.is_empty() && self.chunks.capacity() > 0 {
             self.chunks = VecDeque::new();
         }
     }
@@ -152,11 +150,7 @@ mod tests {
         out.push(Bytes::new());
         out.push(Bytes::from_static(b"world"));
         assert_eq!(out.queued(), 11);
-        let mut sink = Trickle {
-            got: vec![],
-            budget: 8,
-            calls: 0,
-        };
+        let mut sink = Trickle { got: vec![], budget: 8, calls: 0 };
         assert_eq!(out.flush_to(&mut sink).unwrap(), Flushed::Partly);
         assert_eq!(out.queued(), 3);
         sink.budget = 100;
@@ -172,11 +166,7 @@ mod tests {
         for _ in 0..(MAX_IOVECS * 2) {
             out.push(shared.clone());
         }
-        let mut sink = Trickle {
-            got: vec![],
-            budget: usize::MAX,
-            calls: 0,
-        };
+        let mut sink = Trickle { got: vec![], budget: usize::MAX, calls: 0 };
         out.flush_to(&mut sink).unwrap();
         assert_eq!(sink.calls, 2);
         assert_eq!(sink.got.len(), MAX_IOVECS * 2);
@@ -187,11 +177,7 @@ mod tests {
         let mut out = Outbox::new();
         out.push(Bytes::from_static(b"abcd"));
         out.push(Bytes::from_static(b"efgh"));
-        let mut sink = Trickle {
-            got: vec![],
-            budget: 2,
-            calls: 0,
-        };
+        let mut sink = Trickle { got: vec![], budget: 2, calls: 0 };
         out.flush_to(&mut sink).unwrap();
         out.truncate_unstarted();
         assert_eq!(out.queued(), 2);

@@ -25,12 +25,13 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use tungstenite::error::{CapacityError, Error as WsError};
 use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::Role;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tungstenite::{HandshakeError, Message};
+use tungstenite::{Message, WebSocket};
 
 use crate::chat::{Audience, Body, Chat, Effect};
 use crate::config::Config;
-use crate::connection::{Connection, Phase, Transport};
+use crate::connection::{Connection, HandshakeStream, Phase, Route, Transport};
 use crate::frame::{self, Opcode};
 use crate::http::{self, Decision, Endpoint, Reply};
 use crate::outbox::Flushed;
@@ -79,22 +80,19 @@ pub struct Server {
 impl Server {
     /// Binds the listening socket and prepares the loop; nothing is accepted until [`run`](Self::run).
     pub fn bind(config: Config) -> io::Result<Self> {
-        config
-            .validate()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.addr)?;
+        let mut listener = listen(config.addr, config.backlog)?;
         let local_addr = listener.local_addr()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_size)
             .write_buffer_size(0)
             .max_message_size(Some(config.max_message_size))
             .max_frame_size(Some(config.max_message_size));
+        let chat = Chat::with_announce_limit(config.announce_limit);
         Ok(Self {
             config,
             ws_config,
@@ -104,7 +102,7 @@ impl Server {
             signals,
             conns: Slab::new(),
             clients: 0,
-            chat: Chat::new(),
+            chat,
             timers: BinaryHeap::new(),
             next_serial: 0,
             dirty: Vec::new(),
@@ -174,10 +172,7 @@ impl Server {
                     return Ok(());
                 }
                 if now >= deadline {
-                    warn!(
-                        "shutdown timeout: dropping {} connection(s) still open",
-                        self.conns.len()
-                    );
+                    warn!("shutdown timeout: dropping {} connection(s) still open", self.conns.len());
                     return Ok(());
                 }
             }
@@ -189,10 +184,7 @@ impl Server {
             return Some(Duration::ZERO);
         }
         let mut next = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        for candidate in [
-            self.accept_retry_at.filter(|_| self.accept_paused),
-            self.shutdown_deadline,
-        ] {
+        for candidate in [self.accept_retry_at.filter(|_| self.accept_paused), self.shutdown_deadline] {
             next = match (next, candidate) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -231,10 +223,7 @@ impl Server {
                     // While starved of descriptors this repeats every backoff: warn at most
                     // once per ACCEPT_WARNING_INTERVAL so the log stays readable.
                     let now = Instant::now();
-                    if self
-                        .last_accept_warning
-                        .is_none_or(|at| now >= at + ACCEPT_WARNING_INTERVAL)
-                    {
+                    if self.last_accept_warning.is_none_or(|at| now >= at + ACCEPT_WARNING_INTERVAL) {
                         self.last_accept_warning = Some(now);
                         warn!("accept failed: {e}; retrying every {ACCEPT_BACKOFF:?} (further failures logged at debug)");
                     } else {
@@ -256,11 +245,7 @@ impl Server {
         }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut socket, Token(key), Interest::READABLE)
-        {
+        if let Err(e) = self.poll.registry().register(&mut socket, Token(key), Interest::READABLE) {
             warn!("{peer}: cannot register socket: {e}");
             return;
         }
@@ -271,14 +256,7 @@ impl Server {
         let now = Instant::now();
         let deadline = now + self.config.handshake_timeout;
         self.next_serial += 1;
-        entry.insert(Connection::new(
-            self.next_serial,
-            peer,
-            socket,
-            now,
-            deadline,
-            counted,
-        ));
+        entry.insert(Connection::new(self.next_serial, peer, socket, now, deadline, counted));
         debug!("{peer}: accepted as #{key}");
         self.schedule(key, deadline);
     }
@@ -301,10 +279,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let Phase::Head {
-            transport, head, ..
-        } = &mut conn.phase
-        else {
+        let Phase::Head { transport, head, .. } = &mut conn.phase else {
             return;
         };
         let mut chunk = [0u8; 2048];
@@ -330,14 +305,8 @@ impl Server {
         }
         if head.len() > complete {
             // RFC 6455 4.1: a client waits for the 101 before sending frames.
-            return self.reject(
-                key,
-                Reply::new(
-                    400,
-                    "Bad Request",
-                    "data sent before the handshake completed",
-                ),
-            );
+            return self
+                .reject(key, Reply::new(400, "Bad Request", "data sent before the handshake completed"));
         }
         let decision = http::decide(head);
         match decision {
@@ -347,39 +316,28 @@ impl Server {
         }
     }
 
-    /// Hands the request to tungstenite, which validates it once more and queues the 101
-    /// response in the outbox.
+    /// Hands the request to tungstenite, which validates it once more and writes the 101
+    /// response; the response is queued and the WebSocket set up over the socket.
     fn upgrade(&mut self, key: usize, endpoint: Endpoint) {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Phase::Head { mut transport, head, .. } = std::mem::replace(&mut conn.phase, Phase::Gone) else {
             return;
         };
-        let Phase::Head {
-            mut transport,
-            head,
-            ..
-        } = std::mem::replace(&mut conn.phase, Phase::Gone)
-        else {
-            return;
-        };
-        // The whole head is already here (and nothing after it), and writes only append to the
-        // outbox, so tungstenite completes in this one call.
-        transport.replay_first(head);
-        let ws = match tungstenite::accept_with_config(transport, Some(self.ws_config)) {
-            Ok(ws) => ws,
-            Err(HandshakeError::Failure(e)) => {
-                warn!("{}: handshake refused by tungstenite: {e}", conn.peer);
-                return self.remove(key, "handshake refused");
-            }
-            Err(HandshakeError::Interrupted(_)) => {
-                return self.remove(key, "handshake unexpectedly incomplete")
-            }
-        };
+        let mut stream = HandshakeStream { head: &head, response: Vec::new() };
+        if let Err(e) = tungstenite::accept_with_config(&mut stream, Some(self.ws_config)) {
+            // http::decide already checked what tungstenite checks, so this is not expected.
+            warn!("{}: handshake refused by tungstenite: {e}", conn.peer);
+            conn.phase = Phase::Head { transport, head: Vec::new(), deadline: Instant::now() };
+            return self.reject(key, Reply::new(400, "Bad Request", "invalid WebSocket handshake"));
+        }
+        transport.outbox.push(Bytes::from(stream.response));
+        let ws = WebSocket::from_raw_socket(transport, Role::Server, Some(self.ws_config));
         let peer = conn.peer;
-        conn.phase = Phase::Open {
-            ws: Box::new(ws),
-            endpoint: endpoint.clone(),
-            closing: None,
+        let route = match endpoint {
+            Endpoint::Chat { .. } => Route::Chat,
+            Endpoint::Echo => Route::Echo,
         };
+        conn.phase = Phase::Open { ws, route, closing: None };
         conn.last_heard = Instant::now();
         let first_ping = conn.last_heard + self.config.idle_timeout / 2;
         self.mark_dirty(key);
@@ -387,10 +345,7 @@ impl Server {
         match endpoint {
             Endpoint::Chat { nick } => {
                 self.chat.connect(key, nick.as_deref(), &mut self.effects);
-                debug!(
-                    "{peer}: joined the chat as {}",
-                    self.chat.nick(key).unwrap_or("?")
-                );
+                debug!("{peer}: joined the chat as {}", self.chat.nick(key).unwrap_or("?"));
                 self.apply_effects();
             }
             Endpoint::Echo => debug!("{peer}: echo session open"),
@@ -402,15 +357,10 @@ impl Server {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            let Phase::Open {
-                ws,
-                endpoint,
-                closing,
-            } = &mut conn.phase
-            else {
+            let Phase::Open { ws, route, closing } = &mut conn.phase else {
                 return;
             };
-            let (is_echo, is_closing) = (*endpoint == Endpoint::Echo, closing.is_some());
+            let (is_echo, is_closing) = (*route == Route::Echo, closing.is_some());
             let received_before = ws.get_ref().received;
             let result = ws.read();
             if ws.get_ref().received != received_before {
@@ -438,17 +388,11 @@ impl Server {
                 Ok(Message::Close(frame)) => {
                     // Either the client's reply to our close, or its own close, which
                     // tungstenite has queued an answer to: push that answer out, then end.
-                    if let Some(Connection {
-                        peer,
-                        phase: Phase::Open { ws, .. },
-                        ..
-                    }) = self.conns.get_mut(key)
+                    if let Some(Connection { peer, phase: Phase::Open { ws, .. }, .. }) =
+                        self.conns.get_mut(key)
                     {
                         let _ = ws.flush();
-                        debug!(
-                            "{peer}: closed by client ({})",
-                            describe_close(frame.as_ref())
-                        );
+                        debug!("{peer}: closed by client ({})", describe_close(frame.as_ref()));
                     }
                     return self.finish(key, "closed", false);
                 }
@@ -467,13 +411,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let Phase::Finishing {
-            transport,
-            write_shut,
-            peer_closed,
-            ..
-        } = &mut conn.phase
-        else {
+        let Phase::Finishing { transport, write_shut, peer_closed, .. } = &mut conn.phase else {
             return;
         };
         let mut sink = [0u8; 4096];
@@ -517,14 +455,7 @@ impl Server {
                         match to {
                             Audience::Client(client) => self.deliver(client, encoded),
                             Audience::Room(room) => {
-                                let Self {
-                                    chat,
-                                    conns,
-                                    dirty,
-                                    too_slow,
-                                    config,
-                                    ..
-                                } = self;
+                                let Self { chat, conns, dirty, too_slow, config, .. } = self;
                                 for &client in chat.room_members(&room) {
                                     queue_frame(
                                         conns,
@@ -538,9 +469,7 @@ impl Server {
                             }
                         }
                     }
-                    Effect::Close { client, reason } => {
-                        self.close(client, CloseCode::Normal, &reason)
-                    }
+                    Effect::Close { client, reason } => self.close(client, CloseCode::Normal, &reason),
                 }
             }
             // Keep the allocation for next time unless a cut-off produced new effects.
@@ -580,11 +509,7 @@ impl Server {
             if let Some(transport) = conn.transport_mut() {
                 transport.outbox.truncate_unstarted();
             }
-            self.close(
-                key,
-                CloseCode::Policy,
-                "too slow: outbound queue limit exceeded",
-            );
+            self.close(key, CloseCode::Policy, "too slow: outbound queue limit exceeded");
         }
     }
 
@@ -617,32 +542,18 @@ impl Server {
         };
         let wants_writable = flushed == Flushed::Partly;
         if wants_writable != conn.writable_interest {
-            let interest = if wants_writable {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
+            let interest =
+                if wants_writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
             let Some(transport) = conn.transport_mut() else {
                 return;
             };
-            if let Err(e) =
-                self.poll
-                    .registry()
-                    .reregister(&mut transport.socket, Token(key), interest)
-            {
+            if let Err(e) = self.poll.registry().reregister(&mut transport.socket, Token(key), interest) {
                 return self.remove(key, &format!("reregister failed: {e}"));
             }
             conn.writable_interest = wants_writable;
         }
         if flushed == Flushed::All {
-            if let Phase::Finishing {
-                transport,
-                linger,
-                write_shut,
-                peer_closed,
-                ..
-            } = &mut conn.phase
-            {
+            if let Phase::Finishing { transport, linger, write_shut, peer_closed, .. } = &mut conn.phase {
                 if !*linger {
                     return self.remove(key, "closed");
                 }
@@ -669,10 +580,7 @@ impl Server {
         if reply.status >= 500 {
             warn!("{}: answering {} {}", conn.peer, reply.status, reply.reason);
         } else {
-            debug!(
-                "{}: answering {} {}: {}",
-                conn.peer, reply.status, reply.reason, reply.body
-            );
+            debug!("{}: answering {} {}: {}", conn.peer, reply.status, reply.reason, reply.body);
         }
         if let Some(transport) = conn.transport_mut() {
             transport.outbox.push(Bytes::from(reply.to_bytes()));
@@ -694,10 +602,7 @@ impl Server {
         }
         let deadline = Instant::now() + self.config.close_timeout;
         *closing = Some(deadline);
-        let frame = CloseFrame {
-            code,
-            reason: truncate_reason(reason).into(),
-        };
+        let frame = CloseFrame { code, reason: truncate_reason(reason).into() };
         if ws.close(Some(frame)).and_then(|()| ws.flush()).is_err() {
             trace!("#{key}: close frame not queued (already closing)");
         }
@@ -712,31 +617,22 @@ impl Server {
             return;
         };
         let (code, reason) = match &error {
-            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
-                CloseCode::Size,
-                format!("message too big: {size} bytes, limit {max_size}"),
-            ),
+            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+                (CloseCode::Size, format!("message too big: {size} bytes, limit {max_size}"))
+            }
             WsError::Capacity(e) => (CloseCode::Size, e.to_string()),
-            WsError::Utf8(_) => (
-                CloseCode::Invalid,
-                "invalid UTF-8 in text message".to_string(),
-            ),
+            WsError::Utf8(_) => (CloseCode::Invalid, "invalid UTF-8 in text message".to_string()),
             WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
                 return self.remove(key, "connection dropped without a close");
             }
             WsError::Protocol(e) => (CloseCode::Protocol, e.to_string()),
             WsError::Io(e) => return self.remove(key, &format!("connection lost: {e}")),
-            WsError::ConnectionClosed | WsError::AlreadyClosed => {
-                return self.finish(key, "closed", false)
-            }
+            WsError::ConnectionClosed | WsError::AlreadyClosed => return self.finish(key, "closed", false),
             other => (CloseCode::Error, format!("internal error: {other}")),
         };
         warn!("{}: {reason}; closing with {}", conn.peer, u16::from(code));
         if let Phase::Open { ws, .. } = &mut conn.phase {
-            let _ = ws.close(Some(CloseFrame {
-                code,
-                reason: truncate_reason(&reason).into(),
-            }));
+            let _ = ws.close(Some(CloseFrame { code, reason: truncate_reason(&reason).into() }));
             let _ = ws.flush();
         }
         // The client broke the protocol: nothing more it sends is processed (RFC 6455 7.1.7).
@@ -824,23 +720,16 @@ impl Server {
                 );
                 return self.remove(key, "handshake timeout");
             }
-            Phase::Finishing { deadline, .. }
-            | Phase::Open {
-                closing: Some(deadline),
-                ..
-            } if now >= *deadline => {
+            Phase::Finishing { deadline, .. } | Phase::Open { closing: Some(deadline), .. }
+                if now >= *deadline =>
+            {
                 debug!("{}: close not completed in time", conn.peer);
                 return self.remove(key, "close timeout");
             }
             Phase::Head { deadline, .. }
             | Phase::Finishing { deadline, .. }
-            | Phase::Open {
-                closing: Some(deadline),
-                ..
-            } => *deadline,
-            Phase::Open {
-                ws, closing: None, ..
-            } => {
+            | Phase::Open { closing: Some(deadline), .. } => *deadline,
+            Phase::Open { ws, closing: None, .. } => {
                 let silent = now.saturating_duration_since(conn.last_heard);
                 if silent >= idle {
                     info!("{}: silent for {:?}; closing", conn.peer, silent);
@@ -848,10 +737,7 @@ impl Server {
                 }
                 if silent >= idle / 2 && !conn.ping_sent {
                     conn.ping_sent = true;
-                    if ws
-                        .send(Message::Ping(Bytes::from_static(b"wschat")))
-                        .is_ok()
-                    {
+                    if ws.send(Message::Ping(Bytes::from_static(b"wschat"))).is_ok() {
                         trace!("{}: keep-alive ping", conn.peer);
                     }
                     self.mark_dirty(key);
@@ -881,10 +767,7 @@ impl Server {
         if self.shutdown_deadline.is_some() {
             return true;
         }
-        info!(
-            "shutting down: closing {} connection(s) with 1001",
-            self.conns.len()
-        );
+        info!("shutting down: closing {} connection(s) with 1001", self.conns.len());
         self.shutdown_deadline = Some(Instant::now() + self.config.shutdown_timeout);
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
@@ -893,14 +776,24 @@ impl Server {
         for key in keys {
             match self.conns.get(key).map(|c| &c.phase) {
                 Some(Phase::Head { .. }) => self.remove(key, "server shutting down"),
-                Some(Phase::Open { .. }) => {
-                    self.close(key, CloseCode::Away, "server shutting down")
-                }
+                Some(Phase::Open { .. }) => self.close(key, CloseCode::Away, "server shutting down"),
                 _ => {}
             }
         }
         false
     }
+}
+
+/// Binds a non-blocking listener with our own backlog (mio's `bind` fixes it at 128).
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Lets a restarted server bind again while old connections sit in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 /// Queues one encoded frame for one client, or marks it too slow. A free function over the
@@ -916,10 +809,7 @@ fn queue_frame(
     let Some(conn) = conns.get_mut(client) else {
         return;
     };
-    let Phase::Open {
-        ws, closing: None, ..
-    } = &mut conn.phase
-    else {
+    let Phase::Open { ws, closing: None, .. } = &mut conn.phase else {
         return;
     };
     let outbox = &mut ws.get_mut().outbox;
@@ -938,9 +828,7 @@ fn queue_frame(
 fn is_transient_accept_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
     )
 }
 

@@ -41,12 +41,8 @@ fn concurrent_senders_are_seen_in_the_same_order_by_everyone() {
     const SENDERS: usize = 3;
     const EACH: usize = 200;
     let server = TestServer::start(&[]);
-    let mut receivers: Vec<Client> = (0..3)
-        .map(|i| server.chat_client(&format!("r{i}")))
-        .collect();
-    let mut senders: Vec<Client> = (0..SENDERS)
-        .map(|i| server.chat_client(&format!("s{i}")))
-        .collect();
+    let mut receivers: Vec<Client> = (0..3).map(|i| server.chat_client(&format!("r{i}"))).collect();
+    let mut senders: Vec<Client> = (0..SENDERS).map(|i| server.chat_client(&format!("s{i}"))).collect();
     // Everyone has seen the last join before the race starts.
     let last_join = format!("*** s{} joined lobby", SENDERS - 1);
     for ws in receivers.iter_mut().chain(senders.iter_mut()) {
@@ -71,32 +67,18 @@ fn concurrent_senders_are_seen_in_the_same_order_by_everyone() {
         .collect();
     let orders: Vec<Vec<String>> = receivers
         .iter_mut()
-        .map(|ws| {
-            (0..SENDERS * EACH)
-                .map(|_| recv_until(ws, |t| !t.starts_with("*** ")))
-                .collect()
-        })
+        .map(|ws| (0..SENDERS * EACH).map(|_| recv_until(ws, |t| !t.starts_with("*** "))).collect())
         .collect();
     for t in threads {
         t.join().unwrap();
     }
     for order in &orders {
-        assert_eq!(
-            order, &orders[0],
-            "every receiver sees one consistent order"
-        );
+        assert_eq!(order, &orders[0], "every receiver sees one consistent order");
     }
     for i in 0..SENDERS {
-        let mine: Vec<&String> = orders[0]
-            .iter()
-            .filter(|t| t.starts_with(&format!("s{i}: ")))
-            .collect();
+        let mine: Vec<&String> = orders[0].iter().filter(|t| t.starts_with(&format!("s{i}: "))).collect();
         let expected: Vec<String> = (0..EACH).map(|n| format!("s{i}: m{n}")).collect();
-        assert_eq!(
-            mine,
-            expected.iter().collect::<Vec<_>>(),
-            "each sender's messages arrive in its order"
-        );
+        assert_eq!(mine, expected.iter().collect::<Vec<_>>(), "each sender's messages arrive in its order");
     }
 }
 
@@ -112,10 +94,7 @@ fn nick_join_rooms_who_and_room_isolation() {
     assert_eq!(recv_text(&mut bob), "*** alice is now known as alicia");
     assert_eq!(recv_text(&mut alice), "*** alice is now known as alicia");
     send(&mut bob, "/nick ALICIA");
-    assert_eq!(
-        recv_text(&mut bob),
-        "*** error: nick \"ALICIA\" refused: already in use"
-    );
+    assert_eq!(recv_text(&mut bob), "*** error: nick \"ALICIA\" refused: already in use");
 
     send(&mut alice, "/join dev");
     assert_eq!(recv_text(&mut alice), "*** alicia joined dev");
@@ -125,18 +104,11 @@ fn nick_join_rooms_who_and_room_isolation() {
     send(&mut bob, "only lobby hears this");
     assert_eq!(recv_text(&mut bob), "bob: only lobby hears this");
     send(&mut alice, "/who");
-    assert_eq!(
-        recv_text(&mut alice),
-        "*** in dev (1): alicia",
-        "alicia did not hear the lobby"
-    );
+    assert_eq!(recv_text(&mut alice), "*** in dev (1): alicia", "alicia did not hear the lobby");
     send(&mut bob, "/join dev");
     assert_eq!(recv_text(&mut alice), "*** bob joined dev");
     send(&mut bob, "/who");
-    assert_eq!(
-        recv_until(&mut bob, |t| t.starts_with("*** in ")),
-        "*** in dev (2): alicia, bob"
-    );
+    assert_eq!(recv_until(&mut bob, |t| t.starts_with("*** in ")), "*** in dev (2): alicia, bob");
 }
 
 #[test]
@@ -158,10 +130,7 @@ fn me_msg_and_errors() {
     send(&mut alice, "/msg nobody hi");
     assert_eq!(recv_text(&mut alice), "*** error: no such nick: nobody");
     send(&mut alice, "/bogus");
-    assert_eq!(
-        recv_text(&mut alice),
-        "*** error: unknown command /bogus; type /help for the list"
-    );
+    assert_eq!(recv_text(&mut alice), "*** error: unknown command /bogus; type /help for the list");
     send(&mut alice, "/help");
     assert!(recv_text(&mut alice).contains("/join ROOM"));
     // Carol saw none of the private traffic: her next message is the next public one.
@@ -190,10 +159,7 @@ fn quit_closes_normally_with_the_reason_and_tells_the_room() {
     let mut bob = server.chat_client("bob");
     recv_until(&mut alice, |t| t == "*** bob joined lobby");
     send(&mut bob, "/quit see you");
-    assert_eq!(
-        expect_close(&mut bob),
-        (CloseCode::Normal, "see you".to_string())
-    );
+    assert_eq!(expect_close(&mut bob), (CloseCode::Normal, "see you".to_string()));
     assert_eq!(recv_text(&mut alice), "*** bob left lobby (quit: see you)");
     // The server completes the close handshake and closes the TCP connection.
     let _ = bob.flush();

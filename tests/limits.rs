@@ -55,10 +55,7 @@ fn slow_reader_is_cut_off_while_others_keep_receiving_and_memory_stays_bounded()
     let watcher_thread = std::thread::spawn(move || {
         for n in 0..COUNT {
             let text = recv_until(&mut watcher, |t| !t.starts_with("*** "));
-            assert!(
-                text.starts_with(&format!("sender: {n:05} ")),
-                "watcher got message {n} in order"
-            );
+            assert!(text.starts_with(&format!("sender: {n:05} ")), "watcher got message {n} in order");
             progress.store(n + 1, Ordering::Release);
         }
     });
@@ -70,46 +67,29 @@ fn slow_reader_is_cut_off_while_others_keep_receiving_and_memory_stays_bounded()
             assert!(text.starts_with(&format!("sender: {:05} ", n - WINDOW)));
             let deadline = Instant::now() + WAIT;
             while watched.load(Ordering::Acquire) + WINDOW < n {
-                assert!(
-                    Instant::now() < deadline,
-                    "watcher stalled at {}",
-                    watched.load(Ordering::Acquire)
-                );
+                assert!(Instant::now() < deadline, "watcher stalled at {}", watched.load(Ordering::Acquire));
                 std::thread::yield_now();
             }
         }
-        sender
-            .send(Message::text(format!("{n:05} {filler}")))
-            .unwrap();
+        sender.send(Message::text(format!("{n:05} {filler}"))).unwrap();
     }
-    watcher_thread
-        .join()
-        .expect("watcher received every message in order");
+    watcher_thread.join().expect("watcher received every message in order");
 
     let growth_kib = server.peak_rss_kib().saturating_sub(baseline_kib);
-    assert!(
-        growth_kib < 24 * 1024,
-        "server memory grew by {growth_kib} KiB for a 48 MiB flood"
-    );
+    assert!(growth_kib < 24 * 1024, "server memory grew by {growth_kib} KiB for a 48 MiB flood");
     server.wait_for_log("slow");
 
     // The slow reader gets what was already on its way, then a policy close.
     let mut received = 0;
     let close = loop {
-        match slow
-            .read()
-            .expect("slow reader's stream ends with a close frame")
-        {
+        match slow.read().expect("slow reader's stream ends with a close frame") {
             Message::Text(t) if !t.starts_with("*** ") => received += 1,
             Message::Close(frame) => break frame.expect("close code"),
             _ => {}
         }
     };
     assert_eq!(close.code, CloseCode::Policy, "{close:?}");
-    assert!(
-        received < COUNT,
-        "it was cut off, not served everything ({received})"
-    );
+    assert!(received < COUNT, "it was cut off, not served everything ({received})");
 }
 
 #[test]
@@ -120,9 +100,8 @@ fn half_open_and_dribbling_handshakes_are_dropped() {
     let mut dribbler = server.tcp();
     let dribble = std::thread::spawn(move || {
         // One byte every 50ms would take 10s to finish this head; the deadline is absolute.
-        for byte in "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            .repeat(3)
-            .bytes()
+        for byte in
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n".repeat(3).bytes()
         {
             if dribbler.write_all(&[byte]).is_err() {
                 return true;
@@ -132,18 +111,12 @@ fn half_open_and_dribbling_handshakes_are_dropped() {
         false
     });
     expect_eof(&mut silent);
-    assert!(
-        dribble.join().unwrap(),
-        "the dribbler was disconnected before its head was complete"
-    );
+    assert!(dribble.join().unwrap(), "the dribbler was disconnected before its head was complete");
     server.wait_for_log("handshake not completed");
     // Nobody else was affected.
     let mut fine = server.chat_client("fine");
     send(&mut fine, "ok");
-    assert_eq!(
-        recv_until(&mut fine, |t| !t.starts_with("*** ")),
-        "fine: ok"
-    );
+    assert_eq!(recv_until(&mut fine, |t| !t.starts_with("*** ")), "fine: ok");
 }
 
 #[test]
@@ -159,10 +132,7 @@ fn idle_clients_are_pinged_and_kept_if_they_answer() {
         }
     }
     send(&mut ws, "still here");
-    assert_eq!(
-        recv_until(&mut ws, |t| !t.starts_with("*** ")),
-        "awake: still here"
-    );
+    assert_eq!(recv_until(&mut ws, |t| !t.starts_with("*** ")), "awake: still here");
 }
 
 #[test]
@@ -178,19 +148,13 @@ fn idle_clients_that_never_answer_are_closed_with_1001() {
 #[test]
 fn past_max_connections_new_clients_get_503_and_existing_ones_are_untouched() {
     let server = TestServer::start(&["--max-connections", "3"]);
-    let mut clients: Vec<Client> = ["a", "b", "c"]
-        .iter()
-        .map(|n| server.chat_client(n))
-        .collect();
+    let mut clients: Vec<Client> = ["a", "b", "c"].iter().map(|n| server.chat_client(n)).collect();
     let refused = http_exchange(
         &server,
         "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     );
-    assert!(
-        refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
-        "{refused}"
-    );
+    assert!(refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{refused}");
     assert!(refused.contains("Retry-After: 5\r\n"));
     send(&mut clients[0], "we are fine");
     for ws in clients.iter_mut() {
@@ -207,9 +171,7 @@ fn past_max_connections_new_clients_get_503_and_existing_ones_are_untouched() {
 fn a_thousand_clients_all_receive_one_broadcast() {
     const N: usize = 1000;
     let server = TestServer::start(&[]);
-    let mut clients: Vec<Client> = (0..N)
-        .map(|i| server.connect(&format!("/?nick=c{i}")))
-        .collect();
+    let mut clients: Vec<Client> = (0..N).map(|i| server.connect(&format!("/?nick=c{i}"))).collect();
     send(&mut clients[N - 1], "hello, thousand");
     for (i, ws) in clients.iter_mut().enumerate() {
         let got = recv_until(ws, |t| !t.starts_with("*** "));
@@ -221,34 +183,20 @@ fn a_thousand_clients_all_receive_one_broadcast() {
 fn accept_errors_are_survived_without_a_busy_loop() {
     // Under a file limit of 24 the server runs out of descriptors after a dozen clients.
     let mut shell = Command::new("sh");
-    shell.args([
-        "-c",
-        "ulimit -n 24 && exec \"$0\" \"$@\"",
-        env!("CARGO_BIN_EXE_wschat-server"),
-    ]);
+    shell.args(["-c", "ulimit -n 24 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_wschat-server")]);
     let server = TestServer::start_with(shell, &["--handshake-timeout", "60s"]);
     let hogs: Vec<TcpStream> = (0..40).map(|_| server.tcp()).collect();
     server.wait_for_log("accept failed");
     let before = server.cpu_ticks();
     std::thread::sleep(Duration::from_secs(1)); // a measurement window, not synchronisation
     let spent = server.cpu_ticks() - before;
-    assert!(
-        spent < 30,
-        "server burned {spent} ticks in 1s while out of descriptors"
-    );
+    assert!(spent < 30, "server burned {spent} ticks in 1s while out of descriptors");
     drop(hogs);
     let mut ws = connect_when_room(&server, "back");
     send(&mut ws, "recovered");
+    assert_eq!(recv_until(&mut ws, |t| !t.starts_with("*** ")), "back: recovered");
     assert_eq!(
-        recv_until(&mut ws, |t| !t.starts_with("*** ")),
-        "back: recovered"
-    );
-    assert_eq!(
-        server
-            .log()
-            .iter()
-            .filter(|l| l.contains("accept failed"))
-            .count(),
+        server.log().iter().filter(|l| l.contains("accept failed")).count(),
         1,
         "one warning per episode"
     );

@@ -17,30 +17,19 @@ fn echo_returns_text_and_binary_to_the_sender_only() {
     assert_eq!(recv(&mut echo), Message::text("ping? pong!"));
     let big: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
     echo.send(Message::binary(big.clone())).unwrap();
-    let Message::Binary(back) = recv(&mut echo) else {
-        panic!("expected binary")
-    };
+    let Message::Binary(back) = recv(&mut echo) else { panic!("expected binary") };
     assert!(back == big, "60,000-byte binary message echoed intact");
     other.send(Message::text("mine")).unwrap();
-    assert_eq!(
-        recv(&mut other),
-        Message::text("mine"),
-        "the other echo session saw nothing of the first"
-    );
+    assert_eq!(recv(&mut other), Message::text("mine"), "the other echo session saw nothing of the first");
 }
 
 #[test]
 fn echo_answers_pings_with_equal_pongs() {
     let server = TestServer::start(&[]);
     let mut stream = raw_handshake(&server, "/echo");
-    stream
-        .write_all(&client_frame(0x89, b"are you there", true))
-        .unwrap();
+    stream.write_all(&client_frame(0x89, b"are you there", true)).unwrap();
     let pong = read_frame(&mut stream);
-    assert_eq!(
-        (pong.first_byte, pong.payload.as_slice()),
-        (0x8A, &b"are you there"[..])
-    );
+    assert_eq!((pong.first_byte, pong.payload.as_slice()), (0x8A, &b"are you there"[..]));
 }
 
 #[test]
@@ -51,29 +40,14 @@ fn unknown_path_is_404_and_plain_http_is_426() {
         "GET /nowhere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     );
-    assert!(
-        not_found.starts_with("HTTP/1.1 404 Not Found\r\n"),
-        "{not_found}"
-    );
+    assert!(not_found.starts_with("HTTP/1.1 404 Not Found\r\n"), "{not_found}");
     let plain = http_exchange(&server, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(
-        plain.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
-        "{plain}"
-    );
+    assert!(plain.starts_with("HTTP/1.1 426 Upgrade Required\r\n"), "{plain}");
     assert!(plain.contains("\r\nUpgrade: websocket\r\n"), "{plain}");
-    assert!(
-        plain.ends_with("connect with a WebSocket client\n"),
-        "short body explains: {plain}"
-    );
+    assert!(plain.ends_with("connect with a WebSocket client\n"), "short body explains: {plain}");
     let garbage = http_exchange(&server, "\u{1}\u{2}\u{3} nonsense\r\n\r\n");
-    assert!(
-        garbage.starts_with("HTTP/1.1 400 Bad Request\r\n"),
-        "{garbage}"
-    );
-    let huge = http_exchange(
-        &server,
-        &format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(9000)),
-    );
+    assert!(garbage.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{garbage}");
+    let huge = http_exchange(&server, &format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(9000)));
     assert!(huge.starts_with("HTTP/1.1 431 "), "{huge}");
     let version = http_exchange(
         &server,
@@ -89,10 +63,7 @@ fn unknown_path_is_404_and_plain_http_is_426() {
 /// Sends `frames` on a fresh `/echo` session and returns the close code the server answers with,
 /// after checking that a bystander chat client is unaffected.
 fn close_code_after(server: &TestServer, frames: &[Vec<u8>]) -> u16 {
-    let mut bystander = server.chat_client(&format!(
-        "bystander{}",
-        frames.len() * 1000 + frames[0].len()
-    ));
+    let mut bystander = server.chat_client(&format!("bystander{}", frames.len() * 1000 + frames[0].len()));
     let mut stream = raw_handshake(server, "/echo");
     for frame in frames {
         stream.write_all(frame).unwrap();
@@ -107,28 +78,21 @@ fn close_code_after(server: &TestServer, frames: &[Vec<u8>]) -> u16 {
 #[test]
 fn oversized_message_is_closed_with_1009() {
     let server = TestServer::start(&["--max-message-size", "1KiB"]);
-    assert_eq!(
-        close_code_after(&server, &[client_frame(0x82, &[7u8; 1025], true)]),
-        1009
-    );
+    assert_eq!(close_code_after(&server, &[client_frame(0x82, &[7u8; 1025], true)]), 1009);
     // The limit covers a message's fragments together.
     let first = client_frame(0x02, &[1u8; 600], true);
     let last = client_frame(0x80, &[2u8; 600], true);
     assert_eq!(close_code_after(&server, &[first, last]), 1009);
     // Exactly at the limit is fine.
     let mut ok = raw_handshake(&server, "/echo");
-    ok.write_all(&client_frame(0x82, &[7u8; 1024], true))
-        .unwrap();
+    ok.write_all(&client_frame(0x82, &[7u8; 1024], true)).unwrap();
     assert_eq!(read_frame(&mut ok).payload.len(), 1024);
 }
 
 #[test]
 fn invalid_utf8_is_closed_with_1007() {
     let server = TestServer::start(&[]);
-    assert_eq!(
-        close_code_after(&server, &[client_frame(0x81, b"bad \xff\xfe text", true)]),
-        1007
-    );
+    assert_eq!(close_code_after(&server, &[client_frame(0x81, b"bad \xff\xfe text", true)]), 1007);
     // Split across fragments: each half alone is not the problem, the whole is.
     let first = client_frame(0x01, b"caf\xc3", true);
     let last = client_frame(0x80, b"\x28", true);
@@ -139,36 +103,15 @@ fn invalid_utf8_is_closed_with_1007() {
 fn protocol_violations_are_closed_with_1002() {
     let server = TestServer::start(&[]);
     let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
-        (
-            "unmasked client frame",
-            vec![client_frame(0x81, b"hello", false)],
-        ),
+        ("unmasked client frame", vec![client_frame(0x81, b"hello", false)]),
         ("reserved bit set", vec![client_frame(0xC1, b"hello", true)]),
-        (
-            "reserved data opcode 3",
-            vec![client_frame(0x83, b"", true)],
-        ),
-        (
-            "reserved control opcode 11",
-            vec![client_frame(0x8B, b"", true)],
-        ),
-        (
-            "continuation without start",
-            vec![client_frame(0x80, b"x", true)],
-        ),
+        ("reserved data opcode 3", vec![client_frame(0x83, b"", true)]),
+        ("reserved control opcode 11", vec![client_frame(0x8B, b"", true)]),
+        ("continuation without start", vec![client_frame(0x80, b"x", true)]),
         ("fragmented ping", vec![client_frame(0x09, b"x", true)]),
-        (
-            "ping payload over 125 bytes",
-            vec![client_frame(0x89, &[0u8; 126], true)],
-        ),
-        (
-            "close with invalid code 999",
-            vec![client_frame(0x88, &999u16.to_be_bytes(), true)],
-        ),
-        (
-            "close with 1-byte payload",
-            vec![client_frame(0x88, &[3], true)],
-        ),
+        ("ping payload over 125 bytes", vec![client_frame(0x89, &[0u8; 126], true)]),
+        ("close with invalid code 999", vec![client_frame(0x88, &999u16.to_be_bytes(), true)]),
+        ("close with 1-byte payload", vec![client_frame(0x88, &[3], true)]),
     ];
     for (name, frames) in cases {
         assert_eq!(close_code_after(&server, &frames), 1002, "{name}");
@@ -192,9 +135,7 @@ fn client_initiated_close_is_echoed_and_tcp_closed_by_the_server() {
     let mut stream = raw_handshake(&server, "/echo");
     let mut payload = 1000u16.to_be_bytes().to_vec();
     payload.extend_from_slice(b"bye");
-    stream
-        .write_all(&client_frame(0x88, &payload, true))
-        .unwrap();
+    stream.write_all(&client_frame(0x88, &payload, true)).unwrap();
     let reply = read_frame(&mut stream);
     assert_eq!(reply.close_code(), Some(1000));
     expect_eof(&mut stream);
@@ -210,12 +151,6 @@ fn frames_sent_before_the_handshake_response_are_refused_with_400() {
     );
     request.push_str("\u{81}\u{0}");
     let response = http_exchange(&server, &request);
-    assert!(
-        response.starts_with("HTTP/1.1 400 Bad Request\r\n"),
-        "{response}"
-    );
-    assert!(
-        response.contains("before the handshake completed"),
-        "{response}"
-    );
+    assert!(response.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{response}");
+    assert!(response.contains("before the handshake completed"), "{response}");
 }

@@ -10,19 +10,14 @@ use tungstenite::protocol::frame::coding::CloseCode;
 #[test]
 fn sigterm_closes_every_client_with_1001_and_exits_zero() {
     let mut server = TestServer::start(&[]);
-    let mut clients: Vec<Client> = (0..5)
-        .map(|i| server.chat_client(&format!("u{i}")))
-        .collect();
+    let mut clients: Vec<Client> = (0..5).map(|i| server.chat_client(&format!("u{i}"))).collect();
     clients.push(server.connect("/echo"));
     let mut half_open = server.tcp();
     half_open.write_all(b"GET / HTTP/1.1\r\n").unwrap();
 
     server.signal("TERM");
     for ws in clients.iter_mut() {
-        assert_eq!(
-            expect_close(ws),
-            (CloseCode::Away, "server shutting down".to_string())
-        );
+        assert_eq!(expect_close(ws), (CloseCode::Away, "server shutting down".to_string()));
         let _ = ws.flush(); // sends our close reply
     }
     expect_eof(&mut half_open);

@@ -9,9 +9,7 @@ fn main() -> ExitCode {
     let config = Config::from_args();
     let level = config.log_level();
     let mut log_config = ConfigBuilder::new();
-    log_config
-        .set_time_format_rfc3339()
-        .set_target_level(log::LevelFilter::Off);
+    log_config.set_time_format_rfc3339().set_target_level(log::LevelFilter::Off);
     if level < log::LevelFilter::Trace {
         // tungstenite logs every handshake and close at debug; -v is about wschat's own events.
         log_config.add_filter_ignore_str("tungstenite");

@@ -62,10 +62,7 @@ pub fn parse_line(line: &str) -> Line<'_> {
         "me" if !args.is_empty() => Ok(Command::Me(args)),
         "me" => Err("usage: /me ACTION".to_string()),
         "msg" => match args.split_once(char::is_whitespace) {
-            Some((to, text)) if !text.trim().is_empty() => Ok(Command::Msg {
-                to,
-                text: text.trim_start(),
-            }),
+            Some((to, text)) if !text.trim().is_empty() => Ok(Command::Msg { to, text: text.trim_start() }),
             _ => Err("usage: /msg NICK TEXT".to_string()),
         },
         "quit" => Ok(Command::Quit(Some(args).filter(|a| !a.is_empty()))),
@@ -92,27 +89,15 @@ mod tests {
     #[test]
     fn commands_with_arguments() {
         assert_eq!(parse_line("/nick bob"), Line::Command(Command::Nick("bob")));
-        assert_eq!(
-            parse_line("/NICK  bob  "),
-            Line::Command(Command::Nick("bob"))
-        );
+        assert_eq!(parse_line("/NICK  bob  "), Line::Command(Command::Nick("bob")));
         assert_eq!(parse_line("/join dev"), Line::Command(Command::Join("dev")));
-        assert_eq!(
-            parse_line("/me waves  hi"),
-            Line::Command(Command::Me("waves  hi"))
-        );
+        assert_eq!(parse_line("/me waves  hi"), Line::Command(Command::Me("waves  hi")));
         assert_eq!(
             parse_line("/msg bob  hi there"),
-            Line::Command(Command::Msg {
-                to: "bob",
-                text: "hi there"
-            })
+            Line::Command(Command::Msg { to: "bob", text: "hi there" })
         );
         assert_eq!(parse_line("/quit"), Line::Command(Command::Quit(None)));
-        assert_eq!(
-            parse_line("/quit gone home"),
-            Line::Command(Command::Quit(Some("gone home")))
-        );
+        assert_eq!(parse_line("/quit gone home"), Line::Command(Command::Quit(Some("gone home"))));
         assert_eq!(parse_line("/rooms"), Line::Command(Command::Rooms));
         assert_eq!(parse_line("/who"), Line::Command(Command::Who));
         assert_eq!(parse_line("/help"), Line::Command(Command::Help));
@@ -134,9 +119,7 @@ mod tests {
         ] {
             assert!(matches!(parse_line(line), Line::Invalid(_)), "{line:?}");
         }
-        let Line::Invalid(text) = parse_line("/frob") else {
-            panic!()
-        };
+        let Line::Invalid(text) = parse_line("/frob") else { panic!() };
         assert!(text.contains("/frob") && text.contains("/help"), "{text}");
     }
 }

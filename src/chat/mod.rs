@@ -68,8 +68,10 @@ struct Room {
     members: Vec<ClientId>,
 }
 
+/// Default for [`Chat::with_announce_limit`].
+pub const DEFAULT_ANNOUNCE_LIMIT: usize = 100;
+
 /// The whole chat state.
-#[derive(Default)]
 pub struct Chat {
     members: HashMap<ClientId, Member>,
     /// Case-folded nick to owner.
@@ -77,6 +79,15 @@ pub struct Chat {
     /// Case-folded room name to room; a room exists while it has members (the lobby always).
     rooms: HashMap<Rc<str>, Room>,
     next_guest: u64,
+    /// Rooms larger than this get no join/leave/nick announcements: in a room of N, N joins
+    /// would cost N squared notices and drown the conversation.
+    announce_limit: usize,
+}
+
+impl Default for Chat {
+    fn default() -> Self {
+        Self::with_announce_limit(DEFAULT_ANNOUNCE_LIMIT)
+    }
 }
 
 const HELP: &str = "*** commands:
@@ -96,6 +107,32 @@ fn notice(text: impl AsRef<str>) -> Body {
 impl Chat {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A chat that announces joins, leaves and nick changes only in rooms of at most `limit`
+    /// members; in larger rooms only the client concerned is told.
+    pub fn with_announce_limit(limit: usize) -> Self {
+        Self {
+            members: HashMap::new(),
+            nicks: HashMap::new(),
+            rooms: HashMap::new(),
+            next_guest: 0,
+            announce_limit: limit,
+        }
+    }
+
+    /// Tells a room about a member's join, leave or nick change, or only that member if the
+    /// room is over the announcement limit.
+    fn announce(&self, room: &Rc<str>, actor: ClientId, text: String, out: &mut Vec<Effect>) {
+        let members = self.room_members(room);
+        let to = if members.len() <= self.announce_limit {
+            Audience::Room(room.clone())
+        } else if members.contains(&actor) {
+            Audience::Client(actor)
+        } else {
+            return;
+        };
+        out.push(Effect::Send { to, body: notice(text) });
     }
 
     /// Number of clients in the chat.
@@ -134,31 +171,17 @@ impl Chat {
         };
         self.nicks.insert(fold(&nick), client);
         let lobby: Rc<str> = Rc::from(LOBBY);
-        self.members.insert(
-            client,
-            Member {
-                nick: nick.clone(),
-                room: lobby.clone(),
-            },
-        );
+        self.members.insert(client, Member { nick: nick.clone(), room: lobby.clone() });
         self.add_to_room(client, &lobby, LOBBY);
         let to_client = Audience::Client(client);
         if let Some(refusal) = refusal {
-            out.push(Effect::Send {
-                to: to_client.clone(),
-                body: notice(refusal),
-            });
+            out.push(Effect::Send { to: to_client.clone(), body: notice(refusal) });
         }
         out.push(Effect::Send {
             to: to_client,
-            body: notice(format!(
-                "welcome, you are {nick} in {LOBBY}; type /help for commands"
-            )),
+            body: notice(format!("welcome, you are {nick} in {LOBBY}; type /help for commands")),
         });
-        out.push(Effect::Send {
-            to: Audience::Room(lobby),
-            body: notice(format!("{nick} joined {LOBBY}")),
-        });
+        self.announce(&lobby, client, format!("{nick} joined {LOBBY}"), out);
     }
 
     /// A client left (connection closed for any reason): drop it and tell its room.
@@ -174,20 +197,14 @@ impl Chat {
             } else {
                 format!("{} left {} ({reason})", member.nick, room.display)
             };
-            out.push(Effect::Send {
-                to: Audience::Room(member.room),
-                body: notice(text),
-            });
+            self.announce(&member.room, client, text, out);
         }
     }
 
     /// A client sent a binary message: relay it verbatim to its room, sender included.
     pub fn binary(&mut self, client: ClientId, data: Bytes, out: &mut Vec<Effect>) {
         if let Some(member) = self.members.get(&client) {
-            out.push(Effect::Send {
-                to: Audience::Room(member.room.clone()),
-                body: Body::Binary(data),
-            });
+            out.push(Effect::Send { to: Audience::Room(member.room.clone()), body: Body::Binary(data) });
         }
     }
 
@@ -196,10 +213,7 @@ impl Chat {
         let Some(member) = self.members.get(&client) else {
             return;
         };
-        let reply = |body| Effect::Send {
-            to: Audience::Client(client),
-            body,
-        };
+        let reply = |body| Effect::Send { to: Audience::Client(client), body };
         match parse_line(text) {
             Line::Say(said) => out.push(Effect::Send {
                 to: Audience::Room(member.room.clone()),
@@ -212,33 +226,17 @@ impl Chat {
             }),
             Line::Command(Command::Help) => out.push(reply(Body::Text(HELP.to_string()))),
             Line::Command(Command::Who) => {
-                let mut nicks: Vec<&str> = self
-                    .room_members(&member.room)
-                    .iter()
-                    .filter_map(|c| self.nick(*c))
-                    .collect();
+                let mut nicks: Vec<&str> =
+                    self.room_members(&member.room).iter().filter_map(|c| self.nick(*c)).collect();
                 nicks.sort_unstable_by_key(|n| n.to_lowercase());
-                let display = self
-                    .rooms
-                    .get(&member.room)
-                    .map_or(LOBBY, |r| r.display.as_str());
-                out.push(reply(notice(format!(
-                    "in {display} ({}): {}",
-                    nicks.len(),
-                    nicks.join(", ")
-                ))));
+                let display = self.rooms.get(&member.room).map_or(LOBBY, |r| r.display.as_str());
+                out.push(reply(notice(format!("in {display} ({}): {}", nicks.len(), nicks.join(", ")))));
             }
             Line::Command(Command::Rooms) => {
-                let mut rooms: Vec<(&str, usize)> = self
-                    .rooms
-                    .values()
-                    .map(|r| (r.display.as_str(), r.members.len()))
-                    .collect();
+                let mut rooms: Vec<(&str, usize)> =
+                    self.rooms.values().map(|r| (r.display.as_str(), r.members.len())).collect();
                 rooms.sort_unstable_by_key(|(name, _)| name.to_lowercase());
-                let list: Vec<String> = rooms
-                    .iter()
-                    .map(|(name, n)| format!("{name} ({n})"))
-                    .collect();
+                let list: Vec<String> = rooms.iter().map(|(name, n)| format!("{name} ({n})")).collect();
                 out.push(reply(notice(format!("rooms: {}", list.join(", ")))));
             }
             Line::Command(Command::Msg { to, text }) => match self.nicks.get(&fold(to)) {
@@ -258,11 +256,8 @@ impl Chat {
             Line::Command(Command::Join(room)) => self.join(client, room, out),
             Line::Command(Command::Quit(reason)) => {
                 let reason = reason.unwrap_or("").to_string();
-                let departure = if reason.is_empty() {
-                    "quit".to_string()
-                } else {
-                    format!("quit: {reason}")
-                };
+                let departure =
+                    if reason.is_empty() { "quit".to_string() } else { format!("quit: {reason}") };
                 self.disconnect(client, &departure, out);
                 out.push(Effect::Close { client, reason });
             }
@@ -281,24 +276,16 @@ impl Chat {
             return;
         };
         let old = std::mem::replace(&mut member.nick, wanted.to_string());
+        let room = member.room.clone();
         self.nicks.remove(&fold(&old));
         self.nicks.insert(fold(wanted), client);
-        out.push(Effect::Send {
-            to: Audience::Room(member.room.clone()),
-            body: notice(format!("{old} is now known as {wanted}")),
-        });
+        self.announce(&room, client, format!("{old} is now known as {wanted}"), out);
     }
 
     fn join(&mut self, client: ClientId, wanted: &str, out: &mut Vec<Effect>) {
-        let reply = |text: String| Effect::Send {
-            to: Audience::Client(client),
-            body: notice(text),
-        };
+        let reply = |text: String| Effect::Send { to: Audience::Client(client), body: notice(text) };
         if let Err(why) = validate_room(wanted) {
-            out.push(reply(format!(
-                "error: room name {wanted:?} refused: {}",
-                why.0
-            )));
+            out.push(reply(format!("error: room name {wanted:?} refused: {}", why.0)));
             return;
         }
         let key = fold(wanted);
@@ -311,26 +298,17 @@ impl Chat {
         }
         let (nick, old_room) = (member.nick.clone(), member.room.clone());
         self.remove_from_room(client, &old_room);
-        let new_room: Rc<str> = self
-            .rooms
-            .get_key_value(key.as_str())
-            .map_or_else(|| Rc::from(key), |(k, _)| k.clone());
+        let new_room: Rc<str> =
+            self.rooms.get_key_value(key.as_str()).map_or_else(|| Rc::from(key), |(k, _)| k.clone());
         self.add_to_room(client, &new_room, wanted);
         if let Some(member) = self.members.get_mut(&client) {
             member.room = new_room.clone();
         }
-        let new_display = self
-            .rooms
-            .get(&new_room)
-            .map_or(wanted, |r| r.display.as_str())
-            .to_string();
+        let new_display = self.rooms.get(&new_room).map_or(wanted, |r| r.display.as_str()).to_string();
         if let Some(old) = self.rooms.get(&old_room) {
             out.push(Effect::Send {
                 to: Audience::Room(old_room.clone()),
-                body: notice(format!(
-                    "{nick} left {} (joined {new_display})",
-                    old.display
-                )),
+                body: notice(format!("{nick} left {} (joined {new_display})", old.display)),
             });
         }
         out.push(Effect::Send {
@@ -361,10 +339,7 @@ impl Chat {
     fn add_to_room(&mut self, client: ClientId, key: &Rc<str>, display: &str) {
         self.rooms
             .entry(key.clone())
-            .or_insert_with(|| Room {
-                display: display.to_string(),
-                members: Vec::new(),
-            })
+            .or_insert_with(|| Room { display: display.to_string(), members: Vec::new() })
             .members
             .push(client);
     }

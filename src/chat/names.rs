@@ -61,17 +61,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_nicks() {
-        for nick in [
-            "",
-            "two words",
-            "tab\there",
-            "nl\n",
-            "bell\u{7}",
-            "a:b",
-            "*star",
-            "[pm",
-            &"x".repeat(33),
-        ] {
+        for nick in
+            ["", "two words", "tab\there", "nl\n", "bell\u{7}", "a:b", "*star", "[pm", &"x".repeat(33)]
+        {
             assert!(validate_nick(nick).is_err(), "{nick:?} should be rejected");
         }
     }

@@ -16,14 +16,8 @@ impl Harness {
     fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::Send {
-                    to: Audience::Client(c),
-                    body,
-                } => self.inbox.entry(c).or_default().push(body),
-                Effect::Send {
-                    to: Audience::Room(room),
-                    body,
-                } => {
+                Effect::Send { to: Audience::Client(c), body } => self.inbox.entry(c).or_default().push(body),
+                Effect::Send { to: Audience::Room(room), body } => {
                     for c in self.chat.room_members(&room).to_vec() {
                         self.inbox.entry(c).or_default().push(body.clone());
                     }
@@ -81,14 +75,8 @@ fn connect_assigns_guest_nicks_welcomes_and_announces() {
     assert_eq!(h.chat.nick(10), Some("guest-1"));
     assert_eq!(h.chat.nick(11), Some("guest-2"));
     let first = h.take(10);
-    assert!(
-        first[0].starts_with("*** welcome, you are guest-1 in lobby"),
-        "{first:?}"
-    );
-    assert_eq!(
-        &first[1..],
-        ["*** guest-1 joined lobby", "*** guest-2 joined lobby"]
-    );
+    assert!(first[0].starts_with("*** welcome, you are guest-1 in lobby"), "{first:?}");
+    assert_eq!(&first[1..], ["*** guest-1 joined lobby", "*** guest-2 joined lobby"]);
 }
 
 #[test]
@@ -126,8 +114,7 @@ fn chat_text_reaches_whole_room_sender_included() {
 fn binary_is_relayed_verbatim_to_the_room() {
     let mut h = three_in_lobby();
     let mut out = Vec::new();
-    h.chat
-        .binary(1, Bytes::from_static(&[0, 159, 255]), &mut out);
+    h.chat.binary(1, Bytes::from_static(&[0, 159, 255]), &mut out);
     assert_eq!(
         out,
         [Effect::Send {
@@ -144,10 +131,7 @@ fn nick_change_is_announced_and_enforces_uniqueness() {
     assert_eq!(h.take(3), ["*** alice is now known as Alyx"]);
     h.clear();
     h.say(2, "/nick alyx");
-    assert_eq!(
-        h.take(2),
-        ["*** error: nick \"alyx\" refused: already in use"]
-    );
+    assert_eq!(h.take(2), ["*** error: nick \"alyx\" refused: already in use"]);
     assert!(h.take(3).is_empty(), "a refused change is not announced");
     // Changing only the case of your own nick is allowed, and the old nick becomes free.
     h.say(1, "/nick ALYX");
@@ -155,10 +139,7 @@ fn nick_change_is_announced_and_enforces_uniqueness() {
     h.say(2, "/nick alice");
     assert_eq!(h.chat.nick(2), Some("alice"));
     h.say(3, "/nick x:y");
-    assert!(h
-        .take(3)
-        .last()
-        .is_some_and(|t| t.contains("must not contain ':'")));
+    assert!(h.take(3).last().is_some_and(|t| t.contains("must not contain ':'")));
 }
 
 #[test]
@@ -168,18 +149,11 @@ fn join_moves_between_rooms_with_announcements() {
     assert_eq!(h.take(1), ["*** alice joined Dev"]);
     assert_eq!(h.take(2), ["*** alice left lobby (joined Dev)"]);
     h.say(2, "/join dev");
-    assert_eq!(
-        h.take(1),
-        ["*** bob joined Dev"],
-        "room names are case-insensitive, first spelling kept"
-    );
+    assert_eq!(h.take(1), ["*** bob joined Dev"], "room names are case-insensitive, first spelling kept");
     h.clear();
     h.say(3, "lobby only");
     assert_eq!(h.take(3), ["carol: lobby only"]);
-    assert!(
-        h.take(1).is_empty() && h.take(2).is_empty(),
-        "rooms are isolated"
-    );
+    assert!(h.take(1).is_empty() && h.take(2).is_empty(), "rooms are isolated");
     h.say(1, "dev only");
     assert_eq!(h.take(2), ["alice: dev only"]);
     assert!(h.take(3).is_empty());
@@ -224,16 +198,11 @@ fn me_and_private_messages() {
 fn unknown_commands_answer_only_the_sender() {
     let mut h = three_in_lobby();
     h.say(1, "/dance");
-    assert_eq!(
-        h.take(1),
-        ["*** error: unknown command /dance; type /help for the list"]
-    );
+    assert_eq!(h.take(1), ["*** error: unknown command /dance; type /help for the list"]);
     assert!(h.take(2).is_empty());
     h.say(1, "/help");
     let help = h.take(1);
-    assert!(
-        help[0].lines().all(|l| l.starts_with(NOTICE_PREFIX)) && help[0].contains("/msg NICK TEXT")
-    );
+    assert!(help[0].lines().all(|l| l.starts_with(NOTICE_PREFIX)) && help[0].contains("/msg NICK TEXT"));
 }
 
 #[test]
@@ -271,4 +240,28 @@ fn messages_from_unknown_clients_are_ignored() {
     h.chat.text(99, "hello", &mut out);
     h.chat.binary(99, Bytes::new(), &mut out);
     assert!(out.is_empty());
+}
+
+#[test]
+fn big_rooms_are_not_flooded_with_announcements() {
+    let mut h = Harness { chat: Chat::with_announce_limit(2), ..Harness::default() };
+    h.connect(1, Some("a"));
+    h.connect(2, Some("b"));
+    assert_eq!(h.take(1).last().map(String::as_str), Some("*** b joined lobby"), "at the limit: announced");
+    h.connect(3, Some("c"));
+    assert!(h.take(1).is_empty(), "over the limit: the others are not told");
+    assert_eq!(h.take(3).last().map(String::as_str), Some("*** c joined lobby"), "the joiner still is");
+    h.say(3, "/nick cc");
+    assert!(h.take(1).is_empty());
+    assert_eq!(h.take(3), ["*** c is now known as cc"]);
+    h.clear();
+    h.say(1, "/join quiet");
+    assert_eq!(h.take(1), ["*** a joined quiet"]);
+    assert_eq!(h.take(2), ["*** a left lobby (joined quiet)"], "the lobby is back at the limit");
+    h.say(2, "chat still reaches everyone");
+    assert_eq!(h.take(3), ["b: chat still reaches everyone"]);
+    h.connect(4, Some("d"));
+    assert!(h.take(2).is_empty(), "over the limit again");
+    h.leave(4);
+    assert_eq!(h.take(2), ["*** d left lobby"], "announced once the room is back at the limit");
 }

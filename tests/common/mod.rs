@@ -54,14 +54,8 @@ impl TestServer {
                 sink.lock().unwrap().push(line);
             }
         });
-        let addr = addr_rx
-            .recv_timeout(WAIT)
-            .expect("server did not report its address");
-        Self {
-            child,
-            addr: addr.parse().expect("address"),
-            log,
-        }
+        let addr = addr_rx.recv_timeout(WAIT).expect("server did not report its address");
+        Self { child, addr: addr.parse().expect("address"), log }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -79,10 +73,7 @@ impl TestServer {
     pub fn chat_client(&self, nick: &str) -> Client {
         let mut ws = self.connect(&format!("/?nick={nick}"));
         let welcome = recv_text(&mut ws);
-        assert!(
-            welcome.starts_with(&format!("*** welcome, you are {nick} ")),
-            "{welcome}"
-        );
+        assert!(welcome.starts_with(&format!("*** welcome, you are {nick} ")), "{welcome}");
         ws
     }
 
@@ -107,11 +98,7 @@ impl TestServer {
             if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
                 return line;
             }
-            assert!(
-                Instant::now() < deadline,
-                "no log line containing {needle:?}; log: {:#?}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "no log line containing {needle:?}; log: {:#?}", self.log());
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -158,11 +145,8 @@ impl TestServer {
 
     /// Sends a signal (e.g. "TERM") to the server process.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
+        let status =
+            Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
         assert!(status.success());
     }
 }
@@ -337,10 +321,7 @@ pub fn read_frame(stream: &mut TcpStream) -> RawFrame {
     };
     let mut payload = vec![0u8; len];
     stream.read_exact(&mut payload).expect("frame payload");
-    RawFrame {
-        first_byte: head[0],
-        payload,
-    }
+    RawFrame { first_byte: head[0], payload }
 }
 
 /// Reads frames until a close frame; returns its code.

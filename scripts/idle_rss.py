@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Server memory per idle WebSocket connection.
+
+Opens N WebSocket connections to URL (raw sockets, standard library only), waits until every
+handshake has completed, lets the server settle, then reads the server's resident memory from
+/proc/PID/status and reports (RSS with N connections - RSS before) / N.
+
+    scripts/idle_rss.py --pid $(pgrep -f wschat-server) --url ws://127.0.0.1:9001/ -n 10000
+
+Needs a file limit above N in this shell (ulimit -n 20000) and a server allowing N clients.
+"""
+import argparse
+import base64
+import os
+import resource
+import selectors
+import socket
+import sys
+import time
+from urllib.parse import urlparse
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def open_idle(url, count, batch=500, timeout=60.0):
+    parts = urlparse(url)
+    host, port, path = parts.hostname, parts.port or 80, (parts.path or "/")
+    if parts.query:
+        path += "?" + parts.query
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    sel = selectors.DefaultSelector()
+    opened, done, deadline = [], 0, time.monotonic() + timeout
+    while done < count:
+        # Keep at most `batch` handshakes in flight.
+        while len(opened) - done < batch and len(opened) < count:
+            sock = socket.create_connection((host, port))
+            sock.setblocking(False)
+            sock.sendall(request)
+            sel.register(sock, selectors.EVENT_READ, bytearray())
+            opened.append(sock)
+        if time.monotonic() > deadline:
+            sys.exit(f"only {done} of {count} handshakes completed in {timeout}s")
+        for key, _ in sel.select(timeout=1.0):
+            head = key.data
+            head.extend(key.fileobj.recv(4096))
+            if b"\r\n\r\n" in head:
+                if not head.startswith(b"HTTP/1.1 101"):
+                    sys.exit(f"handshake refused: {bytes(head[:80])!r}")
+                sel.unregister(key.fileobj)
+                done += 1
+    return opened
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pid", type=int, required=True, help="server process id")
+    parser.add_argument("--url", required=True, help="ws://HOST:PORT/PATH")
+    parser.add_argument("-n", "--connections", type=int, default=10000)
+    parser.add_argument("--settle", type=float, default=2.0, help="seconds to wait before measuring")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < args.connections + 64:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.connections + 64), hard))
+    before = rss_kib(args.pid)
+    started = time.monotonic()
+    socks = open_idle(args.url, args.connections)
+    elapsed = time.monotonic() - started
+    time.sleep(args.settle)  # let the server finish announcing joins and go idle
+    after = rss_kib(args.pid)
+    per = (after - before) * 1024 / args.connections
+    print(f"connections={args.connections} connect_s={elapsed:.2f} rss_before_kib={before} "
+          f"rss_after_kib={after} bytes_per_connection={per:.0f}")
+    for sock in socks:
+        sock.close()
+
+
+if __name__ == "__main__":
+    main()
