@@ -671,7 +671,8 @@ impl Server {
         if conn.counted {
             self.clients -= 1;
         }
-        self.leave_chat(key, why);
+        // The room hears a plain reason; the details (OS errors) are for the log only.
+        self.leave_chat(key, if why == "closed" { why } else { "connection lost" });
         if self.accept_paused {
             // A descriptor and a slot are free again: resume at the end of this iteration.
             self.accept_retry_at = Some(Instant::now());

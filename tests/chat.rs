@@ -10,16 +10,9 @@ use tungstenite::Message;
 #[test]
 fn broadcast_reaches_every_client_including_the_sender() {
     let server = TestServer::start(&[]);
-    let mut alice = server.chat_client("alice");
-    recv_until(&mut alice, |t| t == "*** alice joined lobby");
-    let mut bob = server.chat_client("bob");
-    let mut carol = server.chat_client("carol");
-    recv_until(&mut alice, |t| t == "*** carol joined lobby");
-    recv_until(&mut bob, |t| t == "*** carol joined lobby");
-    recv_until(&mut carol, |t| t == "*** carol joined lobby");
-
-    send(&mut bob, "hello everyone");
-    for ws in [&mut alice, &mut bob, &mut carol] {
+    let mut room = server.chat_room(&["alice", "bob", "carol"]);
+    send(&mut room[1], "hello everyone");
+    for ws in room.iter_mut() {
         assert_eq!(recv_text(ws), "bob: hello everyone");
     }
 }
@@ -41,13 +34,8 @@ fn concurrent_senders_are_seen_in_the_same_order_by_everyone() {
     const SENDERS: usize = 3;
     const EACH: usize = 200;
     let server = TestServer::start(&[]);
-    let mut receivers: Vec<Client> = (0..3).map(|i| server.chat_client(&format!("r{i}"))).collect();
-    let mut senders: Vec<Client> = (0..SENDERS).map(|i| server.chat_client(&format!("s{i}"))).collect();
-    // Everyone has seen the last join before the race starts.
-    let last_join = format!("*** s{} joined lobby", SENDERS - 1);
-    for ws in receivers.iter_mut().chain(senders.iter_mut()) {
-        recv_until(ws, |t| t == last_join);
-    }
+    let mut receivers = server.chat_room(&["r0", "r1", "r2", "s0", "s1", "s2"]);
+    let senders = receivers.split_off(3);
     let threads: Vec<_> = senders
         .into_iter()
         .enumerate()
@@ -85,10 +73,7 @@ fn concurrent_senders_are_seen_in_the_same_order_by_everyone() {
 #[test]
 fn nick_join_rooms_who_and_room_isolation() {
     let server = TestServer::start(&[]);
-    let mut alice = server.chat_client("alice");
-    let mut bob = server.chat_client("bob");
-    recv_until(&mut alice, |t| t == "*** bob joined lobby");
-    recv_until(&mut bob, |t| t == "*** bob joined lobby");
+    let [mut alice, mut bob]: [Client; 2] = server.chat_room(&["alice", "bob"]).try_into().ok().unwrap();
 
     send(&mut alice, "/nick alicia");
     assert_eq!(recv_text(&mut bob), "*** alice is now known as alicia");
@@ -114,12 +99,8 @@ fn nick_join_rooms_who_and_room_isolation() {
 #[test]
 fn me_msg_and_errors() {
     let server = TestServer::start(&[]);
-    let mut alice = server.chat_client("alice");
-    let mut bob = server.chat_client("bob");
-    let mut carol = server.chat_client("carol");
-    for ws in [&mut alice, &mut bob, &mut carol] {
-        recv_until(ws, |t| t == "*** carol joined lobby");
-    }
+    let [mut alice, mut bob, mut carol]: [Client; 3] =
+        server.chat_room(&["alice", "bob", "carol"]).try_into().ok().unwrap();
     send(&mut alice, "/me waves");
     for ws in [&mut alice, &mut bob, &mut carol] {
         assert_eq!(recv_text(ws), "* alice waves");
@@ -141,10 +122,7 @@ fn me_msg_and_errors() {
 #[test]
 fn binary_messages_are_relayed_verbatim_to_the_room() {
     let server = TestServer::start(&[]);
-    let mut alice = server.chat_client("alice");
-    let mut bob = server.chat_client("bob");
-    recv_until(&mut alice, |t| t == "*** bob joined lobby");
-    recv_until(&mut bob, |t| t == "*** bob joined lobby");
+    let [mut alice, mut bob]: [Client; 2] = server.chat_room(&["alice", "bob"]).try_into().ok().unwrap();
     let blob: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
     bob.send(Message::binary(blob.clone())).unwrap();
     for ws in [&mut alice, &mut bob] {
@@ -177,4 +155,12 @@ fn a_client_that_disconnects_is_announced_and_its_nick_freed() {
     assert_eq!(recv_text(&mut alice), "*** bob left lobby (closed)");
     drop(bob);
     let _bob_again = server.chat_client("bob");
+}
+
+#[test]
+fn a_client_that_vanishes_without_a_close_is_announced_as_lost() {
+    let server = TestServer::start(&[]);
+    let [mut alice, bob]: [Client; 2] = server.chat_room(&["alice", "bob"]).try_into().ok().unwrap();
+    drop(bob); // TCP closed with no close frame
+    assert_eq!(recv_text(&mut alice), "*** bob left lobby (connection lost)");
 }

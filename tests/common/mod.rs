@@ -77,6 +77,17 @@ impl TestServer {
         ws
     }
 
+    /// Connects one chat client per nick and returns them once every one of them has seen the
+    /// last one join, so a test starts from a quiet room.
+    pub fn chat_room(&self, nicks: &[&str]) -> Vec<Client> {
+        let mut clients: Vec<Client> = nicks.iter().map(|nick| self.chat_client(nick)).collect();
+        let last_join = format!("*** {} joined lobby", nicks[nicks.len() - 1]);
+        for ws in clients.iter_mut() {
+            recv_until(ws, |t| t == last_join);
+        }
+        clients
+    }
+
     /// A plain TCP connection with read timeouts set.
     pub fn tcp(&self) -> TcpStream {
         let stream = TcpStream::connect(self.addr).expect("connect");
