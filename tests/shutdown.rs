@@ -24,6 +24,8 @@ fn sigterm_closes_every_client_with_1001_and_exits_zero() {
     let status = server.wait_exit();
     assert!(status.success(), "exit status {status:?}");
     server.wait_for_log("shutting down");
+    let log = server.log();
+    assert!(log.iter().all(|line| !line.contains('\x1b')), "no colour codes in a redirected log: {log:?}");
 }
 
 #[test]

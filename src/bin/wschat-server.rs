@@ -1,5 +1,6 @@
 //! `wschat-server [ADDR]`: parse flags, set up logging, run the server.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
@@ -15,7 +16,10 @@ fn main() -> ExitCode {
         log_config.add_filter_ignore_str("tungstenite");
     }
     let log_config = log_config.build();
-    let _ = TermLogger::init(level, log_config, TerminalMode::Stderr, ColorChoice::Auto);
+    // simplelog's Auto colours even a redirected stderr; colour only a terminal, and honour NO_COLOR.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let colour = if colour { ColorChoice::Auto } else { ColorChoice::Never };
+    let _ = TermLogger::init(level, log_config, TerminalMode::Stderr, colour);
     let addr = config.addr;
     let server = match Server::bind(config) {
         Ok(server) => server,

@@ -36,7 +36,6 @@ impl TestServer {
         let mut child = command
             .arg("127.0.0.1:0")
             .args(flags)
-            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
