@@ -733,7 +733,7 @@ impl Server {
             Phase::Open { ws, closing: None, .. } => {
                 let silent = now.saturating_duration_since(conn.last_heard);
                 if silent >= idle {
-                    info!("{}: silent for {:?}; closing", conn.peer, silent);
+                    warn!("{}: silent for {:?} (no answer to ping); closing with 1001", conn.peer, silent);
                     return self.close(key, CloseCode::Away, "idle timeout");
                 }
                 if silent >= idle / 2 && !conn.ping_sent {
