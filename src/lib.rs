@@ -8,7 +8,9 @@
 //! - [`http`] reads and judges the upgrade request and writes the error replies.
 //! - [`chat`] holds nicks and rooms and decides who receives what, with no IO at all.
 //! - [`config`] holds every flag, default and limit.
+//! - [`bench`] is the load generator behind `wschat-bench`.
 
+pub mod bench;
 pub mod chat;
 pub mod config;
 pub mod connection;

@@ -1,0 +1,366 @@
+//! `wschat-bench`: a load generator for WebSocket broadcast servers.
+//!
+//! It opens `--clients` connections (at most `--connect-concurrency` handshakes at once), then
+//! `--senders` of them send `--size`-byte text messages for `--duration` after `--warmup`, either
+//! at a fixed aggregate `--rate` or as fast as a per-sender `--window` of unacknowledged messages
+//! allows (a sender's message is acknowledged when the sender receives it back, so window mode
+//! needs a server that delivers to the sender too, as wschat and the reference peers do).
+//! Every message carries a token (sender, sequence, send time) that receivers find anywhere in
+//! a text frame, so the same run measures wschat (`NICK: ` prefix) and plain broadcast servers.
+//!
+//! Only messages sent after the warm-up and before the end count; after the end the bench waits
+//! (bounded) for their deliveries, then reports deliveries, expected deliveries, losses,
+//! deliveries per second and end-to-end latency percentiles.
+
+pub mod wire;
+pub mod worker;
+
+use std::fmt::Write as _;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+
+use crate::config::parse_duration;
+use worker::{latency_histogram, Pace, Plan, Shared};
+
+/// Load generator for WebSocket broadcast servers: throughput and latency percentiles.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "wschat-bench", version, about, long_about = None)]
+pub struct BenchConfig {
+    /// Server URL, e.g. ws://127.0.0.1:9001/ (ws:// only).
+    pub url: String,
+
+    /// Connections to open.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub clients: usize,
+
+    /// Handshakes in flight at once, across all threads.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub connect_concurrency: usize,
+
+    /// How many of the clients send (the first ones).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub senders: usize,
+
+    /// Size of each message in bytes (at least the 43-byte token).
+    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    pub size: usize,
+
+    /// Measured sending time.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Duration,
+
+    /// Sending time before measuring starts (not counted).
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub warmup: Duration,
+
+    /// Aggregate messages per second across all senders (fixed rate); overrides --window.
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    pub rate: Option<u64>,
+
+    /// Unacknowledged messages each sender may have outstanding (as fast as possible).
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub window: u64,
+
+    /// Whether a sender receives its own messages (true for wschat and the reference peers).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub self_delivery: bool,
+
+    /// Client threads, each with its own poll loop.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub threads: usize,
+
+    /// Only hold the connections open for --duration (for memory per connection).
+    #[arg(long)]
+    pub idle: bool,
+
+    /// Also write the result as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<std::path::PathBuf>,
+
+    /// Time allowed for all connections to open.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub connect_timeout: Duration,
+}
+
+/// The outcome of a run.
+pub struct Report {
+    pub config: BenchConfig,
+    pub connected: u64,
+    pub connect_failures: u64,
+    pub connect: Histogram<u64>,
+    pub sent: u64,
+    pub delivered: u64,
+    pub expected: u64,
+    pub latency: Histogram<u64>,
+}
+
+impl BenchConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.clients == 0 || self.threads == 0 || self.connect_concurrency == 0 {
+            return Err("--clients, --threads and --connect-concurrency must be at least 1".into());
+        }
+        if self.senders > self.clients {
+            return Err("--senders cannot exceed --clients".into());
+        }
+        if self.size < wire::TOKEN_LEN {
+            return Err(format!("--size must be at least {} bytes (the token)", wire::TOKEN_LEN));
+        }
+        if self.rate.is_none() && self.window == 0 {
+            return Err("--window must be at least 1".into());
+        }
+        if self.rate.is_none() && !self.self_delivery && !self.idle && self.senders > 0 {
+            return Err("window mode needs --self-delivery true; use --rate otherwise".into());
+        }
+        if self.rate == Some(0) {
+            return Err("--rate must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn target(&self) -> Result<(SocketAddr, String, String), String> {
+        let rest = self.url.strip_prefix("ws://").ok_or("only ws:// URLs are supported")?;
+        let (host, path) = rest.find('/').map_or((rest, "/"), |at| (&rest[..at], &rest[at..]));
+        let addr = host
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .next()
+            .ok_or(format!("no address for {host}"))?;
+        Ok((addr, host.to_string(), path.to_string()))
+    }
+}
+
+/// Runs the benchmark, printing a progress line to stderr every second.
+pub fn run(config: BenchConfig) -> Result<Report, String> {
+    config.validate()?;
+    let (addr, host, path) = config.target()?;
+    let pace = match (config.idle, config.rate) {
+        (true, _) => Pace::Idle,
+        (false, Some(rate)) => Pace::Interval(1_000_000_000 * config.senders.max(1) as u64 / rate),
+        (false, None) => Pace::Window(config.window),
+    };
+    let shared = Arc::new(Shared::new());
+    let threads = config.threads.min(config.clients);
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        // Client i goes to thread i % threads; the first `senders` clients send.
+        let clients = (t..config.clients)
+            .step_by(threads)
+            .map(|i| (i < config.senders && !config.idle).then_some(i as u32))
+            .collect();
+        let plan = Plan {
+            addr,
+            host: host.clone(),
+            path: path.clone(),
+            clients,
+            connect_concurrency: config.connect_concurrency.div_ceil(threads),
+            size: config.size,
+            pace,
+        };
+        let shared = shared.clone();
+        handles.push(std::thread::spawn(move || worker::run(plan, shared)));
+    }
+
+    let mut progress = Progress::new(shared.clone());
+    let connect_deadline = Instant::now() + config.connect_timeout;
+    while shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed)
+        < config.clients as u64
+        && Instant::now() < connect_deadline
+    {
+        progress.tick("connecting");
+    }
+    let connected = shared.connected.load(Ordering::Relaxed);
+    let start_ns = shared.epoch.elapsed().as_nanos() as u64;
+    let from_ns = start_ns + config.warmup.as_nanos() as u64;
+    let until_ns = from_ns + config.duration.as_nanos() as u64;
+    shared.measure_from_ns.store(from_ns, Ordering::Relaxed);
+    shared.measure_until_ns.store(until_ns, Ordering::Relaxed);
+    shared.traffic_start_ns.store(start_ns.max(1), Ordering::Release);
+    let end = Instant::now() + config.warmup + config.duration;
+    while Instant::now() < end {
+        progress.tick(if config.idle { "holding" } else { "sending" });
+    }
+    shared.stop_sending.store(true, Ordering::Release);
+    // Wait for the counted messages to arrive, bounded.
+    let receivers = if config.self_delivery { connected } else { connected.saturating_sub(1) };
+    let drain_deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = u64::MAX;
+    while Instant::now() < drain_deadline {
+        let delivered = shared.delivered.load(Ordering::Relaxed);
+        if delivered == last {
+            break; // a full tick without progress: nothing more is coming
+        }
+        last = delivered;
+        progress.tick("draining");
+    }
+    shared.stop.store(true, Ordering::Release);
+
+    let mut report = Report {
+        connected,
+        connect_failures: shared.failed.load(Ordering::Relaxed),
+        connect: latency_histogram(),
+        sent: 0,
+        delivered: 0,
+        expected: 0,
+        latency: latency_histogram(),
+        config,
+    };
+    for handle in handles {
+        let outcome = handle.join().map_err(|_| "a bench thread panicked".to_string())?;
+        let outcome = outcome.map_err(|e: io::Error| format!("bench thread failed: {e}"))?;
+        let _ = report.connect.add(&outcome.connect);
+        let _ = report.latency.add(&outcome.latency);
+        report.sent += outcome.sent_counted;
+        report.delivered += outcome.delivered_counted;
+    }
+    report.expected = report.sent * receivers;
+    Ok(report)
+}
+
+/// Prints one progress line a second on stderr.
+struct Progress {
+    shared: Arc<Shared>,
+    started: Instant,
+    last: Instant,
+    last_sent: u64,
+    last_delivered: u64,
+}
+
+impl Progress {
+    fn new(shared: Arc<Shared>) -> Self {
+        Self { shared, started: Instant::now(), last: Instant::now(), last_sent: 0, last_delivered: 0 }
+    }
+
+    /// Sleeps up to 100 ms and prints a line if a second has passed.
+    fn tick(&mut self, phase: &str) {
+        std::thread::sleep(Duration::from_millis(100));
+        let elapsed = self.last.elapsed();
+        if elapsed < Duration::from_secs(1) {
+            return;
+        }
+        let secs = elapsed.as_secs_f64();
+        let sent = self.shared.sent.load(Ordering::Relaxed);
+        let delivered = self.shared.delivered.load(Ordering::Relaxed);
+        let p99 = self.shared.interval.lock().map_or(0, |mut h| {
+            let p99 = h.value_at_quantile(0.99);
+            h.reset();
+            p99
+        });
+        eprintln!(
+            "[{:>4.0}s] {phase:<10} connected {:>6} failed {:>4}  sent/s {:>9.0}  delivered/s {:>10.0}  p99 {:>8.1}us",
+            self.started.elapsed().as_secs_f64(),
+            self.shared.connected.load(Ordering::Relaxed),
+            self.shared.failed.load(Ordering::Relaxed),
+            (sent - self.last_sent) as f64 / secs,
+            (delivered - self.last_delivered) as f64 / secs,
+            p99 as f64 / 1000.0
+        );
+        self.last = Instant::now();
+        self.last_sent = sent;
+        self.last_delivered = delivered;
+    }
+}
+
+fn us(histogram: &Histogram<u64>, quantile: f64) -> f64 {
+    if histogram.is_empty() {
+        return 0.0;
+    }
+    histogram.value_at_quantile(quantile) as f64 / 1000.0
+}
+
+impl Report {
+    pub fn lost(&self) -> u64 {
+        self.expected.saturating_sub(self.delivered)
+    }
+
+    pub fn deliveries_per_sec(&self) -> f64 {
+        self.delivered as f64 / self.config.duration.as_secs_f64()
+    }
+
+    /// The human-readable summary.
+    pub fn summary(&self) -> String {
+        let c = &self.config;
+        let pace = match c.rate {
+            Some(rate) => format!("rate={rate}/s"),
+            None => format!("window={}", c.window),
+        };
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "wschat-bench {} clients={} senders={} size={} {pace} duration={:?} warmup={:?} threads={}",
+            c.url, c.clients, c.senders, c.size, c.duration, c.warmup, c.threads
+        );
+        let _ = writeln!(
+            out,
+            "connect: ok={} failed={} p50={:.0}us p99={:.0}us max={:.0}us",
+            self.connected,
+            self.connect_failures,
+            us(&self.connect, 0.5),
+            us(&self.connect, 0.99),
+            us(&self.connect, 1.0)
+        );
+        if !c.idle {
+            let _ = writeln!(
+                out,
+                "messages: sent={} deliveries={} expected={} lost={} deliveries/s={:.0}",
+                self.sent,
+                self.delivered,
+                self.expected,
+                self.lost(),
+                self.deliveries_per_sec()
+            );
+            let _ = writeln!(
+                out,
+                "latency: p50={:.1}us p90={:.1}us p99={:.1}us p99.9={:.1}us max={:.1}us",
+                us(&self.latency, 0.5),
+                us(&self.latency, 0.9),
+                us(&self.latency, 0.99),
+                us(&self.latency, 0.999),
+                us(&self.latency, 1.0)
+            );
+        }
+        out
+    }
+
+    /// The result as a JSON object, for scripts.
+    pub fn json(&self) -> String {
+        let c = &self.config;
+        format!(
+            concat!(
+                "{{\"url\":{:?},\"clients\":{},\"senders\":{},\"size\":{},\"rate\":{},\"window\":{},",
+                "\"duration_s\":{},\"warmup_s\":{},\"threads\":{},\"connected\":{},\"connect_failures\":{},",
+                "\"connect_p50_us\":{:.1},\"connect_p99_us\":{:.1},\"sent\":{},\"deliveries\":{},",
+                "\"expected\":{},\"lost\":{},\"deliveries_per_sec\":{:.1},\"latency_p50_us\":{:.1},",
+                "\"latency_p90_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"latency_max_us\":{:.1}}}\n"
+            ),
+            c.url,
+            c.clients,
+            c.senders,
+            c.size,
+            c.rate.map_or("null".to_string(), |r| r.to_string()),
+            c.window,
+            c.duration.as_secs_f64(),
+            c.warmup.as_secs_f64(),
+            c.threads,
+            self.connected,
+            self.connect_failures,
+            us(&self.connect, 0.5),
+            us(&self.connect, 0.99),
+            self.sent,
+            self.delivered,
+            self.expected,
+            self.lost(),
+            self.deliveries_per_sec(),
+            us(&self.latency, 0.5),
+            us(&self.latency, 0.9),
+            us(&self.latency, 0.99),
+            us(&self.latency, 0.999),
+            us(&self.latency, 1.0)
+        )
+    }
+}

@@ -1,0 +1,403 @@
+//! One bench thread: a mio poll loop driving its share of the client connections through
+//! connect, handshake and traffic, recording connect and delivery latencies.
+//!
+//! Received frames are parsed in place in a per-connection buffer and scanned for a token; no
+//! message is allocated. Pings are answered; everything that is not a token is ignored.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token as MioToken};
+
+use super::wire::{self, Token};
+
+/// State shared by the workers and the coordinating thread.
+pub struct Shared {
+    pub epoch: Instant,
+    pub connected: AtomicU64,
+    pub failed: AtomicU64,
+    pub sent: AtomicU64,
+    pub delivered: AtomicU64,
+    /// Nanoseconds since `epoch` at which counted traffic starts; 0 until traffic may start.
+    pub traffic_start_ns: AtomicU64,
+    pub measure_from_ns: AtomicU64,
+    pub measure_until_ns: AtomicU64,
+    pub stop_sending: AtomicBool,
+    pub stop: AtomicBool,
+    /// Latencies of the last progress interval, merged in by workers, taken by the reporter.
+    pub interval: Mutex<Histogram<u64>>,
+}
+
+impl Shared {
+    pub fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            connected: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            traffic_start_ns: AtomicU64::new(0),
+            measure_from_ns: AtomicU64::new(u64::MAX),
+            measure_until_ns: AtomicU64::new(u64::MAX),
+            stop_sending: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            interval: Mutex::new(latency_histogram()),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Latencies in nanoseconds, 1 ns to 100 s, 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// How this thread sends.
+#[derive(Debug, Clone, Copy)]
+pub enum Pace {
+    /// Each sender keeps at most this many of its messages unacknowledged (not yet received
+    /// back by itself).
+    Window(u64),
+    /// Each sender sends one message every this many nanoseconds.
+    Interval(u64),
+    /// No sending at all (`--idle`).
+    Idle,
+}
+
+/// What one worker is asked to do.
+pub struct Plan {
+    pub addr: SocketAddr,
+    pub host: String,
+    pub path: String,
+    /// Global sender id for each of this worker's clients that sends.
+    pub clients: Vec<Option<u32>>,
+    pub connect_concurrency: usize,
+    pub size: usize,
+    pub pace: Pace,
+}
+
+/// What one worker measured.
+pub struct Outcome {
+    pub connect: Histogram<u64>,
+    pub latency: Histogram<u64>,
+    pub sent_counted: u64,
+    pub delivered_counted: u64,
+}
+
+enum Stage {
+    Connecting,
+    Handshaking,
+    Open,
+    Dead,
+}
+
+struct Sender {
+    id: u32,
+    next_seq: u64,
+    acked: u64,
+    next_due_ns: u64,
+}
+
+struct Client {
+    stream: TcpStream,
+    stage: Stage,
+    started_ns: u64,
+    rbuf: Vec<u8>,
+    rlen: usize,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    sender: Option<Sender>,
+    mask_state: u32,
+}
+
+const READ_CHUNK: usize = 16 * 1024;
+
+pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let mut clients: Vec<Client> = Vec::with_capacity(plan.clients.len());
+    let mut outcome = Outcome {
+        connect: latency_histogram(),
+        latency: latency_histogram(),
+        sent_counted: 0,
+        delivered_counted: 0,
+    };
+    let mut interval = latency_histogram();
+    let mut last_merge = Instant::now();
+    let mut next_to_open = 0;
+    let mut in_flight = 0;
+    let request = wire::upgrade_request(&plan.host, &plan.path, "dGhlIHNhbXBsZSBub25jZQ==");
+    let mut scratch = Vec::with_capacity(plan.size.max(wire::TOKEN_LEN));
+
+    loop {
+        // Open more connections, keeping at most `connect_concurrency` handshakes in flight.
+        while in_flight < plan.connect_concurrency && next_to_open < plan.clients.len() {
+            let index = clients.len();
+            let started_ns = shared.now_ns();
+            match TcpStream::connect(plan.addr) {
+                Ok(mut stream) => {
+                    poll.registry().register(
+                        &mut stream,
+                        MioToken(index),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    let sender = plan.clients[next_to_open].map(|id| Sender {
+                        id,
+                        next_seq: 0,
+                        acked: 0,
+                        next_due_ns: 0,
+                    });
+                    clients.push(Client {
+                        stream,
+                        stage: Stage::Connecting,
+                        started_ns,
+                        rbuf: vec![0; READ_CHUNK],
+                        rlen: 0,
+                        wbuf: request.clone(),
+                        wpos: 0,
+                        sender,
+                        mask_state: 0x9E37_79B9 ^ (index as u32).wrapping_mul(2_654_435_761),
+                    });
+                    in_flight += 1;
+                }
+                Err(_) => {
+                    shared.failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            next_to_open += 1;
+        }
+
+        let now_ns = shared.now_ns();
+        let traffic_start = shared.traffic_start_ns.load(Ordering::Acquire);
+        let sending = traffic_start != 0 && !shared.stop_sending.load(Ordering::Acquire);
+        if shared.stop.load(Ordering::Acquire) {
+            break;
+        }
+        let timeout = match plan.pace {
+            Pace::Interval(_) if sending => {
+                clients.iter().filter_map(|c| c.sender.as_ref().map(|s| s.next_due_ns)).min().map(|due| {
+                    Duration::from_nanos(due.saturating_sub(now_ns)).min(Duration::from_millis(50))
+                })
+            }
+            _ => None,
+        }
+        .unwrap_or(Duration::from_millis(if traffic_start == 0 { 5 } else { 50 }));
+        match poll.poll(&mut events, Some(timeout)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => other?,
+        }
+
+        for event in events.iter() {
+            let index = event.token().0;
+            let Some(client) = clients.get_mut(index) else { continue };
+            if matches!(client.stage, Stage::Dead) {
+                continue;
+            }
+            let was_open = matches!(client.stage, Stage::Open);
+            let mut ok = true;
+            if event.is_writable() {
+                if matches!(client.stage, Stage::Connecting) {
+                    client.stage = Stage::Handshaking;
+                }
+                ok = flush(client);
+            }
+            if ok && (event.is_readable() || event.is_read_closed() || event.is_error()) {
+                ok = read(client, &shared, &plan, &mut scratch, &mut outcome, &mut interval, sending);
+            }
+            if ok && matches!(client.stage, Stage::Open) && client.wpos < client.wbuf.len() {
+                ok = flush(client);
+            }
+            let now_open = ok && matches!(client.stage, Stage::Open);
+            if !was_open && (now_open || !ok) {
+                in_flight -= 1;
+                if now_open {
+                    let _ = outcome.connect.record(shared.now_ns().saturating_sub(client.started_ns).max(1));
+                    shared.connected.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    shared.failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if !ok {
+                client.stage = Stage::Dead;
+                let _ = poll.registry().deregister(&mut client.stream);
+            }
+        }
+
+        if sending {
+            let now_ns = shared.now_ns();
+            for client in clients.iter_mut().filter(|c| matches!(c.stage, Stage::Open)) {
+                let queued = client.wbuf.len() - client.wpos;
+                if top_up(client, &plan, &shared, &mut scratch, &mut outcome, now_ns)
+                    && queued == 0
+                    && !flush(client)
+                {
+                    client.stage = Stage::Dead;
+                }
+            }
+        }
+
+        if last_merge.elapsed() >= Duration::from_millis(200) {
+            if let Ok(mut shared_interval) = shared.interval.lock() {
+                let _ = shared_interval.add(&interval);
+            }
+            interval.reset();
+            last_merge = Instant::now();
+        }
+    }
+    Ok(outcome)
+}
+
+/// Sends whatever the pace allows now; returns true if anything was queued.
+fn top_up(
+    client: &mut Client,
+    plan: &Plan,
+    shared: &Shared,
+    scratch: &mut Vec<u8>,
+    outcome: &mut Outcome,
+    now_ns: u64,
+) -> bool {
+    let Some(sender) = client.sender.as_mut() else { return false };
+    let mut queued = false;
+    loop {
+        let due = match plan.pace {
+            Pace::Window(window) => sender.next_seq - sender.acked < window,
+            Pace::Interval(step) => {
+                if sender.next_due_ns == 0 {
+                    // Spread senders over the first interval rather than firing together.
+                    sender.next_due_ns = now_ns + step * u64::from(sender.id % 64) / 64;
+                }
+                sender.next_due_ns <= now_ns
+            }
+            Pace::Idle => false,
+        };
+        if !due {
+            return queued;
+        }
+        let token = Token { sender: sender.id, seq: sender.next_seq, sent_ns: now_ns };
+        scratch.clear();
+        token.write(scratch);
+        scratch.resize(plan.size.max(wire::TOKEN_LEN), b'x');
+        client.mask_state ^= client.mask_state << 13;
+        client.mask_state ^= client.mask_state >> 17;
+        client.mask_state ^= client.mask_state << 5;
+        wire::push_client_frame(&mut client.wbuf, 1, scratch, client.mask_state.to_le_bytes());
+        sender.next_seq += 1;
+        if let Pace::Interval(step) = plan.pace {
+            sender.next_due_ns += step;
+        }
+        shared.sent.fetch_add(1, Ordering::Relaxed);
+        if counted(shared, now_ns) {
+            outcome.sent_counted += 1;
+        }
+        queued = true;
+    }
+}
+
+fn counted(shared: &Shared, sent_ns: u64) -> bool {
+    sent_ns >= shared.measure_from_ns.load(Ordering::Relaxed)
+        && sent_ns < shared.measure_until_ns.load(Ordering::Relaxed)
+}
+
+/// Writes queued bytes until done or blocked; false if the connection failed.
+fn flush(client: &mut Client) -> bool {
+    while client.wpos < client.wbuf.len() {
+        match client.stream.write(&client.wbuf[client.wpos..]) {
+            Ok(0) => return false,
+            Ok(n) => client.wpos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return true,
+            Err(_) => return false,
+        }
+    }
+    client.wbuf.clear();
+    client.wpos = 0;
+    true
+}
+
+/// Reads until blocked, handling the handshake response and every complete frame; false if
+/// the connection ended or failed.
+fn read(
+    client: &mut Client,
+    shared: &Shared,
+    plan: &Plan,
+    scratch: &mut Vec<u8>,
+    outcome: &mut Outcome,
+    interval: &mut Histogram<u64>,
+    sending: bool,
+) -> bool {
+    loop {
+        if client.rbuf.len() - client.rlen < READ_CHUNK / 2 {
+            let wanted =
+                wire::frame_len_hint(&client.rbuf[..client.rlen]).unwrap_or(0).max(client.rlen + READ_CHUNK);
+            client.rbuf.resize(wanted, 0);
+        }
+        match client.stream.read(&mut client.rbuf[client.rlen..]) {
+            Ok(0) => return false,
+            Ok(n) => client.rlen += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+        let mut at = 0;
+        if matches!(client.stage, Stage::Connecting | Stage::Handshaking) {
+            let Some(end) = client.rbuf[..client.rlen].windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            if !client.rbuf.starts_with(b"HTTP/1.1 101") {
+                return false;
+            }
+            client.stage = Stage::Open;
+            at = end + 4;
+        }
+        let now_ns = shared.now_ns();
+        while let Some(frame) = wire::parse_frame(&client.rbuf[at..client.rlen]) {
+            let payload = &client.rbuf[at + frame.payload.0..at + frame.payload.1];
+            match frame.opcode {
+                1 | 0 => {
+                    if let Some(token) = Token::find(payload) {
+                        shared.delivered.fetch_add(1, Ordering::Relaxed);
+                        if counted(shared, token.sent_ns) {
+                            outcome.delivered_counted += 1;
+                            let latency = now_ns.saturating_sub(token.sent_ns).max(1);
+                            let _ = outcome.latency.record(latency);
+                            let _ = interval.record(latency);
+                        }
+                        if let Some(sender) = client.sender.as_mut() {
+                            if token.sender == sender.id {
+                                sender.acked = sender.acked.max(token.seq + 1);
+                            }
+                        }
+                    }
+                }
+                9 => {
+                    scratch.clear();
+                    scratch.extend_from_slice(payload);
+                    wire::push_client_frame(&mut client.wbuf, 0xA, scratch, [7, 7, 7, 7]);
+                }
+                8 => return false,
+                _ => {}
+            }
+            at += frame.len;
+        }
+        client.rbuf.copy_within(at..client.rlen, 0);
+        client.rlen -= at;
+        if sending && client.sender.is_some() {
+            top_up(client, plan, shared, scratch, outcome, now_ns);
+        }
+    }
+}
