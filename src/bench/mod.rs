@@ -97,6 +97,8 @@ pub struct Report {
     pub sent: u64,
     pub delivered: u64,
     pub expected: u64,
+    /// Every delivery seen, warm-up and drain included (for CPU time per delivery).
+    pub delivered_total: u64,
     pub latency: Histogram<u64>,
 }
 
@@ -161,6 +163,7 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
             connect_concurrency: config.connect_concurrency.div_ceil(threads),
             size: config.size,
             pace,
+            total_senders: config.senders as u32,
         };
         let shared = shared.clone();
         handles.push(std::thread::spawn(move || worker::run(plan, shared)));
@@ -207,6 +210,7 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         sent: 0,
         delivered: 0,
         expected: 0,
+        delivered_total: shared.delivered.load(Ordering::Relaxed),
         latency: latency_histogram(),
         config,
     };
@@ -335,7 +339,7 @@ impl Report {
                 "{{\"url\":{:?},\"clients\":{},\"senders\":{},\"size\":{},\"rate\":{},\"window\":{},",
                 "\"duration_s\":{},\"warmup_s\":{},\"threads\":{},\"connected\":{},\"connect_failures\":{},",
                 "\"connect_p50_us\":{:.1},\"connect_p99_us\":{:.1},\"sent\":{},\"deliveries\":{},",
-                "\"expected\":{},\"lost\":{},\"deliveries_per_sec\":{:.1},\"latency_p50_us\":{:.1},",
+                "\"expected\":{},\"lost\":{},\"deliveries_total\":{},\"deliveries_per_sec\":{:.1},\"latency_p50_us\":{:.1},",
                 "\"latency_p90_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"latency_max_us\":{:.1}}}\n"
             ),
             c.url,
@@ -355,6 +359,7 @@ impl Report {
             self.delivered,
             self.expected,
             self.lost(),
+            self.delivered_total,
             self.deliveries_per_sec(),
             us(&self.latency, 0.5),
             us(&self.latency, 0.9),

@@ -88,6 +88,8 @@ pub struct Plan {
     pub connect_concurrency: usize,
     pub size: usize,
     pub pace: Pace,
+    /// Senders across all threads, to stagger their start evenly over one interval.
+    pub total_senders: u32,
 }
 
 /// What one worker measured.
@@ -150,6 +152,8 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
             let started_ns = shared.now_ns();
             match TcpStream::connect(plan.addr) {
                 Ok(mut stream) => {
+                    // Nagle would hold a sender's small frames behind unacknowledged ones.
+                    let _ = stream.set_nodelay(true);
                     poll.registry().register(
                         &mut stream,
                         MioToken(index),
@@ -277,8 +281,10 @@ fn top_up(
             Pace::Window(window) => sender.next_seq - sender.acked < window,
             Pace::Interval(step) => {
                 if sender.next_due_ns == 0 {
-                    // Spread senders over the first interval rather than firing together.
-                    sender.next_due_ns = now_ns + step * u64::from(sender.id % 64) / 64;
+                    // Stagger senders evenly over one interval, so the aggregate rate is
+                    // smooth rather than a burst of every sender at once.
+                    sender.next_due_ns =
+                        now_ns + step * u64::from(sender.id) / u64::from(plan.total_senders.max(1));
                 }
                 sender.next_due_ns <= now_ns
             }

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of wschat and the reference peers, in one run.
+
+Each server is started pinned to core 0 (taskset -c 0) and loaded by wschat-bench pinned to
+core 1, one server at a time, with identical load:
+
+  saturation  1,000 clients, 4 senders, window 16, 64-byte messages: deliveries/s, loss, and
+              server CPU time per delivery (utime+stime from /proc/PID/stat over the bench run,
+              divided by every delivery the bench saw)
+  latency     100 clients, 4 senders, 1,000 messages/s in total: p50/p99/p99.9
+  idle        RSS per idle connection at 10,000 connections (scripts/idle_rss.py)
+  sweep       deliveries/s at 10 to 5,000 clients (4 senders, window 16), drawn as an SVG
+
+    cargo build --release
+    scripts/compare.py --peers DIR [--out docs/compare] [--skip-idle] [--only wschat,node-ws]
+
+DIR holds the reference peers set up as their README says (node-ws with node_modules,
+python-websockets with .venv, tokio-tungstenite built); missing ones are skipped.
+"""
+import argparse
+import json
+import math
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "target/release/wschat-bench")
+SWEEP = [10, 100, 500, 1000, 2000, 5000]
+
+
+def servers(peers):
+    candidates = {
+        "wschat": ([os.path.join(ROOT, "target/release/wschat-server"), "127.0.0.1:{port}", "-q",
+                    "--max-connections", "12000"], os.path.join(ROOT, "target/release/wschat-server")),
+        "node-ws": (["node", f"{peers}/node-ws/server.js", "{port}"], f"{peers}/node-ws/node_modules"),
+        "python-websockets": ([f"{peers}/python-websockets/.venv/bin/python",
+                               f"{peers}/python-websockets/server.py", "{port}"],
+                              f"{peers}/python-websockets/.venv/bin/python"),
+        "tokio-tungstenite": ([f"{peers}/tokio-tungstenite/target/release/peer-tokio-tungstenite", "{port}"],
+                              f"{peers}/tokio-tungstenite/target/release/peer-tokio-tungstenite"),
+    }
+    return {name: cmd for name, (cmd, needs) in candidates.items() if os.path.exists(needs)}
+
+
+class Server:
+    def __init__(self, cmd, port):
+        self.port = port
+        argv = ["taskset", "-c", "0"] + [a.format(port=port) for a in cmd]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"server on port {port} did not start")
+                time.sleep(0.05)
+        time.sleep(0.3)
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        time.sleep(1)
+
+
+def bench(port, *args):
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = ["taskset", "-c", "1", BENCH, f"ws://127.0.0.1:{port}/", "--json", out.name, *map(str, args)]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(out.name) as f:
+            return json.load(f)
+
+
+def measure(name, cmd, port, skip_idle):
+    result = {"server": name}
+    server = Server(cmd, port)
+    try:
+        before = server.cpu_seconds()
+        sat = bench(port, "--clients", 1000, "--senders", 4, "--window", 16, "--size", 64,
+                    "--duration", "10s", "--warmup", "2s")
+        cpu = server.cpu_seconds() - before
+        result["saturation"] = sat
+        result["cpu_us_per_delivery"] = cpu * 1e6 / max(sat["deliveries_total"], 1)
+        result["latency"] = bench(port, "--clients", 100, "--senders", 4, "--rate", 1000,
+                                  "--duration", "10s", "--warmup", "2s")
+    finally:
+        server.stop()
+    result["sweep"] = {}
+    for clients in SWEEP:
+        server = Server(cmd, port)
+        try:
+            run = bench(port, "--clients", clients, "--senders", 4, "--window", 16, "--size", 64,
+                        "--duration", "5s", "--warmup", "1s")
+            result["sweep"][clients] = run["deliveries_per_sec"]
+        finally:
+            server.stop()
+    if not skip_idle:
+        server = Server(cmd, port)
+        try:
+            out = subprocess.run(["taskset", "-c", "1", sys.executable, os.path.join(ROOT, "scripts/idle_rss.py"),
+                                  "--pid", str(server.proc.pid), "--url", f"ws://127.0.0.1:{port}/", "-n", "10000"],
+                                 check=True, capture_output=True, text=True).stdout
+            result["idle_bytes_per_connection"] = float(out.split("bytes_per_connection=")[1].split()[0])
+        finally:
+            server.stop()
+    return result
+
+
+def svg_plot(results, path):
+    """deliveries/s against clients, both axes logarithmic."""
+    width, height, left, bottom, top, right = 720, 420, 80, 50, 30, 170
+    xs = [math.log10(c) for c in SWEEP]
+    values = [v for r in results for v in r["sweep"].values() if v > 0]
+    ymin, ymax = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
+    def px(c):
+        return left + (math.log10(c) - xs[0]) / (xs[-1] - xs[0]) * (width - left - right)
+    def py(v):
+        return height - bottom - (math.log10(v) - ymin) / (ymax - ymin) * (height - top - bottom)
+    colours = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{width / 2 - 120}" y="18" font-size="14">Broadcast deliveries/s vs clients (4 senders, window 16, 64 B)</text>']
+    for e in range(ymin, ymax + 1):
+        y = py(10 ** e)
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">1e{e}</text>')
+    for c in SWEEP:
+        x = px(c)
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="#eee"/>')
+        out.append(f'<text x="{x:.1f}" y="{height - bottom + 18}" text-anchor="middle">{c}</text>')
+    out.append(f'<text x="{(left + width - right) / 2}" y="{height - 12}" text-anchor="middle">clients</text>')
+    for i, r in enumerate(results):
+        colour = colours[i % len(colours)]
+        points = " ".join(f"{px(int(c)):.1f},{py(v):.1f}" for c, v in r["sweep"].items() if v > 0)
+        out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for c, v in r["sweep"].items():
+            if v > 0:
+                out.append(f'<circle cx="{px(int(c)):.1f}" cy="{py(v):.1f}" r="3" fill="{colour}"/>')
+        ly = top + 20 + i * 20
+        out.append(f'<line x1="{width - right + 15}" y1="{ly}" x2="{width - right + 40}" y2="{ly}" stroke="{colour}" stroke-width="2"/>')
+        out.append(f'<text x="{width - right + 46}" y="{ly + 4}">{r["server"]}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peers", required=True, help="folder with the set-up reference peers")
+    parser.add_argument("--out", default=os.path.join(ROOT, "docs/compare"), help="output path prefix")
+    parser.add_argument("--skip-idle", action="store_true", help="skip the 10,000-connection memory run")
+    parser.add_argument("--only", help="comma-separated server names")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    chosen = servers(os.path.abspath(args.peers))
+    if args.only:
+        chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
+    results = []
+    for i, (name, cmd) in enumerate(chosen.items()):
+        print(f"measuring {name} ...", file=sys.stderr, flush=True)
+        results.append(measure(name, cmd, 9800 + i, args.skip_idle))
+    with open(args.out + ".json", "w") as f:
+        json.dump(results, f, indent=1)
+    svg_plot(results, args.out + ".svg")
+    base = next((r for r in results if r["server"] == "node-ws"), results[0])
+    print("| server | deliveries/s (1,000 clients) | lost | vs node ws | server CPU per delivery | vs node ws "
+          "| p50 / p99 / p99.9 at 100 clients, 1,000 msg/s | idle bytes per connection |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        s, l = r["saturation"], r["latency"]
+        idle = r.get("idle_bytes_per_connection")
+        print(f"| {r['server']} | {s['deliveries_per_sec']:,.0f} | {s['lost']} "
+              f"| {s['deliveries_per_sec'] / base['saturation']['deliveries_per_sec']:.1f}x "
+              f"| {r['cpu_us_per_delivery']:.3f} us | {r['cpu_us_per_delivery'] / base['cpu_us_per_delivery']:.3f}x "
+              f"| {l['latency_p50_us']:.0f} / {l['latency_p99_us']:.0f} / {l['latency_p999_us']:.0f} us "
+              f"| {'-' if idle is None else f'{idle:,.0f}'} |")
+    print()
+    print("| clients | " + " | ".join(r["server"] for r in results) + " |")
+    print("|---|" + "---|" * len(results))
+    for c in SWEEP:
+        print(f"| {c} | " + " | ".join(f"{r['sweep'][c]:,.0f}" for r in results) + " |")
+
+
+if __name__ == "__main__":
+    main()
