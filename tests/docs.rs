@@ -1,20 +1,37 @@
-//! The README documents every flag the binary accepts.
+//! The README documents every flag of both binaries.
 
 use std::process::Command;
 
-#[test]
-fn every_flag_in_help_is_in_the_readme_flag_table() {
-    let help = Command::new(env!("CARGO_BIN_EXE_wschat-server")).arg("--help").output().unwrap();
+/// The long flags a binary's `--help` lists, without `--help` and `--version`.
+fn flags_in_help(binary: &str) -> Vec<String> {
+    let help = Command::new(binary).arg("--help").output().unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let flags: Vec<&str> = help
+    let flags: Vec<String> = help
         .split_whitespace()
         .filter(|word| word.starts_with("--") && word.len() > 2)
-        .map(|word| word.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-'))
-        .filter(|flag| !["--help", "--version", "--verbose", "--quiet"].contains(flag))
+        .map(|word| word.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-').to_string())
+        .filter(|flag| flag != "--help" && flag != "--version")
         .collect();
-    assert!(flags.len() >= 10, "parsed too few flags from --help: {flags:?}");
-    for flag in flags {
-        assert!(readme.contains(&format!("`{flag} ")), "README's flag table lacks {flag}");
+    assert!(flags.len() >= 10, "parsed too few flags from {binary} --help: {flags:?}");
+    flags
+}
+
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
+}
+
+#[test]
+fn every_server_flag_is_in_the_readme_flag_table() {
+    let readme = readme();
+    for flag in flags_in_help(env!("CARGO_BIN_EXE_wschat-server")) {
+        assert!(readme.contains(&format!("`{flag}")), "README's server flag table lacks {flag}");
+    }
+}
+
+#[test]
+fn every_bench_flag_is_in_the_readme_flag_table() {
+    let readme = readme();
+    for flag in flags_in_help(env!("CARGO_BIN_EXE_wschat-bench")) {
+        assert!(readme.contains(&format!("`{flag}")), "README's bench flag table lacks {flag}");
     }
 }
