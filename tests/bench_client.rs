@@ -44,3 +44,32 @@ fn bench_refuses_a_window_run_without_self_delivery() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--rate"));
 }
+
+#[test]
+fn idle_mode_only_holds_connections() {
+    let server = TestServer::start(&[]);
+    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
+        .arg(server.url("/echo"))
+        .args(["--clients", "30", "--idle", "--duration", "300ms", "--warmup", "0s"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("connect: ok=30 failed=0"), "{stdout}");
+    assert!(!stdout.contains("messages:"), "nothing is sent in idle mode: {stdout}");
+}
+
+#[test]
+fn a_server_that_cannot_be_reached_is_a_failure() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener); // nothing listens there now
+    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
+        .arg(format!("ws://{addr}/"))
+        .args(["--clients", "3", "--duration", "100ms", "--warmup", "0s", "--connect-timeout", "5s"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stdout.contains("connect: ok=0 failed=3"), "{stdout}");
+}
