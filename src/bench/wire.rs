@@ -107,36 +107,32 @@ pub struct FrameRef {
     pub len: usize,
 }
 
-/// Parses the first frame in `buf` if it is complete. Server frames are unmasked; a masked one
-/// is parsed anyway (the bench measures, it does not police).
-pub fn parse_frame(buf: &[u8]) -> Option<FrameRef> {
+/// Decodes the header at the front of `buf`: opcode, where the payload starts, and its length.
+fn header(buf: &[u8]) -> Option<(u8, usize, usize)> {
     let (&b0, &b1) = (buf.first()?, buf.get(1)?);
-    let masked = b1 & 0x80 != 0;
-    let (len, mut at): (u64, usize) = match b1 & 0x7f {
+    let (len, mut start): (u64, usize) = match b1 & 0x7f {
         126 => (u64::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])), 4),
         127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?), 10),
         n => (u64::from(n), 2),
     };
-    if masked {
-        at += 4;
+    if b1 & 0x80 != 0 {
+        start += 4; // masking key
     }
-    let end = at.checked_add(usize::try_from(len).ok()?)?;
-    if buf.len() < end {
-        return None;
-    }
-    Some(FrameRef { opcode: b0 & 0x0f, payload: (at, end), len: end })
+    Some((b0 & 0x0f, start, usize::try_from(len).ok()?))
+}
+
+/// Parses the first frame in `buf` if it is complete. Server frames are unmasked; a masked one
+/// is parsed anyway (the bench measures, it does not police).
+pub fn parse_frame(buf: &[u8]) -> Option<FrameRef> {
+    let (opcode, start, len) = header(buf)?;
+    let end = start.checked_add(len)?;
+    (buf.len() >= end).then_some(FrameRef { opcode, payload: (start, end), len: end })
 }
 
 /// Bytes needed for the frame at the front of `buf`, once its header is complete.
 pub fn frame_len_hint(buf: &[u8]) -> Option<usize> {
-    let b1 = *buf.get(1)?;
-    let extra = if b1 & 0x80 != 0 { 4 } else { 0 };
-    let (len, header) = match b1 & 0x7f {
-        126 => (u64::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])), 4),
-        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?), 10),
-        n => (u64::from(n), 2),
-    };
-    usize::try_from(len).ok()?.checked_add(header + extra)
+    let (_, start, len) = header(buf)?;
+    start.checked_add(len)
 }
 
 #[cfg(test)]
