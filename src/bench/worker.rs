@@ -127,6 +127,8 @@ struct Client {
 }
 
 const READ_CHUNK: usize = 16 * 1024;
+/// Largest server frame the bench accepts.
+const MAX_FRAME: usize = 64 << 20;
 
 pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
     let mut poll = Poll::new()?;
@@ -348,9 +350,11 @@ fn read(
 ) -> bool {
     loop {
         if client.rbuf.len() - client.rlen < READ_CHUNK / 2 {
-            let wanted =
-                wire::frame_len_hint(&client.rbuf[..client.rlen]).unwrap_or(0).max(client.rlen + READ_CHUNK);
-            client.rbuf.resize(wanted, 0);
+            let frame_len = wire::frame_len_hint(&client.rbuf[..client.rlen]).unwrap_or(0);
+            if frame_len > MAX_FRAME {
+                return false; // a server announcing an absurd frame: drop it, do not allocate it
+            }
+            client.rbuf.resize(frame_len.max(client.rlen + READ_CHUNK), 0);
         }
         match client.stream.read(&mut client.rbuf[client.rlen..]) {
             Ok(0) => return false,
