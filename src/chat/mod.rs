@@ -58,7 +58,7 @@ pub enum Effect {
 }
 
 struct Member {
-    nick: String,
+    nick: Rc<str>,
     room: Rc<str>,
 }
 
@@ -73,9 +73,11 @@ pub const DEFAULT_ANNOUNCE_LIMIT: usize = 100;
 
 /// The whole chat state.
 pub struct Chat {
-    members: HashMap<ClientId, Member>,
-    /// Case-folded nick to owner.
-    nicks: HashMap<String, ClientId>,
+    /// Indexed by client id: ids are the event loop's slab keys, so they are dense.
+    members: Vec<Option<Member>>,
+    member_count: usize,
+    /// Case-folded nick to owner; the key shares the nick's allocation when they are equal.
+    nicks: HashMap<Rc<str>, ClientId>,
     /// Case-folded room name to room; a room exists while it has members (the lobby always).
     rooms: HashMap<Rc<str>, Room>,
     next_guest: u64,
@@ -113,7 +115,8 @@ impl Chat {
     /// members; in larger rooms only the client concerned is told.
     pub fn with_announce_limit(limit: usize) -> Self {
         Self {
-            members: HashMap::new(),
+            members: Vec::new(),
+            member_count: 0,
             nicks: HashMap::new(),
             rooms: HashMap::new(),
             next_guest: 0,
@@ -137,16 +140,46 @@ impl Chat {
 
     /// Number of clients in the chat.
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.member_count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.member_count == 0
     }
 
     /// The nick of a client, if it is in the chat.
     pub fn nick(&self, client: ClientId) -> Option<&str> {
-        self.members.get(&client).map(|m| m.nick.as_str())
+        self.member(client).map(|m| &*m.nick)
+    }
+
+    fn member(&self, client: ClientId) -> Option<&Member> {
+        self.members.get(client)?.as_ref()
+    }
+
+    fn member_mut(&mut self, client: ClientId) -> Option<&mut Member> {
+        self.members.get_mut(client)?.as_mut()
+    }
+
+    fn insert_member(&mut self, client: ClientId, member: Member) {
+        if self.members.len() <= client {
+            self.members.resize_with(client + 1, || None);
+        }
+        if self.members[client].replace(member).is_none() {
+            self.member_count += 1;
+        }
+    }
+
+    fn remove_member(&mut self, client: ClientId) -> Option<Member> {
+        let member = self.members.get_mut(client)?.take()?;
+        self.member_count -= 1;
+        Some(member)
+    }
+
+    /// Records `nick` as taken by `client`, sharing the allocation when folding changes nothing.
+    fn index_nick(&mut self, nick: &Rc<str>, client: ClientId) {
+        let folded = fold(nick);
+        let key = if *folded == **nick { nick.clone() } else { Rc::from(folded) };
+        self.nicks.insert(key, client);
     }
 
     /// The members of a room (by case-folded key); empty if there is no such room.
@@ -157,21 +190,21 @@ impl Chat {
     /// A client joined: give it a nick (the one it asked for, if valid and free), put it in the
     /// lobby, welcome it and announce it.
     pub fn connect(&mut self, client: ClientId, wanted_nick: Option<&str>, out: &mut Vec<Effect>) {
-        if self.members.contains_key(&client) {
+        if self.member(client).is_some() {
             return;
         }
         let mut refusal = None;
-        let nick = match wanted_nick.map(|n| (n, self.check_nick_free(n, None))) {
-            Some((nick, Ok(()))) => nick.to_string(),
+        let nick: Rc<str> = match wanted_nick.map(|n| (n, self.check_nick_free(n, None))) {
+            Some((nick, Ok(()))) => Rc::from(nick),
             Some((nick, Err(why))) => {
                 refusal = Some(format!("nick {nick:?} refused: {why}"));
                 self.fresh_guest_nick()
             }
             None => self.fresh_guest_nick(),
         };
-        self.nicks.insert(fold(&nick), client);
+        self.index_nick(&nick, client);
         let lobby: Rc<str> = Rc::from(LOBBY);
-        self.members.insert(client, Member { nick: nick.clone(), room: lobby.clone() });
+        self.insert_member(client, Member { nick: nick.clone(), room: lobby.clone() });
         self.add_to_room(client, &lobby, LOBBY);
         let to_client = Audience::Client(client);
         if let Some(refusal) = refusal {
@@ -186,10 +219,8 @@ impl Chat {
 
     /// A client left (connection closed for any reason): drop it and tell its room.
     pub fn disconnect(&mut self, client: ClientId, reason: &str, out: &mut Vec<Effect>) {
-        let Some(member) = self.members.remove(&client) else {
-            return;
-        };
-        self.nicks.remove(&fold(&member.nick));
+        let Some(member) = self.remove_member(client) else { return };
+        self.nicks.remove(fold(&member.nick).as_str());
         self.remove_from_room(client, &member.room);
         if let Some(room) = self.rooms.get(&member.room) {
             let text = if reason.is_empty() {
@@ -203,16 +234,14 @@ impl Chat {
 
     /// A client sent a binary message: relay it verbatim to its room, sender included.
     pub fn binary(&mut self, client: ClientId, data: Bytes, out: &mut Vec<Effect>) {
-        if let Some(member) = self.members.get(&client) {
+        if let Some(member) = self.member(client) {
             out.push(Effect::Send { to: Audience::Room(member.room.clone()), body: Body::Binary(data) });
         }
     }
 
     /// A client sent a text message: chat text or a command.
     pub fn text(&mut self, client: ClientId, text: &str, out: &mut Vec<Effect>) {
-        let Some(member) = self.members.get(&client) else {
-            return;
-        };
+        let Some(member) = self.member(client) else { return };
         let reply = |body| Effect::Send { to: Audience::Client(client), body };
         match parse_line(text) {
             Line::Say(said) => out.push(Effect::Send {
@@ -239,7 +268,7 @@ impl Chat {
                 let list: Vec<String> = rooms.iter().map(|(name, n)| format!("{name} ({n})")).collect();
                 out.push(reply(notice(format!("rooms: {}", list.join(", ")))));
             }
-            Line::Command(Command::Msg { to, text }) => match self.nicks.get(&fold(to)) {
+            Line::Command(Command::Msg { to, text }) => match self.nicks.get(fold(to).as_str()) {
                 Some(&target) => {
                     let target_nick = self.nick(target).unwrap_or(to);
                     out.push(Effect::Send {
@@ -272,13 +301,12 @@ impl Chat {
             });
             return;
         }
-        let Some(member) = self.members.get_mut(&client) else {
-            return;
-        };
-        let old = std::mem::replace(&mut member.nick, wanted.to_string());
+        let Some(member) = self.member_mut(client) else { return };
+        let new: Rc<str> = Rc::from(wanted);
+        let old = std::mem::replace(&mut member.nick, new.clone());
         let room = member.room.clone();
-        self.nicks.remove(&fold(&old));
-        self.nicks.insert(fold(wanted), client);
+        self.nicks.remove(fold(&old).as_str());
+        self.index_nick(&new, client);
         self.announce(&room, client, format!("{old} is now known as {wanted}"), out);
     }
 
@@ -289,9 +317,7 @@ impl Chat {
             return;
         }
         let key = fold(wanted);
-        let Some(member) = self.members.get(&client) else {
-            return;
-        };
+        let Some(member) = self.member(client) else { return };
         if *member.room == *key {
             out.push(reply(format!("you are already in {wanted}")));
             return;
@@ -301,7 +327,7 @@ impl Chat {
         let new_room: Rc<str> =
             self.rooms.get_key_value(key.as_str()).map_or_else(|| Rc::from(key), |(k, _)| k.clone());
         self.add_to_room(client, &new_room, wanted);
-        if let Some(member) = self.members.get_mut(&client) {
+        if let Some(member) = self.member_mut(client) {
             member.room = new_room.clone();
         }
         let new_display = self.rooms.get(&new_room).map_or(wanted, |r| r.display.as_str()).to_string();
@@ -320,18 +346,18 @@ impl Chat {
     /// Ok if `nick` is valid and not held by anyone but `except`.
     fn check_nick_free(&self, nick: &str, except: Option<ClientId>) -> Result<(), &'static str> {
         validate_nick(nick).map_err(|e| e.0)?;
-        match self.nicks.get(&fold(nick)) {
+        match self.nicks.get(fold(nick).as_str()) {
             Some(owner) if Some(*owner) != except => Err("already in use"),
             _ => Ok(()),
         }
     }
 
-    fn fresh_guest_nick(&mut self) -> String {
+    fn fresh_guest_nick(&mut self) -> Rc<str> {
         loop {
             self.next_guest += 1;
             let nick = format!("guest-{}", self.next_guest);
-            if !self.nicks.contains_key(&nick) {
-                return nick;
+            if !self.nicks.contains_key(nick.as_str()) {
+                return Rc::from(nick);
             }
         }
     }
@@ -345,9 +371,7 @@ impl Chat {
     }
 
     fn remove_from_room(&mut self, client: ClientId, key: &str) {
-        let Some(room) = self.rooms.get_mut(key) else {
-            return;
-        };
+        let Some(room) = self.rooms.get_mut(key) else { return };
         if let Some(at) = room.members.iter().position(|c| *c == client) {
             room.members.swap_remove(at);
         }
