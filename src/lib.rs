@@ -8,10 +8,12 @@
 //! - [`http`] reads and judges the upgrade request and writes the error replies.
 //! - [`chat`] holds nicks and rooms and decides who receives what, with no IO at all.
 //! - [`config`] holds every flag, default and limit.
+//! - [`client`] is the terminal chat client behind `wschat-client`.
 //! - [`bench`] is the load generator behind `wschat-bench`.
 
 pub mod bench;
 pub mod chat;
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod frame;

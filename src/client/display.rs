@@ -1,0 +1,169 @@
+//! How the terminal client shows what arrives: each server line is classified by the forms of
+//! `docs/PROTOCOL.md` and, on a colour terminal, styled so notices and private messages stand
+//! apart from chat. Pure functions; the [`Output`] sinks are the only part that prints.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use rustyline::ExternalPrinter;
+
+/// The kinds of server line the protocol defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    /// `NICK: TEXT`
+    Chat,
+    /// `* NICK ACTION`
+    Action,
+    /// `[PM from NICK] TEXT` or `[PM to NICK] TEXT`
+    Private,
+    /// `*** error: TEXT`
+    Error,
+    /// Any other `*** TEXT` notice.
+    Notice,
+    /// Something this client says itself (connection state, binary messages).
+    Status,
+}
+
+/// Classifies one line of server text. The protocol makes the first characters decisive: a nick
+/// never starts with `*` or `[`.
+pub fn classify(line: &str) -> LineKind {
+    if line.starts_with("*** error:") {
+        LineKind::Error
+    } else if line.starts_with("*** ") {
+        LineKind::Notice
+    } else if line.starts_with("* ") {
+        LineKind::Action
+    } else if line.starts_with("[PM from ") || line.starts_with("[PM to ") {
+        LineKind::Private
+    } else {
+        LineKind::Chat
+    }
+}
+
+/// `line` ready to print: unchanged without colour; with colour, wrapped in ANSI SGR codes
+/// (the nick of a chat line in bold, the rest by kind).
+pub fn render(line: &str, kind: LineKind, colour: bool) -> String {
+    let line = strip_controls(line);
+    if !colour {
+        return line;
+    }
+    const RESET: &str = "\x1b[0m";
+    match kind {
+        LineKind::Chat => match line.split_once(": ") {
+            Some((nick, text)) => format!("\x1b[1m{nick}:{RESET} {text}"),
+            None => line,
+        },
+        LineKind::Action => format!("\x1b[36m{line}{RESET}"),
+        LineKind::Private => format!("\x1b[35m{line}{RESET}"),
+        LineKind::Error => format!("\x1b[31m{line}{RESET}"),
+        LineKind::Notice => format!("\x1b[33m{line}{RESET}"),
+        LineKind::Status => format!("\x1b[2m{line}{RESET}"),
+    }
+}
+
+/// Other users choose what we print: drop control characters (escape sequences above all, which
+/// could rewrite the terminal) except the newlines of multi-line notices and tabs.
+fn strip_controls(line: &str) -> String {
+    line.chars().filter(|c| !c.is_control() || *c == '\n' || *c == '\t').collect()
+}
+
+/// Where the client's output goes.
+pub trait Output: Send + Sync {
+    /// A line from the server.
+    fn message(&self, line: &str);
+    /// A binary message from the server, shown as `[binary, N bytes]`.
+    fn binary(&self, len: usize);
+    /// Something the client itself reports (connected, closed, reconnecting).
+    fn status(&self, line: &str);
+}
+
+fn binary_line(len: usize) -> String {
+    format!("[binary, {len} bytes]")
+}
+
+/// Piped or redirected output: server lines on stdout, the client's own reports on stderr, so
+/// a script's stdout holds exactly what the server said.
+pub struct PlainOutput {
+    pub colour: bool,
+}
+
+impl Output for PlainOutput {
+    fn message(&self, line: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", render(line, classify(line), self.colour));
+    }
+
+    fn binary(&self, len: usize) {
+        let line = render(&binary_line(len), LineKind::Status, self.colour);
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    }
+
+    fn status(&self, line: &str) {
+        let _ = writeln!(std::io::stderr().lock(), "{}", render(line, LineKind::Status, self.colour));
+    }
+}
+
+/// Interactive output: printed above the line being edited, which rustyline then redraws.
+pub struct EditorOutput<P: ExternalPrinter + Send> {
+    pub printer: Mutex<P>,
+    pub colour: bool,
+}
+
+impl<P: ExternalPrinter + Send> EditorOutput<P> {
+    fn print(&self, mut text: String) {
+        // While a line is being edited rustyline adds the newline itself if missing; once the
+        // editor has stopped it prints the text as is.
+        text.push('\n');
+        if let Ok(mut printer) = self.printer.lock() {
+            let _ = printer.print(text);
+        }
+    }
+}
+
+impl<P: ExternalPrinter + Send> Output for EditorOutput<P> {
+    fn message(&self, line: &str) {
+        self.print(render(line, classify(line), self.colour));
+    }
+
+    fn binary(&self, len: usize) {
+        self.print(render(&binary_line(len), LineKind::Status, self.colour));
+    }
+
+    fn status(&self, line: &str) {
+        self.print(render(line, LineKind::Status, self.colour));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_every_protocol_form() {
+        assert_eq!(classify("ann: hello"), LineKind::Chat);
+        assert_eq!(classify("* ann waves"), LineKind::Action);
+        assert_eq!(classify("[PM from ann] hi"), LineKind::Private);
+        assert_eq!(classify("[PM to bob] hi"), LineKind::Private);
+        assert_eq!(classify("*** ann joined lobby"), LineKind::Notice);
+        assert_eq!(classify("*** error: no such nick: x"), LineKind::Error);
+    }
+
+    #[test]
+    fn plain_rendering_is_the_line_itself() {
+        assert_eq!(render("ann: a: b", LineKind::Chat, false), "ann: a: b");
+    }
+
+    #[test]
+    fn colour_sets_apart_nick_notices_and_private_messages() {
+        assert_eq!(render("ann: hi: there", LineKind::Chat, true), "\x1b[1mann:\x1b[0m hi: there");
+        assert!(render("*** x", LineKind::Notice, true).starts_with("\x1b[33m"));
+        assert!(render("[PM from a] x", LineKind::Private, true).starts_with("\x1b[35m"));
+        assert!(render("*** error: x", LineKind::Error, true).starts_with("\x1b[31m"));
+    }
+
+    #[test]
+    fn escape_sequences_from_other_users_are_removed() {
+        assert_eq!(render("eve: \x1b[2Jgotcha\x07", LineKind::Chat, false), "eve: [2Jgotcha");
+        assert_eq!(render("*** a\n*** b", LineKind::Notice, false), "*** a\n*** b");
+    }
+}

@@ -1,0 +1,138 @@
+//! The terminal client's input thread, in its two forms: a line editor on a terminal (history,
+//! editing, incoming messages printed above the line being typed) or plain lines from a pipe.
+//! Either way, lines become [`Command`]s for the connection and the end of input becomes
+//! [`Command::Finish`].
+
+use std::io::{BufRead, Write};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use rustyline::error::ReadlineError;
+use rustyline::DefaultEditor;
+
+use super::display::{EditorOutput, Output};
+use super::session::{Command, Wakeup};
+
+const PROMPT: &str = "> ";
+
+/// The interactive input: a running line editor and the output that prints around it.
+pub struct Interactive {
+    pub output: Arc<dyn Output>,
+    terminal: SavedTerminal,
+}
+
+impl Interactive {
+    /// Leaves the terminal as it was found and returns `status`. The editor thread may still be
+    /// blocked reading a key, so the process must exit right after this.
+    pub fn finish(self, status: i32) -> i32 {
+        // Lines handed to the editor's printer are drawn by its thread; give it a moment.
+        thread::sleep(Duration::from_millis(50));
+        self.terminal.restore();
+        let _ = std::io::stdout().write_all(b"\r\n");
+        let _ = std::io::stdout().flush();
+        status
+    }
+}
+
+/// Starts the line editor on its own thread. `None` (with the reason printed) if the terminal
+/// cannot be used.
+pub fn interactive(commands: Sender<Command>, wakeup: Wakeup, colour: bool) -> Option<Interactive> {
+    let terminal = SavedTerminal::save();
+    let mut editor = match DefaultEditor::new() {
+        Ok(editor) => editor,
+        Err(e) => {
+            eprintln!("wschat-client: cannot start the line editor: {e}");
+            return None;
+        }
+    };
+    let printer = match editor.create_external_printer() {
+        Ok(printer) => printer,
+        Err(e) => {
+            eprintln!("wschat-client: cannot print beside the line editor: {e}");
+            return None;
+        }
+    };
+    let output: Arc<dyn Output> = Arc::new(EditorOutput { printer: Mutex::new(printer), colour });
+    let send = move |command| {
+        let _ = commands.send(command);
+        wakeup.wake();
+    };
+    thread::spawn(move || loop {
+        match editor.readline(PROMPT) {
+            Ok(line) => {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let _ = editor.add_history_entry(line.as_str());
+                send(Command::Line(line));
+            }
+            // Ctrl-D and Ctrl-C both leave, with a proper close.
+            Err(ReadlineError::Eof | ReadlineError::Interrupted) => {
+                send(Command::Finish { wait_for_ack: false });
+                return;
+            }
+            Err(e) => {
+                eprintln!("wschat-client: input failed: {e}");
+                send(Command::Finish { wait_for_ack: false });
+                return;
+            }
+        }
+    });
+    Some(Interactive { output, terminal })
+}
+
+/// Starts a thread sending each non-empty line of stdin, then asking for an acknowledged finish.
+pub fn scripted(commands: Sender<Command>, wakeup: Wakeup) {
+    thread::spawn(move || {
+        let send = |command| {
+            let _ = commands.send(command);
+            wakeup.wake();
+        };
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match stdin.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']);
+                    if !line.is_empty() {
+                        send(Command::Line(line.to_string()));
+                    }
+                }
+            }
+        }
+        send(Command::Finish { wait_for_ack: true });
+    });
+}
+
+/// The terminal's settings before the line editor touched them. The editor restores them itself
+/// when a read returns, but the client may have to exit while a read is still waiting for a key.
+struct SavedTerminal(Option<libc::termios>);
+
+impl SavedTerminal {
+    fn save() -> Self {
+        // SAFETY: tcgetattr only writes the struct it is given; a zeroed termios is a valid
+        // value for it to overwrite, and it is only used if the call succeeded.
+        unsafe {
+            let mut settings: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(libc::STDIN_FILENO, &mut settings) == 0 {
+                Self(Some(settings))
+            } else {
+                Self(None)
+            }
+        }
+    }
+
+    fn restore(&self) {
+        if let Some(settings) = &self.0 {
+            // SAFETY: the settings came from tcgetattr on the same descriptor.
+            unsafe {
+                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSADRAIN, settings);
+            }
+        }
+    }
+}

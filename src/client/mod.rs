@@ -1,0 +1,267 @@
+//! `wschat-client`: a terminal chat client for wschat (or any server speaking the same text
+//! lines).
+//!
+//! Two threads. The input thread reads lines, from a line editor on a terminal
+//! ([`input::interactive`]) or plainly from a pipe ([`input::scripted`]), and queues them as
+//! [`Command`]s. The calling thread owns the connection ([`session`]), prints what arrives
+//! through an [`Output`], and, with `--reconnect`, connects again with capped exponential
+//! backoff. [`run`] returns the process exit status:
+//!
+//! | status | meaning |
+//! |---|---|
+//! | 0 | closed normally (code 1000, after `/quit`, Ctrl-D or the end of piped input) |
+//! | 1 | could not connect, or the server refused the handshake |
+//! | 2 | bad command line (from clap) |
+//! | 3 | the connection ended abnormally: another close code, or dropped without a close |
+
+pub mod display;
+pub mod input;
+pub mod session;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+
+use crate::config::parse_duration;
+use display::{Output, PlainOutput};
+use session::{Command, Ending, Wakeup};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_CONNECT_FAILED: i32 = 1;
+pub const EXIT_ABNORMAL_CLOSE: i32 = 3;
+
+/// Terminal chat client for wschat.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "wschat-client", version, about, long_about = None)]
+pub struct ClientConfig {
+    /// Server URL, e.g. ws://127.0.0.1:9001/ (ws:// is added when missing).
+    pub url: String,
+
+    /// Nick to ask for (sent as ?nick=; the server picks guest-N if it is taken or invalid).
+    #[arg(long)]
+    pub nick: Option<String>,
+
+    /// Send this file as one binary message once connected.
+    #[arg(long, value_name = "FILE")]
+    pub binary: Option<PathBuf>,
+
+    /// On a failed connection or an abnormal close, connect again with exponential backoff.
+    #[arg(long)]
+    pub reconnect: bool,
+
+    /// Longest wait between reconnection attempts.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub reconnect_max_delay: Duration,
+
+    /// Time allowed to connect and complete the handshake.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub connect_timeout: Duration,
+
+    /// Time allowed for the server to acknowledge piped input and to answer our close.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub close_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// The URL to connect to: `ws://` added if no scheme was given, and the nick as a query.
+    pub fn request_url(&self) -> String {
+        let mut url = if self.url.contains("://") { self.url.clone() } else { format!("ws://{}", self.url) };
+        if let Some(nick) = &self.nick {
+            let after_scheme = url.find("://").map_or(0, |at| at + 3);
+            if !url[after_scheme..].contains('/') {
+                url.push('/');
+            }
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str("nick=");
+            url.push_str(&percent_encode(nick));
+        }
+        url
+    }
+}
+
+/// Runs the client with the process's stdin and stdout; returns the exit status.
+pub fn run(config: ClientConfig) -> i32 {
+    let binary = match &config.binary {
+        Some(path) => match std::fs::read(path) {
+            Ok(data) => Some(data),
+            Err(e) => {
+                eprintln!("wschat-client: cannot read {}: {e}", path.display());
+                return EXIT_CONNECT_FAILED;
+            }
+        },
+        None => None,
+    };
+    let colour = std::env::var_os("NO_COLOR").is_none();
+    let (sender, commands) = mpsc::channel();
+    if let Some(data) = binary {
+        let _ = sender.send(Command::Binary(data));
+    }
+    let wakeup = Wakeup::default();
+    if std::io::stdin().is_terminal() {
+        let Some(input) =
+            input::interactive(sender, wakeup.clone(), colour && std::io::stdout().is_terminal())
+        else {
+            return EXIT_CONNECT_FAILED;
+        };
+        let status = connect_loop(&config, &commands, &wakeup, input.output.as_ref());
+        input.finish(status)
+    } else {
+        input::scripted(sender, wakeup.clone());
+        let output = PlainOutput { colour: colour && std::io::stdout().is_terminal() };
+        connect_loop(&config, &commands, &wakeup, &output)
+    }
+}
+
+/// Connects, runs sessions, reconnects if asked to; returns the exit status.
+fn connect_loop(
+    config: &ClientConfig,
+    commands: &Receiver<Command>,
+    wakeup: &Wakeup,
+    out: &dyn Output,
+) -> i32 {
+    let url = config.request_url();
+    let mut backoff = Backoff::new(config.reconnect_max_delay);
+    loop {
+        let status = match session::connect(&url, config.connect_timeout) {
+            Ok(session) => {
+                backoff.reset();
+                out.status(&format!("connected to {url} ({})", session.peer));
+                match session.run(commands, wakeup, out, config.close_timeout) {
+                    Ending::Normal { reason } => {
+                        out.status(&format!("connection closed: 1000{}", describe(&reason)));
+                        return EXIT_OK;
+                    }
+                    Ending::Closed { code, reason } => {
+                        out.status(&format!("connection closed by the server: {code}{}", describe(&reason)));
+                        EXIT_ABNORMAL_CLOSE
+                    }
+                    Ending::Lost(why) => {
+                        out.status(&why);
+                        EXIT_ABNORMAL_CLOSE
+                    }
+                }
+            }
+            Err(e) => {
+                out.status(&format!("wschat-client: {}", e.message));
+                if e.permanent {
+                    // A bad URL or a 4xx refusal: retrying would only repeat it.
+                    return EXIT_CONNECT_FAILED;
+                }
+                EXIT_CONNECT_FAILED
+            }
+        };
+        if !config.reconnect {
+            return status;
+        }
+        let delay = backoff.next_delay();
+        out.status(&format!("reconnecting in {:.1}s (attempt {})", delay.as_secs_f64(), backoff.attempts));
+        if wait_while_disconnected(commands, delay, out) {
+            return EXIT_OK;
+        }
+    }
+}
+
+fn describe(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(" ({reason})")
+    }
+}
+
+/// Waits out a reconnection delay. Lines typed meanwhile cannot be sent and are reported
+/// dropped; returns true if the user finished (Ctrl-D, end of input) and the client should exit.
+fn wait_while_disconnected(commands: &Receiver<Command>, delay: Duration, out: &dyn Output) -> bool {
+    let until = Instant::now() + delay;
+    loop {
+        match commands.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(Command::Finish { .. }) | Err(RecvTimeoutError::Disconnected) => return true,
+            Ok(Command::Line(line)) => out.status(&format!("not connected; not sent: {line}")),
+            Ok(Command::Binary(data)) => {
+                out.status(&format!("not connected; not sent: {} bytes", data.len()))
+            }
+            Err(RecvTimeoutError::Timeout) => return false,
+        }
+    }
+}
+
+/// Capped exponential backoff with jitter: 0.5 s, 1 s, 2 s ... up to the cap, each ±20%, so a
+/// crowd of clients cut off together does not come back in one wave.
+struct Backoff {
+    cap: Duration,
+    attempts: u32,
+    seed: u64,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(500);
+
+    fn new(cap: Duration) -> Self {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        Self { cap, attempts: 0, seed: nanos ^ u64::from(std::process::id()) | 1 }
+    }
+
+    fn reset(&mut self) {
+        self.attempts = 0;
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let base = Self::FIRST.saturating_mul(1 << self.attempts.min(16)).min(self.cap);
+        self.attempts += 1;
+        // xorshift64: plenty for jitter, no dependency.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let jitter = 0.8 + (self.seed % 401) as f64 / 1000.0;
+        base.mul_f64(jitter).min(self.cap)
+    }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str, nick: Option<&str>) -> ClientConfig {
+        let mut args = vec!["wschat-client", url];
+        if let Some(nick) = nick {
+            args.extend(["--nick", nick]);
+        }
+        ClientConfig::parse_from(args)
+    }
+
+    #[test]
+    fn request_url_adds_scheme_path_and_encoded_nick() {
+        assert_eq!(config("127.0.0.1:9001", None).request_url(), "ws://127.0.0.1:9001");
+        assert_eq!(config("ws://h:1", Some("zoë b")).request_url(), "ws://h:1/?nick=zo%C3%AB%20b");
+        assert_eq!(config("ws://h:1/?x=1", Some("a")).request_url(), "ws://h:1/?x=1&nick=a");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_bounded_jitter() {
+        let mut backoff = Backoff::new(Duration::from_secs(4));
+        let delays: Vec<Duration> = (0..8).map(|_| backoff.next_delay()).collect();
+        for (i, delay) in delays.iter().enumerate() {
+            let base = Duration::from_millis(500 * (1 << i.min(3))).min(Duration::from_secs(4));
+            assert!(*delay >= base.mul_f64(0.8) && *delay <= base.mul_f64(1.2), "{i}: {delay:?}");
+            assert!(*delay <= Duration::from_secs(4));
+        }
+        backoff.reset();
+        assert!(backoff.next_delay() <= Duration::from_millis(600));
+    }
+}

@@ -1,0 +1,336 @@
+//! One connection of the terminal client: connect and handshake (blocking, bounded by a
+//! timeout), then a small `mio` loop that prints what the server sends and sends what the user
+//! types, until the connection ends.
+//!
+//! The input side lives on another thread; it queues [`Command`]s and wakes this loop with a
+//! `mio::Waker`, so one thread owns the socket and nothing is polled on a timer.
+
+use std::io::{self, ErrorKind};
+use std::net::{SocketAddr, TcpStream as StdStream, ToSocketAddrs};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::error::{Error as WsError, ProtocolError};
+use tungstenite::handshake::HandshakeError;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::{Message, WebSocket};
+
+use super::display::Output;
+
+const SOCKET: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// What the input side asks of the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Send one line as a text message.
+    Line(String),
+    /// Send bytes as one binary message.
+    Binary(Vec<u8>),
+    /// The user is done. With `wait_for_ack` (scripted input), first make sure the server has
+    /// processed everything sent (a ping answered), then close; otherwise close at once.
+    Finish { wait_for_ack: bool },
+}
+
+/// Lets the input thread wake whichever session is current (there is none while reconnecting).
+#[derive(Clone, Default)]
+pub struct Wakeup(Arc<Mutex<Option<Arc<Waker>>>>);
+
+impl Wakeup {
+    pub fn wake(&self) {
+        if let Ok(slot) = self.0.lock() {
+            if let Some(waker) = slot.as_ref() {
+                let _ = waker.wake();
+            }
+        }
+    }
+
+    fn set(&self, waker: Option<Arc<Waker>>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = waker;
+        }
+    }
+}
+
+/// Why connecting failed, and whether trying again could help.
+#[derive(Debug)]
+pub struct ConnectError {
+    pub message: String,
+    /// A bad URL or a 4xx refusal will not change by retrying.
+    pub permanent: bool,
+}
+
+impl ConnectError {
+    fn permanent(message: impl Into<String>) -> Self {
+        Self { message: message.into(), permanent: true }
+    }
+
+    fn transient(message: impl Into<String>) -> Self {
+        Self { message: message.into(), permanent: false }
+    }
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// A clean close handshake with code 1000, started by either side.
+    Normal { reason: String },
+    /// A close handshake with another code (1001 server shutdown, 1008 too slow, 1009...).
+    Closed { code: u16, reason: String },
+    /// The connection broke without a close handshake.
+    Lost(String),
+}
+
+/// An open connection, handshake done.
+pub struct Session {
+    ws: WebSocket<TcpStream>,
+    poll: Poll,
+    waker: Arc<Waker>,
+    pub peer: SocketAddr,
+}
+
+/// Resolves `url`, connects within `timeout` and performs the WebSocket handshake.
+pub fn connect(url: &str, timeout: Duration) -> Result<Session, ConnectError> {
+    let request = url
+        .into_client_request()
+        .map_err(|e| ConnectError::permanent(format!("invalid URL {url:?}: {e}")))?;
+    let uri = request.uri();
+    match uri.scheme_str() {
+        Some("ws") => {}
+        Some("wss") => {
+            return Err(ConnectError::permanent(
+                "wss:// is not supported by this client; connect with ws:// (TLS belongs in a proxy in front of the server)",
+            ))
+        }
+        _ => return Err(ConnectError::permanent(format!("invalid URL {url:?}: the scheme must be ws://"))),
+    }
+    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| ConnectError::transient(format!("cannot resolve {host}: {e}")))?
+        .collect();
+    let mut last_error = ConnectError::transient(format!("{host} has no addresses"));
+    for addr in addrs {
+        match StdStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => return handshake(stream, addr, request, timeout),
+            Err(e) => last_error = ConnectError::transient(format!("cannot connect to {addr}: {e}")),
+        }
+    }
+    Err(last_error)
+}
+
+fn handshake(
+    stream: StdStream,
+    peer: SocketAddr,
+    request: tungstenite::handshake::client::Request,
+    timeout: Duration,
+) -> Result<Session, ConnectError> {
+    let io_error = |e: io::Error| ConnectError::transient(format!("connection to {peer} failed: {e}"));
+    // Blocking, but never longer than `timeout` per read or write.
+    stream.set_read_timeout(Some(timeout)).map_err(io_error)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io_error)?;
+    stream.set_nodelay(true).map_err(io_error)?;
+    let stream = TcpStream::from_std(stream);
+    let config = WebSocketConfig::default().max_message_size(Some(64 << 20));
+    let mut ws = match tungstenite::client::client_with_config(request, stream, Some(config)) {
+        Ok((ws, _response)) => ws,
+        Err(HandshakeError::Interrupted(_)) => {
+            return Err(ConnectError::transient(format!(
+                "{peer} did not complete the handshake within {timeout:?}"
+            )))
+        }
+        Err(HandshakeError::Failure(WsError::Http(response))) => {
+            let status = response.status();
+            let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            let message = format!("server refused the connection: {status}: {}", body.trim());
+            // 5xx (the server is full, say) may pass; 4xx is about this request.
+            return Err(if status.is_server_error() {
+                ConnectError::transient(message)
+            } else {
+                ConnectError::permanent(message)
+            });
+        }
+        Err(HandshakeError::Failure(e)) => {
+            return Err(ConnectError::transient(format!("handshake with {peer} failed: {e}")))
+        }
+    };
+    socket2::SockRef::from(ws.get_ref()).set_nonblocking(true).map_err(io_error)?;
+    let poll = Poll::new().map_err(io_error)?;
+    poll.registry()
+        .register(ws.get_mut(), SOCKET, Interest::READABLE | Interest::WRITABLE)
+        .map_err(io_error)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_error)?);
+    Ok(Session { ws, poll, waker, peer })
+}
+
+/// Per-session progress of closing.
+#[derive(Default)]
+struct Closing {
+    /// Payload of the ping whose pong means "the server has processed everything".
+    awaiting_ack: Option<(Bytes, Instant)>,
+    /// When we sent our close frame, the time by which the server must answer.
+    close_deadline: Option<Instant>,
+    /// The close frame the server sent, if any.
+    received: Option<(u16, String)>,
+}
+
+impl Session {
+    /// Runs until the connection ends. `close_timeout` bounds waiting for the acknowledgement
+    /// of scripted input and for the server's reply to our close.
+    pub fn run(
+        mut self,
+        commands: &Receiver<Command>,
+        wakeup: &Wakeup,
+        out: &dyn Output,
+        close_timeout: Duration,
+    ) -> Ending {
+        wakeup.set(Some(self.waker.clone()));
+        let ending = self.event_loop(commands, out, close_timeout);
+        wakeup.set(None);
+        ending
+    }
+
+    fn event_loop(
+        &mut self,
+        commands: &Receiver<Command>,
+        out: &dyn Output,
+        close_timeout: Duration,
+    ) -> Ending {
+        let mut events = Events::with_capacity(16);
+        let mut closing = Closing::default();
+        loop {
+            // The handshake may have read the first messages already, so read before polling.
+            if let Some(ending) = self.read_all(out, &mut closing, close_timeout) {
+                return ending;
+            }
+            self.take_commands(commands, &mut closing, close_timeout);
+            match self.ws.flush() {
+                Ok(()) => {}
+                Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return ending_of_error(e, &closing),
+            }
+            let now = Instant::now();
+            if let Some((_, by)) = &closing.awaiting_ack {
+                if now >= *by {
+                    out.status("no acknowledgement from the server in time; closing anyway");
+                    closing.awaiting_ack = None;
+                    self.start_close(&mut closing, close_timeout);
+                    continue;
+                }
+            }
+            if closing.close_deadline.is_some_and(|by| now >= by) {
+                return Ending::Lost(format!("the server did not answer the close within {close_timeout:?}"));
+            }
+            let deadline = closing.awaiting_ack.as_ref().map(|(_, by)| *by).or(closing.close_deadline);
+            let timeout = deadline.map(|by| by.saturating_duration_since(now) + Duration::from_millis(1));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != ErrorKind::Interrupted {
+                    return Ending::Lost(format!("poll failed: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Reads and shows every message available; returns how the session ended, if it did.
+    fn read_all(
+        &mut self,
+        out: &dyn Output,
+        closing: &mut Closing,
+        close_timeout: Duration,
+    ) -> Option<Ending> {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(text)) => out.message(text.as_str()),
+                Ok(Message::Binary(data)) => out.binary(data.len()),
+                Ok(Message::Pong(payload)) => {
+                    if closing.awaiting_ack.as_ref().is_some_and(|(id, _)| *id == payload) {
+                        closing.awaiting_ack = None;
+                        self.start_close(closing, close_timeout);
+                    }
+                }
+                Ok(Message::Close(frame)) => {
+                    let (code, reason) = frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((u16::from(CloseCode::Status), String::new()));
+                    // Our own close answered, or the server's close (tungstenite queues the reply).
+                    if closing.close_deadline.is_none() {
+                        closing.received = Some((code, reason));
+                    }
+                }
+                Ok(_) => {}
+                Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => return None,
+                Err(WsError::Io(e)) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Some(ending_of_error(e, closing)),
+            }
+        }
+    }
+
+    fn take_commands(
+        &mut self,
+        commands: &Receiver<Command>,
+        closing: &mut Closing,
+        close_timeout: Duration,
+    ) {
+        loop {
+            let command = match commands.try_recv() {
+                Ok(command) => command,
+                Err(TryRecvError::Empty) => return,
+                // The input side is gone without saying so: finish as if told to.
+                Err(TryRecvError::Disconnected) => Command::Finish { wait_for_ack: true },
+            };
+            if closing.close_deadline.is_some() || closing.awaiting_ack.is_some() {
+                return;
+            }
+            let sent = match command {
+                Command::Line(line) => self.ws.write(Message::text(line)),
+                Command::Binary(data) => self.ws.write(Message::binary(data)),
+                Command::Finish { wait_for_ack: true } => {
+                    let id = Bytes::from(format!("wschat-client-ack-{}", std::process::id()));
+                    closing.awaiting_ack = Some((id.clone(), Instant::now() + close_timeout));
+                    self.ws.write(Message::Ping(id))
+                }
+                Command::Finish { wait_for_ack: false } => {
+                    self.start_close(closing, close_timeout);
+                    Ok(())
+                }
+            };
+            if let Err(e) = sent {
+                // Closing already, or the buffer is full; the loop notices a dead connection.
+                log::debug!("not sent: {e}");
+            }
+        }
+    }
+
+    fn start_close(&mut self, closing: &mut Closing, close_timeout: Duration) {
+        if closing.close_deadline.is_some() {
+            return;
+        }
+        closing.close_deadline = Some(Instant::now() + close_timeout);
+        let frame = CloseFrame { code: CloseCode::Normal, reason: "bye".into() };
+        let _ = self.ws.close(Some(frame));
+    }
+}
+
+fn ending_of_error(error: WsError, closing: &Closing) -> Ending {
+    match error {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => match &closing.received {
+            // The server closed first.
+            Some((1000, reason)) => Ending::Normal { reason: reason.clone() },
+            Some((code, reason)) => Ending::Closed { code: *code, reason: reason.clone() },
+            // We closed first and the server answered.
+            None => Ending::Normal { reason: "bye".to_string() },
+        },
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            Ending::Lost("the server dropped the connection without a close".to_string())
+        }
+        WsError::Io(e) => Ending::Lost(format!("connection lost: {e}")),
+        other => Ending::Lost(format!("protocol error: {other}")),
+    }
+}

@@ -1,0 +1,253 @@
+//! The terminal client as scripts use it: the real `wschat-client` binary with piped stdin and
+//! stdout, against the real server.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A running `wschat-client` with its output read line by line on background threads.
+struct ClientProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    seen_stdout: Vec<String>,
+    seen_stderr: Vec<String>,
+}
+
+fn lines_of(source: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(source).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl ClientProcess {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wschat-client"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wschat-client");
+        let stdout = lines_of(child.stdout.take().expect("stdout"));
+        let stderr = lines_of(child.stderr.take().expect("stderr"));
+        Self { stdin: child.stdin.take(), child, stdout, stderr, seen_stdout: vec![], seen_stderr: vec![] }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to client stdin");
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for a stdout line matching `wanted`; panics with everything seen at the deadline.
+    fn expect_stdout(&mut self, wanted: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + DEADLINE;
+        while let Ok(line) = self.stdout.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            self.seen_stdout.push(line.clone());
+            if wanted(&line) {
+                return line;
+            }
+        }
+        panic!("expected line not printed; stdout so far: {:#?}", self.seen_stdout);
+    }
+
+    /// Waits for the process to exit; returns its status and all of its stderr.
+    fn wait(&mut self) -> (ExitStatus, String) {
+        self.close_stdin();
+        let until = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(Instant::now() < until, "wschat-client did not exit; stderr: {:?}", self.seen_stderr);
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // The pipe closes with the process, so this ends.
+        while let Ok(line) = self.stderr.recv_timeout(DEADLINE) {
+            self.seen_stderr.push(line);
+        }
+        while let Ok(line) = self.stdout.recv_timeout(DEADLINE) {
+            self.seen_stdout.push(line);
+        }
+        (status, self.seen_stderr.join("\n"))
+    }
+}
+
+impl Drop for ClientProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port with nothing listening on it.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[test]
+fn two_clients_chat_through_pipes() {
+    let server = TestServer::start(&[]);
+    let mut ann = ClientProcess::start(&[&server.url("/"), "--nick", "ann"]);
+    ann.expect_stdout(|l| l == "*** welcome, you are ann in lobby; type /help for commands");
+    let mut bob = ClientProcess::start(&[&server.url("/"), "--nick", "bob"]);
+    bob.expect_stdout(|l| l.starts_with("*** welcome, you are bob"));
+    ann.expect_stdout(|l| l == "*** bob joined lobby");
+
+    bob.type_line("hello ann");
+    ann.expect_stdout(|l| l == "bob: hello ann");
+    ann.type_line("/msg bob psst");
+    bob.expect_stdout(|l| l == "[PM from ann] psst");
+    ann.expect_stdout(|l| l == "[PM to bob] psst");
+
+    // End of input: everything sent is acknowledged, then a clean close and status 0.
+    bob.type_line("bye now");
+    let (status, stderr) = bob.wait();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("connection closed: 1000"), "{stderr}");
+    ann.expect_stdout(|l| l == "bob: bye now");
+    ann.expect_stdout(|l| l == "*** bob left lobby (closed)");
+}
+
+#[test]
+fn piped_lines_are_all_delivered_before_the_close() {
+    let server = TestServer::start(&[]);
+    let mut watcher = server.chat_client("watcher");
+    let mut script = ClientProcess::start(&[&server.url("/"), "--nick", "script"]);
+    for i in 0..200 {
+        script.type_line(&format!("line {i}"));
+    }
+    let (status, stderr) = script.wait();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    // The server echoes each line to its sender, and every one came back before the close.
+    let echoed = script.seen_stdout.iter().filter(|l| l.starts_with("script: line ")).count();
+    assert_eq!(echoed, 200, "stdout: {:?}", script.seen_stdout);
+    recv_until(&mut watcher, |t| t == "script: line 199");
+}
+
+#[test]
+fn quit_shows_the_servers_close_and_exits_zero() {
+    let server = TestServer::start(&[]);
+    let mut client = ClientProcess::start(&[&server.url("/"), "--nick", "leaver"]);
+    client.expect_stdout(|l| l.starts_with("*** welcome"));
+    client.type_line("/quit see you");
+    let (status, stderr) = client.wait();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("connection closed: 1000 (see you)"), "{stderr}");
+}
+
+#[test]
+fn failing_to_connect_exits_one() {
+    let url = format!("ws://127.0.0.1:{}/", closed_port());
+    let mut client = ClientProcess::start(&[&url]);
+    let (status, stderr) = client.wait();
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}
+
+#[test]
+fn a_refused_handshake_exits_one_with_the_status() {
+    let server = TestServer::start(&[]);
+    let mut client = ClientProcess::start(&[&server.url("/no-such-path")]);
+    let (status, stderr) = client.wait();
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("404 Not Found"), "{stderr}");
+}
+
+#[test]
+fn binary_file_is_sent_as_one_binary_message() {
+    let server = TestServer::start(&[]);
+    let mut peer = server.chat_client("peer");
+    let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let path = std::env::temp_dir().join(format!("wschat-client-test-{}.bin", std::process::id()));
+    std::fs::write(&path, &data).expect("write temp file");
+    let mut sender = ClientProcess::start(&[&server.url("/"), "--binary", path.to_str().unwrap()]);
+    let received = loop {
+        match recv(&mut peer) {
+            tungstenite::Message::Binary(bytes) => break bytes,
+            _ => continue,
+        }
+    };
+    assert_eq!(received.as_ref(), data.as_slice());
+    // The sender is in the room too, so it is relayed back and shown.
+    sender.expect_stdout(|l| l == "[binary, 5000 bytes]");
+    let (status, _) = sender.wait();
+    assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn an_abnormal_close_exits_three_and_shows_the_code() {
+    let server = TestServer::start(&["--max-message-size", "1KiB", "--max-outbound", "64KiB"]);
+    let path = std::env::temp_dir().join(format!("wschat-client-big-{}.bin", std::process::id()));
+    std::fs::write(&path, vec![b'x'; 4096]).expect("write temp file");
+    let mut client = ClientProcess::start(&[&server.url("/"), "--binary", path.to_str().unwrap()]);
+    let (status, stderr) = client.wait();
+    assert_eq!(status.code(), Some(3), "stderr: {stderr}");
+    assert!(stderr.contains("connection closed by the server: 1009"), "{stderr}");
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn reconnect_retries_with_backoff_until_input_ends() {
+    let url = format!("ws://127.0.0.1:{}/", closed_port());
+    let mut client = ClientProcess::start(&[&url, "--reconnect"]);
+    let until = Instant::now() + DEADLINE;
+    let mut retries = 0;
+    while retries < 2 {
+        let line = client.stderr.recv_timeout(until.saturating_duration_since(Instant::now()));
+        let line = line.expect("client reports its reconnection attempts");
+        if line.starts_with("reconnecting in ") {
+            retries += 1;
+        }
+        client.seen_stderr.push(line);
+    }
+    // Ending the input while disconnected ends the client.
+    let (status, stderr) = client.wait();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("(attempt 2)"), "{stderr}");
+}
+
+#[test]
+fn reconnect_comes_back_after_the_server_closes_abnormally() {
+    let mut server = TestServer::start(&[]);
+    let url = server.url("/");
+    let mut client = ClientProcess::start(&[&url, "--nick", "stayer", "--reconnect"]);
+    client.expect_stdout(|l| l.starts_with("*** welcome, you are stayer"));
+    // A shutdown closes with 1001, which is not a normal end: the client tries again.
+    server.signal("TERM");
+    server.wait_exit();
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let line = client.stderr.recv_timeout(until.saturating_duration_since(Instant::now()));
+        let line = line.expect("client reports the close and its retry");
+        client.seen_stderr.push(line.clone());
+        if line.starts_with("reconnecting in ") {
+            break;
+        }
+    }
+    let stderr = client.seen_stderr.join("\n");
+    assert!(stderr.contains("connection closed by the server: 1001 (server shutting down)"), "{stderr}");
+}
