@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::Parser;
 use log::LevelFilter;
 
+use crate::origin::OriginPolicy;
+
 /// A WebSocket chat server: one thread, one poll loop, encode-once broadcast.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "wschat-server", version, about, long_about = None)]
@@ -59,6 +61,10 @@ pub struct Config {
     /// Per-connection read buffer; small keeps idle connections cheap, large reads big messages in fewer syscalls.
     #[arg(long, default_value = "256B", value_parser = parse_size, value_name = "SIZE")]
     pub read_buffer_size: usize,
+
+    /// Web origins (besides the server's own) whose pages may open a WebSocket, comma-separated, e.g. https://chat.example.com; * allows any.
+    #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with_all = ["quiet", "log_level"])]
@@ -121,7 +127,13 @@ impl Config {
                 return Err(format!("{flag} must be at least 10ms"));
             }
         }
+        self.origin_policy()?;
         Ok(())
+    }
+
+    /// The `--allowed-origins` policy.
+    pub fn origin_policy(&self) -> Result<OriginPolicy, String> {
+        OriginPolicy::new(&self.allowed_origins)
     }
 
     /// The log level the flags ask for (default info).

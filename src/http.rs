@@ -1,11 +1,17 @@
 //! HTTP/1.1 request heads: finding where a head ends, deciding what a request is for, and the
-//! error replies sent when it is not a usable WebSocket upgrade.
+//! replies sent when it is not a WebSocket upgrade (the chat page, or an error).
 //!
 //! The server reads the request head itself (bounded by [`MAX_HEAD_BYTES`]) so it can route by
-//! path and refuse bad requests with a proper status before tungstenite sees them; tungstenite
-//! then performs the upgrade on exactly the bytes read here. Everything in this file is pure.
+//! path, serve the page, and refuse bad requests with a proper status before tungstenite sees
+//! them; tungstenite then performs the upgrade on exactly the bytes read here. Everything in
+//! this file is pure.
 
 use std::fmt::Write as _;
+
+use bytes::Bytes;
+
+use crate::origin::OriginPolicy;
+use crate::web;
 
 /// Largest request head accepted; a longer one gets 431.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -24,25 +30,41 @@ pub enum Endpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Upgrade(Endpoint),
+    /// A page request answered successfully (200 or 304).
+    Serve(Reply),
+    /// An error reply.
     Reject(Reply),
 }
 
-/// An HTTP error reply; the connection is closed after it.
+/// An HTTP response; the connection is closed after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
     pub reason: &'static str,
-    pub headers: Vec<(&'static str, &'static str)>,
-    pub body: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub content_type: &'static str,
+    pub body: Bytes,
+    /// Answering `HEAD`: the headers describe the body, which is not sent.
+    pub head_only: bool,
 }
 
 impl Reply {
-    pub fn new(status: u16, reason: &'static str, body: impl Into<String>) -> Self {
-        Self { status, reason, headers: Vec::new(), body: body.into() }
+    /// A plain-text reply whose body is `text` and a newline.
+    pub fn new(status: u16, reason: &'static str, text: impl Into<String>) -> Self {
+        let mut body = text.into();
+        body.push('\n');
+        Self {
+            status,
+            reason,
+            headers: Vec::new(),
+            content_type: "text/plain; charset=utf-8",
+            body: Bytes::from(body),
+            head_only: false,
+        }
     }
 
-    fn with(mut self, name: &'static str, value: &'static str) -> Self {
-        self.headers.push((name, value));
+    fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
         self
     }
 
@@ -56,21 +78,38 @@ impl Reply {
         Self::new(431, "Request Header Fields Too Large", "request head too large")
     }
 
-    /// The full response, ready to write.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let body = format!("{}\n", self.body);
-        let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
-            self.status,
-            self.reason,
-            body.len()
-        );
+    /// The status line and headers, through the blank line.
+    pub fn head(&self) -> Vec<u8> {
+        let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, self.reason);
+        if self.status != 304 {
+            let _ = write!(
+                head,
+                "Content-Type: {}\r\nContent-Length: {}\r\n",
+                self.content_type,
+                self.body.len()
+            );
+        }
+        head.push_str("Connection: close\r\n");
         for (name, value) in &self.headers {
             let _ = write!(head, "{name}: {value}\r\n");
         }
         head.push_str("\r\n");
-        let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(body.as_bytes());
+        head.into_bytes()
+    }
+
+    /// The head, and the body if one is to be sent. The body of an embedded file is shared, not
+    /// copied.
+    pub fn into_parts(self) -> (Bytes, Option<Bytes>) {
+        let head = Bytes::from(self.head());
+        let body = (!self.head_only && self.status != 304 && !self.body.is_empty()).then_some(self.body);
+        (head, body)
+    }
+
+    /// The whole response as sent.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let (head, body) = self.clone().into_parts();
+        let mut bytes = head.to_vec();
+        bytes.extend_from_slice(body.as_deref().unwrap_or_default());
         bytes
     }
 }
@@ -81,7 +120,7 @@ pub fn head_len(buf: &[u8]) -> Option<usize> {
 }
 
 /// Decides what a complete request head asks for.
-pub fn decide(head: &[u8]) -> Decision {
+pub fn decide(head: &[u8], origins: &OriginPolicy) -> Decision {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(head) {
@@ -105,37 +144,56 @@ pub fn decide(head: &[u8]) -> Decision {
         header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
 
-    if request.version != Some(1) {
-        return reject(Reply::new(505, "HTTP Version Not Supported", "HTTP/1.1 required"));
-    }
-    if request.method != Some("GET") {
-        return reject(Reply::new(405, "Method Not Allowed", "only GET is supported").with("Allow", "GET"));
+    let method = request.method.unwrap_or("");
+    if method != "GET" && method != "HEAD" {
+        return reject(
+            Reply::new(405, "Method Not Allowed", "only GET and HEAD are supported")
+                .with("Allow", "GET, HEAD"),
+        );
     }
     let target = request.path.unwrap_or("");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let host = header("Host");
+    if host.is_none() && request.version == Some(1) {
+        return reject(Reply::new(400, "Bad Request", "missing Host header"));
+    }
+    if !has_token("Upgrade", "websocket") {
+        return match (web::asset(path), path) {
+            (Some(asset), _) => {
+                Decision::Serve(serve(asset, method == "HEAD", header("If-None-Match"), host))
+            }
+            (None, "/echo") => reject(
+                Reply::new(
+                    426,
+                    "Upgrade Required",
+                    "this is a WebSocket endpoint; connect with a WebSocket client",
+                )
+                .with("Upgrade", "websocket")
+                .with("Connection", "Upgrade"),
+            ),
+            (None, _) => reject(not_found()),
+        };
+    }
+
+    if request.version != Some(1) {
+        return reject(Reply::new(505, "HTTP Version Not Supported", "HTTP/1.1 required"));
+    }
+    if method != "GET" {
+        return reject(
+            Reply::new(405, "Method Not Allowed", "a WebSocket handshake is a GET")
+                .with("Allow", "GET, HEAD"),
+        );
+    }
     let endpoint = match path {
         "/" => Endpoint::Chat { nick: query_param(query, "nick") },
         "/echo" => Endpoint::Echo,
-        _ => {
-            return reject(Reply::new(
-                404,
-                "Not Found",
-                "no such endpoint; the chat is at / and the echo service at /echo",
-            ))
-        }
+        _ => return reject(not_found()),
     };
-    if header("Host").is_none() {
-        return reject(Reply::new(400, "Bad Request", "missing Host header"));
-    }
-    if !has_token("Upgrade", "websocket") || !has_token("Connection", "upgrade") {
+    if !has_token("Connection", "upgrade") {
         return reject(
-            Reply::new(
-                426,
-                "Upgrade Required",
-                "this is a WebSocket endpoint; connect with a WebSocket client",
-            )
-            .with("Upgrade", "websocket")
-            .with("Connection", "Upgrade"),
+            Reply::new(426, "Upgrade Required", "a WebSocket handshake needs Connection: Upgrade")
+                .with("Upgrade", "websocket")
+                .with("Connection", "Upgrade"),
         );
     }
     if header("Sec-WebSocket-Version") != Some("13") {
@@ -147,7 +205,43 @@ pub fn decide(head: &[u8]) -> Decision {
     if !header("Sec-WebSocket-Key").is_some_and(is_valid_key) {
         return reject(Reply::new(400, "Bad Request", "missing or malformed Sec-WebSocket-Key"));
     }
+    let origin = header("Origin");
+    if !origins.permits(origin, host.unwrap_or_default()) {
+        return reject(Reply::new(
+            403,
+            "Forbidden",
+            format!(
+                "origin {} may not connect here; the server allows its own origin and those given with --allowed-origins",
+                origin.unwrap_or_default()
+            ),
+        ));
+    }
     Decision::Upgrade(endpoint)
+}
+
+fn not_found() -> Reply {
+    Reply::new(
+        404,
+        "Not Found",
+        "no such page; the chat page and WebSocket are at /, the echo service at /echo",
+    )
+}
+
+/// A 200 (or 304 when the browser's copy is current) for an embedded file.
+fn serve(asset: &web::Asset, head_only: bool, if_none_match: Option<&str>, host: Option<&str>) -> Reply {
+    let fresh = if_none_match
+        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == asset.etag || tag.trim() == "*"));
+    let mut reply = Reply {
+        status: if fresh { 304 } else { 200 },
+        reason: if fresh { "Not Modified" } else { "OK" },
+        headers: Vec::new(),
+        content_type: asset.content_type,
+        body: Bytes::from_static(asset.body),
+        head_only,
+    };
+    reply = reply.with("Cache-Control", "no-cache").with("ETag", asset.etag);
+    reply.headers.extend(web::security_headers(host));
+    reply
 }
 
 /// A key is the base64 encoding of 16 bytes: 22 base64 characters then `==` (RFC 6455 4.1).
@@ -203,10 +297,21 @@ mod tests {
         )
     }
 
+    fn decide(head: &[u8]) -> Decision {
+        super::decide(head, &OriginPolicy::default())
+    }
+
     fn status(head: &str) -> u16 {
         match decide(head.as_bytes()) {
-            Decision::Reject(reply) => reply.status,
+            Decision::Reject(reply) | Decision::Serve(reply) => reply.status,
             Decision::Upgrade(_) => 101,
+        }
+    }
+
+    fn reply(head: &str) -> String {
+        match decide(head.as_bytes()) {
+            Decision::Reject(reply) | Decision::Serve(reply) => String::from_utf8(reply.to_bytes()).unwrap(),
+            Decision::Upgrade(_) => panic!("upgrade"),
         }
     }
 
@@ -227,8 +332,15 @@ mod tests {
     #[test]
     fn refuses_bad_requests_with_the_right_status() {
         assert_eq!(status(&upgrade("/nope")), 404);
-        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 426);
+        assert_eq!(status("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"), 426);
+        assert_eq!(status("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"), 404);
         assert_eq!(status(&upgrade("/").replace("GET", "POST")), 405);
+        assert_eq!(status("DELETE / HTTP/1.1\r\nHost: x\r\n\r\n"), 405);
+        assert_eq!(status(&upgrade("/").replace("GET", "HEAD")), 405);
+        assert_eq!(
+            status(&upgrade("/").replace("Connection: keep-alive, Upgrade", "Connection: close")),
+            426
+        );
         assert_eq!(status(&upgrade("/").replace("HTTP/1.1", "HTTP/1.0")), 505);
         assert_eq!(status(&upgrade("/").replace("Version: 13", "Version: 8")), 426);
         assert_eq!(status(&upgrade("/").replace("dGhlIHNhbXBsZSBub25jZQ==", "short")), 400);
@@ -255,5 +367,53 @@ mod tests {
     fn finds_the_end_of_the_head() {
         assert_eq!(head_len(b"GET / HTTP/1.1\r\n"), None);
         assert_eq!(head_len(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
+    }
+
+    #[test]
+    fn plain_gets_serve_the_page_with_its_headers() {
+        let page = reply("GET / HTTP/1.1\r\nHost: 127.0.0.1:9001\r\n\r\n");
+        let (head, body) = page.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(head.contains("\r\nContent-Type: text/html; charset=utf-8\r\n"));
+        assert!(head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
+        assert!(head.contains("\r\nCache-Control: no-cache\r\n"));
+        assert!(head.contains("\r\nX-Content-Type-Options: nosniff\r\n"));
+        assert!(head.contains("connect-src 'self' ws://127.0.0.1:9001 wss://127.0.0.1:9001;"));
+        assert!(body.starts_with("<!doctype html>"));
+        // HTTP/1.0 clients (curl -0, old proxies) get the page too.
+        assert_eq!(status("GET /style.css HTTP/1.0\r\n\r\n"), 200);
+    }
+
+    #[test]
+    fn head_gets_the_headers_without_the_body() {
+        let get = reply("GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n");
+        let head = reply("HEAD /app.js HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(head.ends_with("\r\n\r\n"));
+        assert_eq!(get.split_once("\r\n\r\n").unwrap().0, head.trim_end());
+    }
+
+    #[test]
+    fn a_current_etag_gets_304() {
+        let etag = crate::web::asset("/").unwrap().etag;
+        let cached = reply(&format!("GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"old\", {etag}\r\n\r\n"));
+        assert!(cached.starts_with("HTTP/1.1 304 Not Modified\r\n"));
+        assert!(cached.ends_with("\r\n\r\n") && !cached.contains("Content-Length"));
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"old\"\r\n\r\n"), 200);
+    }
+
+    #[test]
+    fn cross_origin_handshakes_are_refused_unless_allowed() {
+        let with_origin = |origin: &str| {
+            upgrade("/")
+                .replace("Host: localhost\r\n", &format!("Host: localhost:9001\r\nOrigin: {origin}\r\n"))
+        };
+        assert_eq!(status(&with_origin("http://localhost:9001")), 101);
+        assert_eq!(status(&with_origin("http://evil.example")), 403);
+        assert_eq!(status(&upgrade("/")), 101, "no Origin: not a browser");
+        let allowed = OriginPolicy::new(&["http://evil.example".to_string()]).unwrap();
+        assert!(matches!(
+            super::decide(with_origin("http://evil.example").as_bytes(), &allowed),
+            Decision::Upgrade(_)
+        ));
     }
 }

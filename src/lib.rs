@@ -5,7 +5,9 @@
 //! - [`connection`] is one client's state; its [`connection::Transport`] is the stream
 //!   tungstenite reads from and whose writes land in the client's [`outbox::Outbox`].
 //! - [`frame`] encodes a broadcast once; the same buffer goes into every recipient's outbox.
-//! - [`http`] reads and judges the upgrade request and writes the error replies.
+//! - [`http`] reads and judges each request head: upgrade, page, or error reply.
+//! - [`web`] is the browser page embedded in the binary; [`origin`] decides which web pages may
+//!   connect.
 //! - [`chat`] holds nicks and rooms and decides who receives what, with no IO at all.
 //! - [`config`] holds every flag, default and limit.
 //! - [`client`] is the terminal chat client behind `wschat-client`.
@@ -18,8 +20,10 @@ pub mod config;
 pub mod connection;
 pub mod frame;
 pub mod http;
+pub mod origin;
 pub mod outbox;
 pub mod server;
+pub mod web;
 
 pub use config::Config;
 pub use server::Server;

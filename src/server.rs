@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::connection::{Connection, HandshakeStream, Phase, Route, Transport};
 use crate::frame::{self, Opcode};
 use crate::http::{self, Decision, Endpoint, Reply};
+use crate::origin::OriginPolicy;
 use crate::outbox::Flushed;
 
 const LISTENER: Token = Token(usize::MAX);
@@ -52,6 +53,7 @@ const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 pub struct Server {
     config: Config,
     ws_config: WebSocketConfig,
+    origins: OriginPolicy,
     poll: Poll,
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
@@ -93,9 +95,11 @@ impl Server {
             .max_message_size(Some(config.max_message_size))
             .max_frame_size(Some(config.max_message_size));
         let chat = Chat::with_announce_limit(config.announce_limit);
+        let origins = config.origin_policy().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(Self {
             config,
             ws_config,
+            origins,
             poll,
             listener: Some(listener),
             local_addr,
@@ -308,8 +312,9 @@ impl Server {
             return self
                 .reject(key, Reply::new(400, "Bad Request", "data sent before the handshake completed"));
         }
-        let decision = http::decide(head);
+        let decision = http::decide(head, &self.origins);
         match decision {
+            Decision::Serve(reply) => self.respond(key, reply),
             Decision::Reject(reply) => self.reject(key, reply),
             Decision::Upgrade(_) if !conn.counted => self.reject(key, Reply::service_unavailable()),
             Decision::Upgrade(endpoint) => self.upgrade(key, endpoint),
@@ -572,20 +577,37 @@ impl Server {
 
     // ----- closing -----
 
-    /// Queues an HTTP error reply, then finishes the connection.
+    /// Logs and sends an HTTP error reply.
     fn reject(&mut self, key: usize, reply: Reply) {
+        if let Some(conn) = self.conns.get(key) {
+            let why = String::from_utf8_lossy(&reply.body);
+            // Refusals an operator should see: a full server, and browsers from other sites
+            // (a misconfigured --allowed-origins looks exactly like this).
+            if reply.status >= 500 || reply.status == 403 {
+                warn!("{}: answering {} {}: {}", conn.peer, reply.status, reply.reason, why.trim_end());
+            } else {
+                debug!("{}: answering {} {}: {}", conn.peer, reply.status, reply.reason, why.trim_end());
+            }
+        }
+        self.respond(key, reply);
+    }
+
+    /// Queues an HTTP response, then finishes the connection (one request per connection).
+    fn respond(&mut self, key: usize, reply: Reply) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if reply.status >= 500 {
-            warn!("{}: answering {} {}", conn.peer, reply.status, reply.reason);
-        } else {
-            debug!("{}: answering {} {}: {}", conn.peer, reply.status, reply.reason, reply.body);
+        if reply.status < 400 {
+            debug!("{}: {} {}", conn.peer, reply.status, reply.reason);
         }
+        let (head, body) = reply.into_parts();
         if let Some(transport) = conn.transport_mut() {
-            transport.outbox.push(Bytes::from(reply.to_bytes()));
+            transport.outbox.push(head);
+            if let Some(body) = body {
+                transport.outbox.push(body);
+            }
         }
-        self.finish(key, "rejected", true);
+        self.finish(key, "answered", true);
     }
 
     /// Starts a server-initiated closing handshake: close frame queued, chat left, and the

@@ -1,9 +1,9 @@
-//! The README documents every flag of both binaries.
+//! The README documents every flag of every binary.
 
 use std::process::Command;
 
 /// The long flags a binary's `--help` lists, without `--help` and `--version`.
-fn flags_in_help(binary: &str) -> Vec<String> {
+fn flags_in_help(binary: &str, at_least: usize) -> Vec<String> {
     let help = Command::new(binary).arg("--help").output().unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
     let flags: Vec<String> = help
@@ -12,7 +12,7 @@ fn flags_in_help(binary: &str) -> Vec<String> {
         .map(|word| word.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-').to_string())
         .filter(|flag| flag != "--help" && flag != "--version")
         .collect();
-    assert!(flags.len() >= 10, "parsed too few flags from {binary} --help: {flags:?}");
+    assert!(flags.len() >= at_least, "parsed too few flags from {binary} --help: {flags:?}");
     flags
 }
 
@@ -23,7 +23,7 @@ fn readme() -> String {
 #[test]
 fn every_server_flag_is_in_the_readme_flag_table() {
     let readme = readme();
-    for flag in flags_in_help(env!("CARGO_BIN_EXE_wschat-server")) {
+    for flag in flags_in_help(env!("CARGO_BIN_EXE_wschat-server"), 10) {
         assert!(readme.contains(&format!("`{flag}")), "README's server flag table lacks {flag}");
     }
 }
@@ -31,7 +31,15 @@ fn every_server_flag_is_in_the_readme_flag_table() {
 #[test]
 fn every_bench_flag_is_in_the_readme_flag_table() {
     let readme = readme();
-    for flag in flags_in_help(env!("CARGO_BIN_EXE_wschat-bench")) {
+    for flag in flags_in_help(env!("CARGO_BIN_EXE_wschat-bench"), 10) {
         assert!(readme.contains(&format!("`{flag}")), "README's bench flag table lacks {flag}");
+    }
+}
+
+#[test]
+fn every_client_flag_is_in_the_readme_flag_table() {
+    let readme = readme();
+    for flag in flags_in_help(env!("CARGO_BIN_EXE_wschat-client"), 6) {
+        assert!(readme.contains(&format!("`{flag}")), "README's client flag table lacks {flag}");
     }
 }
