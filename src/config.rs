@@ -62,6 +62,10 @@ pub struct Config {
     #[arg(long, default_value = "256B", value_parser = parse_size, value_name = "SIZE")]
     pub read_buffer_size: usize,
 
+    /// Messages (data, ping and pong) one client may send per second, bursts of a second's worth included; past it, close 1008. 0 = no limit.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_messages_per_sec: u32,
+
     /// Web origins (besides the server's own) whose pages may open a WebSocket, comma-separated, e.g. https://chat.example.com; * allows any.
     #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
@@ -126,6 +130,9 @@ impl Config {
             if value < Duration::from_millis(10) {
                 return Err(format!("{flag} must be at least 10ms"));
             }
+        }
+        if self.max_messages_per_sec > crate::rate::MAX_RATE {
+            return Err(format!("--max-messages-per-sec must be at most {}", crate::rate::MAX_RATE));
         }
         self.origin_policy()?;
         Ok(())

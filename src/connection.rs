@@ -16,6 +16,7 @@ use mio::net::TcpStream;
 use tungstenite::WebSocket;
 
 use crate::outbox::Outbox;
+use crate::rate::RateLimiter;
 
 /// The stream under a connection's WebSocket.
 #[derive(Debug)]
@@ -123,6 +124,8 @@ pub struct Connection {
     pub dirty: bool,
     /// Counted against `--max-connections` (rejected over-limit connections are not).
     pub counted: bool,
+    /// `--max-messages-per-sec` bucket (unused when the limit is off).
+    pub rate: RateLimiter,
 }
 
 impl Connection {
@@ -144,6 +147,7 @@ impl Connection {
             writable_interest: false,
             dirty: false,
             counted,
+            rate: RateLimiter::default(),
         }
     }
 

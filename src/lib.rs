@@ -22,6 +22,7 @@ pub mod frame;
 pub mod http;
 pub mod origin;
 pub mod outbox;
+pub mod rate;
 pub mod server;
 pub mod web;
 

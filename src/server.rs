@@ -36,6 +36,7 @@ use crate::frame::{self, Opcode};
 use crate::http::{self, Decision, Endpoint, Reply};
 use crate::origin::OriginPolicy;
 use crate::outbox::Flushed;
+use crate::rate::RateLimiter;
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -77,6 +78,8 @@ pub struct Server {
     accept_retry_at: Option<Instant>,
     last_accept_warning: Option<Instant>,
     shutdown_deadline: Option<Instant>,
+    /// Origin of the millisecond clock the rate limiter uses.
+    started: Instant,
 }
 
 impl Server {
@@ -117,6 +120,7 @@ impl Server {
             accept_retry_at: None,
             last_accept_warning: None,
             shutdown_deadline: None,
+            started: Instant::now(),
         })
     }
 
@@ -344,6 +348,7 @@ impl Server {
         };
         conn.phase = Phase::Open { ws, route, closing: None };
         conn.last_heard = Instant::now();
+        conn.rate = RateLimiter::new(self.config.max_messages_per_sec, millis_since(self.started));
         let first_ping = conn.last_heard + self.config.idle_timeout / 2;
         self.mark_dirty(key);
         self.schedule(key, first_ping);
@@ -372,9 +377,22 @@ impl Server {
                 conn.last_heard = Instant::now();
                 conn.ping_sent = false;
             }
+            let limit = self.config.max_messages_per_sec;
+            let counts = matches!(
+                result,
+                Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_) | Message::Pong(_))
+            );
+            let over_limit =
+                limit > 0 && counts && !is_closing && !conn.rate.allow(limit, millis_since(self.started));
+            let peer = conn.peer;
             if !ws.get_ref().outbox.is_empty() {
                 // tungstenite answered something itself (a pong or a close reply).
                 self.mark_dirty(key);
+            }
+            if over_limit {
+                warn!("{peer}: over {limit} messages per second (--max-messages-per-sec); closing with 1008");
+                let reason = format!("rate limit exceeded: more than {limit} messages per second");
+                return self.close(key, CloseCode::Policy, &reason);
             }
             match result {
                 Ok(Message::Text(_) | Message::Binary(_)) if is_closing => {
@@ -805,6 +823,12 @@ impl Server {
         }
         false
     }
+}
+
+/// Milliseconds since `start`, wrapping after 49 days (the rate limiter only compares nearby
+/// readings, with wrapping arithmetic).
+fn millis_since(start: Instant) -> u32 {
+    start.elapsed().as_millis() as u32
 }
 
 /// Binds a non-blocking listener with our own backlog (mio's `bind` fixes it at 128).

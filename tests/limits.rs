@@ -201,3 +201,38 @@ fn accept_errors_are_survived_without_a_busy_loop() {
         "one warning per episode"
     );
 }
+
+#[test]
+fn a_client_over_max_messages_per_sec_is_closed_with_1008_and_others_are_not() {
+    let server = TestServer::start(&["--max-messages-per-sec", "20"]);
+    let mut polite = server.chat_client("polite");
+    let mut flooder = server.chat_client("flooder");
+    // A burst of up to one second's worth is allowed.
+    for i in 0..15 {
+        flooder.write(Message::text(format!("burst {i}"))).unwrap();
+    }
+    flooder.flush().unwrap();
+    recv_until(&mut polite, |t| t == "flooder: burst 14");
+    // Far past it is not.
+    for i in 0..200 {
+        if flooder.write(Message::text(format!("flood {i}"))).is_err() {
+            break;
+        }
+    }
+    let _ = flooder.flush();
+    let (code, reason) = expect_close(&mut flooder);
+    assert_eq!(code, CloseCode::Policy);
+    assert_eq!(reason, "rate limit exceeded: more than 20 messages per second");
+    server.wait_for_log("--max-messages-per-sec");
+    // The polite client is still served, and saw at most a second's worth of the flood.
+    send(&mut polite, "still here");
+    let mut flood_seen = 0;
+    loop {
+        let text = recv_text(&mut polite);
+        flood_seen += usize::from(text.starts_with("flooder: flood"));
+        if text == "polite: still here" {
+            break;
+        }
+    }
+    assert!(flood_seen <= 6, "{flood_seen} flood messages relayed");
+}
