@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use log::LevelFilter;
+use tungstenite::protocol::WebSocketConfig;
 
 use crate::origin::OriginPolicy;
 
@@ -136,6 +137,16 @@ impl Config {
         }
         self.origin_policy()?;
         Ok(())
+    }
+
+    /// tungstenite's settings for server connections: our message limit applies to whole
+    /// messages and to single frames; tungstenite never buffers writes (the outbox does).
+    pub fn websocket_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer_size)
+            .write_buffer_size(0)
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_message_size))
     }
 
     /// The `--allowed-origins` policy.

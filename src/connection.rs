@@ -13,6 +13,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use mio::net::TcpStream;
+use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::WebSocket;
 
 use crate::outbox::Outbox;
@@ -176,5 +178,36 @@ impl Connection {
     /// Whether the server may still queue chat or echo frames for this client.
     pub fn accepts_messages(&self) -> bool {
         matches!(self.phase, Phase::Open { closing: None, .. })
+    }
+}
+
+/// What a read error from tungstenite means for the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The client broke the protocol or a limit: send this close code and reason, then close.
+    Close(CloseCode, String),
+    /// The close handshake is complete.
+    Closed,
+    /// The connection is gone (reset, dropped without a close); nothing can be sent.
+    Dropped(String),
+}
+
+impl Failure {
+    /// Maps an error to the close code RFC 6455 asks for (7.4.1).
+    pub fn of(error: WsError) -> Self {
+        match error {
+            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+                Self::Close(CloseCode::Size, format!("message too big: {size} bytes, limit {max_size}"))
+            }
+            WsError::Capacity(e) => Self::Close(CloseCode::Size, e.to_string()),
+            WsError::Utf8(_) => Self::Close(CloseCode::Invalid, "invalid UTF-8 in text message".to_string()),
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                Self::Dropped("connection dropped without a close".to_string())
+            }
+            WsError::Protocol(e) => Self::Close(CloseCode::Protocol, e.to_string()),
+            WsError::Io(e) => Self::Dropped(format!("connection lost: {e}")),
+            WsError::ConnectionClosed | WsError::AlreadyClosed => Self::Closed,
+            other => Self::Close(CloseCode::Error, format!("internal error: {other}")),
+        }
     }
 }

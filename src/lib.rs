@@ -20,6 +20,7 @@ pub mod config;
 pub mod connection;
 pub mod frame;
 pub mod http;
+pub mod memory;
 pub mod origin;
 pub mod outbox;
 pub mod rate;

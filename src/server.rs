@@ -23,7 +23,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
-use tungstenite::error::{CapacityError, Error as WsError};
+use tungstenite::error::Error as WsError;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::Role;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -31,7 +31,7 @@ use tungstenite::{Message, WebSocket};
 
 use crate::chat::{Audience, Body, Chat, Effect};
 use crate::config::Config;
-use crate::connection::{Connection, HandshakeStream, Phase, Route, Transport};
+use crate::connection::{Connection, Failure, HandshakeStream, Phase, Route, Transport};
 use crate::frame::{self, Opcode};
 use crate::http::{self, Decision, Endpoint, Reply};
 use crate::origin::OriginPolicy;
@@ -92,11 +92,7 @@ impl Server {
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(config.read_buffer_size)
-            .write_buffer_size(0)
-            .max_message_size(Some(config.max_message_size))
-            .max_frame_size(Some(config.max_message_size));
+        let ws_config = config.websocket_config();
         let chat = Chat::with_announce_limit(config.announce_limit);
         let origins = config.origin_policy().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(Self {
@@ -656,19 +652,10 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let (code, reason) = match &error {
-            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
-                (CloseCode::Size, format!("message too big: {size} bytes, limit {max_size}"))
-            }
-            WsError::Capacity(e) => (CloseCode::Size, e.to_string()),
-            WsError::Utf8(_) => (CloseCode::Invalid, "invalid UTF-8 in text message".to_string()),
-            WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
-                return self.remove(key, "connection dropped without a close");
-            }
-            WsError::Protocol(e) => (CloseCode::Protocol, e.to_string()),
-            WsError::Io(e) => return self.remove(key, &format!("connection lost: {e}")),
-            WsError::ConnectionClosed | WsError::AlreadyClosed => return self.finish(key, "closed", false),
-            other => (CloseCode::Error, format!("internal error: {other}")),
+        let (code, reason) = match Failure::of(error) {
+            Failure::Close(code, reason) => (code, reason),
+            Failure::Closed => return self.finish(key, "closed", false),
+            Failure::Dropped(why) => return self.remove(key, &why),
         };
         warn!("{}: {reason}; closing with {}", conn.peer, u16::from(code));
         if let Phase::Open { ws, .. } = &mut conn.phase {

@@ -343,6 +343,27 @@ impl Chat {
         });
     }
 
+    /// Panics if the state is inconsistent: every member has a unique nick that indexes back to
+    /// it and sits exactly once in an existing room, and only the lobby may be empty. For
+    /// property tests and fuzzing.
+    pub fn check_invariants(&self) {
+        let members: Vec<(ClientId, &Member)> =
+            self.members.iter().enumerate().filter_map(|(id, m)| m.as_ref().map(|m| (id, m))).collect();
+        assert_eq!(members.len(), self.member_count, "member count");
+        assert_eq!(self.nicks.len(), self.member_count, "one nick index entry per member");
+        for (id, member) in &members {
+            assert!(validate_nick(&member.nick).is_ok() || member.nick.starts_with("guest-"), "valid nick");
+            assert_eq!(self.nicks.get(fold(&member.nick).as_str()), Some(id), "nick indexes its owner");
+            let room = self.rooms.get(&member.room).expect("member's room exists");
+            assert_eq!(room.members.iter().filter(|c| *c == id).count(), 1, "listed once in its room");
+        }
+        let listed: usize = self.rooms.values().map(|r| r.members.len()).sum();
+        assert_eq!(listed, self.member_count, "room lists hold exactly the members");
+        for (key, room) in &self.rooms {
+            assert!(!room.members.is_empty() || &**key == LOBBY, "empty room {key} kept");
+        }
+    }
+
     /// Ok if `nick` is valid and not held by anyone but `except`.
     fn check_nick_free(&self, nick: &str, except: Option<ClientId>) -> Result<(), &'static str> {
         validate_nick(nick).map_err(|e| e.0)?;
