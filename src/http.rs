@@ -68,6 +68,15 @@ impl Reply {
         self
     }
 
+    /// Not a WebSocket handshake where one is needed.
+    fn upgrade_required(text: &str) -> Self {
+        Self::new(426, "Upgrade Required", text).with("Upgrade", "websocket").with("Connection", "Upgrade")
+    }
+
+    fn method_not_allowed(text: &str) -> Self {
+        Self::new(405, "Method Not Allowed", text).with("Allow", "GET, HEAD")
+    }
+
     /// The server is at `--max-connections`.
     pub fn service_unavailable() -> Self {
         Self::new(503, "Service Unavailable", "server is full, try again later").with("Retry-After", "5")
@@ -104,19 +113,37 @@ impl Reply {
         let body = (!self.head_only && self.status != 304 && !self.body.is_empty()).then_some(self.body);
         (head, body)
     }
-
-    /// The whole response as sent.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let (head, body) = self.clone().into_parts();
-        let mut bytes = head.to_vec();
-        bytes.extend_from_slice(body.as_deref().unwrap_or_default());
-        bytes
-    }
 }
 
 /// Length of the request head in `buf` (through the blank line), if it is all there.
 pub fn head_len(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|at| at + 4)
+}
+
+/// What the bytes of a request read so far amount to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadProgress {
+    /// Keep reading.
+    Incomplete,
+    /// `buf` is exactly one complete head, ready for [`decide`].
+    Complete,
+    /// Refused before routing: too large, or followed by data.
+    Refused(Reply),
+}
+
+/// Judges the bytes received so far: a head over [`MAX_HEAD_BYTES`] gets 431, and bytes after
+/// the head get 400, because a client must wait for the 101 before sending frames (RFC 6455
+/// 4.1).
+pub fn head_progress(buf: &[u8]) -> HeadProgress {
+    match head_len(buf) {
+        None if buf.len() > MAX_HEAD_BYTES => HeadProgress::Refused(Reply::too_large()),
+        None => HeadProgress::Incomplete,
+        Some(len) if len > MAX_HEAD_BYTES => HeadProgress::Refused(Reply::too_large()),
+        Some(len) if buf.len() > len => {
+            HeadProgress::Refused(Reply::new(400, "Bad Request", "data sent before the handshake completed"))
+        }
+        Some(_) => HeadProgress::Complete,
+    }
 }
 
 /// Decides what a complete request head asks for.
@@ -146,10 +173,7 @@ pub fn decide(head: &[u8], origins: &OriginPolicy) -> Decision {
 
     let method = request.method.unwrap_or("");
     if method != "GET" && method != "HEAD" {
-        return reject(
-            Reply::new(405, "Method Not Allowed", "only GET and HEAD are supported")
-                .with("Allow", "GET, HEAD"),
-        );
+        return reject(Reply::method_not_allowed("only GET and HEAD are supported"));
     }
     let target = request.path.unwrap_or("");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -162,15 +186,9 @@ pub fn decide(head: &[u8], origins: &OriginPolicy) -> Decision {
             (Some(asset), _) => {
                 Decision::Serve(serve(asset, method == "HEAD", header("If-None-Match"), host))
             }
-            (None, "/echo") => reject(
-                Reply::new(
-                    426,
-                    "Upgrade Required",
-                    "this is a WebSocket endpoint; connect with a WebSocket client",
-                )
-                .with("Upgrade", "websocket")
-                .with("Connection", "Upgrade"),
-            ),
+            (None, "/echo") => reject(Reply::upgrade_required(
+                "this is a WebSocket endpoint; connect with a WebSocket client",
+            )),
             (None, _) => reject(not_found()),
         };
     }
@@ -179,10 +197,7 @@ pub fn decide(head: &[u8], origins: &OriginPolicy) -> Decision {
         return reject(Reply::new(505, "HTTP Version Not Supported", "HTTP/1.1 required"));
     }
     if method != "GET" {
-        return reject(
-            Reply::new(405, "Method Not Allowed", "a WebSocket handshake is a GET")
-                .with("Allow", "GET, HEAD"),
-        );
+        return reject(Reply::method_not_allowed("a WebSocket handshake is a GET"));
     }
     let endpoint = match path {
         "/" => Endpoint::Chat { nick: query_param(query, "nick") },
@@ -190,11 +205,7 @@ pub fn decide(head: &[u8], origins: &OriginPolicy) -> Decision {
         _ => return reject(not_found()),
     };
     if !has_token("Connection", "upgrade") {
-        return reject(
-            Reply::new(426, "Upgrade Required", "a WebSocket handshake needs Connection: Upgrade")
-                .with("Upgrade", "websocket")
-                .with("Connection", "Upgrade"),
-        );
+        return reject(Reply::upgrade_required("a WebSocket handshake needs Connection: Upgrade"));
     }
     if header("Sec-WebSocket-Version") != Some("13") {
         return reject(
@@ -289,6 +300,16 @@ fn percent_decode(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Reply {
+        /// The whole response as sent.
+        fn to_bytes(&self) -> Vec<u8> {
+            let (head, body) = self.clone().into_parts();
+            let mut bytes = head.to_vec();
+            bytes.extend_from_slice(body.as_deref().unwrap_or_default());
+            bytes
+        }
+    }
 
     fn upgrade(target: &str) -> String {
         format!(

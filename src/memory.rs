@@ -1,8 +1,8 @@
 //! A connection driven entirely in memory, for fuzzing and property tests: bytes in, verdict
 //! out, no sockets.
 //!
-//! It runs the same pieces, in the same order, as the event loop does for one connection: the
-//! request head bounded by [`http::MAX_HEAD_BYTES`], [`http::decide`] with the configured origin
+//! It runs the same pieces, in the same order, as the event loop does for one connection:
+//! [`http::head_progress`] on the request bytes, [`http::decide`] with the configured origin
 //! policy, tungstenite's handshake over a [`HandshakeStream`], tungstenite's frame reader with
 //! the server's [`WebSocketConfig`](tungstenite::protocol::WebSocketConfig), read errors mapped
 //! by [`Failure::of`], and text and binary messages dispatched to a real [`Chat`]. What it
@@ -16,13 +16,12 @@ use tungstenite::{Message, WebSocket};
 use crate::chat::{Chat, Effect};
 use crate::config::Config;
 use crate::connection::{Failure, HandshakeStream};
-use crate::http::{self, Decision, Endpoint};
+use crate::http::{self, Decision, Endpoint, HeadProgress};
 
-/// Input handed out as a socket would: what there is, then `WouldBlock`.
+/// Input handed out as a socket would: what there is, then `WouldBlock`. What tungstenite
+/// writes (pongs, close replies) is discarded.
 struct Feed<'a> {
     input: &'a [u8],
-    /// Bytes tungstenite wrote (pongs, close replies).
-    written: usize,
 }
 
 impl Read for Feed<'_> {
@@ -36,7 +35,6 @@ impl Read for Feed<'_> {
 
 impl Write for Feed<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.written += buf.len();
         Ok(buf.len())
     }
 
@@ -57,21 +55,17 @@ pub enum Verdict {
 }
 
 /// Drives one connection: `request` is everything the client sent before the server's
-/// response (the server refuses data after the head with 400, as the loop does), `frames`
+/// response (data after the head is refused with 400, as in the loop), `frames`
 /// what it sent once upgraded. Other members are in the chat so broadcasts have an audience.
 pub fn drive(config: &Config, request: &[u8], frames: &[u8]) -> Verdict {
     let origins = match config.origin_policy() {
         Ok(origins) => origins,
         Err(_) => return Verdict::Http(500),
     };
-    let Some(len) = http::head_len(request) else {
-        return if request.len() > http::MAX_HEAD_BYTES { Verdict::Http(431) } else { Verdict::Incomplete };
-    };
-    if len > http::MAX_HEAD_BYTES {
-        return Verdict::Http(431);
-    }
-    if request.len() > len {
-        return Verdict::Http(400);
+    match http::head_progress(request) {
+        HeadProgress::Incomplete => return Verdict::Incomplete,
+        HeadProgress::Refused(reply) => return Verdict::Http(reply.status),
+        HeadProgress::Complete => {}
     }
     let endpoint = match http::decide(request, &origins) {
         Decision::Serve(reply) | Decision::Reject(reply) => return Verdict::Http(reply.status),
@@ -91,8 +85,7 @@ pub fn drive(config: &Config, request: &[u8], frames: &[u8]) -> Verdict {
     if let Endpoint::Chat { nick } = &endpoint {
         chat.connect(CLIENT, nick.as_deref(), &mut effects);
     }
-    let mut ws =
-        WebSocket::from_raw_socket(Feed { input: frames, written: 0 }, Role::Server, Some(ws_config));
+    let mut ws = WebSocket::from_raw_socket(Feed { input: frames }, Role::Server, Some(ws_config));
     let mut messages = 0;
     let ending = loop {
         effects.clear();

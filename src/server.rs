@@ -33,7 +33,7 @@ use crate::chat::{Audience, Body, Chat, Effect};
 use crate::config::Config;
 use crate::connection::{Connection, Failure, HandshakeStream, Phase, Route, Transport};
 use crate::frame::{self, Opcode};
-use crate::http::{self, Decision, Endpoint, Reply};
+use crate::http::{self, Decision, Endpoint, HeadProgress, Reply};
 use crate::origin::OriginPolicy;
 use crate::outbox::Flushed;
 use crate::rate::RateLimiter;
@@ -287,30 +287,21 @@ impl Server {
             return;
         };
         let mut chunk = [0u8; 2048];
-        let complete = loop {
+        loop {
             match transport.socket.read(&mut chunk) {
                 Ok(0) => return self.remove(key, "closed before the handshake"),
                 Ok(n) => {
                     head.extend_from_slice(&chunk[..n]);
-                    if let Some(len) = http::head_len(head) {
-                        break len;
-                    }
-                    if head.len() > http::MAX_HEAD_BYTES {
-                        return self.reject(key, Reply::too_large());
+                    match http::head_progress(head) {
+                        HeadProgress::Incomplete => {}
+                        HeadProgress::Complete => break,
+                        HeadProgress::Refused(reply) => return self.reject(key, reply),
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.remove(key, &format!("read failed during handshake: {e}")),
             }
-        };
-        if complete > http::MAX_HEAD_BYTES {
-            return self.reject(key, Reply::too_large());
-        }
-        if head.len() > complete {
-            // RFC 6455 4.1: a client waits for the 101 before sending frames.
-            return self
-                .reject(key, Reply::new(400, "Bad Request", "data sent before the handshake completed"));
         }
         let decision = http::decide(head, &self.origins);
         match decision {
