@@ -56,15 +56,9 @@ impl Frame {
 
     fn encode(&self) -> Vec<u8> {
         let first = (u8::from(self.fin) << 7) | (self.rsv << 4) | self.opcode;
-        let mut bytes = client_frame(first, &self.payload, true);
-        // client_frame masks with a fixed key; vary it so masking is really undone per frame.
-        let key_at = bytes.len() - self.payload.len() - 4;
+        // A key that varies with the length, so masking is really undone per frame.
         let key = [0x12, 0x9a, (self.payload.len() % 251) as u8, 0x5e];
-        bytes[key_at..key_at + 4].copy_from_slice(&key);
-        for (i, b) in self.payload.iter().enumerate() {
-            bytes[key_at + 4 + i] = b ^ key[i % 4];
-        }
-        bytes
+        client_frame_with_key(first, &self.payload, Some(key))
     }
 }
 

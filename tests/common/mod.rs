@@ -270,8 +270,13 @@ pub fn http_exchange(server: &TestServer, request: &str) -> String {
 /// Encodes one client frame: `first_byte` is FIN/RSV/opcode, the payload is masked unless
 /// `masked` is false.
 pub fn client_frame(first_byte: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    client_frame_with_key(first_byte, payload, masked.then_some([0x37, 0xfa, 0x21, 0x3d]))
+}
+
+/// Encodes one client frame, masked with `key` if there is one.
+pub fn client_frame_with_key(first_byte: u8, payload: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
     let mut out = vec![first_byte];
-    let mask_bit = if masked { 0x80 } else { 0 };
+    let mask_bit = if key.is_some() { 0x80 } else { 0 };
     match payload.len() {
         n if n < 126 => out.push(mask_bit | n as u8),
         n if n <= 0xFFFF => {
@@ -283,8 +288,7 @@ pub fn client_frame(first_byte: u8, payload: &[u8], masked: bool) -> Vec<u8> {
             out.extend_from_slice(&(n as u64).to_be_bytes());
         }
     }
-    if masked {
-        let key = [0x37, 0xfa, 0x21, 0x3d];
+    if let Some(key) = key {
         out.extend_from_slice(&key);
         out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     } else {
