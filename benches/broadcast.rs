@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tungstenite::Message;
 use wschat::bench::wire::Token;
-use wschat::bench::worker::{self, Pace, Plan, Shared};
+use wschat::bench::worker::{self, Pace, Plan, Shared, Slot};
 use wschat::chat::{Audience, Chat, Effect};
 use wschat::frame::{self, Opcode};
 use wschat::outbox::Outbox;
@@ -48,11 +48,12 @@ fn event_loop(c: &mut Criterion) {
             addr,
             host: addr.to_string(),
             path: "/".into(),
-            clients: vec![None; n],
+            clients: vec![Slot::default(); n],
             connect_concurrency: 64,
             size: 64,
             pace: Pace::Idle,
             total_senders: 0,
+            churn: None,
         };
         let drainer = shared.clone();
         std::thread::spawn(move || worker::run(plan, drainer));

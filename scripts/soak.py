@@ -5,18 +5,23 @@
 
 Scenarios (standard library only: raw sockets and asyncio, no WebSocket library):
 
-  churn      clients connect, chat and disconnect in waves while a fixed group stays; the
-             stayers must receive every message, no connection may be refused below the
-             limit, and server RSS (sampled every second) must come back to its start value.
+  churn      clients connect, chat (in 100 rooms) and disconnect over and over while 50 stay
+             in the lobby (two wschat-bench processes); the stayers must receive every
+             message, no connection may be refused or fail below the limit, and server RSS
+             (sampled every second) must not grow once the load is steady.
   slowloris  sockets dribble their handshake one byte per second; a new client's handshake
              must still complete quickly, and after --handshake-timeout the dribblers are gone.
-  flood      one client sends as fast as it can (its own room and /echo); the p99 latency of a
-             normal conversation must stay low. With --max-messages-per-sec the flooder is
-             closed with 1008.
+  flood      two clients send as fast as the server answers them (one in a room of its own, one
+             on /echo; wschat-bench processes); the p99 latency of a 20-client conversation
+             (another wschat-bench) must stay within 5 ms. Needs wschat-bench beside the server.
+  flood-limited  with --max-messages-per-sec, both flooders are closed with 1008 and the
+             others are still served.
   fdlimit    the server runs with a low `ulimit -n`; connections past it are refused or
              dropped without a busy loop, and the server serves again once clients leave.
 
 --short runs each in seconds (CI); the default sizes are those recorded in docs/RELIABILITY.md.
+With two or more CPUs, every server runs on CPU 0 and every client (this script and the
+wschat-bench processes) on CPU 1, so neither side's figures include waiting for the other.
 Exits non-zero if any check fails.
 """
 import argparse
@@ -40,6 +45,7 @@ PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 class Server:
     def __init__(self, binary, flags=(), nofile=None):
         def limit():
+            pin(0)
             if nofile:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.proc = subprocess.Popen([binary, "127.0.0.1:0", *flags], stderr=subprocess.PIPE,
@@ -147,74 +153,66 @@ def percentile(values, p):
 
 # ----- scenarios -----
 
-async def churn(binary, clients, duration, stayers=50):
+async def churn(binary, clients, duration, lifetime, stayers=50):
+    """Clients connect, chat in 100 rooms and disconnect, over and over, beside a lobby that stays.
+
+    Two wschat-bench processes: the stayers (50 clients in the lobby, one of them sending 10
+    messages a second, every one of which all 50 must receive) and the churners (the rest,
+    spread over 100 rooms, all sending, each connection closing cleanly after 0.5 to 1.5 times
+    `lifetime` and its client connecting again at once). Server RSS is sampled every second.
+    """
+    bench = os.path.join(os.path.dirname(binary), "wschat-bench")
     server = Server(binary, ["--max-connections", str(clients + 100), "--announce-limit", "20"])
-    result = {"clients": clients, "duration_s": duration, "stayers": stayers}
+    url = f"ws://{server.host}:{server.port}/"
+    churners = clients - stayers
+    result = {"clients": clients, "duration_s": duration, "stayers": stayers, "churners": churners,
+              "mean_lifetime_s": lifetime}
+    procs = []
     try:
-        stay = [await Client.connect(server, f"/?nick=stay{i}") for i in range(stayers)]
-        received = [set() for _ in stay]
-        sent = []
-        refused = []
-        cycles = [0]
-        stop = time.monotonic() + duration
-
-        async def listen(i, c):
-            while True:
-                op, data = await c.recv()
-                if op == 1 and data.startswith(b"stay0: seq "):
-                    received[i].add(int(data.split()[-1]))
-
-        async def talk():
-            seq = 0
-            while time.monotonic() < stop:
-                stay[0].send(f"seq {seq}")
-                sent.append(seq)
-                seq += 1
-                await asyncio.sleep(0.1)
-
-        async def churner(slot):
-            await asyncio.sleep(random.random() * 2)
-            while time.monotonic() < stop:
-                try:
-                    c = await Client.connect(server, f"/?nick=churn{slot}")
-                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
-                    refused.append(str(e))
-                    await asyncio.sleep(0.5)
-                    continue
-                c.send(f"hello from {slot}")
-                await asyncio.sleep(0.5 + random.random() * 2)
-                await c.close()
-                cycles[0] += 1
-
-        listeners = [asyncio.create_task(listen(i, c)) for i, c in enumerate(stay)]
-        await asyncio.sleep(1)
-        rss = [(0.0, server.rss_kib())]
-        start = time.monotonic()
-
-        async def sample():
-            while time.monotonic() < stop + 3:
-                await asyncio.sleep(1)
-                rss.append((round(time.monotonic() - start, 1), server.rss_kib()))
-
-        sampler = asyncio.create_task(sample())
-        await asyncio.gather(talk(), *(churner(s) for s in range(clients - stayers)))
-        await asyncio.sleep(2)  # let the last messages arrive and the churners' closes finish
-        await sampler
-        for t in listeners:
-            t.cancel()
-        lost = sum(len(set(sent) - got) for got in received)
-        # The start value is taken once every churner has connected once (the ramp takes up to
-        # 2 s plus one connection's life): the allocator keeps the pages of a peak, so what
-        # shows a leak is growth after that, under the same load.
-        ramp = [r for t, r in rss if t >= 3.0] or [rss[-1][1]]
-        start_rss, end_rss = ramp[0], rss[-1][1]
-        peak = max(r for _, r in rss)
-        result.update(sent=len(sent), lost=lost, refused=len(refused), churn_cycles=cycles[0],
-                      rss_start_kib=start_rss, rss_peak_kib=peak, rss_end_kib=end_rss, rss=rss)
-        result["ok"] = lost == 0 and not refused and end_rss <= start_rss * 1.10
-        for c in stay:
-            c.writer.close()
+        idle_rss = server.rss_kib()
+        t_start = time.monotonic()
+        stay = await start_bench(bench, url, "--clients", str(stayers), "--senders", "1", "--rate", "10",
+                                 "--duration", f"{duration}s", "--warmup", "1s", progress=True)
+        churn = await start_bench(bench, url, "--clients", str(churners), "--senders", str(churners),
+                                  "--rate", str(max(1, churners // 10)), "--room", "churn", "--rooms", "100",
+                                  "--churn", f"{lifetime}s", "--duration", f"{duration}s", "--warmup", "0s",
+                                  "--connect-timeout", "60s", progress=True)
+        procs = [stay, churn]
+        rss = []
+        churn_started = None
+        while churn.returncode is None:
+            rss.append((round(time.monotonic() - t_start, 1), server.rss_kib()))
+            if churn_started is None and "sending" in churn.progress:
+                churn_started = time.monotonic() - t_start
+            try:
+                await asyncio.wait_for(churn.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+        stayed, churned = await finish_bench(stay), await finish_bench(churn)
+        procs = []
+        # Every client has gone; the server is idle again.
+        await asyncio.sleep(2)
+        rss.append((round(time.monotonic() - t_start, 1), server.rss_kib()))
+        # The reference is taken once the load is steady: every churner connected and every
+        # first connection recycled (1.5 lifetimes), since the allocator keeps a peak's pages.
+        # A leak shows as growth after that, under the same load.
+        steady_from = (churn_started or 0) + 1.5 * lifetime
+        steady = [r for t, r in rss if t >= steady_from][:-1] or [rss[-1][1]]
+        start_rss, end_rss = steady[0], steady[-1]
+        result.update(
+            churn_cycles=churned["churn_cycles"], churn_failures=churned["churn_failures"],
+            churner_connect_failures=churned["connect_failures"], churn_messages_sent=churned["sent"],
+            churn_deliveries=churned["deliveries"], stayer_messages=stayed["sent"],
+            stayer_expected=stayed["expected"], stayer_lost=stayed["lost"],
+            stayer_p99_ms=ms(stayed["latency_p99_us"]), stayer_connect_failures=stayed["connect_failures"],
+            rss_idle_kib=idle_rss, rss_steady_start_kib=start_rss, rss_steady_end_kib=end_rss,
+            rss_peak_kib=max(r for _, r in rss), rss_after_kib=rss[-1][1], rss=rss)
+        result["ok"] = (stayed["lost"] == 0 and stayed["sent"] > 0 and churned["churn_failures"] == 0
+                        and churned["connect_failures"] == 0 and stayed["connect_failures"] == 0
+                        and churned["churn_cycles"] > 0 and end_rss <= start_rss * 1.10)
     finally:
+        for p in procs:
+            p.kill()
         server.stop()
     return result
 
@@ -261,77 +259,139 @@ async def slowloris(binary, dribblers, timeout_s):
     return result
 
 
-async def flood(binary, duration, rate_limit=None):
-    flags = ["--max-messages-per-sec", str(rate_limit)] if rate_limit else []
-    server = Server(binary, flags)
+async def flood(binary, duration):
+    """Unlimited flooders beside a measured conversation, each in its own process.
+
+    The conversation is `wschat-bench --rate` (20 clients in the lobby), run twice in the same
+    server: alone, then while two `wschat-bench` flooders send as fast as the server answers
+    them (one in a room of its own, one on /echo). The server runs on CPU 0, the clients on
+    CPU 1 with the flooders niced, so the probe's figures are the server's, not a busy client's.
+    """
+    bench = os.path.join(os.path.dirname(binary), "wschat-bench")
+    server = Server(binary)
+    url = f"ws://{server.host}:{server.port}"
+    result = {"duration_s": duration}
+    flooders = []
+    try:
+        alone = await run_bench(bench, f"{url}/", "--clients", "20", "--senders", "20", "--rate", "200",
+                                "--duration", f"{duration}s", "--warmup", "1s")
+        cpu0, t0 = server.cpu_seconds(), time.monotonic()
+        flood_args = ("--clients", "1", "--senders", "1", "--window", "256", "--size", "100",
+                      "--duration", f"{duration + 4}s", "--warmup", "0s")
+        flooders = [await start_bench(bench, f"{url}/", *flood_args, "--room", "flood", nice=10),
+                    await start_bench(bench, f"{url}/echo", *flood_args, nice=10)]
+        await asyncio.sleep(1)  # the flooders are connected and at full speed
+        flooded = await run_bench(bench, f"{url}/", "--clients", "20", "--senders", "20", "--rate", "200",
+                                  "--duration", f"{duration}s", "--warmup", "1s")
+        busy = (server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+        flood_results = [await finish_bench(f) for f in flooders]
+        flooders = []
+        result.update(
+            probe_p50_ms_alone=ms(alone["latency_p50_us"]), probe_p99_ms_alone=ms(alone["latency_p99_us"]),
+            probe_p50_ms_flooded=ms(flooded["latency_p50_us"]),
+            probe_p99_ms_flooded=ms(flooded["latency_p99_us"]),
+            probe_p999_ms_flooded=ms(flooded["latency_p999_us"]),
+            probe_lost=alone["lost"] + flooded["lost"], probe_messages=flooded["deliveries"],
+            flood_msgs_per_sec=[round(f["deliveries_per_sec"]) for f in flood_results],
+            flooders_lost=[f["lost"] for f in flood_results],
+            server_cpu_while_flooded=round(busy, 2))
+        result["ok"] = (flooded["latency_p99_us"] <= 5000 and result["probe_lost"] == 0
+                        and flooded["deliveries"] > 0 and all(f["deliveries_per_sec"] > 0 for f in flood_results))
+    finally:
+        for f in flooders:
+            f.kill()
+        server.stop()
+    return result
+
+
+async def flood_limited(binary, duration, rate_limit):
+    """With --max-messages-per-sec, flooders (own room and /echo) are closed with 1008."""
+    server = Server(binary, ["--max-messages-per-sec", str(rate_limit)])
     result = {"duration_s": duration, "max_messages_per_sec": rate_limit}
     try:
-        room = [await Client.connect(server, f"/?nick=talker{i}") for i in range(20)]
+        talker = await Client.connect(server, "/?nick=talker")
         flooder = await Client.connect(server, "/?nick=flooder")
         flooder.send("/join flood")
         echo_flooder = await Client.connect(server, "/echo")
         stop = time.monotonic() + duration
-        latencies = []
-        flood_sent = [0]
-        flood_closed = []
+        closes = []
 
-        async def blast(c, name):
+        async def blast(c):
             payload = frame(1, "x" * 100) * 64
             async def drain():
                 while True:
                     op, data = await c.recv()
                     if op == 8:
-                        flood_closed.append((name, struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None))
-                        return
+                        return struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None, data[2:]
             reader = asyncio.create_task(drain())
             try:
                 while time.monotonic() < stop and not reader.done():
                     c.writer.write(payload)
-                    flood_sent[0] += 64
                     await c.writer.drain()
             except OSError:
                 pass
-            reader.cancel()
+            try:
+                closes.append(await asyncio.wait_for(reader, 5))
+            except (asyncio.TimeoutError, asyncio.IncompleteReadError, OSError):
+                closes.append((None, b""))
 
-        async def measure():
-            probe = room[0]
-            pending = {}
-            async def listen():
-                while True:
-                    op, data = await probe.recv()
-                    if op == 1 and data.startswith(b"talker0: t "):
-                        n = int(data.split()[-1])
-                        if n in pending:
-                            latencies.append((time.perf_counter() - pending.pop(n)) * 1000)
-            listener = asyncio.create_task(listen())
-            n = 0
-            while time.monotonic() < stop:
-                pending[n] = time.perf_counter()
-                probe.send(f"t {n}")
-                n += 1
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.5)
-            listener.cancel()
-
-        async def drain_room(c):
-            while True:
-                await c.recv()
-
-        drains = [asyncio.create_task(drain_room(c)) for c in room[1:]]
-        await asyncio.gather(measure(), blast(flooder, "chat"), blast(echo_flooder, "echo"))
-        for d in drains:
-            d.cancel()
-        cpu = server.cpu_seconds()
-        result.update(probe_messages=len(latencies), p50_ms=round(percentile(latencies, 50), 2),
-                      p99_ms=round(percentile(latencies, 99), 2), flood_messages_sent=flood_sent[0],
-                      flooders_closed=flood_closed, server_cpu_s=round(cpu, 2))
-        if rate_limit:
-            result["ok"] = sorted(code for _, code in flood_closed) == [1008, 1008]
-        else:
-            result["ok"] = percentile(latencies, 99) < 5 and len(latencies) > 0
+        await asyncio.gather(blast(flooder), blast(echo_flooder))
+        talker.send("still here")
+        while True:
+            op, data = await asyncio.wait_for(talker.recv(), 5)
+            if data == b"talker: still here":
+                break
+        codes = sorted(code for code, _ in closes)
+        result.update(flooders_closed=codes, reason=closes[0][1].decode(errors="replace"),
+                      talker_served_after=True)
+        result["ok"] = codes == [1008, 1008]
     finally:
         server.stop()
     return result
+
+
+def ms(us):
+    return round(us / 1000, 2)
+
+
+async def start_bench(bench, url, *args, nice=0, progress=False):
+    """Starts wschat-bench on CPU 1; with `progress`, its latest progress line is kept in
+    `.progress` (it prints one a second on stderr)."""
+    out = f"/tmp/wschat-soak-bench-{os.getpid()}-{random.getrandbits(32):08x}.json"
+    def setup():
+        pin(1)
+        if nice:
+            os.nice(nice)
+    proc = await asyncio.create_subprocess_exec(bench, url, *args, "--json", out, stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.PIPE if progress else subprocess.DEVNULL,
+                                                preexec_fn=setup)
+    proc.json_path = out
+    proc.progress = ""
+    if progress:
+        async def follow():
+            async for line in proc.stderr:
+                proc.progress = line.decode(errors="replace")
+        proc.follower = asyncio.create_task(follow())
+    return proc
+
+
+async def finish_bench(proc):
+    if await proc.wait() != 0:
+        raise RuntimeError(f"wschat-bench exited with {proc.returncode}")
+    with open(proc.json_path) as f:
+        result = json.load(f)
+    os.unlink(proc.json_path)
+    return result
+
+
+async def run_bench(bench, url, *args):
+    return await finish_bench(await start_bench(bench, url, *args))
+
+
+def pin(cpu):
+    """Runs the calling process on one CPU when there are two or more (server 0, load 1)."""
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2:
+        os.sched_setaffinity(0, {cpu})
 
 
 async def fdlimit(binary, nofile, extra):
@@ -388,12 +448,13 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     short = args.short
+    pin(1)  # the clients; each server runs on CPU 0
     plan = {
         "churn": lambda: churn(args.binary, args.clients or (400 if short else 10000),
-                               args.duration or (8 if short else 600)),
+                               args.duration or (8 if short else 600), 2 if short else 10),
         "slowloris": lambda: slowloris(args.binary, 200 if short else 1000, 3 if short else 10),
         "flood": lambda: flood(args.binary, 3 if short else 20),
-        "flood-limited": lambda: flood(args.binary, 2 if short else 5, rate_limit=1000),
+        "flood-limited": lambda: flood_limited(args.binary, 2 if short else 5, rate_limit=1000),
         "fdlimit": lambda: fdlimit(args.binary, 128 if short else 1024, 100 if short else 500),
     }
     results, failed = {}, []

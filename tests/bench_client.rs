@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::TestServer;
+use common::{recv_until, send, TestServer};
 
 #[test]
 fn bench_reports_every_delivery_of_a_short_run_as_json() {
@@ -72,4 +72,59 @@ fn a_server_that_cannot_be_reached_is_a_failure() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success(), "{stdout}");
     assert!(stdout.contains("connect: ok=0 failed=3"), "{stdout}");
+}
+
+#[test]
+fn room_flag_keeps_the_load_out_of_the_lobby() {
+    let server = TestServer::start(&[]);
+    let mut lobby = server.chat_client("watcher");
+    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
+        .arg(server.url("/"))
+        .args(["--clients", "3", "--senders", "1", "--window", "4", "--duration", "500ms", "--warmup", "0s"])
+        .args(["--room", "load"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("lost=0"), "the room's three members get every message: {stdout}");
+    assert!(!stdout.contains("sent=0 "), "{stdout}");
+    // The lobby saw the bench clients arrive and leave, but none of their traffic: its next
+    // chat line is the watcher's own.
+    send(&mut lobby, "still quiet here");
+    let line = recv_until(&mut lobby, |text| text.contains(": "));
+    assert_eq!(line, "watcher: still quiet here");
+}
+
+#[test]
+fn churn_closes_cleanly_and_reconnects_while_sending() {
+    let server = TestServer::start(&["-v"]);
+    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
+        .arg(server.url("/"))
+        .args(["--clients", "5", "--senders", "5", "--rate", "50", "--duration", "1s", "--warmup", "0s"])
+        .args(["--churn", "200ms", "--room", "churn", "--rooms", "2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let churn = stdout.lines().find(|l| l.starts_with("churn:")).unwrap_or_else(|| panic!("{stdout}"));
+    let number = |name: &str| -> u64 {
+        let at = churn.find(name).unwrap() + name.len();
+        churn[at..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    // Lifetimes are 100 to 300 ms, so each of the 5 clients cycles at least 3 times in 1 s.
+    assert!(number("cycles=") >= 15, "{churn}");
+    assert_eq!(number("failures="), 0, "{churn}");
+    assert!(stdout.contains("expected=n/a lost=n/a"), "losses are not counted while churning: {stdout}");
+    // The server saw clean closes (1000) from the churned connections, not dropped sockets.
+    server.wait_for_log("closed by client (1000");
+}
+
+#[test]
+fn churn_needs_a_fixed_rate() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
+        .args(["ws://127.0.0.1:1/", "--churn", "1s"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--churn needs --rate"));
 }

@@ -26,7 +26,7 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 
 use crate::config::parse_duration;
-use worker::{latency_histogram, Pace, Plan, Shared};
+use worker::{latency_histogram, Pace, Plan, Shared, Slot};
 
 /// Load generator for WebSocket broadcast servers: throughput and latency percentiles.
 #[derive(Parser, Debug, Clone)]
@@ -75,6 +75,22 @@ pub struct BenchConfig {
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub threads: usize,
 
+    /// wschat only: every client sends `/join ROOM` as its first message, so a load can run in
+    /// a room of its own beside another (the flood scenario of `scripts/soak.py` does).
+    #[arg(long, value_name = "ROOM")]
+    pub room: Option<String>,
+
+    /// With --room: spread the clients over this many rooms, ROOM-0 to ROOM-(N-1), client i in
+    /// ROOM-(i mod N). Losses are not counted then (a message reaches only its room).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub rooms: usize,
+
+    /// Connection churn: once traffic starts, every connection closes cleanly after a random
+    /// 0.5 to 1.5 times this and its client connects again at once (senders keep sending).
+    /// Needs --rate or --idle; losses are not counted (receivers come and go).
+    #[arg(long, value_parser = parse_duration, value_name = "MEAN_LIFETIME")]
+    pub churn: Option<Duration>,
+
     /// Only hold the connections open for --duration (for memory per connection).
     #[arg(long)]
     pub idle: bool,
@@ -100,6 +116,9 @@ pub struct Report {
     /// Every delivery seen, warm-up and drain included (for CPU time per delivery).
     pub delivered_total: u64,
     pub latency: Histogram<u64>,
+    /// Churned connections that closed cleanly, and churn closes or reconnections that failed.
+    pub churn_cycles: u64,
+    pub churn_failures: u64,
 }
 
 impl BenchConfig {
@@ -118,6 +137,17 @@ impl BenchConfig {
         }
         if self.rate.is_none() && !self.self_delivery && !self.idle && self.senders > 0 {
             return Err("window mode needs --self-delivery true; use --rate otherwise".into());
+        }
+        if self.rooms == 0 || (self.rooms > 1 && self.room.is_none()) {
+            return Err("--rooms must be at least 1, and more than 1 needs --room".into());
+        }
+        if self.churn.is_some_and(|mean| mean.is_zero()) {
+            return Err("--churn must be longer than 0s".into());
+        }
+        if self.churn.is_some() && self.rate.is_none() && !self.idle {
+            return Err(
+                "--churn needs --rate or --idle (a window would stall on messages lost to a close)".into()
+            );
         }
         if self.rate == Some(0) {
             return Err("--rate must be at least 1".into());
@@ -153,7 +183,13 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         // Client i goes to thread i % threads; the first `senders` clients send.
         let clients = (t..config.clients)
             .step_by(threads)
-            .map(|i| (i < config.senders && !config.idle).then_some(i as u32))
+            .map(|i| Slot {
+                sender: (i < config.senders && !config.idle).then_some(i as u32),
+                first_message: config.room.as_ref().map(|room| match config.rooms {
+                    1 => format!("/join {room}").into_bytes(),
+                    n => format!("/join {room}-{}", i % n).into_bytes(),
+                }),
+            })
             .collect();
         let plan = Plan {
             addr,
@@ -164,6 +200,7 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
             size: config.size,
             pace,
             total_senders: config.senders as u32,
+            churn: config.churn,
         };
         let shared = shared.clone();
         handles.push(std::thread::spawn(move || worker::run(plan, shared)));
@@ -212,6 +249,8 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         expected: 0,
         delivered_total: shared.delivered.load(Ordering::Relaxed),
         latency: latency_histogram(),
+        churn_cycles: shared.churn_cycles.load(Ordering::Relaxed),
+        churn_failures: shared.churn_failures.load(Ordering::Relaxed),
         config,
     };
     for handle in handles {
@@ -278,6 +317,12 @@ fn us(histogram: &Histogram<u64>, quantile: f64) -> f64 {
 }
 
 impl Report {
+    /// Whether every client receives every message, so that losses can be counted: not with
+    /// churn (receivers come and go) or several rooms.
+    pub fn counts_losses(&self) -> bool {
+        self.config.churn.is_none() && self.config.rooms == 1
+    }
+
     pub fn lost(&self) -> u64 {
         self.expected.saturating_sub(self.delivered)
     }
@@ -308,14 +353,23 @@ impl Report {
             us(&self.connect, 0.99),
             us(&self.connect, 1.0)
         );
-        if !c.idle {
+        if let Some(mean) = c.churn {
             let _ = writeln!(
                 out,
-                "messages: sent={} deliveries={} expected={} lost={} deliveries/s={:.0}",
+                "churn: mean lifetime={mean:?} cycles={} failures={}",
+                self.churn_cycles, self.churn_failures
+            );
+        }
+        if !c.idle {
+            let (expected, lost) = match self.counts_losses() {
+                true => (self.expected.to_string(), self.lost().to_string()),
+                false => ("n/a".to_string(), "n/a".to_string()),
+            };
+            let _ = writeln!(
+                out,
+                "messages: sent={} deliveries={} expected={expected} lost={lost} deliveries/s={:.0}",
                 self.sent,
                 self.delivered,
-                self.expected,
-                self.lost(),
                 self.deliveries_per_sec()
             );
             let _ = writeln!(
@@ -339,7 +393,7 @@ impl Report {
                 "{{\"url\":{:?},\"clients\":{},\"senders\":{},\"size\":{},\"rate\":{},\"window\":{},",
                 "\"duration_s\":{},\"warmup_s\":{},\"threads\":{},\"connected\":{},\"connect_failures\":{},",
                 "\"connect_p50_us\":{:.1},\"connect_p99_us\":{:.1},\"sent\":{},\"deliveries\":{},",
-                "\"expected\":{},\"lost\":{},\"deliveries_total\":{},\"deliveries_per_sec\":{:.1},\"latency_p50_us\":{:.1},",
+                "\"expected\":{},\"lost\":{},\"churn_cycles\":{},\"churn_failures\":{},\"deliveries_total\":{},\"deliveries_per_sec\":{:.1},\"latency_p50_us\":{:.1},",
                 "\"latency_p90_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"latency_max_us\":{:.1}}}\n"
             ),
             c.url,
@@ -357,8 +411,10 @@ impl Report {
             us(&self.connect, 0.99),
             self.sent,
             self.delivered,
-            self.expected,
-            self.lost(),
+            if self.counts_losses() { self.expected.to_string() } else { "null".into() },
+            if self.counts_losses() { self.lost().to_string() } else { "null".into() },
+            self.churn_cycles,
+            self.churn_failures,
             self.delivered_total,
             self.deliveries_per_sec(),
             us(&self.latency, 0.5),

@@ -29,6 +29,10 @@ pub struct Shared {
     pub measure_until_ns: AtomicU64,
     pub stop_sending: AtomicBool,
     pub stop: AtomicBool,
+    /// Churned connections that closed cleanly (`--churn`).
+    pub churn_cycles: AtomicU64,
+    /// Churn closes that timed out and reconnections that failed.
+    pub churn_failures: AtomicU64,
     /// Latencies of the last progress interval, merged in by workers, taken by the reporter.
     pub interval: Mutex<Histogram<u64>>,
 }
@@ -46,6 +50,8 @@ impl Shared {
             measure_until_ns: AtomicU64::new(u64::MAX),
             stop_sending: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            churn_cycles: AtomicU64::new(0),
+            churn_failures: AtomicU64::new(0),
             interval: Mutex::new(latency_histogram()),
         }
     }
@@ -83,13 +89,25 @@ pub struct Plan {
     pub addr: SocketAddr,
     pub host: String,
     pub path: String,
-    /// Global sender id for each of this worker's clients that sends.
-    pub clients: Vec<Option<u32>>,
+    /// This worker's clients, in the order they are opened.
+    pub clients: Vec<Slot>,
     pub connect_concurrency: usize,
     pub size: usize,
     pub pace: Pace,
     /// Senders across all threads, to stagger their start evenly over one interval.
     pub total_senders: u32,
+    /// Mean connection lifetime once traffic starts (`--churn`): each connection closes
+    /// cleanly after a random 0.5 to 1.5 times this, and its client connects again at once.
+    pub churn: Option<Duration>,
+}
+
+/// One client of a plan.
+#[derive(Debug, Clone, Default)]
+pub struct Slot {
+    /// Global sender id if this client sends.
+    pub sender: Option<u32>,
+    /// Text sent as soon as each of its handshakes completes (`--room`'s `/join`).
+    pub first_message: Option<Vec<u8>>,
 }
 
 /// What one worker measured.
@@ -104,6 +122,10 @@ enum Stage {
     Connecting,
     Handshaking,
     Open,
+    /// Our close frame is queued or sent; waiting for the server's close and end of stream.
+    Closing {
+        deadline_ns: u64,
+    },
     Dead,
 }
 
@@ -116,7 +138,13 @@ struct Sender {
 
 struct Client {
     stream: TcpStream,
+    /// Index into `Plan::clients`.
+    slot: usize,
     stage: Stage,
+    /// A churn reconnection: not counted in the initial connect figures.
+    reconnect: bool,
+    /// When churn closes this connection (0: not scheduled yet).
+    dies_at_ns: u64,
     started_ns: u64,
     rbuf: Vec<u8>,
     rlen: usize,
@@ -129,6 +157,10 @@ struct Client {
 const READ_CHUNK: usize = 16 * 1024;
 /// Largest server frame the bench accepts.
 const MAX_FRAME: usize = 64 << 20;
+/// How long a churned connection may take to finish its close handshake.
+const CLOSE_TIMEOUT_NS: u64 = 5_000_000_000;
+/// How often connections due to churn are looked for.
+const CHURN_TICK: Duration = Duration::from_millis(10);
 
 pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
     let mut poll = Poll::new()?;
@@ -144,40 +176,18 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
     let mut last_merge = Instant::now();
     let mut next_to_open = 0;
     let mut in_flight = 0;
-    let request = wire::upgrade_request(&plan.host, &plan.path, "dGhlIHNhbXBsZSBub25jZQ==");
+    let mut last_churn = Instant::now();
+    let mut rng = XorShift(0x2545_F491_4F6C_DD1D ^ plan.clients.len() as u64);
     let mut scratch = Vec::with_capacity(plan.size.max(wire::TOKEN_LEN));
 
     loop {
         // Open more connections, keeping at most `connect_concurrency` handshakes in flight.
         while in_flight < plan.connect_concurrency && next_to_open < plan.clients.len() {
             let index = clients.len();
-            let started_ns = shared.now_ns();
-            match TcpStream::connect(plan.addr) {
-                Ok(mut stream) => {
-                    // Nagle would hold a sender's small frames behind unacknowledged ones.
-                    let _ = stream.set_nodelay(true);
-                    poll.registry().register(
-                        &mut stream,
-                        MioToken(index),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )?;
-                    let sender = plan.clients[next_to_open].map(|id| Sender {
-                        id,
-                        next_seq: 0,
-                        acked: 0,
-                        next_due_ns: 0,
-                    });
-                    clients.push(Client {
-                        stream,
-                        stage: Stage::Connecting,
-                        started_ns,
-                        rbuf: vec![0; READ_CHUNK],
-                        rlen: 0,
-                        wbuf: request.clone(),
-                        wpos: 0,
-                        sender,
-                        mask_state: 0x9E37_79B9 ^ (index as u32).wrapping_mul(2_654_435_761),
-                    });
+            match open(&plan, &poll, next_to_open, index, shared.now_ns()) {
+                Ok(mut client) => {
+                    client.mask_state = 0x9E37_79B9 ^ (index as u32).wrapping_mul(2_654_435_761);
+                    clients.push(client);
                     in_flight += 1;
                 }
                 Err(_) => {
@@ -194,6 +204,7 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
             break;
         }
         let timeout = match plan.pace {
+            _ if sending && plan.churn.is_some() => Some(CHURN_TICK),
             Pace::Interval(_) if sending => {
                 clients.iter().filter_map(|c| c.sender.as_ref().map(|s| s.next_due_ns)).min().map(|due| {
                     Duration::from_nanos(due.saturating_sub(now_ns)).min(Duration::from_millis(50))
@@ -213,7 +224,8 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
             if matches!(client.stage, Stage::Dead) {
                 continue;
             }
-            let was_open = matches!(client.stage, Stage::Open);
+            let was_connecting = matches!(client.stage, Stage::Connecting | Stage::Handshaking);
+            let was_closing = matches!(client.stage, Stage::Closing { .. });
             let mut ok = true;
             if event.is_writable() {
                 if matches!(client.stage, Stage::Connecting) {
@@ -224,22 +236,72 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
             if ok && (event.is_readable() || event.is_read_closed() || event.is_error()) {
                 ok = read(client, &shared, &plan, &mut scratch, &mut outcome, &mut interval, sending);
             }
-            if ok && matches!(client.stage, Stage::Open) && client.wpos < client.wbuf.len() {
+            // Anything queued while reading (a pong, the first message after the handshake).
+            if ok
+                && matches!(client.stage, Stage::Open | Stage::Closing { .. })
+                && client.wpos < client.wbuf.len()
+            {
                 ok = flush(client);
             }
             let now_open = ok && matches!(client.stage, Stage::Open);
-            if !was_open && (now_open || !ok) {
-                in_flight -= 1;
-                if now_open {
-                    let _ = outcome.connect.record(shared.now_ns().saturating_sub(client.started_ns).max(1));
-                    shared.connected.fetch_add(1, Ordering::Relaxed);
+            if was_connecting && (now_open || !ok) {
+                if client.reconnect {
+                    if !ok {
+                        shared.churn_failures.fetch_add(1, Ordering::Relaxed);
+                    }
                 } else {
-                    shared.failed.fetch_add(1, Ordering::Relaxed);
+                    in_flight -= 1;
+                    if now_open {
+                        let _ =
+                            outcome.connect.record(shared.now_ns().saturating_sub(client.started_ns).max(1));
+                        shared.connected.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        shared.failed.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             if !ok {
-                client.stage = Stage::Dead;
                 let _ = poll.registry().deregister(&mut client.stream);
+                client.stage = Stage::Dead;
+                if was_closing {
+                    // The server answered our close and ended the stream: one full cycle.
+                    shared.churn_cycles.fetch_add(1, Ordering::Relaxed);
+                }
+                if plan.churn.is_some() && sending && (was_closing || client.reconnect) {
+                    reconnect(&mut clients[index], &plan, &poll, &shared, index);
+                }
+            }
+        }
+
+        if let Some(mean) = plan.churn.filter(|_| sending && last_churn.elapsed() >= CHURN_TICK) {
+            last_churn = Instant::now();
+            let now_ns = shared.now_ns();
+            for (index, client) in clients.iter_mut().enumerate() {
+                match client.stage {
+                    Stage::Open if client.dies_at_ns == 0 => {
+                        // Uniform in [0.5, 1.5] x mean, so closes spread out rather than
+                        // arriving in waves.
+                        let mean_ns = mean.as_nanos() as u64;
+                        client.dies_at_ns = now_ns + mean_ns / 2 + rng.next() % mean_ns.max(1);
+                    }
+                    Stage::Open if client.dies_at_ns <= now_ns => {
+                        wire::push_client_frame(&mut client.wbuf, 8, &1000u16.to_be_bytes(), [9, 9, 9, 9]);
+                        client.stage = Stage::Closing { deadline_ns: now_ns + CLOSE_TIMEOUT_NS };
+                        if !flush(client) {
+                            let _ = poll.registry().deregister(&mut client.stream);
+                            shared.churn_failures.fetch_add(1, Ordering::Relaxed);
+                            reconnect(client, &plan, &poll, &shared, index);
+                        }
+                    }
+                    Stage::Closing { deadline_ns } if deadline_ns <= now_ns => {
+                        let _ = poll.registry().deregister(&mut client.stream);
+                        shared.churn_failures.fetch_add(1, Ordering::Relaxed);
+                        reconnect(client, &plan, &poll, &shared, index);
+                    }
+                    // A reconnection that could not even start: try again.
+                    Stage::Dead if client.reconnect => reconnect(client, &plan, &poll, &shared, index),
+                    _ => {}
+                }
             }
         }
 
@@ -265,6 +327,59 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
         }
     }
     Ok(outcome)
+}
+
+/// Starts connecting client `slot` of the plan, registered under `index`.
+fn open(plan: &Plan, poll: &Poll, slot: usize, index: usize, now_ns: u64) -> io::Result<Client> {
+    let mut stream = TcpStream::connect(plan.addr)?;
+    // Nagle would hold a sender's small frames behind unacknowledged ones.
+    let _ = stream.set_nodelay(true);
+    poll.registry().register(&mut stream, MioToken(index), Interest::READABLE | Interest::WRITABLE)?;
+    let sender = plan.clients[slot].sender.map(|id| Sender { id, next_seq: 0, acked: 0, next_due_ns: 0 });
+    Ok(Client {
+        stream,
+        slot,
+        stage: Stage::Connecting,
+        reconnect: false,
+        dies_at_ns: 0,
+        started_ns: now_ns,
+        rbuf: vec![0; READ_CHUNK],
+        rlen: 0,
+        wbuf: wire::upgrade_request(&plan.host, &plan.path, "dGhlIHNhbXBsZSBub25jZQ=="),
+        wpos: 0,
+        sender,
+        mask_state: 0,
+    })
+}
+
+/// Replaces a churned (already deregistered) connection with a new one for the same client,
+/// which keeps its sender state; a connection that cannot start is left dead and retried.
+fn reconnect(client: &mut Client, plan: &Plan, poll: &Poll, shared: &Shared, index: usize) {
+    match open(plan, poll, client.slot, index, shared.now_ns()) {
+        Ok(mut fresh) => {
+            fresh.sender = client.sender.take();
+            fresh.mask_state = client.mask_state;
+            fresh.reconnect = true;
+            *client = fresh;
+        }
+        Err(_) => {
+            shared.churn_failures.fetch_add(1, Ordering::Relaxed);
+            client.stage = Stage::Dead;
+            client.reconnect = true;
+        }
+    }
+}
+
+/// A small, fast pseudo-random generator for churn lifetimes (not for anything secret).
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
 }
 
 /// Sends whatever the pace allows now; returns true if anything was queued.
@@ -373,6 +488,11 @@ fn read(
             }
             client.stage = Stage::Open;
             at = end + 4;
+            if let Some(text) = &plan.clients[client.slot].first_message {
+                // Queued ahead of any traffic; the server handles a connection's messages in
+                // order, so everything this client sends later goes to the joined room.
+                wire::push_client_frame(&mut client.wbuf, 1, text, [3, 1, 4, 1]);
+            }
         }
         let now_ns = shared.now_ns();
         while let Some(frame) = wire::parse_frame(&client.rbuf[at..client.rlen]) {
@@ -406,7 +526,7 @@ fn read(
         }
         client.rbuf.copy_within(at..client.rlen, 0);
         client.rlen -= at;
-        if sending && client.sender.is_some() {
+        if sending && client.sender.is_some() && matches!(client.stage, Stage::Open) {
             top_up(client, plan, shared, scratch, outcome, now_ns);
         }
     }
