@@ -5,10 +5,11 @@
 
 Scenarios (standard library only: raw sockets and asyncio, no WebSocket library):
 
-  churn      clients connect, chat (in 100 rooms) and disconnect over and over while 50 stay
+  churn      clients connect, chat (in rooms of ten) and disconnect over and over while 50 stay
              in the lobby (two wschat-bench processes); the stayers must receive every
-             message, no connection may be refused or fail below the limit, and server RSS
-             (sampled every second) must not grow once the load is steady.
+             message, no connection may be refused or fail below the limit, server RSS
+             (sampled every second) must not grow once the load is steady, and once everyone
+             has left the server must give the crowd's memory back.
   slowloris  sockets dribble their handshake one byte per second; a new client's handshake
              must still complete quickly, and after --handshake-timeout the dribblers are gone.
   flood      two clients send as fast as the server answers them (one in a room of its own, one
@@ -20,6 +21,8 @@ Scenarios (standard library only: raw sockets and asyncio, no WebSocket library)
              dropped without a busy loop, and the server serves again once clients leave.
 
 --short runs each in seconds (CI); the default sizes are those recorded in docs/RELIABILITY.md.
+Under --short the timing targets (slowloris 10 ms, flood p99 5 ms) are reported, not enforced:
+timing goals belong to measured runs on a quiet machine, not to a shared CI box.
 With two or more CPUs, every server runs on CPU 0 and every client (this script and the
 wschat-bench processes) on CPU 1, so neither side's figures include waiting for the other.
 Exits non-zero if any check fails.
@@ -154,36 +157,40 @@ def percentile(values, p):
 # ----- scenarios -----
 
 async def churn(binary, clients, duration, lifetime, stayers=50):
-    """Clients connect, chat in 100 rooms and disconnect, over and over, beside a lobby that stays.
+    """Clients connect, chat in rooms of ten and disconnect, over and over, beside a lobby that stays.
 
     Two wschat-bench processes: the stayers (50 clients in the lobby, one of them sending 10
-    messages a second, every one of which all 50 must receive) and the churners (the rest,
-    spread over 100 rooms, all sending, each connection closing cleanly after 0.5 to 1.5 times
-    `lifetime` and its client connecting again at once). Server RSS is sampled every second.
+    messages a second, every one of which all 50 must receive) and the churners (the rest, in
+    rooms of about ten, so joins and leaves are announced; each connection closes cleanly after
+    0.5 to 1.5 times `lifetime` and its client connects again at once; together they send about
+    one message per connection lifetime). Server RSS is sampled every second.
     """
     bench = os.path.join(os.path.dirname(binary), "wschat-bench")
-    server = Server(binary, ["--max-connections", str(clients + 100), "--announce-limit", "20"])
+    server = Server(binary, ["--max-connections", str(clients + 100)])
     url = f"ws://{server.host}:{server.port}/"
+    rooms = max(1, (clients - stayers) // 10)
     churners = clients - stayers
     result = {"clients": clients, "duration_s": duration, "stayers": stayers, "churners": churners,
-              "mean_lifetime_s": lifetime}
+              "rooms": rooms, "mean_lifetime_s": lifetime}
     procs = []
     try:
         idle_rss = server.rss_kib()
         t_start = time.monotonic()
         stay = await start_bench(bench, url, "--clients", str(stayers), "--senders", "1", "--rate", "10",
-                                 "--duration", f"{duration}s", "--warmup", "1s", progress=True)
+                                 "--duration", f"{duration:g}s", "--warmup", "1s", progress=True)
         churn = await start_bench(bench, url, "--clients", str(churners), "--senders", str(churners),
-                                  "--rate", str(max(1, churners // 10)), "--room", "churn", "--rooms", "100",
-                                  "--churn", f"{lifetime}s", "--duration", f"{duration}s", "--warmup", "0s",
+                                  "--rate", str(max(1, int(churners / lifetime))), "--room", "churn", "--rooms", str(rooms),
+                                  "--churn", f"{lifetime:g}s", "--duration", f"{duration:g}s", "--warmup", "0s",
                                   "--connect-timeout", "60s", progress=True)
         procs = [stay, churn]
         rss = []
-        churn_started = None
+        churn_started = churn_ended = None
         while churn.returncode is None:
             rss.append((round(time.monotonic() - t_start, 1), server.rss_kib()))
             if churn_started is None and "sending" in churn.progress:
                 churn_started = time.monotonic() - t_start
+            if churn_ended is None and "draining" in churn.progress:
+                churn_ended = time.monotonic() - t_start
             try:
                 await asyncio.wait_for(churn.wait(), 1.0)
             except asyncio.TimeoutError:
@@ -196,28 +203,31 @@ async def churn(binary, clients, duration, lifetime, stayers=50):
         # The reference is taken once the load is steady: every churner connected and every
         # first connection recycled (1.5 lifetimes), since the allocator keeps a peak's pages.
         # A leak shows as growth after that, under the same load.
+        # It ends when the churners stop (their closes and the drain are not steady load).
         steady_from = (churn_started or 0) + 1.5 * lifetime
-        steady = [r for t, r in rss if t >= steady_from][:-1] or [rss[-1][1]]
+        steady_until = churn_ended or rss[-2][0]
+        steady = [r for t, r in rss if steady_from <= t <= steady_until] or [rss[-1][1]]
         start_rss, end_rss = steady[0], steady[-1]
+        released = any("releasing memory" in line for line in server.log)
         result.update(
+            memory_released_when_empty=released,
             churn_cycles=churned["churn_cycles"], churn_failures=churned["churn_failures"],
             churner_connect_failures=churned["connect_failures"], churn_messages_sent=churned["sent"],
             churn_deliveries=churned["deliveries"], stayer_messages=stayed["sent"],
             stayer_expected=stayed["expected"], stayer_lost=stayed["lost"],
             stayer_p99_ms=ms(stayed["latency_p99_us"]), stayer_connect_failures=stayed["connect_failures"],
-            rss_idle_kib=idle_rss, rss_steady_start_kib=start_rss, rss_steady_end_kib=end_rss,
+            steady_s=[round(steady_from, 1), round(steady_until, 1)], rss_idle_kib=idle_rss, rss_steady_start_kib=start_rss, rss_steady_end_kib=end_rss,
             rss_peak_kib=max(r for _, r in rss), rss_after_kib=rss[-1][1], rss=rss)
         result["ok"] = (stayed["lost"] == 0 and stayed["sent"] > 0 and churned["churn_failures"] == 0
                         and churned["connect_failures"] == 0 and stayed["connect_failures"] == 0
-                        and churned["churn_cycles"] > 0 and end_rss <= start_rss * 1.10)
+                        and churned["churn_cycles"] > 0 and end_rss <= start_rss * 1.10
+                        and released and rss[-1][1] <= start_rss)
     finally:
-        for p in procs:
-            p.kill()
-        server.stop()
+        stop(server, procs)
     return result
 
 
-async def slowloris(binary, dribblers, timeout_s):
+async def slowloris(binary, dribblers, timeout_s, timing_gate=True):
     server = Server(binary, ["--handshake-timeout", f"{timeout_s}s"])
     request = (f"GET / HTTP/1.1\r\nHost: {server.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
@@ -253,13 +263,14 @@ async def slowloris(binary, dribblers, timeout_s):
         await asyncio.wait(tasks, timeout=timeout_s + 3)
         result.update(new_handshake_ms_median=round(percentile(times, 50), 2),
                       new_handshake_ms_max=round(max(times), 2), dribblers_dropped=dropped[0])
-        result["ok"] = max(times) < 10 and dropped[0] == dribblers
+        result["target_10ms_met"] = max(times) < 10
+        result["ok"] = dropped[0] == dribblers and (result["target_10ms_met"] or not timing_gate)
     finally:
         server.stop()
     return result
 
 
-async def flood(binary, duration):
+async def flood(binary, duration, timing_gate=True):
     """Unlimited flooders beside a measured conversation, each in its own process.
 
     The conversation is `wschat-bench --rate` (20 clients in the lobby), run twice in the same
@@ -295,12 +306,11 @@ async def flood(binary, duration):
             flood_msgs_per_sec=[round(f["deliveries_per_sec"]) for f in flood_results],
             flooders_lost=[f["lost"] for f in flood_results],
             server_cpu_while_flooded=round(busy, 2))
-        result["ok"] = (flooded["latency_p99_us"] <= 5000 and result["probe_lost"] == 0
+        result["target_5ms_met"] = flooded["latency_p99_us"] <= 5000
+        result["ok"] = ((result["target_5ms_met"] or not timing_gate) and result["probe_lost"] == 0
                         and flooded["deliveries"] > 0 and all(f["deliveries_per_sec"] > 0 for f in flood_results))
     finally:
-        for f in flooders:
-            f.kill()
-        server.stop()
+        stop(server, flooders)
     return result
 
 
@@ -350,6 +360,14 @@ async def flood_limited(binary, duration, rate_limit):
     return result
 
 
+def stop(server, benches):
+    """Kills the bench processes still running, then the server."""
+    for proc in benches:
+        if proc.returncode is None:
+            proc.kill()
+    server.stop()
+
+
 def ms(us):
     return round(us / 1000, 2)
 
@@ -377,7 +395,7 @@ async def start_bench(bench, url, *args, nice=0, progress=False):
 
 async def finish_bench(proc):
     if await proc.wait() != 0:
-        raise RuntimeError(f"wschat-bench exited with {proc.returncode}")
+        raise RuntimeError(f"wschat-bench exited with {proc.returncode}: {proc.progress.strip()}")
     with open(proc.json_path) as f:
         result = json.load(f)
     os.unlink(proc.json_path)
@@ -388,10 +406,18 @@ async def run_bench(bench, url, *args):
     return await finish_bench(await start_bench(bench, url, *args))
 
 
-def pin(cpu):
-    """Runs the calling process on one CPU when there are two or more (server 0, load 1)."""
-    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2:
-        os.sched_setaffinity(0, {cpu})
+# The CPUs this script may use, read before it pins itself to one of them.
+CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def pin(which):
+    """Runs the calling process on one CPU when there are two or more: `which` 0 for the
+    server, 1 for the load (the first and second of the CPUs this script was given)."""
+    if len(CPUS) >= 2:
+        try:
+            os.sched_setaffinity(0, {CPUS[which]})
+        except OSError:
+            pass  # a container that refuses pinning: run unpinned
 
 
 async def fdlimit(binary, nofile, extra):
@@ -441,7 +467,7 @@ def main():
     parser.add_argument("--short", action="store_true", help="seconds, not minutes (CI)")
     parser.add_argument("--only", choices=["churn", "slowloris", "flood", "fdlimit"])
     parser.add_argument("--skip", action="append", default=[], help="scenario to leave out (repeatable)")
-    parser.add_argument("--clients", type=int, help="churn: total clients (default 10000; short 400)")
+    parser.add_argument("--clients", type=int, help="churn: total clients (default 10000; short 1200)")
     parser.add_argument("--duration", type=float, help="churn: seconds (default 600; short 8)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
@@ -450,10 +476,11 @@ def main():
     short = args.short
     pin(1)  # the clients; each server runs on CPU 0
     plan = {
-        "churn": lambda: churn(args.binary, args.clients or (400 if short else 10000),
+        "churn": lambda: churn(args.binary, args.clients or (1200 if short else 10000),
                                args.duration or (8 if short else 600), 2 if short else 10),
-        "slowloris": lambda: slowloris(args.binary, 200 if short else 1000, 3 if short else 10),
-        "flood": lambda: flood(args.binary, 3 if short else 20),
+        "slowloris": lambda: slowloris(args.binary, 200 if short else 1000, 3 if short else 10,
+                                       timing_gate=not short),
+        "flood": lambda: flood(args.binary, 3 if short else 20, timing_gate=not short),
         "flood-limited": lambda: flood_limited(args.binary, 2 if short else 5, rate_limit=1000),
         "fdlimit": lambda: fdlimit(args.binary, 128 if short else 1024, 100 if short else 500),
     }

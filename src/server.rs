@@ -49,6 +49,9 @@ const MESSAGES_PER_TURN: usize = 64;
 /// long before trying again rather than spinning on a listener that stays readable.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+/// Slab capacity from which an emptied server gives its memory back (see `release_memory`);
+/// below it, keeping the capacity for the next clients costs next to nothing.
+const RELEASE_AFTER_CROWD: usize = 1024;
 
 /// The chat server.
 pub struct Server {
@@ -164,6 +167,9 @@ impl Server {
             let now = Instant::now();
             self.fire_timers(now);
             self.flush_dirty();
+            if self.conns.is_empty() && self.conns.capacity() >= RELEASE_AFTER_CROWD {
+                self.release_memory();
+            }
             if self.accept_paused && self.accept_retry_at.is_none_or(|at| now >= at) {
                 self.accept_paused = false;
                 self.accept_retry_at = None;
@@ -694,6 +700,25 @@ impl Server {
         if self.accept_paused {
             // A descriptor and a slot are free again: resume at the end of this iteration.
             self.accept_retry_at = Some(Instant::now());
+        }
+    }
+
+    /// Gives back what a crowd of connections left behind once the last of them is gone: the
+    /// slab, the scratch lists and stale timers keep their peak capacity otherwise, and the
+    /// allocator keeps freed pages, so an idle server would stay at its busiest size.
+    fn release_memory(&mut self) {
+        info!("no connections left after a crowd of {}; releasing memory", self.conns.capacity());
+        self.conns = Slab::new();
+        self.timers = BinaryHeap::new(); // every timer left belongs to a connection that is gone
+        self.dirty = Vec::new();
+        self.unfinished_reads = Vec::new();
+        self.too_slow = Vec::new();
+        self.effects = Vec::new();
+        self.chat.release_memory();
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only returns free heap pages to the OS; it has no preconditions.
+        unsafe {
+            libc::malloc_trim(0);
         }
     }
 

@@ -155,6 +155,12 @@ impl BenchConfig {
         Ok(())
     }
 
+    /// Whether every client receives every message, so that losses can be counted: not with
+    /// churn (receivers come and go) or several rooms.
+    pub fn counts_losses(&self) -> bool {
+        self.churn.is_none() && self.rooms == 1
+    }
+
     fn target(&self) -> Result<(SocketAddr, String, String), String> {
         let rest = self.url.strip_prefix("ws://").ok_or("only ws:// URLs are supported")?;
         let (host, path) = rest.find('/').map_or((rest, "/"), |at| (&rest[..at], &rest[at..]));
@@ -226,16 +232,23 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         progress.tick(if config.idle { "holding" } else { "sending" });
     }
     shared.stop_sending.store(true, Ordering::Release);
-    // Wait for the counted messages to arrive, bounded.
+    // Wait for the counted messages to arrive: all of them when every client receives every
+    // message, else until a second passes without a delivery; never more than 5 s.
     let receivers = if config.self_delivery { connected } else { connected.saturating_sub(1) };
+    let all_arrived = || {
+        config.counts_losses()
+            && shared.delivered_counted.load(Ordering::Relaxed)
+                >= shared.sent_counted.load(Ordering::Relaxed) * receivers
+    };
     let drain_deadline = Instant::now() + Duration::from_secs(5);
-    let mut last = u64::MAX;
-    while Instant::now() < drain_deadline {
+    let (mut last, mut last_progress) = (u64::MAX, Instant::now());
+    while Instant::now() < drain_deadline && !all_arrived() {
         let delivered = shared.delivered.load(Ordering::Relaxed);
-        if delivered == last {
-            break; // a full tick without progress: nothing more is coming
+        if delivered != last {
+            (last, last_progress) = (delivered, Instant::now());
+        } else if last_progress.elapsed() >= Duration::from_secs(1) {
+            break; // nothing more is coming
         }
-        last = delivered;
         progress.tick("draining");
     }
     shared.stop.store(true, Ordering::Release);
@@ -317,10 +330,8 @@ fn us(histogram: &Histogram<u64>, quantile: f64) -> f64 {
 }
 
 impl Report {
-    /// Whether every client receives every message, so that losses can be counted: not with
-    /// churn (receivers come and go) or several rooms.
     pub fn counts_losses(&self) -> bool {
-        self.config.churn.is_none() && self.config.rooms == 1
+        self.config.counts_losses()
     }
 
     pub fn lost(&self) -> u64 {

@@ -23,6 +23,9 @@ pub struct Shared {
     pub failed: AtomicU64,
     pub sent: AtomicU64,
     pub delivered: AtomicU64,
+    /// Messages sent, and deliveries seen, inside the measured window (for the drain).
+    pub sent_counted: AtomicU64,
+    pub delivered_counted: AtomicU64,
     /// Nanoseconds since `epoch` at which counted traffic starts; 0 until traffic may start.
     pub traffic_start_ns: AtomicU64,
     pub measure_from_ns: AtomicU64,
@@ -45,6 +48,8 @@ impl Shared {
             failed: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            sent_counted: AtomicU64::new(0),
+            delivered_counted: AtomicU64::new(0),
             traffic_start_ns: AtomicU64::new(0),
             measure_from_ns: AtomicU64::new(u64::MAX),
             measure_until_ns: AtomicU64::new(u64::MAX),
@@ -425,6 +430,7 @@ fn top_up(
         shared.sent.fetch_add(1, Ordering::Relaxed);
         if counted(shared, now_ns) {
             outcome.sent_counted += 1;
+            shared.sent_counted.fetch_add(1, Ordering::Relaxed);
         }
         queued = true;
     }
@@ -503,6 +509,7 @@ fn read(
                         shared.delivered.fetch_add(1, Ordering::Relaxed);
                         if counted(shared, token.sent_ns) {
                             outcome.delivered_counted += 1;
+                            shared.delivered_counted.fetch_add(1, Ordering::Relaxed);
                             let latency = now_ns.saturating_sub(token.sent_ns).max(1);
                             let _ = outcome.latency.record(latency);
                             let _ = interval.record(latency);

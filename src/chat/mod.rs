@@ -124,18 +124,31 @@ impl Chat {
         }
     }
 
-    /// Tells a room about a member's join, leave or nick change, or only that member if the
-    /// room is over the announcement limit.
-    fn announce(&self, room: &Rc<str>, actor: ClientId, text: String, out: &mut Vec<Effect>) {
-        let members = self.room_members(room);
-        let to = if members.len() <= self.announce_limit {
+    /// Tells a room about a member's join, leave or nick change. A room over the announcement
+    /// limit is not told; `actor` (the member it is about, when still in the room) still is.
+    fn announce(&self, room: &Rc<str>, actor: Option<ClientId>, text: String, out: &mut Vec<Effect>) {
+        let to = if self.room_members(room).len() <= self.announce_limit {
             Audience::Room(room.clone())
-        } else if members.contains(&actor) {
+        } else if let Some(actor) = actor {
             Audience::Client(actor)
         } else {
             return;
         };
         out.push(Effect::Send { to, body: notice(text) });
+    }
+
+    /// Drops the capacity left by members who have gone (the server calls this when its last
+    /// connection closes after a crowd).
+    pub fn release_memory(&mut self) {
+        while self.members.last().is_some_and(Option::is_none) {
+            self.members.pop();
+        }
+        self.members.shrink_to_fit();
+        self.nicks.shrink_to_fit();
+        for room in self.rooms.values_mut() {
+            room.members.shrink_to_fit();
+        }
+        self.rooms.shrink_to_fit();
     }
 
     /// Number of clients in the chat.
@@ -214,7 +227,7 @@ impl Chat {
             to: to_client,
             body: notice(format!("welcome, you are {nick} in {LOBBY}; type /help for commands")),
         });
-        self.announce(&lobby, client, format!("{nick} joined {LOBBY}"), out);
+        self.announce(&lobby, Some(client), format!("{nick} joined {LOBBY}"), out);
     }
 
     /// A client left (connection closed for any reason): drop it and tell its room.
@@ -228,7 +241,7 @@ impl Chat {
             } else {
                 format!("{} left {} ({reason})", member.nick, room.display)
             };
-            self.announce(&member.room, client, text, out);
+            self.announce(&member.room, None, text, out);
         }
     }
 
@@ -307,7 +320,7 @@ impl Chat {
         let room = member.room.clone();
         self.nicks.remove(fold(&old).as_str());
         self.index_nick(&new, client);
-        self.announce(&room, client, format!("{old} is now known as {wanted}"), out);
+        self.announce(&room, Some(client), format!("{old} is now known as {wanted}"), out);
     }
 
     fn join(&mut self, client: ClientId, wanted: &str, out: &mut Vec<Effect>) {
@@ -332,15 +345,10 @@ impl Chat {
         }
         let new_display = self.rooms.get(&new_room).map_or(wanted, |r| r.display.as_str()).to_string();
         if let Some(old) = self.rooms.get(&old_room) {
-            out.push(Effect::Send {
-                to: Audience::Room(old_room.clone()),
-                body: notice(format!("{nick} left {} (joined {new_display})", old.display)),
-            });
+            let text = format!("{nick} left {} (joined {new_display})", old.display);
+            self.announce(&old_room, None, text, out);
         }
-        out.push(Effect::Send {
-            to: Audience::Room(new_room),
-            body: notice(format!("{nick} joined {new_display}")),
-        });
+        self.announce(&new_room, Some(client), format!("{nick} joined {new_display}"), out);
     }
 
     /// Panics if the state is inconsistent: every member has a unique nick that indexes back to

@@ -265,4 +265,18 @@ fn big_rooms_are_not_flooded_with_announcements() {
     assert!(h.take(2).is_empty(), "over the limit again");
     h.leave(4);
     assert_eq!(h.take(2), ["*** d left lobby"], "announced once the room is back at the limit");
+    // Moving between rooms with /join follows the same rule (the soak's churn found /join
+    // announcing to every member of both rooms, whatever their size).
+    h.connect(5, Some("e"));
+    h.say(2, "/join quiet"); // quiet: a, b (at the limit)
+    h.clear();
+    h.say(5, "/join quiet"); // quiet: a, b, e (over)
+    assert_eq!(h.take(5), ["*** e joined quiet"], "the joiner is told");
+    assert!(h.take(1).is_empty() && h.take(2).is_empty(), "a room over the limit is not");
+    assert_eq!(h.take(3), ["*** e left lobby (joined quiet)"], "the lobby, at the limit, is");
+    h.say(3, "/join quiet"); // quiet: a, b, e, cc
+    h.clear();
+    h.say(5, "/join lobby"); // quiet: a, b, cc (still over)
+    assert!(h.take(1).is_empty(), "nor is a room left that is over the limit");
+    assert_eq!(h.take(5), ["*** e joined lobby"]);
 }
