@@ -120,6 +120,23 @@ fn churn_closes_cleanly_and_reconnects_while_sending() {
 }
 
 #[test]
+fn churn_counts_connections_the_server_ends_as_failures() {
+    // The server cuts off anyone sending more than 1 message a second; lifetimes of 5 to 15 s
+    // mean no clean cycle can finish within the run, so every ending is the server's.
+    let server = TestServer::start(&["--max-messages-per-sec", "1"]);
+    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
+        .arg(server.url("/"))
+        .args(["--clients", "2", "--senders", "2", "--rate", "100", "--duration", "1s", "--warmup", "0s"])
+        .args(["--churn", "10s"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("cycles=0 "), "{stdout}");
+    assert!(!stdout.contains("failures=0"), "cut-off connections are failures: {stdout}");
+}
+
+#[test]
 fn churn_needs_a_fixed_rate() {
     let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
         .args(["ws://127.0.0.1:1/", "--churn", "1s"])

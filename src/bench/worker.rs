@@ -34,7 +34,8 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// Churned connections that closed cleanly (`--churn`).
     pub churn_cycles: AtomicU64,
-    /// Churn closes that timed out and reconnections that failed.
+    /// While churning: closes that timed out, reconnections that failed, and open
+    /// connections the server ended.
     pub churn_failures: AtomicU64,
     /// Latencies of the last progress interval, merged in by workers, taken by the reporter.
     pub interval: Mutex<Histogram<u64>>,
@@ -272,7 +273,11 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
                     // The server answered our close and ended the stream: one full cycle.
                     shared.churn_cycles.fetch_add(1, Ordering::Relaxed);
                 }
-                if plan.churn.is_some() && sending && (was_closing || client.reconnect) {
+                if plan.churn.is_some() && sending {
+                    if !was_closing && !was_connecting {
+                        // An open connection the server ended: not part of a churn cycle.
+                        shared.churn_failures.fetch_add(1, Ordering::Relaxed);
+                    }
                     reconnect(&mut clients[index], &plan, &poll, &shared, index);
                 }
             }
