@@ -7,19 +7,35 @@ use std::process::Command;
 
 use common::{recv_until, send, TestServer};
 
+/// What a finished `wschat-bench` run printed.
+struct Run {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `wschat-bench URL ARGS...` to the end; `args` is split on whitespace.
+fn bench(url: &str, args: &str) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
+        .arg(url)
+        .args(args.split_whitespace())
+        .output()
+        .unwrap();
+    Run {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 #[test]
 fn bench_reports_every_delivery_of_a_short_run_as_json() {
     let server = TestServer::start(&[]);
     let json = std::env::temp_dir().join(format!("wschat-bench-{}.json", std::process::id()));
-    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
-        .arg(server.url("/"))
-        .args(["--clients", "20", "--senders", "2", "--window", "4", "--duration", "1s", "--warmup", "200ms"])
-        .args(["--threads", "2", "--json"])
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let args = "--clients 20 --senders 2 --window 4 --duration 1s --warmup 200ms --threads 2 --json";
+    let run = bench(&server.url("/"), &format!("{args} {}", json.display()));
+    let stdout = &run.stdout;
+    assert!(run.success, "{stdout}\n{}", run.stderr);
     assert!(stdout.contains("connect: ok=20 failed=0"), "{stdout}");
     let result = std::fs::read_to_string(&json).unwrap();
     let field = |name: &str| -> f64 {
@@ -37,24 +53,17 @@ fn bench_reports_every_delivery_of_a_short_run_as_json() {
 
 #[test]
 fn bench_refuses_a_window_run_without_self_delivery() {
-    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
-        .args(["ws://127.0.0.1:1/", "--self-delivery", "false"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--rate"));
+    let run = bench("ws://127.0.0.1:1/", "--self-delivery false");
+    assert!(!run.success);
+    assert!(run.stderr.contains("--rate"), "{}", run.stderr);
 }
 
 #[test]
 fn idle_mode_only_holds_connections() {
     let server = TestServer::start(&[]);
-    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
-        .arg(server.url("/echo"))
-        .args(["--clients", "30", "--idle", "--duration", "300ms", "--warmup", "0s"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
+    let run = bench(&server.url("/echo"), "--clients 30 --idle --duration 300ms --warmup 0s");
+    let stdout = &run.stdout;
+    assert!(run.success, "{stdout}");
     assert!(stdout.contains("connect: ok=30 failed=0"), "{stdout}");
     assert!(!stdout.contains("messages:"), "nothing is sent in idle mode: {stdout}");
 }
@@ -64,13 +73,10 @@ fn a_server_that_cannot_be_reached_is_a_failure() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener); // nothing listens there now
-    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
-        .arg(format!("ws://{addr}/"))
-        .args(["--clients", "3", "--duration", "100ms", "--warmup", "0s", "--connect-timeout", "5s"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success(), "{stdout}");
+    let run =
+        bench(&format!("ws://{addr}/"), "--clients 3 --duration 100ms --warmup 0s --connect-timeout 5s");
+    let stdout = &run.stdout;
+    assert!(!run.success, "{stdout}");
     assert!(stdout.contains("connect: ok=0 failed=3"), "{stdout}");
 }
 
@@ -78,14 +84,12 @@ fn a_server_that_cannot_be_reached_is_a_failure() {
 fn room_flag_keeps_the_load_out_of_the_lobby() {
     let server = TestServer::start(&[]);
     let mut lobby = server.chat_client("watcher");
-    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
-        .arg(server.url("/"))
-        .args(["--clients", "3", "--senders", "1", "--window", "4", "--duration", "500ms", "--warmup", "0s"])
-        .args(["--room", "load"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
+    let run = bench(
+        &server.url("/"),
+        "--clients 3 --senders 1 --window 4 --duration 500ms --warmup 0s --room load",
+    );
+    let stdout = &run.stdout;
+    assert!(run.success, "{stdout}");
     assert!(stdout.contains("lost=0"), "the room's three members get every message: {stdout}");
     assert!(!stdout.contains("sent=0 "), "{stdout}");
     // The lobby saw the bench clients arrive and leave, but none of their traffic: its next
@@ -98,14 +102,12 @@ fn room_flag_keeps_the_load_out_of_the_lobby() {
 #[test]
 fn churn_closes_cleanly_and_reconnects_while_sending() {
     let server = TestServer::start(&["-v"]);
-    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
-        .arg(server.url("/"))
-        .args(["--clients", "5", "--senders", "5", "--rate", "50", "--duration", "1s", "--warmup", "0s"])
-        .args(["--churn", "200ms", "--room", "churn", "--rooms", "2"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
+    let run = bench(
+        &server.url("/"),
+        "--clients 5 --senders 5 --rate 50 --duration 1s --warmup 0s --churn 200ms --room churn --rooms 2",
+    );
+    let stdout = &run.stdout;
+    assert!(run.success, "{stdout}");
     let churn = stdout.lines().find(|l| l.starts_with("churn:")).unwrap_or_else(|| panic!("{stdout}"));
     let number = |name: &str| -> u64 {
         let at = churn.find(name).unwrap() + name.len();
@@ -124,24 +126,17 @@ fn churn_counts_connections_the_server_ends_as_failures() {
     // The server cuts off anyone sending more than 1 message a second; lifetimes of 5 to 15 s
     // mean no clean cycle can finish within the run, so every ending is the server's.
     let server = TestServer::start(&["--max-messages-per-sec", "1"]);
-    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
-        .arg(server.url("/"))
-        .args(["--clients", "2", "--senders", "2", "--rate", "100", "--duration", "1s", "--warmup", "0s"])
-        .args(["--churn", "10s"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
+    let run =
+        bench(&server.url("/"), "--clients 2 --senders 2 --rate 100 --duration 1s --warmup 0s --churn 10s");
+    let stdout = &run.stdout;
+    assert!(run.success, "{stdout}");
     assert!(stdout.contains("cycles=0 "), "{stdout}");
     assert!(!stdout.contains("failures=0"), "cut-off connections are failures: {stdout}");
 }
 
 #[test]
 fn churn_needs_a_fixed_rate() {
-    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
-        .args(["ws://127.0.0.1:1/", "--churn", "1s"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--churn needs --rate"));
+    let run = bench("ws://127.0.0.1:1/", "--churn 1s");
+    assert!(!run.success);
+    assert!(run.stderr.contains("--churn needs --rate"), "{}", run.stderr);
 }
