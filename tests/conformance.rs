@@ -472,6 +472,15 @@ fn fragments(text: &str, parts: usize) -> Vec<Frame> {
         .collect()
 }
 
+/// "fragment" in two fragments with a `control` frame ("between") sent between them.
+fn around_control(control: u8) -> [Frame; 3] {
+    [
+        Frame::fragment(TEXT, b"frag", false),
+        Frame::new(control, b"between"),
+        Frame::fragment(CONTINUATION, b"ment", true),
+    ]
+}
+
 fn section_5() -> Vec<Case> {
     vec![
         case(
@@ -503,30 +512,18 @@ fn section_5() -> Vec<Case> {
             Ok(Verdict::Ok)
         }),
         case("5.5", "ping between two fragments is answered, the message echoed after", true, |c| {
-            c.send(&[
-                Frame::fragment(TEXT, b"frag", false),
-                Frame::new(PING, b"between"),
-                Frame::fragment(CONTINUATION, b"ment", true),
-            ])?;
+            c.send(&around_control(PING))?;
             c.expect_pong(b"between")?;
             c.expect_echo(TEXT, b"fragment")?;
             Ok(Verdict::Ok)
         }),
         case("5.6", "pong between two fragments is ignored", true, |c| {
-            c.send(&[
-                Frame::fragment(TEXT, b"frag", false),
-                Frame::new(PONG, b"between"),
-                Frame::fragment(CONTINUATION, b"ment", true),
-            ])?;
+            c.send(&around_control(PONG))?;
             c.expect_echo(TEXT, b"fragment")?;
             Ok(Verdict::Ok)
         }),
         case("5.7", "ping between fragments, one byte per write", true, |c| {
-            c.send_chopped(&[
-                Frame::fragment(TEXT, b"frag", false),
-                Frame::new(PING, b"between"),
-                Frame::fragment(CONTINUATION, b"ment", true),
-            ])?;
+            c.send_chopped(&around_control(PING))?;
             c.expect_pong(b"between")?;
             c.expect_echo(TEXT, b"fragment")?;
             Ok(Verdict::Ok)

@@ -271,9 +271,10 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         let outcome = outcome.map_err(|e: io::Error| format!("bench thread failed: {e}"))?;
         let _ = report.connect.add(&outcome.connect);
         let _ = report.latency.add(&outcome.latency);
-        report.sent += outcome.sent_counted;
-        report.delivered += outcome.delivered_counted;
     }
+    // Read once every worker has stopped, so the figures are final.
+    report.sent = shared.sent_counted.load(Ordering::Relaxed);
+    report.delivered = shared.delivered_counted.load(Ordering::Relaxed);
     report.expected = report.sent * receivers;
     Ok(report)
 }
@@ -330,10 +331,6 @@ fn us(histogram: &Histogram<u64>, quantile: f64) -> f64 {
 }
 
 impl Report {
-    pub fn counts_losses(&self) -> bool {
-        self.config.counts_losses()
-    }
-
     pub fn lost(&self) -> u64 {
         self.expected.saturating_sub(self.delivered)
     }
@@ -372,7 +369,7 @@ impl Report {
             );
         }
         if !c.idle {
-            let (expected, lost) = match self.counts_losses() {
+            let (expected, lost) = match c.counts_losses() {
                 true => (self.expected.to_string(), self.lost().to_string()),
                 false => ("n/a".to_string(), "n/a".to_string()),
             };
@@ -422,8 +419,8 @@ impl Report {
             us(&self.connect, 0.99),
             self.sent,
             self.delivered,
-            if self.counts_losses() { self.expected.to_string() } else { "null".into() },
-            if self.counts_losses() { self.lost().to_string() } else { "null".into() },
+            if c.counts_losses() { self.expected.to_string() } else { "null".into() },
+            if c.counts_losses() { self.lost().to_string() } else { "null".into() },
             self.churn_cycles,
             self.churn_failures,
             self.delivered_total,

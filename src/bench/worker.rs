@@ -23,7 +23,8 @@ pub struct Shared {
     pub failed: AtomicU64,
     pub sent: AtomicU64,
     pub delivered: AtomicU64,
-    /// Messages sent, and deliveries seen, inside the measured window (for the drain).
+    /// Messages sent, and deliveries seen, inside the measured window: the report's figures,
+    /// and what the drain waits for.
     pub sent_counted: AtomicU64,
     pub delivered_counted: AtomicU64,
     /// Nanoseconds since `epoch` at which counted traffic starts; 0 until traffic may start.
@@ -120,8 +121,6 @@ pub struct Slot {
 pub struct Outcome {
     pub connect: Histogram<u64>,
     pub latency: Histogram<u64>,
-    pub sent_counted: u64,
-    pub delivered_counted: u64,
 }
 
 enum Stage {
@@ -172,12 +171,7 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let mut clients: Vec<Client> = Vec::with_capacity(plan.clients.len());
-    let mut outcome = Outcome {
-        connect: latency_histogram(),
-        latency: latency_histogram(),
-        sent_counted: 0,
-        delivered_counted: 0,
-    };
+    let mut outcome = Outcome { connect: latency_histogram(), latency: latency_histogram() };
     let mut interval = latency_histogram();
     let mut last_merge = Instant::now();
     let mut next_to_open = 0;
@@ -298,15 +292,11 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
                         wire::push_client_frame(&mut client.wbuf, 8, &1000u16.to_be_bytes(), [9, 9, 9, 9]);
                         client.stage = Stage::Closing { deadline_ns: now_ns + CLOSE_TIMEOUT_NS };
                         if !flush(client) {
-                            let _ = poll.registry().deregister(&mut client.stream);
-                            shared.churn_failures.fetch_add(1, Ordering::Relaxed);
-                            reconnect(client, &plan, &poll, &shared, index);
+                            abandon(client, &plan, &poll, &shared, index);
                         }
                     }
                     Stage::Closing { deadline_ns } if deadline_ns <= now_ns => {
-                        let _ = poll.registry().deregister(&mut client.stream);
-                        shared.churn_failures.fetch_add(1, Ordering::Relaxed);
-                        reconnect(client, &plan, &poll, &shared, index);
+                        abandon(client, &plan, &poll, &shared, index);
                     }
                     // A reconnection that could not even start: try again.
                     Stage::Dead if client.reconnect => reconnect(client, &plan, &poll, &shared, index),
@@ -319,10 +309,7 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
             let now_ns = shared.now_ns();
             for client in clients.iter_mut().filter(|c| matches!(c.stage, Stage::Open)) {
                 let queued = client.wbuf.len() - client.wpos;
-                if top_up(client, &plan, &shared, &mut scratch, &mut outcome, now_ns)
-                    && queued == 0
-                    && !flush(client)
-                {
+                if top_up(client, &plan, &shared, &mut scratch, now_ns) && queued == 0 && !flush(client) {
                     client.stage = Stage::Dead;
                 }
             }
@@ -380,6 +367,14 @@ fn reconnect(client: &mut Client, plan: &Plan, poll: &Poll, shared: &Shared, ind
     }
 }
 
+/// Gives up on a churned connection whose close failed or timed out: a failure, and a new
+/// connection for the same client.
+fn abandon(client: &mut Client, plan: &Plan, poll: &Poll, shared: &Shared, index: usize) {
+    let _ = poll.registry().deregister(&mut client.stream);
+    shared.churn_failures.fetch_add(1, Ordering::Relaxed);
+    reconnect(client, plan, poll, shared, index);
+}
+
 /// A small, fast pseudo-random generator for churn lifetimes (not for anything secret).
 struct XorShift(u64);
 
@@ -393,14 +388,7 @@ impl XorShift {
 }
 
 /// Sends whatever the pace allows now; returns true if anything was queued.
-fn top_up(
-    client: &mut Client,
-    plan: &Plan,
-    shared: &Shared,
-    scratch: &mut Vec<u8>,
-    outcome: &mut Outcome,
-    now_ns: u64,
-) -> bool {
+fn top_up(client: &mut Client, plan: &Plan, shared: &Shared, scratch: &mut Vec<u8>, now_ns: u64) -> bool {
     let Some(sender) = client.sender.as_mut() else { return false };
     let mut queued = false;
     loop {
@@ -434,7 +422,6 @@ fn top_up(
         }
         shared.sent.fetch_add(1, Ordering::Relaxed);
         if counted(shared, now_ns) {
-            outcome.sent_counted += 1;
             shared.sent_counted.fetch_add(1, Ordering::Relaxed);
         }
         queued = true;
@@ -513,7 +500,6 @@ fn read(
                     if let Some(token) = Token::find(payload) {
                         shared.delivered.fetch_add(1, Ordering::Relaxed);
                         if counted(shared, token.sent_ns) {
-                            outcome.delivered_counted += 1;
                             shared.delivered_counted.fetch_add(1, Ordering::Relaxed);
                             let latency = now_ns.saturating_sub(token.sent_ns).max(1);
                             let _ = outcome.latency.record(latency);
@@ -539,7 +525,7 @@ fn read(
         client.rbuf.copy_within(at..client.rlen, 0);
         client.rlen -= at;
         if sending && client.sender.is_some() && matches!(client.stage, Stage::Open) {
-            top_up(client, plan, shared, scratch, outcome, now_ns);
+            top_up(client, plan, shared, scratch, now_ns);
         }
     }
 }
