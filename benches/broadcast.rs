@@ -21,7 +21,7 @@ use wschat::bench::worker::{self, Pace, Plan, Shared, Slot};
 use wschat::chat::{Audience, Chat, Effect};
 use wschat::frame::{self, Opcode};
 use wschat::outbox::Outbox;
-use wschat::{Config, Server};
+use wschat::{Server, Settings};
 
 const SIZES: [usize; 3] = [10, 100, 1000];
 
@@ -35,7 +35,7 @@ fn event_loop(c: &mut Criterion) {
         // The server is single-threaded by design (not Send): build it on its own thread.
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let server = Server::bind(Config::with_addr("127.0.0.1:0".parse().unwrap())).expect("bind");
+            let server = Server::bind(Settings::with_addr("127.0.0.1:0".parse().unwrap())).expect("bind");
             addr_tx.send(server.local_addr()).unwrap();
             server.run()
         });

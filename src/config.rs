@@ -7,11 +7,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::settings::Settings;
 use clap::Parser;
 use log::LevelFilter;
-use tungstenite::protocol::WebSocketConfig;
-
-use crate::origin::OriginPolicy;
 
 /// A WebSocket chat server: one thread, one poll loop, encode-once broadcast.
 #[derive(Parser, Debug, Clone)]
@@ -89,13 +87,13 @@ pub struct Config {
 pub const OUTBOUND_SLACK: usize = 256;
 
 impl Config {
-    /// Parses the process arguments, exiting with a usage message on error.
-    pub fn from_args() -> Self {
+    /// Parses the process arguments and checks them, exiting with a usage message on error.
+    pub fn from_args() -> (Self, Settings) {
         let config = Self::parse();
-        if let Err(message) = config.validate() {
-            Self::command_error(message);
+        match config.settings() {
+            Ok(settings) => (config, settings),
+            Err(message) => Self::command_error(message),
         }
-        config
     }
 
     fn command_error(message: String) -> ! {
@@ -103,55 +101,9 @@ impl Config {
         Self::command().error(clap::error::ErrorKind::ValueValidation, message).exit()
     }
 
-    /// Checks that the settings make sense together.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.backlog == 0 || self.backlog > i32::MAX as u32 {
-            return Err("--backlog must be at least 1".into());
-        }
-        if self.max_connections == 0 {
-            return Err("--max-connections must be at least 1".into());
-        }
-        if self.max_message_size == 0 {
-            return Err("--max-message-size must be at least 1 byte".into());
-        }
-        if self.max_outbound < self.max_message_size.saturating_add(OUTBOUND_SLACK) {
-            return Err(format!(
-                "--max-outbound must be at least --max-message-size + {OUTBOUND_SLACK} bytes, \
-                 so that one message of the largest size always fits"
-            ));
-        }
-        if !(64..=16 << 20).contains(&self.read_buffer_size) {
-            return Err("--read-buffer-size must be between 64B and 16MiB".into());
-        }
-        for (flag, value) in [
-            ("--handshake-timeout", self.handshake_timeout),
-            ("--idle-timeout", self.idle_timeout),
-            ("--close-timeout", self.close_timeout),
-        ] {
-            if value < Duration::from_millis(10) {
-                return Err(format!("{flag} must be at least 10ms"));
-            }
-        }
-        if self.max_messages_per_sec > crate::rate::MAX_RATE {
-            return Err(format!("--max-messages-per-sec must be at most {}", crate::rate::MAX_RATE));
-        }
-        self.origin_policy()?;
-        Ok(())
-    }
-
-    /// tungstenite's settings for server connections: our message limit applies to whole
-    /// messages and to single frames; tungstenite never buffers writes (the outbox does).
-    pub fn websocket_config(&self) -> WebSocketConfig {
-        WebSocketConfig::default()
-            .read_buffer_size(self.read_buffer_size)
-            .write_buffer_size(0)
-            .max_message_size(Some(self.max_message_size))
-            .max_frame_size(Some(self.max_message_size))
-    }
-
-    /// The `--allowed-origins` policy.
-    pub fn origin_policy(&self) -> Result<OriginPolicy, String> {
-        OriginPolicy::new(&self.allowed_origins)
+    /// The validated settings these flags describe, or why they do not make sense together.
+    pub fn settings(&self) -> Result<Settings, String> {
+        Settings::try_from(self)
     }
 
     /// The log level the flags ask for (default info).
@@ -235,25 +187,13 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_valid_and_documented_values() {
+    fn defaults_are_the_documented_values() {
         let config = Config::with_addr("127.0.0.1:0".parse().unwrap());
-        assert_eq!(config.validate(), Ok(()));
         assert_eq!(config.max_message_size, 64 << 10);
         assert_eq!(config.max_outbound, 1 << 20);
         assert_eq!(config.handshake_timeout, Duration::from_secs(10));
         assert_eq!(config.idle_timeout, Duration::from_secs(60));
         assert_eq!(config.log_level(), LevelFilter::Info);
-    }
-
-    #[test]
-    fn inconsistent_limits_are_refused() {
-        let mut config = Config::with_addr("127.0.0.1:0".parse().unwrap());
-        config.max_message_size = 4 << 20;
-        assert!(config.validate().unwrap_err().contains("--max-outbound"));
-        config.max_outbound = 8 << 20;
-        assert_eq!(config.validate(), Ok(()));
-        config.max_connections = 0;
-        assert!(config.validate().is_err());
     }
 
     #[test]

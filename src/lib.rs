@@ -1,31 +1,42 @@
 //! wschat: a WebSocket chat server on one thread and one `mio` poll loop.
 //!
 //! How the pieces fit:
-//! - [`server`] owns the loop: accepting, reading until `WouldBlock`, timers, flushing, shutdown.
-//! - [`connection`] is one client's state; its [`connection::Transport`] is the stream
-//!   tungstenite reads from and whose writes land in the client's [`outbox::Outbox`].
-//! - [`frame`] encodes a broadcast once; the same buffer goes into every recipient's outbox.
+//! - [`server`] owns the loop: readiness in, and the glue to the OS (registration, signals,
+//!   shutdown). Its parts: [`server::acceptor`] (the listener, its cap and back-off),
+//!   [`server::hub`] (every connection, the chat, and the routing between them),
+//!   [`server::fanout`] (queuing one frame to many, slow-reader verdicts) and
+//!   [`server::timers`] (deadlines).
+//! - [`connection`] is one client's state machine, generic over its stream: request head,
+//!   upgrade, frames read with a per-turn budget, rate limit, closing, flushing.
+//! - [`outbox`] is a connection's outgoing queue; [`frame`] encodes a broadcast once, and the
+//!   same buffer goes into every recipient's outbox.
 //! - [`http`] reads and judges each request head: upgrade, page, or error reply.
 //! - [`web`] is the browser page embedded in the binary; [`origin`] decides which web pages may
 //!   connect.
 //! - [`chat`] holds nicks and rooms and decides who receives what, with no IO at all.
-//! - [`config`] holds every flag, default and limit.
-//! - [`client`] is the terminal chat client behind `wschat-client`.
-//! - [`bench`] is the load generator behind `wschat-bench`.
+//! - [`config`] holds every flag and default; [`settings`] is what they become once checked.
+//! - [`sim`] runs the hub and its connections over scripted in-memory sockets, for property
+//!   tests and fuzzing.
+//! - [`client`] is the terminal chat client behind `wschat-client` (feature `client`).
+//! - [`bench`] is the load generator behind `wschat-bench` (feature `bench`).
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod chat;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod config;
 pub mod connection;
 pub mod frame;
 pub mod http;
-pub mod memory;
 pub mod origin;
 pub mod outbox;
 pub mod rate;
 pub mod server;
+pub mod settings;
+pub mod sim;
 pub mod web;
 
 pub use config::Config;
 pub use server::Server;
+pub use settings::Settings;

@@ -1,25 +1,18 @@
 //! Property-based versions of the fuzz targets in `fuzz/`, bounded so they run in `cargo test`:
-//! arbitrary request heads, arbitrary bytes after a valid handshake, arbitrary chat command
-//! lines. Each runs the in-memory connection of `wschat::memory` (the server's own parsing,
-//! handshake, frame reading and chat dispatch) and asserts it neither panics nor breaks the
-//! chat's invariants. A crash found here or by the fuzzer becomes a case in `regressions`.
+//! arbitrary request heads, arbitrary bytes after a valid handshake (read in arbitrary pieces),
+//! arbitrary chat command lines, and arbitrary heavy traffic. Each runs the simulation of
+//! `wschat::sim`, which drives the server's own hub, connections, chat and fan-out over
+//! scripted sockets, and the shared drivers in `wschat::sim::scenarios` panic if a rule breaks
+//! (chat consistent, no queue over `--max-outbound`, a reader whose socket accepts everything
+//! never cut off). A crash found here or by the fuzzer becomes a case in `regressions`.
 
 use proptest::prelude::*;
-use wschat::memory::{self, Verdict};
-use wschat::Config;
+use wschat::sim::scenarios::{self, small_limits};
+use wschat::sim::{client_frame, Simulation};
+use wschat::Settings;
 
-const UPGRADE_ECHO: &[u8] = b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-    Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-const UPGRADE_CHAT: &[u8] =
-    b"GET /?nick=fuzz HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-    Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-
-fn config() -> Config {
-    let mut config = Config::with_addr("127.0.0.1:0".parse().unwrap());
-    // Small limits so the generated inputs reach them.
-    config.max_message_size = 4096;
-    config.max_outbound = 8192;
-    config
+fn defaults() -> Settings {
+    Settings::with_addr("127.0.0.1:0".parse().unwrap())
 }
 
 /// A client frame with generated header bits, length encoding and masking.
@@ -84,7 +77,10 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
         plausible,
         prop::collection::vec(any::<u8>(), 0..600),
         (prop::collection::vec(any::<u8>(), 0..64), any::<usize>()).prop_map(|(noise, at)| {
-            let mut head = UPGRADE_CHAT.to_vec();
+            let mut head =
+                b"GET /?nick=fuzz HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                    .to_vec();
             let at = at % head.len();
             head.splice(at..at, noise);
             head
@@ -92,28 +88,42 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// One message of heavy but valid traffic: who sends it and how big it is.
+fn traffic() -> impl Strategy<Value = Vec<(usize, usize)>> {
+    prop::collection::vec((0usize..2, prop_oneof![0usize..64, 3000usize..4000]), 1..200)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_requests_get_a_verdict(request in request()) {
-        let verdict = memory::drive(&config(), &request, b"");
-        if let Verdict::Http(status) = verdict {
-            prop_assert!((200..600).contains(&status), "status {status}");
+        if let Some(status) = scenarios::judge_request(defaults(), &request) {
+            prop_assert!(status == 101 || (200..600).contains(&status), "status {status}");
         }
     }
 
     #[test]
-    fn arbitrary_frames_after_the_echo_handshake(frames in prop::collection::vec(frame(), 0..12), tail in prop::collection::vec(any::<u8>(), 0..64)) {
+    fn arbitrary_frames_after_the_echo_handshake(
+        frames in prop::collection::vec(frame(), 0..12),
+        tail in prop::collection::vec(any::<u8>(), 0..64),
+        piece in 0usize..40,
+    ) {
         let bytes: Vec<u8> = frames.concat().into_iter().chain(tail).collect();
-        let verdict = memory::drive(&config(), UPGRADE_ECHO, &bytes);
-        prop_assert!(matches!(verdict, Verdict::Upgraded { .. }), "{verdict:?}");
+        scenarios::frames_after_handshake(small_limits(), "/echo", &bytes, piece);
     }
 
     #[test]
-    fn arbitrary_bytes_after_the_chat_handshake(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        let verdict = memory::drive(&config(), UPGRADE_CHAT, &bytes);
-        prop_assert!(matches!(verdict, Verdict::Upgraded { .. }), "{verdict:?}");
+    fn arbitrary_frames_after_the_chat_handshake(
+        frames in prop::collection::vec(frame(), 0..12),
+        piece in 0usize..40,
+    ) {
+        scenarios::frames_after_handshake(small_limits(), "/?nick=fuzz", &frames.concat(), piece);
+    }
+
+    #[test]
+    fn arbitrary_bytes_after_the_chat_handshake(bytes in prop::collection::vec(any::<u8>(), 0..2048), piece in 0usize..40) {
+        scenarios::frames_after_handshake(small_limits(), "/?nick=fuzz", &bytes, piece);
     }
 
     #[test]
@@ -129,7 +139,45 @@ proptest! {
         )
     ) {
         let lines: Vec<(usize, &str)> = lines.iter().map(|(c, l)| (*c, l.as_str())).collect();
-        memory::drive_chat_lines(&lines);
+        scenarios::chat_lines(&lines);
+    }
+
+    /// A connection whose socket accepts everything is never cut off, whatever the others
+    /// send: bursts of large messages from two senders reach it whole and in order, while a
+    /// member that never reads is cut off.
+    #[test]
+    fn a_reader_that_accepts_everything_is_never_cut_off(traffic in traffic()) {
+        let mut settings = small_limits();
+        settings.max_messages_per_sec = 0;
+        let mut sim = Simulation::new(settings);
+        let reader = sim.upgrade("/?nick=reader");
+        let sleeper = sim.upgrade("/?nick=sleeper");
+        let senders = [sim.upgrade("/?nick=s0"), sim.upgrade("/?nick=s1")];
+        sim.set_window(sleeper, Some(0));
+        let before = sim.texts(reader).len();
+        let mut expected = Vec::new();
+        for (turn, chunk) in traffic.chunks(40).enumerate() {
+            for (i, (sender, size)) in chunk.iter().enumerate() {
+                let text = format!("{turn}.{i} {}", "x".repeat(*size));
+                let mask = [turn as u8, i as u8, 7, 9];
+                sim.send(senders[*sender], &client_frame(0x81, text.as_bytes(), mask));
+                expected.push(format!("s{sender}: {text}"));
+            }
+            sim.settle();
+        }
+        prop_assert_eq!(sim.close_code(reader), None);
+        let received = &sim.texts(reader)[before..];
+        prop_assert_eq!(received.len(), expected.len());
+        for sender in ["s0: ", "s1: "] {
+            // Each sender's messages arrive whole and in order (senders interleave as read).
+            let from = |lines: &[String]| lines.iter().filter(|l| l.starts_with(sender)).cloned().collect::<Vec<_>>();
+            prop_assert_eq!(from(received), from(&expected));
+        }
+        let total: usize = expected.iter().map(|t| t.len()).sum();
+        prop_assert!(sim.queued(sleeper) <= sim.settings().max_outbound);
+        if total > sim.settings().max_outbound {
+            prop_assert!(!sim.accepts_messages(sleeper), "a member that never reads was not cut off");
+        }
     }
 }
 
@@ -141,12 +189,11 @@ mod regressions {
     #[test]
     fn a_close_frame_with_a_one_byte_payload() {
         let frame = [0x88, 0x81, 1, 2, 3, 4, 0x03 ^ 1];
-        let verdict = memory::drive(&config(), UPGRADE_ECHO, &frame);
-        assert!(matches!(verdict, Verdict::Upgraded { messages: 0, ending: Some(_) }), "{verdict:?}");
+        assert_eq!(scenarios::frames_after_handshake(small_limits(), "/echo", &frame, 0), Some(1002));
     }
 
     #[test]
     fn quitting_twice_and_rejoining_with_the_same_line() {
-        memory::drive_chat_lines(&[(0, "/quit"), (0, "/quit"), (0, "guest-1"), (1, "/nick guest-1")]);
+        scenarios::chat_lines(&[(0, "/quit"), (0, "/quit"), (0, "guest-1"), (1, "/nick guest-1")]);
     }
 }

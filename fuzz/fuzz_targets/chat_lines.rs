@@ -1,5 +1,6 @@
-//! Arbitrary chat command lines from four clients (each line prefixed by a client byte):
-//! the command parser and the chat state must never panic or lose consistency.
+//! Arbitrary chat command lines from four clients (each line prefixed by a client byte), sent
+//! as text messages through the simulation: the command parser and the chat state must never
+//! panic or lose consistency.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,5 +14,5 @@ fuzz_target!(|data: &[u8]| {
             (client, line.get(1..).unwrap_or(""))
         })
         .collect();
-    wschat::memory::drive_chat_lines(&lines);
+    wschat::sim::scenarios::chat_lines(&lines);
 });

@@ -7,7 +7,7 @@ use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 use wschat::{Config, Server};
 
 fn main() -> ExitCode {
-    let config = Config::from_args();
+    let (config, settings) = Config::from_args();
     let level = config.log_level();
     let mut log_config = ConfigBuilder::new();
     log_config.set_time_format_rfc3339().set_target_level(log::LevelFilter::Off);
@@ -20,8 +20,8 @@ fn main() -> ExitCode {
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let colour = if colour { ColorChoice::Auto } else { ColorChoice::Never };
     let _ = TermLogger::init(level, log_config, TerminalMode::Stderr, colour);
-    let addr = config.addr;
-    let server = match Server::bind(config) {
+    let addr = settings.addr;
+    let server = match Server::bind(settings) {
         Ok(server) => server,
         Err(e) => {
             log::error!("cannot listen on {addr}: {e}");

@@ -1,0 +1,663 @@
+//! One client connection as a state machine, generic over its stream.
+//!
+//! A connection is told what happened to its socket (readable, writable, a timer fired, the
+//! server wants it closed) and answers with what that amounted to: a [`Step`] from reading (the
+//! handshake completed, a message arrived, the client left, the connection is over) or a
+//! [`Flush`] from writing. It never calls back into the server: the server routes what it
+//! returns (messages to the chat or the echo, departures to the chat, removals to the slab).
+//! Everything about one connection's life lives here:
+//!
+//! ```text
+//!   Head ──upgrade──▶ Open ──close sent──▶ Open (closing) ──reply──▶ Finishing ──▶ gone
+//!    │                 │                                              ▲
+//!    └──HTTP reply─────┴──client closed, protocol error───────────────┘
+//! ```
+//!
+//! - **Head**: the HTTP request head is read (bounded, with the handshake timeout) and judged by
+//!   [`http`]: the page, an error reply, or an upgrade that tungstenite completes.
+//! - **Open**: tungstenite reads frames (a bounded number per loop turn, see [`Budget`]), the
+//!   rate limit is applied, and data messages are handed to the server. A server-initiated close
+//!   keeps the connection open until the client answers or `--close-timeout` passes.
+//! - **Finishing**: a last reply is written, then the socket closed, after a half-close when the
+//!   client may still be sending (so its late bytes cannot turn our close into a reset).
+//!
+//! The stream is anything [`Stream`]: a mio `TcpStream` in the server, a scripted pipe in the
+//! [simulation](crate::sim), which therefore runs exactly this code.
+
+mod failure;
+mod transport;
+
+use std::borrow::Cow;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use log::{debug, trace, warn};
+use tungstenite::error::Error as WsError;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::Role;
+use tungstenite::{Message, Utf8Bytes, WebSocket};
+
+pub use failure::{close_frame, describe_close, Failure};
+pub use transport::{HandshakeStream, Stream, Transport};
+
+use crate::http::{self, Decision, Endpoint, HeadProgress, Reply};
+use crate::outbox::Flushed;
+use crate::rate::RateLimiter;
+use crate::settings::Settings;
+
+/// Why a connection ended or left the chat: usually a fixed text, sometimes a formatted one.
+pub type Why = Cow<'static, str>;
+
+/// Frames read from one connection in one loop turn before the others get theirs, so one
+/// flooding client cannot starve the loop; the rest waits for the next turn.
+const READS_PER_TURN: usize = 64;
+
+/// What one connection may still do in the current loop turn.
+#[derive(Debug)]
+pub struct Budget {
+    reads: usize,
+}
+
+impl Budget {
+    /// A fresh turn's allowance.
+    pub fn per_turn() -> Self {
+        Self { reads: READS_PER_TURN }
+    }
+
+    fn take_read(&mut self) -> bool {
+        let left = self.reads > 0;
+        self.reads = self.reads.saturating_sub(1);
+        left
+    }
+}
+
+/// The time as the server sees it in this loop turn: the instant, and the milliseconds since
+/// the server started that the rate limiter counts in.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub now: Instant,
+    pub ms: u32,
+}
+
+/// Which service an open WebSocket is connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Chat,
+    Echo,
+}
+
+/// What reading from a connection produced. After anything but [`Step::Upgraded`],
+/// [`Step::Text`] and [`Step::Binary`], the turn is over for this connection.
+#[derive(Debug)]
+pub enum Step {
+    /// The handshake completed: the client is now a WebSocket on this endpoint.
+    Upgraded(Endpoint),
+    /// A text message arrived.
+    Text(Utf8Bytes),
+    /// A binary message arrived.
+    Binary(Bytes),
+    /// The client is leaving (it closed, broke the protocol or a limit, or went silent): it
+    /// takes no more messages. The connection finishes its close by itself.
+    Left(Why),
+    /// Nothing more to do now (the socket is drained, or a reply is queued).
+    Done,
+    /// The turn's budget is spent and input may remain: read again next turn.
+    Yield,
+    /// The connection is over: remove it now.
+    Gone(Why),
+}
+
+/// What writing the queue achieved.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything queued was written.
+    Done,
+    /// The socket refused some bytes: write again when it is writable.
+    Blocked,
+    /// The connection is over (its last reply is out, or the socket failed): remove it.
+    Gone(Why),
+}
+
+/// Where a connection is in its life.
+// Open is by far the largest variant and also by far the most common: boxing it would cost
+// every idle connection an extra allocation, which is what the slab layout is avoiding.
+#[allow(clippy::large_enum_variant)]
+enum Phase<S> {
+    /// Reading the HTTP request head, until `deadline` (the handshake timeout).
+    Head { transport: Transport<S>, head: Vec<u8>, deadline: Instant },
+    /// A WebSocket. `closing` is set once the server has sent a close frame, and is when the
+    /// server gives up waiting for the client's reply.
+    Open { ws: WebSocket<Transport<S>>, route: Route, closing: Option<Instant> },
+    /// Sending a last reply (an HTTP error, a close frame), then closing. With `linger`, the
+    /// write side is shut first and input discarded until the client closes too (or `deadline`
+    /// passes). Without it (a completed close handshake: the client has nothing more to send)
+    /// the socket is closed as soon as the reply is written.
+    Finishing {
+        transport: Transport<S>,
+        deadline: Instant,
+        linger: bool,
+        write_shut: bool,
+        peer_closed: bool,
+    },
+    /// Only seen transiently while changing phase.
+    Gone,
+}
+
+/// One client connection.
+pub struct Connection<S> {
+    /// Distinguishes this connection from later ones that reuse its slab key.
+    serial: u64,
+    peer: SocketAddr,
+    phase: Phase<S>,
+    /// Last time anything arrived from the client.
+    last_heard: Instant,
+    /// A keep-alive ping is outstanding.
+    ping_sent: bool,
+    /// Earliest pending timer for this connection in the server's timer queue, if any.
+    timer_at: Option<Instant>,
+    /// WRITABLE interest is registered (only while the socket refused part of the queue).
+    writable_interest: bool,
+    /// Listed for a flush at the end of this loop turn.
+    dirty: bool,
+    /// Counted against `--max-connections`: may become a WebSocket (others get 503).
+    counted: bool,
+    /// `--max-messages-per-sec` bucket (unused when the limit is off).
+    rate: RateLimiter,
+}
+
+impl<S: Stream> Connection<S> {
+    /// A new connection reading its request head, given until `now` plus the handshake
+    /// timeout. `counted`: within `--max-connections` (otherwise an upgrade is answered 503).
+    pub fn new(
+        serial: u64,
+        peer: SocketAddr,
+        socket: S,
+        now: Instant,
+        settings: &Settings,
+        counted: bool,
+    ) -> Self {
+        let deadline = now + settings.handshake_timeout;
+        Self {
+            serial,
+            peer,
+            phase: Phase::Head { transport: Transport::new(socket), head: Vec::new(), deadline },
+            last_heard: now,
+            ping_sent: false,
+            timer_at: None,
+            writable_interest: false,
+            dirty: false,
+            counted,
+            rate: RateLimiter::default(),
+        }
+    }
+
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Counted against `--max-connections`.
+    pub fn is_counted(&self) -> bool {
+        self.counted
+    }
+
+    /// The service of an open WebSocket.
+    pub fn route(&self) -> Option<Route> {
+        match &self.phase {
+            Phase::Open { route, .. } => Some(*route),
+            _ => None,
+        }
+    }
+
+    /// Still reading its request head.
+    pub fn is_handshaking(&self) -> bool {
+        matches!(self.phase, Phase::Head { .. })
+    }
+
+    /// Whether the server may still queue chat or echo frames for this client.
+    pub fn accepts_messages(&self) -> bool {
+        matches!(self.phase, Phase::Open { closing: None, .. })
+    }
+
+    /// Bytes waiting to be written to the socket.
+    pub fn queued(&self) -> usize {
+        self.transport().map_or(0, |t| t.outbox.queued())
+    }
+
+    /// Whether a flush has something to do: bytes are queued, or a finishing connection may
+    /// be ready to close.
+    pub fn needs_flush(&self) -> bool {
+        match &self.phase {
+            Phase::Finishing { .. } => true,
+            _ => self.queued() > 0,
+        }
+    }
+
+    /// Queues one encoded frame (shared, not copied). The caller has checked
+    /// [`accepts_messages`](Self::accepts_messages) and the outbound limit.
+    pub fn push(&mut self, frame: Bytes) {
+        if let Some(transport) = self.transport_mut() {
+            transport.outbox.push(frame);
+        }
+    }
+
+    /// Lists the connection for this turn's flush; true if it was not listed yet.
+    pub fn mark_dirty(&mut self) -> bool {
+        !std::mem::replace(&mut self.dirty, true)
+    }
+
+    /// Taken off the flush list.
+    pub fn clear_dirty(&mut self) {
+        self.dirty = false;
+    }
+
+    /// Records whether WRITABLE interest is wanted; true if that differs from what is
+    /// registered, so the caller must re-register the socket.
+    pub fn set_writable_interest(&mut self, wanted: bool) -> bool {
+        wanted != std::mem::replace(&mut self.writable_interest, wanted)
+    }
+
+    pub fn wants_writable(&self) -> bool {
+        self.writable_interest
+    }
+
+    /// The socket, for (de)registration with the poll.
+    pub fn socket_mut(&mut self) -> Option<&mut S> {
+        self.transport_mut().map(|t| &mut t.socket)
+    }
+
+    /// Gives up the socket (the connection is being removed).
+    pub fn into_socket(self) -> Option<S> {
+        match self.phase {
+            Phase::Head { transport, .. } | Phase::Finishing { transport, .. } => Some(transport.socket),
+            Phase::Open { ws, .. } => Some(ws.into_inner().socket),
+            Phase::Gone => None,
+        }
+    }
+
+    // ----- timers -----
+
+    /// When this connection next needs attention: its handshake or close deadline, or its
+    /// next keep-alive check.
+    pub fn deadline(&self, settings: &Settings) -> Option<Instant> {
+        let idle = settings.idle_timeout;
+        match &self.phase {
+            Phase::Head { deadline, .. }
+            | Phase::Finishing { deadline, .. }
+            | Phase::Open { closing: Some(deadline), .. } => Some(*deadline),
+            Phase::Open { closing: None, .. } => {
+                Some(self.last_heard + if self.ping_sent { idle } else { idle / 2 })
+            }
+            Phase::Gone => None,
+        }
+    }
+
+    /// Notes a timer queued for `at`; false if an earlier one is already pending (the queue
+    /// then needs no new entry).
+    pub fn arm_timer(&mut self, at: Instant) -> bool {
+        if self.timer_at.is_some_and(|current| current <= at) {
+            return false;
+        }
+        self.timer_at = Some(at);
+        true
+    }
+
+    /// Whether a timer entry popped from the queue is this connection's current one (entries
+    /// left behind by an earlier deadline, or by a previous user of the slab key, are not).
+    pub fn take_timer(&mut self, serial: u64, at: Instant) -> bool {
+        if self.serial != serial || self.timer_at != Some(at) {
+            return false;
+        }
+        self.timer_at = None;
+        true
+    }
+
+    /// A timer fired: drop a stalled handshake or close, ping a quiet client, close a silent one.
+    pub fn on_timer(&mut self, now: Instant, settings: &Settings) -> Step {
+        let idle = settings.idle_timeout;
+        match &mut self.phase {
+            Phase::Head { deadline, .. } if now >= *deadline => {
+                warn!(
+                    "{}: handshake not completed within {:?}; dropping",
+                    self.peer, settings.handshake_timeout
+                );
+                Step::Gone("handshake timeout".into())
+            }
+            Phase::Finishing { deadline, .. } | Phase::Open { closing: Some(deadline), .. }
+                if now >= *deadline =>
+            {
+                debug!("{}: close not completed in time", self.peer);
+                Step::Gone("close timeout".into())
+            }
+            Phase::Open { ws, closing: None, .. } => {
+                let silent = now.saturating_duration_since(self.last_heard);
+                if silent >= idle {
+                    warn!("{}: silent for {silent:?} (no answer to ping); closing with 1001", self.peer);
+                    self.close(CloseCode::Away, "idle timeout", now, settings);
+                    return Step::Left("idle timeout".into());
+                }
+                if silent >= idle / 2 && !self.ping_sent {
+                    self.ping_sent = true;
+                    if ws.send(Message::Ping(Bytes::from_static(b"wschat"))).is_ok() {
+                        trace!("{}: keep-alive ping", self.peer);
+                    }
+                }
+                Step::Done
+            }
+            Phase::Gone => Step::Gone("gone".into()),
+            _ => Step::Done,
+        }
+    }
+
+    // ----- reading -----
+
+    /// The socket is readable (or input remained from last turn): read until there is
+    /// something to report, the socket is drained, or the turn's budget is spent.
+    pub fn read(&mut self, settings: &Settings, clock: Clock, budget: &mut Budget) -> Step {
+        match self.phase {
+            Phase::Head { .. } => self.read_head(settings, clock),
+            Phase::Open { .. } => self.read_messages(settings, clock, budget),
+            Phase::Finishing { .. } => self.discard_input(budget),
+            Phase::Gone => Step::Gone("gone".into()),
+        }
+    }
+
+    fn read_head(&mut self, settings: &Settings, clock: Clock) -> Step {
+        let Phase::Head { transport, head, .. } = &mut self.phase else {
+            return Step::Done;
+        };
+        let mut chunk = [0u8; 2048];
+        loop {
+            match io::Read::read(&mut transport.socket, &mut chunk) {
+                Ok(0) => return Step::Gone("closed before the handshake".into()),
+                Ok(n) => {
+                    head.extend_from_slice(&chunk[..n]);
+                    match http::head_progress(head) {
+                        HeadProgress::Incomplete => {}
+                        HeadProgress::Complete => break,
+                        HeadProgress::Refused(reply) => return self.reject(reply, clock.now, settings),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Done,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Step::Gone(format!("read failed during handshake: {e}").into()),
+            }
+        }
+        match http::decide(head, &settings.origins) {
+            Decision::Serve(reply) => self.respond(reply, clock.now, settings),
+            Decision::Reject(reply) => self.reject(reply, clock.now, settings),
+            Decision::Upgrade(_) if !self.counted => {
+                self.reject(Reply::service_unavailable(), clock.now, settings)
+            }
+            Decision::Upgrade(endpoint) => self.upgrade(endpoint, settings, clock),
+        }
+    }
+
+    /// Hands the request to tungstenite, which validates it once more and writes the 101
+    /// response; the response is queued and the WebSocket set up over the socket.
+    fn upgrade(&mut self, endpoint: Endpoint, settings: &Settings, clock: Clock) -> Step {
+        let Phase::Head { mut transport, head, deadline } = std::mem::replace(&mut self.phase, Phase::Gone)
+        else {
+            return Step::Done;
+        };
+        let mut stream = HandshakeStream { head: &head, response: Vec::new() };
+        if let Err(e) = tungstenite::accept_with_config(&mut stream, Some(settings.websocket)) {
+            // http::decide already checked what tungstenite checks, so this is not expected.
+            warn!("{}: handshake refused by tungstenite: {e}", self.peer);
+            self.phase = Phase::Head { transport, head: Vec::new(), deadline };
+            return self.reject(
+                Reply::new(400, "Bad Request", "invalid WebSocket handshake"),
+                clock.now,
+                settings,
+            );
+        }
+        transport.outbox.push(Bytes::from(stream.response));
+        let route = match endpoint {
+            Endpoint::Chat { .. } => Route::Chat,
+            Endpoint::Echo => Route::Echo,
+        };
+        let ws = WebSocket::from_raw_socket(transport, Role::Server, Some(settings.websocket));
+        self.phase = Phase::Open { ws, route, closing: None };
+        self.last_heard = clock.now;
+        self.rate = RateLimiter::new(settings.max_messages_per_sec, clock.ms);
+        Step::Upgraded(endpoint)
+    }
+
+    fn read_messages(&mut self, settings: &Settings, clock: Clock, budget: &mut Budget) -> Step {
+        loop {
+            if !budget.take_read() {
+                return Step::Yield;
+            }
+            let Phase::Open { ws, closing, .. } = &mut self.phase else {
+                return Step::Done;
+            };
+            let is_closing = closing.is_some();
+            let received_before = ws.get_ref().received;
+            let result = ws.read();
+            if ws.get_ref().received != received_before {
+                self.last_heard = clock.now;
+                self.ping_sent = false;
+            }
+            let limit = settings.max_messages_per_sec;
+            let counts = matches!(
+                result,
+                Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_) | Message::Pong(_))
+            );
+            if limit > 0 && counts && !is_closing && !self.rate.allow(limit, clock.ms) {
+                warn!(
+                    "{}: over {limit} messages per second (--max-messages-per-sec); closing with 1008",
+                    self.peer
+                );
+                let reason = format!("rate limit exceeded: more than {limit} messages per second");
+                self.close(CloseCode::Policy, &reason, clock.now, settings);
+                return Step::Left(reason.into());
+            }
+            match result {
+                // Data after we started closing is ignored, as RFC 6455 7.1.1 allows.
+                Ok(Message::Text(_) | Message::Binary(_)) if is_closing => {}
+                Ok(Message::Text(text)) => return Step::Text(text),
+                Ok(Message::Binary(data)) => return Step::Binary(data),
+                Ok(Message::Close(frame)) => {
+                    // Either the client's reply to our close, or its own close, which
+                    // tungstenite has answered: push that answer into the queue, then end.
+                    let _ = ws.flush();
+                    debug!("{}: closed by client ({})", self.peer, describe_close(frame.as_ref()));
+                    self.finish(clock.now, settings, false);
+                    return Step::Left("closed".into());
+                }
+                // Pings are answered by tungstenite; pongs only prove liveness.
+                Ok(_) => {}
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return Step::Done,
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.fail(e, clock.now, settings),
+            }
+        }
+    }
+
+    /// Reads and drops whatever a finishing client still sends, until it closes its side.
+    fn discard_input(&mut self, budget: &mut Budget) -> Step {
+        let Phase::Finishing { transport, write_shut, peer_closed, .. } = &mut self.phase else {
+            return Step::Done;
+        };
+        let mut sink = [0u8; 4096];
+        loop {
+            if !budget.take_read() {
+                return Step::Yield;
+            }
+            match io::Read::read(&mut transport.socket, &mut sink) {
+                Ok(0) => {
+                    *peer_closed = true;
+                    return if *write_shut { Step::Gone("closed".into()) } else { Step::Done };
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Done,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Step::Gone("closed".into()),
+            }
+        }
+    }
+
+    // ----- writing -----
+
+    /// Writes the queue to the socket until it is empty or the socket refuses more; a
+    /// finishing connection then half-closes or is over.
+    pub fn flush(&mut self) -> Flush {
+        let Some(transport) = self.transport_mut() else {
+            return Flush::Done;
+        };
+        match transport.outbox.flush_to(&mut transport.socket) {
+            Ok(Flushed::All) => {}
+            Ok(Flushed::Partly) => return Flush::Blocked,
+            Err(e) => return Flush::Gone(format!("write failed: {e}").into()),
+        }
+        if let Phase::Finishing { transport, linger, write_shut, peer_closed, .. } = &mut self.phase {
+            if !*linger {
+                return Flush::Gone("closed".into());
+            }
+            if !*write_shut {
+                *write_shut = true;
+                // Half-close: the client sees our last bytes then EOF, and we keep reading so
+                // its late data does not turn our close into a reset.
+                let _ = transport.socket.shutdown_write();
+            }
+            if *peer_closed {
+                return Flush::Gone("closed".into());
+            }
+        }
+        Flush::Done
+    }
+
+    // ----- closing -----
+
+    /// Starts a server-initiated closing handshake: close frame queued, and the client given
+    /// `--close-timeout` to answer. False if the connection was not open or already closing.
+    pub fn close(&mut self, code: CloseCode, reason: &str, now: Instant, settings: &Settings) -> bool {
+        let Phase::Open { ws, closing, .. } = &mut self.phase else {
+            return false;
+        };
+        if closing.is_some() {
+            return false;
+        }
+        *closing = Some(now + settings.close_timeout);
+        if ws.close(Some(close_frame(code, reason))).and_then(|()| ws.flush()).is_err() {
+            trace!("{}: close frame not queued (already closing)", self.peer);
+        }
+        true
+    }
+
+    /// Disconnects a reader that fell more than `--max-outbound` behind: what it has not
+    /// started receiving is dropped and a close 1008 queued after it; the close deadline bounds
+    /// how long it can hold on. Returns the reason, or None if it was already closing.
+    pub fn cut_off_too_slow(&mut self, now: Instant, settings: &Settings) -> Option<Why> {
+        if !self.accepts_messages() {
+            return None;
+        }
+        warn!(
+            "{}: too slow: over {} bytes queued (--max-outbound); disconnecting",
+            self.peer, settings.max_outbound
+        );
+        if let Some(transport) = self.transport_mut() {
+            transport.outbox.truncate_unstarted();
+        }
+        const REASON: &str = "too slow: outbound queue limit exceeded";
+        self.close(CloseCode::Policy, REASON, now, settings);
+        Some(REASON.into())
+    }
+
+    /// The server is shutting down: a connection still handshaking is over at once, an open
+    /// one is closed with 1001.
+    pub fn shut_down(&mut self, now: Instant, settings: &Settings) -> Step {
+        const REASON: &str = "server shutting down";
+        if self.is_handshaking() {
+            return Step::Gone(REASON.into());
+        }
+        if self.close(CloseCode::Away, REASON, now, settings) {
+            return Step::Left(REASON.into());
+        }
+        Step::Done
+    }
+
+    /// Fails the connection after a protocol error, with the close code RFC 6455 asks for.
+    fn fail(&mut self, error: WsError, now: Instant, settings: &Settings) -> Step {
+        let (code, reason) = match Failure::of(error) {
+            Failure::Close(code, reason) => (code, reason),
+            Failure::Closed => {
+                self.finish(now, settings, false);
+                return Step::Left("closed".into());
+            }
+            Failure::Dropped(why) => return Step::Gone(why.into()),
+        };
+        warn!("{}: {reason}; closing with {}", self.peer, u16::from(code));
+        if let Phase::Open { ws, .. } = &mut self.phase {
+            let _ = ws.close(Some(close_frame(code, &reason)));
+            let _ = ws.flush();
+        }
+        // The client broke the protocol: nothing more it sends is processed (RFC 6455 7.1.7).
+        self.finish(now, settings, true);
+        Step::Left(reason.into())
+    }
+
+    /// Logs and queues an HTTP error reply.
+    fn reject(&mut self, reply: Reply, now: Instant, settings: &Settings) -> Step {
+        let why = String::from_utf8_lossy(&reply.body);
+        // Refusals an operator should see: a full server, and browsers from other sites
+        // (a misconfigured --allowed-origins looks exactly like this).
+        if reply.status >= 500 || reply.status == 403 {
+            warn!("{}: answering {} {}: {}", self.peer, reply.status, reply.reason, why.trim_end());
+        } else {
+            debug!("{}: answering {} {}: {}", self.peer, reply.status, reply.reason, why.trim_end());
+        }
+        self.respond(reply, now, settings)
+    }
+
+    /// Queues an HTTP response, then finishes (one request per connection).
+    fn respond(&mut self, reply: Reply, now: Instant, settings: &Settings) -> Step {
+        if reply.status < 400 {
+            debug!("{}: {} {}", self.peer, reply.status, reply.reason);
+        }
+        let (head, body) = reply.into_parts();
+        if let Some(transport) = self.transport_mut() {
+            transport.outbox.push(head);
+            if let Some(body) = body {
+                transport.outbox.push(body);
+            }
+        }
+        self.finish(now, settings, true);
+        Step::Done
+    }
+
+    /// Moves to [`Phase::Finishing`], keeping the socket and whatever is queued for it.
+    fn finish(&mut self, now: Instant, settings: &Settings, linger: bool) {
+        let transport = match std::mem::replace(&mut self.phase, Phase::Gone) {
+            Phase::Head { transport, .. } => transport,
+            Phase::Open { ws, .. } => ws.into_inner(),
+            other => {
+                self.phase = other;
+                return;
+            }
+        };
+        let deadline = now + settings.close_timeout;
+        self.phase = Phase::Finishing { transport, deadline, linger, write_shut: false, peer_closed: false };
+    }
+
+    fn transport(&self) -> Option<&Transport<S>> {
+        match &self.phase {
+            Phase::Head { transport, .. } | Phase::Finishing { transport, .. } => Some(transport),
+            Phase::Open { ws, .. } => Some(ws.get_ref()),
+            Phase::Gone => None,
+        }
+    }
+
+    fn transport_mut(&mut self) -> Option<&mut Transport<S>> {
+        match &mut self.phase {
+            Phase::Head { transport, .. } | Phase::Finishing { transport, .. } => Some(transport),
+            Phase::Open { ws, .. } => Some(ws.get_mut()),
+            Phase::Gone => None,
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The listening socket: accepting connections up to the connection cap, and backing off when
+//! the process runs out of descriptors or memory.
+//!
+//! Readiness is edge-triggered, so the listener is drained until `WouldBlock` each time. Two
+//! things pause accepting: the cap (clients plus a margin to answer a burst of over-limit
+//! clients with 503 rather than leave them hanging), lifted when a connection closes; and an
+//! accept error such as EMFILE, after which the listener stays readable, so retrying at once
+//! would spin: the server waits [`ACCEPT_BACKOFF`] instead, warning at most every
+//! [`ACCEPT_WARNING_INTERVAL`] so the log stays readable.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+
+use crate::settings::Settings;
+
+/// Wait after an accept failure for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM).
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Shortest interval between two warnings about failing accepts.
+pub const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The listener and its pause state.
+pub struct Acceptor {
+    /// None once the server is shutting down.
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    /// Most connections held at once.
+    cap: usize,
+    paused: bool,
+    /// With `paused`: when to try again (None: when a connection closes).
+    retry_at: Option<Instant>,
+    last_warning: Option<Instant>,
+}
+
+impl Acceptor {
+    /// Binds the listener with the configured backlog and registers it under `token`.
+    pub fn bind(settings: &Settings, registry: &Registry, token: Token) -> io::Result<Self> {
+        let mut listener = listen(settings.addr, settings.backlog)?;
+        registry.register(&mut listener, token, Interest::READABLE)?;
+        Ok(Self {
+            local_addr: listener.local_addr()?,
+            listener: Some(listener),
+            // Clients plus room to answer a burst of over-limit clients with 503.
+            cap: settings.max_connections + 64 + settings.max_connections / 16,
+            paused: false,
+            retry_at: None,
+            last_warning: None,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The next connection waiting, given that `open` connections are held now; None when the
+    /// listener is drained, accepting is paused, or the listener is closed.
+    pub fn next(&mut self, open: usize, now: Instant) -> Option<(TcpStream, SocketAddr)> {
+        loop {
+            let listener = self.listener.as_ref()?;
+            if self.paused {
+                return None;
+            }
+            if open >= self.cap {
+                debug!("connection cap reached; accepting paused until a connection closes");
+                self.paused = true;
+                return None;
+            }
+            match listener.accept() {
+                Ok(accepted) => return Some(accepted),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if is_transient(&e) => continue,
+                Err(e) => {
+                    self.back_off(&e, now);
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn back_off(&mut self, error: &io::Error, now: Instant) {
+        if self.last_warning.is_none_or(|at| now >= at + ACCEPT_WARNING_INTERVAL) {
+            self.last_warning = Some(now);
+            warn!("accept failed: {error}; retrying every {ACCEPT_BACKOFF:?} (further failures logged at debug)");
+        } else {
+            debug!("accept failed again: {error}");
+        }
+        self.paused = true;
+        self.retry_at = Some(now + ACCEPT_BACKOFF);
+    }
+
+    /// A connection closed: a descriptor and a slot are free, so a paused acceptor retries at
+    /// the end of this turn.
+    pub fn connection_closed(&mut self, now: Instant) {
+        if self.paused {
+            self.retry_at = Some(now);
+        }
+    }
+
+    /// When a paused acceptor wants to try again.
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.retry_at.filter(|_| self.paused)
+    }
+
+    /// Lifts a pause that is due at `now`; true if accepting should be tried again.
+    pub fn resume_if_due(&mut self, now: Instant) -> bool {
+        if !self.paused || self.retry_at.is_some_and(|at| now < at) || self.retry_at.is_none() {
+            return false;
+        }
+        self.paused = false;
+        self.retry_at = None;
+        true
+    }
+
+    /// Stops listening (shutdown).
+    pub fn close(&mut self, registry: &Registry) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = registry.deregister(&mut listener);
+        }
+    }
+}
+
+/// Binds a non-blocking listener with our own backlog (mio's `bind` fixes it at 128).
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Lets a restarted server bind again while old connections sit in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Errors that concern only the connection being accepted, not the listener.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
+    )
+}

@@ -1,0 +1,92 @@
+//! Fan-out: queuing one encoded frame to many connections, the list of connections to flush
+//! at the end of the loop turn, and the verdict on slow readers.
+//!
+//! A broadcast is framed once (see [`frame`](crate::frame)) and the same [`Bytes`] pushed to
+//! every recipient's outbox: a reference-count increment each, no copy. Nothing is written
+//! while a turn's messages are being dispatched; each recipient is listed once ("dirty") and
+//! flushed with one vectored write at the end of the turn, so all the broadcasts of one turn
+//! leave together.
+//!
+//! **Slow readers.** A client may have at most `--max-outbound` bytes queued. A slow reader is
+//! one whose *socket* refuses bytes, not one that was sent a burst in the last microsecond: when
+//! a frame would take a recipient over the limit, its queue is first written to its socket, and
+//! only if the limit is still exceeded is it judged too slow. It is then listed, and the server
+//! cuts it off once the current batch is queued (close 1008). Connections that are not open, or
+//! already closing, receive nothing.
+
+use bytes::Bytes;
+use slab::Slab;
+
+use crate::connection::{Connection, Stream};
+
+/// The turn's flush list and slow-reader verdicts.
+#[derive(Debug)]
+pub struct FanOut {
+    max_outbound: usize,
+    /// Connections with queued output, to flush at the end of this turn.
+    dirty: Vec<usize>,
+    /// Readers found over `--max-outbound`, to cut off once the current batch is queued.
+    too_slow: Vec<usize>,
+}
+
+impl FanOut {
+    pub fn new(max_outbound: usize) -> Self {
+        Self { max_outbound, dirty: Vec::new(), too_slow: Vec::new() }
+    }
+
+    /// Lists a connection for this turn's flush (once).
+    pub fn mark_dirty<S: Stream>(&mut self, key: usize, conn: &mut Connection<S>) {
+        if conn.mark_dirty() {
+            self.dirty.push(key);
+        }
+    }
+
+    /// Queues `frame` for one client.
+    pub fn queue<S: Stream>(&mut self, conns: &mut Slab<Connection<S>>, key: usize, frame: &Bytes) {
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        if !conn.accepts_messages() {
+            return;
+        }
+        if conn.queued() + frame.len() > self.max_outbound {
+            // Judge the socket, not the burst: write what is queued, then look again. A write
+            // error is noticed (and the connection removed) by the end-of-turn flush.
+            let _ = conn.flush();
+            if conn.queued() + frame.len() > self.max_outbound {
+                self.too_slow.push(key);
+                return;
+            }
+        }
+        conn.push(frame.clone());
+        self.mark_dirty(key, conn);
+    }
+
+    /// Queues `frame` for every client in `keys` (a room).
+    pub fn queue_to_all<S: Stream>(
+        &mut self,
+        conns: &mut Slab<Connection<S>>,
+        keys: &[usize],
+        frame: &Bytes,
+    ) {
+        for &key in keys {
+            self.queue(conns, key, frame);
+        }
+    }
+
+    /// The next connection to flush; each is listed once per turn.
+    pub fn next_dirty(&mut self) -> Option<usize> {
+        self.dirty.pop()
+    }
+
+    /// The next reader found too slow.
+    pub fn next_too_slow(&mut self) -> Option<usize> {
+        self.too_slow.pop()
+    }
+
+    /// Drops the lists' capacity (all connections are gone).
+    pub fn release_memory(&mut self) {
+        self.dirty = Vec::new();
+        self.too_slow = Vec::new();
+    }
+}

@@ -1,0 +1,417 @@
+//! The hub: every connection in one slab, the chat, and the routing between them, with no
+//! knowledge of how bytes reach a socket.
+//!
+//! The hub is told what happened (a connection was accepted, is readable or writable, the time
+//! is now T) and does the rest: it asks the [`Connection`] what reading amounted to, routes
+//! messages to the [`Chat`] (or straight back, on `/echo`), turns the chat's [`Effect`]s into
+//! frames queued by [`FanOut`], cuts off slow readers, fires timers, and flushes each touched
+//! connection once per turn. It is generic over the stream, so the server runs it on mio
+//! sockets and the [simulation](crate::sim) on scripted in-memory pipes: both run this code.
+//!
+//! What the hub cannot do itself, it hands back to its owner: sockets whose WRITABLE interest
+//! must change ([`pop_interest_change`](Hub::pop_interest_change)) and sockets of removed
+//! connections ([`pop_released`](Hub::pop_released)), to deregister.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use log::{debug, info};
+use slab::Slab;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+use super::fanout::FanOut;
+use super::timers::TimerQueue;
+use crate::chat::{Audience, Body, Chat, ClientId, Effect};
+use crate::connection::{Budget, Clock, Connection, Flush, Route, Step, Stream};
+use crate::frame::{self, Opcode};
+use crate::http::Endpoint;
+use crate::settings::Settings;
+
+/// Connections, chat and the routing between them.
+pub struct Hub<S> {
+    settings: Settings,
+    conns: Slab<Connection<S>>,
+    chat: Chat,
+    fanout: FanOut,
+    timers: TimerQueue,
+    /// Scratch list of chat effects, reused.
+    effects: Vec<Effect>,
+    /// Connections that still had input when their turn's budget ran out.
+    unfinished_reads: Vec<usize>,
+    /// Connections counted against `--max-connections`.
+    clients: usize,
+    next_serial: u64,
+    /// Origin of the millisecond clock the rate limiter counts in.
+    started: Instant,
+    /// Connections whose WRITABLE interest must be (de)registered.
+    interest_changes: Vec<usize>,
+    /// Sockets of removed connections, to deregister.
+    released: Vec<S>,
+}
+
+impl<S: Stream> Hub<S> {
+    pub fn new(settings: Settings, now: Instant) -> Self {
+        Self {
+            chat: Chat::with_announce_limit(settings.announce_limit),
+            fanout: FanOut::new(settings.max_outbound),
+            settings,
+            conns: Slab::new(),
+            timers: TimerQueue::new(),
+            effects: Vec::new(),
+            unfinished_reads: Vec::new(),
+            clients: 0,
+            next_serial: 0,
+            started: now,
+            interest_changes: Vec::new(),
+            released: Vec::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn chat(&self) -> &Chat {
+        &self.chat
+    }
+
+    /// Connections held (handshaking, open or finishing).
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// The connection under `key`, if any.
+    pub fn connection(&self, key: usize) -> Option<&Connection<S>> {
+        self.conns.get(key)
+    }
+
+    /// The key the next admitted connection will get (its poll token).
+    pub fn vacant_key(&self) -> usize {
+        self.conns.vacant_key()
+    }
+
+    /// Takes in a new connection, which starts by reading its request head; returns its key.
+    pub fn admit(&mut self, socket: S, peer: std::net::SocketAddr, now: Instant) -> usize {
+        let counted = self.clients < self.settings.max_connections;
+        if counted {
+            self.clients += 1;
+        }
+        self.next_serial += 1;
+        let conn = Connection::new(self.next_serial, peer, socket, now, &self.settings, counted);
+        let key = self.conns.insert(conn);
+        debug!("{peer}: accepted as #{key}");
+        self.rearm(key);
+        key
+    }
+
+    /// When the hub next needs to run even if no socket is ready: now if reads were left
+    /// over, else the earliest timer.
+    pub fn next_wakeup(&self, now: Instant) -> Option<Instant> {
+        if self.unfinished_reads.is_empty() {
+            self.timers.next_due()
+        } else {
+            Some(now)
+        }
+    }
+
+    /// Some connection's reads were cut short by its budget: it is read again next turn.
+    pub fn has_unfinished_reads(&self) -> bool {
+        !self.unfinished_reads.is_empty()
+    }
+
+    /// The connections whose reads were cut short last turn; the caller reads them again
+    /// after this turn's readiness events.
+    pub fn take_unfinished_reads(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.unfinished_reads)
+    }
+
+    // ----- readiness -----
+
+    /// The socket can take bytes again: flush it this turn.
+    pub fn on_writable(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            self.fanout.mark_dirty(key, conn);
+        }
+    }
+
+    /// The socket has input (or had some left): read one turn's worth and route it.
+    pub fn on_readable(&mut self, key: usize, now: Instant) {
+        let clock = self.clock(now);
+        let mut budget = Budget::per_turn();
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            match conn.read(&self.settings, clock, &mut budget) {
+                Step::Upgraded(endpoint) => self.on_upgraded(key, endpoint, now),
+                Step::Text(text) => self.on_message(key, Incoming::Text(&text), now),
+                Step::Binary(data) => self.on_message(key, Incoming::Binary(data), now),
+                Step::Left(why) => {
+                    self.leave_chat(key, &why, now);
+                    break;
+                }
+                Step::Done => break,
+                Step::Yield => {
+                    self.unfinished_reads.push(key);
+                    break;
+                }
+                Step::Gone(why) => return self.remove(key, &why, now),
+            }
+        }
+        self.after_activity(key);
+    }
+
+    fn on_upgraded(&mut self, key: usize, endpoint: Endpoint, now: Instant) {
+        let peer = self.conns.get(key).map(Connection::peer);
+        match endpoint {
+            Endpoint::Chat { nick } => {
+                self.chat.connect(key, nick.as_deref(), &mut self.effects);
+                debug!("{peer:?}: joined the chat as {}", self.chat.nick(key).unwrap_or("?"));
+                self.apply_effects(now);
+            }
+            Endpoint::Echo => debug!("{peer:?}: echo session open"),
+        }
+    }
+
+    /// A data message: to the chat, or straight back on `/echo`.
+    fn on_message(&mut self, key: usize, message: Incoming, now: Instant) {
+        match (self.conns.get(key).and_then(Connection::route), message) {
+            (Some(Route::Echo), Incoming::Text(text)) => self.echo(key, Opcode::Text, text.as_bytes(), now),
+            (Some(Route::Echo), Incoming::Binary(data)) => self.echo(key, Opcode::Binary, &data, now),
+            (Some(Route::Chat), Incoming::Text(text)) => {
+                self.chat.text(key, text, &mut self.effects);
+                self.apply_effects(now);
+            }
+            (Some(Route::Chat), Incoming::Binary(data)) => {
+                self.chat.binary(key, data, &mut self.effects);
+                self.apply_effects(now);
+            }
+            (None, _) => {}
+        }
+    }
+
+    fn echo(&mut self, key: usize, opcode: Opcode, payload: &[u8], now: Instant) {
+        self.fanout.queue(&mut self.conns, key, &frame::encode(opcode, payload));
+        self.cut_off_slow_readers(now);
+    }
+
+    // ----- chat effects -----
+
+    /// Carries out the chat's effects: each message is framed once and the same buffer queued
+    /// for every recipient.
+    fn apply_effects(&mut self, now: Instant) {
+        while !self.effects.is_empty() {
+            let mut effects = std::mem::take(&mut self.effects);
+            for effect in effects.drain(..) {
+                match effect {
+                    Effect::Send { to, body } => {
+                        let encoded = match &body {
+                            Body::Text(text) => frame::encode(Opcode::Text, text.as_bytes()),
+                            Body::Binary(data) => frame::encode(Opcode::Binary, data),
+                        };
+                        match to {
+                            Audience::Client(client) => self.fanout.queue(&mut self.conns, client, &encoded),
+                            Audience::Room(room) => {
+                                let members = self.chat.room_members(&room);
+                                self.fanout.queue_to_all(&mut self.conns, members, &encoded);
+                            }
+                        }
+                    }
+                    Effect::Close { client, reason } => self.close(client, CloseCode::Normal, &reason, now),
+                }
+            }
+            // Keep the allocation for next time unless a cut-off produced new effects.
+            if self.effects.is_empty() {
+                self.effects = effects;
+            }
+            self.cut_off_slow_readers(now);
+        }
+    }
+
+    /// Disconnects the readers fan-out found over `--max-outbound`.
+    fn cut_off_slow_readers(&mut self, now: Instant) {
+        while let Some(key) = self.fanout.next_too_slow() {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if let Some(why) = conn.cut_off_too_slow(now, &self.settings) {
+                self.leave_chat(key, &why, now);
+                self.after_activity(key);
+            }
+        }
+    }
+
+    fn leave_chat(&mut self, key: ClientId, why: &str, now: Instant) {
+        if self.chat.nick(key).is_some() {
+            self.chat.disconnect(key, why, &mut self.effects);
+            self.apply_effects(now);
+        }
+    }
+
+    // ----- closing and removal -----
+
+    /// Starts a server-initiated close of one connection; its client leaves the chat.
+    pub fn close(&mut self, key: usize, code: CloseCode, reason: &str, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.close(code, reason, now, &self.settings) {
+            self.leave_chat(key, reason, now);
+            self.after_activity(key);
+        }
+    }
+
+    /// The server is shutting down: handshaking connections are dropped, open ones closed
+    /// with 1001.
+    pub fn shut_down(&mut self, now: Instant) {
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            match conn.shut_down(now, &self.settings) {
+                Step::Gone(why) => self.remove(key, &why, now),
+                Step::Left(why) => {
+                    self.leave_chat(key, &why, now);
+                    self.after_activity(key);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Drops a connection now: its socket is released, its slot freed, the chat told.
+    pub fn remove(&mut self, key: usize, why: &str, now: Instant) {
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        debug!("{}: #{key} removed: {why}", conn.peer());
+        if conn.is_counted() {
+            self.clients -= 1;
+        }
+        if let Some(socket) = conn.into_socket() {
+            self.released.push(socket);
+        }
+        // The room hears a plain reason; the details (OS errors) are for the log only.
+        self.leave_chat(key, if why == "closed" { why } else { "connection lost" }, now);
+    }
+
+    // ----- timers and flushing -----
+
+    /// Runs every timer due at `now`.
+    pub fn fire_timers(&mut self, now: Instant) {
+        while let Some((key, serial, at)) = self.timers.pop_due(now) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if !conn.take_timer(serial, at) {
+                continue;
+            }
+            match conn.on_timer(now, &self.settings) {
+                Step::Gone(why) => {
+                    self.remove(key, &why, now);
+                    continue;
+                }
+                Step::Left(why) => self.leave_chat(key, &why, now),
+                _ => {}
+            }
+            self.after_activity(key);
+        }
+    }
+
+    /// Writes every connection touched this turn, once, and notes which sockets need their
+    /// WRITABLE interest changed.
+    pub fn flush(&mut self, now: Instant) {
+        while let Some(key) = self.fanout.next_dirty() {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            conn.clear_dirty();
+            match conn.flush() {
+                Flush::Gone(why) => self.remove(key, &why, now),
+                flush => {
+                    if conn.set_writable_interest(flush == Flush::Blocked) {
+                        self.interest_changes.push(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A connection whose WRITABLE interest must change: its key, socket and whether it wants
+    /// WRITABLE.
+    pub fn pop_interest_change(&mut self) -> Option<(usize, &mut S, bool)> {
+        // A key may have been reused since it was listed; its current wish is what counts.
+        let key = loop {
+            let key = self.interest_changes.pop()?;
+            if self.conns.contains(key) {
+                break key;
+            }
+        };
+        let conn = self.conns.get_mut(key)?;
+        let writable = conn.wants_writable();
+        conn.socket_mut().map(|socket| (key, socket, writable))
+    }
+
+    /// The socket of a removed connection, to deregister.
+    pub fn pop_released(&mut self) -> Option<S> {
+        self.released.pop()
+    }
+
+    /// Gives back what a crowd of connections left behind once the last of them is gone:
+    /// otherwise the slab, the scratch lists and stale timers keep their peak capacity. Does
+    /// nothing while connections remain or after a small crowd (keeping that capacity for the
+    /// next clients costs next to nothing). True if memory was released.
+    pub fn release_memory_after(&mut self, crowd: usize) -> bool {
+        if !self.conns.is_empty() || self.conns.capacity() < crowd {
+            return false;
+        }
+        info!("no connections left after a crowd of {}; releasing memory", self.conns.capacity());
+        self.conns = Slab::new();
+        self.timers.clear(); // every timer left belongs to a connection that is gone
+        self.fanout.release_memory();
+        self.unfinished_reads = Vec::new();
+        self.effects = Vec::new();
+        self.interest_changes = Vec::new();
+        self.released = Vec::new();
+        self.chat.release_memory();
+        true
+    }
+
+    /// After a connection did something: flush it this turn if it has output, and make sure
+    /// its next deadline is in the timer queue.
+    fn after_activity(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if conn.needs_flush() {
+                self.fanout.mark_dirty(key, conn);
+            }
+            self.rearm(key);
+        }
+    }
+
+    fn rearm(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(at) = conn.deadline(&self.settings) {
+            if conn.arm_timer(at) {
+                self.timers.schedule(key, conn.serial(), at);
+            }
+        }
+    }
+
+    fn clock(&self, now: Instant) -> Clock {
+        // Wraps after 49 days; the rate limiter only compares nearby readings.
+        Clock { now, ms: now.saturating_duration_since(self.started).as_millis() as u32 }
+    }
+}
+
+/// A data message as it reaches the router.
+enum Incoming<'a> {
+    Text(&'a str),
+    Binary(Bytes),
+}

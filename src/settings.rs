@@ -1,0 +1,135 @@
+//! The server's settings, checked once: [`Settings`] is what [`Config`] becomes after
+//! validation, with everything derived from the flags built a single time (tungstenite's
+//! [`WebSocketConfig`], the parsed [`OriginPolicy`]). The server, its connections and the
+//! in-memory simulation all read the same value, so no part re-parses or re-validates a flag.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tungstenite::protocol::WebSocketConfig;
+
+use crate::config::{Config, OUTBOUND_SLACK};
+use crate::origin::OriginPolicy;
+
+/// Validated settings. Build them with [`Config::settings`] (or `Settings::try_from`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub backlog: u32,
+    pub max_connections: usize,
+    pub max_message_size: usize,
+    pub max_outbound: usize,
+    pub announce_limit: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub close_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    /// `--max-messages-per-sec`; 0 is off.
+    pub max_messages_per_sec: u32,
+    /// tungstenite's settings for every server connection.
+    pub websocket: WebSocketConfig,
+    /// Which web origins may open a WebSocket.
+    pub origins: OriginPolicy,
+}
+
+impl TryFrom<&Config> for Settings {
+    type Error = String;
+
+    /// Checks that the flags make sense together and builds what they describe.
+    fn try_from(config: &Config) -> Result<Self, String> {
+        if config.backlog == 0 || config.backlog > i32::MAX as u32 {
+            return Err("--backlog must be at least 1".into());
+        }
+        if config.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        if config.max_message_size == 0 {
+            return Err("--max-message-size must be at least 1 byte".into());
+        }
+        if config.max_outbound < config.max_message_size.saturating_add(OUTBOUND_SLACK) {
+            return Err(format!(
+                "--max-outbound must be at least --max-message-size + {OUTBOUND_SLACK} bytes, \
+                 so that one message of the largest size always fits"
+            ));
+        }
+        if !(64..=16 << 20).contains(&config.read_buffer_size) {
+            return Err("--read-buffer-size must be between 64B and 16MiB".into());
+        }
+        for (flag, value) in [
+            ("--handshake-timeout", config.handshake_timeout),
+            ("--idle-timeout", config.idle_timeout),
+            ("--close-timeout", config.close_timeout),
+        ] {
+            if value < Duration::from_millis(10) {
+                return Err(format!("{flag} must be at least 10ms"));
+            }
+        }
+        if config.max_messages_per_sec > crate::rate::MAX_RATE {
+            return Err(format!("--max-messages-per-sec must be at most {}", crate::rate::MAX_RATE));
+        }
+        let origins = OriginPolicy::new(&config.allowed_origins)?;
+        // Our message limit applies to whole messages and to single frames; tungstenite never
+        // buffers writes (the outbox does).
+        let websocket = WebSocketConfig::default()
+            .read_buffer_size(config.read_buffer_size)
+            .write_buffer_size(0)
+            .max_message_size(Some(config.max_message_size))
+            .max_frame_size(Some(config.max_message_size));
+        Ok(Self {
+            addr: config.addr,
+            backlog: config.backlog,
+            max_connections: config.max_connections,
+            max_message_size: config.max_message_size,
+            max_outbound: config.max_outbound,
+            announce_limit: config.announce_limit,
+            handshake_timeout: config.handshake_timeout,
+            idle_timeout: config.idle_timeout,
+            close_timeout: config.close_timeout,
+            shutdown_timeout: config.shutdown_timeout,
+            max_messages_per_sec: config.max_messages_per_sec,
+            websocket,
+            origins,
+        })
+    }
+}
+
+impl Settings {
+    /// The defaults, on the given address (for tests and embedding).
+    pub fn with_addr(addr: SocketAddr) -> Self {
+        Config::with_addr(addr).settings().expect("the defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::with_addr("127.0.0.1:0".parse().unwrap())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let settings = config().settings().unwrap();
+        assert_eq!(settings.max_outbound, 1 << 20);
+        assert_eq!(settings.websocket.max_message_size, Some(64 << 10));
+    }
+
+    #[test]
+    fn inconsistent_limits_are_refused() {
+        let mut config = config();
+        config.max_message_size = 4 << 20;
+        assert!(config.settings().unwrap_err().contains("--max-outbound"));
+        config.max_outbound = 8 << 20;
+        assert!(config.settings().is_ok());
+        config.max_connections = 0;
+        assert!(config.settings().is_err());
+    }
+
+    #[test]
+    fn bad_origins_are_refused() {
+        let mut config = config();
+        config.allowed_origins = vec!["chat.example.com".into()];
+        assert!(config.settings().unwrap_err().contains("--allowed-origins"));
+    }
+}

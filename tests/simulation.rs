@@ -1,0 +1,153 @@
+//! The server's rules exercised through the in-memory simulation (`wschat::sim`): the real
+//! hub, connections, chat and fan-out over scripted sockets, with a virtual clock, so slow
+//! readers, bursts, pieces and timeouts are exact and instant. Socket-level behaviour is tested
+//! against the real binary in the other files.
+
+use std::time::Duration;
+
+use wschat::sim::{client_frame, scenarios::small_limits, ClientIx, Simulation};
+use wschat::Settings;
+
+/// A lobby with a sender, a reader whose socket takes everything, and a member whose socket
+/// takes nothing once it has joined.
+fn lobby(settings: Settings) -> (Simulation, ClientIx, ClientIx, ClientIx) {
+    let mut sim = Simulation::new(settings);
+    let reader = sim.upgrade("/?nick=reader");
+    let sleeper = sim.upgrade("/?nick=sleeper");
+    let sender = sim.upgrade("/?nick=sender");
+    sim.set_window(sleeper, Some(0));
+    (sim, sender, reader, sleeper)
+}
+
+fn said(sim: &mut Simulation, client: ClientIx) -> Vec<String> {
+    sim.texts(client).into_iter().filter(|t| t.starts_with("sender: ")).collect()
+}
+
+#[test]
+fn a_member_that_never_reads_is_cut_off_and_the_others_get_everything() {
+    let (mut sim, sender, reader, sleeper) = lobby(small_limits());
+    let max_outbound = sim.settings().max_outbound;
+    let line = "y".repeat(1000);
+    for i in 0..40 {
+        sim.send_text(sender, &format!("{i} {line}"));
+        sim.settle();
+        assert!(sim.queued(sleeper) <= max_outbound, "queue over --max-outbound after message {i}");
+    }
+    assert!(!sim.accepts_messages(sleeper), "a member whose socket refuses everything was not cut off");
+    let expected: Vec<String> = (0..40).map(|i| format!("sender: {i} {line}")).collect();
+    assert_eq!(said(&mut sim, reader), expected);
+    assert_eq!(said(&mut sim, sender), expected);
+    assert!(sim.is_connected(sleeper), "it is given --close-timeout to take its close frame");
+    let close_timeout = sim.settings().close_timeout;
+    sim.advance(close_timeout);
+    assert!(!sim.is_connected(sleeper), "dropped once the close timed out");
+    assert!(sim
+        .texts(reader)
+        .iter()
+        .any(|t| t == "*** sleeper left lobby (too slow: outbound queue limit exceeded)"));
+}
+
+#[test]
+fn a_burst_in_one_turn_does_not_cut_off_readers_that_keep_up() {
+    let mut settings = small_limits();
+    settings.max_messages_per_sec = 0;
+    let (mut sim, sender, reader, _sleeper) = lobby(settings);
+    // 64 messages of 4 KiB arrive together: 32 times --max-outbound within a single turn.
+    let line = "z".repeat(4000);
+    let burst: Vec<u8> =
+        (0..64).flat_map(|i| client_frame(0x81, format!("{i} {line}").as_bytes(), [1, 2, 3, 4])).collect();
+    sim.send(sender, &burst);
+    sim.settle();
+    assert!(sim.accepts_messages(reader) && sim.accepts_messages(sender));
+    assert_eq!(said(&mut sim, reader).len(), 64);
+    assert_eq!(said(&mut sim, sender).len(), 64);
+}
+
+#[test]
+fn a_reader_that_drains_slowly_but_steadily_is_kept() {
+    let (mut sim, sender, reader, sleeper) = lobby(small_limits());
+    sim.set_window(sleeper, Some(0));
+    for i in 0..30 {
+        sim.send_text(sender, &format!("{i} {}", "w".repeat(500)));
+        sim.settle();
+        // It reads a little more than it is sent each turn.
+        sim.drain(sleeper, 600);
+        sim.settle();
+    }
+    assert!(sim.accepts_messages(sleeper));
+    assert_eq!(said(&mut sim, sleeper).len(), 30);
+    assert_eq!(said(&mut sim, reader).len(), 30);
+}
+
+#[test]
+fn an_echo_client_that_does_not_read_is_cut_off_by_its_own_echoes() {
+    let mut sim = Simulation::new(small_limits());
+    let echo = sim.upgrade("/echo");
+    sim.set_window(echo, Some(0));
+    for _ in 0..4 {
+        sim.send_text(echo, &"e".repeat(4000));
+        sim.settle();
+    }
+    assert!(!sim.accepts_messages(echo));
+    sim.set_window(echo, None);
+    sim.settle();
+    assert_eq!(sim.close_code(echo), Some(1008));
+}
+
+#[test]
+fn messages_split_into_single_bytes_arrive_whole() {
+    let mut sim = Simulation::new(small_limits());
+    let reader = sim.upgrade("/?nick=reader");
+    let sender = sim.upgrade("/?nick=sender");
+    sim.set_piece(sender, 1);
+    sim.send_text(sender, "hello in pieces");
+    sim.settle();
+    assert_eq!(said(&mut sim, reader), ["sender: hello in pieces"]);
+}
+
+#[test]
+fn over_the_rate_limit_a_client_is_closed_and_the_others_are_untouched() {
+    let mut sim = Simulation::new(small_limits());
+    let reader = sim.upgrade("/?nick=reader");
+    let sender = sim.upgrade("/?nick=sender");
+    let flood: Vec<u8> =
+        (0..60).flat_map(|i| client_frame(0x81, format!("{i}").as_bytes(), [9, 9, 9, 9])).collect();
+    sim.send(sender, &flood);
+    sim.settle();
+    assert_eq!(sim.close_code(sender), Some(1008));
+    assert_eq!(said(&mut sim, reader).len(), 50, "a second's worth got through");
+    assert!(sim.accepts_messages(reader));
+}
+
+#[test]
+fn a_head_that_never_completes_is_dropped_at_the_handshake_timeout() {
+    let mut sim = Simulation::new(small_limits());
+    let slow = sim.connect(b"GET / HTTP/1.1\r\nHost: x\r\n");
+    sim.settle();
+    let timeout = sim.settings().handshake_timeout;
+    sim.advance(timeout - Duration::from_millis(1));
+    assert!(sim.is_connected(slow));
+    sim.advance(Duration::from_millis(1));
+    assert!(!sim.is_connected(slow));
+}
+
+#[test]
+fn a_silent_client_is_pinged_then_closed_with_1001() {
+    let mut sim = Simulation::new(small_limits());
+    let quiet = sim.upgrade("/echo");
+    let idle = sim.settings().idle_timeout;
+    sim.advance(idle / 2);
+    assert_eq!(sim.frames(quiet).last().map(|f| f.opcode), Some(9), "pinged halfway");
+    sim.advance(idle / 2);
+    assert_eq!(sim.close_code(quiet), Some(1001));
+}
+
+#[test]
+fn a_client_close_is_answered_and_the_connection_ends() {
+    let mut sim = Simulation::new(small_limits());
+    let client = sim.upgrade("/echo");
+    sim.send(client, &client_frame(0x88, &1000u16.to_be_bytes(), [5, 6, 7, 8]));
+    sim.settle();
+    assert_eq!(sim.close_code(client), Some(1000));
+    assert!(!sim.is_connected(client));
+}
