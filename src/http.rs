@@ -158,67 +158,85 @@ pub fn decide(head: &[u8], origins: &OriginPolicy) -> Decision {
         Err(httparse::Error::TooManyHeaders) => return Decision::Reject(Reply::too_large()),
         Err(e) => return Decision::Reject(Reply::new(400, "Bad Request", format!("malformed request: {e}"))),
     }
-    let reject = |reply| Decision::Reject(reply);
-    let header = |name: &str| {
-        request
+    let request = Request(request);
+    let method = request.0.method.unwrap_or("");
+    if method != "GET" && method != "HEAD" {
+        return Decision::Reject(Reply::method_not_allowed("only GET and HEAD are supported"));
+    }
+    let target = request.0.path.unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let host = request.header("Host");
+    if host.is_none() && request.0.version == Some(1) {
+        return Decision::Reject(Reply::new(400, "Bad Request", "missing Host header"));
+    }
+    if !request.has_token("Upgrade", "websocket") {
+        return match (web::asset(path), path) {
+            (Some(asset), _) => {
+                Decision::Serve(serve(asset, method == "HEAD", request.header("If-None-Match"), host))
+            }
+            (None, "/echo") => Decision::Reject(Reply::upgrade_required(
+                "this is a WebSocket endpoint; connect with a WebSocket client",
+            )),
+            (None, _) => Decision::Reject(not_found()),
+        };
+    }
+    match judge_upgrade(&request, path, query, origins) {
+        Ok(endpoint) => Decision::Upgrade(endpoint),
+        Err(reply) => Decision::Reject(reply),
+    }
+}
+
+/// A parsed request head, with header look-ups.
+struct Request<'h, 'b>(httparse::Request<'h, 'b>);
+
+impl Request<'_, '_> {
+    /// The first value of header `name`, trimmed, if it is UTF-8.
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0
             .headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .and_then(|h| std::str::from_utf8(h.value).ok())
             .map(str::trim)
-    };
-    let has_token = |name: &str, token: &str| {
-        header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    };
-
-    let method = request.method.unwrap_or("");
-    if method != "GET" && method != "HEAD" {
-        return reject(Reply::method_not_allowed("only GET and HEAD are supported"));
-    }
-    let target = request.path.unwrap_or("");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let host = header("Host");
-    if host.is_none() && request.version == Some(1) {
-        return reject(Reply::new(400, "Bad Request", "missing Host header"));
-    }
-    if !has_token("Upgrade", "websocket") {
-        return match (web::asset(path), path) {
-            (Some(asset), _) => {
-                Decision::Serve(serve(asset, method == "HEAD", header("If-None-Match"), host))
-            }
-            (None, "/echo") => reject(Reply::upgrade_required(
-                "this is a WebSocket endpoint; connect with a WebSocket client",
-            )),
-            (None, _) => reject(not_found()),
-        };
     }
 
-    if request.version != Some(1) {
-        return reject(Reply::new(505, "HTTP Version Not Supported", "HTTP/1.1 required"));
+    /// Whether header `name` lists `token` (comma-separated, any case).
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     }
-    if method != "GET" {
-        return reject(Reply::method_not_allowed("a WebSocket handshake is a GET"));
+}
+
+/// Checks a WebSocket upgrade request (RFC 6455 4.2.1) and the origin policy.
+fn judge_upgrade(
+    request: &Request,
+    path: &str,
+    query: &str,
+    origins: &OriginPolicy,
+) -> Result<Endpoint, Reply> {
+    if request.0.version != Some(1) {
+        return Err(Reply::new(505, "HTTP Version Not Supported", "HTTP/1.1 required"));
+    }
+    if request.0.method != Some("GET") {
+        return Err(Reply::method_not_allowed("a WebSocket handshake is a GET"));
     }
     let endpoint = match path {
         "/" => Endpoint::Chat { nick: query_param(query, "nick") },
         "/echo" => Endpoint::Echo,
-        _ => return reject(not_found()),
+        _ => return Err(not_found()),
     };
-    if !has_token("Connection", "upgrade") {
-        return reject(Reply::upgrade_required("a WebSocket handshake needs Connection: Upgrade"));
+    if !request.has_token("Connection", "upgrade") {
+        return Err(Reply::upgrade_required("a WebSocket handshake needs Connection: Upgrade"));
     }
-    if header("Sec-WebSocket-Version") != Some("13") {
-        return reject(
-            Reply::new(426, "Upgrade Required", "unsupported WebSocket version; 13 is supported")
-                .with("Sec-WebSocket-Version", "13"),
-        );
+    if request.header("Sec-WebSocket-Version") != Some("13") {
+        return Err(Reply::new(426, "Upgrade Required", "unsupported WebSocket version; 13 is supported")
+            .with("Sec-WebSocket-Version", "13"));
     }
-    if !header("Sec-WebSocket-Key").is_some_and(is_valid_key) {
-        return reject(Reply::new(400, "Bad Request", "missing or malformed Sec-WebSocket-Key"));
+    if !request.header("Sec-WebSocket-Key").is_some_and(is_valid_key) {
+        return Err(Reply::new(400, "Bad Request", "missing or malformed Sec-WebSocket-Key"));
     }
-    let origin = header("Origin");
-    if !origins.permits(origin, host.unwrap_or_default()) {
-        return reject(Reply::new(
+    let origin = request.header("Origin");
+    if !origins.permits(origin, request.header("Host").unwrap_or_default()) {
+        return Err(Reply::new(
             403,
             "Forbidden",
             format!(
@@ -227,7 +245,7 @@ pub fn decide(head: &[u8], origins: &OriginPolicy) -> Decision {
             ),
         ));
     }
-    Decision::Upgrade(endpoint)
+    Ok(endpoint)
 }
 
 fn not_found() -> Reply {

@@ -1,0 +1,107 @@
+//! The first phase of a connection: reading the HTTP request head, answering it (the page or
+//! an error), or completing the WebSocket upgrade with tungstenite.
+
+use std::io;
+use std::time::Instant;
+
+use bytes::Bytes;
+use log::{debug, warn};
+use tungstenite::protocol::Role;
+use tungstenite::WebSocket;
+
+use super::{Clock, Connection, HandshakeStream, Phase, Route, Step, Stream};
+use crate::http::{self, Decision, Endpoint, HeadProgress, Reply};
+use crate::rate::RateLimiter;
+use crate::settings::Settings;
+
+impl<S: Stream> Connection<S> {
+    pub(super) fn read_head(&mut self, settings: &Settings, clock: Clock) -> Step {
+        let Phase::Head { transport, head, .. } = &mut self.phase else {
+            return Step::Done;
+        };
+        let mut chunk = [0u8; 2048];
+        loop {
+            match io::Read::read(&mut transport.socket, &mut chunk) {
+                Ok(0) => return Step::Gone("closed before the handshake".into()),
+                Ok(n) => {
+                    head.extend_from_slice(&chunk[..n]);
+                    match http::head_progress(head) {
+                        HeadProgress::Incomplete => {}
+                        HeadProgress::Complete => break,
+                        HeadProgress::Refused(reply) => return self.reject(reply, clock.now, settings),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Done,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Step::Gone(format!("read failed during handshake: {e}").into()),
+            }
+        }
+        match http::decide(head, &settings.origins) {
+            Decision::Serve(reply) => self.respond(reply, clock.now, settings),
+            Decision::Reject(reply) => self.reject(reply, clock.now, settings),
+            Decision::Upgrade(_) if !self.counted => {
+                self.reject(Reply::service_unavailable(), clock.now, settings)
+            }
+            Decision::Upgrade(endpoint) => self.upgrade(endpoint, settings, clock),
+        }
+    }
+
+    /// Hands the request to tungstenite, which validates it once more and writes the 101
+    /// response; the response is queued and the WebSocket set up over the socket.
+    fn upgrade(&mut self, endpoint: Endpoint, settings: &Settings, clock: Clock) -> Step {
+        let Phase::Head { mut transport, head, deadline } = std::mem::replace(&mut self.phase, Phase::Gone)
+        else {
+            return Step::Done;
+        };
+        let mut stream = HandshakeStream { head: &head, response: Vec::new() };
+        if let Err(e) = tungstenite::accept_with_config(&mut stream, Some(settings.websocket)) {
+            // http::decide already checked what tungstenite checks, so this is not expected.
+            warn!("{}: handshake refused by tungstenite: {e}", self.peer);
+            self.phase = Phase::Head { transport, head: Vec::new(), deadline };
+            return self.reject(
+                Reply::new(400, "Bad Request", "invalid WebSocket handshake"),
+                clock.now,
+                settings,
+            );
+        }
+        transport.outbox.push(Bytes::from(stream.response));
+        let route = match endpoint {
+            Endpoint::Chat { .. } => Route::Chat,
+            Endpoint::Echo => Route::Echo,
+        };
+        let ws = WebSocket::from_raw_socket(transport, Role::Server, Some(settings.websocket));
+        self.phase = Phase::Open { ws, route, closing: None };
+        self.last_heard = clock.now;
+        self.rate = RateLimiter::new(settings.max_messages_per_sec, clock.ms);
+        Step::Upgraded(endpoint)
+    }
+
+    /// Logs and queues an HTTP error reply.
+    fn reject(&mut self, reply: Reply, now: Instant, settings: &Settings) -> Step {
+        let why = String::from_utf8_lossy(&reply.body);
+        // Refusals an operator should see: a full server, and browsers from other sites
+        // (a misconfigured --allowed-origins looks exactly like this).
+        if reply.status >= 500 || reply.status == 403 {
+            warn!("{}: answering {} {}: {}", self.peer, reply.status, reply.reason, why.trim_end());
+        } else {
+            debug!("{}: answering {} {}: {}", self.peer, reply.status, reply.reason, why.trim_end());
+        }
+        self.respond(reply, now, settings)
+    }
+
+    /// Queues an HTTP response, then finishes (one request per connection).
+    fn respond(&mut self, reply: Reply, now: Instant, settings: &Settings) -> Step {
+        if reply.status < 400 {
+            debug!("{}: {} {}", self.peer, reply.status, reply.reason);
+        }
+        let (head, body) = reply.into_parts();
+        if let Some(transport) = self.transport_mut() {
+            transport.outbox.push(head);
+            if let Some(body) = body {
+                transport.outbox.push(body);
+            }
+        }
+        self.finish(now, settings, true);
+        Step::Done
+    }
+}
