@@ -115,11 +115,6 @@ impl Reply {
     }
 }
 
-/// Length of the request head in `buf` (through the blank line), if it is all there.
-pub fn head_len(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|at| at + 4)
-}
-
 /// What the bytes of a request read so far amount to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeadProgress {
@@ -127,22 +122,32 @@ pub enum HeadProgress {
     Incomplete,
     /// `buf` is exactly one complete head, ready for [`decide`].
     Complete,
-    /// Refused before routing: too large, or followed by data.
+    /// Refused before routing: malformed, too large, or followed by data.
     Refused(Reply),
 }
 
-/// Judges the bytes received so far: a head over [`MAX_HEAD_BYTES`] gets 431, and bytes after
-/// the head get 400, because a client must wait for the 101 before sending frames (RFC 6455
-/// 4.1).
+/// Judges the bytes received so far. The head ends where the HTTP parser says it does (lines
+/// may end in CRLF or a bare LF, as HTTP/1.1 allows a recipient to accept), so what the server
+/// routes is exactly what it parsed. A head over [`MAX_HEAD_BYTES`] gets 431, bytes that
+/// cannot start a request get 400 at once, and bytes after the head get 400, because a client
+/// must wait for the 101 before sending frames (RFC 6455 4.1) and a second request on the same
+/// connection would otherwise be silently dropped.
 pub fn head_progress(buf: &[u8]) -> HeadProgress {
-    match head_len(buf) {
-        None if buf.len() > MAX_HEAD_BYTES => HeadProgress::Refused(Reply::too_large()),
-        None => HeadProgress::Incomplete,
-        Some(len) if len > MAX_HEAD_BYTES => HeadProgress::Refused(Reply::too_large()),
-        Some(len) if buf.len() > len => {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::Request::new(&mut headers).parse(buf) {
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+            HeadProgress::Refused(Reply::too_large())
+        }
+        Ok(httparse::Status::Partial) => HeadProgress::Incomplete,
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => {
+            HeadProgress::Refused(Reply::too_large())
+        }
+        Ok(httparse::Status::Complete(len)) if buf.len() > len => {
             HeadProgress::Refused(Reply::new(400, "Bad Request", "data sent before the handshake completed"))
         }
-        Some(_) => HeadProgress::Complete,
+        Ok(httparse::Status::Complete(_)) => HeadProgress::Complete,
+        Err(httparse::Error::TooManyHeaders) => HeadProgress::Refused(Reply::too_large()),
+        Err(e) => HeadProgress::Refused(Reply::new(400, "Bad Request", format!("malformed request: {e}"))),
     }
 }
 
@@ -159,6 +164,12 @@ pub fn decide(head: &[u8], origins: &OriginPolicy) -> Decision {
         Err(e) => return Decision::Reject(Reply::new(400, "Bad Request", format!("malformed request: {e}"))),
     }
     let request = Request(request);
+    for name in ["Host", "Origin"] {
+        // Two values, two readings: a proxy may route by one while we check the other.
+        if request.values(name).nth(1).is_some() {
+            return Decision::Reject(Reply::new(400, "Bad Request", format!("more than one {name} header")));
+        }
+    }
     let method = request.0.method.unwrap_or("");
     if method != "GET" && method != "HEAD" {
         return Decision::Reject(Reply::method_not_allowed("only GET and HEAD are supported"));
@@ -190,14 +201,14 @@ pub fn decide(head: &[u8], origins: &OriginPolicy) -> Decision {
 struct Request<'h, 'b>(httparse::Request<'h, 'b>);
 
 impl Request<'_, '_> {
+    /// The raw values of every header called `name`.
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.0.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+    }
+
     /// The first value of header `name`, trimmed, if it is UTF-8.
-    fn header(&self, name: &str) -> Option<&str> {
-        self.0
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
-            .map(str::trim)
+    fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.values(name).next().and_then(|v| std::str::from_utf8(v).ok()).map(str::trim)
     }
 
     /// Whether header `name` lists `token` (comma-separated, any case).
@@ -235,6 +246,10 @@ fn judge_upgrade(
         return Err(Reply::new(400, "Bad Request", "missing or malformed Sec-WebSocket-Key"));
     }
     let origin = request.header("Origin");
+    if origin.is_none() && request.values("Origin").next().is_some() {
+        // Present but not text: it cannot name an allowed origin, and must not count as absent.
+        return Err(Reply::new(403, "Forbidden", "the Origin header is not valid text"));
+    }
     if !origins.permits(origin, request.header("Host").unwrap_or_default()) {
         return Err(Reply::new(
             403,
@@ -403,9 +418,44 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_end_of_the_head() {
-        assert_eq!(head_len(b"GET / HTTP/1.1\r\n"), None);
-        assert_eq!(head_len(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
+    fn the_head_ends_where_the_parser_says() {
+        assert_eq!(head_progress(b"GET / HTTP/1.1\r\n"), HeadProgress::Incomplete);
+        assert_eq!(head_progress(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), HeadProgress::Complete);
+        // Bare LF line ends are a whole head too, not a wait for the handshake timeout.
+        assert_eq!(head_progress(b"GET / HTTP/1.1\nHost: x\n\n"), HeadProgress::Complete);
+        let refused = |bytes: &[u8]| match head_progress(bytes) {
+            HeadProgress::Refused(reply) => reply.status,
+            other => panic!("{other:?}"),
+        };
+        // A request smuggled after the first is refused, not silently dropped.
+        assert_eq!(refused(b"GET / HTTP/1.1\nHost: x\n\nGET /smuggled HTTP/1.1\n\n"), 400);
+        assert_eq!(refused(b"\x00\x01garbage"), 400);
+        assert_eq!(refused(&[b'a'; 9000]), 431);
+        assert_eq!(refused(format!("GET /{} HTTP/1.1\r\n", "a".repeat(9000)).as_bytes()), 431);
+    }
+
+    #[test]
+    fn duplicate_host_or_origin_headers_are_refused() {
+        let twice = |name: &str| {
+            upgrade("/").replace("Host: localhost\r\n", &format!("Host: localhost\r\n{name}: x\r\n"))
+        };
+        assert_eq!(status(&twice("Host")), 400);
+        let origins = upgrade("/").replace(
+            "Host: localhost\r\n",
+            "Host: localhost\r\nOrigin: http://localhost\r\nOrigin: http://evil.example\r\n",
+        );
+        assert_eq!(status(&origins), 400);
+    }
+
+    #[test]
+    fn an_origin_that_is_not_text_is_refused_not_ignored() {
+        let mut head = upgrade("/").into_bytes();
+        let at = head.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+        head.splice(at..at, b"Origin: http://evil.example\xff\r\n".iter().copied());
+        match super::decide(&head, &OriginPolicy::default()) {
+            Decision::Reject(reply) => assert_eq!(reply.status, 403),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -22,17 +22,24 @@ impl RateLimiter {
 
     /// Takes one message's token; false if the client is over `per_sec`.
     pub fn allow(&mut self, per_sec: u32, now_ms: u32) -> bool {
+        self.allow_n(per_sec, 1, now_ms)
+    }
+
+    /// Takes `n` tokens at once (every frame of a read counts); false if the client is over
+    /// `per_sec`.
+    pub fn allow_n(&mut self, per_sec: u32, n: u32, now_ms: u32) -> bool {
         let per_sec = per_sec.min(MAX_RATE);
         let elapsed = u64::from(now_ms.wrapping_sub(self.last_ms));
         self.last_ms = now_ms;
         let capacity = u64::from(per_sec) * 1000;
         // A client earns `per_sec` millitokens per millisecond.
         let refilled = (u64::from(self.millitokens) + elapsed * u64::from(per_sec)).min(capacity);
-        if refilled < 1000 {
+        let cost = u64::from(n) * 1000;
+        if refilled < cost {
             self.millitokens = refilled as u32;
             return false;
         }
-        self.millitokens = (refilled - 1000) as u32;
+        self.millitokens = (refilled - cost) as u32;
         true
     }
 }

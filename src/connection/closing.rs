@@ -140,14 +140,24 @@ impl<S: Stream> Connection<S> {
 
     /// Fails the connection after a protocol error, with the close code RFC 6455 asks for.
     pub(super) fn fail(&mut self, error: WsError, now: Instant, settings: &Settings) -> Step {
-        let (code, reason) = match Failure::of(error) {
-            Failure::Close(code, reason) => (code, reason),
+        match Failure::of(error) {
+            Failure::Close(code, reason) => self.fail_with(code, reason, now, settings),
             Failure::Closed => {
                 self.finish(now, settings, false);
-                return Step::Left("closed".into());
+                Step::Left("closed".into())
             }
-            Failure::Dropped(why) => return Step::Gone(why.into()),
-        };
+            Failure::Dropped(why) => Step::Gone(why.into()),
+        }
+    }
+
+    /// Fails the connection with this close code and reason: nothing more it sends is read.
+    pub(super) fn fail_with(
+        &mut self,
+        code: CloseCode,
+        reason: String,
+        now: Instant,
+        settings: &Settings,
+    ) -> Step {
         warn!("{}: {reason}; closing with {}", self.peer, u16::from(code));
         if let Phase::Open { ws, .. } = &mut self.phase {
             let _ = ws.close(Some(close_frame(code, &reason)));

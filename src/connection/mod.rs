@@ -15,8 +15,12 @@
 //!
 //! - **Head**: the HTTP request head is read (bounded, with the handshake timeout) and judged by
 //!   [`http`]: the page, an error reply, or an upgrade that tungstenite completes.
-//! - **Open**: tungstenite reads frames (a bounded number per loop turn, see [`Budget`]), the
-//!   rate limit is applied, and data messages are handed to the server. A server-initiated close
+//! - **Open**: tungstenite reads frames, within a per-turn budget of bytes and frames that the
+//!   [`Transport`] enforces (it meters frame headers as the bytes pass, see `meter.rs`); every
+//!   frame counts against the rate limit; a message may come in at most
+//!   [`MAX_FRAGMENTS`](meter::MAX_FRAGMENTS) fragments; and a client whose queue is over half
+//!   of `--max-outbound` is not read from until it drains (read backpressure), so a client that
+//!   does not read cannot make the server work for it. Data messages are handed to the server. A server-initiated close
 //!   keeps the connection open until the client answers or `--close-timeout` passes.
 //! - **Finishing**: a last reply is written, then the socket closed, after a half-close when the
 //!   client may still be sending (so its late bytes cannot turn our close into a reset).
@@ -31,6 +35,7 @@
 mod closing;
 mod failure;
 mod handshake;
+mod meter;
 mod transport;
 
 use std::borrow::Cow;
@@ -52,31 +57,14 @@ use crate::outbox::Flushed;
 use crate::rate::RateLimiter;
 use crate::settings::Settings;
 
+/// Queued bytes past which a client is not read from: half of `--max-outbound`, so what it
+/// still sends while its queue drains (pongs, its own messages echoed back) always fits.
+fn backpressure_threshold(settings: &Settings) -> usize {
+    settings.max_outbound / 2
+}
+
 /// Why a connection ended or left the chat: usually a fixed text, sometimes a formatted one.
 pub type Why = Cow<'static, str>;
-
-/// Frames read from one connection in one loop turn before the others get theirs, so one
-/// flooding client cannot starve the loop; the rest waits for the next turn.
-const READS_PER_TURN: usize = 64;
-
-/// What one connection may still do in the current loop turn.
-#[derive(Debug)]
-pub struct Budget {
-    reads: usize,
-}
-
-impl Budget {
-    /// A fresh turn's allowance.
-    pub fn per_turn() -> Self {
-        Self { reads: READS_PER_TURN }
-    }
-
-    fn take_read(&mut self) -> bool {
-        let left = self.reads > 0;
-        self.reads = self.reads.saturating_sub(1);
-        left
-    }
-}
 
 /// The time as the server sees it in this loop turn: the instant, and the milliseconds since
 /// the server started that the rate limiter counts in.
@@ -168,6 +156,8 @@ pub struct Connection<S> {
     dirty: bool,
     /// Counted against `--max-connections`: may become a WebSocket (others get 503).
     counted: bool,
+    /// Not read from until its queue drains (read backpressure).
+    reading_paused: bool,
     /// `--max-messages-per-sec` bucket (unused when the limit is off).
     rate: RateLimiter,
 }
@@ -194,6 +184,7 @@ impl<S: Stream> Connection<S> {
             writable_interest: false,
             dirty: false,
             counted,
+            reading_paused: false,
             rate: RateLimiter::default(),
         }
     }
@@ -287,40 +278,46 @@ impl<S: Stream> Connection<S> {
 
     // ----- reading -----
 
+    /// A new loop turn: a fresh read budget.
+    pub fn begin_turn(&mut self) {
+        if let Some(transport) = self.transport_mut() {
+            transport.begin_turn();
+        }
+    }
+
     /// The socket is readable (or input remained from last turn): read until there is
     /// something to report, the socket is drained, or the turn's budget is spent.
-    pub fn read(&mut self, settings: &Settings, clock: Clock, budget: &mut Budget) -> Step {
+    pub fn read(&mut self, settings: &Settings, clock: Clock) -> Step {
         match self.phase {
             Phase::Head { .. } => self.read_head(settings, clock),
-            Phase::Open { .. } => self.read_messages(settings, clock, budget),
-            Phase::Finishing { .. } => self.discard_input(budget),
+            Phase::Open { .. } => self.read_messages(settings, clock),
+            Phase::Finishing { .. } => self.discard_input(),
             Phase::Gone => Step::Gone("gone".into()),
         }
     }
 
-    fn read_messages(&mut self, settings: &Settings, clock: Clock, budget: &mut Budget) -> Step {
+    fn read_messages(&mut self, settings: &Settings, clock: Clock) -> Step {
         loop {
-            if !budget.take_read() {
-                return Step::Yield;
-            }
             let Phase::Open { ws, closing, .. } = &mut self.phase else {
                 return Step::Done;
             };
+            if ws.get_ref().outbox.queued() > backpressure_threshold(settings) {
+                // It is not taking what it is sent: read nothing more until it does.
+                self.reading_paused = true;
+                return Step::Done;
+            }
             let is_closing = closing.is_some();
-            let received_before = ws.get_ref().received;
             let result = ws.read();
-            if ws.get_ref().received != received_before {
+            let transport = ws.get_mut();
+            if std::mem::take(&mut transport.heard) {
                 self.last_heard = clock.now;
                 self.ping_sent = false;
             }
+            let frames = std::mem::take(&mut transport.unbilled_frames);
             let limit = settings.max_messages_per_sec;
-            let counts = matches!(
-                result,
-                Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_) | Message::Pong(_))
-            );
-            if limit > 0 && counts && !is_closing && !self.rate.allow(limit, clock.ms) {
+            if limit > 0 && frames > 0 && !is_closing && !self.rate.allow_n(limit, frames, clock.ms) {
                 warn!(
-                    "{}: over {limit} messages per second (--max-messages-per-sec); closing with 1008",
+                    "{}: over {limit} frames per second (--max-messages-per-sec); closing with 1008",
                     self.peer
                 );
                 let reason = format!("rate limit exceeded: more than {limit} messages per second");
@@ -342,7 +339,14 @@ impl<S: Stream> Connection<S> {
                 }
                 // Pings are answered by tungstenite; pongs only prove liveness.
                 Ok(_) => {}
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return Step::Done,
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let transport = ws.get_ref();
+                    if transport.too_many_fragments() {
+                        let reason = format!("message in more than {} fragments", meter::MAX_FRAGMENTS);
+                        return self.fail_with(CloseCode::Size, reason, clock.now, settings);
+                    }
+                    return if transport.held_back { Step::Yield } else { Step::Done };
+                }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.fail(e, clock.now, settings),
             }
@@ -350,26 +354,36 @@ impl<S: Stream> Connection<S> {
     }
 
     /// Reads and drops whatever a finishing client still sends, until it closes its side.
-    fn discard_input(&mut self, budget: &mut Budget) -> Step {
+    fn discard_input(&mut self) -> Step {
         let Phase::Finishing { transport, write_shut, peer_closed, .. } = &mut self.phase else {
             return Step::Done;
         };
         let mut sink = [0u8; 4096];
         loop {
-            if !budget.take_read() {
-                return Step::Yield;
-            }
-            match io::Read::read(&mut transport.socket, &mut sink) {
+            match io::Read::read(transport, &mut sink) {
                 Ok(0) => {
                     *peer_closed = true;
                     return if *write_shut { Step::Gone("closed".into()) } else { Step::Done };
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Done,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return if transport.held_back { Step::Yield } else { Step::Done };
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Step::Gone("closed".into()),
             }
         }
+    }
+
+    /// After a flush: a connection whose reading was paused is read again once its queue is
+    /// back under the threshold. True if the caller should read it now (no readiness event
+    /// will come for input that was already waiting).
+    pub fn resume_reading(&mut self, settings: &Settings) -> bool {
+        if !self.reading_paused || self.queued() > backpressure_threshold(settings) {
+            return false;
+        }
+        self.reading_paused = false;
+        true
     }
 
     // ----- writing -----

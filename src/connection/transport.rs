@@ -12,7 +12,13 @@ use std::net::Shutdown;
 
 use bytes::Bytes;
 
+use super::meter::FrameMeter;
 use crate::outbox::Outbox;
+
+/// Bytes one connection may read in one loop turn: four messages of the default largest size.
+pub const BYTES_PER_TURN: u32 = 256 * 1024;
+/// Frames (data, continuation and control alike) one connection may send in one loop turn.
+pub const FRAMES_PER_TURN: u32 = 64;
 
 /// A non-blocking byte stream a connection can run on: a TCP socket in the server, a scripted
 /// pipe in the simulation. Reads and writes report `WouldBlock` when they cannot proceed.
@@ -28,25 +34,66 @@ impl Stream for mio::net::TcpStream {
     }
 }
 
-/// The stream under a connection's WebSocket: socket reads, queued writes.
+/// The stream under a connection's WebSocket: socket reads within the turn's budget, metered
+/// frame by frame; queued writes.
 #[derive(Debug)]
 pub struct Transport<S> {
     pub socket: S,
     pub outbox: Outbox,
-    /// Bytes read from the socket so far; compared to notice any sign of life.
-    pub received: u64,
+    /// Something arrived since the flag was last cleared: a sign of life.
+    pub heard: bool,
+    /// A read was refused because the turn's budget is spent (or the fragment cap was passed).
+    pub held_back: bool,
+    /// Frames seen since the rate limiter last charged for them.
+    pub unbilled_frames: u32,
+    bytes_left: u32,
+    frames_left: u32,
+    meter: FrameMeter,
 }
 
 impl<S> Transport<S> {
     pub fn new(socket: S) -> Self {
-        Self { socket, outbox: Outbox::new(), received: 0 }
+        Self {
+            socket,
+            outbox: Outbox::new(),
+            heard: false,
+            held_back: false,
+            unbilled_frames: 0,
+            bytes_left: BYTES_PER_TURN,
+            frames_left: FRAMES_PER_TURN,
+            meter: FrameMeter::default(),
+        }
+    }
+
+    /// A new loop turn: a fresh budget.
+    pub fn begin_turn(&mut self) {
+        self.bytes_left = BYTES_PER_TURN;
+        self.frames_left = FRAMES_PER_TURN;
+        self.held_back = false;
+    }
+
+    /// The message in progress came in more fragments than allowed.
+    pub fn too_many_fragments(&self) -> bool {
+        self.meter.too_many_fragments()
     }
 }
 
 impl<S: Read> Read for Transport<S> {
+    /// Reads from the socket, but answers `WouldBlock` (setting `held_back`) once the turn's
+    /// bytes or frames are spent, so one client's input cannot fill a whole loop turn.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.socket.read(buf)?;
-        self.received += n as u64;
+        if self.bytes_left == 0 || self.frames_left == 0 || self.meter.too_many_fragments() {
+            self.held_back = true;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let cap = buf.len().min(self.bytes_left as usize);
+        let n = self.socket.read(&mut buf[..cap])?;
+        self.heard |= n > 0;
+        self.bytes_left -= n as u32;
+        self.meter.feed(&buf[..n]);
+        let frames = self.meter.take_frames();
+        self.frames_left = self.frames_left.saturating_sub(frames);
+        self.unbilled_frames = self.unbilled_frames.saturating_add(frames);
         Ok(n)
     }
 }

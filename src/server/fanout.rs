@@ -49,11 +49,13 @@ impl FanOut {
         if !conn.accepts_messages() {
             return;
         }
-        if conn.queued() + frame.len() > self.max_outbound {
+        // A frame always goes to an empty queue, whatever its size: only a backlog is judged.
+        if conn.queued() > 0 && conn.queued() + frame.len() > self.max_outbound {
             // Judge the socket, not the burst: write what is queued, then look again. A write
             // error is noticed (and the connection removed) by the end-of-turn flush.
             let _ = conn.flush();
-            if conn.queued() + frame.len() > self.max_outbound {
+            // A frame always goes to an empty queue, whatever its size: only a backlog is judged.
+            if conn.queued() > 0 && conn.queued() + frame.len() > self.max_outbound {
                 self.too_slow.push(key);
                 return;
             }
@@ -72,6 +74,11 @@ impl FanOut {
         for &key in keys {
             self.queue(conns, key, frame);
         }
+    }
+
+    /// Lists a reader as too slow, for a reason found outside fan-out.
+    pub fn judge_too_slow(&mut self, key: usize) {
+        self.too_slow.push(key);
     }
 
     /// The next connection to flush; each is listed once per turn.

@@ -22,7 +22,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use super::fanout::FanOut;
 use super::timers::TimerQueue;
 use crate::chat::{Audience, Body, Chat, ClientId, Effect};
-use crate::connection::{Budget, Clock, Connection, Flush, Route, Step, Stream};
+use crate::connection::{Clock, Connection, Flush, Route, Step, Stream};
 use crate::frame::{self, Opcode};
 use crate::http::Endpoint;
 use crate::settings::Settings;
@@ -141,12 +141,14 @@ impl<S: Stream> Hub<S> {
     /// The socket has input (or had some left): read one turn's worth and route it.
     pub fn on_readable(&mut self, key: usize, now: Instant) {
         let clock = self.clock(now);
-        let mut budget = Budget::per_turn();
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.begin_turn();
+        }
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            match conn.read(&self.settings, clock, &mut budget) {
+            match conn.read(&self.settings, clock) {
                 Step::Upgraded(endpoint) => self.on_upgraded(key, endpoint, now),
                 Step::Text(text) => self.on_message(key, Incoming::Text(&text), now),
                 Step::Binary(data) => self.on_message(key, Incoming::Binary(data), now),
@@ -161,6 +163,11 @@ impl<S: Stream> Hub<S> {
                 }
                 Step::Gone(why) => return self.remove(key, &why, now),
             }
+        }
+        // Everything queued counts, tungstenite's own pongs and close replies included.
+        if self.conns.get(key).is_some_and(|c| c.queued() > self.settings.max_outbound) {
+            self.fanout.judge_too_slow(key);
+            self.cut_off_slow_readers(now);
         }
         self.after_activity(key);
     }
@@ -336,6 +343,9 @@ impl<S: Stream> Hub<S> {
                 flush => {
                     if conn.set_writable_interest(flush == Flush::Blocked) {
                         self.interest_changes.push(key);
+                    }
+                    if conn.resume_reading(&self.settings) {
+                        self.unfinished_reads.push(key);
                     }
                 }
             }

@@ -1,0 +1,193 @@
+//! Counting a client's frames as their bytes arrive, before tungstenite parses them.
+//!
+//! tungstenite's `read()` parses frames until it has a whole message, so frames that never make
+//! one (a stream of empty continuation frames, say) would keep it busy for as long as the socket
+//! has bytes, and control frames are answered without the caller seeing them counted. The
+//! transport therefore walks the frame headers in the bytes it hands tungstenite: that gives
+//! the number of frames in each loop turn (for the per-turn budget and the rate limit) and the
+//! number of fragments in the message being received (capped). It reads nothing but headers:
+//! payloads are skipped by length, so the cost is a few instructions per frame. Malformed
+//! headers are tungstenite's to refuse; the meter only has to stay in step with valid ones.
+
+/// Most fragments one message may arrive in; past it the client is closed (1009). A 16 MiB
+/// message in 64 KiB frames is 256 fragments; nothing reasonable needs more.
+pub const MAX_FRAGMENTS: u16 = 1024;
+
+/// Which part of a frame the next byte belongs to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum At {
+    /// FIN, reserved bits and opcode.
+    #[default]
+    First,
+    /// Mask bit and 7-bit length.
+    Second,
+    /// Extended length bytes still to come.
+    Length(u8),
+    /// Masking key bytes still to come.
+    Key(u8),
+    /// Payload bytes (`payload_left` of them) to skip.
+    Payload,
+}
+
+/// The meter's place in the stream and what it counted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameMeter {
+    at: At,
+    masked: bool,
+    /// Fragments of the message in progress (0: no fragmented message under way).
+    fragments: u16,
+    /// Frames whose first byte was seen since [`take_frames`](Self::take_frames).
+    frames: u32,
+    payload_left: u64,
+}
+
+impl FrameMeter {
+    /// Accounts for the next bytes of the stream.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while let Some((&byte, rest)) = bytes.split_first() {
+            if self.at == At::Payload {
+                let skip =
+                    usize::try_from(self.payload_left).map_or(bytes.len(), |left| left.min(bytes.len()));
+                self.payload_left -= skip as u64;
+                bytes = &bytes[skip..];
+                if self.payload_left == 0 {
+                    self.at = At::First;
+                }
+                continue;
+            }
+            self.header_byte(byte);
+            bytes = rest;
+        }
+    }
+
+    fn header_byte(&mut self, byte: u8) {
+        self.at = match self.at {
+            At::First => {
+                self.frames = self.frames.saturating_add(1);
+                let (fin, opcode) = (byte & 0x80 != 0, byte & 0x0f);
+                self.fragments = match (opcode, fin) {
+                    (0 | 1 | 2, true) => 0,
+                    (0, false) => self.fragments.saturating_add(1),
+                    (1 | 2, false) => 1,
+                    _ => self.fragments, // control frames may sit between fragments
+                };
+                At::Second
+            }
+            At::Second => {
+                self.masked = byte & 0x80 != 0;
+                match byte & 0x7f {
+                    126 => {
+                        self.payload_left = 0;
+                        At::Length(2)
+                    }
+                    127 => {
+                        self.payload_left = 0;
+                        At::Length(8)
+                    }
+                    n => {
+                        self.payload_left = u64::from(n);
+                        self.after_length()
+                    }
+                }
+            }
+            At::Length(left) => {
+                self.payload_left = self.payload_left << 8 | u64::from(byte);
+                if left > 1 {
+                    At::Length(left - 1)
+                } else {
+                    self.after_length()
+                }
+            }
+            At::Key(left) if left > 1 => At::Key(left - 1),
+            At::Key(_) => self.payload(),
+            At::Payload => At::Payload,
+        };
+    }
+
+    fn after_length(&self) -> At {
+        if self.masked {
+            At::Key(4)
+        } else {
+            self.payload()
+        }
+    }
+
+    fn payload(&self) -> At {
+        if self.payload_left == 0 {
+            At::First
+        } else {
+            At::Payload
+        }
+    }
+
+    /// Frames seen since the last call.
+    pub fn take_frames(&mut self) -> u32 {
+        std::mem::take(&mut self.frames)
+    }
+
+    /// The message in progress has come in more than [`MAX_FRAGMENTS`] fragments.
+    pub fn too_many_fragments(&self) -> bool {
+        self.fragments > MAX_FRAGMENTS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(first: u8, payload_len: usize, masked: bool) -> Vec<u8> {
+        let mask = if masked { 0x80 } else { 0 };
+        let mut out = vec![first];
+        match payload_len {
+            n if n < 126 => out.push(mask | n as u8),
+            n if n <= 0xffff => {
+                out.push(mask | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(mask | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if masked {
+            out.extend_from_slice(&[1, 2, 3, 4]);
+        }
+        out.extend(std::iter::repeat_n(0x81, payload_len)); // payload bytes that look like headers
+        out
+    }
+
+    #[test]
+    fn counts_frames_of_every_length_form_fed_in_any_pieces() {
+        let stream: Vec<u8> = [
+            frame(0x81, 5, true),
+            frame(0x89, 0, true),
+            frame(0x82, 300, true),
+            frame(0x82, 70_000, false),
+            frame(0x81, 0, true),
+        ]
+        .concat();
+        for piece in [1, 2, 3, 7, 1000, stream.len()] {
+            let mut meter = FrameMeter::default();
+            for chunk in stream.chunks(piece) {
+                meter.feed(chunk);
+            }
+            assert_eq!(meter.take_frames(), 5, "pieces of {piece}");
+            assert_eq!(meter.at, At::First);
+        }
+    }
+
+    #[test]
+    fn counts_fragments_of_the_message_in_progress() {
+        let mut meter = FrameMeter::default();
+        meter.feed(&frame(0x01, 3, true)); // text, not final
+        for _ in 0..MAX_FRAGMENTS - 1 {
+            meter.feed(&frame(0x00, 0, true));
+        }
+        meter.feed(&frame(0x89, 0, true)); // a ping between fragments
+        assert!(!meter.too_many_fragments());
+        meter.feed(&frame(0x00, 0, true));
+        assert!(meter.too_many_fragments());
+        meter.feed(&frame(0x80, 0, true)); // the final fragment ends the message
+        assert!(!meter.too_many_fragments());
+    }
+}
