@@ -66,7 +66,7 @@ impl FrameMeter {
                 self.frames = self.frames.saturating_add(1);
                 let (fin, opcode) = (byte & 0x80 != 0, byte & 0x0f);
                 self.fragments = match (opcode, fin) {
-                    (0 | 1 | 2, true) => 0,
+                    (0..=2, true) => 0,
                     (0, false) => self.fragments.saturating_add(1),
                     (1 | 2, false) => 1,
                     _ => self.fragments, // control frames may sit between fragments
