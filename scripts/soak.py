@@ -51,7 +51,9 @@ class Server:
             pin(0)
             if nofile:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-        self.proc = subprocess.Popen([binary, "127.0.0.1:0", *flags], stderr=subprocess.PIPE,
+        # Every client comes from 127.0.0.1: no per-address limit.
+        argv = [binary, "127.0.0.1:0", "--max-connections-per-ip", "0", *flags]
+        self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE,
                                      text=True, preexec_fn=limit)
         self.log = []
         for line in self.proc.stderr:

@@ -28,6 +28,11 @@ pub struct Config {
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_connections: usize,
 
+    /// Most clients at once from one IP address (HTTP 503 past it); 0 = no limit. Behind a
+    /// reverse proxy on the same host every client shares the proxy's address: set 0 there.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub max_connections_per_ip: usize,
+
     /// Largest incoming message (all fragments together); larger ones are closed with 1009.
     #[arg(long, default_value = "64KiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_message_size: usize,

@@ -82,6 +82,12 @@ impl Reply {
         Self::new(503, "Service Unavailable", "server is full, try again later").with("Retry-After", "5")
     }
 
+    /// The client's address is at `--max-connections-per-ip`.
+    pub fn too_many_from_address() -> Self {
+        Self::new(503, "Service Unavailable", "too many connections from your address, try again later")
+            .with("Retry-After", "5")
+    }
+
     /// The head did not arrive in full within the limit.
     pub fn too_large() -> Self {
         Self::new(431, "Request Header Fields Too Large", "request head too large")

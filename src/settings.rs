@@ -17,6 +17,8 @@ pub struct Settings {
     pub addr: SocketAddr,
     pub backlog: u32,
     pub max_connections: usize,
+    /// 0 is no limit.
+    pub max_connections_per_ip: usize,
     pub max_message_size: usize,
     pub max_outbound: usize,
     pub announce_limit: usize,
@@ -79,6 +81,7 @@ impl TryFrom<&Config> for Settings {
             addr: config.addr,
             backlog: config.backlog,
             max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
             max_message_size: config.max_message_size,
             max_outbound: config.max_outbound,
             announce_limit: config.announce_limit,

@@ -11,10 +11,10 @@ fn main() -> ExitCode {
     let level = config.log_level();
     let mut log_config = ConfigBuilder::new();
     log_config.set_time_format_rfc3339().set_target_level(log::LevelFilter::Off);
-    if level < log::LevelFilter::Trace {
-        // tungstenite logs every handshake and close at debug; -v is about wschat's own events.
-        log_config.add_filter_ignore_str("tungstenite");
-    }
+    // tungstenite logs every frame and message at trace, verbatim: a client could write lines
+    // of its choosing into the log (and cost the loop a write per frame). wschat logs its own
+    // events, with client text quoted (see wschat::logline).
+    log_config.add_filter_ignore_str("tungstenite");
     let log_config = log_config.build();
     // simplelog's Auto colours even a redirected stderr; colour only a terminal, and honour NO_COLOR.
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();

@@ -5,12 +5,13 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use log::{debug, trace, warn};
+use log::{debug, trace};
 use tungstenite::error::Error as WsError;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
 use super::{close_frame, Connection, Failure, Phase, Step, Stream, Why};
+use crate::remote_warn;
 use crate::settings::Settings;
 
 impl<S: Stream> Connection<S> {
@@ -56,7 +57,7 @@ impl<S: Stream> Connection<S> {
         let idle = settings.idle_timeout;
         match &mut self.phase {
             Phase::Head { deadline, .. } if now >= *deadline => {
-                warn!(
+                remote_warn!(
                     "{}: handshake not completed within {:?}; dropping",
                     self.peer, settings.handshake_timeout
                 );
@@ -71,7 +72,7 @@ impl<S: Stream> Connection<S> {
             Phase::Open { ws, closing: None, .. } => {
                 let silent = now.saturating_duration_since(self.last_heard);
                 if silent >= idle {
-                    warn!("{}: silent for {silent:?} (no answer to ping); closing with 1001", self.peer);
+                    remote_warn!("{}: silent for {silent:?} (no answer to ping); closing with 1001", self.peer);
                     self.close(CloseCode::Away, "idle timeout", now, settings);
                     return Step::Left("idle timeout".into());
                 }
@@ -113,7 +114,7 @@ impl<S: Stream> Connection<S> {
         if !self.accepts_messages() {
             return None;
         }
-        warn!(
+        remote_warn!(
             "{}: too slow: over {} bytes queued (--max-outbound); disconnecting",
             self.peer, settings.max_outbound
         );
@@ -158,7 +159,7 @@ impl<S: Stream> Connection<S> {
         now: Instant,
         settings: &Settings,
     ) -> Step {
-        warn!("{}: {reason}; closing with {}", self.peer, u16::from(code));
+        remote_warn!("{}: {reason}; closing with {}", self.peer, u16::from(code));
         if let Phase::Open { ws, .. } = &mut self.phase {
             let _ = ws.close(Some(close_frame(code, &reason)));
             let _ = ws.flush();

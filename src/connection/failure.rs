@@ -23,7 +23,10 @@ impl Failure {
                 Self::Close(CloseCode::Size, format!("message too big: {size} bytes, limit {max_size}"))
             }
             WsError::Capacity(e) => Self::Close(CloseCode::Size, e.to_string()),
-            WsError::Utf8(_) => Self::Close(CloseCode::Invalid, "invalid UTF-8 in text message".to_string()),
+            // tungstenite reports a bad close reason exactly like a bad text message.
+            WsError::Utf8(_) => {
+                Self::Close(CloseCode::Invalid, "invalid UTF-8 in a text message or close reason".to_string())
+            }
             WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
                 Self::Dropped("connection dropped without a close".to_string())
             }
@@ -48,7 +51,7 @@ pub fn close_frame(code: CloseCode, reason: &str) -> CloseFrame {
 /// A close frame as a log line shows it: code and quoted reason.
 pub fn describe_close(frame: Option<&CloseFrame>) -> String {
     match frame {
-        Some(f) => format!("{} {:?}", u16::from(f.code), f.reason.as_str()),
+        Some(f) => format!("{} {}", u16::from(f.code), crate::logline::quoted(f.reason.as_str())),
         None => "no status".to_string(),
     }
 }

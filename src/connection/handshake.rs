@@ -5,13 +5,15 @@ use std::io;
 use std::time::Instant;
 
 use bytes::Bytes;
-use log::{debug, warn};
+use log::debug;
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
 
-use super::{Clock, Connection, HandshakeStream, Phase, Route, Step, Stream};
+use super::{Admission, Clock, Connection, HandshakeStream, Phase, Route, Step, Stream};
 use crate::http::{self, Decision, Endpoint, HeadProgress, Reply};
 use crate::rate::RateLimiter;
+use crate::logline::quoted;
+use crate::remote_warn;
 use crate::settings::Settings;
 
 impl<S: Stream> Connection<S> {
@@ -39,8 +41,11 @@ impl<S: Stream> Connection<S> {
         match http::decide(head, &settings.origins) {
             Decision::Serve(reply) => self.respond(reply, clock.now, settings),
             Decision::Reject(reply) => self.reject(reply, clock.now, settings),
-            Decision::Upgrade(_) if !self.counted => {
+            Decision::Upgrade(_) if self.admission == Admission::ServerFull => {
                 self.reject(Reply::service_unavailable(), clock.now, settings)
+            }
+            Decision::Upgrade(_) if self.admission == Admission::AddressFull => {
+                self.reject(Reply::too_many_from_address(), clock.now, settings)
             }
             Decision::Upgrade(endpoint) => self.upgrade(endpoint, settings, clock),
         }
@@ -56,7 +61,7 @@ impl<S: Stream> Connection<S> {
         let mut stream = HandshakeStream { head: &head, response: Vec::new() };
         if let Err(e) = tungstenite::accept_with_config(&mut stream, Some(settings.websocket)) {
             // http::decide already checked what tungstenite checks, so this is not expected.
-            warn!("{}: handshake refused by tungstenite: {e}", self.peer);
+            remote_warn!("{}: handshake refused by tungstenite: {e}", self.peer);
             self.phase = Phase::Head { transport, head: Vec::new(), deadline };
             return self.reject(
                 Reply::new(400, "Bad Request", "invalid WebSocket handshake"),
@@ -78,13 +83,14 @@ impl<S: Stream> Connection<S> {
 
     /// Logs and queues an HTTP error reply.
     fn reject(&mut self, reply: Reply, now: Instant, settings: &Settings) -> Step {
-        let why = String::from_utf8_lossy(&reply.body);
+        // The body may repeat what the client sent (an Origin): quoted and cut short.
+        let why = quoted(String::from_utf8_lossy(&reply.body).trim_end());
         // Refusals an operator should see: a full server, and browsers from other sites
         // (a misconfigured --allowed-origins looks exactly like this).
-        if reply.status >= 500 || reply.status == 403 {
-            warn!("{}: answering {} {}: {}", self.peer, reply.status, reply.reason, why.trim_end());
+        if reply.status == 503 || reply.status == 403 {
+            remote_warn!("{}: answering {} {}: {why}", self.peer, reply.status, reply.reason);
         } else {
-            debug!("{}: answering {} {}: {}", self.peer, reply.status, reply.reason, why.trim_end());
+            debug!("{}: answering {} {}: {why}", self.peer, reply.status, reply.reason);
         }
         self.respond(reply, now, settings)
     }

@@ -44,7 +44,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use log::{debug, warn};
+use log::debug;
 use tungstenite::error::Error as WsError;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, Utf8Bytes, WebSocket};
@@ -55,6 +55,7 @@ pub use transport::{HandshakeStream, Stream, Transport};
 use crate::http::Endpoint;
 use crate::outbox::Flushed;
 use crate::rate::RateLimiter;
+use crate::remote_warn;
 use crate::settings::Settings;
 
 /// Queued bytes past which a client is not read from: half of `--max-outbound`, so what it
@@ -79,6 +80,17 @@ pub struct Clock {
 pub enum Route {
     Chat,
     Echo,
+}
+
+/// Whether a new connection fits the connection limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Counted against `--max-connections` and `--max-connections-per-ip`.
+    Counted,
+    /// The server is at `--max-connections`.
+    ServerFull,
+    /// Its address is at `--max-connections-per-ip`.
+    AddressFull,
 }
 
 /// What reading from a connection produced. After anything but [`Step::Upgraded`],
@@ -154,8 +166,8 @@ pub struct Connection<S> {
     writable_interest: bool,
     /// Listed for a flush at the end of this loop turn.
     dirty: bool,
-    /// Counted against `--max-connections`: may become a WebSocket (others get 503).
-    counted: bool,
+    /// Whether it may become a WebSocket, or gets 503 if it asks.
+    admission: Admission,
     /// Not read from until its queue drains (read backpressure).
     reading_paused: bool,
     /// `--max-messages-per-sec` bucket (unused when the limit is off).
@@ -164,14 +176,14 @@ pub struct Connection<S> {
 
 impl<S: Stream> Connection<S> {
     /// A new connection reading its request head, given until `now` plus the handshake
-    /// timeout. `counted`: within `--max-connections` (otherwise an upgrade is answered 503).
+    /// timeout. Unless `admission` counted it, an upgrade is answered 503.
     pub fn new(
         serial: u64,
         peer: SocketAddr,
         socket: S,
         now: Instant,
         settings: &Settings,
-        counted: bool,
+        admission: Admission,
     ) -> Self {
         let deadline = now + settings.handshake_timeout;
         Self {
@@ -183,7 +195,7 @@ impl<S: Stream> Connection<S> {
             timer_at: None,
             writable_interest: false,
             dirty: false,
-            counted,
+            admission,
             reading_paused: false,
             rate: RateLimiter::default(),
         }
@@ -197,9 +209,9 @@ impl<S: Stream> Connection<S> {
         self.peer
     }
 
-    /// Counted against `--max-connections`.
+    /// Counted against the connection limits.
     pub fn is_counted(&self) -> bool {
-        self.counted
+        self.admission == Admission::Counted
     }
 
     /// The service of an open WebSocket.
@@ -316,7 +328,7 @@ impl<S: Stream> Connection<S> {
             let frames = std::mem::take(&mut transport.unbilled_frames);
             let limit = settings.max_messages_per_sec;
             if limit > 0 && frames > 0 && !is_closing && !self.rate.allow_n(limit, frames, clock.ms) {
-                warn!(
+                remote_warn!(
                     "{}: over {limit} frames per second (--max-messages-per-sec); closing with 1008",
                     self.peer
                 );

@@ -12,6 +12,8 @@
 //! must change ([`pop_interest_change`](Hub::pop_interest_change)) and sockets of removed
 //! connections ([`pop_released`](Hub::pop_released)), to deregister.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -22,9 +24,10 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use super::fanout::FanOut;
 use super::timers::TimerQueue;
 use crate::chat::{Audience, Body, Chat, ClientId, Effect};
-use crate::connection::{Clock, Connection, Flush, Route, Step, Stream};
+use crate::connection::{Admission, Clock, Connection, Flush, Route, Step, Stream};
 use crate::frame::{self, Opcode};
 use crate::http::Endpoint;
+use crate::logline::quoted;
 use crate::settings::Settings;
 
 /// Connections, chat and the routing between them.
@@ -40,6 +43,8 @@ pub struct Hub<S> {
     unfinished_reads: Vec<usize>,
     /// Connections counted against `--max-connections`.
     clients: usize,
+    /// Counted connections per client address (`--max-connections-per-ip`).
+    per_address: HashMap<IpAddr, u32>,
     next_serial: u64,
     /// Origin of the millisecond clock the rate limiter counts in.
     started: Instant,
@@ -60,6 +65,7 @@ impl<S: Stream> Hub<S> {
             effects: Vec::new(),
             unfinished_reads: Vec::new(),
             clients: 0,
+            per_address: HashMap::new(),
             next_serial: 0,
             started: now,
             interest_changes: Vec::new(),
@@ -95,17 +101,29 @@ impl<S: Stream> Hub<S> {
     }
 
     /// Takes in a new connection, which starts by reading its request head; returns its key.
-    pub fn admit(&mut self, socket: S, peer: std::net::SocketAddr, now: Instant) -> usize {
-        let counted = self.clients < self.settings.max_connections;
-        if counted {
+    pub fn admit(&mut self, socket: S, peer: SocketAddr, now: Instant) -> usize {
+        let admission = self.admission(peer.ip());
+        if admission == Admission::Counted {
             self.clients += 1;
+            *self.per_address.entry(peer.ip()).or_default() += 1;
         }
         self.next_serial += 1;
-        let conn = Connection::new(self.next_serial, peer, socket, now, &self.settings, counted);
+        let conn = Connection::new(self.next_serial, peer, socket, now, &self.settings, admission);
         let key = self.conns.insert(conn);
         debug!("{peer}: accepted as #{key}");
         self.rearm(key);
         key
+    }
+
+    fn admission(&self, address: IpAddr) -> Admission {
+        let per_ip = self.settings.max_connections_per_ip;
+        if self.clients >= self.settings.max_connections {
+            Admission::ServerFull
+        } else if per_ip > 0 && self.per_address.get(&address).is_some_and(|&n| n as usize >= per_ip) {
+            Admission::AddressFull
+        } else {
+            Admission::Counted
+        }
     }
 
     /// When the hub next needs to run even if no socket is ready: now if reads were left
@@ -177,7 +195,7 @@ impl<S: Stream> Hub<S> {
         match endpoint {
             Endpoint::Chat { nick } => {
                 self.chat.connect(key, nick.as_deref(), &mut self.effects);
-                debug!("{peer:?}: joined the chat as {}", self.chat.nick(key).unwrap_or("?"));
+                debug!("{peer:?}: joined the chat as {}", quoted(self.chat.nick(key).unwrap_or("?")));
                 self.apply_effects(now);
             }
             Endpoint::Echo => debug!("{peer:?}: echo session open"),
@@ -299,6 +317,13 @@ impl<S: Stream> Hub<S> {
         debug!("{}: #{key} removed: {why}", conn.peer());
         if conn.is_counted() {
             self.clients -= 1;
+            let address = conn.peer().ip();
+            if let Some(count) = self.per_address.get_mut(&address) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_address.remove(&address);
+                }
+            }
         }
         if let Some(socket) = conn.into_socket() {
             self.released.push(socket);
@@ -388,6 +413,7 @@ impl<S: Stream> Hub<S> {
         self.effects = Vec::new();
         self.interest_changes = Vec::new();
         self.released = Vec::new();
+        self.per_address = HashMap::new();
         self.chat.release_memory();
         true
     }
