@@ -72,7 +72,10 @@ mod tests {
     #[test]
     fn client_text_is_escaped_and_cut() {
         assert_eq!(quoted("alice"), "\"alice\"");
-        assert_eq!(quoted("hi\n[WARN] admin logged in\u{1b}[2J"), "\"hi\\n[WARN] admin logged in\\u{1b}[2J\"");
+        assert_eq!(
+            quoted("hi\n[WARN] admin logged in\u{1b}[2J"),
+            "\"hi\\n[WARN] admin logged in\\u{1b}[2J\""
+        );
         let long = quoted(&"x".repeat(1000));
         assert_eq!(long.chars().count(), MAX_QUOTED_CHARS + 3);
         assert!(long.ends_with("\"…"));

@@ -31,7 +31,10 @@ fn read_lines(mut stream: TcpStream, count: usize, progress: Arc<AtomicUsize>) {
             let payload = &buf[at + start..at + start + len];
             assert_ne!(opcode, 8, "closed: {:?}", String::from_utf8_lossy(payload));
             if payload.starts_with(b"sender: ") {
-                assert!(payload.starts_with(format!("sender: {seen:05} ").as_bytes()), "message {seen} out of order");
+                assert!(
+                    payload.starts_with(format!("sender: {seen:05} ").as_bytes()),
+                    "message {seen} out of order"
+                );
                 seen += 1;
                 progress.store(seen, Ordering::Release);
             }

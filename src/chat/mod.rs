@@ -385,7 +385,7 @@ impl Chat {
         loop {
             self.next_guest += 1;
             let nick = format!("guest-{}", self.next_guest);
-            if !self.nicks.contains_key(nick.as_str()) {
+            if !self.nicks.contains_key(fold(&nick).as_str()) {
                 return Rc::from(nick);
             }
         }

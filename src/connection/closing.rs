@@ -59,7 +59,8 @@ impl<S: Stream> Connection<S> {
             Phase::Head { deadline, .. } if now >= *deadline => {
                 remote_warn!(
                     "{}: handshake not completed within {:?}; dropping",
-                    self.peer, settings.handshake_timeout
+                    self.peer,
+                    settings.handshake_timeout
                 );
                 Step::Gone("handshake timeout".into())
             }
@@ -72,7 +73,10 @@ impl<S: Stream> Connection<S> {
             Phase::Open { ws, closing: None, .. } => {
                 let silent = now.saturating_duration_since(self.last_heard);
                 if silent >= idle {
-                    remote_warn!("{}: silent for {silent:?} (no answer to ping); closing with 1001", self.peer);
+                    remote_warn!(
+                        "{}: silent for {silent:?} (no answer to ping); closing with 1001",
+                        self.peer
+                    );
                     self.close(CloseCode::Away, "idle timeout", now, settings);
                     return Step::Left("idle timeout".into());
                 }
@@ -116,7 +120,8 @@ impl<S: Stream> Connection<S> {
         }
         remote_warn!(
             "{}: too slow: over {} bytes queued (--max-outbound); disconnecting",
-            self.peer, settings.max_outbound
+            self.peer,
+            settings.max_outbound
         );
         if let Some(transport) = self.transport_mut() {
             transport.outbox.truncate_unstarted();

@@ -11,8 +11,8 @@ use tungstenite::WebSocket;
 
 use super::{Admission, Clock, Connection, HandshakeStream, Phase, Route, Step, Stream};
 use crate::http::{self, Decision, Endpoint, HeadProgress, Reply};
-use crate::rate::RateLimiter;
 use crate::logline::quoted;
+use crate::rate::RateLimiter;
 use crate::remote_warn;
 use crate::settings::Settings;
 
