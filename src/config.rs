@@ -66,7 +66,7 @@ pub struct Config {
     #[arg(long, default_value = "256B", value_parser = parse_size, value_name = "SIZE")]
     pub read_buffer_size: usize,
 
-    /// Messages (data, ping and pong) one client may send per second, bursts of a second's worth included; past it, close 1008. 0 = no limit.
+    /// Frames (data, continuation, ping and pong) one client may send per second, bursts of a second's worth included; past it, close 1008. 0 = no limit.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub max_messages_per_sec: u32,
 
