@@ -38,17 +38,19 @@ pub struct FrameMeter {
     fragments: u16,
     /// Frames whose first byte was seen since [`take_frames`](Self::take_frames).
     frames: u32,
-    payload_left: u64,
+    /// Payload still to skip. A length past `u32` is saturated: tungstenite refuses such a
+    /// frame (over `--max-message-size`) before the meter could miscount.
+    payload_left: u32,
 }
 
 impl FrameMeter {
-    /// Accounts for the next bytes of the stream.
-    pub fn feed(&mut self, mut bytes: &[u8]) {
+    /// Accounts for the next bytes of the stream; returns how many frames began in them.
+    pub fn feed(&mut self, mut bytes: &[u8]) -> u32 {
+        let before = self.frames;
         while let Some((&byte, rest)) = bytes.split_first() {
             if self.at == At::Payload {
-                let skip =
-                    usize::try_from(self.payload_left).map_or(bytes.len(), |left| left.min(bytes.len()));
-                self.payload_left -= skip as u64;
+                let skip = (self.payload_left as usize).min(bytes.len());
+                self.payload_left -= skip as u32;
                 bytes = &bytes[skip..];
                 if self.payload_left == 0 {
                     self.at = At::First;
@@ -58,12 +60,13 @@ impl FrameMeter {
             self.header_byte(byte);
             bytes = rest;
         }
+        self.frames.wrapping_sub(before)
     }
 
     fn header_byte(&mut self, byte: u8) {
         self.at = match self.at {
             At::First => {
-                self.frames = self.frames.saturating_add(1);
+                self.frames = self.frames.wrapping_add(1);
                 let (fin, opcode) = (byte & 0x80 != 0, byte & 0x0f);
                 self.fragments = match (opcode, fin) {
                     (0..=2, true) => 0,
@@ -85,13 +88,14 @@ impl FrameMeter {
                         At::Length(8)
                     }
                     n => {
-                        self.payload_left = u64::from(n);
+                        self.payload_left = u32::from(n);
                         self.after_length()
                     }
                 }
             }
             At::Length(left) => {
-                self.payload_left = self.payload_left << 8 | u64::from(byte);
+                self.payload_left =
+                    self.payload_left.checked_mul(256).map_or(u32::MAX, |v| v | u32::from(byte));
                 if left > 1 {
                     At::Length(left - 1)
                 } else {
@@ -158,6 +162,7 @@ mod tests {
 
     #[test]
     fn counts_frames_of_every_length_form_fed_in_any_pieces() {
+        assert_eq!(FrameMeter::default().feed(&frame(0x81, 1, true)), 1);
         let stream: Vec<u8> = [
             frame(0x81, 5, true),
             frame(0x89, 0, true),

@@ -325,7 +325,7 @@ impl<S: Stream> Connection<S> {
                 self.last_heard = clock.now;
                 self.ping_sent = false;
             }
-            let frames = std::mem::take(&mut transport.unbilled_frames);
+            let frames = transport.take_frames();
             let limit = settings.max_messages_per_sec;
             if limit > 0 && frames > 0 && !is_closing && !self.rate.allow_n(limit, frames, clock.ms) {
                 remote_warn!(

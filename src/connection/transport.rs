@@ -44,10 +44,9 @@ pub struct Transport<S> {
     pub heard: bool,
     /// A read was refused because the turn's budget is spent (or the fragment cap was passed).
     pub held_back: bool,
-    /// Frames seen since the rate limiter last charged for them.
-    pub unbilled_frames: u32,
+    // Kept small: every idle connection carries these.
+    turn_frames: u16,
     bytes_left: u32,
-    frames_left: u32,
     meter: FrameMeter,
 }
 
@@ -58,9 +57,8 @@ impl<S> Transport<S> {
             outbox: Outbox::new(),
             heard: false,
             held_back: false,
-            unbilled_frames: 0,
+            turn_frames: 0,
             bytes_left: BYTES_PER_TURN,
-            frames_left: FRAMES_PER_TURN,
             meter: FrameMeter::default(),
         }
     }
@@ -68,8 +66,13 @@ impl<S> Transport<S> {
     /// A new loop turn: a fresh budget.
     pub fn begin_turn(&mut self) {
         self.bytes_left = BYTES_PER_TURN;
-        self.frames_left = FRAMES_PER_TURN;
+        self.turn_frames = 0;
         self.held_back = false;
+    }
+
+    /// Frames that arrived since the last call (for the rate limiter).
+    pub fn take_frames(&mut self) -> u32 {
+        self.meter.take_frames()
     }
 
     /// The message in progress came in more fragments than allowed.
@@ -82,7 +85,10 @@ impl<S: Read> Read for Transport<S> {
     /// Reads from the socket, but answers `WouldBlock` (setting `held_back`) once the turn's
     /// bytes or frames are spent, so one client's input cannot fill a whole loop turn.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.bytes_left == 0 || self.frames_left == 0 || self.meter.too_many_fragments() {
+        if self.bytes_left == 0
+            || u32::from(self.turn_frames) >= FRAMES_PER_TURN
+            || self.meter.too_many_fragments()
+        {
             self.held_back = true;
             return Err(io::ErrorKind::WouldBlock.into());
         }
@@ -90,10 +96,8 @@ impl<S: Read> Read for Transport<S> {
         let n = self.socket.read(&mut buf[..cap])?;
         self.heard |= n > 0;
         self.bytes_left -= n as u32;
-        self.meter.feed(&buf[..n]);
-        let frames = self.meter.take_frames();
-        self.frames_left = self.frames_left.saturating_sub(frames);
-        self.unbilled_frames = self.unbilled_frames.saturating_add(frames);
+        let seen = self.meter.feed(&buf[..n]);
+        self.turn_frames = self.turn_frames.saturating_add(u16::try_from(seen).unwrap_or(u16::MAX));
         Ok(n)
     }
 }
