@@ -110,17 +110,19 @@ fn pings_from_a_client_that_never_reads_do_not_pile_up() {
     let baseline_kib = server.rss_kib();
     let mut pinger = raw_handshake(&server, "/echo");
     pinger.set_nonblocking(true).unwrap();
-    let ping = client_frame(0x89, &[b'p'; 125], true);
-    let mut sent = 0usize;
+    let pings: Vec<u8> = (0..1000).flat_map(|_| client_frame(0x89, &[b'p'; 125], true)).collect();
+    let (mut sent, mut at) = (0usize, 0usize);
     let mut blocked_since: Option<Instant> = None;
     // Send pings until the server has stopped taking them for half a second.
-    while sent < 800_000 && blocked_since.is_none_or(|at| at.elapsed() < Duration::from_millis(500)) {
-        match pinger.write(&ping) {
-            Ok(n) if n == ping.len() => {
-                sent += 1;
+    while sent < 800_000 && blocked_since.is_none_or(|since| since.elapsed() < Duration::from_millis(500)) {
+        match pinger.write(&pings[at..]) {
+            Ok(n) => {
                 blocked_since = None;
+                at += n;
+                if at == pings.len() {
+                    (at, sent) = (0, sent + 1000);
+                }
             }
-            Ok(_) => break, // part of a frame: stop here, the server will not finish reading it
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 blocked_since.get_or_insert_with(Instant::now);
                 std::thread::sleep(Duration::from_millis(1));
@@ -161,22 +163,20 @@ fn a_message_in_too_many_fragments_is_closed_with_1009() {
 }
 
 #[test]
-fn a_frame_flood_does_not_starve_other_clients() {
+fn a_flood_of_empty_continuation_frames_does_not_starve_other_clients() {
     let server = TestServer::start(&[]);
     let mut flooder = raw_handshake(&server, "/echo");
     let mut drain = flooder.try_clone().unwrap();
     let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 64 * 1024];
-        while drain.read(&mut buf).is_ok_and(|n| n > 0) {}
+        let mut received = Vec::new();
+        let _ = drain.read_to_end(&mut received);
+        received
     });
     let stop = Instant::now() + Duration::from_secs(2);
     let writer = std::thread::spawn(move || {
-        let pings: Vec<u8> = (0..1000).flat_map(|_| client_frame(0x89, b"", true)).collect();
-        while Instant::now() < stop {
-            if flooder.write_all(&pings).is_err() {
-                break;
-            }
-        }
+        let _ = flooder.write_all(&client_frame(0x01, b"unfinished", true));
+        let empties: Vec<u8> = (0..1000).flat_map(|_| client_frame(0x00, b"", true)).collect();
+        while Instant::now() < stop && flooder.write_all(&empties).is_ok() {}
         let _ = flooder.shutdown(std::net::Shutdown::Both);
     });
     let mut other = server.chat_client("other");
@@ -188,7 +188,9 @@ fn a_frame_flood_does_not_starve_other_clients() {
         slowest = slowest.max(start.elapsed());
     }
     writer.join().unwrap();
-    reader.join().unwrap();
+    let received = reader.join().unwrap();
+    // Nothing but the close frame comes back: the fragments never make a message.
+    assert_eq!(received.get(..4), Some(&[0x88, received[1], 0x03, 0xf1][..]), "closed with 1009");
     // Not a performance goal (the soak measures that): a starved client waited seconds.
     assert!(slowest < Duration::from_millis(250), "a /who took {slowest:?} under the flood");
 }
@@ -199,6 +201,7 @@ fn log_lines_cannot_be_forged_from_the_chat() {
     let mut alice = server.chat_client("alice");
     send(&mut alice, "hello\n[WARN] admin logged in");
     send(&mut alice, "/quit bye\r\n[ERROR] disk full");
+    send(&mut alice, "/quit");
     let _ = expect_close(&mut alice);
     server.wait_for_log("removed");
     for line in server.log() {
@@ -227,4 +230,40 @@ fn one_address_cannot_take_every_slot() {
         assert!(Instant::now() < deadline, "the freed slot was never given back");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn the_servers_own_notices_fit_the_smallest_queue() {
+    // 64 KiB messages + 256 bytes of slack; a nick and a room of 32 four-byte characters and a
+    // 65,530-byte quit reason once made a leave notice larger than that.
+    let server = TestServer::start(&["--max-outbound", "65792"]);
+    let wide: String = std::iter::repeat_n('\u{20000}', 32).collect();
+    let encoded: String = wide.bytes().map(|b| format!("%{b:02X}")).collect();
+    let mut a = server.connect(&format!("/?nick={encoded}"));
+    recv_until(&mut a, |t| t.starts_with("*** welcome"));
+    let mut b = server.chat_client("b");
+    send(&mut a, &format!("/join {wide}"));
+    send(&mut b, &format!("/join {wide}"));
+    send(&mut a, "/who");
+    recv_until(&mut a, |t| t.starts_with("*** in ") && t.contains(" b"));
+    send(&mut a, &format!("/quit {}", "q".repeat(65_530)));
+    let notice = recv_until(&mut b, |t| t.contains(" left "));
+    assert!(notice.len() < 400, "the quit reason is cut: {} bytes", notice.len());
+    send(&mut b, "/who");
+    recv_until(&mut b, |t| t.starts_with("*** in "));
+}
+
+#[test]
+fn one_message_is_one_line() {
+    let server = TestServer::start(&[]);
+    let mut clients = server.chat_room(&["alice", "bob"]);
+    for forged in
+        ["hi\n*** alice is now known as admin", "\x1b]0;pwned\x07", "x\r[PM from alice] paste your password"]
+    {
+        send(&mut clients[0], forged);
+        let error = recv_text(&mut clients[0]);
+        assert!(error.starts_with("*** error: a message is one line"), "{error}");
+    }
+    send(&mut clients[0], "still here");
+    assert_eq!(recv_text(&mut clients[1]), "alice: still here", "bob saw nothing of the forged lines");
 }

@@ -27,8 +27,19 @@ pub enum Line<'a> {
     Invalid(String),
 }
 
-/// Classifies one text message from a client.
+/// Longest `/quit` reason kept, in characters: it is repeated to the whole room, so it stays
+/// far below any message limit.
+pub const MAX_REASON_CHARS: usize = 100;
+
+/// Classifies one text message from a client. A message is one line: text with line breaks,
+/// other control characters (tab excepted) or bidi controls is refused, because it could make
+/// other users' clients print lines that look like the server's, or reorder what they show.
 pub fn parse_line(line: &str) -> Line<'_> {
+    if line.chars().any(breaks_the_line) {
+        return Line::Invalid(
+            "a message is one line: no line breaks, control characters or bidi controls".to_string(),
+        );
+    }
     let Some(rest) = line.strip_prefix('/') else {
         return Line::Say(line);
     };
@@ -65,14 +76,27 @@ pub fn parse_line(line: &str) -> Line<'_> {
             Some((to, text)) if !text.trim().is_empty() => Ok(Command::Msg { to, text: text.trim_start() }),
             _ => Err("usage: /msg NICK TEXT".to_string()),
         },
-        "quit" => Ok(Command::Quit(Some(args).filter(|a| !a.is_empty()))),
+        "quit" => Ok(Command::Quit(Some(cut(args, MAX_REASON_CHARS)).filter(|a| !a.is_empty()))),
         "" => Err("empty command; type //text to send a line starting with '/'".to_string()),
-        other => Err(format!("unknown command /{other}; type /help for the list")),
+        _ => Err(format!("unknown command /{}; type /help for the list", cut(name, 32))),
     };
     match parsed {
         Ok(command) => Line::Command(command),
         Err(error) => Line::Invalid(error),
     }
+}
+
+/// Characters that break a line or reorder it on screen: controls other than tab (C0, DEL,
+/// C1 with NEL), the Unicode line and paragraph separators, and the bidi embedding, override
+/// and isolate controls.
+fn breaks_the_line(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The first `max` characters of `text`.
+fn cut(text: &str, max: usize) -> &str {
+    text.char_indices().nth(max).map_or(text, |(at, _)| &text[..at])
 }
 
 #[cfg(test)]
@@ -101,6 +125,34 @@ mod tests {
         assert_eq!(parse_line("/rooms"), Line::Command(Command::Rooms));
         assert_eq!(parse_line("/who"), Line::Command(Command::Who));
         assert_eq!(parse_line("/help"), Line::Command(Command::Help));
+    }
+
+    #[test]
+    fn a_message_is_one_line() {
+        for line in [
+            "hi\n*** alice is now known as admin",
+            "hi\r[PM from alice] paste your password",
+            "\x1b]0;pwned\x07",
+            "\x1b[2J",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "\u{202e}olleh",
+            "/me waves\nagain",
+            "/quit bye\r\n*** server restarting",
+        ] {
+            assert!(matches!(parse_line(line), Line::Invalid(_)), "{line:?}");
+        }
+        assert_eq!(parse_line("tab\tis fine"), Line::Say("tab\tis fine"));
+    }
+
+    #[test]
+    fn long_reasons_and_command_names_are_cut() {
+        let long = "é".repeat(MAX_REASON_CHARS + 50);
+        let quit = format!("/quit {long}");
+        let Line::Command(Command::Quit(Some(reason))) = parse_line(&quit) else { panic!() };
+        assert_eq!(reason.chars().count(), MAX_REASON_CHARS);
+        let Line::Invalid(text) = parse_line(&format!("/{}", "x".repeat(70_000))) else { panic!() };
+        assert!(text.len() < 100, "{}", text.len());
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub enum Effect {
 struct Member {
     nick: Rc<str>,
     room: Rc<str>,
+    /// Where the member sits in its room's member list, so leaving is O(1).
+    seat: u32,
 }
 
 struct Room {
@@ -217,8 +219,8 @@ impl Chat {
         };
         self.index_nick(&nick, client);
         let lobby: Rc<str> = Rc::from(LOBBY);
-        self.insert_member(client, Member { nick: nick.clone(), room: lobby.clone() });
-        self.add_to_room(client, &lobby, LOBBY);
+        let seat = self.add_to_room(client, &lobby, LOBBY);
+        self.insert_member(client, Member { nick: nick.clone(), room: lobby.clone(), seat });
         let to_client = Audience::Client(client);
         if let Some(refusal) = refusal {
             out.push(Effect::Send { to: to_client.clone(), body: notice(refusal) });
@@ -234,7 +236,7 @@ impl Chat {
     pub fn disconnect(&mut self, client: ClientId, reason: &str, out: &mut Vec<Effect>) {
         let Some(member) = self.remove_member(client) else { return };
         self.nicks.remove(fold(&member.nick).as_str());
-        self.remove_from_room(client, &member.room);
+        self.remove_from_room(&member.room, member.seat);
         if let Some(room) = self.rooms.get(&member.room) {
             let text = if reason.is_empty() {
                 format!("{} left {}", member.nick, room.display)
@@ -335,13 +337,14 @@ impl Chat {
             out.push(reply(format!("you are already in {wanted}")));
             return;
         }
-        let (nick, old_room) = (member.nick.clone(), member.room.clone());
-        self.remove_from_room(client, &old_room);
+        let (nick, old_room, old_seat) = (member.nick.clone(), member.room.clone(), member.seat);
+        self.remove_from_room(&old_room, old_seat);
         let new_room: Rc<str> =
             self.rooms.get_key_value(key.as_str()).map_or_else(|| Rc::from(key), |(k, _)| k.clone());
-        self.add_to_room(client, &new_room, wanted);
+        let seat = self.add_to_room(client, &new_room, wanted);
         if let Some(member) = self.member_mut(client) {
             member.room = new_room.clone();
+            member.seat = seat;
         }
         let new_display = self.rooms.get(&new_room).map_or(wanted, |r| r.display.as_str()).to_string();
         if let Some(old) = self.rooms.get(&old_room) {
@@ -364,6 +367,7 @@ impl Chat {
             assert_eq!(self.nicks.get(fold(&member.nick).as_str()), Some(id), "nick indexes its owner");
             let room = self.rooms.get(&member.room).expect("member's room exists");
             assert_eq!(room.members.iter().filter(|c| *c == id).count(), 1, "listed once in its room");
+            assert_eq!(room.members.get(member.seat as usize), Some(id), "seated where it is listed");
         }
         let listed: usize = self.rooms.values().map(|r| r.members.len()).sum();
         assert_eq!(listed, self.member_count, "room lists hold exactly the members");
@@ -391,18 +395,29 @@ impl Chat {
         }
     }
 
-    fn add_to_room(&mut self, client: ClientId, key: &Rc<str>, display: &str) {
-        self.rooms
+    /// Seats `client` in a room (created if new); returns its seat.
+    fn add_to_room(&mut self, client: ClientId, key: &Rc<str>, display: &str) -> u32 {
+        let members = &mut self
+            .rooms
             .entry(key.clone())
             .or_insert_with(|| Room { display: display.to_string(), members: Vec::new() })
-            .members
-            .push(client);
+            .members;
+        members.push(client);
+        (members.len() - 1) as u32
     }
 
-    fn remove_from_room(&mut self, client: ClientId, key: &str) {
+    /// Frees a seat: the room's last member moves into it, so leaving costs the same in a room
+    /// of ten or of ten thousand.
+    fn remove_from_room(&mut self, key: &str, seat: u32) {
         let Some(room) = self.rooms.get_mut(key) else { return };
-        if let Some(at) = room.members.iter().position(|c| *c == client) {
-            room.members.swap_remove(at);
+        let seat = seat as usize;
+        if seat < room.members.len() {
+            room.members.swap_remove(seat);
+            if let Some(&moved) = room.members.get(seat) {
+                if let Some(Some(member)) = self.members.get_mut(moved) {
+                    member.seat = seat as u32;
+                }
+            }
         }
         // Empty rooms vanish so /rooms stays meaningful; the lobby is kept even when empty.
         if room.members.is_empty() && key != LOBBY {
