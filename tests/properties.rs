@@ -126,6 +126,29 @@ proptest! {
         scenarios::frames_after_handshake(small_limits(), "/?nick=fuzz", &bytes, piece);
     }
 
+    /// Floods of one kind of frame (the per-turn budget, the fragment cap, backpressure and the
+    /// frame-rate limit at work), read in arbitrary pieces.
+    #[test]
+    fn floods_of_one_frame_kind(
+        first in prop::sample::select(vec![0x00u8, 0x80, 0x01, 0x89, 0x8a, 0x81, 0x82]),
+        payload in 0usize..200,
+        count in 0usize..3000,
+        start_fragmented in any::<bool>(),
+        piece in 0usize..600,
+        rate_limited in any::<bool>(),
+    ) {
+        let mut settings = small_limits();
+        if !rate_limited {
+            settings.max_messages_per_sec = 0;
+        }
+        let mut bytes = if start_fragmented { client_frame(0x01, b"start", [1, 2, 3, 4]) } else { Vec::new() };
+        let one = client_frame(first, &vec![b'f'; payload], [5, 6, 7, 8]);
+        for _ in 0..count {
+            bytes.extend_from_slice(&one);
+        }
+        scenarios::frames_after_handshake(settings, "/?nick=flood", &bytes, piece);
+    }
+
     #[test]
     fn arbitrary_chat_lines_keep_the_chat_consistent(
         lines in prop::collection::vec(
@@ -190,6 +213,19 @@ mod regressions {
     fn a_close_frame_with_a_one_byte_payload() {
         let frame = [0x88, 0x81, 1, 2, 3, 4, 0x03 ^ 1];
         assert_eq!(scenarios::frames_after_handshake(small_limits(), "/echo", &frame, 0), Some(1002));
+    }
+
+    /// Found by `floods_of_one_frame_kind`: once over the fragment cap, a finishing connection
+    /// was never drained (the meter refused its reads) and was read again every turn.
+    #[test]
+    fn a_connection_closed_for_too_many_fragments_finishes() {
+        let mut bytes = client_frame(0x01, b"start", [1, 2, 3, 4]);
+        for _ in 0..1024 {
+            bytes.extend(client_frame(0x00, b"", [5, 6, 7, 8]));
+        }
+        let mut settings = small_limits();
+        settings.max_messages_per_sec = 0;
+        assert_eq!(scenarios::frames_after_handshake(settings, "/echo", &bytes, 0), Some(1009));
     }
 
     #[test]

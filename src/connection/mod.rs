@@ -64,6 +64,9 @@ fn backpressure_threshold(settings: &Settings) -> usize {
     settings.max_outbound / 2
 }
 
+/// Bytes a finishing connection's input is drained of per turn.
+const DISCARD_PER_TURN: usize = 64 * 1024;
+
 /// Why a connection ended or left the chat: usually a fixed text, sometimes a formatted one.
 pub type Why = Cow<'static, str>;
 
@@ -365,26 +368,27 @@ impl<S: Stream> Connection<S> {
         }
     }
 
-    /// Reads and drops whatever a finishing client still sends, until it closes its side.
+    /// Reads and drops whatever a finishing client still sends, until it closes its side; at
+    /// most [`DISCARD_PER_TURN`] bytes a turn. (Straight from the socket: the frame meter has
+    /// nothing more to judge.)
     fn discard_input(&mut self) -> Step {
         let Phase::Finishing { transport, write_shut, peer_closed, .. } = &mut self.phase else {
             return Step::Done;
         };
         let mut sink = [0u8; 4096];
-        loop {
-            match io::Read::read(transport, &mut sink) {
+        for _ in 0..DISCARD_PER_TURN / sink.len() {
+            match io::Read::read(&mut transport.socket, &mut sink) {
                 Ok(0) => {
                     *peer_closed = true;
                     return if *write_shut { Step::Gone("closed".into()) } else { Step::Done };
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return if transport.held_back { Step::Yield } else { Step::Done };
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Done,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Step::Gone("closed".into()),
             }
         }
+        Step::Yield
     }
 
     /// After a flush: a connection whose reading was paused is read again once its queue is
