@@ -272,16 +272,22 @@ impl Chat {
             Line::Command(Command::Who) => {
                 let mut nicks: Vec<&str> =
                     self.room_members(&member.room).iter().filter_map(|c| self.nick(*c)).collect();
-                nicks.sort_unstable_by_key(|n| n.to_lowercase());
+                let count = nicks.len();
+                let shown = first_sorted(&mut nicks, |n| n);
                 let display = self.rooms.get(&member.room).map_or(LOBBY, |r| r.display.as_str());
-                out.push(reply(notice(format!("in {display} ({}): {}", nicks.len(), nicks.join(", ")))));
+                out.push(reply(notice(format!(
+                    "in {display} ({count}): {}{}",
+                    shown.join(", "),
+                    more(count)
+                ))));
             }
             Line::Command(Command::Rooms) => {
                 let mut rooms: Vec<(&str, usize)> =
                     self.rooms.values().map(|r| (r.display.as_str(), r.members.len())).collect();
-                rooms.sort_unstable_by_key(|(name, _)| name.to_lowercase());
-                let list: Vec<String> = rooms.iter().map(|(name, n)| format!("{name} ({n})")).collect();
-                out.push(reply(notice(format!("rooms: {}", list.join(", ")))));
+                let count = rooms.len();
+                let shown = first_sorted(&mut rooms, |(name, _)| name);
+                let list: Vec<String> = shown.iter().map(|(name, n)| format!("{name} ({n})")).collect();
+                out.push(reply(notice(format!("rooms: {}{}", list.join(", "), more(count)))));
             }
             Line::Command(Command::Msg { to, text }) => match self.nicks.get(fold(to).as_str()) {
                 Some(&target) => {
@@ -423,6 +429,35 @@ impl Chat {
         if room.members.is_empty() && key != LOBBY {
             self.rooms.remove(key);
         }
+    }
+}
+
+/// Names a `/who` or `/rooms` reply lists; the rest are counted. A 10,000-member lobby would
+/// otherwise cost a 330 KB reply to anyone who asks.
+pub const MAX_LISTED: usize = 100;
+
+/// The first [`MAX_LISTED`] items in case-insensitive order of `name`, without sorting (or
+/// allocating for) the rest.
+fn first_sorted<'a, T>(items: &'a mut [T], name: impl Fn(&T) -> &str) -> &'a [T] {
+    let order = |a: &T, b: &T| {
+        let (a, b) = (name(a), name(b));
+        a.chars().flat_map(char::to_lowercase).cmp(b.chars().flat_map(char::to_lowercase))
+    };
+    if items.len() > MAX_LISTED {
+        items.select_nth_unstable_by(MAX_LISTED, order);
+    }
+    let len = items.len().min(MAX_LISTED);
+    let shown = &mut items[..len];
+    shown.sort_unstable_by(order);
+    shown
+}
+
+/// ", and N more" for a list of `count` cut to [`MAX_LISTED`].
+fn more(count: usize) -> String {
+    if count > MAX_LISTED {
+        format!(", and {} more", count - MAX_LISTED)
+    } else {
+        String::new()
     }
 }
 

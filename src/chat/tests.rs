@@ -280,3 +280,29 @@ fn big_rooms_are_not_flooded_with_announcements() {
     assert!(h.take(1).is_empty(), "nor is a room left that is over the limit");
     assert_eq!(h.take(5), ["*** e joined lobby"]);
 }
+
+#[test]
+fn who_and_rooms_list_the_first_hundred_and_count_the_rest() {
+    let mut h = Harness::default();
+    for client in 0..250 {
+        h.connect(client, Some(&format!("n{client:03}")));
+    }
+    for client in 0..150 {
+        h.say(client, &format!("/join room{client:03}"));
+    }
+    h.clear();
+    h.say(249, "/who");
+    let who = h.take(249).remove(0);
+    let expected: Vec<String> = (150..250).map(|c| format!("n{c:03}")).collect();
+    assert_eq!(who, format!("*** in lobby (100): {}", expected.join(", ")));
+    h.say(0, "/join lobby");
+    h.clear();
+    h.say(249, "/who");
+    let who = h.take(249).remove(0);
+    assert!(who.starts_with("*** in lobby (101): n000, n150, n151,"), "{who}");
+    assert!(who.ends_with(", and 1 more"), "{who}");
+    h.say(249, "/rooms");
+    let rooms = h.take(249).remove(0);
+    assert!(rooms.starts_with("*** rooms: lobby (101), room001 (1), room002 (1),"), "{rooms}");
+    assert!(rooms.ends_with("room099 (1), and 50 more"), "{rooms}");
+}
