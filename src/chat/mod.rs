@@ -438,7 +438,7 @@ pub const MAX_LISTED: usize = 100;
 
 /// The first [`MAX_LISTED`] items in case-insensitive order of `name`, without sorting (or
 /// allocating for) the rest.
-fn first_sorted<'a, T>(items: &'a mut [T], name: impl Fn(&T) -> &str) -> &'a [T] {
+fn first_sorted<T>(items: &mut [T], name: impl Fn(&T) -> &str) -> &[T] {
     let order = |a: &T, b: &T| {
         let (a, b) = (name(a), name(b));
         a.chars().flat_map(char::to_lowercase).cmp(b.chars().flat_map(char::to_lowercase))
