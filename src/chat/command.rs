@@ -95,7 +95,7 @@ fn breaks_the_line(c: char) -> bool {
 }
 
 /// The first `max` characters of `text`.
-fn cut(text: &str, max: usize) -> &str {
+pub fn cut(text: &str, max: usize) -> &str {
     text.char_indices().nth(max).map_or(text, |(at, _)| &text[..at])
 }
 

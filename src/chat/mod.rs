@@ -16,7 +16,9 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use command::{parse_line, Command, Line};
-use names::{fold, validate_nick, validate_room};
+use names::{fold, validate_nick, validate_room, MAX_NAME_CHARS};
+
+use crate::logline::quoted;
 
 /// Identifies one connected client; the event loop uses its connection's slab key.
 pub type ClientId = usize;
@@ -212,7 +214,7 @@ impl Chat {
         let nick: Rc<str> = match wanted_nick.map(|n| (n, self.check_nick_free(n, None))) {
             Some((nick, Ok(()))) => Rc::from(nick),
             Some((nick, Err(why))) => {
-                refusal = Some(format!("nick {nick:?} refused: {why}"));
+                refusal = Some(format!("nick {} refused: {why}", quoted(nick)));
                 self.fresh_guest_nick()
             }
             None => self.fresh_guest_nick(),
@@ -300,7 +302,10 @@ impl Chat {
                         out.push(reply(Body::Text(format!("[PM to {target_nick}] {text}"))));
                     }
                 }
-                None => out.push(reply(notice(format!("error: no such nick: {to}")))),
+                None => out.push(reply(notice(format!(
+                    "error: no such nick: {}",
+                    command::cut(to, MAX_NAME_CHARS)
+                )))),
             },
             Line::Command(Command::Nick(wanted)) => self.change_nick(client, wanted, out),
             Line::Command(Command::Join(room)) => self.join(client, room, out),
@@ -318,7 +323,7 @@ impl Chat {
         if let Err(why) = self.check_nick_free(wanted, Some(client)) {
             out.push(Effect::Send {
                 to: Audience::Client(client),
-                body: notice(format!("error: nick {wanted:?} refused: {why}")),
+                body: notice(format!("error: nick {} refused: {why}", quoted(wanted))),
             });
             return;
         }
@@ -334,7 +339,7 @@ impl Chat {
     fn join(&mut self, client: ClientId, wanted: &str, out: &mut Vec<Effect>) {
         let reply = |text: String| Effect::Send { to: Audience::Client(client), body: notice(text) };
         if let Err(why) = validate_room(wanted) {
-            out.push(reply(format!("error: room name {wanted:?} refused: {}", why.0)));
+            out.push(reply(format!("error: room name {} refused: {}", quoted(wanted), why.0)));
             return;
         }
         let key = fold(wanted);

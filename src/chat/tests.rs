@@ -306,3 +306,14 @@ fn who_and_rooms_list_the_first_hundred_and_count_the_rest() {
     assert!(rooms.starts_with("*** rooms: lobby (101), room001 (1), room002 (1),"), "{rooms}");
     assert!(rooms.ends_with("room099 (1), and 50 more"), "{rooms}");
 }
+
+#[test]
+fn refused_names_are_echoed_short() {
+    let mut h = three_in_lobby();
+    let huge = "\u{200b}".repeat(20_000);
+    for line in [format!("/nick {huge}"), format!("/join {huge}"), format!("/msg {huge} hi")] {
+        h.say(1, &line);
+        let reply = h.take(1).remove(0);
+        assert!(reply.starts_with("*** error: ") && reply.len() < 600, "{} bytes", reply.len());
+    }
+}
