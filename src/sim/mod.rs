@@ -154,15 +154,17 @@ impl Simulation {
         let now = self.now;
         let carried = self.hub.take_unfinished_reads();
         for client in &mut self.clients {
+            let (writable, readable) =
+                (std::mem::take(&mut client.writable), std::mem::take(&mut client.readable));
+            // Bytes sent to a connection the server already dropped go nowhere (and its slab
+            // key may belong to someone else by now).
             if client.pipe.borrow().server_dropped {
                 continue;
             }
-            if std::mem::take(&mut client.writable)
-                && self.hub.connection(client.key).is_some_and(|c| c.wants_writable())
-            {
+            if writable && self.hub.connection(client.key).is_some_and(|c| c.wants_writable()) {
                 self.hub.on_writable(client.key);
             }
-            if std::mem::take(&mut client.readable) {
+            if readable {
                 self.hub.on_readable(client.key, now);
             }
         }
