@@ -12,10 +12,13 @@ core 1, one server at a time, with identical load:
   sweep       deliveries/s at 10 to 5,000 clients (4 senders, window 16), drawn as an SVG
 
     cargo build --release
-    scripts/compare.py --peers DIR [--out docs/compare] [--skip-idle] [--only wschat,node-ws]
+    scripts/compare.py --peers DIR [--out docs/compare] [--skip-idle] [--skip-sweep]
+                       [--only wschat,node-ws] [--server NAME=PATH ...]
 
 DIR holds the reference peers set up as their README says (node-ws with node_modules,
-python-websockets with .venv, tokio-tungstenite built); missing ones are skipped.
+python-websockets with .venv, tokio-tungstenite built, uwebsockets built into
+uwebsockets/target); missing ones are skipped. `--server wschat-before=OLD/wschat-server` adds
+another wschat build, started like this one, so two builds are compared in the same run.
 """
 import argparse
 import json
@@ -33,17 +36,30 @@ BENCH = os.path.join(ROOT, "target/release/wschat-bench")
 SWEEP = [10, 100, 500, 1000, 2000, 5000]
 
 
-def servers(peers):
+def wschat_command(binary):
+    """A wschat build, started for the load: quiet, room for 10,000 clients from one address."""
+    cmd = [binary, "127.0.0.1:{port}", "-q", "--max-connections", "12000"]
+    help_text = subprocess.run([binary, "--help"], capture_output=True, text=True).stdout
+    if "--max-connections-per-ip" in help_text:
+        cmd += ["--max-connections-per-ip", "0"]
+    return cmd
+
+
+def servers(peers, extra):
+    wschat = os.path.join(ROOT, "target/release/wschat-server")
     candidates = {
-        "wschat": ([os.path.join(ROOT, "target/release/wschat-server"), "127.0.0.1:{port}", "-q",
-                    "--max-connections", "12000"], os.path.join(ROOT, "target/release/wschat-server")),
+        "wschat": (wschat_command(wschat), wschat),
         "node-ws": (["node", f"{peers}/node-ws/server.js", "{port}"], f"{peers}/node-ws/node_modules"),
         "python-websockets": ([f"{peers}/python-websockets/.venv/bin/python",
                                f"{peers}/python-websockets/server.py", "{port}"],
                               f"{peers}/python-websockets/.venv/bin/python"),
         "tokio-tungstenite": ([f"{peers}/tokio-tungstenite/target/release/peer-tokio-tungstenite", "{port}"],
                               f"{peers}/tokio-tungstenite/target/release/peer-tokio-tungstenite"),
+        "uwebsockets": ([f"{peers}/uwebsockets/target/peer-uwebsockets", "{port}"],
+                        f"{peers}/uwebsockets/target/peer-uwebsockets"),
     }
+    for name, binary in extra:
+        candidates[name] = (wschat_command(binary), binary)
     return {name: cmd for name, (cmd, needs) in candidates.items() if os.path.exists(needs)}
 
 
@@ -79,14 +95,21 @@ class Server:
 
 
 def bench(port, *args):
+    """Runs wschat-bench on core 1; its result, plus its own CPU use (a saturated load
+    generator measures itself, not the server)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = ["taskset", "-c", "1", BENCH, f"ws://127.0.0.1:{port}/", "--json", out.name, *map(str, args)]
+        before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - start
         with open(out.name) as f:
-            return json.load(f)
+            result = json.load(f)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        result["bench_cpu_share"] = cpu / wall
+        return result
 
 
-def measure(name, cmd, port, skip_idle):
+def measure(name, cmd, port, skip_idle, skip_sweep):
     result = {"server": name}
     server = Server(cmd, port)
     try:
@@ -101,7 +124,7 @@ def measure(name, cmd, port, skip_idle):
     finally:
         server.stop()
     result["sweep"] = {}
-    for clients in SWEEP:
+    for clients in [] if skip_sweep else SWEEP:
         server = Server(cmd, port)
         try:
             run = bench(port, "--clients", clients, "--senders", 4, "--window", 16, "--size", 64,
@@ -164,32 +187,40 @@ def main():
     parser.add_argument("--peers", required=True, help="folder with the set-up reference peers")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs/compare"), help="output path prefix")
     parser.add_argument("--skip-idle", action="store_true", help="skip the 10,000-connection memory run")
+    parser.add_argument("--skip-sweep", action="store_true", help="skip the deliveries/s sweep over client counts")
     parser.add_argument("--only", help="comma-separated server names")
+    parser.add_argument("--server", action="append", default=[], metavar="NAME=PATH",
+                        help="another wschat-server build to measure under NAME (repeatable)")
     args = parser.parse_args()
+    extra = [tuple(spec.split("=", 1)) for spec in args.server]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    chosen = servers(os.path.abspath(args.peers))
+    chosen = servers(os.path.abspath(args.peers), extra)
     if args.only:
         chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
     results = []
     for i, (name, cmd) in enumerate(chosen.items()):
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
-        results.append(measure(name, cmd, 9800 + i, args.skip_idle))
+        results.append(measure(name, cmd, 9800 + i, args.skip_idle, args.skip_sweep))
     with open(args.out + ".json", "w") as f:
         json.dump(results, f, indent=1)
-    svg_plot(results, args.out + ".svg")
+    if not args.skip_sweep:
+        svg_plot(results, args.out + ".svg")
     base = next((r for r in results if r["server"] == "node-ws"), results[0])
     print("| server | deliveries/s (1,000 clients) | lost | vs node ws | server CPU per delivery | vs node ws "
-          "| p50 / p99 / p99.9 at 100 clients, 1,000 msg/s | idle bytes per connection |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| bench core use | p50 / p99 / p99.9 at 100 clients, 1,000 msg/s | idle bytes per connection |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         s, l = r["saturation"], r["latency"]
         idle = r.get("idle_bytes_per_connection")
         print(f"| {r['server']} | {s['deliveries_per_sec']:,.0f} | {s['lost']} "
               f"| {s['deliveries_per_sec'] / base['saturation']['deliveries_per_sec']:.1f}x "
               f"| {r['cpu_us_per_delivery']:.3f} us | {r['cpu_us_per_delivery'] / base['cpu_us_per_delivery']:.3f}x "
+              f"| {s['bench_cpu_share']:.0%} "
               f"| {l['latency_p50_us']:.0f} / {l['latency_p99_us']:.0f} / {l['latency_p999_us']:.0f} us "
               f"| {'-' if idle is None else f'{idle:,.0f}'} |")
+    if args.skip_sweep:
+        return
     print()
     print("| clients | " + " | ".join(r["server"] for r in results) + " |")
     print("|---|" + "---|" * len(results))

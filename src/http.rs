@@ -339,6 +339,7 @@ fn percent_decode(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{UpgradeRequest, SAMPLE_KEY};
 
     impl Reply {
         /// The whole response as sent.
@@ -351,10 +352,10 @@ mod tests {
     }
 
     fn upgrade(target: &str) -> String {
-        format!(
-            "GET {target} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
-             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        )
+        // `Connection` may list other tokens besides `Upgrade`.
+        UpgradeRequest::new("localhost", target)
+            .to_string()
+            .replace("Connection: Upgrade", "Connection: keep-alive, Upgrade")
     }
 
     fn decide(head: &[u8]) -> Decision {
@@ -403,7 +404,7 @@ mod tests {
         );
         assert_eq!(status(&upgrade("/").replace("HTTP/1.1", "HTTP/1.0")), 505);
         assert_eq!(status(&upgrade("/").replace("Version: 13", "Version: 8")), 426);
-        assert_eq!(status(&upgrade("/").replace("dGhlIHNhbXBsZSBub25jZQ==", "short")), 400);
+        assert_eq!(status(&upgrade("/").replace(SAMPLE_KEY, "short")), 400);
         assert_eq!(status(&upgrade("/").replace("Host: localhost\r\n", "")), 400);
         assert_eq!(status("\x00\x01garbage\r\n\r\n"), 400);
         let many: String = (0..60).map(|i| format!("X-{i}: y\r\n")).collect();

@@ -18,6 +18,8 @@
 //! - [`config`] holds every flag and default; [`settings`] is what they become once checked.
 //! - [`sim`] runs the hub and its connections over scripted in-memory sockets, for property
 //!   tests and fuzzing.
+//! - [`wire`] is the client's side of the wire (upgrade request, client frames, header
+//!   parsing), shared by the bench, the simulation and the tests.
 //! - [`client`] is the terminal chat client behind `wschat-client` (feature `client`).
 //! - [`bench`] is the load generator behind `wschat-bench` (feature `bench`).
 
@@ -38,6 +40,7 @@ pub mod server;
 pub mod settings;
 pub mod sim;
 pub mod web;
+pub mod wire;
 
 pub use config::Config;
 pub use server::Server;

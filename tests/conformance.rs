@@ -58,7 +58,7 @@ impl Frame {
         let first = (u8::from(self.fin) << 7) | (self.rsv << 4) | self.opcode;
         // A key that varies with the length, so masking is really undone per frame.
         let key = [0x12, 0x9a, (self.payload.len() % 251) as u8, 0x5e];
-        client_frame_with_key(first, &self.payload, Some(key))
+        wschat::wire::client_frame(first, &self.payload, Some(key))
     }
 }
 
@@ -149,30 +149,14 @@ impl Conn {
 
     fn next_raw(&mut self) -> Result<Received, String> {
         let deadline = Instant::now() + WAIT;
-        let mut head = [0u8; 2];
-        self.read_exact_by(&mut head, deadline)?;
-        if head[1] & 0x80 != 0 {
+        let (header, payload) = read_frame_with(|buf| self.read_exact_by(buf, deadline))?;
+        if header.masked {
             return Err("server frame is masked".into());
         }
-        if head[0] & 0x70 != 0 {
+        if header.first_byte & 0x70 != 0 {
             return Err("server frame has reserved bits set".into());
         }
-        let len = match head[1] & 0x7f {
-            126 => {
-                let mut b = [0u8; 2];
-                self.read_exact_by(&mut b, deadline)?;
-                u16::from_be_bytes(b) as usize
-            }
-            127 => {
-                let mut b = [0u8; 8];
-                self.read_exact_by(&mut b, deadline)?;
-                u64::from_be_bytes(b) as usize
-            }
-            n => n as usize,
-        };
-        let mut payload = vec![0u8; len];
-        self.read_exact_by(&mut payload, deadline)?;
-        Ok(Received { opcode: head[0] & 0x0f, fin: head[0] & 0x80 != 0, payload })
+        Ok(Received { opcode: header.opcode(), fin: header.fin(), payload })
     }
 
     /// Expects one whole message equal to what was sent (as the chat relays it, on `/`).

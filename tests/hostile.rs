@@ -24,12 +24,13 @@ fn read_lines(mut stream: TcpStream, count: usize, progress: Arc<AtomicUsize>) {
         assert!(n > 0, "the server closed a reader that keeps up after {seen} messages");
         filled += n;
         let mut at = 0;
-        while let Some((opcode, start, len)) = frame_header(&buf[at..filled]) {
+        while let Some(header) = wschat::wire::parse_header(&buf[at..filled]) {
+            let (start, len) = (header.payload_start, header.payload_len as usize);
             if filled < at + start + len {
                 break;
             }
             let payload = &buf[at + start..at + start + len];
-            assert_ne!(opcode, 8, "closed: {:?}", String::from_utf8_lossy(payload));
+            assert_ne!(header.opcode(), 8, "closed: {:?}", String::from_utf8_lossy(payload));
             if payload.starts_with(b"sender: ") {
                 assert!(
                     payload.starts_with(format!("sender: {seen:05} ").as_bytes()),
@@ -43,16 +44,6 @@ fn read_lines(mut stream: TcpStream, count: usize, progress: Arc<AtomicUsize>) {
         buf.copy_within(at..filled, 0);
         filled -= at;
     }
-}
-
-/// Opcode, payload start and length of the (unmasked) server frame at the front of `buf`.
-fn frame_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
-    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
-    Some(match b1 & 0x7f {
-        126 => (b0 & 0xf, 4, usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]))),
-        127 => (b0 & 0xf, 10, u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize),
-        n => (b0 & 0xf, 2, usize::from(n)),
-    })
 }
 
 #[test]
@@ -214,14 +205,7 @@ fn one_address_cannot_take_every_slot() {
     let server = TestServer::start(&["--max-connections-per-ip", "2"]);
     let _a = server.chat_client("a");
     let b = server.chat_client("b");
-    let response = http_exchange(
-        &server,
-        &format!(
-            "GET / HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            server.addr
-        ),
-    );
+    let response = http_exchange(&server, &upgrade_request(&server, "/"));
     assert!(response.starts_with("HTTP/1.1 503"), "{response}");
     assert!(response.contains("too many connections from your address"), "{response}");
     drop(b);

@@ -149,11 +149,7 @@ fn idle_clients_that_never_answer_are_closed_with_1001() {
 fn past_max_connections_new_clients_get_503_and_existing_ones_are_untouched() {
     let server = TestServer::start(&["--max-connections", "3"]);
     let mut clients: Vec<Client> = ["a", "b", "c"].iter().map(|n| server.chat_client(n)).collect();
-    let refused = http_exchange(
-        &server,
-        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    );
+    let refused = http_exchange(&server, &upgrade_request(&server, "/"));
     assert!(refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{refused}");
     assert!(refused.contains("Retry-After: 5\r\n"));
     send(&mut clients[0], "we are fine");

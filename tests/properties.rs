@@ -8,7 +8,8 @@
 
 use proptest::prelude::*;
 use wschat::sim::scenarios::{self, small_limits};
-use wschat::sim::{client_frame, Simulation};
+use wschat::sim::Simulation;
+use wschat::wire::{client_frame, UpgradeRequest};
 use wschat::Settings;
 
 fn defaults() -> Settings {
@@ -77,10 +78,7 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
         plausible,
         prop::collection::vec(any::<u8>(), 0..600),
         (prop::collection::vec(any::<u8>(), 0..64), any::<usize>()).prop_map(|(noise, at)| {
-            let mut head =
-                b"GET /?nick=fuzz HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-                    .to_vec();
+            let mut head = UpgradeRequest::new("x", "/?nick=fuzz").to_bytes();
             let at = at % head.len();
             head.splice(at..at, noise);
             head
@@ -141,8 +139,8 @@ proptest! {
         if !rate_limited {
             settings.max_messages_per_sec = 0;
         }
-        let mut bytes = if start_fragmented { client_frame(0x01, b"start", [1, 2, 3, 4]) } else { Vec::new() };
-        let one = client_frame(first, &vec![b'f'; payload], [5, 6, 7, 8]);
+        let mut bytes = if start_fragmented { client_frame(0x01, b"start", Some([1, 2, 3, 4])) } else { Vec::new() };
+        let one = client_frame(first, &vec![b'f'; payload], Some([5, 6, 7, 8]));
         for _ in 0..count {
             bytes.extend_from_slice(&one);
         }
@@ -183,7 +181,7 @@ proptest! {
             for (i, (sender, size)) in chunk.iter().enumerate() {
                 let text = format!("{turn}.{i} {}", "x".repeat(*size));
                 let mask = [turn as u8, i as u8, 7, 9];
-                sim.send(senders[*sender], &client_frame(0x81, text.as_bytes(), mask));
+                sim.send(senders[*sender], &client_frame(0x81, text.as_bytes(), Some(mask)));
                 expected.push(format!("s{sender}: {text}"));
             }
             sim.settle();
@@ -219,9 +217,9 @@ mod regressions {
     /// was never drained (the meter refused its reads) and was read again every turn.
     #[test]
     fn a_connection_closed_for_too_many_fragments_finishes() {
-        let mut bytes = client_frame(0x01, b"start", [1, 2, 3, 4]);
+        let mut bytes = client_frame(0x01, b"start", Some([1, 2, 3, 4]));
         for _ in 0..1024 {
-            bytes.extend(client_frame(0x00, b"", [5, 6, 7, 8]));
+            bytes.extend(client_frame(0x00, b"", Some([5, 6, 7, 8])));
         }
         let mut settings = small_limits();
         settings.max_messages_per_sec = 0;

@@ -35,11 +35,7 @@ fn echo_answers_pings_with_equal_pongs() {
 #[test]
 fn unknown_path_is_404_and_plain_http_is_426() {
     let server = TestServer::start(&[]);
-    let not_found = http_exchange(
-        &server,
-        "GET /nowhere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    );
+    let not_found = http_exchange(&server, &upgrade_request(&server, "/nowhere"));
     assert!(not_found.starts_with("HTTP/1.1 404 Not Found\r\n"), "{not_found}");
     let plain = http_exchange(&server, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(plain.starts_with("HTTP/1.1 426 Upgrade Required\r\n"), "{plain}");
@@ -49,11 +45,7 @@ fn unknown_path_is_404_and_plain_http_is_426() {
     assert!(garbage.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{garbage}");
     let huge = http_exchange(&server, &format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(9000)));
     assert!(huge.starts_with("HTTP/1.1 431 "), "{huge}");
-    let version = http_exchange(
-        &server,
-        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
-    );
+    let version = http_exchange(&server, &upgrade_request(&server, "/").replace("Version: 13", "Version: 8"));
     assert!(
         version.starts_with("HTTP/1.1 426 ") && version.contains("Sec-WebSocket-Version: 13\r\n"),
         "{version}"
@@ -144,11 +136,7 @@ fn client_initiated_close_is_echoed_and_tcp_closed_by_the_server() {
 #[test]
 fn frames_sent_before_the_handshake_response_are_refused_with_400() {
     let server = TestServer::start(&[]);
-    let mut request = format!(
-        "GET /echo HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        server.addr
-    );
+    let mut request = upgrade_request(&server, "/echo");
     request.push_str("\u{81}\u{0}");
     let response = http_exchange(&server, &request);
     assert!(response.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{response}");

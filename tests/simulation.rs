@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use wschat::sim::{client_frame, scenarios::small_limits, ClientIx, Simulation};
+use wschat::sim::{scenarios::small_limits, ClientIx, Simulation};
+use wschat::wire::client_frame;
 use wschat::Settings;
 
 /// A lobby with a sender, a reader whose socket takes everything, and a member whose socket
@@ -54,8 +55,9 @@ fn a_burst_in_one_turn_does_not_cut_off_readers_that_keep_up() {
     let (mut sim, sender, reader, _sleeper) = lobby(settings);
     // 64 messages of 4 KiB arrive together: 32 times --max-outbound within a single turn.
     let line = "z".repeat(4000);
-    let burst: Vec<u8> =
-        (0..64).flat_map(|i| client_frame(0x81, format!("{i} {line}").as_bytes(), [1, 2, 3, 4])).collect();
+    let burst: Vec<u8> = (0..64)
+        .flat_map(|i| client_frame(0x81, format!("{i} {line}").as_bytes(), Some([1, 2, 3, 4])))
+        .collect();
     sim.send(sender, &burst);
     sim.settle();
     assert!(sim.accepts_messages(reader) && sim.accepts_messages(sender));
@@ -93,7 +95,7 @@ fn a_client_that_does_not_read_is_not_read_from_until_it_does() {
         assert!(sim.queued(echo) <= max_outbound);
     }
     // A flood of pings: their pongs would pile up if it were still read.
-    let pings: Vec<u8> = (0..2000).flat_map(|_| client_frame(0x89, &[7; 125], [1, 2, 3, 4])).collect();
+    let pings: Vec<u8> = (0..2000).flat_map(|_| client_frame(0x89, &[7; 125], Some([1, 2, 3, 4]))).collect();
     sim.send(echo, &pings);
     sim.settle();
     assert!(sim.queued(echo) <= max_outbound, "{} bytes held", sim.queued(echo));
@@ -122,7 +124,7 @@ fn over_the_rate_limit_a_client_is_closed_and_the_others_are_untouched() {
     let reader = sim.upgrade("/?nick=reader");
     let sender = sim.upgrade("/?nick=sender");
     let flood: Vec<u8> =
-        (0..60).flat_map(|i| client_frame(0x81, format!("{i}").as_bytes(), [9, 9, 9, 9])).collect();
+        (0..60).flat_map(|i| client_frame(0x81, format!("{i}").as_bytes(), Some([9, 9, 9, 9]))).collect();
     sim.send(sender, &flood);
     sim.settle();
     assert_eq!(sim.close_code(sender), Some(1008));
@@ -158,7 +160,7 @@ fn a_silent_client_is_pinged_then_closed_with_1001() {
 fn a_client_close_is_answered_and_the_connection_ends() {
     let mut sim = Simulation::new(small_limits());
     let client = sim.upgrade("/echo");
-    sim.send(client, &client_frame(0x88, &1000u16.to_be_bytes(), [5, 6, 7, 8]));
+    sim.send(client, &client_frame(0x88, &1000u16.to_be_bytes(), Some([5, 6, 7, 8])));
     sim.settle();
     assert_eq!(sim.close_code(client), Some(1000));
     assert!(!sim.is_connected(client));

@@ -3,14 +3,16 @@
 mod common;
 
 use common::*;
+use wschat::wire::UpgradeRequest;
 
 fn handshake_from(server: &TestServer, origin: Option<&str>) -> String {
-    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
-    let request = format!(
-        "GET / HTTP/1.1\r\nHost: {}\r\n{origin}Upgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        server.addr
-    );
+    let host = server.addr.to_string();
+    let request = UpgradeRequest::new(&host, "/");
+    let request = match origin {
+        Some(origin) => request.header("Origin", origin),
+        None => request,
+    }
+    .to_string();
     let mut stream = server.tcp();
     std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
     read_http_head(&mut stream)

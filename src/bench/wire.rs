@@ -1,5 +1,5 @@
-//! The bench client's side of the wire: the upgrade request, masked client frames, an
-//! allocation-free server frame parser, and the token each benchmark message carries.
+//! The bench's own part of the wire, on top of [`crate::wire`]: the token each benchmark
+//! message carries, and an allocation-free view of the complete frames in a read buffer.
 //!
 //! A token is `~B` + sender (8 hex digits) + sequence number (16) + send time in nanoseconds
 //! since the run's start (16) + `~`: fixed width, so receivers find and parse it anywhere inside
@@ -70,33 +70,6 @@ fn parse_hex(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// The HTTP upgrade request for `host` and `path`.
-pub fn upgrade_request(host: &str, path: &str, key: &str) -> Vec<u8> {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .into_bytes()
-}
-
-/// Appends one masked, final client frame (clients must mask, RFC 6455 5.3).
-pub fn push_client_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-}
-
 /// A complete server frame found at the front of a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameRef {
@@ -107,32 +80,21 @@ pub struct FrameRef {
     pub len: usize,
 }
 
-/// Decodes the header at the front of `buf`: opcode, where the payload starts, and its length.
-fn header(buf: &[u8]) -> Option<(u8, usize, usize)> {
-    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
-    let (len, mut start): (u64, usize) = match b1 & 0x7f {
-        126 => (u64::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])), 4),
-        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?), 10),
-        n => (u64::from(n), 2),
-    };
-    if b1 & 0x80 != 0 {
-        start += 4; // masking key
-    }
-    Some((b0 & 0x0f, start, usize::try_from(len).ok()?))
-}
-
 /// Parses the first frame in `buf` if it is complete. Server frames are unmasked; a masked one
 /// is parsed anyway (the bench measures, it does not police).
 pub fn parse_frame(buf: &[u8]) -> Option<FrameRef> {
-    let (opcode, start, len) = header(buf)?;
-    let end = start.checked_add(len)?;
-    (buf.len() >= end).then_some(FrameRef { opcode, payload: (start, end), len: end })
+    let header = crate::wire::parse_header(buf)?;
+    let len = header.frame_len()?;
+    (buf.len() >= len).then_some(FrameRef {
+        opcode: header.opcode(),
+        payload: (header.payload_start, len),
+        len,
+    })
 }
 
 /// Bytes needed for the frame at the front of `buf`, once its header is complete.
 pub fn frame_len_hint(buf: &[u8]) -> Option<usize> {
-    let (_, start, len) = header(buf)?;
-    start.checked_add(len)
+    crate::wire::parse_header(buf)?.frame_len()
 }
 
 #[cfg(test)]
@@ -155,20 +117,12 @@ mod tests {
     fn client_frames_parse_back() {
         for len in [0usize, 5, 125, 126, 65535, 65536] {
             let payload = vec![b'a'; len];
-            let mut out = Vec::new();
-            push_client_frame(&mut out, 1, &payload, [1, 2, 3, 4]);
+            let out = crate::wire::client_frame(0x81, &payload, Some([1, 2, 3, 4]));
             let frame = parse_frame(&out).expect("complete");
             assert_eq!((frame.opcode, frame.len), (1, out.len()));
             assert_eq!(frame.payload.1 - frame.payload.0, len);
             assert_eq!(frame_len_hint(&out), Some(out.len()));
             assert_eq!(parse_frame(&out[..out.len() - 1]), None, "incomplete");
         }
-    }
-
-    #[test]
-    fn server_frames_from_wschat_parse() {
-        let encoded = crate::frame::encode(crate::frame::Opcode::Text, b"alice: hi");
-        let frame = parse_frame(&encoded).unwrap();
-        assert_eq!(&encoded[frame.payload.0..frame.payload.1], b"alice: hi");
     }
 }

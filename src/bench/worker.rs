@@ -15,6 +15,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token as MioToken};
 
 use super::wire::{self, Token};
+use crate::wire::UpgradeRequest;
 
 /// State shared by the workers and the coordinating thread.
 pub struct Shared {
@@ -289,7 +290,12 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
                         client.dies_at_ns = now_ns + mean_ns / 2 + rng.next() % mean_ns.max(1);
                     }
                     Stage::Open if client.dies_at_ns <= now_ns => {
-                        wire::push_client_frame(&mut client.wbuf, 8, &1000u16.to_be_bytes(), [9, 9, 9, 9]);
+                        crate::wire::push_client_frame(
+                            &mut client.wbuf,
+                            0x88,
+                            &1000u16.to_be_bytes(),
+                            Some([9, 9, 9, 9]),
+                        );
                         client.stage = Stage::Closing { deadline_ns: now_ns + CLOSE_TIMEOUT_NS };
                         if !flush(client) {
                             abandon(client, &plan, &poll, &shared, index);
@@ -342,7 +348,7 @@ fn open(plan: &Plan, poll: &Poll, slot: usize, index: usize, now_ns: u64) -> io:
         started_ns: now_ns,
         rbuf: vec![0; READ_CHUNK],
         rlen: 0,
-        wbuf: wire::upgrade_request(&plan.host, &plan.path, "dGhlIHNhbXBsZSBub25jZQ=="),
+        wbuf: UpgradeRequest::new(&plan.host, &plan.path).to_bytes(),
         wpos: 0,
         sender,
         mask_state: 0,
@@ -415,7 +421,12 @@ fn top_up(client: &mut Client, plan: &Plan, shared: &Shared, scratch: &mut Vec<u
         client.mask_state ^= client.mask_state << 13;
         client.mask_state ^= client.mask_state >> 17;
         client.mask_state ^= client.mask_state << 5;
-        wire::push_client_frame(&mut client.wbuf, 1, scratch, client.mask_state.to_le_bytes());
+        crate::wire::push_client_frame(
+            &mut client.wbuf,
+            0x81,
+            scratch,
+            Some(client.mask_state.to_le_bytes()),
+        );
         sender.next_seq += 1;
         if let Pace::Interval(step) = plan.pace {
             sender.next_due_ns += step;
@@ -489,7 +500,7 @@ fn read(
             if let Some(text) = &plan.clients[client.slot].first_message {
                 // Queued ahead of any traffic; the server handles a connection's messages in
                 // order, so everything this client sends later goes to the joined room.
-                wire::push_client_frame(&mut client.wbuf, 1, text, [3, 1, 4, 1]);
+                crate::wire::push_client_frame(&mut client.wbuf, 0x81, text, Some([3, 1, 4, 1]));
             }
         }
         let now_ns = shared.now_ns();
@@ -515,7 +526,7 @@ fn read(
                 9 => {
                     scratch.clear();
                     scratch.extend_from_slice(payload);
-                    wire::push_client_frame(&mut client.wbuf, 0xA, scratch, [7, 7, 7, 7]);
+                    crate::wire::push_client_frame(&mut client.wbuf, 0x8A, scratch, Some([7, 7, 7, 7]));
                 }
                 8 => return false,
                 _ => {}

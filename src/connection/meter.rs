@@ -140,24 +140,9 @@ mod tests {
     use super::*;
 
     fn frame(first: u8, payload_len: usize, masked: bool) -> Vec<u8> {
-        let mask = if masked { 0x80 } else { 0 };
-        let mut out = vec![first];
-        match payload_len {
-            n if n < 126 => out.push(mask | n as u8),
-            n if n <= 0xffff => {
-                out.push(mask | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(mask | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        if masked {
-            out.extend_from_slice(&[1, 2, 3, 4]);
-        }
-        out.extend(std::iter::repeat_n(0x81, payload_len)); // payload bytes that look like headers
-        out
+        // Payload bytes that look like headers, to catch a meter that loses its place.
+        let payload = vec![0x81; payload_len];
+        crate::wire::client_frame(first, &payload, masked.then_some([1, 2, 3, 4]))
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub use socket::{Pipe, PipeRef, SimSocket};
 
 use crate::server::Hub;
 use crate::settings::Settings;
+use crate::wire::{client_frame, parse_header, UpgradeRequest};
 
 /// Turns [`Simulation::settle`] allows before it decides the server is spinning.
 const SETTLE_TURNS: usize = 100_000;
@@ -118,7 +119,7 @@ impl Simulation {
 
     /// The client sends a text message in one masked frame.
     pub fn send_text(&mut self, ix: ClientIx, text: &str) {
-        self.send(ix, &client_frame(0x81, text.as_bytes(), [0x37, 0xfa, 0x21, 0x3d]));
+        self.send(ix, &client_frame(0x81, text.as_bytes(), Some([0x37, 0xfa, 0x21, 0x3d])));
     }
 
     /// The client closes its sending side (the server reads EOF after what was sent).
@@ -259,50 +260,19 @@ impl Simulation {
         if client.status != Some(101) {
             return;
         }
-        while let Some((opcode, start, len)) = server_frame_header(&pipe.to_client[client.parsed..]) {
+        while let Some(header) = parse_header(&pipe.to_client[client.parsed..]) {
             let frame = &pipe.to_client[client.parsed..];
-            let Some(payload) = frame.get(start..start + len) else { return };
-            client.frames.push(Received { opcode, payload: payload.to_vec() });
-            client.parsed += start + len;
+            let Some(payload) = header.frame_len().and_then(|end| frame.get(header.payload_start..end))
+            else {
+                return;
+            };
+            client.frames.push(Received { opcode: header.opcode(), payload: payload.to_vec() });
+            client.parsed += header.payload_start + payload.len();
         }
     }
 }
 
-/// The RFC 6455 sample upgrade request for `path`.
+/// The sample upgrade request for `path`.
 fn upgrade_request(path: &str) -> Vec<u8> {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: sim\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .into_bytes()
-}
-
-/// One client frame with this first byte, masked with `mask`.
-pub fn client_frame(first_byte: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut out = vec![first_byte];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
-/// Opcode, payload start and payload length of the server frame at the front of `buf`.
-fn server_frame_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
-    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
-    let (len, start) = match b1 & 0x7f {
-        126 => (usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])), 4),
-        127 => (usize::try_from(u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)).ok()?, 10),
-        n => (usize::from(n), 2),
-    };
-    Some((b0 & 0x0f, start, len))
+    UpgradeRequest::new("sim", path).to_bytes()
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
+use wschat::wire::{self, FrameHeader, UpgradeRequest};
 
 /// How long any single wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -230,16 +231,16 @@ pub fn expect_eof(stream: &mut TcpStream) {
 /// Performs the opening handshake by hand and returns the socket positioned after the 101 head.
 pub fn raw_handshake(server: &TestServer, path: &str) -> TcpStream {
     let mut stream = server.tcp();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        server.addr
-    )
-    .unwrap();
+    let host = server.addr.to_string();
+    stream.write_all(&UpgradeRequest::new(&host, path).to_bytes()).unwrap();
     let head = read_http_head(&mut stream);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     stream
+}
+
+/// The upgrade request for `path` on this server, as text (tests edit it into bad requests).
+pub fn upgrade_request(server: &TestServer, path: &str) -> String {
+    UpgradeRequest::new(&server.addr.to_string(), path).to_string()
 }
 
 /// Reads an HTTP response head byte by byte (so nothing after it is consumed).
@@ -270,31 +271,22 @@ pub fn http_exchange(server: &TestServer, request: &str) -> String {
 /// Encodes one client frame: `first_byte` is FIN/RSV/opcode, the payload is masked unless
 /// `masked` is false.
 pub fn client_frame(first_byte: u8, payload: &[u8], masked: bool) -> Vec<u8> {
-    client_frame_with_key(first_byte, payload, masked.then_some([0x37, 0xfa, 0x21, 0x3d]))
+    wire::client_frame(first_byte, payload, masked.then_some([0x37, 0xfa, 0x21, 0x3d]))
 }
 
-/// Encodes one client frame, masked with `key` if there is one.
-pub fn client_frame_with_key(first_byte: u8, payload: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
-    let mut out = vec![first_byte];
-    let mask_bit = if key.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        n if n < 126 => out.push(mask_bit | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    if let Some(key) = key {
-        out.extend_from_slice(&key);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
+/// Reads one frame through `read_exact` (the caller's way of waiting for bytes): its header
+/// and payload.
+pub fn read_frame_with<E>(
+    mut read_exact: impl FnMut(&mut [u8]) -> Result<(), E>,
+) -> Result<(FrameHeader, Vec<u8>), E> {
+    let mut head = [0u8; 14];
+    read_exact(&mut head[..2])?;
+    let len = wire::header_len(head[1]);
+    read_exact(&mut head[2..len])?;
+    let header = wire::parse_header(&head[..len]).expect("a complete header");
+    let mut payload = vec![0u8; header.payload_len as usize];
+    read_exact(&mut payload)?;
+    Ok((header, payload))
 }
 
 /// A server frame as read off the wire.
@@ -317,25 +309,9 @@ impl RawFrame {
 
 /// Reads one server frame; server frames must not be masked.
 pub fn read_frame(stream: &mut TcpStream) -> RawFrame {
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head).expect("frame header");
-    assert_eq!(head[1] & 0x80, 0, "server frames must not be masked");
-    let len = match head[1] & 0x7f {
-        126 => {
-            let mut b = [0u8; 2];
-            stream.read_exact(&mut b).unwrap();
-            u16::from_be_bytes(b) as usize
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            stream.read_exact(&mut b).unwrap();
-            u64::from_be_bytes(b) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).expect("frame payload");
-    RawFrame { first_byte: head[0], payload }
+    let (header, payload) = read_frame_with(|buf| stream.read_exact(buf)).expect("a whole frame");
+    assert!(!header.masked, "server frames must not be masked");
+    RawFrame { first_byte: header.first_byte, payload }
 }
 
 /// Reads frames until a close frame; returns its code.
