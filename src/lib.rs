@@ -18,6 +18,7 @@
 //! - [`config`] holds every flag and default; [`settings`] is what they become once checked.
 //! - [`sim`] runs the hub and its connections over scripted in-memory sockets, for property
 //!   tests and fuzzing.
+//! - [`rng`] is the one small pseudo-random generator (jitter, masks), nothing secret.
 //! - [`wire`] is the client's side of the wire (upgrade request, client frames, header
 //!   parsing), shared by the bench, the simulation and the tests.
 //! - [`client`] is the terminal chat client behind `wschat-client` (feature `client`).
@@ -36,6 +37,7 @@ pub mod logline;
 pub mod origin;
 pub mod outbox;
 pub mod rate;
+pub mod rng;
 pub mod server;
 pub mod settings;
 pub mod sim;

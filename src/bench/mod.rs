@@ -12,6 +12,7 @@
 //! (bounded) for their deliveries, then reports deliveries, expected deliveries, losses,
 //! deliveries per second and end-to-end latency percentiles.
 
+pub mod client;
 pub mod wire;
 pub mod worker;
 
@@ -173,20 +174,21 @@ impl BenchConfig {
     }
 }
 
-/// Runs the benchmark, printing a progress line to stderr every second.
-pub fn run(config: BenchConfig) -> Result<Report, String> {
-    config.validate()?;
+/// Starts `--threads` workers; client i goes to thread i % threads, and the first `--senders`
+/// clients send.
+fn spawn_workers(
+    config: &BenchConfig,
+    shared: &Arc<Shared>,
+) -> Result<Vec<std::thread::JoinHandle<io::Result<worker::Outcome>>>, String> {
     let (addr, host, path) = config.target()?;
     let pace = match (config.idle, config.rate) {
         (true, _) => Pace::Idle,
         (false, Some(rate)) => Pace::Interval(1_000_000_000 * config.senders.max(1) as u64 / rate),
         (false, None) => Pace::Window(config.window),
     };
-    let shared = Arc::new(Shared::new());
     let threads = config.threads.min(config.clients);
     let mut handles = Vec::new();
     for t in 0..threads {
-        // Client i goes to thread i % threads; the first `senders` clients send.
         let clients = (t..config.clients)
             .step_by(threads)
             .map(|i| Slot {
@@ -211,17 +213,25 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         let shared = shared.clone();
         handles.push(std::thread::spawn(move || worker::run(plan, shared)));
     }
+    Ok(handles)
+}
 
-    let mut progress = Progress::new(shared.clone());
-    let connect_deadline = Instant::now() + config.connect_timeout;
+/// Waits for every client to connect or fail (bounded by `--connect-timeout`); returns how many
+/// connected.
+fn connect(config: &BenchConfig, shared: &Shared, progress: &mut Progress) -> u64 {
+    let deadline = Instant::now() + config.connect_timeout;
     while shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed)
         < config.clients as u64
-        && Instant::now() < connect_deadline
+        && Instant::now() < deadline
     {
         progress.tick("connecting");
     }
-    let connected = shared.connected.load(Ordering::Relaxed);
-    let start_ns = shared.epoch.elapsed().as_nanos() as u64;
+    shared.connected.load(Ordering::Relaxed)
+}
+
+/// Warm-up, then the measured window: the workers send, this thread reports progress.
+fn send(config: &BenchConfig, shared: &Shared, progress: &mut Progress) {
+    let start_ns = shared.now_ns();
     let from_ns = start_ns + config.warmup.as_nanos() as u64;
     let until_ns = from_ns + config.duration.as_nanos() as u64;
     shared.measure_from_ns.store(from_ns, Ordering::Relaxed);
@@ -232,17 +242,29 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         progress.tick(if config.idle { "holding" } else { "sending" });
     }
     shared.stop_sending.store(true, Ordering::Release);
-    // Wait for the counted messages to arrive: all of them when every client receives every
-    // message, else until a second passes without a delivery; never more than 5 s.
-    let receivers = if config.self_delivery { connected } else { connected.saturating_sub(1) };
+}
+
+/// How many clients receive each message.
+fn receivers(config: &BenchConfig, connected: u64) -> u64 {
+    if config.self_delivery {
+        connected
+    } else {
+        connected.saturating_sub(1)
+    }
+}
+
+/// Waits for the counted messages to arrive: all of them when every client receives every
+/// message, else until a second passes without a delivery; never more than 5 s.
+fn drain(config: &BenchConfig, shared: &Shared, progress: &mut Progress, connected: u64) {
+    let receivers = receivers(config, connected);
     let all_arrived = || {
         config.counts_losses()
             && shared.delivered_counted.load(Ordering::Relaxed)
                 >= shared.sent_counted.load(Ordering::Relaxed) * receivers
     };
-    let drain_deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(5);
     let (mut last, mut last_progress) = (u64::MAX, Instant::now());
-    while Instant::now() < drain_deadline && !all_arrived() {
+    while Instant::now() < deadline && !all_arrived() {
         let delivered = shared.delivered.load(Ordering::Relaxed);
         if delivered != last {
             (last, last_progress) = (delivered, Instant::now());
@@ -251,6 +273,17 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         }
         progress.tick("draining");
     }
+}
+
+/// Runs the benchmark, printing a progress line to stderr every second.
+pub fn run(config: BenchConfig) -> Result<Report, String> {
+    config.validate()?;
+    let shared = Arc::new(Shared::new());
+    let handles = spawn_workers(&config, &shared)?;
+    let mut progress = Progress::new(shared.clone());
+    let connected = connect(&config, &shared, &mut progress);
+    send(&config, &shared, &mut progress);
+    drain(&config, &shared, &mut progress, connected);
     shared.stop.store(true, Ordering::Release);
 
     let mut report = Report {
@@ -275,7 +308,7 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
     // Read once every worker has stopped, so the figures are final.
     report.sent = shared.sent_counted.load(Ordering::Relaxed);
     report.delivered = shared.delivered_counted.load(Ordering::Relaxed);
-    report.expected = report.sent * receivers;
+    report.expected = report.sent * receivers(&report.config, connected);
     Ok(report)
 }
 

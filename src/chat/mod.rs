@@ -3,11 +3,11 @@
 //! text, sent binary, left) and gets back [`Effect`]s saying what to send to whom. Everything
 //! here is unit-tested by calling these methods directly.
 //!
-//! Wire format (also in `docs/PROTOCOL.md`): chat lines are `NICK: TEXT`, actions `* NICK TEXT`,
-//! private messages `[PM from NICK] TEXT` (and `[PM to NICK] TEXT` back to the sender), and
-//! every server notice starts with `*** `.
+//! Every line it sends is a [`ServerLine`] (chat line, action, private message, notice or
+//! error), whose forms `line.rs` defines once for the server and the terminal client alike.
 
 pub mod command;
+pub mod line;
 pub mod names;
 
 use std::collections::HashMap;
@@ -18,6 +18,8 @@ use bytes::Bytes;
 use command::{parse_line, Command, Line};
 use names::{fold, validate_nick, validate_room, MAX_NAME_CHARS};
 
+pub use line::{ServerLine, NOTICE_PREFIX};
+
 use crate::logline::quoted;
 
 /// Identifies one connected client; the event loop uses its connection's slab key.
@@ -25,9 +27,6 @@ pub type ClientId = usize;
 
 /// The room every client starts in.
 pub const LOBBY: &str = "lobby";
-
-/// The prefix that marks a server notice.
-pub const NOTICE_PREFIX: &str = "*** ";
 
 /// Who a message goes to. A room is resolved to its members when the effect is carried out, with
 /// [`Chat::room_members`], so a broadcast never needs a recipient list of its own.
@@ -96,18 +95,27 @@ impl Default for Chat {
     }
 }
 
-const HELP: &str = "*** commands:
-*** /nick NAME       change your nick (1-32 chars, no spaces)
-*** /join ROOM       move to another room (created if new)
-*** /rooms           list rooms and member counts
-*** /who             list members of your room
-*** /me ACTION       say an action: * NICK ACTION
-*** /msg NICK TEXT   private message
-*** /quit [REASON]   leave the chat
-*** //TEXT           send a line starting with '/'";
+/// The `/help` notice, one line per command.
+const HELP: &str = "commands:
+/nick NAME       change your nick (1-32 chars, no spaces)
+/join ROOM       move to another room (created if new)
+/rooms           list rooms and member counts
+/who             list members of your room
+/me ACTION       say an action: * NICK ACTION
+/msg NICK TEXT   private message
+/quit [REASON]   leave the chat
+//TEXT           send a line starting with '/'";
+
+fn line(line: ServerLine) -> Body {
+    Body::Text(line.to_string())
+}
 
 fn notice(text: impl AsRef<str>) -> Body {
-    Body::Text(format!("{NOTICE_PREFIX}{}", text.as_ref()))
+    line(ServerLine::Notice(text.as_ref()))
+}
+
+fn error(text: impl AsRef<str>) -> Body {
+    line(ServerLine::Error(text.as_ref()))
 }
 
 impl Chat {
@@ -263,14 +271,14 @@ impl Chat {
         match parse_line(text) {
             Line::Say(said) => out.push(Effect::Send {
                 to: Audience::Room(member.room.clone()),
-                body: Body::Text(format!("{}: {said}", member.nick)),
+                body: line(ServerLine::Chat { nick: &member.nick, text: said }),
             }),
-            Line::Invalid(error) => out.push(reply(notice(format!("error: {error}")))),
+            Line::Invalid(why) => out.push(reply(error(why))),
             Line::Command(Command::Me(action)) => out.push(Effect::Send {
                 to: Audience::Room(member.room.clone()),
-                body: Body::Text(format!("* {} {action}", member.nick)),
+                body: line(ServerLine::Action { nick: &member.nick, text: action }),
             }),
-            Line::Command(Command::Help) => out.push(reply(Body::Text(HELP.to_string()))),
+            Line::Command(Command::Help) => out.push(reply(notice(HELP))),
             Line::Command(Command::Who) => {
                 let mut nicks: Vec<&str> =
                     self.room_members(&member.room).iter().filter_map(|c| self.nick(*c)).collect();
@@ -296,16 +304,13 @@ impl Chat {
                     let target_nick = self.nick(target).unwrap_or(to);
                     out.push(Effect::Send {
                         to: Audience::Client(target),
-                        body: Body::Text(format!("[PM from {}] {text}", member.nick)),
+                        body: line(ServerLine::PrivateFrom { nick: &member.nick, text }),
                     });
                     if target != client {
-                        out.push(reply(Body::Text(format!("[PM to {target_nick}] {text}"))));
+                        out.push(reply(line(ServerLine::PrivateTo { nick: target_nick, text })));
                     }
                 }
-                None => out.push(reply(notice(format!(
-                    "error: no such nick: {}",
-                    command::cut(to, MAX_NAME_CHARS)
-                )))),
+                None => out.push(reply(error(format!("no such nick: {}", command::cut(to, MAX_NAME_CHARS))))),
             },
             Line::Command(Command::Nick(wanted)) => self.change_nick(client, wanted, out),
             Line::Command(Command::Join(room)) => self.join(client, room, out),
@@ -323,7 +328,7 @@ impl Chat {
         if let Err(why) = self.check_nick_free(wanted, Some(client)) {
             out.push(Effect::Send {
                 to: Audience::Client(client),
-                body: notice(format!("error: nick {} refused: {why}", quoted(wanted))),
+                body: error(format!("nick {} refused: {why}", quoted(wanted))),
             });
             return;
         }
@@ -337,15 +342,15 @@ impl Chat {
     }
 
     fn join(&mut self, client: ClientId, wanted: &str, out: &mut Vec<Effect>) {
-        let reply = |text: String| Effect::Send { to: Audience::Client(client), body: notice(text) };
+        let reply = |body| Effect::Send { to: Audience::Client(client), body };
         if let Err(why) = validate_room(wanted) {
-            out.push(reply(format!("error: room name {} refused: {}", quoted(wanted), why.0)));
+            out.push(reply(error(format!("room name {} refused: {}", quoted(wanted), why.0))));
             return;
         }
         let key = fold(wanted);
         let Some(member) = self.member(client) else { return };
         if *member.room == *key {
-            out.push(reply(format!("you are already in {wanted}")));
+            out.push(reply(notice(format!("you are already in {wanted}"))));
             return;
         }
         let (nick, old_room, old_seat) = (member.nick.clone(), member.room.clone(), member.seat);

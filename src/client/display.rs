@@ -1,11 +1,13 @@
-//! How the terminal client shows what arrives: each server line is classified by the forms of
-//! `docs/PROTOCOL.md` and, on a colour terminal, styled so notices and private messages stand
+//! How the terminal client shows what arrives: each server line is read back into its form
+//! ([`ServerLine`], the type the server builds it from) and, on a colour terminal, styled so notices and private messages stand
 //! apart from chat. Pure functions; the [`Output`] sinks are the only part that prints.
 
 use std::io::Write;
 use std::sync::Mutex;
 
 use rustyline::ExternalPrinter;
+
+use crate::chat::ServerLine;
 
 /// The kinds of server line the protocol defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,19 +26,15 @@ pub enum LineKind {
     Status,
 }
 
-/// Classifies one line of server text. The protocol makes the first characters decisive: a nick
-/// never starts with `*` or `[`.
+/// Classifies one line of server text by the forms the server builds it from
+/// ([`ServerLine`]).
 pub fn classify(line: &str) -> LineKind {
-    if line.starts_with("*** error:") {
-        LineKind::Error
-    } else if line.starts_with("*** ") {
-        LineKind::Notice
-    } else if line.starts_with("* ") {
-        LineKind::Action
-    } else if line.starts_with("[PM from ") || line.starts_with("[PM to ") {
-        LineKind::Private
-    } else {
-        LineKind::Chat
+    match ServerLine::parse(line) {
+        ServerLine::Error(_) => LineKind::Error,
+        ServerLine::Notice(_) => LineKind::Notice,
+        ServerLine::Action { .. } => LineKind::Action,
+        ServerLine::PrivateFrom { .. } | ServerLine::PrivateTo { .. } => LineKind::Private,
+        ServerLine::Chat { .. } | ServerLine::Other(_) => LineKind::Chat,
     }
 }
 
@@ -49,9 +47,9 @@ pub fn render(line: &str, kind: LineKind, colour: bool) -> String {
     }
     const RESET: &str = "\x1b[0m";
     match kind {
-        LineKind::Chat => match line.split_once(": ") {
-            Some((nick, text)) => format!("\x1b[1m{nick}:{RESET} {text}"),
-            None => line,
+        LineKind::Chat => match ServerLine::parse(&line) {
+            ServerLine::Chat { nick, text } => format!("\x1b[1m{nick}:{RESET} {text}"),
+            _ => line,
         },
         LineKind::Action => format!("\x1b[36m{line}{RESET}"),
         LineKind::Private => format!("\x1b[35m{line}{RESET}"),

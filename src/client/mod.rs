@@ -21,11 +21,12 @@ pub mod session;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 
 use crate::config::parse_duration;
+use crate::rng::Rng;
 use display::{Output, PlainOutput};
 use session::{Command, Ending, Wakeup};
 
@@ -193,15 +194,14 @@ fn wait_while_disconnected(commands: &Receiver<Command>, delay: Duration, out: &
 struct Backoff {
     cap: Duration,
     attempts: u32,
-    seed: u64,
+    rng: Rng,
 }
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(500);
 
     fn new(cap: Duration) -> Self {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        Self { cap, attempts: 0, seed: nanos ^ u64::from(std::process::id()) | 1 }
+        Self { cap, attempts: 0, rng: Rng::from_time() }
     }
 
     fn reset(&mut self) {
@@ -211,11 +211,7 @@ impl Backoff {
     fn next_delay(&mut self) -> Duration {
         let base = Self::FIRST.saturating_mul(1 << self.attempts.min(16)).min(self.cap);
         self.attempts += 1;
-        // xorshift64: plenty for jitter, no dependency.
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let jitter = 0.8 + (self.seed % 401) as f64 / 1000.0;
+        let jitter = 0.8 + self.rng.below(401) as f64 / 1000.0;
         base.mul_f64(jitter).min(self.cap)
     }
 }

@@ -1,0 +1,278 @@
+//! One bench connection: its socket, where it is in its life (connecting, handshaking, open,
+//! closing), its read and write buffers, and its sending state. The worker owns many of these
+//! and drives them from its poll loop.
+//!
+//! Received frames are parsed in place in the connection's read buffer and scanned for a
+//! token; no message is allocated. Pings are answered; everything that is not a token is
+//! ignored.
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::Ordering;
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Interest, Poll, Token as MioToken};
+
+use super::wire::{self, Token};
+use super::worker::{Pace, Plan, Shared};
+use crate::rng::Rng;
+use crate::wire::{push_client_frame, UpgradeRequest};
+
+const READ_CHUNK: usize = 16 * 1024;
+/// Largest server frame the bench accepts.
+const MAX_FRAME: usize = 64 << 20;
+
+pub enum Stage {
+    Connecting,
+    Handshaking,
+    Open,
+    /// Our close frame is queued or sent; waiting for the server's close and end of stream.
+    Closing {
+        deadline_ns: u64,
+    },
+    Dead,
+}
+
+/// A client that sends: its global id and how far it got.
+pub struct Sender {
+    pub id: u32,
+    next_seq: u64,
+    acked: u64,
+    pub next_due_ns: u64,
+}
+
+/// What a worker lends its connections: the random generator (masks) and a reused buffer.
+pub struct Tools {
+    pub rng: Rng,
+    pub scratch: Vec<u8>,
+}
+
+/// Where received latencies go.
+pub struct Recorder<'a> {
+    pub shared: &'a Shared,
+    pub latency: &'a mut Histogram<u64>,
+    pub interval: &'a mut Histogram<u64>,
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    /// Index into `Plan::clients`.
+    pub slot: usize,
+    pub stage: Stage,
+    /// A churn reconnection: not counted in the initial connect figures.
+    pub reconnect: bool,
+    /// When churn closes this connection (0: not scheduled yet).
+    pub dies_at_ns: u64,
+    pub started_ns: u64,
+    rbuf: Vec<u8>,
+    rlen: usize,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    pub sender: Option<Sender>,
+}
+
+impl Client {
+    /// Starts connecting client `slot` of the plan, registered under `index`.
+    pub fn open(plan: &Plan, poll: &Poll, slot: usize, index: usize, now_ns: u64) -> io::Result<Client> {
+        let mut stream = TcpStream::connect(plan.addr)?;
+        // Nagle would hold a sender's small frames behind unacknowledged ones.
+        let _ = stream.set_nodelay(true);
+        poll.registry().register(&mut stream, MioToken(index), Interest::READABLE | Interest::WRITABLE)?;
+        let sender = plan.clients[slot].sender.map(|id| Sender { id, next_seq: 0, acked: 0, next_due_ns: 0 });
+        Ok(Client {
+            stream,
+            slot,
+            stage: Stage::Connecting,
+            reconnect: false,
+            dies_at_ns: 0,
+            started_ns: now_ns,
+            rbuf: vec![0; READ_CHUNK],
+            rlen: 0,
+            wbuf: UpgradeRequest::new(&plan.host, &plan.path).to_bytes(),
+            wpos: 0,
+            sender,
+        })
+    }
+
+    pub fn is_connecting(&self) -> bool {
+        matches!(self.stage, Stage::Connecting | Stage::Handshaking)
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self.stage, Stage::Open)
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn unwritten(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Queues a close 1000 (churn) and starts waiting for the server's answer.
+    pub fn start_close(&mut self, deadline_ns: u64, rng: &mut Rng) {
+        push_client_frame(&mut self.wbuf, 0x88, &1000u16.to_be_bytes(), Some(rng.mask()));
+        self.stage = Stage::Closing { deadline_ns };
+    }
+
+    /// Writes queued bytes until done or blocked; false if the connection failed.
+    pub fn flush(&mut self) -> bool {
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return false,
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return true,
+                Err(_) => return false,
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        true
+    }
+
+    /// Reads until blocked, handling the handshake response and every complete frame; false if
+    /// the connection ended or failed.
+    pub fn read(&mut self, plan: &Plan, recorder: &mut Recorder, tools: &mut Tools, sending: bool) -> bool {
+        loop {
+            if !self.make_room() {
+                return false;
+            }
+            match self.stream.read(&mut self.rbuf[self.rlen..]) {
+                Ok(0) => return false,
+                Ok(n) => self.rlen += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+            let mut at = 0;
+            if self.is_connecting() {
+                match self.handshake_response(plan, &mut tools.rng) {
+                    Some(Some(end)) => at = end,
+                    Some(None) => continue,
+                    None => return false,
+                }
+            }
+            let now_ns = recorder.shared.now_ns();
+            let Some(consumed) = self.frames(at, recorder, &mut tools.rng, now_ns) else { return false };
+            self.rbuf.copy_within(consumed..self.rlen, 0);
+            self.rlen -= consumed;
+            if sending && self.is_open() {
+                self.top_up(plan, recorder.shared, tools, now_ns);
+            }
+        }
+    }
+
+    /// Grows the read buffer to hold the frame in progress (or another chunk); false for a
+    /// server announcing an absurd frame, which is dropped rather than allocated.
+    fn make_room(&mut self) -> bool {
+        if self.rbuf.len() - self.rlen >= READ_CHUNK / 2 {
+            return true;
+        }
+        let frame_len = wire::frame_len_hint(&self.rbuf[..self.rlen]).unwrap_or(0);
+        if frame_len > MAX_FRAME {
+            return false;
+        }
+        self.rbuf.resize(frame_len.max(self.rlen + READ_CHUNK), 0);
+        true
+    }
+
+    /// The 101 response: where it ends, None inside if it is not complete yet, or None if the
+    /// server refused.
+    fn handshake_response(&mut self, plan: &Plan, rng: &mut Rng) -> Option<Option<usize>> {
+        let Some(end) = self.rbuf[..self.rlen].windows(4).position(|w| w == b"\r\n\r\n") else {
+            return Some(None);
+        };
+        if !self.rbuf.starts_with(b"HTTP/1.1 101") {
+            return None;
+        }
+        self.stage = Stage::Open;
+        if let Some(text) = &plan.clients[self.slot].first_message {
+            // Queued ahead of any traffic; the server handles a connection's messages in
+            // order, so everything this client sends later goes to the joined room.
+            push_client_frame(&mut self.wbuf, 0x81, text, Some(rng.mask()));
+        }
+        Some(Some(end + 4))
+    }
+
+    /// Handles every complete frame from `at`; returns how far the buffer was consumed, or
+    /// None if the server closed.
+    fn frames(
+        &mut self,
+        mut at: usize,
+        recorder: &mut Recorder,
+        rng: &mut Rng,
+        now_ns: u64,
+    ) -> Option<usize> {
+        while let Some(frame) = wire::parse_frame(&self.rbuf[at..self.rlen]) {
+            let payload = (at + frame.payload.0, at + frame.payload.1);
+            match frame.opcode {
+                1 | 0 => {
+                    if let Some(token) = Token::find(&self.rbuf[payload.0..payload.1]) {
+                        self.delivered(token, recorder, now_ns);
+                    }
+                }
+                9 => {
+                    let (rbuf, wbuf) = (&self.rbuf, &mut self.wbuf);
+                    push_client_frame(wbuf, 0x8A, &rbuf[payload.0..payload.1], Some(rng.mask()));
+                }
+                8 => return None,
+                _ => {}
+            }
+            at += frame.len;
+        }
+        Some(at)
+    }
+
+    fn delivered(&mut self, token: Token, recorder: &mut Recorder, now_ns: u64) {
+        let shared = recorder.shared;
+        shared.delivered.fetch_add(1, Ordering::Relaxed);
+        if shared.counted(token.sent_ns) {
+            shared.delivered_counted.fetch_add(1, Ordering::Relaxed);
+            let latency = now_ns.saturating_sub(token.sent_ns).max(1);
+            let _ = recorder.latency.record(latency);
+            let _ = recorder.interval.record(latency);
+        }
+        if let Some(sender) = self.sender.as_mut().filter(|s| s.id == token.sender) {
+            sender.acked = sender.acked.max(token.seq + 1);
+        }
+    }
+
+    /// Sends whatever the pace allows now; returns true if anything was queued. `scratch` is
+    /// reused for each message, so sending allocates nothing.
+    pub fn top_up(&mut self, plan: &Plan, shared: &Shared, tools: &mut Tools, now_ns: u64) -> bool {
+        let Some(sender) = self.sender.as_mut() else { return false };
+        let mut queued = false;
+        loop {
+            let due = match plan.pace {
+                Pace::Window(window) => sender.next_seq - sender.acked < window,
+                Pace::Interval(step) => {
+                    if sender.next_due_ns == 0 {
+                        // Stagger senders evenly over one interval, so the aggregate rate is
+                        // smooth rather than a burst of every sender at once.
+                        sender.next_due_ns =
+                            now_ns + step * u64::from(sender.id) / u64::from(plan.total_senders.max(1));
+                    }
+                    sender.next_due_ns <= now_ns
+                }
+                Pace::Idle => false,
+            };
+            if !due {
+                return queued;
+            }
+            let token = Token { sender: sender.id, seq: sender.next_seq, sent_ns: now_ns };
+            tools.scratch.clear();
+            token.write(&mut tools.scratch);
+            tools.scratch.resize(plan.size.max(wire::TOKEN_LEN), b'x');
+            push_client_frame(&mut self.wbuf, 0x81, &tools.scratch, Some(tools.rng.mask()));
+            sender.next_seq += 1;
+            if let Pace::Interval(step) = plan.pace {
+                sender.next_due_ns += step;
+            }
+            shared.sent.fetch_add(1, Ordering::Relaxed);
+            if shared.counted(now_ns) {
+                shared.sent_counted.fetch_add(1, Ordering::Relaxed);
+            }
+            queued = true;
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The lines the server sends, defined once: the chat builds every line it sends as a
+//! [`ServerLine`], and the terminal client reads them back with [`ServerLine::parse`]. The forms
+//! are those of `docs/PROTOCOL.md`:
+//!
+//! | form | variant |
+//! |---|---|
+//! | `NICK: TEXT` | [`ServerLine::Chat`] |
+//! | `* NICK TEXT` | [`ServerLine::Action`] |
+//! | `[PM from NICK] TEXT` | [`ServerLine::PrivateFrom`] |
+//! | `[PM to NICK] TEXT` | [`ServerLine::PrivateTo`] |
+//! | `*** error: TEXT` | [`ServerLine::Error`] |
+//! | `*** TEXT` | [`ServerLine::Notice`] (each line of a multi-line notice starts with `*** `) |
+//!
+//! The first characters decide the form unambiguously because a nick never contains whitespace
+//! or `:` and never starts with `*` or `[` (see [`names`](super::names)).
+
+use std::fmt;
+
+/// What starts every server notice.
+pub const NOTICE_PREFIX: &str = "*** ";
+const ERROR_PREFIX: &str = "*** error: ";
+const ACTION_PREFIX: &str = "* ";
+const PM_FROM_PREFIX: &str = "[PM from ";
+const PM_TO_PREFIX: &str = "[PM to ";
+
+/// One line as the server sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerLine<'a> {
+    Chat {
+        nick: &'a str,
+        text: &'a str,
+    },
+    Action {
+        nick: &'a str,
+        text: &'a str,
+    },
+    PrivateFrom {
+        nick: &'a str,
+        text: &'a str,
+    },
+    PrivateTo {
+        nick: &'a str,
+        text: &'a str,
+    },
+    Error(&'a str),
+    /// A notice; its text may hold several lines, each of which gets the prefix.
+    Notice(&'a str),
+    /// Not one of the forms (from a server other than wschat).
+    Other(&'a str),
+}
+
+impl<'a> ServerLine<'a> {
+    /// Reads a line back into its form.
+    pub fn parse(line: &'a str) -> Self {
+        if let Some(text) = line.strip_prefix(ERROR_PREFIX) {
+            Self::Error(text)
+        } else if let Some(text) = line.strip_prefix(NOTICE_PREFIX) {
+            Self::Notice(text)
+        } else if let Some((nick, text)) = line.strip_prefix(ACTION_PREFIX).and_then(|l| l.split_once(' ')) {
+            Self::Action { nick, text }
+        } else if let Some((nick, text)) = line.strip_prefix(PM_FROM_PREFIX).and_then(|l| l.split_once("] "))
+        {
+            Self::PrivateFrom { nick, text }
+        } else if let Some((nick, text)) = line.strip_prefix(PM_TO_PREFIX).and_then(|l| l.split_once("] ")) {
+            Self::PrivateTo { nick, text }
+        } else if let Some((nick, text)) = line.split_once(": ").filter(|(nick, _)| is_nick_like(nick)) {
+            Self::Chat { nick, text }
+        } else {
+            Self::Other(line)
+        }
+    }
+
+    /// The line as text.
+    pub fn text(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// What can stand before `: ` in a chat line.
+fn is_nick_like(text: &str) -> bool {
+    !text.is_empty() && !text.contains(char::is_whitespace)
+}
+
+impl fmt::Display for ServerLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Chat { nick, text } => write!(f, "{nick}: {text}"),
+            Self::Action { nick, text } => write!(f, "{ACTION_PREFIX}{nick} {text}"),
+            Self::PrivateFrom { nick, text } => write!(f, "{PM_FROM_PREFIX}{nick}] {text}"),
+            Self::PrivateTo { nick, text } => write!(f, "{PM_TO_PREFIX}{nick}] {text}"),
+            Self::Error(text) => write!(f, "{ERROR_PREFIX}{text}"),
+            Self::Notice(text) => {
+                for (i, line) in text.split('\n').enumerate() {
+                    if i > 0 {
+                        f.write_str("\n")?;
+                    }
+                    write!(f, "{NOTICE_PREFIX}{line}")?;
+                }
+                Ok(())
+            }
+            Self::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_reads_back_as_itself() {
+        for line in [
+            ServerLine::Chat { nick: "alice", text: "hi: there * [PM from x]" },
+            ServerLine::Action { nick: "alice", text: "waves" },
+            ServerLine::PrivateFrom { nick: "bob", text: "psst] hi" },
+            ServerLine::PrivateTo { nick: "bob", text: "psst" },
+            ServerLine::Error("no such nick: carol"),
+            ServerLine::Notice("alice joined lobby"),
+        ] {
+            assert_eq!(ServerLine::parse(&line.to_string()), line, "{line}");
+        }
+    }
+
+    #[test]
+    fn lines_look_as_the_protocol_says() {
+        assert_eq!(ServerLine::Chat { nick: "a", text: "b" }.to_string(), "a: b");
+        assert_eq!(ServerLine::Action { nick: "a", text: "b" }.to_string(), "* a b");
+        assert_eq!(ServerLine::PrivateFrom { nick: "a", text: "b" }.to_string(), "[PM from a] b");
+        assert_eq!(ServerLine::PrivateTo { nick: "a", text: "b" }.to_string(), "[PM to a] b");
+        assert_eq!(ServerLine::Error("x").to_string(), "*** error: x");
+        assert_eq!(ServerLine::Notice("one\ntwo").to_string(), "*** one\n*** two");
+    }
+
+    #[test]
+    fn lines_from_other_servers_are_other() {
+        assert_eq!(ServerLine::parse("hello world"), ServerLine::Other("hello world"));
+        assert_eq!(ServerLine::parse("two words: no"), ServerLine::Other("two words: no"));
+    }
+}
