@@ -13,60 +13,61 @@
 /// message in 64 KiB frames is 256 fragments; nothing reasonable needs more.
 pub const MAX_FRAGMENTS: u16 = 1024;
 
-/// Which part of a frame the next byte belongs to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-enum At {
-    /// FIN, reserved bits and opcode.
-    #[default]
-    First,
-    /// Mask bit and 7-bit length.
-    Second,
-    /// Extended length bytes still to come.
-    Length(u8),
-    /// Masking key bytes still to come.
-    Key(u8),
-    /// Payload bytes (`payload_left` of them) to skip.
-    Payload,
-}
+// Which part of a frame the next byte belongs to, in one byte (every idle connection carries
+// a meter): the first header byte, the second, extended length bytes still to come
+// (LENGTH + n), masking key bytes still to come (KEY + n), or payload.
+const FIRST: u8 = 0;
+const SECOND: u8 = 1;
+const LENGTH: u8 = 2; // ..= LENGTH + 8
+const KEY: u8 = 16; // ..= KEY + 4
+const PAYLOAD: u8 = 32;
 
 /// The meter's place in the stream and what it counted.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct FrameMeter {
-    at: At,
+    at: u8,
     masked: bool,
     /// Fragments of the message in progress (0: no fragmented message under way).
     fragments: u16,
-    /// Frames whose first byte was seen since [`take_frames`](Self::take_frames).
-    frames: u32,
+    /// Frames whose first byte was seen since [`take_frames`](Self::take_frames) (saturating:
+    /// only a read buffer configured in megabytes holds more between two takes).
+    frames: u16,
     /// Payload still to skip. A length past `u32` is saturated: tungstenite refuses such a
     /// frame (over `--max-message-size`) before the meter could miscount.
     payload_left: u32,
 }
 
+impl Default for FrameMeter {
+    fn default() -> Self {
+        Self { at: FIRST, masked: false, fragments: 0, frames: 0, payload_left: 0 }
+    }
+}
+
 impl FrameMeter {
     /// Accounts for the next bytes of the stream; returns how many frames began in them.
     pub fn feed(&mut self, mut bytes: &[u8]) -> u32 {
-        let before = self.frames;
+        let mut began = 0;
         while let Some((&byte, rest)) = bytes.split_first() {
-            if self.at == At::Payload {
+            if self.at == PAYLOAD {
                 let skip = (self.payload_left as usize).min(bytes.len());
                 self.payload_left -= skip as u32;
                 bytes = &bytes[skip..];
                 if self.payload_left == 0 {
-                    self.at = At::First;
+                    self.at = FIRST;
                 }
                 continue;
             }
+            began += u32::from(self.at == FIRST);
             self.header_byte(byte);
             bytes = rest;
         }
-        self.frames.wrapping_sub(before)
+        self.frames = self.frames.saturating_add(u16::try_from(began).unwrap_or(u16::MAX));
+        began
     }
 
     fn header_byte(&mut self, byte: u8) {
         self.at = match self.at {
-            At::First => {
-                self.frames = self.frames.wrapping_add(1);
+            FIRST => {
                 let (fin, opcode) = (byte & 0x80 != 0, byte & 0x0f);
                 self.fragments = match (opcode, fin) {
                     (0..=2, true) => 0,
@@ -74,59 +75,58 @@ impl FrameMeter {
                     (1 | 2, false) => 1,
                     _ => self.fragments, // control frames may sit between fragments
                 };
-                At::Second
+                SECOND
             }
-            At::Second => {
+            SECOND => {
                 self.masked = byte & 0x80 != 0;
+                self.payload_left = 0;
                 match byte & 0x7f {
-                    126 => {
-                        self.payload_left = 0;
-                        At::Length(2)
-                    }
-                    127 => {
-                        self.payload_left = 0;
-                        At::Length(8)
-                    }
+                    126 => LENGTH + 2,
+                    127 => LENGTH + 8,
                     n => {
                         self.payload_left = u32::from(n);
                         self.after_length()
                     }
                 }
             }
-            At::Length(left) => {
+            KEY..PAYLOAD => {
+                if self.at > KEY + 1 {
+                    self.at - 1
+                } else {
+                    self.payload()
+                }
+            }
+            length => {
                 self.payload_left =
                     self.payload_left.checked_mul(256).map_or(u32::MAX, |v| v | u32::from(byte));
-                if left > 1 {
-                    At::Length(left - 1)
+                if length > LENGTH + 1 {
+                    length - 1
                 } else {
                     self.after_length()
                 }
             }
-            At::Key(left) if left > 1 => At::Key(left - 1),
-            At::Key(_) => self.payload(),
-            At::Payload => At::Payload,
         };
     }
 
-    fn after_length(&self) -> At {
+    fn after_length(&self) -> u8 {
         if self.masked {
-            At::Key(4)
+            KEY + 4
         } else {
             self.payload()
         }
     }
 
-    fn payload(&self) -> At {
+    fn payload(&self) -> u8 {
         if self.payload_left == 0 {
-            At::First
+            FIRST
         } else {
-            At::Payload
+            PAYLOAD
         }
     }
 
     /// Frames seen since the last call.
     pub fn take_frames(&mut self) -> u32 {
-        std::mem::take(&mut self.frames)
+        u32::from(std::mem::take(&mut self.frames))
     }
 
     /// The message in progress has come in more than [`MAX_FRAGMENTS`] fragments.
@@ -162,7 +162,7 @@ mod tests {
                 meter.feed(chunk);
             }
             assert_eq!(meter.take_frames(), 5, "pieces of {piece}");
-            assert_eq!(meter.at, At::First);
+            assert_eq!(meter.at, FIRST);
         }
     }
 
