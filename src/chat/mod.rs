@@ -11,6 +11,7 @@ pub mod line;
 pub mod names;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -79,8 +80,11 @@ pub struct Chat {
     /// Indexed by client id: ids are the event loop's slab keys, so they are dense.
     members: Vec<Option<Member>>,
     member_count: usize,
-    /// Case-folded nick to owner; the key shares the nick's allocation when they are equal.
-    nicks: HashMap<Rc<str>, ClientId>,
+    /// The owner of each nick, keyed by a hash of its folded form ([`fold`]): no string is
+    /// stored twice, so a member costs no allocation beyond its nick. Two folded forms with one
+    /// hash (a 2^-64 chance, keyed per process) would make the second nick count as taken.
+    nicks: HashMap<u64, ClientId>,
+    nick_hasher: RandomState,
     /// Case-folded room name to room; a room exists while it has members (the lobby always).
     rooms: HashMap<Rc<str>, Room>,
     next_guest: u64,
@@ -130,6 +134,7 @@ impl Chat {
             members: Vec::new(),
             member_count: 0,
             nicks: HashMap::new(),
+            nick_hasher: RandomState::new(),
             rooms: HashMap::new(),
             next_guest: 0,
             announce_limit: limit,
@@ -200,11 +205,21 @@ impl Chat {
         Some(member)
     }
 
-    /// Records `nick` as taken by `client`, sharing the allocation when folding changes nothing.
-    fn index_nick(&mut self, nick: &Rc<str>, client: ClientId) {
-        let folded = fold(nick);
-        let key = if *folded == **nick { nick.clone() } else { Rc::from(folded) };
-        self.nicks.insert(key, client);
+    /// The nick index's key for `nick`: equal for nicks that are the same name.
+    fn nick_key(&self, nick: &str) -> u64 {
+        self.nick_hasher.hash_one(fold(nick))
+    }
+
+    /// Records `nick` as taken by `client`.
+    fn index_nick(&mut self, nick: &str, client: ClientId) {
+        self.nicks.insert(self.nick_key(nick), client);
+    }
+
+    /// The client holding `nick` (or a nick that is the same name).
+    fn find_nick(&self, nick: &str) -> Option<ClientId> {
+        let owner = *self.nicks.get(&self.nick_key(nick))?;
+        // Confirm: a hash collision must not deliver a private message to someone else.
+        self.nick(owner).filter(|held| fold(held) == fold(nick)).map(|_| owner)
     }
 
     /// The members of a room (by case-folded key); empty if there is no such room.
@@ -245,7 +260,7 @@ impl Chat {
     /// A client left (connection closed for any reason): drop it and tell its room.
     pub fn disconnect(&mut self, client: ClientId, reason: &str, out: &mut Vec<Effect>) {
         let Some(member) = self.remove_member(client) else { return };
-        self.nicks.remove(fold(&member.nick).as_str());
+        self.nicks.remove(&self.nick_key(&member.nick));
         self.remove_from_room(&member.room, member.seat);
         if let Some(room) = self.rooms.get(&member.room) {
             let text = if reason.is_empty() {
@@ -299,8 +314,8 @@ impl Chat {
                 let list: Vec<String> = shown.iter().map(|(name, n)| format!("{name} ({n})")).collect();
                 out.push(reply(notice(format!("rooms: {}{}", list.join(", "), more(count)))));
             }
-            Line::Command(Command::Msg { to, text }) => match self.nicks.get(fold(to).as_str()) {
-                Some(&target) => {
+            Line::Command(Command::Msg { to, text }) => match self.find_nick(to) {
+                Some(target) => {
                     let target_nick = self.nick(target).unwrap_or(to);
                     out.push(Effect::Send {
                         to: Audience::Client(target),
@@ -336,7 +351,7 @@ impl Chat {
         let new: Rc<str> = Rc::from(wanted);
         let old = std::mem::replace(&mut member.nick, new.clone());
         let room = member.room.clone();
-        self.nicks.remove(fold(&old).as_str());
+        self.nicks.remove(&self.nick_key(&old));
         self.index_nick(&new, client);
         self.announce(&room, Some(client), format!("{old} is now known as {wanted}"), out);
     }
@@ -380,7 +395,7 @@ impl Chat {
         assert_eq!(self.nicks.len(), self.member_count, "one nick index entry per member");
         for (id, member) in &members {
             assert!(validate_nick(&member.nick).is_ok() || member.nick.starts_with("guest-"), "valid nick");
-            assert_eq!(self.nicks.get(fold(&member.nick).as_str()), Some(id), "nick indexes its owner");
+            assert_eq!(self.nicks.get(&self.nick_key(&member.nick)), Some(id), "nick indexes its owner");
             let room = self.rooms.get(&member.room).expect("member's room exists");
             assert_eq!(room.members.iter().filter(|c| *c == id).count(), 1, "listed once in its room");
             assert_eq!(room.members.get(member.seat as usize), Some(id), "seated where it is listed");
@@ -395,7 +410,7 @@ impl Chat {
     /// Ok if `nick` is valid and not held by anyone but `except`.
     fn check_nick_free(&self, nick: &str, except: Option<ClientId>) -> Result<(), &'static str> {
         validate_nick(nick).map_err(|e| e.0)?;
-        match self.nicks.get(fold(nick).as_str()) {
+        match self.nicks.get(&self.nick_key(nick)) {
             Some(owner) if Some(*owner) != except => Err("already in use"),
             _ => Ok(()),
         }
@@ -405,7 +420,7 @@ impl Chat {
         loop {
             self.next_guest += 1;
             let nick = format!("guest-{}", self.next_guest);
-            if !self.nicks.contains_key(fold(&nick).as_str()) {
+            if !self.nicks.contains_key(&self.nick_key(&nick)) {
                 return Rc::from(nick);
             }
         }
