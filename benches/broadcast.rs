@@ -35,7 +35,9 @@ fn event_loop(c: &mut Criterion) {
         // The server is single-threaded by design (not Send): build it on its own thread.
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let server = Server::bind(Settings::with_addr("127.0.0.1:0".parse().unwrap())).expect("bind");
+            let mut settings = Settings::with_addr("127.0.0.1:0".parse().unwrap());
+            settings.max_connections_per_ip = 0; // every client is on 127.0.0.1
+            let server = Server::bind(settings).expect("bind");
             addr_tx.send(server.local_addr()).unwrap();
             server.run()
         });
