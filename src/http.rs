@@ -70,7 +70,7 @@ impl Reply {
 
     /// Not a WebSocket handshake where one is needed.
     fn upgrade_required(text: &str) -> Self {
-        Self::new(426, "Upgrade Required", text).with("Upgrade", "websocket").with("Connection", "Upgrade")
+        Self::new(426, "Upgrade Required", text).with("Upgrade", "websocket")
     }
 
     fn method_not_allowed(text: &str) -> Self {
@@ -104,7 +104,14 @@ impl Reply {
                 self.body.len()
             );
         }
-        head.push_str("Connection: close\r\n");
+        // One Connection header: every reply closes, and one that offers an upgrade names it
+        // too (RFC 9110 7.8: Upgrade goes with the "upgrade" connection option).
+        let offers_upgrade = self.headers.iter().any(|(name, _)| *name == "Upgrade");
+        head.push_str(if offers_upgrade {
+            "Connection: Upgrade, close\r\n"
+        } else {
+            "Connection: close\r\n"
+        });
         for (name, value) in &self.headers {
             let _ = write!(head, "{name}: {value}\r\n");
         }
@@ -388,6 +395,20 @@ mod tests {
             decide(upgrade("/?nick=%ZZ").as_bytes()),
             Decision::Upgrade(Endpoint::Chat { nick: None })
         );
+    }
+
+    #[test]
+    fn a_426_has_one_connection_header_naming_the_upgrade() {
+        let text = reply("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(text.starts_with("HTTP/1.1 426 "), "{text}");
+        assert_eq!(text.matches("Connection:").count(), 1, "{text}");
+        assert!(
+            text.contains("\r\nConnection: Upgrade, close\r\n")
+                && text.contains("\r\nUpgrade: websocket\r\n")
+        );
+        let not_found = reply("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(not_found.matches("Connection:").count(), 1);
+        assert!(not_found.contains("\r\nConnection: close\r\n"));
     }
 
     #[test]

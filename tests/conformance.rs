@@ -161,6 +161,12 @@ impl Conn {
 
     /// Expects one whole message equal to what was sent (as the chat relays it, on `/`).
     fn expect_echo(&mut self, opcode: u8, payload: &[u8]) -> Result<(), String> {
+        if self.chat_nick.is_some() && opcode == TEXT && payload.iter().all(u8::is_ascii_whitespace) {
+            // The chat relays no blank lines: the message must be accepted and produce
+            // nothing, which a marker sent after it shows.
+            self.send(&[Frame::new(TEXT, "after a blank line")])?;
+            return self.expect_echo(TEXT, b"after a blank line");
+        }
         let mut message = self.next()?;
         while !message.fin {
             let more = self.next()?;

@@ -183,7 +183,7 @@ fn a_flood_of_empty_continuation_frames_does_not_starve_other_clients() {
     // Nothing but the close frame comes back: the fragments never make a message.
     assert_eq!(received.get(..4), Some(&[0x88, received[1], 0x03, 0xf1][..]), "closed with 1009");
     // Not a performance goal (the soak measures that): a starved client waited seconds.
-    assert!(slowest < Duration::from_millis(250), "a /who took {slowest:?} under the flood");
+    assert!(slowest < Duration::from_millis(500), "a /who took {slowest:?} under the flood");
 }
 
 #[test]

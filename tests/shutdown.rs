@@ -1,4 +1,5 @@
-//! Graceful shutdown of the real binary: SIGTERM closes every client with 1001 and exits 0.
+//! Graceful shutdown of the real binary: SIGTERM tells every chat member once that the server
+//! is going away, closes every client with 1001 and exits 0.
 
 mod common;
 
@@ -15,8 +16,15 @@ fn sigterm_closes_every_client_with_1001_and_exits_zero() {
     let mut half_open = server.tcp();
     half_open.write_all(b"GET / HTTP/1.1\r\n").unwrap();
 
+    for ws in clients.iter_mut().take(5) {
+        recv_until(ws, |t| t == "*** u4 joined lobby");
+    }
     server.signal("TERM");
-    for ws in clients.iter_mut() {
+    for (i, ws) in clients.iter_mut().enumerate() {
+        if i < 5 {
+            // One notice, then the close: no "u0 left lobby" for each of the others.
+            assert_eq!(recv_text(ws), "*** the server is shutting down; goodbye");
+        }
         assert_eq!(expect_close(ws), (CloseCode::Away, "server shutting down".to_string()));
         let _ = ws.flush(); // sends our close reply
     }

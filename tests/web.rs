@@ -26,6 +26,8 @@ fn split(response: &str) -> (&str, &str) {
 fn the_page_and_its_files_are_served_with_proper_headers() {
     let server = TestServer::start(&[]);
     let host = server.addr.to_string();
+    // The start-up log says where to go, with the port the server got for :0.
+    server.wait_for_log(&format!("open http://{host}/ in a browser"));
     for (path, content_type, marker) in [
         ("/", "text/html; charset=utf-8", "<!doctype html>"),
         ("/app.js", "text/javascript; charset=utf-8", "new WebSocket("),

@@ -22,6 +22,8 @@ pub enum Command<'a> {
 pub enum Line<'a> {
     /// Ordinary chat text (already un-escaped for `//`).
     Say(&'a str),
+    /// Nothing but whitespace: not sent to anyone.
+    Blank,
     Command(Command<'a>),
     /// A command that could not be parsed; the text is the error shown to the user.
     Invalid(String),
@@ -40,7 +42,12 @@ pub fn parse_line(line: &str) -> Line<'_> {
             "a message is one line: no line breaks, control characters or bidi controls".to_string(),
         );
     }
-    let Some(rest) = line.strip_prefix('/') else {
+    if line.trim().is_empty() {
+        return Line::Blank;
+    }
+    // Spaces before a command are ignored (a pasted "  /who" is still /who); chat text keeps
+    // its own spacing.
+    let Some(rest) = line.trim_start().strip_prefix('/') else {
         return Line::Say(line);
     };
     if rest.starts_with('/') {
@@ -106,7 +113,10 @@ mod tests {
     #[test]
     fn plain_text_and_escape() {
         assert_eq!(parse_line("hello"), Line::Say("hello"));
-        assert_eq!(parse_line(""), Line::Say(""));
+        assert_eq!(parse_line(""), Line::Blank);
+        assert_eq!(parse_line(" \t "), Line::Blank);
+        assert_eq!(parse_line("  indented"), Line::Say("  indented"));
+        assert_eq!(parse_line("  /WHO"), Line::Command(Command::Who));
         assert_eq!(parse_line("//etc/passwd"), Line::Say("/etc/passwd"));
     }
 

@@ -108,6 +108,7 @@ const HELP: &str = "commands:
 /me ACTION       say an action: * NICK ACTION
 /msg NICK TEXT   private message
 /quit [REASON]   leave the chat
+/help            this list
 //TEXT           send a line starting with '/'";
 
 fn line(line: ServerLine) -> Body {
@@ -289,6 +290,7 @@ impl Chat {
                 body: line(ServerLine::Chat { nick: &member.nick, text: said }),
             }),
             Line::Invalid(why) => out.push(reply(error(why))),
+            Line::Blank => {}
             Line::Command(Command::Me(action)) => out.push(Effect::Send {
                 to: Audience::Room(member.room.clone()),
                 body: line(ServerLine::Action { nick: &member.nick, text: action }),
@@ -365,7 +367,8 @@ impl Chat {
         let key = fold(wanted);
         let Some(member) = self.member(client) else { return };
         if *member.room == *key {
-            out.push(reply(notice(format!("you are already in {wanted}"))));
+            let display = self.rooms.get(&member.room).map_or(wanted, |r| r.display.as_str());
+            out.push(reply(notice(format!("you are already in {display}"))));
             return;
         }
         let (nick, old_room, old_seat) = (member.nick.clone(), member.room.clone(), member.seat);

@@ -159,7 +159,7 @@ fn join_moves_between_rooms_with_announcements() {
     assert!(h.take(3).is_empty());
     h.clear();
     h.say(1, "/join dev");
-    assert_eq!(h.take(1), ["*** you are already in dev"]);
+    assert_eq!(h.take(1), ["*** you are already in Dev"]);
     h.say(1, "/join two words");
     assert!(matches!(h.take(1).as_slice(), [e] if e.starts_with("*** error: usage: /join")));
 }
@@ -316,4 +316,28 @@ fn refused_names_are_echoed_short() {
         let reply = h.take(1).remove(0);
         assert!(reply.starts_with("*** error: ") && reply.len() < 600, "{} bytes", reply.len());
     }
+}
+
+#[test]
+fn blank_lines_go_nowhere_and_spaces_before_a_command_are_ignored() {
+    let mut h = three_in_lobby();
+    for blank in ["", " ", "\t \t"] {
+        h.say(1, blank);
+    }
+    assert!(h.take(1).is_empty() && h.take(2).is_empty(), "nothing sent, no error either");
+    h.say(1, "   /WHO");
+    assert_eq!(h.take(1), ["*** in lobby (3): alice, bob, carol"]);
+    h.say(1, "  indented text");
+    assert_eq!(h.take(2), ["alice:   indented text"], "chat text keeps its spacing");
+}
+
+#[test]
+fn help_lists_help_and_rooms_are_named_as_first_spelled() {
+    let mut h = three_in_lobby();
+    h.say(1, "/help");
+    assert!(h.take(1)[0].contains("\n*** /help "), "/help lists itself");
+    h.say(1, "/join Rust");
+    h.clear();
+    h.say(1, "/join rust");
+    assert_eq!(h.take(1), ["*** you are already in Rust"]);
 }

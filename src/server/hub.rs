@@ -23,12 +23,15 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::fanout::FanOut;
 use super::timers::TimerQueue;
-use crate::chat::{Audience, Body, Chat, ClientId, Effect};
+use crate::chat::{Audience, Body, Chat, ClientId, Effect, ServerLine};
 use crate::connection::{Admission, Clock, Connection, Flush, Route, Step, Stream};
 use crate::frame::{self, Opcode};
 use crate::http::Endpoint;
 use crate::logline::quoted;
 use crate::settings::Settings;
+
+/// What every chat member is told when the server shuts down, before its close 1001.
+pub const SHUTDOWN_NOTICE: &str = "the server is shutting down; goodbye";
 
 /// Connections, chat and the routing between them.
 pub struct Hub<S> {
@@ -291,9 +294,18 @@ impl<S: Stream> Hub<S> {
     }
 
     /// The server is shutting down: handshaking connections are dropped, open ones closed
-    /// with 1001.
+    /// with 1001. Chat members are told once that the server is going away, and not that
+    /// each of the others left: they all are leaving.
     pub fn shut_down(&mut self, now: Instant) {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        let notice = ServerLine::Notice(SHUTDOWN_NOTICE).to_string();
+        let notice = frame::encode(Opcode::Text, notice.as_bytes());
+        for &key in &keys {
+            if self.chat.nick(key).is_some() {
+                self.fanout.queue(&mut self.conns, key, &notice);
+            }
+        }
+        self.chat = Chat::with_announce_limit(self.settings.announce_limit);
         for key in keys {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;

@@ -70,6 +70,7 @@ impl Server {
     /// gone or `--shutdown-timeout` has passed.
     pub fn run(mut self) -> io::Result<()> {
         info!("wschat listening on {}", self.local_addr());
+        info!("open {} in a browser to chat", page_url(self.local_addr()));
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout(Instant::now());
@@ -195,6 +196,17 @@ impl Server {
     }
 }
 
+/// Where a browser on this machine finds the page: the bound address, or loopback when bound
+/// to every interface (a browser cannot open `0.0.0.0`).
+fn page_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        ip if !ip.is_unspecified() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    format!("http://{}/", SocketAddr::new(ip, addr.port()))
+}
+
 /// Returns free heap pages to the operating system, so an idle server does not stay at its
 /// busiest size.
 fn trim_heap() {
@@ -202,5 +214,18 @@ fn trim_heap() {
     // SAFETY: malloc_trim only returns free heap pages to the OS; it has no preconditions.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_url_is_one_a_browser_can_open() {
+        assert_eq!(page_url("127.0.0.1:9001".parse().unwrap()), "http://127.0.0.1:9001/");
+        assert_eq!(page_url("0.0.0.0:80".parse().unwrap()), "http://127.0.0.1:80/");
+        assert_eq!(page_url("[::]:9001".parse().unwrap()), "http://[::1]:9001/");
+        assert_eq!(page_url("[::1]:9001".parse().unwrap()), "http://[::1]:9001/");
     }
 }
