@@ -13,10 +13,18 @@ use log::LevelFilter;
 
 /// A WebSocket chat server: one thread, one poll loop, encode-once broadcast.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "wschat-server", version, about, long_about = None)]
+#[command(
+    name = "wschat-server",
+    version,
+    about = "A WebSocket chat server: one thread, one poll loop, encode-once broadcast",
+    long_about = None,
+    after_help = "Exit status: 0 after a clean shutdown, 1 when the server cannot run (address in use), \
+                  2 for a bad command line."
+)]
 pub struct Config {
-    /// Address to listen on (port 0 picks a free port; the log says which).
-    #[arg(default_value = "127.0.0.1:9001")]
+    /// Address to listen on: 127.0.0.1:9001, :9001 or 9001 (loopback), 0.0.0.0:9001 (every
+    /// interface), [::1]:9001, localhost:9001. Port 0 picks a free port; the log says which.
+    #[arg(default_value = "127.0.0.1:9001", value_parser = parse_listen_addr)]
     pub addr: SocketAddr,
 
     /// Pending TCP connections the kernel queues before the server accepts them (capped by
@@ -82,8 +90,8 @@ pub struct Config {
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "log_level")]
     pub quiet: u8,
 
-    /// Exact log level: off, error, warn, info, debug, trace.
-    #[arg(long, value_name = "LEVEL")]
+    /// Exact log level.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_log_level())]
     pub log_level: Option<LevelFilter>,
 }
 
@@ -131,6 +139,31 @@ impl Config {
         config.addr = addr;
         config
     }
+}
+
+/// Parses a listening address the way people type one: `127.0.0.1:9001`, `[::1]:9001`,
+/// `localhost:9001`, or just a port (`9001`, `:9001`) on loopback.
+pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::{Ipv4Addr, ToSocketAddrs};
+    let text = text.trim();
+    let example = "try 127.0.0.1:9001, :9001 or 0.0.0.0:9001";
+    if let Ok(port) = text.strip_prefix(':').unwrap_or(text).parse::<u16>() {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    match text.to_socket_addrs() {
+        Ok(mut addrs) => addrs.next().ok_or_else(|| format!("{text:?} names no address ({example})")),
+        Err(_) => Err(format!("not an address: {text:?} ({example})")),
+    }
+}
+
+/// The `--log-level` parser: the levels by name, listed in the error for any other.
+fn parse_log_level() -> impl clap::builder::TypedValueParser<Value = LevelFilter> {
+    use clap::builder::{PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(["off", "error", "warn", "info", "debug", "trace"])
+        .map(|level| level.parse::<LevelFilter>().expect("one of the listed levels"))
 }
 
 /// Parses `65536`, `64K`, `64KiB`, `1M`, `1MiB`, `512B`.
@@ -199,6 +232,24 @@ mod tests {
         assert_eq!(config.handshake_timeout, Duration::from_secs(10));
         assert_eq!(config.idle_timeout, Duration::from_secs(60));
         assert_eq!(config.log_level(), LevelFilter::Info);
+    }
+
+    #[test]
+    fn addresses_the_way_people_type_them() {
+        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(parse_listen_addr("9001"), Ok(loopback(9001)));
+        assert_eq!(parse_listen_addr(":9001"), Ok(loopback(9001)));
+        assert_eq!(parse_listen_addr("127.0.0.1:0"), Ok(loopback(0)));
+        assert_eq!(parse_listen_addr("[::1]:9001"), Ok("[::1]:9001".parse().unwrap()));
+        assert!(parse_listen_addr("localhost:9001").is_ok_and(|a| a.ip().is_loopback() && a.port() == 9001));
+        let error = parse_listen_addr("nowhere").unwrap_err();
+        assert!(error.contains("try 127.0.0.1:9001"), "{error}");
+    }
+
+    #[test]
+    fn a_wrong_log_level_lists_the_right_ones() {
+        let error = Config::try_parse_from(["wschat-server", "--log-level", "loud"]).unwrap_err().to_string();
+        assert!(error.contains("off, error, warn, info, debug, trace"), "{error}");
     }
 
     #[test]

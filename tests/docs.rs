@@ -1,4 +1,4 @@
-//! The README documents every flag of every binary.
+//! The README documents every flag of every binary, and each binary's `--help` describes it.
 
 use std::process::Command;
 
@@ -42,4 +42,28 @@ fn every_client_flag_is_in_the_readme_flag_table() {
     for flag in flags_in_help(env!("CARGO_BIN_EXE_wschat-client"), 6) {
         assert!(readme.contains(&format!("`{flag}")), "README's client flag table lacks {flag}");
     }
+}
+
+#[test]
+fn each_binary_describes_itself() {
+    for (binary, about) in [
+        (env!("CARGO_BIN_EXE_wschat-server"), "A WebSocket chat server"),
+        (env!("CARGO_BIN_EXE_wschat-client"), "Terminal chat client for wschat"),
+        (env!("CARGO_BIN_EXE_wschat-bench"), "Load generator for WebSocket broadcast servers"),
+    ] {
+        let help = Command::new(binary).arg("--help").output().unwrap();
+        let help = String::from_utf8(help.stdout).unwrap();
+        assert!(help.starts_with(about), "{binary} --help: {help}");
+    }
+}
+
+#[test]
+fn a_wrong_value_is_a_usage_error_with_an_example() {
+    let server = env!("CARGO_BIN_EXE_wschat-server");
+    let out = Command::new(server).arg("nowhere:port").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("try 127.0.0.1:9001"));
+    let out = Command::new(server).args(["--log-level", "loud"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("off, error, warn, info, debug, trace"));
 }

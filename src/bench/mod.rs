@@ -31,7 +31,12 @@ use worker::{latency_histogram, Pace, Plan, Shared, Slot};
 
 /// Load generator for WebSocket broadcast servers: throughput and latency percentiles.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "wschat-bench", version, about, long_about = None)]
+#[command(
+    name = "wschat-bench",
+    version,
+    about = "Load generator for WebSocket broadcast servers: throughput and latency percentiles",
+    long_about = None
+)]
 pub struct BenchConfig {
     /// Server URL, e.g. ws://127.0.0.1:9001/ (ws:// only).
     pub url: String,

@@ -36,9 +36,15 @@ pub const EXIT_ABNORMAL_CLOSE: i32 = 3;
 
 /// Terminal chat client for wschat.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "wschat-client", version, about, long_about = None)]
+#[command(
+    name = "wschat-client",
+    version,
+    about = "Terminal chat client for wschat: a line editor on a terminal, scriptable through a pipe",
+    long_about = None
+)]
 pub struct ClientConfig {
-    /// Server URL, e.g. ws://127.0.0.1:9001/ (ws:// is added when missing).
+    /// Server: ws://127.0.0.1:9001/, 127.0.0.1:9001, localhost, 127.0.0.1 (a bare host means
+    /// ws:// and port 9001, the server's default).
     pub url: String,
 
     /// Nick to ask for (sent as ?nick=; the server picks guest-N if it is taken or invalid).
@@ -67,9 +73,10 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// The URL to connect to: `ws://` added if no scheme was given, and the nick as a query.
+    /// The URL to connect to: `ws://` and the server's default port 9001 added if no scheme
+    /// was given (`127.0.0.1` is `ws://127.0.0.1:9001`), and the nick as a query.
     pub fn request_url(&self) -> String {
-        let mut url = if self.url.contains("://") { self.url.clone() } else { format!("ws://{}", self.url) };
+        let mut url = if self.url.contains("://") { self.url.clone() } else { with_default_port(&self.url) };
         if let Some(nick) = &self.nick {
             let after_scheme = url.find("://").map_or(0, |at| at + 3);
             if !url[after_scheme..].contains('/') {
@@ -229,6 +236,17 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
+/// `ws://` + `host[:port][/path]`, with port 9001 (the server's default) when none is given.
+fn with_default_port(address: &str) -> String {
+    let (authority, rest) = address.find(['/', '?']).map_or((address, ""), |at| address.split_at(at));
+    let has_port = match authority.rfind(']') {
+        Some(bracket) => authority[bracket..].contains(':'),
+        None => authority.contains(':'),
+    };
+    let port = if has_port { "" } else { ":9001" };
+    format!("ws://{authority}{port}{rest}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +257,19 @@ mod tests {
             args.extend(["--nick", nick]);
         }
         ClientConfig::parse_from(args)
+    }
+
+    #[test]
+    fn a_bare_host_gets_the_servers_default_port() {
+        assert_eq!(config("127.0.0.1", None).request_url(), "ws://127.0.0.1:9001");
+        assert_eq!(config("localhost/echo", None).request_url(), "ws://localhost:9001/echo");
+        assert_eq!(config("[::1]", None).request_url(), "ws://[::1]:9001");
+        assert_eq!(config("localhost:9002", None).request_url(), "ws://localhost:9002");
+        assert_eq!(
+            config("ws://example.com/", None).request_url(),
+            "ws://example.com/",
+            "a URL means port 80"
+        );
     }
 
     #[test]
