@@ -9,6 +9,7 @@ use common::{recv_until, send, TestServer};
 
 /// What a finished `wschat-bench` run printed.
 struct Run {
+    code: Option<i32>,
     success: bool,
     stdout: String,
     stderr: String,
@@ -23,6 +24,7 @@ fn bench(url: &str, args: &str) -> Run {
         .unwrap();
     Run {
         success: output.status.success(),
+        code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
@@ -54,8 +56,10 @@ fn bench_reports_every_delivery_of_a_short_run_as_json() {
 #[test]
 fn bench_refuses_a_window_run_without_self_delivery() {
     let run = bench("ws://127.0.0.1:1/", "--self-delivery false");
-    assert!(!run.success);
+    assert_eq!(run.code, Some(2), "a usage error");
     assert!(run.stderr.contains("--rate"), "{}", run.stderr);
+    let run = bench("ws://127.0.0.1:1/", "--size 10");
+    assert_eq!(run.code, Some(2), "a usage error: {}", run.stderr);
 }
 
 #[test]

@@ -177,6 +177,14 @@ fn a_refused_handshake_exits_one_with_the_status() {
 }
 
 #[test]
+fn a_binary_file_that_cannot_be_read_is_a_usage_error() {
+    let mut client = ClientProcess::start(&["ws://127.0.0.1:1/", "--binary", "/nonexistent/photo.jpg"]);
+    let (status, stderr) = client.wait();
+    assert_eq!(status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("cannot read /nonexistent/photo.jpg"), "{stderr}");
+}
+
+#[test]
 fn binary_file_is_sent_as_one_binary_message() {
     let server = TestServer::start(&[]);
     let mut peer = server.chat_client("peer");

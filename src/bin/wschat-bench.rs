@@ -2,11 +2,15 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use wschat::bench::{self, BenchConfig};
 
 fn main() -> ExitCode {
     let config = BenchConfig::parse();
+    if let Err(message) = config.validate() {
+        // Flags that make no sense together are a usage error (exit 2), like clap's own.
+        BenchConfig::command().error(clap::error::ErrorKind::ValueValidation, message).exit();
+    }
     let json_path = config.json.clone();
     match bench::run(config) {
         Ok(report) => {

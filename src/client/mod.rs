@@ -11,7 +11,7 @@
 //! |---|---|
 //! | 0 | closed normally (code 1000, after `/quit`, Ctrl-D or the end of piped input) |
 //! | 1 | could not connect, or the server refused the handshake |
-//! | 2 | bad command line (from clap) |
+//! | 2 | bad command line (clap's errors, a `--binary` file that cannot be read) |
 //! | 3 | the connection ended abnormally: another close code, or dropped without a close |
 
 pub mod display;
@@ -32,6 +32,8 @@ use session::{Command, Ending, Wakeup};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_CONNECT_FAILED: i32 = 1;
+/// A bad command line: clap's own errors, and a `--binary` file that cannot be read.
+pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_ABNORMAL_CLOSE: i32 = 3;
 
 /// Terminal chat client for wschat.
@@ -97,7 +99,7 @@ pub fn run(config: ClientConfig) -> i32 {
             Ok(data) => Some(data),
             Err(e) => {
                 eprintln!("wschat-client: cannot read {}: {e}", path.display());
-                return EXIT_CONNECT_FAILED;
+                return EXIT_USAGE;
             }
         },
         None => None,
