@@ -144,3 +144,14 @@ fn churn_needs_a_fixed_rate() {
     assert!(!run.success);
     assert!(run.stderr.contains("--churn needs --rate"), "{}", run.stderr);
 }
+
+#[test]
+fn the_progress_line_says_warming_up_and_the_summary_uses_readable_units() {
+    let server = TestServer::start(&[]);
+    let run = bench(&server.url("/echo"), "--clients 2 --senders 1 --window 2 --duration 1s --warmup 1500ms");
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stderr.contains("] warming up "), "{}", run.stderr);
+    assert!(!run.stderr.contains("0.0us"), "{}", run.stderr);
+    let latency = run.stdout.lines().find(|l| l.starts_with("latency: ")).expect("a latency line");
+    assert!([" ns", " us", " ms"].iter().any(|unit| latency.contains(unit)), "{latency}");
+}

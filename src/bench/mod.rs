@@ -341,24 +341,67 @@ impl Progress {
         let secs = elapsed.as_secs_f64();
         let sent = self.shared.sent.load(Ordering::Relaxed);
         let delivered = self.shared.delivered.load(Ordering::Relaxed);
-        let p99 = self.shared.interval.lock().map_or(0, |mut h| {
-            let p99 = h.value_at_quantile(0.99);
+        let p99 = self.shared.interval.lock().map_or(None, |mut h| {
+            let p99 = (!h.is_empty()).then(|| h.value_at_quantile(0.99));
             h.reset();
             p99
         });
+        // Nothing is measured during the warm-up: say so rather than show zeros.
+        let measuring = self.shared.now_ns() >= self.shared.measure_from_ns.load(Ordering::Relaxed);
+        let phase = if phase == "sending" && !measuring { "warming up" } else { phase };
         eprintln!(
-            "[{:>4.0}s] {phase:<10} connected {:>6} failed {:>4}  sent/s {:>9.0}  delivered/s {:>10.0}  p99 {:>8.1}us",
+            "[{:>4.0}s] {phase:<10} connected {:>7} failed {:>5}  sent/s {:>11}  delivered/s {:>12}  p99 {:>9}",
             self.started.elapsed().as_secs_f64(),
-            self.shared.connected.load(Ordering::Relaxed),
-            self.shared.failed.load(Ordering::Relaxed),
-            (sent - self.last_sent) as f64 / secs,
-            (delivered - self.last_delivered) as f64 / secs,
-            p99 as f64 / 1000.0
+            thousands(self.shared.connected.load(Ordering::Relaxed)),
+            thousands(self.shared.failed.load(Ordering::Relaxed)),
+            thousands(((sent - self.last_sent) as f64 / secs) as u64),
+            thousands(((delivered - self.last_delivered) as f64 / secs) as u64),
+            p99.map_or("-".to_string(), duration_ns)
         );
         self.last = Instant::now();
         self.last_sent = sent;
         self.last_delivered = delivered;
     }
+}
+
+/// A count with thousands separators: `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// A duration in nanoseconds, in the unit that shows it with three significant digits:
+/// `850 ns`, `12.3 us`, `1.23 ms`, `2.50 s`.
+pub fn duration_ns(ns: u64) -> String {
+    let (value, unit) = match ns {
+        0..1_000 => return format!("{ns} ns"),
+        1_000..1_000_000 => (ns as f64 / 1e3, "us"),
+        1_000_000..1_000_000_000 => (ns as f64 / 1e6, "ms"),
+        _ => (ns as f64 / 1e9, "s"),
+    };
+    let decimals = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{value:.decimals$} {unit}")
+}
+
+/// The value at `quantile`, as [`duration_ns`] writes it (`-` when nothing was measured).
+fn at(histogram: &Histogram<u64>, quantile: f64) -> String {
+    if histogram.is_empty() {
+        return "-".to_string();
+    }
+    duration_ns(histogram.value_at_quantile(quantile))
 }
 
 fn us(histogram: &Histogram<u64>, quantile: f64) -> f64 {
@@ -392,12 +435,12 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "connect: ok={} failed={} p50={:.0}us p99={:.0}us max={:.0}us",
-            self.connected,
-            self.connect_failures,
-            us(&self.connect, 0.5),
-            us(&self.connect, 0.99),
-            us(&self.connect, 1.0)
+            "connect: ok={} failed={} p50={} p99={} max={}",
+            thousands(self.connected),
+            thousands(self.connect_failures),
+            at(&self.connect, 0.5),
+            at(&self.connect, 0.99),
+            at(&self.connect, 1.0)
         );
         if let Some(mean) = c.churn {
             let _ = writeln!(
@@ -408,24 +451,24 @@ impl Report {
         }
         if !c.idle {
             let (expected, lost) = match c.counts_losses() {
-                true => (self.expected.to_string(), self.lost().to_string()),
+                true => (thousands(self.expected), thousands(self.lost())),
                 false => ("n/a".to_string(), "n/a".to_string()),
             };
             let _ = writeln!(
                 out,
-                "messages: sent={} deliveries={} expected={expected} lost={lost} deliveries/s={:.0}",
-                self.sent,
-                self.delivered,
-                self.deliveries_per_sec()
+                "messages: sent={} deliveries={} expected={expected} lost={lost} deliveries/s={}",
+                thousands(self.sent),
+                thousands(self.delivered),
+                thousands(self.deliveries_per_sec() as u64)
             );
             let _ = writeln!(
                 out,
-                "latency: p50={:.1}us p90={:.1}us p99={:.1}us p99.9={:.1}us max={:.1}us",
-                us(&self.latency, 0.5),
-                us(&self.latency, 0.9),
-                us(&self.latency, 0.99),
-                us(&self.latency, 0.999),
-                us(&self.latency, 1.0)
+                "latency: p50={} p90={} p99={} p99.9={} max={}",
+                at(&self.latency, 0.5),
+                at(&self.latency, 0.9),
+                at(&self.latency, 0.99),
+                at(&self.latency, 0.999),
+                at(&self.latency, 1.0)
             );
         }
         out
@@ -469,5 +512,27 @@ impl Report {
             us(&self.latency, 0.999),
             us(&self.latency, 1.0)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_get_thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(7_171_200), "7,171,200");
+    }
+
+    #[test]
+    fn durations_keep_three_significant_digits() {
+        assert_eq!(duration_ns(850), "850 ns");
+        assert_eq!(duration_ns(12_345), "12.3 us");
+        assert_eq!(duration_ns(276_000), "276 us");
+        assert_eq!(duration_ns(1_234_567), "1.23 ms");
+        assert_eq!(duration_ns(2_500_000_000), "2.50 s");
     }
 }
