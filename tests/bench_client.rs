@@ -73,15 +73,19 @@ fn idle_mode_only_holds_connections() {
 }
 
 #[test]
-fn a_server_that_cannot_be_reached_is_a_failure() {
+fn a_server_that_cannot_be_reached_is_a_failure_that_says_why() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener); // nothing listens there now
-    let run =
-        bench(&format!("ws://{addr}/"), "--clients 3 --duration 100ms --warmup 0s --connect-timeout 5s");
-    let stdout = &run.stdout;
-    assert!(!run.success, "{stdout}");
-    assert!(stdout.contains("connect: ok=0 failed=3"), "{stdout}");
+    let run = bench(&format!("ws://{addr}/"), "--clients 3 --duration 10s --warmup 0s --connect-timeout 5s");
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("connection refused"), "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "no table of zeros: {}", run.stdout);
+
+    let server = TestServer::start(&[]);
+    let run = bench(&server.url("/nope"), "--clients 2 --duration 10s --warmup 0s");
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("the server answered 404 Not Found"), "{}", run.stderr);
 }
 
 #[test]

@@ -69,6 +69,8 @@ pub struct Client {
     wbuf: Vec<u8>,
     wpos: usize,
     pub sender: Option<Sender>,
+    /// Why the connection failed, when it did: shown to the user.
+    pub failure: Option<String>,
 }
 
 impl Client {
@@ -91,6 +93,7 @@ impl Client {
             wbuf: UpgradeRequest::new(&plan.host, &plan.path).to_bytes(),
             wpos: 0,
             sender,
+            failure: None,
         })
     }
 
@@ -107,6 +110,12 @@ impl Client {
         self.wbuf.len() - self.wpos
     }
 
+    /// Records why the connection failed; always false, for `return self.failed(..)`.
+    fn failed(&mut self, why: String) -> bool {
+        self.failure.get_or_insert(why);
+        false
+    }
+
     /// Queues a close 1000 (churn) and starts waiting for the server's answer.
     pub fn start_close(&mut self, deadline_ns: u64, rng: &mut Rng) {
         push_client_frame(&mut self.wbuf, 0x88, &1000u16.to_be_bytes(), Some(rng.mask()));
@@ -117,12 +126,12 @@ impl Client {
     pub fn flush(&mut self) -> bool {
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
-                Ok(0) => return false,
+                Ok(0) => return self.failed("connection closed".into()),
                 Ok(n) => self.wpos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return true,
-                Err(_) => return false,
+                Err(e) => return self.failed(describe(&e)),
             }
         }
         self.wbuf.clear();
@@ -138,11 +147,11 @@ impl Client {
                 return false;
             }
             match self.stream.read(&mut self.rbuf[self.rlen..]) {
-                Ok(0) => return false,
+                Ok(0) => return self.failed("connection closed by the server".into()),
                 Ok(n) => self.rlen += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return false,
+                Err(e) => return self.failed(describe(&e)),
             }
             let mut at = 0;
             if self.is_connecting() {
@@ -183,6 +192,10 @@ impl Client {
             return Some(None);
         };
         if !self.rbuf.starts_with(b"HTTP/1.1 101") {
+            // "HTTP/1.1 404 Not Found" says it all.
+            let status_line = self.rbuf[..end].split(|&b| b == b'\r').next().unwrap_or_default();
+            let status = String::from_utf8_lossy(status_line.get(9..).unwrap_or_default()).into_owned();
+            self.failed(format!("the server answered {status}"));
             return None;
         }
         self.stage = Stage::Open;
@@ -274,5 +287,15 @@ impl Client {
             }
             queued = true;
         }
+    }
+}
+
+/// An IO error as a person reads it: `connection refused`, not `Connection refused (os error 111)`.
+fn describe(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset".into(),
+        io::ErrorKind::TimedOut => "timed out".into(),
+        _ => error.to_string(),
     }
 }

@@ -125,6 +125,8 @@ pub struct Report {
     /// Churned connections that closed cleanly, and churn closes or reconnections that failed.
     pub churn_cycles: u64,
     pub churn_failures: u64,
+    /// Why the first failed connection failed.
+    pub first_failure: Option<String>,
 }
 
 impl BenchConfig {
@@ -287,6 +289,13 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
     let handles = spawn_workers(&config, &shared)?;
     let mut progress = Progress::new(shared.clone());
     let connected = connect(&config, &shared, &mut progress);
+    if connected == 0 {
+        // Nothing to measure: say why at once instead of running to a table of zeros.
+        shared.stop.store(true, Ordering::Release);
+        let why =
+            shared.failure().unwrap_or_else(|| format!("no connection within {:?}", config.connect_timeout));
+        return Err(format!("no connection to {}: {why}", config.url));
+    }
     send(&config, &shared, &mut progress);
     drain(&config, &shared, &mut progress, connected);
     shared.stop.store(true, Ordering::Release);
@@ -302,6 +311,7 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         latency: latency_histogram(),
         churn_cycles: shared.churn_cycles.load(Ordering::Relaxed),
         churn_failures: shared.churn_failures.load(Ordering::Relaxed),
+        first_failure: shared.failure(),
         config,
     };
     for handle in handles {
@@ -442,6 +452,9 @@ impl Report {
             at(&self.connect, 0.99),
             at(&self.connect, 1.0)
         );
+        if let Some(why) = &self.first_failure {
+            let _ = writeln!(out, "first connect failure: {why}");
+        }
         if let Some(mean) = c.churn {
             let _ = writeln!(
                 out,

@@ -41,6 +41,8 @@ pub struct Shared {
     pub churn_failures: AtomicU64,
     /// Latencies of the last progress interval, merged in by workers, taken by the reporter.
     pub interval: Mutex<Histogram<u64>>,
+    /// Why the first connection that failed did, to tell the user.
+    pub first_failure: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -61,11 +63,24 @@ impl Shared {
             churn_cycles: AtomicU64::new(0),
             churn_failures: AtomicU64::new(0),
             interval: Mutex::new(latency_histogram()),
+            first_failure: Mutex::new(None),
         }
     }
 
     pub fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Records why a connection failed, if none did before.
+    pub fn note_failure(&self, why: String) {
+        if let Ok(mut first) = self.first_failure.lock() {
+            first.get_or_insert(why);
+        }
+    }
+
+    /// Why the first connection that failed did.
+    pub fn failure(&self) -> Option<String> {
+        self.first_failure.lock().ok().and_then(|first| first.clone())
     }
 
     /// Whether a message sent at `sent_ns` falls in the measured window.
@@ -214,7 +229,8 @@ impl Worker {
                     self.clients.push(client);
                     self.in_flight += 1;
                 }
-                Err(_) => {
+                Err(e) => {
+                    self.shared.note_failure(format!("cannot connect: {e}"));
                     self.shared.failed.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -286,6 +302,8 @@ impl Worker {
                 self.outcome.connect.record(self.shared.now_ns().saturating_sub(client.started_ns).max(1));
             self.shared.connected.fetch_add(1, Ordering::Relaxed);
         } else {
+            let why = self.clients[index].failure.take().unwrap_or_else(|| "connection failed".into());
+            self.shared.note_failure(why);
             self.shared.failed.fetch_add(1, Ordering::Relaxed);
         }
     }
