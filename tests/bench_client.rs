@@ -159,3 +159,33 @@ fn the_progress_line_says_warming_up_and_the_summary_uses_readable_units() {
     let latency = run.stdout.lines().find(|l| l.starts_with("latency: ")).expect("a latency line");
     assert!([" ns", " us", " ms"].iter().any(|unit| latency.contains(unit)), "{latency}");
 }
+
+#[test]
+fn the_latency_distribution_is_written_for_hdrhistograms_plotter_and_ours() {
+    let server = TestServer::start(&[]);
+    let dir = std::env::temp_dir().join(format!("wschat-hgrm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("wschat.hgrm");
+    let args = format!(
+        "--clients 3 --senders 1 --rate 200 --duration 1s --warmup 0s --histogram {}",
+        file.display()
+    );
+    let run = bench(&server.url("/echo"), &args);
+    assert!(run.success, "{}", run.stderr);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n"), "{text}");
+    assert!(text.contains("\n#[Mean    = ") && text.contains("\n#[Max     = "), "{text}");
+    let last = text.lines().rfind(|l| !l.starts_with('#') && !l.trim().is_empty()).unwrap();
+    assert!(last.split_whitespace().nth(1) == Some("1.000000000000"), "ends at the 100th percentile: {last}");
+    let svg = dir.join("latency.svg");
+    let plot = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/plot_latency.py"))
+        .arg(&file)
+        .arg("--out")
+        .arg(&svg)
+        .output()
+        .expect("python3");
+    assert!(plot.status.success(), "{}", String::from_utf8_lossy(&plot.stderr));
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -105,6 +105,11 @@ pub struct BenchConfig {
     #[arg(long, value_name = "FILE")]
     pub json: Option<std::path::PathBuf>,
 
+    /// Also write the latency distribution to FILE in HdrHistogram's percentile-distribution
+    /// text format, in milliseconds (what HdrHistogram's plotter and scripts/plot_latency.py read).
+    #[arg(long, value_name = "FILE")]
+    pub histogram: Option<std::path::PathBuf>,
+
     /// Time allowed for all connections to open.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Duration,
@@ -484,6 +489,35 @@ impl Report {
                 at(&self.latency, 1.0)
             );
         }
+        out
+    }
+
+    /// The latency distribution in HdrHistogram's percentile-distribution text format (the
+    /// output of Java's `outputPercentileDistribution` with 5 ticks per half distance),
+    /// values in milliseconds.
+    pub fn percentile_distribution(&self) -> String {
+        const MS: f64 = 1e6;
+        let h = &self.latency;
+        let mut out = format!(
+            "{:>12} {:>14} {:>10} {:>14}\n\n",
+            "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+        );
+        let mut total = 0;
+        for step in h.iter_quantiles(5) {
+            total += step.count_since_last_iteration();
+            let (value, quantile) = (step.value_iterated_to() as f64 / MS, step.quantile_iterated_to());
+            if quantile < 1.0 {
+                let _ =
+                    writeln!(out, "{value:12.3} {quantile:2.12} {total:10} {:14.2}", 1.0 / (1.0 - quantile));
+            } else {
+                let _ = writeln!(out, "{value:12.3} {quantile:2.12} {total:10}");
+            }
+        }
+        let _ =
+            writeln!(out, "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]", h.mean() / MS, h.stdev() / MS);
+        let _ = writeln!(out, "#[Max     = {:12.3}, Total count    = {:12}]", h.max() as f64 / MS, h.len());
+        // Three significant digits (see latency_histogram): 2,048 sub-buckets per bucket.
+        let _ = writeln!(out, "#[Buckets = {:12}, SubBuckets     = {:12}]", h.buckets(), 2048);
         out
     }
 

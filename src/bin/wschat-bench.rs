@@ -12,9 +12,16 @@ fn main() -> ExitCode {
         BenchConfig::command().error(clap::error::ErrorKind::ValueValidation, message).exit();
     }
     let json_path = config.json.clone();
+    let histogram_path = config.histogram.clone();
     match bench::run(config) {
         Ok(report) => {
             print!("{}", report.summary());
+            if let Some(path) = histogram_path {
+                if let Err(e) = std::fs::write(&path, report.percentile_distribution()) {
+                    eprintln!("wschat-bench: cannot write {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
             if let Some(path) = json_path {
                 if let Err(e) = std::fs::write(&path, report.json()) {
                     eprintln!("wschat-bench: cannot write {}: {e}", path.display());
