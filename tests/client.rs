@@ -207,13 +207,13 @@ fn binary_file_is_sent_as_one_binary_message() {
 }
 
 #[test]
-fn an_abnormal_close_exits_three_and_shows_the_code() {
+fn an_abnormal_close_exits_one_and_shows_the_code() {
     let server = TestServer::start(&["--max-message-size", "1KiB", "--max-outbound", "64KiB"]);
     let path = std::env::temp_dir().join(format!("wschat-client-big-{}.bin", std::process::id()));
     std::fs::write(&path, vec![b'x'; 4096]).expect("write temp file");
     let mut client = ClientProcess::start(&[&server.url("/"), "--binary", path.to_str().unwrap()]);
     let (status, stderr) = client.wait();
-    assert_eq!(status.code(), Some(3), "stderr: {stderr}");
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
     assert!(stderr.contains("connection closed by the server: 1009"), "{stderr}");
     let _ = std::fs::remove_file(path);
 }
@@ -258,4 +258,29 @@ fn reconnect_comes_back_after_the_server_closes_abnormally() {
     }
     let stderr = client.seen_stderr.join("\n");
     assert!(stderr.contains("connection closed by the server: 1001 (server shutting down)"), "{stderr}");
+}
+
+#[test]
+fn ctrl_c_before_connecting_ends_with_sigint_which_the_shell_reports_as_130() {
+    use std::os::unix::process::ExitStatusExt;
+    // A listener that never accepts: TCP connects, the WebSocket handshake never completes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", silent.local_addr().unwrap());
+    let mut client = ClientProcess::start(&[&url, "--connect-timeout", "30s"]);
+    // Wait (bounded) until it has connected and is waiting for the handshake's answer.
+    silent.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let _held = loop {
+        match silent.accept() {
+            Ok((stream, _)) => break stream,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => panic!("the client never connected: {e}"),
+        }
+    };
+    let pid = client.child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let (status, _) = client.wait();
+    assert_eq!(status.signal(), Some(2), "{status:?}: SIGINT, which shells report as 130");
 }

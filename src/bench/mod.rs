@@ -35,7 +35,9 @@ use worker::{latency_histogram, Pace, Plan, Shared, Slot};
     name = "wschat-bench",
     version,
     about = "Load generator for WebSocket broadcast servers: throughput and latency percentiles",
-    long_about = None
+    long_about = None,
+    after_help = "Exit status: 0 after a run, 1 when no connection could be made (the reason is shown) \
+                  or a result file cannot be written, 2 for a bad command line."
 )]
 pub struct BenchConfig {
     /// Server URL, e.g. ws://127.0.0.1:9001/ (ws:// only).

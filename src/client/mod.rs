@@ -10,9 +10,9 @@
 //! | status | meaning |
 //! |---|---|
 //! | 0 | closed normally (code 1000, after `/quit`, Ctrl-D or the end of piped input) |
-//! | 1 | could not connect, or the server refused the handshake |
+//! | 1 | could not connect, the server refused the handshake, or the connection ended abnormally (another close code, or dropped without a close) |
 //! | 2 | bad command line (clap's errors, a `--binary` file that cannot be read) |
-//! | 3 | the connection ended abnormally: another close code, or dropped without a close |
+//! | 130 | Ctrl-C before a connection was made (SIGINT ends the process, as the shell reports) |
 
 pub mod display;
 pub mod input;
@@ -30,11 +30,13 @@ use crate::rng::Rng;
 use display::{Output, PlainOutput};
 use session::{Command, Ending, Wakeup};
 
+// The one rule every wschat binary follows: 0 ok, 1 a failure while running, 2 a bad command
+// line (and 130, the shell's code for SIGINT, for Ctrl-C before a connection was made).
 pub const EXIT_OK: i32 = 0;
-pub const EXIT_CONNECT_FAILED: i32 = 1;
+/// Could not connect, the server refused the handshake, or the connection ended abnormally.
+pub const EXIT_FAILURE: i32 = 1;
 /// A bad command line: clap's own errors, and a `--binary` file that cannot be read.
 pub const EXIT_USAGE: i32 = 2;
-pub const EXIT_ABNORMAL_CLOSE: i32 = 3;
 
 /// Terminal chat client for wschat.
 #[derive(Debug, Clone, Parser)]
@@ -42,7 +44,10 @@ pub const EXIT_ABNORMAL_CLOSE: i32 = 3;
     name = "wschat-client",
     version,
     about = "Terminal chat client for wschat: a line editor on a terminal, scriptable through a pipe",
-    long_about = None
+    long_about = None,
+    after_help = "Exit status: 0 after a normal close (1000), 1 when it could not connect, the handshake \
+                  was refused or the connection ended otherwise, 2 for a bad command line, 130 for \
+                  Ctrl-C before connecting."
 )]
 pub struct ClientConfig {
     /// Server: ws://127.0.0.1:9001/, 127.0.0.1:9001, localhost, 127.0.0.1 (a bare host means
@@ -114,7 +119,7 @@ pub fn run(config: ClientConfig) -> i32 {
         let Some(input) =
             input::interactive(sender, wakeup.clone(), colour && std::io::stdout().is_terminal())
         else {
-            return EXIT_CONNECT_FAILED;
+            return EXIT_FAILURE;
         };
         let status = connect_loop(&config, &commands, &wakeup, input.output.as_ref());
         input.finish(status)
@@ -146,11 +151,11 @@ fn connect_loop(
                     }
                     Ending::Closed { code, reason } => {
                         out.status(&format!("connection closed by the server: {code}{}", describe(&reason)));
-                        EXIT_ABNORMAL_CLOSE
+                        EXIT_FAILURE
                     }
                     Ending::Lost(why) => {
                         out.status(&why);
-                        EXIT_ABNORMAL_CLOSE
+                        EXIT_FAILURE
                     }
                 }
             }
@@ -158,9 +163,9 @@ fn connect_loop(
                 out.status(&format!("wschat-client: {}", e.message));
                 if e.permanent {
                     // A bad URL or a 4xx refusal: retrying would only repeat it.
-                    return EXIT_CONNECT_FAILED;
+                    return EXIT_FAILURE;
                 }
-                EXIT_CONNECT_FAILED
+                EXIT_FAILURE
             }
         };
         if !config.reconnect {
