@@ -67,3 +67,27 @@ fn a_wrong_value_is_a_usage_error_with_an_example() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("off, error, warn, info, debug, trace"));
 }
+
+#[test]
+fn the_readmes_commands_name_the_binaries_where_the_build_puts_them() {
+    // A bare `wschat-client ...` fails on a fresh clone ("No such file or directory"): every
+    // command line in a shell block runs the binaries from target/release/ (or via cargo).
+    let readme = readme();
+    let mut in_shell = false;
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_shell = line == "```sh";
+            continue;
+        }
+        if !in_shell {
+            continue;
+        }
+        for word in line.split_whitespace().take_while(|w| !w.starts_with('#')) {
+            if let Some(binary) =
+                ["wschat-server", "wschat-client", "wschat-bench"].iter().find(|b| word == **b)
+            {
+                panic!("README runs `{binary}` by bare name: {line}");
+            }
+        }
+    }
+}
