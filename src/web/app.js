@@ -120,7 +120,28 @@ const NOTICES = [
   }],
 ];
 
+/// Back to the nick form with the reason shown next to the field: a nick the server refused
+/// while signing in (taken, or not allowed) is better asked for again than accepted as a guest.
+function refuseNick(reason) {
+  showNickError(reason);
+  state.leaving = true;
+  if (state.socket) state.socket.close(1000, "nick refused");
+}
+
+function showNickError(reason) {
+  $("nick-error").textContent = reason;
+  $("nick-error").hidden = false;
+  $("login").hidden = false;
+  $("chat").hidden = true;
+  $("nick-input").focus();
+}
+
 function receive(line) {
+  const refused = line.match(/^\*\*\* nick (".*") refused: (.*)$/);
+  if (refused && state.me === null) {
+    refuseNick(`The nick ${refused[1]} was refused: ${refused[2]}.`);
+    return;
+  }
   const who = line.match(/^\*\*\* in (\S+) \((\d+)\): (.*)$/);
   if (who) {
     state.members = new Set(who[3] ? who[3].split(", ") : []);
@@ -220,6 +241,7 @@ function drawRooms() {
 $("login").addEventListener("submit", (event) => {
   event.preventDefault();
   state.wantedNick = $("nick-input").value.trim();
+  $("nick-error").hidden = true;
   try { localStorage.setItem("wschat-nick", state.wantedNick); } catch (_) { /* private mode */ }
   $("login").hidden = true;
   $("chat").hidden = false;
@@ -242,6 +264,9 @@ $("room-form").addEventListener("submit", (event) => {
   const room = input.value.trim();
   if (room && send(`/join ${room}`)) input.value = "";
 });
+
+// A nick the field's own pattern refuses is explained beside it, not only in a tooltip.
+$("nick-input").addEventListener("invalid", () => showNickError($("nick-input").title));
 
 try { $("nick-input").value = localStorage.getItem("wschat-nick") || ""; } catch (_) { /* private mode */ }
 $("nick-input").focus();

@@ -133,6 +133,22 @@ async function main() {
       if ((await joined.getAttribute("class")) !== "notice") throw new Error("notice not styled as one");
     });
 
+    await step("a taken or invalid nick brings the nick form back with the reason beside it", async () => {
+      const carol = await person("carol");
+      await carol.goto(base);
+      await carol.fill("#nick-input", "ANN");
+      await carol.click("#join-button");
+      const error = carol.locator("#nick-error");
+      await error.filter({ hasText: "already in use" }).waitFor();
+      if (!(await carol.locator("#login").isVisible())) throw new Error("the nick form is not back");
+      if (!(await carol.locator("#chat").isHidden())) throw new Error("signed in as a guest instead");
+      await carol.fill("#nick-input", "two words");
+      await carol.click("#join-button");
+      await error.filter({ hasText: "no spaces" }).waitFor();
+      await carol.context().close();
+      await expectMembers(ann, ["ann", "bob"]);
+    });
+
     await step("they chat in both directions, with timestamps", async () => {
       await say(ann, "hello bob");
       await messages(bob).filter({ hasText: "ann: hello bob" }).waitFor();
