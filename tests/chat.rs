@@ -120,12 +120,25 @@ fn me_msg_and_errors() {
 }
 
 #[test]
-fn binary_messages_are_relayed_verbatim_to_the_room() {
+fn a_line_sent_with_its_line_ending_as_websocat_sends_it_is_chat() {
+    let server = TestServer::start(&[]);
+    let [mut alice, mut bob]: [Client; 2] = server.chat_room(&["alice", "bob"]).try_into().ok().unwrap();
+    send(&mut alice, "hello from websocat\n");
+    send(&mut alice, "and from a CRLF tool\r\n");
+    for ws in [&mut alice, &mut bob] {
+        assert_eq!(recv_text(ws), "alice: hello from websocat");
+        assert_eq!(recv_text(ws), "alice: and from a CRLF tool");
+    }
+}
+
+#[test]
+fn binary_messages_are_relayed_verbatim_to_the_room_after_a_line_naming_the_sender() {
     let server = TestServer::start(&[]);
     let [mut alice, mut bob]: [Client; 2] = server.chat_room(&["alice", "bob"]).try_into().ok().unwrap();
     let blob: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
     bob.send(Message::binary(blob.clone())).unwrap();
     for ws in [&mut alice, &mut bob] {
+        assert_eq!(recv_text(ws), "*** binary message from bob (3000 bytes)");
         assert_eq!(recv(ws), Message::binary(blob.clone()));
     }
 }

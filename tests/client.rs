@@ -191,7 +191,8 @@ fn binary_file_is_sent_as_one_binary_message() {
     let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
     let path = std::env::temp_dir().join(format!("wschat-client-test-{}.bin", std::process::id()));
     std::fs::write(&path, &data).expect("write temp file");
-    let mut sender = ClientProcess::start(&[&server.url("/"), "--binary", path.to_str().unwrap()]);
+    let mut sender =
+        ClientProcess::start(&[&server.url("/?nick=sender"), "--binary", path.to_str().unwrap()]);
     let received = loop {
         match recv(&mut peer) {
             tungstenite::Message::Binary(bytes) => break bytes,
@@ -199,8 +200,10 @@ fn binary_file_is_sent_as_one_binary_message() {
         }
     };
     assert_eq!(received.as_ref(), data.as_slice());
-    // The sender is in the room too, so it is relayed back and shown.
-    sender.expect_stdout(|l| l == "[binary, 5000 bytes]");
+    // The sender is in the room too, so it is relayed back and shown with who sent it (the
+    // line the server sends before it is folded into this one).
+    sender.expect_stdout(|l| l == "[binary, 5000 bytes from sender]");
+    assert!(!sender.seen_stdout.iter().any(|l| l.starts_with("*** binary")), "{:?}", sender.seen_stdout);
     let (status, _) = sender.wait();
     assert_eq!(status.code(), Some(0));
     let _ = std::fs::remove_file(path);

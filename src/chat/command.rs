@@ -36,7 +36,10 @@ pub const MAX_REASON_CHARS: usize = 100;
 /// Classifies one text message from a client. A message is one line: text with line breaks,
 /// other control characters (tab excepted) or bidi controls is refused, because it could make
 /// other users' clients print lines that look like the server's, or reorder what they show.
+/// One line ending at the very end is not a break but the terminator line-based tools send
+/// (`websocat` sends `text\n` for each line typed), so it is dropped first.
 pub fn parse_line(line: &str) -> Line<'_> {
+    let line = line.strip_suffix('\n').map_or(line, |l| l.strip_suffix('\r').unwrap_or(l));
     if line.chars().any(breaks_the_line) {
         return Line::Invalid(
             "a message is one line: no line breaks, control characters or bidi controls".to_string(),
@@ -153,6 +156,16 @@ mod tests {
             assert!(matches!(parse_line(line), Line::Invalid(_)), "{line:?}");
         }
         assert_eq!(parse_line("tab\tis fine"), Line::Say("tab\tis fine"));
+    }
+
+    #[test]
+    fn the_line_ending_of_line_based_tools_is_not_a_break() {
+        assert_eq!(parse_line("hello\n"), Line::Say("hello"));
+        assert_eq!(parse_line("hello\r\n"), Line::Say("hello"));
+        assert_eq!(parse_line("/who\n"), Line::Command(Command::Who));
+        assert_eq!(parse_line("\n"), Line::Blank);
+        assert!(matches!(parse_line("hello\n\n"), Line::Invalid(_)));
+        assert!(matches!(parse_line("hello\r"), Line::Invalid(_)));
     }
 
     #[test]

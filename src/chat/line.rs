@@ -9,6 +9,7 @@
 //! | `[PM from NICK] TEXT` | [`ServerLine::PrivateFrom`] |
 //! | `[PM to NICK] TEXT` | [`ServerLine::PrivateTo`] |
 //! | `*** error: TEXT` | [`ServerLine::Error`] |
+//! | `*** binary message from NICK (N bytes)` | [`ServerLine::BinaryFrom`] (just before the binary message it announces) |
 //! | `*** TEXT` | [`ServerLine::Notice`] (each line of a multi-line notice starts with `*** `) |
 //!
 //! The first characters decide the form unambiguously because a nick never contains whitespace
@@ -22,6 +23,7 @@ const ERROR_PREFIX: &str = "*** error: ";
 const ACTION_PREFIX: &str = "* ";
 const PM_FROM_PREFIX: &str = "[PM from ";
 const PM_TO_PREFIX: &str = "[PM to ";
+const BINARY_FROM_PREFIX: &str = "*** binary message from ";
 
 /// One line as the server sends it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,11 @@ pub enum ServerLine<'a> {
         text: &'a str,
     },
     Error(&'a str),
+    /// Announces the binary message that follows it: who sent it and its length.
+    BinaryFrom {
+        nick: &'a str,
+        len: usize,
+    },
     /// A notice; its text may hold several lines, each of which gets the prefix.
     Notice(&'a str),
     /// Not one of the forms (from a server other than wschat).
@@ -54,6 +61,8 @@ impl<'a> ServerLine<'a> {
     pub fn parse(line: &'a str) -> Self {
         if let Some(text) = line.strip_prefix(ERROR_PREFIX) {
             Self::Error(text)
+        } else if let Some((nick, len)) = line.strip_prefix(BINARY_FROM_PREFIX).and_then(parse_binary_from) {
+            Self::BinaryFrom { nick, len }
         } else if let Some(text) = line.strip_prefix(NOTICE_PREFIX) {
             Self::Notice(text)
         } else if let Some((nick, text)) = line.strip_prefix(ACTION_PREFIX).and_then(|l| l.split_once(' ')) {
@@ -76,6 +85,12 @@ impl<'a> ServerLine<'a> {
     }
 }
 
+/// `NICK (N bytes)`, the rest of a [`ServerLine::BinaryFrom`].
+fn parse_binary_from(rest: &str) -> Option<(&str, usize)> {
+    let (nick, len) = rest.strip_suffix(" bytes)")?.split_once(" (")?;
+    Some((nick, len.parse().ok()?)).filter(|_| is_nick_like(nick))
+}
+
 /// What can stand before `: ` in a chat line.
 fn is_nick_like(text: &str) -> bool {
     !text.is_empty() && !text.contains(char::is_whitespace)
@@ -89,6 +104,7 @@ impl fmt::Display for ServerLine<'_> {
             Self::PrivateFrom { nick, text } => write!(f, "{PM_FROM_PREFIX}{nick}] {text}"),
             Self::PrivateTo { nick, text } => write!(f, "{PM_TO_PREFIX}{nick}] {text}"),
             Self::Error(text) => write!(f, "{ERROR_PREFIX}{text}"),
+            Self::BinaryFrom { nick, len } => write!(f, "{BINARY_FROM_PREFIX}{nick} ({len} bytes)"),
             Self::Notice(text) => {
                 for (i, line) in text.split('\n').enumerate() {
                     if i > 0 {
@@ -115,6 +131,7 @@ mod tests {
             ServerLine::PrivateFrom { nick: "bob", text: "psst] hi" },
             ServerLine::PrivateTo { nick: "bob", text: "psst" },
             ServerLine::Error("no such nick: carol"),
+            ServerLine::BinaryFrom { nick: "alice", len: 1234 },
             ServerLine::Notice("alice joined lobby"),
         ] {
             assert_eq!(ServerLine::parse(&line.to_string()), line, "{line}");
@@ -128,6 +145,10 @@ mod tests {
         assert_eq!(ServerLine::PrivateFrom { nick: "a", text: "b" }.to_string(), "[PM from a] b");
         assert_eq!(ServerLine::PrivateTo { nick: "a", text: "b" }.to_string(), "[PM to a] b");
         assert_eq!(ServerLine::Error("x").to_string(), "*** error: x");
+        assert_eq!(
+            ServerLine::BinaryFrom { nick: "a", len: 3 }.to_string(),
+            "*** binary message from a (3 bytes)"
+        );
         assert_eq!(ServerLine::Notice("one\ntwo").to_string(), "*** one\n*** two");
     }
 

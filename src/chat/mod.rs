@@ -273,9 +273,12 @@ impl Chat {
         }
     }
 
-    /// A client sent a binary message: relay it verbatim to its room, sender included.
+    /// A client sent a binary message: relay it verbatim to its room, sender included, just
+    /// after a line saying who sent it (a binary frame has no room for a sender).
     pub fn binary(&mut self, client: ClientId, data: Bytes, out: &mut Vec<Effect>) {
         if let Some(member) = self.member(client) {
+            let from = line(ServerLine::BinaryFrom { nick: &member.nick, len: data.len() });
+            out.push(Effect::Send { to: Audience::Room(member.room.clone()), body: from });
             out.push(Effect::Send { to: Audience::Room(member.room.clone()), body: Body::Binary(data) });
         }
     }

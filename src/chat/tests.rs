@@ -111,16 +111,21 @@ fn chat_text_reaches_whole_room_sender_included() {
 }
 
 #[test]
-fn binary_is_relayed_verbatim_to_the_room() {
+fn binary_is_relayed_verbatim_to_the_room_after_a_line_naming_its_sender() {
     let mut h = three_in_lobby();
     let mut out = Vec::new();
     h.chat.binary(1, Bytes::from_static(&[0, 159, 255]), &mut out);
+    let nick = h.chat.nick(1).unwrap().to_string();
+    let room = Audience::Room(Rc::from("lobby"));
     assert_eq!(
         out,
-        [Effect::Send {
-            to: Audience::Room(Rc::from("lobby")),
-            body: Body::Binary(Bytes::from_static(&[0, 159, 255]))
-        }]
+        [
+            Effect::Send {
+                to: room.clone(),
+                body: Body::Text(format!("*** binary message from {nick} (3 bytes)"))
+            },
+            Effect::Send { to: room, body: Body::Binary(Bytes::from_static(&[0, 159, 255])) }
+        ]
     );
 }
 

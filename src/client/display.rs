@@ -31,6 +31,7 @@ pub enum LineKind {
 pub fn classify(line: &str) -> LineKind {
     match ServerLine::parse(line) {
         ServerLine::Error(_) => LineKind::Error,
+        ServerLine::BinaryFrom { .. } => LineKind::Status,
         ServerLine::Notice(_) => LineKind::Notice,
         ServerLine::Action { .. } => LineKind::Action,
         ServerLine::PrivateFrom { .. } | ServerLine::PrivateTo { .. } => LineKind::Private,
@@ -69,14 +70,17 @@ fn strip_controls(line: &str) -> String {
 pub trait Output: Send + Sync {
     /// A line from the server.
     fn message(&self, line: &str);
-    /// A binary message from the server, shown as `[binary, N bytes]`.
-    fn binary(&self, len: usize);
+    /// A binary message from the server, shown as `[binary, N bytes from NICK]`.
+    fn binary(&self, len: usize, from: Option<&str>);
     /// Something the client itself reports (connected, closed, reconnecting).
     fn status(&self, line: &str);
 }
 
-fn binary_line(len: usize) -> String {
-    format!("[binary, {len} bytes]")
+fn binary_line(len: usize, from: Option<&str>) -> String {
+    match from {
+        Some(nick) => format!("[binary, {len} bytes from {nick}]"),
+        None => format!("[binary, {len} bytes]"),
+    }
 }
 
 /// Piped or redirected output: server lines on stdout, the client's own reports on stderr, so
@@ -91,8 +95,8 @@ impl Output for PlainOutput {
         let _ = writeln!(out, "{}", render(line, classify(line), self.colour));
     }
 
-    fn binary(&self, len: usize) {
-        let line = render(&binary_line(len), LineKind::Status, self.colour);
+    fn binary(&self, len: usize, from: Option<&str>) {
+        let line = render(&binary_line(len, from), LineKind::Status, self.colour);
         let _ = writeln!(std::io::stdout().lock(), "{line}");
     }
 
@@ -123,8 +127,8 @@ impl<P: ExternalPrinter + Send> Output for EditorOutput<P> {
         self.print(render(line, classify(line), self.colour));
     }
 
-    fn binary(&self, len: usize) {
-        self.print(render(&binary_line(len), LineKind::Status, self.colour));
+    fn binary(&self, len: usize, from: Option<&str>) {
+        self.print(render(&binary_line(len, from), LineKind::Status, self.colour));
     }
 
     fn status(&self, line: &str) {

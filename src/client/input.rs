@@ -30,7 +30,9 @@ impl Interactive {
         // Lines handed to the editor's printer are drawn by its thread; give it a moment.
         thread::sleep(Duration::from_millis(50));
         self.terminal.restore();
-        let _ = std::io::stdout().write_all(b"\r\n");
+        // The editor redraws its prompt under the last line printed; the session is over, so
+        // clear that row rather than leave a `> ` nobody can type into.
+        let _ = std::io::stdout().write_all(b"\r\x1b[J");
         let _ = std::io::stdout().flush();
         status
     }
@@ -62,6 +64,7 @@ pub fn interactive(commands: Sender<Command>, wakeup: Wakeup, colour: bool) -> O
     thread::spawn(move || loop {
         match editor.readline(PROMPT) {
             Ok(line) => {
+                erase_accepted(&line);
                 if line.trim().is_empty() {
                     continue;
                 }
@@ -81,6 +84,34 @@ pub fn interactive(commands: Sender<Command>, wakeup: Wakeup, colour: bool) -> O
         }
     });
     Some(Interactive { output, terminal })
+}
+
+/// Erases the line the editor just accepted, which it leaves on screen as `> TEXT`. The server
+/// answers every line (your own chat comes back as `NICK: TEXT`, a command with its result),
+/// so without this each message would show twice.
+fn erase_accepted(line: &str) {
+    use unicode_width::UnicodeWidthStr;
+    let columns = terminal_columns().max(1);
+    // The editor wraps at the terminal's width and then moves to a fresh row, so the cursor
+    // is `width / columns + 1` rows below the prompt's row (an exactly full last row wraps too).
+    let rows_up = (PROMPT.width() + line.width()) / columns + 1;
+    let mut out = std::io::stdout().lock();
+    // Up to the prompt's row, to its start, and clear to the end of the screen.
+    let _ = write!(out, "\x1b[{rows_up}A\r\x1b[J");
+    let _ = out.flush();
+}
+
+/// The terminal's width in columns (80 if it cannot be read).
+fn terminal_columns() -> usize {
+    // SAFETY: TIOCGWINSZ only writes the winsize struct it is given, which is plain data.
+    unsafe {
+        let mut size: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) == 0 && size.ws_col > 0 {
+            usize::from(size.ws_col)
+        } else {
+            80
+        }
+    }
 }
 
 /// Starts a thread sending each non-empty line of stdin, then asking for an acknowledged finish.

@@ -22,6 +22,7 @@ use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use super::display::Output;
+use crate::chat::ServerLine;
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -93,6 +94,8 @@ pub struct Session {
     poll: Poll,
     waker: Arc<Waker>,
     pub peer: SocketAddr,
+    /// Who sent the binary message about to arrive, from the line the server sends before it.
+    binary_from: Option<String>,
 }
 
 /// Resolves `url`, connects within `timeout` and performs the WebSocket handshake.
@@ -167,7 +170,7 @@ fn handshake(
         .register(ws.get_mut(), SOCKET, Interest::READABLE | Interest::WRITABLE)
         .map_err(io_error)?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_error)?);
-    Ok(Session { ws, poll, waker, peer })
+    Ok(Session { ws, poll, waker, peer, binary_from: None })
 }
 
 /// Per-session progress of closing.
@@ -247,8 +250,11 @@ impl Session {
     ) -> Option<Ending> {
         loop {
             match self.ws.read() {
-                Ok(Message::Text(text)) => out.message(text.as_str()),
-                Ok(Message::Binary(data)) => out.binary(data.len()),
+                Ok(Message::Text(text)) => match ServerLine::parse(text.as_str()) {
+                    ServerLine::BinaryFrom { nick, .. } => self.binary_from = Some(nick.to_string()),
+                    _ => out.message(text.as_str()),
+                },
+                Ok(Message::Binary(data)) => out.binary(data.len(), self.binary_from.take().as_deref()),
                 Ok(Message::Pong(payload)) => {
                     if closing.awaiting_ack.as_ref().is_some_and(|(id, _)| *id == payload) {
                         closing.awaiting_ack = None;

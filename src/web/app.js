@@ -24,6 +24,7 @@ const state = {
   refreshTimer: null,
   roomsTimer: null,
   leaving: false,
+  binaryFrom: null,               // who sent the binary message the server announced next
 };
 
 // ----- connection -----
@@ -47,7 +48,9 @@ function connect() {
     if (typeof event.data === "string") {
       receive(event.data);
     } else {
-      show(`[binary, ${event.data.byteLength} bytes]`, "binary");
+      const from = state.binaryFrom ? ` from ${state.binaryFrom}` : "";
+      state.binaryFrom = null;
+      show(`[binary, ${event.data.byteLength} bytes${from}]`, "binary");
     }
   };
   socket.onclose = (event) => {
@@ -137,6 +140,12 @@ function showNickError(reason) {
 }
 
 function receive(line) {
+  // Names the sender of the binary message that comes next; shown with it, not on its own.
+  const binary = line.match(/^\*\*\* binary message from (\S+) \(\d+ bytes\)$/);
+  if (binary) {
+    state.binaryFrom = binary[1];
+    return;
+  }
   const refused = line.match(/^\*\*\* nick (".*") refused: (.*)$/);
   if (refused && state.me === null) {
     refuseNick(`The nick ${refused[1]} was refused: ${refused[2]}.`);
@@ -192,16 +201,21 @@ function show(line, kind) {
   time.dateTime = now.toISOString();
   time.textContent = [now.getHours(), now.getMinutes(), now.getSeconds()]
     .map((n) => String(n).padStart(2, "0")).join(":");
-  item.append(time);
+  // The text sits in its own box beside the time, so a long message wraps under its own start.
+  const text = document.createElement("span");
+  text.className = "text";
   const colon = kind === "chat" ? line.indexOf(": ") : -1;
   if (colon > 0) {
     const nick = document.createElement("span");
     nick.className = "nick";
     nick.textContent = line.slice(0, colon + 1);
-    item.append(nick, line.slice(colon + 1));
+    text.append(nick, line.slice(colon + 1));
   } else {
-    item.append(line);
+    text.append(line);
   }
+  // A multi-line notice (/help) is a table aligned with spaces: keep it in a monospace block.
+  if (line.includes("\n")) text.classList.add("block");
+  item.append(time, text);
   list.append(item);
   while (list.childElementCount > MAX_SHOWN) list.firstElementChild.remove();
   if (nearBottom) list.scrollTop = list.scrollHeight;

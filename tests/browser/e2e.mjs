@@ -57,6 +57,51 @@ function stopServer(server) {
   });
 }
 
+// Runs in the page: every visible element with its own text (and every button and filled
+// input) whose text colour against the background behind it is below 4.5:1, the WCAG AA
+// minimum for normal text. Colours are the computed ones, so this is what the browser draws.
+function lowContrast() {
+  const rgba = (css) => {
+    const parts = css.match(/[\d.]+/g).map(Number);
+    return { r: parts[0], g: parts[1], b: parts[2], a: parts.length > 3 ? parts[3] : 1 };
+  };
+  const over = (top, bottom) => ({
+    r: top.r * top.a + bottom.r * (1 - top.a),
+    g: top.g * top.a + bottom.g * (1 - top.a),
+    b: top.b * top.a + bottom.b * (1 - top.a),
+    a: 1,
+  });
+  const background = (element) => {
+    const layers = [];
+    for (let e = element; e; e = e.parentElement) {
+      const colour = rgba(getComputedStyle(e).backgroundColor);
+      if (colour.a > 0) layers.push(colour);
+      if (colour.a >= 1) break;
+    }
+    return layers.reduceRight((below, layer) => over(layer, below), { r: 255, g: 255, b: 255, a: 1 });
+  };
+  const luminance = ({ r, g, b }) => {
+    const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  };
+  const failures = [];
+  for (const element of document.body.querySelectorAll("*")) {
+    if (!element.getClientRects().length || getComputedStyle(element).visibility === "hidden") continue;
+    const ownText = [...element.childNodes].some((n) => n.nodeType === Node.TEXT_NODE && n.data.trim());
+    const control = element.matches("button, input") && (element.textContent.trim() || element.value);
+    if (!ownText && !control) continue;
+    const bg = background(element);
+    const fg = over(rgba(getComputedStyle(element).color), bg);
+    const [hi, lo] = [luminance(fg), luminance(bg)].sort((x, y) => y - x);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    if (ratio < 4.5) {
+      const label = (element.textContent.trim() || element.value || "").slice(0, 30);
+      failures.push(`${element.tagName.toLowerCase()} "${label}" ${ratio.toFixed(2)}:1`);
+    }
+  }
+  return failures;
+}
+
 async function main() {
   let server = await startServer();
   const base = `http://${server.addr}/`;
@@ -167,7 +212,56 @@ async function main() {
       await pm.waitFor();
       if ((await pm.getAttribute("class")) !== "private") throw new Error("PM not styled");
       await bob.evaluate(() => state.socket.send(new Uint8Array([1, 2, 3, 4, 5])));
-      await messages(ann).filter({ hasText: "[binary, 5 bytes]" }).waitFor();
+      await messages(ann).filter({ hasText: "[binary, 5 bytes from bob]" }).waitFor();
+      // The line naming the sender is folded into the binary message, not shown on its own.
+      if ((await messages(ann).filter({ hasText: "binary message from" }).count()) !== 0) {
+        throw new Error("the sender's line shows on its own");
+      }
+    });
+
+    await step("/help is a monospace block with aligned columns; long messages wrap under their text", async () => {
+      await say(ann, "/help");
+      await messages(ann).filter({ hasText: "/nick NAME" }).waitFor();
+      const help = await ann.evaluate(() => {
+        // Where the description column starts on two rows of the /help table.
+        const startOf = (needle) => {
+          const walker = document.createTreeWalker(document.getElementById("messages"), NodeFilter.SHOW_TEXT);
+          for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            const at = node.data.indexOf(needle);
+            if (at < 0) continue;
+            const range = document.createRange();
+            range.setStart(node, at);
+            range.setEnd(node, at + 1);
+            return { x: range.getBoundingClientRect().left, font: getComputedStyle(node.parentElement).fontFamily };
+          }
+          return null;
+        };
+        return [startOf("change your nick"), startOf("list rooms and member")];
+      });
+      if (!help[0] || !help[1]) throw new Error("the /help rows are not shown");
+      if (!/mono/i.test(help[0].font)) throw new Error(`/help is in ${help[0].font}`);
+      if (Math.abs(help[0].x - help[1].x) > 0.5) throw new Error(`/help columns start at ${help[0].x} and ${help[1].x}`);
+
+      const long = "a long message " + "that keeps going ".repeat(30) + "end";
+      await say(bob, long);
+      const item = messages(ann).filter({ hasText: "that keeps going that keeps going" });
+      await item.waitFor();
+      const layout = await item.evaluate((li, text) => {
+        const walker = document.createTreeWalker(li, NodeFilter.SHOW_TEXT);
+        let node = walker.nextNode();
+        while (node && !node.data.includes("that keeps going")) node = walker.nextNode();
+        const range = document.createRange();
+        range.selectNodeContents(node);
+        const lines = [...range.getClientRects()].filter((r) => r.width > 0);
+        return {
+          lefts: lines.map((r) => r.left),
+          tops: new Set(lines.map((r) => Math.round(r.top))).size,
+          timeRight: li.querySelector("time").getBoundingClientRect().right,
+        };
+      }, long);
+      if (layout.tops < 2) throw new Error("the long message did not wrap; the test needs it to");
+      const under = Math.min(...layout.lefts);
+      if (under <= layout.timeRight) throw new Error(`wrapped lines start at ${under}, under the time (ends ${layout.timeRight})`);
     });
 
     await step("bob switches to a new room; both member lists follow", async () => {
@@ -212,6 +306,20 @@ async function main() {
       await bob.locator("#login").waitFor({ state: "visible" });
       if (!(await bob.locator("#chat").isHidden())) throw new Error("the chat is still shown");
       await expectMembers(ann, ["ann"]);
+    });
+
+    await step("text and buttons meet WCAG AA contrast (4.5:1) in light and dark mode", async () => {
+      await say(ann, "/me waves");
+      await say(ann, "/nosuchcommand");
+      await messages(ann).filter({ hasText: "*** error:" }).waitFor();
+      const failures = [];
+      for (const [page, view] of [[ann, "chat"], [bob, "nick form"]]) {
+        for (const colorScheme of ["light", "dark"]) {
+          await page.emulateMedia({ colorScheme });
+          for (const f of await page.evaluate(lowContrast)) failures.push(`${view}, ${colorScheme}: ${f}`);
+        }
+      }
+      if (failures.length) throw new Error(`below 4.5:1:\n${failures.join("\n")}`);
     });
 
     await step("no page or console errors", async () => {

@@ -1,0 +1,153 @@
+//! The terminal client as a person sees it: the real `wschat-client` in a real terminal (a tmux
+//! pane), typed into with `send-keys` and read back with `capture-pane`, which gives the screen
+//! as drawn, after every cursor movement and erase. Needs `tmux`; `.ci/run` installs it, and
+//! without it these tests fail under `CI` and are skipped (with a message) elsewhere.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// One tmux server of our own (its own socket), so tests never touch a user's sessions.
+struct Pane {
+    socket: String,
+}
+
+impl Pane {
+    /// Runs `command` in a `width`-column pane; `None` if tmux is not installed (outside CI).
+    fn start(command: &str, width: u16) -> Option<Self> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            assert!(std::env::var_os("CI").is_none(), "tmux is required in CI (.ci/run installs it)");
+            eprintln!("skipped: tmux is not installed");
+            return None;
+        }
+        let socket = format!("wschat-test-{}-{}", std::process::id(), rand_suffix());
+        // The command's exit status is printed, then the pane stays open to be read.
+        let shell = format!("{command}; echo EXIT=$?; sleep 60");
+        let status = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                &width.to_string(),
+                "-y",
+                "30",
+            ])
+            .arg(shell)
+            .env("NO_COLOR", "1")
+            .status()
+            .expect("start tmux");
+        assert!(status.success(), "tmux new-session failed");
+        Some(Self { socket })
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").args(["-L", &self.socket]).args(args).output().expect("run tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Types `text` and presses Enter.
+    fn type_line(&self, text: &str) {
+        self.tmux(&["send-keys", "-l", text]);
+        self.tmux(&["send-keys", "Enter"]);
+    }
+
+    /// The screen's rows, trailing blank ones dropped.
+    fn screen(&self) -> Vec<String> {
+        let text = self.tmux(&["capture-pane", "-p", "-J"]);
+        let mut rows: Vec<String> = text.lines().map(|l| l.trim_end().to_string()).collect();
+        while rows.last().is_some_and(|r| r.is_empty()) {
+            rows.pop();
+        }
+        rows
+    }
+
+    /// Waits until `ready` holds for the screen, and returns it.
+    fn wait_for(&self, what: &str, ready: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the screen:\n{}",
+                screen.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Pane {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0u8)
+}
+
+fn client_command(server: &TestServer, nick: &str) -> String {
+    format!("{} {} --nick {nick}", env!("CARGO_BIN_EXE_wschat-client"), server.url("/"))
+}
+
+fn count(screen: &[String], needle: &str) -> usize {
+    screen.iter().filter(|row| row.contains(needle)).count()
+}
+
+#[test]
+fn a_line_you_send_shows_once_even_when_it_wraps() {
+    let server = TestServer::start(&[]);
+    let Some(pane) = Pane::start(&client_command(&server, "alice"), 60) else { return };
+    pane.wait_for("the welcome", |s| count(s, "welcome, you are alice") == 1);
+
+    pane.type_line("hello there");
+    let long = "a long line that wraps: ".to_string() + &"word ".repeat(20) + "end";
+    pane.type_line(&long);
+    pane.type_line("/who");
+    let screen = pane.wait_for("the answer to /who", |s| count(s, "*** in lobby (1): alice") == 1);
+
+    assert_eq!(count(&screen, "hello there"), 1, "the line shows twice:\n{}", screen.join("\n"));
+    assert_eq!(count(&screen, "alice: hello there"), 1, "the server's copy is the one shown");
+    // `-J` joins wrapped rows, so a long line is one row here however the pane wrapped it.
+    assert_eq!(count(&screen, "wraps: word"), 1, "the long line shows twice:\n{}", screen.join("\n"));
+    assert_eq!(count(&screen, "/who"), 0, "the typed command stays on screen:\n{}", screen.join("\n"));
+    assert_eq!(screen.last().map(String::as_str), Some(">"), "the prompt waits on the last row");
+}
+
+#[test]
+fn no_prompt_is_left_behind_when_the_connection_closes() {
+    let mut server = TestServer::start(&[]);
+    let Some(pane) = Pane::start(&client_command(&server, "bob"), 80) else { return };
+    pane.wait_for("the welcome", |s| count(s, "welcome, you are bob") == 1);
+
+    server.signal("TERM");
+    let screen = pane.wait_for("the exit", |s| s.iter().any(|r| r.starts_with("EXIT=")));
+    server.wait_exit();
+
+    let closed = screen.iter().position(|r| r.contains("connection closed by the server: 1001"));
+    let exit = screen.iter().position(|r| r == "EXIT=1");
+    assert!(
+        closed.is_some() && exit.is_some(),
+        "the close and exit status 1 are shown:\n{}",
+        screen.join("\n")
+    );
+    assert!(
+        screen.iter().all(|r| r != ">" && !r.starts_with("> ")),
+        "a prompt was left behind:\n{}",
+        screen.join("\n")
+    );
+    assert_eq!(exit.unwrap(), closed.unwrap() + 1, "the exit status follows the close directly");
+}
