@@ -37,7 +37,7 @@ fn event_loop(c: &mut Criterion) {
         std::thread::spawn(move || {
             let mut settings = Settings::with_addr("127.0.0.1:0".parse().unwrap());
             settings.max_connections_per_ip = 0; // every client is on 127.0.0.1
-            let server = Server::bind(settings).expect("bind");
+            let server: Server = Server::bind(settings).expect("bind");
             addr_tx.send(server.local_addr()).unwrap();
             server.run()
         });

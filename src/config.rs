@@ -5,6 +5,7 @@
 //! `m`, `h` (a bare number is seconds).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::settings::Settings;
@@ -81,6 +82,14 @@ pub struct Config {
     /// Web origins (besides the server's own) whose pages may open a WebSocket, comma-separated, e.g. https://chat.example.com; * allows any.
     #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Serve TLS only (https:// and wss://) with this certificate chain (PEM, leaf first); needs --tls-key. SIGHUP re-reads both files.
+    #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with_all = ["quiet", "log_level"])]

@@ -164,8 +164,9 @@ pub fn head_progress(buf: &[u8]) -> HeadProgress {
     }
 }
 
-/// Decides what a complete request head asks for.
-pub fn decide(head: &[u8], origins: &OriginPolicy) -> Decision {
+/// Decides what a complete request head asks for. `secure`: it came over TLS (the page is
+/// `https://`, which changes the server's own origin and adds HSTS to the page).
+pub fn decide(head: &[u8], origins: &OriginPolicy, secure: bool) -> Decision {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(head) {
@@ -196,7 +197,8 @@ pub fn decide(head: &[u8], origins: &OriginPolicy) -> Decision {
     if !request.has_token("Upgrade", "websocket") {
         return match (web::asset(path), path) {
             (Some(asset), _) => {
-                Decision::Serve(serve(asset, method == "HEAD", request.header("If-None-Match"), host))
+                let head_only = method == "HEAD";
+                Decision::Serve(serve(asset, head_only, request.header("If-None-Match"), host, secure))
             }
             (None, "/echo") => Decision::Reject(Reply::upgrade_required(
                 "this is a WebSocket endpoint; connect with a WebSocket client",
@@ -204,7 +206,7 @@ pub fn decide(head: &[u8], origins: &OriginPolicy) -> Decision {
             (None, _) => Decision::Reject(not_found()),
         };
     }
-    match judge_upgrade(&request, path, query, origins) {
+    match judge_upgrade(&request, path, query, origins, secure) {
         Ok(endpoint) => Decision::Upgrade(endpoint),
         Err(reply) => Decision::Reject(reply),
     }
@@ -236,6 +238,7 @@ fn judge_upgrade(
     path: &str,
     query: &str,
     origins: &OriginPolicy,
+    secure: bool,
 ) -> Result<Endpoint, Reply> {
     if request.0.version != Some(1) {
         return Err(Reply::new(505, "HTTP Version Not Supported", "HTTP/1.1 required"));
@@ -263,7 +266,7 @@ fn judge_upgrade(
         // Present but not text: it cannot name an allowed origin, and must not count as absent.
         return Err(Reply::new(403, "Forbidden", "the Origin header is not valid text"));
     }
-    if !origins.permits(origin, request.header("Host").unwrap_or_default()) {
+    if !origins.permits(origin, request.header("Host").unwrap_or_default(), secure) {
         return Err(Reply::new(
             403,
             "Forbidden",
@@ -285,7 +288,13 @@ fn not_found() -> Reply {
 }
 
 /// A 200 (or 304 when the browser's copy is current) for an embedded file.
-fn serve(asset: &web::Asset, head_only: bool, if_none_match: Option<&str>, host: Option<&str>) -> Reply {
+fn serve(
+    asset: &web::Asset,
+    head_only: bool,
+    if_none_match: Option<&str>,
+    host: Option<&str>,
+    secure: bool,
+) -> Reply {
     let fresh = if_none_match
         .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == asset.etag || tag.trim() == "*"));
     let mut reply = Reply {
@@ -297,7 +306,7 @@ fn serve(asset: &web::Asset, head_only: bool, if_none_match: Option<&str>, host:
         head_only,
     };
     reply = reply.with("Cache-Control", "no-cache").with("ETag", asset.etag);
-    reply.headers.extend(web::security_headers(host));
+    reply.headers.extend(web::security_headers(host, secure));
     reply
 }
 
@@ -366,7 +375,7 @@ mod tests {
     }
 
     fn decide(head: &[u8]) -> Decision {
-        super::decide(head, &OriginPolicy::default())
+        super::decide(head, &OriginPolicy::default(), false)
     }
 
     fn status(head: &str) -> u16 {
@@ -480,7 +489,7 @@ mod tests {
         let mut head = upgrade("/").into_bytes();
         let at = head.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
         head.splice(at..at, b"Origin: http://evil.example\xff\r\n".iter().copied());
-        match super::decide(&head, &OriginPolicy::default()) {
+        match super::decide(&head, &OriginPolicy::default(), false) {
             Decision::Reject(reply) => assert_eq!(reply.status, 403),
             other => panic!("{other:?}"),
         }
@@ -529,7 +538,7 @@ mod tests {
         assert_eq!(status(&upgrade("/")), 101, "no Origin: not a browser");
         let allowed = OriginPolicy::new(&["http://evil.example".to_string()]).unwrap();
         assert!(matches!(
-            super::decide(with_origin("http://evil.example").as_bytes(), &allowed),
+            super::decide(with_origin("http://evil.example").as_bytes(), &allowed, false),
             Decision::Upgrade(_)
         ));
     }

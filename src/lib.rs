@@ -18,6 +18,8 @@
 //! - [`config`] holds every flag and default; [`settings`] is what they become once checked.
 //! - [`sim`] runs the hub and its connections over scripted in-memory sockets, for property
 //!   tests and fuzzing.
+//! - [`tls`] is TLS in the loop: the rustls stream under a connection, the server's certificate
+//!   (reloaded on SIGHUP) and what the clients trust.
 //! - [`rng`] is the one small pseudo-random generator (jitter, masks), nothing secret.
 //! - [`wire`] is the client's side of the wire (upgrade request, client frames, header
 //!   parsing), shared by the bench, the simulation and the tests.
@@ -41,6 +43,7 @@ pub mod rng;
 pub mod server;
 pub mod settings;
 pub mod sim;
+pub mod tls;
 pub mod web;
 pub mod wire;
 

@@ -34,8 +34,11 @@ impl OriginPolicy {
         Ok(policy)
     }
 
-    /// Whether a handshake with these `Origin` and `Host` header values may proceed.
-    pub fn permits(&self, origin: Option<&str>, host: &str) -> bool {
+    /// Whether a handshake with these `Origin` and `Host` header values may proceed. `secure`:
+    /// the handshake came over TLS, so the server's own origin is `https://HOST` and a page
+    /// from `http://HOST` is another site. (Without TLS either scheme is the server's own: a
+    /// TLS proxy in front of it serves the page as `https://`.)
+    pub fn permits(&self, origin: Option<&str>, host: &str, secure: bool) -> bool {
         let Some(origin) = origin else {
             return true;
         };
@@ -46,7 +49,8 @@ impl OriginPolicy {
         let Some(origin) = Origin::parse(origin) else {
             return false;
         };
-        origin.matches_host(host) || self.allowed.contains(&origin.normalised())
+        let own_scheme = !secure || origin.scheme.eq_ignore_ascii_case("https");
+        (own_scheme && origin.matches_host(host)) || self.allowed.contains(&origin.normalised())
     }
 }
 
@@ -121,35 +125,39 @@ mod tests {
     #[test]
     fn same_origin_is_allowed_by_default() {
         let default = policy(&[]);
-        assert!(default.permits(Some("http://127.0.0.1:9001"), "127.0.0.1:9001"));
-        assert!(default.permits(Some("http://Chat.Example.com"), "chat.example.com:80"));
-        assert!(default.permits(Some("https://chat.example.com"), "chat.example.com"));
-        assert!(default.permits(Some("http://[::1]:9001"), "[::1]:9001"));
+        assert!(default.permits(Some("http://127.0.0.1:9001"), "127.0.0.1:9001", false));
+        assert!(default.permits(Some("http://Chat.Example.com"), "chat.example.com:80", false));
+        assert!(default.permits(Some("https://chat.example.com"), "chat.example.com", false));
+        assert!(default.permits(Some("http://[::1]:9001"), "[::1]:9001", false));
     }
 
     #[test]
     fn other_origins_are_refused_by_default() {
         let default = policy(&[]);
-        assert!(!default.permits(Some("http://evil.example"), "127.0.0.1:9001"));
-        assert!(!default.permits(Some("http://127.0.0.1:9002"), "127.0.0.1:9001"));
-        assert!(!default.permits(Some("https://chat.example.com"), "chat.example.com:80"));
-        assert!(!default.permits(Some("null"), "127.0.0.1:9001"));
-        assert!(!default.permits(Some("http://user@127.0.0.1:9001"), "127.0.0.1:9001"));
+        assert!(!default.permits(Some("http://evil.example"), "127.0.0.1:9001", false));
+        assert!(!default.permits(Some("http://127.0.0.1:9002"), "127.0.0.1:9001", false));
+        // Over TLS the server's own origin is https://HOST: an http:// page is another site.
+        assert!(default.permits(Some("https://127.0.0.1:9001"), "127.0.0.1:9001", true));
+        assert!(default.permits(Some("https://chat.example.com"), "chat.example.com", true));
+        assert!(!default.permits(Some("http://127.0.0.1:9001"), "127.0.0.1:9001", true));
+        assert!(!default.permits(Some("https://chat.example.com"), "chat.example.com:80", false));
+        assert!(!default.permits(Some("null"), "127.0.0.1:9001", false));
+        assert!(!default.permits(Some("http://user@127.0.0.1:9001"), "127.0.0.1:9001", false));
     }
 
     #[test]
     fn clients_without_an_origin_are_allowed() {
-        assert!(policy(&[]).permits(None, "anything"));
+        assert!(policy(&[]).permits(None, "anything", false));
     }
 
     #[test]
     fn listed_origins_and_the_wildcard_are_allowed() {
         let listed = policy(&["https://chat.example.com/", "http://localhost:3000"]);
-        assert!(listed.permits(Some("https://chat.example.com"), "backend:9001"));
-        assert!(listed.permits(Some("https://chat.example.com:443"), "backend:9001"));
-        assert!(listed.permits(Some("http://LOCALHOST:3000"), "backend:9001"));
-        assert!(!listed.permits(Some("http://chat.example.com"), "backend:9001"));
-        assert!(policy(&["*"]).permits(Some("http://anywhere.example"), "backend:9001"));
+        assert!(listed.permits(Some("https://chat.example.com"), "backend:9001", false));
+        assert!(listed.permits(Some("https://chat.example.com:443"), "backend:9001", false));
+        assert!(listed.permits(Some("http://LOCALHOST:3000"), "backend:9001", false));
+        assert!(!listed.permits(Some("http://chat.example.com"), "backend:9001", false));
+        assert!(policy(&["*"]).permits(Some("http://anywhere.example"), "backend:9001", false));
     }
 
     #[test]

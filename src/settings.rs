@@ -10,6 +10,7 @@ use tungstenite::protocol::WebSocketConfig;
 
 use crate::config::{Config, OUTBOUND_SLACK};
 use crate::origin::OriginPolicy;
+use crate::tls::ServerTls;
 
 /// Validated settings. Build them with [`Config::settings`] (or `Settings::try_from`).
 #[derive(Debug, Clone)]
@@ -32,6 +33,8 @@ pub struct Settings {
     pub websocket: WebSocketConfig,
     /// Which web origins may open a WebSocket.
     pub origins: OriginPolicy,
+    /// `--tls-cert` and `--tls-key`, loaded: the listener speaks TLS only.
+    pub tls: Option<ServerTls>,
 }
 
 impl TryFrom<&Config> for Settings {
@@ -70,6 +73,10 @@ impl TryFrom<&Config> for Settings {
             return Err(format!("--max-messages-per-sec must be at most {}", crate::rate::MAX_RATE));
         }
         let origins = OriginPolicy::new(&config.allowed_origins)?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(ServerTls::load(cert, key)?),
+            _ => None,
+        };
         // Our message limit applies to whole messages and to single frames; tungstenite never
         // buffers writes (the outbox does).
         let websocket = WebSocketConfig::default()
@@ -92,6 +99,7 @@ impl TryFrom<&Config> for Settings {
             max_messages_per_sec: config.max_messages_per_sec,
             websocket,
             origins,
+            tls,
         })
     }
 }

@@ -40,8 +40,9 @@ pub fn asset(path: &str) -> Option<&'static Asset> {
 
 /// Headers sent with every page response. The policy lets the page run only its own script and
 /// style, connect only back to this server (`connect-src 'self'` covers `ws:`/`wss:` to the same
-/// host in CSP 3; the explicit sources cover older browsers), and never be framed.
-pub fn security_headers(host: Option<&str>) -> Vec<(&'static str, String)> {
+/// host in CSP 3; the explicit sources cover older browsers), and never be framed. Over TLS the
+/// browser is also told to use only https:// for this host from now on (HSTS, one year).
+pub fn security_headers(host: Option<&str>, secure: bool) -> Vec<(&'static str, String)> {
     let mut connect = String::from("'self'");
     if let Some(host) = host.filter(|h| is_plain_host(h)) {
         connect.push_str(&format!(" ws://{host} wss://{host}"));
@@ -60,6 +61,9 @@ pub fn security_headers(host: Option<&str>) -> Vec<(&'static str, String)> {
         ("Cross-Origin-Opener-Policy", "same-origin".into()),
         ("Cross-Origin-Resource-Policy", "same-origin".into()),
     ]
+    .into_iter()
+    .chain(secure.then(|| ("Strict-Transport-Security", "max-age=31536000".to_string())))
+    .collect()
 }
 
 /// A `Host` value safe to repeat inside a header: name or address, optional port.
@@ -115,7 +119,7 @@ mod tests {
 
     #[test]
     fn csp_names_the_host_only_when_it_is_plain() {
-        let csp = |host| security_headers(host).into_iter().next().unwrap().1;
+        let csp = |host| security_headers(host, false).into_iter().next().unwrap().1;
         assert!(csp(Some("127.0.0.1:9001"))
             .contains("connect-src 'self' ws://127.0.0.1:9001 wss://127.0.0.1:9001;"));
         assert!(csp(Some("evil; script-src *")).contains("connect-src 'self';"));

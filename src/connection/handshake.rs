@@ -38,7 +38,7 @@ impl<S: Stream> Connection<S> {
                 Err(e) => return Step::Gone(format!("read failed during handshake: {e}").into()),
             }
         }
-        match http::decide(head, &settings.origins) {
+        match http::decide(head, &settings.origins, settings.tls.is_some()) {
             Decision::Serve(reply) => self.respond(reply, clock.now, settings),
             Decision::Reject(reply) => self.reject(reply, clock.now, settings),
             Decision::Upgrade(_) if self.admission == Admission::ServerFull => {

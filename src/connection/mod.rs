@@ -245,7 +245,7 @@ impl<S: Stream> Connection<S> {
     pub fn needs_flush(&self) -> bool {
         match &self.phase {
             Phase::Finishing { .. } => true,
-            _ => self.queued() > 0,
+            _ => self.transport().is_some_and(|t| t.outbox.queued() > 0 || t.socket.has_pending_output()),
         }
     }
 
@@ -413,6 +413,19 @@ impl<S: Stream> Connection<S> {
         match transport.outbox.flush_to(&mut transport.socket) {
             Ok(Flushed::All) => {}
             Ok(Flushed::Partly) => return Flush::Blocked,
+            Err(e) => return Flush::Gone(format!("write failed: {e}").into()),
+        }
+        if matches!(self.phase, Phase::Finishing { .. }) {
+            if let Some(transport) = self.transport_mut() {
+                transport.socket.end_session();
+            }
+        }
+        let Some(transport) = self.transport_mut() else {
+            return Flush::Done;
+        };
+        match transport.socket.flush_pending() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flush::Blocked,
             Err(e) => return Flush::Gone(format!("write failed: {e}").into()),
         }
         if let Phase::Finishing { transport, linger, write_shut, peer_closed, .. } = &mut self.phase {

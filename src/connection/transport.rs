@@ -22,14 +22,32 @@ pub const FRAMES_PER_TURN: u32 = 64;
 
 /// A non-blocking byte stream a connection can run on: a TCP socket in the server, a scripted
 /// pipe in the simulation. Reads and writes report `WouldBlock` when they cannot proceed.
+///
+/// A stream with a layer of its own under the connection's queue (TLS) may hold bytes the
+/// socket has not taken yet; the three provided methods let the connection see and drain them.
+/// A plain socket holds nothing and keeps the defaults.
 pub trait Stream: Read + Write {
     /// Closes the sending half: the client sees the last bytes, then EOF, while the server
     /// can still read (and discard) what the client sends.
-    fn shutdown_write(&self) -> io::Result<()>;
+    fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Bytes are waiting inside the stream for the socket to take them.
+    fn has_pending_output(&self) -> bool {
+        false
+    }
+
+    /// Writes what waits inside the stream: `Ok` once none is left, `WouldBlock` if the socket
+    /// refused.
+    fn flush_pending(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// The session ends cleanly (TLS sends `close_notify`); the socket closes after it.
+    fn end_session(&mut self) {}
 }
 
 impl Stream for mio::net::TcpStream {
-    fn shutdown_write(&self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
 }

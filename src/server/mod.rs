@@ -10,7 +10,12 @@
 //! 4. fires due timers, flushes every connection the turn touched, and applies what the hub
 //!    hands back: WRITABLE interest to change, sockets of removed connections to deregister;
 //! 5. on SIGINT/SIGTERM, stops accepting and closes every client with 1001, then exits when
-//!    they are gone or `--shutdown-timeout` has passed (a second signal exits at once).
+//!    they are gone or `--shutdown-timeout` has passed (a second signal exits at once); on
+//!    SIGHUP, re-reads the TLS certificate and key for the connections still to come.
+//!
+//! The server is generic over its connections' stream ([`Accept`]): the plain socket, or a
+//! [`TlsStream`] over it when `--tls-cert` is given. Each is its own monomorphic loop, so the
+//! plain path pays nothing for TLS.
 //!
 //! The parts have one job each: [`acceptor`] the listener and its back-off, [`hub`] the
 //! connections and the chat, [`fanout`] queuing and slow-reader verdicts, [`timers`] deadlines.
@@ -24,16 +29,46 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use log::{debug, info, warn};
+use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use rustls::{ServerConfig, ServerConnection};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 pub use acceptor::Acceptor;
 pub use hub::Hub;
 
+use crate::connection::Stream;
 use crate::settings::Settings;
+use crate::tls::TlsStream;
+
+/// How an accepted socket becomes a connection's stream.
+pub trait Accept: Stream + Source + Sized {
+    /// `tls` is the certificate config for new connections (present exactly when the server
+    /// was started with `--tls-cert`).
+    fn accept(socket: TcpStream, tls: Option<&Arc<ServerConfig>>) -> io::Result<Self>;
+}
+
+impl Accept for TcpStream {
+    fn accept(socket: TcpStream, _: Option<&Arc<ServerConfig>>) -> io::Result<Self> {
+        Ok(socket)
+    }
+}
+
+/// A TLS connection on the server's side.
+pub type TlsServerStream = TlsStream<ServerConnection>;
+
+impl Accept for TlsServerStream {
+    fn accept(socket: TcpStream, tls: Option<&Arc<ServerConfig>>) -> io::Result<Self> {
+        let config = tls.ok_or_else(|| io::Error::other("no TLS certificate configured"))?;
+        let session = ServerConnection::new(config.clone()).map_err(io::Error::other)?;
+        Ok(TlsStream::server(socket, session))
+    }
+}
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -42,23 +77,27 @@ const SIGNALS: Token = Token(usize::MAX - 1);
 /// capacity for the next clients costs next to nothing.
 const RELEASE_AFTER_CROWD: usize = 1024;
 
-/// The chat server.
-pub struct Server {
+/// The chat server, over plain sockets (`S` = `TcpStream`) or TLS ([`TlsServerStream`]).
+pub struct Server<S = TcpStream> {
     poll: Poll,
     acceptor: Acceptor,
     signals: Signals,
-    hub: Hub<TcpStream>,
+    hub: Hub<S>,
+    /// The certificate for connections still to come (replaced on SIGHUP).
+    tls: Option<Arc<ServerConfig>>,
     shutdown_deadline: Option<Instant>,
 }
 
-impl Server {
+impl<S: Accept> Server<S> {
     /// Binds the listening socket and prepares the loop; nothing is accepted until [`run`](Self::run).
     pub fn bind(settings: Settings) -> io::Result<Self> {
         let poll = Poll::new()?;
         let acceptor = Acceptor::bind(&settings, poll.registry(), LISTENER)?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
-        Ok(Self { poll, acceptor, signals, hub: Hub::new(settings, Instant::now()), shutdown_deadline: None })
+        let tls = settings.tls.as_ref().map(|tls| tls.config.clone());
+        let hub = Hub::new(settings, Instant::now());
+        Ok(Self { poll, acceptor, signals, hub, tls, shutdown_deadline: None })
     }
 
     /// The address actually bound (useful with port 0).
@@ -69,8 +108,9 @@ impl Server {
     /// Runs until SIGINT/SIGTERM, then closes every client with 1001 and returns once they are
     /// gone or `--shutdown-timeout` has passed.
     pub fn run(mut self) -> io::Result<()> {
-        info!("wschat listening on {}", self.local_addr());
-        info!("open {} in a browser to chat", page_url(self.local_addr()));
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        info!("wschat listening on {}{}", self.local_addr(), if self.tls.is_some() { " (TLS)" } else { "" });
+        info!("open {} in a browser to chat", page_url(scheme, self.local_addr()));
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout(Instant::now());
@@ -139,12 +179,19 @@ impl Server {
     }
 
     fn accept_all(&mut self, now: Instant) {
-        while let Some((mut socket, peer)) = self.acceptor.next(self.hub.len(), now) {
+        while let Some((socket, peer)) = self.acceptor.next(self.hub.len(), now) {
             // Chat lines are small and latency matters more than packet count; the outbox
             // already coalesces everything queued in one turn into one write.
             if let Err(e) = socket.set_nodelay(true) {
                 debug!("{peer}: set_nodelay failed: {e}");
             }
+            let mut socket = match S::accept(socket, self.tls.as_ref()) {
+                Ok(socket) => socket,
+                Err(e) => {
+                    warn!("{peer}: cannot start the connection: {e}");
+                    continue;
+                }
+            };
             let key = self.hub.vacant_key();
             if let Err(e) = self.poll.registry().register(&mut socket, Token(key), Interest::READABLE) {
                 warn!("{peer}: cannot register socket: {e}");
@@ -177,12 +224,19 @@ impl Server {
 
     /// Returns true if this is a second signal and the process should stop at once.
     fn on_signal(&mut self, now: Instant) -> bool {
-        let mut got = false;
+        let mut stop = false;
+        let mut reload = false;
         for signal in self.signals.pending() {
-            got = true;
             info!("received signal {signal}");
+            match signal {
+                SIGHUP => reload = true,
+                _ => stop = true,
+            }
         }
-        if !got {
+        if reload {
+            self.reload_certificate();
+        }
+        if !stop {
             return false;
         }
         if self.shutdown_deadline.is_some() {
@@ -196,15 +250,33 @@ impl Server {
     }
 }
 
+impl<S: Accept> Server<S> {
+    /// SIGHUP: new connections get the certificate and key now in the files; open ones keep
+    /// theirs. Files that cannot be used leave the current certificate in place.
+    fn reload_certificate(&mut self) {
+        let Some(files) = &self.hub.settings().tls else {
+            info!("SIGHUP: no TLS certificate to reload (started without --tls-cert)");
+            return;
+        };
+        match files.reload() {
+            Ok(config) => {
+                self.tls = Some(config);
+                info!("SIGHUP: TLS certificate reloaded from {}", files.cert_file.display());
+            }
+            Err(e) => warn!("SIGHUP: keeping the current TLS certificate: {e}"),
+        }
+    }
+}
+
 /// Where a browser on this machine finds the page: the bound address, or loopback when bound
 /// to every interface (a browser cannot open `0.0.0.0`).
-fn page_url(addr: SocketAddr) -> String {
+fn page_url(scheme: &str, addr: SocketAddr) -> String {
     let ip = match addr.ip() {
         ip if !ip.is_unspecified() => ip,
         std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
         std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
     };
-    format!("http://{}/", SocketAddr::new(ip, addr.port()))
+    format!("{scheme}://{}/", SocketAddr::new(ip, addr.port()))
 }
 
 /// Returns free heap pages to the operating system, so an idle server does not stay at its
@@ -223,9 +295,11 @@ mod tests {
 
     #[test]
     fn the_page_url_is_one_a_browser_can_open() {
-        assert_eq!(page_url("127.0.0.1:9001".parse().unwrap()), "http://127.0.0.1:9001/");
-        assert_eq!(page_url("0.0.0.0:80".parse().unwrap()), "http://127.0.0.1:80/");
-        assert_eq!(page_url("[::]:9001".parse().unwrap()), "http://[::1]:9001/");
-        assert_eq!(page_url("[::1]:9001".parse().unwrap()), "http://[::1]:9001/");
+        let url = |addr: &str| page_url("http", addr.parse().unwrap());
+        assert_eq!(url("127.0.0.1:9001"), "http://127.0.0.1:9001/");
+        assert_eq!(url("0.0.0.0:80"), "http://127.0.0.1:80/");
+        assert_eq!(url("[::]:9001"), "http://[::1]:9001/");
+        assert_eq!(url("[::1]:9001"), "http://[::1]:9001/");
+        assert_eq!(page_url("https", "0.0.0.0:443".parse().unwrap()), "https://127.0.0.1:443/");
     }
 }

@@ -89,7 +89,7 @@ impl Write for SimSocket {
 }
 
 impl Stream for SimSocket {
-    fn shutdown_write(&self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
         self.0.borrow_mut().server_shut_write = true;
         Ok(())
     }

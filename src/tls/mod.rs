@@ -1,0 +1,27 @@
+//! TLS for the server's listener and the clients' `wss://` connections, with rustls (ring
+//! provider), inside the same non-blocking loops: no thread, no runtime.
+//!
+//! - [`stream`]: [`TlsStream`], a rustls session over a mio socket that reads and writes like
+//!   the socket itself, so the connection state machine, tungstenite and the outbox run over
+//!   it unchanged.
+//! - [`server`]: the certificate and key from PEM files (`--tls-cert`, `--tls-key`), checked at
+//!   start and re-read on SIGHUP.
+//! - [`client`]: what `wschat-client` and `wschat-bench` trust: the public web roots, plus a
+//!   private CA from `--ca-file`.
+
+#[cfg(any(feature = "client", feature = "bench"))]
+pub mod client;
+pub mod server;
+pub mod stream;
+
+pub use server::ServerTls;
+pub use stream::{TlsError, TlsStream};
+
+/// The one application protocol spoken over TLS: HTTP/1.1, which carries the page and the
+/// WebSocket upgrade alike.
+pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// The crypto provider every TLS config uses: rustls's ring provider, with its default suites.
+pub fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
