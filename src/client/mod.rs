@@ -21,6 +21,7 @@ pub mod session;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -35,7 +36,7 @@ use session::{Command, Ending, Wakeup};
 pub const EXIT_OK: i32 = 0;
 /// Could not connect, the server refused the handshake, or the connection ended abnormally.
 pub const EXIT_FAILURE: i32 = 1;
-/// A bad command line: clap's own errors, and a `--binary` file that cannot be read.
+/// A bad command line: clap's own errors, and a `--binary` or `--ca-file` file that cannot be read.
 pub const EXIT_USAGE: i32 = 2;
 
 /// Terminal chat client for wschat.
@@ -50,8 +51,8 @@ pub const EXIT_USAGE: i32 = 2;
                   Ctrl-C before connecting."
 )]
 pub struct ClientConfig {
-    /// Server: ws://127.0.0.1:9001/, 127.0.0.1:9001, localhost, 127.0.0.1 (a bare host means
-    /// ws:// and port 9001, the server's default).
+    /// Server: ws://127.0.0.1:9001/, wss://chat.example.com/, 127.0.0.1:9001, localhost,
+    /// 127.0.0.1 (a bare host means ws:// and port 9001, the server's default).
     pub url: String,
 
     /// Nick to ask for (sent as ?nick=; the server picks guest-N if it is taken or invalid).
@@ -77,6 +78,11 @@ pub struct ClientConfig {
     /// Time allowed for the server to acknowledge piped input and to answer our close.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub close_timeout: Duration,
+
+    /// For wss://: also trust the CA certificates in this PEM file (a private CA, a
+    /// self-signed server certificate). The public web roots are always trusted.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -109,6 +115,13 @@ pub fn run(config: ClientConfig) -> i32 {
         },
         None => None,
     };
+    let tls = match crate::tls::client::config(config.ca_file.as_deref()) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("wschat-client: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let colour = std::env::var_os("NO_COLOR").is_none();
     let (sender, commands) = mpsc::channel();
     if let Some(data) = binary {
@@ -121,18 +134,19 @@ pub fn run(config: ClientConfig) -> i32 {
         else {
             return EXIT_FAILURE;
         };
-        let status = connect_loop(&config, &commands, &wakeup, input.output.as_ref());
+        let status = connect_loop(&config, &tls, &commands, &wakeup, input.output.as_ref());
         input.finish(status)
     } else {
         input::scripted(sender, wakeup.clone());
         let output = PlainOutput { colour: colour && std::io::stdout().is_terminal() };
-        connect_loop(&config, &commands, &wakeup, &output)
+        connect_loop(&config, &tls, &commands, &wakeup, &output)
     }
 }
 
 /// Connects, runs sessions, reconnects if asked to; returns the exit status.
 fn connect_loop(
     config: &ClientConfig,
+    tls: &Arc<rustls::ClientConfig>,
     commands: &Receiver<Command>,
     wakeup: &Wakeup,
     out: &dyn Output,
@@ -140,7 +154,7 @@ fn connect_loop(
     let url = config.request_url();
     let mut backoff = Backoff::new(config.reconnect_max_delay);
     loop {
-        let status = match session::connect(&url, config.connect_timeout) {
+        let status = match session::connect(&url, config.connect_timeout, tls) {
             Ok(session) => {
                 backoff.reset();
                 out.status(&format!("connected to {url} ({})", session.peer));

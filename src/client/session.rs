@@ -5,13 +5,14 @@
 //! The input side lives on another thread; it queues [`Command`]s and wakes this loop with a
 //! `mio::Waker`, so one thread owns the socket and nothing is polled on a timer.
 
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream, ToSocketAddrs};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tungstenite::client::IntoClientRequest;
@@ -22,7 +23,11 @@ use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use super::display::Output;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig as TlsConfig, ClientConnection};
+
 use crate::chat::ServerLine;
+use crate::tls::TlsStream;
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -88,9 +93,56 @@ pub enum Ending {
     Lost(String),
 }
 
+/// The client's socket: plain for `ws://`, under TLS for `wss://`.
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<ClientConnection>>),
+}
+
+impl ClientStream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(tcp) => tcp,
+            Self::Tls(tls) => &tls.tcp,
+        }
+    }
+
+    fn source(&mut self) -> &mut dyn Source {
+        match self {
+            Self::Plain(tcp) => tcp,
+            Self::Tls(tls) => tls.as_mut(),
+        }
+    }
+}
+
+impl Read for ClientStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(tcp) => tcp.read(buf),
+            Self::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for ClientStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(tcp) => tcp.write(buf),
+            Self::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(tcp) => tcp.flush(),
+            Self::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
 /// An open connection, handshake done.
 pub struct Session {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<ClientStream>,
     poll: Poll,
     waker: Arc<Waker>,
     pub peer: SocketAddr,
@@ -98,23 +150,35 @@ pub struct Session {
     binary_from: Option<String>,
 }
 
-/// Resolves `url`, connects within `timeout` and performs the WebSocket handshake.
-pub fn connect(url: &str, timeout: Duration) -> Result<Session, ConnectError> {
+/// Resolves `url`, connects within `timeout` and performs the WebSocket handshake, over TLS
+/// with `tls` for a `wss://` URL.
+pub fn connect(url: &str, timeout: Duration, tls: &Arc<TlsConfig>) -> Result<Session, ConnectError> {
     let request = url
         .into_client_request()
         .map_err(|e| ConnectError::permanent(format!("invalid URL {url:?}: {e}")))?;
     let uri = request.uri();
-    match uri.scheme_str() {
-        Some("ws") => {}
-        Some("wss") => {
-            return Err(ConnectError::permanent(
-                "wss:// is not supported by this client; connect with ws:// (TLS belongs in a proxy in front of the server)",
-            ))
+    let secure = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        _ => {
+            return Err(ConnectError::permanent(format!(
+                "invalid URL {url:?}: the scheme must be ws:// or wss://"
+            )))
         }
-        _ => return Err(ConnectError::permanent(format!("invalid URL {url:?}: the scheme must be ws://"))),
-    }
+    };
     let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tls = match secure {
+        true => Some((
+            tls.clone(),
+            ServerName::try_from(host.to_string()).map_err(|e| {
+                ConnectError::permanent(format!(
+                    "invalid URL {url:?}: {host} cannot be a TLS server name: {e}"
+                ))
+            })?,
+        )),
+        false => None,
+    };
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| ConnectError::transient(format!("cannot resolve {host}: {e}")))?
@@ -122,7 +186,7 @@ pub fn connect(url: &str, timeout: Duration) -> Result<Session, ConnectError> {
     let mut last_error = ConnectError::transient(format!("{host} has no addresses"));
     for addr in addrs {
         match StdStream::connect_timeout(&addr, timeout) {
-            Ok(stream) => return handshake(stream, addr, request, timeout),
+            Ok(stream) => return handshake(stream, addr, request, timeout, tls),
             Err(e) => last_error = ConnectError::transient(format!("cannot connect to {addr}: {e}")),
         }
     }
@@ -134,6 +198,7 @@ fn handshake(
     peer: SocketAddr,
     request: tungstenite::handshake::client::Request,
     timeout: Duration,
+    tls: Option<(Arc<TlsConfig>, ServerName<'static>)>,
 ) -> Result<Session, ConnectError> {
     let io_error = |e: io::Error| ConnectError::transient(format!("connection to {peer} failed: {e}"));
     // Blocking, but never longer than `timeout` per read or write.
@@ -141,6 +206,16 @@ fn handshake(
     stream.set_write_timeout(Some(timeout)).map_err(io_error)?;
     stream.set_nodelay(true).map_err(io_error)?;
     let stream = TcpStream::from_std(stream);
+    // The TLS handshake happens inside the WebSocket handshake's first reads and writes, on
+    // the same blocking socket.
+    let stream = match tls {
+        None => ClientStream::Plain(stream),
+        Some((config, name)) => {
+            let session = ClientConnection::new(config, name)
+                .map_err(|e| ConnectError::permanent(format!("cannot start TLS: {e}")))?;
+            ClientStream::Tls(Box::new(TlsStream::new(stream, session)))
+        }
+    };
     let config = WebSocketConfig::default().max_message_size(Some(64 << 20));
     let mut ws = match tungstenite::client::client_with_config(request, stream, Some(config)) {
         Ok((ws, _response)) => ws,
@@ -164,10 +239,10 @@ fn handshake(
             return Err(ConnectError::transient(format!("handshake with {peer} failed: {e}")))
         }
     };
-    socket2::SockRef::from(ws.get_ref()).set_nonblocking(true).map_err(io_error)?;
+    socket2::SockRef::from(ws.get_ref().tcp()).set_nonblocking(true).map_err(io_error)?;
     let poll = Poll::new().map_err(io_error)?;
     poll.registry()
-        .register(ws.get_mut(), SOCKET, Interest::READABLE | Interest::WRITABLE)
+        .register(ws.get_mut().source(), SOCKET, Interest::READABLE | Interest::WRITABLE)
         .map_err(io_error)?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_error)?);
     Ok(Session { ws, poll, waker, peer, binary_from: None })

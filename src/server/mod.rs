@@ -109,7 +109,8 @@ impl<S: Accept> Server<S> {
     /// gone or `--shutdown-timeout` has passed.
     pub fn run(mut self) -> io::Result<()> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        info!("wschat listening on {}{}", self.local_addr(), if self.tls.is_some() { " (TLS)" } else { "" });
+        // Scripts and tests read the address as the line's last word.
+        info!("wschat{} listening on {}", if self.tls.is_some() { " (TLS)" } else { "" }, self.local_addr());
         info!("open {} in a browser to chat", page_url(scheme, self.local_addr()));
         let mut events = Events::with_capacity(1024);
         loop {
