@@ -4,22 +4,27 @@
 Starts the release or debug `wschat-server` binary given as the first argument on a free port
 and chats through it with Python's `websockets` client (its sync API): two clients, nicks,
 broadcast with the sender included, /msg, binary relay, /echo, keep-alive, and a clean /quit.
+Then all of it again over TLS (`wss://`, with a CA and certificate made by the `openssl` command
+and trusted through an `ssl` context), and a plain `ws://` client refused at the TLS port.
 Exits non-zero on the first failed expectation. Used by .ci/run:
 
     python3 -m venv .venv && .venv/bin/pip install websockets
     .venv/bin/python scripts/interop.py target/debug/wschat-server
 """
+import os
+import ssl
 import subprocess
 import sys
+import tempfile
 
-from websockets.exceptions import ConnectionClosedOK
+from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect
 
 TIMEOUT = 10
 
 
-def start(binary):
-    server = subprocess.Popen([binary, "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+def start(binary, *flags):
+    server = subprocess.Popen([binary, "127.0.0.1:0", *flags], stderr=subprocess.PIPE, text=True)
     for line in server.stderr:
         if "listening on " in line:
             return server, line.split("listening on ")[1].strip()
@@ -46,37 +51,79 @@ def expect(actual, wanted, what):
     print(f"ok   {what}")
 
 
+def make_certificates(directory):
+    """A CA and a certificate it signed for localhost and 127.0.0.1; returns (ca, cert, key)."""
+    ca, ca_key = os.path.join(directory, "ca.pem"), os.path.join(directory, "ca.key")
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    csr, ext = os.path.join(directory, "cert.csr"), os.path.join(directory, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                "authorityKeyIdentifier=keyid\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    for command in (
+        ["openssl", "req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=interop CA"],
+        ["openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
+        ["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", cert, "-days", "2", "-extfile", ext],
+    ):
+        subprocess.run(command, check=True, capture_output=True)
+    return ca, cert, key
+
+
+def chat(base, tls, label):
+    """The conversation, over ws:// or wss://."""
+    options = {"open_timeout": TIMEOUT, "ssl": tls} if tls else {"open_timeout": TIMEOUT}
+    with connect(f"{base}/?nick=ana", **options) as ana, connect(f"{base}/?nick=ben", **options) as ben:
+        expect(ana.recv(timeout=TIMEOUT).startswith("*** welcome, you are ana"), True, f"{label}welcome notice")
+        ben.send("hello from python")
+        expect(recv_chat(ana), "ben: hello from python", f"{label}broadcast reaches the room")
+        expect(recv_chat(ben), "ben: hello from python", f"{label}broadcast includes the sender")
+        ana.send("/msg ben psst")
+        expect(recv_chat(ben), "[PM from ana] psst", f"{label}private message")
+        expect(recv_chat(ana), "[PM to ben] psst", f"{label}private message copy")
+        ben.send(bytes(range(256)))
+        expect(recv_chat(ana), bytes(range(256)), f"{label}binary relayed verbatim")
+        expect(recv_chat(ben), bytes(range(256)), f"{label}binary relayed to the sender")
+        expect(ana.ping().wait(TIMEOUT), True, f"{label}ping answered")
+        ana.send("/quit bye")
+        try:
+            while True:
+                ana.recv(timeout=TIMEOUT)
+        except ConnectionClosedOK as closed:
+            expect((closed.rcvd.code, closed.rcvd.reason), (1000, "bye"), f"{label}/quit closes with 1000")
+        expect(ben.recv(timeout=TIMEOUT), "*** ana left lobby (quit: bye)", f"{label}departure notice")
+    with connect(f"{base}/echo", max_size=None, **options) as echo:
+        big = "é" * 30000
+        echo.send(big)
+        expect(echo.recv(timeout=TIMEOUT) == big, True, f"{label}echo of a 60,000-byte text message")
+
+
+def stop(server, label):
+    server.terminate()
+    code = server.wait(timeout=TIMEOUT)
+    expect(code, 0, f"{label}SIGTERM exit status")
+
+
 def main():
     server, addr = start(sys.argv[1])
     try:
-        with connect(f"ws://{addr}/?nick=ana", open_timeout=TIMEOUT) as ana, \
-             connect(f"ws://{addr}/?nick=ben", open_timeout=TIMEOUT) as ben:
-            expect(ana.recv(timeout=TIMEOUT).startswith("*** welcome, you are ana"), True, "welcome notice")
-            ben.send("hello from python")
-            expect(recv_chat(ana), "ben: hello from python", "broadcast reaches the room")
-            expect(recv_chat(ben), "ben: hello from python", "broadcast includes the sender")
-            ana.send("/msg ben psst")
-            expect(recv_chat(ben), "[PM from ana] psst", "private message")
-            expect(recv_chat(ana), "[PM to ben] psst", "private message copy")
-            ben.send(bytes(range(256)))
-            expect(recv_chat(ana), bytes(range(256)), "binary relayed verbatim")
-            expect(recv_chat(ben), bytes(range(256)), "binary relayed to the sender")
-            expect(ana.ping().wait(TIMEOUT), True, "ping answered")
-            ana.send("/quit bye")
-            try:
-                while True:
-                    ana.recv(timeout=TIMEOUT)
-            except ConnectionClosedOK as closed:
-                expect((closed.rcvd.code, closed.rcvd.reason), (1000, "bye"), "/quit closes with 1000")
-            expect(ben.recv(timeout=TIMEOUT), "*** ana left lobby (quit: bye)", "departure notice")
-        with connect(f"ws://{addr}/echo", open_timeout=TIMEOUT, max_size=None) as echo:
-            big = "é" * 30000
-            echo.send(big)
-            expect(echo.recv(timeout=TIMEOUT) == big, True, "echo of a 60,000-byte text message")
+        chat(f"ws://{addr}", None, "")
     finally:
-        server.terminate()
-        code = server.wait(timeout=TIMEOUT)
-    expect(code, 0, "SIGTERM exit status")
+        stop(server, "")
+    with tempfile.TemporaryDirectory() as directory:
+        ca, cert, key = make_certificates(directory)
+        server, addr = start(sys.argv[1], "--tls-cert", cert, "--tls-key", key)
+        port = addr.rsplit(":", 1)[1]
+        try:
+            chat(f"wss://localhost:{port}", ssl.create_default_context(cafile=ca), "wss: ")
+            try:
+                with connect(f"ws://{addr}/", open_timeout=TIMEOUT):
+                    refused = None
+            except InvalidStatus as error:
+                refused = error.response.status_code
+            expect(refused, 400, "wss: plain ws:// to the TLS port answered 400")
+        finally:
+            stop(server, "wss: ")
     print(f"interop: {len(PASSED)} passed, 0 failed")
 
 

@@ -26,6 +26,7 @@ import re
 import select
 import shlex
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -51,6 +52,11 @@ def blocks(readme):
         elif current is not None and line.strip() == "```":
             found.append(current)
             current = None
+        elif current is not None and current and current[-1][0].endswith("\\"):
+            # A continued line: the command goes on, and its comment is the last line's.
+            previous, _ = current.pop()
+            command, _, comment = line.partition(" #")
+            current.append((previous[:-1].rstrip() + " " + command.strip(), comment.strip()))
         elif current is not None and line.strip():
             command, _, comment = line.partition(" #")
             current.append((command.strip(), comment.strip()))
@@ -144,9 +150,11 @@ class Servers:
                     fail(f"`{command}` never accepted a connection on {address}")
                 time.sleep(0.05)
         self.running[address] = process
-        page = re.search(r"open (http://\S+)", comment)
+        page = re.search(r"open (https?://\S+)", comment)
         if page:
-            with urllib.request.urlopen(page.group(1), timeout=5) as response:
+            # A certificate made for the example is not one the system trusts.
+            context = ssl._create_unverified_context() if page.group(1).startswith("https") else None
+            with urllib.request.urlopen(page.group(1), timeout=5, context=context) as response:
                 body = response.read()
                 if response.status != 200 or b"<title>wschat</title>" not in body:
                     fail(f"{page.group(1)} answered {response.status} without the chat page")

@@ -6,19 +6,41 @@
 // screenshot. Fails on any page error or console error (a Content-Security-Policy violation
 // shows up as one), except the connection errors expected while the server is down.
 //
-//   node e2e.mjs [SERVER_BINARY] [SCREENSHOT_PATH]
+//   node e2e.mjs [--tls] [SERVER_BINARY] [SCREENSHOT_PATH]
+//
+// With --tls the server serves https:// and wss:// with a certificate made for the run by the
+// `openssl` command, and Chromium is told to accept it (--ignore-certificate-errors, for the
+// test only); everything else is the same test.
 //
 // Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM); playwright-core never downloads one.
 
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
-import { mkdirSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const serverBinary = resolve(process.argv[2] ?? `${here}/../../target/debug/wschat-server`);
-const screenshotPath = resolve(process.argv[3] ?? `${here}/../../target/browser/chat.png`);
+const args = process.argv.slice(2);
+const tls = args[0] === "--tls";
+if (tls) args.shift();
+const serverBinary = resolve(args[0] ?? `${here}/../../target/debug/wschat-server`);
+const screenshotPath = resolve(args[1] ?? `${here}/../../target/browser/${tls ? "chat-tls" : "chat"}.png`);
+
+// A self-signed certificate for 127.0.0.1, made for this run.
+function tlsFlags() {
+  if (!tls) return [];
+  const dir = mkdtempSync(join(tmpdir(), "wschat-e2e-"));
+  const [cert, key] = [join(dir, "cert.pem"), join(dir, "key.pem")];
+  execFileSync("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+    "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+  ], { stdio: "ignore" });
+  return ["--tls-cert", cert, "--tls-key", key];
+}
+const serverFlags = tlsFlags();
 const STEP_TIMEOUT_MS = 10000;
 
 let passed = 0;
@@ -35,7 +57,7 @@ async function step(name, body) {
 
 function startServer(addr = "127.0.0.1:0") {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(serverBinary, [addr], { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(serverBinary, [addr, ...serverFlags], { stdio: ["ignore", "ignore", "pipe"] });
     let log = "";
     const timer = setTimeout(() => reject(new Error(`server did not start: ${log}`)), STEP_TIMEOUT_MS);
     child.stderr.on("data", (chunk) => {
@@ -104,12 +126,13 @@ function lowContrast() {
 
 async function main() {
   let server = await startServer();
-  const base = `http://${server.addr}/`;
+  const base = `${tls ? "https" : "http"}://${server.addr}/`;
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     args: [
       "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
       "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+      ...(tls ? ["--ignore-certificate-errors"] : []),
     ],
   });
   const problems = [];
@@ -148,6 +171,8 @@ async function main() {
       if (response.status() !== 200) throw new Error(`status ${response.status()}`);
       const csp = response.headers()["content-security-policy"] ?? "";
       if (!csp.includes("script-src 'self'")) throw new Error(`CSP: ${csp}`);
+      const hsts = response.headers()["strict-transport-security"];
+      if (tls !== Boolean(hsts)) throw new Error(`Strict-Transport-Security: ${hsts} over ${base}`);
       await ann.locator("#login").waitFor({ state: "visible" });
       if (!(await ann.locator("#chat").isHidden())) throw new Error("the chat shows before joining");
       const background = await ann.evaluate(() => getComputedStyle(document.body).backgroundColor);
@@ -164,6 +189,8 @@ async function main() {
       if (!(await ann.locator("#chat").isVisible())) throw new Error("the chat is not shown");
       const where = await ann.textContent("#where");
       if (where !== "ann in lobby") throw new Error(`header says ${where}`);
+      const socketUrl = await ann.evaluate(() => state.socket.url);
+      if (!socketUrl.startsWith(tls ? "wss://" : "ws://")) throw new Error(`the page connected to ${socketUrl}`);
     });
 
     await step("bob joins; ann's member list and notices show him", async () => {
@@ -325,7 +352,7 @@ async function main() {
     await step("no page or console errors", async () => {
       if (problems.length) throw new Error(problems.join("\n"));
     });
-    console.log(`browser e2e: ${passed} passed, 0 failed; screenshot ${screenshotPath}`);
+    console.log(`browser e2e${tls ? " over https" : ""}: ${passed} passed, 0 failed; screenshot ${screenshotPath}`);
   } finally {
     await browser.close();
     server.child.kill("SIGKILL");
