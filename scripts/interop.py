@@ -4,11 +4,13 @@
 Starts the release or debug `wschat-server` binary given as the first argument on a free port
 and chats through it with Python's `websockets` client (its sync API): two clients, nicks,
 broadcast with the sender included, /msg, binary relay, /echo, keep-alive, and a clean /quit.
+Meanwhile it scrapes `--metrics` and reads the exposition with the `prometheus_client`
+package's OpenMetrics parser, checking that the counts move as the chat happens.
 Then all of it again over TLS (`wss://`, with a CA and certificate made by the `openssl` command
 and trusted through an `ssl` context), and a plain `ws://` client refused at the TLS port.
 Exits non-zero on the first failed expectation. Used by .ci/run:
 
-    python3 -m venv .venv && .venv/bin/pip install websockets
+    python3 -m venv .venv && .venv/bin/pip install websockets prometheus_client
     .venv/bin/python scripts/interop.py target/debug/wschat-server
 """
 import os
@@ -16,6 +18,10 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
+
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect
@@ -24,11 +30,34 @@ TIMEOUT = 10
 
 
 def start(binary, *flags):
+    """Starts the server; returns it, its address and (with --metrics) the scrape URL."""
     server = subprocess.Popen([binary, "127.0.0.1:0", *flags], stderr=subprocess.PIPE, text=True)
+    addr = None
     for line in server.stderr:
         if "listening on " in line:
-            return server, line.split("listening on ")[1].strip()
+            addr = line.split("listening on ")[1].strip()
+            if "--metrics" not in flags:
+                return server, addr, None
+        if "metrics at " in line:
+            return server, addr, line.split("metrics at ")[1].strip()
     sys.exit("server exited before listening")
+
+
+def scrape(url):
+    """The exposition, parsed: {(sample name, labels as a sorted tuple): value}."""
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        expect(response.headers["Content-Type"].startswith("application/openmetrics-text"), True,
+               "metrics: OpenMetrics content type")
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))), 0)
 
 
 def recv_chat(ws):
@@ -70,8 +99,8 @@ def make_certificates(directory):
     return ca, cert, key
 
 
-def chat(base, tls, label):
-    """The conversation, over ws:// or wss://."""
+def chat(base, tls, label, metrics_url=None):
+    """The conversation, over ws:// or wss://; with a scrape URL, the gauges in the middle of it."""
     options = {"open_timeout": TIMEOUT, "ssl": tls} if tls else {"open_timeout": TIMEOUT}
     with connect(f"{base}/?nick=ana", **options) as ana, connect(f"{base}/?nick=ben", **options) as ben:
         expect(ana.recv(timeout=TIMEOUT).startswith("*** welcome, you are ana"), True, f"{label}welcome notice")
@@ -85,6 +114,11 @@ def chat(base, tls, label):
         expect(recv_chat(ana), bytes(range(256)), f"{label}binary relayed verbatim")
         expect(recv_chat(ben), bytes(range(256)), f"{label}binary relayed to the sender")
         expect(ana.ping().wait(TIMEOUT), True, f"{label}ping answered")
+        if metrics_url:
+            during = scrape(metrics_url)
+            expect(value(during, "wschat_connections_open", state="chat"), 2.0, "metrics: two chat connections open")
+            expect(value(during, "wschat_members"), 2.0, "metrics: two members")
+            expect(value(during, "wschat_rooms"), 1.0, "metrics: one room")
         ana.send("/quit bye")
         try:
             while True:
@@ -104,15 +138,46 @@ def stop(server, label):
     expect(code, 0, f"{label}SIGTERM exit status")
 
 
-def main():
-    server, addr = start(sys.argv[1])
+def check_metrics(addr, metrics_url, before):
+    """After the conversation: the counters moved by what happened."""
+    for request, status in ((f"http://{addr}/nope", 404),):
+        try:
+            urllib.request.urlopen(request, timeout=TIMEOUT)
+        except urllib.error.HTTPError as error:
+            expect(error.code, status, f"metrics: a {status} for the counts to see")
     try:
-        chat(f"ws://{addr}", None, "")
+        with connect(f"ws://{addr}/", open_timeout=TIMEOUT, origin="http://evil.example"):
+            pass
+    except InvalidStatus as error:
+        expect(error.response.status_code, 403, "metrics: a foreign origin refused")
+    after = scrape(metrics_url)
+    moved = lambda name, **labels: value(after, name, **labels) - value(before, name, **labels)
+    expect(moved("wschat_connections_accepted_total") >= 5, True, "metrics: connections accepted counted")
+    expect(moved("wschat_connections_rejected_total", reason="bad_request"), 1.0, "metrics: the 404 counted")
+    expect(moved("wschat_connections_rejected_total", reason="origin"), 1.0, "metrics: the 403 counted")
+    # In: ben's line, /msg, /quit and the echoed text; ben's binary message.
+    expect(moved("wschat_messages_received_total", kind="text"), 4.0, "metrics: text messages received")
+    expect(moved("wschat_messages_received_total", kind="binary"), 1.0, "metrics: binary messages received")
+    expect(moved("wschat_deliveries_total", kind="binary") , 2.0, "metrics: binary deliveries (sender included)")
+    expect(moved("wschat_deliveries_total", kind="text") >= 8, True, "metrics: text deliveries")
+    expect(moved("wschat_received_bytes_total") > 60000, True, "metrics: bytes in")
+    expect(moved("wschat_sent_bytes_total") > 60000, True, "metrics: bytes out")
+    expect(value(after, "wschat_loop_turn_duration_seconds_count") > 0, True, "metrics: loop turns timed")
+    expect(value(after, "wschat_process_start_time_seconds") > 1.6e9, True, "metrics: start time")
+
+
+def main():
+    server, addr, metrics_url = start(sys.argv[1], "--metrics", "127.0.0.1:0")
+    try:
+        before = scrape(metrics_url)
+        expect(value(before, "wschat_connections_open", state="chat"), 0.0, "metrics: no chat connection yet")
+        chat(f"ws://{addr}", None, "", metrics_url)
+        check_metrics(addr, metrics_url, before)
     finally:
         stop(server, "")
     with tempfile.TemporaryDirectory() as directory:
         ca, cert, key = make_certificates(directory)
-        server, addr = start(sys.argv[1], "--tls-cert", cert, "--tls-key", key)
+        server, addr, _ = start(sys.argv[1], "--tls-cert", cert, "--tls-key", key)
         port = addr.rsplit(":", 1)[1]
         try:
             chat(f"wss://localhost:{port}", ssl.create_default_context(cafile=ca), "wss: ")

@@ -91,6 +91,10 @@ pub struct Config {
     #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics, on a listener of their own (keep it private: 127.0.0.1:9100, or an internal address). Off by default.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
+    pub metrics: Option<SocketAddr>,
+
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with_all = ["quiet", "log_level"])]
     pub verbose: u8,

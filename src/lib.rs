@@ -13,6 +13,7 @@
 //! - [`http`] reads and judges each request head: upgrade, page, or error reply.
 //! - [`web`] is the browser page embedded in the binary; [`origin`] decides which web pages may
 //!   connect.
+//! - [`metrics`] counts what operators watch and serves it on `--metrics ADDR` (Prometheus).
 //! - [`logline`] keeps what clients send out of the log's control: escaped, cut, rate-limited.
 //! - [`chat`] holds nicks and rooms and decides who receives what, with no IO at all.
 //! - [`config`] holds every flag and default; [`settings`] is what they become once checked.
@@ -36,6 +37,7 @@ pub mod connection;
 pub mod frame;
 pub mod http;
 pub mod logline;
+pub mod metrics;
 pub mod origin;
 pub mod outbox;
 pub mod rate;

@@ -35,6 +35,8 @@ pub struct Settings {
     pub origins: OriginPolicy,
     /// `--tls-cert` and `--tls-key`, loaded: the listener speaks TLS only.
     pub tls: Option<ServerTls>,
+    /// `--metrics`: where the metrics listener binds.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl TryFrom<&Config> for Settings {
@@ -100,6 +102,7 @@ impl TryFrom<&Config> for Settings {
             websocket,
             origins,
             tls,
+            metrics: config.metrics,
         })
     }
 }

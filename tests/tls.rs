@@ -221,7 +221,7 @@ fn wschat_client_chats_over_wss_with_a_private_ca() {
 #[test]
 fn plain_http_and_ws_to_the_tls_port_get_a_readable_400() {
     let pki = Pki::new("plain");
-    let (server, _dir) = tls_server(&pki, "plain", &[]);
+    let (server, _dir) = tls_server(&pki, "plain", &["--metrics", "127.0.0.1:0"]);
     let reply = http_exchange(&server, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(reply.starts_with("HTTP/1.1 400 Bad Request"), "{reply}");
     assert!(reply.ends_with("this port speaks TLS only: use https:// or wss://\n"), "{reply}");
@@ -231,6 +231,11 @@ fn plain_http_and_ws_to_the_tls_port_get_a_readable_400() {
     // The server carries on serving TLS clients.
     let mut ok = wss_client(&server, &pki, "/?nick=after");
     text_until(&mut ok, "welcome");
+    let counted = metric(
+        &scrape_metrics(&server.metrics_addr()),
+        "wschat_connections_rejected_total{reason=\"tls_error\"}",
+    );
+    assert_eq!(counted, 2.0, "both plain requests counted as TLS errors");
 }
 
 #[test]

@@ -178,6 +178,11 @@ impl Chat {
         self.member_count == 0
     }
 
+    /// Rooms that exist now (the lobby always).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
     /// The nick of a client, if it is in the chat.
     pub fn nick(&self, client: ClientId) -> Option<&str> {
         self.member(client).map(|m| &*m.nick)

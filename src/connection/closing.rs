@@ -11,6 +11,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
 use super::{close_frame, Connection, Failure, Phase, Step, Stream, Why};
+use crate::metrics::Verdict;
 use crate::remote_warn;
 use crate::settings::Settings;
 
@@ -62,6 +63,7 @@ impl<S: Stream> Connection<S> {
                     self.peer,
                     settings.handshake_timeout
                 );
+                self.verdict = Some(Verdict::HandshakeTimeout);
                 Step::Gone("handshake timeout".into())
             }
             Phase::Finishing { deadline, .. } | Phase::Open { closing: Some(deadline), .. }

@@ -12,6 +12,7 @@ use tungstenite::WebSocket;
 use super::{Admission, Clock, Connection, HandshakeStream, Phase, Route, Step, Stream};
 use crate::http::{self, Decision, Endpoint, HeadProgress, Reply};
 use crate::logline::quoted;
+use crate::metrics::Verdict;
 use crate::rate::RateLimiter;
 use crate::remote_warn;
 use crate::settings::Settings;
@@ -26,6 +27,7 @@ impl<S: Stream> Connection<S> {
             match io::Read::read(&mut transport.socket, &mut chunk) {
                 Ok(0) => return Step::Gone("closed before the handshake".into()),
                 Ok(n) => {
+                    transport.note_read(n);
                     head.extend_from_slice(&chunk[..n]);
                     match http::head_progress(head) {
                         HeadProgress::Incomplete => {}
@@ -35,16 +37,24 @@ impl<S: Stream> Connection<S> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Done,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Step::Gone(format!("read failed during handshake: {e}").into()),
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::InvalidData {
+                        // The only invalid data below the HTTP head is a TLS failure.
+                        self.verdict = Some(Verdict::Tls);
+                    }
+                    return Step::Gone(format!("read failed during handshake: {e}").into());
+                }
             }
         }
         match http::decide(head, &settings.origins, settings.tls.is_some()) {
             Decision::Serve(reply) => self.respond(reply, clock.now, settings),
             Decision::Reject(reply) => self.reject(reply, clock.now, settings),
             Decision::Upgrade(_) if self.admission == Admission::ServerFull => {
+                self.verdict = Some(Verdict::ServerFull);
                 self.reject(Reply::service_unavailable(), clock.now, settings)
             }
             Decision::Upgrade(_) if self.admission == Admission::AddressFull => {
+                self.verdict = Some(Verdict::AddressFull);
                 self.reject(Reply::too_many_from_address(), clock.now, settings)
             }
             Decision::Upgrade(endpoint) => self.upgrade(endpoint, settings, clock),
@@ -83,6 +93,9 @@ impl<S: Stream> Connection<S> {
 
     /// Logs and queues an HTTP error reply.
     fn reject(&mut self, reply: Reply, now: Instant, settings: &Settings) -> Step {
+        if self.verdict.is_none() {
+            self.verdict = Some(if reply.status == 403 { Verdict::Origin } else { Verdict::BadRequest });
+        }
         // The body may repeat what the client sent (an Origin): quoted and cut short.
         let why = quoted(String::from_utf8_lossy(&reply.body).trim_end());
         // Refusals an operator should see: a full server, and browsers from other sites

@@ -53,6 +53,7 @@ pub use failure::{close_frame, describe_close, Failure};
 pub use transport::{HandshakeStream, Stream, Transport};
 
 use crate::http::Endpoint;
+use crate::metrics::Verdict;
 use crate::outbox::Flushed;
 use crate::rate::RateLimiter;
 use crate::remote_warn;
@@ -94,6 +95,17 @@ pub enum Admission {
     ServerFull,
     /// Its address is at `--max-connections-per-ip`.
     AddressFull,
+}
+
+/// Where a connection is, as the metrics report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    /// Reading its request head (a TLS handshake included).
+    Handshake,
+    /// An open WebSocket on this route.
+    Open(Route),
+    /// Closing, or sending a last reply.
+    Closing,
 }
 
 /// What reading from a connection produced. After anything but [`Step::Upgraded`],
@@ -175,6 +187,8 @@ pub struct Connection<S> {
     reading_paused: bool,
     /// `--max-messages-per-sec` bucket (unused when the limit is off).
     rate: RateLimiter,
+    /// Why the server turned this connection away or ended it, for the metrics.
+    verdict: Option<Verdict>,
 }
 
 impl<S: Stream> Connection<S> {
@@ -201,7 +215,19 @@ impl<S: Stream> Connection<S> {
             admission,
             reading_paused: false,
             rate: RateLimiter::default(),
+            verdict: None,
         }
+    }
+
+    /// Why the server turned this connection away or ended it, if it did and nobody asked
+    /// yet: the metrics count each verdict once, as soon as it is reached.
+    pub fn take_verdict(&mut self) -> Option<Verdict> {
+        self.verdict.take()
+    }
+
+    /// Bytes read from the socket in the turn so far (the budget spent).
+    pub fn bytes_read_this_turn(&self) -> u64 {
+        self.transport().map_or(0, |t| u64::from(t.bytes_read_this_turn()))
     }
 
     pub fn serial(&self) -> u64 {
@@ -222,6 +248,15 @@ impl<S: Stream> Connection<S> {
         match &self.phase {
             Phase::Open { route, .. } => Some(*route),
             _ => None,
+        }
+    }
+
+    /// Where it is in its life.
+    pub fn state(&self) -> ConnState {
+        match &self.phase {
+            Phase::Head { .. } => ConnState::Handshake,
+            Phase::Open { route, closing: None, .. } => ConnState::Open(*route),
+            _ => ConnState::Closing,
         }
     }
 
@@ -336,6 +371,7 @@ impl<S: Stream> Connection<S> {
                     self.peer
                 );
                 let reason = format!("rate limit exceeded: more than {limit} messages per second");
+                self.verdict = Some(Verdict::RateLimited);
                 self.close(CloseCode::Policy, &reason, clock.now, settings);
                 return Step::Left(reason.into());
             }

@@ -88,6 +88,16 @@ impl<S> Transport<S> {
         self.held_back = false;
     }
 
+    /// Bytes read since the turn began.
+    pub fn bytes_read_this_turn(&self) -> u32 {
+        BYTES_PER_TURN.saturating_sub(self.bytes_left)
+    }
+
+    /// Counts bytes read around the budget (the request head, read before the WebSocket).
+    pub fn note_read(&mut self, n: usize) {
+        self.bytes_left = self.bytes_left.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+
     /// Frames that arrived since the last call (for the rate limiter).
     pub fn take_frames(&mut self) -> u32 {
         self.meter.take_frames()

@@ -27,11 +27,13 @@ pub struct FanOut {
     dirty: Vec<usize>,
     /// Readers found over `--max-outbound`, to cut off once the current batch is queued.
     too_slow: Vec<usize>,
+    /// Bytes written while judging slow readers (the end-of-turn flush counts the rest).
+    pub bytes_written: u64,
 }
 
 impl FanOut {
     pub fn new(max_outbound: usize) -> Self {
-        Self { max_outbound, dirty: Vec::new(), too_slow: Vec::new() }
+        Self { max_outbound, dirty: Vec::new(), too_slow: Vec::new(), bytes_written: 0 }
     }
 
     /// Lists a connection for this turn's flush (once).
@@ -41,39 +43,40 @@ impl FanOut {
         }
     }
 
-    /// Queues `frame` for one client.
-    pub fn queue<S: Stream>(&mut self, conns: &mut Slab<Connection<S>>, key: usize, frame: &Bytes) {
+    /// Queues `frame` for one client; false if it did not take it (not open, or too slow).
+    pub fn queue<S: Stream>(&mut self, conns: &mut Slab<Connection<S>>, key: usize, frame: &Bytes) -> bool {
         let Some(conn) = conns.get_mut(key) else {
-            return;
+            return false;
         };
         if !conn.accepts_messages() {
-            return;
+            return false;
         }
         // A frame always goes to an empty queue, whatever its size: only a backlog is judged.
         if conn.queued() > 0 && conn.queued() + frame.len() > self.max_outbound {
             // Judge the socket, not the burst: write what is queued, then look again. A write
             // error is noticed (and the connection removed) by the end-of-turn flush.
+            let queued = conn.queued();
             let _ = conn.flush();
+            self.bytes_written += (queued - conn.queued()) as u64;
             // A frame always goes to an empty queue, whatever its size: only a backlog is judged.
             if conn.queued() > 0 && conn.queued() + frame.len() > self.max_outbound {
                 self.too_slow.push(key);
-                return;
+                return false;
             }
         }
         conn.push(frame.clone());
         self.mark_dirty(key, conn);
+        true
     }
 
-    /// Queues `frame` for every client in `keys` (a room).
+    /// Queues `frame` for every client in `keys` (a room); returns how many took it.
     pub fn queue_to_all<S: Stream>(
         &mut self,
         conns: &mut Slab<Connection<S>>,
         keys: &[usize],
         frame: &Bytes,
-    ) {
-        for &key in keys {
-            self.queue(conns, key, frame);
-        }
+    ) -> usize {
+        keys.iter().filter(|&&key| self.queue(conns, key, frame)).count()
     }
 
     /// Lists a reader as too slow, for a reason found outside fan-out.

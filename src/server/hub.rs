@@ -24,10 +24,11 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use super::fanout::FanOut;
 use super::timers::TimerQueue;
 use crate::chat::{Audience, Body, Chat, ClientId, Effect, ServerLine};
-use crate::connection::{Admission, Clock, Connection, Flush, Route, Step, Stream};
+use crate::connection::{Admission, Clock, ConnState, Connection, Flush, Route, Step, Stream};
 use crate::frame::{self, Opcode};
 use crate::http::Endpoint;
 use crate::logline::quoted;
+use crate::metrics::{Counters, Gauges, Kind};
 use crate::settings::Settings;
 
 /// What every chat member is told when the server shuts down, before its close 1001.
@@ -55,6 +56,8 @@ pub struct Hub<S> {
     interest_changes: Vec<usize>,
     /// Sockets of removed connections, to deregister.
     released: Vec<S>,
+    /// What the metrics count.
+    counters: Counters,
 }
 
 impl<S: Stream> Hub<S> {
@@ -73,7 +76,32 @@ impl<S: Stream> Hub<S> {
             started: now,
             interest_changes: Vec::new(),
             released: Vec::new(),
+            counters: Counters::default(),
         }
+    }
+
+    /// What has been counted so far (the loop adds its turn times).
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
+    /// The metrics exposition: the counters, and gauges read off the current state.
+    pub fn render_metrics(&self, start_time_seconds: f64) -> String {
+        let mut gauges = Gauges { start_time_seconds, ..Gauges::default() };
+        for (_, conn) in &self.conns {
+            match conn.state() {
+                ConnState::Handshake => gauges.handshaking += 1,
+                ConnState::Open(Route::Chat) => gauges.chat += 1,
+                ConnState::Open(Route::Echo) => gauges.echo += 1,
+                ConnState::Closing => gauges.closing += 1,
+            }
+            gauges.outbox_bytes += conn.queued() as u64;
+        }
+        gauges.rooms = self.chat.room_count() as u64;
+        gauges.members = self.chat.len() as u64;
+        let mut counters = self.counters.clone();
+        counters.bytes_out += self.fanout.bytes_written;
+        crate::metrics::render(&counters, &gauges)
     }
 
     pub fn settings(&self) -> &Settings {
@@ -105,6 +133,7 @@ impl<S: Stream> Hub<S> {
 
     /// Takes in a new connection, which starts by reading its request head; returns its key.
     pub fn admit(&mut self, socket: S, peer: SocketAddr, now: Instant) -> usize {
+        self.counters.accepted += 1;
         let admission = self.admission(peer.ip());
         if admission == Admission::Counted {
             self.clients += 1;
@@ -185,6 +214,12 @@ impl<S: Stream> Hub<S> {
                 Step::Gone(why) => return self.remove(key, &why, now),
             }
         }
+        if let Some(conn) = self.conns.get_mut(key) {
+            self.counters.bytes_in += conn.bytes_read_this_turn();
+            if let Some(verdict) = conn.take_verdict() {
+                self.counters.count_verdict(verdict);
+            }
+        }
         // Everything queued counts, tungstenite's own pongs and close replies included.
         if self.conns.get(key).is_some_and(|c| c.queued() > self.settings.max_outbound) {
             self.fanout.judge_too_slow(key);
@@ -207,6 +242,11 @@ impl<S: Stream> Hub<S> {
 
     /// A data message: to the chat, or straight back on `/echo`.
     fn on_message(&mut self, key: usize, message: Incoming, now: Instant) {
+        let kind = match message {
+            Incoming::Text(_) => Kind::Text,
+            Incoming::Binary(_) => Kind::Binary,
+        };
+        self.counters.messages_received[kind as usize] += 1;
         match (self.conns.get(key).and_then(Connection::route), message) {
             (Some(Route::Echo), Incoming::Text(text)) => self.echo(key, Opcode::Text, text.as_bytes(), now),
             (Some(Route::Echo), Incoming::Binary(data)) => self.echo(key, Opcode::Binary, &data, now),
@@ -223,7 +263,9 @@ impl<S: Stream> Hub<S> {
     }
 
     fn echo(&mut self, key: usize, opcode: Opcode, payload: &[u8], now: Instant) {
-        self.fanout.queue(&mut self.conns, key, &frame::encode(opcode, payload));
+        let kind = if opcode == Opcode::Text { Kind::Text } else { Kind::Binary };
+        let delivered = self.fanout.queue(&mut self.conns, key, &frame::encode(opcode, payload));
+        self.counters.deliveries[kind as usize] += u64::from(delivered);
         self.cut_off_slow_readers(now);
     }
 
@@ -237,17 +279,20 @@ impl<S: Stream> Hub<S> {
             for effect in effects.drain(..) {
                 match effect {
                     Effect::Send { to, body } => {
-                        let encoded = match &body {
-                            Body::Text(text) => frame::encode(Opcode::Text, text.as_bytes()),
-                            Body::Binary(data) => frame::encode(Opcode::Binary, data),
+                        let (kind, encoded) = match &body {
+                            Body::Text(text) => (Kind::Text, frame::encode(Opcode::Text, text.as_bytes())),
+                            Body::Binary(data) => (Kind::Binary, frame::encode(Opcode::Binary, data)),
                         };
-                        match to {
-                            Audience::Client(client) => self.fanout.queue(&mut self.conns, client, &encoded),
+                        let delivered = match to {
+                            Audience::Client(client) => {
+                                usize::from(self.fanout.queue(&mut self.conns, client, &encoded))
+                            }
                             Audience::Room(room) => {
                                 let members = self.chat.room_members(&room);
-                                self.fanout.queue_to_all(&mut self.conns, members, &encoded);
+                                self.fanout.queue_to_all(&mut self.conns, members, &encoded)
                             }
-                        }
+                        };
+                        self.counters.deliveries[kind as usize] += delivered as u64;
                     }
                     Effect::Close { client, reason } => self.close(client, CloseCode::Normal, &reason, now),
                 }
@@ -267,6 +312,7 @@ impl<S: Stream> Hub<S> {
                 continue;
             };
             if let Some(why) = conn.cut_off_too_slow(now, &self.settings) {
+                self.counters.slow_readers_cut_off += 1;
                 self.leave_chat(key, &why, now);
                 self.after_activity(key);
             }
@@ -323,10 +369,13 @@ impl<S: Stream> Hub<S> {
 
     /// Drops a connection now: its socket is released, its slot freed, the chat told.
     pub fn remove(&mut self, key: usize, why: &str, now: Instant) {
-        let Some(conn) = self.conns.try_remove(key) else {
+        let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
         debug!("{}: #{key} removed: {why}", conn.peer());
+        if let Some(verdict) = conn.take_verdict() {
+            self.counters.count_verdict(verdict);
+        }
         if conn.is_counted() {
             self.clients -= 1;
             let address = conn.peer().ip();
@@ -375,7 +424,10 @@ impl<S: Stream> Hub<S> {
                 continue;
             };
             conn.clear_dirty();
-            match conn.flush() {
+            let queued = conn.queued();
+            let flushed = conn.flush();
+            self.counters.bytes_out += (queued - conn.queued()) as u64;
+            match flushed {
                 Flush::Gone(why) => self.remove(key, &why, now),
                 flush => {
                     if conn.set_writable_interest(flush == Flush::Blocked) {

@@ -17,6 +17,9 @@
 //! [`TlsStream`] over it when `--tls-cert` is given. Each is its own monomorphic loop, so the
 //! plain path pays nothing for TLS.
 //!
+//! With `--metrics`, a second listener in the same poll answers scrapes from the hub's
+//! counters ([`MetricsEndpoint`]); the loop times each turn's work for it.
+//!
 //! The parts have one job each: [`acceptor`] the listener and its back-off, [`hub`] the
 //! connections and the chat, [`fanout`] queuing and slow-reader verdicts, [`timers`] deadlines.
 
@@ -27,7 +30,7 @@ pub mod timers;
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
@@ -43,6 +46,8 @@ pub use acceptor::Acceptor;
 pub use hub::Hub;
 
 use crate::connection::Stream;
+use crate::metrics::endpoint::MAX_SCRAPES;
+use crate::metrics::MetricsEndpoint;
 use crate::settings::Settings;
 use crate::tls::TlsStream;
 
@@ -72,6 +77,9 @@ impl Accept for TlsServerStream {
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
+const METRICS_LISTENER: Token = Token(usize::MAX - 2);
+/// The metrics endpoint's connections take tokens from here on, far above any slab key.
+const METRICS_FIRST: usize = usize::MAX - 2 - MAX_SCRAPES;
 
 /// Slab capacity from which an emptied server gives its memory back; below it, keeping the
 /// capacity for the next clients costs next to nothing.
@@ -85,6 +93,10 @@ pub struct Server<S = TcpStream> {
     hub: Hub<S>,
     /// The certificate for connections still to come (replaced on SIGHUP).
     tls: Option<Arc<ServerConfig>>,
+    /// `--metrics`: the scrape listener, in this same poll.
+    metrics: Option<MetricsEndpoint>,
+    /// When the server started, in seconds since the Unix epoch (a metric).
+    started_at: f64,
     shutdown_deadline: Option<Instant>,
 }
 
@@ -96,8 +108,20 @@ impl<S: Accept> Server<S> {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let tls = settings.tls.as_ref().map(|tls| tls.config.clone());
+        let metrics = match settings.metrics {
+            Some(addr) => {
+                Some(MetricsEndpoint::bind(addr, poll.registry(), METRICS_LISTENER, METRICS_FIRST)?)
+            }
+            None => None,
+        };
+        let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         let hub = Hub::new(settings, Instant::now());
-        Ok(Self { poll, acceptor, signals, hub, tls, shutdown_deadline: None })
+        Ok(Self { poll, acceptor, signals, hub, tls, metrics, started_at, shutdown_deadline: None })
+    }
+
+    /// The metrics listener's address, if `--metrics` was given.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.local_addr().ok())
     }
 
     /// The address actually bound (useful with port 0).
@@ -112,6 +136,9 @@ impl<S: Accept> Server<S> {
         // Scripts and tests read the address as the line's last word.
         info!("wschat{} listening on {}", if self.tls.is_some() { " (TLS)" } else { "" }, self.local_addr());
         info!("open {} in a browser to chat", page_url(scheme, self.local_addr()));
+        if let Some(addr) = self.metrics_addr() {
+            info!("metrics at http://{addr}/metrics");
+        }
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout(Instant::now());
@@ -132,6 +159,7 @@ impl<S: Accept> Server<S> {
                             return Ok(());
                         }
                     }
+                    token if self.metrics.as_ref().is_some_and(|m| m.owns(token)) => self.scrape(token, now),
                     Token(key) => {
                         if event.is_writable() {
                             self.hub.on_writable(key);
@@ -147,6 +175,10 @@ impl<S: Accept> Server<S> {
             }
             self.hub.fire_timers(now);
             self.finish_turn(now);
+            if let Some(metrics) = &mut self.metrics {
+                metrics.expire(self.poll.registry(), now);
+            }
+            self.hub.counters_mut().turns.record(now.elapsed());
             if self.hub.release_memory_after(RELEASE_AFTER_CROWD) {
                 trim_heap();
             }
@@ -168,7 +200,8 @@ impl<S: Accept> Server<S> {
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        let next = [self.hub.next_wakeup(now), self.acceptor.wake_at(), self.shutdown_deadline]
+        let scrape = self.metrics.as_ref().and_then(MetricsEndpoint::next_deadline);
+        let next = [self.hub.next_wakeup(now), self.acceptor.wake_at(), self.shutdown_deadline, scrape]
             .into_iter()
             .flatten()
             .min()?;
@@ -200,6 +233,15 @@ impl<S: Accept> Server<S> {
             }
             self.hub.admit(socket, peer, now);
         }
+    }
+
+    /// A metrics listener or scrape event: served from the hub's counters, in this turn.
+    fn scrape(&mut self, token: Token, now: Instant) {
+        let Some(metrics) = &mut self.metrics else {
+            return;
+        };
+        let (hub, started_at) = (&self.hub, self.started_at);
+        metrics.on_event(self.poll.registry(), token, now, &mut || hub.render_metrics(started_at));
     }
 
     /// Flushes what the turn queued and applies what the hub handed back.

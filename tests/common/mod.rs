@@ -142,6 +142,12 @@ impl TestServer {
         fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     }
 
+    /// The `--metrics` listener's address (`HOST:PORT`), from the start-up log.
+    pub fn metrics_addr(&self) -> String {
+        let line = self.wait_for_log("metrics at http://");
+        line.split("metrics at http://").nth(1).unwrap().trim_end_matches("/metrics").to_string()
+    }
+
     /// Waits (bounded) for the process to exit and returns its status.
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + WAIT;
@@ -322,4 +328,22 @@ pub fn read_close_code(stream: &mut TcpStream) -> u16 {
             return frame.close_code().expect("close frame with a status code");
         }
     }
+}
+
+/// The body of a `GET /metrics` from the metrics listener at `addr`.
+pub fn scrape_metrics(addr: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    response.split("\r\n\r\n").nth(1).unwrap().to_string()
+}
+
+/// The value of one series (`name{labels}`) in an exposition, 0 if absent.
+pub fn metric(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
