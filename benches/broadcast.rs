@@ -48,6 +48,7 @@ fn event_loop(c: &mut Criterion) {
         shared.measure_from_ns.store(0, Ordering::Relaxed);
         let plan = Plan {
             addr,
+            tls: None,
             host: addr.to_string(),
             path: "/".into(),
             clients: vec![Slot::default(); n],

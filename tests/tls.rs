@@ -314,3 +314,21 @@ fn bad_certificate_files_stop_the_server_at_start_naming_the_file() {
     assert_eq!(only_cert.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&only_cert.stderr).contains("--tls-key"));
 }
+
+#[test]
+fn wschat_bench_loads_a_tls_server() {
+    let pki = Pki::new("bench");
+    let (server, dir) = tls_server(&pki, "bench", &[]);
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let url = format!("wss://localhost:{}/", server.addr.port());
+    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
+        .args([&url, "--ca-file", ca_file.to_str().unwrap(), "--clients", "20", "--senders", "2"])
+        .args(["--duration", "500ms", "--warmup", "200ms"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("connect: ok=20 failed=0"), "{stdout}");
+    assert!(stdout.contains(" lost=0 "), "{stdout}");
+}

@@ -16,6 +16,7 @@ use mio::{Interest, Poll, Token as MioToken};
 use super::wire::{self, Token};
 use super::worker::{Pace, Plan, Shared};
 use crate::rng::Rng;
+use crate::tls::client::ClientStream;
 use crate::wire::{push_client_frame, UpgradeRequest};
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -55,7 +56,7 @@ pub struct Recorder<'a> {
 }
 
 pub struct Client {
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     /// Index into `Plan::clients`.
     pub slot: usize,
     pub stage: Stage,
@@ -76,9 +77,10 @@ pub struct Client {
 impl Client {
     /// Starts connecting client `slot` of the plan, registered under `index`.
     pub fn open(plan: &Plan, poll: &Poll, slot: usize, index: usize, now_ns: u64) -> io::Result<Client> {
-        let mut stream = TcpStream::connect(plan.addr)?;
+        let tcp = TcpStream::connect(plan.addr)?;
         // Nagle would hold a sender's small frames behind unacknowledged ones.
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let mut stream = ClientStream::new(tcp, plan.tls.as_ref())?;
         poll.registry().register(&mut stream, MioToken(index), Interest::READABLE | Interest::WRITABLE)?;
         let sender = plan.clients[slot].sender.map(|id| Sender { id, next_seq: 0, acked: 0, next_due_ns: 0 });
         Ok(Client {
@@ -136,7 +138,12 @@ impl Client {
         }
         self.wbuf.clear();
         self.wpos = 0;
-        true
+        // Over TLS, what the session still holds (a plain socket holds nothing).
+        match self.stream.flush() {
+            Ok(()) => true,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected) => true,
+            Err(e) => self.failed(describe(&e)),
+        }
     }
 
     /// Reads until blocked, handling the handshake response and every complete frame; false if

@@ -19,6 +19,7 @@ pub mod worker;
 use std::fmt::Write as _;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 
 use crate::config::parse_duration;
+use crate::tls::client::ClientTls;
 use worker::{latency_histogram, Pace, Plan, Shared, Slot};
 
 /// Load generator for WebSocket broadcast servers: throughput and latency percentiles.
@@ -40,8 +42,12 @@ use worker::{latency_histogram, Pace, Plan, Shared, Slot};
                   or a result file cannot be written, 2 for a bad command line."
 )]
 pub struct BenchConfig {
-    /// Server URL, e.g. ws://127.0.0.1:9001/ (ws:// only).
+    /// Server URL: ws://127.0.0.1:9001/, or wss://HOST:PORT/ for a TLS server.
     pub url: String,
+
+    /// For wss://: also trust the CA certificates in this PEM file (a private CA).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 
     /// Connections to open.
     #[arg(long, default_value_t = 100, value_name = "N")]
@@ -176,16 +182,40 @@ impl BenchConfig {
         self.churn.is_none() && self.rooms == 1
     }
 
-    fn target(&self) -> Result<(SocketAddr, String, String), String> {
-        let rest = self.url.strip_prefix("ws://").ok_or("only ws:// URLs are supported")?;
+    /// The server's address, `Host` header, path and (for `wss://`) TLS settings.
+    fn target(&self) -> Result<Target, String> {
+        let (secure, rest) = match (self.url.strip_prefix("ws://"), self.url.strip_prefix("wss://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err("the URL must start with ws:// or wss://".into()),
+        };
         let (host, path) = rest.find('/').map_or((rest, "/"), |at| (&rest[..at], &rest[at..]));
-        let addr = host
+        let has_port = host.rsplit_once(':').is_some_and(|(_, port)| !port.contains(']'));
+        let with_port =
+            if has_port { host.to_string() } else { format!("{host}:{}", if secure { 443 } else { 80 }) };
+        let addr = with_port
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
             .next()
             .ok_or(format!("no address for {host}"))?;
-        Ok((addr, host.to_string(), path.to_string()))
+        let tls = match secure {
+            true => {
+                let config = crate::tls::client::config(self.ca_file.as_deref())?;
+                let name = host.rsplit_once(':').filter(|_| has_port).map_or(host, |(name, _)| name);
+                Some(ClientTls::new(config, name.trim_start_matches('[').trim_end_matches(']'))?)
+            }
+            false => None,
+        };
+        Ok(Target { addr, host: host.to_string(), path: path.to_string(), tls })
     }
+}
+
+/// Where the bench connects.
+struct Target {
+    addr: SocketAddr,
+    host: String,
+    path: String,
+    tls: Option<ClientTls>,
 }
 
 /// Starts `--threads` workers; client i goes to thread i % threads, and the first `--senders`
@@ -194,7 +224,7 @@ fn spawn_workers(
     config: &BenchConfig,
     shared: &Arc<Shared>,
 ) -> Result<Vec<std::thread::JoinHandle<io::Result<worker::Outcome>>>, String> {
-    let (addr, host, path) = config.target()?;
+    let Target { addr, host, path, tls } = config.target()?;
     let pace = match (config.idle, config.rate) {
         (true, _) => Pace::Idle,
         (false, Some(rate)) => Pace::Interval(1_000_000_000 * config.senders.max(1) as u64 / rate),
@@ -215,6 +245,7 @@ fn spawn_workers(
             .collect();
         let plan = Plan {
             addr,
+            tls: tls.clone(),
             host: host.clone(),
             path: path.clone(),
             clients,

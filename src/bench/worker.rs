@@ -16,6 +16,7 @@ use mio::{Events, Poll};
 use super::client::{Client, Recorder, Stage, Tools};
 use super::wire;
 use crate::rng::Rng;
+use crate::tls::client::ClientTls;
 
 /// State shared by the workers and the coordinating thread.
 pub struct Shared {
@@ -116,6 +117,8 @@ pub enum Pace {
 /// What one worker is asked to do.
 pub struct Plan {
     pub addr: SocketAddr,
+    /// For `wss://`: the TLS session settings.
+    pub tls: Option<ClientTls>,
     pub host: String,
     pub path: String,
     /// This worker's clients, in the order they are opened.

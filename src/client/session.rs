@@ -5,14 +5,13 @@
 //! The input side lives on another thread; it queues [`Command`]s and wakes this loop with a
 //! `mio::Waker`, so one thread owns the socket and nothing is polled on a timer.
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpStream as StdStream, ToSocketAddrs};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tungstenite::client::IntoClientRequest;
@@ -23,11 +22,10 @@ use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use super::display::Output;
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig as TlsConfig, ClientConnection};
+use rustls::ClientConfig as TlsConfig;
 
 use crate::chat::ServerLine;
-use crate::tls::TlsStream;
+use crate::tls::client::{ClientStream, ClientTls};
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -93,53 +91,6 @@ pub enum Ending {
     Lost(String),
 }
 
-/// The client's socket: plain for `ws://`, under TLS for `wss://`.
-pub enum ClientStream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<ClientConnection>>),
-}
-
-impl ClientStream {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Self::Plain(tcp) => tcp,
-            Self::Tls(tls) => &tls.tcp,
-        }
-    }
-
-    fn source(&mut self) -> &mut dyn Source {
-        match self {
-            Self::Plain(tcp) => tcp,
-            Self::Tls(tls) => tls.as_mut(),
-        }
-    }
-}
-
-impl Read for ClientStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(tcp) => tcp.read(buf),
-            Self::Tls(tls) => tls.read(buf),
-        }
-    }
-}
-
-impl Write for ClientStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(tcp) => tcp.write(buf),
-            Self::Tls(tls) => tls.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Self::Plain(tcp) => tcp.flush(),
-            Self::Tls(tls) => tls.flush(),
-        }
-    }
-}
-
 /// An open connection, handshake done.
 pub struct Session {
     ws: WebSocket<ClientStream>,
@@ -169,14 +120,10 @@ pub fn connect(url: &str, timeout: Duration, tls: &Arc<TlsConfig>) -> Result<Ses
     let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
     let tls = match secure {
-        true => Some((
-            tls.clone(),
-            ServerName::try_from(host.to_string()).map_err(|e| {
-                ConnectError::permanent(format!(
-                    "invalid URL {url:?}: {host} cannot be a TLS server name: {e}"
-                ))
-            })?,
-        )),
+        true => Some(
+            ClientTls::new(tls.clone(), host)
+                .map_err(|e| ConnectError::permanent(format!("invalid URL {url:?}: {e}")))?,
+        ),
         false => None,
     };
     let addrs: Vec<SocketAddr> = (host, port)
@@ -198,7 +145,7 @@ fn handshake(
     peer: SocketAddr,
     request: tungstenite::handshake::client::Request,
     timeout: Duration,
-    tls: Option<(Arc<TlsConfig>, ServerName<'static>)>,
+    tls: Option<ClientTls>,
 ) -> Result<Session, ConnectError> {
     let io_error = |e: io::Error| ConnectError::transient(format!("connection to {peer} failed: {e}"));
     // Blocking, but never longer than `timeout` per read or write.
@@ -208,14 +155,8 @@ fn handshake(
     let stream = TcpStream::from_std(stream);
     // The TLS handshake happens inside the WebSocket handshake's first reads and writes, on
     // the same blocking socket.
-    let stream = match tls {
-        None => ClientStream::Plain(stream),
-        Some((config, name)) => {
-            let session = ClientConnection::new(config, name)
-                .map_err(|e| ConnectError::permanent(format!("cannot start TLS: {e}")))?;
-            ClientStream::Tls(Box::new(TlsStream::new(stream, session)))
-        }
-    };
+    let stream = ClientStream::new(stream, tls.as_ref())
+        .map_err(|e| ConnectError::permanent(format!("cannot start TLS: {e}")))?;
     let config = WebSocketConfig::default().max_message_size(Some(64 << 20));
     let mut ws = match tungstenite::client::client_with_config(request, stream, Some(config)) {
         Ok((ws, _response)) => ws,
@@ -242,7 +183,7 @@ fn handshake(
     socket2::SockRef::from(ws.get_ref().tcp()).set_nonblocking(true).map_err(io_error)?;
     let poll = Poll::new().map_err(io_error)?;
     poll.registry()
-        .register(ws.get_mut().source(), SOCKET, Interest::READABLE | Interest::WRITABLE)
+        .register(ws.get_mut(), SOCKET, Interest::READABLE | Interest::WRITABLE)
         .map_err(io_error)?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_error)?);
     Ok(Session { ws, poll, waker, peer, binary_from: None })

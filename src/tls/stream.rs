@@ -195,7 +195,9 @@ where
                     continue;
                 }
                 Ok(()) => return Ok(accepted),
-                Err(e) if e.kind() == ErrorKind::WouldBlock && accepted > 0 => return Ok(accepted),
+                // What rustls took is written, as far as the caller is concerned: the socket's
+                // refusal (or failure) shows again on the next write or flush.
+                Err(_) if accepted > 0 => return Ok(accepted),
                 Err(e) => return Err(e),
             }
         }
