@@ -13,7 +13,11 @@ core 1, one server at a time, with identical load:
 
     cargo build --release
     scripts/compare.py --peers DIR [--out docs/compare] [--skip-idle] [--skip-sweep]
-                       [--only wschat,node-ws] [--server NAME=PATH ...]
+                       [--only wschat,node-ws] [--server NAME=PATH ...] [--tls]
+
+With --tls the same measures are taken over TLS (wss://, a certificate made for the run with
+`openssl`): wschat with --tls-cert against the tokio-tungstenite + tokio-rustls peer, with plain
+wschat and plain tokio-tungstenite measured in the same run as the baselines.
 
 DIR holds the reference peers set up as their README says (node-ws with node_modules,
 python-websockets with .venv, tokio-tungstenite built, uwebsockets built into
@@ -45,22 +49,43 @@ def wschat_command(binary):
     return cmd
 
 
-def servers(peers, extra):
+def servers(peers, extra, tls=None):
+    """name -> (command, scheme). With `tls` (cert, key), the TLS comparison's servers."""
     wschat = os.path.join(ROOT, "target/release/wschat-server")
-    candidates = {
-        "wschat": (wschat_command(wschat), wschat),
-        "node-ws": (["node", f"{peers}/node-ws/server.js", "{port}"], f"{peers}/node-ws/node_modules"),
-        "python-websockets": ([f"{peers}/python-websockets/.venv/bin/python",
-                               f"{peers}/python-websockets/server.py", "{port}"],
-                              f"{peers}/python-websockets/.venv/bin/python"),
-        "tokio-tungstenite": ([f"{peers}/tokio-tungstenite/target/release/peer-tokio-tungstenite", "{port}"],
-                              f"{peers}/tokio-tungstenite/target/release/peer-tokio-tungstenite"),
-        "uwebsockets": ([f"{peers}/uwebsockets/target/peer-uwebsockets", "{port}"],
-                        f"{peers}/uwebsockets/target/peer-uwebsockets"),
-    }
+    tt = f"{peers}/tokio-tungstenite/target/release/peer-tokio-tungstenite"
+    if tls:
+        cert, key = tls
+        tt_tls = f"{peers}/tokio-tungstenite-rustls/target/release/peer-tokio-tungstenite-rustls"
+        candidates = {
+            "wschat": (wschat_command(wschat), wschat, "ws"),
+            "wschat-tls": (wschat_command(wschat) + ["--tls-cert", cert, "--tls-key", key], wschat, "wss"),
+            "tokio-tungstenite": ([tt, "{port}"], tt, "ws"),
+            "tokio-tungstenite-rustls": ([tt_tls, "{port}", cert, key], tt_tls, "wss"),
+        }
+    else:
+        candidates = {
+            "wschat": (wschat_command(wschat), wschat, "ws"),
+            "node-ws": (["node", f"{peers}/node-ws/server.js", "{port}"], f"{peers}/node-ws/node_modules", "ws"),
+            "python-websockets": ([f"{peers}/python-websockets/.venv/bin/python",
+                                   f"{peers}/python-websockets/server.py", "{port}"],
+                                  f"{peers}/python-websockets/.venv/bin/python", "ws"),
+            "tokio-tungstenite": ([tt, "{port}"], tt, "ws"),
+            "uwebsockets": ([f"{peers}/uwebsockets/target/peer-uwebsockets", "{port}"],
+                            f"{peers}/uwebsockets/target/peer-uwebsockets", "ws"),
+        }
     for name, binary in extra:
-        candidates[name] = (wschat_command(binary), binary)
-    return {name: cmd for name, (cmd, needs) in candidates.items() if os.path.exists(needs)}
+        candidates[name] = (wschat_command(binary), binary, "ws")
+    return {name: (cmd, scheme) for name, (cmd, needs, scheme) in candidates.items() if os.path.exists(needs)}
+
+
+def make_certificate(directory):
+    """A self-signed certificate for 127.0.0.1, for the TLS comparison: (cert, key)."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-addext", "basicConstraints=critical,CA:FALSE", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
 
 
 class Server:
@@ -94,11 +119,16 @@ class Server:
         time.sleep(1)
 
 
-def bench(port, *args):
+CA_FILE = None  # the TLS comparison's certificate, trusted by the bench
+
+
+def bench(port, scheme, *args):
     """Runs wschat-bench on core 1; its result, plus its own CPU use (a saturated load
     generator measures itself, not the server)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        cmd = ["taskset", "-c", "1", BENCH, f"ws://127.0.0.1:{port}/", "--json", out.name, *map(str, args)]
+        tls = ["--ca-file", CA_FILE] if scheme == "wss" else []
+        cmd = ["taskset", "-c", "1", BENCH, f"{scheme}://127.0.0.1:{port}/", *tls, "--json", out.name,
+               *map(str, args)]
         before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - start
@@ -109,17 +139,17 @@ def bench(port, *args):
         return result
 
 
-def measure(name, cmd, port, skip_idle, skip_sweep):
+def measure(name, cmd, scheme, port, skip_idle, skip_sweep):
     result = {"server": name}
     server = Server(cmd, port)
     try:
         before = server.cpu_seconds()
-        sat = bench(port, "--clients", 1000, "--senders", 4, "--window", 16, "--size", 64,
+        sat = bench(port, scheme, "--clients", 1000, "--senders", 4, "--window", 16, "--size", 64,
                     "--duration", "10s", "--warmup", "2s")
         cpu = server.cpu_seconds() - before
         result["saturation"] = sat
         result["cpu_us_per_delivery"] = cpu * 1e6 / max(sat["deliveries_total"], 1)
-        result["latency"] = bench(port, "--clients", 100, "--senders", 4, "--rate", 1000,
+        result["latency"] = bench(port, scheme, "--clients", 100, "--senders", 4, "--rate", 1000,
                                   "--duration", "10s", "--warmup", "2s")
     finally:
         server.stop()
@@ -127,7 +157,7 @@ def measure(name, cmd, port, skip_idle, skip_sweep):
     for clients in [] if skip_sweep else SWEEP:
         server = Server(cmd, port)
         try:
-            run = bench(port, "--clients", clients, "--senders", 4, "--window", 16, "--size", 64,
+            run = bench(port, scheme, "--clients", clients, "--senders", 4, "--window", 16, "--size", 64,
                         "--duration", "5s", "--warmup", "1s")
             result["sweep"][clients] = run["deliveries_per_sec"]
         finally:
@@ -136,7 +166,7 @@ def measure(name, cmd, port, skip_idle, skip_sweep):
         server = Server(cmd, port)
         try:
             out = subprocess.run(["taskset", "-c", "1", sys.executable, os.path.join(ROOT, "scripts/idle_rss.py"),
-                                  "--pid", str(server.proc.pid), "--url", f"ws://127.0.0.1:{port}/", "-n", "10000"],
+                                  "--pid", str(server.proc.pid), "--url", f"{scheme}://127.0.0.1:{port}/", "-n", "10000"],
                                  check=True, capture_output=True, text=True).stdout
             result["idle_bytes_per_connection"] = float(out.split("bytes_per_connection=")[1].split()[0])
         finally:
@@ -191,23 +221,29 @@ def main():
     parser.add_argument("--only", help="comma-separated server names")
     parser.add_argument("--server", action="append", default=[], metavar="NAME=PATH",
                         help="another wschat-server build to measure under NAME (repeatable)")
+    parser.add_argument("--tls", action="store_true", help="compare over TLS (wss://)")
     args = parser.parse_args()
+    global CA_FILE
+    tls = None
+    if args.tls:
+        tls = make_certificate(tempfile.mkdtemp(prefix="wschat-compare-"))
+        CA_FILE = tls[0]
     extra = [tuple(spec.split("=", 1)) for spec in args.server]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    chosen = servers(os.path.abspath(args.peers), extra)
+    chosen = servers(os.path.abspath(args.peers), extra, tls)
     if args.only:
         chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
     results = []
-    for i, (name, cmd) in enumerate(chosen.items()):
+    for i, (name, (cmd, scheme)) in enumerate(chosen.items()):
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
-        results.append(measure(name, cmd, 9800 + i, args.skip_idle, args.skip_sweep))
+        results.append(measure(name, cmd, scheme, 9800 + i, args.skip_idle, args.skip_sweep))
     with open(args.out + ".json", "w") as f:
         json.dump(results, f, indent=1)
     if not args.skip_sweep:
         svg_plot(results, args.out + ".svg")
-    base = next((r for r in results if r["server"] == "node-ws"), results[0])
-    print("| server | deliveries/s (1,000 clients) | lost | vs node ws | server CPU per delivery | vs node ws "
+    base = next((r for r in results if r["server"] == ("wschat" if args.tls else "node-ws")), results[0])
+    print(f"| server | deliveries/s (1,000 clients) | lost | vs {base['server']} | server CPU per delivery | vs {base['server']} "
           "| bench core use | p50 / p99 / p99.9 at 100 clients, 1,000 msg/s | idle bytes per connection |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:

@@ -3,7 +3,9 @@
 
 Opens N WebSocket connections to URL (raw sockets, standard library only), waits until every
 handshake has completed, lets the server settle, then reads the server's resident memory from
-/proc/PID/status and reports (RSS with N connections - RSS before) / N.
+/proc/PID/status and reports (RSS with N connections - RSS before) / N. A wss:// URL opens TLS
+connections, one handshake after another (the certificate is not checked: this measures
+memory, on loopback).
 
     scripts/idle_rss.py --pid $(pgrep -f wschat-server) --url ws://127.0.0.1:9001/ -n 10000
 
@@ -15,6 +17,7 @@ import os
 import resource
 import selectors
 import socket
+import ssl
 import sys
 import time
 from urllib.parse import urlparse
@@ -28,9 +31,29 @@ def rss_kib(pid):
     raise RuntimeError("no VmRSS")
 
 
+def open_idle_tls(host, port, request, count, timeout=300.0):
+    """TLS connections, opened one after another: simple, and fast enough for 10,000."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    opened, deadline = [], time.monotonic() + timeout
+    for _ in range(count):
+        if time.monotonic() > deadline:
+            sys.exit(f"only {len(opened)} of {count} TLS handshakes completed in {timeout}s")
+        sock = context.wrap_socket(socket.create_connection((host, port)), server_hostname=host)
+        sock.sendall(request)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        if not head.startswith(b"HTTP/1.1 101"):
+            sys.exit(f"handshake refused: {head[:80]!r}")
+        opened.append(sock)
+    return opened
+
+
 def open_idle(url, count, batch=500, timeout=60.0):
     parts = urlparse(url)
-    host, port, path = parts.hostname, parts.port or 80, (parts.path or "/")
+    secure = parts.scheme == "wss"
+    host, port, path = parts.hostname, parts.port or (443 if secure else 80), (parts.path or "/")
     if parts.query:
         path += "?" + parts.query
     request = (
@@ -38,6 +61,8 @@ def open_idle(url, count, batch=500, timeout=60.0):
         f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n"
     ).encode()
+    if secure:
+        return open_idle_tls(host, port, request, count)
     sel = selectors.DefaultSelector()
     opened, done, deadline = [], 0, time.monotonic() + timeout
     while done < count:
@@ -64,7 +89,7 @@ def open_idle(url, count, batch=500, timeout=60.0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pid", type=int, required=True, help="server process id")
-    parser.add_argument("--url", required=True, help="ws://HOST:PORT/PATH")
+    parser.add_argument("--url", required=True, help="ws://HOST:PORT/PATH or wss://HOST:PORT/PATH")
     parser.add_argument("-n", "--connections", type=int, default=10000)
     parser.add_argument("--settle", type=float, default=2.0, help="seconds to wait before measuring")
     args = parser.parse_args()

@@ -332,3 +332,26 @@ fn wschat_bench_loads_a_tls_server() {
     assert!(stdout.contains("connect: ok=20 failed=0"), "{stdout}");
     assert!(stdout.contains(" lost=0 "), "{stdout}");
 }
+
+#[test]
+fn a_tls_reader_that_stops_reading_is_cut_off_like_a_plain_one() {
+    let pki = Pki::new("stalled");
+    let (server, _dir) =
+        tls_server(&pki, "stalled", &["--max-outbound", "70KiB", "--metrics", "127.0.0.1:0"]);
+    let metrics = server.metrics_addr();
+    let mut talker = wss_client(&server, &pki, "/?nick=talker");
+    let _stalled = wss_client(&server, &pki, "/?nick=stalled");
+    text_until(&mut talker, "stalled joined");
+    let line = "x".repeat(60_000);
+    for _ in 0..300 {
+        talker.send(Message::text(line.clone())).unwrap();
+        text_until(&mut talker, "talker: xxx");
+        if metric(&scrape_metrics(&metrics), "wschat_slow_readers_cut_off_total") >= 1.0 {
+            // The talker, which reads, is still served.
+            talker.send(Message::text("/who")).unwrap();
+            assert!(text_until(&mut talker, "*** in lobby").contains("talker"));
+            return;
+        }
+    }
+    panic!("the stalled TLS reader was never cut off");
+}
