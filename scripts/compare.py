@@ -41,8 +41,9 @@ SWEEP = [10, 100, 500, 1000, 2000, 5000]
 
 
 def wschat_command(binary):
-    """A wschat build, started for the load: quiet, room for 10,000 clients from one address."""
-    cmd = [binary, "127.0.0.1:{port}", "-q", "--max-connections", "12000"]
+    """A wschat build, started for the load: quiet, room for 10,000 clients from one address, and
+    no idle timeout while the memory run's clients (which never answer a ping) connect."""
+    cmd = [binary, "127.0.0.1:{port}", "-q", "--max-connections", "12000", "--idle-timeout", "10m"]
     help_text = subprocess.run([binary, "--help"], capture_output=True, text=True).stdout
     if "--max-connections-per-ip" in help_text:
         cmd += ["--max-connections-per-ip", "0"]
