@@ -355,3 +355,23 @@ fn a_tls_reader_that_stops_reading_is_cut_off_like_a_plain_one() {
     }
     panic!("the stalled TLS reader was never cut off");
 }
+
+#[test]
+fn tls_1_2_and_1_3_are_both_served() {
+    let pki = Pki::new("versions");
+    let (server, _dir) = tls_server(&pki, "versions", &[]);
+    for (version, wanted) in [
+        (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
+        (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
+    ] {
+        let mut roots = RootCertStore::empty();
+        roots.add(pki.ca.clone()).unwrap();
+        let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tls = tls_connect(&server, Arc::new(config)).expect("handshake");
+        assert_eq!(tls.conn.protocol_version(), Some(wanted));
+    }
+}
