@@ -375,3 +375,71 @@ fn tls_1_2_and_1_3_are_both_served() {
         assert_eq!(tls.conn.protocol_version(), Some(wanted));
     }
 }
+
+#[test]
+fn a_peer_that_stops_reading_becomes_would_block_and_nothing_written_is_lost() {
+    use std::io::ErrorKind;
+    use wschat::tls::TlsStream;
+
+    let pki = Pki::new("stream");
+    let dir = temp_dir("stream");
+    let (cert, key) = pki.write_to(&dir);
+    let server_config = wschat::tls::ServerTls::load(&cert, &key).unwrap().config;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client_config = pki.client();
+    // The client completes its handshake, then reads nothing until told to.
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        let tcp = TcpStream::connect(addr).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = StreamOwned::new(ClientConnection::new(client_config, name).unwrap(), tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).unwrap();
+        }
+        wait.recv().unwrap();
+        let mut received = Vec::new();
+        let _ = tls.read_to_end(&mut received);
+        received.len()
+    });
+    let (tcp, _) = listener.accept().unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let session = rustls::ServerConnection::new(server_config).unwrap();
+    let mut server = TlsStream::server(mio::net::TcpStream::from_std(tcp), session);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.tls.is_handshaking() {
+        let mut buf = [0u8; 64];
+        match server.read(&mut buf) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(1)),
+            other => panic!("during the handshake: {other:?}"),
+        }
+        let _ = server.flush();
+        assert!(Instant::now() < deadline, "no handshake");
+    }
+    // Write until the socket and rustls's own limit are full: that must end in WouldBlock.
+    let chunk = [7u8; 1024];
+    let mut accepted = 0;
+    loop {
+        match server.write(&chunk) {
+            Ok(n) => accepted += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("write failed: {e}"),
+        }
+        assert!(accepted < 64 << 20, "writes never blocked: rustls buffered without limit");
+    }
+    assert!(accepted > 0);
+    go.send(()).unwrap();
+    // Once the client reads, every accepted byte arrives.
+    loop {
+        match server.flush() {
+            Ok(()) => break,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) => panic!("flush failed: {e}"),
+        }
+        assert!(Instant::now() < deadline, "never drained");
+    }
+    server.close_notify();
+    let _ = server.flush();
+    drop(server);
+    assert_eq!(client.join().unwrap(), accepted, "bytes lost or invented");
+}

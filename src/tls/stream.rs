@@ -187,19 +187,22 @@ where
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        loop {
-            let accepted = self.tls.writer().write_vectored(bufs)?;
-            match self.send_pending() {
-                Ok(()) if accepted == 0 && bufs.iter().any(|b| !b.is_empty()) => {
-                    // rustls was full and the socket has now taken all of it: try again.
-                    continue;
-                }
-                Ok(()) => return Ok(accepted),
-                // What rustls took is written, as far as the caller is concerned: the socket's
-                // refusal (or failure) shows again on the next write or flush.
-                Err(_) if accepted > 0 => return Ok(accepted),
-                Err(e) => return Err(e),
+        let mut accepted = self.tls.writer().write_vectored(bufs)?;
+        if accepted == 0 && bufs.iter().any(|b| !b.is_empty()) {
+            // rustls holds as much as it may: make room by sending it, then try once more.
+            self.send_pending()?;
+            accepted = self.tls.writer().write_vectored(bufs)?;
+            if accepted == 0 {
+                // Still full: plaintext waiting for a handshake that has not finished.
+                return Err(ErrorKind::WouldBlock.into());
             }
+        }
+        match self.send_pending() {
+            Ok(()) => Ok(accepted),
+            // What rustls took is written, as far as the caller is concerned: the socket's
+            // refusal (or failure) shows again on the next write or flush.
+            Err(_) if accepted > 0 => Ok(accepted),
+            Err(e) => Err(e),
         }
     }
 
