@@ -32,11 +32,10 @@ fn main() -> ExitCode {
 }
 
 fn serve<S: Accept>(settings: Settings) -> ExitCode {
-    let addr = settings.addr;
     let server = match Server::<S>::bind(settings) {
         Ok(server) => server,
         Err(e) => {
-            log::error!("cannot listen on {addr}: {e}");
+            log::error!("{e}");
             return ExitCode::FAILURE;
         }
     };

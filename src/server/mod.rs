@@ -104,13 +104,16 @@ impl<S: Accept> Server<S> {
     /// Binds the listening socket and prepares the loop; nothing is accepted until [`run`](Self::run).
     pub fn bind(settings: Settings) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let acceptor = Acceptor::bind(&settings, poll.registry(), LISTENER)?;
+        let acceptor = Acceptor::bind(&settings, poll.registry(), LISTENER)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", settings.addr)))?;
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let tls = settings.tls.as_ref().map(|tls| tls.config.clone());
         let metrics = match settings.metrics {
             Some(addr) => {
-                Some(MetricsEndpoint::bind(addr, poll.registry(), METRICS_LISTENER, METRICS_FIRST)?)
+                Some(MetricsEndpoint::bind(addr, poll.registry(), METRICS_LISTENER, METRICS_FIRST).map_err(
+                    |e| io::Error::new(e.kind(), format!("cannot listen on {addr} for --metrics: {e}")),
+                )?)
             }
             None => None,
         };
