@@ -31,6 +31,9 @@ use crate::logline::quoted;
 use crate::metrics::{Counters, Gauges, Kind};
 use crate::settings::Settings;
 
+/// Released sockets the hub keeps room for between turns.
+const RELEASED_KEPT: usize = 64;
+
 /// What every chat member is told when the server shuts down, before its close 1001.
 pub const SHUTDOWN_NOTICE: &str = "the server is shutting down; goodbye";
 
@@ -458,7 +461,13 @@ impl<S: Stream> Hub<S> {
 
     /// The socket of a removed connection, to deregister.
     pub fn pop_released(&mut self) -> Option<S> {
-        self.released.pop()
+        let socket = self.released.pop();
+        if socket.is_none() && self.released.capacity() > RELEASED_KEPT {
+            // A stream can be large (a TLS session is over a kilobyte): after a mass departure,
+            // do not keep room for that many until the server empties.
+            self.released.shrink_to(RELEASED_KEPT);
+        }
+        socket
     }
 
     /// Gives back what a crowd of connections left behind once the last of them is gone:
