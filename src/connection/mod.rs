@@ -443,6 +443,7 @@ impl<S: Stream> Connection<S> {
     /// Writes the queue to the socket until it is empty or the socket refuses more; a
     /// finishing connection then half-closes or is over.
     pub fn flush(&mut self) -> Flush {
+        let finishing = matches!(self.phase, Phase::Finishing { .. });
         let Some(transport) = self.transport_mut() else {
             return Flush::Done;
         };
@@ -451,14 +452,9 @@ impl<S: Stream> Connection<S> {
             Ok(Flushed::Partly) => return Flush::Blocked,
             Err(e) => return Flush::Gone(format!("write failed: {e}").into()),
         }
-        if matches!(self.phase, Phase::Finishing { .. }) {
-            if let Some(transport) = self.transport_mut() {
-                transport.socket.end_session();
-            }
+        if finishing {
+            transport.socket.end_session();
         }
-        let Some(transport) = self.transport_mut() else {
-            return Flush::Done;
-        };
         match transport.socket.flush_pending() {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flush::Blocked,

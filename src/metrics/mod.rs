@@ -97,7 +97,8 @@ pub struct Counters {
     pub deliveries: [u64; 2],
     /// Bytes read from clients (after TLS decryption).
     pub bytes_in: u64,
-    /// Bytes written to clients (before TLS encryption).
+    /// Bytes written to clients (before TLS encryption); kept by fan-out, which does every
+    /// write, and copied in for a scrape.
     pub bytes_out: u64,
     /// Readers cut off with 1008 for falling `--max-outbound` behind.
     pub slow_readers_cut_off: u64,

@@ -17,7 +17,7 @@
 use bytes::Bytes;
 use slab::Slab;
 
-use crate::connection::{Connection, Stream};
+use crate::connection::{Connection, Flush, Stream};
 
 /// The turn's flush list and slow-reader verdicts.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ pub struct FanOut {
     dirty: Vec<usize>,
     /// Readers found over `--max-outbound`, to cut off once the current batch is queued.
     too_slow: Vec<usize>,
-    /// Bytes written while judging slow readers (the end-of-turn flush counts the rest).
+    /// Bytes written to clients so far (before TLS): every flush goes through [`Self::flush`].
     pub bytes_written: u64,
 }
 
@@ -55,9 +55,7 @@ impl FanOut {
         if conn.queued() > 0 && conn.queued() + frame.len() > self.max_outbound {
             // Judge the socket, not the burst: write what is queued, then look again. A write
             // error is noticed (and the connection removed) by the end-of-turn flush.
-            let queued = conn.queued();
-            let _ = conn.flush();
-            self.bytes_written += (queued - conn.queued()) as u64;
+            let _ = self.flush(conn);
             // A frame always goes to an empty queue, whatever its size: only a backlog is judged.
             if conn.queued() > 0 && conn.queued() + frame.len() > self.max_outbound {
                 self.too_slow.push(key);
@@ -67,6 +65,14 @@ impl FanOut {
         conn.push(frame.clone());
         self.mark_dirty(key, conn);
         true
+    }
+
+    /// Writes a connection's queue, counting the bytes written.
+    pub fn flush<S: Stream>(&mut self, conn: &mut Connection<S>) -> Flush {
+        let queued = conn.queued();
+        let flushed = conn.flush();
+        self.bytes_written += (queued - conn.queued()) as u64;
+        flushed
     }
 
     /// Queues `frame` for every client in `keys` (a room); returns how many took it.

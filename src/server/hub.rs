@@ -102,8 +102,7 @@ impl<S: Stream> Hub<S> {
         }
         gauges.rooms = self.chat.room_count() as u64;
         gauges.members = self.chat.len() as u64;
-        let mut counters = self.counters.clone();
-        counters.bytes_out += self.fanout.bytes_written;
+        let counters = Counters { bytes_out: self.fanout.bytes_written, ..self.counters.clone() };
         crate::metrics::render(&counters, &gauges)
     }
 
@@ -427,10 +426,7 @@ impl<S: Stream> Hub<S> {
                 continue;
             };
             conn.clear_dirty();
-            let queued = conn.queued();
-            let flushed = conn.flush();
-            self.counters.bytes_out += (queued - conn.queued()) as u64;
-            match flushed {
+            match self.fanout.flush(conn) {
                 Flush::Gone(why) => self.remove(key, &why, now),
                 flush => {
                     if conn.set_writable_interest(flush == Flush::Blocked) {

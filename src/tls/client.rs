@@ -109,6 +109,15 @@ impl ClientTls {
     }
 }
 
+impl ClientStream {
+    fn source_mut(&mut self) -> &mut dyn Source {
+        match self {
+            Self::Plain(tcp) => tcp,
+            Self::Tls(tls) => tls.as_mut(),
+        }
+    }
+}
+
 impl Source for ClientStream {
     fn register(
         &mut self,
@@ -116,10 +125,7 @@ impl Source for ClientStream {
         token: mio::Token,
         interests: mio::Interest,
     ) -> io::Result<()> {
-        match self {
-            Self::Plain(tcp) => tcp.register(registry, token, interests),
-            Self::Tls(tls) => tls.register(registry, token, interests),
-        }
+        self.source_mut().register(registry, token, interests)
     }
 
     fn reregister(
@@ -128,16 +134,10 @@ impl Source for ClientStream {
         token: mio::Token,
         interests: mio::Interest,
     ) -> io::Result<()> {
-        match self {
-            Self::Plain(tcp) => tcp.reregister(registry, token, interests),
-            Self::Tls(tls) => tls.reregister(registry, token, interests),
-        }
+        self.source_mut().reregister(registry, token, interests)
     }
 
     fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
-        match self {
-            Self::Plain(tcp) => tcp.deregister(registry),
-            Self::Tls(tls) => tls.deregister(registry),
-        }
+        self.source_mut().deregister(registry)
     }
 }

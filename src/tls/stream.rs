@@ -112,8 +112,8 @@ where
         }
     }
 
-    /// Reads ciphertext from the socket and processes it. `Ok(false)` at end of input.
-    fn receive(&mut self) -> io::Result<bool> {
+    /// Reads ciphertext from the socket (noting the end of input) and processes it.
+    fn receive(&mut self) -> io::Result<()> {
         if self.answer_plain_http {
             self.refuse_plain_http()?;
         }
@@ -137,7 +137,7 @@ where
             Err(_) => {}
         }
         match processed {
-            Ok(_) => Ok(!self.eof),
+            Ok(_) => Ok(()),
             Err(e) => Err(io::Error::new(ErrorKind::InvalidData, TlsError(e))),
         }
     }
