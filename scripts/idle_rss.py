@@ -9,6 +9,10 @@ memory, on loopback).
 
     scripts/idle_rss.py --pid $(pgrep -f wschat-server) --url ws://127.0.0.1:9001/ -n 10000
 
+With --say TEXT every connection sends one text message once all are open, so what is measured
+is a connection gone idle after talking (a server that keeps per-connection buffers after use
+shows it here), not only one that never said anything.
+
 Needs a file limit above N in this shell (ulimit -n 20000) and a server allowing N clients.
 """
 import argparse
@@ -29,6 +33,13 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS")
+
+
+def text_frame(text):
+    """One masked client text frame (payload under 126 bytes)."""
+    payload, mask = text.encode(), os.urandom(4)
+    assert len(payload) < 126, "--say takes a short message"
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def open_idle_tls(host, port, request, count, timeout=300.0):
@@ -92,6 +103,7 @@ def main():
     parser.add_argument("--url", required=True, help="ws://HOST:PORT/PATH or wss://HOST:PORT/PATH")
     parser.add_argument("-n", "--connections", type=int, default=10000)
     parser.add_argument("--settle", type=float, default=2.0, help="seconds to wait before measuring")
+    parser.add_argument("--say", metavar="TEXT", help="every connection sends this text message once all are open")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < args.connections + 64:
@@ -100,6 +112,9 @@ def main():
     started = time.monotonic()
     socks = open_idle(args.url, args.connections)
     elapsed = time.monotonic() - started
+    if args.say is not None:
+        for sock in socks:
+            sock.sendall(text_frame(args.say))
     time.sleep(args.settle)  # let the server finish announcing joins and go idle
     after = rss_kib(args.pid)
     per = (after - before) * 1024 / args.connections

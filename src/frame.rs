@@ -7,14 +7,16 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// Data frame opcodes the server sends.
+/// Opcodes of the frames the server encodes itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Opcode {
     Text = 0x1,
     Binary = 0x2,
+    /// The keep-alive ping (payload at most 125 bytes, as for every control frame).
+    Ping = 0x9,
 }
 
-/// Encodes one final, unmasked data frame carrying `payload`.
+/// Encodes one final, unmasked frame carrying `payload`.
 pub fn encode(opcode: Opcode, payload: &[u8]) -> Bytes {
     let len = payload.len();
     let mut buf = BytesMut::with_capacity(10 + len);
@@ -35,15 +37,16 @@ pub fn encode(opcode: Opcode, payload: &[u8]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tungstenite::protocol::frame::{coding::Data, coding::OpCode, Frame};
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tungstenite::protocol::frame::Frame;
 
     /// Our encoding must be byte-identical to tungstenite's own unmasked frame formatting.
     fn tungstenite_encoding(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
-        let data = match opcode {
-            Opcode::Text => Data::Text,
-            Opcode::Binary => Data::Binary,
+        let frame = match opcode {
+            Opcode::Text => Frame::message(payload.to_vec(), OpCode::Data(Data::Text), true),
+            Opcode::Binary => Frame::message(payload.to_vec(), OpCode::Data(Data::Binary), true),
+            Opcode::Ping => Frame::ping(payload.to_vec()),
         };
-        let frame = Frame::message(payload.to_vec(), OpCode::Data(data), true);
         let mut out = Vec::new();
         frame.format(&mut out).unwrap();
         out
@@ -61,5 +64,6 @@ mod tests {
                 );
             }
         }
+        assert_eq!(encode(Opcode::Ping, b"wschat")[..], tungstenite_encoding(Opcode::Ping, b"wschat")[..]);
     }
 }

@@ -165,3 +165,43 @@ fn a_client_close_is_answered_and_the_connection_ends() {
     assert_eq!(sim.close_code(client), Some(1000));
     assert!(!sim.is_connected(client));
 }
+
+#[test]
+fn an_idle_connection_holds_no_protocol_state_and_resumes_mid_message_correctly() {
+    let mut sim = Simulation::new(small_limits());
+    let echo = sim.upgrade("/echo");
+    assert!(sim.is_parked(echo), "nothing read yet");
+    let texts = |sim: &mut Simulation| sim.texts(echo);
+
+    // A frame split mid-payload: the state between the halves is kept.
+    let whole = client_frame(0x81, b"split in two", Some([1, 2, 3, 4]));
+    sim.send(echo, &whole[..9]);
+    sim.settle();
+    assert!(!sim.is_parked(echo), "half a frame read");
+    sim.send(echo, &whole[9..]);
+    sim.settle();
+    assert_eq!(texts(&mut sim), ["split in two"]);
+    assert!(sim.is_parked(echo), "idle again after a whole message");
+
+    // A fragmented message with a ping between its fragments: still one message, pong answered.
+    sim.send(echo, &client_frame(0x01, b"frag", Some([5, 6, 7, 8])));
+    sim.settle();
+    assert!(!sim.is_parked(echo), "a message is under way");
+    sim.send(echo, &client_frame(0x89, b"p", Some([5, 6, 7, 8])));
+    sim.settle();
+    assert!(!sim.is_parked(echo), "a ping does not end the message");
+    sim.send(echo, &client_frame(0x80, b"mented", Some([5, 6, 7, 8])));
+    sim.settle();
+    assert_eq!(texts(&mut sim), ["split in two", "fragmented"]);
+    assert!(sim.frames(echo).iter().any(|f| f.opcode == 10 && f.payload == b"p"));
+    assert!(sim.is_parked(echo));
+
+    // The keep-alive ping is sent without waking it; a close is answered from parked.
+    let idle = sim.settings().idle_timeout;
+    sim.advance(idle / 2);
+    assert_eq!(sim.frames(echo).last().map(|f| f.opcode), Some(9));
+    assert!(sim.is_parked(echo));
+    sim.send(echo, &client_frame(0x88, &1000u16.to_be_bytes(), Some([1, 1, 1, 1])));
+    sim.settle();
+    assert_eq!(sim.close_code(echo), Some(1000));
+}

@@ -4,13 +4,12 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use log::{debug, trace};
 use tungstenite::error::Error as WsError;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::Message;
 
 use super::{close_frame, Connection, Failure, Phase, Step, Stream, Why};
+use crate::frame::{self, Opcode};
 use crate::metrics::Verdict;
 use crate::remote_warn;
 use crate::settings::Settings;
@@ -72,7 +71,7 @@ impl<S: Stream> Connection<S> {
                 debug!("{}: close not completed in time", self.peer);
                 Step::Gone("close timeout".into())
             }
-            Phase::Open { ws, closing: None, .. } => {
+            Phase::Open { transport, closing: None, .. } => {
                 let silent = now.saturating_duration_since(self.last_heard);
                 if silent >= idle {
                     remote_warn!(
@@ -84,9 +83,9 @@ impl<S: Stream> Connection<S> {
                 }
                 if silent >= idle / 2 && !self.ping_sent {
                     self.ping_sent = true;
-                    if ws.send(Message::Ping(Bytes::from_static(b"wschat"))).is_ok() {
-                        trace!("{}: keep-alive ping", self.peer);
-                    }
+                    // Encoded here, not by tungstenite, so a parked connection stays parked.
+                    transport.outbox.push(frame::encode(Opcode::Ping, b"wschat"));
+                    trace!("{}: keep-alive ping", self.peer);
                 }
                 Step::Done
             }
@@ -100,14 +99,19 @@ impl<S: Stream> Connection<S> {
     /// Starts a server-initiated closing handshake: close frame queued, and the client given
     /// `--close-timeout` to answer. False if the connection was not open or already closing.
     pub fn close(&mut self, code: CloseCode, reason: &str, now: Instant, settings: &Settings) -> bool {
-        let Phase::Open { ws, closing, .. } = &mut self.phase else {
+        let Phase::Open { transport, ws, closing, .. } = &mut self.phase else {
             return false;
         };
         if closing.is_some() {
             return false;
         }
         *closing = Some(now + settings.close_timeout);
-        if ws.close(Some(close_frame(code, reason))).and_then(|()| ws.flush()).is_err() {
+        let context = ws.active(settings.websocket);
+        if context
+            .close(transport, Some(close_frame(code, reason)))
+            .and_then(|()| context.flush(transport))
+            .is_err()
+        {
             trace!("{}: close frame not queued (already closing)", self.peer);
         }
         true
@@ -167,9 +171,10 @@ impl<S: Stream> Connection<S> {
         settings: &Settings,
     ) -> Step {
         remote_warn!("{}: {reason}; closing with {}", self.peer, u16::from(code));
-        if let Phase::Open { ws, .. } = &mut self.phase {
-            let _ = ws.close(Some(close_frame(code, &reason)));
-            let _ = ws.flush();
+        if let Phase::Open { transport, ws, .. } = &mut self.phase {
+            let context = ws.active(settings.websocket);
+            let _ = context.close(transport, Some(close_frame(code, &reason)));
+            let _ = context.flush(transport);
         }
         // The client broke the protocol: nothing more it sends is processed (RFC 6455 7.1.7).
         self.finish(now, settings, true);
@@ -179,8 +184,7 @@ impl<S: Stream> Connection<S> {
     /// Moves to [`Phase::Finishing`], keeping the socket and whatever is queued for it.
     pub(super) fn finish(&mut self, now: Instant, settings: &Settings, linger: bool) {
         let transport = match std::mem::replace(&mut self.phase, Phase::Gone) {
-            Phase::Head { transport, .. } => transport,
-            Phase::Open { ws, .. } => ws.into_inner(),
+            Phase::Head { transport, .. } | Phase::Open { transport, .. } => transport,
             other => {
                 self.phase = other;
                 return;

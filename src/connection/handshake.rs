@@ -6,10 +6,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use log::debug;
-use tungstenite::protocol::Role;
-use tungstenite::WebSocket;
 
-use super::{Admission, Clock, Connection, HandshakeStream, Phase, Route, Step, Stream};
+use super::{Admission, Clock, Connection, HandshakeStream, Phase, Protocol, Route, Step, Stream};
 use crate::http::{self, Decision, Endpoint, HeadProgress, Reply};
 use crate::logline::quoted;
 use crate::metrics::Verdict;
@@ -84,8 +82,8 @@ impl<S: Stream> Connection<S> {
             Endpoint::Chat { .. } => Route::Chat,
             Endpoint::Echo => Route::Echo,
         };
-        let ws = WebSocket::from_raw_socket(transport, Role::Server, Some(settings.websocket));
-        self.phase = Phase::Open { ws, route, closing: None };
+        // Parked until the client's first frame arrives.
+        self.phase = Phase::Open { transport, ws: Protocol::default(), route, closing: None };
         self.last_heard = clock.now;
         self.rate = RateLimiter::new(settings.max_messages_per_sec, clock.ms);
         Step::Upgraded(endpoint)

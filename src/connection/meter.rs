@@ -129,6 +129,12 @@ impl FrameMeter {
         u32::from(std::mem::take(&mut self.frames))
     }
 
+    /// The bytes fed so far end with a whole frame, and that frame ended its message (or was a
+    /// control frame outside one).
+    pub fn between_messages(&self) -> bool {
+        self.at == FIRST && self.fragments == 0
+    }
+
     /// The message in progress has come in more than [`MAX_FRAGMENTS`] fragments.
     pub fn too_many_fragments(&self) -> bool {
         self.fragments > MAX_FRAGMENTS

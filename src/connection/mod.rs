@@ -36,6 +36,7 @@ mod closing;
 mod failure;
 mod handshake;
 mod meter;
+mod protocol;
 mod transport;
 
 use std::borrow::Cow;
@@ -47,9 +48,10 @@ use bytes::Bytes;
 use log::debug;
 use tungstenite::error::Error as WsError;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::{Message, Utf8Bytes, WebSocket};
+use tungstenite::{Message, Utf8Bytes};
 
 pub use failure::{close_frame, describe_close, Failure};
+use protocol::Protocol;
 pub use transport::{HandshakeStream, Stream, Transport};
 
 use crate::http::Endpoint;
@@ -141,15 +143,13 @@ pub enum Flush {
 }
 
 /// Where a connection is in its life.
-// Open is by far the largest variant and also by far the most common: boxing it would cost
-// every idle connection an extra allocation, which is what the slab layout is avoiding.
-#[allow(clippy::large_enum_variant)]
 enum Phase<S> {
     /// Reading the HTTP request head, until `deadline` (the handshake timeout).
     Head { transport: Transport<S>, head: Vec<u8>, deadline: Instant },
-    /// A WebSocket. `closing` is set once the server has sent a close frame, and is when the
-    /// server gives up waiting for the client's reply.
-    Open { ws: WebSocket<Transport<S>>, route: Route, closing: Option<Instant> },
+    /// A WebSocket: tungstenite's protocol state `ws` over the transport (parked while idle,
+    /// see `protocol.rs`). `closing` is set once the server has sent a close frame, and is when
+    /// the server gives up waiting for the client's reply.
+    Open { transport: Transport<S>, ws: Protocol, route: Route, closing: Option<Instant> },
     /// Sending a last reply (an HTTP error, a close frame), then closing. With `linger`, the
     /// write side is shut first and input discarded until the client closes too (or `deadline`
     /// passes). Without it (a completed close handshake: the client has nothing more to send)
@@ -251,6 +251,11 @@ impl<S: Stream> Connection<S> {
         }
     }
 
+    /// An open WebSocket holding no protocol state while idle (see `protocol.rs`).
+    pub fn is_parked(&self) -> bool {
+        matches!(&self.phase, Phase::Open { ws, .. } if ws.is_parked())
+    }
+
     /// Where it is in its life.
     pub fn state(&self) -> ConnState {
         match &self.phase {
@@ -320,8 +325,9 @@ impl<S: Stream> Connection<S> {
     /// Gives up the socket (the connection is being removed).
     pub fn into_socket(self) -> Option<S> {
         match self.phase {
-            Phase::Head { transport, .. } | Phase::Finishing { transport, .. } => Some(transport.socket),
-            Phase::Open { ws, .. } => Some(ws.into_inner().socket),
+            Phase::Head { transport, .. }
+            | Phase::Open { transport, .. }
+            | Phase::Finishing { transport, .. } => Some(transport.socket),
             Phase::Gone => None,
         }
     }
@@ -348,17 +354,17 @@ impl<S: Stream> Connection<S> {
 
     fn read_messages(&mut self, settings: &Settings, clock: Clock) -> Step {
         loop {
-            let Phase::Open { ws, closing, .. } = &mut self.phase else {
+            let Phase::Open { transport, ws, closing, .. } = &mut self.phase else {
                 return Step::Done;
             };
-            if ws.get_ref().outbox.queued() > backpressure_threshold(settings) {
+            if transport.outbox.queued() > backpressure_threshold(settings) {
                 // It is not taking what it is sent: read nothing more until it does.
                 self.reading_paused = true;
                 return Step::Done;
             }
             let is_closing = closing.is_some();
-            let result = ws.read();
-            let transport = ws.get_mut();
+            let context = ws.active(settings.websocket);
+            let result = context.read(transport);
             if std::mem::take(&mut transport.heard) {
                 self.last_heard = clock.now;
                 self.ping_sent = false;
@@ -383,7 +389,7 @@ impl<S: Stream> Connection<S> {
                 Ok(Message::Close(frame)) => {
                     // Either the client's reply to our close, or its own close, which
                     // tungstenite has answered: push that answer into the queue, then end.
-                    let _ = ws.flush();
+                    let _ = context.flush(transport);
                     debug!("{}: closed by client ({})", self.peer, describe_close(frame.as_ref()));
                     self.finish(clock.now, settings, false);
                     return Step::Left("closed".into());
@@ -391,10 +397,14 @@ impl<S: Stream> Connection<S> {
                 // Pings are answered by tungstenite; pongs only prove liveness.
                 Ok(_) => {}
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let transport = ws.get_ref();
                     if transport.too_many_fragments() {
                         let reason = format!("message in more than {} fragments", meter::MAX_FRAGMENTS);
                         return self.fail_with(CloseCode::Size, reason, clock.now, settings);
+                    }
+                    // Everything read so far made whole messages, all handed over: tungstenite
+                    // holds nothing a fresh context would not.
+                    if !is_closing && transport.between_messages() {
+                        ws.park();
                     }
                     return if transport.held_back { Step::Yield } else { Step::Done };
                 }
@@ -479,16 +489,18 @@ impl<S: Stream> Connection<S> {
 
     fn transport(&self) -> Option<&Transport<S>> {
         match &self.phase {
-            Phase::Head { transport, .. } | Phase::Finishing { transport, .. } => Some(transport),
-            Phase::Open { ws, .. } => Some(ws.get_ref()),
+            Phase::Head { transport, .. }
+            | Phase::Open { transport, .. }
+            | Phase::Finishing { transport, .. } => Some(transport),
             Phase::Gone => None,
         }
     }
 
     fn transport_mut(&mut self) -> Option<&mut Transport<S>> {
         match &mut self.phase {
-            Phase::Head { transport, .. } | Phase::Finishing { transport, .. } => Some(transport),
-            Phase::Open { ws, .. } => Some(ws.get_mut()),
+            Phase::Head { transport, .. }
+            | Phase::Open { transport, .. }
+            | Phase::Finishing { transport, .. } => Some(transport),
             Phase::Gone => None,
         }
     }

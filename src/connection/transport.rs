@@ -107,6 +107,11 @@ impl<S> Transport<S> {
     pub fn too_many_fragments(&self) -> bool {
         self.meter.too_many_fragments()
     }
+
+    /// Every byte read so far belongs to a whole frame, and no fragmented message is under way.
+    pub fn between_messages(&self) -> bool {
+        self.meter.between_messages()
+    }
 }
 
 impl<S: Read> Read for Transport<S> {

@@ -212,6 +212,11 @@ impl Simulation {
             && self.hub.connection(client.key).is_some_and(|c| c.accepts_messages())
     }
 
+    /// The server holds no protocol state for this open, idle client.
+    pub fn is_parked(&self, ix: ClientIx) -> bool {
+        self.hub.connection(self.clients[ix].key).is_some_and(|c| c.is_parked())
+    }
+
     /// Bytes the server holds for this client.
     pub fn queued(&self, ix: ClientIx) -> usize {
         let client = &self.clients[ix];
