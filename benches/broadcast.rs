@@ -18,7 +18,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use tungstenite::Message;
 use wschat::bench::wire::Token;
 use wschat::bench::worker::{self, Pace, Plan, Shared, Slot};
-use wschat::chat::{Audience, Chat, Effect};
+use wschat::chat::{Audience, Chat, Effect, Join, Mode};
 use wschat::frame::{self, Opcode};
 use wschat::outbox::Outbox;
 use wschat::{Server, Settings};
@@ -146,17 +146,17 @@ fn chat_fanout(c: &mut Criterion) {
         let mut chat = Chat::new();
         let mut effects = Vec::new();
         for id in 0..n {
-            chat.connect(id, None, &mut effects);
+            chat.connect(id, Join::default(), &mut effects);
         }
         group.throughput(Throughput::Elements(n as u64));
         group.bench_function(BenchmarkId::from_parameter(n), |b| {
             b.iter(|| {
                 effects.clear();
-                chat.text(0, "hello, everyone", &mut effects);
+                chat.text(0, "hello, everyone", 1_764_000_000_000, &mut effects);
                 let mut recipients = 0;
                 for effect in &effects {
                     if let Effect::Send { to: Audience::Room(room), .. } = effect {
-                        recipients += chat.room_members(room).len();
+                        recipients += chat.room_members(room, Mode::Text).len();
                     }
                 }
                 assert_eq!(recipients, n);

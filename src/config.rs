@@ -55,6 +55,16 @@ pub struct Config {
     #[arg(long, default_value_t = crate::chat::DEFAULT_ANNOUNCE_LIMIT, value_name = "N")]
     pub announce_limit: usize,
 
+    /// Messages kept per room and sent to whoever joins it (text and /me, not private or
+    /// binary); a reconnecting client gets what it missed from them. 0 turns history off.
+    #[arg(long, default_value_t = crate::chat::DEFAULT_HISTORY, value_name = "N")]
+    pub history: usize,
+
+    /// Empty rooms whose history is kept (so their members can come back to it); past this,
+    /// the room emptied longest ago is forgotten.
+    #[arg(long, default_value_t = crate::chat::DEFAULT_HISTORY_ROOMS, value_name = "N")]
+    pub history_rooms: usize,
+
     /// Time allowed from TCP accept to a complete WebSocket handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub handshake_timeout: Duration,

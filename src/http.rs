@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 
+use crate::chat::JSON_SUBPROTOCOL;
 use crate::origin::OriginPolicy;
 use crate::web;
 
@@ -17,11 +18,24 @@ use crate::web;
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 const MAX_HEADERS: usize = 48;
 
+/// What a chat client asks for in its upgrade request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatQuery {
+    /// `?nick=`: the nick it wants.
+    pub nick: Option<String>,
+    /// `?room=`: the room to join instead of the lobby.
+    pub room: Option<String>,
+    /// `?since=EPOCH:SEQ`: the last message id it saw in that room.
+    pub since: Option<String>,
+    /// It offered the `wschat.json` subprotocol, which the server then selects.
+    pub json: bool,
+}
+
 /// The WebSocket endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
-    /// `/`: the chat, with the nick asked for in `?nick=`.
-    Chat { nick: Option<String> },
+    /// `/`: the chat.
+    Chat(ChatQuery),
     /// `/echo`: every data message sent straight back.
     Echo,
 }
@@ -226,6 +240,14 @@ impl Request<'_, '_> {
         self.values(name).next().and_then(|v| std::str::from_utf8(v).ok()).map(str::trim)
     }
 
+    /// Whether any header `name` lists `token` exactly (comma-separated; subprotocol names
+    /// are case-sensitive).
+    fn lists_token(&self, name: &str, token: &str) -> bool {
+        self.values(name)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .any(|v| v.split(',').any(|t| t.trim() == token))
+    }
+
     /// Whether header `name` lists `token` (comma-separated, any case).
     fn has_token(&self, name: &str, token: &str) -> bool {
         self.header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
@@ -247,7 +269,12 @@ fn judge_upgrade(
         return Err(Reply::method_not_allowed("a WebSocket handshake is a GET"));
     }
     let endpoint = match path {
-        "/" => Endpoint::Chat { nick: query_param(query, "nick") },
+        "/" => Endpoint::Chat(ChatQuery {
+            nick: query_param(query, "nick"),
+            room: query_param(query, "room"),
+            since: query_param(query, "since"),
+            json: request.lists_token("Sec-WebSocket-Protocol", JSON_SUBPROTOCOL),
+        }),
         "/echo" => Endpoint::Echo,
         _ => return Err(not_found()),
     };
@@ -394,15 +421,33 @@ mod tests {
 
     #[test]
     fn routes_chat_and_echo() {
-        assert_eq!(decide(upgrade("/").as_bytes()), Decision::Upgrade(Endpoint::Chat { nick: None }));
+        assert_eq!(decide(upgrade("/").as_bytes()), Decision::Upgrade(Endpoint::Chat(ChatQuery::default())));
         assert_eq!(decide(upgrade("/echo").as_bytes()), Decision::Upgrade(Endpoint::Echo));
         assert_eq!(
             decide(upgrade("/?x=1&nick=caf%C3%A9").as_bytes()),
-            Decision::Upgrade(Endpoint::Chat { nick: Some("café".into()) })
+            Decision::Upgrade(Endpoint::Chat(ChatQuery {
+                nick: Some("café".into()),
+                ..ChatQuery::default()
+            }))
         );
+        let resume = UpgradeRequest::new("localhost", "/?room=dev&since=k3f9%3A42")
+            .header("Sec-WebSocket-Protocol", "other, wschat.json")
+            .to_string();
+        assert_eq!(
+            decide(resume.as_bytes()),
+            Decision::Upgrade(Endpoint::Chat(ChatQuery {
+                room: Some("dev".into()),
+                since: Some("k3f9:42".into()),
+                json: true,
+                ..ChatQuery::default()
+            }))
+        );
+        let other =
+            UpgradeRequest::new("localhost", "/").header("Sec-WebSocket-Protocol", "WSCHAT.JSON").to_string();
+        assert_eq!(decide(other.as_bytes()), Decision::Upgrade(Endpoint::Chat(ChatQuery::default())));
         assert_eq!(
             decide(upgrade("/?nick=%ZZ").as_bytes()),
-            Decision::Upgrade(Endpoint::Chat { nick: None })
+            Decision::Upgrade(Endpoint::Chat(ChatQuery::default()))
         );
     }
 

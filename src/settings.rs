@@ -3,6 +3,7 @@
 //! [`WebSocketConfig`], the parsed [`OriginPolicy`]). The server, its connections and the
 //! in-memory simulation all read the same value, so no part re-parses or re-validates a flag.
 
+use crate::chat::ChatLimits;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -22,7 +23,8 @@ pub struct Settings {
     pub max_connections_per_ip: usize,
     pub max_message_size: usize,
     pub max_outbound: usize,
-    pub announce_limit: usize,
+    /// `--announce-limit`, `--history`, `--history-rooms`.
+    pub chat: ChatLimits,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub close_timeout: Duration,
@@ -93,7 +95,11 @@ impl TryFrom<&Config> for Settings {
             max_connections_per_ip: config.max_connections_per_ip,
             max_message_size: config.max_message_size,
             max_outbound: config.max_outbound,
-            announce_limit: config.announce_limit,
+            chat: ChatLimits {
+                announce_limit: config.announce_limit,
+                history: config.history,
+                history_rooms: config.history_rooms,
+            },
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
             close_timeout: config.close_timeout,

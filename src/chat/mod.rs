@@ -3,14 +3,19 @@
 //! text, sent binary, left) and gets back [`Effect`]s saying what to send to whom. Everything
 //! here is unit-tested by calling these methods directly.
 //!
-//! Every line it sends is a [`ServerLine`] (chat line, action, private message, notice or
-//! error), whose forms `line.rs` defines once for the server and the terminal client alike.
+//! What it tells clients is an [`Event`] (`event.rs`), rendered once per broadcast for each
+//! [`Mode`]: a [`ServerLine`] for text clients (forms defined once in `line.rs` for the server
+//! and the terminal client alike), a JSON object for `wschat.json` clients. Every room keeps
+//! its last messages and numbers them (`history.rs`), so a client joining a room, or coming
+//! back after a dropped connection, is sent what it has not seen.
 
 pub mod command;
+pub mod event;
+pub mod history;
 pub mod line;
 pub mod names;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::rc::Rc;
 
@@ -19,6 +24,8 @@ use bytes::Bytes;
 use command::{parse_line, Command, Line};
 use names::{fold, validate_nick, validate_room, MAX_NAME_CHARS};
 
+pub use event::{Event, Mode, RoomMessage, HELP, JSON_SUBPROTOCOL};
+pub use history::{History, MessageId, Stored};
 pub use line::{ServerLine, NOTICE_PREFIX};
 
 use crate::logline::quoted;
@@ -41,8 +48,57 @@ pub enum Audience {
 /// A message body to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
-    Text(String),
+    /// Rendered per recipient mode (a text line, a JSON object).
+    Event(Event),
     Binary(Bytes),
+}
+
+impl From<Event> for Body {
+    fn from(event: Event) -> Self {
+        Self::Event(event)
+    }
+}
+
+/// What a client asked for when it connected (the upgrade URL's query and subprotocol).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Join<'a> {
+    pub nick: Option<&'a str>,
+    /// The room to join instead of the lobby (`room=`).
+    pub room: Option<&'a str>,
+    /// The last message id it saw in that room (`since=EPOCH:SEQ`).
+    pub since: Option<&'a str>,
+    pub mode: Option<Mode>,
+}
+
+/// A change to the history that a durable store must record (see `crate::store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Journal {
+    /// A room message was taken; messages before `oldest_kept` are no longer kept.
+    Message { room: Rc<str>, display: Rc<str>, epoch: Rc<str>, message: Rc<Stored>, oldest_kept: u64 },
+    /// An empty room's history was dropped (see [`ChatLimits::history_rooms`]).
+    RoomDropped { room: Rc<str> },
+}
+
+/// The chat's limits (from the server's settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatLimits {
+    /// Rooms larger than this get no join/leave/nick announcements (`--announce-limit`).
+    pub announce_limit: usize,
+    /// Messages kept per room (`--history`); 0 keeps none.
+    pub history: usize,
+    /// Empty rooms whose history is kept (`--history-rooms`); past it, the room emptied the
+    /// longest ago is forgotten.
+    pub history_rooms: usize,
+}
+
+impl Default for ChatLimits {
+    fn default() -> Self {
+        Self {
+            announce_limit: DEFAULT_ANNOUNCE_LIMIT,
+            history: DEFAULT_HISTORY,
+            history_rooms: DEFAULT_HISTORY_ROOMS,
+        }
+    }
 }
 
 /// Something the event loop must do on the chat's behalf.
@@ -62,18 +118,34 @@ pub enum Effect {
 struct Member {
     nick: Rc<str>,
     room: Rc<str>,
-    /// Where the member sits in its room's member list, so leaving is O(1).
+    /// Where the member sits in its room's member list for its mode, so leaving is O(1).
     seat: u32,
+    mode: Mode,
 }
 
 struct Room {
     /// The name as first spelled by whoever created the room.
-    display: String,
-    members: Vec<ClientId>,
+    display: Rc<str>,
+    /// Members by mode ([`Mode`] as index): a broadcast is rendered once per mode that has
+    /// members, and each list is walked without looking at the members themselves.
+    members: [Vec<ClientId>; 2],
+    history: History,
+    /// When the room last became empty (a stamp from [`Chat::next_stamp`]), while it is.
+    emptied: Option<u64>,
 }
 
-/// Default for [`Chat::with_announce_limit`].
+impl Room {
+    fn len(&self) -> usize {
+        self.members[0].len() + self.members[1].len()
+    }
+}
+
+/// Default for [`ChatLimits::announce_limit`].
 pub const DEFAULT_ANNOUNCE_LIMIT: usize = 100;
+/// Default for [`ChatLimits::history`].
+pub const DEFAULT_HISTORY: usize = 100;
+/// Default for [`ChatLimits::history_rooms`].
+pub const DEFAULT_HISTORY_ROOMS: usize = 1000;
 
 /// The whole chat state.
 pub struct Chat {
@@ -85,42 +157,34 @@ pub struct Chat {
     /// hash (a 2^-64 chance, keyed per process) would make the second nick count as taken.
     nicks: HashMap<u64, ClientId>,
     nick_hasher: RandomState,
-    /// Case-folded room name to room; a room exists while it has members (the lobby always).
+    /// Case-folded room name to room. A room exists while it has members (the lobby always),
+    /// and after that while it has history, up to `limits.history_rooms` empty rooms.
     rooms: HashMap<Rc<str>, Room>,
+    /// Empty rooms in the order they emptied, with their stamps; an entry whose room has been
+    /// joined again since (another stamp, or none) is stale and skipped.
+    emptied: VecDeque<(u64, Rc<str>)>,
+    empty_rooms: usize,
+    next_stamp: u64,
     next_guest: u64,
-    /// Rooms larger than this get no join/leave/nick announcements: in a room of N, N joins
-    /// would cost N squared notices and drown the conversation.
-    announce_limit: usize,
+    /// In a room of N, N joins would cost N squared notices and drown the conversation, so
+    /// large rooms are not told of joins, leaves and nick changes.
+    limits: ChatLimits,
+    /// History changes not yet taken by a store; None when nothing is stored.
+    journal: Option<Vec<Journal>>,
 }
 
 impl Default for Chat {
     fn default() -> Self {
-        Self::with_announce_limit(DEFAULT_ANNOUNCE_LIMIT)
+        Self::with_limits(ChatLimits::default())
     }
 }
 
-/// The `/help` notice, one line per command.
-const HELP: &str = "commands:
-/nick NAME       change your nick (1-32 chars, no spaces)
-/join ROOM       move to another room (created if new)
-/rooms           list rooms and member counts
-/who             list members of your room
-/me ACTION       say an action: * NICK ACTION
-/msg NICK TEXT   private message
-/quit [REASON]   leave the chat
-/help            this list
-//TEXT           send a line starting with '/'";
-
-fn line(line: ServerLine) -> Body {
-    Body::Text(line.to_string())
+fn notice(text: impl Into<String>) -> Body {
+    Body::Event(Event::notice(text))
 }
 
-fn notice(text: impl AsRef<str>) -> Body {
-    line(ServerLine::Notice(text.as_ref()))
-}
-
-fn error(text: impl AsRef<str>) -> Body {
-    line(ServerLine::Error(text.as_ref()))
+fn error(text: impl Into<String>) -> Body {
+    Body::Event(Event::error(text))
 }
 
 impl Chat {
@@ -128,31 +192,75 @@ impl Chat {
         Self::default()
     }
 
-    /// A chat that announces joins, leaves and nick changes only in rooms of at most `limit`
-    /// members; in larger rooms only the client concerned is told.
+    /// A chat with these limits and default history.
     pub fn with_announce_limit(limit: usize) -> Self {
+        Self::with_limits(ChatLimits { announce_limit: limit, ..ChatLimits::default() })
+    }
+
+    pub fn with_limits(limits: ChatLimits) -> Self {
         Self {
             members: Vec::new(),
             member_count: 0,
             nicks: HashMap::new(),
             nick_hasher: RandomState::new(),
             rooms: HashMap::new(),
+            emptied: VecDeque::new(),
+            empty_rooms: 0,
+            next_stamp: 0,
             next_guest: 0,
-            announce_limit: limit,
+            limits,
+            journal: None,
         }
+    }
+
+    /// From now on, history changes are journaled for a store ([`Chat::take_journal`]).
+    pub fn keep_journal(&mut self) {
+        self.journal.get_or_insert_with(Vec::new);
+    }
+
+    /// The history changes since the last call, oldest first.
+    pub fn take_journal(&mut self, into: &mut Vec<Journal>) {
+        if let Some(journal) = &mut self.journal {
+            into.append(journal);
+        }
+    }
+
+    /// Puts back a room's history read from a store, before any client connects.
+    pub fn restore_room(
+        &mut self,
+        key: &str,
+        display: &str,
+        epoch: &str,
+        next_seq: u64,
+        messages: Vec<Stored>,
+    ) {
+        let mut history = History::new(Rc::from(epoch), next_seq, self.limits.history);
+        for message in messages {
+            history.restore(message);
+        }
+        let key: Rc<str> = Rc::from(key);
+        let stamp = self.next_stamp();
+        let room =
+            Room { display: Rc::from(display), members: Default::default(), history, emptied: Some(stamp) };
+        if self.rooms.insert(key.clone(), room).is_none() && &*key != LOBBY {
+            self.emptied.push_back((stamp, key));
+            self.empty_rooms += 1;
+        }
+        self.evict_empty_rooms();
     }
 
     /// Tells a room about a member's join, leave or nick change. A room over the announcement
     /// limit is not told; `actor` (the member it is about, when still in the room) still is.
-    fn announce(&self, room: &Rc<str>, actor: Option<ClientId>, text: String, out: &mut Vec<Effect>) {
-        let to = if self.room_members(room).len() <= self.announce_limit {
+    fn announce(&self, room: &Rc<str>, actor: Option<ClientId>, event: Event, out: &mut Vec<Effect>) {
+        let text = Body::Event(event);
+        let to = if self.rooms.get(room).map_or(0, Room::len) <= self.limits.announce_limit {
             Audience::Room(room.clone())
         } else if let Some(actor) = actor {
             Audience::Client(actor)
         } else {
             return;
         };
-        out.push(Effect::Send { to, body: notice(text) });
+        out.push(Effect::Send { to, body: text });
     }
 
     /// Drops the capacity left by members who have gone (the server calls this when its last
@@ -164,9 +272,10 @@ impl Chat {
         self.members.shrink_to_fit();
         self.nicks.shrink_to_fit();
         for room in self.rooms.values_mut() {
-            room.members.shrink_to_fit();
+            room.members.iter_mut().for_each(Vec::shrink_to_fit);
         }
         self.rooms.shrink_to_fit();
+        self.emptied.shrink_to_fit();
     }
 
     /// Number of clients in the chat.
@@ -178,9 +287,16 @@ impl Chat {
         self.member_count == 0
     }
 
-    /// Rooms that exist now (the lobby always).
+    /// Rooms with members now (the lobby always counts).
     pub fn room_count(&self) -> usize {
-        self.rooms.len()
+        self.rooms.len() - self.empty_rooms
+    }
+
+    /// Messages kept in all rooms' histories, and what they cost (see [`Stored::cost`]).
+    pub fn history_size(&self) -> (usize, usize) {
+        self.rooms.values().fold((0, 0), |(n, bytes), r| {
+            (n + r.history.after(None).messages.len(), bytes + r.history.cost())
+        })
     }
 
     /// The nick of a client, if it is in the chat.
@@ -228,53 +344,104 @@ impl Chat {
         self.nick(owner).filter(|held| fold(held) == fold(nick)).map(|_| owner)
     }
 
-    /// The members of a room (by case-folded key); empty if there is no such room.
-    pub fn room_members(&self, room: &str) -> &[ClientId] {
-        self.rooms.get(room).map_or(&[], |r| r.members.as_slice())
+    /// The members of a room (by case-folded key) that receive in `mode`; empty if there is
+    /// no such room.
+    pub fn room_members(&self, room: &str, mode: Mode) -> &[ClientId] {
+        self.rooms.get(room).map_or(&[], |r| r.members[mode as usize].as_slice())
     }
 
-    /// A client joined: give it a nick (the one it asked for, if valid and free), put it in the
-    /// lobby, welcome it and announce it.
-    pub fn connect(&mut self, client: ClientId, wanted_nick: Option<&str>, out: &mut Vec<Effect>) {
+    /// How `client` receives text, if it is in the chat.
+    pub fn mode(&self, client: ClientId) -> Option<Mode> {
+        self.member(client).map(|m| m.mode)
+    }
+
+    /// A client joined: give it a nick (the one it asked for, if valid and free), put it in
+    /// the room it asked for (or the lobby), welcome it, send it the room's history (all of
+    /// it, or what came after its `since`) and announce it.
+    pub fn connect(&mut self, client: ClientId, join: Join, out: &mut Vec<Effect>) {
         if self.member(client).is_some() {
             return;
         }
-        let mut refusal = None;
-        let nick: Rc<str> = match wanted_nick.map(|n| (n, self.check_nick_free(n, None))) {
+        let to_client = Audience::Client(client);
+        let nick: Rc<str> = match join.nick.map(|n| (n, self.check_nick_free(n, None))) {
             Some((nick, Ok(()))) => Rc::from(nick),
             Some((nick, Err(why))) => {
-                refusal = Some(format!("nick {} refused: {why}", quoted(nick)));
+                out.push(Effect::Send {
+                    to: to_client.clone(),
+                    body: notice(format!("nick {} refused: {why}", quoted(nick))),
+                });
                 self.fresh_guest_nick()
             }
             None => self.fresh_guest_nick(),
         };
+        let wanted_room = match join.room.map(|room| (room, validate_room(room))) {
+            Some((room, Ok(()))) => room,
+            Some((room, Err(why))) => {
+                out.push(Effect::Send {
+                    to: to_client.clone(),
+                    body: error(format!("room name {} refused: {}", quoted(room), why.0)),
+                });
+                LOBBY
+            }
+            None => LOBBY,
+        };
         self.index_nick(&nick, client);
-        let lobby: Rc<str> = Rc::from(LOBBY);
-        let seat = self.add_to_room(client, &lobby, LOBBY);
-        self.insert_member(client, Member { nick: nick.clone(), room: lobby.clone(), seat });
-        let to_client = Audience::Client(client);
-        if let Some(refusal) = refusal {
-            out.push(Effect::Send { to: to_client.clone(), body: notice(refusal) });
-        }
+        let mode = join.mode.unwrap_or(Mode::Text);
+        let (key, seat) = self.add_to_room(client, wanted_room, mode);
+        self.insert_member(client, Member { nick: nick.clone(), room: key.clone(), seat, mode });
+        let display = self.display(&key);
         out.push(Effect::Send {
             to: to_client,
-            body: notice(format!("welcome, you are {nick} in {LOBBY}; type /help for commands")),
+            body: Event::Welcome { nick: nick.clone(), room: display.clone() }.into(),
         });
-        self.announce(&lobby, Some(client), format!("{nick} joined {LOBBY}"), out);
+        let since = join.since.and_then(MessageId::parse);
+        self.replay(client, &key, since.as_ref(), out);
+        self.announce(&key, Some(client), Event::Joined { room: display, nick }, out);
+    }
+
+    /// Sends `client` the history of room `key`: what came after `since` if that can be told
+    /// exactly, else everything kept; then the `replayed` summary.
+    fn replay(&self, client: ClientId, key: &str, since: Option<&MessageId>, out: &mut Vec<Effect>) {
+        let Some(room) = self.rooms.get(key) else { return };
+        let replay = room.history.after(since);
+        let to = Audience::Client(client);
+        if !replay.messages.is_empty() {
+            out.push(Effect::Send {
+                to: to.clone(),
+                body: Event::ReplayStart { room: room.display.clone() }.into(),
+            });
+        }
+        for message in &replay.messages {
+            let message = RoomMessage {
+                room: room.display.clone(),
+                epoch: room.history.epoch().clone(),
+                message: Rc::clone(message),
+                replay: true,
+            };
+            out.push(Effect::Send { to: to.clone(), body: Event::Message(message).into() });
+        }
+        out.push(Effect::Send {
+            to,
+            body: Event::Replayed {
+                room: room.display.clone(),
+                recovered: replay.recovered,
+                count: replay.messages.len(),
+                last: room.history.last_id().map(|id| id.to_string()),
+            }
+            .into(),
+        });
     }
 
     /// A client left (connection closed for any reason): drop it and tell its room.
     pub fn disconnect(&mut self, client: ClientId, reason: &str, out: &mut Vec<Effect>) {
         let Some(member) = self.remove_member(client) else { return };
         self.nicks.remove(&self.nick_key(&member.nick));
-        self.remove_from_room(&member.room, member.seat);
-        if let Some(room) = self.rooms.get(&member.room) {
-            let text = if reason.is_empty() {
-                format!("{} left {}", member.nick, room.display)
-            } else {
-                format!("{} left {} ({reason})", member.nick, room.display)
-            };
-            self.announce(&member.room, None, text, out);
+        self.remove_from_room(&member.room, member.mode, member.seat);
+        if self.rooms.get(&member.room).is_some_and(|r| r.len() > 0) {
+            let reason = (!reason.is_empty()).then(|| reason.to_string());
+            let event =
+                Event::Left { room: self.display(&member.room), nick: member.nick, reason, moved_to: None };
+            self.announce(&member.room, None, event, out);
         }
     }
 
@@ -282,57 +449,64 @@ impl Chat {
     /// after a line saying who sent it (a binary frame has no room for a sender).
     pub fn binary(&mut self, client: ClientId, data: Bytes, out: &mut Vec<Effect>) {
         if let Some(member) = self.member(client) {
-            let from = line(ServerLine::BinaryFrom { nick: &member.nick, len: data.len() });
-            out.push(Effect::Send { to: Audience::Room(member.room.clone()), body: from });
+            let from = Event::BinaryFrom {
+                room: self.display(&member.room),
+                from: member.nick.clone(),
+                bytes: data.len(),
+            };
+            out.push(Effect::Send { to: Audience::Room(member.room.clone()), body: from.into() });
             out.push(Effect::Send { to: Audience::Room(member.room.clone()), body: Body::Binary(data) });
         }
     }
 
-    /// A client sent a text message: chat text or a command.
-    pub fn text(&mut self, client: ClientId, text: &str, out: &mut Vec<Effect>) {
+    /// A client sent a text message at `now_ms` (milliseconds since the Unix epoch): chat
+    /// text or a command.
+    pub fn text(&mut self, client: ClientId, text: &str, now_ms: u64, out: &mut Vec<Effect>) {
         let Some(member) = self.member(client) else { return };
         let reply = |body| Effect::Send { to: Audience::Client(client), body };
         match parse_line(text) {
-            Line::Say(said) => out.push(Effect::Send {
-                to: Audience::Room(member.room.clone()),
-                body: line(ServerLine::Chat { nick: &member.nick, text: said }),
-            }),
+            Line::Say(said) => self.say(client, said, false, now_ms, out),
             Line::Invalid(why) => out.push(reply(error(why))),
             Line::Blank => {}
-            Line::Command(Command::Me(action)) => out.push(Effect::Send {
-                to: Audience::Room(member.room.clone()),
-                body: line(ServerLine::Action { nick: &member.nick, text: action }),
-            }),
+            Line::Command(Command::Me(action)) => self.say(client, action, true, now_ms, out),
             Line::Command(Command::Help) => out.push(reply(notice(HELP))),
             Line::Command(Command::Who) => {
-                let mut nicks: Vec<&str> =
-                    self.room_members(&member.room).iter().filter_map(|c| self.nick(*c)).collect();
+                let mut nicks: Vec<Rc<str>> = [Mode::Text, Mode::Json]
+                    .iter()
+                    .flat_map(|&mode| self.room_members(&member.room, mode))
+                    .filter_map(|c| self.member(*c).map(|m| m.nick.clone()))
+                    .collect();
                 let count = nicks.len();
-                let shown = first_sorted(&mut nicks, |n| n);
-                let display = self.rooms.get(&member.room).map_or(LOBBY, |r| r.display.as_str());
-                out.push(reply(notice(format!(
-                    "in {display} ({count}): {}{}",
-                    shown.join(", "),
-                    more(count)
-                ))));
+                let shown = first_sorted(&mut nicks, |n| n).to_vec();
+                out.push(reply(Event::Who { room: self.display(&member.room), count, nicks: shown }.into()));
             }
             Line::Command(Command::Rooms) => {
-                let mut rooms: Vec<(&str, usize)> =
-                    self.rooms.values().map(|r| (r.display.as_str(), r.members.len())).collect();
+                let mut rooms: Vec<(Rc<str>, usize)> = self
+                    .rooms
+                    .iter()
+                    .filter(|(key, r)| r.len() > 0 || &***key == LOBBY)
+                    .map(|(_, r)| (r.display.clone(), r.len()))
+                    .collect();
                 let count = rooms.len();
-                let shown = first_sorted(&mut rooms, |(name, _)| name);
-                let list: Vec<String> = shown.iter().map(|(name, n)| format!("{name} ({n})")).collect();
-                out.push(reply(notice(format!("rooms: {}{}", list.join(", "), more(count)))));
+                let shown = first_sorted(&mut rooms, |(name, _)| name).to_vec();
+                out.push(reply(Event::Rooms { count, rooms: shown }.into()));
             }
             Line::Command(Command::Msg { to, text }) => match self.find_nick(to) {
                 Some(target) => {
-                    let target_nick = self.nick(target).unwrap_or(to);
-                    out.push(Effect::Send {
-                        to: Audience::Client(target),
-                        body: line(ServerLine::PrivateFrom { nick: &member.nick, text }),
-                    });
+                    let from = member.nick.clone();
+                    let to = self.member(target).map_or_else(|| Rc::from(to), |m| m.nick.clone());
+                    let private = |outgoing| {
+                        Body::Event(Event::Private {
+                            from: from.clone(),
+                            to: to.clone(),
+                            text: text.to_string(),
+                            ts: now_ms,
+                            outgoing,
+                        })
+                    };
+                    out.push(Effect::Send { to: Audience::Client(target), body: private(false) });
                     if target != client {
-                        out.push(reply(line(ServerLine::PrivateTo { nick: target_nick, text })));
+                        out.push(reply(private(true)));
                     }
                 }
                 None => out.push(reply(error(format!("no such nick: {}", command::cut(to, MAX_NAME_CHARS))))),
@@ -349,6 +523,29 @@ impl Chat {
         }
     }
 
+    /// A room message: numbered, kept in the room's history (and journaled), sent to the room.
+    fn say(&mut self, client: ClientId, text: &str, action: bool, now_ms: u64, out: &mut Vec<Effect>) {
+        let Some(member) = self.members.get(client).and_then(Option::as_ref) else { return };
+        let Some(room) = self.rooms.get_mut(&member.room) else { return };
+        let message = room.history.push(now_ms, member.nick.clone(), text, action);
+        if let Some(journal) = &mut self.journal {
+            journal.push(Journal::Message {
+                room: member.room.clone(),
+                display: room.display.clone(),
+                epoch: room.history.epoch().clone(),
+                message: message.clone(),
+                oldest_kept: room.history.oldest_kept(),
+            });
+        }
+        let event = Event::Message(RoomMessage {
+            room: room.display.clone(),
+            epoch: room.history.epoch().clone(),
+            message,
+            replay: false,
+        });
+        out.push(Effect::Send { to: Audience::Room(member.room.clone()), body: event.into() });
+    }
+
     fn change_nick(&mut self, client: ClientId, wanted: &str, out: &mut Vec<Effect>) {
         if let Err(why) = self.check_nick_free(wanted, Some(client)) {
             out.push(Effect::Send {
@@ -363,7 +560,8 @@ impl Chat {
         let room = member.room.clone();
         self.nicks.remove(&self.nick_key(&old));
         self.index_nick(&new, client);
-        self.announce(&room, Some(client), format!("{old} is now known as {wanted}"), out);
+        let event = Event::NickChanged { room: self.display(&room), old, new };
+        self.announce(&room, Some(client), event, out);
     }
 
     fn join(&mut self, client: ClientId, wanted: &str, out: &mut Vec<Effect>) {
@@ -372,33 +570,41 @@ impl Chat {
             out.push(reply(error(format!("room name {} refused: {}", quoted(wanted), why.0))));
             return;
         }
-        let key = fold(wanted);
         let Some(member) = self.member(client) else { return };
-        if *member.room == *key {
-            let display = self.rooms.get(&member.room).map_or(wanted, |r| r.display.as_str());
-            out.push(reply(notice(format!("you are already in {display}"))));
+        if *member.room == *fold(wanted) {
+            out.push(reply(notice(format!("you are already in {}", self.display(&member.room)))));
             return;
         }
-        let (nick, old_room, old_seat) = (member.nick.clone(), member.room.clone(), member.seat);
-        self.remove_from_room(&old_room, old_seat);
-        let new_room: Rc<str> =
-            self.rooms.get_key_value(key.as_str()).map_or_else(|| Rc::from(key), |(k, _)| k.clone());
-        let seat = self.add_to_room(client, &new_room, wanted);
+        let (nick, old_room, old_seat, mode) =
+            (member.nick.clone(), member.room.clone(), member.seat, member.mode);
+        self.remove_from_room(&old_room, mode, old_seat);
+        let (new_room, seat) = self.add_to_room(client, wanted, mode);
         if let Some(member) = self.member_mut(client) {
             member.room = new_room.clone();
             member.seat = seat;
         }
-        let new_display = self.rooms.get(&new_room).map_or(wanted, |r| r.display.as_str()).to_string();
-        if let Some(old) = self.rooms.get(&old_room) {
-            let text = format!("{nick} left {} (joined {new_display})", old.display);
-            self.announce(&old_room, None, text, out);
+        let new_display = self.display(&new_room);
+        if self.rooms.get(&old_room).is_some_and(|r| r.len() > 0) {
+            let event = Event::Left {
+                room: self.display(&old_room),
+                nick: nick.clone(),
+                reason: None,
+                moved_to: Some(new_display.clone()),
+            };
+            self.announce(&old_room, None, event, out);
         }
-        self.announce(&new_room, Some(client), format!("{nick} joined {new_display}"), out);
+        self.replay(client, &new_room, None, out);
+        self.announce(&new_room, Some(client), Event::Joined { room: new_display, nick }, out);
+    }
+
+    /// The name of room `key` as shown.
+    fn display(&self, key: &str) -> Rc<str> {
+        self.rooms.get(key).map_or_else(|| Rc::from(key), |r| r.display.clone())
     }
 
     /// Panics if the state is inconsistent: every member has a unique nick that indexes back to
-    /// it and sits exactly once in an existing room, and only the lobby may be empty. For
-    /// property tests and fuzzing.
+    /// it and sits exactly once in an existing room, under its mode; an empty room other than
+    /// the lobby is kept only for its history, and is counted. For property tests and fuzzing.
     pub fn check_invariants(&self) {
         let members: Vec<(ClientId, &Member)> =
             self.members.iter().enumerate().filter_map(|(id, m)| m.as_ref().map(|m| (id, m))).collect();
@@ -408,14 +614,22 @@ impl Chat {
             assert!(validate_nick(&member.nick).is_ok() || member.nick.starts_with("guest-"), "valid nick");
             assert_eq!(self.nicks.get(&self.nick_key(&member.nick)), Some(id), "nick indexes its owner");
             let room = self.rooms.get(&member.room).expect("member's room exists");
-            assert_eq!(room.members.iter().filter(|c| *c == id).count(), 1, "listed once in its room");
-            assert_eq!(room.members.get(member.seat as usize), Some(id), "seated where it is listed");
+            let list = &room.members[member.mode as usize];
+            assert_eq!(list.iter().filter(|c| *c == id).count(), 1, "listed once in its room");
+            assert_eq!(list.get(member.seat as usize), Some(id), "seated where it is listed");
         }
-        let listed: usize = self.rooms.values().map(|r| r.members.len()).sum();
+        let listed: usize = self.rooms.values().map(Room::len).sum();
         assert_eq!(listed, self.member_count, "room lists hold exactly the members");
+        let mut empty = 0;
         for (key, room) in &self.rooms {
-            assert!(!room.members.is_empty() || &**key == LOBBY, "empty room {key} kept");
+            assert_eq!(room.emptied.is_some(), room.len() == 0, "{key}: emptied stamp iff empty");
+            if room.len() == 0 && &**key != LOBBY {
+                assert!(room.history.last_id().is_some(), "empty room {key} kept without history");
+                empty += 1;
+            }
         }
+        assert_eq!(empty, self.empty_rooms, "empty rooms counted");
+        assert!(self.empty_rooms <= self.limits.history_rooms, "at most --history-rooms empty rooms kept");
     }
 
     /// Ok if `nick` is valid and not held by anyone but `except`.
@@ -437,33 +651,94 @@ impl Chat {
         }
     }
 
-    /// Seats `client` in a room (created if new); returns its seat.
-    fn add_to_room(&mut self, client: ClientId, key: &Rc<str>, display: &str) -> u32 {
-        let members = &mut self
-            .rooms
-            .entry(key.clone())
-            .or_insert_with(|| Room { display: display.to_string(), members: Vec::new() })
-            .members;
-        members.push(client);
-        (members.len() - 1) as u32
+    fn next_stamp(&mut self) -> u64 {
+        self.next_stamp += 1;
+        self.next_stamp
     }
 
-    /// Frees a seat: the room's last member moves into it, so leaving costs the same in a room
+    /// Seats `client` in room `name` (created if new, with a fresh history); returns the
+    /// room's key and the seat.
+    fn add_to_room(&mut self, client: ClientId, name: &str, mode: Mode) -> (Rc<str>, u32) {
+        let folded = fold(name);
+        let key = match self.rooms.get_key_value(folded.as_str()) {
+            Some((key, _)) => key.clone(),
+            None => {
+                let key: Rc<str> = Rc::from(folded);
+                let history = History::new(history::new_epoch(), 1, self.limits.history);
+                let stamp = self.next_stamp();
+                let room = Room {
+                    display: Rc::from(name),
+                    members: Default::default(),
+                    history,
+                    emptied: Some(stamp),
+                };
+                self.rooms.insert(key.clone(), room);
+                // Counted as empty until seated below, like any room being rejoined.
+                self.empty_rooms += usize::from(&*key != LOBBY);
+                key
+            }
+        };
+        let room = self.rooms.get_mut(&key).expect("room just found or made");
+        if room.emptied.take().is_some() && &*key != LOBBY {
+            self.empty_rooms -= 1;
+        }
+        let members = &mut room.members[mode as usize];
+        members.push(client);
+        (key, (members.len() - 1) as u32)
+    }
+
+    /// Frees a seat: the list's last member moves into it, so leaving costs the same in a room
     /// of ten or of ten thousand.
-    fn remove_from_room(&mut self, key: &str, seat: u32) {
+    fn remove_from_room(&mut self, key: &str, mode: Mode, seat: u32) {
         let Some(room) = self.rooms.get_mut(key) else { return };
+        let members = &mut room.members[mode as usize];
         let seat = seat as usize;
-        if seat < room.members.len() {
-            room.members.swap_remove(seat);
-            if let Some(&moved) = room.members.get(seat) {
+        if seat < members.len() {
+            members.swap_remove(seat);
+            if let Some(&moved) = members.get(seat) {
                 if let Some(Some(member)) = self.members.get_mut(moved) {
                     member.seat = seat as u32;
                 }
             }
         }
-        // Empty rooms vanish so /rooms stays meaningful; the lobby is kept even when empty.
-        if room.members.is_empty() && key != LOBBY {
+        if room.len() > 0 {
+            return;
+        }
+        // An empty room is kept for its history (so its members can come back to it), unless
+        // it never had a message; the lobby always stays.
+        let stamp = self.next_stamp();
+        let Some(room) = self.rooms.get_mut(key) else { return };
+        room.emptied = Some(stamp);
+        if key == LOBBY {
+            return;
+        }
+        if room.history.last_id().is_none() || self.limits.history == 0 {
             self.rooms.remove(key);
+            return;
+        }
+        let key: Rc<str> = self.rooms.get_key_value(key).map(|(k, _)| k.clone()).expect("room exists");
+        self.emptied.push_back((stamp, key));
+        self.empty_rooms += 1;
+        self.evict_empty_rooms();
+    }
+
+    /// Forgets the empty rooms that emptied longest ago while more than `history_rooms` are
+    /// kept.
+    fn evict_empty_rooms(&mut self) {
+        while self.empty_rooms > self.limits.history_rooms {
+            let Some((stamp, key)) = self.emptied.pop_front() else { break };
+            if self.rooms.get(&key).is_some_and(|r| r.emptied == Some(stamp) && r.len() == 0) {
+                self.rooms.remove(&key);
+                self.empty_rooms -= 1;
+                if let Some(journal) = &mut self.journal {
+                    journal.push(Journal::RoomDropped { room: key });
+                }
+            }
+        }
+        // Stale entries (rooms joined again since) are dropped once they outnumber the rest.
+        if self.emptied.len() > 2 * self.empty_rooms + 64 {
+            let rooms = &self.rooms;
+            self.emptied.retain(|(stamp, key)| rooms.get(key).is_some_and(|r| r.emptied == Some(*stamp)));
         }
     }
 }
@@ -486,15 +761,6 @@ fn first_sorted<T>(items: &mut [T], name: impl Fn(&T) -> &str) -> &[T] {
     let shown = &mut items[..len];
     shown.sort_unstable_by(order);
     shown
-}
-
-/// ", and N more" for a list of `count` cut to [`MAX_LISTED`].
-fn more(count: usize) -> String {
-    if count > MAX_LISTED {
-        format!(", and {} more", count - MAX_LISTED)
-    } else {
-        String::new()
-    }
 }
 
 #[cfg(test)]

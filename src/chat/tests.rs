@@ -18,7 +18,9 @@ impl Harness {
             match effect {
                 Effect::Send { to: Audience::Client(c), body } => self.inbox.entry(c).or_default().push(body),
                 Effect::Send { to: Audience::Room(room), body } => {
-                    for c in self.chat.room_members(&room).to_vec() {
+                    let members: Vec<ClientId> =
+                        Mode::ALL.iter().flat_map(|&m| self.chat.room_members(&room, m).to_vec()).collect();
+                    for c in members {
                         self.inbox.entry(c).or_default().push(body.clone());
                     }
                 }
@@ -28,12 +30,12 @@ impl Harness {
     }
     fn connect(&mut self, c: ClientId, nick: Option<&str>) {
         let mut out = Vec::new();
-        self.chat.connect(c, nick, &mut out);
+        self.chat.connect(c, Join { nick, ..Join::default() }, &mut out);
         self.apply(out);
     }
     fn say(&mut self, c: ClientId, text: &str) {
         let mut out = Vec::new();
-        self.chat.text(c, text, &mut out);
+        self.chat.text(c, text, 1_764_000_000_000, &mut out);
         self.apply(out);
     }
     fn leave(&mut self, c: ClientId) {
@@ -41,15 +43,16 @@ impl Harness {
         self.chat.disconnect(c, "", &mut out);
         self.apply(out);
     }
-    /// Texts received by `c` since the last call.
+    /// What `c` received since the last call, in its mode.
     fn take(&mut self, c: ClientId) -> Vec<String> {
+        let mode = self.chat.mode(c).unwrap_or(Mode::Text);
         self.inbox
             .remove(&c)
             .unwrap_or_default()
             .into_iter()
-            .map(|b| match b {
-                Body::Text(t) => t,
-                Body::Binary(b) => format!("<binary {} bytes>", b.len()),
+            .filter_map(|b| match b {
+                Body::Event(e) => e.render(mode),
+                Body::Binary(b) => Some(format!("<binary {} bytes>", b.len())),
             })
             .collect()
     }
@@ -122,7 +125,11 @@ fn binary_is_relayed_verbatim_to_the_room_after_a_line_naming_its_sender() {
         [
             Effect::Send {
                 to: room.clone(),
-                body: Body::Text(format!("*** binary message from {nick} (3 bytes)"))
+                body: Body::Event(Event::BinaryFrom {
+                    room: Rc::from("lobby"),
+                    from: Rc::from(nick),
+                    bytes: 3
+                })
             },
             Effect::Send { to: room, body: Body::Binary(Bytes::from_static(&[0, 159, 255])) }
         ]
@@ -235,14 +242,14 @@ fn disconnect_frees_everything_and_is_idempotent() {
     h.leave(1);
     h.leave(2);
     assert!(h.chat.is_empty());
-    assert!(h.chat.room_members(LOBBY).is_empty());
+    assert!(h.chat.room_members(LOBBY, Mode::Text).is_empty());
 }
 
 #[test]
 fn messages_from_unknown_clients_are_ignored() {
     let mut h = Harness::default();
     let mut out = Vec::new();
-    h.chat.text(99, "hello", &mut out);
+    h.chat.text(99, "hello", 0, &mut out);
     h.chat.binary(99, Bytes::new(), &mut out);
     assert!(out.is_empty());
 }
@@ -283,7 +290,9 @@ fn big_rooms_are_not_flooded_with_announcements() {
     h.clear();
     h.say(5, "/join lobby"); // quiet: a, b, cc (still over)
     assert!(h.take(1).is_empty(), "nor is a room left that is over the limit");
-    assert_eq!(h.take(5), ["*** e joined lobby"]);
+    let told = h.take(5);
+    assert_eq!(told.first().map(String::as_str), Some("*** recent messages in lobby:"), "{told:?}");
+    assert_eq!(told.last().map(String::as_str), Some("*** e joined lobby"));
 }
 
 #[test]

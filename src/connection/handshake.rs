@@ -6,8 +6,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use log::debug;
+use tungstenite::handshake::server::{Request, Response};
+use tungstenite::http::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 
 use super::{Admission, Clock, Connection, HandshakeStream, Phase, Protocol, Route, Step, Stream};
+use crate::chat::JSON_SUBPROTOCOL;
 use crate::http::{self, Decision, Endpoint, HeadProgress, Reply};
 use crate::logline::quoted;
 use crate::metrics::Verdict;
@@ -67,7 +70,20 @@ impl<S: Stream> Connection<S> {
             return Step::Done;
         };
         let mut stream = HandshakeStream { head: &head, response: Vec::new() };
-        if let Err(e) = tungstenite::accept_with_config(&mut stream, Some(settings.websocket)) {
+        let json = matches!(&endpoint, Endpoint::Chat(query) if query.json);
+        // The signature is tungstenite's handshake callback's; its error type is not ours.
+        #[allow(clippy::result_large_err)]
+        let select_subprotocol = |_: &Request, mut response: Response| {
+            if json {
+                response
+                    .headers_mut()
+                    .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(JSON_SUBPROTOCOL));
+            }
+            Ok(response)
+        };
+        if let Err(e) =
+            tungstenite::accept_hdr_with_config(&mut stream, select_subprotocol, Some(settings.websocket))
+        {
             // http::decide already checked what tungstenite checks, so this is not expected.
             remote_warn!("{}: handshake refused by tungstenite: {e}", self.peer);
             self.phase = Phase::Head { transport, head: Vec::new(), deadline };
@@ -79,7 +95,7 @@ impl<S: Stream> Connection<S> {
         }
         transport.outbox.push(Bytes::from(stream.response));
         let route = match endpoint {
-            Endpoint::Chat { .. } => Route::Chat,
+            Endpoint::Chat(_) => Route::Chat,
             Endpoint::Echo => Route::Echo,
         };
         // Parked until the client's first frame arrives.

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use log::{debug, info};
@@ -23,7 +23,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::fanout::FanOut;
 use super::timers::TimerQueue;
-use crate::chat::{Audience, Body, Chat, ClientId, Effect, ServerLine};
+use crate::chat::{Audience, Body, Chat, ClientId, Effect, Event, Join, Mode};
 use crate::connection::{Admission, Clock, ConnState, Connection, Flush, Route, Step, Stream};
 use crate::frame::{self, Opcode};
 use crate::http::Endpoint;
@@ -55,6 +55,9 @@ pub struct Hub<S> {
     next_serial: u64,
     /// Origin of the millisecond clock the rate limiter counts in.
     started: Instant,
+    /// The wall clock at `started`, in milliseconds since the Unix epoch: message timestamps
+    /// are `started_wall_ms` plus monotonic time, one clock reading per turn.
+    started_wall_ms: u64,
     /// Connections whose WRITABLE interest must be (de)registered.
     interest_changes: Vec<usize>,
     /// Sockets of removed connections, to deregister.
@@ -66,7 +69,7 @@ pub struct Hub<S> {
 impl<S: Stream> Hub<S> {
     pub fn new(settings: Settings, now: Instant) -> Self {
         Self {
-            chat: Chat::with_announce_limit(settings.announce_limit),
+            chat: Chat::with_limits(settings.chat),
             fanout: FanOut::new(settings.max_outbound),
             settings,
             conns: Slab::new(),
@@ -77,6 +80,7 @@ impl<S: Stream> Hub<S> {
             per_address: HashMap::new(),
             next_serial: 0,
             started: now,
+            started_wall_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             interest_changes: Vec::new(),
             released: Vec::new(),
             counters: Counters::default(),
@@ -233,8 +237,14 @@ impl<S: Stream> Hub<S> {
     fn on_upgraded(&mut self, key: usize, endpoint: Endpoint, now: Instant) {
         let peer = self.conns.get(key).map(Connection::peer);
         match endpoint {
-            Endpoint::Chat { nick } => {
-                self.chat.connect(key, nick.as_deref(), &mut self.effects);
+            Endpoint::Chat(query) => {
+                let join = Join {
+                    nick: query.nick.as_deref(),
+                    room: query.room.as_deref(),
+                    since: query.since.as_deref(),
+                    mode: Some(if query.json { Mode::Json } else { Mode::Text }),
+                };
+                self.chat.connect(key, join, &mut self.effects);
                 debug!("{peer:?}: joined the chat as {}", quoted(self.chat.nick(key).unwrap_or("?")));
                 self.apply_effects(now);
             }
@@ -253,7 +263,7 @@ impl<S: Stream> Hub<S> {
             (Some(Route::Echo), Incoming::Text(text)) => self.echo(key, Opcode::Text, text.as_bytes(), now),
             (Some(Route::Echo), Incoming::Binary(data)) => self.echo(key, Opcode::Binary, &data, now),
             (Some(Route::Chat), Incoming::Text(text)) => {
-                self.chat.text(key, text, &mut self.effects);
+                self.chat.text(key, text, self.wall_ms(now), &mut self.effects);
                 self.apply_effects(now);
             }
             (Some(Route::Chat), Incoming::Binary(data)) => {
@@ -273,29 +283,14 @@ impl<S: Stream> Hub<S> {
 
     // ----- chat effects -----
 
-    /// Carries out the chat's effects: each message is framed once and the same buffer queued
-    /// for every recipient.
+    /// Carries out the chat's effects: each message is rendered and framed once per mode that
+    /// has recipients, and the same buffer queued for every recipient in that mode.
     fn apply_effects(&mut self, now: Instant) {
         while !self.effects.is_empty() {
             let mut effects = std::mem::take(&mut self.effects);
             for effect in effects.drain(..) {
                 match effect {
-                    Effect::Send { to, body } => {
-                        let (kind, encoded) = match &body {
-                            Body::Text(text) => (Kind::Text, frame::encode(Opcode::Text, text.as_bytes())),
-                            Body::Binary(data) => (Kind::Binary, frame::encode(Opcode::Binary, data)),
-                        };
-                        let delivered = match to {
-                            Audience::Client(client) => {
-                                usize::from(self.fanout.queue(&mut self.conns, client, &encoded))
-                            }
-                            Audience::Room(room) => {
-                                let members = self.chat.room_members(&room);
-                                self.fanout.queue_to_all(&mut self.conns, members, &encoded)
-                            }
-                        };
-                        self.counters.deliveries[kind as usize] += delivered as u64;
-                    }
+                    Effect::Send { to, body } => self.deliver(&to, &body),
                     Effect::Close { client, reason } => self.close(client, CloseCode::Normal, &reason, now),
                 }
             }
@@ -304,6 +299,34 @@ impl<S: Stream> Hub<S> {
                 self.effects = effects;
             }
             self.cut_off_slow_readers(now);
+        }
+    }
+
+    fn deliver(&mut self, to: &Audience, body: &Body) {
+        let mut binary = None;
+        for mode in Mode::ALL {
+            let recipients = match to {
+                Audience::Client(client) if self.chat.mode(*client) == Some(mode) => {
+                    std::slice::from_ref(client)
+                }
+                Audience::Client(_) => continue,
+                Audience::Room(room) => self.chat.room_members(room, mode),
+            };
+            if recipients.is_empty() {
+                continue;
+            }
+            let (kind, encoded) = match body {
+                Body::Event(event) => match event.render(mode) {
+                    Some(text) => (Kind::Text, frame::encode(Opcode::Text, text.as_bytes())),
+                    None => continue,
+                },
+                // The same frame for both modes: framed once.
+                Body::Binary(data) => {
+                    (Kind::Binary, binary.get_or_insert_with(|| frame::encode(Opcode::Binary, data)).clone())
+                }
+            };
+            let delivered = self.fanout.queue_to_all(&mut self.conns, recipients, &encoded);
+            self.counters.deliveries[kind as usize] += delivered as u64;
         }
     }
 
@@ -346,14 +369,15 @@ impl<S: Stream> Hub<S> {
     /// each of the others left: they all are leaving.
     pub fn shut_down(&mut self, now: Instant) {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
-        let notice = ServerLine::Notice(SHUTDOWN_NOTICE).to_string();
-        let notice = frame::encode(Opcode::Text, notice.as_bytes());
+        let notice = Event::notice(SHUTDOWN_NOTICE);
+        let notice = Mode::ALL
+            .map(|mode| frame::encode(Opcode::Text, notice.render(mode).unwrap_or_default().as_bytes()));
         for &key in &keys {
-            if self.chat.nick(key).is_some() {
-                self.fanout.queue(&mut self.conns, key, &notice);
+            if let Some(mode) = self.chat.mode(key) {
+                self.fanout.queue(&mut self.conns, key, &notice[mode as usize]);
             }
         }
-        self.chat = Chat::with_announce_limit(self.settings.announce_limit);
+        self.chat = Chat::with_limits(self.settings.chat);
         for key in keys {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
@@ -507,6 +531,11 @@ impl<S: Stream> Hub<S> {
                 self.timers.schedule(key, conn.serial(), at);
             }
         }
+    }
+
+    /// Milliseconds since the Unix epoch at `now`, for message timestamps.
+    fn wall_ms(&self, now: Instant) -> u64 {
+        self.started_wall_ms + now.saturating_duration_since(self.started).as_millis() as u64
     }
 
     fn clock(&self, now: Instant) -> Clock {

@@ -1,0 +1,376 @@
+//! What the chat tells clients, before it is put in words: an [`Event`] is rendered once per
+//! broadcast for each mode that has recipients, as a text line ([`ServerLine`], the forms of
+//! `docs/PROTOCOL.md`) for plain clients, or as one JSON object for clients that chose the
+//! `wschat.json` subprotocol. Both renderings live here, side by side, so the two modes cannot
+//! drift apart.
+
+use std::rc::Rc;
+
+use serde::Serialize;
+
+use super::history::Stored;
+use super::line::ServerLine;
+
+/// How a client receives the chat's text frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// One line per frame, the forms of `ServerLine` (websocat, wscat).
+    Text = 0,
+    /// One JSON object per frame (`Sec-WebSocket-Protocol: wschat.json`).
+    Json = 1,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 2] = [Mode::Text, Mode::Json];
+}
+
+/// The subprotocol that selects [`Mode::Json`].
+pub const JSON_SUBPROTOCOL: &str = "wschat.json";
+
+/// A room message (chat line or action), live or replayed from history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomMessage {
+    /// The room's name as shown.
+    pub room: Rc<str>,
+    pub epoch: Rc<str>,
+    pub message: Rc<Stored>,
+    pub replay: bool,
+}
+
+/// Something a client is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Message(RoomMessage),
+    /// A private message; `outgoing` is the sender's own copy.
+    Private {
+        from: Rc<str>,
+        to: Rc<str>,
+        text: String,
+        ts: u64,
+        outgoing: bool,
+    },
+    Notice(String),
+    Error(String),
+    /// A client's first line: who it is and where.
+    Welcome {
+        nick: Rc<str>,
+        room: Rc<str>,
+    },
+    Joined {
+        room: Rc<str>,
+        nick: Rc<str>,
+    },
+    /// `moved_to`: it joined that room; `reason`: why it left the chat.
+    Left {
+        room: Rc<str>,
+        nick: Rc<str>,
+        reason: Option<String>,
+        moved_to: Option<Rc<str>>,
+    },
+    NickChanged {
+        room: Rc<str>,
+        old: Rc<str>,
+        new: Rc<str>,
+    },
+    /// The first [`MAX_LISTED`](super::MAX_LISTED) members of a room, sorted, and the count.
+    Who {
+        room: Rc<str>,
+        count: usize,
+        nicks: Vec<Rc<str>>,
+    },
+    Rooms {
+        count: usize,
+        rooms: Vec<(Rc<str>, usize)>,
+    },
+    /// The binary message that follows comes from `from`.
+    BinaryFrom {
+        room: Rc<str>,
+        from: Rc<str>,
+        bytes: usize,
+    },
+    /// Text mode only: the recent messages of `room` follow.
+    ReplayStart {
+        room: Rc<str>,
+    },
+    /// The replay is over: `count` messages, `recovered` if they continue the client's `since`.
+    Replayed {
+        room: Rc<str>,
+        recovered: bool,
+        count: usize,
+        last: Option<String>,
+    },
+}
+
+/// The `/help` notice, one line per command.
+pub const HELP: &str = "commands:
+/nick NAME       change your nick (1-32 chars, no spaces)
+/join ROOM       move to another room (created if new)
+/rooms           list rooms and member counts
+/who             list members of your room
+/me ACTION       say an action: * NICK ACTION
+/msg NICK TEXT   private message
+/quit [REASON]   leave the chat
+/help            this list
+//TEXT           send a line starting with '/'";
+
+impl Event {
+    pub fn notice(text: impl Into<String>) -> Self {
+        Self::Notice(text.into())
+    }
+
+    pub fn error(text: impl Into<String>) -> Self {
+        Self::Error(text.into())
+    }
+
+    /// The frame's text in `mode`, or None if this mode is not told (a text-mode replay
+    /// marker for JSON clients, an empty replay for text clients).
+    pub fn render(&self, mode: Mode) -> Option<String> {
+        match mode {
+            Mode::Text => self.text(),
+            Mode::Json => self.json(),
+        }
+    }
+
+    /// The text line (see `ServerLine`).
+    pub fn text(&self) -> Option<String> {
+        let notice = |text: &str| Some(ServerLine::Notice(text).to_string());
+        match self {
+            Self::Message(RoomMessage { message: m, .. }) => Some(if m.action {
+                ServerLine::Action { nick: &m.from, text: &m.text }.to_string()
+            } else {
+                ServerLine::Chat { nick: &m.from, text: &m.text }.to_string()
+            }),
+            Self::Private { from, text, outgoing: false, .. } => {
+                Some(ServerLine::PrivateFrom { nick: from, text }.to_string())
+            }
+            Self::Private { to, text, outgoing: true, .. } => {
+                Some(ServerLine::PrivateTo { nick: to, text }.to_string())
+            }
+            Self::Notice(text) => notice(text),
+            Self::Error(text) => Some(ServerLine::Error(text).to_string()),
+            Self::Welcome { nick, room } => {
+                notice(&format!("welcome, you are {nick} in {room}; type /help for commands"))
+            }
+            Self::Joined { room, nick } => notice(&format!("{nick} joined {room}")),
+            Self::Left { room, nick, reason, moved_to } => notice(&match (moved_to, reason) {
+                (Some(to), _) => format!("{nick} left {room} (joined {to})"),
+                (None, Some(reason)) => format!("{nick} left {room} ({reason})"),
+                (None, None) => format!("{nick} left {room}"),
+            }),
+            Self::NickChanged { old, new, .. } => notice(&format!("{old} is now known as {new}")),
+            Self::Who { room, count, nicks } => {
+                let names: Vec<&str> = nicks.iter().map(|n| &**n).collect();
+                notice(&format!("in {room} ({count}): {}{}", names.join(", "), more(*count, nicks.len())))
+            }
+            Self::Rooms { count, rooms } => {
+                let list: Vec<String> = rooms.iter().map(|(name, n)| format!("{name} ({n})")).collect();
+                notice(&format!("rooms: {}{}", list.join(", "), more(*count, rooms.len())))
+            }
+            Self::BinaryFrom { from, bytes, .. } => {
+                Some(ServerLine::BinaryFrom { nick: from, len: *bytes }.to_string())
+            }
+            Self::ReplayStart { room } => notice(&format!("recent messages in {room}:")),
+            Self::Replayed { count: 0, .. } => None,
+            Self::Replayed { .. } => notice("end of recent messages"),
+        }
+    }
+
+    /// The JSON object (see `docs/PROTOCOL.md`, "JSON mode").
+    pub fn json(&self) -> Option<String> {
+        let value = match self {
+            Self::Message(RoomMessage { room, epoch, message: m, replay }) => {
+                // Its own struct: the `type` depends on the message (chat line or action).
+                return serde_json::to_string(&JsonMessage {
+                    kind: if m.action { "action" } else { "message" },
+                    room,
+                    id: format!("{epoch}:{}", m.seq),
+                    from: &m.from,
+                    text: &m.text,
+                    ts: m.ts,
+                    replay: replay.then_some(true),
+                })
+                .ok();
+            }
+            Self::Private { from, to, text, ts, .. } => Json::Private { from, to, text, ts: *ts },
+            Self::Notice(text) => Json::Notice { text },
+            Self::Error(text) => Json::Error { text },
+            Self::Welcome { nick, room } => Json::Welcome { nick, room },
+            Self::Joined { room, nick } => Json::Joined { room, nick },
+            Self::Left { room, nick, reason, moved_to } => {
+                Json::Left { room, nick, reason: reason.as_deref(), moved_to: moved_to.as_deref() }
+            }
+            Self::NickChanged { room, old, new } => Json::Nick { room, old, new },
+            Self::Who { room, count, nicks } => {
+                Json::Who { room, count: *count, nicks: nicks.iter().map(|n| &**n).collect() }
+            }
+            Self::Rooms { count, rooms } => Json::Rooms {
+                count: *count,
+                rooms: rooms.iter().map(|(name, members)| JsonRoom { name, members: *members }).collect(),
+            },
+            Self::BinaryFrom { room, from, bytes } => Json::Binary { room, from, bytes: *bytes },
+            Self::ReplayStart { .. } => return None,
+            Self::Replayed { room, recovered, count, last } => {
+                Json::Replayed { room, recovered: *recovered, count: *count, last: last.as_deref() }
+            }
+        };
+        // Serializing borrowed strings and integers cannot fail.
+        serde_json::to_string(&value).ok()
+    }
+}
+
+/// ", and N more" for a list of `count` cut to `shown`.
+fn more(count: usize, shown: usize) -> String {
+    if count > shown {
+        format!(", and {} more", count - shown)
+    } else {
+        String::new()
+    }
+}
+
+/// The JSON forms, field by field as PROTOCOL.md lists them.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Json<'a> {
+    Private { from: &'a str, to: &'a str, text: &'a str, ts: u64 },
+    Notice { text: &'a str },
+    Error { text: &'a str },
+    Welcome { nick: &'a str, room: &'a str },
+    Joined { room: &'a str, nick: &'a str },
+    Left { room: &'a str, nick: &'a str, reason: Option<&'a str>, moved_to: Option<&'a str> },
+    Nick { room: &'a str, old: &'a str, new: &'a str },
+    Who { room: &'a str, count: usize, nicks: Vec<&'a str> },
+    Rooms { count: usize, rooms: Vec<JsonRoom<'a>> },
+    Binary { room: &'a str, from: &'a str, bytes: usize },
+    Replayed { room: &'a str, recovered: bool, count: usize, last: Option<&'a str> },
+}
+
+#[derive(Serialize)]
+struct JsonMessage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a str,
+    id: String,
+    from: &'a str,
+    text: &'a str,
+    ts: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct JsonRoom<'a> {
+    name: &'a str,
+    members: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(action: bool, replay: bool) -> Event {
+        let stored = Stored {
+            seq: 42,
+            ts: 1764000000123,
+            from: Rc::from("alice"),
+            text: "hi \"there\"".into(),
+            action,
+        };
+        Event::Message(RoomMessage {
+            room: Rc::from("dev"),
+            epoch: Rc::from("k3f9"),
+            message: Rc::new(stored),
+            replay,
+        })
+    }
+
+    #[test]
+    fn a_message_in_both_modes() {
+        assert_eq!(message(false, false).text().unwrap(), "alice: hi \"there\"");
+        assert_eq!(message(true, false).text().unwrap(), "* alice hi \"there\"");
+        assert_eq!(
+            message(false, false).json().unwrap(),
+            r#"{"type":"message","room":"dev","id":"k3f9:42","from":"alice","text":"hi \"there\"","ts":1764000000123}"#
+        );
+        assert_eq!(
+            message(true, true).json().unwrap(),
+            r#"{"type":"action","room":"dev","id":"k3f9:42","from":"alice","text":"hi \"there\"","ts":1764000000123,"replay":true}"#
+        );
+    }
+
+    #[test]
+    fn the_other_forms_in_json() {
+        let cases = [
+            (
+                Event::Private {
+                    from: "a".into(),
+                    to: "b".into(),
+                    text: "psst".into(),
+                    ts: 5,
+                    outgoing: true,
+                },
+                r#"{"type":"private","from":"a","to":"b","text":"psst","ts":5}"#,
+            ),
+            (Event::notice("hello"), r#"{"type":"notice","text":"hello"}"#),
+            (Event::error("no"), r#"{"type":"error","text":"no"}"#),
+            (
+                Event::Welcome { nick: "a".into(), room: "lobby".into() },
+                r#"{"type":"welcome","nick":"a","room":"lobby"}"#,
+            ),
+            (
+                Event::Joined { room: "dev".into(), nick: "a".into() },
+                r#"{"type":"joined","room":"dev","nick":"a"}"#,
+            ),
+            (
+                Event::Left {
+                    room: "dev".into(),
+                    nick: "a".into(),
+                    reason: None,
+                    moved_to: Some("ops".into()),
+                },
+                r#"{"type":"left","room":"dev","nick":"a","reason":null,"moved_to":"ops"}"#,
+            ),
+            (
+                Event::NickChanged { room: "dev".into(), old: "a".into(), new: "b".into() },
+                r#"{"type":"nick","room":"dev","old":"a","new":"b"}"#,
+            ),
+            (
+                Event::Who { room: "dev".into(), count: 3, nicks: vec!["a".into(), "b".into()] },
+                r#"{"type":"who","room":"dev","count":3,"nicks":["a","b"]}"#,
+            ),
+            (
+                Event::Rooms { count: 1, rooms: vec![("dev".into(), 2)] },
+                r#"{"type":"rooms","count":1,"rooms":[{"name":"dev","members":2}]}"#,
+            ),
+            (
+                Event::BinaryFrom { room: "dev".into(), from: "a".into(), bytes: 9 },
+                r#"{"type":"binary","room":"dev","from":"a","bytes":9}"#,
+            ),
+            (
+                Event::Replayed {
+                    room: "dev".into(),
+                    recovered: true,
+                    count: 2,
+                    last: Some("k3f9:42".into()),
+                },
+                r#"{"type":"replayed","room":"dev","recovered":true,"count":2,"last":"k3f9:42"}"#,
+            ),
+            (
+                Event::Replayed { room: "dev".into(), recovered: false, count: 0, last: None },
+                r#"{"type":"replayed","room":"dev","recovered":false,"count":0,"last":null}"#,
+            ),
+        ];
+        for (event, json) in cases {
+            assert_eq!(event.json().unwrap(), json);
+        }
+        assert_eq!(Event::ReplayStart { room: "dev".into() }.json(), None);
+    }
+
+    #[test]
+    fn replay_markers_in_text_mode() {
+        assert_eq!(Event::ReplayStart { room: "dev".into() }.text().unwrap(), "*** recent messages in dev:");
+        let done = Event::Replayed { room: "dev".into(), recovered: true, count: 2, last: None };
+        assert_eq!(done.text().unwrap(), "*** end of recent messages");
+        let empty = Event::Replayed { room: "dev".into(), recovered: false, count: 0, last: None };
+        assert_eq!(empty.text(), None, "no replay, no markers");
+    }
+}

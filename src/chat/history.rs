@@ -1,0 +1,248 @@
+//! A room's recent messages and the ids that name them.
+//!
+//! Every room message (text or `/me` action) gets an id `EPOCH:SEQ`: `SEQ` counts up by one per
+//! message in the room, and `EPOCH` is a short random string drawn when the room's history
+//! begins. A sequence number is therefore meaningful only within its epoch: a room whose
+//! history was lost (a restart without `--data-dir`, an empty room evicted) starts a new epoch,
+//! and a client holding an id from the old one learns that it cannot resume.
+//!
+//! [`History`] keeps the last N messages of one room and answers "everything after this id",
+//! or says that it cannot (unknown epoch, or messages after the id already trimmed).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::rc::Rc;
+
+/// Characters of a fresh epoch: lower-case letters and digits, so an id needs no escaping in a
+/// URL query, a JSON string or a text line.
+const EPOCH_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+const EPOCH_LEN: usize = 8;
+/// Longest epoch accepted from a client or a store (ours are [`EPOCH_LEN`]).
+const MAX_EPOCH_LEN: usize = 32;
+
+/// A fresh random epoch (8 characters: 41 bits, from the standard library's per-process
+/// random keys, which come from the operating system).
+pub fn new_epoch() -> Rc<str> {
+    let mut bits = RandomState::new().hash_one(std::time::SystemTime::now());
+    let mut epoch = String::with_capacity(EPOCH_LEN);
+    for _ in 0..EPOCH_LEN {
+        epoch.push(EPOCH_ALPHABET[(bits % EPOCH_ALPHABET.len() as u64) as usize] as char);
+        bits /= EPOCH_ALPHABET.len() as u64;
+    }
+    Rc::from(epoch)
+}
+
+/// A message id as a client sends it back (`since=EPOCH:SEQ`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageId {
+    pub epoch: String,
+    pub seq: u64,
+}
+
+impl MessageId {
+    /// Reads `EPOCH:SEQ`; None if it is not of that form.
+    pub fn parse(id: &str) -> Option<Self> {
+        let (epoch, seq) = id.split_once(':')?;
+        let valid_epoch = !epoch.is_empty()
+            && epoch.len() <= MAX_EPOCH_LEN
+            && epoch.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let seq = seq.parse().ok().filter(|_| valid_epoch)?;
+        Some(Self { epoch: epoch.to_string(), seq })
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.epoch, self.seq)
+    }
+}
+
+/// One kept message. The nick is shared with its sender while the sender is connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch, when the server took the message.
+    pub ts: u64,
+    pub from: Rc<str>,
+    pub text: Box<str>,
+    /// A `/me` action rather than a chat line.
+    pub action: bool,
+}
+
+impl Stored {
+    /// What the message costs the history, for the memory bound documented in PROTOCOL.md:
+    /// its text, its nick (counted even when shared) and the fixed part.
+    pub fn cost(&self) -> usize {
+        std::mem::size_of::<Self>() + std::mem::size_of::<Rc<Stored>>() + self.text.len() + self.from.len()
+    }
+}
+
+/// The answer to "what came after this id".
+#[derive(Debug, PartialEq, Eq)]
+pub struct Replay<'a> {
+    pub messages: Vec<&'a Rc<Stored>>,
+    /// Every message after the client's id is among `messages`: nothing was missed.
+    pub recovered: bool,
+}
+
+/// The last messages of one room, with its epoch and sequence.
+#[derive(Debug)]
+pub struct History {
+    epoch: Rc<str>,
+    /// The sequence number the next message gets (the first is 1).
+    next_seq: u64,
+    kept: VecDeque<Rc<Stored>>,
+    /// At most this many are kept (`--history`).
+    limit: usize,
+}
+
+impl History {
+    /// A new history, or one restored from the store: `next_seq` continues its sequence.
+    pub fn new(epoch: Rc<str>, next_seq: u64, limit: usize) -> Self {
+        Self { epoch, next_seq: next_seq.max(1), kept: VecDeque::new(), limit }
+    }
+
+    pub fn epoch(&self) -> &Rc<str> {
+        &self.epoch
+    }
+
+    /// The sequence number the next message will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Takes a new message; returns it, with its sequence number assigned. The oldest kept
+    /// message goes once more than `limit` are kept.
+    pub fn push(&mut self, ts: u64, from: Rc<str>, text: &str, action: bool) -> Rc<Stored> {
+        let stored = Rc::new(Stored { seq: self.next_seq, ts, from, text: text.into(), action });
+        self.next_seq += 1;
+        if self.limit > 0 {
+            if self.kept.len() == self.limit {
+                self.kept.pop_front();
+            }
+            self.kept.push_back(stored.clone());
+        }
+        stored
+    }
+
+    /// Puts back a message read from the store (in order, oldest first).
+    pub fn restore(&mut self, stored: Stored) {
+        self.next_seq = self.next_seq.max(stored.seq + 1);
+        if self.kept.len() == self.limit {
+            self.kept.pop_front();
+        }
+        if self.limit > 0 {
+            self.kept.push_back(Rc::new(stored));
+        }
+    }
+
+    /// The messages after `since`, and whether that is all of them. Without `since`, or for an
+    /// id this history cannot continue from (another epoch, a sequence number it never gave
+    /// out, or one whose successors were trimmed), everything kept, not recovered.
+    pub fn after(&self, since: Option<&MessageId>) -> Replay<'_> {
+        let continuable = since.filter(|id| {
+            let oldest_kept = self.kept.front().map_or(self.next_seq, |m| m.seq);
+            *id.epoch == *self.epoch && id.seq < self.next_seq && id.seq + 1 >= oldest_kept
+        });
+        match continuable {
+            Some(id) => {
+                let start = self.kept.partition_point(|m| m.seq <= id.seq);
+                Replay { messages: self.kept.range(start..).collect(), recovered: true }
+            }
+            None => Replay { messages: self.kept.iter().collect(), recovered: false },
+        }
+    }
+
+    /// The id of the newest message, if the room has had one.
+    pub fn last_id(&self) -> Option<MessageId> {
+        (self.next_seq > 1).then(|| MessageId { epoch: self.epoch.to_string(), seq: self.next_seq - 1 })
+    }
+
+    /// The oldest sequence number still kept (everything before it may be dropped by a store).
+    pub fn oldest_kept(&self) -> u64 {
+        self.kept.front().map_or(self.next_seq, |m| m.seq)
+    }
+
+    /// What the kept messages cost (see [`Stored::cost`]).
+    pub fn cost(&self) -> usize {
+        self.kept.iter().map(|m| m.cost()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(limit: usize, messages: u64) -> History {
+        let mut h = History::new(Rc::from("ep0ch"), 1, limit);
+        for i in 1..=messages {
+            h.push(i, Rc::from("alice"), &format!("m{i}"), false);
+        }
+        h
+    }
+
+    fn seqs(replay: &Replay) -> Vec<u64> {
+        replay.messages.iter().map(|m| m.seq).collect()
+    }
+
+    fn id(epoch: &str, seq: u64) -> MessageId {
+        MessageId { epoch: epoch.into(), seq }
+    }
+
+    #[test]
+    fn ids_read_back_and_junk_is_refused() {
+        assert_eq!(MessageId::parse("k3f9:42"), Some(id("k3f9", 42)));
+        assert_eq!(MessageId::parse("k3f9:42").unwrap().to_string(), "k3f9:42");
+        for junk in ["", ":1", "k3f9", "k3f9:", "k3f9:-1", "K3F9:1", "k 3:1", "a:1:2", &"a".repeat(33)] {
+            assert_eq!(MessageId::parse(junk), None, "{junk:?}");
+        }
+        let epoch = new_epoch();
+        assert_eq!(epoch.len(), EPOCH_LEN);
+        assert!(MessageId::parse(&format!("{epoch}:1")).is_some());
+    }
+
+    #[test]
+    fn keeps_the_last_n_and_numbers_every_message() {
+        let h = history(3, 5);
+        assert_eq!(seqs(&h.after(None)), [3, 4, 5]);
+        assert_eq!(h.last_id(), Some(id("ep0ch", 5)));
+        assert_eq!(h.next_seq(), 6);
+        assert_eq!(history(0, 5).after(None).messages.len(), 0, "history off keeps nothing");
+        assert_eq!(history(0, 5).last_id(), Some(id("ep0ch", 5)), "but ids still count");
+    }
+
+    #[test]
+    fn resumes_exactly_after_a_kept_id() {
+        let h = history(3, 5);
+        for (since, expected) in [(2, vec![3, 4, 5]), (3, vec![4, 5]), (4, vec![5]), (5, vec![])] {
+            let replay = h.after(Some(&id("ep0ch", since)));
+            assert!(replay.recovered, "since {since}");
+            assert_eq!(seqs(&replay), expected, "since {since}");
+        }
+    }
+
+    #[test]
+    fn cannot_resume_across_a_gap_an_epoch_or_the_future() {
+        let h = history(3, 5);
+        for since in [id("ep0ch", 1), id("ep0ch", 0), id("other", 4), id("ep0ch", 6), id("ep0ch", 99)] {
+            let replay = h.after(Some(&since));
+            assert!(!replay.recovered, "{since}");
+            assert_eq!(seqs(&replay), [3, 4, 5], "{since}: everything kept instead");
+        }
+        let empty = History::new(Rc::from("ep0ch"), 1, 3);
+        assert!(empty.after(Some(&id("ep0ch", 0))).recovered, "0: from the epoch's start, nothing missed");
+        assert!(!empty.after(Some(&id("ep0ch", 1))).recovered, "1 was never sent");
+    }
+
+    #[test]
+    fn a_restored_history_continues_its_sequence() {
+        let mut h = History::new(Rc::from("ep0ch"), 1, 2);
+        for seq in [7, 8, 9] {
+            h.restore(Stored { seq, ts: 0, from: Rc::from("a"), text: "x".into(), action: false });
+        }
+        assert_eq!(seqs(&h.after(None)), [8, 9]);
+        assert_eq!(h.push(10, Rc::from("a"), "y", false).seq, 10);
+        assert!(h.after(Some(&id("ep0ch", 8))).recovered);
+    }
+}
