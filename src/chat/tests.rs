@@ -355,3 +355,73 @@ fn help_lists_help_and_rooms_are_named_as_first_spelled() {
     h.say(1, "/join rust");
     assert_eq!(h.take(1), ["*** you are already in Rust"]);
 }
+
+#[test]
+fn an_emptied_room_keeps_its_history_until_too_many_rooms_are_empty() {
+    let limits = ChatLimits { history_rooms: 2, ..ChatLimits::default() };
+    let mut h = Harness { chat: Chat::with_limits(limits), ..Harness::default() };
+    h.chat.keep_journal();
+    h.connect(1, Some("alice"));
+    for room in ["r1", "r2", "r3"] {
+        h.say(1, &format!("/join {room}"));
+        h.say(1, &format!("said in {room}"));
+    }
+    h.say(1, "/join quiet");
+    h.say(1, "/join lobby"); // quiet had no message: gone; r1..r3 emptied, r1 first
+    h.chat.check_invariants();
+    h.clear();
+    h.say(1, "/rooms");
+    assert_eq!(h.take(1), ["*** rooms: lobby (1)"], "/rooms lists rooms with members");
+    h.say(1, "/join r1");
+    assert!(!h.take(1).contains(&"alice: said in r1".to_string()), "r1 was forgotten (emptied first)");
+    h.say(1, "/join r3");
+    assert_eq!(
+        h.take(1)[..3],
+        ["*** recent messages in r3:", "alice: said in r3", "*** end of recent messages"],
+        "r3 kept its history"
+    );
+    h.chat.check_invariants();
+    let mut journal = Vec::new();
+    h.chat.take_journal(&mut journal);
+    let said: Vec<&str> = journal
+        .iter()
+        .filter_map(|j| match j {
+            Journal::Message { message, .. } => Some(&*message.text),
+            Journal::RoomDropped { .. } => None,
+        })
+        .collect();
+    assert_eq!(said, ["said in r1", "said in r2", "said in r3"]);
+    assert!(journal.contains(&Journal::RoomDropped { room: Rc::from(fold("r1")) }), "{journal:?}");
+}
+
+#[test]
+fn each_member_is_told_in_its_own_mode() {
+    let mut h = Harness::default();
+    h.connect(1, Some("alice"));
+    let mut out = Vec::new();
+    h.chat.connect(2, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
+    h.apply(out);
+    h.clear();
+    h.say(1, "hi");
+    assert_eq!(h.take(1), ["alice: hi"]);
+    let json = h.take(2);
+    assert!(json[0].starts_with(r#"{"type":"message","room":"lobby","id":""#), "{json:?}");
+    assert_eq!(h.chat.room_members(LOBBY, Mode::Text), [1]);
+    assert_eq!(h.chat.room_members(LOBBY, Mode::Json), [2]);
+    h.leave(1);
+    h.chat.check_invariants();
+}
+
+#[test]
+fn history_off_keeps_nothing_and_drops_empty_rooms() {
+    let limits = ChatLimits { history: 0, ..ChatLimits::default() };
+    let mut h = Harness { chat: Chat::with_limits(limits), ..Harness::default() };
+    h.connect(1, Some("alice"));
+    h.say(1, "/join dev");
+    h.say(1, "hello");
+    h.say(1, "/join lobby");
+    h.clear();
+    h.say(1, "/join dev");
+    assert_eq!(h.take(1), ["*** alice joined dev"], "no replay, no markers");
+    h.chat.check_invariants();
+}

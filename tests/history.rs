@@ -1,0 +1,274 @@
+//! History, message ids, JSON mode and resume, against the real server over real sockets:
+//! joiners get the last N messages, a client that drops and comes back with `since` gets
+//! exactly what it missed (also while someone keeps talking), and text clients are unchanged.
+
+mod common;
+
+use std::io::Write;
+use std::thread;
+
+use common::{read_http_head, recv_text, recv_until, send, Client, TestServer};
+use serde_json::Value;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::http::HeaderValue;
+use wschat::wire::UpgradeRequest;
+
+/// A chat client in JSON mode (`wschat.json`) at `query` (e.g. `?nick=bob&room=dev`).
+fn json_client(server: &TestServer, query: &str) -> Client {
+    let mut request = server.url(&format!("/{query}")).into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("wschat.json"));
+    let (ws, response) = tungstenite::client(request, server.tcp()).expect("websocket handshake");
+    assert_eq!(
+        response.headers().get("Sec-WebSocket-Protocol").map(|v| v.to_str().unwrap()),
+        Some("wschat.json"),
+        "the subprotocol is selected"
+    );
+    ws
+}
+
+/// The next JSON object.
+fn recv_json(ws: &mut Client) -> Value {
+    let text = recv_text(ws);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Reads objects until one of type `kind`; returns it and everything of type `message` before it.
+fn recv_through(ws: &mut Client, kind: &str) -> (Vec<Value>, Value) {
+    let mut messages = Vec::new();
+    loop {
+        let value = recv_json(ws);
+        if value["type"] == kind {
+            return (messages, value);
+        }
+        if value["type"] == "message" {
+            messages.push(value);
+        }
+    }
+}
+
+fn texts(messages: &[Value]) -> Vec<&str> {
+    messages.iter().map(|m| m["text"].as_str().unwrap()).collect()
+}
+
+/// The sequence number of an id `EPOCH:SEQ`.
+fn seq(id: &Value) -> u64 {
+    id.as_str().unwrap().split_once(':').unwrap().1.parse().unwrap()
+}
+
+/// Alice (text mode) says each line and waits for it to come back, so it is in the history.
+fn say_all(alice: &mut Client, lines: &[String]) {
+    for line in lines {
+        send(alice, line);
+        recv_until(alice, |t| t == format!("alice: {line}"));
+    }
+}
+
+fn numbered(from: usize, to: usize) -> Vec<String> {
+    (from..=to).map(|i| format!("m{i}")).collect()
+}
+
+#[test]
+fn a_joiner_receives_the_last_n_messages_in_either_mode() {
+    let server = TestServer::start(&["--history", "3"]);
+    let mut alice = server.chat_client("alice");
+    say_all(&mut alice, &numbered(1, 5));
+
+    let mut bob = json_client(&server, "?nick=bob");
+    let welcome = recv_json(&mut bob);
+    assert_eq!((welcome["type"].as_str(), welcome["nick"].as_str()), (Some("welcome"), Some("bob")));
+    let (replayed, summary) = recv_through(&mut bob, "replayed");
+    assert_eq!(texts(&replayed), ["m3", "m4", "m5"]);
+    for message in &replayed {
+        assert_eq!(message["replay"], true);
+        assert_eq!(message["from"], "alice");
+        assert_eq!(message["room"], "lobby");
+        assert!(message["ts"].as_u64().unwrap() > 1_700_000_000_000, "a wall-clock timestamp: {message}");
+    }
+    let ids: Vec<u64> = replayed.iter().map(|m| seq(&m["id"])).collect();
+    assert_eq!(ids, [3, 4, 5], "ids count up by one per message");
+    assert_eq!(summary["recovered"], false, "no since: nothing to recover");
+    assert_eq!(summary["count"], 3);
+    assert_eq!(summary["last"], replayed[2]["id"]);
+
+    let mut carol = server.chat_client("carol");
+    assert_eq!(recv_text(&mut carol), "*** recent messages in lobby:");
+    assert_eq!(
+        [recv_text(&mut carol), recv_text(&mut carol), recv_text(&mut carol)],
+        ["alice: m3", "alice: m4", "alice: m5"]
+    );
+    assert_eq!(recv_text(&mut carol), "*** end of recent messages");
+    assert_eq!(recv_text(&mut carol), "*** carol joined lobby");
+
+    // Live messages carry ids that continue the sequence, in both modes' own forms.
+    send(&mut alice, "live");
+    assert_eq!(recv_until(&mut carol, |t| t.starts_with("alice: ")), "alice: live");
+    let live = loop {
+        let value = recv_json(&mut bob);
+        if value["type"] == "message" {
+            break value;
+        }
+    };
+    assert_eq!((live["text"].as_str(), seq(&live["id"])), (Some("live"), 6));
+    assert!(live.get("replay").is_none(), "live messages are not marked as replays: {live}");
+}
+
+#[test]
+fn a_dropped_client_resumes_with_exactly_what_it_missed() {
+    let server = TestServer::start(&[]);
+    let mut alice = server.chat_client("alice");
+    send(&mut alice, "/join dev");
+    recv_until(&mut alice, |t| t == "*** alice joined dev");
+    let mut bob = json_client(&server, "?nick=bob&room=dev");
+    let (_, summary) = recv_through(&mut bob, "replayed");
+    assert_eq!((summary["room"].as_str(), summary["count"].as_u64()), (Some("dev"), Some(0)));
+    say_all(&mut alice, &numbered(1, 2));
+    let (seen, _) = (0..2).fold((Vec::new(), ()), |(mut seen, ()), _| {
+        seen.push(recv_through(&mut bob, "message").1);
+        (seen, ())
+    });
+    let last_seen = seen[1]["id"].as_str().unwrap().to_string();
+    drop(bob); // the connection drops without a close
+
+    say_all(&mut alice, &numbered(3, 7));
+    let mut bob = json_client(&server, &format!("?nick=bob2&room=dev&since={last_seen}"));
+    let (replayed, summary) = recv_through(&mut bob, "replayed");
+    assert_eq!(texts(&replayed), ["m3", "m4", "m5", "m6", "m7"], "exactly the five it missed");
+    assert_eq!(summary["recovered"], true);
+    assert_eq!(summary["count"], 5);
+    send(&mut alice, "after");
+    let (_, live) = recv_through(&mut bob, "message");
+    assert_eq!(live["text"], "after", "then live traffic, nothing doubled");
+    assert_eq!(seq(&live["id"]), seq(&summary["last"]) + 1);
+}
+
+#[test]
+fn resuming_while_someone_keeps_talking_loses_and_doubles_nothing() {
+    let server = TestServer::start(&["--history", "1000", "--max-messages-per-sec", "0"]);
+    let mut bob = json_client(&server, "?nick=bob");
+    recv_through(&mut bob, "replayed");
+    let mut alice = server.chat_client("alice");
+    send(&mut alice, "first");
+    let (_, first) = recv_through(&mut bob, "message");
+    let since = first["id"].as_str().unwrap().to_string();
+    drop(bob);
+
+    // Alice talks without pause while bob comes back: some of her messages come before the
+    // resume (replayed), some after (live), and the boundary must be seamless.
+    let talker = thread::spawn(move || {
+        for i in 1..=300 {
+            send(&mut alice, &format!("n{i}"));
+        }
+        send(&mut alice, "done");
+        recv_until(&mut alice, |t| t == "alice: done");
+    });
+    let mut bob = json_client(&server, &format!("?nick=bob&since={since}"));
+    let mut seqs = Vec::new();
+    let mut recovered = None;
+    loop {
+        let value = recv_json(&mut bob);
+        match value["type"].as_str() {
+            Some("message") => {
+                seqs.push(seq(&value["id"]));
+                if value["text"] == "done" {
+                    break;
+                }
+            }
+            Some("replayed") => recovered = value["recovered"].as_bool(),
+            _ => {}
+        }
+    }
+    talker.join().unwrap();
+    assert_eq!(recovered, Some(true));
+    let expected: Vec<u64> = (seq(&first["id"]) + 1..=seq(&first["id"]) + 301).collect();
+    assert_eq!(seqs, expected, "every message after `since` exactly once, in order");
+}
+
+#[test]
+fn an_unknown_epoch_or_a_trimmed_since_is_not_recovered() {
+    let server = TestServer::start(&["--history", "3"]);
+    let mut alice = server.chat_client("alice");
+    say_all(&mut alice, &numbered(1, 10));
+    let mut probe = json_client(&server, "?nick=probe");
+    let (_, summary) = recv_through(&mut probe, "replayed");
+    let epoch = summary["last"].as_str().unwrap().split_once(':').unwrap().0.to_string();
+
+    for since in ["zzzz9999:5".to_string(), format!("{epoch}:2"), format!("{epoch}:99"), "junk".into()] {
+        let mut bob = json_client(&server, &format!("?nick=bob&since={since}"));
+        let (replayed, summary) = recv_through(&mut bob, "replayed");
+        assert_eq!(summary["recovered"], false, "since={since}");
+        assert_eq!(texts(&replayed), ["m8", "m9", "m10"], "since={since}: what is kept, so the gap shows");
+    }
+    // The last id kept is still a good place to resume from.
+    let mut bob = json_client(&server, &format!("?nick=bob&since={epoch}:7"));
+    let (replayed, summary) = recv_through(&mut bob, "replayed");
+    assert_eq!((summary["recovered"].as_bool(), texts(&replayed)), (Some(true), vec!["m8", "m9", "m10"]));
+}
+
+#[test]
+fn text_clients_see_no_json_and_no_subprotocol() {
+    let server = TestServer::start(&[]);
+    let mut alice = server.chat_client("alice");
+    say_all(&mut alice, &numbered(1, 1));
+    // By hand: a client library would refuse a server that selects none of its subprotocols.
+    let mut stream = server.tcp();
+    let host = server.addr.to_string();
+    let request = UpgradeRequest::new(&host, "/?nick=bob").header("Sec-WebSocket-Protocol", "chat.v2");
+    stream.write_all(&request.to_bytes()).unwrap();
+    let head = read_http_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("sec-websocket-protocol"),
+        "an unknown subprotocol is not selected: {head}"
+    );
+    let mut bob = tungstenite::WebSocket::from_raw_socket(stream, tungstenite::protocol::Role::Client, None);
+    assert!(recv_text(&mut bob).starts_with("*** welcome, you are bob in lobby"));
+    assert_eq!(recv_text(&mut bob), "*** recent messages in lobby:");
+    assert_eq!(recv_text(&mut bob), "alice: m1");
+    assert_eq!(recv_text(&mut bob), "*** end of recent messages");
+    send(&mut bob, "/who");
+    assert_eq!(recv_until(&mut bob, |t| t.starts_with("*** in ")), "*** in lobby (2): alice, bob");
+}
+
+#[test]
+fn json_mode_gives_every_kind_of_event_its_own_type() {
+    let server = TestServer::start(&[]);
+    let mut alice = server.chat_client("alice");
+    let mut bob = json_client(&server, "?nick=bob");
+    recv_through(&mut bob, "replayed");
+    let joined = recv_json(&mut bob);
+    assert_eq!((joined["type"].as_str(), joined["nick"].as_str()), (Some("joined"), Some("bob")));
+
+    send(&mut alice, "/me waves");
+    let action = recv_json(&mut bob);
+    assert_eq!((action["type"].as_str(), action["text"].as_str()), (Some("action"), Some("waves")));
+    send(&mut alice, "/msg bob psst");
+    let private = recv_json(&mut bob);
+    assert_eq!(private["type"], "private");
+    assert_eq!((private["from"].as_str(), private["to"].as_str()), (Some("alice"), Some("bob")));
+    assert!(private.get("id").is_none(), "private messages have no id");
+    send(&mut bob, "/who");
+    let who = recv_json(&mut bob);
+    assert_eq!((who["type"].as_str(), who["count"].as_u64()), (Some("who"), Some(2)));
+    assert_eq!(who["nicks"], serde_json::json!(["alice", "bob"]));
+    send(&mut bob, "/rooms");
+    let rooms = recv_json(&mut bob);
+    assert_eq!(rooms["rooms"], serde_json::json!([{"name": "lobby", "members": 2}]));
+    send(&mut bob, "/nick robert");
+    let nick = recv_json(&mut bob);
+    assert_eq!(
+        (nick["type"].as_str(), nick["old"].as_str(), nick["new"].as_str()),
+        (Some("nick"), Some("bob"), Some("robert"))
+    );
+    send(&mut bob, "/bogus");
+    assert_eq!(recv_json(&mut bob)["type"], "error");
+    send(&mut bob, "/help");
+    let help = recv_json(&mut bob);
+    assert!(help["type"] == "notice" && help["text"].as_str().unwrap().starts_with("commands:"));
+    alice.send(tungstenite::Message::binary(vec![1, 2, 3])).unwrap();
+    let binary = recv_json(&mut bob);
+    assert_eq!((binary["type"].as_str(), binary["bytes"].as_u64()), (Some("binary"), Some(3)));
+    assert_eq!(common::recv(&mut bob), tungstenite::Message::binary(vec![1, 2, 3]));
+    send(&mut alice, "/quit bye");
+    let left = recv_json(&mut bob);
+    assert_eq!((left["type"].as_str(), left["reason"].as_str()), (Some("left"), Some("quit: bye")));
+}
