@@ -105,6 +105,12 @@ pub struct Config {
     #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
     pub metrics: Option<SocketAddr>,
 
+    /// Keep every room's history, epoch and sequence in DIR (an embedded database,
+    /// DIR/history.redb), so clients resume across a restart. Off by default: history is
+    /// then in memory only, and a restart starts new epochs.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with_all = ["quiet", "log_level"])]
     pub verbose: u8,

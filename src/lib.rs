@@ -45,6 +45,7 @@ pub mod rng;
 pub mod server;
 pub mod settings;
 pub mod sim;
+pub mod store;
 pub mod tls;
 pub mod web;
 pub mod wire;

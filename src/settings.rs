@@ -39,6 +39,8 @@ pub struct Settings {
     pub tls: Option<ServerTls>,
     /// `--metrics`: where the metrics listener binds.
     pub metrics: Option<SocketAddr>,
+    /// `--data-dir`: where history is kept durably.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl TryFrom<&Config> for Settings {
@@ -109,6 +111,7 @@ impl TryFrom<&Config> for Settings {
             origins,
             tls,
             metrics: config.metrics,
+            data_dir: config.data_dir.clone(),
         })
     }
 }

@@ -272,3 +272,98 @@ fn json_mode_gives_every_kind_of_event_its_own_type() {
     let left = recv_json(&mut bob);
     assert_eq!((left["type"].as_str(), left["reason"].as_str()), (Some("left"), Some("quit: bye")));
 }
+
+/// A fresh directory for a store, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("wschat-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn with_a_data_dir_a_killed_server_keeps_every_id_a_client_saw() {
+    let dir = TempDir::new("sigkill");
+    let history = ["--history", "5000"];
+    let mut server =
+        TestServer::start(&["--data-dir", dir.arg(), "--max-messages-per-sec", "0", history[0], history[1]]);
+    let mut bob = json_client(&server, "?nick=bob&room=dev");
+    recv_through(&mut bob, "replayed");
+    let mut alice = server.chat_client("alice");
+    send(&mut alice, "/join dev");
+    recv_until(&mut alice, |t| t == "*** alice joined dev");
+
+    // Alice talks without pause; the server is killed while bob is still receiving.
+    let talker = thread::spawn(move || {
+        for i in 1..=2000 {
+            if alice.send(tungstenite::Message::text(format!("k{i}"))).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while seen.len() < 50 {
+        let (_, message) = recv_through(&mut bob, "message");
+        seen.push(message);
+    }
+    server.child.kill().unwrap(); // SIGKILL: no chance to flush or close anything
+    server.child.wait().unwrap();
+    while let Ok(tungstenite::Message::Text(text)) = bob.read() {
+        if let Ok(value) = serde_json::from_str::<Value>(&text) {
+            if value["type"] == "message" {
+                seen.push(value);
+            }
+        }
+    }
+    let _ = talker.join();
+
+    let server = TestServer::start(&["--data-dir", dir.arg(), history[0], history[1]]);
+    // Resuming from the first message bob saw replays every later one he saw, unchanged.
+    let first = seen[0]["id"].as_str().unwrap();
+    let mut again = json_client(&server, &format!("?nick=bob&room=dev&since={first}"));
+    let (replayed, summary) = recv_through(&mut again, "replayed");
+    assert_eq!(summary["recovered"], true, "the epoch survived the kill: {summary}");
+    assert!(replayed.len() >= seen.len() - 1, "every message bob saw was committed");
+    for (saw, kept) in seen[1..].iter().zip(&replayed) {
+        assert_eq!((&saw["id"], &saw["text"]), (&kept["id"], &kept["text"]), "same id, same message");
+    }
+    // Resuming from the last one he saw is seamless, and new ids continue the sequence.
+    let last = seen.last().unwrap()["id"].as_str().unwrap();
+    let mut resumed = json_client(&server, &format!("?nick=bob2&room=dev&since={last}"));
+    let (_, summary) = recv_through(&mut resumed, "replayed");
+    assert_eq!(summary["recovered"], true);
+    let mut carol = server.chat_client("carol");
+    send(&mut carol, "/join dev");
+    send(&mut carol, "after the restart");
+    let (_, fresh) = recv_through(&mut resumed, "message");
+    assert_eq!(fresh["text"], "after the restart");
+    assert_eq!(seq(&fresh["id"]), seq(&summary["last"]) + 1, "no id reused, none skipped");
+}
+
+#[test]
+fn a_corrupt_store_stops_the_server_at_start_naming_the_file() {
+    let dir = TempDir::new("corrupt");
+    std::fs::write(dir.0.join("history.redb"), vec![0x5a; 64 * 1024]).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wschat-server"))
+        .args(["127.0.0.1:0", "--data-dir", dir.arg()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("history.redb") && !stderr.contains("listening"), "{stderr}");
+}

@@ -95,12 +95,14 @@ pub struct History {
     kept: VecDeque<Rc<Stored>>,
     /// At most this many are kept (`--history`).
     limit: usize,
+    /// What the kept messages cost (see [`Stored::cost`]), kept up to date.
+    cost: usize,
 }
 
 impl History {
     /// A new history, or one restored from the store: `next_seq` continues its sequence.
     pub fn new(epoch: Rc<str>, next_seq: u64, limit: usize) -> Self {
-        Self { epoch, next_seq: next_seq.max(1), kept: VecDeque::new(), limit }
+        Self { epoch, next_seq: next_seq.max(1), kept: VecDeque::new(), limit, cost: 0 }
     }
 
     pub fn epoch(&self) -> &Rc<str> {
@@ -116,25 +118,27 @@ impl History {
     /// message goes once more than `limit` are kept.
     pub fn push(&mut self, ts: u64, from: Rc<str>, text: &str, action: bool) -> Rc<Stored> {
         let stored = Rc::new(Stored { seq: self.next_seq, ts, from, text: text.into(), action });
-        self.next_seq += 1;
-        if self.limit > 0 {
-            if self.kept.len() == self.limit {
-                self.kept.pop_front();
-            }
-            self.kept.push_back(stored.clone());
-        }
+        self.keep(stored.clone());
         stored
     }
 
     /// Puts back a message read from the store (in order, oldest first).
     pub fn restore(&mut self, stored: Stored) {
+        self.keep(Rc::new(stored));
+    }
+
+    fn keep(&mut self, stored: Rc<Stored>) {
         self.next_seq = self.next_seq.max(stored.seq + 1);
+        if self.limit == 0 {
+            return;
+        }
         if self.kept.len() == self.limit {
-            self.kept.pop_front();
+            if let Some(oldest) = self.kept.pop_front() {
+                self.cost -= oldest.cost();
+            }
         }
-        if self.limit > 0 {
-            self.kept.push_back(Rc::new(stored));
-        }
+        self.cost += stored.cost();
+        self.kept.push_back(stored);
     }
 
     /// The messages after `since`, and whether that is all of them. Without `since`, or for an
@@ -164,9 +168,18 @@ impl History {
         self.kept.front().map_or(self.next_seq, |m| m.seq)
     }
 
+    /// Messages kept.
+    pub fn len(&self) -> usize {
+        self.kept.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
     /// What the kept messages cost (see [`Stored::cost`]).
     pub fn cost(&self) -> usize {
-        self.kept.iter().map(|m| m.cost()).sum()
+        self.cost
     }
 }
 

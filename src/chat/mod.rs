@@ -294,9 +294,7 @@ impl Chat {
 
     /// Messages kept in all rooms' histories, and what they cost (see [`Stored::cost`]).
     pub fn history_size(&self) -> (usize, usize) {
-        self.rooms.values().fold((0, 0), |(n, bytes), r| {
-            (n + r.history.after(None).messages.len(), bytes + r.history.cost())
-        })
+        self.rooms.values().fold((0, 0), |(n, bytes), r| (n + r.history.len(), bytes + r.history.cost()))
     }
 
     /// The nick of a client, if it is in the chat.

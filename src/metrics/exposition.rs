@@ -105,6 +105,27 @@ impl Collector for Snapshot {
         gauge(&mut encoder, "members", "Chat members", None, g.members as f64)?;
         gauge(
             &mut encoder,
+            "history_messages",
+            "Messages kept in rooms' history",
+            None,
+            g.history_messages as f64,
+        )?;
+        gauge(
+            &mut encoder,
+            "history",
+            "What the kept messages cost: text, nick and a fixed part each",
+            Some(&Unit::Bytes),
+            g.history_bytes as f64,
+        )?;
+        counter(
+            &mut encoder,
+            "history_commits",
+            "Durable history transactions committed (--data-dir)",
+            None,
+            c.history_commits,
+        )?;
+        gauge(
+            &mut encoder,
             "outbox",
             "Bytes queued for clients, not yet written",
             Some(&Unit::Bytes),

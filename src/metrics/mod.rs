@@ -104,6 +104,9 @@ pub struct Counters {
     pub slow_readers_cut_off: u64,
     /// Clients closed with 1008 for passing `--max-messages-per-sec`.
     pub rate_limited: u64,
+    /// Durable history transactions (`--data-dir`); kept by the write barrier, copied in for a
+    /// scrape.
+    pub history_commits: u64,
     pub turns: TurnTimes,
 }
 
@@ -130,6 +133,9 @@ pub struct Gauges {
     pub closing: u64,
     pub rooms: u64,
     pub members: u64,
+    /// Messages kept in history, and their cost in bytes.
+    pub history_messages: u64,
+    pub history_bytes: u64,
     /// Bytes queued for clients, not yet written.
     pub outbox_bytes: u64,
     /// When the process started, in seconds since the Unix epoch.

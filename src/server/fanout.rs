@@ -18,6 +18,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use crate::connection::{Connection, Flush, Stream};
+use crate::store::WriteBarrier;
 
 /// The turn's flush list and slow-reader verdicts.
 #[derive(Debug)]
@@ -29,11 +30,19 @@ pub struct FanOut {
     too_slow: Vec<usize>,
     /// Bytes written to clients so far (before TLS): every flush goes through [`Self::flush`].
     pub bytes_written: u64,
+    /// History changes are made durable before any write (`--data-dir`; see `crate::store`).
+    pub barrier: WriteBarrier,
 }
 
 impl FanOut {
     pub fn new(max_outbound: usize) -> Self {
-        Self { max_outbound, dirty: Vec::new(), too_slow: Vec::new(), bytes_written: 0 }
+        Self {
+            max_outbound,
+            dirty: Vec::new(),
+            too_slow: Vec::new(),
+            bytes_written: 0,
+            barrier: WriteBarrier::default(),
+        }
     }
 
     /// Lists a connection for this turn's flush (once).
@@ -67,8 +76,12 @@ impl FanOut {
         true
     }
 
-    /// Writes a connection's queue, counting the bytes written.
+    /// Writes a connection's queue, counting the bytes written; first commits the history
+    /// changes the queue may carry (write-ahead). If that failed, nothing is written.
     pub fn flush<S: Stream>(&mut self, conn: &mut Connection<S>) -> Flush {
+        if !self.barrier.before_write() {
+            return Flush::Blocked;
+        }
         let queued = conn.queued();
         let flushed = conn.flush();
         self.bytes_written += (queued - conn.queued()) as u64;

@@ -30,6 +30,7 @@ use crate::http::Endpoint;
 use crate::logline::quoted;
 use crate::metrics::{Counters, Gauges, Kind};
 use crate::settings::Settings;
+use crate::store::{Store, StoreError, WriteBarrier};
 
 /// Released sockets the hub keeps room for between turns.
 const RELEASED_KEPT: usize = 64;
@@ -87,6 +88,32 @@ impl<S: Stream> Hub<S> {
         }
     }
 
+    /// Keeps history durably in `store` from now on, starting from what it holds. Before any
+    /// client connects.
+    pub fn attach_store(&mut self, store: Store) -> Result<(), StoreError> {
+        let rooms = store.load()?;
+        let messages: usize = rooms.iter().map(|r| r.messages.len()).sum();
+        info!(
+            "history: {} room(s), {messages} message(s) restored from {}",
+            rooms.len(),
+            store.path().display()
+        );
+        // Journaled from the start: rooms the restore has to forget (over --history-rooms) are
+        // dropped from the store too.
+        self.chat.keep_journal();
+        for room in rooms {
+            self.chat.restore_room(&room.key, &room.display, &room.epoch, room.next_seq, room.messages);
+        }
+        self.fanout.barrier = WriteBarrier::new(Some(store));
+        self.chat.take_journal(self.fanout.barrier.pending_mut());
+        Ok(())
+    }
+
+    /// Why the history store stopped accepting commits, if it did: the server must stop.
+    pub fn store_failure(&self) -> Option<&StoreError> {
+        self.fanout.barrier.failed.as_ref()
+    }
+
     /// What has been counted so far (the loop adds its turn times).
     pub fn counters_mut(&mut self) -> &mut Counters {
         &mut self.counters
@@ -106,7 +133,13 @@ impl<S: Stream> Hub<S> {
         }
         gauges.rooms = self.chat.room_count() as u64;
         gauges.members = self.chat.len() as u64;
-        let counters = Counters { bytes_out: self.fanout.bytes_written, ..self.counters.clone() };
+        let (messages, bytes) = self.chat.history_size();
+        (gauges.history_messages, gauges.history_bytes) = (messages as u64, bytes as u64);
+        let counters = Counters {
+            bytes_out: self.fanout.bytes_written,
+            history_commits: self.fanout.barrier.commits,
+            ..self.counters.clone()
+        };
         crate::metrics::render(&counters, &gauges)
     }
 
@@ -284,8 +317,10 @@ impl<S: Stream> Hub<S> {
     // ----- chat effects -----
 
     /// Carries out the chat's effects: each message is rendered and framed once per mode that
-    /// has recipients, and the same buffer queued for every recipient in that mode.
+    /// has recipients, and the same buffer queued for every recipient in that mode. The history
+    /// changes behind them go to the write barrier, which commits them before any is written.
     fn apply_effects(&mut self, now: Instant) {
+        self.chat.take_journal(self.fanout.barrier.pending_mut());
         while !self.effects.is_empty() {
             let mut effects = std::mem::take(&mut self.effects);
             for effect in effects.drain(..) {

@@ -48,6 +48,7 @@ use crate::connection::Stream;
 use crate::metrics::endpoint::MAX_SCRAPES;
 use crate::metrics::MetricsEndpoint;
 use crate::settings::Settings;
+use crate::store::Store;
 use crate::tls::TlsStream;
 
 /// How an accepted socket becomes a connection's stream.
@@ -102,6 +103,8 @@ pub struct Server<S = TcpStream> {
 impl<S: Accept> Server<S> {
     /// Binds the listening socket and prepares the loop; nothing is accepted until [`run`](Self::run).
     pub fn bind(settings: Settings) -> io::Result<Self> {
+        // The store first: a bad one is reported before anything listens.
+        let store = settings.data_dir.as_deref().map(Store::open).transpose().map_err(io::Error::other)?;
         let poll = Poll::new()?;
         let acceptor = Acceptor::bind(&settings, poll.registry(), LISTENER)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", settings.addr)))?;
@@ -117,7 +120,10 @@ impl<S: Accept> Server<S> {
             None => None,
         };
         let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        let hub = Hub::new(settings, Instant::now());
+        let mut hub = Hub::new(settings, Instant::now());
+        if let Some(store) = store {
+            hub.attach_store(store).map_err(io::Error::other)?;
+        }
         Ok(Self { poll, acceptor, signals, hub, tls, metrics, started_at, shutdown_deadline: None })
     }
 
@@ -177,6 +183,10 @@ impl<S: Accept> Server<S> {
             }
             self.hub.fire_timers(now);
             self.finish_turn(now);
+            if let Some(e) = self.hub.store_failure() {
+                // Nothing uncommitted was sent; stopping keeps every id clients saw valid.
+                return Err(io::Error::other(format!("{e}; stopping")));
+            }
             if let Some(metrics) = &mut self.metrics {
                 metrics.expire(self.poll.registry(), now);
             }

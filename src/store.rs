@@ -1,0 +1,289 @@
+//! Durable history (`--data-dir DIR`): every room's kept messages, epoch and sequence in an
+//! embedded database (`DIR/history.redb`, [redb](https://docs.rs/redb): pure Rust, ACID,
+//! crash-safe), so a restarted server keeps its ids and clients resume across a deploy.
+//!
+//! **Write-ahead, group-committed.** The chat journals each history change ([`Journal`]); the
+//! hub hands the journal to the [`WriteBarrier`], which every write to a client socket passes
+//! first (`FanOut::flush`). A barrier holding changes commits them, in one durable transaction,
+//! before the first byte of the turn is written: so a message reaches clients only after its
+//! commit, every id a client has seen survives a crash, and an id is never reused for another
+//! message. Normally that is one commit per loop turn, at the end-of-turn flush, however many
+//! messages the turn carried. (A reader whose queue is at `--max-outbound` mid-turn is flushed
+//! before it is judged, which commits what is pending at that point.)
+//!
+//! **Layout.** Table `rooms`: room key -> (epoch, display name, next sequence number). Table
+//! `messages`: (room key, sequence number) -> (timestamp, action?, nick, text), trimmed to the
+//! last `--history` per room in the same transaction that adds to it.
+//!
+//! A store that cannot be opened or read (missing permissions, a corrupt file, another server
+//! using it) is an error at start, naming the file; never a silent reset. A commit that fails
+//! while running stops the server (nothing uncommitted has been sent).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use log::{debug, info};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::chat::{Journal, Stored};
+
+/// The database file inside `--data-dir`.
+pub const FILE_NAME: &str = "history.redb";
+
+const ROOMS: TableDefinition<&str, (&str, &str, u64)> = TableDefinition::new("rooms");
+const MESSAGES: TableDefinition<(&str, u64), (u64, bool, &str, &str)> = TableDefinition::new("messages");
+
+/// A store failure, with the file it concerns.
+#[derive(Debug)]
+pub struct StoreError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "history store {}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A room as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedRoom {
+    pub key: String,
+    pub display: String,
+    pub epoch: String,
+    pub next_seq: u64,
+    /// Oldest first.
+    pub messages: Vec<Stored>,
+}
+
+/// The open history database.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) `dir/history.redb`, creating `dir` if needed.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(FILE_NAME);
+        let fail = |message: String| StoreError { path: path.clone(), message };
+        std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create the directory: {e}")))?;
+        let db = Database::create(&path).map_err(|e| fail(format!("cannot open: {e}")))?;
+        let store = Self { db, path: path.clone() };
+        // Make both tables exist, so a fresh store reads as empty rather than as an error.
+        store.write(|_, _| Ok(())).map_err(|e| fail(format!("cannot write: {}", e.message)))?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, message: impl fmt::Display) -> StoreError {
+        StoreError { path: self.path.clone(), message: message.to_string() }
+    }
+
+    /// Every room with its kept messages.
+    pub fn load(&self) -> Result<Vec<SavedRoom>, StoreError> {
+        let read = || -> Result<Vec<SavedRoom>, redb::Error> {
+            let txn = self.db.begin_read()?;
+            let rooms = txn.open_table(ROOMS)?;
+            let messages = txn.open_table(MESSAGES)?;
+            let mut saved = Vec::new();
+            for entry in rooms.iter()? {
+                let (key, value) = entry?;
+                let key = key.value().to_string();
+                let (epoch, display, next_seq) = value.value();
+                let mut room = SavedRoom {
+                    key: key.clone(),
+                    display: display.to_string(),
+                    epoch: epoch.to_string(),
+                    next_seq,
+                    messages: Vec::new(),
+                };
+                for entry in messages.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
+                    let (id, value) = entry?;
+                    let (_, seq) = id.value();
+                    let (ts, action, from, text) = value.value();
+                    room.messages.push(Stored { seq, ts, from: Rc::from(from), text: text.into(), action });
+                }
+                saved.push(room);
+            }
+            Ok(saved)
+        };
+        read().map_err(|e| self.error(format!("cannot read: {e}")))
+    }
+
+    /// Records a batch of history changes in one durable transaction.
+    pub fn commit(&self, journal: &[Journal]) -> Result<(), StoreError> {
+        self.write(|rooms, messages| {
+            // Per room: the newest epoch/sequence and how far to trim, applied once.
+            let mut touched: HashMap<&str, (&str, &str, u64, u64)> = HashMap::new();
+            for change in journal {
+                match change {
+                    Journal::Message { room, display, epoch, message, oldest_kept } => {
+                        let m = message;
+                        messages.insert((&**room, m.seq), (m.ts, m.action, &*m.from, &*m.text))?;
+                        touched.insert(room, (epoch, display, m.seq + 1, *oldest_kept));
+                    }
+                    Journal::RoomDropped { room } => {
+                        touched.remove(&**room);
+                        rooms.remove(&**room)?;
+                        messages.retain_in((&**room, 0)..=(&**room, u64::MAX), |_, _| false)?;
+                    }
+                }
+            }
+            for (room, (epoch, display, next_seq, oldest_kept)) in touched {
+                rooms.insert(room, (epoch, display, next_seq))?;
+                messages.retain_in((room, 0)..(room, oldest_kept), |_, _| false)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn write(
+        &self,
+        change: impl FnOnce(
+            &mut redb::Table<&str, (&str, &str, u64)>,
+            &mut redb::Table<(&str, u64), (u64, bool, &str, &str)>,
+        ) -> Result<(), redb::Error>,
+    ) -> Result<(), StoreError> {
+        let run = || -> Result<(), redb::Error> {
+            let txn = self.db.begin_write()?;
+            {
+                let mut rooms = txn.open_table(ROOMS)?;
+                let mut messages = txn.open_table(MESSAGES)?;
+                change(&mut rooms, &mut messages)?;
+            }
+            txn.commit()?;
+            Ok(())
+        };
+        run().map_err(|e| self.error(format!("commit failed: {e}")))
+    }
+}
+
+/// What stands between the chat's history changes and the sockets: changes journaled in a
+/// turn are committed before any byte is written (see the module docs).
+#[derive(Debug, Default)]
+pub struct WriteBarrier {
+    store: Option<Store>,
+    pending: Vec<Journal>,
+    /// Durable transactions committed so far (for the metrics).
+    pub commits: u64,
+    /// A commit failed: nothing may be written any more, and the server stops.
+    pub failed: Option<StoreError>,
+}
+
+impl WriteBarrier {
+    pub fn new(store: Option<Store>) -> Self {
+        if let Some(store) = &store {
+            info!("history is kept in {}", store.path().display());
+        }
+        Self { store, ..Self::default() }
+    }
+
+    pub fn is_durable(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Where the caller puts the chat's journal (see `Chat::take_journal`).
+    pub fn pending_mut(&mut self) -> &mut Vec<Journal> {
+        &mut self.pending
+    }
+
+    /// Commits what is pending; false if writing to clients must not go on.
+    pub fn before_write(&mut self) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
+        if self.pending.is_empty() {
+            return true;
+        }
+        let Some(store) = &self.store else {
+            self.pending.clear();
+            return true;
+        };
+        match store.commit(&self.pending) {
+            Ok(()) => {
+                debug!("committed {} history change(s)", self.pending.len());
+                self.commits += 1;
+                self.pending.clear();
+                true
+            }
+            Err(e) => {
+                self.failed = Some(e);
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(room: &str, seq: u64, oldest_kept: u64) -> Journal {
+        let stored = Stored {
+            seq,
+            ts: 1000 + seq,
+            from: Rc::from("alice"),
+            text: format!("m{seq}").into(),
+            action: seq == 2,
+        };
+        Journal::Message {
+            room: Rc::from(room),
+            display: Rc::from(room.to_uppercase()),
+            epoch: Rc::from("ep0ch"),
+            message: Rc::new(stored),
+            oldest_kept,
+        }
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wschat-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn what_is_committed_is_read_back_trimmed_after_reopening() {
+        let dir = dir("roundtrip");
+        {
+            let store = Store::open(&dir).unwrap();
+            assert_eq!(store.load().unwrap(), []);
+            store.commit(&[message("dev", 1, 1), message("dev", 2, 1)]).unwrap();
+            store.commit(&[message("dev", 3, 2), message("ops", 1, 1)]).unwrap();
+        }
+        let store = Store::open(&dir).unwrap();
+        let rooms = store.load().unwrap();
+        assert_eq!(rooms.len(), 2);
+        let dev = &rooms[0];
+        assert_eq!(
+            (dev.key.as_str(), dev.display.as_str(), dev.epoch.as_str(), dev.next_seq),
+            ("dev", "DEV", "ep0ch", 4)
+        );
+        let seqs: Vec<u64> = dev.messages.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [2, 3], "trimmed below the oldest kept");
+        assert!(dev.messages[0].action && &*dev.messages[1].text == "m3" && dev.messages[1].ts == 1003);
+        store.commit(&[Journal::RoomDropped { room: Rc::from("dev") }]).unwrap();
+        let rooms = store.load().unwrap();
+        assert_eq!(rooms.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["ops"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_naming_it() {
+        let dir = dir("corrupt");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(FILE_NAME), vec![0x5a; 64 * 1024]).unwrap();
+        let error = Store::open(&dir).expect_err("a corrupt store must not open");
+        assert!(error.to_string().contains(FILE_NAME), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
