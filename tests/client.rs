@@ -287,3 +287,62 @@ fn ctrl_c_before_connecting_ends_with_sigint_which_the_shell_reports_as_130() {
     let (status, _) = client.wait();
     assert_eq!(status.signal(), Some(2), "{status:?}: SIGINT, which shells report as 130");
 }
+
+/// Alice says `line` and waits for it to come back (so it is in the room's history).
+fn say(alice: &mut common::Client, line: &str) {
+    common::send(alice, line);
+    common::recv_until(alice, |t| t == format!("alice: {line}"));
+}
+
+#[test]
+fn a_reconnecting_client_shows_what_it_missed_once_and_nothing_twice() {
+    let server = TestServer::start(&[]);
+    let proxy = common::CutProxy::start(server.addr);
+    let mut bob = ClientProcess::start(&[&proxy.url("/"), "--nick", "bob", "--reconnect"]);
+    bob.expect_stdout(|l| l.starts_with("*** welcome, you are bob"));
+    let mut alice = server.chat_client("alice");
+    say(&mut alice, "before");
+    bob.expect_stdout(|l| l == "alice: before");
+
+    proxy.cut(); // the network goes away; bob keeps trying to come back
+    common::recv_until(&mut alice, |t| t.starts_with("*** bob left lobby"));
+    for line in ["while away 1", "while away 2", "while away 3"] {
+        say(&mut alice, line);
+    }
+    proxy.restore();
+    bob.expect_stdout(|l| l == "alice: while away 1");
+    bob.expect_stdout(|l| l == "alice: while away 2");
+    bob.expect_stdout(|l| l == "alice: while away 3");
+    say(&mut alice, "live again");
+    bob.expect_stdout(|l| l == "alice: live again");
+    let (_, stderr) = bob.wait();
+    assert_eq!(bob.seen_stdout.iter().filter(|l| *l == "alice: before").count(), 1, "{:#?}", bob.seen_stdout);
+    assert!(stderr.contains("&room=lobby&since="), "it resumed from the last id it saw: {stderr}");
+    assert!(!stderr.contains("missed"), "{stderr}");
+}
+
+#[test]
+fn a_reconnecting_client_says_when_messages_were_missed() {
+    let server = TestServer::start(&["--history", "2"]);
+    let proxy = common::CutProxy::start(server.addr);
+    let mut bob = ClientProcess::start(&[&proxy.url("/"), "--nick", "bob", "--reconnect"]);
+    bob.expect_stdout(|l| l.starts_with("*** welcome, you are bob"));
+    let mut alice = server.chat_client("alice");
+    say(&mut alice, "seen");
+    bob.expect_stdout(|l| l == "alice: seen");
+    proxy.cut();
+    common::recv_until(&mut alice, |t| t.starts_with("*** bob left lobby"));
+    for line in ["gone 1", "gone 2", "gone 3"] {
+        say(&mut alice, line);
+    }
+    proxy.restore();
+    bob.expect_stdout(|l| l == "alice: gone 3");
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let line = bob.stderr.recv_timeout(until.saturating_duration_since(Instant::now()));
+        let line = line.expect("the client reports the gap");
+        if line.contains("some messages in lobby were missed") {
+            break;
+        }
+    }
+}

@@ -6,9 +6,9 @@
 
 use std::rc::Rc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::history::Stored;
+use super::history::{MessageId, Stored};
 use super::line::ServerLine;
 
 /// How a client receives the chat's text frames.
@@ -218,6 +218,103 @@ impl Event {
     }
 }
 
+impl Event {
+    /// Reads a JSON object back into its event (what a client in JSON mode does): the inverse
+    /// of [`Event::json`], so a client shows exactly the text a text-mode client would get.
+    /// None for anything else.
+    pub fn from_json(text: &str) -> Option<Self> {
+        let event = match serde_json::from_str::<JsonIn>(text).ok()? {
+            JsonIn::Message(m) => Self::room_message(m, false)?,
+            JsonIn::Action(m) => Self::room_message(m, true)?,
+            JsonIn::Private { from, to, text, ts } => {
+                // Which copy this is, the client knows from its own nick; the receiver's by default.
+                Self::Private { from: from.into(), to: to.into(), text, ts, outgoing: false }
+            }
+            JsonIn::Notice { text } => Self::Notice(text),
+            JsonIn::Error { text } => Self::Error(text),
+            JsonIn::Welcome { nick, room } => Self::Welcome { nick: nick.into(), room: room.into() },
+            JsonIn::Joined { room, nick } => Self::Joined { room: room.into(), nick: nick.into() },
+            JsonIn::Left { room, nick, reason, moved_to } => Self::Left {
+                room: room.into(),
+                nick: nick.into(),
+                reason,
+                moved_to: moved_to.map(Into::into),
+            },
+            JsonIn::Nick { room, old, new } => {
+                Self::NickChanged { room: room.into(), old: old.into(), new: new.into() }
+            }
+            JsonIn::Who { room, count, nicks } => {
+                Self::Who { room: room.into(), count, nicks: nicks.into_iter().map(Into::into).collect() }
+            }
+            JsonIn::Rooms { count, rooms } => {
+                Self::Rooms { count, rooms: rooms.into_iter().map(|r| (r.name.into(), r.members)).collect() }
+            }
+            JsonIn::Binary { room, from, bytes } => {
+                Self::BinaryFrom { room: room.into(), from: from.into(), bytes }
+            }
+            JsonIn::Replayed { room, recovered, count, last } => {
+                Self::Replayed { room: room.into(), recovered, count, last }
+            }
+        };
+        Some(event)
+    }
+
+    fn room_message(m: JsonInMessage, action: bool) -> Option<Self> {
+        let id = MessageId::parse(&m.id)?;
+        let stored = Stored { seq: id.seq, ts: m.ts, from: m.from.into(), text: m.text.into(), action };
+        Some(Self::Message(RoomMessage {
+            room: m.room.into(),
+            epoch: id.epoch.into(),
+            message: Rc::new(stored),
+            replay: m.replay,
+        }))
+    }
+
+    /// The id `EPOCH:SEQ` of a room message.
+    pub fn message_id(&self) -> Option<String> {
+        match self {
+            Self::Message(m) => Some(format!("{}:{}", m.epoch, m.message.seq)),
+            _ => None,
+        }
+    }
+}
+
+/// The JSON forms as a client reads them.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum JsonIn {
+    Message(JsonInMessage),
+    Action(JsonInMessage),
+    Private { from: String, to: String, text: String, ts: u64 },
+    Notice { text: String },
+    Error { text: String },
+    Welcome { nick: String, room: String },
+    Joined { room: String, nick: String },
+    Left { room: String, nick: String, reason: Option<String>, moved_to: Option<String> },
+    Nick { room: String, old: String, new: String },
+    Who { room: String, count: usize, nicks: Vec<String> },
+    Rooms { count: usize, rooms: Vec<JsonInRoom> },
+    Binary { room: String, from: String, bytes: usize },
+    Replayed { room: String, recovered: bool, count: usize, last: Option<String> },
+}
+
+#[derive(Deserialize)]
+struct JsonInMessage {
+    room: String,
+    id: String,
+    from: String,
+    text: String,
+    ts: u64,
+    #[serde(default)]
+    replay: bool,
+}
+
+#[derive(Deserialize)]
+struct JsonInRoom {
+    name: String,
+    members: usize,
+}
+
 /// ", and N more" for a list of `count` cut to `shown`.
 fn more(count: usize, shown: usize) -> String {
     if count > shown {
@@ -363,6 +460,33 @@ mod tests {
             assert_eq!(event.json().unwrap(), json);
         }
         assert_eq!(Event::ReplayStart { room: "dev".into() }.json(), None);
+    }
+
+    #[test]
+    fn every_json_form_reads_back_as_the_same_event() {
+        let events = [
+            message(false, false),
+            message(true, true),
+            Event::Private { from: "a".into(), to: "b".into(), text: "psst".into(), ts: 5, outgoing: false },
+            Event::notice("hello\nworld"),
+            Event::error("no"),
+            Event::Welcome { nick: "a".into(), room: "lobby".into() },
+            Event::Joined { room: "dev".into(), nick: "a".into() },
+            Event::Left { room: "dev".into(), nick: "a".into(), reason: Some("quit".into()), moved_to: None },
+            Event::NickChanged { room: "dev".into(), old: "a".into(), new: "b".into() },
+            Event::Who { room: "dev".into(), count: 3, nicks: vec!["a".into(), "b".into()] },
+            Event::Rooms { count: 1, rooms: vec![("dev".into(), 2)] },
+            Event::BinaryFrom { room: "dev".into(), from: "a".into(), bytes: 9 },
+            Event::Replayed { room: "dev".into(), recovered: true, count: 2, last: Some("k3f9:42".into()) },
+        ];
+        for event in events {
+            let json = event.json().unwrap();
+            assert_eq!(Event::from_json(&json).as_ref(), Some(&event), "{json}");
+        }
+        assert_eq!(message(false, false).message_id().as_deref(), Some("k3f9:42"));
+        for junk in ["", "{}", r#"{"type":"nope"}"#, r#"{"type":"message","id":"bad"}"#, "alice: hi"] {
+            assert_eq!(Event::from_json(junk), None, "{junk}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 pub mod display;
 pub mod input;
+pub mod resume;
 pub mod session;
 
 use std::io::IsTerminal;
@@ -29,6 +30,7 @@ use clap::Parser;
 use crate::config::parse_duration;
 use crate::rng::Rng;
 use display::{Output, PlainOutput};
+use resume::Resume;
 use session::{Command, Ending, Wakeup};
 
 // The one rule every wschat binary follows: 0 ok, 1 a failure while running, 2 a bad command
@@ -86,18 +88,18 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// The URL to connect to: `ws://` and the server's default port 9001 added if no scheme
-    /// was given (`127.0.0.1` is `ws://127.0.0.1:9001`), and the nick as a query.
+    /// The URL to connect to first: `ws://` and the server's default port 9001 added if no
+    /// scheme was given (`127.0.0.1` is `ws://127.0.0.1:9001`), and the nick as a query.
     pub fn request_url(&self) -> String {
+        Resume::new(self.nick.clone()).url(&self.base_url())
+    }
+
+    /// The URL with a scheme, a port and a path, before any query the client adds.
+    fn base_url(&self) -> String {
         let mut url = if self.url.contains("://") { self.url.clone() } else { with_default_port(&self.url) };
-        if let Some(nick) = &self.nick {
-            let after_scheme = url.find("://").map_or(0, |at| at + 3);
-            if !url[after_scheme..].contains('/') {
-                url.push('/');
-            }
-            url.push(if url.contains('?') { '&' } else { '?' });
-            url.push_str("nick=");
-            url.push_str(&percent_encode(nick));
+        let after_scheme = url.find("://").map_or(0, |at| at + 3);
+        if !url[after_scheme..].contains('/') {
+            url.push('/');
         }
         url
     }
@@ -151,14 +153,17 @@ fn connect_loop(
     wakeup: &Wakeup,
     out: &dyn Output,
 ) -> i32 {
-    let url = config.request_url();
+    let base = config.base_url();
+    let mut resume = Resume::new(config.nick.clone());
     let mut backoff = Backoff::new(config.reconnect_max_delay);
     loop {
+        // Each connection after the first resumes where the last one was (room and last id).
+        let url = resume.url(&base);
         let status = match session::connect(&url, config.connect_timeout, tls) {
             Ok(session) => {
                 backoff.reset();
                 out.status(&format!("connected to {url} ({})", session.peer));
-                match session.run(commands, wakeup, out, config.close_timeout) {
+                match session.run(commands, wakeup, out, config.close_timeout, &mut resume) {
                     Ending::Normal { reason } => {
                         out.status(&format!("connection closed: 1000{}", describe(&reason)));
                         return EXIT_OK;
@@ -282,10 +287,10 @@ mod tests {
 
     #[test]
     fn a_bare_host_gets_the_servers_default_port() {
-        assert_eq!(config("127.0.0.1", None).request_url(), "ws://127.0.0.1:9001");
+        assert_eq!(config("127.0.0.1", None).request_url(), "ws://127.0.0.1:9001/");
         assert_eq!(config("localhost/echo", None).request_url(), "ws://localhost:9001/echo");
-        assert_eq!(config("[::1]", None).request_url(), "ws://[::1]:9001");
-        assert_eq!(config("localhost:9002", None).request_url(), "ws://localhost:9002");
+        assert_eq!(config("[::1]", None).request_url(), "ws://[::1]:9001/");
+        assert_eq!(config("localhost:9002", None).request_url(), "ws://localhost:9002/");
         assert_eq!(
             config("ws://example.com/", None).request_url(),
             "ws://example.com/",
@@ -295,7 +300,7 @@ mod tests {
 
     #[test]
     fn request_url_adds_scheme_path_and_encoded_nick() {
-        assert_eq!(config("127.0.0.1:9001", None).request_url(), "ws://127.0.0.1:9001");
+        assert_eq!(config("127.0.0.1:9001", None).request_url(), "ws://127.0.0.1:9001/");
         assert_eq!(config("ws://h:1", Some("zoë b")).request_url(), "ws://h:1/?nick=zo%C3%AB%20b");
         assert_eq!(config("ws://h:1/?x=1", Some("a")).request_url(), "ws://h:1/?x=1&nick=a");
     }

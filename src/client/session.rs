@@ -24,7 +24,8 @@ use tungstenite::{Message, WebSocket};
 use super::display::Output;
 use rustls::ClientConfig as TlsConfig;
 
-use crate::chat::ServerLine;
+use super::resume::Resume;
+use crate::chat::{Event, ServerLine, JSON_SUBPROTOCOL};
 use crate::tls::client::{ClientStream, ClientTls};
 
 const SOCKET: Token = Token(0);
@@ -68,15 +69,17 @@ pub struct ConnectError {
     pub message: String,
     /// A bad URL or a 4xx refusal will not change by retrying.
     pub permanent: bool,
+    /// The server selected no subprotocol: it has no JSON mode.
+    no_subprotocol: bool,
 }
 
 impl ConnectError {
     fn permanent(message: impl Into<String>) -> Self {
-        Self { message: message.into(), permanent: true }
+        Self { message: message.into(), permanent: true, no_subprotocol: false }
     }
 
     fn transient(message: impl Into<String>) -> Self {
-        Self { message: message.into(), permanent: false }
+        Self { message: message.into(), permanent: false, no_subprotocol: false }
     }
 }
 
@@ -99,14 +102,35 @@ pub struct Session {
     pub peer: SocketAddr,
     /// Who sent the binary message about to arrive, from the line the server sends before it.
     binary_from: Option<String>,
+    /// The server chose JSON mode (`wschat.json`): frames are events, not lines.
+    json: bool,
 }
 
 /// Resolves `url`, connects within `timeout` and performs the WebSocket handshake, over TLS
 /// with `tls` for a `wss://` URL.
+/// JSON mode is asked for (`wschat.json`: ids to resume from, exact forms to show); a server
+/// that does not offer it is connected to again without asking, and speaks text lines.
 pub fn connect(url: &str, timeout: Duration, tls: &Arc<TlsConfig>) -> Result<Session, ConnectError> {
-    let request = url
+    match connect_asking(url, timeout, tls, true) {
+        Err(e) if e.no_subprotocol => connect_asking(url, timeout, tls, false),
+        result => result,
+    }
+}
+
+fn connect_asking(
+    url: &str,
+    timeout: Duration,
+    tls: &Arc<TlsConfig>,
+    ask_json: bool,
+) -> Result<Session, ConnectError> {
+    let mut request = url
         .into_client_request()
         .map_err(|e| ConnectError::permanent(format!("invalid URL {url:?}: {e}")))?;
+    if ask_json {
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", tungstenite::http::HeaderValue::from_static(JSON_SUBPROTOCOL));
+    }
     let uri = request.uri();
     let secure = match uri.scheme_str() {
         Some("ws") => false,
@@ -158,8 +182,18 @@ fn handshake(
     let stream = ClientStream::new(stream, tls.as_ref())
         .map_err(|e| ConnectError::permanent(format!("cannot start TLS: {e}")))?;
     let config = WebSocketConfig::default().max_message_size(Some(64 << 20));
-    let mut ws = match tungstenite::client::client_with_config(request, stream, Some(config)) {
-        Ok((ws, _response)) => ws,
+    let (mut ws, json) = match tungstenite::client::client_with_config(request, stream, Some(config)) {
+        Ok((ws, response)) => {
+            let json =
+                response.headers().get("Sec-WebSocket-Protocol").is_some_and(|p| p == JSON_SUBPROTOCOL);
+            (ws, json)
+        }
+        // A server without JSON mode (tungstenite refuses a reply that selects no subprotocol).
+        Err(HandshakeError::Failure(WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(_)))) => {
+            let mut error = ConnectError::transient("the server does not offer wschat.json");
+            error.no_subprotocol = true;
+            return Err(error);
+        }
         Err(HandshakeError::Interrupted(_)) => {
             return Err(ConnectError::transient(format!(
                 "{peer} did not complete the handshake within {timeout:?}"
@@ -186,7 +220,7 @@ fn handshake(
         .register(ws.get_mut(), SOCKET, Interest::READABLE | Interest::WRITABLE)
         .map_err(io_error)?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_error)?);
-    Ok(Session { ws, poll, waker, peer, binary_from: None })
+    Ok(Session { ws, poll, waker, peer, binary_from: None, json })
 }
 
 /// Per-session progress of closing.
@@ -209,9 +243,10 @@ impl Session {
         wakeup: &Wakeup,
         out: &dyn Output,
         close_timeout: Duration,
+        resume: &mut Resume,
     ) -> Ending {
         wakeup.set(Some(self.waker.clone()));
-        let ending = self.event_loop(commands, out, close_timeout);
+        let ending = self.event_loop(commands, out, close_timeout, resume);
         wakeup.set(None);
         ending
     }
@@ -221,12 +256,13 @@ impl Session {
         commands: &Receiver<Command>,
         out: &dyn Output,
         close_timeout: Duration,
+        resume: &mut Resume,
     ) -> Ending {
         let mut events = Events::with_capacity(16);
         let mut closing = Closing::default();
         loop {
             // The handshake may have read the first messages already, so read before polling.
-            if let Some(ending) = self.read_all(out, &mut closing, close_timeout) {
+            if let Some(ending) = self.read_all(out, &mut closing, close_timeout, resume) {
                 return ending;
             }
             self.take_commands(commands, &mut closing, close_timeout);
@@ -263,9 +299,14 @@ impl Session {
         out: &dyn Output,
         closing: &mut Closing,
         close_timeout: Duration,
+        resume: &mut Resume,
     ) -> Option<Ending> {
         loop {
             match self.ws.read() {
+                Ok(Message::Text(text)) if self.json => match Event::from_json(text.as_str()) {
+                    Some(event) => self.show(event, out, resume),
+                    None => out.message(text.as_str()),
+                },
                 Ok(Message::Text(text)) => match ServerLine::parse(text.as_str()) {
                     ServerLine::BinaryFrom { nick, .. } => self.binary_from = Some(nick.to_string()),
                     _ => out.message(text.as_str()),
@@ -291,6 +332,26 @@ impl Session {
                 Err(WsError::Io(e)) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Some(ending_of_error(e, closing)),
             }
+        }
+    }
+
+    /// Shows one event as the line a text-mode client would get, and notes what resuming
+    /// needs (the room, the last id, a gap in a replay).
+    fn show(&mut self, mut event: Event, out: &dyn Output, resume: &mut Resume) {
+        if let Some(gap) = resume.note(&event) {
+            out.status(&gap);
+        }
+        match &mut event {
+            Event::BinaryFrom { from, .. } => {
+                self.binary_from = Some(from.to_string());
+                return;
+            }
+            // Our own copy of a private message we sent (unless sent to ourselves).
+            Event::Private { from, to, outgoing, .. } => *outgoing = resume.is_me(from) && from != to,
+            _ => {}
+        }
+        if let Some(line) = event.text() {
+            out.message(&line);
         }
     }
 

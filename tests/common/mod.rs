@@ -347,3 +347,61 @@ pub fn metric(exposition: &str, series: &str) -> f64 {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A TCP proxy in front of a server whose connections a test can cut, as a network would
+/// (Wi-Fi switching, a phone sleeping): [`cut`](Self::cut) drops every open connection and
+/// refuses new ones until [`restore`](Self::restore).
+pub struct CutProxy {
+    pub addr: SocketAddr,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+    refusing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CutProxy {
+    pub fn start(server: SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().unwrap();
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let refusing: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let (open_in, refusing_in) = (open.clone(), refusing.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if refusing_in.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees its connection closed
+                }
+                let Ok(upstream) = TcpStream::connect(server) else { continue };
+                let mut sockets = open_in.lock().unwrap();
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                sockets.extend([client, upstream]);
+            }
+        });
+        Self { addr, open, refusing }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Drops every connection through the proxy, and refuses new ones.
+    pub fn cut(&self) {
+        self.refusing.store(true, std::sync::atomic::Ordering::SeqCst);
+        for socket in self.open.lock().unwrap().drain(..) {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.refusing.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
