@@ -1,13 +1,18 @@
-// wschat browser client. Speaks the text protocol of docs/PROTOCOL.md over one WebSocket to the
-// server that served this page. All text from the network is inserted with textContent, never
-// as HTML. The room and member lists are kept from the server's notices and refreshed with
-// /rooms and /who, whose automatic replies are not shown in the conversation.
+// wschat browser client. Speaks the JSON mode of docs/PROTOCOL.md (the `wschat.json`
+// subprotocol) over one WebSocket to the server that served this page, and sends plain text
+// lines (chat and commands) as every client does. All text from the network is inserted with
+// textContent, never as HTML. It remembers the last message id it saw in each room and, after
+// every reconnect, asks the server for what it missed (`room=` and `since=`); when the server
+// cannot tell exactly, the page says that some messages were missed. The room and member lists
+// are kept from the server's events and refreshed with /rooms and /who, whose automatic
+// replies are not shown in the conversation.
 "use strict";
 
 const MAX_SHOWN = 2000;           // messages kept on screen
 const REFRESH_MS = 20000;         // /rooms and /who refresh while connected
 const FIRST_RETRY_MS = 500;
 const MAX_RETRY_MS = 30000;
+const SUBPROTOCOL = "wschat.json";
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -25,6 +30,9 @@ const state = {
   roomsTimer: null,
   leaving: false,
   binaryFrom: null,               // who sent the binary message the server announced next
+  lastIds: new Map(),             // room name (lower case) -> last message id seen there
+  shownIds: new Set(),            // ids on screen, so a replay never shows a message twice
+  resuming: false,                // this connection asked to resume (it sent `since`)
 };
 
 // ----- connection -----
@@ -32,10 +40,17 @@ const state = {
 function connect() {
   clearTimeout(state.retryTimer);
   const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const params = new URLSearchParams();
   const nick = state.me || state.wantedNick;
-  const query = nick ? "?nick=" + encodeURIComponent(nick) : "";
+  if (nick) params.set("nick", nick);
+  // Back where it was, from just after the last message it saw there.
+  const since = state.room && state.lastIds.get(state.room.toLowerCase());
+  if (state.room) params.set("room", state.room);
+  if (since) params.set("since", since);
+  state.resuming = Boolean(since);
+  const query = params.toString() ? `?${params}` : "";
   setStatus("connecting", "connecting…");
-  const socket = new WebSocket(`${scheme}://${location.host}/${query}`);
+  const socket = new WebSocket(`${scheme}://${location.host}/${query}`, [SUBPROTOCOL]);
   socket.binaryType = "arraybuffer";
   state.socket = socket;
   socket.onopen = () => {
@@ -46,7 +61,9 @@ function connect() {
   };
   socket.onmessage = (event) => {
     if (typeof event.data === "string") {
-      receive(event.data);
+      let message;
+      try { message = JSON.parse(event.data); } catch (_) { show(event.data, "chat"); return; }
+      receive(message);
     } else {
       const from = state.binaryFrom ? ` from ${state.binaryFrom}` : "";
       state.binaryFrom = null;
@@ -65,6 +82,7 @@ function connect() {
       $("chat").hidden = true;
       $("login").hidden = false;
       state.me = null;
+      state.room = null;
       state.leaving = false;
       return;
     }
@@ -105,24 +123,6 @@ function setStatus(kind, text) {
 
 // ----- what the server says -----
 
-const NOTICES = [
-  [/^\*\*\* welcome, you are (\S+) in (\S+);/, (nick, room) => { state.me = nick; enterRoom(room); }],
-  [/^\*\*\* (\S+) joined (\S+)$/, (nick, room) => {
-    if (nick === state.me) enterRoom(room);
-    else if (sameName(room, state.room)) { state.members.add(nick); drawMembers(); roomsChanged(); }
-  }],
-  [/^\*\*\* (\S+) left (\S+)(?: \(.*\))?$/, (nick, room) => {
-    if (sameName(room, state.room) && state.members.delete(nick)) drawMembers();
-    roomsChanged();
-  }],
-  [/^\*\*\* (\S+) is now known as (\S+)$/, (old, now) => {
-    if (old === state.me) state.me = now;
-    if (state.members.delete(old)) state.members.add(now);
-    drawMembers();
-    drawWhere();
-  }],
-];
-
 /// Back to the nick form with the reason shown next to the field: a nick the server refused
 /// while signing in (taken, or not allowed) is better asked for again than accepted as a guest.
 function refuseNick(reason) {
@@ -139,44 +139,92 @@ function showNickError(reason) {
   $("nick-input").focus();
 }
 
-function receive(line) {
-  // Names the sender of the binary message that comes next; shown with it, not on its own.
-  const binary = line.match(/^\*\*\* binary message from (\S+) \(\d+ bytes\)$/);
-  if (binary) {
-    state.binaryFrom = binary[1];
-    return;
-  }
-  const refused = line.match(/^\*\*\* nick (".*") refused: (.*)$/);
-  if (refused && state.me === null) {
-    refuseNick(`The nick ${refused[1]} was refused: ${refused[2]}.`);
-    return;
-  }
-  const who = line.match(/^\*\*\* in (\S+) \((\d+)\): (.*)$/);
-  if (who) {
-    state.members = new Set(who[3] ? who[3].split(", ") : []);
-    drawMembers();
-    if (state.pendingWho > 0) { state.pendingWho -= 1; return; }
-  }
-  const rooms = line.match(/^\*\*\* rooms: (.*)$/);
-  if (rooms) {
-    state.rooms = [...rooms[1].matchAll(/(\S+) \((\d+)\)/g)].map((m) => ({ name: m[1], count: +m[2] }));
-    drawRooms();
-    if (state.pendingRooms > 0) { state.pendingRooms -= 1; return; }
-  }
-  for (const [pattern, act] of NOTICES) {
-    const m = line.match(pattern);
-    if (m) { act(...m.slice(1)); break; }
-  }
-  show(line, classify(line));
-}
+// A notice as a text client shows it: every line starts with "*** ".
+const noticeText = (text) => text.split("\n").map((line) => `*** ${line}`).join("\n");
 
-// The first characters decide the form: a nick never starts with "*" or "[".
-function classify(line) {
-  if (line.startsWith("*** error:")) return "error";
-  if (line.startsWith("*** ")) return "notice";
-  if (line.startsWith("* ")) return "action";
-  if (line.startsWith("[PM from ") || line.startsWith("[PM to ")) return "private";
-  return "chat";
+// One JSON event (see "JSON mode" in docs/PROTOCOL.md); lines are shown as text clients get them.
+function receive(m) {
+  switch (m.type) {
+    case "message":
+    case "action": {
+      state.lastIds.set(m.room.toLowerCase(), m.id);
+      if (state.shownIds.has(m.id)) return;
+      state.shownIds.add(m.id);
+      if (m.type === "message") show(`${m.from}: ${m.text}`, "chat", m.ts);
+      else show(`* ${m.from} ${m.text}`, "action", m.ts);
+      return;
+    }
+    case "private": {
+      const outgoing = m.from === state.me && m.to !== state.me;
+      show(outgoing ? `[PM to ${m.to}] ${m.text}` : `[PM from ${m.from}] ${m.text}`, "private", m.ts);
+      return;
+    }
+    case "notice": {
+      const refused = m.text.match(/^nick (".*") refused: (.*)$/);
+      if (refused && state.me === null) {
+        refuseNick(`The nick ${refused[1]} was refused: ${refused[2]}.`);
+        return;
+      }
+      show(noticeText(m.text), "notice");
+      return;
+    }
+    case "error":
+      show(`*** error: ${m.text}`, "error");
+      return;
+    case "welcome":
+      state.me = m.nick;
+      enterRoom(m.room);
+      show(`*** welcome, you are ${m.nick} in ${m.room}; type /help for commands`, "notice");
+      return;
+    case "replayed":
+      if (m.last) state.lastIds.set(m.room.toLowerCase(), m.last);
+      if (state.resuming && !m.recovered) {
+        show(`some messages in ${m.room} were missed while disconnected`, "gap");
+      }
+      state.resuming = false;
+      return;
+    case "joined":
+      if (m.nick === state.me) enterRoom(m.room);
+      else if (sameName(m.room, state.room)) { state.members.add(m.nick); drawMembers(); roomsChanged(); }
+      show(`*** ${m.nick} joined ${m.room}`, "notice");
+      return;
+    case "left": {
+      if (sameName(m.room, state.room) && state.members.delete(m.nick)) drawMembers();
+      roomsChanged();
+      const why = m.moved_to ? ` (joined ${m.moved_to})` : m.reason ? ` (${m.reason})` : "";
+      show(`*** ${m.nick} left ${m.room}${why}`, "notice");
+      return;
+    }
+    case "nick":
+      if (m.old === state.me) state.me = m.new;
+      if (state.members.delete(m.old)) state.members.add(m.new);
+      drawMembers();
+      drawWhere();
+      show(`*** ${m.old} is now known as ${m.new}`, "notice");
+      return;
+    case "who": {
+      state.members = new Set(m.nicks);
+      drawMembers();
+      if (state.pendingWho > 0) { state.pendingWho -= 1; return; }
+      const more = m.count > m.nicks.length ? `, and ${m.count - m.nicks.length} more` : "";
+      show(`*** in ${m.room} (${m.count}): ${m.nicks.join(", ")}${more}`, "notice");
+      return;
+    }
+    case "rooms": {
+      state.rooms = m.rooms.map((r) => ({ name: r.name, count: r.members }));
+      drawRooms();
+      if (state.pendingRooms > 0) { state.pendingRooms -= 1; return; }
+      const more = m.count > m.rooms.length ? `, and ${m.count - m.rooms.length} more` : "";
+      show(`*** rooms: ${m.rooms.map((r) => `${r.name} (${r.members})`).join(", ")}${more}`, "notice");
+      return;
+    }
+    case "binary":
+      // Names the sender of the binary message that comes next; shown with it, not on its own.
+      state.binaryFrom = m.from;
+      return;
+    default:
+      show(JSON.stringify(m), "notice");
+  }
 }
 
 function enterRoom(room) {
@@ -191,13 +239,15 @@ const sameName = (a, b) => a && b && a.toLowerCase() === b.toLowerCase();
 
 // ----- drawing -----
 
-function show(line, kind) {
+// `ts`: the server's timestamp (milliseconds since the Unix epoch) for messages; the time of
+// arrival for the rest.
+function show(line, kind, ts) {
   const list = $("messages");
   const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   const item = document.createElement("li");
   item.className = kind;
   const time = document.createElement("time");
-  const now = new Date();
+  const now = ts ? new Date(ts) : new Date();
   time.dateTime = now.toISOString();
   time.textContent = [now.getHours(), now.getMinutes(), now.getSeconds()]
     .map((n) => String(n).padStart(2, "0")).join(":");
