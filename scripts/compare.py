@@ -13,7 +13,7 @@ core 1, one server at a time, with identical load:
 
     cargo build --release
     scripts/compare.py --peers DIR [--out docs/compare] [--skip-idle] [--skip-sweep]
-                       [--only wschat,node-ws] [--server NAME=PATH ...] [--tls]
+                       [--only wschat,node-ws] [--server NAME=PATH ...] [--tls] [--durable]
 
 With --tls the same measures are taken over TLS (wss://, a certificate made for the run with
 `openssl`): wschat with --tls-cert against the tokio-tungstenite + tokio-rustls peer, with plain
@@ -50,8 +50,9 @@ def wschat_command(binary):
     return cmd
 
 
-def servers(peers, extra, tls=None):
-    """name -> (command, scheme). With `tls` (cert, key), the TLS comparison's servers."""
+def servers(peers, extra, tls=None, durable=False):
+    """name -> (command, scheme). With `tls` (cert, key), the TLS comparison's servers; with
+    `durable`, also wschat keeping its history in a store (`--data-dir`)."""
     wschat = os.path.join(ROOT, "target/release/wschat-server")
     tt = f"{peers}/tokio-tungstenite/target/release/peer-tokio-tungstenite"
     if tls:
@@ -76,6 +77,8 @@ def servers(peers, extra, tls=None):
         }
     for name, binary in extra:
         candidates[name] = (wschat_command(binary), binary, "ws")
+    if durable:
+        candidates["wschat-durable"] = (wschat_command(wschat) + ["--data-dir", "{data_dir}"], wschat, "ws")
     return {name: (cmd, scheme) for name, (cmd, needs, scheme) in candidates.items() if os.path.exists(needs)}
 
 
@@ -92,7 +95,9 @@ def make_certificate(directory):
 class Server:
     def __init__(self, cmd, port):
         self.port = port
-        argv = ["taskset", "-c", "0"] + [a.format(port=port) for a in cmd]
+        # {data_dir}: a fresh, empty history store for every start (see --durable).
+        fresh = tempfile.mkdtemp(prefix="wschat-compare-data-") if any("{data_dir}" in a for a in cmd) else ""
+        argv = ["taskset", "-c", "0"] + [a.format(port=port, data_dir=fresh) for a in cmd]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while True:
@@ -223,6 +228,8 @@ def main():
     parser.add_argument("--server", action="append", default=[], metavar="NAME=PATH",
                         help="another wschat-server build to measure under NAME (repeatable)")
     parser.add_argument("--tls", action="store_true", help="compare over TLS (wss://)")
+    parser.add_argument("--durable", action="store_true",
+                        help="also measure wschat with --data-dir (durable history, a fresh store per start)")
     args = parser.parse_args()
     global CA_FILE
     tls = None
@@ -232,7 +239,7 @@ def main():
     extra = [tuple(spec.split("=", 1)) for spec in args.server]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    chosen = servers(os.path.abspath(args.peers), extra, tls)
+    chosen = servers(os.path.abspath(args.peers), extra, tls, args.durable)
     if args.only:
         chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
     results = []

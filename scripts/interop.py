@@ -13,6 +13,7 @@ Exits non-zero on the first failed expectation. Used by .ci/run:
     python3 -m venv .venv && .venv/bin/pip install websockets prometheus_client
     .venv/bin/python scripts/interop.py target/debug/wschat-server
 """
+import json
 import os
 import ssl
 import subprocess
@@ -132,6 +133,38 @@ def chat(base, tls, label, metrics_url=None):
         expect(echo.recv(timeout=TIMEOUT) == big, True, f"{label}echo of a 60,000-byte text message")
 
 
+def json_until(ws, kind):
+    """JSON objects until one of type `kind`: (the `message` objects before it, that one)."""
+    messages = []
+    while True:
+        value = json.loads(ws.recv(timeout=TIMEOUT))
+        if value["type"] == kind:
+            return messages, value
+        if value["type"] == "message":
+            messages.append(value)
+
+
+def json_resume(base):
+    """JSON mode and resume, with Python's client: what was said while away comes back once."""
+    json_mode = {"open_timeout": TIMEOUT, "subprotocols": ["wschat.json"]}
+    with connect(f"{base}/?nick=cam&room=py", **json_mode) as cam:
+        expect(cam.subprotocol, "wschat.json", "json: the wschat.json subprotocol is selected")
+        expect(json.loads(cam.recv(timeout=TIMEOUT))["type"], "welcome", "json: a welcome object first")
+        json_until(cam, "replayed")
+        cam.send("before the drop")
+        _, seen = json_until(cam, "message")
+        expect(seen["text"], "before the drop", "json: a message object with its text")
+    with connect(f"{base}/?nick=dee&room=py", open_timeout=TIMEOUT) as dee:
+        for i in (1, 2, 3):
+            dee.send(f"missed {i}")
+            while recv_chat(dee) != f"dee: missed {i}":
+                pass
+    with connect(f"{base}/?nick=cam&room=py&since={seen['id']}", **json_mode) as cam:
+        replayed, summary = json_until(cam, "replayed")
+        expect([m["text"] for m in replayed], ["missed 1", "missed 2", "missed 3"], "json: resume replays what was missed")
+        expect(summary["recovered"], True, "json: recovered after resume")
+
+
 def stop(server, label):
     server.terminate()
     code = server.wait(timeout=TIMEOUT)
@@ -173,6 +206,7 @@ def main():
         expect(value(before, "wschat_connections_open", state="chat"), 0.0, "metrics: no chat connection yet")
         chat(f"ws://{addr}", None, "", metrics_url)
         check_metrics(addr, metrics_url, before)
+        json_resume(f"ws://{addr}")
     finally:
         stop(server, "")
     with tempfile.TemporaryDirectory() as directory:

@@ -189,3 +189,24 @@ fn the_latency_distribution_is_written_for_hdrhistograms_plotter_and_ours() {
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_second_run_is_not_fooled_by_the_rooms_history_of_the_first() {
+    // The room's history replays the first run's messages, tokens and all, to every client of
+    // the second: the bench must skip them (they would count as deliveries and as the senders'
+    // acknowledgements, and stall the window).
+    let server = TestServer::start(&["--max-messages-per-sec", "0"]);
+    let args = "--clients 10 --senders 2 --window 4 --duration 1s --warmup 200ms";
+    let first = bench(&server.url("/"), args);
+    assert!(first.success, "{}\n{}", first.stdout, first.stderr);
+    let second = bench(&server.url("/"), args);
+    assert!(second.success, "{}\n{}", second.stdout, second.stderr);
+    let messages = second.stdout.lines().find(|l| l.starts_with("messages:")).unwrap_or_default().to_string();
+    assert!(!messages.contains("sent=0 "), "the second run sent nothing: {messages}");
+    assert!(messages.contains(" lost=0 "), "{messages}");
+    let number = |name: &str| -> u64 {
+        let at = messages.find(&format!("{name}=")).unwrap() + name.len() + 1;
+        messages[at..].split_whitespace().next().unwrap().replace(',', "").parse().unwrap()
+    };
+    assert_eq!(number("deliveries"), number("expected"), "no replayed message counted: {messages}");
+}

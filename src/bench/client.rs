@@ -72,7 +72,14 @@ pub struct Client {
     pub sender: Option<Sender>,
     /// Why the connection failed, when it did: shown to the user.
     pub failure: Option<String>,
+    /// Between the server's `*** recent messages in ROOM:` and `*** end of recent messages`:
+    /// the room's history, messages of an earlier run whose tokens must not count.
+    in_replay: bool,
 }
+
+/// The notices around a room's history (see docs/PROTOCOL.md, "History and resume").
+const REPLAY_START: &[u8] = b"*** recent messages in ";
+const REPLAY_END: &[u8] = b"*** end of recent messages";
 
 impl Client {
     /// Starts connecting client `slot` of the plan, registered under `index`.
@@ -96,6 +103,7 @@ impl Client {
             wpos: 0,
             sender,
             failure: None,
+            in_replay: false,
         })
     }
 
@@ -227,7 +235,15 @@ impl Client {
             let payload = (at + frame.payload.0, at + frame.payload.1);
             match frame.opcode {
                 1 | 0 => {
-                    if let Some(token) = Token::find(&self.rbuf[payload.0..payload.1]) {
+                    let text = &self.rbuf[payload.0..payload.1];
+                    if text.first() == Some(&b'*') {
+                        // A notice: only the replay markers matter here.
+                        if text.starts_with(REPLAY_START) {
+                            self.in_replay = true;
+                        } else if text == REPLAY_END {
+                            self.in_replay = false;
+                        }
+                    } else if let Some(token) = Token::find(text).filter(|_| !self.in_replay) {
                         self.delivered(token, recorder, now_ns);
                     }
                 }
@@ -252,7 +268,10 @@ impl Client {
             let _ = recorder.latency.record(latency);
             let _ = recorder.interval.record(latency);
         }
-        if let Some(sender) = self.sender.as_mut().filter(|s| s.id == token.sender) {
+        // Only a message this sender sent acknowledges anything (the window must never run
+        // ahead of what was sent).
+        if let Some(sender) = self.sender.as_mut().filter(|s| s.id == token.sender && token.seq < s.next_seq)
+        {
             sender.acked = sender.acked.max(token.seq + 1);
         }
     }

@@ -58,6 +58,13 @@ impl fmt::Display for MessageId {
     }
 }
 
+/// The fixed cost of a kept message: the message with its reference counts, its slot in the
+/// room's queue, and the allocator's headers of its two allocations (the message and its text).
+pub const MESSAGE_OVERHEAD: usize = std::mem::size_of::<Stored>()
+    + 2 * std::mem::size_of::<usize>()
+    + std::mem::size_of::<Rc<Stored>>()
+    + 2 * 16;
+
 /// One kept message. The nick is shared with its sender while the sender is connected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
@@ -74,7 +81,7 @@ impl Stored {
     /// What the message costs the history, for the memory bound documented in PROTOCOL.md:
     /// its text, its nick (counted even when shared) and the fixed part.
     pub fn cost(&self) -> usize {
-        std::mem::size_of::<Self>() + std::mem::size_of::<Rc<Stored>>() + self.text.len() + self.from.len()
+        MESSAGE_OVERHEAD + self.text.len() + self.from.len()
     }
 }
 
