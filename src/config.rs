@@ -65,6 +65,12 @@ pub struct Config {
     #[arg(long, default_value_t = crate::chat::DEFAULT_HISTORY_ROOMS, value_name = "N")]
     pub history_rooms: usize,
 
+    /// Most memory all rooms' histories may take together; past it, empty rooms are forgotten
+    /// first (emptied longest ago first), then the room being written to drops its oldest
+    /// messages.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub history_memory: usize,
+
     /// Time allowed from TCP accept to a complete WebSocket handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub handshake_timeout: Duration,

@@ -101,6 +101,9 @@ impl TryFrom<&Config> for Settings {
                 announce_limit: config.announce_limit,
                 history: config.history,
                 history_rooms: config.history_rooms,
+                history_bytes: config.history_memory,
+                // A replay never fills more than the reader's backpressure threshold.
+                replay_bytes: config.max_outbound / 2,
             },
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,

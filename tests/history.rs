@@ -367,3 +367,26 @@ fn a_corrupt_store_stops_the_server_at_start_naming_the_file() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("history.redb") && !stderr.contains("listening"), "{stderr}");
 }
+
+#[test]
+fn a_room_full_of_big_messages_does_not_get_joiners_cut_off() {
+    // 20 messages of 60 KB are more than a new reader's queue may hold (--max-outbound 1 MiB):
+    // the replay sends the newest that fit in half of it and says the rest is a gap.
+    let server = TestServer::start(&[]);
+    let mut alice = server.chat_client("alice");
+    let big: Vec<String> = (0..20).map(|i| format!("{i:02}{}", "z".repeat(60_000))).collect();
+    say_all(&mut alice, &big);
+    let mut bob = json_client(&server, "?nick=bob");
+    let (replayed, summary) = recv_through(&mut bob, "replayed");
+    assert!((4..20).contains(&replayed.len()), "{} replayed", replayed.len());
+    assert_eq!(replayed.last().unwrap()["text"].as_str().unwrap()[..2], *"19", "the newest are kept");
+    assert_eq!(summary["recovered"], false);
+    send(&mut bob, "/who");
+    let who = loop {
+        let value = recv_json(&mut bob);
+        if value["type"] == "who" {
+            break value;
+        }
+    };
+    assert_eq!(who["count"], 2, "bob is still connected and served");
+}

@@ -167,7 +167,20 @@ impl History {
 
     /// The id of the newest message, if the room has had one.
     pub fn last_id(&self) -> Option<MessageId> {
-        (self.next_seq > 1).then(|| MessageId { epoch: self.epoch.to_string(), seq: self.next_seq - 1 })
+        (self.next_seq > 1).then(|| self.resume_point())
+    }
+
+    /// Where a client that has seen everything resumes from: the newest message's id, or
+    /// `EPOCH:0` before the first message (so a client resumes within this epoch even then).
+    pub fn resume_point(&self) -> MessageId {
+        MessageId { epoch: self.epoch.to_string(), seq: self.next_seq - 1 }
+    }
+
+    /// Drops the oldest kept message (to fit a memory budget); returns what it cost.
+    pub fn trim_oldest(&mut self) -> usize {
+        let cost = self.kept.pop_front().map_or(0, |m| m.cost());
+        self.cost -= cost;
+        cost
     }
 
     /// The oldest sequence number still kept (everything before it may be dropped by a store).

@@ -89,6 +89,13 @@ pub struct ChatLimits {
     /// Empty rooms whose history is kept (`--history-rooms`); past it, the room emptied the
     /// longest ago is forgotten.
     pub history_rooms: usize,
+    /// What all rooms' histories may cost together (`--history-memory`, see
+    /// [`Stored::cost`]); past it, empty rooms are forgotten (emptied longest ago first), then
+    /// the room being written to drops its oldest messages.
+    pub history_bytes: usize,
+    /// Most bytes of history one join replays (half of `--max-outbound`, so a replay never
+    /// makes its reader look too slow); the newest messages that fit are sent.
+    pub replay_bytes: usize,
 }
 
 impl Default for ChatLimits {
@@ -97,6 +104,8 @@ impl Default for ChatLimits {
             announce_limit: DEFAULT_ANNOUNCE_LIMIT,
             history: DEFAULT_HISTORY,
             history_rooms: DEFAULT_HISTORY_ROOMS,
+            history_bytes: DEFAULT_HISTORY_BYTES,
+            replay_bytes: DEFAULT_REPLAY_BYTES,
         }
     }
 }
@@ -146,6 +155,13 @@ pub const DEFAULT_ANNOUNCE_LIMIT: usize = 100;
 pub const DEFAULT_HISTORY: usize = 100;
 /// Default for [`ChatLimits::history_rooms`].
 pub const DEFAULT_HISTORY_ROOMS: usize = 1000;
+/// Default for [`ChatLimits::history_bytes`]: 64 MiB.
+pub const DEFAULT_HISTORY_BYTES: usize = 64 << 20;
+/// Default for [`ChatLimits::replay_bytes`]: half the default `--max-outbound`.
+pub const DEFAULT_REPLAY_BYTES: usize = 512 << 10;
+/// What a replayed message adds to its text, nick and room name on the wire, at most (the JSON
+/// object's names and punctuation, the id, the timestamp, the frame header).
+const REPLAY_FRAMING: usize = 128;
 
 /// The whole chat state.
 pub struct Chat {
@@ -166,6 +182,8 @@ pub struct Chat {
     empty_rooms: usize,
     next_stamp: u64,
     next_guest: u64,
+    /// What every room's history costs together (see [`ChatLimits::history_bytes`]).
+    history_cost: usize,
     /// In a room of N, N joins would cost N squared notices and drown the conversation, so
     /// large rooms are not told of joins, leaves and nick changes.
     limits: ChatLimits,
@@ -208,6 +226,7 @@ impl Chat {
             empty_rooms: 0,
             next_stamp: 0,
             next_guest: 0,
+            history_cost: 0,
             limits,
             journal: None,
         }
@@ -240,13 +259,17 @@ impl Chat {
         }
         let key: Rc<str> = Rc::from(key);
         let stamp = self.next_stamp();
+        self.history_cost += history.cost();
         let room =
             Room { display: Rc::from(display), members: Default::default(), history, emptied: Some(stamp) };
-        if self.rooms.insert(key.clone(), room).is_none() && &*key != LOBBY {
+        if let Some(old) = self.rooms.insert(key.clone(), room) {
+            self.history_cost -= old.history.cost();
+        } else if &*key != LOBBY {
             self.emptied.push_back((stamp, key));
             self.empty_rooms += 1;
         }
         self.evict_empty_rooms();
+        while self.history_cost > self.limits.history_bytes && self.evict_oldest_empty_room() {}
     }
 
     /// Tells a room about a member's join, leave or nick change. A room over the announcement
@@ -294,7 +317,7 @@ impl Chat {
 
     /// Messages kept in all rooms' histories, and what they cost (see [`Stored::cost`]).
     pub fn history_size(&self) -> (usize, usize) {
-        self.rooms.values().fold((0, 0), |(n, bytes), r| (n + r.history.len(), bytes + r.history.cost()))
+        (self.rooms.values().map(|r| r.history.len()).sum(), self.history_cost)
     }
 
     /// The nick of a client, if it is in the chat.
@@ -401,7 +424,22 @@ impl Chat {
     /// exactly, else everything kept; then the `replayed` summary.
     fn replay(&self, client: ClientId, key: &str, since: Option<&MessageId>, out: &mut Vec<Effect>) {
         let Some(room) = self.rooms.get(key) else { return };
-        let replay = room.history.after(since);
+        let mut replay = room.history.after(since);
+        // The newest messages that fit the replay budget; a cut is a gap like any other.
+        let mut bytes = 0;
+        let fit = replay
+            .messages
+            .iter()
+            .rev()
+            .take_while(|m| {
+                bytes += m.text.len() + m.from.len() + room.display.len() + REPLAY_FRAMING;
+                bytes <= self.limits.replay_bytes
+            })
+            .count();
+        if fit < replay.messages.len() {
+            replay.messages.drain(..replay.messages.len() - fit);
+            replay.recovered = false;
+        }
         let to = Audience::Client(client);
         if !replay.messages.is_empty() {
             out.push(Effect::Send {
@@ -424,7 +462,7 @@ impl Chat {
                 room: room.display.clone(),
                 recovered: replay.recovered,
                 count: replay.messages.len(),
-                last: room.history.last_id().map(|id| id.to_string()),
+                last: Some(room.history.resume_point().to_string()),
             }
             .into(),
         });
@@ -524,11 +562,16 @@ impl Chat {
     /// A room message: numbered, kept in the room's history (and journaled), sent to the room.
     fn say(&mut self, client: ClientId, text: &str, action: bool, now_ms: u64, out: &mut Vec<Effect>) {
         let Some(member) = self.members.get(client).and_then(Option::as_ref) else { return };
-        let Some(room) = self.rooms.get_mut(&member.room) else { return };
-        let message = room.history.push(now_ms, member.nick.clone(), text, action);
+        let (key, nick) = (member.room.clone(), member.nick.clone());
+        let Some(room) = self.rooms.get_mut(&key) else { return };
+        let before = room.history.cost();
+        let message = room.history.push(now_ms, nick, text, action);
+        self.history_cost = self.history_cost + room.history.cost() - before;
+        self.fit_history_budget(&key);
+        let Some(room) = self.rooms.get(&key) else { return };
         if let Some(journal) = &mut self.journal {
             journal.push(Journal::Message {
-                room: member.room.clone(),
+                room: key.clone(),
                 display: room.display.clone(),
                 epoch: room.history.epoch().clone(),
                 message: message.clone(),
@@ -541,7 +584,22 @@ impl Chat {
             message,
             replay: false,
         });
-        out.push(Effect::Send { to: Audience::Room(member.room.clone()), body: event.into() });
+        out.push(Effect::Send { to: Audience::Room(key), body: event.into() });
+    }
+
+    /// Brings all histories back under `--history-memory` after room `key` grew: empty rooms
+    /// go first (emptied longest ago first), then `key`'s own oldest messages (never its
+    /// newest, which is being sent).
+    fn fit_history_budget(&mut self, key: &str) {
+        while self.history_cost > self.limits.history_bytes {
+            if self.evict_oldest_empty_room() {
+                continue;
+            }
+            match self.rooms.get_mut(key) {
+                Some(room) if room.history.len() > 1 => self.history_cost -= room.history.trim_oldest(),
+                _ => break,
+            }
+        }
     }
 
     fn change_nick(&mut self, client: ClientId, wanted: &str, out: &mut Vec<Effect>) {
@@ -575,8 +633,10 @@ impl Chat {
         }
         let (nick, old_room, old_seat, mode) =
             (member.nick.clone(), member.room.clone(), member.seat, member.mode);
-        self.remove_from_room(&old_room, mode, old_seat);
+        // Seated in the new room before leaving the old one: an old room that empties may
+        // evict an empty room's history, and it must not be the room being joined.
         let (new_room, seat) = self.add_to_room(client, wanted, mode);
+        self.remove_from_room(&old_room, mode, old_seat);
         if let Some(member) = self.member_mut(client) {
             member.room = new_room.clone();
             member.seat = seat;
@@ -627,6 +687,8 @@ impl Chat {
             }
         }
         assert_eq!(empty, self.empty_rooms, "empty rooms counted");
+        let cost: usize = self.rooms.values().map(|r| r.history.cost()).sum();
+        assert_eq!(cost, self.history_cost, "history cost kept up to date");
         assert!(self.empty_rooms <= self.limits.history_rooms, "at most --history-rooms empty rooms kept");
     }
 
@@ -711,7 +773,13 @@ impl Chat {
             return;
         }
         if room.history.last_id().is_none() || self.limits.history == 0 {
-            self.rooms.remove(key);
+            let had_messages = room.history.last_id().is_some();
+            if let Some(room) = self.rooms.remove(key) {
+                self.history_cost -= room.history.cost();
+            }
+            if let (true, Some(journal)) = (had_messages, &mut self.journal) {
+                journal.push(Journal::RoomDropped { room: Rc::from(key) });
+            }
             return;
         }
         let key: Rc<str> = self.rooms.get_key_value(key).map(|(k, _)| k.clone()).expect("room exists");
@@ -723,16 +791,29 @@ impl Chat {
     /// Forgets the empty rooms that emptied longest ago while more than `history_rooms` are
     /// kept.
     fn evict_empty_rooms(&mut self) {
-        while self.empty_rooms > self.limits.history_rooms {
-            let Some((stamp, key)) = self.emptied.pop_front() else { break };
-            if self.rooms.get(&key).is_some_and(|r| r.emptied == Some(stamp) && r.len() == 0) {
-                self.rooms.remove(&key);
-                self.empty_rooms -= 1;
-                if let Some(journal) = &mut self.journal {
-                    journal.push(Journal::RoomDropped { room: key });
-                }
+        while self.empty_rooms > self.limits.history_rooms && self.evict_oldest_empty_room() {}
+        self.compact_emptied();
+    }
+
+    /// Forgets the empty room (not the lobby) emptied longest ago; false if there is none.
+    fn evict_oldest_empty_room(&mut self) -> bool {
+        while let Some((stamp, key)) = self.emptied.pop_front() {
+            if !self.rooms.get(&key).is_some_and(|r| r.emptied == Some(stamp) && r.len() == 0) {
+                continue; // stale: joined again since
             }
+            if let Some(room) = self.rooms.remove(&key) {
+                self.history_cost -= room.history.cost();
+            }
+            self.empty_rooms -= 1;
+            if let Some(journal) = &mut self.journal {
+                journal.push(Journal::RoomDropped { room: key });
+            }
+            return true;
         }
+        false
+    }
+
+    fn compact_emptied(&mut self) {
         // Stale entries (rooms joined again since) are dropped once they outnumber the rest.
         if self.emptied.len() > 2 * self.empty_rooms + 64 {
             let rooms = &self.rooms;

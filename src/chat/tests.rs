@@ -425,3 +425,105 @@ fn history_off_keeps_nothing_and_drops_empty_rooms() {
     assert_eq!(h.take(1), ["*** alice joined dev"], "no replay, no markers");
     h.chat.check_invariants();
 }
+
+#[test]
+fn joining_a_kept_room_never_evicts_that_room() {
+    let limits = ChatLimits { history_rooms: 2, ..ChatLimits::default() };
+    let mut h = Harness { chat: Chat::with_limits(limits), ..Harness::default() };
+    h.connect(1, Some("alice"));
+    for room in ["r2", "r3", "r4"] {
+        h.say(1, &format!("/join {room}"));
+        h.say(1, &format!("said in {room}"));
+    }
+    // r2 and r3 are kept empty (r2 emptied first); leaving r4 empties a third room.
+    h.clear();
+    h.say(1, "/join r2");
+    let told = h.take(1);
+    assert!(told.contains(&"alice: said in r2".to_string()), "r2 kept its history: {told:?}");
+    h.chat.check_invariants();
+}
+
+#[test]
+fn histories_stay_within_their_memory_budget() {
+    let line = "x".repeat(1000);
+    let one = history::MESSAGE_OVERHEAD + line.len() + "alice".len();
+    let limits = ChatLimits { history_bytes: 5 * one, ..ChatLimits::default() };
+    let mut h = Harness { chat: Chat::with_limits(limits), ..Harness::default() };
+    h.connect(1, Some("alice"));
+    h.say(1, "/join old");
+    for _ in 0..3 {
+        h.say(1, &line);
+    }
+    h.say(1, "/join busy"); // "old" is empty now, with 3 kept messages
+    for _ in 0..3 {
+        h.say(1, &line);
+    }
+    assert!(h.chat.history_size().1 <= 5 * one, "{:?}", h.chat.history_size());
+    h.chat.check_invariants();
+    h.say(1, "/rooms");
+    h.clear();
+    h.say(1, "/join old");
+    assert!(!h.take(1).iter().any(|l| l.starts_with("alice: x")), "the empty room went first");
+    // With no empty room left to forget, the room being written to drops its oldest.
+    h.say(1, "/join busy");
+    h.say(1, "/join old");
+    h.say(1, "/join busy");
+    for _ in 0..10 {
+        h.say(1, &line);
+    }
+    let (kept, cost) = h.chat.history_size();
+    assert!(cost <= 5 * one && kept >= 4, "{kept} kept, {cost} bytes");
+    h.chat.check_invariants();
+}
+
+#[test]
+fn a_replay_fits_in_half_the_readers_queue_newest_first() {
+    let limits = ChatLimits { replay_bytes: 3 * (1000 + 128 + 10), ..ChatLimits::default() };
+    let mut h = Harness { chat: Chat::with_limits(limits), ..Harness::default() };
+    h.connect(1, Some("alice"));
+    for i in 0..5 {
+        h.say(1, &format!("{i}{}", "y".repeat(999)));
+    }
+    let mut out = Vec::new();
+    h.chat.connect(2, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
+    h.apply(out);
+    let told = h.take(2);
+    let replayed: Vec<&String> = told.iter().filter(|l| l.contains(r#""replay":true"#)).collect();
+    // Each costs its 1,000 bytes, nick, room and framing: three fit.
+    assert_eq!(replayed.len(), 3, "{told:?}");
+    assert!(replayed[0].contains(r#""text":"2y"#) && replayed[2].contains(r#""text":"4y"#));
+    let summary = told.iter().find(|l| l.contains(r#""type":"replayed""#)).unwrap();
+    assert!(summary.contains(r#""recovered":false"#) && summary.contains(r#""count":3"#), "{summary}");
+}
+
+#[test]
+fn an_empty_history_still_gives_a_point_to_resume_from() {
+    let mut h = Harness::default();
+    let mut out = Vec::new();
+    h.chat.connect(1, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
+    h.apply(out);
+    let told = h.take(1);
+    let summary = told.iter().find(|l| l.contains(r#""type":"replayed""#)).unwrap();
+    let last = summary.split(r#""last":""#).nth(1).unwrap().split('"').next().unwrap().to_string();
+    assert!(last.ends_with(":0"), "{summary}");
+    h.leave(1);
+    let mut out = Vec::new();
+    let join = Join { nick: Some("bob"), since: Some(&last), mode: Some(Mode::Json), ..Join::default() };
+    h.chat.connect(1, join, &mut out);
+    h.apply(out);
+    assert!(h.take(1).iter().any(|l| l.contains(r#""recovered":true"#)), "nothing was missed");
+}
+
+#[test]
+fn with_history_off_an_emptied_room_is_dropped_from_the_store_too() {
+    let limits = ChatLimits { history: 0, ..ChatLimits::default() };
+    let mut h = Harness { chat: Chat::with_limits(limits), ..Harness::default() };
+    h.chat.keep_journal();
+    h.connect(1, Some("alice"));
+    h.say(1, "/join dev");
+    h.say(1, "hello");
+    h.say(1, "/join lobby");
+    let mut journal = Vec::new();
+    h.chat.take_journal(&mut journal);
+    assert_eq!(journal.last(), Some(&Journal::RoomDropped { room: Rc::from("dev") }));
+}

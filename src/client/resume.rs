@@ -12,6 +12,11 @@ use super::percent_encode;
 /// Nick, room and last ids, updated from what the server sends in JSON mode.
 #[derive(Debug, Default)]
 pub struct Resume {
+    /// The nick the user chose (`--nick`, or a `/nick` the server accepted): asked for again on
+    /// every reconnect, even if the server gave a guest nick meanwhile (the old connection
+    /// may still have held it).
+    chosen: Option<String>,
+    /// The nick the server gave this connection.
     nick: Option<String>,
     room: Option<String>,
     /// Last id seen per room (by the room's name as the server shows it).
@@ -23,14 +28,14 @@ pub struct Resume {
 impl Resume {
     /// Starts from the nick the user asked for (`--nick`), if any.
     pub fn new(nick: Option<String>) -> Self {
-        Self { nick, ..Self::default() }
+        Self { chosen: nick, ..Self::default() }
     }
 
     /// The URL of the next connection: `base` (scheme, host, port, path) with the nick, and,
     /// once the client has been somewhere, the room and the last id it saw there.
     pub fn url(&mut self, base: &str) -> String {
         let mut query = Vec::new();
-        if let Some(nick) = &self.nick {
+        if let Some(nick) = self.chosen.as_ref().or(self.nick.as_ref()) {
             query.push(format!("nick={}", percent_encode(nick)));
         }
         let since = self.room.as_ref().and_then(|room| self.last_ids.get(room));
@@ -57,7 +62,10 @@ impl Resume {
                 self.room = Some(room.to_string());
             }
             Event::Joined { room, nick } if self.is_me(nick) => self.room = Some(room.to_string()),
-            Event::NickChanged { old, new, .. } if self.is_me(old) => self.nick = Some(new.to_string()),
+            Event::NickChanged { old, new, .. } if self.is_me(old) => {
+                self.nick = Some(new.to_string());
+                self.chosen = Some(new.to_string());
+            }
             Event::Message(message) => {
                 self.last_ids
                     .insert(message.room.to_string(), format!("{}:{}", message.epoch, message.message.seq));
@@ -104,6 +112,20 @@ mod tests {
         resume
             .note(&event(r#"{"type":"message","room":"Dev Ops","id":"cd:9","from":"x","text":"hi","ts":1}"#));
         assert_eq!(resume.url("ws://h:1/"), "ws://h:1/?nick=rob&room=Dev%20Ops&since=cd%3A9");
+    }
+
+    #[test]
+    fn the_chosen_nick_is_asked_for_again_after_the_server_gave_a_guest_one() {
+        let mut resume = Resume::new(Some("bob".into()));
+        // Reconnected while the server still held the old connection's "bob".
+        resume.note(&event(r#"{"type":"welcome","nick":"guest-7","room":"lobby"}"#));
+        assert!(resume.url("ws://h:1/").starts_with("ws://h:1/?nick=bob&"));
+        let mut guest = Resume::new(None);
+        guest.note(&event(r#"{"type":"welcome","nick":"guest-7","room":"lobby"}"#));
+        assert!(
+            guest.url("ws://h:1/").starts_with("ws://h:1/?nick=guest-7&"),
+            "a guest keeps its guest nick"
+        );
     }
 
     #[test]

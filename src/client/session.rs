@@ -104,6 +104,9 @@ pub struct Session {
     binary_from: Option<String>,
     /// The server chose JSON mode (`wschat.json`): frames are events, not lines.
     json: bool,
+    /// Showing a room's replayed history (JSON mode: the client draws the markers a text
+    /// client gets from the server).
+    replaying: bool,
 }
 
 /// Resolves `url`, connects within `timeout` and performs the WebSocket handshake, over TLS
@@ -220,7 +223,7 @@ fn handshake(
         .register(ws.get_mut(), SOCKET, Interest::READABLE | Interest::WRITABLE)
         .map_err(io_error)?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_error)?);
-    Ok(Session { ws, poll, waker, peer, binary_from: None, json })
+    Ok(Session { ws, poll, waker, peer, binary_from: None, json, replaying: false })
 }
 
 /// Per-session progress of closing.
@@ -342,6 +345,13 @@ impl Session {
             out.status(&gap);
         }
         match &mut event {
+            Event::Message(message) if message.replay && !self.replaying => {
+                self.replaying = true;
+                if let Some(start) = (Event::ReplayStart { room: message.room.clone() }).text() {
+                    out.message(&start);
+                }
+            }
+            Event::Replayed { .. } => self.replaying = false,
             Event::BinaryFrom { from, .. } => {
                 self.binary_from = Some(from.to_string());
                 return;

@@ -41,7 +41,9 @@ function connect() {
   clearTimeout(state.retryTimer);
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const params = new URLSearchParams();
-  const nick = state.me || state.wantedNick;
+  // The nick the user chose, even if a reconnect while the old connection still held it got a
+  // guest nick meanwhile; a guest keeps its guest nick.
+  const nick = state.wantedNick || state.me;
   if (nick) params.set("nick", nick);
   // Back where it was, from just after the last message it saw there.
   const since = state.room && state.lastIds.get(state.room.toLowerCase());
@@ -150,6 +152,8 @@ function receive(m) {
       state.lastIds.set(m.room.toLowerCase(), m.id);
       if (state.shownIds.has(m.id)) return;
       state.shownIds.add(m.id);
+      // Only what can still be on screen needs remembering (a Set keeps insertion order).
+      if (state.shownIds.size > 2 * MAX_SHOWN) state.shownIds.delete(state.shownIds.values().next().value);
       if (m.type === "message") show(`${m.from}: ${m.text}`, "chat", m.ts);
       else show(`* ${m.from} ${m.text}`, "action", m.ts);
       return;
@@ -196,7 +200,7 @@ function receive(m) {
       return;
     }
     case "nick":
-      if (m.old === state.me) state.me = m.new;
+      if (m.old === state.me) { state.me = m.new; state.wantedNick = m.new; }
       if (state.members.delete(m.old)) state.members.add(m.new);
       drawMembers();
       drawWhere();
