@@ -111,6 +111,30 @@ pub struct Config {
     #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
     pub metrics: Option<SocketAddr>,
 
+    /// Verify connection tokens (JWT, HS256) with the secret in FILE (at least 32 bytes).
+    /// Clients present a token as ?token=JWT or Authorization: Bearer JWT; its `sub` is their
+    /// nick. SIGHUP re-reads the key files.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_secret: Option<PathBuf>,
+
+    /// Verify connection tokens with the PEM public key in FILE (RS256, ES256 or EdDSA, by the
+    /// key's type). May be given with --jwt-secret.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Accept only tokens whose `aud` is AUD.
+    #[arg(long, value_name = "AUD")]
+    pub jwt_audience: Option<String>,
+
+    /// Accept only tokens whose `iss` is ISS.
+    #[arg(long, value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+
+    /// Refuse (HTTP 401) every WebSocket without a valid token. Without it, clients without a
+    /// token are guests (guest-N, no /nick).
+    #[arg(long)]
+    pub require_auth: bool,
+
     /// Keep every room's history, epoch and sequence in DIR (an embedded database,
     /// DIR/history.redb), so clients resume across a restart. Off by default: history is
     /// then in memory only, and a restart starts new epochs.

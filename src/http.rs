@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 
+use crate::auth::Token;
 use crate::chat::JSON_SUBPROTOCOL;
 use crate::origin::OriginPolicy;
 use crate::web;
@@ -43,7 +44,8 @@ pub enum Endpoint {
 /// What to do with a complete request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    Upgrade(Endpoint),
+    /// A WebSocket upgrade to this endpoint, with the token it presented, if any.
+    Upgrade(Endpoint, Option<Token>),
     /// A page request answered successfully (200 or 304).
     Serve(Reply),
     /// An error reply.
@@ -100,6 +102,11 @@ impl Reply {
     pub fn too_many_from_address() -> Self {
         Self::new(503, "Service Unavailable", "too many connections from your address, try again later")
             .with("Retry-After", "5")
+    }
+
+    /// No valid token (see `crate::auth`): the reason, never the token.
+    pub fn unauthorized(why: impl Into<String>) -> Self {
+        Self::new(401, "Unauthorized", why.into()).with("WWW-Authenticate", "Bearer")
     }
 
     /// The head did not arrive in full within the limit.
@@ -221,7 +228,7 @@ pub fn decide(head: &[u8], origins: &OriginPolicy, secure: bool) -> Decision {
         };
     }
     match judge_upgrade(&request, path, query, origins, secure) {
-        Ok(endpoint) => Decision::Upgrade(endpoint),
+        Ok(endpoint) => Decision::Upgrade(endpoint, presented_token(&request, query)),
         Err(reply) => Decision::Reject(reply),
     }
 }
@@ -304,6 +311,17 @@ fn judge_upgrade(
         ));
     }
     Ok(endpoint)
+}
+
+/// The token a client presents: `?token=JWT` (browsers cannot set headers on a WebSocket), or
+/// `Authorization: Bearer JWT`.
+fn presented_token(request: &Request, query: &str) -> Option<Token> {
+    let bearer = request
+        .header("Authorization")
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_string());
+    query_param(query, "token").or(bearer).map(Token)
 }
 
 fn not_found() -> Reply {
@@ -408,47 +426,70 @@ mod tests {
     fn status(head: &str) -> u16 {
         match decide(head.as_bytes()) {
             Decision::Reject(reply) | Decision::Serve(reply) => reply.status,
-            Decision::Upgrade(_) => 101,
+            Decision::Upgrade(..) => 101,
         }
     }
 
     fn reply(head: &str) -> String {
         match decide(head.as_bytes()) {
             Decision::Reject(reply) | Decision::Serve(reply) => String::from_utf8(reply.to_bytes()).unwrap(),
-            Decision::Upgrade(_) => panic!("upgrade"),
+            Decision::Upgrade(..) => panic!("upgrade"),
         }
     }
 
     #[test]
     fn routes_chat_and_echo() {
-        assert_eq!(decide(upgrade("/").as_bytes()), Decision::Upgrade(Endpoint::Chat(ChatQuery::default())));
-        assert_eq!(decide(upgrade("/echo").as_bytes()), Decision::Upgrade(Endpoint::Echo));
+        assert_eq!(
+            decide(upgrade("/").as_bytes()),
+            Decision::Upgrade(Endpoint::Chat(ChatQuery::default()), None)
+        );
+        assert_eq!(decide(upgrade("/echo").as_bytes()), Decision::Upgrade(Endpoint::Echo, None));
         assert_eq!(
             decide(upgrade("/?x=1&nick=caf%C3%A9").as_bytes()),
-            Decision::Upgrade(Endpoint::Chat(ChatQuery {
-                nick: Some("café".into()),
-                ..ChatQuery::default()
-            }))
+            Decision::Upgrade(
+                Endpoint::Chat(ChatQuery { nick: Some("café".into()), ..ChatQuery::default() }),
+                None
+            )
         );
         let resume = UpgradeRequest::new("localhost", "/?room=dev&since=k3f9%3A42")
             .header("Sec-WebSocket-Protocol", "other, wschat.json")
             .to_string();
         assert_eq!(
             decide(resume.as_bytes()),
-            Decision::Upgrade(Endpoint::Chat(ChatQuery {
-                room: Some("dev".into()),
-                since: Some("k3f9:42".into()),
-                json: true,
-                ..ChatQuery::default()
-            }))
+            Decision::Upgrade(
+                Endpoint::Chat(ChatQuery {
+                    room: Some("dev".into()),
+                    since: Some("k3f9:42".into()),
+                    json: true,
+                    ..ChatQuery::default()
+                }),
+                None
+            )
         );
         let other =
             UpgradeRequest::new("localhost", "/").header("Sec-WebSocket-Protocol", "WSCHAT.JSON").to_string();
-        assert_eq!(decide(other.as_bytes()), Decision::Upgrade(Endpoint::Chat(ChatQuery::default())));
+        assert_eq!(decide(other.as_bytes()), Decision::Upgrade(Endpoint::Chat(ChatQuery::default()), None));
         assert_eq!(
             decide(upgrade("/?nick=%ZZ").as_bytes()),
-            Decision::Upgrade(Endpoint::Chat(ChatQuery::default()))
+            Decision::Upgrade(Endpoint::Chat(ChatQuery::default()), None)
         );
+    }
+
+    #[test]
+    fn a_token_is_taken_from_the_query_or_a_bearer_header() {
+        let token = |head: &str| match decide(head.as_bytes()) {
+            Decision::Upgrade(_, token) => token.map(|t| t.0),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(token(&upgrade("/?token=abc.def.ghi")), Some("abc.def.ghi".into()));
+        assert_eq!(token(&upgrade("/echo?token=abc")), Some("abc".into()));
+        let bearer =
+            UpgradeRequest::new("localhost", "/").header("Authorization", "Bearer xyz.123").to_string();
+        assert_eq!(token(&bearer), Some("xyz.123".into()));
+        let basic =
+            UpgradeRequest::new("localhost", "/").header("Authorization", "Basic dXNlcg==").to_string();
+        assert_eq!(token(&basic), None);
+        assert_eq!(token(&upgrade("/")), None);
     }
 
     #[test]
@@ -584,7 +625,7 @@ mod tests {
         let allowed = OriginPolicy::new(&["http://evil.example".to_string()]).unwrap();
         assert!(matches!(
             super::decide(with_origin("http://evil.example").as_bytes(), &allowed, false),
-            Decision::Upgrade(_)
+            Decision::Upgrade(..)
         ));
     }
 }

@@ -28,6 +28,7 @@
 //! - [`bench`] is the load generator behind `wschat-bench` (feature `bench`).
 
 #[cfg(feature = "bench")]
+pub mod auth;
 pub mod bench;
 pub mod chat;
 #[cfg(feature = "client")]

@@ -3,12 +3,14 @@
 //! [`WebSocketConfig`], the parsed [`OriginPolicy`]). The server, its connections and the
 //! in-memory simulation all read the same value, so no part re-parses or re-validates a flag.
 
-use crate::chat::ChatLimits;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tungstenite::protocol::WebSocketConfig;
 
+use crate::auth::{Auth, AuthFiles};
+use crate::chat::ChatLimits;
 use crate::config::{Config, OUTBOUND_SLACK};
 use crate::origin::OriginPolicy;
 use crate::tls::ServerTls;
@@ -37,6 +39,11 @@ pub struct Settings {
     pub origins: OriginPolicy,
     /// `--tls-cert` and `--tls-key`, loaded: the listener speaks TLS only.
     pub tls: Option<ServerTls>,
+    /// `--jwt-secret` / `--jwt-public-key` (and the claims to check), loaded; replaced as a
+    /// whole when SIGHUP reloads the keys.
+    pub auth: Option<Arc<Auth>>,
+    /// `--require-auth`: no valid token, no connection (401).
+    pub require_auth: bool,
     /// `--metrics`: where the metrics listener binds.
     pub metrics: Option<SocketAddr>,
     /// `--data-dir`: where history is kept durably.
@@ -79,6 +86,22 @@ impl TryFrom<&Config> for Settings {
             return Err(format!("--max-messages-per-sec must be at most {}", crate::rate::MAX_RATE));
         }
         let origins = OriginPolicy::new(&config.allowed_origins)?;
+        let auth_files = AuthFiles {
+            secret: config.jwt_secret.clone(),
+            public_key: config.jwt_public_key.clone(),
+            audience: config.jwt_audience.clone(),
+            issuer: config.jwt_issuer.clone(),
+        };
+        let auth = match (&auth_files.secret, &auth_files.public_key) {
+            (None, None) if config.require_auth => {
+                return Err(
+                    "--require-auth needs a key to check tokens with: --jwt-secret or --jwt-public-key"
+                        .into(),
+                )
+            }
+            (None, None) => None,
+            _ => Some(Arc::new(Auth::load(&auth_files)?)),
+        };
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(ServerTls::load(cert, key)?),
             _ => None,
@@ -104,6 +127,7 @@ impl TryFrom<&Config> for Settings {
                 history_bytes: config.history_memory,
                 // A replay never fills more than the reader's backpressure threshold.
                 replay_bytes: config.max_outbound / 2,
+                token_nicks: config.jwt_secret.is_some() || config.jwt_public_key.is_some(),
             },
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
@@ -113,6 +137,8 @@ impl TryFrom<&Config> for Settings {
             websocket,
             origins,
             tls,
+            auth,
+            require_auth: config.require_auth,
             metrics: config.metrics,
             data_dir: config.data_dir.clone(),
         })

@@ -28,6 +28,7 @@ pub use event::{Event, Mode, RoomMessage, HELP, JSON_SUBPROTOCOL};
 pub use history::{History, MessageId, Stored};
 pub use line::{ServerLine, NOTICE_PREFIX};
 
+use crate::auth::Identity;
 use crate::logline::quoted;
 
 /// Identifies one connected client; the event loop uses its connection's slab key.
@@ -68,6 +69,8 @@ pub struct Join<'a> {
     /// The last message id it saw in that room (`since=EPOCH:SEQ`).
     pub since: Option<&'a str>,
     pub mode: Option<Mode>,
+    /// Who a verified token says the client is (see `crate::auth`).
+    pub identity: Option<&'a Identity>,
 }
 
 /// A change to the history that a durable store must record (see `crate::store`).
@@ -96,6 +99,9 @@ pub struct ChatLimits {
     /// Most bytes of history one join replays (half of `--max-outbound`, so a replay never
     /// makes its reader look too slow); the newest messages that fit are sent.
     pub replay_bytes: usize,
+    /// Nicks come from sign-in tokens (the server has JWT keys): a token's `sub` is its
+    /// holder's nick, everyone else is a guest, and nobody chooses a nick.
+    pub token_nicks: bool,
 }
 
 impl Default for ChatLimits {
@@ -106,6 +112,7 @@ impl Default for ChatLimits {
             history_rooms: DEFAULT_HISTORY_ROOMS,
             history_bytes: DEFAULT_HISTORY_BYTES,
             replay_bytes: DEFAULT_REPLAY_BYTES,
+            token_nicks: false,
         }
     }
 }
@@ -122,6 +129,12 @@ pub enum Effect {
         client: ClientId,
         reason: String,
     },
+    /// Close this client's connection as a policy violation (1008) with this reason; it never
+    /// entered the chat.
+    Refuse {
+        client: ClientId,
+        reason: String,
+    },
 }
 
 struct Member {
@@ -130,6 +143,9 @@ struct Member {
     /// Where the member sits in its room's member list for its mode, so leaving is O(1).
     seat: u32,
     mode: Mode,
+    /// Signed in: the nick is the `sub` of a verified token, and other connections with the
+    /// same `sub` share it.
+    signed: bool,
 }
 
 struct Room {
@@ -172,6 +188,9 @@ pub struct Chat {
     /// stored twice, so a member costs no allocation beyond its nick. Two folded forms with one
     /// hash (a 2^-64 chance, keyed per process) would make the second nick count as taken.
     nicks: HashMap<u64, ClientId>,
+    /// Further connections holding a nick beside its entry in `nicks`: one signed-in user on
+    /// several devices. Empty unless tokens are in use.
+    shared_nicks: HashMap<u64, Vec<ClientId>>,
     nick_hasher: RandomState,
     /// Case-folded room name to room. A room exists while it has members (the lobby always),
     /// and after that while it has history, up to `limits.history_rooms` empty rooms.
@@ -220,6 +239,7 @@ impl Chat {
             members: Vec::new(),
             member_count: 0,
             nicks: HashMap::new(),
+            shared_nicks: HashMap::new(),
             nick_hasher: RandomState::new(),
             rooms: HashMap::new(),
             emptied: VecDeque::new(),
@@ -365,6 +385,39 @@ impl Chat {
         self.nick(owner).filter(|held| fold(held) == fold(nick)).map(|_| owner)
     }
 
+    /// Every connection holding the nick `owner` holds (one, or a user's several devices).
+    fn holders(&self, owner: ClientId) -> Vec<ClientId> {
+        let mut all = vec![owner];
+        if let Some(nick) = self.nick(owner) {
+            all.extend(self.shared_nicks.get(&self.nick_key(nick)).into_iter().flatten());
+        }
+        all
+    }
+
+    /// Drops `client`'s hold on `nick`; the nick stays taken while another connection of the
+    /// same user holds it.
+    fn unindex_nick(&mut self, nick: &str, client: ClientId) {
+        let key = self.nick_key(nick);
+        let others = self.shared_nicks.get_mut(&key);
+        match others {
+            Some(others) => {
+                if self.nicks.get(&key) == Some(&client) {
+                    if let Some(next) = others.pop() {
+                        self.nicks.insert(key, next);
+                    }
+                } else {
+                    others.retain(|c| *c != client);
+                }
+                if others.is_empty() {
+                    self.shared_nicks.remove(&key);
+                }
+            }
+            None => {
+                self.nicks.remove(&key);
+            }
+        }
+    }
+
     /// The members of a room (by case-folded key) that receive in `mode`; empty if there is
     /// no such room.
     pub fn room_members(&self, room: &str, mode: Mode) -> &[ClientId] {
@@ -384,8 +437,35 @@ impl Chat {
             return;
         }
         let to_client = Audience::Client(client);
-        let nick: Rc<str> = match join.nick.map(|n| (n, self.check_nick_free(n, None))) {
+        let signed = join.identity.is_some();
+        let asked = match (join.identity, self.limits.token_nicks) {
+            (Some(identity), _) => Some(identity.sub.as_str()),
+            (None, true) => {
+                if let Some(nick) = join.nick {
+                    let why = "guests cannot choose a nick; sign in with a token";
+                    out.push(Effect::Send {
+                        to: to_client.clone(),
+                        body: notice(format!("nick {} refused: {why}", quoted(nick))),
+                    });
+                }
+                None
+            }
+            (None, false) => join.nick,
+        };
+        let nick: Rc<str> = match asked.map(|n| (n, self.check_nick_free(n, None))) {
             Some((nick, Ok(()))) => Rc::from(nick),
+            Some((sub, Err(_))) if signed && self.held_by_same_user(sub) => {
+                // The same user on another device: the nick is shared.
+                let key = self.nick_key(sub);
+                self.shared_nicks.entry(key).or_default().push(client);
+                self.join_as(client, Rc::from(sub), true, join, out);
+                return;
+            }
+            Some((sub, Err(why))) if signed => {
+                let reason = format!("nick {} unavailable: {why}", quoted(sub));
+                out.push(Effect::Refuse { client, reason });
+                return;
+            }
             Some((nick, Err(why))) => {
                 out.push(Effect::Send {
                     to: to_client.clone(),
@@ -395,6 +475,21 @@ impl Chat {
             }
             None => self.fresh_guest_nick(),
         };
+        self.index_nick(&nick, client);
+        self.join_as(client, nick, signed, join, out);
+    }
+
+    /// Whether `sub`'s nick is held by connections signed in as that same user.
+    fn held_by_same_user(&self, sub: &str) -> bool {
+        self.nicks
+            .get(&self.nick_key(sub))
+            .and_then(|owner| self.member(*owner))
+            .is_some_and(|m| m.signed && *m.nick == *sub)
+    }
+
+    /// Seats a client whose nick is settled (and indexed) in its room, then welcomes it.
+    fn join_as(&mut self, client: ClientId, nick: Rc<str>, signed: bool, join: Join, out: &mut Vec<Effect>) {
+        let to_client = Audience::Client(client);
         let wanted_room = match join.room.map(|room| (room, validate_room(room))) {
             Some((room, Ok(()))) => room,
             Some((room, Err(why))) => {
@@ -406,10 +501,9 @@ impl Chat {
             }
             None => LOBBY,
         };
-        self.index_nick(&nick, client);
         let mode = join.mode.unwrap_or(Mode::Text);
         let (key, seat) = self.add_to_room(client, wanted_room, mode);
-        self.insert_member(client, Member { nick: nick.clone(), room: key.clone(), seat, mode });
+        self.insert_member(client, Member { nick: nick.clone(), room: key.clone(), seat, mode, signed });
         let display = self.display(&key);
         out.push(Effect::Send {
             to: to_client,
@@ -471,7 +565,7 @@ impl Chat {
     /// A client left (connection closed for any reason): drop it and tell its room.
     pub fn disconnect(&mut self, client: ClientId, reason: &str, out: &mut Vec<Effect>) {
         let Some(member) = self.remove_member(client) else { return };
-        self.nicks.remove(&self.nick_key(&member.nick));
+        self.unindex_nick(&member.nick, client);
         self.remove_from_room(&member.room, member.mode, member.seat);
         if self.rooms.get(&member.room).is_some_and(|r| r.len() > 0) {
             let reason = (!reason.is_empty()).then(|| reason.to_string());
@@ -540,8 +634,11 @@ impl Chat {
                             outgoing,
                         })
                     };
-                    out.push(Effect::Send { to: Audience::Client(target), body: private(false) });
-                    if target != client {
+                    let holders = self.holders(target);
+                    for holder in &holders {
+                        out.push(Effect::Send { to: Audience::Client(*holder), body: private(false) });
+                    }
+                    if !holders.contains(&client) {
                         out.push(reply(private(true)));
                     }
                 }
@@ -603,6 +700,14 @@ impl Chat {
     }
 
     fn change_nick(&mut self, client: ClientId, wanted: &str, out: &mut Vec<Effect>) {
+        if self.limits.token_nicks {
+            let why = "nicks come from sign-in tokens on this server";
+            out.push(Effect::Send {
+                to: Audience::Client(client),
+                body: error(format!("/nick is not available: {why}")),
+            });
+            return;
+        }
         if let Err(why) = self.check_nick_free(wanted, Some(client)) {
             out.push(Effect::Send {
                 to: Audience::Client(client),
@@ -667,10 +772,14 @@ impl Chat {
         let members: Vec<(ClientId, &Member)> =
             self.members.iter().enumerate().filter_map(|(id, m)| m.as_ref().map(|m| (id, m))).collect();
         assert_eq!(members.len(), self.member_count, "member count");
-        assert_eq!(self.nicks.len(), self.member_count, "one nick index entry per member");
+        let shared: usize = self.shared_nicks.values().map(Vec::len).sum();
+        assert_eq!(self.nicks.len() + shared, self.member_count, "one nick index entry per member");
         for (id, member) in &members {
             assert!(validate_nick(&member.nick).is_ok() || member.nick.starts_with("guest-"), "valid nick");
-            assert_eq!(self.nicks.get(&self.nick_key(&member.nick)), Some(id), "nick indexes its owner");
+            let key = self.nick_key(&member.nick);
+            let holds = self.nicks.get(&key) == Some(id)
+                || (member.signed && self.shared_nicks.get(&key).is_some_and(|others| others.contains(id)));
+            assert!(holds, "nick indexes its holder");
             let room = self.rooms.get(&member.room).expect("member's room exists");
             let list = &room.members[member.mode as usize];
             assert_eq!(list.iter().filter(|c| *c == id).count(), 1, "listed once in its room");

@@ -25,6 +25,7 @@ impl Harness {
                     }
                 }
                 Effect::Close { client, reason } => self.closed.push((client, reason)),
+                Effect::Refuse { client, reason } => self.closed.push((client, format!("refused: {reason}"))),
             }
         }
     }
@@ -526,4 +527,65 @@ fn with_history_off_an_emptied_room_is_dropped_from_the_store_too() {
     let mut journal = Vec::new();
     h.chat.take_journal(&mut journal);
     assert_eq!(journal.last(), Some(&Journal::RoomDropped { room: Rc::from("dev") }));
+}
+
+fn signed_in(sub: &str) -> Identity {
+    Identity { sub: sub.into(), exp: u64::MAX, rooms: Vec::new(), admin: false }
+}
+
+fn token_chat() -> Harness {
+    Harness {
+        chat: Chat::with_limits(ChatLimits { token_nicks: true, ..ChatLimits::default() }),
+        ..Harness::default()
+    }
+}
+
+impl Harness {
+    fn sign_in(&mut self, c: ClientId, identity: &Identity, nick: Option<&str>) {
+        let mut out = Vec::new();
+        self.chat.connect(c, Join { nick, identity: Some(identity), ..Join::default() }, &mut out);
+        self.apply(out);
+    }
+}
+
+#[test]
+fn with_tokens_a_nick_is_the_tokens_sub_and_guests_choose_none() {
+    let mut h = token_chat();
+    h.sign_in(1, &signed_in("alice"), Some("someone-else"));
+    assert_eq!(h.chat.nick(1), Some("alice"), "?nick= does not override the token");
+    h.connect(2, Some("a1ice"));
+    assert_eq!(h.chat.nick(2), Some("guest-1"));
+    assert!(h.take(2)[0].contains("guests cannot choose a nick"));
+    h.say(2, "/nick ALICE");
+    assert!(h.take(2).iter().any(|l| l.contains("/nick is not available")));
+    h.say(1, "/nick queen");
+    assert!(h.take(1).iter().any(|l| l.contains("/nick is not available")));
+    assert_eq!(h.chat.nick(1), Some("alice"));
+    h.chat.check_invariants();
+}
+
+#[test]
+fn one_user_on_two_devices_shares_the_nick_and_another_user_cannot_take_it() {
+    let mut h = token_chat();
+    h.sign_in(1, &signed_in("alice"), None);
+    h.sign_in(2, &signed_in("alice"), None);
+    assert_eq!((h.chat.nick(1), h.chat.nick(2)), (Some("alice"), Some("alice")));
+    h.sign_in(3, &signed_in("ALICE"), None);
+    assert_eq!(h.chat.nick(3), None, "a confusable of a held nick, from another user");
+    assert!(h.closed.iter().any(|(c, why)| *c == 3 && why.starts_with("refused: nick")), "{:?}", h.closed);
+    h.sign_in(4, &signed_in("bob"), None);
+    h.clear();
+    h.say(4, "/msg alice psst");
+    assert_eq!(h.take(1), ["[PM from bob] psst"]);
+    assert_eq!(h.take(2), ["[PM from bob] psst"], "every device gets it");
+    h.chat.check_invariants();
+    // The nick stays the user's while any of its connections remains.
+    h.leave(1);
+    h.sign_in(5, &signed_in("alice"), None);
+    assert_eq!(h.chat.nick(5), Some("alice"));
+    h.leave(2);
+    h.leave(5);
+    h.chat.check_invariants();
+    h.sign_in(6, &signed_in("ALICE"), None);
+    assert_eq!(h.chat.nick(6), Some("ALICE"), "free again once every connection is gone");
 }

@@ -2,7 +2,7 @@
 //! an error), or completing the WebSocket upgrade with tungstenite.
 
 use std::io;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use log::debug;
@@ -10,6 +10,8 @@ use tungstenite::handshake::server::{Request, Response};
 use tungstenite::http::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 
 use super::{Admission, Clock, Connection, HandshakeStream, Phase, Protocol, Route, Step, Stream};
+use crate::auth::{Identity, Token};
+use crate::chat::names::validate_nick;
 use crate::chat::JSON_SUBPROTOCOL;
 use crate::http::{self, Decision, Endpoint, HeadProgress, Reply};
 use crate::logline::quoted;
@@ -17,6 +19,25 @@ use crate::metrics::Verdict;
 use crate::rate::RateLimiter;
 use crate::remote_warn;
 use crate::settings::Settings;
+
+/// Checks the token a client presented, when the server has keys: the identity it proves, or
+/// the 401 to answer. Without keys a token is ignored; without a token the client is a guest,
+/// unless `--require-auth`.
+fn authenticate(token: Option<Token>, settings: &Settings) -> Result<Option<Box<Identity>>, Reply> {
+    let Some(auth) = &settings.auth else { return Ok(None) };
+    let Some(token) = token else {
+        return match settings.require_auth {
+            true => Err(Reply::unauthorized("a token is required: ?token=JWT or Authorization: Bearer JWT")),
+            false => Ok(None),
+        };
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let identity = auth.verify(&token, now).map_err(|refusal| Reply::unauthorized(refusal.0))?;
+    // The token's subject is the nick: it must be one.
+    validate_nick(&identity.sub)
+        .map_err(|e| Reply::unauthorized(format!("the token's sub is not a valid nick: {}", e.0)))?;
+    Ok(Some(Box::new(identity)))
+}
 
 impl<S: Stream> Connection<S> {
     pub(super) fn read_head(&mut self, settings: &Settings, clock: Clock) -> Step {
@@ -50,21 +71,33 @@ impl<S: Stream> Connection<S> {
         match http::decide(head, &settings.origins, settings.tls.is_some()) {
             Decision::Serve(reply) => self.respond(reply, clock.now, settings),
             Decision::Reject(reply) => self.reject(reply, clock.now, settings),
-            Decision::Upgrade(_) if self.admission == Admission::ServerFull => {
+            Decision::Upgrade(..) if self.admission == Admission::ServerFull => {
                 self.verdict = Some(Verdict::ServerFull);
                 self.reject(Reply::service_unavailable(), clock.now, settings)
             }
-            Decision::Upgrade(_) if self.admission == Admission::AddressFull => {
+            Decision::Upgrade(..) if self.admission == Admission::AddressFull => {
                 self.verdict = Some(Verdict::AddressFull);
                 self.reject(Reply::too_many_from_address(), clock.now, settings)
             }
-            Decision::Upgrade(endpoint) => self.upgrade(endpoint, settings, clock),
+            Decision::Upgrade(endpoint, token) => match authenticate(token, settings) {
+                Ok(identity) => self.upgrade(endpoint, identity, settings, clock),
+                Err(reply) => {
+                    self.verdict = Some(Verdict::Unauthorized);
+                    self.reject(reply, clock.now, settings)
+                }
+            },
         }
     }
 
     /// Hands the request to tungstenite, which validates it once more and writes the 101
     /// response; the response is queued and the WebSocket set up over the socket.
-    fn upgrade(&mut self, endpoint: Endpoint, settings: &Settings, clock: Clock) -> Step {
+    fn upgrade(
+        &mut self,
+        endpoint: Endpoint,
+        identity: Option<Box<Identity>>,
+        settings: &Settings,
+        clock: Clock,
+    ) -> Step {
         let Phase::Head { mut transport, head, deadline } = std::mem::replace(&mut self.phase, Phase::Gone)
         else {
             return Step::Done;
@@ -102,7 +135,7 @@ impl<S: Stream> Connection<S> {
         self.phase = Phase::Open { transport, ws: Protocol::default(), route, closing: None };
         self.last_heard = clock.now;
         self.rate = RateLimiter::new(settings.max_messages_per_sec, clock.ms);
-        Step::Upgraded(endpoint)
+        Step::Upgraded(endpoint, identity)
     }
 
     /// Logs and queues an HTTP error reply.

@@ -54,6 +54,7 @@ pub use failure::{close_frame, describe_close, Failure};
 use protocol::Protocol;
 pub use transport::{HandshakeStream, Stream, Transport};
 
+use crate::auth::Identity;
 use crate::http::Endpoint;
 use crate::metrics::Verdict;
 use crate::outbox::Flushed;
@@ -114,8 +115,9 @@ pub enum ConnState {
 /// [`Step::Text`] and [`Step::Binary`], the turn is over for this connection.
 #[derive(Debug)]
 pub enum Step {
-    /// The handshake completed: the client is now a WebSocket on this endpoint.
-    Upgraded(Endpoint),
+    /// The handshake completed: the client is now a WebSocket on this endpoint, signed in as
+    /// this identity if it presented a valid token.
+    Upgraded(Endpoint, Option<Box<Identity>>),
     /// A text message arrived.
     Text(Utf8Bytes),
     /// A binary message arrived.

@@ -33,19 +33,22 @@ pub enum Verdict {
     HandshakeTimeout,
     /// The TLS handshake or a TLS record failed (or plain HTTP came to the TLS port).
     Tls,
+    /// No valid token where one is required, or an invalid one: 401.
+    Unauthorized,
     /// Closed with 1008 for passing `--max-messages-per-sec`.
     RateLimited,
 }
 
 impl Verdict {
     /// The handshake refusals, in the order of [`Counters::refused`], with their label.
-    pub const REFUSALS: [(Verdict, &'static str); 6] = [
+    pub const REFUSALS: [(Verdict, &'static str); 7] = [
         (Verdict::ServerFull, "server_full"),
         (Verdict::AddressFull, "address_full"),
         (Verdict::Origin, "origin"),
         (Verdict::BadRequest, "bad_request"),
         (Verdict::HandshakeTimeout, "handshake_timeout"),
         (Verdict::Tls, "tls_error"),
+        (Verdict::Unauthorized, "unauthorized"),
     ];
 
     fn refusal_index(self) -> Option<usize> {

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::fanout::FanOut;
 use super::timers::TimerQueue;
+use crate::auth::{Auth, Identity};
 use crate::chat::{Audience, Body, Chat, ClientId, Effect, Event, Join, Mode};
 use crate::connection::{Admission, Clock, ConnState, Connection, Flush, Route, Step, Stream};
 use crate::frame::{self, Opcode};
@@ -146,6 +148,11 @@ impl<S: Stream> Hub<S> {
         crate::metrics::render(&counters, &gauges)
     }
 
+    /// New JWT keys (SIGHUP): checked by every handshake from now on.
+    pub fn set_auth(&mut self, auth: Arc<Auth>) {
+        self.settings.auth = Some(auth);
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
@@ -241,7 +248,9 @@ impl<S: Stream> Hub<S> {
                 return;
             };
             match conn.read(&self.settings, clock) {
-                Step::Upgraded(endpoint) => self.on_upgraded(key, endpoint, now),
+                Step::Upgraded(endpoint, identity) => {
+                    self.on_upgraded(key, endpoint, identity.as_deref(), now)
+                }
                 Step::Text(text) => self.on_message(key, Incoming::Text(&text), now),
                 Step::Binary(data) => self.on_message(key, Incoming::Binary(data), now),
                 Step::Left(why) => {
@@ -270,7 +279,7 @@ impl<S: Stream> Hub<S> {
         self.after_activity(key);
     }
 
-    fn on_upgraded(&mut self, key: usize, endpoint: Endpoint, now: Instant) {
+    fn on_upgraded(&mut self, key: usize, endpoint: Endpoint, identity: Option<&Identity>, now: Instant) {
         let peer = self.conns.get(key).map(Connection::peer);
         match endpoint {
             Endpoint::Chat(query) => {
@@ -279,6 +288,7 @@ impl<S: Stream> Hub<S> {
                     room: query.room.as_deref(),
                     since: query.since.as_deref(),
                     mode: Some(if query.json { Mode::Json } else { Mode::Text }),
+                    identity,
                 };
                 self.chat.connect(key, join, &mut self.effects);
                 debug!("{peer:?}: joined the chat as {}", quoted(self.chat.nick(key).unwrap_or("?")));
@@ -330,6 +340,7 @@ impl<S: Stream> Hub<S> {
                 match effect {
                     Effect::Send { to, body } => self.deliver(&to, &body),
                     Effect::Close { client, reason } => self.close(client, CloseCode::Normal, &reason, now),
+                    Effect::Refuse { client, reason } => self.close(client, CloseCode::Policy, &reason, now),
                 }
             }
             // Keep the allocation for next time unless a cut-off produced new effects.

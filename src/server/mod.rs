@@ -290,6 +290,7 @@ impl<S: Accept> Server<S> {
         }
         if reload {
             self.reload_certificate();
+            self.reload_auth_keys();
         }
         if !stop {
             return false;
@@ -308,6 +309,19 @@ impl<S: Accept> Server<S> {
 impl<S: Accept> Server<S> {
     /// SIGHUP: new connections get the certificate and key now in the files; open ones keep
     /// theirs. Files that cannot be used leave the current certificate in place.
+    /// SIGHUP: the JWT keys are read again; new handshakes use them, signed-in connections
+    /// are untouched; a key file that cannot be used keeps the old keys, and says why.
+    fn reload_auth_keys(&mut self) {
+        let Some(auth) = &self.hub.settings().auth else { return };
+        match auth.reload() {
+            Ok(auth) => {
+                self.hub.set_auth(Arc::new(auth));
+                info!("SIGHUP: JWT keys reloaded");
+            }
+            Err(e) => warn!("SIGHUP: keeping the current JWT keys: {e}"),
+        }
+    }
+
     fn reload_certificate(&mut self) {
         let Some(files) = &self.hub.settings().tls else {
             info!("SIGHUP: no TLS certificate to reload (started without --tls-cert)");

@@ -1,0 +1,327 @@
+//! Signed connection tokens: who a client is, as the application that embeds the chat says.
+//!
+//! The application signs a JWT for its user; the client presents it on the upgrade request
+//! (`?token=JWT`, or `Authorization: Bearer JWT`); wschat verifies it with the `jsonwebtoken`
+//! crate (ring, the crypto library rustls already uses here) against the keys it was given:
+//! `--jwt-secret FILE` (HS256) and/or `--jwt-public-key FILE` (PEM: RS256, ES256 or EdDSA by
+//! the key's type). The algorithm is pinned to the key kind: a token is checked only with the
+//! key its header's `alg` belongs to, so `alg: none`, an HS256 token against a public key (the
+//! classic key-confusion attack) and the reverse are refused. `exp` and `sub` are required;
+//! `nbf`, and `aud` and `iss` when `--jwt-audience` / `--jwt-issuer` are given, are checked.
+//!
+//! A token is a secret: [`Token`] never prints its text, and refusals say why without
+//! repeating it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+/// A token as presented by a client; its text is never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(pub String);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(…)")
+    }
+}
+
+/// Who a valid token says the client is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user: its nick in the chat.
+    pub sub: String,
+    /// When the token expires, in seconds since the Unix epoch.
+    pub exp: u64,
+    /// Private rooms (names starting with `+`) the user may enter.
+    pub rooms: Vec<String>,
+    /// `role: "admin"`: a moderator.
+    pub admin: bool,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    // Optional here so that a missing one is told as missing, not as malformed.
+    sub: Option<String>,
+    exp: Option<u64>,
+    #[serde(default)]
+    rooms: Vec<String>,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+/// Why a token was refused: the short reason the 401 carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub &'static str);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// The key files and claims to check, as given on the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthFiles {
+    pub secret: Option<PathBuf>,
+    pub public_key: Option<PathBuf>,
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+}
+
+/// Loaded keys, ready to verify tokens. Reloaded as a whole on SIGHUP.
+pub struct Auth {
+    files: AuthFiles,
+    secret: Option<DecodingKey>,
+    /// The public key and the one algorithm it verifies.
+    public: Option<(DecodingKey, Algorithm)>,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("files", &self.files)
+            .field("public_algorithm", &self.public.as_ref().map(|(_, alg)| alg))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// Reads the key files; an error names the file and says what is wrong with it.
+    pub fn load(files: &AuthFiles) -> Result<Self, String> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|e| format!("cannot read the JWT key file {}: {e}", path.display()))
+        };
+        let secret = match &files.secret {
+            Some(path) => {
+                let bytes = read(path)?;
+                // A trailing newline from `echo` or an editor is not part of the secret.
+                let secret = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+                let secret = secret.strip_suffix(b"\r").unwrap_or(secret);
+                if secret.len() < 32 {
+                    return Err(format!(
+                        "the JWT secret in {} is {} bytes; HS256 needs at least 32 (256 bits)",
+                        path.display(),
+                        secret.len()
+                    ));
+                }
+                Some(DecodingKey::from_secret(secret))
+            }
+            None => None,
+        };
+        let public = match &files.public_key {
+            Some(path) => {
+                let pem = read(path)?;
+                let key = DecodingKey::from_rsa_pem(&pem)
+                    .map(|key| (key, Algorithm::RS256))
+                    .or_else(|_| DecodingKey::from_ec_pem(&pem).map(|key| (key, Algorithm::ES256)))
+                    .or_else(|_| DecodingKey::from_ed_pem(&pem).map(|key| (key, Algorithm::EdDSA)))
+                    .map_err(|_| {
+                        format!(
+                            "{} is not a PEM public key of a kind wschat verifies (RSA, EC P-256 or Ed25519)",
+                            path.display()
+                        )
+                    })?;
+                Some(key)
+            }
+            None => None,
+        };
+        if secret.is_none() && public.is_none() {
+            return Err("no JWT key: give --jwt-secret or --jwt-public-key".into());
+        }
+        Ok(Self { files: files.clone(), secret, public })
+    }
+
+    /// Reads the key files again (SIGHUP).
+    pub fn reload(&self) -> Result<Self, String> {
+        Self::load(&self.files)
+    }
+
+    /// The identity a token proves, at `now` (seconds since the Unix epoch), or why not.
+    pub fn verify(&self, token: &Token, now: u64) -> Result<Identity, Refusal> {
+        let header = jsonwebtoken::decode_header(&token.0).map_err(|_| Refusal("malformed token"))?;
+        // The key is chosen by the header's algorithm, and only the algorithm of its kind.
+        let key = match header.alg {
+            Algorithm::HS256 => self.secret.as_ref(),
+            alg => self.public.as_ref().filter(|(_, pinned)| *pinned == alg).map(|(key, _)| key),
+        }
+        .ok_or(Refusal("token algorithm not accepted"))?;
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = 0;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &self.files.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        if let Some(issuer) = &self.files.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        let claims = jsonwebtoken::decode::<Claims>(&token.0, key, &validation)
+            .map_err(|e| {
+                Refusal(match e.kind() {
+                    ErrorKind::ExpiredSignature => "token expired",
+                    ErrorKind::ImmatureSignature => "token not yet valid",
+                    ErrorKind::InvalidAudience => "wrong token audience",
+                    ErrorKind::InvalidIssuer => "wrong token issuer",
+                    ErrorKind::InvalidSignature => "bad token signature",
+                    ErrorKind::InvalidAlgorithm => "token algorithm not accepted",
+                    ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim (sub, exp)",
+                    _ => "malformed token",
+                })
+            })?
+            .claims;
+        let (Some(sub), Some(exp)) = (claims.sub, claims.exp) else {
+            return Err(Refusal("token lacks a required claim (sub, exp)"));
+        };
+        // jsonwebtoken reads the clock itself; `now` makes the check exact for the caller's
+        // clock too (and testable).
+        if exp <= now {
+            return Err(Refusal("token expired"));
+        }
+        Ok(Identity { sub, exp, rooms: claims.rooms, admin: claims.role.as_deref() == Some("admin") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn now() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    }
+
+    fn files(name: &str, secret: Option<&[u8]>, public_pem: Option<&str>) -> AuthFiles {
+        let dir = std::env::temp_dir().join(format!("wschat-auth-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut files = AuthFiles::default();
+        if let Some(secret) = secret {
+            let path = dir.join("secret");
+            std::fs::write(&path, secret).unwrap();
+            files.secret = Some(path);
+        }
+        if let Some(pem) = public_pem {
+            let path = dir.join("public.pem");
+            std::fs::write(&path, pem).unwrap();
+            files.public_key = Some(path);
+        }
+        files
+    }
+
+    fn hs256(claims: serde_json::Value) -> Token {
+        Token(
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET))
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_valid_hs256_token_gives_its_identity() {
+        let auth = Auth::load(&files("hs", Some(SECRET), None)).unwrap();
+        let token = hs256(json!({"sub": "alice", "exp": now() + 60, "rooms": ["+ops"], "role": "admin"}));
+        let identity = auth.verify(&token, now()).unwrap();
+        assert_eq!(identity.sub, "alice");
+        assert_eq!(identity.rooms, ["+ops"]);
+        assert!(identity.admin);
+        assert_eq!(format!("{token:?}"), "Token(…)", "a token never prints");
+    }
+
+    #[test]
+    fn bad_tokens_are_refused_with_a_short_reason() {
+        let mut files = files("bad", Some(SECRET), None);
+        files.audience = Some("chat".into());
+        files.issuer = Some("app".into());
+        let auth = Auth::load(&files).unwrap();
+        let good = json!({"sub": "a", "exp": now() + 60, "aud": "chat", "iss": "app"});
+        assert!(auth.verify(&hs256(good.clone()), now()).is_ok());
+        let with = |key: &str, value: serde_json::Value| {
+            let mut claims = good.clone();
+            claims[key] = value;
+            auth.verify(&hs256(claims), now()).unwrap_err().0
+        };
+        assert_eq!(with("exp", json!(now() - 1)), "token expired");
+        assert_eq!(with("nbf", json!(now() + 600)), "token not yet valid");
+        assert_eq!(with("aud", json!("other")), "wrong token audience");
+        assert_eq!(with("iss", json!("other")), "wrong token issuer");
+        let no_sub = json!({"exp": now() + 60, "aud": "chat", "iss": "app"});
+        assert_eq!(
+            auth.verify(&hs256(no_sub), now()).unwrap_err().0,
+            "token lacks a required claim (sub, exp)"
+        );
+        let forged = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &good,
+            &EncodingKey::from_secret(b"another secret, also 32 bytes long!"),
+        )
+        .unwrap();
+        assert_eq!(auth.verify(&Token(forged), now()).unwrap_err().0, "bad token signature");
+        // alg: none, by hand (no library will make one).
+        let b64 = |v: &serde_json::Value| {
+            use std::fmt::Write;
+            let text = v.to_string();
+            let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let bytes = text.as_bytes();
+            let mut out = String::new();
+            for chunk in bytes.chunks(3) {
+                let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+                for i in 0..=chunk.len() {
+                    let _ = out.write_char(table[(n >> (18 - 6 * i) & 63) as usize] as char);
+                }
+            }
+            out
+        };
+        let none = Token(format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&good)));
+        assert_eq!(auth.verify(&none, now()).unwrap_err().0, "malformed token");
+        assert_eq!(auth.verify(&Token("not a token".into()), now()).unwrap_err().0, "malformed token");
+    }
+
+    #[test]
+    fn a_public_key_accepts_only_its_own_algorithm() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        // The public key's PEM is also an HMAC secret anyone can read: the key-confusion attack.
+        let public_pem = key.public_key_pem();
+        let auth = Auth::load(&files("es", None, Some(&public_pem))).unwrap();
+        let claims = json!({"sub": "bob", "exp": now() + 60});
+        let es256 = jsonwebtoken::encode(
+            &Header::new(Algorithm::ES256),
+            &claims,
+            &EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(auth.verify(&Token(es256), now()).unwrap().sub, "bob");
+        let confused = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(public_pem.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(auth.verify(&Token(confused), now()).unwrap_err().0, "token algorithm not accepted");
+        // And an HS256-only server refuses an ES256 token.
+        let hs_only = Auth::load(&files("hs-only", Some(SECRET), None)).unwrap();
+        let es256 = jsonwebtoken::encode(
+            &Header::new(Algorithm::ES256),
+            &claims,
+            &EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(hs_only.verify(&Token(es256), now()).unwrap_err().0, "token algorithm not accepted");
+    }
+
+    #[test]
+    fn key_files_that_cannot_be_used_are_named() {
+        let missing = AuthFiles { secret: Some("/nonexistent/secret".into()), ..AuthFiles::default() };
+        assert!(Auth::load(&missing).unwrap_err().contains("/nonexistent/secret"));
+        let short = files("short", Some(b"short"), None);
+        assert!(Auth::load(&short).unwrap_err().contains("at least 32"));
+        let junk = files("junk", None, Some("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"));
+        let error = Auth::load(&junk).unwrap_err();
+        assert!(error.contains("public.pem") && error.contains("not a PEM public key"), "{error}");
+    }
+}

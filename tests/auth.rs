@@ -1,0 +1,218 @@
+//! Signed connection tokens against the real server: tokens minted here with the
+//! `jsonwebtoken` crate (HS256 with a secret file, ES256 with a key pair made by `rcgen`),
+//! presented as `?token=` or `Authorization: Bearer`, refused with 401 and a reason when they
+//! are not good, never written to the log, and checked against keys SIGHUP reloads.
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{read_http_head, recv_text, recv_until, send, TestServer};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::http::HeaderValue;
+use wschat::wire::UpgradeRequest;
+
+const SECRET: &[u8] = b"a test secret that is long enough!";
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A directory for key files, removed when dropped.
+struct Keys(PathBuf);
+
+impl Keys {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("wschat-auth-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn file(&self, name: &str, contents: &[u8]) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn hs256(secret: &[u8], claims: Value) -> String {
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).unwrap()
+}
+
+fn valid(sub: &str) -> Value {
+    json!({"sub": sub, "exp": now() + 600})
+}
+
+/// The status line and body of the answer to an upgrade at `path` (with extra headers).
+fn answer(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> (String, String) {
+    let mut stream = server.tcp();
+    let host = server.addr.to_string();
+    let mut request = UpgradeRequest::new(&host, path);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    stream.write_all(&request.to_bytes()).unwrap();
+    let head = read_http_head(&mut stream);
+    let mut body = String::new();
+    if !head.starts_with("HTTP/1.1 101") {
+        let _ = std::io::Read::read_to_string(&mut stream, &mut body);
+    }
+    (head.lines().next().unwrap_or_default().to_string(), body.trim().to_string())
+}
+
+#[test]
+fn a_valid_token_signs_in_as_its_sub_by_query_or_bearer_header() {
+    let keys = Keys::new("valid");
+    let server = TestServer::start(&["--jwt-secret", &keys.file("secret", SECRET)]);
+    let token = hs256(SECRET, valid("alice"));
+    let mut alice = server.connect(&format!("/?token={token}&nick=mallory"));
+    assert!(
+        recv_text(&mut alice).starts_with("*** welcome, you are alice in lobby"),
+        "the nick is the token's sub"
+    );
+
+    let mut request = server.url("/").into_client_request().unwrap();
+    let bearer = format!("Bearer {}", hs256(SECRET, valid("bob")));
+    request.headers_mut().insert("Authorization", HeaderValue::from_str(&bearer).unwrap());
+    let (mut bob, _) = tungstenite::client(request, server.tcp()).unwrap();
+    assert!(recv_text(&mut bob).starts_with("*** welcome, you are bob in lobby"));
+
+    // Without a token: a guest, who cannot choose a nick, nor take a signed-in user's.
+    let mut guest = server.connect("/?nick=a1ice");
+    assert_eq!(
+        recv_text(&mut guest),
+        "*** nick \"a1ice\" refused: guests cannot choose a nick; sign in with a token"
+    );
+    assert!(recv_text(&mut guest).starts_with("*** welcome, you are guest-1 "));
+    send(&mut guest, "/nick ALICE");
+    assert!(recv_until(&mut guest, |t| t.starts_with("*** error:")).contains("/nick is not available"));
+}
+
+#[test]
+fn bad_tokens_get_401_with_the_reason() {
+    let keys = Keys::new("bad");
+    let server = TestServer::start(&[
+        "--jwt-secret",
+        &keys.file("secret", SECRET),
+        "--jwt-audience",
+        "chat",
+        "--jwt-issuer",
+        "https://app.example",
+    ]);
+    let claims = |extra: Value| {
+        let mut claims =
+            json!({"sub": "alice", "exp": now() + 600, "aud": "chat", "iss": "https://app.example"});
+        for (key, value) in extra.as_object().unwrap() {
+            claims[key] = value.clone();
+        }
+        claims
+    };
+    let good = hs256(SECRET, claims(json!({})));
+    assert_eq!(answer(&server, &format!("/?token={good}"), &[]).0, "HTTP/1.1 101 Switching Protocols");
+    let cases = [
+        (hs256(SECRET, claims(json!({"exp": now() - 5}))), "token expired"),
+        (hs256(SECRET, claims(json!({"nbf": now() + 600}))), "token not yet valid"),
+        (hs256(SECRET, claims(json!({"aud": "other"}))), "wrong token audience"),
+        (hs256(SECRET, claims(json!({"iss": "https://evil.example"}))), "wrong token issuer"),
+        (hs256(b"another secret that is long enough", claims(json!({}))), "bad token signature"),
+        (hs256(SECRET, claims(json!({"sub": "two words"}))), "the token's sub is not a valid nick"),
+        // alg: none, header {"alg":"none","typ":"JWT"}, with the good token's claims.
+        (
+            format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", good.split('.').nth(1).unwrap()),
+            "malformed token",
+        ),
+    ];
+    for (token, reason) in cases {
+        let (status, body) = answer(&server, &format!("/?token={token}"), &[]);
+        assert_eq!(status, "HTTP/1.1 401 Unauthorized", "{reason}");
+        assert!(body.starts_with(reason), "{reason}: {body}");
+    }
+    let log = server.log().join("\n");
+    assert!(!log.contains(&good[20..]), "a token was logged");
+}
+
+#[test]
+fn a_public_key_server_takes_es256_and_refuses_hs256_made_with_its_public_key() {
+    let keys = Keys::new("es256");
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let public = pair.public_key_pem();
+    let server = TestServer::start(&["--jwt-public-key", &keys.file("public.pem", public.as_bytes()), "-vv"]);
+    let es256 = jsonwebtoken::encode(
+        &Header::new(Algorithm::ES256),
+        &valid("carol"),
+        &EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let mut carol = server.connect(&format!("/?token={es256}"));
+    assert!(recv_text(&mut carol).starts_with("*** welcome, you are carol "));
+    let confused = hs256(public.as_bytes(), valid("carol"));
+    let (status, body) = answer(&server, &format!("/?token={confused}"), &[]);
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 401 Unauthorized", "token algorithm not accepted")
+    );
+    // At the most verbose level, no token text reaches the log.
+    let log = server.log().join("\n");
+    for token in [&es256, &confused] {
+        assert!(!log.contains(token.split('.').nth(2).unwrap()), "token signature in the log");
+        assert!(!log.contains(token.split('.').nth(1).unwrap()), "token claims in the log");
+    }
+}
+
+#[test]
+fn require_auth_refuses_anyone_without_a_token() {
+    let keys = Keys::new("require");
+    let server = TestServer::start(&["--jwt-secret", &keys.file("secret", SECRET), "--require-auth"]);
+    let (status, body) = answer(&server, "/", &[]);
+    assert_eq!(status, "HTTP/1.1 401 Unauthorized");
+    assert!(body.contains("a token is required"), "{body}");
+    assert_eq!(answer(&server, "/echo", &[]).0, "HTTP/1.1 401 Unauthorized", "/echo too");
+    let token = hs256(SECRET, valid("dave"));
+    assert_eq!(answer(&server, &format!("/echo?token={token}"), &[]).0, "HTTP/1.1 101 Switching Protocols");
+    // The page itself is not a WebSocket: it is served, so it can sign in.
+    assert!(common::http_exchange(&server, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn sighup_rereads_the_keys() {
+    let keys = Keys::new("reload");
+    let secret_file = keys.file("secret", SECRET);
+    let server = TestServer::start(&["--jwt-secret", &secret_file]);
+    let old = hs256(SECRET, valid("erin"));
+    assert_eq!(answer(&server, &format!("/?token={old}"), &[]).0, "HTTP/1.1 101 Switching Protocols");
+    let rotated = b"the rotated secret, also long enough";
+    keys.file("secret", rotated);
+    server.signal("HUP");
+    server.wait_for_log("SIGHUP: JWT keys reloaded");
+    assert_eq!(answer(&server, &format!("/?token={old}"), &[]).0, "HTTP/1.1 401 Unauthorized");
+    let new = hs256(rotated, valid("erin"));
+    assert_eq!(answer(&server, &format!("/?token={new}"), &[]).0, "HTTP/1.1 101 Switching Protocols");
+    // A key file that cannot be used keeps the keys in force.
+    keys.file("secret", b"short");
+    server.signal("HUP");
+    server.wait_for_log("keeping the current JWT keys");
+    assert_eq!(answer(&server, &format!("/?token={new}"), &[]).0, "HTTP/1.1 101 Switching Protocols");
+}
+
+#[test]
+fn a_key_file_that_cannot_be_used_stops_the_server_at_start_naming_it() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wschat-server"))
+        .args(["127.0.0.1:0", "--jwt-public-key", "/nonexistent/key.pem"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/nonexistent/key.pem"), "{stderr}");
+}
