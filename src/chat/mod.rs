@@ -146,7 +146,38 @@ struct Member {
     /// Signed in: the nick is the `sub` of a verified token, and other connections with the
     /// same `sub` share it.
     signed: bool,
+    /// What its token lets it into (private rooms, moderation); None for a guest.
+    access: Option<Rc<Access>>,
 }
+
+/// What a signed-in member may do beyond a guest, from its token.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Private rooms it may enter, by key (case-folded).
+    rooms: Vec<String>,
+    /// `role: "admin"`: a moderator, who may also enter every private room.
+    pub admin: bool,
+}
+
+impl Access {
+    fn of(identity: &Identity) -> Self {
+        Self { rooms: identity.rooms.iter().map(|room| fold(room)).collect(), admin: identity.admin }
+    }
+}
+
+/// A private room's name starts with `+`: only those its tokens list (and admins) see it.
+fn is_private(key: &str) -> bool {
+    key.starts_with('+')
+}
+
+/// Whether `access` lets its holder into room `key`.
+fn may_enter(access: Option<&Access>, key: &str) -> bool {
+    !is_private(key) || access.is_some_and(|a| a.admin || a.rooms.iter().any(|r| r == key))
+}
+
+/// What someone who may not enter a private room is told: the same as for a room that does
+/// not exist, so its existence is not revealed.
+const NO_SUCH_ROOM: &str = "no such room";
 
 struct Room {
     /// The name as first spelled by whoever created the room.
@@ -490,7 +521,12 @@ impl Chat {
     /// Seats a client whose nick is settled (and indexed) in its room, then welcomes it.
     fn join_as(&mut self, client: ClientId, nick: Rc<str>, signed: bool, join: Join, out: &mut Vec<Effect>) {
         let to_client = Audience::Client(client);
+        let access = join.identity.map(|identity| Rc::new(Access::of(identity)));
         let wanted_room = match join.room.map(|room| (room, validate_room(room))) {
+            Some((room, Ok(()))) if !may_enter(access.as_deref(), &fold(room)) => {
+                out.push(Effect::Send { to: to_client.clone(), body: error(NO_SUCH_ROOM) });
+                LOBBY
+            }
             Some((room, Ok(()))) => room,
             Some((room, Err(why))) => {
                 out.push(Effect::Send {
@@ -503,7 +539,7 @@ impl Chat {
         };
         let mode = join.mode.unwrap_or(Mode::Text);
         let (key, seat) = self.add_to_room(client, wanted_room, mode);
-        self.insert_member(client, Member { nick: nick.clone(), room: key.clone(), seat, mode, signed });
+        self.insert_member(client, Member { nick: nick.clone(), room: key.clone(), seat, mode, signed, access });
         let display = self.display(&key);
         out.push(Effect::Send {
             to: to_client,
@@ -615,6 +651,7 @@ impl Chat {
                     .rooms
                     .iter()
                     .filter(|(key, r)| r.len() > 0 || &***key == LOBBY)
+                    .filter(|(key, _)| may_enter(member.access.as_deref(), key))
                     .map(|(_, r)| (r.display.clone(), r.len()))
                     .collect();
                 let count = rooms.len();
@@ -732,6 +769,10 @@ impl Chat {
             return;
         }
         let Some(member) = self.member(client) else { return };
+        if !may_enter(member.access.as_deref(), &fold(wanted)) {
+            out.push(reply(error(NO_SUCH_ROOM)));
+            return;
+        }
         if *member.room == *fold(wanted) {
             out.push(reply(notice(format!("you are already in {}", self.display(&member.room)))));
             return;

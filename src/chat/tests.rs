@@ -589,3 +589,30 @@ fn one_user_on_two_devices_shares_the_nick_and_another_user_cannot_take_it() {
     h.sign_in(6, &signed_in("ALICE"), None);
     assert_eq!(h.chat.nick(6), Some("ALICE"), "free again once every connection is gone");
 }
+
+#[test]
+fn private_rooms_are_invisible_and_closed_to_all_but_their_members_and_admins() {
+    let mut h = token_chat();
+    let alice = Identity { rooms: vec!["+Ops".into()], ..signed_in("alice") };
+    let admin = Identity { admin: true, ..signed_in("root") };
+    h.sign_in(1, &alice, None);
+    h.sign_in(2, &signed_in("bob"), None);
+    h.sign_in(3, &admin, None);
+    h.say(1, "/join +ops");
+    h.clear();
+    h.say(2, "/join +ops");
+    assert_eq!(h.take(2), ["*** error: no such room"], "the same answer as for a room that does not exist");
+    h.say(2, "/rooms");
+    assert_eq!(h.take(2), ["*** rooms: lobby (2)"], "not listed");
+    h.say(3, "/rooms");
+    assert_eq!(h.take(3), ["*** rooms: +ops (1), lobby (2)"], "admins see it");
+    h.say(3, "/join +OPS");
+    assert!(h.take(3).contains(&"*** root joined +ops".to_string()));
+    let mut out = Vec::new();
+    h.chat.connect(4, Join { room: Some("+ops"), ..Join::default() }, &mut out);
+    h.apply(out);
+    let told = h.take(4);
+    assert_eq!(told[0], "*** error: no such room");
+    assert!(told[1].starts_with("*** welcome, you are guest-1 in lobby"), "{told:?}");
+    h.chat.check_invariants();
+}
