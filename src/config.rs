@@ -252,7 +252,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => number.checked_mul(1000),
         "m" => number.checked_mul(60_000),
         "h" => number.checked_mul(3_600_000),
-        _ => return Err(format!("unknown duration unit in {text:?} (use ms, s, m, h)")),
+        "d" => number.checked_mul(86_400_000),
+        _ => return Err(format!("unknown duration unit in {text:?} (use ms, s, m, h, d)")),
     };
     millis.map(Duration::from_millis).ok_or_else(|| format!("duration too long: {text:?}"))
 }

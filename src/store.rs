@@ -27,13 +27,15 @@ use std::rc::Rc;
 use log::{debug, info};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::chat::{Journal, Stored};
+use crate::chat::{Ban, BanKey, Journal, Stored};
 
 /// The database file inside `--data-dir`.
 pub const FILE_NAME: &str = "history.redb";
 
 const ROOMS: TableDefinition<&str, (&str, &str, u64)> = TableDefinition::new("rooms");
 const MESSAGES: TableDefinition<(&str, u64), (u64, bool, &str, &str)> = TableDefinition::new("messages");
+/// `user:NAME` or `address:IP` -> (nick, until in ms since the Unix epoch, reason, by).
+const BANS: TableDefinition<&str, (&str, u64, &str, &str)> = TableDefinition::new("bans");
 
 /// A store failure, with the file it concerns.
 #[derive(Debug)]
@@ -77,7 +79,7 @@ impl Store {
         let db = Database::create(&path).map_err(|e| fail(format!("cannot open: {e}")))?;
         let store = Self { db, path: path.clone() };
         // Make both tables exist, so a fresh store reads as empty rather than as an error.
-        store.write(|_, _| Ok(())).map_err(|e| fail(format!("cannot write: {}", e.message)))?;
+        store.write(|_, _, _| Ok(())).map_err(|e| fail(format!("cannot write: {}", e.message)))?;
         Ok(store)
     }
 
@@ -120,9 +122,32 @@ impl Store {
         read().map_err(|e| self.error(format!("cannot read: {e}")))
     }
 
+    /// The bans that have not ended.
+    pub fn load_bans(&self) -> Result<Vec<(BanKey, Ban)>, StoreError> {
+        let read = || -> Result<Vec<(BanKey, Ban)>, redb::Error> {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(BANS)?;
+            let mut bans = Vec::new();
+            for entry in table.iter()? {
+                let (key, value) = entry?;
+                let (nick, until_ms, reason, by) = value.value();
+                if let Some(key) = BanKey::from_store(key.value()) {
+                    let ban = Ban { nick: nick.into(), until_ms, reason: reason.into(), by: by.into() };
+                    bans.push((key, ban));
+                }
+            }
+            Ok(bans)
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let bans = read().map_err(|e| self.error(format!("cannot read: {e}")))?;
+        Ok(bans.into_iter().filter(|(_, ban)| ban.until_ms > now_ms).collect())
+    }
+
     /// Records a batch of history changes in one durable transaction.
     pub fn commit(&self, journal: &[Journal]) -> Result<(), StoreError> {
-        self.write(|rooms, messages| {
+        self.write(|rooms, messages, bans| {
             // Per room: the newest epoch/sequence and how far to trim, applied once.
             let mut touched: HashMap<&str, (&str, &str, u64, u64)> = HashMap::new();
             for change in journal {
@@ -131,6 +156,15 @@ impl Store {
                         let m = message;
                         messages.insert((&**room, m.seq), (m.ts, m.action, &*m.from, &*m.text))?;
                         touched.insert(room, (epoch, display, m.seq + 1, *oldest_kept));
+                    }
+                    Journal::Banned { key, ban } => {
+                        bans.insert(
+                            key.to_store().as_str(),
+                            (&*ban.nick, ban.until_ms, &*ban.reason, &*ban.by),
+                        )?;
+                    }
+                    Journal::Unbanned { key } => {
+                        bans.remove(key.to_store().as_str())?;
                     }
                     Journal::RoomDropped { room } => {
                         touched.remove(&**room);
@@ -152,6 +186,7 @@ impl Store {
         change: impl FnOnce(
             &mut redb::Table<&str, (&str, &str, u64)>,
             &mut redb::Table<(&str, u64), (u64, bool, &str, &str)>,
+            &mut redb::Table<&str, (&str, u64, &str, &str)>,
         ) -> Result<(), redb::Error>,
     ) -> Result<(), StoreError> {
         let run = || -> Result<(), redb::Error> {
@@ -159,7 +194,8 @@ impl Store {
             {
                 let mut rooms = txn.open_table(ROOMS)?;
                 let mut messages = txn.open_table(MESSAGES)?;
-                change(&mut rooms, &mut messages)?;
+                let mut bans = txn.open_table(BANS)?;
+                change(&mut rooms, &mut messages, &mut bans)?;
             }
             txn.commit()?;
             Ok(())

@@ -216,3 +216,63 @@ fn a_key_file_that_cannot_be_used_stops_the_server_at_start_naming_it() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("/nonexistent/key.pem"), "{stderr}");
 }
+
+#[test]
+fn moderators_kick_and_ban_and_bans_survive_a_restart() {
+    let keys = Keys::new("moderation");
+    let data = keys.0.join("data");
+    let secret = keys.file("secret", SECRET);
+    let flags = ["--jwt-secret", secret.as_str(), "--data-dir", data.to_str().unwrap()];
+    let mut server = TestServer::start(&flags);
+    let root_token = hs256(SECRET, json!({"sub": "root", "exp": now() + 600, "role": "admin"}));
+    let alice_token = hs256(SECRET, valid("alice"));
+    let mut root = server.connect(&format!("/?token={root_token}"));
+    recv_until(&mut root, |t| t.starts_with("*** welcome"));
+    let mut alice = server.connect(&format!("/?token={alice_token}"));
+    recv_until(&mut alice, |t| t.starts_with("*** welcome"));
+    send(&mut alice, "/kick root");
+    assert_eq!(
+        recv_until(&mut alice, |t| t.starts_with("*** error")),
+        "*** error: only moderators can /kick"
+    );
+
+    send(&mut root, "/kick alice calm down");
+    let (code, reason) = common::expect_close(&mut alice);
+    assert_eq!((u16::from(code), reason.as_str()), (4000, "kicked by root: calm down"));
+    recv_until(&mut root, |t| t == "*** alice left lobby (kicked by root: calm down)");
+
+    let mut alice = server.connect(&format!("/?token={alice_token}"));
+    recv_until(&mut alice, |t| t.starts_with("*** welcome"));
+    send(&mut root, "/ban alice 10m rude");
+    let (code, reason) = common::expect_close(&mut alice);
+    assert_eq!((u16::from(code), reason.as_str()), (4000, "banned by root: rude"));
+    let (status, body) = answer(&server, &format!("/?token={alice_token}"), &[]);
+    assert_eq!(status, "HTTP/1.1 403 Forbidden");
+    let fresh = ["you are banned from this chat for 10m 0s more", "you are banned from this chat for 9m"];
+    assert!(fresh.iter().any(|f| body.starts_with(f)) && body.ends_with(": rude"), "{body}");
+
+    // A guest is banned by address: the next guest from there is refused, signed-in users are not.
+    let mut guest = server.connect("/");
+    let guest_nick = recv_text(&mut guest).split(' ').nth(4).unwrap().to_string();
+    send(&mut root, &format!("/ban {guest_nick} 1h"));
+    common::expect_close(&mut guest);
+    assert_eq!(answer(&server, "/", &[]).0, "HTTP/1.1 403 Forbidden");
+    send(&mut root, "/bans");
+    let bans = recv_until(&mut root, |t| t.starts_with("*** bans:"));
+    assert!(bans.contains("alice, by root") && bans.contains("(guest, address 127.0.0.1)"), "{bans}");
+    drop(root);
+
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let server = TestServer::start(&flags);
+    assert_eq!(
+        answer(&server, &format!("/?token={alice_token}"), &[]).0,
+        "HTTP/1.1 403 Forbidden",
+        "kept across a restart"
+    );
+    let mut root = server.connect(&format!("/?token={root_token}"));
+    recv_until(&mut root, |t| t.starts_with("*** welcome"));
+    send(&mut root, "/unban alice");
+    recv_until(&mut root, |t| t == "*** alice may come back");
+    assert_eq!(answer(&server, &format!("/?token={alice_token}"), &[]).0, "HTTP/1.1 101 Switching Protocols");
+}

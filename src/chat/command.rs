@@ -12,9 +12,25 @@ pub enum Command<'a> {
     Rooms,
     Who,
     Me(&'a str),
-    Msg { to: &'a str, text: &'a str },
+    Msg {
+        to: &'a str,
+        text: &'a str,
+    },
     Help,
     Quit(Option<&'a str>),
+    /// Moderators: close every connection of a user, with a reason.
+    Kick {
+        nick: &'a str,
+        reason: Option<&'a str>,
+    },
+    /// Moderators: kick, and refuse the user (a guest: its address) for a while.
+    Ban {
+        nick: &'a str,
+        duration: std::time::Duration,
+        reason: Option<&'a str>,
+    },
+    Unban(&'a str),
+    Bans,
 }
 
 /// What the user typed, classified.
@@ -87,6 +103,22 @@ pub fn parse_line(line: &str) -> Line<'_> {
             _ => Err("usage: /msg NICK TEXT".to_string()),
         },
         "quit" => Ok(Command::Quit(Some(cut(args, MAX_REASON_CHARS)).filter(|a| !a.is_empty()))),
+        "kick" => match split_word(args) {
+            ("", _) => Err("usage: /kick NICK [REASON]".to_string()),
+            (nick, reason) => Ok(Command::Kick { nick, reason: reason_of(reason) }),
+        },
+        "ban" => {
+            let (nick, rest) = split_word(args);
+            let (duration, reason) = split_word(rest);
+            match crate::config::parse_duration(duration) {
+                Ok(duration) if !nick.is_empty() && !duration.is_zero() => {
+                    Ok(Command::Ban { nick, duration, reason: reason_of(reason) })
+                }
+                _ => Err("usage: /ban NICK DURATION [REASON] (DURATION: 10m, 2h, 1d)".to_string()),
+            }
+        }
+        "unban" => one_arg("/unban NICK").map(Command::Unban),
+        "bans" => no_args(Command::Bans, "/bans"),
         "" => Err("empty command; type //text to send a line starting with '/'".to_string()),
         _ => Err(format!("unknown command /{}; type /help for the list", cut(name, 32))),
     };
@@ -94,6 +126,19 @@ pub fn parse_line(line: &str) -> Line<'_> {
         Ok(command) => Line::Command(command),
         Err(error) => Line::Invalid(error),
     }
+}
+
+/// The first word of `text`, and the rest, trimmed.
+fn split_word(text: &str) -> (&str, &str) {
+    match text.split_once(char::is_whitespace) {
+        Some((word, rest)) => (word, rest.trim()),
+        None => (text, ""),
+    }
+}
+
+/// A moderation reason: cut like a `/quit` reason, absent if empty.
+fn reason_of(text: &str) -> Option<&str> {
+    Some(cut(text, MAX_REASON_CHARS)).filter(|r| !r.is_empty())
 }
 
 /// Characters that break a line or reorder it on screen: controls other than tab (C0, DEL,

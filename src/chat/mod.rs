@@ -9,6 +9,7 @@
 //! its last messages and numbers them (`history.rs`), so a client joining a room, or coming
 //! back after a dropped connection, is sent what it has not seen.
 
+pub mod bans;
 pub mod command;
 pub mod event;
 pub mod history;
@@ -24,6 +25,7 @@ use bytes::Bytes;
 use command::{parse_line, Command, Line};
 use names::{fold, validate_nick, validate_room, MAX_NAME_CHARS};
 
+pub use bans::{Ban, BanKey, Bans};
 pub use event::{Event, Mode, RoomMessage, HELP, JSON_SUBPROTOCOL};
 pub use history::{History, MessageId, Stored};
 pub use line::{ServerLine, NOTICE_PREFIX};
@@ -80,6 +82,10 @@ pub enum Journal {
     Message { room: Rc<str>, display: Rc<str>, epoch: Rc<str>, message: Rc<Stored>, oldest_kept: u64 },
     /// An empty room's history was dropped (see [`ChatLimits::history_rooms`]).
     RoomDropped { room: Rc<str> },
+    /// A moderator banned someone.
+    Banned { key: BanKey, ban: Ban },
+    /// A ban was lifted, or ended.
+    Unbanned { key: BanKey },
 }
 
 /// The chat's limits (from the server's settings).
@@ -134,6 +140,17 @@ pub enum Effect {
     Refuse {
         client: ClientId,
         reason: String,
+    },
+    /// A moderator removed this client: close with 4000 and the reason (which its room hears).
+    Kick {
+        client: ClientId,
+        reason: String,
+    },
+    /// A moderator banned this guest: ban its connection's address (which only the event loop
+    /// knows) with [`Chat::ban_address`].
+    BanAddress {
+        client: ClientId,
+        ban: Ban,
     },
 }
 
@@ -239,6 +256,8 @@ pub struct Chat {
     limits: ChatLimits,
     /// History changes not yet taken by a store; None when nothing is stored.
     journal: Option<Vec<Journal>>,
+    /// Who may not connect, until when (`/ban`).
+    bans: Bans,
 }
 
 impl Default for Chat {
@@ -280,6 +299,7 @@ impl Chat {
             history_cost: 0,
             limits,
             journal: None,
+            bans: Bans::default(),
         }
     }
 
@@ -539,7 +559,10 @@ impl Chat {
         };
         let mode = join.mode.unwrap_or(Mode::Text);
         let (key, seat) = self.add_to_room(client, wanted_room, mode);
-        self.insert_member(client, Member { nick: nick.clone(), room: key.clone(), seat, mode, signed, access });
+        self.insert_member(
+            client,
+            Member { nick: nick.clone(), room: key.clone(), seat, mode, signed, access },
+        );
         let display = self.display(&key);
         out.push(Effect::Send {
             to: to_client,
@@ -681,6 +704,54 @@ impl Chat {
                 }
                 None => out.push(reply(error(format!("no such nick: {}", command::cut(to, MAX_NAME_CHARS))))),
             },
+            Line::Command(Command::Kick { nick, reason }) => {
+                self.moderate(client, nick, None, reason, now_ms, out)
+            }
+            Line::Command(Command::Ban { nick, duration, reason }) => {
+                self.moderate(client, nick, Some(duration), reason, now_ms, out)
+            }
+            Line::Command(Command::Unban(nick)) => {
+                if !self.is_admin(client) {
+                    return out.push(reply(error("only moderators can /unban")));
+                }
+                let keys = self.bans.remove_nick(nick);
+                let text = match keys.is_empty() {
+                    true => format!("no ban for {}", command::cut(nick, MAX_NAME_CHARS)),
+                    false => format!("{} may come back", command::cut(nick, MAX_NAME_CHARS)),
+                };
+                if let Some(journal) = &mut self.journal {
+                    journal.extend(keys.into_iter().map(|key| Journal::Unbanned { key }));
+                }
+                out.push(reply(notice(text)));
+            }
+            Line::Command(Command::Bans) => {
+                if !self.is_admin(client) {
+                    return out.push(reply(error("only moderators can list /bans")));
+                }
+                let ended = self.bans.expire(now_ms);
+                if let Some(journal) = &mut self.journal {
+                    journal.extend(ended.into_iter().map(|key| Journal::Unbanned { key }));
+                }
+                let list: Vec<String> = self
+                    .bans
+                    .active(now_ms)
+                    .iter()
+                    .map(|(key, ban)| {
+                        let whom = match key {
+                            BanKey::User(_) => ban.nick.clone(),
+                            BanKey::Address(address) => format!("{} (guest, address {address})", ban.nick),
+                        };
+                        let left = ban.refusal(now_ms);
+                        let left = left.trim_start_matches("you are banned from this chat for ");
+                        format!("{whom}, by {}, {left}", ban.by)
+                    })
+                    .collect();
+                let text = match list.is_empty() {
+                    true => "no bans".to_string(),
+                    false => format!("bans:\n{}", list.join("\n")),
+                };
+                out.push(reply(notice(text)));
+            }
             Line::Command(Command::Nick(wanted)) => self.change_nick(client, wanted, out),
             Line::Command(Command::Join(room)) => self.join(client, room, out),
             Line::Command(Command::Quit(reason)) => {
@@ -734,6 +805,85 @@ impl Chat {
                 _ => break,
             }
         }
+    }
+
+    fn is_admin(&self, client: ClientId) -> bool {
+        self.member(client).and_then(|m| m.access.as_deref()).is_some_and(|a| a.admin)
+    }
+
+    /// `/kick` (no duration) and `/ban`: every connection of the user is closed with 4000 and
+    /// a reason its room hears; a ban also refuses the user (a guest: its address) until it
+    /// ends. A user who is not connected can still be banned, by nick.
+    fn moderate(
+        &mut self,
+        client: ClientId,
+        nick: &str,
+        duration: Option<std::time::Duration>,
+        reason: Option<&str>,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let reply = |body| Effect::Send { to: Audience::Client(client), body };
+        let verb = if duration.is_some() { "/ban" } else { "/kick" };
+        if !self.is_admin(client) {
+            return out.push(reply(error(format!("only moderators can {verb}"))));
+        }
+        let by = self.nick(client).unwrap_or("?").to_string();
+        let target = self.find_nick(nick);
+        let holders = target.map(|t| self.holders(t)).unwrap_or_default();
+        let name = target
+            .and_then(|t| self.nick(t))
+            .map_or_else(|| command::cut(nick, MAX_NAME_CHARS).to_string(), str::to_string);
+        if holders.is_empty() && duration.is_none() {
+            return out.push(reply(error(format!("no such nick: {name}"))));
+        }
+        if let Err(why) = validate_nick(&name) {
+            return out.push(reply(error(format!("cannot ban {}: {}", quoted(&name), why.0))));
+        }
+        let signed = target.and_then(|t| self.member(t)).is_none_or(|m| m.signed);
+        let why = reason.map_or(String::new(), |r| format!(": {r}"));
+        let (closing, told) = match duration {
+            None => (format!("kicked by {by}{why}"), format!("{name} was kicked")),
+            Some(duration) => {
+                let ban = Ban {
+                    nick: name.clone(),
+                    until_ms: now_ms.saturating_add(duration.as_millis() as u64),
+                    reason: reason.unwrap_or_default().to_string(),
+                    by: by.clone(),
+                };
+                if signed {
+                    self.record_ban(BanKey::User(fold(&name)), ban);
+                } else {
+                    out.extend(holders.iter().map(|&client| Effect::BanAddress { client, ban: ban.clone() }));
+                }
+                let whom = if signed { "" } else { " (a guest: by address)" };
+                (format!("banned by {by}{why}"), format!("{name} is banned{whom}"))
+            }
+        };
+        out.extend(holders.into_iter().map(|client| Effect::Kick { client, reason: closing.clone() }));
+        out.push(reply(notice(told)));
+    }
+
+    fn record_ban(&mut self, key: BanKey, ban: Ban) {
+        if let Some(journal) = &mut self.journal {
+            journal.push(Journal::Banned { key: key.clone(), ban: ban.clone() });
+        }
+        self.bans.insert(key, ban);
+    }
+
+    /// Bans a guest's address (see [`Effect::BanAddress`]).
+    pub fn ban_address(&mut self, address: std::net::IpAddr, ban: Ban) {
+        self.record_ban(BanKey::Address(address), ban);
+    }
+
+    /// Puts back a ban read from a store.
+    pub fn restore_ban(&mut self, key: BanKey, ban: Ban) {
+        self.bans.insert(key, ban);
+    }
+
+    /// The bans in force, for the handshake to consult.
+    pub fn bans(&self) -> &Bans {
+        &self.bans
     }
 
     fn change_nick(&mut self, client: ClientId, wanted: &str, out: &mut Vec<Effect>) {

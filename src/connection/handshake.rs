@@ -12,7 +12,7 @@ use tungstenite::http::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use super::{Admission, Clock, Connection, HandshakeStream, Phase, Protocol, Route, Step, Stream};
 use crate::auth::{Identity, Token};
 use crate::chat::names::validate_nick;
-use crate::chat::JSON_SUBPROTOCOL;
+use crate::chat::{Bans, JSON_SUBPROTOCOL};
 use crate::http::{self, Decision, Endpoint, HeadProgress, Reply};
 use crate::logline::quoted;
 use crate::metrics::Verdict;
@@ -40,7 +40,7 @@ fn authenticate(token: Option<Token>, settings: &Settings) -> Result<Option<Box<
 }
 
 impl<S: Stream> Connection<S> {
-    pub(super) fn read_head(&mut self, settings: &Settings, clock: Clock) -> Step {
+    pub(super) fn read_head(&mut self, settings: &Settings, bans: &Bans, clock: Clock) -> Step {
         let Phase::Head { transport, head, .. } = &mut self.phase else {
             return Step::Done;
         };
@@ -80,7 +80,20 @@ impl<S: Stream> Connection<S> {
                 self.reject(Reply::too_many_from_address(), clock.now, settings)
             }
             Decision::Upgrade(endpoint, token) => match authenticate(token, settings) {
-                Ok(identity) => self.upgrade(endpoint, identity, settings, clock),
+                Ok(identity) => {
+                    let now_ms =
+                        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                    let sub = identity.as_ref().map(|identity| identity.sub.as_str());
+                    if let Some(ban) = bans.check(sub, self.peer.ip(), now_ms) {
+                        self.verdict = Some(Verdict::Banned);
+                        return self.reject(
+                            Reply::new(403, "Forbidden", ban.refusal(now_ms)),
+                            clock.now,
+                            settings,
+                        );
+                    }
+                    self.upgrade(endpoint, identity, settings, clock)
+                }
                 Err(reply) => {
                     self.verdict = Some(Verdict::Unauthorized);
                     self.reject(reply, clock.now, settings)

@@ -55,6 +55,7 @@ use protocol::Protocol;
 pub use transport::{HandshakeStream, Stream, Transport};
 
 use crate::auth::Identity;
+use crate::chat::Bans;
 use crate::http::Endpoint;
 use crate::metrics::Verdict;
 use crate::outbox::Flushed;
@@ -345,9 +346,9 @@ impl<S: Stream> Connection<S> {
 
     /// The socket is readable (or input remained from last turn): read until there is
     /// something to report, the socket is drained, or the turn's budget is spent.
-    pub fn read(&mut self, settings: &Settings, clock: Clock) -> Step {
+    pub fn read(&mut self, settings: &Settings, bans: &Bans, clock: Clock) -> Step {
         match self.phase {
-            Phase::Head { .. } => self.read_head(settings, clock),
+            Phase::Head { .. } => self.read_head(settings, bans, clock),
             Phase::Open { .. } => self.read_messages(settings, clock),
             Phase::Finishing { .. } => self.discard_input(),
             Phase::Gone => Step::Gone("gone".into()),

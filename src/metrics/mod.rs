@@ -35,13 +35,15 @@ pub enum Verdict {
     Tls,
     /// No valid token where one is required, or an invalid one: 401.
     Unauthorized,
+    /// Banned by a moderator: 403.
+    Banned,
     /// Closed with 1008 for passing `--max-messages-per-sec`.
     RateLimited,
 }
 
 impl Verdict {
     /// The handshake refusals, in the order of [`Counters::refused`], with their label.
-    pub const REFUSALS: [(Verdict, &'static str); 7] = [
+    pub const REFUSALS: [(Verdict, &'static str); 8] = [
         (Verdict::ServerFull, "server_full"),
         (Verdict::AddressFull, "address_full"),
         (Verdict::Origin, "origin"),
@@ -49,6 +51,7 @@ impl Verdict {
         (Verdict::HandshakeTimeout, "handshake_timeout"),
         (Verdict::Tls, "tls_error"),
         (Verdict::Unauthorized, "unauthorized"),
+        (Verdict::Banned, "banned"),
     ];
 
     fn refusal_index(self) -> Option<usize> {

@@ -37,6 +37,10 @@ use crate::store::{Store, StoreError, WriteBarrier};
 /// Released sockets the hub keeps room for between turns.
 const RELEASED_KEPT: usize = 64;
 
+/// The close code of a connection a moderator removed (`/kick`, `/ban`): in the range RFC 6455
+/// leaves to applications.
+pub const KICKED: u16 = 4000;
+
 /// What every chat member is told when the server shuts down, before its close 1001.
 pub const SHUTDOWN_NOTICE: &str = "the server is shutting down; goodbye";
 
@@ -108,6 +112,9 @@ impl<S: Stream> Hub<S> {
         self.chat.keep_journal();
         for room in rooms {
             self.chat.restore_room(&room.key, &room.display, &room.epoch, room.next_seq, room.messages);
+        }
+        for (key, ban) in store.load_bans()? {
+            self.chat.restore_ban(key, ban);
         }
         self.fanout.barrier = WriteBarrier::new(Some(store));
         self.chat.take_journal(self.fanout.barrier.pending_mut());
@@ -247,7 +254,7 @@ impl<S: Stream> Hub<S> {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            match conn.read(&self.settings, clock) {
+            match conn.read(&self.settings, self.chat.bans(), clock) {
                 Step::Upgraded(endpoint, identity) => {
                     self.on_upgraded(key, endpoint, identity.as_deref(), now)
                 }
@@ -341,6 +348,14 @@ impl<S: Stream> Hub<S> {
                     Effect::Send { to, body } => self.deliver(&to, &body),
                     Effect::Close { client, reason } => self.close(client, CloseCode::Normal, &reason, now),
                     Effect::Refuse { client, reason } => self.close(client, CloseCode::Policy, &reason, now),
+                    Effect::Kick { client, reason } => {
+                        self.close(client, CloseCode::from(KICKED), &reason, now)
+                    }
+                    Effect::BanAddress { client, ban } => {
+                        if let Some(conn) = self.conns.get(client) {
+                            self.chat.ban_address(conn.peer().ip(), ban);
+                        }
+                    }
                 }
             }
             // Keep the allocation for next time unless a cut-off produced new effects.
