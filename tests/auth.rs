@@ -276,3 +276,26 @@ fn moderators_kick_and_ban_and_bans_survive_a_restart() {
     recv_until(&mut root, |t| t == "*** alice may come back");
     assert_eq!(answer(&server, &format!("/?token={alice_token}"), &[]).0, "HTTP/1.1 101 Switching Protocols");
 }
+
+#[test]
+fn token_renews_a_session_only_with_the_same_users_valid_token() {
+    let keys = Keys::new("renew");
+    let server = TestServer::start(&["--jwt-secret", &keys.file("secret", SECRET)]);
+    let mut ann = server.connect(&format!("/?token={}", hs256(SECRET, valid("ann"))));
+    recv_until(&mut ann, |t| t.starts_with("*** welcome"));
+    let newer = hs256(SECRET, json!({"sub": "ann", "exp": now() + 7200}));
+    send(&mut ann, &format!("/token {newer}"));
+    assert!(recv_until(&mut ann, |t| t.starts_with("*** session renewed"))
+        .starts_with("*** session renewed for 7"));
+    send(&mut ann, &format!("/token {}", hs256(SECRET, valid("bob"))));
+    assert_eq!(
+        recv_until(&mut ann, |t| t.starts_with("*** error")),
+        "*** error: that token is for another user"
+    );
+    send(&mut ann, "/token not.a.token");
+    assert_eq!(
+        recv_until(&mut ann, |t| t.starts_with("*** error")),
+        "*** error: token refused: malformed token"
+    );
+    assert!(!server.log().join("\n").contains(newer.split('.').nth(2).unwrap()), "no token in the log");
+}

@@ -205,3 +205,47 @@ fn an_idle_connection_holds_no_protocol_state_and_resumes_mid_message_correctly(
     sim.settle();
     assert_eq!(sim.close_code(echo), Some(1000));
 }
+
+/// Settings that verify HS256 tokens made with `secret`.
+fn with_tokens(secret: &[u8]) -> Settings {
+    let path = std::env::temp_dir().join(format!("wschat-sim-secret-{}", std::process::id()));
+    std::fs::write(&path, secret).unwrap();
+    let mut settings = small_limits();
+    let files = wschat::auth::AuthFiles { secret: Some(path), ..Default::default() };
+    settings.auth = Some(std::sync::Arc::new(wschat::auth::Auth::load(&files).unwrap()));
+    settings.chat.token_nicks = true;
+    // Silent scripted clients must not be closed as idle while the token clock runs.
+    settings.idle_timeout = Duration::from_secs(3600);
+    settings
+}
+
+fn token(secret: &[u8], sub: &str, lifetime_s: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = serde_json::json!({"sub": sub, "exp": now + lifetime_s});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+#[test]
+fn an_expired_session_is_told_then_closed_unless_a_new_token_comes() {
+    let secret = b"the simulation's secret, 32 bytes+";
+    let mut sim = Simulation::new(with_tokens(secret));
+    let lapsing = sim.upgrade(&format!("/?token={}", token(secret, "ann", 60)));
+    let renewing = sim.upgrade(&format!("/?token={}", token(secret, "bob", 60)));
+    sim.advance(Duration::from_secs(61));
+    for client in [lapsing, renewing] {
+        assert!(sim.texts(client).iter().any(|t| t == "*** your session expired; send /token NEWTOKEN"));
+    }
+    sim.send_text(renewing, &format!("/token {}", token(secret, "bob", 3600)));
+    sim.settle();
+    let texts = sim.texts(renewing);
+    assert!(texts.iter().any(|t| t.starts_with("*** session renewed for ")), "{texts:?}");
+    sim.advance(wschat::connection::TOKEN_GRACE);
+    assert_eq!(sim.close_code(lapsing), Some(1008), "not renewed within the grace period");
+    assert_eq!(sim.close_code(renewing), None, "renewed: still in");
+    assert!(sim.accepts_messages(renewing));
+}

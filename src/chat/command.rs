@@ -31,6 +31,8 @@ pub enum Command<'a> {
     },
     Unban(&'a str),
     Bans,
+    /// A new sign-in token for this session (its text is never shown).
+    Token(&'a str),
 }
 
 /// What the user typed, classified.
@@ -119,6 +121,7 @@ pub fn parse_line(line: &str) -> Line<'_> {
         }
         "unban" => one_arg("/unban NICK").map(Command::Unban),
         "bans" => no_args(Command::Bans, "/bans"),
+        "token" => one_arg("/token JWT").map(Command::Token),
         "" => Err("empty command; type //text to send a line starting with '/'".to_string()),
         _ => Err(format!("unknown command /{}; type /help for the list", cut(name, 32))),
     };

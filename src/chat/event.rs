@@ -99,6 +99,8 @@ pub enum Event {
         count: usize,
         last: Option<String>,
     },
+    /// The client's sign-in token expired: it has 30 s to send `/token NEWTOKEN`.
+    Expired,
 }
 
 /// The `/help` notice, one line per command.
@@ -170,6 +172,7 @@ impl Event {
                 Some(ServerLine::BinaryFrom { nick: from, len: *bytes }.to_string())
             }
             Self::ReplayStart { room } => notice(&format!("recent messages in {room}:")),
+            Self::Expired => notice("your session expired; send /token NEWTOKEN"),
             Self::Replayed { count: 0, .. } => None,
             Self::Replayed { .. } => notice("end of recent messages"),
         }
@@ -209,6 +212,7 @@ impl Event {
             },
             Self::BinaryFrom { room, from, bytes } => Json::Binary { room, from, bytes: *bytes },
             Self::ReplayStart { .. } => return None,
+            Self::Expired => Json::Expired {},
             Self::Replayed { room, recovered, count, last } => {
                 Json::Replayed { room, recovered: *recovered, count: *count, last: last.as_deref() }
             }
@@ -255,6 +259,7 @@ impl Event {
             JsonIn::Replayed { room, recovered, count, last } => {
                 Self::Replayed { room: room.into(), recovered, count, last }
             }
+            JsonIn::Expired {} => Self::Expired,
         };
         Some(event)
     }
@@ -296,6 +301,7 @@ enum JsonIn {
     Rooms { count: usize, rooms: Vec<JsonInRoom> },
     Binary { room: String, from: String, bytes: usize },
     Replayed { room: String, recovered: bool, count: usize, last: Option<String> },
+    Expired {},
 }
 
 #[derive(Deserialize)]
@@ -339,6 +345,7 @@ enum Json<'a> {
     Rooms { count: usize, rooms: Vec<JsonRoom<'a>> },
     Binary { room: &'a str, from: &'a str, bytes: usize },
     Replayed { room: &'a str, recovered: bool, count: usize, last: Option<&'a str> },
+    Expired {},
 }
 
 #[derive(Serialize)]

@@ -146,6 +146,12 @@ pub enum Effect {
         client: ClientId,
         reason: String,
     },
+    /// `/token JWT`: the event loop checks the token and, if it is the same user's, extends the
+    /// client's session.
+    Renew {
+        client: ClientId,
+        token: crate::auth::Token,
+    },
     /// A moderator banned this guest: ban its connection's address (which only the event loop
     /// knows) with [`Chat::ban_address`].
     BanAddress {
@@ -710,6 +716,9 @@ impl Chat {
             Line::Command(Command::Ban { nick, duration, reason }) => {
                 self.moderate(client, nick, Some(duration), reason, now_ms, out)
             }
+            Line::Command(Command::Token(token)) => {
+                out.push(Effect::Renew { client, token: crate::auth::Token(token.to_string()) })
+            }
             Line::Command(Command::Unban(nick)) => {
                 if !self.is_admin(client) {
                     return out.push(reply(error("only moderators can /unban")));
@@ -805,6 +814,11 @@ impl Chat {
                 _ => break,
             }
         }
+    }
+
+    /// Whether `client` signed in with a token.
+    pub fn is_signed(&self, client: ClientId) -> bool {
+        self.member(client).is_some_and(|m| m.signed)
     }
 
     fn is_admin(&self, client: ClientId) -> bool {

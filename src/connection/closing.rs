@@ -8,7 +8,7 @@ use log::{debug, trace};
 use tungstenite::error::Error as WsError;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use super::{close_frame, Connection, Failure, Phase, Step, Stream, Why};
+use super::{close_frame, Connection, Failure, Phase, Step, Stream, Why, TOKEN_GRACE};
 use crate::frame::{self, Opcode};
 use crate::metrics::Verdict;
 use crate::remote_warn;
@@ -26,7 +26,9 @@ impl<S: Stream> Connection<S> {
             | Phase::Finishing { deadline, .. }
             | Phase::Open { closing: Some(deadline), .. } => Some(*deadline),
             Phase::Open { closing: None, .. } => {
-                Some(self.last_heard + if self.ping_sent { idle } else { idle / 2 })
+                let keep_alive = self.last_heard + if self.ping_sent { idle } else { idle / 2 };
+                let expiry = self.expires_at.map(|at| if self.expiry_told { at + TOKEN_GRACE } else { at });
+                Some(expiry.map_or(keep_alive, |expiry| expiry.min(keep_alive)))
             }
             Phase::Gone => None,
         }
@@ -70,6 +72,19 @@ impl<S: Stream> Connection<S> {
             {
                 debug!("{}: close not completed in time", self.peer);
                 Step::Gone("close timeout".into())
+            }
+            Phase::Open { closing: None, .. }
+                if self.expires_at.is_some_and(|at| now >= at + TOKEN_GRACE && self.expiry_told) =>
+            {
+                debug!("{}: token expired and not renewed; closing with 1008", self.peer);
+                self.close(CloseCode::Policy, "token expired", now, settings);
+                Step::Left("token expired".into())
+            }
+            Phase::Open { closing: None, .. }
+                if self.expires_at.is_some_and(|at| now >= at) && !self.expiry_told =>
+            {
+                self.expiry_told = true;
+                Step::Expired
             }
             Phase::Open { transport, closing: None, .. } => {
                 let silent = now.saturating_duration_since(self.last_heard);

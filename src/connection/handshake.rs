@@ -2,7 +2,7 @@
 //! an error), or completing the WebSocket upgrade with tungstenite.
 
 use std::io;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use log::debug;
@@ -148,6 +148,11 @@ impl<S: Stream> Connection<S> {
         self.phase = Phase::Open { transport, ws: Protocol::default(), route, closing: None };
         self.last_heard = clock.now;
         self.rate = RateLimiter::new(settings.max_messages_per_sec, clock.ms);
+        if let Some(identity) = &identity {
+            // The token's expiry, on the loop's clock.
+            let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            self.expires_at = Some(clock.now + Duration::from_secs(identity.exp.saturating_sub(now_unix)));
+        }
         Step::Upgraded(endpoint, identity)
     }
 

@@ -119,6 +119,8 @@ pub enum Step {
     /// The handshake completed: the client is now a WebSocket on this endpoint, signed in as
     /// this identity if it presented a valid token.
     Upgraded(Endpoint, Option<Box<Identity>>),
+    /// The token it signed in with has expired: tell it to send a new one.
+    Expired,
     /// A text message arrived.
     Text(Utf8Bytes),
     /// A binary message arrived.
@@ -192,7 +194,15 @@ pub struct Connection<S> {
     rate: RateLimiter,
     /// Why the server turned this connection away or ended it, for the metrics.
     verdict: Option<Verdict>,
+    /// When the token this connection signed in with expires (see [`TOKEN_GRACE`]).
+    expires_at: Option<Instant>,
+    /// The client was told its session expired; it has [`TOKEN_GRACE`] to send `/token`.
+    expiry_told: bool,
 }
+
+/// How long a client whose token expired has to send a new one (`/token JWT`) before it is
+/// closed with 1008.
+pub const TOKEN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl<S: Stream> Connection<S> {
     /// A new connection reading its request head, given until `now` plus the handshake
@@ -219,6 +229,8 @@ impl<S: Stream> Connection<S> {
             reading_paused: false,
             rate: RateLimiter::default(),
             verdict: None,
+            expires_at: None,
+            expiry_told: false,
         }
     }
 
@@ -257,6 +269,12 @@ impl<S: Stream> Connection<S> {
     /// An open WebSocket holding no protocol state while idle (see `protocol.rs`).
     pub fn is_parked(&self) -> bool {
         matches!(&self.phase, Phase::Open { ws, .. } if ws.is_parked())
+    }
+
+    /// A new token's expiry (`/token`): the session goes on until then.
+    pub fn extend_session(&mut self, expires_at: Instant) {
+        self.expires_at = Some(expires_at);
+        self.expiry_told = false;
     }
 
     /// Where it is in its life.

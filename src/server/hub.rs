@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use log::{debug, info};
@@ -24,7 +24,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::fanout::FanOut;
 use super::timers::TimerQueue;
-use crate::auth::{Auth, Identity};
+use crate::auth::{Auth, Identity, Token};
 use crate::chat::{Audience, Body, Chat, ClientId, Effect, Event, Join, Mode};
 use crate::connection::{Admission, Clock, ConnState, Connection, Flush, Route, Step, Stream};
 use crate::frame::{self, Opcode};
@@ -264,7 +264,7 @@ impl<S: Stream> Hub<S> {
                     self.leave_chat(key, &why, now);
                     break;
                 }
-                Step::Done => break,
+                Step::Done | Step::Expired => break,
                 Step::Yield => {
                     self.unfinished_reads.push(key);
                     break;
@@ -351,6 +351,7 @@ impl<S: Stream> Hub<S> {
                     Effect::Kick { client, reason } => {
                         self.close(client, CloseCode::from(KICKED), &reason, now)
                     }
+                    Effect::Renew { client, token } => self.renew_session(client, &token, now),
                     Effect::BanAddress { client, ban } => {
                         if let Some(conn) = self.conns.get(client) {
                             self.chat.ban_address(conn.peer().ip(), ban);
@@ -364,6 +365,29 @@ impl<S: Stream> Hub<S> {
             }
             self.cut_off_slow_readers(now);
         }
+    }
+
+    /// `/token JWT`: a signed-in client's new token, for the same user, extends its session.
+    fn renew_session(&mut self, client: usize, token: &Token, now: Instant) {
+        let answer = match (&self.settings.auth, self.chat.nick(client)) {
+            (Some(auth), Some(nick)) => {
+                let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                match auth.verify(token, now_unix) {
+                    Ok(identity) if identity.sub == nick && self.chat.is_signed(client) => {
+                        let at = now + Duration::from_secs(identity.exp - now_unix);
+                        if let Some(conn) = self.conns.get_mut(client) {
+                            conn.extend_session(at);
+                        }
+                        self.rearm(client);
+                        Event::notice(format!("session renewed for {}s", identity.exp - now_unix))
+                    }
+                    Ok(_) => Event::error("that token is for another user"),
+                    Err(refusal) => Event::error(format!("token refused: {refusal}")),
+                }
+            }
+            _ => Event::error("this server does not use sign-in tokens"),
+        };
+        self.deliver(&Audience::Client(client), &Body::Event(answer));
     }
 
     fn deliver(&mut self, to: &Audience, body: &Body) {
@@ -500,6 +524,7 @@ impl<S: Stream> Hub<S> {
                     continue;
                 }
                 Step::Left(why) => self.leave_chat(key, &why, now),
+                Step::Expired => self.deliver(&Audience::Client(key), &Body::Event(Event::Expired)),
                 _ => {}
             }
             self.after_activity(key);
