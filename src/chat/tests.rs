@@ -30,7 +30,7 @@ impl Harness {
                     self.chat.disconnect(client, &reason, &mut Vec::new());
                     self.closed.push((client, reason));
                 }
-                Effect::BanAddress { .. } => {}
+                Effect::BanAddress { .. } | Effect::Renew { .. } => {}
             }
         }
     }
