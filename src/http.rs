@@ -48,6 +48,10 @@ pub enum Decision {
     Upgrade(Endpoint, Option<Token>),
     /// A page request answered successfully (200 or 304).
     Serve(Reply),
+    /// `GET /session`: would this token be let in? Answered like the handshake would (204, or
+    /// 401 / 403 with the reason), so a browser page, which cannot see a refused WebSocket's
+    /// status, can tell its user why.
+    CheckSession(Option<Token>),
     /// An error reply.
     Reject(Reply),
 }
@@ -104,6 +108,11 @@ impl Reply {
             .with("Retry-After", "5")
     }
 
+    /// `/session` for a token that would be let in.
+    pub fn session_ok() -> Self {
+        Self::new(204, "No Content", "")
+    }
+
     /// No valid token (see `crate::auth`): the reason, never the token.
     pub fn unauthorized(why: impl Into<String>) -> Self {
         Self::new(401, "Unauthorized", why.into()).with("WWW-Authenticate", "Bearer")
@@ -117,7 +126,7 @@ impl Reply {
     /// The status line and headers, through the blank line.
     pub fn head(&self) -> Vec<u8> {
         let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, self.reason);
-        if self.status != 304 {
+        if self.status != 304 && self.status != 204 {
             let _ = write!(
                 head,
                 "Content-Type: {}\r\nContent-Length: {}\r\n",
@@ -221,6 +230,7 @@ pub fn decide(head: &[u8], origins: &OriginPolicy, secure: bool) -> Decision {
                 let head_only = method == "HEAD";
                 Decision::Serve(serve(asset, head_only, request.header("If-None-Match"), host, secure))
             }
+            (None, "/session") => Decision::CheckSession(presented_token(&request, query)),
             (None, "/echo") => Decision::Reject(Reply::upgrade_required(
                 "this is a WebSocket endpoint; connect with a WebSocket client",
             )),

@@ -299,3 +299,18 @@ fn token_renews_a_session_only_with_the_same_users_valid_token() {
     );
     assert!(!server.log().join("\n").contains(newer.split('.').nth(2).unwrap()), "no token in the log");
 }
+
+#[test]
+fn session_answers_what_the_handshake_would() {
+    let keys = Keys::new("session");
+    let server = TestServer::start(&["--jwt-secret", &keys.file("secret", SECRET), "--require-auth"]);
+    let get = |path: &str| common::http_exchange(&server, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    assert!(get(&format!("/session?token={}", hs256(SECRET, valid("fay"))))
+        .starts_with("HTTP/1.1 204 No Content"));
+    let refused = get(&format!("/session?token={}", hs256(SECRET, json!({"sub": "fay", "exp": now() - 10}))));
+    assert!(
+        refused.starts_with("HTTP/1.1 401") && refused.trim_end().ends_with("token expired"),
+        "{refused}"
+    );
+    assert!(get("/session").starts_with("HTTP/1.1 401"), "no token, --require-auth");
+}

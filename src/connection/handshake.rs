@@ -79,27 +79,34 @@ impl<S: Stream> Connection<S> {
                 self.verdict = Some(Verdict::AddressFull);
                 self.reject(Reply::too_many_from_address(), clock.now, settings)
             }
-            Decision::Upgrade(endpoint, token) => match authenticate(token, settings) {
-                Ok(identity) => {
-                    let now_ms =
-                        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-                    let sub = identity.as_ref().map(|identity| identity.sub.as_str());
-                    if let Some(ban) = bans.check(sub, self.peer.ip(), now_ms) {
-                        self.verdict = Some(Verdict::Banned);
-                        return self.reject(
-                            Reply::new(403, "Forbidden", ban.refusal(now_ms)),
-                            clock.now,
-                            settings,
-                        );
-                    }
-                    self.upgrade(endpoint, identity, settings, clock)
-                }
-                Err(reply) => {
-                    self.verdict = Some(Verdict::Unauthorized);
-                    self.reject(reply, clock.now, settings)
-                }
+            Decision::Upgrade(endpoint, token) => match self.admit_token(token, settings, bans) {
+                Ok(identity) => self.upgrade(endpoint, identity, settings, clock),
+                Err(reply) => self.reject(reply, clock.now, settings),
+            },
+            Decision::CheckSession(token) => match self.admit_token(token, settings, bans) {
+                Ok(_) => self.respond(Reply::session_ok(), clock.now, settings),
+                Err(reply) => self.reject(reply, clock.now, settings),
             },
         }
+    }
+
+    /// The identity a presented token proves, once it is checked (see [`authenticate`]) and the
+    /// user (or, for a guest, the address) is not banned; else the 401 or 403 to answer.
+    fn admit_token(
+        &mut self,
+        token: Option<Token>,
+        settings: &Settings,
+        bans: &Bans,
+    ) -> Result<Option<Box<Identity>>, Reply> {
+        let identity =
+            authenticate(token, settings).inspect_err(|_| self.verdict = Some(Verdict::Unauthorized))?;
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let sub = identity.as_ref().map(|identity| identity.sub.as_str());
+        if let Some(ban) = bans.check(sub, self.peer.ip(), now_ms) {
+            self.verdict = Some(Verdict::Banned);
+            return Err(Reply::new(403, "Forbidden", ban.refusal(now_ms)));
+        }
+        Ok(identity)
     }
 
     /// Hands the request to tungstenite, which validates it once more and writes the 101

@@ -13,6 +13,9 @@ const REFRESH_MS = 20000;         // /rooms and /who refresh while connected
 const FIRST_RETRY_MS = 500;
 const MAX_RETRY_MS = 30000;
 const SUBPROTOCOL = "wschat.json";
+// A sign-in token the embedding site put in this page's URL (?token=JWT): used for every
+// connection, and the nick is the token's.
+const TOKEN = new URLSearchParams(location.search).get("token");
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -44,7 +47,8 @@ function connect() {
   // The nick the user chose, even if a reconnect while the old connection still held it got a
   // guest nick meanwhile; a guest keeps its guest nick.
   const nick = state.wantedNick || state.me;
-  if (nick) params.set("nick", nick);
+  if (TOKEN) params.set("token", TOKEN);
+  else if (nick) params.set("nick", nick);
   // Back where it was, from just after the last message it saw there.
   const since = state.room && state.lastIds.get(state.room.toLowerCase());
   if (state.room) params.set("room", state.room);
@@ -55,7 +59,9 @@ function connect() {
   const socket = new WebSocket(`${scheme}://${location.host}/${query}`, [SUBPROTOCOL]);
   socket.binaryType = "arraybuffer";
   state.socket = socket;
+  let opened = false;
   socket.onopen = () => {
+    opened = true;
     state.retries = 0;
     setStatus("open", "connected");
     clearInterval(state.refreshTimer);
@@ -88,13 +94,41 @@ function connect() {
       state.leaving = false;
       return;
     }
-    const delay = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.min(state.retries, 16));
-    const jittered = Math.round(delay * (0.8 + Math.random() * 0.4));
-    state.retries += 1;
-    show(`connection closed (${why}); reconnecting in ${(jittered / 1000).toFixed(1)}s`, "local");
-    setStatus("connecting", `reconnecting in ${(jittered / 1000).toFixed(1)}s`);
-    state.retryTimer = setTimeout(connect, jittered);
+    if (!opened) {
+      // A refused handshake looks like any failed connection to a page: ask the server why.
+      checkSession().then((refusal) => {
+        if (refusal) {
+          show(`cannot sign in: ${refusal}`, "gap");
+          setStatus("offline", "not signed in");
+        } else {
+          retry(why);
+        }
+      });
+      return;
+    }
+    retry(why);
   };
+}
+
+// What the server would say to this page's token: null if it would be let in.
+async function checkSession() {
+  try {
+    const query = TOKEN ? `?token=${encodeURIComponent(TOKEN)}` : "";
+    const response = await fetch(`/session${query}`, { cache: "no-store" });
+    return response.status === 401 || response.status === 403 ? (await response.text()).trim() : null;
+  } catch (_) {
+    return null; // the server is unreachable: just try again later
+  }
+}
+
+// Reconnects with backoff (0.5 s doubling to 30 s, with jitter).
+function retry(why) {
+  const delay = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.min(state.retries, 16));
+  const jittered = Math.round(delay * (0.8 + Math.random() * 0.4));
+  state.retries += 1;
+  show(`connection closed (${why}); reconnecting in ${(jittered / 1000).toFixed(1)}s`, "local");
+  setStatus("connecting", `reconnecting in ${(jittered / 1000).toFixed(1)}s`);
+  state.retryTimer = setTimeout(connect, jittered);
 }
 
 function send(text) {
@@ -222,6 +256,9 @@ function receive(m) {
       show(`*** rooms: ${m.rooms.map((r) => `${r.name} (${r.members})`).join(", ")}${more}`, "notice");
       return;
     }
+    case "expired":
+      show("your session expired; open the chat again from the site that signed you in", "gap");
+      return;
     case "binary":
       // Names the sender of the binary message that comes next; shown with it, not on its own.
       state.binaryFrom = m.from;
@@ -337,4 +374,12 @@ $("room-form").addEventListener("submit", (event) => {
 $("nick-input").addEventListener("invalid", () => showNickError($("nick-input").title));
 
 try { $("nick-input").value = localStorage.getItem("wschat-nick") || ""; } catch (_) { /* private mode */ }
-$("nick-input").focus();
+if (TOKEN) {
+  // Signed in by the embedding site: no nick to pick.
+  $("login").hidden = true;
+  $("chat").hidden = false;
+  $("message-input").focus();
+  connect();
+} else {
+  $("nick-input").focus();
+}

@@ -17,7 +17,8 @@
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync } from "node:fs";
+import { createHmac } from "node:crypto";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -55,9 +56,9 @@ async function step(name, body) {
   console.log(`ok - ${name}`);
 }
 
-function startServer(addr = "127.0.0.1:0") {
+function startServer(addr = "127.0.0.1:0", extraFlags = []) {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(serverBinary, [addr, ...serverFlags], { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(serverBinary, [addr, ...serverFlags, ...extraFlags], { stdio: ["ignore", "ignore", "pipe"] });
     let log = "";
     const timer = setTimeout(() => reject(new Error(`server did not start: ${log}`)), STEP_TIMEOUT_MS);
     child.stderr.on("data", (chunk) => {
@@ -70,6 +71,13 @@ function startServer(addr = "127.0.0.1:0") {
     });
     child.on("error", reject);
   });
+}
+
+// An HS256 token, as the site embedding the chat would sign it.
+function signToken(secret, claims) {
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const unsigned = `${encode({ alg: "HS256", typ: "JWT" })}.${encode(claims)}`;
+  return `${unsigned}.${createHmac("sha256", secret).update(unsigned).digest("base64url")}`;
 }
 
 function stopServer(server) {
@@ -137,7 +145,7 @@ async function main() {
   });
   const problems = [];
   let serverDown = false;
-  async function person(nick) {
+  async function person(nick, { refusedSockets = false } = {}) {
     const context = await browser.newContext({ viewport: { width: 1000, height: 640 } });
     const page = await context.newPage();
     page.setDefaultTimeout(STEP_TIMEOUT_MS);
@@ -145,7 +153,8 @@ async function main() {
     page.on("console", (message) => {
       if (message.type() !== "error") return;
       // While the server is down, Chromium reports each failed reconnection attempt.
-      if (serverDown && /WebSocket connection to .* failed/.test(message.text())) return;
+      if ((serverDown || refusedSockets) && /WebSocket connection to .* failed/.test(message.text())) return;
+      if (refusedSockets && /status of 40[13]/.test(message.text())) return;
       problems.push(`${nick}: console error: ${message.text()}`);
     });
     return page;
@@ -377,6 +386,30 @@ async function main() {
         }
       }
       if (failures.length) throw new Error(`below 4.5:1:\n${failures.join("\n")}`);
+    });
+
+    await step("a page opened with ?token= signs in as the token's user; a bad token is told why", async () => {
+      const secret = "a secret the embedding site shares, 32+ bytes";
+      const dir = mkdtempSync(join(tmpdir(), "wschat-e2e-"));
+      writeFileSync(join(dir, "secret"), secret);
+      const signed = await startServer("127.0.0.1:0", ["--jwt-secret", join(dir, "secret")]);
+      try {
+        const origin = `${tls ? "https" : "http"}://${signed.addr}/`;
+        const now = Math.floor(Date.now() / 1000);
+        const dora = await person("dora");
+        await dora.goto(`${origin}?token=${signToken(secret, { sub: "dora", exp: now + 600 })}`);
+        await messages(dora).filter({ hasText: "welcome, you are dora in lobby" }).waitFor();
+        if (!(await dora.locator("#login").isHidden())) throw new Error("the nick form is shown to a signed-in user");
+        const eve = await person("eve", { refusedSockets: true });
+        await eve.goto(`${origin}?token=${signToken("not the secret at all, but long enough", { sub: "eve", exp: now + 600 })}`);
+        const refused = messages(eve).filter({ hasText: "cannot sign in: bad token signature" });
+        await refused.waitFor();
+        if ((await eve.locator("#status").getAttribute("data-state")) !== "offline") throw new Error("it keeps retrying");
+        await dora.context().close();
+        await eve.context().close();
+      } finally {
+        signed.child.kill("SIGKILL");
+      }
     });
 
     await step("no page or console errors", async () => {
