@@ -437,13 +437,14 @@ mod tests {
         match decide(head.as_bytes()) {
             Decision::Reject(reply) | Decision::Serve(reply) => reply.status,
             Decision::Upgrade(..) => 101,
+            Decision::CheckSession(_) => 204,
         }
     }
 
     fn reply(head: &str) -> String {
         match decide(head.as_bytes()) {
             Decision::Reject(reply) | Decision::Serve(reply) => String::from_utf8(reply.to_bytes()).unwrap(),
-            Decision::Upgrade(..) => panic!("upgrade"),
+            Decision::Upgrade(..) | Decision::CheckSession(_) => panic!("not answered here"),
         }
     }
 
