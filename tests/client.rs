@@ -346,3 +346,36 @@ fn a_reconnecting_client_says_when_messages_were_missed() {
         }
     }
 }
+
+#[test]
+fn token_signs_in_from_a_file_or_stdin_and_is_never_shown() {
+    let dir = std::env::temp_dir().join(format!("wschat-client-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = b"the client test's secret, 32 bytes";
+    std::fs::write(dir.join("secret"), secret).unwrap();
+    let server = TestServer::start(&["--jwt-secret", dir.join("secret").to_str().unwrap()]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let token = |sub: &str| {
+        let claims = serde_json::json!({"sub": sub, "exp": now + 600});
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    let file = dir.join("token");
+    std::fs::write(&file, format!("{}\n", token("gus"))).unwrap();
+    let mut gus = ClientProcess::start(&[&server.url("/"), "--token", file.to_str().unwrap()]);
+    gus.expect_stdout(|l| l.starts_with("*** welcome, you are gus in lobby"));
+    let (_, stderr) = gus.wait();
+    assert!(stderr.contains("token=…") && !stderr.contains(&token("gus")[..40]), "{stderr}");
+
+    let mut hal = ClientProcess::start(&[&server.url("/"), "--token", "-"]);
+    hal.type_line(&token("hal"));
+    hal.type_line("hello from a signed-in pipe");
+    hal.expect_stdout(|l| l == "hal: hello from a signed-in pipe");
+    let (status, _) = hal.wait();
+    assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}

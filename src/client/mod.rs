@@ -65,6 +65,13 @@ pub struct ClientConfig {
     #[arg(long, value_name = "FILE")]
     pub binary: Option<PathBuf>,
 
+    /// Sign in with the token (JWT) in FILE, or `-` for the first line of standard input. The
+    /// nick is then the token's. When the session expires the file is read again and a new
+    /// token in it sent (`/token`); `/token JWT` typed by hand works too, and is remembered
+    /// for reconnections.
+    #[arg(long, value_name = "FILE")]
+    pub token: Option<PathBuf>,
+
     /// On a failed connection or an abnormal close, connect again with exponential backoff.
     #[arg(long)]
     pub reconnect: bool,
@@ -117,6 +124,13 @@ pub fn run(config: ClientConfig) -> i32 {
         },
         None => None,
     };
+    let token = match config.token.as_deref().map(read_token).transpose() {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("wschat-client: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let tls = match crate::tls::client::config(config.ca_file.as_deref()) {
         Ok(tls) => tls,
         Err(e) => {
@@ -136,18 +150,19 @@ pub fn run(config: ClientConfig) -> i32 {
         else {
             return EXIT_FAILURE;
         };
-        let status = connect_loop(&config, &tls, &commands, &wakeup, input.output.as_ref());
+        let status = connect_loop(&config, token, &tls, &commands, &wakeup, input.output.as_ref());
         input.finish(status)
     } else {
         input::scripted(sender, wakeup.clone());
         let output = PlainOutput { colour: colour && std::io::stdout().is_terminal() };
-        connect_loop(&config, &tls, &commands, &wakeup, &output)
+        connect_loop(&config, token, &tls, &commands, &wakeup, &output)
     }
 }
 
 /// Connects, runs sessions, reconnects if asked to; returns the exit status.
 fn connect_loop(
     config: &ClientConfig,
+    token: Option<String>,
     tls: &Arc<rustls::ClientConfig>,
     commands: &Receiver<Command>,
     wakeup: &Wakeup,
@@ -155,6 +170,8 @@ fn connect_loop(
 ) -> i32 {
     let base = config.base_url();
     let mut resume = Resume::new(config.nick.clone());
+    resume.token = token;
+    resume.token_file = config.token.clone().filter(|path| path.as_os_str() != "-");
     let mut backoff = Backoff::new(config.reconnect_max_delay);
     loop {
         // Each connection after the first resumes where the last one was (room and last id).
@@ -162,7 +179,7 @@ fn connect_loop(
         let status = match session::connect(&url, config.connect_timeout, tls) {
             Ok(session) => {
                 backoff.reset();
-                out.status(&format!("connected to {url} ({})", session.peer));
+                out.status(&format!("connected to {} ({})", resume::without_token(&url), session.peer));
                 match session.run(commands, wakeup, out, config.close_timeout, &mut resume) {
                     Ending::Normal { reason } => {
                         out.status(&format!("connection closed: 1000{}", describe(&reason)));
@@ -196,6 +213,25 @@ fn connect_loop(
             return EXIT_OK;
         }
     }
+}
+
+/// The token in `path` (`-`: the first line of standard input), trimmed.
+fn read_token(path: &std::path::Path) -> Result<String, String> {
+    let text = if path.as_os_str() == "-" {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the token from standard input: {e}"))?;
+        line
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?
+    };
+    let token = text.trim().to_string();
+    if token.is_empty() {
+        return Err(format!("no token in {}", path.display()));
+    }
+    Ok(token)
 }
 
 fn describe(reason: &str) -> String {

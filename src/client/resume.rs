@@ -23,6 +23,21 @@ pub struct Resume {
     last_ids: HashMap<String, String>,
     /// This connection asked to resume (it sent `since`).
     resuming: bool,
+    /// The sign-in token (`--token`), sent with every connection; a newer one replaces it.
+    pub token: Option<String>,
+    /// Where `--token` came from, read again when the session expires.
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+/// `url` with its `token=` value elided, for showing.
+pub fn without_token(url: &str) -> String {
+    match url.find("token=") {
+        Some(at) => {
+            let end = url[at..].find('&').map_or(url.len(), |i| at + i);
+            format!("{}token=…{}", &url[..at], &url[end..])
+        }
+        None => url.to_string(),
+    }
 }
 
 impl Resume {
@@ -35,7 +50,9 @@ impl Resume {
     /// once the client has been somewhere, the room and the last id it saw there.
     pub fn url(&mut self, base: &str) -> String {
         let mut query = Vec::new();
-        if let Some(nick) = self.chosen.as_ref().or(self.nick.as_ref()) {
+        if let Some(token) = &self.token {
+            query.push(format!("token={}", percent_encode(token)));
+        } else if let Some(nick) = self.chosen.as_ref().or(self.nick.as_ref()) {
             query.push(format!("nick={}", percent_encode(nick)));
         }
         let since = self.room.as_ref().and_then(|room| self.last_ids.get(room));
@@ -83,6 +100,17 @@ impl Resume {
         None
     }
 
+    /// The session expired: a newer token from `--token`'s file, if there is one.
+    pub fn fresh_token(&mut self) -> Option<String> {
+        let text = std::fs::read_to_string(self.token_file.as_ref()?).ok()?;
+        let token = text.trim();
+        if token.is_empty() || self.token.as_deref() == Some(token) {
+            return None;
+        }
+        self.token = Some(token.to_string());
+        self.token.clone()
+    }
+
     /// Whether a private message is the sender's own copy.
     pub fn is_me(&self, nick: &str) -> bool {
         self.nick.as_deref() == Some(nick)
@@ -126,6 +154,16 @@ mod tests {
             guest.url("ws://h:1/").starts_with("ws://h:1/?nick=guest-7&"),
             "a guest keeps its guest nick"
         );
+    }
+
+    #[test]
+    fn a_token_goes_with_every_connection_and_is_never_shown() {
+        let mut resume = Resume::new(Some("ignored".into()));
+        resume.token = Some("aaa.bbb.ccc".into());
+        let url = resume.url("ws://h:1/");
+        assert_eq!(url, "ws://h:1/?token=aaa.bbb.ccc");
+        assert_eq!(without_token(&url), "ws://h:1/?token=…");
+        assert_eq!(without_token("ws://h:1/?token=x&room=dev"), "ws://h:1/?token=…&room=dev");
     }
 
     #[test]

@@ -268,7 +268,7 @@ impl Session {
             if let Some(ending) = self.read_all(out, &mut closing, close_timeout, resume) {
                 return ending;
             }
-            self.take_commands(commands, &mut closing, close_timeout);
+            self.take_commands(commands, &mut closing, close_timeout, resume);
             match self.ws.flush() {
                 Ok(()) => {}
                 Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
@@ -352,6 +352,13 @@ impl Session {
                 }
             }
             Event::Replayed { .. } => self.replaying = false,
+            Event::Expired => {
+                if let Some(token) = resume.fresh_token() {
+                    out.status("session expired: sending the new token from the token file");
+                    let _ = self.ws.send(Message::text(format!("/token {token}")));
+                    return;
+                }
+            }
             Event::BinaryFrom { from, .. } => {
                 self.binary_from = Some(from.to_string());
                 return;
@@ -370,6 +377,7 @@ impl Session {
         commands: &Receiver<Command>,
         closing: &mut Closing,
         close_timeout: Duration,
+        resume: &mut Resume,
     ) {
         loop {
             let command = match commands.try_recv() {
@@ -382,7 +390,13 @@ impl Session {
                 return;
             }
             let sent = match command {
-                Command::Line(line) => self.ws.write(Message::text(line)),
+                Command::Line(line) => {
+                    // A token typed by hand is the one to reconnect with, too.
+                    if let Some(token) = line.trim().strip_prefix("/token ") {
+                        resume.token = Some(token.trim().to_string());
+                    }
+                    self.ws.write(Message::text(line))
+                }
                 Command::Binary(data) => self.ws.write(Message::binary(data)),
                 Command::Finish { wait_for_ack: true } => {
                     let id = Bytes::from(format!("wschat-client-ack-{}", std::process::id()));
