@@ -315,6 +315,19 @@ mod tests {
     }
 
     #[test]
+    fn an_ed25519_key_verifies_eddsa_tokens() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let auth = Auth::load(&files("ed", None, Some(&key.public_key_pem()))).unwrap();
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::EdDSA),
+            &json!({"sub": "eve", "exp": now() + 60}),
+            &EncodingKey::from_ed_pem(key.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(auth.verify(&Token(token), now()).unwrap().sub, "eve");
+    }
+
+    #[test]
     fn key_files_that_cannot_be_used_are_named() {
         let missing = AuthFiles { secret: Some("/nonexistent/secret".into()), ..AuthFiles::default() };
         assert!(Auth::load(&missing).unwrap_err().contains("/nonexistent/secret"));

@@ -147,7 +147,12 @@ fn a_public_key_server_takes_es256_and_refuses_hs256_made_with_its_public_key() 
     let keys = Keys::new("es256");
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let public = pair.public_key_pem();
-    let server = TestServer::start(&["--jwt-public-key", &keys.file("public.pem", public.as_bytes()), "-vv"]);
+    let server = TestServer::start(&[
+        "--jwt-public-key",
+        &keys.file("public.pem", public.as_bytes()),
+        "--log-level",
+        "trace",
+    ]);
     let es256 = jsonwebtoken::encode(
         &Header::new(Algorithm::ES256),
         &valid("carol"),

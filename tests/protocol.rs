@@ -55,7 +55,11 @@ fn unknown_path_is_404_and_plain_http_is_426() {
 /// Sends `frames` on a fresh `/echo` session and returns the close code the server answers with,
 /// after checking that a bystander chat client is unaffected.
 fn close_code_after(server: &TestServer, frames: &[Vec<u8>]) -> u16 {
-    let mut bystander = server.chat_client(&format!("bystander{}", frames.len() * 1000 + frames[0].len()));
+    // A nick of its own for every call: the previous bystander may still hold its nick while
+    // the server notices it is gone.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut bystander = server.chat_client(&format!("bystander{call}"));
     let mut stream = raw_handshake(server, "/echo");
     for frame in frames {
         stream.write_all(frame).unwrap();

@@ -112,8 +112,14 @@ pub const HELP: &str = "commands:
 /me ACTION       say an action: * NICK ACTION
 /msg NICK TEXT   private message
 /quit [REASON]   leave the chat
+/token JWT       renew your sign-in (when the server uses tokens)
 /help            this list
-//TEXT           send a line starting with '/'";
+//TEXT           send a line starting with '/'
+moderators:
+/kick NICK       close the user's connections (a reason may follow)
+/ban NICK TIME   kick, and refuse the user for TIME: 10m, 2h, 1d
+/unban NICK      lift the user's bans
+/bans            list the bans in force";
 
 impl Event {
     pub fn notice(text: impl Into<String>) -> Self {
