@@ -53,6 +53,15 @@ struct Claims {
     role: Option<String>,
 }
 
+impl Identity {
+    /// When the token expires on the monotonic clock, given `now` on it and `now_unix` on the
+    /// wall clock; None for an expiry too far away to represent (a signer's choice, never a
+    /// reason to panic).
+    pub fn expires_at(&self, now: std::time::Instant, now_unix: u64) -> Option<std::time::Instant> {
+        now.checked_add(std::time::Duration::from_secs(self.exp.saturating_sub(now_unix)))
+    }
+}
+
 /// Why a token was refused: the short reason the 401 carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal(pub &'static str);
@@ -152,14 +161,21 @@ impl Auth {
         let mut validation = Validation::new(header.alg);
         validation.leeway = 0;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured audience or issuer must be present, not only right when present
+        // (jsonwebtoken lets a missing one through otherwise).
+        let mut required = vec!["exp", "sub"];
         match &self.files.audience {
-            Some(audience) => validation.set_audience(&[audience]),
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
         if let Some(issuer) = &self.files.issuer {
             validation.set_issuer(&[issuer]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         let claims = jsonwebtoken::decode::<Claims>(&token.0, key, &validation)
             .map_err(|e| {
                 Refusal(match e.kind() {
@@ -169,13 +185,17 @@ impl Auth {
                     ErrorKind::InvalidIssuer => "wrong token issuer",
                     ErrorKind::InvalidSignature => "bad token signature",
                     ErrorKind::InvalidAlgorithm => "token algorithm not accepted",
-                    ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim (sub, exp)",
+                    ErrorKind::MissingRequiredClaim(_) => {
+                        "token lacks a required claim (sub, exp, or the aud or iss this server checks)"
+                    }
                     _ => "malformed token",
                 })
             })?
             .claims;
         let (Some(sub), Some(exp)) = (claims.sub, claims.exp) else {
-            return Err(Refusal("token lacks a required claim (sub, exp)"));
+            return Err(Refusal(
+                "token lacks a required claim (sub, exp, or the aud or iss this server checks)",
+            ));
         };
         // jsonwebtoken reads the clock itself; `now` makes the check exact for the caller's
         // clock too (and testable).
@@ -250,11 +270,14 @@ mod tests {
         assert_eq!(with("nbf", json!(now() + 600)), "token not yet valid");
         assert_eq!(with("aud", json!("other")), "wrong token audience");
         assert_eq!(with("iss", json!("other")), "wrong token issuer");
-        let no_sub = json!({"exp": now() + 60, "aud": "chat", "iss": "app"});
-        assert_eq!(
-            auth.verify(&hs256(no_sub), now()).unwrap_err().0,
-            "token lacks a required claim (sub, exp)"
-        );
+        let lacking = "token lacks a required claim (sub, exp, or the aud or iss this server checks)";
+        for claims in [
+            json!({"exp": now() + 60, "aud": "chat", "iss": "app"}),
+            json!({"sub": "a", "exp": now() + 60, "iss": "app"}),
+            json!({"sub": "a", "exp": now() + 60, "aud": "chat"}),
+        ] {
+            assert_eq!(auth.verify(&hs256(claims.clone()), now()).unwrap_err().0, lacking, "{claims}");
+        }
         let forged = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &good,

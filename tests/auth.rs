@@ -319,3 +319,36 @@ fn session_answers_what_the_handshake_would() {
     );
     assert!(get("/session").starts_with("HTTP/1.1 401"), "no token, --require-auth");
 }
+
+#[test]
+fn private_rooms_are_only_for_the_users_their_tokens_name() {
+    let keys = Keys::new("private");
+    let server = TestServer::start(&["--jwt-secret", &keys.file("secret", SECRET)]);
+    let signed = |claims: Value| {
+        let mut ws = server.connect(&format!("/?token={}", hs256(SECRET, claims)));
+        recv_until(&mut ws, |t| t.starts_with("*** welcome"));
+        ws
+    };
+    let mut ops = signed(json!({"sub": "olga", "exp": now() + 600, "rooms": ["+ops"]}));
+    send(&mut ops, "/join +ops");
+    recv_until(&mut ops, |t| t == "*** olga joined +ops");
+    send(&mut ops, "secret plans");
+    recv_until(&mut ops, |t| t == "olga: secret plans");
+
+    let mut outsider = signed(valid("otto"));
+    send(&mut outsider, "/join +ops");
+    assert_eq!(recv_until(&mut outsider, |t| t.starts_with("*** error")), "*** error: no such room");
+    send(&mut outsider, "/rooms");
+    assert_eq!(recv_until(&mut outsider, |t| t.starts_with("*** rooms:")), "*** rooms: lobby (1)");
+    let mut sneaky = server.connect(&format!("/?token={}&room=%2Bops", hs256(SECRET, valid("sam"))));
+    assert_eq!(recv_text(&mut sneaky), "*** error: no such room");
+    assert!(recv_text(&mut sneaky).starts_with("*** welcome, you are sam in lobby"));
+
+    let mut admin = signed(json!({"sub": "ada", "exp": now() + 600, "role": "admin"}));
+    send(&mut admin, "/join +ops");
+    recv_until(&mut admin, |t| t == "*** recent messages in +ops:");
+    assert_eq!(recv_text(&mut admin), "olga: secret plans");
+    let (status, body) = answer(&server, &format!("/?token={}", hs256(SECRET, valid("guest-7"))), &[]);
+    assert_eq!(status, "HTTP/1.1 401 Unauthorized");
+    assert!(body.contains("guest- names are for guests"), "{body}");
+}

@@ -816,6 +816,18 @@ impl Chat {
         }
     }
 
+    /// A signed-in client renewed its session with a new token of the same user: what it may do
+    /// is now what that token says (a room it may no longer enter, it leaves for the lobby).
+    pub fn renew(&mut self, client: ClientId, identity: &Identity, out: &mut Vec<Effect>) {
+        let access = Rc::new(Access::of(identity));
+        let Some(member) = self.member_mut(client) else { return };
+        member.access = Some(access.clone());
+        let room = member.room.clone();
+        if !may_enter(Some(&access), &room) {
+            self.join(client, LOBBY, out);
+        }
+    }
+
     /// Whether `client` signed in with a token.
     pub fn is_signed(&self, client: ClientId) -> bool {
         self.member(client).is_some_and(|m| m.signed)
@@ -850,6 +862,12 @@ impl Chat {
             .map_or_else(|| command::cut(nick, MAX_NAME_CHARS).to_string(), str::to_string);
         if holders.is_empty() && duration.is_none() {
             return out.push(reply(error(format!("no such nick: {name}"))));
+        }
+        if holders.is_empty() && fold(&name).starts_with(&fold("guest-")) {
+            // A guest is banned by its connection's address, which is gone with it.
+            return out.push(reply(error(format!(
+                "{name} is not connected; a guest is banned by the address it connects from"
+            ))));
         }
         if let Err(why) = validate_nick(&name) {
             return out.push(reply(error(format!("cannot ban {}: {}", quoted(&name), why.0))));
@@ -953,12 +971,10 @@ impl Chat {
         }
         let new_display = self.display(&new_room);
         if self.rooms.get(&old_room).is_some_and(|r| r.len() > 0) {
-            let event = Event::Left {
-                room: self.display(&old_room),
-                nick: nick.clone(),
-                reason: None,
-                moved_to: Some(new_display.clone()),
-            };
+            // Where a member went is not said when it is a private room.
+            let moved_to = (!is_private(&new_room)).then(|| new_display.clone());
+            let event =
+                Event::Left { room: self.display(&old_room), nick: nick.clone(), reason: None, moved_to };
             self.announce(&old_room, None, event, out);
         }
         self.replay(client, &new_room, None, out);

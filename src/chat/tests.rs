@@ -674,3 +674,28 @@ fn moderators_kick_and_ban_and_nobody_else_can() {
     h.say(1, "/unban nobody");
     assert_eq!(h.take(1), ["*** no ban for nobody"]);
 }
+
+#[test]
+fn a_move_into_a_private_room_is_not_announced_by_name_and_renewal_resets_rights() {
+    let mut h = token_chat();
+    let olga = Identity { rooms: vec!["+ops".into()], ..signed_in("olga") };
+    h.sign_in(1, &olga, None);
+    h.connect(2, None);
+    h.clear();
+    h.say(1, "/join +ops");
+    assert_eq!(h.take(2), ["*** olga left lobby"], "the private room is not named");
+    // A renewed token without the room: olga is back in the lobby.
+    let mut out = Vec::new();
+    h.chat.renew(1, &signed_in("olga"), &mut out);
+    h.apply(out);
+    h.clear();
+    h.say(1, "/who");
+    assert!(h.take(1)[0].starts_with("*** in lobby"));
+    h.chat.check_invariants();
+    // A guest who is gone cannot be banned by nick.
+    let root = Identity { admin: true, ..signed_in("root") };
+    h.sign_in(3, &root, None);
+    h.clear();
+    h.say(3, "/ban guest-9 1h");
+    assert!(h.take(3)[0].contains("guest-9 is not connected"));
+}

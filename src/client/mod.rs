@@ -187,6 +187,14 @@ fn connect_loop(
                     }
                     Ending::Closed { code, reason } => {
                         out.status(&format!("connection closed by the server: {code}{}", describe(&reason)));
+                        // Kicked or banned (4000), or a session that cannot go on: coming back
+                        // would only repeat it.
+                        let final_close = code == crate::server::hub::KICKED
+                            || (code == 1008
+                                && (reason.starts_with("token expired") || reason.starts_with("nick ")));
+                        if final_close {
+                            return EXIT_FAILURE;
+                        }
                         EXIT_FAILURE
                     }
                     Ending::Lost(why) => {

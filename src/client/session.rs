@@ -24,7 +24,7 @@ use tungstenite::{Message, WebSocket};
 use super::display::Output;
 use rustls::ClientConfig as TlsConfig;
 
-use super::resume::Resume;
+use super::resume::{without_token, Resume};
 use crate::chat::{Event, ServerLine, JSON_SUBPROTOCOL};
 use crate::tls::client::{ClientStream, ClientTls};
 
@@ -128,7 +128,7 @@ fn connect_asking(
 ) -> Result<Session, ConnectError> {
     let mut request = url
         .into_client_request()
-        .map_err(|e| ConnectError::permanent(format!("invalid URL {url:?}: {e}")))?;
+        .map_err(|e| ConnectError::permanent(format!("invalid URL {:?}: {e}", without_token(url))))?;
     if ask_json {
         request
             .headers_mut()
@@ -140,7 +140,8 @@ fn connect_asking(
         Some("wss") => true,
         _ => {
             return Err(ConnectError::permanent(format!(
-                "invalid URL {url:?}: the scheme must be ws:// or wss://"
+                "invalid URL {:?}: the scheme must be ws:// or wss://",
+                without_token(url)
             )))
         }
     };
@@ -149,7 +150,7 @@ fn connect_asking(
     let tls = match secure {
         true => Some(
             ClientTls::new(tls.clone(), host)
-                .map_err(|e| ConnectError::permanent(format!("invalid URL {url:?}: {e}")))?,
+                .map_err(|e| ConnectError::permanent(format!("invalid URL {:?}: {e}", without_token(url))))?,
         ),
         false => None,
     };

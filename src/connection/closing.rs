@@ -27,7 +27,13 @@ impl<S: Stream> Connection<S> {
             | Phase::Open { closing: Some(deadline), .. } => Some(*deadline),
             Phase::Open { closing: None, .. } => {
                 let keep_alive = self.last_heard + if self.ping_sent { idle } else { idle / 2 };
-                let expiry = self.expires_at.map(|at| if self.expiry_told { at + TOKEN_GRACE } else { at });
+                let expiry = self.expires_at.and_then(|at| {
+                    if self.expiry_told {
+                        at.checked_add(TOKEN_GRACE)
+                    } else {
+                        Some(at)
+                    }
+                });
                 Some(expiry.map_or(keep_alive, |expiry| expiry.min(keep_alive)))
             }
             Phase::Gone => None,
@@ -74,7 +80,8 @@ impl<S: Stream> Connection<S> {
                 Step::Gone("close timeout".into())
             }
             Phase::Open { closing: None, .. }
-                if self.expires_at.is_some_and(|at| now >= at + TOKEN_GRACE && self.expiry_told) =>
+                if self.expiry_told
+                    && self.expires_at.is_some_and(|at| now.saturating_duration_since(at) >= TOKEN_GRACE) =>
             {
                 debug!("{}: token expired and not renewed; closing with 1008", self.peer);
                 self.close(CloseCode::Policy, "token expired", now, settings);

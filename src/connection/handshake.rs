@@ -2,7 +2,7 @@
 //! an error), or completing the WebSocket upgrade with tungstenite.
 
 use std::io;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use log::debug;
@@ -11,7 +11,7 @@ use tungstenite::http::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 
 use super::{Admission, Clock, Connection, HandshakeStream, Phase, Protocol, Route, Step, Stream};
 use crate::auth::{Identity, Token};
-use crate::chat::names::validate_nick;
+use crate::chat::names::{fold, validate_nick};
 use crate::chat::{Bans, JSON_SUBPROTOCOL};
 use crate::http::{self, Decision, Endpoint, HeadProgress, Reply};
 use crate::logline::quoted;
@@ -36,6 +36,11 @@ fn authenticate(token: Option<Token>, settings: &Settings) -> Result<Option<Box<
     // The token's subject is the nick: it must be one.
     validate_nick(&identity.sub)
         .map_err(|e| Reply::unauthorized(format!("the token's sub is not a valid nick: {}", e.0)))?;
+    // Guests are guest-N: a user named like one could be taken for a guest, or find the nick
+    // held by one.
+    if fold(&identity.sub).starts_with(&fold("guest-")) {
+        return Err(Reply::unauthorized("the token's sub is not a valid nick: guest- names are for guests"));
+    }
     Ok(Some(Box::new(identity)))
 }
 
@@ -158,7 +163,7 @@ impl<S: Stream> Connection<S> {
         if let Some(identity) = &identity {
             // The token's expiry, on the loop's clock.
             let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            self.expires_at = Some(clock.now + Duration::from_secs(identity.exp.saturating_sub(now_unix)));
+            self.expires_at = identity.expires_at(clock.now, now_unix);
         }
         Step::Upgraded(endpoint, identity)
     }

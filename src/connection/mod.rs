@@ -272,8 +272,8 @@ impl<S: Stream> Connection<S> {
     }
 
     /// A new token's expiry (`/token`): the session goes on until then.
-    pub fn extend_session(&mut self, expires_at: Instant) {
-        self.expires_at = Some(expires_at);
+    pub fn extend_session(&mut self, expires_at: Option<Instant>) {
+        self.expires_at = expires_at;
         self.expiry_told = false;
     }
 

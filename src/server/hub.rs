@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use log::{debug, info};
@@ -373,12 +373,16 @@ impl<S: Stream> Hub<S> {
             (Some(auth), Some(nick)) => {
                 let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
                 match auth.verify(token, now_unix) {
-                    Ok(identity) if identity.sub == nick && self.chat.is_signed(client) => {
-                        let at = now + Duration::from_secs(identity.exp - now_unix);
+                    _ if !self.chat.is_signed(client) => {
+                        Event::error("guests cannot renew a session: connect with a token")
+                    }
+                    Ok(identity) if identity.sub == nick => {
                         if let Some(conn) = self.conns.get_mut(client) {
-                            conn.extend_session(at);
+                            conn.extend_session(identity.expires_at(now, now_unix));
                         }
                         self.rearm(client);
+                        // Its rights are the new token's (rooms, role).
+                        self.chat.renew(client, &identity, &mut self.effects);
                         Event::notice(format!("session renewed for {}s", identity.exp - now_unix))
                     }
                     Ok(_) => Event::error("that token is for another user"),

@@ -16,6 +16,8 @@ const SUBPROTOCOL = "wschat.json";
 // A sign-in token the embedding site put in this page's URL (?token=JWT): used for every
 // connection, and the nick is the token's.
 const TOKEN = new URLSearchParams(location.search).get("token");
+// Out of the address bar and the browser's history once read.
+if (TOKEN) history.replaceState(null, "", location.pathname);
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -92,6 +94,12 @@ function connect() {
       state.me = null;
       state.room = null;
       state.leaving = false;
+      return;
+    }
+    // Removed by a moderator, or a session that cannot go on: coming back would only repeat it.
+    if (event.code === 4000 || (event.code === 1008 && /^(token expired|nick )/.test(event.reason))) {
+      show(`disconnected: ${why}`, "gap");
+      setStatus("offline", "disconnected");
       return;
     }
     if (!opened) {
