@@ -379,3 +379,49 @@ fn token_signs_in_from_a_file_or_stdin_and_is_never_shown() {
     assert_eq!(status.code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_kicked_client_does_not_come_back_even_with_reconnect() {
+    let dir = std::env::temp_dir().join(format!("wschat-client-kick-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = b"the kick test's secret, 32 bytes..";
+    std::fs::write(dir.join("secret"), secret).unwrap();
+    let server = TestServer::start(&["--jwt-secret", dir.join("secret").to_str().unwrap()]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let token = |claims: serde_json::Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    std::fs::write(dir.join("ivy"), token(serde_json::json!({"sub": "ivy", "exp": now + 600}))).unwrap();
+    let mut ivy = ClientProcess::start(&[
+        &server.url("/"),
+        "--token",
+        dir.join("ivy").to_str().unwrap(),
+        "--reconnect",
+    ]);
+    ivy.expect_stdout(|l| l.starts_with("*** welcome, you are ivy"));
+    let admin = token(serde_json::json!({"sub": "root", "exp": now + 600, "role": "admin"}));
+    let mut root = server.connect(&format!("/?token={admin}"));
+    common::recv_until(&mut root, |t| t.starts_with("*** welcome"));
+    common::send(&mut root, "/kick ivy enough");
+    // The process ends by itself (input still open): no reconnection.
+    let until = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = ivy.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < until, "the kicked client is still running");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (_, stderr) = ivy.wait();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("4000 (kicked by root: enough)") && !stderr.contains("reconnecting in"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -320,7 +320,7 @@ async function main() {
     });
 
     await step("a dropped connection comes back with every message said meanwhile, once", async () => {
-      await ann.evaluate(() => state.socket.close(4000, "test: the network drops"));
+      await ann.evaluate(() => state.socket.close(4001, "test: the network drops"));
       for (let i = 1; i <= 5; i += 1) await say(bob, `while ann was away ${i}`);
       await ann.waitForSelector('#status[data-state="open"]');
       await say(bob, "and live again");
