@@ -27,8 +27,8 @@
 //! - [`client`] is the terminal chat client behind `wschat-client` (feature `client`).
 //! - [`bench`] is the load generator behind `wschat-bench` (feature `bench`).
 
-#[cfg(feature = "bench")]
 pub mod auth;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod chat;
 #[cfg(feature = "client")]
