@@ -27,11 +27,11 @@ impl<S: Stream> Connection<S> {
             | Phase::Open { closing: Some(deadline), .. } => Some(*deadline),
             Phase::Open { closing: None, .. } => {
                 let keep_alive = self.last_heard + if self.ping_sent { idle } else { idle / 2 };
-                let expiry = self.expires_at.and_then(|at| {
-                    if self.expiry_told {
-                        at.checked_add(TOKEN_GRACE)
+                let expiry = self.expiry.as_deref().and_then(|e| {
+                    if e.told {
+                        e.at.checked_add(TOKEN_GRACE)
                     } else {
-                        Some(at)
+                        Some(e.at)
                     }
                 });
                 Some(expiry.map_or(keep_alive, |expiry| expiry.min(keep_alive)))
@@ -80,17 +80,21 @@ impl<S: Stream> Connection<S> {
                 Step::Gone("close timeout".into())
             }
             Phase::Open { closing: None, .. }
-                if self.expiry_told
-                    && self.expires_at.is_some_and(|at| now.saturating_duration_since(at) >= TOKEN_GRACE) =>
+                if self
+                    .expiry
+                    .as_deref()
+                    .is_some_and(|e| e.told && now.saturating_duration_since(e.at) >= TOKEN_GRACE) =>
             {
                 debug!("{}: token expired and not renewed; closing with 1008", self.peer);
                 self.close(CloseCode::Policy, "token expired", now, settings);
                 Step::Left("token expired".into())
             }
             Phase::Open { closing: None, .. }
-                if self.expires_at.is_some_and(|at| now >= at) && !self.expiry_told =>
+                if self.expiry.as_deref().is_some_and(|e| !e.told && now >= e.at) =>
             {
-                self.expiry_told = true;
+                if let Some(expiry) = &mut self.expiry {
+                    expiry.told = true;
+                }
                 Step::Expired
             }
             Phase::Open { transport, closing: None, .. } => {

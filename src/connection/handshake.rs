@@ -163,7 +163,7 @@ impl<S: Stream> Connection<S> {
         if let Some(identity) = &identity {
             // The token's expiry, on the loop's clock.
             let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            self.expires_at = identity.expires_at(clock.now, now_unix);
+            self.extend_session(identity.expires_at(clock.now, now_unix));
         }
         Step::Upgraded(endpoint, identity)
     }
