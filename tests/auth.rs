@@ -6,10 +6,9 @@
 mod common;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{read_http_head, recv_text, recv_until, send, TestServer};
+use common::{read_http_head, recv_text, recv_until, send, TempDir, TestServer};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tungstenite::client::IntoClientRequest;
@@ -20,30 +19,6 @@ const SECRET: &[u8] = b"a test secret that is long enough!";
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
-/// A directory for key files, removed when dropped.
-struct Keys(PathBuf);
-
-impl Keys {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("wschat-auth-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn file(&self, name: &str, contents: &[u8]) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).unwrap();
-        path.to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Keys {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn hs256(secret: &[u8], claims: Value) -> String {
@@ -73,7 +48,7 @@ fn answer(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> (String,
 
 #[test]
 fn a_valid_token_signs_in_as_its_sub_by_query_or_bearer_header() {
-    let keys = Keys::new("valid");
+    let keys = TempDir::new("valid");
     let server = TestServer::start(&["--jwt-secret", &keys.file("secret", SECRET)]);
     let token = hs256(SECRET, valid("alice"));
     let mut alice = server.connect(&format!("/?token={token}&nick=mallory"));
@@ -101,7 +76,7 @@ fn a_valid_token_signs_in_as_its_sub_by_query_or_bearer_header() {
 
 #[test]
 fn bad_tokens_get_401_with_the_reason() {
-    let keys = Keys::new("bad");
+    let keys = TempDir::new("bad");
     let server = TestServer::start(&[
         "--jwt-secret",
         &keys.file("secret", SECRET),
@@ -144,7 +119,7 @@ fn bad_tokens_get_401_with_the_reason() {
 
 #[test]
 fn a_public_key_server_takes_es256_and_refuses_hs256_made_with_its_public_key() {
-    let keys = Keys::new("es256");
+    let keys = TempDir::new("es256");
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let public = pair.public_key_pem();
     let server = TestServer::start(&[
@@ -177,7 +152,7 @@ fn a_public_key_server_takes_es256_and_refuses_hs256_made_with_its_public_key() 
 
 #[test]
 fn require_auth_refuses_anyone_without_a_token() {
-    let keys = Keys::new("require");
+    let keys = TempDir::new("require");
     let server = TestServer::start(&["--jwt-secret", &keys.file("secret", SECRET), "--require-auth"]);
     let (status, body) = answer(&server, "/", &[]);
     assert_eq!(status, "HTTP/1.1 401 Unauthorized");
@@ -191,7 +166,7 @@ fn require_auth_refuses_anyone_without_a_token() {
 
 #[test]
 fn sighup_rereads_the_keys() {
-    let keys = Keys::new("reload");
+    let keys = TempDir::new("reload");
     let secret_file = keys.file("secret", SECRET);
     let server = TestServer::start(&["--jwt-secret", &secret_file]);
     let old = hs256(SECRET, valid("erin"));
@@ -224,7 +199,7 @@ fn a_key_file_that_cannot_be_used_stops_the_server_at_start_naming_it() {
 
 #[test]
 fn moderators_kick_and_ban_and_bans_survive_a_restart() {
-    let keys = Keys::new("moderation");
+    let keys = TempDir::new("moderation");
     let data = keys.0.join("data");
     let secret = keys.file("secret", SECRET);
     let flags = ["--jwt-secret", secret.as_str(), "--data-dir", data.to_str().unwrap()];
@@ -284,7 +259,7 @@ fn moderators_kick_and_ban_and_bans_survive_a_restart() {
 
 #[test]
 fn token_renews_a_session_only_with_the_same_users_valid_token() {
-    let keys = Keys::new("renew");
+    let keys = TempDir::new("renew");
     let server = TestServer::start(&["--jwt-secret", &keys.file("secret", SECRET)]);
     let mut ann = server.connect(&format!("/?token={}", hs256(SECRET, valid("ann"))));
     recv_until(&mut ann, |t| t.starts_with("*** welcome"));
@@ -307,7 +282,7 @@ fn token_renews_a_session_only_with_the_same_users_valid_token() {
 
 #[test]
 fn session_answers_what_the_handshake_would() {
-    let keys = Keys::new("session");
+    let keys = TempDir::new("session");
     let server = TestServer::start(&["--jwt-secret", &keys.file("secret", SECRET), "--require-auth"]);
     let get = |path: &str| common::http_exchange(&server, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
     assert!(get(&format!("/session?token={}", hs256(SECRET, valid("fay"))))
@@ -322,7 +297,7 @@ fn session_answers_what_the_handshake_would() {
 
 #[test]
 fn private_rooms_are_only_for_the_users_their_tokens_name() {
-    let keys = Keys::new("private");
+    let keys = TempDir::new("private");
     let server = TestServer::start(&["--jwt-secret", &keys.file("secret", SECRET)]);
     let signed = |claims: Value| {
         let mut ws = server.connect(&format!("/?token={}", hs256(SECRET, claims)));

@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 use std::thread;
 
-use common::{read_http_head, recv_text, recv_until, send, Client, TestServer};
+use common::{read_http_head, recv_text, recv_until, send, Client, TempDir, TestServer};
 use serde_json::Value;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
@@ -271,28 +271,6 @@ fn json_mode_gives_every_kind_of_event_its_own_type() {
     send(&mut alice, "/quit bye");
     let left = recv_json(&mut bob);
     assert_eq!((left["type"].as_str(), left["reason"].as_str()), (Some("left"), Some("quit: bye")));
-}
-
-/// A fresh directory for a store, removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("wschat-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn arg(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]
