@@ -2,9 +2,13 @@
 //! closing), its read and write buffers, and its sending state. The worker owns many of these
 //! and drives them from its poll loop.
 //!
-//! Received frames are parsed in place in the connection's read buffer and scanned for a
-//! token; no message is allocated. Pings are answered; everything that is not a token is
-//! ignored.
+//! The receive path is built to cost less than the server's send path, so that one bench core
+//! keeps up with one server core: each readiness is one large `read` into the worker's shared
+//! buffer ([`Tools::rx`]), frames are walked in place there, the token is found with `memchr`,
+//! and deliveries are tallied in plain worker-local counters ([`Tally`]). A connection keeps
+//! only the tail of a frame a read cut short (`pending`, empty and unallocated for most), so an
+//! idle bench connection holds no read buffer. Pings are answered; everything that is not a
+//! token is ignored.
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering;
@@ -19,7 +23,8 @@ use crate::rng::Rng;
 use crate::tls::client::ClientStream;
 use crate::wire::{push_client_frame, UpgradeRequest};
 
-const READ_CHUNK: usize = 16 * 1024;
+/// The worker's read buffer: one read takes everything a busy connection has queued.
+pub const READ_BUFFER: usize = 256 * 1024;
 /// Largest server frame the bench accepts.
 const MAX_FRAME: usize = 64 << 20;
 
@@ -42,17 +47,27 @@ pub struct Sender {
     pub next_due_ns: u64,
 }
 
-/// What a worker lends its connections: the random generator (masks) and a reused buffer.
+/// What a worker lends its connections: the random generator (masks), the buffer messages
+/// are built in, and the buffer every read lands in.
 pub struct Tools {
     pub rng: Rng,
     pub scratch: Vec<u8>,
+    pub rx: Vec<u8>,
 }
 
-/// Where received latencies go.
+/// Deliveries a worker saw since it last published them to [`Shared`]: plain counters, so a
+/// delivery costs no atomic operation shared between threads.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub delivered: u64,
+    pub delivered_counted: u64,
+}
+
+/// Where received deliveries go: the tallies and this worker's latency histogram.
 pub struct Recorder<'a> {
     pub shared: &'a Shared,
+    pub tally: &'a mut Tally,
     pub latency: &'a mut Histogram<u64>,
-    pub interval: &'a mut Histogram<u64>,
 }
 
 pub struct Client {
@@ -65,8 +80,8 @@ pub struct Client {
     /// When churn closes this connection (0: not scheduled yet).
     pub dies_at_ns: u64,
     pub started_ns: u64,
-    rbuf: Vec<u8>,
-    rlen: usize,
+    /// The start of a frame (or of the handshake response) that the last read cut short.
+    pending: Vec<u8>,
     wbuf: Vec<u8>,
     wpos: usize,
     pub sender: Option<Sender>,
@@ -97,8 +112,7 @@ impl Client {
             reconnect: false,
             dies_at_ns: 0,
             started_ns: now_ns,
-            rbuf: vec![0; READ_CHUNK],
-            rlen: 0,
+            pending: Vec::new(),
             wbuf: UpgradeRequest::new(&plan.host, &plan.path).to_bytes(),
             wpos: 0,
             sender,
@@ -154,61 +168,70 @@ impl Client {
         }
     }
 
-    /// Reads until blocked, handling the handshake response and every complete frame; false if
-    /// the connection ended or failed.
+    /// Reads what the server sent, handling the handshake response and every complete frame;
+    /// false if the connection ended or failed.
+    ///
+    /// Each read lands in the worker's buffer behind the carried-over tail of the last one, so
+    /// the frames are walked where they landed. A plain socket read that comes back short of
+    /// the buffer has drained the socket (a later arrival raises a new edge), so a busy
+    /// connection costs one `read` per readiness rather than a second one that would block.
     pub fn read(&mut self, plan: &Plan, recorder: &mut Recorder, tools: &mut Tools, sending: bool) -> bool {
         loop {
-            if !self.make_room() {
-                return false;
+            let carried = self.pending.len();
+            let frame_len = wire::frame_len_hint(&self.pending).unwrap_or(0);
+            if frame_len > MAX_FRAME {
+                // A server announcing an absurd frame: dropped rather than allocated.
+                return self.failed(format!("the server announced a {frame_len}-byte frame"));
             }
-            match self.stream.read(&mut self.rbuf[self.rlen..]) {
+            let wanted = frame_len.max(carried + READ_BUFFER / 2);
+            if tools.rx.len() < wanted {
+                tools.rx.resize(wanted, 0);
+            }
+            let room = tools.rx.len() - carried;
+            let read = match self.stream.read(&mut tools.rx[carried..]) {
                 Ok(0) => return self.failed("connection closed by the server".into()),
-                Ok(n) => self.rlen += n,
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.failed(describe(&e)),
-            }
+            };
+            tools.rx[..carried].copy_from_slice(&self.pending);
+            self.pending.clear();
+            let len = carried + read;
             let mut at = 0;
             if self.is_connecting() {
-                match self.handshake_response(plan, &mut tools.rng) {
+                match self.handshake_response(&tools.rx[..len], plan, &mut tools.rng) {
                     Some(Some(end)) => at = end,
-                    Some(None) => continue,
+                    Some(None) => {
+                        self.pending.extend_from_slice(&tools.rx[..len]);
+                        continue;
+                    }
                     None => return false,
                 }
             }
             let now_ns = recorder.shared.now_ns();
-            let Some(consumed) = self.frames(at, recorder, &mut tools.rng, now_ns) else { return false };
-            self.rbuf.copy_within(consumed..self.rlen, 0);
-            self.rlen -= consumed;
+            let Some(consumed) = self.frames(&tools.rx[..len], at, recorder, &mut tools.rng, now_ns) else {
+                return false;
+            };
+            self.pending.extend_from_slice(&tools.rx[consumed..len]);
             if sending && self.is_open() {
                 self.top_up(plan, recorder.shared, tools, now_ns);
+            }
+            if read < room && matches!(self.stream, ClientStream::Plain(_)) {
+                return true;
             }
         }
     }
 
-    /// Grows the read buffer to hold the frame in progress (or another chunk); false for a
-    /// server announcing an absurd frame, which is dropped rather than allocated.
-    fn make_room(&mut self) -> bool {
-        if self.rbuf.len() - self.rlen >= READ_CHUNK / 2 {
-            return true;
-        }
-        let frame_len = wire::frame_len_hint(&self.rbuf[..self.rlen]).unwrap_or(0);
-        if frame_len > MAX_FRAME {
-            return false;
-        }
-        self.rbuf.resize(frame_len.max(self.rlen + READ_CHUNK), 0);
-        true
-    }
-
-    /// The 101 response: where it ends, None inside if it is not complete yet, or None if the
-    /// server refused.
-    fn handshake_response(&mut self, plan: &Plan, rng: &mut Rng) -> Option<Option<usize>> {
-        let Some(end) = self.rbuf[..self.rlen].windows(4).position(|w| w == b"\r\n\r\n") else {
+    /// The 101 response at the front of `buf`: where it ends, None inside if it is not complete
+    /// yet, or None if the server refused.
+    fn handshake_response(&mut self, buf: &[u8], plan: &Plan, rng: &mut Rng) -> Option<Option<usize>> {
+        let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
             return Some(None);
         };
-        if !self.rbuf.starts_with(b"HTTP/1.1 101") {
+        if !buf.starts_with(b"HTTP/1.1 101") {
             // "HTTP/1.1 404 Not Found" says it all.
-            let status_line = self.rbuf[..end].split(|&b| b == b'\r').next().unwrap_or_default();
+            let status_line = buf[..end].split(|&b| b == b'\r').next().unwrap_or_default();
             let status = String::from_utf8_lossy(status_line.get(9..).unwrap_or_default()).into_owned();
             self.failed(format!("the server answered {status}"));
             return None;
@@ -226,16 +249,17 @@ impl Client {
     /// None if the server closed.
     fn frames(
         &mut self,
+        buf: &[u8],
         mut at: usize,
         recorder: &mut Recorder,
         rng: &mut Rng,
         now_ns: u64,
     ) -> Option<usize> {
-        while let Some(frame) = wire::parse_frame(&self.rbuf[at..self.rlen]) {
-            let payload = (at + frame.payload.0, at + frame.payload.1);
+        while let Some(frame) = wire::parse_frame(&buf[at..]) {
+            let payload = &buf[at + frame.payload.0..at + frame.payload.1];
             match frame.opcode {
                 1 | 0 => {
-                    let text = &self.rbuf[payload.0..payload.1];
+                    let text = payload;
                     if text.first() == Some(&b'*') {
                         // A notice: only the replay markers matter here.
                         if text.starts_with(REPLAY_START) {
@@ -247,10 +271,7 @@ impl Client {
                         self.delivered(token, recorder, now_ns);
                     }
                 }
-                9 => {
-                    let (rbuf, wbuf) = (&self.rbuf, &mut self.wbuf);
-                    push_client_frame(wbuf, 0x8A, &rbuf[payload.0..payload.1], Some(rng.mask()));
-                }
+                9 => push_client_frame(&mut self.wbuf, 0x8A, payload, Some(rng.mask())),
                 8 => return None,
                 _ => {}
             }
@@ -260,13 +281,10 @@ impl Client {
     }
 
     fn delivered(&mut self, token: Token, recorder: &mut Recorder, now_ns: u64) {
-        let shared = recorder.shared;
-        shared.delivered.fetch_add(1, Ordering::Relaxed);
-        if shared.counted(token.sent_ns) {
-            shared.delivered_counted.fetch_add(1, Ordering::Relaxed);
-            let latency = now_ns.saturating_sub(token.sent_ns).max(1);
-            let _ = recorder.latency.record(latency);
-            let _ = recorder.interval.record(latency);
+        recorder.tally.delivered += 1;
+        if recorder.shared.counted(token.sent_ns) {
+            recorder.tally.delivered_counted += 1;
+            let _ = recorder.latency.record(now_ns.saturating_sub(token.sent_ns).max(1));
         }
         // Only a message this sender sent acknowledges anything (the window must never run
         // ahead of what was sent).

@@ -13,6 +13,7 @@
 //! deliveries per second and end-to-end latency percentiles.
 
 pub mod client;
+pub mod cpu;
 pub mod wire;
 pub mod worker;
 
@@ -118,6 +119,11 @@ pub struct BenchConfig {
     #[arg(long, value_name = "FILE")]
     pub histogram: Option<std::path::PathBuf>,
 
+    /// The server's process id: the report then gives its CPU time per delivery beside the
+    /// bench's own (read from /proc, so the server must run on this machine).
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
     /// Time allowed for all connections to open.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Duration,
@@ -140,6 +146,8 @@ pub struct Report {
     pub churn_failures: u64,
     /// Why the first failed connection failed.
     pub first_failure: Option<String>,
+    /// CPU per delivery, both sides, from traffic start to the end of the drain.
+    pub cpu: cpu::Usage,
 }
 
 impl BenchConfig {
@@ -323,6 +331,9 @@ fn drain(config: &BenchConfig, shared: &Shared, progress: &mut Progress, connect
 /// Runs the benchmark, printing a progress line to stderr every second.
 pub fn run(config: BenchConfig) -> Result<Report, String> {
     config.validate()?;
+    if let Some(pid) = config.server_pid {
+        cpu::of_process(pid).map_err(|e| format!("--server-pid {pid}: {e}"))?;
+    }
     let shared = Arc::new(Shared::new());
     let handles = spawn_workers(&config, &shared)?;
     let mut progress = Progress::new(shared.clone());
@@ -334,9 +345,12 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
             shared.failure().unwrap_or_else(|| format!("no connection within {:?}", config.connect_timeout));
         return Err(format!("no connection to {}: {why}", config.url));
     }
+    let traffic_start = cpu::Mark::now(config.server_pid, shared.delivered.load(Ordering::Relaxed));
     send(&config, &shared, &mut progress);
     drain(&config, &shared, &mut progress, connected);
+    let traffic_end = cpu::Mark::now(config.server_pid, shared.delivered.load(Ordering::Relaxed));
     shared.stop.store(true, Ordering::Release);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(config.threads);
 
     let mut report = Report {
         connected,
@@ -350,6 +364,7 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         churn_cycles: shared.churn_cycles.load(Ordering::Relaxed),
         churn_failures: shared.churn_failures.load(Ordering::Relaxed),
         first_failure: shared.failure(),
+        cpu: cpu::Usage::between(&traffic_start, &traffic_end, cores),
         config,
     };
     for handle in handles {
@@ -459,6 +474,9 @@ fn us(histogram: &Histogram<u64>, quantile: f64) -> f64 {
     histogram.value_at_quantile(quantile) as f64 / 1000.0
 }
 
+/// Above this share of its cores, the bench may have measured itself.
+const BUSY_BENCH: f64 = 0.9;
+
 impl Report {
     pub fn lost(&self) -> u64 {
         self.expected.saturating_sub(self.delivered)
@@ -521,6 +539,28 @@ impl Report {
                 at(&self.latency, 0.999),
                 at(&self.latency, 1.0)
             );
+            let per_delivery =
+                |ns: Option<f64>| ns.map_or("-".to_string(), |ns| duration_ns(ns.round() as u64));
+            let _ = writeln!(
+                out,
+                "cpu per delivery: bench={} ({:.0}% of its core{}) server={}",
+                per_delivery(self.cpu.bench_ns_per_delivery),
+                self.cpu.bench_core_use * 100.0,
+                if c.threads > 1 { "s" } else { "" },
+                match c.server_pid {
+                    Some(_) => per_delivery(self.cpu.server_ns_per_delivery),
+                    None => "- (give --server-pid)".to_string(),
+                }
+            );
+            if self.cpu.bench_core_use > BUSY_BENCH {
+                let _ = writeln!(
+                    out,
+                    "warning: the bench used {:.0}% of its core{}: it may have been the limit, not the server \
+                     (give it more --threads and cores)",
+                    self.cpu.bench_core_use * 100.0,
+                    if c.threads > 1 { "s" } else { "" },
+                );
+            }
         }
         out
     }
@@ -563,7 +603,8 @@ impl Report {
                 "\"duration_s\":{},\"warmup_s\":{},\"threads\":{},\"connected\":{},\"connect_failures\":{},",
                 "\"connect_p50_us\":{:.1},\"connect_p99_us\":{:.1},\"sent\":{},\"deliveries\":{},",
                 "\"expected\":{},\"lost\":{},\"churn_cycles\":{},\"churn_failures\":{},\"deliveries_total\":{},\"deliveries_per_sec\":{:.1},\"latency_p50_us\":{:.1},",
-                "\"latency_p90_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"latency_max_us\":{:.1}}}\n"
+                "\"latency_p90_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"latency_max_us\":{:.1},",
+                "\"bench_cpu_ns_per_delivery\":{},\"server_cpu_ns_per_delivery\":{},\"bench_core_use\":{:.3}}}\n"
             ),
             c.url,
             c.clients,
@@ -590,9 +631,17 @@ impl Report {
             us(&self.latency, 0.9),
             us(&self.latency, 0.99),
             us(&self.latency, 0.999),
-            us(&self.latency, 1.0)
+            us(&self.latency, 1.0),
+            json_number(self.cpu.bench_ns_per_delivery),
+            json_number(self.cpu.server_ns_per_delivery),
+            self.cpu.bench_core_use
         )
     }
+}
+
+/// A figure for the JSON output: one decimal, or null when there is none.
+fn json_number(value: Option<f64>) -> String {
+    value.map_or("null".to_string(), |v| format!("{v:.1}"))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use mio::{Events, Poll};
 
-use super::client::{Client, Recorder, Stage, Tools};
+use super::client::{Client, Recorder, Stage, Tally, Tools, READ_BUFFER};
 use super::wire;
 use crate::rng::Rng;
 use crate::tls::client::ClientTls;
@@ -167,8 +167,11 @@ pub struct Worker {
     poll: Poll,
     clients: Vec<Client>,
     outcome: Outcome,
-    /// Latencies since the last merge into `Shared::interval`.
+    /// Latencies since the last merge into `Shared::interval` and `outcome.latency`: each
+    /// delivery is recorded once, here.
     interval: Histogram<u64>,
+    /// Deliveries not yet added to `Shared`'s counters.
+    tally: Tally,
     last_merge: Instant,
     last_churn: Instant,
     next_to_open: usize,
@@ -190,7 +193,8 @@ impl Worker {
             last_churn: Instant::now(),
             next_to_open: 0,
             in_flight: 0,
-            tools: Tools { rng: Rng::seeded(seed), scratch },
+            tally: Tally::default(),
+            tools: Tools { rng: Rng::seeded(seed), scratch, rx: vec![0; READ_BUFFER] },
             plan,
             shared,
         })
@@ -204,6 +208,7 @@ impl Worker {
             let traffic_start = self.shared.traffic_start_ns.load(Ordering::Acquire);
             let sending = traffic_start != 0 && !self.shared.stop_sending.load(Ordering::Acquire);
             if self.shared.stop.load(Ordering::Acquire) {
+                self.merge_latencies();
                 return Ok(self.outcome);
             }
             let timeout = self.poll_timeout(sending, traffic_start);
@@ -219,6 +224,7 @@ impl Worker {
                 self.churn();
                 self.send();
             }
+            self.publish_tally();
             self.merge_progress();
         }
     }
@@ -259,7 +265,7 @@ impl Worker {
 
     /// One connection is readable and/or writable.
     fn on_event(&mut self, index: usize, readable: bool, writable: bool, sending: bool) {
-        let Self { clients, plan, shared, outcome, interval, tools, .. } = self;
+        let Self { clients, plan, shared, interval, tally, tools, .. } = self;
         let Some(client) = clients.get_mut(index) else { return };
         if matches!(client.stage, Stage::Dead) {
             return;
@@ -274,7 +280,7 @@ impl Worker {
             ok = client.flush();
         }
         if ok && readable {
-            let mut recorder = Recorder { shared, latency: &mut outcome.latency, interval };
+            let mut recorder = Recorder { shared, tally, latency: interval };
             ok = client.read(plan, &mut recorder, tools, sending);
         }
         // Anything queued while reading (a pong, the first message after the handshake).
@@ -375,11 +381,29 @@ impl Worker {
         }
     }
 
+    /// Adds this turn's deliveries to the shared counters: one atomic add per counter per
+    /// turn, not per delivery.
+    fn publish_tally(&mut self) {
+        let tally = std::mem::take(&mut self.tally);
+        if tally.delivered > 0 {
+            self.shared.delivered.fetch_add(tally.delivered, Ordering::Relaxed);
+        }
+        if tally.delivered_counted > 0 {
+            self.shared.delivered_counted.fetch_add(tally.delivered_counted, Ordering::Relaxed);
+        }
+    }
+
     /// Hands this thread's recent latencies to the progress reporter, a few times a second.
     fn merge_progress(&mut self) {
-        if self.last_merge.elapsed() < MERGE_EVERY {
-            return;
+        if self.last_merge.elapsed() >= MERGE_EVERY {
+            self.merge_latencies();
         }
+    }
+
+    /// Moves the latencies recorded since the last merge into the run's histogram and the
+    /// progress reporter's.
+    fn merge_latencies(&mut self) {
+        let _ = self.outcome.latency.add(&self.interval);
         if let Ok(mut shared_interval) = self.shared.interval.lock() {
             let _ = shared_interval.add(&self.interval);
         }
