@@ -35,6 +35,7 @@ pub mod chat;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod fdlimit;
 pub mod frame;
 pub mod http;
 pub mod logline;

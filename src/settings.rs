@@ -150,6 +150,19 @@ impl Settings {
     pub fn with_addr(addr: SocketAddr) -> Self {
         Config::with_addr(addr).settings().expect("the defaults are valid")
     }
+
+    /// Sockets the listener accepts at most: the clients, plus room to answer a burst of
+    /// over-limit clients with 503.
+    pub fn accept_cap(&self) -> usize {
+        self.max_connections + 64 + self.max_connections / 16
+    }
+
+    /// Open files the server may need: every accepted socket, plus the metrics scrapes and what
+    /// any process holds (see [`crate::fdlimit`]).
+    pub fn open_files_wanted(&self) -> u64 {
+        (self.accept_cap() + crate::metrics::endpoint::MAX_SCRAPES) as u64
+            + crate::fdlimit::FILES_BESIDES_CONNECTIONS
+    }
 }
 
 #[cfg(test)]

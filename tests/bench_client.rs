@@ -210,3 +210,47 @@ fn a_second_run_is_not_fooled_by_the_rooms_history_of_the_first() {
     };
     assert_eq!(number("deliveries"), number("expected"), "no replayed message counted: {messages}");
 }
+
+#[test]
+fn source_addrs_spread_the_connections_over_several_local_addresses() {
+    // Two connections per address: six clients need three addresses.
+    let server = TestServer::start(&["--max-connections-per-ip", "2"]);
+    let spread =
+        bench(&server.url("/"), "--clients 6 --idle --duration 200ms --source-addrs 127.0.0.2-127.0.0.4");
+    assert!(spread.stdout.contains("connect: ok=6 failed=0"), "{}\n{}", spread.stdout, spread.stderr);
+    let one = bench(&server.url("/"), "--clients 6 --idle --duration 200ms");
+    assert!(one.stdout.contains("connect: ok=2 failed=4"), "{}\n{}", one.stdout, one.stderr);
+    assert!(one.stdout.contains("503"), "the refusal is named: {}", one.stdout);
+}
+
+#[test]
+fn cpu_per_delivery_is_reported_for_the_bench_and_for_the_server_given_its_pid() {
+    let server = TestServer::start(&[]);
+    let json = std::env::temp_dir().join(format!("wschat-bench-cpu-{}.json", std::process::id()));
+    let pid = server.child.id();
+    let args = format!(
+        "--clients 50 --senders 2 --duration 1s --warmup 100ms --server-pid {pid} --json {}",
+        json.display()
+    );
+    let run = bench(&server.url("/"), &args);
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("cpu per delivery: "))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(
+        line.contains("bench=") && line.contains("% of its core") && !line.contains("server=-"),
+        "{line}"
+    );
+    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for field in ["bench_cpu_ns_per_delivery", "server_cpu_ns_per_delivery", "bench_core_use"] {
+        assert!(result[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {result}");
+    }
+    let _ = std::fs::remove_file(json);
+
+    let without = bench(&server.url("/"), "--clients 5 --duration 200ms --warmup 0s");
+    assert!(without.stdout.contains("server=- (give --server-pid)"), "{}", without.stdout);
+    let gone = bench(&server.url("/"), "--clients 5 --duration 200ms --server-pid 4294967295");
+    assert!(!gone.success && gone.stderr.contains("--server-pid 4294967295"), "{}", gone.stderr);
+}

@@ -99,7 +99,10 @@ const REPLAY_END: &[u8] = b"*** end of recent messages";
 impl Client {
     /// Starts connecting client `slot` of the plan, registered under `index`.
     pub fn open(plan: &Plan, poll: &Poll, slot: usize, index: usize, now_ns: u64) -> io::Result<Client> {
-        let tcp = TcpStream::connect(plan.addr)?;
+        let tcp = match plan.clients[slot].source {
+            None => TcpStream::connect(plan.addr)?,
+            Some(source) => connect_from(source, plan.addr)?,
+        };
         // Nagle would hold a sender's small frames behind unacknowledged ones.
         let _ = tcp.set_nodelay(true);
         let mut stream = ClientStream::new(tcp, plan.tls.as_ref())?;
@@ -332,6 +335,38 @@ impl Client {
             queued = true;
         }
     }
+}
+
+/// Starts a non-blocking connection from a chosen local address. The port is left for the
+/// kernel to pick at connect time (IP_BIND_ADDRESS_NO_PORT), so ports are shared between
+/// destinations rather than reserved per address at bind.
+fn connect_from(source: std::net::IpAddr, to: std::net::SocketAddr) -> io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt reads the int it is given; a kernel without the option refuses
+        // it, and binding then reserves the port as usual.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                std::ptr::from_ref(&on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    socket.bind(&SockAddr::from(std::net::SocketAddr::new(source, 0)))?;
+    match socket.connect(&SockAddr::from(to)) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(std::net::TcpStream::from(socket)))
 }
 
 /// An IO error as a person reads it: `connection refused`, not `Connection refused (os error 111)`.

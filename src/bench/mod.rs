@@ -19,7 +19,7 @@ pub mod worker;
 
 use std::fmt::Write as _;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -124,9 +124,49 @@ pub struct BenchConfig {
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
 
+    /// Spread the connections over this range of local source addresses, FIRST-LAST (such as
+    /// 127.0.0.1-127.0.0.8; one address is a range of one): each source address has its own
+    /// ~28,000 ephemeral ports (net.ipv4.ip_local_port_range), so a range lets one run open
+    /// more connections to one server address than that. Client i uses address i mod N.
+    #[arg(long, value_parser = parse_source_addrs, value_name = "FIRST-LAST")]
+    pub source_addrs: Option<SourceAddrs>,
+
     /// Time allowed for all connections to open.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Duration,
+}
+
+/// A range of local addresses to connect from (`--source-addrs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceAddrs(pub Vec<IpAddr>);
+
+/// Most addresses a `--source-addrs` range may name (a /16's worth).
+const MAX_SOURCE_ADDRS: u128 = 65_536;
+
+/// `FIRST-LAST` or a single address, both of one family, FIRST no later than LAST.
+fn parse_source_addrs(text: &str) -> Result<SourceAddrs, String> {
+    let (first, last) = text.split_once('-').unwrap_or((text, text));
+    let parse =
+        |part: &str| part.trim().parse::<IpAddr>().map_err(|_| format!("{part:?} is not an IP address"));
+    let (first, last) = (parse(first)?, parse(last)?);
+    let (from, to) = match (first, last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b))),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b)),
+        _ => return Err("both ends of the range must be IPv4, or both IPv6".into()),
+    };
+    if from > to {
+        return Err(format!("{first} comes after {last}"));
+    }
+    if to - from >= MAX_SOURCE_ADDRS {
+        return Err(format!("at most {MAX_SOURCE_ADDRS} addresses"));
+    }
+    let addrs = (from..=to)
+        .map(|n| match first {
+            IpAddr::V4(_) => IpAddr::from(std::net::Ipv4Addr::from(n as u32)),
+            IpAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::from(n)),
+        })
+        .collect();
+    Ok(SourceAddrs(addrs))
 }
 
 /// The outcome of a run.
@@ -245,6 +285,7 @@ fn spawn_workers(
             .step_by(threads)
             .map(|i| Slot {
                 sender: (i < config.senders && !config.idle).then_some(i as u32),
+                source: config.source_addrs.as_ref().map(|SourceAddrs(addrs)| addrs[i % addrs.len()]),
                 first_message: config.room.as_ref().map(|room| match config.rooms {
                     1 => format!("/join {room}").into_bytes(),
                     n => format!("/join {room}-{}", i % n).into_bytes(),
@@ -331,6 +372,19 @@ fn drain(config: &BenchConfig, shared: &Shared, progress: &mut Progress, connect
 /// Runs the benchmark, printing a progress line to stderr every second.
 pub fn run(config: BenchConfig) -> Result<Report, String> {
     config.validate()?;
+    // Every connection is a file: raise this process's limit, or say which limit will stop it.
+    let wanted = config.clients as u64 + crate::fdlimit::FILES_BESIDES_CONNECTIONS;
+    match crate::fdlimit::raise_to(wanted) {
+        Ok(raised) if !raised.enough => {
+            eprintln!(
+                "wschat-bench: warning: --clients {}: {}",
+                config.clients,
+                crate::fdlimit::too_low(wanted, &raised)
+            )
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("wschat-bench: warning: cannot raise the open-file limit: {e}"),
+    }
     if let Some(pid) = config.server_pid {
         cpu::of_process(pid).map_err(|e| format!("--server-pid {pid}: {e}"))?;
     }
@@ -647,6 +701,21 @@ fn json_number(value: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_address_ranges_parse_and_bad_ones_say_why() {
+        let addrs = |text| {
+            parse_source_addrs(text).map(|SourceAddrs(a)| a.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(addrs("127.0.0.1-127.0.0.3").unwrap(), ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+        assert_eq!(addrs("127.0.0.255-127.0.1.0").unwrap(), ["127.0.0.255", "127.0.1.0"]);
+        assert_eq!(addrs("127.0.0.9").unwrap(), ["127.0.0.9"]);
+        assert_eq!(addrs("::1-::2").unwrap(), ["::1", "::2"]);
+        assert!(addrs("127.0.0.3-127.0.0.1").unwrap_err().contains("comes after"));
+        assert!(addrs("127.0.0.1-::1").unwrap_err().contains("both"));
+        assert!(addrs("10.0.0.0-10.2.0.0").unwrap_err().contains("at most"));
+        assert!(addrs("localhost").unwrap_err().contains("not an IP"));
+    }
 
     #[test]
     fn counts_get_thousands_separators() {

@@ -138,6 +138,8 @@ pub struct Plan {
 pub struct Slot {
     /// Global sender id if this client sends.
     pub sender: Option<u32>,
+    /// The local address to connect from (`--source-addrs`); the system's choice if None.
+    pub source: Option<std::net::IpAddr>,
     /// Text sent as soon as each of its handshakes completes (`--room`'s `/join`).
     pub first_message: Option<Vec<u8>>,
 }

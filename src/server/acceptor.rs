@@ -44,8 +44,7 @@ impl Acceptor {
         Ok(Self {
             local_addr: listener.local_addr()?,
             listener: Some(listener),
-            // Clients plus room to answer a burst of over-limit clients with 503.
-            cap: settings.max_connections + 64 + settings.max_connections / 16,
+            cap: settings.accept_cap(),
             paused: false,
             retry_at: None,
             last_warning: None,
