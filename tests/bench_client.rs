@@ -254,3 +254,31 @@ fn cpu_per_delivery_is_reported_for_the_bench_and_for_the_server_given_its_pid()
     let gone = bench(&server.url("/"), "--clients 5 --duration 200ms --server-pid 4294967295");
     assert!(!gone.success && gone.stderr.contains("--server-pid 4294967295"), "{}", gone.stderr);
 }
+
+#[test]
+fn shootout_steps_up_the_clients_and_reports_the_most_under_the_limit() {
+    let server = TestServer::start(&[]);
+    let json = std::env::temp_dir().join(format!("wschat-bench-shootout-{}.json", std::process::id()));
+    let args = format!("--shootout --clients 30 --step 10 --samples 8 --json {}", json.display());
+    let run = bench(&server.url("/"), &args);
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    let rows: Vec<&str> = run.stdout.lines().filter(|l| l.trim_end().ends_with("8/8")).collect();
+    assert_eq!(rows.len(), 3, "steps of 10, 20 and 30 clients, every sample complete: {}", run.stdout);
+    assert!(
+        run.stdout.contains("max_clients: 30 (every step up to --clients 30 stayed under it)"),
+        "{}",
+        run.stdout
+    );
+    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!((result["max_clients"].as_u64(), result["senders"].as_u64()), (Some(30), Some(4)), "{result}");
+    let clients: Vec<u64> =
+        result["steps"].as_array().unwrap().iter().map(|s| s["clients"].as_u64().unwrap()).collect();
+    assert_eq!(clients, [10, 20, 30]);
+    assert!(result["steps"][2]["p95_ms"].as_f64().unwrap() > 0.0);
+    let _ = std::fs::remove_file(json);
+
+    // A limit no broadcast can meet: the first step fails and nothing passes.
+    let strict =
+        bench(&server.url("/"), "--shootout --clients 30 --step 10 --samples 8 --shootout-limit 0ms");
+    assert!(strict.stdout.contains("max_clients: 0 (the next step passed the limit)"), "{}", strict.stdout);
+}

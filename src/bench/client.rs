@@ -285,6 +285,9 @@ impl Client {
 
     fn delivered(&mut self, token: Token, recorder: &mut Recorder, now_ns: u64) {
         recorder.tally.delivered += 1;
+        if let Some(samples) = &recorder.shared.samples {
+            samples.delivered(token, now_ns);
+        }
         if recorder.shared.counted(token.sent_ns) {
             recorder.tally.delivered_counted += 1;
             let _ = recorder.latency.record(now_ns.saturating_sub(token.sent_ns).max(1));
@@ -315,6 +318,14 @@ impl Client {
                     sender.next_due_ns <= now_ns
                 }
                 Pace::Idle => false,
+                Pace::Shootout => {
+                    let Some(samples) = shared.samples.as_ref() else { return queued };
+                    if let Some((first, _)) = samples.window().filter(|&(first, _)| sender.next_seq < first) {
+                        // A new step: its samples take the step's sequence numbers.
+                        (sender.next_seq, sender.acked) = (first, first);
+                    }
+                    samples.may_send(sender.id, sender.next_seq)
+                }
             };
             if !due {
                 return queued;

@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod cpu;
+pub mod shootout;
 pub mod wire;
 pub mod worker;
 
@@ -25,6 +26,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::builder::ArgPredicate;
 use clap::Parser;
 use hdrhistogram::Histogram;
 
@@ -58,8 +60,13 @@ pub struct BenchConfig {
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub connect_concurrency: usize,
 
-    /// How many of the clients send (the first ones).
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    /// How many of the clients send (the first ones); 4 with --shootout.
+    #[arg(
+        long,
+        default_value_t = 1,
+        default_value_if("shootout", ArgPredicate::IsPresent, "4"),
+        value_name = "N"
+    )]
     pub senders: usize,
 
     /// Size of each message in bytes (at least the 43-byte token).
@@ -130,6 +137,25 @@ pub struct BenchConfig {
     /// more connections to one server address than that. Client i uses address i mod N.
     #[arg(long, value_parser = parse_source_addrs, value_name = "FIRST-LAST")]
     pub source_addrs: Option<SourceAddrs>,
+
+    /// The websocket-shootout measure instead of a timed run: add clients in --step steps up to
+    /// --clients; at each step the --senders broadcast --samples messages, each sender's next
+    /// once its last reached every client; report each step's p50/p95/max time to the last
+    /// client, and max_clients, the most clients whose p95 stayed under --shootout-limit.
+    #[arg(long, conflicts_with_all = ["rate", "churn", "idle"])]
+    pub shootout: bool,
+
+    /// --shootout: clients added per step.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub step: usize,
+
+    /// --shootout: broadcasts timed per step, shared out among the senders.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub samples: usize,
+
+    /// --shootout: a step passes while its p95 is under this.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub shootout_limit: Duration,
 
     /// Time allowed for all connections to open.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
@@ -218,6 +244,12 @@ impl BenchConfig {
                 "--churn needs --rate or --idle (a window would stall on messages lost to a close)".into()
             );
         }
+        if self.shootout && (self.step == 0 || self.samples == 0 || self.senders == 0) {
+            return Err("--shootout needs --step, --samples and --senders of at least 1".into());
+        }
+        if self.shootout && self.rooms > 1 {
+            return Err("--shootout times broadcasts to every client: not with --rooms".into());
+        }
         if self.rate == Some(0) {
             return Err("--rate must be at least 1".into());
         }
@@ -274,6 +306,7 @@ fn spawn_workers(
 ) -> Result<Vec<std::thread::JoinHandle<io::Result<worker::Outcome>>>, String> {
     let Target { addr, host, path, tls } = config.target()?;
     let pace = match (config.idle, config.rate) {
+        _ if config.shootout => Pace::Shootout,
         (true, _) => Pace::Idle,
         (false, Some(rate)) => Pace::Interval(1_000_000_000 * config.senders.max(1) as u64 / rate),
         (false, None) => Pace::Window(config.window),
@@ -284,6 +317,7 @@ fn spawn_workers(
         let clients = (t..config.clients)
             .step_by(threads)
             .map(|i| Slot {
+                index: i,
                 sender: (i < config.senders && !config.idle).then_some(i as u32),
                 source: config.source_addrs.as_ref().map(|SourceAddrs(addrs)| addrs[i % addrs.len()]),
                 first_message: config.room.as_ref().map(|room| match config.rooms {

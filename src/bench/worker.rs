@@ -6,7 +6,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,11 @@ pub struct Shared {
     pub interval: Mutex<Histogram<u64>>,
     /// Why the first connection that failed did, to tell the user.
     pub first_failure: Mutex<Option<String>>,
+    /// Clients (by [`Slot::index`]) that may be opened so far: all of them, but for a
+    /// shootout, which adds them step by step.
+    pub open_limit: AtomicUsize,
+    /// A shootout's samples.
+    pub samples: Option<super::shootout::Samples>,
 }
 
 impl Shared {
@@ -65,7 +70,14 @@ impl Shared {
             churn_failures: AtomicU64::new(0),
             interval: Mutex::new(latency_histogram()),
             first_failure: Mutex::new(None),
+            open_limit: AtomicUsize::new(usize::MAX),
+            samples: None,
         }
+    }
+
+    /// For `--shootout`: no client opens before the first step.
+    pub fn for_shootout(samples: super::shootout::Samples) -> Self {
+        Self { open_limit: AtomicUsize::new(0), samples: Some(samples), ..Self::new() }
     }
 
     pub fn now_ns(&self) -> u64 {
@@ -112,6 +124,9 @@ pub enum Pace {
     Interval(u64),
     /// No sending at all (`--idle`).
     Idle,
+    /// `--shootout`: each sender sends a step's samples one at a time, the next once the last
+    /// reached every client.
+    Shootout,
 }
 
 /// What one worker is asked to do.
@@ -136,6 +151,8 @@ pub struct Plan {
 /// One client of a plan.
 #[derive(Debug, Clone, Default)]
 pub struct Slot {
+    /// The client's number across all threads (client i goes to thread i mod threads).
+    pub index: usize,
     /// Global sender id if this client sends.
     pub sender: Option<u32>,
     /// The local address to connect from (`--source-addrs`); the system's choice if None.
@@ -233,7 +250,11 @@ impl Worker {
 
     /// Opens more connections, keeping at most `connect_concurrency` handshakes in flight.
     fn open_more(&mut self) {
-        while self.in_flight < self.plan.connect_concurrency && self.next_to_open < self.plan.clients.len() {
+        let limit = self.shared.open_limit.load(Ordering::Acquire);
+        while self.in_flight < self.plan.connect_concurrency
+            && self.next_to_open < self.plan.clients.len()
+            && self.plan.clients[self.next_to_open].index < limit
+        {
             let index = self.clients.len();
             match Client::open(&self.plan, &self.poll, self.next_to_open, index, self.shared.now_ns()) {
                 Ok(client) => {
@@ -255,6 +276,8 @@ impl Worker {
         let now_ns = self.shared.now_ns();
         match self.plan.pace {
             _ if sending && self.plan.churn.is_some() => Some(CHURN_TICK),
+            // Another thread may complete a sender's sample: look again soon.
+            Pace::Shootout => Some(Duration::from_millis(1)),
             Pace::Interval(_) if sending => {
                 self.clients.iter().filter_map(|c| c.sender.as_ref().map(|s| s.next_due_ns)).min().map(
                     |due| Duration::from_nanos(due.saturating_sub(now_ns)).min(Duration::from_millis(50)),

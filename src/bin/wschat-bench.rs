@@ -13,6 +13,9 @@ fn main() -> ExitCode {
     }
     let json_path = config.json.clone();
     let histogram_path = config.histogram.clone();
+    if config.shootout {
+        return shootout(config);
+    }
     match bench::run(config) {
         Ok(report) => {
             print!("{}", report.summary());
@@ -38,4 +41,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--shootout`: the table on stdout, the JSON to `--json`.
+fn shootout(config: BenchConfig) -> ExitCode {
+    let json_path = config.json.clone();
+    let result = match bench::shootout::run(config) {
+        Ok(result) => result,
+        Err(e) => {
+            eprintln!("wschat-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", result.summary());
+    if let Some(path) = json_path {
+        if let Err(e) = std::fs::write(&path, result.json()) {
+            eprintln!("wschat-bench: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    // No step at all means no connection: a failure, as for a timed run.
+    if result.steps.is_empty() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
