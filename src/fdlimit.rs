@@ -10,7 +10,7 @@ pub fn current() -> std::io::Result<(u64, u64)> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok((limit.rlim_cur as u64, limit.rlim_max as u64))
+    Ok((limit.rlim_cur, limit.rlim_max))
 }
 
 /// What raising the soft limit did.
@@ -30,7 +30,7 @@ pub fn raise_to(wanted: u64) -> std::io::Result<Raised> {
     let (soft, hard) = current()?;
     let target = wanted.min(hard);
     if target > soft {
-        let limit = libc::rlimit { rlim_cur: target as libc::rlim_t, rlim_max: hard as libc::rlim_t };
+        let limit = libc::rlimit { rlim_cur: target, rlim_max: hard };
         // SAFETY: setrlimit reads the struct it is given.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
             return Err(std::io::Error::last_os_error());
