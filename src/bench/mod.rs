@@ -201,6 +201,8 @@ pub struct Report {
     pub connected: u64,
     pub connect_failures: u64,
     pub connect: Histogram<u64>,
+    /// From the start of the run until every client had connected (or failed).
+    pub connect_time: Duration,
     pub sent: u64,
     pub delivered: u64,
     pub expected: u64,
@@ -425,7 +427,9 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
     let shared = Arc::new(Shared::new());
     let handles = spawn_workers(&config, &shared)?;
     let mut progress = Progress::new(shared.clone());
+    let connecting = Instant::now();
     let connected = connect(&config, &shared, &mut progress);
+    let connect_time = connecting.elapsed();
     if connected == 0 {
         // Nothing to measure: say why at once instead of running to a table of zeros.
         shared.stop.store(true, Ordering::Release);
@@ -444,6 +448,7 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         connected,
         connect_failures: shared.failed.load(Ordering::Relaxed),
         connect: latency_histogram(),
+        connect_time,
         sent: 0,
         delivered: 0,
         expected: 0,
@@ -589,9 +594,10 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "connect: ok={} failed={} p50={} p99={} max={}",
+            "connect: ok={} failed={} in {} p50={} p99={} max={}",
             thousands(self.connected),
             thousands(self.connect_failures),
+            duration_ns(self.connect_time.as_nanos() as u64),
             at(&self.connect, 0.5),
             at(&self.connect, 0.99),
             at(&self.connect, 1.0)
@@ -689,7 +695,7 @@ impl Report {
             concat!(
                 "{{\"url\":{:?},\"clients\":{},\"senders\":{},\"size\":{},\"rate\":{},\"window\":{},",
                 "\"duration_s\":{},\"warmup_s\":{},\"threads\":{},\"connected\":{},\"connect_failures\":{},",
-                "\"connect_p50_us\":{:.1},\"connect_p99_us\":{:.1},\"sent\":{},\"deliveries\":{},",
+                "\"connect_s\":{:.3},\"connect_p50_us\":{:.1},\"connect_p99_us\":{:.1},\"sent\":{},\"deliveries\":{},",
                 "\"expected\":{},\"lost\":{},\"churn_cycles\":{},\"churn_failures\":{},\"deliveries_total\":{},\"deliveries_per_sec\":{:.1},\"latency_p50_us\":{:.1},",
                 "\"latency_p90_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"latency_max_us\":{:.1},",
                 "\"bench_cpu_ns_per_delivery\":{},\"server_cpu_ns_per_delivery\":{},\"bench_core_use\":{:.3}}}\n"
@@ -705,6 +711,7 @@ impl Report {
             c.threads,
             self.connected,
             self.connect_failures,
+            self.connect_time.as_secs_f64(),
             us(&self.connect, 0.5),
             us(&self.connect, 0.99),
             self.sent,

@@ -53,11 +53,16 @@ impl<S: Stream> Connection<S> {
     /// Whether a timer entry popped from the queue is this connection's current one (entries
     /// left behind by an earlier deadline, or by a previous user of the slab key, are not).
     pub fn take_timer(&mut self, serial: u64, at: Instant) -> bool {
-        if self.serial != serial || self.timer_at != Some(at) {
+        if !self.has_timer(serial, at) {
             return false;
         }
         self.timer_at = None;
         true
+    }
+
+    /// Whether the queue entry `(serial, at)` is this connection's pending timer.
+    pub fn has_timer(&self, serial: u64, at: Instant) -> bool {
+        self.serial == serial && self.timer_at == Some(at)
     }
 
     /// A timer fired: drop a stalled handshake or close, ping a quiet client, close a silent one.

@@ -507,6 +507,10 @@ impl<S: Stream> Hub<S> {
         if let Some(socket) = conn.into_socket() {
             self.released.push(socket);
         }
+        if self.timers.needs_compaction(self.conns.len()) {
+            let conns = &self.conns;
+            self.timers.retain(|key, serial, at| conns.get(key).is_some_and(|c| c.has_timer(serial, at)));
+        }
         // The room hears a plain reason; the details (OS errors) are for the log only.
         self.leave_chat(key, if why == "closed" { why } else { "connection lost" }, now);
     }
