@@ -56,8 +56,13 @@ impl TimerQueue {
         self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
 
+    /// Entries pending, live or dead.
     pub fn len(&self) -> usize {
         self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
     }
 
     /// Whether the heap holds so many more entries than `live` connections that rebuilding it
