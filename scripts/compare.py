@@ -40,17 +40,17 @@ BENCH = os.path.join(ROOT, "target/release/wschat-bench")
 SWEEP = [10, 100, 500, 1000, 2000, 5000]
 
 
-def wschat_command(binary):
+def wschat_command(binary, max_connections=12000):
     """A wschat build, started for the load: quiet, room for 10,000 clients from one address, and
     no idle timeout while the memory run's clients (which never answer a ping) connect."""
-    cmd = [binary, "127.0.0.1:{port}", "-q", "--max-connections", "12000", "--idle-timeout", "10m"]
+    cmd = [binary, "127.0.0.1:{port}", "-q", "--max-connections", str(max_connections), "--idle-timeout", "10m"]
     help_text = subprocess.run([binary, "--help"], capture_output=True, text=True).stdout
     if "--max-connections-per-ip" in help_text:
         cmd += ["--max-connections-per-ip", "0"]
     return cmd
 
 
-def servers(peers, extra, tls=None, durable=False):
+def servers(peers, extra, tls=None, durable=False, max_connections=12000):
     """name -> (command, scheme). With `tls` (cert, key), the TLS comparison's servers; with
     `durable`, also wschat keeping its history in a store (`--data-dir`)."""
     wschat = os.path.join(ROOT, "target/release/wschat-server")
@@ -59,14 +59,14 @@ def servers(peers, extra, tls=None, durable=False):
         cert, key = tls
         tt_tls = f"{peers}/tokio-tungstenite-rustls/target/release/peer-tokio-tungstenite-rustls"
         candidates = {
-            "wschat": (wschat_command(wschat), wschat, "ws"),
-            "wschat-tls": (wschat_command(wschat) + ["--tls-cert", cert, "--tls-key", key], wschat, "wss"),
+            "wschat": (wschat_command(wschat, max_connections), wschat, "ws"),
+            "wschat-tls": (wschat_command(wschat, max_connections) + ["--tls-cert", cert, "--tls-key", key], wschat, "wss"),
             "tokio-tungstenite": ([tt, "{port}"], tt, "ws"),
             "tokio-tungstenite-rustls": ([tt_tls, "{port}", cert, key], tt_tls, "wss"),
         }
     else:
         candidates = {
-            "wschat": (wschat_command(wschat), wschat, "ws"),
+            "wschat": (wschat_command(wschat, max_connections), wschat, "ws"),
             "node-ws": (["node", f"{peers}/node-ws/server.js", "{port}"], f"{peers}/node-ws/node_modules", "ws"),
             "python-websockets": ([f"{peers}/python-websockets/.venv/bin/python",
                                    f"{peers}/python-websockets/server.py", "{port}"],
@@ -76,9 +76,9 @@ def servers(peers, extra, tls=None, durable=False):
                             f"{peers}/uwebsockets/target/peer-uwebsockets", "ws"),
         }
     for name, binary in extra:
-        candidates[name] = (wschat_command(binary), binary, "ws")
+        candidates[name] = (wschat_command(binary, max_connections), binary, "ws")
     if durable:
-        candidates["wschat-durable"] = (wschat_command(wschat) + ["--data-dir", "{data_dir}"], wschat, "ws")
+        candidates["wschat-durable"] = (wschat_command(wschat, max_connections) + ["--data-dir", "{data_dir}"], wschat, "ws")
     return {name: (cmd, scheme) for name, (cmd, needs, scheme) in candidates.items() if os.path.exists(needs)}
 
 

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::cpu;
 use super::wire::Token;
 use super::{duration_ns, spawn_workers, thousands, BenchConfig, Progress};
 use crate::bench::worker::Shared;
@@ -126,6 +127,8 @@ pub struct Step {
     pub p50_ns: u64,
     pub p95_ns: u64,
     pub max_ns: u64,
+    /// CPU per delivery while sampling, the bench's and (with `--server-pid`) the server's.
+    pub cpu: super::cpu::Usage,
 }
 
 impl Step {
@@ -170,16 +173,24 @@ impl Shootout {
             c.size,
             duration_ns(c.shootout_limit.as_nanos() as u64)
         );
-        let _ = writeln!(out, "{:>9} {:>10} {:>10} {:>10} {:>9}", "clients", "p50", "p95", "max", "samples");
+        let _ = writeln!(
+            out,
+            "{:>9} {:>10} {:>10} {:>10} {:>9} {:>12} {:>10} {:>12}",
+            "clients", "p50", "p95", "max", "samples", "bench/deliv", "bench core", "server/deliv"
+        );
+        let per_delivery = |ns: Option<f64>| ns.map_or("-".to_string(), |ns| duration_ns(ns.round() as u64));
         for s in &self.steps {
             let _ = writeln!(
                 out,
-                "{:>9} {:>10} {:>10} {:>10} {:>9}",
+                "{:>9} {:>10} {:>10} {:>10} {:>9} {:>12} {:>9.0}% {:>12}",
                 thousands(s.clients),
                 duration_ns(s.p50_ns),
                 duration_ns(s.p95_ns),
                 duration_ns(s.max_ns),
-                format!("{}/{}", s.completed, s.samples)
+                format!("{}/{}", s.completed, s.samples),
+                per_delivery(s.cpu.bench_ns_per_delivery),
+                s.cpu.bench_core_use * 100.0,
+                per_delivery(s.cpu.server_ns_per_delivery),
             );
         }
         let why = match &self.stop {
@@ -202,6 +213,9 @@ impl Shootout {
                 serde_json::json!({
                     "clients": s.clients, "completed": s.completed, "samples": s.samples,
                     "p50_ms": ms(s.p50_ns), "p95_ms": ms(s.p95_ns), "max_ms": ms(s.max_ns),
+                    "bench_cpu_ns_per_delivery": s.cpu.bench_ns_per_delivery,
+                    "server_cpu_ns_per_delivery": s.cpu.server_ns_per_delivery,
+                    "bench_core_use": s.cpu.bench_core_use,
                 })
             })
             .collect();
@@ -229,6 +243,7 @@ pub fn run(config: BenchConfig) -> Result<Shootout, String> {
     let samples = shared.samples.as_ref().expect("a shootout's samples");
     // Senders wait for a step; traffic may flow from the start.
     shared.traffic_start_ns.store(shared.now_ns().max(1), Ordering::Release);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(config.threads);
     let mut steps = Vec::new();
     let mut target = config.step.min(config.clients);
     let stop = loop {
@@ -248,6 +263,8 @@ pub fn run(config: BenchConfig) -> Result<Shootout, String> {
             ));
         }
         let receivers = if config.self_delivery { connected } else { connected - 1 };
+        let mark = || cpu::Mark::now(config.server_pid, shared.delivered.load(Ordering::Relaxed));
+        let sampling = mark();
         samples.begin(steps.len() as u64 + 1, receivers);
         // Generous: a step that takes this long is far past any sensible limit.
         let deadline = Instant::now() + (config.shootout_limit * 20).max(Duration::from_secs(10));
@@ -255,6 +272,7 @@ pub fn run(config: BenchConfig) -> Result<Shootout, String> {
             progress.tick("sampling");
         }
         samples.pause();
+        let cpu = cpu::Usage::between(&sampling, &mark(), cores);
         let times = samples.times();
         let at = |q: f64| match times.len() {
             0 => u64::MAX,
@@ -268,6 +286,7 @@ pub fn run(config: BenchConfig) -> Result<Shootout, String> {
             p50_ns: at(0.5),
             p95_ns: at(0.95),
             max_ns: times.last().copied().filter(|_| times.len() == samples.total()).unwrap_or(u64::MAX),
+            cpu,
         };
         eprintln!(
             "step {}: {} clients, p95 {} ({}/{} samples)",
