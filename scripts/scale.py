@@ -138,10 +138,10 @@ def churn(n):
 
 
 def svg_plot(rows, path):
-    """Two panels against the connection count: RSS per connection, and server CPU (per
-    connection to connect, per delivery under the fixed load)."""
-    width, height, left, right, top, bottom = 760, 330, 70, 30, 40, 50
-    panel = (width - left - right - 60) / 2
+    """Three panels against the connection count: RSS per connection, server CPU per
+    connection to connect and join, server CPU per delivery of the fixed load beside them."""
+    width, height, left, right, top, bottom = 1000, 330, 70, 30, 40, 50
+    panel = (width - left - right - 2 * 60) / 3
     xs = [r["connections"] for r in rows]
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="white"/>']
@@ -165,10 +165,10 @@ def svg_plot(rows, path):
             out.append(f'<text x="{x0 + 6}" y="{top + 14 + 14 * j}" fill="{colour}">{label}</text>')
 
     draw(left, "server RSS per idle chat connection", [("bytes", [r["rss_per_conn_b"] for r in rows], "#1f77b4")], "bytes")
-    draw(left + panel + 60, "server CPU",
-         [("us per connection to connect and join", [r["connect_cpu_us"] for r in rows], "#d62728"),
-          ("ns per delivery, fixed load beside them", [r["load_ns_per_delivery"] or 0 for r in rows], "#2ca02c")],
-         "us or ns")
+    draw(left + panel + 60, "server CPU to connect and join, per connection",
+         [("us", [r["connect_cpu_us"] for r in rows], "#d62728")], "us")
+    draw(left + 2 * (panel + 60), "server CPU per delivery, fixed load beside them",
+         [("ns", [r["load_ns_per_delivery"] or 0 for r in rows], "#2ca02c")], "ns")
     out.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(out) + "\n")
