@@ -80,8 +80,7 @@ fn event_loop(c: &mut Criterion) {
                         drain(&mut sender);
                     }
                     payload.clear();
-                    Token { sender: 0, seq, sent_ns: shared.epoch.elapsed().as_nanos() as u64 }
-                        .write(&mut payload);
+                    Token { sender: 0, seq, sent_ns: shared.now_ns() }.write(&mut payload);
                     payload.resize(64, b'x');
                     sender.write(Message::text(String::from_utf8(payload.clone()).unwrap())).unwrap();
                     sender.flush().unwrap();

@@ -45,7 +45,8 @@ def svg_plot(results, path, limit_ms):
     """p95 against clients, one line per server, log-scale latency, the limit drawn across."""
     width, height, left, bottom, top, right = 720, 420, 70, 50, 30, 160
     max_clients = max(s["clients"] for r in results.values() for s in r["steps"])
-    p95s = [s["p95_ms"] for r in results.values() for s in r["steps"] if s["p95_ms"] < 1e9]
+    # A step whose samples did not all arrive has no p95 (null): it is left out of the lines.
+    p95s = [s["p95_ms"] for r in results.values() for s in r["steps"] if s["p95_ms"] is not None]
     lo, hi = math.floor(math.log10(max(min(p95s), 0.1))), math.ceil(math.log10(max(max(p95s), limit_ms * 2)))
 
     def px(clients):
@@ -72,7 +73,7 @@ def svg_plot(results, path, limit_ms):
     out.append(f'<text x="{width - right + 4}" y="{y + 4:.1f}">limit {limit_ms} ms</text>')
     for i, (name, r) in enumerate(results.items()):
         colour = colours[i % len(colours)]
-        points = " ".join(f"{px(s['clients']):.1f},{py(s['p95_ms']):.1f}" for s in r["steps"])
+        points = " ".join(f"{px(s['clients']):.1f},{py(s['p95_ms']):.1f}" for s in r["steps"] if s["p95_ms"] is not None)
         out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
         legend_y = height - bottom - 16 * (len(results) - i)
         out.append(f'<text x="{width - right + 4}" y="{legend_y}" fill="{colour}">{name}: {r["max_clients"]:,}</text>')
@@ -109,7 +110,7 @@ def main():
     for name, r in results.items():
         at = {s["clients"]: s["p95_ms"] for s in r["steps"]}
         last = r["steps"][-1] if r["steps"] else None
-        fmt = lambda ms: "-" if ms is None else ("lost" if ms > 1e9 else f"{ms:.1f} ms")
+        fmt = lambda ms: "-" if ms is None else f"{ms:.1f} ms"
         print(f"| {name} | {r['max_clients']:,} | {r['stopped_by']} | {fmt(at.get(1000))} | {fmt(at.get(10000))} "
               f"| {fmt(last and last['p95_ms'])} at {last['clients'] if last else 0:,} |")
 

@@ -277,8 +277,88 @@ fn shootout_steps_up_the_clients_and_reports_the_most_under_the_limit() {
     assert!(result["steps"][2]["p95_ms"].as_f64().unwrap() > 0.0);
     let _ = std::fs::remove_file(json);
 
+    let small = bench(&server.url("/"), "--shootout --clients 30 --step 2");
+    assert_eq!(small.code, Some(2), "the 4 senders must all be in the first step: {}", small.stderr);
+    assert!(small.stderr.contains("--step at least --senders"), "{}", small.stderr);
+
     // A limit no broadcast can meet: the first step fails and nothing passes.
     let strict =
         bench(&server.url("/"), "--shootout --clients 30 --step 10 --samples 8 --shootout-limit 0ms");
     assert!(strict.stdout.contains("max_clients: 0 (the next step passed the limit)"), "{}", strict.stdout);
+}
+
+#[test]
+fn processes_split_the_clients_and_the_merged_report_counts_every_delivery() {
+    let server = TestServer::start(&[]);
+    let json = std::env::temp_dir().join(format!("wschat-bench-processes-{}.json", std::process::id()));
+    let pid = server.child.id();
+    let args = format!(
+        "--clients 30 --senders 3 --processes 3 --duration 1s --warmup 200ms --server-pid {pid} --json {}",
+        json.display()
+    );
+    let run = bench(&server.url("/"), &args);
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("connect: ok=30 failed=0"), "{}", run.stdout);
+    assert!(run.stderr.contains("3 processes"), "{}", run.stderr);
+    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let sent = result["sent"].as_u64().unwrap();
+    // Every sender's messages reach the clients of every process, timed on one clock.
+    assert!(sent > 0, "{result}");
+    assert_eq!(result["expected"].as_u64(), Some(sent * 30), "{result}");
+    assert_eq!(result["lost"].as_u64(), Some(0), "{result}");
+    let p50 = result["latency_p50_us"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 < 1e6, "latencies across processes are real: {result}");
+    assert!(result["server_cpu_ns_per_delivery"].as_f64().is_some_and(|v| v > 0.0), "{result}");
+    let _ = std::fs::remove_file(json);
+
+    let refused = bench("ws://127.0.0.1:1/", "--clients 4 --processes 2 --duration 1s");
+    assert!(!refused.success, "no server: {}", refused.stdout);
+    assert!(refused.stderr.contains("connection refused"), "each part says why: {}", refused.stderr);
+}
+
+#[test]
+fn frames_larger_than_the_read_buffer_arrive_whole() {
+    let server = TestServer::start(&["--max-message-size", "1MiB", "--max-outbound", "8MiB"]);
+    let run =
+        bench(&server.url("/"), "--clients 3 --senders 1 --window 2 --size 400000 --duration 1s --warmup 0s");
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    let messages = run.stdout.lines().find(|l| l.starts_with("messages:")).unwrap_or_default();
+    assert!(messages.contains("lost=0") && !messages.contains("sent=0"), "{}", run.stdout);
+}
+
+#[test]
+fn a_server_that_closes_right_after_its_last_frame_is_seen_to_close() {
+    use std::io::{Read, Write};
+    // Answers every upgrade with 101, one text frame and the end of the stream, in one write,
+    // so the data and the FIN arrive together.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&request).to_string();
+            let key = text.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).unwrap_or_default();
+            let accept = tungstenite::handshake::derive_accept_key(key.trim().as_bytes());
+            let mut reply = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            )
+            .into_bytes();
+            reply.extend_from_slice(&[0x81, 5]);
+            reply.extend_from_slice(b"hello");
+            let _ = stream.write_all(&reply);
+        }
+    });
+    // Every connection ends as it opens: none may be reported as held open.
+    let run = bench(&format!("ws://{addr}/"), "--clients 10 --idle --duration 300ms --warmup 0s");
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(!all.contains("connect: ok=10 "), "{all}");
+    assert!(all.contains("connection closed by the server"), "{all}");
 }

@@ -25,6 +25,8 @@ use crate::wire::{push_client_frame, UpgradeRequest};
 
 /// The worker's read buffer: one read takes everything a busy connection has queued.
 pub const READ_BUFFER: usize = 256 * 1024;
+/// Longest handshake response the bench waits for the end of.
+const MAX_HANDSHAKE_RESPONSE: usize = 64 * 1024;
 /// Largest server frame the bench accepts.
 const MAX_FRAME: usize = 64 << 20;
 
@@ -172,23 +174,52 @@ impl Client {
     }
 
     /// Reads what the server sent, handling the handshake response and every complete frame;
-    /// false if the connection ended or failed.
+    /// false if the connection ended or failed. `read_closed`: the readiness said the server
+    /// has finished sending.
     ///
     /// Each read lands in the worker's buffer behind the carried-over tail of the last one, so
     /// the frames are walked where they landed. A plain socket read that comes back short of
     /// the buffer has drained the socket (a later arrival raises a new edge), so a busy
-    /// connection costs one `read` per readiness rather than a second one that would block.
-    pub fn read(&mut self, plan: &Plan, recorder: &mut Recorder, tools: &mut Tools, sending: bool) -> bool {
+    /// connection costs one `read` per readiness rather than a second one that would block;
+    /// not when the readiness also reported the end of the stream, whose edge is spent: reading
+    /// on finds it. A frame bigger than half the buffer is gathered in `pending` itself, so its
+    /// bytes are copied once, not once per read.
+    pub fn read(
+        &mut self,
+        plan: &Plan,
+        recorder: &mut Recorder,
+        tools: &mut Tools,
+        sending: bool,
+        read_closed: bool,
+    ) -> bool {
         loop {
             let carried = self.pending.len();
-            let frame_len = wire::frame_len_hint(&self.pending).unwrap_or(0);
+            let frame_len = match self.is_open() {
+                true => match wire::frame_len_hint(&self.pending) {
+                    // A complete header (at most 14 bytes) whose length overflows.
+                    None if carried >= 14 => {
+                        return self.failed("the server announced an absurd frame".into())
+                    }
+                    hint => hint.unwrap_or(0),
+                },
+                false if carried > MAX_HANDSHAKE_RESPONSE => {
+                    return self.failed("the server's handshake response never ended".into())
+                }
+                false => 0,
+            };
             if frame_len > MAX_FRAME {
                 // A server announcing an absurd frame: dropped rather than allocated.
                 return self.failed(format!("the server announced a {frame_len}-byte frame"));
             }
-            let wanted = frame_len.max(carried + READ_BUFFER / 2);
-            if tools.rx.len() < wanted {
-                tools.rx.resize(wanted, 0);
+            if frame_len > READ_BUFFER / 2 {
+                match self.gather_big_frame(frame_len, recorder, tools) {
+                    Some(true) => continue,
+                    Some(false) => return true,
+                    None => return false,
+                }
+            }
+            if tools.rx.len() < carried + READ_BUFFER / 2 {
+                tools.rx.resize(carried + READ_BUFFER / 2, 0);
             }
             let room = tools.rx.len() - carried;
             let read = match self.stream.read(&mut tools.rx[carried..]) {
@@ -220,10 +251,50 @@ impl Client {
             if sending && self.is_open() {
                 self.top_up(plan, recorder.shared, tools, now_ns);
             }
-            if read < room && matches!(self.stream, ClientStream::Plain(_)) {
+            if read < room && !read_closed && matches!(self.stream, ClientStream::Plain(_)) {
                 return true;
             }
         }
+    }
+
+    /// Reads more of a frame of `frame_len` bytes straight into `pending`, and handles it once
+    /// complete (giving its memory back). Some(true): go on reading; Some(false): the socket
+    /// is drained; None: the connection ended or failed.
+    fn gather_big_frame(
+        &mut self,
+        frame_len: usize,
+        recorder: &mut Recorder,
+        tools: &mut Tools,
+    ) -> Option<bool> {
+        let have = self.pending.len();
+        if have < frame_len {
+            self.pending.resize(frame_len, 0);
+            match self.stream.read(&mut self.pending[have..]) {
+                Ok(0) => {
+                    self.failed("connection closed by the server".into());
+                    return None;
+                }
+                Ok(n) => self.pending.truncate(have + n),
+                Err(e) => {
+                    self.pending.truncate(have);
+                    return match e.kind() {
+                        io::ErrorKind::WouldBlock => Some(false),
+                        io::ErrorKind::Interrupted => Some(true),
+                        _ => {
+                            self.failed(describe(&e));
+                            None
+                        }
+                    };
+                }
+            }
+            if self.pending.len() < frame_len {
+                return Some(true);
+            }
+        }
+        let frame = std::mem::take(&mut self.pending);
+        let now_ns = recorder.shared.now_ns();
+        self.frames(&frame, 0, recorder, &mut tools.rng, now_ns)?;
+        Some(true)
     }
 
     /// The 101 response at the front of `buf`: where it ends, None inside if it is not complete

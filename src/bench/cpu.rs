@@ -61,6 +61,9 @@ pub struct Usage {
     /// The bench's CPU time over the wall time and the cores its threads could use: above 0.9,
     /// the bench may have been the limit.
     pub bench_core_use: f64,
+    /// What the figures above came from (a `--processes` parent adds them up).
+    pub bench_cpu: Duration,
+    pub deliveries: u64,
 }
 
 impl Usage {
@@ -70,6 +73,8 @@ impl Usage {
             |cpu: Duration| (deliveries > 0).then(|| cpu.as_nanos() as f64 / deliveries as f64);
         let wall = end.at.duration_since(start.at).as_secs_f64().max(1e-9);
         Self {
+            bench_cpu: end.own.saturating_sub(start.own),
+            deliveries,
             bench_ns_per_delivery: per_delivery(end.own.saturating_sub(start.own)),
             server_ns_per_delivery: start
                 .server

@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod cpu;
+pub mod processes;
 pub mod shootout;
 pub mod wire;
 pub mod worker;
@@ -157,9 +158,41 @@ pub struct BenchConfig {
     #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DURATION")]
     pub shootout_limit: Duration,
 
+    /// Spread the clients over N bench processes, each with its own open-file limit (and
+    /// --threads threads), on one clock; their results are merged into one report. Client i
+    /// goes to process i mod N.
+    #[arg(long, default_value_t = 1, value_name = "N", conflicts_with = "shootout")]
+    pub processes: usize,
+
+    /// Set by a --processes parent: this process runs part I of N of the clients, and waits
+    /// for the parent's word to start sending.
+    #[arg(long, hide = true, value_parser = parse_part, value_name = "I/N")]
+    pub part: Option<Part>,
+
+    /// Set by a --processes parent: the run's clock origin (CLOCK_MONOTONIC nanoseconds).
+    #[arg(long, hide = true, value_name = "NS")]
+    pub epoch_ns: Option<u64>,
+
     /// Time allowed for all connections to open.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Duration,
+}
+
+/// Which share of the clients one process of a `--processes` run opens: client i belongs to
+/// part `i % count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub index: usize,
+    pub count: usize,
+}
+
+fn parse_part(text: &str) -> Result<Part, String> {
+    let (index, count) = text.split_once('/').ok_or("expected I/N")?;
+    let (index, count) = (index.parse().map_err(|_| "bad I")?, count.parse().map_err(|_| "bad N")?);
+    if index >= count {
+        return Err("I must be below N".into());
+    }
+    Ok(Part { index, count })
 }
 
 /// A range of local addresses to connect from (`--source-addrs`).
@@ -249,8 +282,15 @@ impl BenchConfig {
         if self.shootout && (self.step == 0 || self.samples == 0 || self.senders == 0) {
             return Err("--shootout needs --step, --samples and --senders of at least 1".into());
         }
+        if self.shootout && self.step < self.senders {
+            // The senders are the first clients: all of them must be in the first step.
+            return Err("--shootout needs --step at least --senders".into());
+        }
         if self.shootout && self.rooms > 1 {
             return Err("--shootout times broadcasts to every client: not with --rooms".into());
+        }
+        if self.processes == 0 || self.processes > self.clients {
+            return Err("--processes must be between 1 and --clients".into());
         }
         if self.rate == Some(0) {
             return Err("--rate must be at least 1".into());
@@ -262,6 +302,14 @@ impl BenchConfig {
     /// churn (receivers come and go) or several rooms.
     pub fn counts_losses(&self) -> bool {
         self.churn.is_none() && self.rooms == 1
+    }
+
+    /// The clients this process opens, by global index: all of them, or its part's share.
+    pub fn my_clients(&self) -> Vec<usize> {
+        match self.part {
+            None => (0..self.clients).collect(),
+            Some(Part { index, count }) => (index..self.clients).step_by(count).collect(),
+        }
     }
 
     /// The server's address, `Host` header, path and (for `wss://`) TLS settings.
@@ -313,12 +361,15 @@ fn spawn_workers(
         (false, Some(rate)) => Pace::Interval(1_000_000_000 * config.senders.max(1) as u64 / rate),
         (false, None) => Pace::Window(config.window),
     };
-    let threads = config.threads.min(config.clients);
+    let mine = config.my_clients();
+    let threads = config.threads.min(mine.len()).max(1);
     let mut handles = Vec::new();
     for t in 0..threads {
-        let clients = (t..config.clients)
+        let clients = mine
+            .iter()
+            .skip(t)
             .step_by(threads)
-            .map(|i| Slot {
+            .map(|&i| Slot {
                 index: i,
                 sender: (i < config.senders && !config.idle).then_some(i as u32),
                 source: config.source_addrs.as_ref().map(|SourceAddrs(addrs)| addrs[i % addrs.len()]),
@@ -350,8 +401,8 @@ fn spawn_workers(
 /// connected.
 fn connect(config: &BenchConfig, shared: &Shared, progress: &mut Progress) -> u64 {
     let deadline = Instant::now() + config.connect_timeout;
-    while shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed)
-        < config.clients as u64
+    let mine = config.my_clients().len() as u64;
+    while shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed) < mine
         && Instant::now() < deadline
     {
         progress.tick("connecting");
@@ -359,9 +410,12 @@ fn connect(config: &BenchConfig, shared: &Shared, progress: &mut Progress) -> u6
     shared.connected.load(Ordering::Relaxed)
 }
 
-/// Warm-up, then the measured window: the workers send, this thread reports progress.
-fn send(config: &BenchConfig, shared: &Shared, progress: &mut Progress) {
-    let start_ns = shared.now_ns();
+/// Warm-up from `start_ns` (on the run's clock), then the measured window: the workers send,
+/// this thread reports progress.
+fn send(config: &BenchConfig, shared: &Shared, progress: &mut Progress, start_ns: u64) {
+    while shared.now_ns() < start_ns {
+        std::thread::sleep(Duration::from_nanos(start_ns - shared.now_ns()).min(Duration::from_millis(10)));
+    }
     let from_ns = start_ns + config.warmup.as_nanos() as u64;
     let until_ns = from_ns + config.duration.as_nanos() as u64;
     shared.measure_from_ns.store(from_ns, Ordering::Relaxed);
@@ -388,7 +442,9 @@ fn receivers(config: &BenchConfig, connected: u64) -> u64 {
 fn drain(config: &BenchConfig, shared: &Shared, progress: &mut Progress, connected: u64) {
     let receivers = receivers(config, connected);
     let all_arrived = || {
+        // One process of several cannot tell: other processes' senders count their own sends.
         config.counts_losses()
+            && config.part.is_none()
             && shared.delivered_counted.load(Ordering::Relaxed)
                 >= shared.sent_counted.load(Ordering::Relaxed) * receivers
     };
@@ -405,11 +461,17 @@ fn drain(config: &BenchConfig, shared: &Shared, progress: &mut Progress, connect
     }
 }
 
-/// Runs the benchmark, printing a progress line to stderr every second.
-pub fn run(config: BenchConfig) -> Result<Report, String> {
+/// Checks the flags and `--server-pid`, and raises the open-file limit to what this process's
+/// clients need (or says which limit will stop them): before any run, of any kind.
+fn prepare(config: &BenchConfig) -> Result<(), String> {
     config.validate()?;
-    // Every connection is a file: raise this process's limit, or say which limit will stop it.
-    let wanted = config.clients as u64 + crate::fdlimit::FILES_BESIDES_CONNECTIONS;
+    if let Some(pid) = config.server_pid {
+        cpu::of_process(pid).map_err(|e| format!("--server-pid {pid}: {e}"))?;
+    }
+    if config.processes > 1 {
+        return Ok(()); // each part raises its own
+    }
+    let wanted = config.my_clients().len() as u64 + crate::fdlimit::FILES_BESIDES_CONNECTIONS;
     match crate::fdlimit::raise_to(wanted) {
         Ok(raised) if !raised.enough => {
             eprintln!(
@@ -421,12 +483,16 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         Ok(_) => {}
         Err(e) => eprintln!("wschat-bench: warning: cannot raise the open-file limit: {e}"),
     }
-    if let Some(pid) = config.server_pid {
-        cpu::of_process(pid).map_err(|e| format!("--server-pid {pid}: {e}"))?;
-    }
-    let shared = Arc::new(Shared::new());
+    Ok(())
+}
+
+/// Runs the benchmark, printing a progress line to stderr every second.
+pub fn run(config: BenchConfig) -> Result<Report, String> {
+    prepare(&config)?;
+    let shared = Arc::new(config.epoch_ns.map_or_else(Shared::new, Shared::with_epoch));
     let handles = spawn_workers(&config, &shared)?;
     let mut progress = Progress::new(shared.clone());
+    progress.quiet = config.part.is_some();
     let connecting = Instant::now();
     let connected = connect(&config, &shared, &mut progress);
     let connect_time = connecting.elapsed();
@@ -437,8 +503,12 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
             shared.failure().unwrap_or_else(|| format!("no connection within {:?}", config.connect_timeout));
         return Err(format!("no connection to {}: {why}", config.url));
     }
+    let start_ns = match config.part {
+        None => shared.now_ns(),
+        Some(_) => processes::report_connected_and_wait(connected, shared.failed.load(Ordering::Relaxed))?,
+    };
     let traffic_start = cpu::Mark::now(config.server_pid, shared.delivered.load(Ordering::Relaxed));
-    send(&config, &shared, &mut progress);
+    send(&config, &shared, &mut progress, start_ns);
     drain(&config, &shared, &mut progress, connected);
     let traffic_end = cpu::Mark::now(config.server_pid, shared.delivered.load(Ordering::Relaxed));
     shared.stop.store(true, Ordering::Release);
@@ -480,18 +550,27 @@ struct Progress {
     last: Instant,
     last_sent: u64,
     last_delivered: u64,
+    /// A part of a `--processes` run: its parent speaks for it.
+    quiet: bool,
 }
 
 impl Progress {
     fn new(shared: Arc<Shared>) -> Self {
-        Self { shared, started: Instant::now(), last: Instant::now(), last_sent: 0, last_delivered: 0 }
+        Self {
+            shared,
+            started: Instant::now(),
+            last: Instant::now(),
+            last_sent: 0,
+            last_delivered: 0,
+            quiet: false,
+        }
     }
 
     /// Sleeps up to 100 ms and prints a line if a second has passed.
     fn tick(&mut self, phase: &str) {
         std::thread::sleep(Duration::from_millis(100));
         let elapsed = self.last.elapsed();
-        if elapsed < Duration::from_secs(1) {
+        if elapsed < Duration::from_secs(1) || self.quiet {
             return;
         }
         let secs = elapsed.as_secs_f64();
@@ -698,7 +777,8 @@ impl Report {
                 "\"connect_s\":{:.3},\"connect_p50_us\":{:.1},\"connect_p99_us\":{:.1},\"sent\":{},\"deliveries\":{},",
                 "\"expected\":{},\"lost\":{},\"churn_cycles\":{},\"churn_failures\":{},\"deliveries_total\":{},\"deliveries_per_sec\":{:.1},\"latency_p50_us\":{:.1},",
                 "\"latency_p90_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"latency_max_us\":{:.1},",
-                "\"bench_cpu_ns_per_delivery\":{},\"server_cpu_ns_per_delivery\":{},\"bench_core_use\":{:.3}}}\n"
+                "\"bench_cpu_ns_per_delivery\":{},\"server_cpu_ns_per_delivery\":{},\"bench_core_use\":{:.3},",
+                "\"bench_cpu_s\":{:.6},\"window_deliveries\":{}{}}}\n"
             ),
             c.url,
             c.clients,
@@ -729,7 +809,19 @@ impl Report {
             us(&self.latency, 1.0),
             json_number(self.cpu.bench_ns_per_delivery),
             json_number(self.cpu.server_ns_per_delivery),
-            self.cpu.bench_core_use
+            self.cpu.bench_core_use,
+            self.cpu.bench_cpu.as_secs_f64(),
+            self.cpu.deliveries,
+            match c.part {
+                // What the parent of a --processes run merges.
+                Some(_) => format!(
+                    ",\"latency_histogram\":{},\"connect_histogram\":{},\"first_failure\":{}",
+                    processes::histogram_json(&self.latency),
+                    processes::histogram_json(&self.connect),
+                    serde_json::Value::from(self.first_failure.clone())
+                ),
+                None => String::new(),
+            }
         )
     }
 }

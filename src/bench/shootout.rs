@@ -20,6 +20,18 @@ use std::time::{Duration, Instant};
 use super::cpu;
 use super::wire::Token;
 use super::{duration_ns, spawn_workers, thousands, BenchConfig, Progress};
+
+/// A time that was never reached (samples that did not all arrive): shown as `-`.
+const NEVER: u64 = u64::MAX;
+
+/// A step's time as the table shows it.
+fn time(ns: u64) -> String {
+    if ns == NEVER {
+        "-".to_string()
+    } else {
+        duration_ns(ns)
+    }
+}
 use crate::bench::worker::Shared;
 
 /// The samples of the step under way.
@@ -184,9 +196,9 @@ impl Shootout {
                 out,
                 "{:>9} {:>10} {:>10} {:>10} {:>9} {:>12} {:>9.0}% {:>12}",
                 thousands(s.clients),
-                duration_ns(s.p50_ns),
-                duration_ns(s.p95_ns),
-                duration_ns(s.max_ns),
+                time(s.p50_ns),
+                time(s.p95_ns),
+                time(s.max_ns),
                 format!("{}/{}", s.completed, s.samples),
                 per_delivery(s.cpu.bench_ns_per_delivery),
                 s.cpu.bench_core_use * 100.0,
@@ -205,7 +217,7 @@ impl Shootout {
     }
 
     pub fn json(&self) -> String {
-        let ms = |ns: u64| ns as f64 / 1e6;
+        let ms = |ns: u64| (ns != NEVER).then(|| ns as f64 / 1e6);
         let steps: Vec<serde_json::Value> = self
             .steps
             .iter()
@@ -236,6 +248,7 @@ impl Shootout {
 
 /// Runs the steps.
 pub fn run(config: BenchConfig) -> Result<Shootout, String> {
+    super::prepare(&config)?;
     let samples = Samples::new(config.senders, config.samples);
     let shared = Arc::new(Shared::for_shootout(samples));
     let handles = spawn_workers(&config, &shared)?;
@@ -275,8 +288,8 @@ pub fn run(config: BenchConfig) -> Result<Shootout, String> {
         let cpu = cpu::Usage::between(&sampling, &mark(), cores);
         let times = samples.times();
         let at = |q: f64| match times.len() {
-            0 => u64::MAX,
-            n if n < samples.total() => u64::MAX,
+            0 => NEVER,
+            n if n < samples.total() => NEVER,
             n => times[((q * n as f64).ceil() as usize).clamp(1, n) - 1],
         };
         let step = Step {
@@ -285,14 +298,14 @@ pub fn run(config: BenchConfig) -> Result<Shootout, String> {
             samples: samples.total(),
             p50_ns: at(0.5),
             p95_ns: at(0.95),
-            max_ns: times.last().copied().filter(|_| times.len() == samples.total()).unwrap_or(u64::MAX),
+            max_ns: times.last().copied().filter(|_| times.len() == samples.total()).unwrap_or(NEVER),
             cpu,
         };
         eprintln!(
             "step {}: {} clients, p95 {} ({}/{} samples)",
             steps.len() + 1,
             thousands(connected),
-            duration_ns(step.p95_ns),
+            time(step.p95_ns),
             step.completed,
             step.samples
         );

@@ -20,7 +20,9 @@ use crate::tls::client::ClientTls;
 
 /// State shared by the workers and the coordinating thread.
 pub struct Shared {
-    pub epoch: Instant,
+    /// The run's clock origin, in CLOCK_MONOTONIC nanoseconds: the same clock in every process
+    /// of a `--processes` run, so a token's send time means the same to every receiver.
+    pub epoch_ns: u64,
     pub connected: AtomicU64,
     pub failed: AtomicU64,
     pub sent: AtomicU64,
@@ -54,7 +56,7 @@ pub struct Shared {
 impl Shared {
     pub fn new() -> Self {
         Self {
-            epoch: Instant::now(),
+            epoch_ns: monotonic_ns(),
             connected: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             sent: AtomicU64::new(0),
@@ -81,7 +83,12 @@ impl Shared {
     }
 
     pub fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        monotonic_ns().saturating_sub(self.epoch_ns)
+    }
+
+    /// A run whose clock starts at `epoch_ns` (a `--processes` parent's).
+    pub fn with_epoch(epoch_ns: u64) -> Self {
+        Self { epoch_ns, ..Self::new() }
     }
 
     /// Records why a connection failed, if none did before.
@@ -107,6 +114,15 @@ impl Default for Shared {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: what `Instant` reads on Linux, but as a number that means the
+/// same in every process on the machine.
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the struct it is given; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 /// Latencies in nanoseconds, 1 ns to 100 s, 3 significant digits.
@@ -236,8 +252,9 @@ impl Worker {
                 other => other?,
             }
             for event in events.iter() {
-                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                self.on_event(event.token().0, readable, event.is_writable(), sending);
+                let closed = event.is_read_closed() || event.is_error();
+                let readable = event.is_readable() || closed;
+                self.on_event(event.token().0, readable, closed, event.is_writable(), sending);
             }
             if sending {
                 self.churn();
@@ -289,7 +306,7 @@ impl Worker {
     }
 
     /// One connection is readable and/or writable.
-    fn on_event(&mut self, index: usize, readable: bool, writable: bool, sending: bool) {
+    fn on_event(&mut self, index: usize, readable: bool, read_closed: bool, writable: bool, sending: bool) {
         let Self { clients, plan, shared, interval, tally, tools, .. } = self;
         let Some(client) = clients.get_mut(index) else { return };
         if matches!(client.stage, Stage::Dead) {
@@ -306,7 +323,7 @@ impl Worker {
         }
         if ok && readable {
             let mut recorder = Recorder { shared, tally, latency: interval };
-            ok = client.read(plan, &mut recorder, tools, sending);
+            ok = client.read(plan, &mut recorder, tools, sending, read_closed);
         }
         // Anything queued while reading (a pong, the first message after the handshake).
         if ok && matches!(client.stage, Stage::Open | Stage::Closing { .. }) && client.unwritten() > 0 {

@@ -16,9 +16,20 @@ fn main() -> ExitCode {
     if config.shootout {
         return shootout(config);
     }
-    match bench::run(config) {
+    let part = config.part.is_some();
+    let result = match config.processes {
+        1 => bench::run(config),
+        _ => {
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            bench::processes::run(config, &args)
+        }
+    };
+    match result {
         Ok(report) => {
-            print!("{}", report.summary());
+            // A part's stdout is its parent's channel; the parent prints the summary.
+            if !part {
+                print!("{}", report.summary());
+            }
             if let Some(path) = histogram_path {
                 if let Err(e) = std::fs::write(&path, report.percentile_distribution()) {
                     eprintln!("wschat-bench: cannot write {}: {e}", path.display());
