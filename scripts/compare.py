@@ -180,6 +180,18 @@ def measure(name, cmd, scheme, port, skip_idle, skip_sweep):
     return result
 
 
+def svg_start(width, height):
+    """The opening of an SVG drawing on white, for the plots of this script and its siblings."""
+    return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+            f'<rect width="{width}" height="{height}" fill="white"/>']
+
+
+def svg_save(out, path):
+    """Closes the drawing `out` (a list of elements) and writes it to `path`."""
+    with open(path, "w") as f:
+        f.write("\n".join(out + ["</svg>"]) + "\n")
+
+
 def svg_plot(results, path):
     """deliveries/s against clients, both axes logarithmic."""
     width, height, left, bottom, top, right = 720, 420, 80, 50, 30, 170
@@ -191,9 +203,8 @@ def svg_plot(results, path):
     def py(v):
         return height - bottom - (math.log10(v) - ymin) / (ymax - ymin) * (height - top - bottom)
     colours = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{width / 2 - 120}" y="18" font-size="14">Broadcast deliveries/s vs clients (4 senders, window 16, 64 B)</text>']
+    out = svg_start(width, height) + [
+        f'<text x="{width / 2 - 120}" y="18" font-size="14">Broadcast deliveries/s vs clients (4 senders, window 16, 64 B)</text>']
     for e in range(ymin, ymax + 1):
         y = py(10 ** e)
         out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#ddd"/>')
@@ -213,9 +224,7 @@ def svg_plot(results, path):
         ly = top + 20 + i * 20
         out.append(f'<line x1="{width - right + 15}" y1="{ly}" x2="{width - right + 40}" y2="{ly}" stroke="{colour}" stroke-width="2"/>')
         out.append(f'<text x="{width - right + 46}" y="{ly + 4}">{r["server"]}</text>')
-    out.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
+    svg_save(out, path)
 
 
 def main():

@@ -143,8 +143,7 @@ def svg_plot(rows, path):
     width, height, left, right, top, bottom = 1000, 330, 70, 30, 40, 50
     panel = (width - left - right - 2 * 60) / 3
     xs = [r["connections"] for r in rows]
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{width}" height="{height}" fill="white"/>']
+    out = compare.svg_start(width, height)
 
     def draw(x0, title, series, unit):
         ymax = max(v for _, values, _ in series for v in values) * 1.2
@@ -169,9 +168,7 @@ def svg_plot(rows, path):
          [("us", [r["connect_cpu_us"] for r in rows], "#d62728")], "us")
     draw(left + 2 * (panel + 60), "server CPU per delivery, fixed load beside them",
          [("ns", [r["load_ns_per_delivery"] or 0 for r in rows], "#2ca02c")], "ns")
-    out.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
+    compare.svg_save(out, path)
 
 
 def main():

@@ -57,9 +57,8 @@ def svg_plot(results, path, limit_ms):
         return top + (height - top - bottom) * (1 - (math.log10(ms) - lo) / (hi - lo))
 
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{left}" y="18">websocket-shootout: p95 time for a broadcast to reach every client</text>']
+    out = compare.svg_start(width, height) + [
+        f'<text x="{left}" y="18">websocket-shootout: p95 time for a broadcast to reach every client</text>']
     for e in range(lo, hi + 1):
         y = py(10 ** e)
         out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#ddd"/>')
@@ -77,9 +76,7 @@ def svg_plot(results, path, limit_ms):
         out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
         legend_y = height - bottom - 16 * (len(results) - i)
         out.append(f'<text x="{width - right + 4}" y="{legend_y}" fill="{colour}">{name}: {r["max_clients"]:,}</text>')
-    out.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
+    compare.svg_save(out, path)
 
 
 def main():

@@ -30,6 +30,19 @@ fn bench(url: &str, args: &str) -> Run {
     }
 }
 
+/// Runs `wschat-bench URL ARGS... --json FILE`, which must succeed, and returns its output and
+/// the JSON it wrote.
+fn bench_json(url: &str, args: &str) -> (Run, serde_json::Value) {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let json = std::env::temp_dir().join(format!("wschat-bench-test-{}-{n}.json", std::process::id()));
+    let run = bench(url, &format!("{args} --json {}", json.display()));
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    let text = std::fs::read_to_string(&json).unwrap();
+    let _ = std::fs::remove_file(json);
+    (run, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")))
+}
+
 #[test]
 fn bench_reports_every_delivery_of_a_short_run_as_json() {
     let server = TestServer::start(&[]);
@@ -226,14 +239,9 @@ fn source_addrs_spread_the_connections_over_several_local_addresses() {
 #[test]
 fn cpu_per_delivery_is_reported_for_the_bench_and_for_the_server_given_its_pid() {
     let server = TestServer::start(&[]);
-    let json = std::env::temp_dir().join(format!("wschat-bench-cpu-{}.json", std::process::id()));
     let pid = server.child.id();
-    let args = format!(
-        "--clients 50 --senders 2 --duration 1s --warmup 100ms --server-pid {pid} --json {}",
-        json.display()
-    );
-    let run = bench(&server.url("/"), &args);
-    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    let args = format!("--clients 50 --senders 2 --duration 1s --warmup 100ms --server-pid {pid}");
+    let (run, result) = bench_json(&server.url("/"), &args);
     let line = run
         .stdout
         .lines()
@@ -243,11 +251,9 @@ fn cpu_per_delivery_is_reported_for_the_bench_and_for_the_server_given_its_pid()
         line.contains("bench=") && line.contains("% of its core") && !line.contains("server=-"),
         "{line}"
     );
-    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     for field in ["bench_cpu_ns_per_delivery", "server_cpu_ns_per_delivery", "bench_core_use"] {
         assert!(result[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {result}");
     }
-    let _ = std::fs::remove_file(json);
 
     let without = bench(&server.url("/"), "--clients 5 --duration 200ms --warmup 0s");
     assert!(without.stdout.contains("server=- (give --server-pid)"), "{}", without.stdout);
@@ -258,10 +264,7 @@ fn cpu_per_delivery_is_reported_for_the_bench_and_for_the_server_given_its_pid()
 #[test]
 fn shootout_steps_up_the_clients_and_reports_the_most_under_the_limit() {
     let server = TestServer::start(&[]);
-    let json = std::env::temp_dir().join(format!("wschat-bench-shootout-{}.json", std::process::id()));
-    let args = format!("--shootout --clients 30 --step 10 --samples 8 --json {}", json.display());
-    let run = bench(&server.url("/"), &args);
-    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    let (run, result) = bench_json(&server.url("/"), "--shootout --clients 30 --step 10 --samples 8");
     let rows: Vec<&str> = run.stdout.lines().filter(|l| l.contains(" 8/8 ")).collect();
     assert_eq!(rows.len(), 3, "steps of 10, 20 and 30 clients, every sample complete: {}", run.stdout);
     assert!(
@@ -269,13 +272,11 @@ fn shootout_steps_up_the_clients_and_reports_the_most_under_the_limit() {
         "{}",
         run.stdout
     );
-    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!((result["max_clients"].as_u64(), result["senders"].as_u64()), (Some(30), Some(4)), "{result}");
     let clients: Vec<u64> =
         result["steps"].as_array().unwrap().iter().map(|s| s["clients"].as_u64().unwrap()).collect();
     assert_eq!(clients, [10, 20, 30]);
     assert!(result["steps"][2]["p95_ms"].as_f64().unwrap() > 0.0);
-    let _ = std::fs::remove_file(json);
 
     let small = bench(&server.url("/"), "--shootout --clients 30 --step 2");
     assert_eq!(small.code, Some(2), "the 4 senders must all be in the first step: {}", small.stderr);
@@ -290,17 +291,12 @@ fn shootout_steps_up_the_clients_and_reports_the_most_under_the_limit() {
 #[test]
 fn processes_split_the_clients_and_the_merged_report_counts_every_delivery() {
     let server = TestServer::start(&[]);
-    let json = std::env::temp_dir().join(format!("wschat-bench-processes-{}.json", std::process::id()));
     let pid = server.child.id();
-    let args = format!(
-        "--clients 30 --senders 3 --processes 3 --duration 1s --warmup 200ms --server-pid {pid} --json {}",
-        json.display()
-    );
-    let run = bench(&server.url("/"), &args);
-    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    let args =
+        format!("--clients 30 --senders 3 --processes 3 --duration 1s --warmup 200ms --server-pid {pid}");
+    let (run, result) = bench_json(&server.url("/"), &args);
     assert!(run.stdout.contains("connect: ok=30 failed=0"), "{}", run.stdout);
     assert!(run.stderr.contains("3 processes"), "{}", run.stderr);
-    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let sent = result["sent"].as_u64().unwrap();
     // Every sender's messages reach the clients of every process, timed on one clock.
     assert!(sent > 0, "{result}");
@@ -309,7 +305,6 @@ fn processes_split_the_clients_and_the_merged_report_counts_every_delivery() {
     let p50 = result["latency_p50_us"].as_f64().unwrap();
     assert!(p50 > 0.0 && p50 < 1e6, "latencies across processes are real: {result}");
     assert!(result["server_cpu_ns_per_delivery"].as_f64().is_some_and(|v| v > 0.0), "{result}");
-    let _ = std::fs::remove_file(json);
 
     let refused = bench("ws://127.0.0.1:1/", "--clients 4 --processes 2 --duration 1s");
     assert!(!refused.success, "no server: {}", refused.stdout);
