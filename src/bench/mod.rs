@@ -10,7 +10,11 @@
 //!
 //! Only messages sent after the warm-up and before the end count; after the end the bench waits
 //! (bounded) for their deliveries, then reports deliveries, expected deliveries, losses,
-//! deliveries per second and end-to-end latency percentiles.
+//! deliveries per second, end-to-end latency percentiles and CPU per delivery ([`cpu`]).
+//!
+//! Two other ways to run: [`shootout`] steps the client count up to the websocket-shootout
+//! measure, and [`processes`] spreads one run over several processes, for more clients than
+//! one process may open files.
 
 pub mod client;
 pub mod cpu;
