@@ -201,6 +201,9 @@ pub struct Worker {
     shared: Arc<Shared>,
     poll: Poll,
     clients: Vec<Client>,
+    /// Which of `clients` send: a few among thousands, so the per-turn sending pass and the
+    /// next-send deadline look at these alone.
+    senders: Vec<usize>,
     outcome: Outcome,
     /// Latencies since the last merge into `Shared::interval` and `outcome.latency`: each
     /// delivery is recorded once, here.
@@ -222,6 +225,7 @@ impl Worker {
         Ok(Self {
             poll: Poll::new()?,
             clients: Vec::with_capacity(plan.clients.len()),
+            senders: Vec::new(),
             outcome: Outcome { connect: latency_histogram(), latency: latency_histogram() },
             interval: latency_histogram(),
             last_merge: Instant::now(),
@@ -275,6 +279,9 @@ impl Worker {
             let index = self.clients.len();
             match Client::open(&self.plan, &self.poll, self.next_to_open, index, self.shared.now_ns()) {
                 Ok(client) => {
+                    if client.sender.is_some() {
+                        self.senders.push(index);
+                    }
                     self.clients.push(client);
                     self.in_flight += 1;
                 }
@@ -295,11 +302,12 @@ impl Worker {
             _ if sending && self.plan.churn.is_some() => Some(CHURN_TICK),
             // Another thread may complete a sender's sample: look again soon.
             Pace::Shootout => Some(Duration::from_millis(1)),
-            Pace::Interval(_) if sending => {
-                self.clients.iter().filter_map(|c| c.sender.as_ref().map(|s| s.next_due_ns)).min().map(
-                    |due| Duration::from_nanos(due.saturating_sub(now_ns)).min(Duration::from_millis(50)),
-                )
-            }
+            Pace::Interval(_) if sending => self
+                .senders
+                .iter()
+                .filter_map(|&i| self.clients[i].sender.as_ref().map(|s| s.next_due_ns))
+                .min()
+                .map(|due| Duration::from_nanos(due.saturating_sub(now_ns)).min(Duration::from_millis(50))),
             _ => None,
         }
         .unwrap_or(Duration::from_millis(if traffic_start == 0 { 5 } else { 50 }))
@@ -412,7 +420,11 @@ impl Worker {
     /// Every open sender sends what its pace allows.
     fn send(&mut self) {
         let now_ns = self.shared.now_ns();
-        for client in self.clients.iter_mut().filter(|c| c.is_open()) {
+        for &index in &self.senders {
+            let client = &mut self.clients[index];
+            if !client.is_open() {
+                continue;
+            }
             let queued = client.unwritten();
             if client.top_up(&self.plan, &self.shared, &mut self.tools, now_ns)
                 && queued == 0
