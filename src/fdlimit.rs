@@ -40,8 +40,18 @@ pub fn raise_to(wanted: u64) -> std::io::Result<Raised> {
     Ok(Raised { soft, hard, enough: soft >= wanted })
 }
 
+/// Raises the soft limit to `wanted` open files, or says why it cannot (the hard limit and
+/// what to change, or the error): what both binaries do at start.
+pub fn ensure(wanted: u64) -> Result<Raised, String> {
+    match raise_to(wanted) {
+        Ok(raised) if raised.enough => Ok(raised),
+        Ok(raised) => Err(too_low(wanted, &raised)),
+        Err(e) => Err(format!("cannot raise the open-file limit: {e}")),
+    }
+}
+
 /// The message for a limit too low for `wanted` files, naming what to change.
-pub fn too_low(wanted: u64, raised: &Raised) -> String {
+fn too_low(wanted: u64, raised: &Raised) -> String {
     format!(
         "this needs about {wanted} open files, but the hard limit (ulimit -Hn) is {}: raise it \
          (LimitNOFILE= for a systemd service, /etc/security/limits.conf for a login, and \
@@ -67,6 +77,8 @@ mod tests {
             let capped = raise_to(hard.saturating_add(1)).expect("setrlimit");
             assert_eq!((capped.soft, capped.enough), (hard, false));
             assert!(too_low(hard + 1, &capped).contains(&hard.to_string()));
+            assert!(ensure(hard + 1).unwrap_err().contains(&hard.to_string()));
+            assert_eq!(ensure(1).map(|r| r.soft), Ok(hard), "raised to the hard limit above");
         }
     }
 }

@@ -222,12 +222,10 @@ impl Client {
                 tools.rx.resize(carried + READ_BUFFER / 2, 0);
             }
             let room = tools.rx.len() - carried;
-            let read = match self.stream.read(&mut tools.rx[carried..]) {
-                Ok(0) => return self.failed("connection closed by the server".into()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.failed(describe(&e)),
+            let read = match read_some(&mut self.stream, &mut tools.rx[carried..]) {
+                Ok(Some(n)) => n,
+                Ok(None) => return true,
+                Err(why) => return self.failed(why),
             };
             tools.rx[..carried].copy_from_slice(&self.pending);
             self.pending.clear();
@@ -269,22 +267,18 @@ impl Client {
         let have = self.pending.len();
         if have < frame_len {
             self.pending.resize(frame_len, 0);
-            match self.stream.read(&mut self.pending[have..]) {
-                Ok(0) => {
-                    self.failed("connection closed by the server".into());
+            let read = read_some(&mut self.stream, &mut self.pending[have..]);
+            let got = match &read {
+                Ok(Some(n)) => *n,
+                _ => 0,
+            };
+            self.pending.truncate(have + got);
+            match read {
+                Ok(Some(_)) => {}
+                Ok(None) => return Some(false),
+                Err(why) => {
+                    self.failed(why);
                     return None;
-                }
-                Ok(n) => self.pending.truncate(have + n),
-                Err(e) => {
-                    self.pending.truncate(have);
-                    return match e.kind() {
-                        io::ErrorKind::WouldBlock => Some(false),
-                        io::ErrorKind::Interrupted => Some(true),
-                        _ => {
-                            self.failed(describe(&e));
-                            None
-                        }
-                    };
                 }
             }
             if self.pending.len() < frame_len {
@@ -416,6 +410,20 @@ impl Client {
             }
             queued = true;
         }
+    }
+}
+
+/// One read from the server: Some(bytes read), None when the socket is drained (retried on
+/// EINTR), or why the connection is over.
+fn read_some(stream: &mut ClientStream, buf: &mut [u8]) -> Result<Option<usize>, String> {
+    loop {
+        return match stream.read(buf) {
+            Ok(0) => Err("connection closed by the server".into()),
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(describe(&e)),
+        };
     }
 }
 

@@ -31,6 +31,11 @@ pub fn of_process(pid: u32) -> io::Result<Duration> {
     Ok(Duration::from_nanos((utime + stime) * 1_000_000_000 / per_second))
 }
 
+/// Cores that `threads` bench threads can keep busy: no more than this process may run on.
+pub fn usable_cores(threads: usize) -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(threads)
+}
+
 /// CPU times and the delivery count at one moment of a run.
 #[derive(Debug, Clone, Copy)]
 pub struct Mark {

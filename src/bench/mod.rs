@@ -476,16 +476,8 @@ fn prepare(config: &BenchConfig) -> Result<(), String> {
         return Ok(()); // each part raises its own
     }
     let wanted = config.my_clients().len() as u64 + crate::fdlimit::FILES_BESIDES_CONNECTIONS;
-    match crate::fdlimit::raise_to(wanted) {
-        Ok(raised) if !raised.enough => {
-            eprintln!(
-                "wschat-bench: warning: --clients {}: {}",
-                config.clients,
-                crate::fdlimit::too_low(wanted, &raised)
-            )
-        }
-        Ok(_) => {}
-        Err(e) => eprintln!("wschat-bench: warning: cannot raise the open-file limit: {e}"),
+    if let Err(why) = crate::fdlimit::ensure(wanted) {
+        eprintln!("wschat-bench: warning: --clients {}: {why}", config.clients);
     }
     Ok(())
 }
@@ -516,7 +508,7 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
     drain(&config, &shared, &mut progress, connected);
     let traffic_end = cpu::Mark::now(config.server_pid, shared.delivered.load(Ordering::Relaxed));
     shared.stop.store(true, Ordering::Release);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(config.threads);
+    let cores = cpu::usable_cores(config.threads);
 
     let mut report = Report {
         connected,
@@ -716,8 +708,6 @@ impl Report {
                 at(&self.latency, 0.999),
                 at(&self.latency, 1.0)
             );
-            let per_delivery =
-                |ns: Option<f64>| ns.map_or("-".to_string(), |ns| duration_ns(ns.round() as u64));
             let _ = writeln!(
                 out,
                 "cpu per delivery: bench={} ({:.0}% of its core{}) server={}",
@@ -828,6 +818,11 @@ impl Report {
             }
         )
     }
+}
+
+/// CPU per delivery as the summaries show it: `-` when there is none.
+fn per_delivery(ns: Option<f64>) -> String {
+    ns.map_or("-".to_string(), |ns| duration_ns(ns.round() as u64))
 }
 
 /// A figure for the JSON output: one decimal, or null when there is none.

@@ -175,8 +175,7 @@ fn merge(
     let bench_cpu = Duration::from_secs_f64(results.iter().filter_map(|r| r["bench_cpu_s"].as_f64()).sum());
     let deliveries = sum("window_deliveries");
     let per_delivery = |cpu: Duration| (deliveries > 0).then(|| cpu.as_nanos() as f64 / deliveries as f64);
-    let cores =
-        std::thread::available_parallelism().map_or(1, |n| n.get()).min(config.threads * config.processes);
+    let cores = cpu::usable_cores(config.threads * config.processes);
     let connected = sum("connected");
     let sent = sum("sent");
     Report {

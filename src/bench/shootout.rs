@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::cpu;
 use super::wire::Token;
-use super::{duration_ns, spawn_workers, thousands, BenchConfig, Progress};
+use super::{duration_ns, per_delivery, spawn_workers, thousands, BenchConfig, Progress};
 
 /// A time that was never reached (samples that did not all arrive): shown as `-`.
 const NEVER: u64 = u64::MAX;
@@ -190,7 +190,6 @@ impl Shootout {
             "{:>9} {:>10} {:>10} {:>10} {:>9} {:>12} {:>10} {:>12}",
             "clients", "p50", "p95", "max", "samples", "bench/deliv", "bench core", "server/deliv"
         );
-        let per_delivery = |ns: Option<f64>| ns.map_or("-".to_string(), |ns| duration_ns(ns.round() as u64));
         for s in &self.steps {
             let _ = writeln!(
                 out,
@@ -256,7 +255,7 @@ pub fn run(config: BenchConfig) -> Result<Shootout, String> {
     let samples = shared.samples.as_ref().expect("a shootout's samples");
     // Senders wait for a step; traffic may flow from the start.
     shared.traffic_start_ns.store(shared.now_ns().max(1), Ordering::Release);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(config.threads);
+    let cores = cpu::usable_cores(config.threads);
     let mut steps = Vec::new();
     let mut target = config.step.min(config.clients);
     let stop = loop {

@@ -30,17 +30,10 @@ fn main() -> ExitCode {
             if !part {
                 print!("{}", report.summary());
             }
-            if let Some(path) = histogram_path {
-                if let Err(e) = std::fs::write(&path, report.percentile_distribution()) {
-                    eprintln!("wschat-bench: cannot write {}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
-            }
-            if let Some(path) = json_path {
-                if let Err(e) = std::fs::write(&path, report.json()) {
-                    eprintln!("wschat-bench: cannot write {}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
+            if !write_result(histogram_path, || report.percentile_distribution())
+                || !write_result(json_path, || report.json())
+            {
+                return ExitCode::FAILURE;
             }
             if report.connect_failures > 0 && report.connected == 0 {
                 return ExitCode::FAILURE;
@@ -65,15 +58,24 @@ fn shootout(config: BenchConfig) -> ExitCode {
         }
     };
     print!("{}", result.summary());
-    if let Some(path) = json_path {
-        if let Err(e) = std::fs::write(&path, result.json()) {
-            eprintln!("wschat-bench: cannot write {}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
+    if !write_result(json_path, || result.json()) {
+        return ExitCode::FAILURE;
     }
     // No step at all means no connection: a failure, as for a timed run.
     if result.steps.is_empty() {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// Writes a result file if one was asked for; false (and says why) if it cannot be written.
+fn write_result(path: Option<std::path::PathBuf>, contents: impl FnOnce() -> String) -> bool {
+    let Some(path) = path else { return true };
+    match std::fs::write(&path, contents()) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("wschat-bench: cannot write {}: {e}", path.display());
+            false
+        }
+    }
 }

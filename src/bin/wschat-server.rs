@@ -34,14 +34,9 @@ fn main() -> ExitCode {
 fn serve<S: Accept>(settings: Settings) -> ExitCode {
     // Every client is a file: the usual soft limit of 1,024 would turn client 1,000 away.
     let wanted = settings.open_files_wanted();
-    match wschat::fdlimit::raise_to(wanted) {
-        Ok(raised) if !raised.enough => log::warn!(
-            "--max-connections {}: {}",
-            settings.max_connections,
-            wschat::fdlimit::too_low(wanted, &raised)
-        ),
+    match wschat::fdlimit::ensure(wanted) {
         Ok(raised) => log::debug!("open-file limit {} (hard {})", raised.soft, raised.hard),
-        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
+        Err(why) => log::warn!("--max-connections {}: {why}", settings.max_connections),
     }
     let server = match Server::<S>::bind(settings) {
         Ok(server) => server,
