@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use common::{read_http_head, recv_text, recv_until, send, TempDir, TestServer};
+use common::{hs256, read_http_head, recv_text, recv_until, send, TempDir, TestServer};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
+use std::io::Write;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
 use wschat::wire::UpgradeRequest;
@@ -18,11 +16,7 @@ use wschat::wire::UpgradeRequest;
 const SECRET: &[u8] = b"a test secret that is long enough!";
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn hs256(secret: &[u8], claims: Value) -> String {
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).unwrap()
+    common::unix_now()
 }
 
 fn valid(sub: &str) -> Value {

@@ -349,24 +349,12 @@ fn a_reconnecting_client_says_when_messages_were_missed() {
 
 #[test]
 fn token_signs_in_from_a_file_or_stdin_and_is_never_shown() {
-    let dir = std::env::temp_dir().join(format!("wschat-client-token-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("client-token");
     let secret = b"the client test's secret, 32 bytes";
-    std::fs::write(dir.join("secret"), secret).unwrap();
-    let server = TestServer::start(&["--jwt-secret", dir.join("secret").to_str().unwrap()]);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let token = |sub: &str| {
-        let claims = serde_json::json!({"sub": sub, "exp": now + 600});
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(secret),
-        )
-        .unwrap()
-    };
-    let file = dir.join("token");
-    std::fs::write(&file, format!("{}\n", token("gus"))).unwrap();
-    let mut gus = ClientProcess::start(&[&server.url("/"), "--token", file.to_str().unwrap()]);
+    let server = TestServer::start(&["--jwt-secret", &dir.file("secret", secret)]);
+    let token = |sub: &str| hs256(secret, serde_json::json!({"sub": sub, "exp": unix_now() + 600}));
+    let file = dir.file("token", format!("{}\n", token("gus")).as_bytes());
+    let mut gus = ClientProcess::start(&[&server.url("/"), "--token", &file]);
     gus.expect_stdout(|l| l.starts_with("*** welcome, you are gus in lobby"));
     let (_, stderr) = gus.wait();
     assert!(stderr.contains("token=…") && !stderr.contains(&token("gus")[..40]), "{stderr}");
@@ -377,32 +365,17 @@ fn token_signs_in_from_a_file_or_stdin_and_is_never_shown() {
     hal.expect_stdout(|l| l == "hal: hello from a signed-in pipe");
     let (status, _) = hal.wait();
     assert_eq!(status.code(), Some(0));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_kicked_client_does_not_come_back_even_with_reconnect() {
-    let dir = std::env::temp_dir().join(format!("wschat-client-kick-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("client-kick");
     let secret = b"the kick test's secret, 32 bytes..";
-    std::fs::write(dir.join("secret"), secret).unwrap();
-    let server = TestServer::start(&["--jwt-secret", dir.join("secret").to_str().unwrap()]);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let token = |claims: serde_json::Value| {
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(secret),
-        )
-        .unwrap()
-    };
-    std::fs::write(dir.join("ivy"), token(serde_json::json!({"sub": "ivy", "exp": now + 600}))).unwrap();
-    let mut ivy = ClientProcess::start(&[
-        &server.url("/"),
-        "--token",
-        dir.join("ivy").to_str().unwrap(),
-        "--reconnect",
-    ]);
+    let server = TestServer::start(&["--jwt-secret", &dir.file("secret", secret)]);
+    let now = unix_now();
+    let token = |claims: serde_json::Value| hs256(secret, claims);
+    let ivy_token = dir.file("ivy", token(serde_json::json!({"sub": "ivy", "exp": now + 600})).as_bytes());
+    let mut ivy = ClientProcess::start(&[&server.url("/"), "--token", &ivy_token, "--reconnect"]);
     ivy.expect_stdout(|l| l.starts_with("*** welcome, you are ivy"));
     let admin = token(serde_json::json!({"sub": "root", "exp": now + 600, "role": "admin"}));
     let mut root = server.connect(&format!("/?token={admin}"));
@@ -423,5 +396,4 @@ fn a_kicked_client_does_not_come_back_even_with_reconnect() {
         stderr.contains("4000 (kicked by root: enough)") && !stderr.contains("reconnecting in"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
