@@ -141,6 +141,17 @@ pub struct Config {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Join the cluster this Redis holds: several wschat processes (on one machine or many)
+    /// become one chat, sharing rooms, history and ids through it. URL:
+    /// redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]. Without it the server is a chat on its own.
+    #[arg(long, value_name = "URL", value_parser = crate::cluster::broker::RedisUrl::parse, conflicts_with = "data_dir")]
+    pub redis: Option<crate::cluster::broker::RedisUrl>,
+
+    /// Let several processes listen on the same address (SO_REUSEPORT): the kernel spreads
+    /// new connections across them. With --redis, one process per core uses every core.
+    #[arg(long)]
+    pub reuse_port: bool,
+
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with_all = ["quiet", "log_level"])]
     pub verbose: u8,

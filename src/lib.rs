@@ -33,6 +33,7 @@ pub mod bench;
 pub mod chat;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod fdlimit;

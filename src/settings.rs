@@ -48,6 +48,10 @@ pub struct Settings {
     pub metrics: Option<SocketAddr>,
     /// `--data-dir`: where history is kept durably.
     pub data_dir: Option<std::path::PathBuf>,
+    /// `--redis`: the cluster this process is part of.
+    pub redis: Option<crate::cluster::broker::RedisUrl>,
+    /// `--reuse-port`: share the listening address with other processes.
+    pub reuse_port: bool,
 }
 
 impl TryFrom<&Config> for Settings {
@@ -141,6 +145,8 @@ impl TryFrom<&Config> for Settings {
             require_auth: config.require_auth,
             metrics: config.metrics,
             data_dir: config.data_dir.clone(),
+            redis: config.redis.clone(),
+            reuse_port: config.reuse_port,
         })
     }
 }

@@ -7,48 +7,12 @@ mod common;
 use std::io::Write;
 use std::thread;
 
-use common::{read_http_head, recv_text, recv_until, send, Client, TempDir, TestServer};
+use common::{
+    json_client, read_http_head, recv_json, recv_text, recv_through, recv_until, send, texts, Client,
+    TempDir, TestServer,
+};
 use serde_json::Value;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::http::HeaderValue;
 use wschat::wire::UpgradeRequest;
-
-/// A chat client in JSON mode (`wschat.json`) at `query` (e.g. `?nick=bob&room=dev`).
-fn json_client(server: &TestServer, query: &str) -> Client {
-    let mut request = server.url(&format!("/{query}")).into_client_request().unwrap();
-    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("wschat.json"));
-    let (ws, response) = tungstenite::client(request, server.tcp()).expect("websocket handshake");
-    assert_eq!(
-        response.headers().get("Sec-WebSocket-Protocol").map(|v| v.to_str().unwrap()),
-        Some("wschat.json"),
-        "the subprotocol is selected"
-    );
-    ws
-}
-
-/// The next JSON object.
-fn recv_json(ws: &mut Client) -> Value {
-    let text = recv_text(ws);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-/// Reads objects until one of type `kind`; returns it and everything of type `message` before it.
-fn recv_through(ws: &mut Client, kind: &str) -> (Vec<Value>, Value) {
-    let mut messages = Vec::new();
-    loop {
-        let value = recv_json(ws);
-        if value["type"] == kind {
-            return (messages, value);
-        }
-        if value["type"] == "message" {
-            messages.push(value);
-        }
-    }
-}
-
-fn texts(messages: &[Value]) -> Vec<&str> {
-    messages.iter().map(|m| m["text"].as_str().unwrap()).collect()
-}
 
 /// The sequence number of an id `EPOCH:SEQ`.
 fn seq(id: &Value) -> u64 {

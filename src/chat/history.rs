@@ -134,7 +134,8 @@ impl History {
         self.keep(Rc::new(stored));
     }
 
-    fn keep(&mut self, stored: Rc<Stored>) {
+    /// Keeps a message numbered elsewhere (by Redis, in cluster mode), shared with its sender.
+    pub fn keep(&mut self, stored: Rc<Stored>) {
         self.next_seq = self.next_seq.max(stored.seq + 1);
         if self.limit == 0 {
             return;

@@ -15,6 +15,7 @@ pub mod event;
 pub mod history;
 pub mod line;
 pub mod names;
+mod shared;
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -209,6 +210,8 @@ struct Room {
     /// members, and each list is walked without looking at the members themselves.
     members: [Vec<ClientId>; 2],
     history: History,
+    /// Whether the room is shared through Redis, and how far its history mirror is loaded.
+    sync: shared::Sync,
     /// When the room last became empty (a stamp from [`Chat::next_stamp`]), while it is.
     emptied: Option<u64>,
 }
@@ -264,6 +267,12 @@ pub struct Chat {
     journal: Option<Vec<Journal>>,
     /// Who may not connect, until when (`/ban`).
     bans: Bans,
+    /// Redis is reachable (`--redis`, see `crate::cluster`): rooms with members are shared.
+    cluster_up: bool,
+    /// Redis was reachable once and then lost: members are told when it is back.
+    cluster_lost: bool,
+    /// What the chat asks of the cluster, for the broker to take.
+    requests: Vec<crate::cluster::Request>,
 }
 
 impl Default for Chat {
@@ -306,6 +315,9 @@ impl Chat {
             limits,
             journal: None,
             bans: Bans::default(),
+            cluster_up: false,
+            cluster_lost: false,
+            requests: Vec::new(),
         }
     }
 
@@ -337,8 +349,13 @@ impl Chat {
         let key: Rc<str> = Rc::from(key);
         let stamp = self.next_stamp();
         self.history_cost += history.cost();
-        let room =
-            Room { display: Rc::from(display), members: Default::default(), history, emptied: Some(stamp) };
+        let room = Room {
+            display: Rc::from(display),
+            members: Default::default(),
+            history,
+            sync: shared::Sync::Alone,
+            emptied: Some(stamp),
+        };
         if let Some(old) = self.rooms.insert(key.clone(), room) {
             self.history_cost -= old.history.cost();
         } else if &*key != LOBBY {
@@ -351,9 +368,15 @@ impl Chat {
 
     /// Tells a room about a member's join, leave or nick change. A room over the announcement
     /// limit is not told; `actor` (the member it is about, when still in the room) still is.
-    fn announce(&self, room: &Rc<str>, actor: Option<ClientId>, event: Event, out: &mut Vec<Effect>) {
+    /// While the cluster is up, the room hears it through Redis, with every other process's
+    /// members (see `shared.rs`).
+    fn announce(&mut self, room: &Rc<str>, actor: Option<ClientId>, event: Event, out: &mut Vec<Effect>) {
+        let small = self.rooms.get(room).map_or(0, Room::len) <= self.limits.announce_limit;
+        if self.cluster_up && small {
+            return self.publish_event(room, &event);
+        }
         let text = Body::Event(event);
-        let to = if self.rooms.get(room).map_or(0, Room::len) <= self.limits.announce_limit {
+        let to = if small {
             Audience::Room(room.clone())
         } else if let Some(actor) = actor {
             Audience::Client(actor)
@@ -581,7 +604,10 @@ impl Chat {
 
     /// Sends `client` the history of room `key`: what came after `since` if that can be told
     /// exactly, else everything kept; then the `replayed` summary.
-    fn replay(&self, client: ClientId, key: &str, since: Option<&MessageId>, out: &mut Vec<Effect>) {
+    fn replay(&mut self, client: ClientId, key: &str, since: Option<&MessageId>, out: &mut Vec<Effect>) {
+        if self.wait_for_history(client, key, since) {
+            return;
+        }
         let Some(room) = self.rooms.get(key) else { return };
         let mut replay = room.history.after(since);
         // The newest messages that fit the replay budget; a cut is a gap like any other.
@@ -631,11 +657,12 @@ impl Chat {
     pub fn disconnect(&mut self, client: ClientId, reason: &str, out: &mut Vec<Effect>) {
         let Some(member) = self.remove_member(client) else { return };
         self.unindex_nick(&member.nick, client);
+        let display = self.display(&member.room);
         self.remove_from_room(&member.room, member.mode, member.seat);
-        if self.rooms.get(&member.room).is_some_and(|r| r.len() > 0) {
+        // Members on other processes hear it even when none is left here.
+        if self.cluster_up || self.rooms.get(&member.room).is_some_and(|r| r.len() > 0) {
             let reason = (!reason.is_empty()).then(|| reason.to_string());
-            let event =
-                Event::Left { room: self.display(&member.room), nick: member.nick, reason, moved_to: None };
+            let event = Event::Left { room: display, nick: member.nick, reason, moved_to: None };
             self.announce(&member.room, None, event, out);
         }
     }
@@ -649,6 +676,9 @@ impl Chat {
                 from: member.nick.clone(),
                 bytes: data.len(),
             };
+            if self.cluster_up {
+                return self.publish_binary(&member.room.clone(), &from, data);
+            }
             out.push(Effect::Send { to: Audience::Room(member.room.clone()), body: from.into() });
             out.push(Effect::Send { to: Audience::Room(member.room.clone()), body: Body::Binary(data) });
         }
@@ -777,6 +807,10 @@ impl Chat {
     fn say(&mut self, client: ClientId, text: &str, action: bool, now_ms: u64, out: &mut Vec<Effect>) {
         let Some(member) = self.members.get(client).and_then(Option::as_ref) else { return };
         let (key, nick) = (member.room.clone(), member.nick.clone());
+        if self.cluster_up {
+            // Numbered and kept by Redis; delivered when it comes back (see `shared.rs`).
+            return self.publish_message(&key, &nick, text, action, now_ms);
+        }
         let Some(room) = self.rooms.get_mut(&key) else { return };
         let before = room.history.cost();
         let message = room.history.push(now_ms, nick, text, action);
@@ -961,6 +995,7 @@ impl Chat {
         }
         let (nick, old_room, old_seat, mode) =
             (member.nick.clone(), member.room.clone(), member.seat, member.mode);
+        let old_display = self.display(&old_room);
         // Seated in the new room before leaving the old one: an old room that empties may
         // evict an empty room's history, and it must not be the room being joined.
         let (new_room, seat) = self.add_to_room(client, wanted, mode);
@@ -970,11 +1005,10 @@ impl Chat {
             member.seat = seat;
         }
         let new_display = self.display(&new_room);
-        if self.rooms.get(&old_room).is_some_and(|r| r.len() > 0) {
+        if self.cluster_up || self.rooms.get(&old_room).is_some_and(|r| r.len() > 0) {
             // Where a member went is not said when it is a private room.
             let moved_to = (!is_private(&new_room)).then(|| new_display.clone());
-            let event =
-                Event::Left { room: self.display(&old_room), nick: nick.clone(), reason: None, moved_to };
+            let event = Event::Left { room: old_display, nick: nick.clone(), reason: None, moved_to };
             self.announce(&old_room, None, event, out);
         }
         self.replay(client, &new_room, None, out);
@@ -1060,6 +1094,7 @@ impl Chat {
                     display: Rc::from(name),
                     members: Default::default(),
                     history,
+                    sync: shared::Sync::Alone,
                     emptied: Some(stamp),
                 };
                 self.rooms.insert(key.clone(), room);
@@ -1069,12 +1104,17 @@ impl Chat {
             }
         };
         let room = self.rooms.get_mut(&key).expect("room just found or made");
-        if room.emptied.take().is_some() && &*key != LOBBY {
+        let was_empty = room.emptied.take().is_some();
+        if was_empty && &*key != LOBBY {
             self.empty_rooms -= 1;
         }
         let members = &mut room.members[mode as usize];
         members.push(client);
-        (key, (members.len() - 1) as u32)
+        let seat = (members.len() - 1) as u32;
+        if was_empty {
+            self.follow(&key);
+        }
+        (key, seat)
     }
 
     /// Frees a seat: the list's last member moves into it, so leaving costs the same in a room
@@ -1099,9 +1139,10 @@ impl Chat {
         let stamp = self.next_stamp();
         let Some(room) = self.rooms.get_mut(key) else { return };
         room.emptied = Some(stamp);
-        if key == LOBBY {
+        if self.unfollow(key) || key == LOBBY {
             return;
         }
+        let Some(room) = self.rooms.get(key) else { return };
         if room.history.last_id().is_none() || self.limits.history == 0 {
             let had_messages = room.history.last_id().is_some();
             if let Some(room) = self.rooms.remove(key) {

@@ -39,7 +39,7 @@ pub struct Acceptor {
 impl Acceptor {
     /// Binds the listener with the configured backlog and registers it under `token`.
     pub fn bind(settings: &Settings, registry: &Registry, token: Token) -> io::Result<Self> {
-        let mut listener = listen(settings.addr, settings.backlog)?;
+        let mut listener = listen(settings.addr, settings.backlog, settings.reuse_port)?;
         registry.register(&mut listener, token, Interest::READABLE)?;
         Ok(Self {
             local_addr: listener.local_addr()?,
@@ -123,11 +123,16 @@ impl Acceptor {
 }
 
 /// Binds a non-blocking listener with our own backlog (mio's `bind` fixes it at 128).
-fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+fn listen(addr: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // Lets a restarted server bind again while old connections sit in TIME_WAIT.
     socket.set_reuse_address(true)?;
+    // `--reuse-port`: several processes on one address, the kernel balancing new connections.
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     socket.set_nonblocking(true)?;

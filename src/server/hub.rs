@@ -235,6 +235,19 @@ impl<S: Stream> Hub<S> {
         std::mem::take(&mut self.unfinished_reads)
     }
 
+    // ----- the cluster (`--redis`) -----
+
+    /// Something happened in the cluster: the chat decides, the effects are carried out.
+    pub fn on_cluster(&mut self, notice: crate::cluster::Notice, now: Instant) {
+        self.chat.cluster(notice, &mut self.effects);
+        self.apply_effects(now);
+    }
+
+    /// What the chat asked of the cluster since the last call, for the broker.
+    pub fn take_cluster_requests(&mut self, into: &mut Vec<crate::cluster::Request>) {
+        self.chat.take_requests(into);
+    }
+
     // ----- readiness -----
 
     /// The socket can take bytes again: flush it this turn.

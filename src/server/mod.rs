@@ -20,6 +20,10 @@
 //! With `--metrics`, a second listener in the same poll answers scrapes from the hub's
 //! counters ([`MetricsEndpoint`]); the loop times each turn's work for it.
 //!
+//! With `--redis`, the [`Broker`]'s two Redis connections are in this same poll too: each turn
+//! hands the cluster's notices to the hub and the chat's requests to the broker, which writes
+//! them once, at the end of the turn (see `crate::cluster`).
+//!
 //! The parts have one job each: [`acceptor`] the listener and its back-off, [`hub`] the
 //! connections and the chat, [`fanout`] queuing and slow-reader verdicts, [`timers`] deadlines.
 
@@ -44,6 +48,8 @@ use signal_hook_mio::v1_0::Signals;
 pub use acceptor::Acceptor;
 pub use hub::Hub;
 
+use crate::cluster::broker::Broker;
+use crate::cluster::{Notice, Request};
 use crate::connection::Stream;
 use crate::metrics::endpoint::MAX_SCRAPES;
 use crate::metrics::MetricsEndpoint;
@@ -80,6 +86,8 @@ const SIGNALS: Token = Token(usize::MAX - 1);
 const METRICS_LISTENER: Token = Token(usize::MAX - 2);
 /// The metrics endpoint's connections take tokens from here on, far above any slab key.
 const METRICS_FIRST: usize = usize::MAX - 2 - MAX_SCRAPES;
+/// The Redis links (`--redis`): commands, subscriptions.
+const REDIS_TOKENS: (Token, Token) = (Token(METRICS_FIRST - 1), Token(METRICS_FIRST - 2));
 
 /// Slab capacity from which an emptied server gives its memory back; below it, keeping the
 /// capacity for the next clients costs next to nothing.
@@ -95,6 +103,11 @@ pub struct Server<S = TcpStream> {
     tls: Option<Arc<ServerConfig>>,
     /// `--metrics`: the scrape listener, in this same poll.
     metrics: Option<MetricsEndpoint>,
+    /// `--redis`: the links to the cluster.
+    broker: Option<Broker>,
+    /// Scratch lists between the broker and the hub, reused.
+    notices: Vec<Notice>,
+    requests: Vec<Request>,
     /// When the server started, in seconds since the Unix epoch (a metric).
     started_at: f64,
     shutdown_deadline: Option<Instant>,
@@ -120,11 +133,27 @@ impl<S: Accept> Server<S> {
             None => None,
         };
         let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let broker = match &settings.redis {
+            Some(url) => Some(Broker::new(url.clone(), settings.chat.history, REDIS_TOKENS, Instant::now())?),
+            None => None,
+        };
         let mut hub = Hub::new(settings, Instant::now());
         if let Some(store) = store {
             hub.attach_store(store).map_err(io::Error::other)?;
         }
-        Ok(Self { poll, acceptor, signals, hub, tls, metrics, started_at, shutdown_deadline: None })
+        Ok(Self {
+            poll,
+            acceptor,
+            signals,
+            hub,
+            tls,
+            metrics,
+            broker,
+            notices: Vec::new(),
+            requests: Vec::new(),
+            started_at,
+            shutdown_deadline: None,
+        })
     }
 
     /// The metrics listener's address, if `--metrics` was given.
@@ -168,6 +197,12 @@ impl<S: Accept> Server<S> {
                         }
                     }
                     token if self.metrics.as_ref().is_some_and(|m| m.owns(token)) => self.scrape(token, now),
+                    token if self.broker.as_ref().is_some_and(|b| b.owns(token)) => {
+                        if let Some(broker) = &mut self.broker {
+                            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                            broker.on_event(self.poll.registry(), token, readable, event.is_writable(), now);
+                        }
+                    }
                     Token(key) => {
                         if event.is_writable() {
                             self.hub.on_writable(key);
@@ -182,6 +217,7 @@ impl<S: Accept> Server<S> {
                 self.hub.on_readable(key, now);
             }
             self.hub.fire_timers(now);
+            self.exchange_with_cluster(now);
             self.finish_turn(now);
             if let Some(e) = self.hub.store_failure() {
                 // Nothing uncommitted was sent; stopping keeps every id clients saw valid.
@@ -213,10 +249,13 @@ impl<S: Accept> Server<S> {
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let scrape = self.metrics.as_ref().and_then(MetricsEndpoint::next_deadline);
-        let next = [self.hub.next_wakeup(now), self.acceptor.wake_at(), self.shutdown_deadline, scrape]
-            .into_iter()
-            .flatten()
-            .min()?;
+        let redis =
+            self.broker.as_ref().and_then(|b| if b.has_unfinished_reads() { Some(now) } else { b.wake_at() });
+        let next =
+            [self.hub.next_wakeup(now), self.acceptor.wake_at(), self.shutdown_deadline, scrape, redis]
+                .into_iter()
+                .flatten()
+                .min()?;
         if next <= now {
             return Some(Duration::ZERO);
         }
@@ -244,6 +283,34 @@ impl<S: Accept> Server<S> {
                 continue;
             }
             self.hub.admit(socket, peer, now);
+        }
+    }
+
+    /// The turn's exchange with the cluster: links read again if their budget ran out,
+    /// reconnects when due, notices to the hub, the chat's requests to the broker (which may
+    /// answer with notices of its own, a lost link say), then one write per link.
+    fn exchange_with_cluster(&mut self, now: Instant) {
+        let Some(broker) = &mut self.broker else { return };
+        let registry = self.poll.registry();
+        broker.read_unfinished(registry, now);
+        broker.on_timer(registry, now);
+        loop {
+            broker.take_notices(&mut self.notices);
+            for notice in self.notices.drain(..) {
+                self.hub.on_cluster(notice, now);
+            }
+            self.hub.take_cluster_requests(&mut self.requests);
+            if self.requests.is_empty() {
+                broker.flush(registry, now);
+                broker.take_notices(&mut self.notices);
+                if self.notices.is_empty() {
+                    return;
+                }
+                continue;
+            }
+            for request in self.requests.drain(..) {
+                broker.request(request, registry, now);
+            }
         }
     }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +12,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::http::HeaderValue;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 use wschat::wire::{self, FrameHeader, UpgradeRequest};
@@ -47,7 +52,12 @@ impl TestServer {
         let (addr_tx, addr_rx) = mpsc::channel();
         let sink = log.clone();
         std::thread::spawn(move || {
+            // WSCHAT_TEST_LOG=1 shows every server's log as the test runs, for debugging.
+            let echo = std::env::var_os("WSCHAT_TEST_LOG").is_some();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("[server] {line}");
+                }
                 if let Some(addr) = line.split("listening on ").nth(1) {
                     let _ = addr_tx.send(addr.trim().to_string());
                 }
@@ -445,4 +455,41 @@ pub fn unix_now() -> u64 {
 pub fn hs256(secret: &[u8], claims: serde_json::Value) -> String {
     let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap()
+}
+
+/// A chat client in JSON mode (`wschat.json`) at `query` (e.g. `?nick=bob&room=dev`).
+pub fn json_client(server: &TestServer, query: &str) -> Client {
+    let mut request = server.url(&format!("/{query}")).into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("wschat.json"));
+    let (ws, response) = tungstenite::client(request, server.tcp()).expect("websocket handshake");
+    assert_eq!(
+        response.headers().get("Sec-WebSocket-Protocol").map(|v| v.to_str().unwrap()),
+        Some("wschat.json"),
+        "the subprotocol is selected"
+    );
+    ws
+}
+
+/// The next JSON object.
+pub fn recv_json(ws: &mut Client) -> Value {
+    let text = recv_text(ws);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Reads objects until one of type `kind`; returns it and everything of type `message` before it.
+pub fn recv_through(ws: &mut Client, kind: &str) -> (Vec<Value>, Value) {
+    let mut messages = Vec::new();
+    loop {
+        let value = recv_json(ws);
+        if value["type"] == kind {
+            return (messages, value);
+        }
+        if value["type"] == "message" {
+            messages.push(value);
+        }
+    }
+}
+
+pub fn texts(messages: &[Value]) -> Vec<&str> {
+    messages.iter().map(|m| m["text"].as_str().unwrap()).collect()
 }

@@ -1,0 +1,613 @@
+//! The broker: this process's two Redis connections, one for commands (pipelined: whatever a
+//! loop turn asks for leaves in one write, and replies come back in order) and one for
+//! subscriptions (Redis only pushes on a connection that subscribed), and everything needed to
+//! keep them working: connecting without blocking, detecting sharded pub/sub, loading the
+//! scripts, reconnecting with back-off, and turning the chat's [`Request`]s into commands and
+//! what Redis sends back into [`Notice`]s.
+//!
+//! Nothing here waits: a connect, a reply or a subscription confirmation is an event like a
+//! client's, and a Redis that is slow, flooded or gone costs a dropped link and a retry, never
+//! a stalled loop. The first failure of an outage is logged as a warning, the retries quietly.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::{Registry, Token};
+
+use super::link::Link;
+use super::resp::{self, Frame};
+use super::room;
+use super::{Notice, Request};
+use crate::chat::history::new_epoch;
+
+/// First wait before reconnecting; it doubles per failure up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A connect that has not finished by then is abandoned (a host that drops SYNs).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where Redis is: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    pub host: String,
+    pub port: u16,
+    pub db: u32,
+    /// AUTH's arguments: the password, or the user and the password.
+    pub auth: Option<(Option<String>, String)>,
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never a password in a log line.
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "redis://{}:{}/{}", self.host, self.port, self.db)
+    }
+}
+
+impl RedisUrl {
+    /// Parses `redis://HOST[:PORT][/DB]`, with `[USER]:PASSWORD@` before the host if Redis
+    /// asks for one.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let example = "try redis://127.0.0.1:6379 or redis://:PASSWORD@HOST:6379/0";
+        let rest = text
+            .strip_prefix("redis://")
+            .ok_or_else(|| format!("not a redis:// URL: {text:?} ({example})"))?;
+        let (auth, rest) = match rest.rsplit_once('@') {
+            Some((credentials, rest)) => {
+                let (user, password) = credentials
+                    .split_once(':')
+                    .ok_or_else(|| format!("credentials must be USER:PASSWORD or :PASSWORD ({example})"))?;
+                let user = (!user.is_empty()).then(|| user.to_string());
+                (Some((user, password.to_string())), rest)
+            }
+            None => (None, rest),
+        };
+        let (hostport, db) = match rest.split_once('/') {
+            Some((hostport, "")) => (hostport, 0),
+            Some((hostport, db)) => {
+                (hostport, db.parse().map_err(|_| format!("not a database number: {db:?} ({example})"))?)
+            }
+            None => (rest, 0),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || hostport.starts_with('[') => {
+                (host, port.parse().map_err(|_| format!("not a port: {port:?} ({example})"))?)
+            }
+            _ => (hostport, 6379),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("no host in {text:?} ({example})"));
+        }
+        Ok(Self { host: host.to_string(), port, db, auth })
+    }
+
+    /// The address to connect to (a name is looked up once, at start).
+    pub fn resolve(&self) -> io::Result<SocketAddr> {
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::other(format!("{} names no address", self.host)))
+    }
+}
+
+/// What a reply on the command link answers, in the order the commands were sent.
+#[derive(Debug)]
+enum Expect {
+    /// Setup and publishes: only an error matters.
+    Nothing,
+    /// `COMMAND INFO SPUBLISH`: whether sharded pub/sub exists (Redis 7).
+    Capability,
+    Loaded {
+        room: Rc<str>,
+        display: Rc<str>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subscription {
+    /// Asked for by the chat; SSUBSCRIBE goes with this turn's write.
+    Wanted,
+    /// Sent, not yet confirmed.
+    Sent,
+    /// Confirmed: messages arrive, and the history load has been sent.
+    Live,
+}
+
+struct Followed {
+    display: Rc<str>,
+    subscription: Subscription,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not connected; the next attempt is due at this time.
+    Down {
+        retry_at: Instant,
+    },
+    /// Connecting (or setting up) since this time.
+    Connecting {
+        since: Instant,
+    },
+    Up,
+}
+
+/// The two links and the cluster's state as this process sees it.
+pub struct Broker {
+    url: RedisUrl,
+    addr: SocketAddr,
+    cmd: Link,
+    sub: Link,
+    state: State,
+    /// Redis has SPUBLISH/SSUBSCRIBE (7.0 and later).
+    sharded: bool,
+    capability_known: bool,
+    pending: VecDeque<Expect>,
+    followed: HashMap<Rc<str>, Followed>,
+    /// Rooms unfollowed this turn, to unsubscribe from in one command.
+    unfollowed: Vec<Rc<str>>,
+    notices: Vec<Notice>,
+    backoff: Duration,
+    /// The current outage has been logged.
+    warned: bool,
+    frames: Vec<Frame>,
+    say_sha: String,
+    load_sha: String,
+    /// `--history`: how long each room's log in Redis is.
+    history: usize,
+}
+
+impl Broker {
+    /// A broker for the Redis at `url`, using these two poll tokens; it connects on [`start`](Self::start).
+    pub fn new(url: RedisUrl, history: usize, tokens: (Token, Token), now: Instant) -> io::Result<Self> {
+        let addr = url.resolve().map_err(|e| io::Error::new(e.kind(), format!("--redis {url}: {e}")))?;
+        Ok(Self {
+            url,
+            addr,
+            cmd: Link::new(tokens.0),
+            sub: Link::new(tokens.1),
+            state: State::Down { retry_at: now },
+            sharded: false,
+            capability_known: false,
+            pending: VecDeque::new(),
+            followed: HashMap::new(),
+            unfollowed: Vec::new(),
+            notices: Vec::new(),
+            backoff: FIRST_BACKOFF,
+            warned: false,
+            frames: Vec::new(),
+            say_sha: room::script_sha(room::SAY_SCRIPT),
+            load_sha: room::script_sha(room::LOAD_SCRIPT),
+            history,
+        })
+    }
+
+    pub fn url(&self) -> &RedisUrl {
+        &self.url
+    }
+
+    /// Whether `token` is one of the broker's links.
+    pub fn owns(&self, token: Token) -> bool {
+        token == self.cmd.token() || token == self.sub.token()
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.state == State::Up
+    }
+
+    /// When the broker next needs the loop without an event: a reconnect or a connect deadline.
+    pub fn wake_at(&self) -> Option<Instant> {
+        match self.state {
+            State::Down { retry_at } => Some(retry_at),
+            State::Connecting { since } => Some(since + CONNECT_TIMEOUT),
+            State::Up => None,
+        }
+    }
+
+    /// A link stopped reading at its turn budget: read again next turn without waiting.
+    pub fn has_unfinished_reads(&self) -> bool {
+        self.cmd.has_unfinished_read() || self.sub.has_unfinished_read()
+    }
+
+    /// What happened since the last call.
+    pub fn take_notices(&mut self, into: &mut Vec<Notice>) {
+        into.append(&mut self.notices);
+    }
+
+    /// Reconnects when due; abandons a connect that takes too long.
+    pub fn on_timer(&mut self, registry: &Registry, now: Instant) {
+        match self.state {
+            State::Down { retry_at } if now >= retry_at => self.connect(registry, now),
+            State::Connecting { since } if now >= since + CONNECT_TIMEOUT => {
+                self.fail(registry, now, "connecting timed out")
+            }
+            _ => {}
+        }
+    }
+
+    fn connect(&mut self, registry: &Registry, now: Instant) {
+        self.state = State::Connecting { since: now };
+        self.capability_known = false;
+        let started =
+            self.cmd.connect(self.addr, registry).and_then(|()| self.sub.connect(self.addr, registry));
+        if let Err(e) = started {
+            return self.fail(registry, now, &format!("cannot connect: {e}"));
+        }
+        let mut setup = Vec::new();
+        for link in [&mut self.cmd, &mut self.sub] {
+            if let Some((user, password)) = &self.url.auth {
+                let mut auth = vec!["AUTH"];
+                auth.extend(user.as_deref());
+                auth.push(password);
+                setup.push(link.queue(&auth));
+            }
+        }
+        // Keys live in the URL's database; channels are global, and name the database.
+        setup.push(self.cmd.queue(&["SELECT", &self.url.db.to_string()]));
+        setup.push(self.cmd.queue(&["SCRIPT", "LOAD", room::SAY_SCRIPT]));
+        setup.push(self.cmd.queue(&["SCRIPT", "LOAD", room::LOAD_SCRIPT]));
+        setup.push(self.cmd.queue(&["COMMAND", "INFO", "SPUBLISH"]));
+        let answers = 4 + usize::from(self.url.auth.is_some());
+        self.pending.extend((1..answers).map(|_| Expect::Nothing));
+        self.pending.push_back(Expect::Capability);
+        if let Some(Err(e)) = setup.into_iter().find(Result::is_err) {
+            self.fail(registry, now, &e.to_string());
+        }
+    }
+
+    /// Both links are dropped; the chat hears it if they were up; a retry is scheduled.
+    fn fail(&mut self, registry: &Registry, now: Instant, why: &str) {
+        let was_up = self.state == State::Up;
+        if !self.warned {
+            warn!("Redis at {}: {why}; chat goes on on this server alone, reconnecting", self.url);
+            self.warned = true;
+        } else {
+            debug!("Redis at {}: {why}", self.url);
+        }
+        self.cmd.close(registry);
+        self.sub.close(registry);
+        self.pending.clear();
+        self.followed.clear();
+        self.unfollowed.clear();
+        if was_up {
+            self.notices.push(Notice::Down);
+        }
+        self.state = State::Down { retry_at: now + self.backoff };
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    fn channel(&self, room: &str) -> String {
+        room::channel(self.url.db, room)
+    }
+
+    /// Takes one request from the chat; it is written at the end of the turn. Requests made
+    /// while Redis is down are dropped: the chat is then running alone and knows it.
+    pub fn request(&mut self, request: Request, registry: &Registry, now: Instant) {
+        log::trace!("cluster request: {request:?}");
+        if self.state != State::Up {
+            return;
+        }
+        let publish = if self.sharded { "SPUBLISH" } else { "PUBLISH" };
+        let queued = match request {
+            Request::Follow { room, display } => {
+                let entry = self
+                    .followed
+                    .entry(room)
+                    .or_insert(Followed { display: display.clone(), subscription: Subscription::Wanted });
+                entry.display = display;
+                Ok(())
+            }
+            Request::Reload { room, display } => match self.followed.get(&room) {
+                Some(f) if f.subscription == Subscription::Live => self.queue_load(room, display),
+                // Loaded anyway once the subscription is confirmed.
+                _ => Ok(()),
+            },
+            Request::Unfollow { room } => {
+                self.followed.remove(&room);
+                self.unfollowed.push(room);
+                Ok(())
+            }
+            Request::Say { room, display, body } => {
+                let (meta, log, channel) = (room::meta_key(&room), room::log_key(&room), self.channel(&room));
+                let (epoch, limit, ttl) =
+                    (new_epoch(), self.history.to_string(), room::ROOM_TTL_SECS.to_string());
+                let sharded = if self.sharded { "1" } else { "0" };
+                self.pending.push_back(Expect::Nothing);
+                self.cmd.queue(&[
+                    "EVALSHA",
+                    &self.say_sha,
+                    "2",
+                    &meta,
+                    &log,
+                    &channel,
+                    &epoch,
+                    &display,
+                    &limit,
+                    &ttl,
+                    &body,
+                    sharded,
+                ])
+            }
+            Request::Announce { room, event } => {
+                self.pending.push_back(Expect::Nothing);
+                self.cmd.queue(&[
+                    publish.as_bytes(),
+                    self.channel(&room).as_bytes(),
+                    &room::event_payload(&event),
+                ])
+            }
+            Request::Binary { room, data } => {
+                self.pending.push_back(Expect::Nothing);
+                self.cmd.queue(&[
+                    publish.as_bytes(),
+                    self.channel(&room).as_bytes(),
+                    &room::binary_payload(&data),
+                ])
+            }
+        };
+        if let Err(e) = queued {
+            self.fail(registry, now, &e.to_string());
+        }
+    }
+
+    fn queue_load(&mut self, room: Rc<str>, display: Rc<str>) -> io::Result<()> {
+        let (meta, log) = (room::meta_key(&room), room::log_key(&room));
+        let (epoch, ttl) = (new_epoch(), room::ROOM_TTL_SECS.to_string());
+        self.pending.push_back(Expect::Loaded { room, display: display.clone() });
+        self.cmd.queue(&["EVALSHA", &self.load_sha, "2", &meta, &log, &epoch, &display, &ttl])
+    }
+
+    /// End of turn: this turn's (un)subscriptions in one command each, then one write per link.
+    pub fn flush(&mut self, registry: &Registry, now: Instant) {
+        if let Err(e) = self.write(registry) {
+            self.fail(registry, now, &e.to_string());
+        }
+    }
+
+    fn write(&mut self, registry: &Registry) -> io::Result<()> {
+        if self.state == State::Up {
+            let (subscribe, unsubscribe) =
+                if self.sharded { ("SSUBSCRIBE", "SUNSUBSCRIBE") } else { ("SUBSCRIBE", "UNSUBSCRIBE") };
+            let mut gone: Vec<String> = Vec::new();
+            for room in std::mem::take(&mut self.unfollowed) {
+                if !self.followed.contains_key(&room) {
+                    gone.push(self.channel(&room));
+                }
+            }
+            if !gone.is_empty() {
+                let mut command = vec![unsubscribe.to_string()];
+                command.append(&mut gone);
+                self.sub.queue(&command)?;
+            }
+            let mut wanted = vec![subscribe.to_string()];
+            let db = self.url.db;
+            for (room, followed) in &mut self.followed {
+                if followed.subscription == Subscription::Wanted {
+                    followed.subscription = Subscription::Sent;
+                    wanted.push(room::channel(db, room));
+                }
+            }
+            if wanted.len() > 1 {
+                self.sub.queue(&wanted)?;
+            }
+        }
+        self.cmd.flush(registry)?;
+        self.sub.flush(registry)
+    }
+
+    /// A readiness event on one of the links.
+    pub fn on_event(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        readable: bool,
+        writable: bool,
+        now: Instant,
+    ) {
+        if let Err(e) = self.handle_event(registry, token, readable, writable) {
+            self.fail(registry, now, &e.to_string());
+        }
+    }
+
+    /// Reads the links whose reads were cut short last turn.
+    pub fn read_unfinished(&mut self, registry: &Registry, now: Instant) {
+        for token in [self.cmd.token(), self.sub.token()] {
+            let link = if token == self.cmd.token() { &self.cmd } else { &self.sub };
+            if link.has_unfinished_read() {
+                self.on_event(registry, token, true, false, now);
+            }
+        }
+    }
+
+    fn handle_event(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        readable: bool,
+        writable: bool,
+    ) -> io::Result<()> {
+        let is_cmd = token == self.cmd.token();
+        let link = if is_cmd { &mut self.cmd } else { &mut self.sub };
+        if !link.is_open() {
+            return Ok(());
+        }
+        if writable {
+            link.on_writable()?;
+            // A finished connect sends what was queued; a blocked write resumes.
+            link.flush(registry)?;
+        }
+        if readable {
+            let mut frames = std::mem::take(&mut self.frames);
+            let read = link.read(&mut frames);
+            let handled = frames.drain(..).try_for_each(|frame| {
+                if is_cmd {
+                    self.on_reply(frame)
+                } else {
+                    self.on_push(frame)
+                }
+            });
+            self.frames = frames;
+            read?;
+            handled?;
+        }
+        self.maybe_up();
+        Ok(())
+    }
+
+    /// Both links connected and the capability known: the cluster is reachable.
+    fn maybe_up(&mut self) {
+        if matches!(self.state, State::Connecting { .. })
+            && self.cmd.is_connected()
+            && self.sub.is_connected()
+            && self.capability_known
+        {
+            let kind = if self.sharded { "sharded pub/sub" } else { "pub/sub" };
+            info!("connected to Redis at {} ({kind}); rooms are shared with the other servers", self.url);
+            self.state = State::Up;
+            self.backoff = FIRST_BACKOFF;
+            self.warned = false;
+            self.notices.push(Notice::Up);
+        }
+    }
+
+    /// A reply on the command link, matched with the command it answers.
+    fn on_reply(&mut self, frame: Frame) -> io::Result<()> {
+        let expected =
+            self.pending.pop_front().ok_or_else(|| io::Error::other("a reply nobody asked for"))?;
+        if let Some(e) = resp::error(&frame) {
+            return Err(io::Error::other(format!("Redis refused a command ({expected:?}): {e}")));
+        }
+        match expected {
+            Expect::Nothing => {}
+            Expect::Capability => {
+                // An unknown command's entry is a null.
+                self.sharded = matches!(&frame, Frame::Array(entries) if entries.first().is_some_and(|e| *e != Frame::Null));
+                self.capability_known = true;
+            }
+            Expect::Loaded { room, display } => {
+                if !self.followed.contains_key(&room) {
+                    return Ok(()); // unfollowed meanwhile
+                }
+                let loaded = parse_loaded(room, display, &frame)
+                    .ok_or_else(|| io::Error::other("a history load answered with something else"))?;
+                self.notices.push(loaded);
+            }
+        }
+        Ok(())
+    }
+
+    /// A push on the subscription link: a confirmation or a published message.
+    fn on_push(&mut self, frame: Frame) -> io::Result<()> {
+        let Frame::Array(parts) = &frame else {
+            return Err(io::Error::other("the subscription link sent something other than a push"));
+        };
+        let kind = parts.first().and_then(resp::text).unwrap_or("");
+        let Some(room) =
+            parts.get(1).and_then(resp::bytes).and_then(|c| room::room_of_channel(self.url.db, c))
+        else {
+            return Ok(());
+        };
+        match kind {
+            "ssubscribe" | "subscribe" => {
+                debug!("Redis: subscribed to room {room:?}");
+                let Some(followed) = self.followed.get_mut(room) else { return Ok(()) };
+                if followed.subscription == Subscription::Sent {
+                    followed.subscription = Subscription::Live;
+                    let (room, display) = (Rc::from(room), followed.display.clone());
+                    // Subscribed first, loaded second: a message published in between is in
+                    // both, and the chat drops the copy by its sequence number.
+                    self.queue_load(room, display)?;
+                }
+            }
+            "smessage" | "message" => {
+                let Some(followed) = self.followed.get(room) else { return Ok(()) };
+                if followed.subscription != Subscription::Live {
+                    return Ok(());
+                }
+                let payload = parts.get(2).and_then(resp::bytes);
+                match payload.and_then(|p| room::parse_payload(room, followed.display.clone(), p)) {
+                    Some(notice) => self.notices.push(notice),
+                    None => warn!("Redis: an unreadable payload on the channel of room {room:?} was ignored"),
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// `{epoch, seq, display, [[id, [field, value]], ...]}` from the load script.
+fn parse_loaded(room: Rc<str>, display: Rc<str>, frame: &Frame) -> Option<Notice> {
+    let Frame::Array(parts) = frame else { return None };
+    let epoch = Rc::from(resp::text(parts.first()?)?);
+    let top = resp::integer(parts.get(1)?)? as u64;
+    let display = parts.get(2).and_then(resp::text).map_or(display, Rc::from);
+    let Frame::Array(entries) = parts.get(3)? else { return None };
+    let mut messages = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Frame::Array(entry) = entry else { return None };
+        let seq = resp::text(entry.first()?)?.split('-').next()?.parse().ok()?;
+        let Frame::Array(fields) = entry.get(1)? else { return None };
+        messages.push(room::stored(seq, resp::bytes(fields.get(1)?)?)?);
+    }
+    Some(Notice::Loaded { room, display, epoch, top, messages })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_the_way_people_write_them() {
+        let url = |text: &str| RedisUrl::parse(text);
+        let plain = url("redis://127.0.0.1:6379").unwrap();
+        assert_eq!(
+            (plain.host.as_str(), plain.port, plain.db, plain.auth.clone()),
+            ("127.0.0.1", 6379, 0, None)
+        );
+        assert_eq!(url("redis://redis").unwrap().port, 6379);
+        assert_eq!(url("redis://redis:7000/3").unwrap().db, 3);
+        assert_eq!(url("redis://[::1]:7000").unwrap().host, "::1");
+        let auth = url("redis://:s3cret@h:1/2").unwrap();
+        assert_eq!(auth.auth, Some((None, "s3cret".to_string())));
+        assert_eq!(auth.to_string(), "redis://h:1/2", "no password when shown");
+        assert_eq!(url("redis://me:pw@h").unwrap().auth, Some((Some("me".into()), "pw".into())));
+        for bad in ["http://h", "redis://", "redis://h:port", "redis://h/db"] {
+            assert!(url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_loaded_history_is_read_back() {
+        let bulk = |s: &str| Frame::BulkString(bytes::Bytes::copy_from_slice(s.as_bytes()));
+        let entry = |seq: u64, from: &str| {
+            Frame::Array(vec![
+                bulk(&format!("{seq}-1")),
+                Frame::Array(vec![bulk("m"), bulk(&room::say_body(from, "hi", 5, false))]),
+            ])
+        };
+        let frame = Frame::Array(vec![
+            bulk("ep0ch"),
+            bulk("9"),
+            bulk("Lobby"),
+            Frame::Array(vec![entry(8, "a"), entry(9, "b")]),
+        ]);
+        let Some(Notice::Loaded { epoch, top, display, messages, .. }) =
+            parse_loaded(Rc::from("lobby"), Rc::from("lobby"), &frame)
+        else {
+            panic!()
+        };
+        assert_eq!((&*epoch, top, &*display), ("ep0ch", 9, "Lobby"));
+        assert_eq!(messages.iter().map(|m| (m.seq, &*m.from)).collect::<Vec<_>>(), [(8, "a"), (9, "b")]);
+    }
+}

@@ -1,0 +1,201 @@
+//! A room in Redis: its key names, the Lua scripts that change it, and the payloads published
+//! on its channel. Defined once here for the processes that write them and those that read.
+//!
+//! For room key `K` (the case-folded name):
+//! - `wschat:{K}:meta`: a hash with `epoch`, `seq` (the last sequence given out) and `display`;
+//! - `wschat:{K}:log`: a stream of the last `--history` messages, entry id `SEQ-1`, field `m`;
+//! - `wschat:DB:{K}`: the channel its events are published on (DB: the URL's database).
+//!
+//! The braces are Redis Cluster's hash tag: a room's keys and channel share one slot, so the
+//! script may touch them together and a sharded channel lives on the node that has its keys.
+//!
+//! A payload on the channel starts with its kind: `m EPOCH SEQ JSON` (a message, from the
+//! script), `e JSON` (an event in its JSON-mode form), `b BYTES` (a binary message).
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::Notice;
+use crate::chat::{Event, Stored};
+
+/// How long an idle room's epoch, counter and history stay in Redis: after a month without a
+/// message a room starts a new epoch.
+pub const ROOM_TTL_SECS: u64 = 30 * 24 * 3600;
+
+pub fn meta_key(room: &str) -> String {
+    format!("wschat:{{{room}}}:meta")
+}
+
+pub fn log_key(room: &str) -> String {
+    format!("wschat:{{{room}}}:log")
+}
+
+/// The room's channel. Channels, unlike keys, are shared by all of a Redis's databases, so the
+/// name says which one the cluster uses.
+pub fn channel(db: u32, room: &str) -> String {
+    format!("wschat:{db}:{{{room}}}")
+}
+
+/// The room key a channel of database `db` belongs to.
+pub fn room_of_channel(db: u32, channel: &[u8]) -> Option<&str> {
+    let channel = std::str::from_utf8(channel).ok()?;
+    channel.strip_prefix("wschat:")?.strip_prefix(&format!("{db}:{{"))?.strip_suffix('}')
+}
+
+/// Numbers, keeps and publishes a room message, atomically.
+/// KEYS: meta, log. ARGV: channel, epoch if the room is new, display, history limit, TTL,
+/// body, "1" for sharded pub/sub. Returns the sequence number.
+pub const SAY_SCRIPT: &str = r#"
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0, 'display', ARGV[3])
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+if tonumber(ARGV[4]) > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], seq .. '-1', 'm', ARGV[6])
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+local payload = 'm ' .. epoch .. ' ' .. seq .. ' ' .. ARGV[6]
+if ARGV[7] == '1' then
+  redis.call('SPUBLISH', ARGV[1], payload)
+else
+  redis.call('PUBLISH', ARGV[1], payload)
+end
+return seq
+"#;
+
+/// A room's history as Redis holds it, starting its epoch if it has none.
+/// KEYS: meta, log. ARGV: epoch if the room is new, display, TTL.
+/// Returns {epoch, last seq, display, XRANGE of the log}.
+pub const LOAD_SCRIPT: &str = r#"
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0, 'display', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+local meta = redis.call('HMGET', KEYS[1], 'seq', 'display')
+return {epoch, meta[1], meta[2], redis.call('XRANGE', KEYS[2], '-', '+')}
+"#;
+
+/// A script's SHA-1, hex: its name for EVALSHA.
+pub fn script_sha(script: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, script.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A message as kept in the log and published (the sequence and epoch are the script's).
+#[derive(Serialize, Deserialize)]
+struct Body<'a> {
+    from: &'a str,
+    text: &'a str,
+    ts: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    action: bool,
+}
+
+/// The body of a room message, before Redis numbers it.
+pub fn say_body(from: &str, text: &str, ts: u64, action: bool) -> String {
+    // Serializing borrowed strings and integers cannot fail.
+    serde_json::to_string(&Body { from, text, ts, action }).unwrap_or_default()
+}
+
+/// A message back from its body and the sequence Redis gave it.
+pub fn stored(seq: u64, body: &[u8]) -> Option<Stored> {
+    let body: Body = serde_json::from_slice(body).ok()?;
+    Some(Stored { seq, ts: body.ts, from: Rc::from(body.from), text: body.text.into(), action: body.action })
+}
+
+/// The payload of an event that is not kept.
+pub fn event_payload(event: &str) -> Vec<u8> {
+    [b"e ".as_slice(), event.as_bytes()].concat()
+}
+
+/// The payload of a binary message.
+pub fn binary_payload(data: &[u8]) -> Vec<u8> {
+    [b"b ".as_slice(), data].concat()
+}
+
+/// What a payload on room `room`'s channel says; None if it is not one of ours.
+pub fn parse_payload(room: &str, display: Rc<str>, payload: &Bytes) -> Option<Notice> {
+    let room: Rc<str> = Rc::from(room);
+    let (kind, rest) = (payload.get(..2)?, payload.slice(2..));
+    match kind {
+        b"m " => {
+            let mut parts = rest.splitn(3, |&b| b == b' ');
+            let epoch = std::str::from_utf8(parts.next()?).ok()?;
+            let seq = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+            let message = stored(seq, parts.next()?)?;
+            Some(Notice::Message { room, display, epoch: Rc::from(epoch), message })
+        }
+        b"e " => {
+            let event = Event::from_json(std::str::from_utf8(&rest).ok()?)?;
+            // Only what `Request::Announce` sends: a room message must come numbered.
+            matches!(
+                event,
+                Event::Joined { .. }
+                    | Event::Left { .. }
+                    | Event::NickChanged { .. }
+                    | Event::BinaryFrom { .. }
+            )
+            .then_some(Notice::Event { room, event })
+        }
+        b"b " => Some(Notice::Binary { room, data: rest }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_room_s_keys_and_channel_share_its_hash_tag() {
+        assert_eq!(meta_key("lobby"), "wschat:{lobby}:meta");
+        assert_eq!(log_key("lobby"), "wschat:{lobby}:log");
+        assert_eq!(room_of_channel(0, channel(0, "ünï").as_bytes()), Some("ünï"));
+        assert_eq!(room_of_channel(1, channel(0, "x").as_bytes()), None, "another database's room");
+        assert_eq!(room_of_channel(0, b"other:{x}"), None);
+    }
+
+    #[test]
+    fn payloads_read_back_as_what_was_sent() {
+        let display: Rc<str> = Rc::from("Lobby");
+        let body = say_body("ann", "hi there", 7, true);
+        let payload = Bytes::from(format!("m ab12 5 {body}"));
+        let Some(Notice::Message { epoch, message, .. }) = parse_payload("lobby", display.clone(), &payload)
+        else {
+            panic!("not a message")
+        };
+        assert_eq!(
+            (&*epoch, message.seq, &*message.from, &*message.text, message.ts),
+            ("ab12", 5, "ann", "hi there", 7)
+        );
+        assert!(message.action);
+        let joined = Event::Joined { room: display.clone(), nick: Rc::from("bob") };
+        let payload = Bytes::from(event_payload(&joined.json().unwrap()));
+        assert_eq!(
+            parse_payload("lobby", display.clone(), &payload),
+            Some(Notice::Event { room: Rc::from("lobby"), event: joined })
+        );
+        let payload = Bytes::from(binary_payload(&[0, 1, 2]));
+        assert_eq!(
+            parse_payload("lobby", display.clone(), &payload),
+            Some(Notice::Binary { room: Rc::from("lobby"), data: Bytes::from_static(&[0, 1, 2]) })
+        );
+        let notice = Event::notice("not a room event").json().unwrap();
+        assert_eq!(parse_payload("lobby", display.clone(), &Bytes::from(event_payload(&notice))), None);
+        assert_eq!(parse_payload("lobby", display, &Bytes::from_static(b"m x")), None);
+    }
+
+    #[test]
+    fn script_names_are_their_sha1() {
+        assert_eq!(script_sha(""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+    }
+}

@@ -1,0 +1,202 @@
+//! Cluster mode against a real `redis-server` and several real `wschat-server` processes
+//! (`--redis`): one chat across them, in one order, with ids that let a client resume on any
+//! of them, and local chat that survives Redis going away.
+//!
+//! Skipped, and saying so, where `redis-server` is not installed; under `CI=true` a missing
+//! `redis-server` fails (see `common::redis`).
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::redis::RedisServer;
+use common::{json_client, recv_json, recv_through, send, texts, Client, TestServer};
+use serde_json::Value;
+
+/// A wschat process in the cluster, once it has said it is linked to Redis.
+fn member_server(redis: &RedisServer) -> TestServer {
+    let server = TestServer::start(&["--redis", &redis.url(), "-vv"]);
+    server.wait_for_log("connected to Redis");
+    server
+}
+
+/// A JSON client at `query`, past its welcome and its (empty or not) replay.
+fn joined(server: &TestServer, query: &str) -> Client {
+    let mut ws = json_client(server, query);
+    recv_through(&mut ws, "replayed");
+    ws
+}
+
+/// Reads until `count` room messages have arrived; returns them (other events skipped).
+fn messages(ws: &mut Client, count: usize) -> Vec<Value> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        let value = recv_json(ws);
+        if value["type"] == "message" {
+            got.push(value);
+        }
+    }
+    got
+}
+
+/// Reads until an event of type `kind` about `nick` (its `nick` or `from`) arrives.
+fn event_about(ws: &mut Client, kind: &str, nick: &str) -> Value {
+    loop {
+        let value = recv_json(ws);
+        if value["type"] == kind && (value["nick"] == nick || value["from"] == nick) {
+            return value;
+        }
+    }
+}
+
+fn id_seq(id: &Value) -> u64 {
+    id.as_str().unwrap().split_once(':').unwrap().1.parse().unwrap()
+}
+
+#[test]
+fn messages_from_every_process_reach_every_member_in_one_order() {
+    let Some(redis) = RedisServer::start("messages_from_every_process_reach_every_member_in_one_order")
+    else {
+        return;
+    };
+    let servers = [member_server(&redis), member_server(&redis), member_server(&redis)];
+    let mut clients: Vec<Client> = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        for j in 0..2 {
+            clients.push(joined(server, &format!("?nick=p{i}c{j}")));
+        }
+    }
+    // Everybody talks at once, from three processes.
+    const EACH: usize = 15;
+    for n in 0..EACH {
+        for (c, ws) in clients.iter_mut().enumerate() {
+            send(ws, &format!("c{c} says {n}"));
+        }
+    }
+    let total = EACH * clients.len();
+    let mut orders = Vec::new();
+    for ws in clients.iter_mut() {
+        let got = messages(ws, total);
+        let seqs: Vec<u64> = got.iter().map(|m| id_seq(&m["id"])).collect();
+        let first = seqs[0];
+        assert_eq!(seqs, (first..first + total as u64).collect::<Vec<_>>(), "numbered without gaps");
+        let epochs: HashSet<&str> =
+            got.iter().map(|m| m["id"].as_str().unwrap().split(':').next().unwrap()).collect();
+        assert_eq!(epochs.len(), 1, "one epoch");
+        orders.push(texts(&got).into_iter().map(String::from).collect::<Vec<_>>());
+    }
+    for order in &orders[1..] {
+        assert_eq!(order, &orders[0], "every member, on every process, sees the same order");
+    }
+    // Each sender's own lines are in the order it sent them.
+    for c in 0..clients.len() {
+        let own: Vec<&String> = orders[0].iter().filter(|t| t.starts_with(&format!("c{c} "))).collect();
+        let sent: Vec<String> = (0..EACH).map(|n| format!("c{c} says {n}")).collect();
+        assert_eq!(own, sent.iter().collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn joins_and_leaves_are_announced_on_every_process() {
+    let Some(redis) = RedisServer::start("joins_and_leaves_are_announced_on_every_process") else { return };
+    let (a, b) = (member_server(&redis), member_server(&redis));
+    let mut ann = joined(&a, "?nick=ann");
+    let mut bob = joined(&b, "?nick=bob");
+    event_about(&mut ann, "joined", "bob");
+    send(&mut bob, "/join dev");
+    // Room events reach a process from when its subscription is live, which the replay marks.
+    recv_through(&mut bob, "replayed");
+    let left = event_about(&mut ann, "left", "bob");
+    assert_eq!(left["moved_to"], "dev", "{left}");
+    // A binary message crosses too, after the line saying whose it is.
+    let mut cat = joined(&a, "?nick=cat&room=dev");
+    event_about(&mut bob, "joined", "cat");
+    cat.send(tungstenite::Message::binary(vec![1u8, 2, 3])).unwrap();
+    event_about(&mut bob, "binary", "cat");
+    match common::recv(&mut bob) {
+        tungstenite::Message::Binary(data) => assert_eq!(&data[..], [1, 2, 3]),
+        other => panic!("expected the binary message, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_client_resumes_on_another_process_without_a_gap() {
+    let Some(redis) = RedisServer::start("a_client_resumes_on_another_process_without_a_gap") else { return };
+    let (a, b) = (member_server(&redis), member_server(&redis));
+    let mut talker = joined(&a, "?nick=talker&room=dev");
+    let mut reader = joined(&a, "?nick=reader&room=dev");
+    recv_json(&mut talker); // reader joined
+    for n in 1..=3 {
+        send(&mut talker, &format!("m{n}"));
+    }
+    let seen = messages(&mut reader, 3);
+    let last_seen = seen[2]["id"].as_str().unwrap().to_string();
+    drop(reader);
+    for n in 4..=6 {
+        send(&mut talker, &format!("m{n}"));
+    }
+    messages(&mut talker, 6);
+    // Back, on the other process, which has never had a member in this room.
+    let mut reader = json_client(&b, &format!("?nick=reader&room=dev&since={last_seen}"));
+    let (replayed, summary) = recv_through(&mut reader, "replayed");
+    assert_eq!(texts(&replayed), ["m4", "m5", "m6"], "exactly what it missed");
+    assert_eq!(summary["recovered"], true, "{summary}");
+    // And live from there on, numbered on.
+    send(&mut talker, "m7");
+    let live = messages(&mut reader, 1);
+    assert_eq!(live[0]["text"], "m7");
+    assert_eq!(id_seq(&live[0]["id"]), id_seq(&replayed[2]["id"]) + 1);
+}
+
+#[test]
+fn chat_goes_on_locally_while_redis_is_away_and_joins_up_again() {
+    let Some(mut redis) = RedisServer::start("chat_goes_on_locally_while_redis_is_away_and_joins_up_again")
+    else {
+        return;
+    };
+    let (a, b) = (member_server(&redis), member_server(&redis));
+    let mut ann = joined(&a, "?nick=ann");
+    let mut amy = joined(&a, "?nick=amy");
+    recv_json(&mut ann); // amy joined
+    let mut bob = joined(&b, "?nick=bob");
+    recv_json(&mut ann); // bob joined
+    recv_json(&mut amy);
+    send(&mut ann, "before");
+    let before = messages(&mut bob, 1);
+    let old_id = before[0]["id"].as_str().unwrap().to_string();
+    messages(&mut amy, 1);
+
+    redis.kill();
+    for ws in [&mut amy, &mut bob] {
+        let lost = recv_json(ws);
+        assert_eq!(lost["type"], "notice", "{lost}");
+        assert!(lost["text"].as_str().unwrap().contains("lost its link"), "{lost}");
+    }
+    a.wait_for_log("chat goes on on this server alone");
+    // Ann and Amy, on one process, still chat.
+    recv_json(&mut ann);
+    send(&mut ann, "while away");
+    let local = messages(&mut amy, 1);
+    assert_eq!(local[0]["text"], "while away");
+
+    // Redis is back, empty: both processes link up again, under a new epoch.
+    let redis = RedisServer::start_on(redis.port);
+    let back = recv_json(&mut bob);
+    assert!(back["text"].as_str().unwrap().contains("linked to the others again"), "{back}");
+    recv_through(&mut bob, "replayed");
+    for ws in [&mut ann, &mut amy] {
+        recv_through(ws, "replayed");
+    }
+    send(&mut bob, "after");
+    for ws in [&mut ann, &mut amy, &mut bob] {
+        let got = messages(ws, 1);
+        assert_eq!(got[0]["text"], "after");
+        assert_ne!(got[0]["id"].as_str().unwrap().split(':').next(), old_id.split(':').next(), "a new epoch");
+    }
+    // An id from before the restart cannot be resumed from, and says so.
+    let mut late = json_client(&b, &format!("?nick=late&since={old_id}"));
+    let (replayed, summary) = recv_through(&mut late, "replayed");
+    assert_eq!(summary["recovered"], false, "{summary}");
+    assert_eq!(texts(&replayed), ["after"]);
+    drop(redis);
+}
