@@ -147,6 +147,11 @@ pub struct Config {
     #[arg(long, value_name = "URL", value_parser = crate::cluster::broker::RedisUrl::parse, conflicts_with = "data_dir")]
     pub redis: Option<crate::cluster::broker::RedisUrl>,
 
+    /// With --redis: how long after its last heartbeat a process that died still counts as
+    /// alive; its members leave /who and their nicks become free after this.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub presence_ttl: Duration,
+
     /// Let several processes listen on the same address (SO_REUSEPORT): the kernel spreads
     /// new connections across them. With --redis, one process per core uses every core.
     #[arg(long)]

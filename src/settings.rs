@@ -52,6 +52,8 @@ pub struct Settings {
     pub redis: Option<crate::cluster::broker::RedisUrl>,
     /// `--reuse-port`: share the listening address with other processes.
     pub reuse_port: bool,
+    /// `--presence-ttl`: how long a silent process's members stay in the cluster's presence.
+    pub presence_ttl: Duration,
 }
 
 impl TryFrom<&Config> for Settings {
@@ -85,6 +87,9 @@ impl TryFrom<&Config> for Settings {
             if value < Duration::from_millis(10) {
                 return Err(format!("{flag} must be at least 10ms"));
             }
+        }
+        if config.presence_ttl < Duration::from_secs(1) {
+            return Err("--presence-ttl must be at least 1s (heartbeats go every third of it)".into());
         }
         if config.max_messages_per_sec > crate::rate::MAX_RATE {
             return Err(format!("--max-messages-per-sec must be at most {}", crate::rate::MAX_RATE));
@@ -147,6 +152,7 @@ impl TryFrom<&Config> for Settings {
             data_dir: config.data_dir.clone(),
             redis: config.redis.clone(),
             reuse_port: config.reuse_port,
+            presence_ttl: config.presence_ttl,
         })
     }
 }

@@ -200,3 +200,161 @@ fn chat_goes_on_locally_while_redis_is_away_and_joins_up_again() {
     assert_eq!(texts(&replayed), ["after"]);
     drop(redis);
 }
+
+/// Reads until the next object of type `kind`.
+fn next_of(ws: &mut Client, kind: &str) -> Value {
+    loop {
+        let value = recv_json(ws);
+        if value["type"] == kind {
+            return value;
+        }
+    }
+}
+
+#[test]
+fn nicks_are_unique_across_processes() {
+    let Some(redis) = RedisServer::start("nicks_are_unique_across_processes") else { return };
+    let (a, b) = (member_server(&redis), member_server(&redis));
+    let ann = joined(&a, "?nick=Ann");
+    // The same name (any case, or a look-alike) is refused on the other process.
+    let mut other = json_client(&b, "?nick=ANN");
+    let refused = next_of(&mut other, "notice");
+    assert!(refused["text"].as_str().unwrap().contains("already in use"), "{refused}");
+    let welcome = next_of(&mut other, "welcome");
+    let guest = welcome["nick"].as_str().unwrap().to_string();
+    assert!(guest.starts_with("guest-"), "{welcome}");
+    recv_through(&mut other, "replayed");
+    send(&mut other, "/nick ann");
+    let error = next_of(&mut other, "error");
+    assert!(error["text"].as_str().unwrap().contains("already in use"), "{error}");
+    // Once Ann has gone, the nick is free on every process.
+    drop(ann);
+    let deadline = std::time::Instant::now() + common::WAIT;
+    loop {
+        send(&mut other, "/nick ann");
+        let answer = loop {
+            let value = recv_json(&mut other);
+            if value["type"] == "error" || (value["type"] == "nick" && value["old"] == guest.as_str()) {
+                break value;
+            }
+        };
+        if answer["type"] == "nick" {
+            assert_eq!(answer["new"], "ann");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the nick was never freed: {answer}");
+    }
+}
+
+#[test]
+fn who_rooms_and_private_messages_span_processes() {
+    let Some(redis) = RedisServer::start("who_rooms_and_private_messages_span_processes") else { return };
+    let (a, b) = (member_server(&redis), member_server(&redis));
+    let mut ann = joined(&a, "?nick=ann");
+    let mut bob = joined(&b, "?nick=bob");
+    let _cat = joined(&b, "?nick=cat&room=dev");
+    event_about(&mut ann, "joined", "bob");
+    send(&mut ann, "/who");
+    let who = next_of(&mut ann, "who");
+    assert_eq!(
+        (who["count"].as_u64(), &who["nicks"]),
+        (Some(2), &serde_json::json!(["ann", "bob"])),
+        "{who}"
+    );
+    send(&mut ann, "/rooms");
+    let rooms = next_of(&mut ann, "rooms");
+    assert_eq!(
+        rooms["rooms"],
+        serde_json::json!([{"name": "dev", "members": 1}, {"name": "lobby", "members": 2}]),
+        "{rooms}"
+    );
+    send(&mut ann, "/msg BOB psst");
+    let private = next_of(&mut bob, "private");
+    assert_eq!(
+        (private["from"].as_str(), private["to"].as_str(), private["text"].as_str()),
+        (Some("ann"), Some("bob"), Some("psst"))
+    );
+    let copy = next_of(&mut ann, "private");
+    assert_eq!((copy["from"].as_str(), copy["to"].as_str()), (Some("ann"), Some("bob")), "the sender's copy");
+    send(&mut ann, "/msg nobody hello?");
+    let error = next_of(&mut ann, "error");
+    assert_eq!(error["text"], "no such nick: nobody");
+}
+
+#[test]
+fn a_killed_process_s_members_leave_who_within_the_presence_expiry() {
+    let Some(redis) = RedisServer::start("a_killed_process_s_members_leave_who_within_the_presence_expiry")
+    else {
+        return;
+    };
+    let start = |ttl: &str| {
+        let server = TestServer::start(&["--redis", &redis.url(), "--presence-ttl", ttl]);
+        server.wait_for_log("connected to Redis");
+        server
+    };
+    let (a, mut b) = (start("30s"), start("2s"));
+    let mut ann = joined(&a, "?nick=ann");
+    let _bob = joined(&b, "?nick=bob");
+    event_about(&mut ann, "joined", "bob");
+    b.child.kill().unwrap(); // SIGKILL: no goodbye
+    b.child.wait().unwrap();
+    let deadline = std::time::Instant::now() + common::WAIT;
+    loop {
+        send(&mut ann, "/who");
+        let who = next_of(&mut ann, "who");
+        if who["nicks"] == serde_json::json!(["ann"]) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "bob never left /who: {who}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // And its nick is free again.
+    let mut bob = json_client(&a, "?nick=bob");
+    assert_eq!(next_of(&mut bob, "welcome")["nick"], "bob");
+}
+
+#[test]
+fn kicks_and_bans_reach_every_process() {
+    let Some(redis) = RedisServer::start("kicks_and_bans_reach_every_process") else { return };
+    const SECRET: &[u8] = b"a cluster test secret of 32+ bytes!";
+    let keys = common::TempDir::new("cluster-bans");
+    let secret = keys.file("secret", SECRET);
+    let start = || {
+        let server = TestServer::start(&["--redis", &redis.url(), "--jwt-secret", &secret]);
+        server.wait_for_log("connected to Redis");
+        server
+    };
+    let (a, b) = (start(), start());
+    let token = |sub: &str, admin: bool| {
+        let role = if admin { "admin" } else { "user" };
+        common::hs256(SECRET, serde_json::json!({"sub": sub, "exp": common::unix_now() + 600, "role": role}))
+    };
+    let mut root = joined(&a, &format!("?token={}", token("root", true)));
+    let mut bob = joined(&b, &format!("?token={}", token("bob", false)));
+    event_about(&mut root, "joined", "bob");
+    send(&mut root, "/kick bob calm down");
+    let (code, reason) = common::expect_close(&mut bob);
+    assert_eq!((u16::from(code), reason.as_str()), (4000, "kicked by root: calm down"));
+    assert_eq!(next_of(&mut root, "notice")["text"], "bob was kicked");
+    // Banned on one process, refused by every process.
+    let mut bob = joined(&b, &format!("?token={}", token("bob", false)));
+    send(&mut root, "/ban bob 10m rude");
+    let (code, reason) = common::expect_close(&mut bob);
+    assert_eq!((u16::from(code), reason.as_str()), (4000, "banned by root: rude"));
+    assert_eq!(next_of(&mut root, "notice")["text"], "bob is banned");
+    // The ban reaches the other process through Redis a moment after the moderator is told.
+    for server in [&a, &b] {
+        let path = format!("/?token={}", token("bob", false));
+        let deadline = std::time::Instant::now() + common::WAIT;
+        loop {
+            match tungstenite::client(server.url(&path), server.tcp()) {
+                Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+                    assert_eq!(response.status(), 403);
+                    break;
+                }
+                _ => assert!(std::time::Instant::now() < deadline, "bob is still let in"),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}

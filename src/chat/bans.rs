@@ -84,6 +84,11 @@ impl Bans {
         self.entries.insert(key, ban);
     }
 
+    /// Lifts one ban (another process lifted it).
+    pub fn remove(&mut self, key: &BanKey) {
+        self.entries.remove(key);
+    }
+
     /// Lifts every ban given to `nick` (a user's, or a guest's address ban); returns their keys.
     pub fn remove_nick(&mut self, nick: &str) -> Vec<BanKey> {
         let folded = fold(nick);

@@ -15,6 +15,7 @@ pub mod event;
 pub mod history;
 pub mod line;
 pub mod names;
+mod presence;
 mod shared;
 
 use std::collections::{HashMap, VecDeque};
@@ -159,6 +160,11 @@ pub enum Effect {
         client: ClientId,
         ban: Ban,
     },
+    /// The connection's nick is settled (cluster mode, see [`Chat::is_waiting`]): read its
+    /// input again.
+    Resume {
+        client: ClientId,
+    },
 }
 
 struct Member {
@@ -273,6 +279,8 @@ pub struct Chat {
     cluster_lost: bool,
     /// What the chat asks of the cluster, for the broker to take.
     requests: Vec<crate::cluster::Request>,
+    /// Nick claims in flight and presence updates (cluster mode).
+    presence: presence::Presence,
 }
 
 impl Default for Chat {
@@ -318,6 +326,7 @@ impl Chat {
             cluster_up: false,
             cluster_lost: false,
             requests: Vec::new(),
+            presence: presence::Presence::default(),
         }
     }
 
@@ -506,14 +515,14 @@ impl Chat {
 
     /// How `client` receives text, if it is in the chat.
     pub fn mode(&self, client: ClientId) -> Option<Mode> {
-        self.member(client).map(|m| m.mode)
+        self.member(client).map(|m| m.mode).or_else(|| self.waiting_mode(client))
     }
 
     /// A client joined: give it a nick (the one it asked for, if valid and free), put it in
     /// the room it asked for (or the lobby), welcome it, send it the room's history (all of
     /// it, or what came after its `since`) and announce it.
     pub fn connect(&mut self, client: ClientId, join: Join, out: &mut Vec<Effect>) {
-        if self.member(client).is_some() {
+        if self.member(client).is_some() || self.is_waiting(client) {
             return;
         }
         let to_client = Audience::Client(client);
@@ -534,6 +543,9 @@ impl Chat {
         };
         let nick: Rc<str> = match asked.map(|n| (n, self.check_nick_free(n, None))) {
             Some((nick, Ok(()))) => Rc::from(nick),
+            Some((sub, Err(_))) if signed && self.held_by_same_user(sub) && self.cluster_up => {
+                return self.claim_for_join(client, Rc::from(sub), true, join);
+            }
             Some((sub, Err(_))) if signed && self.held_by_same_user(sub) => {
                 // The same user on another device: the nick is shared.
                 let key = self.nick_key(sub);
@@ -555,6 +567,11 @@ impl Chat {
             }
             None => self.fresh_guest_nick(),
         };
+        if self.cluster_up {
+            // Used once Redis says no other process holds it (see `presence.rs`).
+            let asked = asked.is_some_and(|asked| *asked == *nick);
+            return self.claim_for_join(client, nick, asked, join);
+        }
         self.index_nick(&nick, client);
         self.join_as(client, nick, signed, join, out);
     }
@@ -592,6 +609,7 @@ impl Chat {
             client,
             Member { nick: nick.clone(), room: key.clone(), seat, mode, signed, access },
         );
+        self.seat(client, &key, &nick);
         let display = self.display(&key);
         out.push(Effect::Send {
             to: to_client,
@@ -655,8 +673,11 @@ impl Chat {
 
     /// A client left (connection closed for any reason): drop it and tell its room.
     pub fn disconnect(&mut self, client: ClientId, reason: &str, out: &mut Vec<Effect>) {
+        self.forget_claims(client);
         let Some(member) = self.remove_member(client) else { return };
         self.unindex_nick(&member.nick, client);
+        self.release_nick(client, &member.nick);
+        self.unseat(client, &member.room);
         let display = self.display(&member.room);
         self.remove_from_room(&member.room, member.mode, member.seat);
         // Members on other processes hear it even when none is left here.
@@ -695,6 +716,11 @@ impl Chat {
             Line::Blank => {}
             Line::Command(Command::Me(action)) => self.say(client, action, true, now_ms, out),
             Line::Command(Command::Help) => out.push(reply(notice(HELP))),
+            Line::Command(Command::Who) if self.cluster_up => self.ask_who(client, member.room.clone()),
+            Line::Command(Command::Rooms) if self.cluster_up => self.ask_rooms(client),
+            Line::Command(Command::Msg { to, text }) if self.cluster_up => {
+                self.send_private(client, to, text, now_ms)
+            }
             Line::Command(Command::Who) => {
                 let mut nicks: Vec<Rc<str>> = [Mode::Text, Mode::Json]
                     .iter()
@@ -754,6 +780,10 @@ impl Chat {
                     return out.push(reply(error("only moderators can /unban")));
                 }
                 let keys = self.bans.remove_nick(nick);
+                if self.cluster_up {
+                    let unbans = keys.iter().map(|key| crate::cluster::Request::Unban { key: key.clone() });
+                    self.requests.extend(unbans);
+                }
                 let text = match keys.is_empty() {
                     true => format!("no ban for {}", command::cut(nick, MAX_NAME_CHARS)),
                     false => format!("{} may come back", command::cut(nick, MAX_NAME_CHARS)),
@@ -889,6 +919,28 @@ impl Chat {
             return out.push(reply(error(format!("only moderators can {verb}"))));
         }
         let by = self.nick(client).unwrap_or("?").to_string();
+        if self.cluster_up {
+            // The nick may be held on any process: Redis finds its holders (`presence.rs`).
+            if let Err(why) = validate_nick(nick) {
+                return out.push(reply(error(format!("cannot {verb} {}: {}", quoted(nick), why.0))));
+            }
+            let why = reason.map_or(String::new(), |r| format!(": {r}"));
+            let direct = match duration {
+                None => crate::cluster::Direct::Kick(format!("kicked by {by}{why}")),
+                Some(duration) => {
+                    let ban = Ban {
+                        nick: nick.to_string(),
+                        until_ms: now_ms.saturating_add(duration.as_millis() as u64),
+                        reason: reason.unwrap_or_default().to_string(),
+                        by: by.clone(),
+                    };
+                    let key = BanKey::User(fold(nick));
+                    let ban = crate::cluster::presence::ban_json(&key, &ban);
+                    crate::cluster::Direct::Ban { closing: format!("banned by {by}{why}"), ban }
+                }
+            };
+            return self.send_moderation(client, nick, direct);
+        }
         let target = self.find_nick(nick);
         let holders = target.map(|t| self.holders(t)).unwrap_or_default();
         let name = target
@@ -931,6 +983,9 @@ impl Chat {
     }
 
     fn record_ban(&mut self, key: BanKey, ban: Ban) {
+        if self.cluster_up {
+            self.requests.push(crate::cluster::Request::Ban { key: key.clone(), ban: ban.clone() });
+        }
         if let Some(journal) = &mut self.journal {
             journal.push(Journal::Banned { key: key.clone(), ban: ban.clone() });
         }
@@ -968,12 +1023,21 @@ impl Chat {
             });
             return;
         }
+        if self.cluster_up {
+            return self.claim_for_rename(client, wanted);
+        }
+        self.rename(client, Rc::from(wanted), out);
+    }
+
+    /// Gives a member a nick already checked (and, in cluster mode, claimed), and tells the room.
+    fn rename(&mut self, client: ClientId, new: Rc<str>, out: &mut Vec<Effect>) {
         let Some(member) = self.member_mut(client) else { return };
-        let new: Rc<str> = Rc::from(wanted);
         let old = std::mem::replace(&mut member.nick, new.clone());
         let room = member.room.clone();
         self.nicks.remove(&self.nick_key(&old));
         self.index_nick(&new, client);
+        self.release_nick(client, &old);
+        self.seat(client, &room, &new);
         let event = Event::NickChanged { room: self.display(&room), old, new };
         self.announce(&room, Some(client), event, out);
     }
@@ -1000,6 +1064,8 @@ impl Chat {
         // evict an empty room's history, and it must not be the room being joined.
         let (new_room, seat) = self.add_to_room(client, wanted, mode);
         self.remove_from_room(&old_room, mode, old_seat);
+        self.unseat(client, &old_room);
+        self.seat(client, &new_room, &nick);
         if let Some(member) = self.member_mut(client) {
             member.room = new_room.clone();
             member.seat = seat;
@@ -1111,6 +1177,7 @@ impl Chat {
         let members = &mut room.members[mode as usize];
         members.push(client);
         let seat = (members.len() - 1) as u32;
+        self.count_changed(&key);
         if was_empty {
             self.follow(&key);
         }
@@ -1120,6 +1187,9 @@ impl Chat {
     /// Frees a seat: the list's last member moves into it, so leaving costs the same in a room
     /// of ten or of ten thousand.
     fn remove_from_room(&mut self, key: &str, mode: Mode, seat: u32) {
+        if let Some(key) = self.rooms.get_key_value(key).map(|(k, _)| k.clone()) {
+            self.count_changed(&key);
+        }
         let Some(room) = self.rooms.get_mut(key) else { return };
         let members = &mut room.members[mode as usize];
         let seat = seat as usize;

@@ -47,6 +47,7 @@ pub const CLUSTER_BACK: &str = "this server is linked to the others again";
 impl Chat {
     /// What the chat asks of the cluster since the last call, in order.
     pub fn take_requests(&mut self, into: &mut Vec<Request>) {
+        self.flush_counts();
         into.append(&mut self.requests);
     }
 
@@ -57,6 +58,7 @@ impl Chat {
 
     /// Something happened in the cluster.
     pub fn cluster(&mut self, notice: Notice, out: &mut Vec<Effect>) {
+        let Some(notice) = self.presence_notice(notice, out) else { return };
         match notice {
             Notice::Up => self.cluster_back(out),
             Notice::Down => self.cluster_lost(out),
@@ -66,16 +68,14 @@ impl Chat {
             Notice::Message { room, display: _, epoch, message } => {
                 self.shared_message(&room, epoch, message, out)
             }
-            Notice::Event { room, event } => {
-                if self.is_followed(&room) {
-                    out.push(Effect::Send { to: Audience::Room(room), body: Body::Event(event) });
-                }
+            Notice::Event { room, event } if self.is_followed(&room) => {
+                out.push(Effect::Send { to: Audience::Room(room), body: Body::Event(event) })
             }
-            Notice::Binary { room, data } => {
-                if self.is_followed(&room) {
-                    out.push(Effect::Send { to: Audience::Room(room), body: Body::Binary(data) });
-                }
+            Notice::Binary { room, data } if self.is_followed(&room) => {
+                out.push(Effect::Send { to: Audience::Room(room), body: Body::Binary(data) })
             }
+            // Unfollowed rooms' events; presence, answered by `presence_notice`.
+            _ => {}
         }
     }
 
@@ -157,6 +157,7 @@ impl Chat {
     fn cluster_back(&mut self, out: &mut Vec<Effect>) {
         self.cluster_up = true;
         let after_outage = std::mem::take(&mut self.cluster_lost);
+        self.reclaim_everything(!after_outage);
         let keys: Vec<Rc<str>> =
             self.rooms.iter().filter(|(_, r)| r.len() > 0).map(|(k, _)| k.clone()).collect();
         for key in keys {
@@ -177,6 +178,7 @@ impl Chat {
     fn cluster_lost(&mut self, out: &mut Vec<Effect>) {
         self.cluster_up = false;
         self.cluster_lost = true;
+        self.settle_claims_locally(out);
         let keys: Vec<Rc<str>> = self.rooms.keys().cloned().collect();
         for key in keys {
             let members = self.all_members(&key);

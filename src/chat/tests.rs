@@ -10,6 +10,7 @@ struct Harness {
     chat: Chat,
     inbox: BTreeMap<ClientId, Vec<Body>>,
     closed: Vec<(ClientId, String)>,
+    resumed: Vec<ClientId>,
 }
 
 impl Harness {
@@ -30,6 +31,7 @@ impl Harness {
                     self.chat.disconnect(client, &reason, &mut Vec::new());
                     self.closed.push((client, reason));
                 }
+                Effect::Resume { client } => self.resumed.push(client),
                 Effect::BanAddress { .. } | Effect::Renew { .. } => {}
             }
         }
@@ -65,6 +67,138 @@ impl Harness {
     fn clear(&mut self) {
         self.inbox.clear();
     }
+    fn cluster(&mut self, notice: Notice) {
+        let mut out = Vec::new();
+        self.chat.cluster(notice, &mut out);
+        self.apply(out);
+    }
+    fn requests(&mut self) -> Vec<Request> {
+        let mut requests = Vec::new();
+        self.chat.take_requests(&mut requests);
+        requests
+    }
+    /// Joins `c` as `nick` in a cluster: its claim is granted.
+    fn join_cluster(&mut self, c: ClientId, nick: &str) {
+        self.connect(c, Some(nick));
+        let serial = self
+            .requests()
+            .iter()
+            .find_map(|r| match r {
+                Request::Claim { client, serial, .. } if *client == c => Some(*serial),
+                _ => None,
+            })
+            .expect("a claim");
+        self.cluster(Notice::Claimed { client: c, nick: Rc::from(nick), held_by: None, serial });
+    }
+}
+
+use crate::cluster::{Notice, Request};
+
+fn stored(seq: u64, from: &str, text: &str) -> Stored {
+    Stored { seq, ts: 5, from: Rc::from(from), text: text.into(), action: false }
+}
+
+fn loaded(room: &str, epoch: &str, top: u64, messages: Vec<Stored>) -> Notice {
+    Notice::Loaded { room: Rc::from(room), display: Rc::from(room), epoch: Rc::from(epoch), top, messages }
+}
+
+fn shared(room: &str, epoch: &str, message: Stored) -> Notice {
+    Notice::Message { room: Rc::from(room), display: Rc::from(room), epoch: Rc::from(epoch), message }
+}
+
+#[test]
+fn in_a_cluster_a_joiner_waits_for_its_nick_and_messages_come_back_from_redis() {
+    let mut h = Harness::default();
+    h.cluster(Notice::Up);
+    h.connect(1, Some("alice"));
+    assert!(h.chat.is_waiting(1), "not in the chat before its nick is claimed");
+    assert!(h.take(1).is_empty());
+    let requests = h.requests();
+    let Some(Request::Claim { serial, .. }) = requests.first() else { panic!("{requests:?}") };
+    h.cluster(Notice::Claimed { client: 1, nick: Rc::from("alice"), held_by: None, serial: *serial });
+    assert_eq!(h.resumed, [1], "its input is read again");
+    assert_eq!(
+        h.take(1),
+        ["*** welcome, you are alice in lobby; type /help for commands"],
+        "the replay waits for the history"
+    );
+    let requests = h.requests();
+    assert!(
+        requests.contains(&Request::Follow { room: Rc::from("lobby"), display: Rc::from("lobby") }),
+        "{requests:?}"
+    );
+    h.cluster(loaded("lobby", "e1", 2, vec![stored(1, "bob", "one"), stored(2, "bob", "two")]));
+    assert_eq!(
+        h.take(1),
+        ["*** recent messages in lobby:", "bob: one", "bob: two", "*** end of recent messages"]
+    );
+    // Said, not shown: it comes back numbered by Redis.
+    h.say(1, "hi");
+    assert!(h.take(1).is_empty());
+    assert!(matches!(h.requests().as_slice(), [Request::Say { .. }]));
+    h.cluster(shared("lobby", "e1", stored(3, "alice", "hi")));
+    assert_eq!(h.take(1), ["alice: hi"]);
+    h.cluster(shared("lobby", "e1", stored(3, "alice", "hi")));
+    assert!(h.take(1).is_empty(), "a copy already kept is dropped");
+    // A gap: the mirror is reloaded and the member replayed what it missed.
+    h.cluster(shared("lobby", "e1", stored(5, "bob", "five")));
+    assert!(h.take(1).is_empty());
+    assert!(matches!(h.requests().as_slice(), [Request::Reload { .. }]));
+    h.cluster(loaded("lobby", "e1", 5, (1..=5).map(|n| stored(n, "bob", &format!("m{n}"))).collect()));
+    assert_eq!(
+        h.take(1),
+        ["*** recent messages in lobby:", "bob: m4", "bob: m5", "*** end of recent messages"]
+    );
+    h.chat.check_invariants();
+}
+
+#[test]
+fn in_a_cluster_a_nick_held_elsewhere_leaves_the_joiner_a_guest() {
+    let mut h = Harness::default();
+    h.cluster(Notice::Up);
+    h.connect(1, Some("alice"));
+    let Some(Request::Claim { serial, .. }) = h.requests().first().cloned() else { panic!() };
+    h.cluster(Notice::Claimed {
+        client: 1,
+        nick: Rc::from("alice"),
+        held_by: Some("G alice".into()),
+        serial,
+    });
+    assert_eq!(h.take(1), [r#"*** nick "alice" refused: already in use"#]);
+    let Some(Request::Claim { nick, serial, .. }) = h.requests().first().cloned() else { panic!() };
+    assert!(nick.starts_with("guest-"), "{nick}");
+    assert!(h.chat.is_waiting(1));
+    h.cluster(Notice::Claimed { client: 1, nick: nick.clone(), held_by: None, serial });
+    assert_eq!(h.take(1), [format!("*** welcome, you are {nick} in lobby; type /help for commands")]);
+    // A stale answer for a slot that was reused changes nothing.
+    h.cluster(Notice::Claimed { client: 1, nick: Rc::from("alice"), held_by: None, serial });
+    assert_eq!(h.chat.nick(1), Some(&*nick));
+}
+
+#[test]
+fn when_redis_goes_away_rooms_carry_on_alone_under_a_new_epoch() {
+    let mut h = Harness::default();
+    h.cluster(Notice::Up);
+    h.join_cluster(1, "alice");
+    h.join_cluster(2, "bob");
+    h.cluster(loaded("lobby", "e1", 0, vec![]));
+    h.requests();
+    h.clear();
+    h.cluster(Notice::Down);
+    assert_eq!(h.take(1), [format!("*** {}", shared::CLUSTER_LOST)]);
+    h.take(2);
+    h.say(1, "still here");
+    assert_eq!(h.take(2), ["alice: still here"], "delivered on this process at once");
+    let epoch = h.chat.rooms.get("lobby").unwrap().history.epoch().clone();
+    assert_ne!(&*epoch, "e1", "never ids of the shared epoch");
+    assert!(h.requests().is_empty(), "nothing is asked of a Redis that is away");
+    // Back: every member's nick is claimed again, and the room followed and replayed.
+    h.cluster(Notice::Up);
+    assert_eq!(h.take(2), [format!("*** {}", shared::CLUSTER_BACK)]);
+    let requests = h.requests();
+    assert_eq!(requests.iter().filter(|r| matches!(r, Request::Claim { .. })).count(), 2, "{requests:?}");
+    assert!(requests.iter().any(|r| matches!(r, Request::Follow { .. })));
+    h.chat.check_invariants();
 }
 
 fn three_in_lobby() -> Harness {

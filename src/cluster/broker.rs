@@ -21,15 +21,20 @@ use mio::{Registry, Token};
 
 use super::link::Link;
 use super::resp::{self, Frame};
-use super::room;
-use super::{Notice, Request};
+use super::{presence, room};
+use super::{Direct, Notice, Request};
 use crate::chat::history::new_epoch;
+use crate::chat::names::fold;
+use crate::chat::ClientId;
 
 /// First wait before reconnecting; it doubles per failure up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A connect that has not finished by then is abandoned (a host that drops SYNs).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Replies are awaited and none has come for this long: Redis is stuck, the link is dropped
+/// (and whoever waits on an answer, a connection's nick claim say, is settled locally).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where Redis is: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -112,6 +117,47 @@ enum Expect {
         room: Rc<str>,
         display: Rc<str>,
     },
+    Claimed {
+        client: ClientId,
+        nick: Rc<str>,
+        serial: u64,
+    },
+    Who {
+        client: ClientId,
+        room: Rc<str>,
+    },
+    Rooms {
+        client: ClientId,
+    },
+    Reached {
+        client: ClientId,
+        nick: Rc<str>,
+        direct: Direct,
+    },
+    /// Every ban in force, at connect.
+    Bans,
+}
+
+/// A Lua script and its SHA-1 (its name for EVALSHA).
+struct Script {
+    text: String,
+    sha: String,
+}
+
+impl Script {
+    fn new(text: String) -> Self {
+        Self { sha: room::script_sha(&text), text }
+    }
+}
+
+/// Every script the broker runs, loaded on each connect.
+struct Scripts {
+    say: Script,
+    load: Script,
+    heartbeat: Script,
+    claim: Script,
+    live: Script,
+    direct: Script,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,15 +207,27 @@ pub struct Broker {
     /// The current outage has been logged.
     warned: bool,
     frames: Vec<Frame>,
-    say_sha: String,
-    load_sha: String,
+    scripts: Scripts,
     /// `--history`: how long each room's log in Redis is.
     history: usize,
+    /// This process's name in presence entries, random per run.
+    pid: String,
+    /// `--presence-ttl`: how long this process counts as alive after its last heartbeat.
+    presence_ttl: Duration,
+    next_heartbeat: Instant,
+    /// Since when replies have been awaited without one arriving.
+    reply_wait: Option<Instant>,
 }
 
 impl Broker {
     /// A broker for the Redis at `url`, using these two poll tokens; it connects on [`start`](Self::start).
-    pub fn new(url: RedisUrl, history: usize, tokens: (Token, Token), now: Instant) -> io::Result<Self> {
+    pub fn new(
+        url: RedisUrl,
+        history: usize,
+        presence_ttl: Duration,
+        tokens: (Token, Token),
+        now: Instant,
+    ) -> io::Result<Self> {
         let addr = url.resolve().map_err(|e| io::Error::new(e.kind(), format!("--redis {url}: {e}")))?;
         Ok(Self {
             url,
@@ -186,9 +244,19 @@ impl Broker {
             backoff: FIRST_BACKOFF,
             warned: false,
             frames: Vec::new(),
-            say_sha: room::script_sha(room::SAY_SCRIPT),
-            load_sha: room::script_sha(room::LOAD_SCRIPT),
+            scripts: Scripts {
+                say: Script::new(room::SAY_SCRIPT.to_string()),
+                load: Script::new(room::LOAD_SCRIPT.to_string()),
+                heartbeat: Script::new(presence::heartbeat_script()),
+                claim: Script::new(presence::claim_script()),
+                live: Script::new(presence::live_entries_script()),
+                direct: Script::new(presence::direct_script()),
+            },
             history,
+            pid: new_epoch().to_string(),
+            presence_ttl,
+            next_heartbeat: now,
+            reply_wait: None,
         })
     }
 
@@ -205,12 +273,31 @@ impl Broker {
         self.state == State::Up
     }
 
-    /// When the broker next needs the loop without an event: a reconnect or a connect deadline.
+    /// When the broker next needs the loop without an event: a reconnect, a connect deadline,
+    /// or the next heartbeat.
     pub fn wake_at(&self) -> Option<Instant> {
         match self.state {
             State::Down { retry_at } => Some(retry_at),
             State::Connecting { since } => Some(since + CONNECT_TIMEOUT),
-            State::Up => None,
+            State::Up => Some(
+                self.reply_wait
+                    .map_or(self.next_heartbeat, |since| self.next_heartbeat.min(since + REPLY_TIMEOUT)),
+            ),
+        }
+    }
+
+    /// This process's id in presence entries.
+    pub fn pid(&self) -> &str {
+        &self.pid
+    }
+
+    /// Clean shutdown: this process stops counting as alive at once, so its members leave
+    /// `/who` now rather than at the presence expiry.
+    pub fn leave(&mut self, registry: &Registry, now: Instant) {
+        if self.state == State::Up {
+            self.pending.push_back(Expect::Nothing);
+            let _ = self.cmd.queue(&["ZREM", presence::PROCS, &self.pid]);
+            self.flush(registry, now);
         }
     }
 
@@ -224,9 +311,19 @@ impl Broker {
         into.append(&mut self.notices);
     }
 
-    /// Reconnects when due; abandons a connect that takes too long.
+    /// Reconnects when due; abandons a connect that takes too long; beats the heart.
     pub fn on_timer(&mut self, registry: &Registry, now: Instant) {
         match self.state {
+            State::Up if self.reply_wait.is_some_and(|since| now >= since + REPLY_TIMEOUT) => {
+                self.fail(registry, now, &format!("no reply for {}s", REPLY_TIMEOUT.as_secs()))
+            }
+            State::Up if now >= self.next_heartbeat => {
+                self.next_heartbeat = now + self.presence_ttl / 3;
+                self.pending.push_back(Expect::Nothing);
+                if let Err(e) = self.queue_heartbeat() {
+                    self.fail(registry, now, &e.to_string());
+                }
+            }
             State::Down { retry_at } if now >= retry_at => self.connect(registry, now),
             State::Connecting { since } if now >= since + CONNECT_TIMEOUT => {
                 self.fail(registry, now, "connecting timed out")
@@ -244,22 +341,38 @@ impl Broker {
             return self.fail(registry, now, &format!("cannot connect: {e}"));
         }
         let mut setup = Vec::new();
-        for link in [&mut self.cmd, &mut self.sub] {
-            if let Some((user, password)) = &self.url.auth {
-                let mut auth = vec!["AUTH"];
-                auth.extend(user.as_deref());
-                auth.push(password);
-                setup.push(link.queue(&auth));
-            }
+        if let Some((user, password)) = &self.url.auth {
+            let mut auth = vec!["AUTH"];
+            auth.extend(user.as_deref());
+            auth.push(password);
+            // The subscription link's answer is a plain OK, which `on_push` lets pass.
+            setup.push(self.sub.queue(&auth));
+            setup.push(self.cmd.queue(&auth));
+            self.pending.push_back(Expect::Nothing);
         }
         // Keys live in the URL's database; channels are global, and name the database.
         setup.push(self.cmd.queue(&["SELECT", &self.url.db.to_string()]));
-        setup.push(self.cmd.queue(&["SCRIPT", "LOAD", room::SAY_SCRIPT]));
-        setup.push(self.cmd.queue(&["SCRIPT", "LOAD", room::LOAD_SCRIPT]));
+        self.pending.push_back(Expect::Nothing);
+        let scripts = &self.scripts;
+        for script in
+            [&scripts.say, &scripts.load, &scripts.heartbeat, &scripts.claim, &scripts.live, &scripts.direct]
+        {
+            setup.push(self.cmd.queue(&["SCRIPT", "LOAD", &script.text]));
+            self.pending.push_back(Expect::Nothing);
+        }
+        // Alive before anything is claimed in this process's name.
+        setup.push(self.queue_heartbeat());
+        self.pending.push_back(Expect::Nothing);
+        self.next_heartbeat = now + self.presence_ttl / 3;
+        setup.push(self.cmd.queue(&["HGETALL", presence::BANS]));
+        self.pending.push_back(Expect::Bans);
         setup.push(self.cmd.queue(&["COMMAND", "INFO", "SPUBLISH"]));
-        let answers = 4 + usize::from(self.url.auth.is_some());
-        self.pending.extend((1..answers).map(|_| Expect::Nothing));
         self.pending.push_back(Expect::Capability);
+        // This process's own channel (private messages, kicks) and the bans, for as long as
+        // the link lasts.
+        let (own, bans) =
+            (presence::process_channel(self.url.db, &self.pid), presence::bans_channel(self.url.db));
+        setup.push(self.sub.queue(&["SUBSCRIBE", &own, &bans]));
         if let Some(Err(e)) = setup.into_iter().find(Result::is_err) {
             self.fail(registry, now, &e.to_string());
         }
@@ -277,6 +390,7 @@ impl Broker {
         self.cmd.close(registry);
         self.sub.close(registry);
         self.pending.clear();
+        self.reply_wait = None;
         self.followed.clear();
         self.unfollowed.clear();
         if was_up {
@@ -288,6 +402,15 @@ impl Broker {
 
     fn channel(&self, room: &str) -> String {
         room::channel(self.url.db, room)
+    }
+
+    fn queue_heartbeat(&mut self) -> io::Result<()> {
+        let ttl = self.presence_ttl.as_millis().to_string();
+        self.cmd.queue(&["EVALSHA", &self.scripts.heartbeat.sha, "1", presence::PROCS, &self.pid, &ttl])
+    }
+
+    fn holder(&self, client: ClientId) -> String {
+        presence::holder(&self.pid, client)
     }
 
     /// Takes one request from the chat; it is written at the end of the turn. Requests made
@@ -325,7 +448,7 @@ impl Broker {
                 self.pending.push_back(Expect::Nothing);
                 self.cmd.queue(&[
                     "EVALSHA",
-                    &self.say_sha,
+                    &self.scripts.say.sha,
                     "2",
                     &meta,
                     &log,
@@ -354,6 +477,87 @@ impl Broker {
                     &room::binary_payload(&data),
                 ])
             }
+            Request::Claim { client, nick, signed, serial } => {
+                let (key, holder, value) = (
+                    presence::nick_key(&fold(&nick)),
+                    self.holder(client),
+                    presence::nick_value(&nick, signed),
+                );
+                self.pending.push_back(Expect::Claimed { client, nick, serial });
+                self.cmd.queue(&[
+                    "EVALSHA",
+                    &self.scripts.claim.sha,
+                    "2",
+                    presence::PROCS,
+                    &key,
+                    &holder,
+                    &value,
+                ])
+            }
+            Request::Release { client, nick } => {
+                self.pending.push_back(Expect::Nothing);
+                self.cmd.queue(&["HDEL", &presence::nick_key(&fold(&nick)), &self.holder(client)])
+            }
+            Request::Seat { client, room, nick } => {
+                self.pending.push_back(Expect::Nothing);
+                self.cmd.queue(&["HSET", &presence::who_key(&room), &self.holder(client), &nick])
+            }
+            Request::Unseat { client, room } => {
+                self.pending.push_back(Expect::Nothing);
+                self.cmd.queue(&["HDEL", &presence::who_key(&room), &self.holder(client)])
+            }
+            Request::Count { room, display, count } => {
+                self.pending.push_back(Expect::Nothing);
+                let field = format!("{} {room}", self.pid);
+                match count {
+                    0 => self.cmd.queue(&["HDEL", presence::COUNTS, &field]),
+                    _ => self.cmd.queue(&["HSET", presence::COUNTS, &field, &format!("{count} {display}")]),
+                }
+            }
+            Request::Who { client, room } => {
+                let key = presence::who_key(&room);
+                self.pending.push_back(Expect::Who { client, room });
+                self.cmd.queue(&["EVALSHA", &self.scripts.live.sha, "2", presence::PROCS, &key])
+            }
+            Request::Rooms { client } => {
+                self.pending.push_back(Expect::Rooms { client });
+                self.cmd.queue(&["EVALSHA", &self.scripts.live.sha, "2", presence::PROCS, presence::COUNTS])
+            }
+            Request::Direct { client, nick, direct } => {
+                let key = presence::nick_key(&fold(&nick));
+                let prefix = presence::process_channel(self.url.db, "");
+                let (kind, body) = match &direct {
+                    Direct::Private(event) => ("p", event.clone()),
+                    Direct::Kick(reason) => ("k", reason.clone()),
+                    Direct::Ban { closing, ban } => ("b", format!("{closing}\n{ban}")),
+                };
+                self.pending.push_back(Expect::Reached { client, nick, direct });
+                self.cmd.queue(&[
+                    "EVALSHA",
+                    &self.scripts.direct.sha,
+                    "2",
+                    presence::PROCS,
+                    &key,
+                    &prefix,
+                    kind,
+                    &body,
+                ])
+            }
+            Request::Ban { key, ban } => {
+                let json = presence::ban_json(&key, &ban);
+                self.pending.extend([Expect::Nothing, Expect::Nothing]);
+                let channel = presence::bans_channel(self.url.db);
+                self.cmd
+                    .queue(&["HSET", presence::BANS, &key.to_store(), &json])
+                    .and_then(|()| self.cmd.queue(&["PUBLISH", &channel, &format!("ban {json}")]))
+            }
+            Request::Unban { key } => {
+                self.pending.extend([Expect::Nothing, Expect::Nothing]);
+                let channel = presence::bans_channel(self.url.db);
+                self.cmd
+                    .queue(&["HDEL", presence::BANS, &key.to_store()])
+                    .and_then(|()| self.cmd.queue(&["PUBLISH", &channel, &presence::unban_payload(&key)]))
+            }
         };
         if let Err(e) = queued {
             self.fail(registry, now, &e.to_string());
@@ -364,11 +568,14 @@ impl Broker {
         let (meta, log) = (room::meta_key(&room), room::log_key(&room));
         let (epoch, ttl) = (new_epoch(), room::ROOM_TTL_SECS.to_string());
         self.pending.push_back(Expect::Loaded { room, display: display.clone() });
-        self.cmd.queue(&["EVALSHA", &self.load_sha, "2", &meta, &log, &epoch, &display, &ttl])
+        self.cmd.queue(&["EVALSHA", &self.scripts.load.sha, "2", &meta, &log, &epoch, &display, &ttl])
     }
 
     /// End of turn: this turn's (un)subscriptions in one command each, then one write per link.
     pub fn flush(&mut self, registry: &Registry, now: Instant) {
+        if !self.pending.is_empty() && self.reply_wait.is_none() {
+            self.reply_wait = Some(now);
+        }
         if let Err(e) = self.write(registry) {
             self.fail(registry, now, &e.to_string());
         }
@@ -414,8 +621,14 @@ impl Broker {
         writable: bool,
         now: Instant,
     ) {
+        let awaited = self.pending.len();
         if let Err(e) = self.handle_event(registry, token, readable, writable) {
-            self.fail(registry, now, &e.to_string());
+            return self.fail(registry, now, &e.to_string());
+        }
+        if self.pending.is_empty() {
+            self.reply_wait = None;
+        } else if self.pending.len() < awaited {
+            self.reply_wait = Some(now);
         }
     }
 
@@ -502,16 +715,111 @@ impl Broker {
                     .ok_or_else(|| io::Error::other("a history load answered with something else"))?;
                 self.notices.push(loaded);
             }
+            Expect::Claimed { client, nick, serial } => {
+                let held_by = match &frame {
+                    Frame::Integer(1) => None,
+                    other => Some(resp::text(other).unwrap_or("G ?").to_string()),
+                };
+                self.notices.push(Notice::Claimed { client, nick, held_by, serial });
+            }
+            Expect::Who { client, room } => {
+                let nicks = pairs(&frame).map(|(_, nick)| Rc::from(nick)).collect();
+                self.notices.push(Notice::Who { client, room, nicks });
+            }
+            Expect::Rooms { client } => {
+                // PID ROOM -> COUNT DISPLAY, summed over processes.
+                let mut rooms: HashMap<Rc<str>, (Rc<str>, usize)> = HashMap::new();
+                for (field, value) in pairs(&frame) {
+                    let (Some((_, key)), Some((count, display))) =
+                        (field.split_once(' '), value.split_once(' '))
+                    else {
+                        continue;
+                    };
+                    let entry = rooms.entry(Rc::from(key)).or_insert_with(|| (Rc::from(display), 0));
+                    entry.1 += count.parse::<usize>().unwrap_or(0);
+                }
+                let rooms = rooms.into_iter().map(|(key, (display, count))| (key, display, count)).collect();
+                self.notices.push(Notice::Rooms { client, rooms });
+            }
+            Expect::Reached { client, nick, direct } => {
+                let Frame::Array(parts) = &frame else {
+                    return Err(io::Error::other("a direct message answered with something else"));
+                };
+                let reached = parts.first().and_then(resp::integer).unwrap_or(0) as usize;
+                let held_as = parts.get(1).and_then(resp::text).and_then(|value| {
+                    let nick = value.get(2..).filter(|n| !n.is_empty())?;
+                    Some((Rc::from(nick), value.starts_with('S')))
+                });
+                self.notices.push(Notice::Reached { client, nick, reached, held_as, direct });
+            }
+            Expect::Bans => {
+                for (_, json) in pairs(&frame) {
+                    if let Some((key, ban)) = presence::parse_ban(json.as_bytes()) {
+                        self.notices.push(Notice::Banned { key, ban });
+                    }
+                }
+            }
         }
         Ok(())
     }
 
+    /// A message on this process's own channel or the bans channel.
+    fn on_process_message(&mut self, channel: &[u8], payload: &[u8]) -> bool {
+        let db = self.url.db;
+        if channel == presence::bans_channel(db).as_bytes() {
+            if let Some(json) = payload.strip_prefix(b"ban ") {
+                if let Some((key, ban)) = presence::parse_ban(json) {
+                    self.notices.push(Notice::Banned { key, ban });
+                }
+            } else if let Some(key) = presence::parse_unban(payload) {
+                self.notices.push(Notice::Unbanned { key });
+            }
+            return true;
+        }
+        if channel != presence::process_channel(db, &self.pid).as_bytes() {
+            return false;
+        }
+        // KIND CLIENT BODY
+        let mut parts = payload.splitn(3, |&b| b == b' ');
+        let (Some(kind), Some(client), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
+            return true;
+        };
+        let client = std::str::from_utf8(client).ok().and_then(|c| c.parse().ok());
+        let body = String::from_utf8_lossy(body).into_owned();
+        let direct = match kind {
+            b"p" => Direct::Private(body),
+            b"k" => Direct::Kick(body),
+            b"b" => match body.split_once('\n') {
+                Some((closing, ban)) => Direct::Ban { closing: closing.to_string(), ban: ban.to_string() },
+                None => return true,
+            },
+            _ => return true,
+        };
+        if let Some(client) = client {
+            self.notices.push(Notice::Direct { client, direct });
+        }
+        true
+    }
+
     /// A push on the subscription link: a confirmation or a published message.
     fn on_push(&mut self, frame: Frame) -> io::Result<()> {
-        let Frame::Array(parts) = &frame else {
-            return Err(io::Error::other("the subscription link sent something other than a push"));
+        let parts = match &frame {
+            Frame::Array(parts) => parts,
+            // AUTH's answer.
+            Frame::SimpleString(_) => return Ok(()),
+            Frame::Error(e) => {
+                return Err(io::Error::other(format!("Redis refused a subscription command: {e}")))
+            }
+            _ => return Err(io::Error::other("the subscription link sent something other than a push")),
         };
         let kind = parts.first().and_then(resp::text).unwrap_or("");
+        if let (Some(channel), Some(payload)) =
+            (parts.get(1).and_then(resp::bytes), parts.get(2).and_then(resp::bytes))
+        {
+            if kind == "message" && self.on_process_message(&channel.clone(), &payload.clone()) {
+                return Ok(());
+            }
+        }
         let Some(room) =
             parts.get(1).and_then(resp::bytes).and_then(|c| room::room_of_channel(self.url.db, c))
         else {
@@ -544,6 +852,15 @@ impl Broker {
         }
         Ok(())
     }
+}
+
+/// A flat array of field, value (HGETALL, the live-entries script) as pairs of text.
+fn pairs(frame: &Frame) -> impl Iterator<Item = (&str, &str)> {
+    let items: &[Frame] = match frame {
+        Frame::Array(items) => items,
+        _ => &[],
+    };
+    items.chunks_exact(2).filter_map(|pair| Some((resp::text(&pair[0])?, resp::text(&pair[1])?)))
 }
 
 /// `{epoch, seq, display, [[id, [field, value]], ...]}` from the load script.

@@ -267,6 +267,10 @@ impl<S: Stream> Hub<S> {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
+            if self.chat.is_waiting(key) {
+                // Its nick is being claimed (cluster mode): its input waits, unread.
+                break;
+            }
             match conn.read(&self.settings, self.chat.bans(), clock) {
                 Step::Upgraded(endpoint, identity) => {
                     self.on_upgraded(key, endpoint, identity.as_deref(), now)
@@ -365,6 +369,8 @@ impl<S: Stream> Hub<S> {
                         self.close(client, CloseCode::from(KICKED), &reason, now)
                     }
                     Effect::Renew { client, token } => self.renew_session(client, &token, now),
+                    // Its nick is settled: what it sent meanwhile is read now.
+                    Effect::Resume { client } => self.unfinished_reads.push(client),
                     Effect::BanAddress { client, ban } => {
                         if let Some(conn) = self.conns.get(client) {
                             self.chat.ban_address(conn.peer().ip(), ban);

@@ -134,7 +134,13 @@ impl<S: Accept> Server<S> {
         };
         let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         let broker = match &settings.redis {
-            Some(url) => Some(Broker::new(url.clone(), settings.chat.history, REDIS_TOKENS, Instant::now())?),
+            Some(url) => Some(Broker::new(
+                url.clone(),
+                settings.chat.history,
+                settings.presence_ttl,
+                REDIS_TOKENS,
+                Instant::now(),
+            )?),
             None => None,
         };
         let mut hub = Hub::new(settings, Instant::now());
@@ -369,6 +375,9 @@ impl<S: Accept> Server<S> {
         self.shutdown_deadline = Some(now + self.hub.settings().shutdown_timeout);
         self.acceptor.close(self.poll.registry());
         self.hub.shut_down(now);
+        if let Some(broker) = &mut self.broker {
+            broker.leave(self.poll.registry(), now);
+        }
         false
     }
 }
