@@ -357,3 +357,47 @@ fn a_server_that_closes_right_after_its_last_frame_is_seen_to_close() {
     assert!(!all.contains("connect: ok=10 "), "{all}");
     assert!(all.contains("connection closed by the server"), "{all}");
 }
+
+#[test]
+fn several_server_pids_are_reported_each_and_together() {
+    let (server, other) = (TestServer::start(&[]), TestServer::start(&[]));
+    let pids = format!("{},{}", server.child.id(), other.child.id());
+    let args = format!("--clients 50 --senders 2 --duration 1s --warmup 100ms --server-pid {pids}");
+    let (run, result) = bench_json(&server.url("/"), &args);
+    let each: Vec<f64> = result["server_cpu_ns_per_delivery_each"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{result}"))
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(each.len(), 2, "{result}");
+    let total = result["server_cpu_ns_per_delivery"].as_f64().unwrap();
+    assert!((each[0] + each[1] - total).abs() < 1e-6 * total.max(1.0), "the sum of each: {result}");
+    assert!(each[0] > 0.0, "the loaded server worked: {result}");
+    assert!(run.stdout.contains("(each: "), "{}", run.stdout);
+}
+
+#[test]
+fn a_stopped_bench_takes_its_processes_with_it() {
+    let server = TestServer::start(&[]);
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", server.child.id())).unwrap().count();
+    let idle = fds();
+    let mut parent = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
+        .arg(server.url("/"))
+        .args(["--clients", "20", "--processes", "2", "--idle", "--duration", "60s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while fds() < idle + 20 {
+        assert!(std::time::Instant::now() < deadline, "the clients never connected");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    parent.kill().unwrap(); // SIGKILL: the parent cannot tell its parts anything
+    parent.wait().unwrap();
+    while fds() > idle {
+        assert!(std::time::Instant::now() < deadline, "the parts kept their connections open");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -358,3 +358,25 @@ fn kicks_and_bans_reach_every_process() {
         }
     }
 }
+
+#[test]
+fn processes_share_one_address_with_reuse_port_and_chat_as_one() {
+    let Some(redis) = RedisServer::start("processes_share_one_address_with_reuse_port_and_chat_as_one")
+    else {
+        return;
+    };
+    let flags = ["--redis", &redis.url(), "--reuse-port"];
+    let a = TestServer::start(&flags);
+    let b = TestServer::start_at(a.addr, &flags);
+    assert_eq!(a.addr, b.addr, "both listen on one address");
+    for server in [&a, &b] {
+        server.wait_for_log("connected to Redis");
+    }
+    // The kernel spreads connections over both processes (which way is its choice, so not
+    // asserted); every client, wherever it landed, hears the others.
+    let mut clients: Vec<Client> = (0..8).map(|i| joined(&a, &format!("?nick=c{i}"))).collect();
+    send(&mut clients[0], "hello, everyone");
+    for ws in clients.iter_mut() {
+        assert_eq!(messages(ws, 1)[0]["text"], "hello, everyone");
+    }
+}

@@ -37,32 +37,40 @@ pub fn usable_cores(threads: usize) -> usize {
 }
 
 /// CPU times and the delivery count at one moment of a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Mark {
     pub at: Instant,
     pub own: Duration,
-    pub server: Option<Duration>,
+    /// Each server process's CPU time (`--server-pid`, in order).
+    pub servers: Vec<Option<Duration>>,
     pub deliveries: u64,
 }
 
 impl Mark {
-    pub fn now(server_pid: Option<u32>, deliveries: u64) -> Self {
-        Self {
-            at: Instant::now(),
-            own: own(),
-            server: server_pid.and_then(|pid| of_process(pid).ok()),
-            deliveries,
+    pub fn now(server_pids: &[u32], deliveries: u64) -> Self {
+        let servers = server_pids.iter().map(|&pid| of_process(pid).ok()).collect();
+        Self { at: Instant::now(), own: own(), servers, deliveries }
+    }
+
+    /// All the server processes' CPU time together (None if one could not be read).
+    pub fn server(&self) -> Option<Duration> {
+        if self.servers.is_empty() {
+            return None;
         }
+        self.servers.iter().copied().sum()
     }
 }
 
 /// What the CPU did between two marks.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Usage {
     /// Bench CPU per delivery, in nanoseconds (None without deliveries).
     pub bench_ns_per_delivery: Option<f64>,
-    /// Server CPU per delivery, in nanoseconds (None without `--server-pid` or deliveries).
+    /// Server CPU per delivery, in nanoseconds (None without `--server-pid` or deliveries):
+    /// every process given, together.
     pub server_ns_per_delivery: Option<f64>,
+    /// The same for each process given, in order.
+    pub server_ns_per_delivery_each: Vec<Option<f64>>,
     /// The bench's CPU time over the wall time and the cores its threads could use: above 0.9,
     /// the bench may have been the limit.
     pub bench_core_use: f64,
@@ -82,9 +90,15 @@ impl Usage {
             deliveries,
             bench_ns_per_delivery: per_delivery(end.own.saturating_sub(start.own)),
             server_ns_per_delivery: start
-                .server
-                .zip(end.server)
+                .server()
+                .zip(end.server())
                 .and_then(|(a, b)| per_delivery(b.saturating_sub(a))),
+            server_ns_per_delivery_each: start
+                .servers
+                .iter()
+                .zip(&end.servers)
+                .map(|(a, b)| a.zip(*b).and_then(|(a, b)| per_delivery(b.saturating_sub(a))))
+                .collect(),
             bench_core_use: end.own.saturating_sub(start.own).as_secs_f64() / wall / cores.max(1) as f64,
         }
     }

@@ -132,9 +132,10 @@ pub struct BenchConfig {
     pub histogram: Option<std::path::PathBuf>,
 
     /// The server's process id: the report then gives its CPU time per delivery beside the
-    /// bench's own (read from /proc, so the server must run on this machine).
-    #[arg(long, value_name = "PID")]
-    pub server_pid: Option<u32>,
+    /// bench's own (read from /proc, so the server must run on this machine). Several,
+    /// comma-separated (the processes of a cluster, and its Redis): their sum, and each.
+    #[arg(long, value_name = "PID[,PID...]", value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
 
     /// Spread the connections over this range of local source addresses, FIRST-LAST (such as
     /// 127.0.0.1-127.0.0.8; one address is a range of one): each source address has its own
@@ -469,7 +470,7 @@ fn drain(config: &BenchConfig, shared: &Shared, progress: &mut Progress, connect
 /// clients need (or says which limit will stop them): before any run, of any kind.
 fn prepare(config: &BenchConfig) -> Result<(), String> {
     config.validate()?;
-    if let Some(pid) = config.server_pid {
+    for &pid in &config.server_pid {
         cpu::of_process(pid).map_err(|e| format!("--server-pid {pid}: {e}"))?;
     }
     if config.processes > 1 {
@@ -485,6 +486,9 @@ fn prepare(config: &BenchConfig) -> Result<(), String> {
 /// Runs the benchmark, printing a progress line to stderr every second.
 pub fn run(config: BenchConfig) -> Result<Report, String> {
     prepare(&config)?;
+    if config.part.is_some() {
+        processes::end_with_parent();
+    }
     let shared = Arc::new(config.epoch_ns.map_or_else(Shared::new, Shared::with_epoch));
     let handles = spawn_workers(&config, &shared)?;
     let mut progress = Progress::new(shared.clone());
@@ -503,10 +507,10 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         None => shared.now_ns(),
         Some(_) => processes::report_connected_and_wait(connected, shared.failed.load(Ordering::Relaxed))?,
     };
-    let traffic_start = cpu::Mark::now(config.server_pid, shared.delivered.load(Ordering::Relaxed));
+    let traffic_start = cpu::Mark::now(&config.server_pid, shared.delivered.load(Ordering::Relaxed));
     send(&config, &shared, &mut progress, start_ns);
     drain(&config, &shared, &mut progress, connected);
-    let traffic_end = cpu::Mark::now(config.server_pid, shared.delivered.load(Ordering::Relaxed));
+    let traffic_end = cpu::Mark::now(&config.server_pid, shared.delivered.load(Ordering::Relaxed));
     shared.stop.store(true, Ordering::Release);
     let cores = cpu::usable_cores(config.threads);
 
@@ -714,9 +718,19 @@ impl Report {
                 per_delivery(self.cpu.bench_ns_per_delivery),
                 self.cpu.bench_core_use * 100.0,
                 if c.threads > 1 { "s" } else { "" },
-                match c.server_pid {
-                    Some(_) => per_delivery(self.cpu.server_ns_per_delivery),
-                    None => "- (give --server-pid)".to_string(),
+                match c.server_pid.len() {
+                    0 => "- (give --server-pid)".to_string(),
+                    1 => per_delivery(self.cpu.server_ns_per_delivery),
+                    _ => format!(
+                        "{} (each: {})",
+                        per_delivery(self.cpu.server_ns_per_delivery),
+                        self.cpu
+                            .server_ns_per_delivery_each
+                            .iter()
+                            .map(|&ns| per_delivery(ns))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 }
             );
             if self.cpu.bench_core_use > BUSY_BENCH {
@@ -771,7 +785,8 @@ impl Report {
                 "\"connect_s\":{:.3},\"connect_p50_us\":{:.1},\"connect_p99_us\":{:.1},\"sent\":{},\"deliveries\":{},",
                 "\"expected\":{},\"lost\":{},\"churn_cycles\":{},\"churn_failures\":{},\"deliveries_total\":{},\"deliveries_per_sec\":{:.1},\"latency_p50_us\":{:.1},",
                 "\"latency_p90_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"latency_max_us\":{:.1},",
-                "\"bench_cpu_ns_per_delivery\":{},\"server_cpu_ns_per_delivery\":{},\"bench_core_use\":{:.3},",
+                "\"bench_cpu_ns_per_delivery\":{},\"server_cpu_ns_per_delivery\":{},",
+                "\"server_cpu_ns_per_delivery_each\":[{}],\"bench_core_use\":{:.3},",
                 "\"bench_cpu_s\":{:.6},\"window_deliveries\":{}{}}}\n"
             ),
             c.url,
@@ -803,6 +818,7 @@ impl Report {
             us(&self.latency, 1.0),
             json_number(self.cpu.bench_ns_per_delivery),
             json_number(self.cpu.server_ns_per_delivery),
+            self.cpu.server_ns_per_delivery_each.iter().map(|&ns| json_number(ns)).collect::<Vec<_>>().join(","),
             self.cpu.bench_core_use,
             self.cpu.bench_cpu.as_secs_f64(),
             self.cpu.deliveries,

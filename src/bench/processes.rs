@@ -21,6 +21,16 @@ use super::cpu::{self, Usage};
 use super::worker::{latency_histogram, monotonic_ns};
 use super::{receivers, BenchConfig, Report};
 
+/// In a part: a parent that is stopped (SIGTERM, SIGKILL) takes its parts with it, rather
+/// than leave them holding their connections.
+pub fn end_with_parent() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_PDEATHSIG only sets which signal this process gets when its parent exits.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+    }
+}
+
 /// In a part: tells the parent how many clients connected, then waits for the start time (on
 /// the run's clock) it answers with.
 pub fn report_connected_and_wait(connected: u64, failed: u64) -> Result<u64, String> {
@@ -124,7 +134,7 @@ pub fn run(config: BenchConfig, args: &[String]) -> Result<Report, String> {
         }
     }
     let connect_time = connecting.elapsed();
-    let server_start = config.server_pid.and_then(|pid| cpu::of_process(pid).ok());
+    let server_start = cpu::Mark::now(&config.server_pid, 0).server();
     let started = Instant::now();
     // A moment ahead, so that every part has the word before the start.
     let start_ns = monotonic_ns().saturating_sub(epoch_ns) + 50_000_000;
@@ -146,7 +156,7 @@ pub fn run(config: BenchConfig, args: &[String]) -> Result<Report, String> {
         }
     }
     let wall = started.elapsed();
-    let server_end = config.server_pid.and_then(|pid| cpu::of_process(pid).ok());
+    let server_end = cpu::Mark::now(&config.server_pid, 0).server();
     let mut results = Vec::new();
     for path in &json_paths {
         let text =
@@ -194,6 +204,8 @@ fn merge(
         cpu: Usage {
             bench_ns_per_delivery: per_delivery(bench_cpu),
             server_ns_per_delivery: server_cpu.and_then(|(a, b)| per_delivery(b.saturating_sub(a))),
+            // Across bench processes only the sum is read.
+            server_ns_per_delivery_each: Vec::new(),
             bench_core_use: bench_cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9) / cores.max(1) as f64,
             bench_cpu,
             deliveries,

@@ -275,7 +275,7 @@ pub fn run(config: BenchConfig) -> Result<Shootout, String> {
             ));
         }
         let receivers = if config.self_delivery { connected } else { connected - 1 };
-        let mark = || cpu::Mark::now(config.server_pid, shared.delivered.load(Ordering::Relaxed));
+        let mark = || cpu::Mark::now(&config.server_pid, shared.delivered.load(Ordering::Relaxed));
         let sampling = mark();
         samples.begin(steps.len() as u64 + 1, receivers);
         // Generous: a step that takes this long is far past any sensible limit.

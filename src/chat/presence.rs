@@ -70,7 +70,9 @@ pub(super) struct Presence {
 impl Chat {
     /// `client` waits for its nick claim (it must not be read from until [`Effect::Resume`]).
     pub fn is_waiting(&self, client: ClientId) -> bool {
-        self.presence.claims.get(&client).is_some_and(|c| matches!(c.purpose, Purpose::Join(_)))
+        // Asked for every message read: without a claim in flight, one branch.
+        !self.presence.claims.is_empty()
+            && self.presence.claims.get(&client).is_some_and(|c| matches!(c.purpose, Purpose::Join(_)))
     }
 
     /// The mode of a connection waiting to join, so what it is told before its welcome arrives.

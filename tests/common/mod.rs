@@ -37,10 +37,19 @@ impl TestServer {
         Self::start_with(Command::new(env!("CARGO_BIN_EXE_wschat-server")), flags)
     }
 
+    /// Like [`start`](Self::start), on a given address (another server's, with `--reuse-port`).
+    pub fn start_at(addr: SocketAddr, flags: &[&str]) -> Self {
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_wschat-server")), &addr.to_string(), flags)
+    }
+
     /// Like [`start`](Self::start), through a prepared command (e.g. a shell that sets ulimit).
-    pub fn start_with(mut command: Command, flags: &[&str]) -> Self {
+    pub fn start_with(command: Command, flags: &[&str]) -> Self {
+        Self::spawn(command, "127.0.0.1:0", flags)
+    }
+
+    fn spawn(mut command: Command, addr: &str, flags: &[&str]) -> Self {
         let mut child = command
-            .arg("127.0.0.1:0")
+            .arg(addr)
             .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
