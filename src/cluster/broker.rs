@@ -217,6 +217,8 @@ pub struct Broker {
     next_heartbeat: Instant,
     /// Since when replies have been awaited without one arriving.
     reply_wait: Option<Instant>,
+    /// Shutting down: no more heartbeats, so this process stays dead in Redis's eyes.
+    leaving: bool,
 }
 
 impl Broker {
@@ -257,6 +259,7 @@ impl Broker {
             presence_ttl,
             next_heartbeat: now,
             reply_wait: None,
+            leaving: false,
         })
     }
 
@@ -279,10 +282,11 @@ impl Broker {
         match self.state {
             State::Down { retry_at } => Some(retry_at),
             State::Connecting { since } => Some(since + CONNECT_TIMEOUT),
-            State::Up => Some(
-                self.reply_wait
-                    .map_or(self.next_heartbeat, |since| self.next_heartbeat.min(since + REPLY_TIMEOUT)),
-            ),
+            State::Up => {
+                let heartbeat = (!self.leaving).then_some(self.next_heartbeat);
+                let stuck = self.reply_wait.map(|since| since + REPLY_TIMEOUT);
+                heartbeat.into_iter().chain(stuck).min()
+            }
         }
     }
 
@@ -294,6 +298,7 @@ impl Broker {
     /// Clean shutdown: this process stops counting as alive at once, so its members leave
     /// `/who` now rather than at the presence expiry.
     pub fn leave(&mut self, registry: &Registry, now: Instant) {
+        self.leaving = true;
         if self.state == State::Up {
             self.pending.push_back(Expect::Nothing);
             let _ = self.cmd.queue(&["ZREM", presence::PROCS, &self.pid]);
@@ -317,7 +322,7 @@ impl Broker {
             State::Up if self.reply_wait.is_some_and(|since| now >= since + REPLY_TIMEOUT) => {
                 self.fail(registry, now, &format!("no reply for {}s", REPLY_TIMEOUT.as_secs()))
             }
-            State::Up if now >= self.next_heartbeat => {
+            State::Up if now >= self.next_heartbeat && !self.leaving => {
                 self.next_heartbeat = now + self.presence_ttl / 3;
                 self.pending.push_back(Expect::Nothing);
                 if let Err(e) = self.queue_heartbeat() {
@@ -529,7 +534,8 @@ impl Broker {
                 let (kind, body) = match &direct {
                     Direct::Private(event) => ("p", event.clone()),
                     Direct::Kick(reason) => ("k", reason.clone()),
-                    Direct::Ban { closing, ban } => ("b", format!("{closing}\n{ban}")),
+                    // The JSON first: it has no raw newline, the moderator's reason may.
+                    Direct::Ban { closing, ban } => ("b", format!("{ban}\n{closing}")),
                 };
                 self.pending.push_back(Expect::Reached { client, nick, direct });
                 self.cmd.queue(&[
@@ -790,7 +796,7 @@ impl Broker {
             b"p" => Direct::Private(body),
             b"k" => Direct::Kick(body),
             b"b" => match body.split_once('\n') {
-                Some((closing, ban)) => Direct::Ban { closing: closing.to_string(), ban: ban.to_string() },
+                Some((ban, closing)) => Direct::Ban { closing: closing.to_string(), ban: ban.to_string() },
                 None => return true,
             },
             _ => return true,
