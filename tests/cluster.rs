@@ -380,3 +380,28 @@ fn processes_share_one_address_with_reuse_port_and_chat_as_one() {
         assert_eq!(messages(ws, 1)[0]["text"], "hello, everyone");
     }
 }
+
+#[test]
+fn a_stuck_redis_is_dropped_and_what_it_did_not_answer_is_delivered_here() {
+    let Some(redis) =
+        RedisServer::start("a_stuck_redis_is_dropped_and_what_it_did_not_answer_is_delivered_here")
+    else {
+        return;
+    };
+    let a = member_server(&redis);
+    let mut ann = joined(&a, "?nick=ann");
+    let mut amy = joined(&a, "?nick=amy");
+    event_about(&mut ann, "joined", "amy");
+    redis.pause();
+    send(&mut ann, "while redis is stuck");
+    // No answer: after the reply timeout (5 s) the link is dropped, the room carries on here,
+    // and the line that was in flight is not lost.
+    let lost = next_of(&mut amy, "notice");
+    assert!(lost["text"].as_str().unwrap().contains("lost its link"), "{lost}");
+    assert_eq!(messages(&mut amy, 1)[0]["text"], "while redis is stuck");
+    assert_eq!(messages(&mut ann, 1)[0]["text"], "while redis is stuck");
+    a.wait_for_log("no reply for 5s");
+    redis.resume();
+    let back = next_of(&mut amy, "notice");
+    assert!(back["text"].as_str().unwrap().contains("linked to the others again"), "{back}");
+}

@@ -841,6 +841,20 @@ impl Chat {
             // Numbered and kept by Redis; delivered when it comes back (see `shared.rs`).
             return self.publish_message(&key, &nick, text, action, now_ms);
         }
+        self.keep_and_send(&key, nick, text, action, now_ms, out);
+    }
+
+    /// Numbers and keeps a room message here (journaled for a store), and sends it to the room.
+    fn keep_and_send(
+        &mut self,
+        key: &Rc<str>,
+        nick: Rc<str>,
+        text: &str,
+        action: bool,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let key = key.clone();
         let Some(room) = self.rooms.get_mut(&key) else { return };
         let before = room.history.cost();
         let message = room.history.push(now_ms, nick, text, action);

@@ -68,6 +68,7 @@ impl Chat {
             Notice::Message { room, display: _, epoch, message } => {
                 self.shared_message(&room, epoch, message, out)
             }
+            Notice::Unsent { room, body } => self.unsent(&room, &body, out),
             Notice::Event { room, event } if self.is_followed(&room) => {
                 out.push(Effect::Send { to: Audience::Room(room), body: Body::Event(event) })
             }
@@ -198,6 +199,15 @@ impl Chat {
                 self.replay(client, &key, since.as_ref(), out);
             }
         }
+    }
+
+    /// A message the link lost on its way to Redis: said here, on this process alone.
+    fn unsent(&mut self, key: &Rc<str>, body: &str, out: &mut Vec<Effect>) {
+        let Some(message) = room::stored(0, body.as_bytes()) else { return };
+        if self.cluster_up || !self.rooms.contains_key(key) {
+            return;
+        }
+        self.keep_and_send(key, message.from, &message.text, message.action, message.ts, out);
     }
 
     fn all_members(&self, key: &str) -> Vec<ClientId> {

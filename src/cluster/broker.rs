@@ -136,6 +136,11 @@ enum Expect {
     },
     /// Every ban in force, at connect.
     Bans,
+    /// A room message: if the link fails before Redis answers, it goes back to the chat.
+    Said {
+        room: Rc<str>,
+        body: String,
+    },
 }
 
 /// A Lua script and its SHA-1 (its name for EVALSHA).
@@ -394,13 +399,19 @@ impl Broker {
         }
         self.cmd.close(registry);
         self.sub.close(registry);
-        self.pending.clear();
-        self.reply_wait = None;
-        self.followed.clear();
-        self.unfollowed.clear();
         if was_up {
             self.notices.push(Notice::Down);
         }
+        // Messages Redis never answered: the chat delivers them on this process, rather than
+        // lose them (Redis may have published some before it failed; see `Notice::Unsent`).
+        for expected in self.pending.drain(..) {
+            if let (true, Expect::Said { room, body }) = (was_up, expected) {
+                self.notices.push(Notice::Unsent { room, body });
+            }
+        }
+        self.reply_wait = None;
+        self.followed.clear();
+        self.unfollowed.clear();
         self.state = State::Down { retry_at: now + self.backoff };
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
@@ -450,8 +461,7 @@ impl Broker {
                 let (epoch, limit, ttl) =
                     (new_epoch(), self.history.to_string(), room::ROOM_TTL_SECS.to_string());
                 let sharded = if self.sharded { "1" } else { "0" };
-                self.pending.push_back(Expect::Nothing);
-                self.cmd.queue(&[
+                let queued = self.cmd.queue(&[
                     "EVALSHA",
                     &self.scripts.say.sha,
                     "2",
@@ -464,7 +474,9 @@ impl Broker {
                     &ttl,
                     &body,
                     sharded,
-                ])
+                ]);
+                self.pending.push_back(Expect::Said { room, body });
+                queued
             }
             Request::Announce { room, event } => {
                 self.pending.push_back(Expect::Nothing);
@@ -707,7 +719,7 @@ impl Broker {
             return Err(io::Error::other(format!("Redis refused a command ({expected:?}): {e}")));
         }
         match expected {
-            Expect::Nothing => {}
+            Expect::Nothing | Expect::Said { .. } => {}
             Expect::Capability => {
                 // An unknown command's entry is a null.
                 self.sharded = matches!(&frame, Frame::Array(entries) if entries.first().is_some_and(|e| *e != Frame::Null));

@@ -222,4 +222,11 @@ pub enum Notice {
     Unbanned {
         key: BanKey,
     },
+    /// A room message Redis never confirmed before the link failed (after [`Notice::Down`]):
+    /// delivered on this process alone. Should Redis have published it before failing, the
+    /// other processes have it too, and this process's members may see it twice.
+    Unsent {
+        room: Rc<str>,
+        body: String,
+    },
 }

@@ -60,6 +60,21 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
+    /// Freezes Redis (SIGSTOP): connected, reading nothing, answering nothing.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen Redis run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let status = Command::new("kill").args([which, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill {which}");
+    }
+
     /// Runs one command; its first reply line, or None if Redis cannot be reached.
     pub fn command(&self, args: &[&str]) -> Option<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
