@@ -66,20 +66,6 @@ class Redis:
         self.proc.wait()
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
 def start_servers(count, redis, max_connections):
     cmd = compare.wschat_command(SERVER, max_connections)
     if redis:
@@ -140,7 +126,7 @@ def big(n):
     redis = Redis()
     servers = start_servers(2, True, n // 2 + 800)
     try:
-        base = sum(rss_bytes(s.proc.pid) for s in servers)
+        base = sum(compare.rss_bytes(s.proc.pid) for s in servers)
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
             path = out.name
         load = subprocess.Popen(
@@ -155,7 +141,7 @@ def big(n):
             time.sleep(0.1)
         connect_s = time.monotonic() - started
         time.sleep(3)
-        held = sum(rss_bytes(s.proc.pid) for s in servers)
+        held = sum(compare.rss_bytes(s.proc.pid) for s in servers)
         split = [len(os.listdir(f"/proc/{s.proc.pid}/fd")) for s in servers]
         load.wait()
         with open(path) as f:

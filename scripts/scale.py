@@ -42,14 +42,6 @@ SOURCE_ADDRS = "127.0.0.1-127.0.0.8"
 PORT = 9650
 
 
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
 def open_files(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -89,7 +81,7 @@ def held(n):
     server = start_server(n)
     try:
         pid = server.proc.pid
-        base_files, base_rss, base_cpu = open_files(pid), rss_bytes(pid), server.cpu_seconds()
+        base_files, base_rss, base_cpu = open_files(pid), compare.rss_bytes(pid), server.cpu_seconds()
         start = time.monotonic()
         idle, _ = bench("--clients", n, "--idle", "--duration", "600s", "--warmup", "0s",
                         "--room", "scale", "--rooms", max(1, n // 100), background=True)
@@ -97,7 +89,7 @@ def held(n):
         connect_s = time.monotonic() - start
         # Joins and their announcements settle, and the CPU counters catch up.
         time.sleep(2)
-        rss, cpu = rss_bytes(pid), server.cpu_seconds()
+        rss, cpu = compare.rss_bytes(pid), server.cpu_seconds()
         load = bench("--clients", 100, "--senders", 4, "--rate", 1000, "--duration", "5s", "--warmup", "1s",
                      "--room", "load", "--server-pid", pid)
         row = {"connections": n, "connect_s": round(connect_s, 2),
@@ -129,7 +121,7 @@ def churn(n):
         pid = server.proc.pid
         r = bench("--clients", n, "--idle", "--churn", "4s", "--duration", "20s", "--warmup", "0s",
                   "--server-pid", pid)
-        rss_after = rss_bytes(pid)
+        rss_after = compare.rss_bytes(pid)
         return {"clients": n, "connected": r["connected"], "cycles": r["churn_cycles"],
                 "reconnections_per_s": round(r["churn_cycles"] / 20), "failures": r["churn_failures"],
                 "rss_after_mib": round(rss_after / 2**20, 1)}

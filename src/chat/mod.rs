@@ -938,19 +938,11 @@ impl Chat {
             if let Err(why) = validate_nick(nick) {
                 return out.push(reply(error(format!("cannot {verb} {}: {}", quoted(nick), why.0))));
             }
-            let why = reason.map_or(String::new(), |r| format!(": {r}"));
-            let direct = match duration {
-                None => crate::cluster::Direct::Kick(format!("kicked by {by}{why}")),
-                Some(duration) => {
-                    let ban = Ban {
-                        nick: nick.to_string(),
-                        until_ms: now_ms.saturating_add(duration.as_millis() as u64),
-                        reason: reason.unwrap_or_default().to_string(),
-                        by: by.clone(),
-                    };
-                    let key = BanKey::User(fold(nick));
-                    let ban = crate::cluster::presence::ban_json(&key, &ban);
-                    crate::cluster::Direct::Ban { closing: format!("banned by {by}{why}"), ban }
+            let direct = match sanction(&by, nick, duration, reason, now_ms) {
+                (closing, None) => crate::cluster::Direct::Kick(closing),
+                (closing, Some(ban)) => {
+                    let ban = crate::cluster::presence::ban_json(&BanKey::User(fold(nick)), &ban);
+                    crate::cluster::Direct::Ban { closing, ban }
                 }
             };
             return self.send_moderation(client, nick, direct);
@@ -973,23 +965,17 @@ impl Chat {
             return out.push(reply(error(format!("cannot ban {}: {}", quoted(&name), why.0))));
         }
         let signed = target.and_then(|t| self.member(t)).is_none_or(|m| m.signed);
-        let why = reason.map_or(String::new(), |r| format!(": {r}"));
-        let (closing, told) = match duration {
-            None => (format!("kicked by {by}{why}"), format!("{name} was kicked")),
-            Some(duration) => {
-                let ban = Ban {
-                    nick: name.clone(),
-                    until_ms: now_ms.saturating_add(duration.as_millis() as u64),
-                    reason: reason.unwrap_or_default().to_string(),
-                    by: by.clone(),
-                };
+        let (closing, ban) = sanction(&by, &name, duration, reason, now_ms);
+        let told = match ban {
+            None => format!("{name} was kicked"),
+            Some(ban) => {
                 if signed {
                     self.record_ban(BanKey::User(fold(&name)), ban);
                 } else {
                     out.extend(holders.iter().map(|&client| Effect::BanAddress { client, ban: ban.clone() }));
                 }
                 let whom = if signed { "" } else { " (a guest: by address)" };
-                (format!("banned by {by}{why}"), format!("{name} is banned{whom}"))
+                format!("{name} is banned{whom}")
             }
         };
         out.extend(holders.into_iter().map(|client| Effect::Kick { client, reason: closing.clone() }));
@@ -1273,6 +1259,30 @@ impl Chat {
         if self.emptied.len() > 2 * self.empty_rooms + 64 {
             let rooms = &self.rooms;
             self.emptied.retain(|(stamp, key)| rooms.get(key).is_some_and(|r| r.emptied == Some(*stamp)));
+        }
+    }
+}
+
+/// What a moderator `by` does to `nick` with `/kick` (no duration) or `/ban`: the reason its
+/// connections are closed with, and the ban, if any.
+fn sanction(
+    by: &str,
+    nick: &str,
+    duration: Option<std::time::Duration>,
+    reason: Option<&str>,
+    now_ms: u64,
+) -> (String, Option<Ban>) {
+    let why = reason.map_or(String::new(), |r| format!(": {r}"));
+    match duration {
+        None => (format!("kicked by {by}{why}"), None),
+        Some(duration) => {
+            let ban = Ban {
+                nick: nick.to_string(),
+                until_ms: now_ms.saturating_add(duration.as_millis() as u64),
+                reason: reason.unwrap_or_default().to_string(),
+                by: by.to_string(),
+            };
+            (format!("banned by {by}{why}"), Some(ban))
         }
     }
 }

@@ -252,8 +252,8 @@ impl Broker {
             warned: false,
             frames: Vec::new(),
             scripts: Scripts {
-                say: Script::new(room::SAY_SCRIPT.to_string()),
-                load: Script::new(room::LOAD_SCRIPT.to_string()),
+                say: Script::new(room::say_script()),
+                load: Script::new(room::load_script()),
                 heartbeat: Script::new(presence::heartbeat_script()),
                 claim: Script::new(presence::claim_script()),
                 live: Script::new(presence::live_entries_script()),
@@ -421,8 +421,17 @@ impl Broker {
     }
 
     fn queue_heartbeat(&mut self) -> io::Result<()> {
-        let ttl = self.presence_ttl.as_millis().to_string();
-        self.cmd.queue(&["EVALSHA", &self.scripts.heartbeat.sha, "1", presence::PROCS, &self.pid, &ttl])
+        let (pid, ttl) = (self.pid.clone(), self.presence_ttl.as_millis().to_string());
+        self.eval(|s| &s.heartbeat, &[presence::PROCS], &[&pid, &ttl])
+    }
+
+    /// Queues EVALSHA of one of the scripts (loaded on connect) with these keys and arguments.
+    fn eval(&mut self, script: fn(&Scripts) -> &Script, keys: &[&str], args: &[&str]) -> io::Result<()> {
+        let count = keys.len().to_string();
+        let mut command = vec!["EVALSHA", &script(&self.scripts).sha, &count];
+        command.extend(keys);
+        command.extend(args);
+        self.cmd.queue(&command)
     }
 
     fn holder(&self, client: ClientId) -> String {
@@ -461,20 +470,8 @@ impl Broker {
                 let (epoch, limit, ttl) =
                     (new_epoch(), self.history.to_string(), room::ROOM_TTL_SECS.to_string());
                 let sharded = if self.sharded { "1" } else { "0" };
-                let queued = self.cmd.queue(&[
-                    "EVALSHA",
-                    &self.scripts.say.sha,
-                    "2",
-                    &meta,
-                    &log,
-                    &channel,
-                    &epoch,
-                    &display,
-                    &limit,
-                    &ttl,
-                    &body,
-                    sharded,
-                ]);
+                let args = [&*channel, &epoch, &display, &limit, &ttl, &body, sharded];
+                let queued = self.eval(|s| &s.say, &[&meta, &log], &args);
                 self.pending.push_back(Expect::Said { room, body });
                 queued
             }
@@ -501,15 +498,7 @@ impl Broker {
                     presence::nick_value(&nick, signed),
                 );
                 self.pending.push_back(Expect::Claimed { client, nick, serial });
-                self.cmd.queue(&[
-                    "EVALSHA",
-                    &self.scripts.claim.sha,
-                    "2",
-                    presence::PROCS,
-                    &key,
-                    &holder,
-                    &value,
-                ])
+                self.eval(|s| &s.claim, &[presence::PROCS, &key], &[&holder, &value])
             }
             Request::Release { client, nick } => {
                 self.pending.push_back(Expect::Nothing);
@@ -534,11 +523,11 @@ impl Broker {
             Request::Who { client, room } => {
                 let key = presence::who_key(&room);
                 self.pending.push_back(Expect::Who { client, room });
-                self.cmd.queue(&["EVALSHA", &self.scripts.live.sha, "2", presence::PROCS, &key])
+                self.eval(|s| &s.live, &[presence::PROCS, &key], &[])
             }
             Request::Rooms { client } => {
                 self.pending.push_back(Expect::Rooms { client });
-                self.cmd.queue(&["EVALSHA", &self.scripts.live.sha, "2", presence::PROCS, presence::COUNTS])
+                self.eval(|s| &s.live, &[presence::PROCS, presence::COUNTS], &[])
             }
             Request::Direct { client, nick, direct } => {
                 let key = presence::nick_key(&fold(&nick));
@@ -550,16 +539,7 @@ impl Broker {
                     Direct::Ban { closing, ban } => ("b", format!("{ban}\n{closing}")),
                 };
                 self.pending.push_back(Expect::Reached { client, nick, direct });
-                self.cmd.queue(&[
-                    "EVALSHA",
-                    &self.scripts.direct.sha,
-                    "2",
-                    presence::PROCS,
-                    &key,
-                    &prefix,
-                    kind,
-                    &body,
-                ])
+                self.eval(|s| &s.direct, &[presence::PROCS, &key], &[&prefix, kind, &body])
             }
             Request::Ban { key, ban } => {
                 let json = presence::ban_json(&key, &ban);
@@ -586,7 +566,7 @@ impl Broker {
         let (meta, log) = (room::meta_key(&room), room::log_key(&room));
         let (epoch, ttl) = (new_epoch(), room::ROOM_TTL_SECS.to_string());
         self.pending.push_back(Expect::Loaded { room, display: display.clone() });
-        self.cmd.queue(&["EVALSHA", &self.scripts.load.sha, "2", &meta, &log, &epoch, &display, &ttl])
+        self.eval(|s| &s.load, &[&meta, &log], &[&epoch, &display, &ttl])
     }
 
     /// End of turn: this turn's (un)subscriptions in one command each, then one write per link.
