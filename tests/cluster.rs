@@ -244,6 +244,12 @@ fn nicks_are_unique_across_processes() {
         }
         assert!(std::time::Instant::now() < deadline, "the nick was never freed: {answer}");
     }
+    // A change of case only keeps the name taken everywhere.
+    send(&mut other, "/nick ANN");
+    assert_eq!(next_of(&mut other, "nick")["new"], "ANN");
+    let mut third = json_client(&a, "?nick=ann");
+    let refused = next_of(&mut third, "notice");
+    assert!(refused["text"].as_str().unwrap().contains("already in use"), "{refused}");
 }
 
 #[test]

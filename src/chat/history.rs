@@ -136,7 +136,7 @@ impl History {
 
     /// Keeps a message numbered elsewhere (by Redis, in cluster mode), shared with its sender.
     pub fn keep(&mut self, stored: Rc<Stored>) {
-        self.next_seq = self.next_seq.max(stored.seq + 1);
+        self.next_seq = self.next_seq.max(stored.seq.saturating_add(1));
         if self.limit == 0 {
             return;
         }

@@ -1036,7 +1036,11 @@ impl Chat {
         let room = member.room.clone();
         self.nicks.remove(&self.nick_key(&old));
         self.index_nick(&new, client);
-        self.release_nick(client, &old);
+        // The same name in another case is the same claim in Redis: releasing the old would
+        // release the new.
+        if fold(&old) != fold(&new) {
+            self.release_nick(client, &old);
+        }
         self.seat(client, &room, &new);
         let event = Event::NickChanged { room: self.display(&room), old, new };
         self.announce(&room, Some(client), event, out);

@@ -17,7 +17,7 @@ use super::command::cut;
 use super::names::{fold, MAX_NAME_CHARS};
 use super::{error, first_sorted, may_enter, notice, Audience, Chat, ClientId, Effect, Event, Join, Mode};
 use crate::auth::Identity;
-use crate::cluster::{presence, Direct, Notice, Request};
+use crate::cluster::{presence, Asker, Direct, Notice, Request};
 use crate::logline::quoted;
 
 /// A nick claim waiting for Redis's answer.
@@ -198,8 +198,9 @@ impl Chat {
                     _ => {}
                 }
             }
-            Notice::Who { client, room, nicks } => {
-                if self.member(client).is_some_and(|m| m.room == room) {
+            Notice::Who { asker, room, nicks } => {
+                let client = asker.client;
+                if self.member(client).is_some_and(|m| m.room == room && m.nick == asker.nick) {
                     let mut nicks = nicks;
                     let count = nicks.len();
                     let shown = first_sorted(&mut nicks, |n| n).to_vec();
@@ -207,9 +208,10 @@ impl Chat {
                     out.push(Effect::Send { to: Audience::Client(client), body: event.into() });
                 }
             }
-            Notice::Rooms { client, rooms } => {
+            Notice::Rooms { asker, rooms } => {
+                let client = asker.client;
                 // Answered only while the asker is still here.
-                if let Some(member) = self.member(client) {
+                if let Some(member) = self.member(client).filter(|m| m.nick == asker.nick) {
                     let access = member.access.clone();
                     let mut rooms: Vec<(Rc<str>, usize)> = rooms
                         .into_iter()
@@ -222,10 +224,18 @@ impl Chat {
                     out.push(Effect::Send { to: Audience::Client(client), body: event.into() });
                 }
             }
-            Notice::Reached { client, nick, reached, held_as, direct } => {
-                self.reached(client, &nick, reached, held_as, direct, out)
+            Notice::Reached { asker, nick, reached, held_as, direct } => {
+                if self.nick(asker.client) == Some(&*asker.nick) {
+                    self.reached(asker.client, &nick, reached, held_as, direct, out)
+                }
             }
-            Notice::Direct { client, direct } => self.direct_arrived(client, direct, out),
+            Notice::Direct { client, nick, direct } => {
+                // For whoever holds `nick`: not for a connection that took the slot since.
+                if self.nick(client).is_some_and(|held| fold(held) == fold(&nick)) {
+                    self.direct_arrived(client, direct, out)
+                }
+            }
+            Notice::Reclaim => self.reclaim_everything(false),
             Notice::Banned { key, ban } => self.bans.insert(key, ban),
             Notice::Unbanned { key } => self.bans.remove(&key),
             other => return Some(other),
@@ -271,7 +281,14 @@ impl Chat {
                     out.push(Effect::Send { to: Audience::Client(client), body: notice(text) });
                 }
                 let guest = self.fresh_guest_nick();
-                self.claim(client, guest, false, Purpose::Join(PendingJoin { asked: false, ..pending }));
+                let purpose = Purpose::Join(PendingJoin { asked: false, ..pending });
+                if self.cluster_up {
+                    self.claim(client, guest, false, purpose);
+                } else {
+                    // Redis is away: this process's word is the only one (a fresh guest nick is
+                    // free here), and nobody would ever answer a claim.
+                    self.claim_settled(client, Claim { serial: 0, nick: guest, purpose }, None, out);
+                }
             }
             Purpose::Rename => {
                 let free = self.check_nick_free(&nick, Some(client)).is_ok() && self.member(client).is_some();
@@ -299,14 +316,22 @@ impl Chat {
         }
     }
 
+    fn asker(&self, client: ClientId) -> Option<Asker> {
+        Some(Asker { client, nick: Rc::from(self.nick(client)?) })
+    }
+
     /// `/who` for the whole cluster.
     pub(super) fn ask_who(&mut self, client: ClientId, room: Rc<str>) {
-        self.requests.push(Request::Who { client, room });
+        if let Some(asker) = self.asker(client) {
+            self.requests.push(Request::Who { asker, room });
+        }
     }
 
     /// `/rooms` for the whole cluster.
     pub(super) fn ask_rooms(&mut self, client: ClientId) {
-        self.requests.push(Request::Rooms { client });
+        if let Some(asker) = self.asker(client) {
+            self.requests.push(Request::Rooms { asker });
+        }
     }
 
     /// `/msg` to a nick wherever it is held (this process's holders included, through Redis,
@@ -316,13 +341,21 @@ impl Chat {
         let event =
             Event::Private { from, to: Rc::from(to), text: text.to_string(), ts: now_ms, outgoing: false };
         if let Some(json) = event.json() {
-            self.requests.push(Request::Direct { client, nick: Rc::from(to), direct: Direct::Private(json) });
+            if let Some(asker) = self.asker(client) {
+                self.requests.push(Request::Direct {
+                    asker,
+                    nick: Rc::from(to),
+                    direct: Direct::Private(json),
+                });
+            }
         }
     }
 
     /// `/kick` or `/ban` of a nick wherever it is held.
     pub(super) fn send_moderation(&mut self, client: ClientId, nick: &str, direct: Direct) {
-        self.requests.push(Request::Direct { client, nick: Rc::from(nick), direct });
+        if let Some(asker) = self.asker(client) {
+            self.requests.push(Request::Direct { asker, nick: Rc::from(nick), direct });
+        }
     }
 
     /// A private message, a kick or a ban reached its holders (or nobody): tell the sender.

@@ -122,6 +122,8 @@ impl Chat {
     ) -> bool {
         match self.rooms.get_mut(key).map(|r| &mut r.sync) {
             Some(Sync::Loading { waiting, .. }) => {
+                // Left and came back while the room loads: one replay, from the latest ask.
+                waiting.retain(|(waiter, _)| *waiter != client);
                 waiting.push((client, since.cloned()));
                 true
             }
@@ -186,8 +188,10 @@ impl Chat {
             let limit = self.limits.history;
             let Some(room) = self.rooms.get_mut(&key) else { continue };
             let waiting = match std::mem::take(&mut room.sync) {
+                // Never shared (an empty room kept from a time alone): its history is its own.
+                Sync::Alone => continue,
                 Sync::Loading { waiting, .. } => waiting,
-                _ => Vec::new(),
+                Sync::Shared => Vec::new(),
             };
             let fresh = History::new(super::history::new_epoch(), 1, limit);
             self.history_cost -= std::mem::replace(&mut room.history, fresh).cost();
@@ -234,7 +238,7 @@ impl Chat {
             }
             return;
         };
-        let mut history = History::new(epoch.clone(), top + 1, limit);
+        let mut history = History::new(epoch.clone(), top.saturating_add(1), limit);
         for message in messages.into_iter().filter(|m| m.seq <= top) {
             history.restore(message);
         }

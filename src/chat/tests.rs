@@ -176,6 +176,43 @@ fn in_a_cluster_a_nick_held_elsewhere_leaves_the_joiner_a_guest() {
 }
 
 #[test]
+fn in_a_cluster_a_connection_that_leaves_while_its_claim_is_in_flight_never_joins() {
+    let mut h = Harness::default();
+    h.cluster(Notice::Up);
+    h.connect(1, Some("ann"));
+    let Some(Request::Claim { serial, .. }) = h.requests().first().cloned() else { panic!() };
+    h.leave(1);
+    assert!(!h.chat.is_waiting(1));
+    assert!(
+        matches!(h.requests().as_slice(), [Request::Release { client: 1, .. }]),
+        "what it may hold is let go"
+    );
+    h.cluster(Notice::Claimed { client: 1, nick: Rc::from("ann"), held_by: None, serial });
+    assert_eq!(h.chat.nick(1), None, "no ghost in its slot");
+    // Whoever gets the slot next joins as itself.
+    h.join_cluster(1, "bob");
+    assert_eq!(h.chat.nick(1), Some("bob"));
+    h.chat.check_invariants();
+}
+
+#[test]
+fn in_a_cluster_a_nick_changed_only_in_case_keeps_its_claim() {
+    let mut h = Harness::default();
+    h.cluster(Notice::Up);
+    h.join_cluster(1, "bob");
+    h.requests();
+    h.say(1, "/nick Bob");
+    let Some(Request::Claim { serial, .. }) = h.requests().first().cloned() else { panic!() };
+    h.cluster(Notice::Claimed { client: 1, nick: Rc::from("Bob"), held_by: None, serial });
+    assert_eq!(h.chat.nick(1), Some("Bob"));
+    let requests = h.requests();
+    assert!(
+        !requests.iter().any(|r| matches!(r, Request::Release { .. })),
+        "the claim is the same: {requests:?}"
+    );
+}
+
+#[test]
 fn when_redis_goes_away_rooms_carry_on_alone_under_a_new_epoch() {
     let mut h = Harness::default();
     h.cluster(Notice::Up);

@@ -22,7 +22,7 @@ use mio::{Registry, Token};
 use super::link::Link;
 use super::resp::{self, Frame};
 use super::{presence, room};
-use super::{Direct, Notice, Request};
+use super::{Asker, Direct, Notice, Request};
 use crate::chat::history::new_epoch;
 use crate::chat::names::fold;
 use crate::chat::ClientId;
@@ -35,6 +35,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Replies are awaited and none has come for this long: Redis is stuck, the link is dropped
 /// (and whoever waits on an answer, a connection's nick claim say, is settled locally).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Commands awaiting their replies, at most (what each will be answered with is kept).
+pub const MAX_AWAITED: usize = 100_000;
 
 /// Where Redis is: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -123,17 +125,19 @@ enum Expect {
         serial: u64,
     },
     Who {
-        client: ClientId,
+        asker: Asker,
         room: Rc<str>,
     },
     Rooms {
-        client: ClientId,
+        asker: Asker,
     },
     Reached {
-        client: ClientId,
+        asker: Asker,
         nick: Rc<str>,
         direct: Direct,
     },
+    /// A periodic heartbeat: 0 back means this process had already expired.
+    Heartbeat,
     /// Every ban in force, at connect.
     Bans,
     /// A room message: if the link fails before Redis answers, it goes back to the chat.
@@ -329,7 +333,7 @@ impl Broker {
             }
             State::Up if now >= self.next_heartbeat && !self.leaving => {
                 self.next_heartbeat = now + self.presence_ttl / 3;
-                self.pending.push_back(Expect::Nothing);
+                self.pending.push_back(Expect::Heartbeat);
                 if let Err(e) = self.queue_heartbeat() {
                     self.fail(registry, now, &e.to_string());
                 }
@@ -344,6 +348,9 @@ impl Broker {
 
     fn connect(&mut self, registry: &Registry, now: Instant) {
         self.state = State::Connecting { since: now };
+        // A new name for each link: entries written under the old one (members who left while
+        // Redis was away) die with it, and `reclaim_everything` writes the live ones again.
+        let old_pid = std::mem::replace(&mut self.pid, new_epoch().to_string());
         self.capability_known = false;
         let started =
             self.cmd.connect(self.addr, registry).and_then(|()| self.sub.connect(self.addr, registry));
@@ -362,6 +369,8 @@ impl Broker {
         }
         // Keys live in the URL's database; channels are global, and name the database.
         setup.push(self.cmd.queue(&["SELECT", &self.url.db.to_string()]));
+        self.pending.push_back(Expect::Nothing);
+        setup.push(self.cmd.queue(&["ZREM", presence::PROCS, &old_pid]));
         self.pending.push_back(Expect::Nothing);
         let scripts = &self.scripts;
         for script in
@@ -445,6 +454,10 @@ impl Broker {
         if self.state != State::Up {
             return;
         }
+        if self.pending.len() >= MAX_AWAITED {
+            // Redis answers, but slower than the chat asks: drop the link rather than grow.
+            return self.fail(registry, now, &format!("over {MAX_AWAITED} commands awaiting replies"));
+        }
         let publish = if self.sharded { "SPUBLISH" } else { "PUBLISH" };
         let queued = match request {
             Request::Follow { room, display } => {
@@ -520,16 +533,16 @@ impl Broker {
                     _ => self.cmd.queue(&["HSET", presence::COUNTS, &field, &format!("{count} {display}")]),
                 }
             }
-            Request::Who { client, room } => {
+            Request::Who { asker, room } => {
                 let key = presence::who_key(&room);
-                self.pending.push_back(Expect::Who { client, room });
+                self.pending.push_back(Expect::Who { asker, room });
                 self.eval(|s| &s.live, &[presence::PROCS, &key], &[])
             }
-            Request::Rooms { client } => {
-                self.pending.push_back(Expect::Rooms { client });
+            Request::Rooms { asker } => {
+                self.pending.push_back(Expect::Rooms { asker });
                 self.eval(|s| &s.live, &[presence::PROCS, presence::COUNTS], &[])
             }
-            Request::Direct { client, nick, direct } => {
+            Request::Direct { asker, nick, direct } => {
                 let key = presence::nick_key(&fold(&nick));
                 let prefix = presence::process_channel(self.url.db, "");
                 let (kind, body) = match &direct {
@@ -538,7 +551,9 @@ impl Broker {
                     // The JSON first: it has no raw newline, the moderator's reason may.
                     Direct::Ban { closing, ban } => ("b", format!("{ban}\n{closing}")),
                 };
-                self.pending.push_back(Expect::Reached { client, nick, direct });
+                // The nick leads the body: the receiving process checks its connection still holds it.
+                let body = format!("{nick}\n{body}");
+                self.pending.push_back(Expect::Reached { asker, nick, direct });
                 self.eval(|s| &s.direct, &[presence::PROCS, &key], &[&prefix, kind, &body])
             }
             Request::Ban { key, ban } => {
@@ -566,7 +581,8 @@ impl Broker {
         let (meta, log) = (room::meta_key(&room), room::log_key(&room));
         let (epoch, ttl) = (new_epoch(), room::ROOM_TTL_SECS.to_string());
         self.pending.push_back(Expect::Loaded { room, display: display.clone() });
-        self.eval(|s| &s.load, &[&meta, &log], &[&epoch, &display, &ttl])
+        let limit = self.history.to_string();
+        self.eval(|s| &s.load, &[&meta, &log], &[&epoch, &display, &ttl, &limit])
     }
 
     /// End of turn: this turn's (un)subscriptions in one command each, then one write per link.
@@ -700,6 +716,16 @@ impl Broker {
         }
         match expected {
             Expect::Nothing | Expect::Said { .. } => {}
+            Expect::Heartbeat => {
+                if resp::integer(&frame) == Some(0) {
+                    warn!(
+                        "Redis at {}: this process's presence expired before its heartbeat (over {:?} late); \
+                         writing its members' presence again",
+                        self.url, self.presence_ttl
+                    );
+                    self.notices.push(Notice::Reclaim);
+                }
+            }
             Expect::Capability => {
                 // An unknown command's entry is a null.
                 self.sharded = matches!(&frame, Frame::Array(entries) if entries.first().is_some_and(|e| *e != Frame::Null));
@@ -720,11 +746,11 @@ impl Broker {
                 };
                 self.notices.push(Notice::Claimed { client, nick, held_by, serial });
             }
-            Expect::Who { client, room } => {
+            Expect::Who { asker, room } => {
                 let nicks = pairs(&frame).map(|(_, nick)| Rc::from(nick)).collect();
-                self.notices.push(Notice::Who { client, room, nicks });
+                self.notices.push(Notice::Who { asker, room, nicks });
             }
-            Expect::Rooms { client } => {
+            Expect::Rooms { asker } => {
                 // PID ROOM -> COUNT DISPLAY, summed over processes.
                 let mut rooms: HashMap<Rc<str>, (Rc<str>, usize)> = HashMap::new();
                 for (field, value) in pairs(&frame) {
@@ -734,12 +760,12 @@ impl Broker {
                         continue;
                     };
                     let entry = rooms.entry(Rc::from(key)).or_insert_with(|| (Rc::from(display), 0));
-                    entry.1 += count.parse::<usize>().unwrap_or(0);
+                    entry.1 = entry.1.saturating_add(count.parse::<usize>().unwrap_or(0));
                 }
                 let rooms = rooms.into_iter().map(|(key, (display, count))| (key, display, count)).collect();
-                self.notices.push(Notice::Rooms { client, rooms });
+                self.notices.push(Notice::Rooms { asker, rooms });
             }
-            Expect::Reached { client, nick, direct } => {
+            Expect::Reached { asker, nick, direct } => {
                 let Frame::Array(parts) = &frame else {
                     return Err(io::Error::other("a direct message answered with something else"));
                 };
@@ -748,7 +774,7 @@ impl Broker {
                     let nick = value.get(2..).filter(|n| !n.is_empty())?;
                     Some((Rc::from(nick), value.starts_with('S')))
                 });
-                self.notices.push(Notice::Reached { client, nick, reached, held_as, direct });
+                self.notices.push(Notice::Reached { asker, nick, reached, held_as, direct });
             }
             Expect::Bans => {
                 for (_, json) in pairs(&frame) {
@@ -777,13 +803,15 @@ impl Broker {
         if channel != presence::process_channel(db, &self.pid).as_bytes() {
             return false;
         }
-        // KIND CLIENT BODY
+        // KIND CLIENT NICK\nBODY
         let mut parts = payload.splitn(3, |&b| b == b' ');
-        let (Some(kind), Some(client), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(kind), Some(client), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
             return true;
         };
         let client = std::str::from_utf8(client).ok().and_then(|c| c.parse().ok());
-        let body = String::from_utf8_lossy(body).into_owned();
+        let rest = String::from_utf8_lossy(rest);
+        let Some((nick, body)) = rest.split_once('\n') else { return true };
+        let (nick, body) = (Rc::from(nick), body.to_string());
         let direct = match kind {
             b"p" => Direct::Private(body),
             b"k" => Direct::Kick(body),
@@ -794,7 +822,7 @@ impl Broker {
             _ => return true,
         };
         if let Some(client) = client {
-            self.notices.push(Notice::Direct { client, direct });
+            self.notices.push(Notice::Direct { client, nick, direct });
         }
         true
     }
@@ -861,7 +889,8 @@ fn pairs(frame: &Frame) -> impl Iterator<Item = (&str, &str)> {
     items.chunks_exact(2).filter_map(|pair| Some((resp::text(&pair[0])?, resp::text(&pair[1])?)))
 }
 
-/// `{epoch, seq, display, [[id, [field, value]], ...]}` from the load script.
+/// `{epoch, seq, display, [[id, [field, value]], ...]}` from the load script, the entries newest
+/// first; the messages come back oldest first.
 fn parse_loaded(room: Rc<str>, display: Rc<str>, frame: &Frame) -> Option<Notice> {
     let Frame::Array(parts) = frame else { return None };
     let epoch = Rc::from(resp::text(parts.first()?)?);
@@ -875,6 +904,7 @@ fn parse_loaded(room: Rc<str>, display: Rc<str>, frame: &Frame) -> Option<Notice
         let Frame::Array(fields) = entry.get(1)? else { return None };
         messages.push(room::stored(seq, resp::bytes(fields.get(1)?)?)?);
     }
+    messages.reverse();
     Some(Notice::Loaded { room, display, epoch, top, messages })
 }
 
@@ -915,7 +945,8 @@ mod tests {
             bulk("ep0ch"),
             bulk("9"),
             bulk("Lobby"),
-            Frame::Array(vec![entry(8, "a"), entry(9, "b")]),
+            // Newest first, as XREVRANGE gives them.
+            Frame::Array(vec![entry(9, "b"), entry(8, "a")]),
         ]);
         let Some(Notice::Loaded { epoch, top, display, messages, .. }) =
             parse_loaded(Rc::from("lobby"), Rc::from("lobby"), &frame)

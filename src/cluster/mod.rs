@@ -115,16 +115,16 @@ pub enum Request {
     },
     /// `/who` for the whole cluster ([`Notice::Who`]).
     Who {
-        client: ClientId,
+        asker: Asker,
         room: Rc<str>,
     },
     /// `/rooms` for the whole cluster ([`Notice::Rooms`]).
     Rooms {
-        client: ClientId,
+        asker: Asker,
     },
     /// Something for every connection holding `nick`, wherever it is ([`Notice::Reached`]).
     Direct {
-        client: ClientId,
+        asker: Asker,
         nick: Rc<str>,
         direct: Direct,
     },
@@ -136,6 +136,14 @@ pub enum Request {
     Unban {
         key: BanKey,
     },
+}
+
+/// Who asked (a `/who`, `/rooms` or `/msg`): its answer goes to that connection only while it
+/// still has that nick, not to whoever has its slot by the time Redis answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asker {
+    pub client: ClientId,
+    pub nick: Rc<str>,
 }
 
 /// What reaches a nick on whichever process holds it.
@@ -192,29 +200,34 @@ pub enum Notice {
     },
     /// The answer to [`Request::Who`]: every live member's nick.
     Who {
-        client: ClientId,
+        asker: Asker,
         room: Rc<str>,
         nicks: Vec<Rc<str>>,
     },
     /// The answer to [`Request::Rooms`]: (key, display, members) of every room with members.
     Rooms {
-        client: ClientId,
+        asker: Asker,
         rooms: Vec<(Rc<str>, Rc<str>, usize)>,
     },
     /// The answer to [`Request::Direct`]: how many connections it reached, the nick as held
     /// and whether its holder signed in.
     Reached {
-        client: ClientId,
+        asker: Asker,
         nick: Rc<str>,
         reached: usize,
         held_as: Option<(Rc<str>, bool)>,
         direct: Direct,
     },
-    /// Another process sent one of this process's connections something.
+    /// Another process sent one of this process's connections something, for `nick`: the
+    /// connection is still the one meant only if it still holds that nick.
     Direct {
         client: ClientId,
+        nick: Rc<str>,
         direct: Direct,
     },
+    /// This process's presence had expired in Redis (a heartbeat came too late): its members'
+    /// nicks and seats must be written again.
+    Reclaim,
     Banned {
         key: BanKey,
         ban: Ban,

@@ -66,13 +66,15 @@ local function alive(field)
 end
 "#;
 
-/// The process is alive until now + TTL. KEYS: procs. ARGV: pid, ttl ms.
+/// The process is alive until now + TTL. KEYS: procs. ARGV: pid, ttl ms. Returns 1 if it was
+/// still alive, 0 if it had expired (its entries may have been deleted meanwhile).
 pub fn heartbeat_script() -> String {
     format!(
         "{PRELUDE}
+local was_alive = alive(ARGV[1])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 86400000)
-return now"
+if was_alive then return 1 else return 0 end"
     )
 }
 

@@ -92,8 +92,8 @@ return seq
 }
 
 /// A room's history as Redis holds it, starting its epoch if it has none.
-/// KEYS: meta, log. ARGV: epoch if the room is new, display, TTL.
-/// Returns {epoch, last seq, display, XRANGE of the log}.
+/// KEYS: meta, log. ARGV: epoch if the room is new, display, TTL, history limit.
+/// Returns {epoch, last seq, display, the newest `limit` entries of the log, newest first}.
 pub fn load_script() -> String {
     with_prelude(
         1,
@@ -101,7 +101,11 @@ pub fn load_script() -> String {
         r#"
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 local meta = redis.call('HMGET', KEYS[1], 'seq', 'display')
-return {epoch, meta[1], meta[2], redis.call('XRANGE', KEYS[2], '-', '+')}
+local entries = {}
+if tonumber(ARGV[4]) > 0 then
+  entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[4])
+end
+return {epoch, meta[1], meta[2], entries}
 "#,
     )
 }

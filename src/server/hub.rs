@@ -456,7 +456,9 @@ impl<S: Stream> Hub<S> {
     }
 
     fn leave_chat(&mut self, key: ClientId, why: &str, now: Instant) {
-        if self.chat.nick(key).is_some() {
+        // A connection still waiting for its nick claim leaves too: its claim must not join
+        // whoever gets its slot next.
+        if self.chat.nick(key).is_some() || self.chat.is_waiting(key) {
             self.chat.disconnect(key, why, &mut self.effects);
             self.apply_effects(now);
         }
