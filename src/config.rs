@@ -329,6 +329,19 @@ mod tests {
     }
 
     #[test]
+    fn redis_urls_are_checked_and_exclude_a_local_store() {
+        let parse = |args: &[&str]| Config::try_parse_from([&["wschat-server"], args].concat());
+        let config = parse(&["--redis", "redis://10.0.0.5:7000/2"]).unwrap();
+        let url = config.redis.expect("--redis");
+        assert_eq!((url.host.as_str(), url.port, url.db), ("10.0.0.5", 7000, 2));
+        let error = parse(&["--redis", "localhost:6379"]).unwrap_err().to_string();
+        assert!(error.contains("not a redis:// URL"), "{error}");
+        // History lives in Redis then: a local store beside it would be a second truth.
+        assert!(parse(&["--redis", "redis://h", "--data-dir", "/tmp/x"]).is_err());
+        assert!(parse(&["--presence-ttl", "500ms"]).unwrap().settings().is_err());
+    }
+
+    #[test]
     fn verbosity_flags() {
         let parse = |args: &[&str]| Config::parse_from([&["wschat-server"], args].concat()).log_level();
         assert_eq!(parse(&["-v"]), LevelFilter::Debug);

@@ -154,7 +154,11 @@ fn chat_goes_on_locally_while_redis_is_away_and_joins_up_again() {
     else {
         return;
     };
-    let (a, b) = (member_server(&redis), member_server(&redis));
+    let a = TestServer::start(&["--redis", &redis.url(), "--metrics", "127.0.0.1:0"]);
+    a.wait_for_log("connected to Redis");
+    let b = member_server(&redis);
+    let linked = || common::metric(&common::scrape_metrics(&a.metrics_addr()), "wschat_cluster_linked");
+    assert_eq!(linked(), 1.0);
     let mut ann = joined(&a, "?nick=ann");
     let mut amy = joined(&a, "?nick=amy");
     recv_json(&mut ann); // amy joined
@@ -173,6 +177,7 @@ fn chat_goes_on_locally_while_redis_is_away_and_joins_up_again() {
         assert!(lost["text"].as_str().unwrap().contains("lost its link"), "{lost}");
     }
     a.wait_for_log("chat goes on on this server alone");
+    assert_eq!(linked(), 0.0, "what an operator alerts on");
     // Ann and Amy, on one process, still chat.
     recv_json(&mut ann);
     send(&mut ann, "while away");

@@ -148,6 +148,10 @@ impl Collector for Snapshot {
             MetricType::Histogram,
         )?;
         histogram.encode(metric)?;
+        if let Some(linked) = g.cluster_linked {
+            let help = "1 while Redis links this process to the others (--redis), 0 while it runs alone";
+            gauge(&mut encoder, "cluster_linked", help, None, f64::from(u8::from(linked)))?;
+        }
         gauge(
             &mut encoder,
             "process_start_time",

@@ -146,4 +146,6 @@ pub struct Gauges {
     pub outbox_bytes: u64,
     /// When the process started, in seconds since the Unix epoch.
     pub start_time_seconds: f64,
+    /// With `--redis`: whether Redis links this process to the others now.
+    pub cluster_linked: Option<bool>,
 }

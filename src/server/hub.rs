@@ -144,6 +144,7 @@ impl<S: Stream> Hub<S> {
             gauges.outbox_bytes += conn.queued() as u64;
         }
         gauges.rooms = self.chat.room_count() as u64;
+        gauges.cluster_linked = self.settings.redis.is_some().then(|| self.chat.cluster_up());
         gauges.members = self.chat.len() as u64;
         let (messages, bytes) = self.chat.history_size();
         (gauges.history_messages, gauges.history_bytes) = (messages as u64, bytes as u64);
