@@ -231,13 +231,15 @@ impl Chat {
     ) {
         let limit = self.limits.history;
         let Some(room) = self.rooms.get_mut(key) else { return };
-        let Sync::Loading { waiting, buffered } = std::mem::replace(&mut room.sync, Sync::Shared) else {
-            // Not waiting for this load (unfollowed and followed again, or a stale answer).
-            if matches!(room.sync, Sync::Alone) {
-                room.sync = Sync::Alone;
+        let (waiting, buffered) = match std::mem::take(&mut room.sync) {
+            Sync::Loading { waiting, buffered } => (waiting, buffered),
+            // Not waiting for this load (unfollowed meanwhile, or a stale answer): as it was.
+            other => {
+                room.sync = other;
+                return;
             }
-            return;
         };
+        room.sync = Sync::Shared;
         let mut history = History::new(epoch.clone(), top.saturating_add(1), limit);
         for message in messages.into_iter().filter(|m| m.seq <= top) {
             history.restore(message);

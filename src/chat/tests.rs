@@ -153,6 +153,33 @@ fn in_a_cluster_a_joiner_waits_for_its_nick_and_messages_come_back_from_redis() 
 }
 
 #[test]
+fn in_a_cluster_a_stale_history_load_does_not_share_a_room_nobody_follows() {
+    let mut h = Harness::default();
+    h.cluster(Notice::Up);
+    h.join_cluster(1, "alice");
+    h.cluster(loaded("lobby", "e1", 0, vec![]));
+    h.say(1, "/join dev");
+    h.requests();
+    // The lobby emptied here and was unfollowed; an answer to an older load arrives late.
+    h.cluster(loaded("lobby", "e1", 7, vec![stored(7, "bob", "late")]));
+    h.cluster(shared("lobby", "e1", stored(8, "bob", "later")));
+    assert!(h.requests().is_empty(), "nothing is asked for a room this process does not follow");
+    h.join_cluster(2, "carol");
+    let requests = h.requests();
+    assert!(
+        requests.contains(&Request::Follow { room: Rc::from("lobby"), display: Rc::from("lobby") }),
+        "a joiner makes the lobby followed again, its history loaded afresh: {requests:?}"
+    );
+    h.take(2);
+    h.cluster(loaded("lobby", "e1", 8, vec![stored(7, "bob", "late"), stored(8, "bob", "later")]));
+    assert_eq!(
+        h.take(2),
+        ["*** recent messages in lobby:", "bob: late", "bob: later", "*** end of recent messages"]
+    );
+    h.chat.check_invariants();
+}
+
+#[test]
 fn in_a_cluster_a_nick_held_elsewhere_leaves_the_joiner_a_guest() {
     let mut h = Harness::default();
     h.cluster(Notice::Up);
