@@ -722,26 +722,18 @@ impl Chat {
                 self.send_private(client, to, text, now_ms)
             }
             Line::Command(Command::Who) => {
-                let mut nicks: Vec<Rc<str>> = [Mode::Text, Mode::Json]
-                    .iter()
-                    .flat_map(|&mode| self.room_members(&member.room, mode))
-                    .filter_map(|c| self.member(*c).map(|m| m.nick.clone()))
-                    .collect();
-                let count = nicks.len();
-                let shown = first_sorted(&mut nicks, |n| n).to_vec();
-                out.push(reply(Event::Who { room: self.display(&member.room), count, nicks: shown }.into()));
+                let members = self.all_members(&member.room);
+                let nicks = members.iter().filter_map(|&c| self.member(c).map(|m| m.nick.clone())).collect();
+                out.push(reply(self.who_answer(&member.room, nicks)));
             }
             Line::Command(Command::Rooms) => {
-                let mut rooms: Vec<(Rc<str>, usize)> = self
+                let rooms = self
                     .rooms
                     .iter()
                     .filter(|(key, r)| r.len() > 0 || &***key == LOBBY)
                     .filter(|(key, _)| may_enter(member.access.as_deref(), key))
-                    .map(|(_, r)| (r.display.clone(), r.len()))
-                    .collect();
-                let count = rooms.len();
-                let shown = first_sorted(&mut rooms, |(name, _)| name).to_vec();
-                out.push(reply(Event::Rooms { count, rooms: shown }.into()));
+                    .map(|(_, r)| (r.display.clone(), r.len()));
+                out.push(reply(rooms_answer(rooms.collect())));
             }
             Line::Command(Command::Msg { to, text }) => match self.find_nick(to) {
                 Some(target) => {
@@ -955,29 +947,22 @@ impl Chat {
         if holders.is_empty() && duration.is_none() {
             return out.push(reply(error(format!("no such nick: {name}"))));
         }
-        if holders.is_empty() && fold(&name).starts_with(&fold("guest-")) {
-            // A guest is banned by its connection's address, which is gone with it.
-            return out.push(reply(error(format!(
-                "{name} is not connected; a guest is banned by the address it connects from"
-            ))));
+        if holders.is_empty() && is_guest_nick(&name) {
+            return out.push(reply(error(guest_not_connected(&name))));
         }
         if let Err(why) = validate_nick(&name) {
             return out.push(reply(error(format!("cannot ban {}: {}", quoted(&name), why.0))));
         }
         let signed = target.and_then(|t| self.member(t)).is_none_or(|m| m.signed);
         let (closing, ban) = sanction(&by, &name, duration, reason, now_ms);
-        let told = match ban {
-            None => format!("{name} was kicked"),
-            Some(ban) => {
-                if signed {
-                    self.record_ban(BanKey::User(fold(&name)), ban);
-                } else {
-                    out.extend(holders.iter().map(|&client| Effect::BanAddress { client, ban: ban.clone() }));
-                }
-                let whom = if signed { "" } else { " (a guest: by address)" };
-                format!("{name} is banned{whom}")
+        let told = sanctioned(&name, ban.is_some(), signed);
+        if let Some(ban) = ban {
+            if signed {
+                self.record_ban(BanKey::User(fold(&name)), ban);
+            } else {
+                out.extend(holders.iter().map(|&client| Effect::BanAddress { client, ban: ban.clone() }));
             }
-        };
+        }
         out.extend(holders.into_iter().map(|client| Effect::Kick { client, reason: closing.clone() }));
         out.push(reply(notice(told)));
     }
@@ -1085,6 +1070,31 @@ impl Chat {
         self.announce(&new_room, Some(client), Event::Joined { room: new_display, nick }, out);
     }
 
+    /// Every member of room `key` here, in both modes.
+    fn all_members(&self, key: &str) -> Vec<ClientId> {
+        Mode::ALL.iter().flat_map(|&mode| self.room_members(key, mode)).copied().collect()
+    }
+
+    /// The `/who` answer for room `key`, from its members' nicks (here, or across the cluster).
+    fn who_answer(&self, key: &str, mut nicks: Vec<Rc<str>>) -> Body {
+        let count = nicks.len();
+        let shown = first_sorted(&mut nicks, |n| n).to_vec();
+        Event::Who { room: self.display(key), count, nicks: shown }.into()
+    }
+
+    /// A history of its own for a room: a new epoch, from sequence 1.
+    fn fresh_history(&self) -> History {
+        History::new(history::new_epoch(), 1, self.limits.history)
+    }
+
+    /// Gives room `key` another history, keeping what all histories cost up to date.
+    fn replace_history(&mut self, key: &str, history: History) {
+        if let Some(room) = self.rooms.get_mut(key) {
+            let old = std::mem::replace(&mut room.history, history);
+            self.history_cost = self.history_cost + room.history.cost() - old.cost();
+        }
+    }
+
     /// The name of room `key` as shown.
     fn display(&self, key: &str) -> Rc<str> {
         self.rooms.get(key).map_or_else(|| Rc::from(key), |r| r.display.clone())
@@ -1158,7 +1168,7 @@ impl Chat {
             Some((key, _)) => key.clone(),
             None => {
                 let key: Rc<str> = Rc::from(folded);
-                let history = History::new(history::new_epoch(), 1, self.limits.history);
+                let history = self.fresh_history();
                 let stamp = self.next_stamp();
                 let room = Room {
                     display: Rc::from(name),
@@ -1294,6 +1304,33 @@ fn sanction(
 /// Names a `/who` or `/rooms` reply lists; the rest are counted. A 10,000-member lobby would
 /// otherwise cost a 330 KB reply to anyone who asks.
 pub const MAX_LISTED: usize = 100;
+
+/// What a moderator is told once `name` is kicked, or banned (a signed-in user by name, a
+/// guest by address).
+fn sanctioned(name: &str, banned: bool, signed: bool) -> String {
+    match (banned, signed) {
+        (false, _) => format!("{name} was kicked"),
+        (true, true) => format!("{name} is banned"),
+        (true, false) => format!("{name} is banned (a guest: by address)"),
+    }
+}
+
+/// Whether `nick` is a guest nick (guests are banned by address, so only while connected).
+fn is_guest_nick(nick: &str) -> bool {
+    fold(nick).starts_with(&fold("guest-"))
+}
+
+/// Why a guest who is not connected cannot be banned: its address is gone with it.
+fn guest_not_connected(name: &str) -> String {
+    format!("{name} is not connected; a guest is banned by the address it connects from")
+}
+
+/// The `/rooms` answer, from (name, members) of the rooms the asker may see.
+pub(super) fn rooms_answer(mut rooms: Vec<(Rc<str>, usize)>) -> Body {
+    let count = rooms.len();
+    let shown = first_sorted(&mut rooms, |(name, _)| name).to_vec();
+    Event::Rooms { count, rooms: shown }.into()
+}
 
 /// The first [`MAX_LISTED`] items in case-insensitive order of `name`, without sorting (or
 /// allocating for) the rest.

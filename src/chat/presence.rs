@@ -15,7 +15,10 @@ use std::rc::Rc;
 
 use super::command::cut;
 use super::names::{fold, MAX_NAME_CHARS};
-use super::{error, first_sorted, may_enter, notice, Audience, Chat, ClientId, Effect, Event, Join, Mode};
+use super::{
+    error, guest_not_connected, is_guest_nick, may_enter, notice, rooms_answer, sanctioned, Audience, Chat,
+    ClientId, Effect, Event, Join, Mode,
+};
 use crate::auth::Identity;
 use crate::cluster::{presence, Asker, Direct, Notice, Request};
 use crate::logline::quoted;
@@ -71,8 +74,7 @@ impl Chat {
     /// `client` waits for its nick claim (it must not be read from until [`Effect::Resume`]).
     pub fn is_waiting(&self, client: ClientId) -> bool {
         // Asked for every message read: without a claim in flight, one branch.
-        !self.presence.claims.is_empty()
-            && self.presence.claims.get(&client).is_some_and(|c| matches!(c.purpose, Purpose::Join(_)))
+        !self.presence.claims.is_empty() && self.waiting_mode(client).is_some()
     }
 
     /// The mode of a connection waiting to join, so what it is told before its welcome arrives.
@@ -201,27 +203,23 @@ impl Chat {
             Notice::Who { asker, room, nicks } => {
                 let client = asker.client;
                 if self.member(client).is_some_and(|m| m.room == room && m.nick == asker.nick) {
-                    let mut nicks = nicks;
-                    let count = nicks.len();
-                    let shown = first_sorted(&mut nicks, |n| n).to_vec();
-                    let event = Event::Who { room: self.display(&room), count, nicks: shown };
-                    out.push(Effect::Send { to: Audience::Client(client), body: event.into() });
+                    out.push(Effect::Send {
+                        to: Audience::Client(client),
+                        body: self.who_answer(&room, nicks),
+                    });
                 }
             }
             Notice::Rooms { asker, rooms } => {
                 let client = asker.client;
                 // Answered only while the asker is still here.
                 if let Some(member) = self.member(client).filter(|m| m.nick == asker.nick) {
-                    let access = member.access.clone();
-                    let mut rooms: Vec<(Rc<str>, usize)> = rooms
+                    let access = member.access.as_deref();
+                    let rooms = rooms
                         .into_iter()
-                        .filter(|(key, _, count)| *count > 0 && may_enter(access.as_deref(), key))
-                        .map(|(_, display, count)| (display, count))
-                        .collect();
-                    let count = rooms.len();
-                    let shown = first_sorted(&mut rooms, |(name, _)| name).to_vec();
-                    let event = Event::Rooms { count, rooms: shown };
-                    out.push(Effect::Send { to: Audience::Client(client), body: event.into() });
+                        .filter(|(key, _, count)| *count > 0 && may_enter(access, key))
+                        .map(|(_, display, count)| (display, count));
+                    let body = rooms_answer(rooms.collect());
+                    out.push(Effect::Send { to: Audience::Client(client), body });
                 }
             }
             Notice::Reached { asker, nick, reached, held_as, direct } => {
@@ -263,9 +261,7 @@ impl Chat {
                     } else {
                         self.index_nick(&nick, client);
                     }
-                    let join = pending.join();
-                    let (signed, join) = (pending.signed, Join { ..join });
-                    self.join_as(client, nick, signed, join, out);
+                    self.join_as(client, nick, pending.signed, pending.join(), out);
                     out.push(Effect::Resume { client });
                     return;
                 }
@@ -385,21 +381,18 @@ impl Chat {
                     }
                 }
             }
-            Direct::Kick(_) => out.push(reply(notice(format!("{name} was kicked")))),
+            Direct::Kick(_) => out.push(reply(notice(sanctioned(&name, false, false)))),
             Direct::Ban { ban, .. } => {
                 let signed = held_as.as_ref().is_none_or(|(_, signed)| *signed);
-                if reached == 0 && fold(&name).starts_with(&fold("guest-")) {
-                    let text =
-                        format!("{name} is not connected; a guest is banned by the address it connects from");
-                    return out.push(reply(error(text)));
+                if reached == 0 && is_guest_nick(&name) {
+                    return out.push(reply(error(guest_not_connected(&name))));
                 }
                 if signed {
                     if let Some((_, ban)) = presence::parse_ban(ban.as_bytes()) {
                         self.record_ban(super::BanKey::User(fold(&name)), ban);
                     }
                 }
-                let whom = if signed { "" } else { " (a guest: by address)" };
-                out.push(reply(notice(format!("{name} is banned{whom}"))));
+                out.push(reply(notice(sanctioned(&name, true, signed))));
             }
         }
     }

@@ -17,9 +17,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::{
-    notice, Audience, Body, Chat, ClientId, Effect, Event, History, MessageId, Mode, RoomMessage, Stored,
-};
+use super::{notice, Audience, Body, Chat, ClientId, Effect, Event, History, MessageId, RoomMessage, Stored};
 use crate::cluster::{room, Notice, Request};
 
 /// A room's standing in the cluster.
@@ -105,8 +103,7 @@ impl Chat {
         let key: Rc<str> = Rc::from(key);
         self.requests.push(Request::Unfollow { room: key.clone() });
         if &*key == super::LOBBY {
-            let fresh = History::new(super::history::new_epoch(), 1, self.limits.history);
-            self.history_cost -= std::mem::replace(&mut room.history, fresh).cost();
+            self.replace_history(&key, self.fresh_history());
         } else if let Some(room) = self.rooms.remove(&key) {
             self.history_cost -= room.history.cost();
         }
@@ -185,7 +182,6 @@ impl Chat {
         let keys: Vec<Rc<str>> = self.rooms.keys().cloned().collect();
         for key in keys {
             let members = self.all_members(&key);
-            let limit = self.limits.history;
             let Some(room) = self.rooms.get_mut(&key) else { continue };
             let waiting = match std::mem::take(&mut room.sync) {
                 // Never shared (an empty room kept from a time alone): its history is its own.
@@ -193,8 +189,7 @@ impl Chat {
                 Sync::Loading { waiting, .. } => waiting,
                 Sync::Shared => Vec::new(),
             };
-            let fresh = History::new(super::history::new_epoch(), 1, limit);
-            self.history_cost -= std::mem::replace(&mut room.history, fresh).cost();
+            self.replace_history(&key, self.fresh_history());
             for client in members {
                 out.push(Effect::Send { to: Audience::Client(client), body: notice(CLUSTER_LOST) });
             }
@@ -212,10 +207,6 @@ impl Chat {
             return;
         }
         self.keep_and_send(key, message.from, &message.text, message.action, message.ts, out);
-    }
-
-    fn all_members(&self, key: &str) -> Vec<ClientId> {
-        Mode::ALL.iter().flat_map(|&mode| self.room_members(key, mode)).copied().collect()
     }
 
     /// A followed room's history arrived: the mirror becomes it (plus what was buffered
@@ -250,8 +241,7 @@ impl Chat {
             }
         }
         room.display = display;
-        self.history_cost =
-            self.history_cost + history.cost() - std::mem::replace(&mut room.history, history).cost();
+        self.replace_history(key, history);
         self.fit_history_budget(key);
         for (client, since) in waiting {
             if self.member(client).is_some_and(|m| *m.room == *key) {

@@ -77,18 +77,20 @@ impl Harness {
         self.chat.take_requests(&mut requests);
         requests
     }
+    /// The nick and serial of the claim `c` has just made (the requests are taken).
+    fn claim_of(&mut self, c: ClientId) -> (Rc<str>, u64) {
+        let requests = self.requests();
+        let claim = requests.iter().find_map(|r| match r {
+            Request::Claim { client, nick, serial, .. } if *client == c => Some((nick.clone(), *serial)),
+            _ => None,
+        });
+        claim.unwrap_or_else(|| panic!("no claim for {c}: {requests:?}"))
+    }
     /// Joins `c` as `nick` in a cluster: its claim is granted.
     fn join_cluster(&mut self, c: ClientId, nick: &str) {
         self.connect(c, Some(nick));
-        let serial = self
-            .requests()
-            .iter()
-            .find_map(|r| match r {
-                Request::Claim { client, serial, .. } if *client == c => Some(*serial),
-                _ => None,
-            })
-            .expect("a claim");
-        self.cluster(Notice::Claimed { client: c, nick: Rc::from(nick), held_by: None, serial });
+        let (nick, serial) = self.claim_of(c);
+        self.cluster(Notice::Claimed { client: c, nick, held_by: None, serial });
     }
 }
 
@@ -113,9 +115,8 @@ fn in_a_cluster_a_joiner_waits_for_its_nick_and_messages_come_back_from_redis() 
     h.connect(1, Some("alice"));
     assert!(h.chat.is_waiting(1), "not in the chat before its nick is claimed");
     assert!(h.take(1).is_empty());
-    let requests = h.requests();
-    let Some(Request::Claim { serial, .. }) = requests.first() else { panic!("{requests:?}") };
-    h.cluster(Notice::Claimed { client: 1, nick: Rc::from("alice"), held_by: None, serial: *serial });
+    let (nick, serial) = h.claim_of(1);
+    h.cluster(Notice::Claimed { client: 1, nick, held_by: None, serial });
     assert_eq!(h.resumed, [1], "its input is read again");
     assert_eq!(
         h.take(1),
@@ -184,7 +185,7 @@ fn in_a_cluster_a_nick_held_elsewhere_leaves_the_joiner_a_guest() {
     let mut h = Harness::default();
     h.cluster(Notice::Up);
     h.connect(1, Some("alice"));
-    let Some(Request::Claim { serial, .. }) = h.requests().first().cloned() else { panic!() };
+    let (_, serial) = h.claim_of(1);
     h.cluster(Notice::Claimed {
         client: 1,
         nick: Rc::from("alice"),
@@ -192,7 +193,7 @@ fn in_a_cluster_a_nick_held_elsewhere_leaves_the_joiner_a_guest() {
         serial,
     });
     assert_eq!(h.take(1), [r#"*** nick "alice" refused: already in use"#]);
-    let Some(Request::Claim { nick, serial, .. }) = h.requests().first().cloned() else { panic!() };
+    let (nick, serial) = h.claim_of(1);
     assert!(nick.starts_with("guest-"), "{nick}");
     assert!(h.chat.is_waiting(1));
     h.cluster(Notice::Claimed { client: 1, nick: nick.clone(), held_by: None, serial });
@@ -207,7 +208,7 @@ fn in_a_cluster_a_connection_that_leaves_while_its_claim_is_in_flight_never_join
     let mut h = Harness::default();
     h.cluster(Notice::Up);
     h.connect(1, Some("ann"));
-    let Some(Request::Claim { serial, .. }) = h.requests().first().cloned() else { panic!() };
+    let (_, serial) = h.claim_of(1);
     h.leave(1);
     assert!(!h.chat.is_waiting(1));
     assert!(
@@ -229,7 +230,7 @@ fn in_a_cluster_a_nick_changed_only_in_case_keeps_its_claim() {
     h.join_cluster(1, "bob");
     h.requests();
     h.say(1, "/nick Bob");
-    let Some(Request::Claim { serial, .. }) = h.requests().first().cloned() else { panic!() };
+    let (_, serial) = h.claim_of(1);
     h.cluster(Notice::Claimed { client: 1, nick: Rc::from("Bob"), held_by: None, serial });
     assert_eq!(h.chat.nick(1), Some("Bob"));
     let requests = h.requests();

@@ -443,6 +443,14 @@ impl Broker {
         self.cmd.queue(&command)
     }
 
+    /// Publishes a payload that is not kept (an announcement, a binary message) on a room's
+    /// channel.
+    fn publish(&mut self, room: &str, payload: &[u8]) -> io::Result<()> {
+        let publish = if self.sharded { "SPUBLISH" } else { "PUBLISH" };
+        self.pending.push_back(Expect::Nothing);
+        self.cmd.queue(&[publish.as_bytes(), self.channel(room).as_bytes(), payload])
+    }
+
     fn holder(&self, client: ClientId) -> String {
         presence::holder(&self.pid, client)
     }
@@ -458,7 +466,6 @@ impl Broker {
             // Redis answers, but slower than the chat asks: drop the link rather than grow.
             return self.fail(registry, now, &format!("over {MAX_AWAITED} commands awaiting replies"));
         }
-        let publish = if self.sharded { "SPUBLISH" } else { "PUBLISH" };
         let queued = match request {
             Request::Follow { room, display } => {
                 let entry = self
@@ -488,22 +495,8 @@ impl Broker {
                 self.pending.push_back(Expect::Said { room, body });
                 queued
             }
-            Request::Announce { room, event } => {
-                self.pending.push_back(Expect::Nothing);
-                self.cmd.queue(&[
-                    publish.as_bytes(),
-                    self.channel(&room).as_bytes(),
-                    &room::event_payload(&event),
-                ])
-            }
-            Request::Binary { room, data } => {
-                self.pending.push_back(Expect::Nothing);
-                self.cmd.queue(&[
-                    publish.as_bytes(),
-                    self.channel(&room).as_bytes(),
-                    &room::binary_payload(&data),
-                ])
-            }
+            Request::Announce { room, event } => self.publish(&room, &room::event_payload(&event)),
+            Request::Binary { room, data } => self.publish(&room, &room::binary_payload(&data)),
             Request::Claim { client, nick, signed, serial } => {
                 let (key, holder, value) = (
                     presence::nick_key(&fold(&nick)),
