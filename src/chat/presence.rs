@@ -144,6 +144,10 @@ impl Chat {
         }
     }
 
+    pub(super) fn has_dirty_counts(&self) -> bool {
+        !self.presence.dirty_counts.is_empty()
+    }
+
     /// The turn's count updates, as requests.
     pub(super) fn flush_counts(&mut self) {
         for room in std::mem::take(&mut self.presence.dirty_counts) {

@@ -49,6 +49,11 @@ impl Chat {
         into.append(&mut self.requests);
     }
 
+    /// Whether the chat has asked the cluster for something not yet taken.
+    pub fn has_requests(&self) -> bool {
+        !self.requests.is_empty() || self.has_dirty_counts()
+    }
+
     /// Whether rooms are shared through Redis now.
     pub fn cluster_up(&self) -> bool {
         self.cluster_up

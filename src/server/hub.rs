@@ -216,9 +216,11 @@ impl<S: Stream> Hub<S> {
     }
 
     /// When the hub next needs to run even if no socket is ready: now if reads were left
-    /// over, else the earliest timer.
+    /// over or the cluster has requests to take, else the earliest timer.
     pub fn next_wakeup(&self, now: Instant) -> Option<Instant> {
-        if self.unfinished_reads.is_empty() {
+        // The chat asked the cluster for something after this turn's exchange (a client whose
+        // flush failed left, say): it goes out next turn, which must not wait for an event.
+        if self.unfinished_reads.is_empty() && !self.chat.has_requests() {
             self.timers.next_due()
         } else {
             Some(now)
