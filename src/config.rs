@@ -144,8 +144,8 @@ pub struct Config {
     /// Join the cluster this Redis holds: several wschat processes (on one machine or many)
     /// become one chat, sharing rooms, history and ids through it. URL:
     /// redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]. Without it the server is a chat on its own.
-    #[arg(long, value_name = "URL", value_parser = crate::cluster::broker::RedisUrl::parse, conflicts_with = "data_dir")]
-    pub redis: Option<crate::cluster::broker::RedisUrl>,
+    #[arg(long, value_name = "URL", value_parser = crate::cluster::RedisUrl::parse, conflicts_with = "data_dir")]
+    pub redis: Option<crate::cluster::RedisUrl>,
 
     /// With --redis: how long after its last heartbeat a process that died still counts as
     /// alive; its members leave /who and their nicks become free after this.

@@ -30,6 +30,7 @@
 pub mod auth;
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod broker;
 pub mod chat;
 #[cfg(feature = "client")]
 pub mod client;

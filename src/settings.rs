@@ -49,7 +49,7 @@ pub struct Settings {
     /// `--data-dir`: where history is kept durably.
     pub data_dir: Option<std::path::PathBuf>,
     /// `--redis`: the cluster this process is part of.
-    pub redis: Option<crate::cluster::broker::RedisUrl>,
+    pub redis: Option<crate::cluster::RedisUrl>,
     /// `--reuse-port`: share the listening address with other processes.
     pub reuse_port: bool,
     /// `--presence-ttl`: how long a silent process's members stay in the cluster's presence.

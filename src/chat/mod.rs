@@ -3,37 +3,52 @@
 //! text, sent binary, left) and gets back [`Effect`]s saying what to send to whom. Everything
 //! here is unit-tested by calling these methods directly.
 //!
-//! What it tells clients is an [`Event`] (`event.rs`), rendered once per broadcast for each
-//! [`Mode`]: a [`ServerLine`] for text clients (forms defined once in `line.rs` for the server
-//! and the terminal client alike), a JSON object for `wschat.json` clients. Every room keeps
-//! its last messages and numbers them (`history.rs`), so a client joining a room, or coming
-//! back after a dropped connection, is sent what it has not seen.
+//! Whatever crosses processes goes through the broker seam (`broker.rs`): the chat asks with a
+//! [`Request`] and is told with a [`Notice`], the same way with one process (the in-process
+//! broker answers at once) or many (Redis answers later). A room message is *published* and
+//! delivered when it comes back; a nick is *claimed* before it is used; `/who` and `/rooms`
+//! add this process's members to what the broker says of the others. No rule here asks which
+//! broker it has.
+//!
+//! The parts, one job each:
+//! - `nicks.rs`: the nick index, claims, connecting and renaming;
+//! - `rooms.rs`: rooms, their members and history budget, joins, replays, following rooms;
+//! - `commands.rs`: what a client's line means, one method per command;
+//! - `moderation.rs`: `/kick`, `/ban`, `/unban`, `/bans`, and direct messages between processes;
+//! - `notices.rs`: what the broker tells the chat, and which clients wait on it;
+//! - `event.rs`, `line.rs`: what clients are told, rendered once per [`Mode`] (a
+//!   [`ServerLine`] for text clients, a JSON object for `wschat.json` clients);
+//! - `history.rs`: every room keeps its last messages and numbers them, so a client joining a
+//!   room, or coming back after a dropped connection, is sent what it has not seen.
 
 pub mod bans;
+pub mod broker;
 pub mod command;
+mod commands;
 pub mod event;
 pub mod history;
 pub mod line;
+mod moderation;
 pub mod names;
-mod presence;
-mod shared;
+mod nicks;
+mod notices;
+mod rooms;
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::RandomState;
 use std::rc::Rc;
 
 use bytes::Bytes;
 
-use command::{parse_line, Command, Line};
-use names::{fold, validate_nick, validate_room, MAX_NAME_CHARS};
+use names::{fold, validate_nick};
 
 pub use bans::{Ban, BanKey, Bans};
+pub use broker::{Asker, Direct, Notice, Request};
 pub use event::{Event, Mode, RoomMessage, HELP, JSON_SUBPROTOCOL};
 pub use history::{History, MessageId, Stored};
 pub use line::{ServerLine, NOTICE_PREFIX};
 
 use crate::auth::Identity;
-use crate::logline::quoted;
 
 /// Identifies one connected client; the event loop uses its connection's slab key.
 pub type ClientId = usize;
@@ -160,11 +175,6 @@ pub enum Effect {
         client: ClientId,
         ban: Ban,
     },
-    /// The connection's nick is settled (cluster mode, see [`Chat::is_waiting`]): read its
-    /// input again.
-    Resume {
-        client: ClientId,
-    },
 }
 
 struct Member {
@@ -216,8 +226,11 @@ struct Room {
     /// members, and each list is walked without looking at the members themselves.
     members: [Vec<ClientId>; 2],
     history: History,
-    /// Whether the room is shared through Redis, and how far its history mirror is loaded.
-    sync: shared::Sync,
+    /// Whether the room is followed through the broker, and how far its history is loaded.
+    sync: rooms::Sync,
+    /// The history came from the broker (another process numbers it too): it is not this
+    /// process's to keep once the room is unfollowed, nor to number on after the link is lost.
+    borrowed: bool,
     /// When the room last became empty (a stamp from [`Chat::next_stamp`]), while it is.
     emptied: Option<u64>,
 }
@@ -263,7 +276,6 @@ pub struct Chat {
     emptied: VecDeque<(u64, Rc<str>)>,
     empty_rooms: usize,
     next_stamp: u64,
-    next_guest: u64,
     /// What every room's history costs together (see [`ChatLimits::history_bytes`]).
     history_cost: usize,
     /// In a room of N, N joins would cost N squared notices and drown the conversation, so
@@ -273,14 +285,10 @@ pub struct Chat {
     journal: Option<Vec<Journal>>,
     /// Who may not connect, until when (`/ban`).
     bans: Bans,
-    /// Redis is reachable (`--redis`, see `crate::cluster`): rooms with members are shared.
-    cluster_up: bool,
-    /// Redis was reachable once and then lost: members are told when it is back.
-    cluster_lost: bool,
-    /// What the chat asks of the cluster, for the broker to take.
-    requests: Vec<crate::cluster::Request>,
-    /// Nick claims in flight and presence updates (cluster mode).
-    presence: presence::Presence,
+    /// What the chat asks of the broker, for the event loop to hand over.
+    requests: Vec<Request>,
+    /// Claims in flight, questions awaiting answers, and the link's standing (`notices.rs`).
+    waits: notices::Waits,
 }
 
 impl Default for Chat {
@@ -295,6 +303,11 @@ fn notice(text: impl Into<String>) -> Body {
 
 fn error(text: impl Into<String>) -> Body {
     Body::Event(Event::error(text))
+}
+
+/// An effect sending `body` to `client` alone.
+fn reply(client: ClientId, body: Body) -> Effect {
+    Effect::Send { to: Audience::Client(client), body }
 }
 
 impl Chat {
@@ -318,15 +331,12 @@ impl Chat {
             emptied: VecDeque::new(),
             empty_rooms: 0,
             next_stamp: 0,
-            next_guest: 0,
             history_cost: 0,
             limits,
             journal: None,
             bans: Bans::default(),
-            cluster_up: false,
-            cluster_lost: false,
             requests: Vec::new(),
-            presence: presence::Presence::default(),
+            waits: notices::Waits::default(),
         }
     }
 
@@ -342,57 +352,15 @@ impl Chat {
         }
     }
 
-    /// Puts back a room's history read from a store, before any client connects.
-    pub fn restore_room(
-        &mut self,
-        key: &str,
-        display: &str,
-        epoch: &str,
-        next_seq: u64,
-        messages: Vec<Stored>,
-    ) {
-        let mut history = History::new(Rc::from(epoch), next_seq, self.limits.history);
-        for message in messages {
-            history.restore(message);
-        }
-        let key: Rc<str> = Rc::from(key);
-        let stamp = self.next_stamp();
-        self.history_cost += history.cost();
-        let room = Room {
-            display: Rc::from(display),
-            members: Default::default(),
-            history,
-            sync: shared::Sync::Alone,
-            emptied: Some(stamp),
-        };
-        if let Some(old) = self.rooms.insert(key.clone(), room) {
-            self.history_cost -= old.history.cost();
-        } else if &*key != LOBBY {
-            self.emptied.push_back((stamp, key));
-            self.empty_rooms += 1;
-        }
-        self.evict_empty_rooms();
-        while self.history_cost > self.limits.history_bytes && self.evict_oldest_empty_room() {}
+    /// What the chat asks of the broker since the last call, in order.
+    pub fn take_requests(&mut self, into: &mut Vec<Request>) {
+        self.flush_counts();
+        into.append(&mut self.requests);
     }
 
-    /// Tells a room about a member's join, leave or nick change. A room over the announcement
-    /// limit is not told; `actor` (the member it is about, when still in the room) still is.
-    /// While the cluster is up, the room hears it through Redis, with every other process's
-    /// members (see `shared.rs`).
-    fn announce(&mut self, room: &Rc<str>, actor: Option<ClientId>, event: Event, out: &mut Vec<Effect>) {
-        let small = self.rooms.get(room).map_or(0, Room::len) <= self.limits.announce_limit;
-        if self.cluster_up && small {
-            return self.publish_event(room, &event);
-        }
-        let text = Body::Event(event);
-        let to = if small {
-            Audience::Room(room.clone())
-        } else if let Some(actor) = actor {
-            Audience::Client(actor)
-        } else {
-            return;
-        };
-        out.push(Effect::Send { to, body: text });
+    /// Whether the chat has asked the broker for something not yet taken.
+    pub fn has_requests(&self) -> bool {
+        !self.requests.is_empty() || self.has_dirty_counts()
     }
 
     /// Drops the capacity left by members who have gone (the server calls this when its last
@@ -457,445 +425,15 @@ impl Chat {
         Some(member)
     }
 
-    /// The nick index's key for `nick`: equal for nicks that are the same name.
-    fn nick_key(&self, nick: &str) -> u64 {
-        self.nick_hasher.hash_one(fold(nick))
-    }
-
-    /// Records `nick` as taken by `client`.
-    fn index_nick(&mut self, nick: &str, client: ClientId) {
-        self.nicks.insert(self.nick_key(nick), client);
-    }
-
-    /// The client holding `nick` (or a nick that is the same name).
-    fn find_nick(&self, nick: &str) -> Option<ClientId> {
-        let owner = *self.nicks.get(&self.nick_key(nick))?;
-        // Confirm: a hash collision must not deliver a private message to someone else.
-        self.nick(owner).filter(|held| fold(held) == fold(nick)).map(|_| owner)
-    }
-
-    /// Every connection holding the nick `owner` holds (one, or a user's several devices).
-    fn holders(&self, owner: ClientId) -> Vec<ClientId> {
-        let mut all = vec![owner];
-        if let Some(nick) = self.nick(owner) {
-            all.extend(self.shared_nicks.get(&self.nick_key(nick)).into_iter().flatten());
-        }
-        all
-    }
-
-    /// Drops `client`'s hold on `nick`; the nick stays taken while another connection of the
-    /// same user holds it.
-    fn unindex_nick(&mut self, nick: &str, client: ClientId) {
-        let key = self.nick_key(nick);
-        let others = self.shared_nicks.get_mut(&key);
-        match others {
-            Some(others) => {
-                if self.nicks.get(&key) == Some(&client) {
-                    if let Some(next) = others.pop() {
-                        self.nicks.insert(key, next);
-                    }
-                } else {
-                    others.retain(|c| *c != client);
-                }
-                if others.is_empty() {
-                    self.shared_nicks.remove(&key);
-                }
-            }
-            None => {
-                self.nicks.remove(&key);
-            }
-        }
-    }
-
     /// The members of a room (by case-folded key) that receive in `mode`; empty if there is
     /// no such room.
     pub fn room_members(&self, room: &str, mode: Mode) -> &[ClientId] {
         self.rooms.get(room).map_or(&[], |r| r.members[mode as usize].as_slice())
     }
 
-    /// How `client` receives text, if it is in the chat.
+    /// How `client` receives text, if it is in the chat (or waiting to enter it).
     pub fn mode(&self, client: ClientId) -> Option<Mode> {
         self.member(client).map(|m| m.mode).or_else(|| self.waiting_mode(client))
-    }
-
-    /// A client joined: give it a nick (the one it asked for, if valid and free), put it in
-    /// the room it asked for (or the lobby), welcome it, send it the room's history (all of
-    /// it, or what came after its `since`) and announce it.
-    pub fn connect(&mut self, client: ClientId, join: Join, out: &mut Vec<Effect>) {
-        if self.member(client).is_some() || self.is_waiting(client) {
-            return;
-        }
-        let to_client = Audience::Client(client);
-        let signed = join.identity.is_some();
-        let asked = match (join.identity, self.limits.token_nicks) {
-            (Some(identity), _) => Some(identity.sub.as_str()),
-            (None, true) => {
-                if let Some(nick) = join.nick {
-                    let why = "guests cannot choose a nick; sign in with a token";
-                    out.push(Effect::Send {
-                        to: to_client.clone(),
-                        body: notice(format!("nick {} refused: {why}", quoted(nick))),
-                    });
-                }
-                None
-            }
-            (None, false) => join.nick,
-        };
-        let nick: Rc<str> = match asked.map(|n| (n, self.check_nick_free(n, None))) {
-            Some((nick, Ok(()))) => Rc::from(nick),
-            Some((sub, Err(_))) if signed && self.held_by_same_user(sub) && self.cluster_up => {
-                return self.claim_for_join(client, Rc::from(sub), true, join);
-            }
-            Some((sub, Err(_))) if signed && self.held_by_same_user(sub) => {
-                // The same user on another device: the nick is shared.
-                let key = self.nick_key(sub);
-                self.shared_nicks.entry(key).or_default().push(client);
-                self.join_as(client, Rc::from(sub), true, join, out);
-                return;
-            }
-            Some((sub, Err(why))) if signed => {
-                let reason = format!("nick {} unavailable: {why}", quoted(sub));
-                out.push(Effect::Refuse { client, reason });
-                return;
-            }
-            Some((nick, Err(why))) => {
-                out.push(Effect::Send {
-                    to: to_client.clone(),
-                    body: notice(format!("nick {} refused: {why}", quoted(nick))),
-                });
-                self.fresh_guest_nick()
-            }
-            None => self.fresh_guest_nick(),
-        };
-        if self.cluster_up {
-            // Used once Redis says no other process holds it (see `presence.rs`).
-            let asked = asked.is_some_and(|asked| *asked == *nick);
-            return self.claim_for_join(client, nick, asked, join);
-        }
-        self.index_nick(&nick, client);
-        self.join_as(client, nick, signed, join, out);
-    }
-
-    /// Whether `sub`'s nick is held by connections signed in as that same user.
-    fn held_by_same_user(&self, sub: &str) -> bool {
-        self.nicks
-            .get(&self.nick_key(sub))
-            .and_then(|owner| self.member(*owner))
-            .is_some_and(|m| m.signed && *m.nick == *sub)
-    }
-
-    /// Seats a client whose nick is settled (and indexed) in its room, then welcomes it.
-    fn join_as(&mut self, client: ClientId, nick: Rc<str>, signed: bool, join: Join, out: &mut Vec<Effect>) {
-        let to_client = Audience::Client(client);
-        let access = join.identity.map(|identity| Rc::new(Access::of(identity)));
-        let wanted_room = match join.room.map(|room| (room, validate_room(room))) {
-            Some((room, Ok(()))) if !may_enter(access.as_deref(), &fold(room)) => {
-                out.push(Effect::Send { to: to_client.clone(), body: error(NO_SUCH_ROOM) });
-                LOBBY
-            }
-            Some((room, Ok(()))) => room,
-            Some((room, Err(why))) => {
-                out.push(Effect::Send {
-                    to: to_client.clone(),
-                    body: error(format!("room name {} refused: {}", quoted(room), why.0)),
-                });
-                LOBBY
-            }
-            None => LOBBY,
-        };
-        let mode = join.mode.unwrap_or(Mode::Text);
-        let (key, seat) = self.add_to_room(client, wanted_room, mode);
-        self.insert_member(
-            client,
-            Member { nick: nick.clone(), room: key.clone(), seat, mode, signed, access },
-        );
-        self.seat(client, &key, &nick);
-        let display = self.display(&key);
-        out.push(Effect::Send {
-            to: to_client,
-            body: Event::Welcome { nick: nick.clone(), room: display.clone() }.into(),
-        });
-        let since = join.since.and_then(MessageId::parse);
-        self.replay(client, &key, since.as_ref(), out);
-        self.announce(&key, Some(client), Event::Joined { room: display, nick }, out);
-    }
-
-    /// Sends `client` the history of room `key`: what came after `since` if that can be told
-    /// exactly, else everything kept; then the `replayed` summary.
-    fn replay(&mut self, client: ClientId, key: &str, since: Option<&MessageId>, out: &mut Vec<Effect>) {
-        if self.wait_for_history(client, key, since) {
-            return;
-        }
-        let Some(room) = self.rooms.get(key) else { return };
-        let mut replay = room.history.after(since);
-        // The newest messages that fit the replay budget; a cut is a gap like any other.
-        let mut bytes = 0;
-        let fit = replay
-            .messages
-            .iter()
-            .rev()
-            .take_while(|m| {
-                bytes += m.text.len() + m.from.len() + room.display.len() + REPLAY_FRAMING;
-                bytes <= self.limits.replay_bytes
-            })
-            .count();
-        if fit < replay.messages.len() {
-            replay.messages.drain(..replay.messages.len() - fit);
-            replay.recovered = false;
-        }
-        let to = Audience::Client(client);
-        if !replay.messages.is_empty() {
-            out.push(Effect::Send {
-                to: to.clone(),
-                body: Event::ReplayStart { room: room.display.clone() }.into(),
-            });
-        }
-        for message in &replay.messages {
-            let message = RoomMessage {
-                room: room.display.clone(),
-                epoch: room.history.epoch().clone(),
-                message: Rc::clone(message),
-                replay: true,
-            };
-            out.push(Effect::Send { to: to.clone(), body: Event::Message(message).into() });
-        }
-        out.push(Effect::Send {
-            to,
-            body: Event::Replayed {
-                room: room.display.clone(),
-                recovered: replay.recovered,
-                count: replay.messages.len(),
-                last: Some(room.history.resume_point().to_string()),
-            }
-            .into(),
-        });
-    }
-
-    /// A client left (connection closed for any reason): drop it and tell its room.
-    pub fn disconnect(&mut self, client: ClientId, reason: &str, out: &mut Vec<Effect>) {
-        self.forget_claims(client);
-        let Some(member) = self.remove_member(client) else { return };
-        self.unindex_nick(&member.nick, client);
-        self.release_nick(client, &member.nick);
-        self.unseat(client, &member.room);
-        let display = self.display(&member.room);
-        self.remove_from_room(&member.room, member.mode, member.seat);
-        // Members on other processes hear it even when none is left here.
-        if self.cluster_up || self.rooms.get(&member.room).is_some_and(|r| r.len() > 0) {
-            let reason = (!reason.is_empty()).then(|| reason.to_string());
-            let event = Event::Left { room: display, nick: member.nick, reason, moved_to: None };
-            self.announce(&member.room, None, event, out);
-        }
-    }
-
-    /// A client sent a binary message: relay it verbatim to its room, sender included, just
-    /// after a line saying who sent it (a binary frame has no room for a sender).
-    pub fn binary(&mut self, client: ClientId, data: Bytes, out: &mut Vec<Effect>) {
-        if let Some(member) = self.member(client) {
-            let from = Event::BinaryFrom {
-                room: self.display(&member.room),
-                from: member.nick.clone(),
-                bytes: data.len(),
-            };
-            if self.cluster_up {
-                return self.publish_binary(&member.room.clone(), &from, data);
-            }
-            out.push(Effect::Send { to: Audience::Room(member.room.clone()), body: from.into() });
-            out.push(Effect::Send { to: Audience::Room(member.room.clone()), body: Body::Binary(data) });
-        }
-    }
-
-    /// A client sent a text message at `now_ms` (milliseconds since the Unix epoch): chat
-    /// text or a command.
-    pub fn text(&mut self, client: ClientId, text: &str, now_ms: u64, out: &mut Vec<Effect>) {
-        let Some(member) = self.member(client) else { return };
-        let reply = |body| Effect::Send { to: Audience::Client(client), body };
-        match parse_line(text) {
-            Line::Say(said) => self.say(client, said, false, now_ms, out),
-            Line::Invalid(why) => out.push(reply(error(why))),
-            Line::Blank => {}
-            Line::Command(Command::Me(action)) => self.say(client, action, true, now_ms, out),
-            Line::Command(Command::Help) => out.push(reply(notice(HELP))),
-            Line::Command(Command::Who) if self.cluster_up => self.ask_who(client, member.room.clone()),
-            Line::Command(Command::Rooms) if self.cluster_up => self.ask_rooms(client),
-            Line::Command(Command::Msg { to, text }) if self.cluster_up => {
-                self.send_private(client, to, text, now_ms)
-            }
-            Line::Command(Command::Who) => {
-                let members = self.all_members(&member.room);
-                let nicks = members.iter().filter_map(|&c| self.member(c).map(|m| m.nick.clone())).collect();
-                out.push(reply(self.who_answer(&member.room, nicks)));
-            }
-            Line::Command(Command::Rooms) => {
-                let rooms = self
-                    .rooms
-                    .iter()
-                    .filter(|(key, r)| r.len() > 0 || &***key == LOBBY)
-                    .filter(|(key, _)| may_enter(member.access.as_deref(), key))
-                    .map(|(_, r)| (r.display.clone(), r.len()));
-                out.push(reply(rooms_answer(rooms.collect())));
-            }
-            Line::Command(Command::Msg { to, text }) => match self.find_nick(to) {
-                Some(target) => {
-                    let from = member.nick.clone();
-                    let to = self.member(target).map_or_else(|| Rc::from(to), |m| m.nick.clone());
-                    let private = |outgoing| {
-                        Body::Event(Event::Private {
-                            from: from.clone(),
-                            to: to.clone(),
-                            text: text.to_string(),
-                            ts: now_ms,
-                            outgoing,
-                        })
-                    };
-                    let holders = self.holders(target);
-                    for holder in &holders {
-                        out.push(Effect::Send { to: Audience::Client(*holder), body: private(false) });
-                    }
-                    if !holders.contains(&client) {
-                        out.push(reply(private(true)));
-                    }
-                }
-                None => out.push(reply(error(format!("no such nick: {}", command::cut(to, MAX_NAME_CHARS))))),
-            },
-            Line::Command(Command::Kick { nick, reason }) => {
-                self.moderate(client, nick, None, reason, now_ms, out)
-            }
-            Line::Command(Command::Ban { nick, duration, reason }) => {
-                self.moderate(client, nick, Some(duration), reason, now_ms, out)
-            }
-            Line::Command(Command::Token(token)) => {
-                out.push(Effect::Renew { client, token: crate::auth::Token(token.to_string()) })
-            }
-            Line::Command(Command::Unban(nick)) => {
-                if !self.is_admin(client) {
-                    return out.push(reply(error("only moderators can /unban")));
-                }
-                let keys = self.bans.remove_nick(nick);
-                if self.cluster_up {
-                    let unbans = keys.iter().map(|key| crate::cluster::Request::Unban { key: key.clone() });
-                    self.requests.extend(unbans);
-                }
-                let text = match keys.is_empty() {
-                    true => format!("no ban for {}", command::cut(nick, MAX_NAME_CHARS)),
-                    false => format!("{} may come back", command::cut(nick, MAX_NAME_CHARS)),
-                };
-                if let Some(journal) = &mut self.journal {
-                    journal.extend(keys.into_iter().map(|key| Journal::Unbanned { key }));
-                }
-                out.push(reply(notice(text)));
-            }
-            Line::Command(Command::Bans) => {
-                if !self.is_admin(client) {
-                    return out.push(reply(error("only moderators can list /bans")));
-                }
-                let ended = self.bans.expire(now_ms);
-                if let Some(journal) = &mut self.journal {
-                    journal.extend(ended.into_iter().map(|key| Journal::Unbanned { key }));
-                }
-                let list: Vec<String> = self
-                    .bans
-                    .active(now_ms)
-                    .iter()
-                    .map(|(key, ban)| {
-                        let whom = match key {
-                            BanKey::User(_) => ban.nick.clone(),
-                            BanKey::Address(address) => format!("{} (guest, address {address})", ban.nick),
-                        };
-                        let left = ban.refusal(now_ms);
-                        let left = left.trim_start_matches("you are banned from this chat for ");
-                        format!("{whom}, by {}, {left}", ban.by)
-                    })
-                    .collect();
-                let text = match list.is_empty() {
-                    true => "no bans".to_string(),
-                    false => format!("bans:\n{}", list.join("\n")),
-                };
-                out.push(reply(notice(text)));
-            }
-            Line::Command(Command::Nick(wanted)) => self.change_nick(client, wanted, out),
-            Line::Command(Command::Join(room)) => self.join(client, room, out),
-            Line::Command(Command::Quit(reason)) => {
-                let reason = reason.unwrap_or("").to_string();
-                let departure =
-                    if reason.is_empty() { "quit".to_string() } else { format!("quit: {reason}") };
-                self.disconnect(client, &departure, out);
-                out.push(Effect::Close { client, reason });
-            }
-        }
-    }
-
-    /// A room message: numbered, kept in the room's history (and journaled), sent to the room.
-    fn say(&mut self, client: ClientId, text: &str, action: bool, now_ms: u64, out: &mut Vec<Effect>) {
-        let Some(member) = self.members.get(client).and_then(Option::as_ref) else { return };
-        let (key, nick) = (member.room.clone(), member.nick.clone());
-        if self.cluster_up {
-            // Numbered and kept by Redis; delivered when it comes back (see `shared.rs`).
-            return self.publish_message(&key, &nick, text, action, now_ms);
-        }
-        self.keep_and_send(&key, nick, text, action, now_ms, out);
-    }
-
-    /// Numbers and keeps a room message here (journaled for a store), and sends it to the room.
-    fn keep_and_send(
-        &mut self,
-        key: &Rc<str>,
-        nick: Rc<str>,
-        text: &str,
-        action: bool,
-        now_ms: u64,
-        out: &mut Vec<Effect>,
-    ) {
-        let key = key.clone();
-        let Some(room) = self.rooms.get_mut(&key) else { return };
-        let before = room.history.cost();
-        let message = room.history.push(now_ms, nick, text, action);
-        self.history_cost = self.history_cost + room.history.cost() - before;
-        self.fit_history_budget(&key);
-        let Some(room) = self.rooms.get(&key) else { return };
-        if let Some(journal) = &mut self.journal {
-            journal.push(Journal::Message {
-                room: key.clone(),
-                display: room.display.clone(),
-                epoch: room.history.epoch().clone(),
-                message: message.clone(),
-                oldest_kept: room.history.oldest_kept(),
-            });
-        }
-        let event = Event::Message(RoomMessage {
-            room: room.display.clone(),
-            epoch: room.history.epoch().clone(),
-            message,
-            replay: false,
-        });
-        out.push(Effect::Send { to: Audience::Room(key), body: event.into() });
-    }
-
-    /// Brings all histories back under `--history-memory` after room `key` grew: empty rooms
-    /// go first (emptied longest ago first), then `key`'s own oldest messages (never its
-    /// newest, which is being sent).
-    fn fit_history_budget(&mut self, key: &str) {
-        while self.history_cost > self.limits.history_bytes {
-            if self.evict_oldest_empty_room() {
-                continue;
-            }
-            match self.rooms.get_mut(key) {
-                Some(room) if room.history.len() > 1 => self.history_cost -= room.history.trim_oldest(),
-                _ => break,
-            }
-        }
-    }
-
-    /// A signed-in client renewed its session with a new token of the same user: what it may do
-    /// is now what that token says (a room it may no longer enter, it leaves for the lobby).
-    pub fn renew(&mut self, client: ClientId, identity: &Identity, out: &mut Vec<Effect>) {
-        let access = Rc::new(Access::of(identity));
-        let Some(member) = self.member_mut(client) else { return };
-        member.access = Some(access.clone());
-        let room = member.room.clone();
-        if !may_enter(Some(&access), &room) {
-            self.join(client, LOBBY, out);
-        }
     }
 
     /// Whether `client` signed in with a token.
@@ -907,167 +445,9 @@ impl Chat {
         self.member(client).and_then(|m| m.access.as_deref()).is_some_and(|a| a.admin)
     }
 
-    /// `/kick` (no duration) and `/ban`: every connection of the user is closed with 4000 and
-    /// a reason its room hears; a ban also refuses the user (a guest: its address) until it
-    /// ends. A user who is not connected can still be banned, by nick.
-    fn moderate(
-        &mut self,
-        client: ClientId,
-        nick: &str,
-        duration: Option<std::time::Duration>,
-        reason: Option<&str>,
-        now_ms: u64,
-        out: &mut Vec<Effect>,
-    ) {
-        let reply = |body| Effect::Send { to: Audience::Client(client), body };
-        let verb = if duration.is_some() { "/ban" } else { "/kick" };
-        if !self.is_admin(client) {
-            return out.push(reply(error(format!("only moderators can {verb}"))));
-        }
-        let by = self.nick(client).unwrap_or("?").to_string();
-        if self.cluster_up {
-            // The nick may be held on any process: Redis finds its holders (`presence.rs`).
-            if let Err(why) = validate_nick(nick) {
-                return out.push(reply(error(format!("cannot {verb} {}: {}", quoted(nick), why.0))));
-            }
-            let direct = match sanction(&by, nick, duration, reason, now_ms) {
-                (closing, None) => crate::cluster::Direct::Kick(closing),
-                (closing, Some(ban)) => {
-                    let ban = crate::cluster::presence::ban_json(&BanKey::User(fold(nick)), &ban);
-                    crate::cluster::Direct::Ban { closing, ban }
-                }
-            };
-            return self.send_moderation(client, nick, direct);
-        }
-        let target = self.find_nick(nick);
-        let holders = target.map(|t| self.holders(t)).unwrap_or_default();
-        let name = target
-            .and_then(|t| self.nick(t))
-            .map_or_else(|| command::cut(nick, MAX_NAME_CHARS).to_string(), str::to_string);
-        if holders.is_empty() && duration.is_none() {
-            return out.push(reply(error(format!("no such nick: {name}"))));
-        }
-        if holders.is_empty() && is_guest_nick(&name) {
-            return out.push(reply(error(guest_not_connected(&name))));
-        }
-        if let Err(why) = validate_nick(&name) {
-            return out.push(reply(error(format!("cannot ban {}: {}", quoted(&name), why.0))));
-        }
-        let signed = target.and_then(|t| self.member(t)).is_none_or(|m| m.signed);
-        let (closing, ban) = sanction(&by, &name, duration, reason, now_ms);
-        let told = sanctioned(&name, ban.is_some(), signed);
-        if let Some(ban) = ban {
-            if signed {
-                self.record_ban(BanKey::User(fold(&name)), ban);
-            } else {
-                out.extend(holders.iter().map(|&client| Effect::BanAddress { client, ban: ban.clone() }));
-            }
-        }
-        out.extend(holders.into_iter().map(|client| Effect::Kick { client, reason: closing.clone() }));
-        out.push(reply(notice(told)));
-    }
-
-    fn record_ban(&mut self, key: BanKey, ban: Ban) {
-        if self.cluster_up {
-            self.requests.push(crate::cluster::Request::Ban { key: key.clone(), ban: ban.clone() });
-        }
-        if let Some(journal) = &mut self.journal {
-            journal.push(Journal::Banned { key: key.clone(), ban: ban.clone() });
-        }
-        self.bans.insert(key, ban);
-    }
-
-    /// Bans a guest's address (see [`Effect::BanAddress`]).
-    pub fn ban_address(&mut self, address: std::net::IpAddr, ban: Ban) {
-        self.record_ban(BanKey::Address(address), ban);
-    }
-
-    /// Puts back a ban read from a store.
-    pub fn restore_ban(&mut self, key: BanKey, ban: Ban) {
-        self.bans.insert(key, ban);
-    }
-
     /// The bans in force, for the handshake to consult.
     pub fn bans(&self) -> &Bans {
         &self.bans
-    }
-
-    fn change_nick(&mut self, client: ClientId, wanted: &str, out: &mut Vec<Effect>) {
-        if self.limits.token_nicks {
-            let why = "nicks come from sign-in tokens on this server";
-            out.push(Effect::Send {
-                to: Audience::Client(client),
-                body: error(format!("/nick is not available: {why}")),
-            });
-            return;
-        }
-        if let Err(why) = self.check_nick_free(wanted, Some(client)) {
-            out.push(Effect::Send {
-                to: Audience::Client(client),
-                body: error(format!("nick {} refused: {why}", quoted(wanted))),
-            });
-            return;
-        }
-        if self.cluster_up {
-            return self.claim_for_rename(client, wanted);
-        }
-        self.rename(client, Rc::from(wanted), out);
-    }
-
-    /// Gives a member a nick already checked (and, in cluster mode, claimed), and tells the room.
-    fn rename(&mut self, client: ClientId, new: Rc<str>, out: &mut Vec<Effect>) {
-        let Some(member) = self.member_mut(client) else { return };
-        let old = std::mem::replace(&mut member.nick, new.clone());
-        let room = member.room.clone();
-        self.nicks.remove(&self.nick_key(&old));
-        self.index_nick(&new, client);
-        // The same name in another case is the same claim in Redis: releasing the old would
-        // release the new.
-        if fold(&old) != fold(&new) {
-            self.release_nick(client, &old);
-        }
-        self.seat(client, &room, &new);
-        let event = Event::NickChanged { room: self.display(&room), old, new };
-        self.announce(&room, Some(client), event, out);
-    }
-
-    fn join(&mut self, client: ClientId, wanted: &str, out: &mut Vec<Effect>) {
-        let reply = |body| Effect::Send { to: Audience::Client(client), body };
-        if let Err(why) = validate_room(wanted) {
-            out.push(reply(error(format!("room name {} refused: {}", quoted(wanted), why.0))));
-            return;
-        }
-        let Some(member) = self.member(client) else { return };
-        if !may_enter(member.access.as_deref(), &fold(wanted)) {
-            out.push(reply(error(NO_SUCH_ROOM)));
-            return;
-        }
-        if *member.room == *fold(wanted) {
-            out.push(reply(notice(format!("you are already in {}", self.display(&member.room)))));
-            return;
-        }
-        let (nick, old_room, old_seat, mode) =
-            (member.nick.clone(), member.room.clone(), member.seat, member.mode);
-        let old_display = self.display(&old_room);
-        // Seated in the new room before leaving the old one: an old room that empties may
-        // evict an empty room's history, and it must not be the room being joined.
-        let (new_room, seat) = self.add_to_room(client, wanted, mode);
-        self.remove_from_room(&old_room, mode, old_seat);
-        self.unseat(client, &old_room);
-        self.seat(client, &new_room, &nick);
-        if let Some(member) = self.member_mut(client) {
-            member.room = new_room.clone();
-            member.seat = seat;
-        }
-        let new_display = self.display(&new_room);
-        if self.cluster_up || self.rooms.get(&old_room).is_some_and(|r| r.len() > 0) {
-            // Where a member went is not said when it is a private room.
-            let moved_to = (!is_private(&new_room)).then(|| new_display.clone());
-            let event = Event::Left { room: old_display, nick: nick.clone(), reason: None, moved_to };
-            self.announce(&old_room, None, event, out);
-        }
-        self.replay(client, &new_room, None, out);
-        self.announce(&new_room, Some(client), Event::Joined { room: new_display, nick }, out);
     }
 
     /// Every member of room `key` here, in both modes.
@@ -1075,29 +455,14 @@ impl Chat {
         Mode::ALL.iter().flat_map(|&mode| self.room_members(key, mode)).copied().collect()
     }
 
-    /// The `/who` answer for room `key`, from its members' nicks (here, or across the cluster).
-    fn who_answer(&self, key: &str, mut nicks: Vec<Rc<str>>) -> Body {
-        let count = nicks.len();
-        let shown = first_sorted(&mut nicks, |n| n).to_vec();
-        Event::Who { room: self.display(key), count, nicks: shown }.into()
-    }
-
-    /// A history of its own for a room: a new epoch, from sequence 1.
-    fn fresh_history(&self) -> History {
-        History::new(history::new_epoch(), 1, self.limits.history)
-    }
-
-    /// Gives room `key` another history, keeping what all histories cost up to date.
-    fn replace_history(&mut self, key: &str, history: History) {
-        if let Some(room) = self.rooms.get_mut(key) {
-            let old = std::mem::replace(&mut room.history, history);
-            self.history_cost = self.history_cost + room.history.cost() - old.cost();
-        }
-    }
-
     /// The name of room `key` as shown.
     fn display(&self, key: &str) -> Rc<str> {
         self.rooms.get(key).map_or_else(|| Rc::from(key), |r| r.display.clone())
+    }
+
+    fn next_stamp(&mut self) -> u64 {
+        self.next_stamp += 1;
+        self.next_stamp
     }
 
     /// Panics if the state is inconsistent: every member has a unique nick that indexes back to
@@ -1135,202 +500,11 @@ impl Chat {
         assert_eq!(cost, self.history_cost, "history cost kept up to date");
         assert!(self.empty_rooms <= self.limits.history_rooms, "at most --history-rooms empty rooms kept");
     }
-
-    /// Ok if `nick` is valid and not held by anyone but `except`.
-    fn check_nick_free(&self, nick: &str, except: Option<ClientId>) -> Result<(), &'static str> {
-        validate_nick(nick).map_err(|e| e.0)?;
-        match self.nicks.get(&self.nick_key(nick)) {
-            Some(owner) if Some(*owner) != except => Err("already in use"),
-            _ => Ok(()),
-        }
-    }
-
-    fn fresh_guest_nick(&mut self) -> Rc<str> {
-        loop {
-            self.next_guest += 1;
-            let nick = format!("guest-{}", self.next_guest);
-            if !self.nicks.contains_key(&self.nick_key(&nick)) {
-                return Rc::from(nick);
-            }
-        }
-    }
-
-    fn next_stamp(&mut self) -> u64 {
-        self.next_stamp += 1;
-        self.next_stamp
-    }
-
-    /// Seats `client` in room `name` (created if new, with a fresh history); returns the
-    /// room's key and the seat.
-    fn add_to_room(&mut self, client: ClientId, name: &str, mode: Mode) -> (Rc<str>, u32) {
-        let folded = fold(name);
-        let key = match self.rooms.get_key_value(folded.as_str()) {
-            Some((key, _)) => key.clone(),
-            None => {
-                let key: Rc<str> = Rc::from(folded);
-                let history = self.fresh_history();
-                let stamp = self.next_stamp();
-                let room = Room {
-                    display: Rc::from(name),
-                    members: Default::default(),
-                    history,
-                    sync: shared::Sync::Alone,
-                    emptied: Some(stamp),
-                };
-                self.rooms.insert(key.clone(), room);
-                // Counted as empty until seated below, like any room being rejoined.
-                self.empty_rooms += usize::from(&*key != LOBBY);
-                key
-            }
-        };
-        let room = self.rooms.get_mut(&key).expect("room just found or made");
-        let was_empty = room.emptied.take().is_some();
-        if was_empty && &*key != LOBBY {
-            self.empty_rooms -= 1;
-        }
-        let members = &mut room.members[mode as usize];
-        members.push(client);
-        let seat = (members.len() - 1) as u32;
-        self.count_changed(&key);
-        if was_empty {
-            self.follow(&key);
-        }
-        (key, seat)
-    }
-
-    /// Frees a seat: the list's last member moves into it, so leaving costs the same in a room
-    /// of ten or of ten thousand.
-    fn remove_from_room(&mut self, key: &str, mode: Mode, seat: u32) {
-        if let Some(key) = self.rooms.get_key_value(key).map(|(k, _)| k.clone()) {
-            self.count_changed(&key);
-        }
-        let Some(room) = self.rooms.get_mut(key) else { return };
-        let members = &mut room.members[mode as usize];
-        let seat = seat as usize;
-        if seat < members.len() {
-            members.swap_remove(seat);
-            if let Some(&moved) = members.get(seat) {
-                if let Some(Some(member)) = self.members.get_mut(moved) {
-                    member.seat = seat as u32;
-                }
-            }
-        }
-        if room.len() > 0 {
-            return;
-        }
-        // An empty room is kept for its history (so its members can come back to it), unless
-        // it never had a message; the lobby always stays.
-        let stamp = self.next_stamp();
-        let Some(room) = self.rooms.get_mut(key) else { return };
-        room.emptied = Some(stamp);
-        if self.unfollow(key) || key == LOBBY {
-            return;
-        }
-        let Some(room) = self.rooms.get(key) else { return };
-        if room.history.last_id().is_none() || self.limits.history == 0 {
-            let had_messages = room.history.last_id().is_some();
-            if let Some(room) = self.rooms.remove(key) {
-                self.history_cost -= room.history.cost();
-            }
-            if let (true, Some(journal)) = (had_messages, &mut self.journal) {
-                journal.push(Journal::RoomDropped { room: Rc::from(key) });
-            }
-            return;
-        }
-        let key: Rc<str> = self.rooms.get_key_value(key).map(|(k, _)| k.clone()).expect("room exists");
-        self.emptied.push_back((stamp, key));
-        self.empty_rooms += 1;
-        self.evict_empty_rooms();
-    }
-
-    /// Forgets the empty rooms that emptied longest ago while more than `history_rooms` are
-    /// kept.
-    fn evict_empty_rooms(&mut self) {
-        while self.empty_rooms > self.limits.history_rooms && self.evict_oldest_empty_room() {}
-        self.compact_emptied();
-    }
-
-    /// Forgets the empty room (not the lobby) emptied longest ago; false if there is none.
-    fn evict_oldest_empty_room(&mut self) -> bool {
-        while let Some((stamp, key)) = self.emptied.pop_front() {
-            if !self.rooms.get(&key).is_some_and(|r| r.emptied == Some(stamp) && r.len() == 0) {
-                continue; // stale: joined again since
-            }
-            if let Some(room) = self.rooms.remove(&key) {
-                self.history_cost -= room.history.cost();
-            }
-            self.empty_rooms -= 1;
-            if let Some(journal) = &mut self.journal {
-                journal.push(Journal::RoomDropped { room: key });
-            }
-            return true;
-        }
-        false
-    }
-
-    fn compact_emptied(&mut self) {
-        // Stale entries (rooms joined again since) are dropped once they outnumber the rest.
-        if self.emptied.len() > 2 * self.empty_rooms + 64 {
-            let rooms = &self.rooms;
-            self.emptied.retain(|(stamp, key)| rooms.get(key).is_some_and(|r| r.emptied == Some(*stamp)));
-        }
-    }
-}
-
-/// What a moderator `by` does to `nick` with `/kick` (no duration) or `/ban`: the reason its
-/// connections are closed with, and the ban, if any.
-fn sanction(
-    by: &str,
-    nick: &str,
-    duration: Option<std::time::Duration>,
-    reason: Option<&str>,
-    now_ms: u64,
-) -> (String, Option<Ban>) {
-    let why = reason.map_or(String::new(), |r| format!(": {r}"));
-    match duration {
-        None => (format!("kicked by {by}{why}"), None),
-        Some(duration) => {
-            let ban = Ban {
-                nick: nick.to_string(),
-                until_ms: now_ms.saturating_add(duration.as_millis() as u64),
-                reason: reason.unwrap_or_default().to_string(),
-                by: by.to_string(),
-            };
-            (format!("banned by {by}{why}"), Some(ban))
-        }
-    }
 }
 
 /// Names a `/who` or `/rooms` reply lists; the rest are counted. A 10,000-member lobby would
 /// otherwise cost a 330 KB reply to anyone who asks.
 pub const MAX_LISTED: usize = 100;
-
-/// What a moderator is told once `name` is kicked, or banned (a signed-in user by name, a
-/// guest by address).
-fn sanctioned(name: &str, banned: bool, signed: bool) -> String {
-    match (banned, signed) {
-        (false, _) => format!("{name} was kicked"),
-        (true, true) => format!("{name} is banned"),
-        (true, false) => format!("{name} is banned (a guest: by address)"),
-    }
-}
-
-/// Whether `nick` is a guest nick (guests are banned by address, so only while connected).
-fn is_guest_nick(nick: &str) -> bool {
-    fold(nick).starts_with(&fold("guest-"))
-}
-
-/// Why a guest who is not connected cannot be banned: its address is gone with it.
-fn guest_not_connected(name: &str) -> String {
-    format!("{name} is not connected; a guest is banned by the address it connects from")
-}
-
-/// The `/rooms` answer, from (name, members) of the rooms the asker may see.
-pub(super) fn rooms_answer(mut rooms: Vec<(Rc<str>, usize)>) -> Body {
-    let count = rooms.len();
-    let shown = first_sorted(&mut rooms, |(name, _)| name).to_vec();
-    Event::Rooms { count, rooms: shown }.into()
-}
 
 /// The first [`MAX_LISTED`] items in case-insensitive order of `name`, without sorting (or
 /// allocating for) the rest.

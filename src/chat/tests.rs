@@ -1,20 +1,55 @@
 //! Unit tests of the chat rules, with no sockets: effects are resolved to per-client inboxes
 //! exactly as the event loop resolves them.
 
+use super::notices::{CLUSTER_BACK, CLUSTER_LOST};
 use super::*;
 use std::collections::BTreeMap;
 
-/// A chat plus what each client has received so far.
-#[derive(Default)]
+/// A chat plus what each client has received so far, with the in-process broker answering
+/// every request (one process), or none: then the test plays Redis itself, taking the chat's
+/// requests with [`Harness::requests`] and answering with [`Harness::cluster`].
 struct Harness {
     chat: Chat,
     inbox: BTreeMap<ClientId, Vec<Body>>,
     closed: Vec<(ClientId, String)>,
-    resumed: Vec<ClientId>,
+    broker: Option<LocalBroker>,
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::with_chat(Chat::default())
+    }
 }
 
 impl Harness {
-    fn apply(&mut self, effects: Vec<Effect>) {
+    fn with_chat(chat: Chat) -> Self {
+        Self { chat, inbox: BTreeMap::new(), closed: Vec::new(), broker: Some(LocalBroker::new()) }
+    }
+    /// A chat whose broker the test plays.
+    fn redis() -> Self {
+        Self { broker: None, ..Self::default() }
+    }
+    /// Carries out effects as the event loop does, then lets the in-process broker (if any)
+    /// answer what the chat asked, until it asks nothing more.
+    fn apply(&mut self, mut effects: Vec<Effect>) {
+        loop {
+            self.deliver(effects);
+            let Some(broker) = &mut self.broker else { return };
+            let mut requests = Vec::new();
+            self.chat.take_requests(&mut requests);
+            if requests.is_empty() {
+                return;
+            }
+            requests.into_iter().for_each(|request| broker.request(request));
+            let mut notices = Vec::new();
+            broker.take_notices(&mut notices);
+            effects = Vec::new();
+            for notice in notices {
+                self.chat.on_notice(notice, &mut effects);
+            }
+        }
+    }
+    fn deliver(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
                 Effect::Send { to: Audience::Client(c), body } => self.inbox.entry(c).or_default().push(body),
@@ -28,10 +63,11 @@ impl Harness {
                 Effect::Close { client, reason } => self.closed.push((client, reason)),
                 Effect::Refuse { client, reason } => self.closed.push((client, format!("refused: {reason}"))),
                 Effect::Kick { client, reason } => {
-                    self.chat.disconnect(client, &reason, &mut Vec::new());
+                    let mut out = Vec::new();
+                    self.chat.disconnect(client, &reason, &mut out);
+                    self.deliver(out);
                     self.closed.push((client, reason));
                 }
-                Effect::Resume { client } => self.resumed.push(client),
                 Effect::BanAddress { .. } | Effect::Renew { .. } => {}
             }
         }
@@ -69,7 +105,7 @@ impl Harness {
     }
     fn cluster(&mut self, notice: Notice) {
         let mut out = Vec::new();
-        self.chat.cluster(notice, &mut out);
+        self.chat.on_notice(notice, &mut out);
         self.apply(out);
     }
     fn requests(&mut self) -> Vec<Request> {
@@ -77,8 +113,9 @@ impl Harness {
         self.chat.take_requests(&mut requests);
         requests
     }
-    /// The nick and serial of the claim `c` has just made (the requests are taken).
-    fn claim_of(&mut self, c: ClientId) -> (Rc<str>, u64) {
+    /// The nick (None: a guest nick) and serial of the claim `c` has just made (the requests
+    /// are taken).
+    fn claim_of(&mut self, c: ClientId) -> (Option<Rc<str>>, u64) {
         let requests = self.requests();
         let claim = requests.iter().find_map(|r| match r {
             Request::Claim { client, nick, serial, .. } if *client == c => Some((nick.clone(), *serial)),
@@ -89,59 +126,69 @@ impl Harness {
     /// Joins `c` as `nick` in a cluster: its claim is granted.
     fn join_cluster(&mut self, c: ClientId, nick: &str) {
         self.connect(c, Some(nick));
-        let (nick, serial) = self.claim_of(c);
-        self.cluster(Notice::Claimed { client: c, nick, held_by: None, serial });
+        let (_, serial) = self.claim_of(c);
+        self.cluster(Notice::Claimed { client: c, nick: Rc::from(nick), held_by: None, serial });
     }
 }
 
-use crate::cluster::{Notice, Request};
+use crate::broker::{Broker, LocalBroker};
 
 fn stored(seq: u64, from: &str, text: &str) -> Stored {
     Stored { seq, ts: 5, from: Rc::from(from), text: text.into(), action: false }
 }
 
 fn loaded(room: &str, epoch: &str, top: u64, messages: Vec<Stored>) -> Notice {
-    Notice::Loaded { room: Rc::from(room), display: Rc::from(room), epoch: Rc::from(epoch), top, messages }
+    let (room, display, epoch) = (Rc::from(room), Rc::from(room), Rc::from(epoch));
+    Notice::Loaded { room, display, epoch, top, messages: Some(messages) }
 }
 
 fn shared(room: &str, epoch: &str, message: Stored) -> Notice {
-    Notice::Message { room: Rc::from(room), display: Rc::from(room), epoch: Rc::from(epoch), message }
+    Notice::Message { room: Rc::from(room), epoch: Rc::from(epoch), message }
+}
+
+fn follows(requests: &[Request], key: &str) -> bool {
+    requests.iter().any(|r| matches!(r, Request::Follow { room, .. } if &**room == key))
 }
 
 #[test]
-fn in_a_cluster_a_joiner_waits_for_its_nick_and_messages_come_back_from_redis() {
-    let mut h = Harness::default();
+fn in_a_cluster_a_joiner_waits_for_its_nick_and_room_and_messages_come_back_from_redis() {
+    let mut h = Harness::redis();
     h.cluster(Notice::Up);
     h.connect(1, Some("alice"));
     assert!(h.chat.is_waiting(1), "not in the chat before its nick is claimed");
     assert!(h.take(1).is_empty());
     let (nick, serial) = h.claim_of(1);
-    h.cluster(Notice::Claimed { client: 1, nick, held_by: None, serial });
-    assert_eq!(h.resumed, [1], "its input is read again");
+    h.cluster(Notice::Claimed { client: 1, nick: nick.unwrap(), held_by: None, serial });
     assert_eq!(
         h.take(1),
         ["*** welcome, you are alice in lobby; type /help for commands"],
         "the replay waits for the history"
     );
+    assert!(h.chat.is_waiting(1), "its input waits for its room too");
     let requests = h.requests();
-    assert!(
-        requests.contains(&Request::Follow { room: Rc::from("lobby"), display: Rc::from("lobby") }),
-        "{requests:?}"
-    );
+    assert!(follows(&requests, "lobby"), "{requests:?}");
     h.cluster(loaded("lobby", "e1", 2, vec![stored(1, "bob", "one"), stored(2, "bob", "two")]));
+    assert!(!h.chat.is_waiting(1), "its input is read again");
     assert_eq!(
         h.take(1),
         ["*** recent messages in lobby:", "bob: one", "bob: two", "*** end of recent messages"]
     );
+    // Its own join is announced through Redis, and arrives like anyone's.
+    let joined = match h.requests().as_slice() {
+        [.., Request::Announce { event, origin: Some(1), .. }] => event.clone(),
+        other => panic!("no announcement of the join: {other:?}"),
+    };
+    h.cluster(Notice::Event { room: Rc::from("lobby"), event: joined });
+    assert_eq!(h.take(1), ["*** alice joined lobby"]);
     // Said, not shown: it comes back numbered by Redis.
     h.say(1, "hi");
     assert!(h.take(1).is_empty());
-    assert!(matches!(h.requests().as_slice(), [Request::Say { .. }]));
+    assert!(matches!(h.requests().as_slice(), [Request::Say { origin: 1, .. }]));
     h.cluster(shared("lobby", "e1", stored(3, "alice", "hi")));
     assert_eq!(h.take(1), ["alice: hi"]);
     h.cluster(shared("lobby", "e1", stored(3, "alice", "hi")));
     assert!(h.take(1).is_empty(), "a copy already kept is dropped");
-    // A gap: the mirror is reloaded and the member replayed what it missed.
+    // A gap: the copy is reloaded and the member replayed what it missed.
     h.cluster(shared("lobby", "e1", stored(5, "bob", "five")));
     assert!(h.take(1).is_empty());
     assert!(matches!(h.requests().as_slice(), [Request::Reload { .. }]));
@@ -155,7 +202,7 @@ fn in_a_cluster_a_joiner_waits_for_its_nick_and_messages_come_back_from_redis() 
 
 #[test]
 fn in_a_cluster_a_stale_history_load_does_not_share_a_room_nobody_follows() {
-    let mut h = Harness::default();
+    let mut h = Harness::redis();
     h.cluster(Notice::Up);
     h.join_cluster(1, "alice");
     h.cluster(loaded("lobby", "e1", 0, vec![]));
@@ -167,10 +214,7 @@ fn in_a_cluster_a_stale_history_load_does_not_share_a_room_nobody_follows() {
     assert!(h.requests().is_empty(), "nothing is asked for a room this process does not follow");
     h.join_cluster(2, "carol");
     let requests = h.requests();
-    assert!(
-        requests.contains(&Request::Follow { room: Rc::from("lobby"), display: Rc::from("lobby") }),
-        "a joiner makes the lobby followed again, its history loaded afresh: {requests:?}"
-    );
+    assert!(follows(&requests, "lobby"), "a joiner makes the lobby followed again: {requests:?}");
     h.take(2);
     h.cluster(loaded("lobby", "e1", 8, vec![stored(7, "bob", "late"), stored(8, "bob", "later")]));
     assert_eq!(
@@ -181,8 +225,8 @@ fn in_a_cluster_a_stale_history_load_does_not_share_a_room_nobody_follows() {
 }
 
 #[test]
-fn in_a_cluster_a_nick_held_elsewhere_leaves_the_joiner_a_guest() {
-    let mut h = Harness::default();
+fn in_a_cluster_a_nick_held_elsewhere_leaves_the_joiner_a_guest_numbered_by_the_broker() {
+    let mut h = Harness::redis();
     h.cluster(Notice::Up);
     h.connect(1, Some("alice"));
     let (_, serial) = h.claim_of(1);
@@ -194,18 +238,18 @@ fn in_a_cluster_a_nick_held_elsewhere_leaves_the_joiner_a_guest() {
     });
     assert_eq!(h.take(1), [r#"*** nick "alice" refused: already in use"#]);
     let (nick, serial) = h.claim_of(1);
-    assert!(nick.starts_with("guest-"), "{nick}");
+    assert_eq!(nick, None, "a guest nick is the broker's to number");
     assert!(h.chat.is_waiting(1));
-    h.cluster(Notice::Claimed { client: 1, nick: nick.clone(), held_by: None, serial });
-    assert_eq!(h.take(1), [format!("*** welcome, you are {nick} in lobby; type /help for commands")]);
+    h.cluster(Notice::Claimed { client: 1, nick: Rc::from("guest-7"), held_by: None, serial });
+    assert_eq!(h.take(1), ["*** welcome, you are guest-7 in lobby; type /help for commands"]);
     // A stale answer for a slot that was reused changes nothing.
     h.cluster(Notice::Claimed { client: 1, nick: Rc::from("alice"), held_by: None, serial });
-    assert_eq!(h.chat.nick(1), Some(&*nick));
+    assert_eq!(h.chat.nick(1), Some("guest-7"));
 }
 
 #[test]
 fn in_a_cluster_a_connection_that_leaves_while_its_claim_is_in_flight_never_joins() {
-    let mut h = Harness::default();
+    let mut h = Harness::redis();
     h.cluster(Notice::Up);
     h.connect(1, Some("ann"));
     let (_, serial) = h.claim_of(1);
@@ -225,7 +269,7 @@ fn in_a_cluster_a_connection_that_leaves_while_its_claim_is_in_flight_never_join
 
 #[test]
 fn in_a_cluster_a_nick_changed_only_in_case_keeps_its_claim() {
-    let mut h = Harness::default();
+    let mut h = Harness::redis();
     h.cluster(Notice::Up);
     h.join_cluster(1, "bob");
     h.requests();
@@ -242,27 +286,29 @@ fn in_a_cluster_a_nick_changed_only_in_case_keeps_its_claim() {
 
 #[test]
 fn when_redis_goes_away_rooms_carry_on_alone_under_a_new_epoch() {
-    let mut h = Harness::default();
+    let mut h = Harness::redis();
     h.cluster(Notice::Up);
     h.join_cluster(1, "alice");
     h.join_cluster(2, "bob");
     h.cluster(loaded("lobby", "e1", 0, vec![]));
     h.requests();
     h.clear();
+    // The Redis broker answers as the in-process one while Redis is away.
+    h.broker = Some(LocalBroker::new());
     h.cluster(Notice::Down);
-    assert_eq!(h.take(1), [format!("*** {}", shared::CLUSTER_LOST)]);
+    assert_eq!(h.take(1), [format!("*** {CLUSTER_LOST}")]);
     h.take(2);
     h.say(1, "still here");
-    assert_eq!(h.take(2), ["alice: still here"], "delivered on this process at once");
+    assert_eq!(h.take(2), ["alice: still here"], "delivered on this process");
     let epoch = h.chat.rooms.get("lobby").unwrap().history.epoch().clone();
     assert_ne!(&*epoch, "e1", "never ids of the shared epoch");
-    assert!(h.requests().is_empty(), "nothing is asked of a Redis that is away");
     // Back: every member's nick is claimed again, and the room followed and replayed.
+    h.broker = None;
     h.cluster(Notice::Up);
-    assert_eq!(h.take(2), [format!("*** {}", shared::CLUSTER_BACK)]);
+    assert_eq!(h.take(2), [format!("*** {CLUSTER_BACK}")]);
     let requests = h.requests();
     assert_eq!(requests.iter().filter(|r| matches!(r, Request::Claim { .. })).count(), 2, "{requests:?}");
-    assert!(requests.iter().any(|r| matches!(r, Request::Follow { .. })));
+    assert!(follows(&requests, "lobby"));
     h.chat.check_invariants();
 }
 
@@ -321,24 +367,16 @@ fn chat_text_reaches_whole_room_sender_included() {
 #[test]
 fn binary_is_relayed_verbatim_to_the_room_after_a_line_naming_its_sender() {
     let mut h = three_in_lobby();
+    h.clear();
     let mut out = Vec::new();
     h.chat.binary(1, Bytes::from_static(&[0, 159, 255]), &mut out);
+    assert!(out.is_empty(), "published, not delivered: it comes back from the broker to everyone");
+    h.apply(out);
     let nick = h.chat.nick(1).unwrap().to_string();
-    let room = Audience::Room(Rc::from("lobby"));
-    assert_eq!(
-        out,
-        [
-            Effect::Send {
-                to: room.clone(),
-                body: Body::Event(Event::BinaryFrom {
-                    room: Rc::from("lobby"),
-                    from: Rc::from(nick),
-                    bytes: 3
-                })
-            },
-            Effect::Send { to: room, body: Body::Binary(Bytes::from_static(&[0, 159, 255])) }
-        ]
-    );
+    let from = Event::BinaryFrom { room: Rc::from("lobby"), from: Rc::from(nick), bytes: 3 };
+    for c in [1, 2, 3] {
+        assert_eq!(h.take(c), [from.render(Mode::Text).unwrap(), "<binary 3 bytes>".to_string()]);
+    }
 }
 
 #[test]
@@ -838,7 +876,15 @@ fn moderators_kick_and_ban_and_nobody_else_can() {
         kicked,
         [&(2, "kicked by root: flooding".to_string()), &(3, "kicked by root: flooding".to_string())]
     );
-    assert_eq!(h.take(1), ["*** alice was kicked"]);
+    assert_eq!(
+        h.take(1),
+        [
+            "*** alice was kicked",
+            "*** alice left lobby (kicked by root: flooding)",
+            "*** alice left lobby (kicked by root: flooding)"
+        ],
+        "the moderator is told, and the room hears each of alice's devices leave"
+    );
     h.closed.clear();
 
     let now = 1_764_000_000_000;

@@ -86,6 +86,11 @@ impl Link {
         self.socket.is_some()
     }
 
+    /// Bytes of commands queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.outbox.len()
+    }
+
     /// The last read was cut short by the budget: read again next turn.
     pub fn has_unfinished_read(&self) -> bool {
         self.unfinished

@@ -24,6 +24,9 @@ use crate::chat::{Ban, BanKey};
 pub const PROCS: &str = "wschat:procs";
 pub const COUNTS: &str = "wschat:counts";
 pub const BANS: &str = "wschat:bans";
+/// The counter guest numbers are taken from (`INCR`), so that guest nicks are short and
+/// unique across every process.
+pub const GUESTS: &str = "wschat:guests";
 
 pub fn nick_key(folded: &str) -> String {
     format!("wschat:nick:{{{folded}}}")
@@ -119,9 +122,10 @@ return out"
     )
 }
 
-/// Publishes a payload to every live connection holding a nick, on its process's channel:
-/// `KIND CLIENT BODY`. Returns {connections reached, the nick's value}.
-/// KEYS: procs, nick key. ARGV: channel prefix (`wschat:DB:proc:`), kind, body, "1" if sharded.
+/// Publishes a payload to every live connection holding a nick on another process than the
+/// caller's (its own holders it reaches itself), on that process's channel: `KIND CLIENT BODY`.
+/// Returns {connections reached, the nick's value as held there}.
+/// KEYS: procs, nick key. ARGV: channel prefix (`wschat:DB:proc:`), kind, body, the caller's pid.
 pub fn direct_script() -> String {
     format!(
         "{PRELUDE}
@@ -131,9 +135,11 @@ for i = 1, #entries, 2 do
   local field = entries[i]
   if alive(field) then
     local pid, client = string.match(field, '^([^:]+):(.+)$')
-    redis.call('PUBLISH', ARGV[1] .. pid, ARGV[2] .. ' ' .. client .. ' ' .. ARGV[3])
-    reached = reached + 1
-    value = entries[i + 1]
+    if pid ~= ARGV[4] then
+      redis.call('PUBLISH', ARGV[1] .. pid, ARGV[2] .. ' ' .. client .. ' ' .. ARGV[3])
+      reached = reached + 1
+      value = entries[i + 1]
+    end
   else
     redis.call('HDEL', KEYS[2], field)
   end

@@ -10,15 +10,18 @@
 //! The braces are Redis Cluster's hash tag: a room's keys and channel share one slot, so the
 //! script may touch them together and a sharded channel lives on the node that has its keys.
 //!
-//! A payload on the channel starts with its kind: `m EPOCH SEQ JSON` (a message, from the
-//! script), `e JSON` (an event in its JSON-mode form), `b BYTES` (a binary message).
+//! A payload on the channel starts with its kind: `m EPOCH SEQ ORIGIN JSON` (a message, from
+//! the script), `e ORIGIN JSON` (an event in its JSON-mode form), `b ORIGIN BYTES` (a binary
+//! message). ORIGIN is `PID:CLIENT`, the process and connection it came from (`-` for none):
+//! the sender's process knows its own by it, so it can tell when a client's message is back.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::Notice;
+use crate::chat::broker::Notice;
 use crate::chat::{Event, Stored};
 
 /// How long an idle room's epoch, counter and history stay in Redis: after a month without a
@@ -68,7 +71,7 @@ fn with_prelude(epoch_arg: usize, display_arg: usize, body: &str) -> String {
 /// the script's cost against exact trimming (7.5 against 15 us per call, Redis's own count);
 /// each process's mirror keeps exactly `--history`.
 /// KEYS: meta, log. ARGV: channel, epoch if the room is new, display, history limit, TTL,
-/// body, "1" for sharded pub/sub. Returns the sequence number.
+/// body, "1" for sharded pub/sub, origin. Returns the sequence number.
 pub fn say_script() -> String {
     with_prelude(
         2,
@@ -80,7 +83,7 @@ if tonumber(ARGV[4]) > 0 then
   redis.call('EXPIRE', KEYS[2], ARGV[5])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-local payload = 'm ' .. epoch .. ' ' .. seq .. ' ' .. ARGV[6]
+local payload = 'm ' .. epoch .. ' ' .. seq .. ' ' .. ARGV[8] .. ' ' .. ARGV[6]
 if ARGV[7] == '1' then
   redis.call('SPUBLISH', ARGV[1], payload)
 else
@@ -119,48 +122,70 @@ pub fn script_sha(script: &str) -> String {
 /// A message as kept in the log and published (the sequence and epoch are the script's).
 #[derive(Serialize, Deserialize)]
 struct Body<'a> {
-    from: &'a str,
-    text: &'a str,
+    // Borrowed where the JSON has no escapes, owned where it has (a quote, a newline).
+    #[serde(borrow)]
+    from: Cow<'a, str>,
+    #[serde(borrow)]
+    text: Cow<'a, str>,
     ts: u64,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     action: bool,
 }
 
 /// The body of a room message, before Redis numbers it.
-pub fn say_body(from: &str, text: &str, ts: u64, action: bool) -> String {
+pub fn say_body(message: &Stored) -> String {
+    let (from, text) = (Cow::Borrowed(&*message.from), Cow::Borrowed(&*message.text));
     // Serializing borrowed strings and integers cannot fail.
-    serde_json::to_string(&Body { from, text, ts, action }).unwrap_or_default()
+    serde_json::to_string(&Body { from, text, ts: message.ts, action: message.action }).unwrap_or_default()
 }
 
 /// A message back from its body and the sequence Redis gave it.
 pub fn stored(seq: u64, body: &[u8]) -> Option<Stored> {
     let body: Body = serde_json::from_slice(body).ok()?;
-    Some(Stored { seq, ts: body.ts, from: Rc::from(body.from), text: body.text.into(), action: body.action })
+    Some(Stored {
+        seq,
+        ts: body.ts,
+        from: Rc::from(&*body.from),
+        text: body.text.into(),
+        action: body.action,
+    })
 }
 
 /// The payload of an event that is not kept.
-pub fn event_payload(event: &str) -> Vec<u8> {
-    [b"e ".as_slice(), event.as_bytes()].concat()
+pub fn event_payload(origin: &str, event: &str) -> Vec<u8> {
+    [b"e ", origin.as_bytes(), b" ", event.as_bytes()].concat()
 }
 
 /// The payload of a binary message.
-pub fn binary_payload(data: &[u8]) -> Vec<u8> {
-    [b"b ".as_slice(), data].concat()
+pub fn binary_payload(origin: &str, data: &[u8]) -> Vec<u8> {
+    [b"b ", origin.as_bytes(), b" ", data].concat()
 }
 
-/// What a payload on room `room`'s channel says; None if it is not one of ours.
-pub fn parse_payload(room: &str, display: Rc<str>, payload: &Bytes) -> Option<Notice> {
+/// The ORIGIN of a payload: `PID:CLIENT`, or `-` when it is nobody's.
+pub fn origin(pid: &str, client: Option<usize>) -> String {
+    client.map_or_else(|| "-".to_string(), |client| format!("{pid}:{client}"))
+}
+
+/// What a payload on room `room`'s channel says, and its ORIGIN; None if it is not one of
+/// ours.
+pub fn parse_payload(room: &str, payload: &Bytes) -> Option<(Notice, Bytes)> {
     let room: Rc<str> = Rc::from(room);
     let (kind, rest) = (payload.get(..2)?, payload.slice(2..));
+    let word = |rest: &Bytes| -> Option<(Bytes, Bytes)> {
+        let end = rest.iter().position(|&b| b == b' ')?;
+        Some((rest.slice(..end), rest.slice(end + 1..)))
+    };
     match kind {
         b"m " => {
-            let mut parts = rest.splitn(3, |&b| b == b' ');
-            let epoch = std::str::from_utf8(parts.next()?).ok()?;
-            let seq = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-            let message = stored(seq, parts.next()?)?;
-            Some(Notice::Message { room, display, epoch: Rc::from(epoch), message })
+            let (epoch, rest) = word(&rest)?;
+            let (seq, rest) = word(&rest)?;
+            let (origin, body) = word(&rest)?;
+            let epoch = Rc::from(std::str::from_utf8(&epoch).ok()?);
+            let message = stored(std::str::from_utf8(&seq).ok()?.parse().ok()?, &body)?;
+            Some((Notice::Message { room, epoch, message }, origin))
         }
         b"e " => {
+            let (origin, rest) = word(&rest)?;
             let event = Event::from_json(std::str::from_utf8(&rest).ok()?)?;
             // Only what `Request::Announce` sends: a room message must come numbered.
             matches!(
@@ -170,9 +195,12 @@ pub fn parse_payload(room: &str, display: Rc<str>, payload: &Bytes) -> Option<No
                     | Event::NickChanged { .. }
                     | Event::BinaryFrom { .. }
             )
-            .then_some(Notice::Event { room, event })
+            .then_some((Notice::Event { room, event }, origin))
         }
-        b"b " => Some(Notice::Binary { room, data: rest }),
+        b"b " => {
+            let (origin, data) = word(&rest)?;
+            Some((Notice::Binary { room, data }, origin))
+        }
         _ => None,
     }
 }
@@ -192,32 +220,35 @@ mod tests {
 
     #[test]
     fn payloads_read_back_as_what_was_sent() {
-        let display: Rc<str> = Rc::from("Lobby");
-        let body = say_body("ann", "hi there", 7, true);
-        let payload = Bytes::from(format!("m ab12 5 {body}"));
-        let Some(Notice::Message { epoch, message, .. }) = parse_payload("lobby", display.clone(), &payload)
-        else {
+        let said =
+            Stored { seq: 0, ts: 7, from: Rc::from("ann"), text: "hi \"there\"\n".into(), action: true };
+        let payload = Bytes::from(format!("m ab12 5 p1:3 {}", say_body(&said)));
+        let Some((Notice::Message { epoch, message, .. }, sent_by)) = parse_payload("lobby", &payload) else {
             panic!("not a message")
         };
         assert_eq!(
-            (&*epoch, message.seq, &*message.from, &*message.text, message.ts),
-            ("ab12", 5, "ann", "hi there", 7)
+            (&*epoch, message.seq, &*message.from, &*message.text, message.ts, &sent_by[..]),
+            ("ab12", 5, "ann", "hi \"there\"\n", 7, &b"p1:3"[..]),
+            "escapes in the text survive the trip"
         );
         assert!(message.action);
-        let joined = Event::Joined { room: display.clone(), nick: Rc::from("bob") };
-        let payload = Bytes::from(event_payload(&joined.json().unwrap()));
+        let joined = Event::Joined { room: Rc::from("Lobby"), nick: Rc::from("bob") };
+        let payload = Bytes::from(event_payload(&origin("p1", Some(4)), &joined.json().unwrap()));
         assert_eq!(
-            parse_payload("lobby", display.clone(), &payload),
-            Some(Notice::Event { room: Rc::from("lobby"), event: joined })
+            parse_payload("lobby", &payload),
+            Some((Notice::Event { room: Rc::from("lobby"), event: joined }, Bytes::from_static(b"p1:4")))
         );
-        let payload = Bytes::from(binary_payload(&[0, 1, 2]));
+        let payload = Bytes::from(binary_payload(&origin("p1", None), &[0, 1, 2]));
         assert_eq!(
-            parse_payload("lobby", display.clone(), &payload),
-            Some(Notice::Binary { room: Rc::from("lobby"), data: Bytes::from_static(&[0, 1, 2]) })
+            parse_payload("lobby", &payload),
+            Some((
+                Notice::Binary { room: Rc::from("lobby"), data: Bytes::from_static(&[0, 1, 2]) },
+                Bytes::from_static(b"-")
+            ))
         );
         let notice = Event::notice("not a room event").json().unwrap();
-        assert_eq!(parse_payload("lobby", display.clone(), &Bytes::from(event_payload(&notice))), None);
-        assert_eq!(parse_payload("lobby", display, &Bytes::from_static(b"m x")), None);
+        assert_eq!(parse_payload("lobby", &Bytes::from(event_payload("-", &notice))), None);
+        assert_eq!(parse_payload("lobby", &Bytes::from_static(b"m x")), None);
     }
 
     #[test]

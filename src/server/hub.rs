@@ -12,7 +12,7 @@
 //! must change ([`pop_interest_change`](Hub::pop_interest_change)) and sockets of removed
 //! connections ([`pop_released`](Hub::pop_released)), to deregister.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -25,6 +25,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use super::fanout::FanOut;
 use super::timers::TimerQueue;
 use crate::auth::{Auth, Identity, Token};
+use crate::broker::{Broker, LocalBroker, Notice, Request};
 use crate::chat::{Audience, Body, Chat, ClientId, Effect, Event, Join, Mode};
 use crate::connection::{Admission, Clock, ConnState, Connection, Flush, Route, Step, Stream};
 use crate::frame::{self, Opcode};
@@ -71,10 +72,24 @@ pub struct Hub<S> {
     released: Vec<S>,
     /// What the metrics count.
     counters: Counters,
+    /// What carries the chat between processes (in one process, [`LocalBroker`]).
+    broker: Box<dyn Broker>,
+    /// Scratch lists between the chat and the broker, reused.
+    requests: Vec<Request>,
+    notices: Vec<Notice>,
+    /// Connections not read because they wait on the broker (see [`Chat::is_waiting`] and
+    /// [`Broker::in_flight`]), or because it is saturated: read again once they no longer do.
+    held: HashSet<usize>,
 }
 
 impl<S: Stream> Hub<S> {
+    /// A hub whose chat is this process's alone.
     pub fn new(settings: Settings, now: Instant) -> Self {
+        Self::with_broker(settings, Box::new(LocalBroker::new()), now)
+    }
+
+    /// A hub whose chat reaches other processes through `broker`.
+    pub fn with_broker(settings: Settings, broker: Box<dyn Broker>, now: Instant) -> Self {
         Self {
             chat: Chat::with_limits(settings.chat),
             fanout: FanOut::new(settings.max_outbound),
@@ -91,6 +106,10 @@ impl<S: Stream> Hub<S> {
             interest_changes: Vec::new(),
             released: Vec::new(),
             counters: Counters::default(),
+            broker,
+            requests: Vec::new(),
+            notices: Vec::new(),
+            held: HashSet::new(),
         }
     }
 
@@ -144,7 +163,7 @@ impl<S: Stream> Hub<S> {
             gauges.outbox_bytes += conn.queued() as u64;
         }
         gauges.rooms = self.chat.room_count() as u64;
-        gauges.cluster_linked = self.settings.redis.is_some().then(|| self.chat.cluster_up());
+        gauges.cluster_linked = self.broker.linked();
         gauges.members = self.chat.len() as u64;
         let (messages, bytes) = self.chat.history_size();
         (gauges.history_messages, gauges.history_bytes) = (messages as u64, bytes as u64);
@@ -238,17 +257,66 @@ impl<S: Stream> Hub<S> {
         std::mem::take(&mut self.unfinished_reads)
     }
 
-    // ----- the cluster (`--redis`) -----
+    // ----- the broker -----
 
-    /// Something happened in the cluster: the chat decides, the effects are carried out.
-    pub fn on_cluster(&mut self, notice: crate::cluster::Notice, now: Instant) {
-        self.chat.cluster(notice, &mut self.effects);
-        self.apply_effects(now);
+    pub fn broker(&self) -> &dyn Broker {
+        self.broker.as_ref()
     }
 
-    /// What the chat asked of the cluster since the last call, for the broker.
-    pub fn take_cluster_requests(&mut self, into: &mut Vec<crate::cluster::Request>) {
-        self.chat.take_requests(into);
+    /// The broker, for the loop to hand it its sockets' events and its turns.
+    pub fn broker_mut(&mut self) -> &mut dyn Broker {
+        self.broker.as_mut()
+    }
+
+    /// The broker's notices (from its sockets) to the chat, the chat's requests to the broker,
+    /// until neither has more; then the connections that waited on it and no longer do are
+    /// read again. True if the broker had anything to say.
+    pub fn exchange_with_broker(&mut self, now: Instant) -> bool {
+        let said = self.exchange_once();
+        self.apply_effects(now);
+        self.resume_held();
+        said
+    }
+
+    /// Hands the chat's requests to the broker and the broker's notices to the chat, once.
+    /// True if there were notices (whose effects are then waiting in `effects`).
+    fn exchange_once(&mut self) -> bool {
+        let mut requests = std::mem::take(&mut self.requests);
+        self.chat.take_requests(&mut requests);
+        for request in requests.drain(..) {
+            self.broker.request(request);
+        }
+        self.requests = requests;
+        let mut notices = std::mem::take(&mut self.notices);
+        self.broker.take_notices(&mut notices);
+        let any = !notices.is_empty();
+        for notice in notices.drain(..) {
+            self.chat.on_notice(notice, &mut self.effects);
+        }
+        self.notices = notices;
+        any
+    }
+
+    /// Whether connection `key` must not be read now: it waits on the broker, or the broker is
+    /// saturated.
+    fn waits_on_broker(&self, key: usize) -> bool {
+        self.chat.is_waiting(key) || self.broker.in_flight(key) || self.broker.is_saturated()
+    }
+
+    /// Reads again, next turn, the held connections that no longer wait.
+    fn resume_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let mut held = std::mem::take(&mut self.held);
+        held.retain(|&key| {
+            let waits = self.waits_on_broker(key);
+            if !waits {
+                self.unfinished_reads.push(key);
+            }
+            waits
+        });
+        self.held = held;
     }
 
     // ----- readiness -----
@@ -267,13 +335,14 @@ impl<S: Stream> Hub<S> {
             conn.begin_turn();
         }
         loop {
+            if self.waits_on_broker(key) && self.conns.contains(key) {
+                // Its input waits, unread, until what it waits for has come (see `resume_held`).
+                self.held.insert(key);
+                break;
+            }
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            if self.chat.is_waiting(key) {
-                // Its nick is being claimed (cluster mode): its input waits, unread.
-                break;
-            }
             match conn.read(&self.settings, self.chat.bans(), clock) {
                 Step::Upgraded(endpoint, identity) => {
                     self.on_upgraded(key, endpoint, identity.as_deref(), now)
@@ -359,33 +428,40 @@ impl<S: Stream> Hub<S> {
     /// Carries out the chat's effects: each message is rendered and framed once per mode that
     /// has recipients, and the same buffer queued for every recipient in that mode. The history
     /// changes behind them go to the write barrier, which commits them before any is written.
+    /// What the chat asked of the broker goes to it, and what it answers at once (all of it, in
+    /// one process) comes back to the chat within this call.
     fn apply_effects(&mut self, now: Instant) {
-        self.chat.take_journal(self.fanout.barrier.pending_mut());
-        while !self.effects.is_empty() {
-            let mut effects = std::mem::take(&mut self.effects);
-            for effect in effects.drain(..) {
-                match effect {
-                    Effect::Send { to, body } => self.deliver(&to, &body),
-                    Effect::Close { client, reason } => self.close(client, CloseCode::Normal, &reason, now),
-                    Effect::Refuse { client, reason } => self.close(client, CloseCode::Policy, &reason, now),
-                    Effect::Kick { client, reason } => {
-                        self.close(client, CloseCode::from(KICKED), &reason, now)
-                    }
-                    Effect::Renew { client, token } => self.renew_session(client, &token, now),
-                    // Its nick is settled: what it sent meanwhile is read now.
-                    Effect::Resume { client } => self.unfinished_reads.push(client),
-                    Effect::BanAddress { client, ban } => {
-                        if let Some(conn) = self.conns.get(client) {
-                            self.chat.ban_address(conn.peer().ip(), ban);
-                        }
-                    }
+        loop {
+            self.chat.take_journal(self.fanout.barrier.pending_mut());
+            while !self.effects.is_empty() {
+                let mut effects = std::mem::take(&mut self.effects);
+                for effect in effects.drain(..) {
+                    self.carry_out(effect, now);
+                }
+                // Keep the allocation for next time unless a cut-off produced new effects.
+                if self.effects.is_empty() {
+                    self.effects = effects;
+                }
+                self.cut_off_slow_readers(now);
+            }
+            if !self.chat.has_requests() || !self.exchange_once() {
+                return;
+            }
+        }
+    }
+
+    fn carry_out(&mut self, effect: Effect, now: Instant) {
+        match effect {
+            Effect::Send { to, body } => self.deliver(&to, &body),
+            Effect::Close { client, reason } => self.close(client, CloseCode::Normal, &reason, now),
+            Effect::Refuse { client, reason } => self.close(client, CloseCode::Policy, &reason, now),
+            Effect::Kick { client, reason } => self.close(client, CloseCode::from(KICKED), &reason, now),
+            Effect::Renew { client, token } => self.renew_session(client, &token, now),
+            Effect::BanAddress { client, ban } => {
+                if let Some(conn) = self.conns.get(client) {
+                    self.chat.ban_address(conn.peer().ip(), ban);
                 }
             }
-            // Keep the allocation for next time unless a cut-off produced new effects.
-            if self.effects.is_empty() {
-                self.effects = effects;
-            }
-            self.cut_off_slow_readers(now);
         }
     }
 
@@ -462,6 +538,7 @@ impl<S: Stream> Hub<S> {
         // A connection still waiting for its nick claim leaves too: its claim must not join
         // whoever gets its slot next.
         if self.chat.nick(key).is_some() || self.chat.is_waiting(key) {
+            self.broker.forget(key);
             self.chat.disconnect(key, why, &mut self.effects);
             self.apply_effects(now);
         }
@@ -514,6 +591,7 @@ impl<S: Stream> Hub<S> {
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
+        self.held.remove(&key);
         debug!("{}: #{key} removed: {why}", conn.peer());
         if let Some(verdict) = conn.take_verdict() {
             self.counters.count_verdict(verdict);

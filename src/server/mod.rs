@@ -20,9 +20,11 @@
 //! With `--metrics`, a second listener in the same poll answers scrapes from the hub's
 //! counters ([`MetricsEndpoint`]); the loop times each turn's work for it.
 //!
-//! With `--redis`, the [`Broker`]'s two Redis connections are in this same poll too: each turn
-//! hands the cluster's notices to the hub and the chat's requests to the broker, which writes
-//! them once, at the end of the turn (see `crate::cluster`).
+//! The hub's [`Broker`] carries the chat between processes: in one process the in-process
+//! broker, which needs nothing from the loop; with `--redis`, the [`RedisBroker`], whose two
+//! Redis connections are in this same poll too: each turn the broker reads what its links
+//! left over and runs its timers, its notices go to the chat and the chat's requests to it,
+//! and it writes them once, at the end of the turn (see `crate::broker`, `crate::cluster`).
 //!
 //! The parts have one job each: [`acceptor`] the listener and its back-off, [`hub`] the
 //! connections and the chat, [`fanout`] queuing and slow-reader verdicts, [`timers`] deadlines.
@@ -48,8 +50,7 @@ use signal_hook_mio::v1_0::Signals;
 pub use acceptor::Acceptor;
 pub use hub::Hub;
 
-use crate::cluster::broker::Broker;
-use crate::cluster::{Notice, Request};
+use crate::cluster::RedisBroker;
 use crate::connection::Stream;
 use crate::metrics::endpoint::MAX_SCRAPES;
 use crate::metrics::MetricsEndpoint;
@@ -103,11 +104,6 @@ pub struct Server<S = TcpStream> {
     tls: Option<Arc<ServerConfig>>,
     /// `--metrics`: the scrape listener, in this same poll.
     metrics: Option<MetricsEndpoint>,
-    /// `--redis`: the links to the cluster.
-    broker: Option<Broker>,
-    /// Scratch lists between the broker and the hub, reused.
-    notices: Vec<Notice>,
-    requests: Vec<Request>,
     /// When the server started, in seconds since the Unix epoch (a metric).
     started_at: f64,
     shutdown_deadline: Option<Instant>,
@@ -133,33 +129,25 @@ impl<S: Accept> Server<S> {
             None => None,
         };
         let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        let broker = match &settings.redis {
-            Some(url) => Some(Broker::new(
-                url.clone(),
-                settings.chat.history,
-                settings.presence_ttl,
-                REDIS_TOKENS,
-                Instant::now(),
-            )?),
-            None => None,
+        let mut hub = match &settings.redis {
+            Some(url) => {
+                let (history, ttl) = (settings.chat.history, settings.presence_ttl);
+                let broker = RedisBroker::new(
+                    url.clone(),
+                    history,
+                    ttl,
+                    poll.registry(),
+                    REDIS_TOKENS,
+                    Instant::now(),
+                )?;
+                Hub::with_broker(settings, Box::new(broker), Instant::now())
+            }
+            None => Hub::new(settings, Instant::now()),
         };
-        let mut hub = Hub::new(settings, Instant::now());
         if let Some(store) = store {
             hub.attach_store(store).map_err(io::Error::other)?;
         }
-        Ok(Self {
-            poll,
-            acceptor,
-            signals,
-            hub,
-            tls,
-            metrics,
-            broker,
-            notices: Vec::new(),
-            requests: Vec::new(),
-            started_at,
-            shutdown_deadline: None,
-        })
+        Ok(Self { poll, acceptor, signals, hub, tls, metrics, started_at, shutdown_deadline: None })
     }
 
     /// The metrics listener's address, if `--metrics` was given.
@@ -203,11 +191,9 @@ impl<S: Accept> Server<S> {
                         }
                     }
                     token if self.metrics.as_ref().is_some_and(|m| m.owns(token)) => self.scrape(token, now),
-                    token if self.broker.as_ref().is_some_and(|b| b.owns(token)) => {
-                        if let Some(broker) = &mut self.broker {
-                            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                            broker.on_event(self.poll.registry(), token, readable, event.is_writable(), now);
-                        }
+                    token if self.hub.broker().owns(token) => {
+                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                        self.hub.broker_mut().on_event(token, readable, event.is_writable(), now);
                     }
                     Token(key) => {
                         if event.is_writable() {
@@ -223,7 +209,7 @@ impl<S: Accept> Server<S> {
                 self.hub.on_readable(key, now);
             }
             self.hub.fire_timers(now);
-            self.exchange_with_cluster(now);
+            self.exchange_with_broker(now);
             self.finish_turn(now);
             if let Some(e) = self.hub.store_failure() {
                 // Nothing uncommitted was sent; stopping keeps every id clients saw valid.
@@ -255,8 +241,7 @@ impl<S: Accept> Server<S> {
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let scrape = self.metrics.as_ref().and_then(MetricsEndpoint::next_deadline);
-        let redis =
-            self.broker.as_ref().and_then(|b| if b.has_unfinished_reads() { Some(now) } else { b.wake_at() });
+        let redis = self.hub.broker().wake_at(now);
         let next =
             [self.hub.next_wakeup(now), self.acceptor.wake_at(), self.shutdown_deadline, scrape, redis]
                 .into_iter()
@@ -292,30 +277,16 @@ impl<S: Accept> Server<S> {
         }
     }
 
-    /// The turn's exchange with the cluster: links read again if their budget ran out,
-    /// reconnects when due, notices to the hub, the chat's requests to the broker (which may
-    /// answer with notices of its own, a lost link say), then one write per link.
-    fn exchange_with_cluster(&mut self, now: Instant) {
-        let Some(broker) = &mut self.broker else { return };
-        let registry = self.poll.registry();
-        broker.read_unfinished(registry, now);
-        broker.on_timer(registry, now);
+    /// The turn's exchange with the broker: its links read again if their budget ran out, its
+    /// timers, its notices to the hub and the chat's requests to it, then one write per link
+    /// (which may answer with notices of its own, a lost link say).
+    fn exchange_with_broker(&mut self, now: Instant) {
+        self.hub.broker_mut().on_turn(now);
         loop {
-            broker.take_notices(&mut self.notices);
-            for notice in self.notices.drain(..) {
-                self.hub.on_cluster(notice, now);
-            }
-            self.hub.take_cluster_requests(&mut self.requests);
-            if self.requests.is_empty() {
-                broker.flush(registry, now);
-                broker.take_notices(&mut self.notices);
-                if self.notices.is_empty() {
-                    return;
-                }
-                continue;
-            }
-            for request in self.requests.drain(..) {
-                broker.request(request, registry, now);
+            self.hub.exchange_with_broker(now);
+            self.hub.broker_mut().end_turn(now);
+            if !self.hub.exchange_with_broker(now) {
+                return;
             }
         }
     }
@@ -375,9 +346,7 @@ impl<S: Accept> Server<S> {
         self.shutdown_deadline = Some(now + self.hub.settings().shutdown_timeout);
         self.acceptor.close(self.poll.registry());
         self.hub.shut_down(now);
-        if let Some(broker) = &mut self.broker {
-            broker.leave(self.poll.registry(), now);
-        }
+        self.hub.broker_mut().leave(now);
         false
     }
 }

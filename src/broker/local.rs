@@ -1,0 +1,93 @@
+//! The in-process broker: one process is the whole chat, so every request is answered at
+//! once, from what this process knows. It numbers each followed room's messages from where the
+//! chat's own history stands (that history is the only copy), hands out guest numbers, and
+//! answers every presence question with "nobody on another process".
+//!
+//! The Redis broker runs one of these while Redis is away, so the chat carries on alone
+//! exactly as a single process does.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use log::debug;
+
+use super::{Broker, Notice, Request};
+
+/// Where a followed room's numbering stands.
+struct Numbering {
+    epoch: Rc<str>,
+    next_seq: u64,
+}
+
+/// Answers every request within the call.
+#[derive(Default)]
+pub struct LocalBroker {
+    rooms: HashMap<Rc<str>, Numbering>,
+    next_guest: u64,
+    notices: Vec<Notice>,
+}
+
+impl LocalBroker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets every room's numbering (the Redis broker's link came up: Redis numbers now).
+    pub fn clear(&mut self) {
+        self.rooms.clear();
+    }
+}
+
+impl Broker for LocalBroker {
+    fn request(&mut self, request: Request) {
+        let notice = match request {
+            Request::Follow { room, display, epoch, next_seq } => {
+                self.rooms.insert(room.clone(), Numbering { epoch: epoch.clone(), next_seq });
+                let top = next_seq.saturating_sub(1);
+                Notice::Loaded { room, display, epoch, top, messages: None }
+            }
+            Request::Unfollow { room } => {
+                self.rooms.remove(&room);
+                return;
+            }
+            Request::Say { room, mut message, .. } => {
+                let Some(numbering) = self.rooms.get_mut(&room) else {
+                    return debug!("a message for room {room:?}, which nobody here follows, was dropped");
+                };
+                message.seq = numbering.next_seq;
+                numbering.next_seq += 1;
+                Notice::Message { room, epoch: numbering.epoch.clone(), message }
+            }
+            Request::Announce { room, event, .. } => Notice::Event { room, event },
+            Request::Binary { room, from, data, .. } => {
+                self.notices.push(Notice::Event { room: room.clone(), event: from });
+                Notice::Binary { room, data }
+            }
+            Request::Claim { client, nick, serial, .. } => {
+                let nick = nick.unwrap_or_else(|| {
+                    self.next_guest += 1;
+                    Rc::from(format!("guest-{}", self.next_guest))
+                });
+                Notice::Claimed { client, nick, held_by: None, serial }
+            }
+            Request::Who { asker, room } => Notice::Who { asker, room, nicks: Vec::new() },
+            Request::Rooms { asker } => Notice::Rooms { asker, rooms: Vec::new() },
+            Request::Direct { asker, nick, direct } => {
+                Notice::Reached { asker, nick, reached: 0, held_as: None, direct }
+            }
+            // The history copy here is the only one, and nobody else needs to know.
+            Request::Reload { .. }
+            | Request::Release { .. }
+            | Request::Seat { .. }
+            | Request::Unseat { .. }
+            | Request::Count { .. }
+            | Request::Ban { .. }
+            | Request::Unban { .. } => return,
+        };
+        self.notices.push(notice);
+    }
+
+    fn take_notices(&mut self, into: &mut Vec<Notice>) {
+        into.append(&mut self.notices);
+    }
+}

@@ -1,0 +1,80 @@
+//! The broker seam: one interface through which the chat reaches everything that crosses
+//! processes (room messages, nicks, presence, direct messages, bans), and the in-process
+//! broker behind it by default.
+//!
+//! The chat speaks to it in its own vocabulary ([`Request`] and [`Notice`], in
+//! `crate::chat::broker`) and never asks which broker it has, so its rules exist once. The hub
+//! hands the chat's requests to the broker and the broker's notices to the chat:
+//! - [`LocalBroker`] (one process) answers within the call, so one process behaves as if there
+//!   were no broker at all;
+//! - the Redis broker (`crate::cluster::RedisBroker`, `--redis`) answers when Redis does, and
+//!   is a [`LocalBroker`] while Redis is away.
+//!
+//! The model is centrifuge's `Broker` and `PresenceManager` interfaces, with a memory and a
+//! Redis engine behind each. A broker with sockets in the loop also gets its readiness events
+//! and timers through this trait; the in-process one ignores them.
+//!
+//! **Flow.** What waits on a broker is bounded like an outbound queue: a client with a room
+//! message or event on its way ([`Broker::in_flight`]) is not read until it has come back (so
+//! its own line arrives before the answer to anything it sends next, and a fast client is
+//! slowed to what the broker carries), and a broker past its bound on work in flight
+//! ([`Broker::is_saturated`]) stops the hub reading clients at all until it has caught up.
+
+mod local;
+
+use std::time::Instant;
+
+use mio::Token;
+
+pub use crate::chat::broker::{Asker, Direct, Notice, Request};
+use crate::chat::ClientId;
+pub use local::LocalBroker;
+
+/// What carries the chat between processes (or, in one process, answers for the others).
+pub trait Broker {
+    /// Takes one request; its answer, if it has one, comes as notices.
+    fn request(&mut self, request: Request);
+
+    /// What happened since the last call, oldest first.
+    fn take_notices(&mut self, into: &mut Vec<Notice>);
+
+    /// Whether a room message or event from `client` is on its way and not back yet.
+    fn in_flight(&self, _client: ClientId) -> bool {
+        false
+    }
+
+    /// Whether more waits on the broker than it allows: no client is read until it is not.
+    fn is_saturated(&self) -> bool {
+        false
+    }
+
+    /// The connection `client` is gone: nothing of its in flight holds anyone else back.
+    fn forget(&mut self, _client: ClientId) {}
+
+    /// Whether the broker is linked to the other processes (None: there are none to link to).
+    fn linked(&self) -> Option<bool> {
+        None
+    }
+
+    /// Whether `token` is one of the broker's sockets.
+    fn owns(&self, _token: Token) -> bool {
+        false
+    }
+
+    /// A readiness event on one of the broker's sockets.
+    fn on_event(&mut self, _token: Token, _readable: bool, _writable: bool, _now: Instant) {}
+
+    /// Once a turn, before the chat's requests: reads left over, timers due.
+    fn on_turn(&mut self, _now: Instant) {}
+
+    /// Once a turn, after the chat's requests: what was asked leaves, in one write.
+    fn end_turn(&mut self, _now: Instant) {}
+
+    /// When the broker next needs the loop without an event.
+    fn wake_at(&self, _now: Instant) -> Option<Instant> {
+        None
+    }
+
+    /// The server is shutting down: this process stops counting as present.
+    fn leave(&mut self, _now: Instant) {}
+}

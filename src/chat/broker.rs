@@ -1,0 +1,230 @@
+//! The chat's side of the broker seam: what the chat asks of whatever carries rooms, nicks and
+//! presence between processes ([`Request`]), and what it is told back ([`Notice`]).
+//!
+//! The chat asks the same way whether it runs in one process or in many: it never asks which
+//! broker it has. The in-process broker (`crate::broker::LocalBroker`) answers within the call;
+//! the Redis broker (`crate::cluster`) answers when Redis does, and runs as the in-process one
+//! while Redis is away. Either way the contract is the same:
+//!
+//! - every request that asks for an answer gets exactly one ([`Request::Follow`] a
+//!   [`Notice::Loaded`], [`Request::Claim`] a [`Notice::Claimed`], [`Request::Who`],
+//!   [`Request::Rooms`] and [`Request::Direct`] theirs), even when the link to Redis fails;
+//! - a room's messages and events come back ([`Notice::Message`], [`Notice::Event`],
+//!   [`Notice::Binary`]) to every process following the room, the sender's own included, in
+//!   one order for all;
+//! - presence answers ([`Notice::Who`], [`Notice::Rooms`], [`Notice::Reached`]) speak of the
+//!   *other* processes only: the chat adds its own members, which it knows best.
+//!
+//! These types are the chat's vocabulary: the brokers depend on them, never the reverse.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::{Ban, BanKey, ClientId, Event, Stored};
+
+/// What the chat asks of the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Room `room` (by key) has members here now: deliver its messages here, and answer with
+    /// its history ([`Notice::Loaded`]). `epoch` and `next_seq` are what this process's copy
+    /// of the history holds, for a broker that numbers messages itself.
+    Follow {
+        room: Rc<str>,
+        display: Rc<str>,
+        epoch: Rc<str>,
+        next_seq: u64,
+    },
+    /// Load the history again (the copy here missed messages).
+    Reload {
+        room: Rc<str>,
+        display: Rc<str>,
+    },
+    /// The room has no members here left.
+    Unfollow {
+        room: Rc<str>,
+    },
+    /// A room message from `origin`, to be numbered, kept and delivered to the room
+    /// ([`Notice::Message`]). Its `seq` is 0 until the broker numbers it.
+    Say {
+        room: Rc<str>,
+        display: Rc<str>,
+        message: Stored,
+        origin: ClientId,
+    },
+    /// A room event that is not kept (a join, a leave, a nick change); `origin` is the member
+    /// it is about, when it is in the room and must see it before anything it sends next.
+    Announce {
+        room: Rc<str>,
+        event: Event,
+        origin: Option<ClientId>,
+    },
+    /// A binary message from `origin` for the room, after the line naming its sender.
+    Binary {
+        room: Rc<str>,
+        from: Event,
+        data: Bytes,
+        origin: ClientId,
+    },
+    /// Reserve a nick for a connection, everywhere ([`Notice::Claimed`]); `nick` None asks
+    /// for a guest nick. `serial` tells this claim's answer from an older one for the slot.
+    Claim {
+        client: ClientId,
+        nick: Option<Rc<str>>,
+        signed: bool,
+        serial: u64,
+    },
+    /// The connection no longer holds the nick.
+    Release {
+        client: ClientId,
+        nick: Rc<str>,
+    },
+    /// The connection sits in the room under this nick (for other processes' `/who`).
+    Seat {
+        client: ClientId,
+        room: Rc<str>,
+        nick: Rc<str>,
+    },
+    /// The connection left the room.
+    Unseat {
+        client: ClientId,
+        room: Rc<str>,
+    },
+    /// This process has this many members in the room (for other processes' `/rooms`).
+    Count {
+        room: Rc<str>,
+        display: Rc<str>,
+        count: usize,
+    },
+    /// Who sits in the room on other processes ([`Notice::Who`]).
+    Who {
+        asker: Asker,
+        room: Rc<str>,
+    },
+    /// Which rooms have members on other processes ([`Notice::Rooms`]).
+    Rooms {
+        asker: Asker,
+    },
+    /// Something for every connection on another process holding `nick`
+    /// ([`Notice::Reached`]).
+    Direct {
+        asker: Asker,
+        nick: Rc<str>,
+        direct: Direct,
+    },
+    /// A ban (or its end), for every process.
+    Ban {
+        key: BanKey,
+        ban: Ban,
+    },
+    Unban {
+        key: BanKey,
+    },
+}
+
+/// Who asked a question: its answer goes to that connection only while it still has that
+/// nick, not to whoever has its slot by the time the answer comes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asker {
+    pub client: ClientId,
+    pub nick: Rc<str>,
+}
+
+/// What reaches a nick on whichever process holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Direct {
+    /// A private message.
+    Private { from: Rc<str>, text: String, ts: u64 },
+    /// A moderator's `/kick`: close with 4000 and this reason.
+    Kick(String),
+    /// A moderator's `/ban`: a guest's process bans its address, then the connection is
+    /// closed like a kick with `closing`.
+    Ban { closing: String, ban: Ban },
+}
+
+/// What the broker tells the chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Rooms are shared with other processes (Redis is reachable, again).
+    Up,
+    /// Rooms are this process's alone until [`Notice::Up`] (Redis is unreachable).
+    Down,
+    /// A followed room's history: `messages` None means the copy here is the history (the
+    /// in-process broker), else the messages up to `top`, oldest first.
+    Loaded {
+        room: Rc<str>,
+        display: Rc<str>,
+        epoch: Rc<str>,
+        top: u64,
+        messages: Option<Vec<Stored>>,
+    },
+    /// A numbered room message.
+    Message {
+        room: Rc<str>,
+        epoch: Rc<str>,
+        message: Stored,
+    },
+    /// A room event that is not kept.
+    Event {
+        room: Rc<str>,
+        event: Event,
+    },
+    /// A binary message for the room.
+    Binary {
+        room: Rc<str>,
+        data: Bytes,
+    },
+    /// The answer to [`Request::Claim`]: `held_by` None if the connection holds `nick` now,
+    /// else whom it is held by.
+    Claimed {
+        client: ClientId,
+        nick: Rc<str>,
+        held_by: Option<String>,
+        serial: u64,
+    },
+    /// The answer to [`Request::Who`]: the nicks sitting in the room on other processes.
+    Who {
+        asker: Asker,
+        room: Rc<str>,
+        nicks: Vec<Rc<str>>,
+    },
+    /// The answer to [`Request::Rooms`]: (key, display, members) on other processes.
+    Rooms {
+        asker: Asker,
+        rooms: Vec<(Rc<str>, Rc<str>, usize)>,
+    },
+    /// The answer to [`Request::Direct`]: how many connections on other processes it reached,
+    /// the nick as held there and whether its holder signed in.
+    Reached {
+        asker: Asker,
+        nick: Rc<str>,
+        reached: usize,
+        held_as: Option<(Rc<str>, bool)>,
+        direct: Direct,
+    },
+    /// Another process sent `client` something for `nick`: still meant for it only if it still
+    /// holds that nick.
+    Direct {
+        client: ClientId,
+        nick: Rc<str>,
+        direct: Direct,
+    },
+    /// This process's presence had expired (a heartbeat came too late): every member's nick
+    /// and seat must be written again.
+    Reclaim,
+    Banned {
+        key: BanKey,
+        ban: Ban,
+    },
+    Unbanned {
+        key: BanKey,
+    },
+    /// A room message the broker never confirmed before the link failed (after
+    /// [`Notice::Down`]): said again, on this process alone. Should Redis have published it
+    /// before failing, the other processes have it too.
+    Unsent {
+        room: Rc<str>,
+        message: Stored,
+        origin: ClientId,
+    },
+}

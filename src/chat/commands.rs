@@ -1,0 +1,187 @@
+//! What a client does in the chat: a line of text (chat or a command, one method per command
+//! behind a short dispatch), a binary message, leaving.
+//!
+//! `/who` and `/rooms` are answered from this process's members plus what the broker says of
+//! the other processes; the asker waits for that answer (see `notices.rs`), so it arrives
+//! after everything the asker sent before.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::command::{cut, parse_line, Command, Line};
+use super::names::MAX_NAME_CHARS;
+use super::{
+    error, first_sorted, may_enter, notice, reply, Asker, Body, Chat, ClientId, Effect, Event, Request, HELP,
+    LOBBY,
+};
+
+impl Chat {
+    /// A client sent a text message at `now_ms` (milliseconds since the Unix epoch): chat
+    /// text or a command.
+    pub fn text(&mut self, client: ClientId, text: &str, now_ms: u64, out: &mut Vec<Effect>) {
+        if self.member(client).is_none() {
+            return;
+        }
+        match parse_line(text) {
+            Line::Say(said) => self.say(client, said, false, now_ms),
+            Line::Invalid(why) => out.push(reply(client, error(why))),
+            Line::Blank => {}
+            Line::Command(command) => self.command(client, command, now_ms, out),
+        }
+    }
+
+    fn command(&mut self, client: ClientId, command: Command, now_ms: u64, out: &mut Vec<Effect>) {
+        match command {
+            Command::Me(action) => self.say(client, action, true, now_ms),
+            Command::Help => out.push(reply(client, notice(HELP))),
+            Command::Who => self.ask_who(client),
+            Command::Rooms => self.ask(client, |asker| Request::Rooms { asker }),
+            Command::Msg { to, text } => self.private(client, to, text, now_ms, out),
+            Command::Kick { nick, reason } => self.moderate(client, nick, None, reason, now_ms, out),
+            Command::Ban { nick, duration, reason } => {
+                self.moderate(client, nick, Some(duration), reason, now_ms, out)
+            }
+            Command::Unban(nick) => self.unban(client, nick, out),
+            Command::Bans => self.list_bans(client, now_ms, out),
+            Command::Token(token) => {
+                out.push(Effect::Renew { client, token: crate::auth::Token(token.to_string()) })
+            }
+            Command::Nick(wanted) => self.change_nick(client, wanted, out),
+            Command::Join(room) => self.join(client, room, out),
+            Command::Quit(reason) => {
+                let reason = reason.unwrap_or("").to_string();
+                let departure =
+                    if reason.is_empty() { "quit".to_string() } else { format!("quit: {reason}") };
+                self.disconnect(client, &departure, out);
+                out.push(Effect::Close { client, reason });
+            }
+        }
+    }
+
+    /// Asks the broker a question on `client`'s behalf; `client` waits for the answer.
+    pub(super) fn ask(&mut self, client: ClientId, question: impl FnOnce(Asker) -> Request) {
+        let Some(nick) = self.member(client).map(|m| m.nick.clone()) else { return };
+        self.requests.push(question(Asker { client, nick }));
+        self.hold(client);
+    }
+
+    /// The asker of an answer, if it is still the member that asked (not whoever took its slot
+    /// since); either way the client no longer waits for it.
+    pub(super) fn answered(&mut self, asker: &Asker) -> bool {
+        self.release(asker.client);
+        self.member(asker.client).is_some_and(|m| m.nick == asker.nick)
+    }
+
+    fn ask_who(&mut self, client: ClientId) {
+        if let Some(room) = self.member(client).map(|m| m.room.clone()) {
+            self.ask(client, |asker| Request::Who { asker, room });
+        }
+    }
+
+    /// `/who`: this process's members of the room, and the other processes'.
+    pub(super) fn who_answered(
+        &mut self,
+        asker: Asker,
+        room: &str,
+        mut nicks: Vec<Rc<str>>,
+        out: &mut Vec<Effect>,
+    ) {
+        if !self.answered(&asker) || self.member(asker.client).is_none_or(|m| *m.room != *room) {
+            return;
+        }
+        let here = self.all_members(room);
+        nicks.extend(here.iter().filter_map(|&c| self.member(c).map(|m| m.nick.clone())));
+        let count = nicks.len();
+        let shown = first_sorted(&mut nicks, |n| n).to_vec();
+        out.push(reply(asker.client, Event::Who { room: self.display(room), count, nicks: shown }.into()));
+    }
+
+    /// `/rooms`: the rooms with members here or elsewhere (the lobby always), that the asker may
+    /// see, with their member counts added up.
+    pub(super) fn rooms_answered(
+        &mut self,
+        asker: Asker,
+        elsewhere: Vec<(Rc<str>, Rc<str>, usize)>,
+        out: &mut Vec<Effect>,
+    ) {
+        if !self.answered(&asker) {
+            return;
+        }
+        let mut rooms: std::collections::HashMap<Rc<str>, (Rc<str>, usize)> = self
+            .rooms
+            .iter()
+            .filter(|(key, r)| r.len() > 0 || &***key == LOBBY)
+            .map(|(key, r)| (key.clone(), (r.display.clone(), r.len())))
+            .collect();
+        for (key, display, count) in elsewhere {
+            let entry = rooms.entry(key).or_insert((display, 0));
+            entry.1 = entry.1.saturating_add(count);
+        }
+        let access = self.member(asker.client).and_then(|m| m.access.clone());
+        let mut visible: Vec<(Rc<str>, usize)> = rooms
+            .into_iter()
+            .filter(|(key, (_, count))| (*count > 0 || &**key == LOBBY) && may_enter(access.as_deref(), key))
+            .map(|(_, room)| room)
+            .collect();
+        let count = visible.len();
+        let shown = first_sorted(&mut visible, |(name, _)| name).to_vec();
+        out.push(reply(asker.client, Event::Rooms { count, rooms: shown }.into()));
+    }
+
+    /// `/msg NICK TEXT`: delivered to the nick's holders here at once, and to those on other
+    /// processes through the broker; the sender's copy comes when the broker has answered.
+    fn private(&mut self, client: ClientId, to: &str, text: &str, now_ms: u64, out: &mut Vec<Effect>) {
+        let Some(from) = self.member(client).map(|m| m.nick.clone()) else { return };
+        let target = self.find_nick(to);
+        let holders = target.map(|t| self.holders(t)).unwrap_or_default();
+        let held_as = target.and_then(|t| self.member(t)).map(|m| (m.nick.clone(), m.signed));
+        let to_nick = held_as.as_ref().map_or_else(|| Rc::from(to), |(nick, _)| nick.clone());
+        for &holder in &holders {
+            let event = Event::Private {
+                from: from.clone(),
+                to: to_nick.clone(),
+                text: text.to_string(),
+                ts: now_ms,
+                outgoing: false,
+            };
+            out.push(reply(holder, event.into()));
+        }
+        let direct = super::Direct::Private { from, text: text.to_string(), ts: now_ms };
+        self.reach(client, to, holders, held_as, direct);
+    }
+
+    /// A client sent a binary message: relayed verbatim to its room, sender included, just
+    /// after a line saying who sent it (a binary frame has no room for a sender).
+    pub fn binary(&mut self, client: ClientId, data: Bytes, _out: &mut Vec<Effect>) {
+        let Some(member) = self.member(client) else { return };
+        let room = member.room.clone();
+        let from =
+            Event::BinaryFrom { room: self.display(&room), from: member.nick.clone(), bytes: data.len() };
+        self.requests.push(Request::Binary { room, from, data, origin: client });
+    }
+
+    /// A client left (connection closed for any reason): drop it and tell its room.
+    pub fn disconnect(&mut self, client: ClientId, reason: &str, out: &mut Vec<Effect>) {
+        self.forget_waits(client);
+        let Some(member) = self.remove_member(client) else { return };
+        self.unindex_nick(&member.nick, client);
+        self.requests.push(Request::Release { client, nick: member.nick.clone() });
+        self.unseat(client, &member.room);
+        let display = self.display(&member.room);
+        self.remove_from_room(&member.room, member.mode, member.seat);
+        let reason = (!reason.is_empty()).then(|| reason.to_string());
+        let event = Event::Left { room: display, nick: member.nick, reason, moved_to: None };
+        self.announce(&member.room, None, event, out);
+    }
+
+    /// `client` was refused something with this text.
+    pub(super) fn refuse(&self, client: ClientId, text: String, out: &mut Vec<Effect>) {
+        out.push(reply(client, error(text)));
+    }
+
+    /// "no such nick: NICK", shortened as typed.
+    pub(super) fn no_such_nick(name: &str) -> Body {
+        error(format!("no such nick: {}", cut(name, MAX_NAME_CHARS)))
+    }
+}

@@ -1,0 +1,271 @@
+//! What reaches one nick wherever it is held: `/msg`, and the moderators' `/kick` and `/ban`;
+//! bans themselves (`/unban`, `/bans`, the address ban of a guest), and the rights a token gives.
+//!
+//! Each is done here at once for the nick's holders on this process, and asked of the broker
+//! for the holders on other processes; the sender is answered when the broker has answered,
+//! from both counts (so "no such nick" means no process has it).
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::command::cut;
+use super::names::{fold, validate_nick, MAX_NAME_CHARS};
+use super::{
+    may_enter, notice, reply, Access, Asker, Ban, BanKey, Chat, ClientId, Direct, Effect, Event, Journal,
+    Request, LOBBY,
+};
+use crate::auth::Identity;
+use crate::logline::quoted;
+
+/// What a `/msg`, `/kick` or `/ban` did on this process, kept until the others answer.
+pub(super) struct ReachedHere {
+    /// Connections here holding the nick.
+    holders: usize,
+    /// The nick as held here, and whether its holder signed in.
+    held_as: Option<(Rc<str>, bool)>,
+}
+
+impl Chat {
+    /// Asks the broker to reach `nick` on the other processes with `direct`, after `holders`
+    /// here were reached; `client` waits for the answer.
+    pub(super) fn reach(
+        &mut self,
+        client: ClientId,
+        nick: &str,
+        holders: Vec<ClientId>,
+        held_as: Option<(Rc<str>, bool)>,
+        direct: Direct,
+    ) {
+        self.waits.reached_here.insert(client, ReachedHere { holders: holders.len(), held_as });
+        let nick = Rc::from(nick);
+        self.ask(client, |asker| Request::Direct { asker, nick, direct });
+    }
+
+    /// `/kick` (no duration) and `/ban`: every connection of the user, on any process, is
+    /// closed with 4000 and a reason its room hears; a ban also refuses the user (a guest: its
+    /// address) until it ends. A user who is not connected can still be banned, by nick.
+    pub(super) fn moderate(
+        &mut self,
+        client: ClientId,
+        nick: &str,
+        duration: Option<Duration>,
+        reason: Option<&str>,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let verb = if duration.is_some() { "/ban" } else { "/kick" };
+        if !self.is_admin(client) {
+            return self.refuse(client, format!("only moderators can {verb}"), out);
+        }
+        if let Err(why) = validate_nick(nick) {
+            return self.refuse(client, format!("cannot {verb} {}: {}", quoted(nick), why.0), out);
+        }
+        let by = self.nick(client).unwrap_or("?").to_string();
+        let target = self.find_nick(nick);
+        let holders = target.map(|t| self.holders(t)).unwrap_or_default();
+        let held_as = target.and_then(|t| self.member(t)).map(|m| (m.nick.clone(), m.signed));
+        let name = held_as.as_ref().map_or(nick, |(held, _)| held);
+        let (closing, ban) = sanction(&by, name, duration, reason, now_ms);
+        if let (Some(ban), Some((_, false))) = (&ban, &held_as) {
+            out.extend(holders.iter().map(|&client| Effect::BanAddress { client, ban: ban.clone() }));
+        }
+        out.extend(holders.iter().map(|&client| Effect::Kick { client, reason: closing.clone() }));
+        let direct = match ban {
+            None => Direct::Kick(closing),
+            Some(ban) => Direct::Ban { closing, ban },
+        };
+        self.reach(client, nick, holders, held_as, direct);
+    }
+
+    /// The broker reached `nick` on `reached` connections elsewhere: the sender is told what
+    /// came of it, here and there together.
+    pub(super) fn reached(
+        &mut self,
+        asker: Asker,
+        nick: &str,
+        reached: usize,
+        held_elsewhere: Option<(Rc<str>, bool)>,
+        direct: Direct,
+        out: &mut Vec<Effect>,
+    ) {
+        let here = self.waits.reached_here.remove(&asker.client);
+        if !self.answered(&asker) {
+            return;
+        }
+        let client = asker.client;
+        let here = here.unwrap_or(ReachedHere { holders: 0, held_as: None });
+        let reached = here.holders + reached;
+        let held_as = here.held_as.or(held_elsewhere);
+        let name =
+            held_as.as_ref().map_or_else(|| cut(nick, MAX_NAME_CHARS).to_string(), |(n, _)| n.to_string());
+        match direct {
+            _ if reached == 0 && !matches!(direct, Direct::Ban { .. }) => {
+                out.push(reply(client, Self::no_such_nick(&name)))
+            }
+            Direct::Private { from, text, ts } => {
+                // The sender's own copy, unless it holds the nick itself (then it got one).
+                if fold(&name) != fold(&asker.nick) {
+                    let to = Rc::from(name.as_str());
+                    out.push(reply(client, Event::Private { from, to, text, ts, outgoing: true }.into()));
+                }
+            }
+            Direct::Kick(_) => out.push(reply(client, notice(sanctioned(&name, false, false)))),
+            Direct::Ban { ban, .. } => {
+                let signed = held_as.as_ref().is_none_or(|(_, signed)| *signed);
+                if reached == 0 && is_guest_nick(&name) {
+                    return self.refuse(client, guest_not_connected(&name), out);
+                }
+                if signed {
+                    self.record_ban(BanKey::User(fold(&name)), ban);
+                }
+                out.push(reply(client, notice(sanctioned(&name, true, signed))));
+            }
+        }
+    }
+
+    /// Another process sent one of this process's connections a private message, a kick or a
+    /// ban, for `nick`: for whoever still holds it, not a connection that took the slot since.
+    pub(super) fn direct_arrived(
+        &mut self,
+        client: ClientId,
+        nick: &str,
+        direct: Direct,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(member) = self.member(client).filter(|m| fold(&m.nick) == fold(nick)) else { return };
+        match direct {
+            Direct::Private { from, text, ts } => {
+                let event = Event::Private { from, to: member.nick.clone(), text, ts, outgoing: false };
+                out.push(reply(client, event.into()));
+            }
+            Direct::Kick(reason) => out.push(Effect::Kick { client, reason }),
+            Direct::Ban { closing, ban } => {
+                if !member.signed {
+                    out.push(Effect::BanAddress { client, ban });
+                }
+                out.push(Effect::Kick { client, reason: closing });
+            }
+        }
+    }
+
+    /// `/unban NICK`: its bans end, on every process.
+    pub(super) fn unban(&mut self, client: ClientId, nick: &str, out: &mut Vec<Effect>) {
+        if !self.is_admin(client) {
+            return self.refuse(client, "only moderators can /unban".to_string(), out);
+        }
+        let keys = self.bans.remove_nick(nick);
+        self.requests.extend(keys.iter().map(|key| Request::Unban { key: key.clone() }));
+        let text = match keys.is_empty() {
+            true => format!("no ban for {}", cut(nick, MAX_NAME_CHARS)),
+            false => format!("{} may come back", cut(nick, MAX_NAME_CHARS)),
+        };
+        if let Some(journal) = &mut self.journal {
+            journal.extend(keys.into_iter().map(|key| Journal::Unbanned { key }));
+        }
+        out.push(reply(client, notice(text)));
+    }
+
+    /// `/bans`: the bans in force, with who set them and how long they have left.
+    pub(super) fn list_bans(&mut self, client: ClientId, now_ms: u64, out: &mut Vec<Effect>) {
+        if !self.is_admin(client) {
+            return self.refuse(client, "only moderators can list /bans".to_string(), out);
+        }
+        let ended = self.bans.expire(now_ms);
+        if let Some(journal) = &mut self.journal {
+            journal.extend(ended.into_iter().map(|key| Journal::Unbanned { key }));
+        }
+        let list: Vec<String> = self
+            .bans
+            .active(now_ms)
+            .iter()
+            .map(|(key, ban)| {
+                let whom = match key {
+                    BanKey::User(_) => ban.nick.clone(),
+                    BanKey::Address(address) => format!("{} (guest, address {address})", ban.nick),
+                };
+                let left = ban.refusal(now_ms);
+                let left = left.trim_start_matches("you are banned from this chat for ");
+                format!("{whom}, by {}, {left}", ban.by)
+            })
+            .collect();
+        let text = match list.is_empty() {
+            true => "no bans".to_string(),
+            false => format!("bans:\n{}", list.join("\n")),
+        };
+        out.push(reply(client, notice(text)));
+    }
+
+    fn record_ban(&mut self, key: BanKey, ban: Ban) {
+        self.requests.push(Request::Ban { key: key.clone(), ban: ban.clone() });
+        if let Some(journal) = &mut self.journal {
+            journal.push(Journal::Banned { key: key.clone(), ban: ban.clone() });
+        }
+        self.bans.insert(key, ban);
+    }
+
+    /// Bans a guest's address (see [`Effect::BanAddress`]).
+    pub fn ban_address(&mut self, address: std::net::IpAddr, ban: Ban) {
+        self.record_ban(BanKey::Address(address), ban);
+    }
+
+    /// Puts back a ban read from a store.
+    pub fn restore_ban(&mut self, key: BanKey, ban: Ban) {
+        self.bans.insert(key, ban);
+    }
+
+    /// A signed-in client renewed its session with a new token of the same user: what it may do
+    /// is now what that token says (a room it may no longer enter, it leaves for the lobby).
+    pub fn renew(&mut self, client: ClientId, identity: &Identity, out: &mut Vec<Effect>) {
+        let access = Rc::new(Access::of(identity));
+        let Some(member) = self.member_mut(client) else { return };
+        member.access = Some(access.clone());
+        let room = member.room.clone();
+        if !may_enter(Some(&access), &room) {
+            self.join(client, LOBBY, out);
+        }
+    }
+}
+
+/// What a moderator `by` does to `nick` with `/kick` (no duration) or `/ban`: the reason its
+/// connections are closed with, and the ban, if any.
+fn sanction(
+    by: &str,
+    nick: &str,
+    duration: Option<Duration>,
+    reason: Option<&str>,
+    now_ms: u64,
+) -> (String, Option<Ban>) {
+    let why = reason.map_or(String::new(), |r| format!(": {r}"));
+    match duration {
+        None => (format!("kicked by {by}{why}"), None),
+        Some(duration) => {
+            let ban = Ban {
+                nick: nick.to_string(),
+                until_ms: now_ms.saturating_add(duration.as_millis() as u64),
+                reason: reason.unwrap_or_default().to_string(),
+                by: by.to_string(),
+            };
+            (format!("banned by {by}{why}"), Some(ban))
+        }
+    }
+}
+
+/// What a moderator is told once `name` is kicked, or banned (a signed-in user by name, a
+/// guest by address).
+fn sanctioned(name: &str, banned: bool, signed: bool) -> String {
+    match (banned, signed) {
+        (false, _) => format!("{name} was kicked"),
+        (true, true) => format!("{name} is banned"),
+        (true, false) => format!("{name} is banned (a guest: by address)"),
+    }
+}
+
+/// Whether `nick` is a guest nick (guests are banned by address, so only while connected).
+fn is_guest_nick(nick: &str) -> bool {
+    fold(nick).starts_with(&fold("guest-"))
+}
+
+/// Why a guest who is not connected cannot be banned: its address is gone with it.
+fn guest_not_connected(name: &str) -> String {
+    format!("{name} is not connected; a guest is banned by the address it connects from")
+}

@@ -1,0 +1,163 @@
+//! What the broker tells the chat ([`Notice`]s), and which clients wait on it.
+//!
+//! A client *waits* while its nick is being claimed, while it joins a room whose history is
+//! being loaded, and while a question it asked (`/who`, `/rooms`, `/msg`, `/kick`, `/ban`) is
+//! being answered: the event loop does not read its input meanwhile, so what it sends next is
+//! handled after, and answered after, what it sent before. With one process the broker answers
+//! within the call and nobody ever waits.
+//!
+//! When the link to the other processes is lost ([`Notice::Down`]), every followed room carries
+//! on with this process's members alone, under a new epoch (an id numbered here can never equal
+//! one numbered elsewhere), and its members are told; when the link is back ([`Notice::Up`]),
+//! every room with members is followed again and its members replayed what they missed.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::broker::Notice;
+use super::nicks::Claim;
+use super::{notice, reply, Audience, Body, Chat, ClientId, Effect, Mode, Stored};
+
+/// What members are told when this process loses the other processes, and when it has them
+/// back.
+pub const CLUSTER_LOST: &str =
+    "this server lost its link to the others: until it is back, messages reach only the members on this server";
+pub const CLUSTER_BACK: &str = "this server is linked to the others again";
+
+/// Who waits on the broker, for what.
+#[derive(Default)]
+pub(super) struct Waits {
+    /// Nick claims awaiting their answers.
+    pub(super) claims: HashMap<ClientId, Claim>,
+    pub(super) next_serial: u64,
+    /// Clients waiting for answers or loads, with how many they wait for.
+    holds: HashMap<ClientId, u32>,
+    /// What a `/msg`, `/kick` or `/ban` did here, kept until the other processes answer.
+    pub(super) reached_here: HashMap<ClientId, super::moderation::ReachedHere>,
+    /// Rooms whose member count here changed this turn.
+    pub(super) dirty_counts: Vec<Rc<str>>,
+    /// Linked to other processes now.
+    linked: bool,
+    /// The link was lost once: members are told when it is back.
+    lost: bool,
+}
+
+impl Chat {
+    /// `client` waits on the broker: its input must not be read until it no longer does.
+    pub fn is_waiting(&self, client: ClientId) -> bool {
+        // Asked for every message read: with nobody waiting, two branches.
+        self.is_claiming(client) || (!self.waits.holds.is_empty() && self.waits.holds.contains_key(&client))
+    }
+
+    /// Whether rooms are shared with other processes now.
+    pub fn is_linked(&self) -> bool {
+        self.waits.linked
+    }
+
+    /// `client` waits for one more answer.
+    pub(super) fn hold(&mut self, client: ClientId) {
+        *self.waits.holds.entry(client).or_default() += 1;
+    }
+
+    /// One answer `client` waited for came.
+    pub(super) fn release(&mut self, client: ClientId) {
+        if let Some(count) = self.waits.holds.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                self.waits.holds.remove(&client);
+            }
+        }
+    }
+
+    /// `client` is gone: it waits for nothing.
+    pub(super) fn forget_waits(&mut self, client: ClientId) {
+        self.forget_claims(client);
+        self.waits.holds.remove(&client);
+        self.waits.reached_here.remove(&client);
+    }
+
+    /// Something the broker says.
+    pub fn on_notice(&mut self, notice: Notice, out: &mut Vec<Effect>) {
+        match notice {
+            Notice::Up => self.linked_up(out),
+            Notice::Down => self.linked_down(out),
+            Notice::Loaded { room, display, epoch, top, messages } => {
+                self.loaded(&room, display, epoch, top, messages, out)
+            }
+            Notice::Message { room, epoch, message } => self.room_message(&room, epoch, message, out),
+            Notice::Event { room, event } if self.is_followed(&room) => {
+                out.push(Effect::Send { to: Audience::Room(room), body: Body::Event(event) })
+            }
+            Notice::Binary { room, data } if self.is_followed(&room) => {
+                out.push(Effect::Send { to: Audience::Room(room), body: Body::Binary(data) })
+            }
+            // A room nobody here follows any more.
+            Notice::Event { .. } | Notice::Binary { .. } => {}
+            Notice::Claimed { client, nick, held_by, serial } => {
+                self.claimed(client, nick, held_by, serial, out)
+            }
+            Notice::Who { asker, room, nicks } => self.who_answered(asker, &room, nicks, out),
+            Notice::Rooms { asker, rooms } => self.rooms_answered(asker, rooms, out),
+            Notice::Reached { asker, nick, reached, held_as, direct } => {
+                self.reached(asker, &nick, reached, held_as, direct, out)
+            }
+            Notice::Direct { client, nick, direct } => self.direct_arrived(client, &nick, direct, out),
+            Notice::Reclaim => self.reclaim_everything(),
+            Notice::Banned { key, ban } => self.bans.insert(key, ban),
+            Notice::Unbanned { key } => self.bans.remove(&key),
+            Notice::Unsent { room, message, origin } => self.unsent(room, message, origin),
+        }
+    }
+
+    /// Linked to the other processes: every room with members is followed again (its history
+    /// is theirs now), and its members replayed it once loaded; every nick is claimed again.
+    fn linked_up(&mut self, out: &mut Vec<Effect>) {
+        self.waits.linked = true;
+        let after_outage = std::mem::take(&mut self.waits.lost);
+        self.reclaim_everything();
+        let keys: Vec<Rc<str>> =
+            self.rooms.iter().filter(|(_, r)| r.len() > 0).map(|(k, _)| k.clone()).collect();
+        for key in keys {
+            if after_outage {
+                self.tell_room(&key, CLUSTER_BACK, out);
+            }
+            self.refollow(&key);
+        }
+    }
+
+    /// The other processes are out of reach: every room with members goes on here alone, under
+    /// a new epoch if its history was theirs, and its members are told.
+    fn linked_down(&mut self, out: &mut Vec<Effect>) {
+        let was_linked = std::mem::replace(&mut self.waits.linked, false);
+        self.waits.lost |= was_linked;
+        let keys: Vec<Rc<str>> = self.rooms.keys().cloned().collect();
+        for key in keys {
+            if self.is_borrowed(&key) || self.is_followed(&key) {
+                if self.is_borrowed(&key) {
+                    self.disown_history(&key);
+                }
+                if was_linked {
+                    self.tell_room(&key, CLUSTER_LOST, out);
+                }
+            }
+            if self.rooms.get(&key).is_some_and(|r| r.len() > 0) {
+                self.follow(&key);
+            }
+        }
+    }
+
+    /// Tells every member of room `key` here the same notice, each in its own mode.
+    fn tell_room(&self, key: &str, text: &str, out: &mut Vec<Effect>) {
+        for mode in Mode::ALL {
+            for &client in self.room_members(key, mode) {
+                out.push(reply(client, notice(text)));
+            }
+        }
+    }
+
+    /// A room message the broker lost on its way: said again, here.
+    fn unsent(&mut self, room: Rc<str>, message: Stored, origin: ClientId) {
+        let display = self.display(&room);
+        self.requests.push(super::Request::Say { room, display, message, origin });
+    }
+}

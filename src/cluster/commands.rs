@@ -1,0 +1,302 @@
+//! The chat's requests as Redis commands: each request becomes one or more commands queued on
+//! the command link (written at the end of the turn), with what each reply will answer
+//! ([`Expect`]) kept in order, since Redis answers a connection's commands in order.
+
+use std::io;
+use std::rc::Rc;
+
+use super::broker::{Followed, RedisBroker, Subscription};
+use super::{presence, room};
+use crate::broker::{Asker, Direct, Request};
+use crate::chat::history::new_epoch;
+use crate::chat::names::fold;
+use crate::chat::{ClientId, Stored};
+
+/// What a reply on the command link answers, in the order the commands were sent.
+#[derive(Debug)]
+pub(super) enum Expect {
+    /// Setup and publishes: only an error matters.
+    Nothing,
+    /// `COMMAND INFO SPUBLISH`: whether sharded pub/sub exists (Redis 7).
+    Capability,
+    Loaded {
+        room: Rc<str>,
+        display: Rc<str>,
+    },
+    /// A guest number (`INCR`), for the guest nick of a claim.
+    GuestNumber {
+        client: ClientId,
+        serial: u64,
+    },
+    Claimed {
+        client: ClientId,
+        nick: Rc<str>,
+        serial: u64,
+    },
+    Who {
+        asker: Asker,
+        room: Rc<str>,
+    },
+    Rooms {
+        asker: Asker,
+    },
+    Reached {
+        asker: Asker,
+        nick: Rc<str>,
+        direct: Direct,
+    },
+    /// A periodic heartbeat: 0 back means this process had already expired.
+    Heartbeat,
+    /// Every ban in force, at connect.
+    Bans,
+    /// A room message: if the link fails before Redis answers, it goes back to the chat.
+    Said {
+        room: Rc<str>,
+        message: Stored,
+        origin: ClientId,
+    },
+}
+
+impl Expect {
+    /// The request to answer here, as the in-process broker would, when Redis never answered
+    /// this (the link failed): every question gets its one answer.
+    pub(super) fn unanswered(self) -> Option<Request> {
+        Some(match self {
+            Expect::GuestNumber { client, serial } => {
+                Request::Claim { client, nick: None, signed: false, serial }
+            }
+            Expect::Claimed { client, nick, serial } => {
+                Request::Claim { client, nick: Some(nick), signed: false, serial }
+            }
+            Expect::Who { asker, room } => Request::Who { asker, room },
+            Expect::Rooms { asker } => Request::Rooms { asker },
+            Expect::Reached { asker, nick, direct } => Request::Direct { asker, nick, direct },
+            // Said again on this process alone (see `Notice::Unsent`), by the broker itself.
+            Expect::Said { .. }
+            | Expect::Nothing
+            | Expect::Capability
+            | Expect::Loaded { .. }
+            | Expect::Heartbeat
+            | Expect::Bans => return None,
+        })
+    }
+}
+
+/// A Lua script and its SHA-1 (its name for EVALSHA).
+pub(super) struct Script {
+    text: String,
+    sha: String,
+}
+
+impl Script {
+    fn new(text: String) -> Self {
+        Self { sha: room::script_sha(&text), text }
+    }
+}
+
+/// Every script the broker runs, loaded on each connect.
+pub(super) struct Scripts {
+    pub(super) say: Script,
+    pub(super) load: Script,
+    pub(super) heartbeat: Script,
+    pub(super) claim: Script,
+    pub(super) live: Script,
+    pub(super) direct: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Self {
+            say: Script::new(room::say_script()),
+            load: Script::new(room::load_script()),
+            heartbeat: Script::new(presence::heartbeat_script()),
+            claim: Script::new(presence::claim_script()),
+            live: Script::new(presence::live_entries_script()),
+            direct: Script::new(presence::direct_script()),
+        }
+    }
+
+    pub(super) fn texts(&self) -> Vec<String> {
+        [&self.say, &self.load, &self.heartbeat, &self.claim, &self.live, &self.direct]
+            .map(|script| script.text.clone())
+            .to_vec()
+    }
+}
+
+impl RedisBroker {
+    /// Queues the commands for one request.
+    pub(super) fn send(&mut self, request: Request) -> io::Result<()> {
+        match request {
+            Request::Follow { room, display, .. } => {
+                let entry = self
+                    .followed
+                    .entry(room)
+                    .or_insert(Followed { display: display.clone(), subscription: Subscription::Wanted });
+                entry.display = display;
+                Ok(())
+            }
+            Request::Reload { room, display } => match self.followed.get(&room) {
+                Some(f) if f.subscription == Subscription::Live => self.queue_load(room, display),
+                // Loaded anyway once the subscription is confirmed.
+                _ => Ok(()),
+            },
+            Request::Unfollow { room } => {
+                self.followed.remove(&room);
+                self.unfollowed.push(room);
+                Ok(())
+            }
+            Request::Say { room, display, message, origin } => self.say(room, display, message, origin),
+            Request::Announce { room, event, origin } => {
+                let Some(json) = event.json() else { return Ok(()) };
+                self.publish(&room, &room::event_payload(&self.origin(origin), &json), origin)
+            }
+            Request::Binary { room, from, data, origin } => {
+                if let Some(json) = from.json() {
+                    self.publish(&room, &room::event_payload(&self.origin(None), &json), None)?;
+                }
+                self.publish(&room, &room::binary_payload(&self.origin(Some(origin)), &data), Some(origin))
+            }
+            Request::Claim { client, nick: None, serial, .. } => {
+                self.command(Expect::GuestNumber { client, serial }, &["INCR", presence::GUESTS])
+            }
+            Request::Claim { client, nick: Some(nick), signed, serial } => {
+                self.claim(client, nick, signed, serial)
+            }
+            Request::Release { client, nick } => {
+                let (key, holder) = (presence::nick_key(&fold(&nick)), self.holder(client));
+                self.command(Expect::Nothing, &["HDEL", &key, &holder])
+            }
+            Request::Seat { client, room, nick } => {
+                let (key, holder) = (presence::who_key(&room), self.holder(client));
+                self.command(Expect::Nothing, &["HSET", &key, &holder, &nick])
+            }
+            Request::Unseat { client, room } => {
+                let (key, holder) = (presence::who_key(&room), self.holder(client));
+                self.command(Expect::Nothing, &["HDEL", &key, &holder])
+            }
+            Request::Count { room, display, count } => {
+                let field = format!("{} {room}", self.pid);
+                match count {
+                    0 => self.command(Expect::Nothing, &["HDEL", presence::COUNTS, &field]),
+                    _ => self.command(
+                        Expect::Nothing,
+                        &["HSET", presence::COUNTS, &field, &format!("{count} {display}")],
+                    ),
+                }
+            }
+            Request::Who { asker, room } => {
+                let key = presence::who_key(&room);
+                self.pending.push_back(Expect::Who { asker, room });
+                self.eval(|s| &s.live, &[presence::PROCS, &key], &[])
+            }
+            Request::Rooms { asker } => {
+                self.pending.push_back(Expect::Rooms { asker });
+                self.eval(|s| &s.live, &[presence::PROCS, presence::COUNTS], &[])
+            }
+            Request::Direct { asker, nick, direct } => self.direct(asker, nick, direct),
+            Request::Ban { key, ban } => {
+                let json = presence::ban_json(&key, &ban);
+                let channel = presence::bans_channel(self.url.db);
+                self.command(Expect::Nothing, &["HSET", presence::BANS, &key.to_store(), &json])?;
+                self.command(Expect::Nothing, &["PUBLISH", &channel, &format!("ban {json}")])
+            }
+            Request::Unban { key } => {
+                let channel = presence::bans_channel(self.url.db);
+                self.command(Expect::Nothing, &["HDEL", presence::BANS, &key.to_store()])?;
+                self.command(Expect::Nothing, &["PUBLISH", &channel, &presence::unban_payload(&key)])
+            }
+        }
+    }
+
+    /// A room message: numbered, kept and published by the say script.
+    fn say(&mut self, room: Rc<str>, display: Rc<str>, message: Stored, origin: ClientId) -> io::Result<()> {
+        let (meta, log, channel) =
+            (room::meta_key(&room), room::log_key(&room), room::channel(self.url.db, &room));
+        let (epoch, limit, ttl) = (new_epoch(), self.history.to_string(), room::ROOM_TTL_SECS.to_string());
+        let sharded = if self.sharded { "1" } else { "0" };
+        let (body, tag) = (room::say_body(&message), self.origin(Some(origin)));
+        let args = [&*channel, &epoch, &display, &limit, &ttl, &body, sharded, &tag];
+        self.eval(|s| &s.say, &[&meta, &log], &args)?;
+        if self.followed.contains_key(&room) {
+            self.sent_by(origin);
+        }
+        self.pending.push_back(Expect::Said { room, message, origin });
+        Ok(())
+    }
+
+    /// Claims `nick` for `client`, unless a live holder on another process has it.
+    pub(super) fn claim(
+        &mut self,
+        client: ClientId,
+        nick: Rc<str>,
+        signed: bool,
+        serial: u64,
+    ) -> io::Result<()> {
+        let (key, holder, value) =
+            (presence::nick_key(&fold(&nick)), self.holder(client), presence::nick_value(&nick, signed));
+        self.pending.push_back(Expect::Claimed { client, nick, serial });
+        self.eval(|s| &s.claim, &[presence::PROCS, &key], &[&holder, &value])
+    }
+
+    /// Something for `nick`'s holders on the other processes, through their own channels.
+    fn direct(&mut self, asker: Asker, nick: Rc<str>, direct: Direct) -> io::Result<()> {
+        let key = presence::nick_key(&fold(&nick));
+        let prefix = presence::process_channel(self.url.db, "");
+        let (kind, body) = match &direct {
+            Direct::Private { from, text, ts } => ("p", format!("{from}\n{ts}\n{text}")),
+            Direct::Kick(reason) => ("k", reason.clone()),
+            // The JSON first: it has no raw newline, the moderator's reason may.
+            Direct::Ban { closing, ban } => {
+                let json = presence::ban_json(&crate::chat::BanKey::User(fold(&nick)), ban);
+                ("b", format!("{json}\n{closing}"))
+            }
+        };
+        // The nick leads the body: the receiving process checks its connection still holds it.
+        let body = format!("{nick}\n{body}");
+        let pid = self.pid.clone();
+        self.pending.push_back(Expect::Reached { asker, nick, direct });
+        self.eval(|s| &s.direct, &[presence::PROCS, &key], &[&prefix, kind, &body, &pid])
+    }
+
+    pub(super) fn queue_load(&mut self, room: Rc<str>, display: Rc<str>) -> io::Result<()> {
+        let (meta, log) = (room::meta_key(&room), room::log_key(&room));
+        let (epoch, ttl) = (new_epoch(), room::ROOM_TTL_SECS.to_string());
+        self.pending.push_back(Expect::Loaded { room, display: display.clone() });
+        let limit = self.history.to_string();
+        self.eval(|s| &s.load, &[&meta, &log], &[&epoch, &display, &ttl, &limit])
+    }
+
+    /// Queues EVALSHA of one of the scripts (loaded on connect) with these keys and arguments.
+    pub(super) fn eval(
+        &mut self,
+        script: fn(&Scripts) -> &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> io::Result<()> {
+        let count = keys.len().to_string();
+        let mut command = vec!["EVALSHA", &script(&self.scripts).sha, &count];
+        command.extend(keys);
+        command.extend(args);
+        self.cmd.queue(&command)
+    }
+
+    /// Publishes a payload that is not kept (an announcement, a binary message) on a room's
+    /// channel; `origin`'s input waits until it is back.
+    fn publish(&mut self, room: &str, payload: &[u8], origin: Option<ClientId>) -> io::Result<()> {
+        let publish = if self.sharded { "SPUBLISH" } else { "PUBLISH" };
+        let channel = room::channel(self.url.db, room);
+        self.command(Expect::Nothing, &[publish.as_bytes(), channel.as_bytes(), payload])?;
+        if let Some(origin) = origin.filter(|_| self.followed.contains_key(room)) {
+            self.sent_by(origin);
+        }
+        Ok(())
+    }
+
+    fn origin(&self, client: Option<ClientId>) -> String {
+        room::origin(&self.pid, client)
+    }
+
+    fn holder(&self, client: ClientId) -> String {
+        presence::holder(&self.pid, client)
+    }
+}

@@ -1,0 +1,282 @@
+//! What Redis sends back, as the chat's notices: replies on the command link, matched in order
+//! with what each command awaits ([`Expect`]), and pushes on the subscription link (room
+//! payloads, this process's own channel, the bans channel).
+//!
+//! Presence answers speak of the other processes only (the chat adds its own members): entries
+//! under this process's id are left out here.
+
+use std::collections::HashMap;
+use std::io;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use log::{debug, warn};
+
+use super::broker::{RedisBroker, Subscription};
+use super::commands::Expect;
+use super::resp::{self, Frame};
+use super::{presence, room};
+use crate::broker::{Direct, Notice};
+use crate::chat::Stored;
+
+impl RedisBroker {
+    /// A reply on the command link, matched with the command it answers.
+    pub(super) fn on_reply(&mut self, frame: Frame) -> io::Result<()> {
+        let expected =
+            self.pending.pop_front().ok_or_else(|| io::Error::other("a reply nobody asked for"))?;
+        if let Some(e) = resp::error(&frame) {
+            return Err(io::Error::other(format!("Redis refused a command ({expected:?}): {e}")));
+        }
+        match expected {
+            Expect::Nothing | Expect::Said { .. } => {}
+            Expect::Heartbeat => {
+                if resp::integer(&frame) == Some(0) {
+                    warn!(
+                        "Redis at {}: this process's presence expired before its heartbeat; \
+                         writing its members' presence again",
+                        self.url
+                    );
+                    self.notices.push(Notice::Reclaim);
+                }
+            }
+            Expect::Capability => {
+                // An unknown command's entry is a null.
+                self.sharded = matches!(&frame, Frame::Array(entries) if entries.first().is_some_and(|e| *e != Frame::Null));
+                self.capability_known = true;
+            }
+            Expect::Loaded { room, display } => {
+                if !self.followed.contains_key(&room) {
+                    return Ok(()); // unfollowed meanwhile
+                }
+                let loaded = parse_loaded(room, display, &frame)
+                    .ok_or_else(|| io::Error::other("a history load answered with something else"))?;
+                self.notices.push(loaded);
+            }
+            Expect::GuestNumber { client, serial } => {
+                let number = resp::integer(&frame)
+                    .ok_or_else(|| io::Error::other("INCR answered with something else"))?;
+                self.claim(client, Rc::from(format!("guest-{number}")), false, serial)?;
+            }
+            Expect::Claimed { client, nick, serial } => {
+                let held_by = match &frame {
+                    Frame::Integer(1) => None,
+                    other => Some(resp::text(other).unwrap_or("G ?").to_string()),
+                };
+                self.notices.push(Notice::Claimed { client, nick, held_by, serial });
+            }
+            Expect::Who { asker, room } => {
+                let nicks = self.elsewhere(&frame, ':').map(|(_, nick)| Rc::from(nick)).collect();
+                self.notices.push(Notice::Who { asker, room, nicks });
+            }
+            Expect::Rooms { asker } => {
+                let rooms = rooms_elsewhere(self.elsewhere(&frame, ' '));
+                self.notices.push(Notice::Rooms { asker, rooms });
+            }
+            Expect::Reached { asker, nick, direct } => {
+                let Frame::Array(parts) = &frame else {
+                    return Err(io::Error::other("a direct message answered with something else"));
+                };
+                let reached = parts.first().and_then(resp::integer).unwrap_or(0).max(0) as usize;
+                let held_as = parts.get(1).and_then(resp::text).and_then(|value| {
+                    let nick = value.get(2..).filter(|n| !n.is_empty())?;
+                    Some((Rc::from(nick), value.starts_with('S')))
+                });
+                self.notices.push(Notice::Reached { asker, nick, reached, held_as, direct });
+            }
+            Expect::Bans => {
+                for (_, json) in pairs(&frame) {
+                    if let Some((key, ban)) = presence::parse_ban(json.as_bytes()) {
+                        self.notices.push(Notice::Banned { key, ban });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The (field, value) pairs of a presence hash whose field names another process than this
+    /// one (`PID` then `separator`).
+    fn elsewhere<'a>(
+        &'a self,
+        frame: &'a Frame,
+        separator: char,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        pairs(frame)
+            .filter(move |(field, _)| field.split_once(separator).is_some_and(|(pid, _)| pid != self.pid))
+    }
+
+    /// A push on the subscription link: a confirmation or a published message.
+    pub(super) fn on_push(&mut self, frame: Frame) -> io::Result<()> {
+        let parts = match &frame {
+            Frame::Array(parts) => parts,
+            // AUTH's answer.
+            Frame::SimpleString(_) => return Ok(()),
+            Frame::Error(e) => {
+                return Err(io::Error::other(format!("Redis refused a subscription command: {e}")))
+            }
+            _ => return Err(io::Error::other("the subscription link sent something other than a push")),
+        };
+        let kind = parts.first().and_then(resp::text).unwrap_or("");
+        let (channel, payload) = (parts.get(1).and_then(resp::bytes), parts.get(2).and_then(resp::bytes));
+        if let (true, Some(channel), Some(payload)) = (kind == "message", channel, payload) {
+            if self.on_process_message(channel, payload) {
+                return Ok(());
+            }
+        }
+        let Some(room) = channel.and_then(|c| room::room_of_channel(self.url.db, c)) else { return Ok(()) };
+        let room: Rc<str> = Rc::from(room);
+        match kind {
+            "ssubscribe" | "subscribe" => {
+                debug!("Redis: subscribed to room {room:?}");
+                let Some(followed) = self.followed.get_mut(&room) else { return Ok(()) };
+                if followed.subscription == Subscription::Sent {
+                    followed.subscription = Subscription::Live;
+                    let display = followed.display.clone();
+                    // Subscribed first, loaded second: a message published in between is in
+                    // both, and the chat drops the copy by its sequence number.
+                    self.queue_load(room, display)?;
+                }
+            }
+            "smessage" | "message" => {
+                if self.followed.get(&room).is_none_or(|f| f.subscription != Subscription::Live) {
+                    return Ok(());
+                }
+                match payload.and_then(|p| room::parse_payload(&room, p)) {
+                    Some((notice, origin)) => {
+                        self.came_back(&origin);
+                        self.notices.push(notice);
+                    }
+                    None => warn!("Redis: an unreadable payload on the channel of room {room:?} was ignored"),
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A message on this process's own channel or the bans channel; false if it is neither.
+    fn on_process_message(&mut self, channel: &Bytes, payload: &Bytes) -> bool {
+        let db = self.url.db;
+        if channel == presence::bans_channel(db).as_bytes() {
+            if let Some(json) = payload.strip_prefix(b"ban ") {
+                if let Some((key, ban)) = presence::parse_ban(json) {
+                    self.notices.push(Notice::Banned { key, ban });
+                }
+            } else if let Some(key) = presence::parse_unban(payload) {
+                self.notices.push(Notice::Unbanned { key });
+            }
+            return true;
+        }
+        if channel != presence::process_channel(db, &self.pid).as_bytes() {
+            return false;
+        }
+        if let Some(notice) = parse_direct(payload) {
+            self.notices.push(notice);
+        }
+        true
+    }
+}
+
+/// `KIND CLIENT NICK\nBODY` from another process's direct script, as the notice it means.
+fn parse_direct(payload: &[u8]) -> Option<Notice> {
+    let mut parts = payload.splitn(3, |&b| b == b' ');
+    let (kind, client, rest) = (parts.next()?, parts.next()?, parts.next()?);
+    let client = std::str::from_utf8(client).ok()?.parse().ok()?;
+    let rest = String::from_utf8_lossy(rest);
+    let (nick, body) = rest.split_once('\n')?;
+    let direct = match kind {
+        b"p" => {
+            let (from, rest) = body.split_once('\n')?;
+            let (ts, text) = rest.split_once('\n')?;
+            Direct::Private { from: Rc::from(from), text: text.to_string(), ts: ts.parse().ok()? }
+        }
+        b"k" => Direct::Kick(body.to_string()),
+        b"b" => {
+            let (json, closing) = body.split_once('\n')?;
+            let (_, ban) = presence::parse_ban(json.as_bytes())?;
+            Direct::Ban { closing: closing.to_string(), ban }
+        }
+        _ => return None,
+    };
+    Some(Notice::Direct { client, nick: Rc::from(nick), direct })
+}
+
+/// `PID ROOM` -> `COUNT DISPLAY` pairs as (key, display, members), summed over processes.
+fn rooms_elsewhere<'a>(entries: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(Rc<str>, Rc<str>, usize)> {
+    let mut rooms: HashMap<Rc<str>, (Rc<str>, usize)> = HashMap::new();
+    for (field, value) in entries {
+        let (Some((_, key)), Some((count, display))) = (field.split_once(' '), value.split_once(' ')) else {
+            continue;
+        };
+        let entry = rooms.entry(Rc::from(key)).or_insert_with(|| (Rc::from(display), 0));
+        entry.1 = entry.1.saturating_add(count.parse::<usize>().unwrap_or(0));
+    }
+    rooms.into_iter().map(|(key, (display, count))| (key, display, count)).collect()
+}
+
+/// A flat array of field, value (HGETALL, the live-entries script) as pairs of text.
+fn pairs(frame: &Frame) -> impl Iterator<Item = (&str, &str)> {
+    let items: &[Frame] = match frame {
+        Frame::Array(items) => items,
+        _ => &[],
+    };
+    items.chunks_exact(2).filter_map(|pair| Some((resp::text(&pair[0])?, resp::text(&pair[1])?)))
+}
+
+/// `{epoch, seq, display, [[id, [field, value]], ...]}` from the load script, the entries newest
+/// first; the messages come back oldest first.
+fn parse_loaded(room: Rc<str>, display: Rc<str>, frame: &Frame) -> Option<Notice> {
+    let Frame::Array(parts) = frame else { return None };
+    let epoch = Rc::from(resp::text(parts.first()?)?);
+    let top = resp::integer(parts.get(1)?)?.max(0) as u64;
+    let display = parts.get(2).and_then(resp::text).map_or(display, Rc::from);
+    let Frame::Array(entries) = parts.get(3)? else { return None };
+    let mut messages: Vec<Stored> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Frame::Array(entry) = entry else { return None };
+        let seq = resp::text(entry.first()?)?.split('-').next()?.parse().ok()?;
+        let Frame::Array(fields) = entry.get(1)? else { return None };
+        messages.push(room::stored(seq, resp::bytes(fields.get(1)?)?)?);
+    }
+    messages.reverse();
+    Some(Notice::Loaded { room, display, epoch, top, messages: Some(messages) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loaded_history_is_read_back() {
+        let bulk = |s: &str| Frame::BulkString(Bytes::copy_from_slice(s.as_bytes()));
+        let entry = |seq: u64, from: &str| {
+            let said = Stored { seq: 0, ts: 5, from: Rc::from(from), text: "hi".into(), action: false };
+            Frame::Array(vec![
+                bulk(&format!("{seq}-1")),
+                Frame::Array(vec![bulk("m"), bulk(&room::say_body(&said))]),
+            ])
+        };
+        let frame = Frame::Array(vec![
+            bulk("ep0ch"),
+            bulk("9"),
+            bulk("Lobby"),
+            // Newest first, as XREVRANGE gives them.
+            Frame::Array(vec![entry(9, "b"), entry(8, "a")]),
+        ]);
+        let Some(Notice::Loaded { epoch, top, display, messages: Some(messages), .. }) =
+            parse_loaded(Rc::from("lobby"), Rc::from("lobby"), &frame)
+        else {
+            panic!()
+        };
+        assert_eq!((&*epoch, top, &*display), ("ep0ch", 9, "Lobby"));
+        assert_eq!(messages.iter().map(|m| (m.seq, &*m.from)).collect::<Vec<_>>(), [(8, "a"), (9, "b")]);
+    }
+
+    #[test]
+    fn a_direct_message_reads_back_with_its_newlines() {
+        let notice = parse_direct(b"p 7 Ann\nbob\n123\nline one\nline two").unwrap();
+        let direct = Direct::Private { from: Rc::from("bob"), text: "line one\nline two".into(), ts: 123 };
+        assert_eq!(notice, Notice::Direct { client: 7, nick: Rc::from("Ann"), direct });
+        assert_eq!(parse_direct(b"p x Ann\nbob"), None, "a client that is not a number");
+    }
+}
