@@ -50,6 +50,7 @@ pub mod settings;
 pub mod sim;
 pub mod store;
 pub mod tls;
+pub mod units;
 pub mod web;
 pub mod wire;
 
