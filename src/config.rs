@@ -1,16 +1,20 @@
-//! The server's settings: command-line flags, their defaults, and validation.
+//! The server's command line: every flag, its default and its `--help` text, as clap parses
+//! them.
 //!
-//! Every limit the server enforces is here, with a sensible default and a flag to change it.
-//! Sizes and durations are read by [`crate::units`] (`64KiB`, `10s`).
+//! Every limit the server enforces has a flag here, with a sensible default: the chat's
+//! counts default to the chat's own defaults, sizes and durations are read by [`crate::units`]
+//! (`64KiB`, `10s`). Whether the flags make sense together, and what they become once checked
+//! (every value derived from them included), is [`crate::settings`]'s job: settings depend on
+//! the flags, never the reverse.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::settings::Settings;
-use crate::units::{parse_duration, parse_size};
 use clap::Parser;
 use log::LevelFilter;
+
+use crate::units::{parse_duration, parse_size};
 
 /// A WebSocket chat server: one thread, one poll loop, encode-once broadcast.
 #[derive(Parser, Debug, Clone)]
@@ -170,30 +174,7 @@ pub struct Config {
     pub log_level: Option<LevelFilter>,
 }
 
-/// Room kept in `--max-outbound` beyond one maximal message, for the frame header and the
-/// `NICK: ` or `[PM from NICK] ` prefix the chat adds.
-pub const OUTBOUND_SLACK: usize = 256;
-
 impl Config {
-    /// Parses the process arguments and checks them, exiting with a usage message on error.
-    pub fn from_args() -> (Self, Settings) {
-        let config = Self::parse();
-        match config.settings() {
-            Ok(settings) => (config, settings),
-            Err(message) => Self::command_error(message),
-        }
-    }
-
-    fn command_error(message: String) -> ! {
-        use clap::CommandFactory;
-        Self::command().error(clap::error::ErrorKind::ValueValidation, message).exit()
-    }
-
-    /// The validated settings these flags describe, or why they do not make sense together.
-    pub fn settings(&self) -> Result<Settings, String> {
-        Settings::try_from(self)
-    }
-
     /// The log level the flags ask for (default info).
     pub fn log_level(&self) -> LevelFilter {
         if let Some(level) = self.log_level {
@@ -208,7 +189,7 @@ impl Config {
         }
     }
 
-    /// Settings for tests and embedding: the defaults, on the given address.
+    /// The default flags, on the given address (for tests and embedding).
     pub fn with_addr(addr: SocketAddr) -> Self {
         let mut config = Self::parse_from(["wschat-server"]);
         config.addr = addr;
@@ -283,7 +264,6 @@ mod tests {
         assert!(error.contains("not a redis:// URL"), "{error}");
         // History lives in Redis then: a local store beside it would be a second truth.
         assert!(parse(&["--redis", "redis://h", "--data-dir", "/tmp/x"]).is_err());
-        assert!(parse(&["--presence-ttl", "500ms"]).unwrap().settings().is_err());
     }
 
     #[test]

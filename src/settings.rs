@@ -11,9 +11,13 @@ use tungstenite::protocol::WebSocketConfig;
 
 use crate::auth::{Auth, AuthFiles};
 use crate::chat::ChatLimits;
-use crate::config::{Config, OUTBOUND_SLACK};
+use crate::config::Config;
 use crate::origin::OriginPolicy;
 use crate::tls::ServerTls;
+
+/// Room kept in `--max-outbound` beyond one maximal message, for the frame header and the
+/// `NICK: ` or `[PM from NICK] ` prefix the chat adds.
+pub const OUTBOUND_SLACK: usize = 256;
 
 /// Validated settings. Build them with [`Config::settings`] (or `Settings::try_from`).
 #[derive(Debug, Clone)]
@@ -157,6 +161,26 @@ impl TryFrom<&Config> for Settings {
     }
 }
 
+/// The command line's way in: [`Config`] knows only the flags; turning them into
+/// [`Settings`] is done here, where the checks are, so that the flags depend on nothing that
+/// depends on them.
+impl Config {
+    /// Parses the process arguments and checks them, exiting with a usage message on error.
+    pub fn from_args() -> (Self, Settings) {
+        use clap::{CommandFactory, Parser};
+        let config = Self::parse();
+        match config.settings() {
+            Ok(settings) => (config, settings),
+            Err(message) => Self::command().error(clap::error::ErrorKind::ValueValidation, message).exit(),
+        }
+    }
+
+    /// The validated settings these flags describe, or why they do not make sense together.
+    pub fn settings(&self) -> Result<Settings, String> {
+        Settings::try_from(self)
+    }
+}
+
 impl Settings {
     /// The defaults, on the given address (for tests and embedding).
     pub fn with_addr(addr: SocketAddr) -> Self {
@@ -201,6 +225,13 @@ mod tests {
         assert!(config.settings().is_ok());
         config.max_connections = 0;
         assert!(config.settings().is_err());
+    }
+
+    #[test]
+    fn a_presence_ttl_under_a_second_is_refused() {
+        let mut config = config();
+        config.presence_ttl = Duration::from_millis(500);
+        assert!(config.settings().unwrap_err().contains("--presence-ttl"));
     }
 
     #[test]
