@@ -65,67 +65,14 @@ impl TryFrom<&Config> for Settings {
 
     /// Checks that the flags make sense together and builds what they describe.
     fn try_from(config: &Config) -> Result<Self, String> {
-        if config.backlog == 0 || config.backlog > i32::MAX as u32 {
-            return Err("--backlog must be at least 1".into());
-        }
-        if config.max_connections == 0 {
-            return Err("--max-connections must be at least 1".into());
-        }
-        if config.max_message_size == 0 {
-            return Err("--max-message-size must be at least 1 byte".into());
-        }
-        if config.max_outbound < config.max_message_size.saturating_add(OUTBOUND_SLACK) {
-            return Err(format!(
-                "--max-outbound must be at least --max-message-size + {OUTBOUND_SLACK} bytes, \
-                 so that one message of the largest size always fits"
-            ));
-        }
-        if !(64..=16 << 20).contains(&config.read_buffer_size) {
-            return Err("--read-buffer-size must be between 64B and 16MiB".into());
-        }
-        for (flag, value) in [
-            ("--handshake-timeout", config.handshake_timeout),
-            ("--idle-timeout", config.idle_timeout),
-            ("--close-timeout", config.close_timeout),
-        ] {
-            if value < Duration::from_millis(10) {
-                return Err(format!("{flag} must be at least 10ms"));
-            }
-        }
-        if config.presence_ttl < Duration::from_secs(1) {
-            return Err("--presence-ttl must be at least 1s (heartbeats go every third of it)".into());
-        }
-        if config.max_messages_per_sec > crate::rate::MAX_RATE {
-            return Err(format!("--max-messages-per-sec must be at most {}", crate::rate::MAX_RATE));
-        }
+        check_limits(config)?;
+        check_durations(config)?;
         let origins = OriginPolicy::new(&config.allowed_origins)?;
-        let auth_files = AuthFiles {
-            secret: config.jwt_secret.clone(),
-            public_key: config.jwt_public_key.clone(),
-            audience: config.jwt_audience.clone(),
-            issuer: config.jwt_issuer.clone(),
-        };
-        let auth = match (&auth_files.secret, &auth_files.public_key) {
-            (None, None) if config.require_auth => {
-                return Err(
-                    "--require-auth needs a key to check tokens with: --jwt-secret or --jwt-public-key"
-                        .into(),
-                )
-            }
-            (None, None) => None,
-            _ => Some(Arc::new(Auth::load(&auth_files)?)),
-        };
+        let auth = load_auth(config)?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(ServerTls::load(cert, key)?),
             _ => None,
         };
-        // Our message limit applies to whole messages and to single frames; tungstenite never
-        // buffers writes (the outbox does).
-        let websocket = WebSocketConfig::default()
-            .read_buffer_size(config.read_buffer_size)
-            .write_buffer_size(0)
-            .max_message_size(Some(config.max_message_size))
-            .max_frame_size(Some(config.max_message_size));
         Ok(Self {
             addr: config.addr,
             backlog: config.backlog,
@@ -147,7 +94,7 @@ impl TryFrom<&Config> for Settings {
             close_timeout: config.close_timeout,
             shutdown_timeout: config.shutdown_timeout,
             max_messages_per_sec: config.max_messages_per_sec,
-            websocket,
+            websocket: websocket_config(config),
             origins,
             tls,
             auth,
@@ -159,6 +106,76 @@ impl TryFrom<&Config> for Settings {
             presence_ttl: config.presence_ttl,
         })
     }
+}
+
+/// The size and count limits: each possible, and `--max-outbound` room for the largest message.
+fn check_limits(config: &Config) -> Result<(), String> {
+    if config.backlog == 0 || config.backlog > i32::MAX as u32 {
+        return Err("--backlog must be at least 1".into());
+    }
+    if config.max_connections == 0 {
+        return Err("--max-connections must be at least 1".into());
+    }
+    if config.max_message_size == 0 {
+        return Err("--max-message-size must be at least 1 byte".into());
+    }
+    if config.max_outbound < config.max_message_size.saturating_add(OUTBOUND_SLACK) {
+        return Err(format!(
+            "--max-outbound must be at least --max-message-size + {OUTBOUND_SLACK} bytes, \
+             so that one message of the largest size always fits"
+        ));
+    }
+    if !(64..=16 << 20).contains(&config.read_buffer_size) {
+        return Err("--read-buffer-size must be between 64B and 16MiB".into());
+    }
+    if config.max_messages_per_sec > crate::rate::MAX_RATE {
+        return Err(format!("--max-messages-per-sec must be at most {}", crate::rate::MAX_RATE));
+    }
+    Ok(())
+}
+
+/// The timeouts: long enough for the loop's timers to mean something.
+fn check_durations(config: &Config) -> Result<(), String> {
+    for (flag, value) in [
+        ("--handshake-timeout", config.handshake_timeout),
+        ("--idle-timeout", config.idle_timeout),
+        ("--close-timeout", config.close_timeout),
+    ] {
+        if value < Duration::from_millis(10) {
+            return Err(format!("{flag} must be at least 10ms"));
+        }
+    }
+    if config.presence_ttl < Duration::from_secs(1) {
+        return Err("--presence-ttl must be at least 1s (heartbeats go every third of it)".into());
+    }
+    Ok(())
+}
+
+/// The JWT keys, loaded, if any were given; `--require-auth` needs one.
+fn load_auth(config: &Config) -> Result<Option<Arc<Auth>>, String> {
+    let files = AuthFiles {
+        secret: config.jwt_secret.clone(),
+        public_key: config.jwt_public_key.clone(),
+        audience: config.jwt_audience.clone(),
+        issuer: config.jwt_issuer.clone(),
+    };
+    match (&files.secret, &files.public_key) {
+        (None, None) if config.require_auth => {
+            Err("--require-auth needs a key to check tokens with: --jwt-secret or --jwt-public-key".into())
+        }
+        (None, None) => Ok(None),
+        _ => Ok(Some(Arc::new(Auth::load(&files)?))),
+    }
+}
+
+/// tungstenite's settings: our message limit applies to whole messages and to single frames,
+/// and tungstenite never buffers writes (the outbox does).
+fn websocket_config(config: &Config) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(config.read_buffer_size)
+        .write_buffer_size(0)
+        .max_message_size(Some(config.max_message_size))
+        .max_frame_size(Some(config.max_message_size))
 }
 
 /// The command line's way in: [`Config`] knows only the flags; turning them into
