@@ -1,7 +1,10 @@
 //! The server's settings, checked once: [`Settings`] is what [`Config`] becomes after
-//! validation, with everything derived from the flags built a single time (tungstenite's
-//! [`WebSocketConfig`], the parsed [`OriginPolicy`]). The server, its connections and the
-//! in-memory simulation all read the same value, so no part re-parses or re-validates a flag.
+//! validation, with everything derived from the flags built a single time: tungstenite's
+//! [`WebSocketConfig`], the parsed [`OriginPolicy`], the loaded keys and certificate, and the
+//! thresholds that follow from a limit (when a client stops being read, how much history a
+//! join replays, when a quiet client is pinged). The server, its connections, the chat and the
+//! in-memory simulation all read the same value, so no part re-parses a flag or re-derives a
+//! threshold of its own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,8 +31,22 @@ pub struct Settings {
     /// 0 is no limit.
     pub max_connections_per_ip: usize,
     pub max_message_size: usize,
+    /// `--max-outbound`: most bytes queued for one client. A reader whose socket leaves more
+    /// than this unsent is too slow and is cut off (1008); it is at least one message of the
+    /// largest size plus [`OUTBOUND_SLACK`], so a single message never counts as a backlog.
     pub max_outbound: usize,
-    /// `--announce-limit`, `--history`, `--history-rooms`.
+    /// Queued bytes past which a client is not read from until its queue drains: half of
+    /// `--max-outbound`, so that what it still makes the server send meanwhile (pongs, close
+    /// replies, its own messages echoed back) fits in the other half, and pausing, not the
+    /// cut-off, is what a client that reads slowly meets first.
+    pub read_pause_bytes: usize,
+    /// How long a client may be silent before it is pinged: half of `--idle-timeout`, so a
+    /// live client has the other half to answer before it is closed.
+    pub ping_after: Duration,
+    /// What the chat is allowed: `--announce-limit`, `--history`, `--history-rooms` and
+    /// `--history-memory` as given; the replay budget derived from `--max-outbound` (see
+    /// [`ChatLimits::replay_bytes`]: [`Self::read_pause_bytes`]); and whether nicks come from
+    /// tokens (the server has JWT keys).
     pub chat: ChatLimits,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
@@ -73,6 +90,7 @@ impl TryFrom<&Config> for Settings {
             (Some(cert), Some(key)) => Some(ServerTls::load(cert, key)?),
             _ => None,
         };
+        let read_pause_bytes = config.max_outbound / 2;
         Ok(Self {
             addr: config.addr,
             backlog: config.backlog,
@@ -80,14 +98,17 @@ impl TryFrom<&Config> for Settings {
             max_connections_per_ip: config.max_connections_per_ip,
             max_message_size: config.max_message_size,
             max_outbound: config.max_outbound,
+            read_pause_bytes,
+            ping_after: config.idle_timeout / 2,
             chat: ChatLimits {
                 announce_limit: config.announce_limit,
                 history: config.history,
                 history_rooms: config.history_rooms,
                 history_bytes: config.history_memory,
-                // A replay never fills more than the reader's backpressure threshold.
-                replay_bytes: config.max_outbound / 2,
-                token_nicks: config.jwt_secret.is_some() || config.jwt_public_key.is_some(),
+                // A replay never fills more than the point where its reader stops being read,
+                // so joining a room with a long history never looks like reading slowly.
+                replay_bytes: read_pause_bytes,
+                token_nicks: auth.is_some(),
             },
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
@@ -242,6 +263,24 @@ mod tests {
         assert!(config.settings().is_ok());
         config.max_connections = 0;
         assert!(config.settings().is_err());
+    }
+
+    #[test]
+    fn derived_values_follow_their_flags() {
+        let mut config = config();
+        config.max_outbound = 100_000;
+        config.idle_timeout = Duration::from_secs(30);
+        let settings = config.settings().unwrap();
+        assert_eq!(settings.read_pause_bytes, 50_000);
+        assert_eq!(settings.chat.replay_bytes, settings.read_pause_bytes);
+        assert_eq!(settings.ping_after, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_chats() {
+        // The chat keeps defaults of its own for when it runs without a server (its tests):
+        // the flags must not drift from them.
+        assert_eq!(config().settings().unwrap().chat, ChatLimits::default());
     }
 
     #[test]
