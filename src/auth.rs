@@ -9,15 +9,23 @@
 //! classic key-confusion attack) and the reverse are refused. `exp` and `sub` are required;
 //! `nbf`, and `aud` and `iss` when `--jwt-audience` / `--jwt-issuer` are given, are checked.
 //!
+//! Both checks a token meets are decided here: the handshake's ([`Auth::admission`]: who the
+//! client is, or the 401) and `/token`'s ([`Auth::renewal`]: whether a new token extends the
+//! session); the connection and the hub only carry out the answer.
+//!
 //! A token is a secret: [`Token`] never prints its text, and refusals say why without
 //! repeating it.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+
+use crate::chat::names::{fold, validate_nick};
 
 /// A token as presented by a client; its text is never shown.
 #[derive(Clone, PartialEq, Eq)]
@@ -62,13 +70,28 @@ impl Identity {
     }
 }
 
-/// Why a token was refused: the short reason the 401 carries.
+/// Why a token was refused, or a session not renewed: the short reason the client is told
+/// (the 401's body, or the error `/token` answers). It never repeats the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal(pub &'static str);
+pub struct Refusal(pub Cow<'static, str>);
+
+impl Refusal {
+    /// `/token` where there is nothing to renew: the server has no keys.
+    pub const NO_KEYS: Self = Self::new("this server does not use sign-in tokens");
+
+    const fn new(why: &'static str) -> Self {
+        Self(Cow::Borrowed(why))
+    }
+}
+
+/// The wall clock in seconds since the Unix epoch: what a token's `exp` counts in.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
+        f.write_str(&self.0)
     }
 }
 
@@ -149,15 +172,56 @@ impl Auth {
         Self::load(&self.files)
     }
 
+    /// The handshake's check: who a client is, from the token it presented (`?token=JWT` or
+    /// `Authorization: Bearer JWT`), or why it is refused (401). Without a token the client is
+    /// a guest, unless `require_auth` (`--require-auth`). The token's `sub` becomes the nick,
+    /// so it must be a valid one, and not a guest's: a user named `guest-N` could be taken for
+    /// a guest, or find the nick held by one.
+    pub fn admission(
+        &self,
+        token: Option<&Token>,
+        require_auth: bool,
+        now_unix: u64,
+    ) -> Result<Option<Identity>, Refusal> {
+        let Some(token) = token else {
+            return match require_auth {
+                true => Err(Refusal::new("a token is required: ?token=JWT or Authorization: Bearer JWT")),
+                false => Ok(None),
+            };
+        };
+        let identity = self.verify(token, now_unix)?;
+        validate_nick(&identity.sub)
+            .map_err(|e| Refusal(format!("the token's sub is not a valid nick: {}", e.0).into()))?;
+        if fold(&identity.sub).starts_with(&fold("guest-")) {
+            return Err(Refusal::new("the token's sub is not a valid nick: guest- names are for guests"));
+        }
+        Ok(Some(identity))
+    }
+
+    /// `/token JWT`: a new token extends a signed-in client's session if it is valid and names
+    /// the same user; its identity then brings the user's rights as they are now. `held_sub`
+    /// is the nick the client holds from its token, None for a guest (who has no session to
+    /// extend).
+    pub fn renewal(&self, token: &Token, held_sub: Option<&str>, now_unix: u64) -> Result<Identity, Refusal> {
+        let Some(held_sub) = held_sub else {
+            return Err(Refusal::new("guests cannot renew a session: connect with a token"));
+        };
+        match self.verify(token, now_unix) {
+            Ok(identity) if identity.sub == held_sub => Ok(identity),
+            Ok(_) => Err(Refusal::new("that token is for another user")),
+            Err(refusal) => Err(Refusal(format!("token refused: {refusal}").into())),
+        }
+    }
+
     /// The identity a token proves, at `now` (seconds since the Unix epoch), or why not.
     pub fn verify(&self, token: &Token, now: u64) -> Result<Identity, Refusal> {
-        let header = jsonwebtoken::decode_header(&token.0).map_err(|_| Refusal("malformed token"))?;
+        let header = jsonwebtoken::decode_header(&token.0).map_err(|_| Refusal::new("malformed token"))?;
         // The key is chosen by the header's algorithm, and only the algorithm of its kind.
         let key = match header.alg {
             Algorithm::HS256 => self.secret.as_ref(),
             alg => self.public.as_ref().filter(|(_, pinned)| *pinned == alg).map(|(key, _)| key),
         }
-        .ok_or(Refusal("token algorithm not accepted"))?;
+        .ok_or(Refusal::new("token algorithm not accepted"))?;
         let mut validation = Validation::new(header.alg);
         validation.leeway = 0;
         validation.validate_nbf = true;
@@ -178,7 +242,7 @@ impl Auth {
         validation.set_required_spec_claims(&required);
         let claims = jsonwebtoken::decode::<Claims>(&token.0, key, &validation)
             .map_err(|e| {
-                Refusal(match e.kind() {
+                Refusal::new(match e.kind() {
                     ErrorKind::ExpiredSignature => "token expired",
                     ErrorKind::ImmatureSignature => "token not yet valid",
                     ErrorKind::InvalidAudience => "wrong token audience",
@@ -193,14 +257,14 @@ impl Auth {
             })?
             .claims;
         let (Some(sub), Some(exp)) = (claims.sub, claims.exp) else {
-            return Err(Refusal(
+            return Err(Refusal::new(
                 "token lacks a required claim (sub, exp, or the aud or iss this server checks)",
             ));
         };
         // jsonwebtoken reads the clock itself; `now` makes the check exact for the caller's
         // clock too (and testable).
         if exp <= now {
-            return Err(Refusal("token expired"));
+            return Err(Refusal::new("token expired"));
         }
         Ok(Identity { sub, exp, rooms: claims.rooms, admin: claims.role.as_deref() == Some("admin") })
     }
@@ -215,7 +279,7 @@ mod tests {
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
     fn now() -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        unix_now()
     }
 
     fn files(name: &str, secret: Option<&[u8]>, public_pem: Option<&str>) -> AuthFiles {
@@ -348,6 +412,40 @@ mod tests {
         )
         .unwrap();
         assert_eq!(auth.verify(&Token(token), now()).unwrap().sub, "eve");
+    }
+
+    #[test]
+    fn the_handshake_admits_guests_and_valid_nicks_only() {
+        let auth = Auth::load(&files("admission", Some(SECRET), None)).unwrap();
+        let admit = |claims: Option<serde_json::Value>, require_auth| {
+            auth.admission(claims.map(hs256).as_ref(), require_auth, now()).map_err(|refusal| refusal.0)
+        };
+        assert_eq!(admit(None, false), Ok(None), "no token: a guest");
+        let required = "a token is required: ?token=JWT or Authorization: Bearer JWT";
+        assert_eq!(admit(None, true).unwrap_err(), required);
+        let alice = admit(Some(json!({"sub": "alice", "exp": now() + 60})), true).unwrap();
+        assert_eq!(alice.map(|identity| identity.sub).as_deref(), Some("alice"));
+        let refusal = |sub: &str| admit(Some(json!({"sub": sub, "exp": now() + 60})), false).unwrap_err();
+        assert_eq!(refusal("Guest-7"), "the token's sub is not a valid nick: guest- names are for guests");
+        assert_eq!(refusal("a:b"), "the token's sub is not a valid nick: must not contain ':'");
+        assert_eq!(
+            admit(Some(json!({"sub": "alice", "exp": now() - 1})), false).unwrap_err(),
+            "token expired"
+        );
+    }
+
+    #[test]
+    fn a_session_is_renewed_only_by_its_own_users_valid_token() {
+        let auth = Auth::load(&files("renewal", Some(SECRET), None)).unwrap();
+        let token = |sub: &str, exp: u64| hs256(json!({"sub": sub, "exp": exp}));
+        let renew = |token: &Token, held: Option<&str>| auth.renewal(token, held, now()).map_err(|r| r.0);
+        let exp = now() + 600;
+        let fresh = token("alice", exp);
+        assert_eq!(renew(&fresh, Some("alice")).map(|identity| identity.exp), Ok(exp));
+        assert_eq!(renew(&fresh, Some("bob")).unwrap_err(), "that token is for another user");
+        assert_eq!(renew(&fresh, None).unwrap_err(), "guests cannot renew a session: connect with a token");
+        let stale = token("alice", now() - 1);
+        assert_eq!(renew(&stale, Some("alice")).unwrap_err(), "token refused: token expired");
     }
 
     #[test]

@@ -1,16 +1,20 @@
-//! The server's settings: command-line flags, their defaults, and validation.
+//! The server's command line: every flag, its default and its `--help` text, as clap parses
+//! them.
 //!
-//! Every limit the server enforces is here, with a sensible default and a flag to change it.
-//! Sizes accept `B`, `K`/`KiB`, `M`/`MiB` suffixes (binary units); durations accept `ms`, `s`,
-//! `m`, `h` (a bare number is seconds).
+//! Every limit the server enforces has a flag here, with a sensible default: the chat's
+//! counts default to the chat's own defaults, sizes and durations are read by [`crate::units`]
+//! (`64KiB`, `10s`). Whether the flags make sense together, and what they become once checked
+//! (every value derived from them included), is [`crate::settings`]'s job: settings depend on
+//! the flags, never the reverse.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::settings::Settings;
 use clap::Parser;
 use log::LevelFilter;
+
+use crate::units::{parse_duration, parse_size};
 
 /// A WebSocket chat server: one thread, one poll loop, encode-once broadcast.
 #[derive(Parser, Debug, Clone)]
@@ -170,30 +174,7 @@ pub struct Config {
     pub log_level: Option<LevelFilter>,
 }
 
-/// Room kept in `--max-outbound` beyond one maximal message, for the frame header and the
-/// `NICK: ` or `[PM from NICK] ` prefix the chat adds.
-pub const OUTBOUND_SLACK: usize = 256;
-
 impl Config {
-    /// Parses the process arguments and checks them, exiting with a usage message on error.
-    pub fn from_args() -> (Self, Settings) {
-        let config = Self::parse();
-        match config.settings() {
-            Ok(settings) => (config, settings),
-            Err(message) => Self::command_error(message),
-        }
-    }
-
-    fn command_error(message: String) -> ! {
-        use clap::CommandFactory;
-        Self::command().error(clap::error::ErrorKind::ValueValidation, message).exit()
-    }
-
-    /// The validated settings these flags describe, or why they do not make sense together.
-    pub fn settings(&self) -> Result<Settings, String> {
-        Settings::try_from(self)
-    }
-
     /// The log level the flags ask for (default info).
     pub fn log_level(&self) -> LevelFilter {
         if let Some(level) = self.log_level {
@@ -208,7 +189,7 @@ impl Config {
         }
     }
 
-    /// Settings for tests and embedding: the defaults, on the given address.
+    /// The default flags, on the given address (for tests and embedding).
     pub fn with_addr(addr: SocketAddr) -> Self {
         let mut config = Self::parse_from(["wschat-server"]);
         config.addr = addr;
@@ -241,64 +222,9 @@ fn parse_log_level() -> impl clap::builder::TypedValueParser<Value = LevelFilter
         .map(|level| level.parse::<LevelFilter>().expect("one of the listed levels"))
 }
 
-/// Parses `65536`, `64K`, `64KiB`, `1M`, `1MiB`, `512B`.
-pub fn parse_size(text: &str) -> Result<usize, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: usize = digits.parse().map_err(|_| format!("not a size: {text:?} (try 64KiB)"))?;
-    let multiplier: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("unknown size unit in {text:?} (use B, KiB, MiB, GiB)")),
-    };
-    number.checked_mul(multiplier).ok_or_else(|| format!("size too large: {text:?}"))
-}
-
-/// Parses `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits.parse().map_err(|_| format!("not a duration: {text:?} (try 10s)"))?;
-    let millis = match unit.trim() {
-        "ms" => Some(number),
-        "" | "s" => number.checked_mul(1000),
-        "m" => number.checked_mul(60_000),
-        "h" => number.checked_mul(3_600_000),
-        "d" => number.checked_mul(86_400_000),
-        _ => return Err(format!("unknown duration unit in {text:?} (use ms, s, m, h, d)")),
-    };
-    millis.map(Duration::from_millis).ok_or_else(|| format!("duration too long: {text:?}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("65536"), Ok(65536));
-        assert_eq!(parse_size("64KiB"), Ok(65536));
-        assert_eq!(parse_size("64k"), Ok(65536));
-        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
-        assert_eq!(parse_size("512B"), Ok(512));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("5 parsecs").is_err());
-        assert!(parse_size("99999999999999999999G").is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("1.5s").is_err());
-    }
 
     #[test]
     fn defaults_are_the_documented_values() {
@@ -338,7 +264,6 @@ mod tests {
         assert!(error.contains("not a redis:// URL"), "{error}");
         // History lives in Redis then: a local store beside it would be a second truth.
         assert!(parse(&["--redis", "redis://h", "--data-dir", "/tmp/x"]).is_err());
-        assert!(parse(&["--presence-ttl", "500ms"]).unwrap().settings().is_err());
     }
 
     #[test]

@@ -1,31 +1,37 @@
 //! wschat: a WebSocket chat server on one thread and one `mio` poll loop.
 //!
-//! How the pieces fit:
-//! - [`server`] owns the loop: readiness in, and the glue to the OS (registration, signals,
-//!   shutdown). Its parts: [`server::acceptor`] (the listener, its cap and back-off),
-//!   [`server::hub`] (every connection, the chat, and the routing between them),
-//!   [`server::fanout`] (queuing one frame to many, slow-reader verdicts) and
-//!   [`server::timers`] (deadlines).
-//! - [`connection`] is one client's state machine, generic over its stream: request head,
+//! The modules, one job each (each module's own docs say how):
+//! - [`server`]: the loop: readiness in, the glue to the OS (registration, signals, SIGHUP
+//!   reloads, shutdown); its parts are [`server::acceptor`] (the listener, its cap and back-off),
+//!   [`server::hub`] (every connection, the chat, the routing between them), [`server::fanout`]
+//!   (one frame queued to many, slow-reader verdicts) and [`server::timers`] (deadlines).
+//! - [`connection`]: one client's state machine, generic over its stream: request head,
 //!   upgrade, frames read with a per-turn budget, rate limit, closing, flushing.
-//! - [`outbox`] is a connection's outgoing queue; [`frame`] encodes a broadcast once, and the
-//!   same buffer goes into every recipient's outbox.
-//! - [`http`] reads and judges each request head: upgrade, page, or error reply.
-//! - [`web`] is the browser page embedded in the binary; [`origin`] decides which web pages may
-//!   connect.
-//! - [`metrics`] counts what operators watch and serves it on `--metrics ADDR` (Prometheus).
-//! - [`logline`] keeps what clients send out of the log's control: escaped, cut, rate-limited.
-//! - [`chat`] holds nicks and rooms and decides who receives what, with no IO at all.
-//! - [`config`] holds every flag and default; [`settings`] is what they become once checked.
-//! - [`sim`] runs the hub and its connections over scripted in-memory sockets, for property
-//!   tests and fuzzing.
-//! - [`tls`] is TLS in the loop: the rustls stream under a connection, the server's certificate
+//! - [`http`]: reads and judges each request head: upgrade, page, or error reply.
+//! - [`origin`]: which web pages may open a WebSocket.
+//! - [`auth`]: signed connection tokens (JWT): the handshake's check and `/token`'s renewal.
+//! - [`rate`]: a connection's message rate limit (`--max-messages-per-sec`), a token bucket.
+//! - [`outbox`]: a connection's outgoing queue of shared buffers, flushed with vectored writes.
+//! - [`frame`]: encodes a server frame once, so one buffer goes into every recipient's outbox.
+//! - [`chat`]: nicks, rooms, history, and who receives what, with no IO at all.
+//! - [`store`]: durable history (`--data-dir`), committed before the turn's writes.
+//! - [`cluster`]: cluster mode (`--redis`): several processes made one chat through Redis.
+//! - [`metrics`]: counts what operators watch and serves it on `--metrics ADDR` (Prometheus).
+//! - [`logline`]: keeps what clients send out of the log's control: escaped, cut, rate-limited.
+//! - [`config`]: every flag of the server, its default and its `--help` text.
+//! - [`settings`]: what the flags become once checked, every value derived from them included.
+//! - [`units`]: sizes and durations as people type them (`64KiB`, `10s`), for every flag and `/ban`.
+//! - [`fdlimit`]: raises the open-file limit to what the connections need.
+//! - [`tls`]: TLS in the loop: the rustls stream under a connection, the server's certificate
 //!   (reloaded on SIGHUP) and what the clients trust.
-//! - [`rng`] is the one small pseudo-random generator (jitter, masks), nothing secret.
-//! - [`wire`] is the client's side of the wire (upgrade request, client frames, header
-//!   parsing), shared by the bench, the simulation and the tests.
-//! - [`client`] is the terminal chat client behind `wschat-client` (feature `client`).
-//! - [`bench`] is the load generator behind `wschat-bench` (feature `bench`).
+//! - [`web`]: the browser page, embedded in the binary.
+//! - [`sim`]: the hub and its connections over scripted in-memory sockets, for property tests
+//!   and fuzzing.
+//! - [`wire`]: the client's side of the wire (upgrade request, client frames, header parsing),
+//!   shared by the bench, the simulation and the tests.
+//! - [`rng`]: the one small pseudo-random generator (jitter, masks), nothing secret.
+//! - [`client`]: the terminal chat client behind `wschat-client` (feature `client`).
+//! - [`bench`](mod@bench): the load generator behind `wschat-bench` (feature `bench`).
 
 pub mod auth;
 #[cfg(feature = "bench")]
@@ -51,6 +57,7 @@ pub mod settings;
 pub mod sim;
 pub mod store;
 pub mod tls;
+pub mod units;
 pub mod web;
 pub mod wire;
 

@@ -1,7 +1,10 @@
 //! The server's settings, checked once: [`Settings`] is what [`Config`] becomes after
-//! validation, with everything derived from the flags built a single time (tungstenite's
-//! [`WebSocketConfig`], the parsed [`OriginPolicy`]). The server, its connections and the
-//! in-memory simulation all read the same value, so no part re-parses or re-validates a flag.
+//! validation, with everything derived from the flags built a single time: tungstenite's
+//! [`WebSocketConfig`], the parsed [`OriginPolicy`], the loaded keys and certificate, and the
+//! thresholds that follow from a limit (when a client stops being read, how much history a
+//! join replays, when a quiet client is pinged). The server, its connections, the chat and the
+//! in-memory simulation all read the same value, so no part re-parses a flag or re-derives a
+//! threshold of its own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,9 +14,13 @@ use tungstenite::protocol::WebSocketConfig;
 
 use crate::auth::{Auth, AuthFiles};
 use crate::chat::ChatLimits;
-use crate::config::{Config, OUTBOUND_SLACK};
+use crate::config::Config;
 use crate::origin::OriginPolicy;
 use crate::tls::ServerTls;
+
+/// Room kept in `--max-outbound` beyond one maximal message, for the frame header and the
+/// `NICK: ` or `[PM from NICK] ` prefix the chat adds.
+pub const OUTBOUND_SLACK: usize = 256;
 
 /// Validated settings. Build them with [`Config::settings`] (or `Settings::try_from`).
 #[derive(Debug, Clone)]
@@ -24,8 +31,22 @@ pub struct Settings {
     /// 0 is no limit.
     pub max_connections_per_ip: usize,
     pub max_message_size: usize,
+    /// `--max-outbound`: most bytes queued for one client. A reader whose socket leaves more
+    /// than this unsent is too slow and is cut off (1008); it is at least one message of the
+    /// largest size plus [`OUTBOUND_SLACK`], so a single message never counts as a backlog.
     pub max_outbound: usize,
-    /// `--announce-limit`, `--history`, `--history-rooms`.
+    /// Queued bytes past which a client is not read from until its queue drains: half of
+    /// `--max-outbound`, so that what it still makes the server send meanwhile (pongs, close
+    /// replies, its own messages echoed back) fits in the other half, and pausing, not the
+    /// cut-off, is what a client that reads slowly meets first.
+    pub read_pause_bytes: usize,
+    /// How long a client may be silent before it is pinged: half of `--idle-timeout`, so a
+    /// live client has the other half to answer before it is closed.
+    pub ping_after: Duration,
+    /// What the chat is allowed: `--announce-limit`, `--history`, `--history-rooms` and
+    /// `--history-memory` as given; the replay budget derived from `--max-outbound` (see
+    /// [`ChatLimits::replay_bytes`]: [`Self::read_pause_bytes`]); and whether nicks come from
+    /// tokens (the server has JWT keys).
     pub chat: ChatLimits,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
@@ -61,67 +82,15 @@ impl TryFrom<&Config> for Settings {
 
     /// Checks that the flags make sense together and builds what they describe.
     fn try_from(config: &Config) -> Result<Self, String> {
-        if config.backlog == 0 || config.backlog > i32::MAX as u32 {
-            return Err("--backlog must be at least 1".into());
-        }
-        if config.max_connections == 0 {
-            return Err("--max-connections must be at least 1".into());
-        }
-        if config.max_message_size == 0 {
-            return Err("--max-message-size must be at least 1 byte".into());
-        }
-        if config.max_outbound < config.max_message_size.saturating_add(OUTBOUND_SLACK) {
-            return Err(format!(
-                "--max-outbound must be at least --max-message-size + {OUTBOUND_SLACK} bytes, \
-                 so that one message of the largest size always fits"
-            ));
-        }
-        if !(64..=16 << 20).contains(&config.read_buffer_size) {
-            return Err("--read-buffer-size must be between 64B and 16MiB".into());
-        }
-        for (flag, value) in [
-            ("--handshake-timeout", config.handshake_timeout),
-            ("--idle-timeout", config.idle_timeout),
-            ("--close-timeout", config.close_timeout),
-        ] {
-            if value < Duration::from_millis(10) {
-                return Err(format!("{flag} must be at least 10ms"));
-            }
-        }
-        if config.presence_ttl < Duration::from_secs(1) {
-            return Err("--presence-ttl must be at least 1s (heartbeats go every third of it)".into());
-        }
-        if config.max_messages_per_sec > crate::rate::MAX_RATE {
-            return Err(format!("--max-messages-per-sec must be at most {}", crate::rate::MAX_RATE));
-        }
+        check_limits(config)?;
+        check_durations(config)?;
         let origins = OriginPolicy::new(&config.allowed_origins)?;
-        let auth_files = AuthFiles {
-            secret: config.jwt_secret.clone(),
-            public_key: config.jwt_public_key.clone(),
-            audience: config.jwt_audience.clone(),
-            issuer: config.jwt_issuer.clone(),
-        };
-        let auth = match (&auth_files.secret, &auth_files.public_key) {
-            (None, None) if config.require_auth => {
-                return Err(
-                    "--require-auth needs a key to check tokens with: --jwt-secret or --jwt-public-key"
-                        .into(),
-                )
-            }
-            (None, None) => None,
-            _ => Some(Arc::new(Auth::load(&auth_files)?)),
-        };
+        let auth = load_auth(config)?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(ServerTls::load(cert, key)?),
             _ => None,
         };
-        // Our message limit applies to whole messages and to single frames; tungstenite never
-        // buffers writes (the outbox does).
-        let websocket = WebSocketConfig::default()
-            .read_buffer_size(config.read_buffer_size)
-            .write_buffer_size(0)
-            .max_message_size(Some(config.max_message_size))
-            .max_frame_size(Some(config.max_message_size));
+        let read_pause_bytes = config.max_outbound / 2;
         Ok(Self {
             addr: config.addr,
             backlog: config.backlog,
@@ -129,21 +98,24 @@ impl TryFrom<&Config> for Settings {
             max_connections_per_ip: config.max_connections_per_ip,
             max_message_size: config.max_message_size,
             max_outbound: config.max_outbound,
+            read_pause_bytes,
+            ping_after: config.idle_timeout / 2,
             chat: ChatLimits {
                 announce_limit: config.announce_limit,
                 history: config.history,
                 history_rooms: config.history_rooms,
                 history_bytes: config.history_memory,
-                // A replay never fills more than the reader's backpressure threshold.
-                replay_bytes: config.max_outbound / 2,
-                token_nicks: config.jwt_secret.is_some() || config.jwt_public_key.is_some(),
+                // A replay never fills more than the point where its reader stops being read,
+                // so joining a room with a long history never looks like reading slowly.
+                replay_bytes: read_pause_bytes,
+                token_nicks: auth.is_some(),
             },
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
             close_timeout: config.close_timeout,
             shutdown_timeout: config.shutdown_timeout,
             max_messages_per_sec: config.max_messages_per_sec,
-            websocket,
+            websocket: websocket_config(config),
             origins,
             tls,
             auth,
@@ -154,6 +126,96 @@ impl TryFrom<&Config> for Settings {
             reuse_port: config.reuse_port,
             presence_ttl: config.presence_ttl,
         })
+    }
+}
+
+/// The size and count limits: each possible, and `--max-outbound` room for the largest message.
+fn check_limits(config: &Config) -> Result<(), String> {
+    if config.backlog == 0 || config.backlog > i32::MAX as u32 {
+        return Err("--backlog must be at least 1".into());
+    }
+    if config.max_connections == 0 {
+        return Err("--max-connections must be at least 1".into());
+    }
+    if config.max_message_size == 0 {
+        return Err("--max-message-size must be at least 1 byte".into());
+    }
+    if config.max_outbound < config.max_message_size.saturating_add(OUTBOUND_SLACK) {
+        return Err(format!(
+            "--max-outbound must be at least --max-message-size + {OUTBOUND_SLACK} bytes, \
+             so that one message of the largest size always fits"
+        ));
+    }
+    if !(64..=16 << 20).contains(&config.read_buffer_size) {
+        return Err("--read-buffer-size must be between 64B and 16MiB".into());
+    }
+    if config.max_messages_per_sec > crate::rate::MAX_RATE {
+        return Err(format!("--max-messages-per-sec must be at most {}", crate::rate::MAX_RATE));
+    }
+    Ok(())
+}
+
+/// The timeouts: long enough for the loop's timers to mean something.
+fn check_durations(config: &Config) -> Result<(), String> {
+    for (flag, value) in [
+        ("--handshake-timeout", config.handshake_timeout),
+        ("--idle-timeout", config.idle_timeout),
+        ("--close-timeout", config.close_timeout),
+    ] {
+        if value < Duration::from_millis(10) {
+            return Err(format!("{flag} must be at least 10ms"));
+        }
+    }
+    if config.presence_ttl < Duration::from_secs(1) {
+        return Err("--presence-ttl must be at least 1s (heartbeats go every third of it)".into());
+    }
+    Ok(())
+}
+
+/// The JWT keys, loaded, if any were given; `--require-auth` needs one.
+fn load_auth(config: &Config) -> Result<Option<Arc<Auth>>, String> {
+    let files = AuthFiles {
+        secret: config.jwt_secret.clone(),
+        public_key: config.jwt_public_key.clone(),
+        audience: config.jwt_audience.clone(),
+        issuer: config.jwt_issuer.clone(),
+    };
+    match (&files.secret, &files.public_key) {
+        (None, None) if config.require_auth => {
+            Err("--require-auth needs a key to check tokens with: --jwt-secret or --jwt-public-key".into())
+        }
+        (None, None) => Ok(None),
+        _ => Ok(Some(Arc::new(Auth::load(&files)?))),
+    }
+}
+
+/// tungstenite's settings: our message limit applies to whole messages and to single frames,
+/// and tungstenite never buffers writes (the outbox does).
+fn websocket_config(config: &Config) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(config.read_buffer_size)
+        .write_buffer_size(0)
+        .max_message_size(Some(config.max_message_size))
+        .max_frame_size(Some(config.max_message_size))
+}
+
+/// The command line's way in: [`Config`] knows only the flags; turning them into
+/// [`Settings`] is done here, where the checks are, so that the flags depend on nothing that
+/// depends on them.
+impl Config {
+    /// Parses the process arguments and checks them, exiting with a usage message on error.
+    pub fn from_args() -> (Self, Settings) {
+        use clap::{CommandFactory, Parser};
+        let config = Self::parse();
+        match config.settings() {
+            Ok(settings) => (config, settings),
+            Err(message) => Self::command().error(clap::error::ErrorKind::ValueValidation, message).exit(),
+        }
+    }
+
+    /// The validated settings these flags describe, or why they do not make sense together.
+    pub fn settings(&self) -> Result<Settings, String> {
+        Settings::try_from(self)
     }
 }
 
@@ -201,6 +263,31 @@ mod tests {
         assert!(config.settings().is_ok());
         config.max_connections = 0;
         assert!(config.settings().is_err());
+    }
+
+    #[test]
+    fn derived_values_follow_their_flags() {
+        let mut config = config();
+        config.max_outbound = 100_000;
+        config.idle_timeout = Duration::from_secs(30);
+        let settings = config.settings().unwrap();
+        assert_eq!(settings.read_pause_bytes, 50_000);
+        assert_eq!(settings.chat.replay_bytes, settings.read_pause_bytes);
+        assert_eq!(settings.ping_after, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_chats() {
+        // The chat keeps defaults of its own for when it runs without a server (its tests):
+        // the flags must not drift from them.
+        assert_eq!(config().settings().unwrap().chat, ChatLimits::default());
+    }
+
+    #[test]
+    fn a_presence_ttl_under_a_second_is_refused() {
+        let mut config = config();
+        config.presence_ttl = Duration::from_millis(500);
+        assert!(config.settings().unwrap_err().contains("--presence-ttl"));
     }
 
     #[test]

@@ -35,8 +35,8 @@ use clap::builder::ArgPredicate;
 use clap::Parser;
 use hdrhistogram::Histogram;
 
-use crate::config::parse_duration;
 use crate::tls::client::ClientTls;
+use crate::units::parse_duration;
 use worker::{latency_histogram, Pace, Plan, Shared, Slot};
 
 /// Load generator for WebSocket broadcast servers: throughput and latency percentiles.

@@ -112,7 +112,7 @@ pub fn parse_line(line: &str) -> Line<'_> {
         "ban" => {
             let (nick, rest) = split_word(args);
             let (duration, reason) = split_word(rest);
-            match crate::config::parse_duration(duration) {
+            match crate::units::parse_duration(duration) {
                 Ok(duration) if !nick.is_empty() && !duration.is_zero() => {
                     Ok(Command::Ban { nick, duration, reason: reason_of(reason) })
                 }

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-use crate::config::parse_duration;
 use crate::rng::Rng;
+use crate::units::parse_duration;
 use display::{Output, PlainOutput};
 use resume::Resume;
 use session::{Command, Ending, Wakeup};

@@ -26,7 +26,7 @@ impl<S: Stream> Connection<S> {
             | Phase::Finishing { deadline, .. }
             | Phase::Open { closing: Some(deadline), .. } => Some(*deadline),
             Phase::Open { closing: None, .. } => {
-                let keep_alive = self.last_heard + if self.ping_sent { idle } else { idle / 2 };
+                let keep_alive = self.last_heard + if self.ping_sent { idle } else { settings.ping_after };
                 let expiry = self.expiry.as_deref().and_then(|e| {
                     if e.told {
                         e.at.checked_add(TOKEN_GRACE)
@@ -112,7 +112,7 @@ impl<S: Stream> Connection<S> {
                     self.close(CloseCode::Away, "idle timeout", now, settings);
                     return Step::Left("idle timeout".into());
                 }
-                if silent >= idle / 2 && !self.ping_sent {
+                if silent >= settings.ping_after && !self.ping_sent {
                     self.ping_sent = true;
                     // Encoded here, not by tungstenite, so a parked connection stays parked.
                     transport.outbox.push(frame::encode(Opcode::Ping, b"wschat"));

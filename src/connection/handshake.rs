@@ -10,8 +10,7 @@ use tungstenite::handshake::server::{Request, Response};
 use tungstenite::http::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 
 use super::{Admission, Clock, Connection, HandshakeStream, Phase, Protocol, Route, Step, Stream};
-use crate::auth::{Identity, Token};
-use crate::chat::names::{fold, validate_nick};
+use crate::auth::{unix_now, Identity, Token};
 use crate::chat::{Bans, JSON_SUBPROTOCOL};
 use crate::http::{self, Decision, Endpoint, HeadProgress, Reply};
 use crate::logline::quoted;
@@ -20,28 +19,13 @@ use crate::rate::RateLimiter;
 use crate::remote_warn;
 use crate::settings::Settings;
 
-/// Checks the token a client presented, when the server has keys: the identity it proves, or
-/// the 401 to answer. Without keys a token is ignored; without a token the client is a guest,
-/// unless `--require-auth`.
+/// The identity the token a client presented proves, when the server has keys, or the 401 to
+/// answer (see [`Auth::admission`](crate::auth::Auth::admission)). Without keys a token is
+/// ignored and the client is a guest.
 fn authenticate(token: Option<Token>, settings: &Settings) -> Result<Option<Box<Identity>>, Reply> {
     let Some(auth) = &settings.auth else { return Ok(None) };
-    let Some(token) = token else {
-        return match settings.require_auth {
-            true => Err(Reply::unauthorized("a token is required: ?token=JWT or Authorization: Bearer JWT")),
-            false => Ok(None),
-        };
-    };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let identity = auth.verify(&token, now).map_err(|refusal| Reply::unauthorized(refusal.0))?;
-    // The token's subject is the nick: it must be one.
-    validate_nick(&identity.sub)
-        .map_err(|e| Reply::unauthorized(format!("the token's sub is not a valid nick: {}", e.0)))?;
-    // Guests are guest-N: a user named like one could be taken for a guest, or find the nick
-    // held by one.
-    if fold(&identity.sub).starts_with(&fold("guest-")) {
-        return Err(Reply::unauthorized("the token's sub is not a valid nick: guest- names are for guests"));
-    }
-    Ok(Some(Box::new(identity)))
+    let identity = auth.admission(token.as_ref(), settings.require_auth, unix_now());
+    identity.map(|identity| identity.map(Box::new)).map_err(|refusal| Reply::unauthorized(refusal.0))
 }
 
 impl<S: Stream> Connection<S> {
@@ -162,8 +146,7 @@ impl<S: Stream> Connection<S> {
         self.rate = RateLimiter::new(settings.max_messages_per_sec, clock.ms);
         if let Some(identity) = &identity {
             // The token's expiry, on the loop's clock.
-            let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            self.extend_session(identity.expires_at(clock.now, now_unix));
+            self.extend_session(identity.expires_at(clock.now, unix_now()));
         }
         Step::Upgraded(endpoint, identity)
     }

@@ -18,10 +18,11 @@
 //! - **Open**: tungstenite reads frames, within a per-turn budget of bytes and frames that the
 //!   [`Transport`] enforces (it meters frame headers as the bytes pass, see `meter.rs`); every
 //!   frame counts against the rate limit; a message may come in at most
-//!   [`MAX_FRAGMENTS`](meter::MAX_FRAGMENTS) fragments; and a client whose queue is over half
-//!   of `--max-outbound` is not read from until it drains (read backpressure), so a client that
-//!   does not read cannot make the server work for it. Data messages are handed to the server. A server-initiated close
-//!   keeps the connection open until the client answers or `--close-timeout` passes.
+//!   [`MAX_FRAGMENTS`](meter::MAX_FRAGMENTS) fragments; and a client whose queue is over
+//!   [`Settings::read_pause_bytes`] is not read from until it drains (read backpressure), so a
+//!   client that does not read cannot make the server work for it. Data messages are handed to
+//!   the server. A server-initiated close keeps the connection open until the client answers
+//!   or `--close-timeout` passes.
 //! - **Finishing**: a last reply is written, then the socket closed, after a half-close when the
 //!   client may still be sending (so its late bytes cannot turn our close into a reset).
 //!
@@ -62,12 +63,6 @@ use crate::outbox::Flushed;
 use crate::rate::RateLimiter;
 use crate::remote_warn;
 use crate::settings::Settings;
-
-/// Queued bytes past which a client is not read from: half of `--max-outbound`, so what it
-/// still sends while its queue drains (pongs, its own messages echoed back) always fits.
-fn backpressure_threshold(settings: &Settings) -> usize {
-    settings.max_outbound / 2
-}
 
 /// Bytes a finishing connection's input is drained of per turn.
 const DISCARD_PER_TURN: usize = 64 * 1024;
@@ -383,7 +378,7 @@ impl<S: Stream> Connection<S> {
             let Phase::Open { transport, ws, closing, .. } = &mut self.phase else {
                 return Step::Done;
             };
-            if transport.outbox.queued() > backpressure_threshold(settings) {
+            if transport.outbox.queued() > settings.read_pause_bytes {
                 // It is not taking what it is sent: read nothing more until it does.
                 self.reading_paused = true;
                 return Step::Done;
@@ -464,10 +459,10 @@ impl<S: Stream> Connection<S> {
     }
 
     /// After a flush: a connection whose reading was paused is read again once its queue is
-    /// back under the threshold. True if the caller should read it now (no readiness event
-    /// will come for input that was already waiting).
+    /// back under [`Settings::read_pause_bytes`]. True if the caller should read it now (no
+    /// readiness event will come for input that was already waiting).
     pub fn resume_reading(&mut self, settings: &Settings) -> bool {
-        if !self.reading_paused || self.queued() > backpressure_threshold(settings) {
+        if !self.reading_paused || self.queued() > settings.read_pause_bytes {
             return false;
         }
         self.reading_paused = false;

@@ -2,6 +2,8 @@
 //! encoder: a [`Collector`] over the snapshot's plain numbers, registered in a registry made
 //! for the scrape.
 
+use std::fmt;
+
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -30,33 +32,41 @@ struct Snapshot {
 const KINDS: [&str; 2] = ["text", "binary"];
 
 impl Collector for Snapshot {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        self.encode_connections(&mut encoder)?;
+        self.encode_traffic(&mut encoder)?;
+        self.encode_chat(&mut encoder)?;
+        self.encode_loop(&mut encoder)
+    }
+}
+
+impl Snapshot {
+    /// Connections: open ones by state, accepted, and turned away by reason.
+    fn encode_connections(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
         let (c, g) = (&self.counters, &self.gauges);
         let open = [("handshake", g.handshaking), ("chat", g.chat), ("echo", g.echo), ("closing", g.closing)];
-        family(
-            &mut encoder,
-            "connections_open",
-            "Connections by state",
-            None,
-            MetricType::Gauge,
-            "state",
-            &open,
-        )?;
-        counter(&mut encoder, "connections_accepted", "TCP connections accepted", None, c.accepted)?;
+        family(encoder, "connections_open", "Connections by state", None, MetricType::Gauge, "state", &open)?;
+        counter(encoder, "connections_accepted", "TCP connections accepted", None, c.accepted)?;
         let refused: Vec<(&str, u64)> =
             Verdict::REFUSALS.iter().zip(c.refused).map(|((_, label), n)| (*label, n)).collect();
         family(
-            &mut encoder,
+            encoder,
             "connections_rejected",
             "Connections turned away, by reason",
             None,
             MetricType::Counter,
             "reason",
             &refused,
-        )?;
+        )
+    }
+
+    /// What flows through: messages and deliveries by kind, bytes each way, and the clients
+    /// cut off for reading too slowly or sending too fast.
+    fn encode_traffic(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let c = &self.counters;
         let by_kind = |counts: [u64; 2]| -> Vec<(&str, u64)> { KINDS.into_iter().zip(counts).collect() };
         family(
-            &mut encoder,
+            encoder,
             "messages_received",
             "Data messages received from clients",
             None,
@@ -65,7 +75,7 @@ impl Collector for Snapshot {
             &by_kind(c.messages_received),
         )?;
         family(
-            &mut encoder,
+            encoder,
             "deliveries",
             "Data frames queued to clients; each recipient of a broadcast counts",
             None,
@@ -73,64 +83,43 @@ impl Collector for Snapshot {
             "kind",
             &by_kind(c.deliveries),
         )?;
+        counter(encoder, "received", "Bytes read from clients, after TLS", Some(&Unit::Bytes), c.bytes_in)?;
+        counter(encoder, "sent", "Bytes written to clients, before TLS", Some(&Unit::Bytes), c.bytes_out)?;
         counter(
-            &mut encoder,
-            "received",
-            "Bytes read from clients, after TLS",
-            Some(&Unit::Bytes),
-            c.bytes_in,
-        )?;
-        counter(
-            &mut encoder,
-            "sent",
-            "Bytes written to clients, before TLS",
-            Some(&Unit::Bytes),
-            c.bytes_out,
-        )?;
-        counter(
-            &mut encoder,
+            encoder,
             "slow_readers_cut_off",
             "Readers closed with 1008 for falling --max-outbound behind",
             None,
             c.slow_readers_cut_off,
         )?;
         counter(
-            &mut encoder,
+            encoder,
             "rate_limited",
             "Clients closed with 1008 for passing --max-messages-per-sec",
             None,
             c.rate_limited,
-        )?;
-        gauge(&mut encoder, "rooms", "Chat rooms", None, g.rooms as f64)?;
-        gauge(&mut encoder, "members", "Chat members", None, g.members as f64)?;
-        gauge(
-            &mut encoder,
-            "history_messages",
-            "Messages kept in rooms' history",
-            None,
-            g.history_messages as f64,
-        )?;
-        gauge(
-            &mut encoder,
-            "history",
-            "What the kept messages cost: text, nick and a fixed part each",
-            Some(&Unit::Bytes),
-            g.history_bytes as f64,
-        )?;
-        counter(
-            &mut encoder,
-            "history_commits",
-            "Durable history transactions committed (--data-dir)",
-            None,
-            c.history_commits,
-        )?;
-        gauge(
-            &mut encoder,
-            "outbox",
-            "Bytes queued for clients, not yet written",
-            Some(&Unit::Bytes),
-            g.outbox_bytes as f64,
-        )?;
+        )
+    }
+
+    /// The chat: rooms, members, the history kept and what it costs, and its durable commits.
+    fn encode_chat(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let (c, g) = (&self.counters, &self.gauges);
+        gauge(encoder, "rooms", "Chat rooms", None, g.rooms as f64)?;
+        gauge(encoder, "members", "Chat members", None, g.members as f64)?;
+        let kept = "Messages kept in rooms' history";
+        gauge(encoder, "history_messages", kept, None, g.history_messages as f64)?;
+        let cost = "What the kept messages cost: text, nick and a fixed part each";
+        gauge(encoder, "history", cost, Some(&Unit::Bytes), g.history_bytes as f64)?;
+        let commits = "Durable history transactions committed (--data-dir)";
+        counter(encoder, "history_commits", commits, None, c.history_commits)
+    }
+
+    /// The loop and its process: bytes still to write, how long turns take, the cluster link,
+    /// and when the process started.
+    fn encode_loop(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let (c, g) = (&self.counters, &self.gauges);
+        let outbox = "Bytes queued for clients, not yet written";
+        gauge(encoder, "outbox", outbox, Some(&Unit::Bytes), g.outbox_bytes as f64)?;
         // Per-bucket counts: the encoder sums them into the cumulative `le` series itself, and
         // writes the bound f64::MAX as `+Inf`.
         let within: u64 = c.turns.buckets.iter().sum();
@@ -150,15 +139,10 @@ impl Collector for Snapshot {
         histogram.encode(metric)?;
         if let Some(linked) = g.cluster_linked {
             let help = "1 while Redis links this process to the others (--redis), 0 while it runs alone";
-            gauge(&mut encoder, "cluster_linked", help, None, f64::from(u8::from(linked)))?;
+            gauge(encoder, "cluster_linked", help, None, f64::from(u8::from(linked)))?;
         }
-        gauge(
-            &mut encoder,
-            "process_start_time",
-            "When the server started, since the Unix epoch",
-            Some(&Unit::Seconds),
-            g.start_time_seconds,
-        )
+        let started = "When the server started, since the Unix epoch";
+        gauge(encoder, "process_start_time", started, Some(&Unit::Seconds), g.start_time_seconds)
     }
 }
 
@@ -168,7 +152,7 @@ fn counter(
     help: &str,
     unit: Option<&Unit>,
     value: u64,
-) -> Result<(), std::fmt::Error> {
+) -> Result<(), fmt::Error> {
     ConstCounter::new(value).encode(encoder.encode_descriptor(name, help, unit, MetricType::Counter)?)
 }
 
@@ -178,7 +162,7 @@ fn gauge(
     help: &str,
     unit: Option<&Unit>,
     value: f64,
-) -> Result<(), std::fmt::Error> {
+) -> Result<(), fmt::Error> {
     ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?)
 }
 
@@ -191,7 +175,7 @@ fn family(
     kind: MetricType,
     label: &str,
     values: &[(&str, u64)],
-) -> Result<(), std::fmt::Error> {
+) -> Result<(), fmt::Error> {
     let mut metric = encoder.encode_descriptor(name, help, unit, kind)?;
     for (value_label, value) in values {
         let labels = [(label, *value_label)];
@@ -212,7 +196,7 @@ struct Histogram {
 }
 
 impl Histogram {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), fmt::Error> {
         encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
     }
 }

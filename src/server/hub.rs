@@ -467,27 +467,21 @@ impl<S: Stream> Hub<S> {
 
     /// `/token JWT`: a signed-in client's new token, for the same user, extends its session.
     fn renew_session(&mut self, client: usize, token: &Token, now: Instant) {
+        let (now_unix, signed) = (crate::auth::unix_now(), self.chat.is_signed(client));
         let answer = match (&self.settings.auth, self.chat.nick(client)) {
-            (Some(auth), Some(nick)) => {
-                let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                match auth.verify(token, now_unix) {
-                    _ if !self.chat.is_signed(client) => {
-                        Event::error("guests cannot renew a session: connect with a token")
+            (Some(auth), Some(nick)) => match auth.renewal(token, signed.then_some(nick), now_unix) {
+                Ok(identity) => {
+                    if let Some(conn) = self.conns.get_mut(client) {
+                        conn.extend_session(identity.expires_at(now, now_unix));
                     }
-                    Ok(identity) if identity.sub == nick => {
-                        if let Some(conn) = self.conns.get_mut(client) {
-                            conn.extend_session(identity.expires_at(now, now_unix));
-                        }
-                        self.rearm(client);
-                        // Its rights are the new token's (rooms, role).
-                        self.chat.renew(client, &identity, &mut self.effects);
-                        Event::notice(format!("session renewed for {}s", identity.exp - now_unix))
-                    }
-                    Ok(_) => Event::error("that token is for another user"),
-                    Err(refusal) => Event::error(format!("token refused: {refusal}")),
+                    self.rearm(client);
+                    // Its rights are the new token's (rooms, role).
+                    self.chat.renew(client, &identity, &mut self.effects);
+                    Event::notice(format!("session renewed for {}s", identity.exp - now_unix))
                 }
-            }
-            _ => Event::error("this server does not use sign-in tokens"),
+                Err(refusal) => Event::error(refusal.0),
+            },
+            _ => Event::error(crate::auth::Refusal::NO_KEYS.0),
         };
         self.deliver(&Audience::Client(client), &Body::Event(answer));
     }

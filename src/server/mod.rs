@@ -11,7 +11,8 @@
 //!    hands back: WRITABLE interest to change, sockets of removed connections to deregister;
 //! 5. on SIGINT/SIGTERM, stops accepting and closes every client with 1001, then exits when
 //!    they are gone or `--shutdown-timeout` has passed (a second signal exits at once); on
-//!    SIGHUP, re-reads the TLS certificate and key for the connections still to come.
+//!    SIGHUP, re-reads the TLS certificate and key, and the JWT keys, for what is still to
+//!    come (new connections, new handshakes and renewals).
 //!
 //! The server is generic over its connections' stream ([`Accept`]): the plain socket, or a
 //! [`TlsStream`] over it when `--tls-cert` is given. Each is its own monomorphic loop, so the
@@ -352,10 +353,9 @@ impl<S: Accept> Server<S> {
 }
 
 impl<S: Accept> Server<S> {
-    /// SIGHUP: new connections get the certificate and key now in the files; open ones keep
-    /// theirs. Files that cannot be used leave the current certificate in place.
-    /// SIGHUP: the JWT keys are read again; new handshakes use them, signed-in connections
-    /// are untouched; a key file that cannot be used keeps the old keys, and says why.
+    /// SIGHUP: the JWT keys are read again; new handshakes and `/token` renewals use them,
+    /// signed-in connections are untouched; a key file that cannot be used keeps the old
+    /// keys, and says why.
     fn reload_auth_keys(&mut self) {
         let Some(auth) = &self.hub.settings().auth else { return };
         match auth.reload() {
@@ -367,6 +367,8 @@ impl<S: Accept> Server<S> {
         }
     }
 
+    /// SIGHUP: new connections get the certificate and key now in the files; open ones keep
+    /// theirs. Files that cannot be used leave the current certificate in place, and say why.
     fn reload_certificate(&mut self) {
         let Some(files) = &self.hub.settings().tls else {
             info!("SIGHUP: no TLS certificate to reload (started without --tls-cert)");
