@@ -12,7 +12,8 @@
 //!
 //! The parts, one job each:
 //! - `nicks.rs`: the nick index, claims, connecting and renaming;
-//! - `rooms.rs`: rooms, their members and history budget, joins, replays, following rooms;
+//! - `rooms.rs`: rooms, their members and history budget, joins and replays;
+//! - `following.rs`: rooms followed through the broker, their history loaded and kept;
 //! - `commands.rs`: what a client's line means, one method per command;
 //! - `moderation.rs`: `/kick`, `/ban`, `/unban`, `/bans`, and direct messages between processes;
 //! - `notices.rs`: what the broker tells the chat, and which clients wait on it;
@@ -26,6 +27,7 @@ pub mod broker;
 pub mod command;
 mod commands;
 pub mod event;
+mod following;
 pub mod history;
 pub mod line;
 mod moderation;
@@ -227,7 +229,7 @@ struct Room {
     members: [Vec<ClientId>; 2],
     history: History,
     /// Whether the room is followed through the broker, and how far its history is loaded.
-    sync: rooms::Sync,
+    sync: following::Sync,
     /// The history came from the broker (another process numbers it too): it is not this
     /// process's to keep once the room is unfollowed, nor to number on after the link is lost.
     borrowed: bool,

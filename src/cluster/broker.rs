@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 use mio::{Registry, Token};
 
-use super::commands::{Expect, Scripts};
+use super::expect::{Expect, Scripts};
 use super::link::Link;
 use super::resp::Frame;
 use super::url::RedisUrl;

@@ -11,7 +11,8 @@
 //! - [`link`]: one non-blocking Redis connection in the server's poll;
 //! - [`broker`]: the two links (commands, subscriptions) and their life: connecting,
 //!   reconnecting with back-off, heartbeats, failing, and the flow bounds;
-//! - [`commands`]: the chat's requests as Redis commands, each with the answer it awaits;
+//! - [`commands`]: the chat's requests as Redis commands;
+//! - [`expect`]: the answer each command awaits, and the scripts they run;
 //! - [`replies`]: what Redis sends back (replies, published messages) as the chat's notices;
 //! - [`room`]: key names, the Lua scripts and the payloads published on a room's channel;
 //! - [`presence`]: processes' liveness, nicks, rooms' members and counts, bans.
@@ -43,6 +44,7 @@
 
 pub mod broker;
 mod commands;
+mod expect;
 pub mod link;
 pub mod presence;
 mod replies;

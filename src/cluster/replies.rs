@@ -13,7 +13,7 @@ use bytes::Bytes;
 use log::{debug, warn};
 
 use super::broker::{RedisBroker, Subscription};
-use super::commands::Expect;
+use super::expect::Expect;
 use super::resp::{self, Frame};
 use super::{presence, room};
 use crate::broker::{Direct, Notice};

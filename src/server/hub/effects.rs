@@ -1,0 +1,195 @@
+//! The hub's side of the chat: the chat's effects carried out (messages rendered and framed once
+//! per mode and queued to every recipient, closes, kicks, session renewals), and the exchange
+//! with the broker (requests to it, its notices back to the chat, and the connections held
+//! while they wait on it).
+
+use std::time::Instant;
+
+use tungstenite::protocol::frame::coding::CloseCode;
+
+use super::{Hub, KICKED};
+use crate::auth::Token;
+use crate::broker::Broker;
+use crate::chat::{Audience, Body, ClientId, Effect, Event, Mode};
+use crate::connection::Stream;
+use crate::frame::{self, Opcode};
+use crate::metrics::Kind;
+
+impl<S: Stream> Hub<S> {
+    // ----- chat effects -----
+
+    /// Carries out the chat's effects: each message is rendered and framed once per mode that
+    /// has recipients, and the same buffer queued for every recipient in that mode. The history
+    /// changes behind them go to the write barrier, which commits them before any is written.
+    /// What the chat asked of the broker goes to it, and what it answers at once (all of it, in
+    /// one process) comes back to the chat within this call.
+    pub(super) fn apply_effects(&mut self, now: Instant) {
+        loop {
+            self.chat.take_journal(self.fanout.barrier.pending_mut());
+            while !self.effects.is_empty() {
+                let mut effects = std::mem::take(&mut self.effects);
+                for effect in effects.drain(..) {
+                    self.carry_out(effect, now);
+                }
+                // Keep the allocation for next time unless a cut-off produced new effects.
+                if self.effects.is_empty() {
+                    self.effects = effects;
+                }
+                self.cut_off_slow_readers(now);
+            }
+            if !self.chat.has_requests() || !self.exchange_once() {
+                return;
+            }
+        }
+    }
+
+    fn carry_out(&mut self, effect: Effect, now: Instant) {
+        match effect {
+            Effect::Send { to, body } => self.deliver(&to, &body),
+            Effect::Close { client, reason } => self.close(client, CloseCode::Normal, &reason, now),
+            Effect::Refuse { client, reason } => self.close(client, CloseCode::Policy, &reason, now),
+            Effect::Kick { client, reason } => self.close(client, CloseCode::from(KICKED), &reason, now),
+            Effect::Renew { client, token } => self.renew_session(client, &token, now),
+            Effect::BanAddress { client, ban } => {
+                if let Some(conn) = self.conns.get(client) {
+                    self.chat.ban_address(conn.peer().ip(), ban);
+                }
+            }
+        }
+    }
+
+    /// `/token JWT`: a signed-in client's new token, for the same user, extends its session.
+    pub(super) fn renew_session(&mut self, client: usize, token: &Token, now: Instant) {
+        let (now_unix, signed) = (crate::auth::unix_now(), self.chat.is_signed(client));
+        let answer = match (&self.settings.auth, self.chat.nick(client)) {
+            (Some(auth), Some(nick)) => match auth.renewal(token, signed.then_some(nick), now_unix) {
+                Ok(identity) => {
+                    if let Some(conn) = self.conns.get_mut(client) {
+                        conn.extend_session(identity.expires_at(now, now_unix));
+                    }
+                    self.rearm(client);
+                    // Its rights are the new token's (rooms, role).
+                    self.chat.renew(client, &identity, &mut self.effects);
+                    Event::notice(format!("session renewed for {}s", identity.exp - now_unix))
+                }
+                Err(refusal) => Event::error(refusal.0),
+            },
+            _ => Event::error(crate::auth::Refusal::NO_KEYS.0),
+        };
+        self.deliver(&Audience::Client(client), &Body::Event(answer));
+    }
+
+    pub(super) fn deliver(&mut self, to: &Audience, body: &Body) {
+        let mut binary = None;
+        for mode in Mode::ALL {
+            let recipients = match to {
+                Audience::Client(client) if self.chat.mode(*client) == Some(mode) => {
+                    std::slice::from_ref(client)
+                }
+                Audience::Client(_) => continue,
+                Audience::Room(room) => self.chat.room_members(room, mode),
+            };
+            if recipients.is_empty() {
+                continue;
+            }
+            let (kind, encoded) = match body {
+                Body::Event(event) => match event.render(mode) {
+                    Some(text) => (Kind::Text, frame::encode(Opcode::Text, text.as_bytes())),
+                    None => continue,
+                },
+                // The same frame for both modes: framed once.
+                Body::Binary(data) => {
+                    (Kind::Binary, binary.get_or_insert_with(|| frame::encode(Opcode::Binary, data)).clone())
+                }
+            };
+            let delivered = self.fanout.queue_to_all(&mut self.conns, recipients, &encoded);
+            self.counters.deliveries[kind as usize] += delivered as u64;
+        }
+    }
+
+    /// Disconnects the readers fan-out found over `--max-outbound`.
+    pub(super) fn cut_off_slow_readers(&mut self, now: Instant) {
+        while let Some(key) = self.fanout.next_too_slow() {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if let Some(why) = conn.cut_off_too_slow(now, &self.settings) {
+                self.counters.slow_readers_cut_off += 1;
+                self.leave_chat(key, &why, now);
+                self.after_activity(key);
+            }
+        }
+    }
+
+    pub(super) fn leave_chat(&mut self, key: ClientId, why: &str, now: Instant) {
+        // A connection still waiting for its nick claim leaves too: its claim must not join
+        // whoever gets its slot next.
+        if self.chat.nick(key).is_some() || self.chat.is_waiting(key) {
+            self.broker.forget(key);
+            self.chat.disconnect(key, why, &mut self.effects);
+            self.apply_effects(now);
+        }
+    }
+
+    // ----- the broker -----
+
+    pub fn broker(&self) -> &dyn Broker {
+        self.broker.as_ref()
+    }
+
+    /// The broker, for the loop to hand it its sockets' events and its turns.
+    pub fn broker_mut(&mut self) -> &mut dyn Broker {
+        self.broker.as_mut()
+    }
+
+    /// The broker's notices (from its sockets) to the chat, the chat's requests to the broker,
+    /// until neither has more; then the connections that waited on it and no longer do are
+    /// read again. True if the broker had anything to say.
+    pub fn exchange_with_broker(&mut self, now: Instant) -> bool {
+        let said = self.exchange_once();
+        self.apply_effects(now);
+        self.resume_held();
+        said
+    }
+
+    /// Hands the chat's requests to the broker and the broker's notices to the chat, once.
+    /// True if there were notices (whose effects are then waiting in `effects`).
+    fn exchange_once(&mut self) -> bool {
+        let mut requests = std::mem::take(&mut self.requests);
+        self.chat.take_requests(&mut requests);
+        for request in requests.drain(..) {
+            self.broker.request(request);
+        }
+        self.requests = requests;
+        let mut notices = std::mem::take(&mut self.notices);
+        self.broker.take_notices(&mut notices);
+        let any = !notices.is_empty();
+        for notice in notices.drain(..) {
+            self.chat.on_notice(notice, &mut self.effects);
+        }
+        self.notices = notices;
+        any
+    }
+
+    /// Whether connection `key` must not be read now: it waits on the broker, or the broker is
+    /// saturated.
+    pub(super) fn waits_on_broker(&self, key: usize) -> bool {
+        self.chat.is_waiting(key) || self.broker.in_flight(key) || self.broker.is_saturated()
+    }
+
+    /// Reads again, next turn, the held connections that no longer wait.
+    fn resume_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let mut held = std::mem::take(&mut self.held);
+        held.retain(|&key| {
+            let waits = self.waits_on_broker(key);
+            if !waits {
+                self.unfinished_reads.push(key);
+            }
+            waits
+        });
+        self.held = held;
+    }
+}

@@ -1,0 +1,33 @@
+//! What the hub reports to operators: the metrics exposition, its counters plus gauges read
+//! off the current state (connections by state, queued bytes, rooms, members, history, link).
+
+use super::Hub;
+use crate::connection::{ConnState, Route, Stream};
+use crate::metrics::{Counters, Gauges};
+
+impl<S: Stream> Hub<S> {
+    /// The metrics exposition: the counters, and gauges read off the current state.
+    pub fn render_metrics(&self, start_time_seconds: f64) -> String {
+        let mut gauges = Gauges { start_time_seconds, ..Gauges::default() };
+        for (_, conn) in &self.conns {
+            match conn.state() {
+                ConnState::Handshake => gauges.handshaking += 1,
+                ConnState::Open(Route::Chat) => gauges.chat += 1,
+                ConnState::Open(Route::Echo) => gauges.echo += 1,
+                ConnState::Closing => gauges.closing += 1,
+            }
+            gauges.outbox_bytes += conn.queued() as u64;
+        }
+        gauges.rooms = self.chat.room_count() as u64;
+        gauges.cluster_linked = self.broker.linked();
+        gauges.members = self.chat.len() as u64;
+        let (messages, bytes) = self.chat.history_size();
+        (gauges.history_messages, gauges.history_bytes) = (messages as u64, bytes as u64);
+        let counters = Counters {
+            bytes_out: self.fanout.bytes_written,
+            history_commits: self.fanout.barrier.commits,
+            ..self.counters.clone()
+        };
+        crate::metrics::render(&counters, &gauges)
+    }
+}
