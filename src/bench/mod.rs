@@ -19,6 +19,8 @@
 pub mod client;
 pub mod cpu;
 pub mod processes;
+pub mod samples;
+pub mod shared;
 pub mod shootout;
 pub mod wire;
 pub mod worker;
@@ -37,7 +39,7 @@ use hdrhistogram::Histogram;
 
 use crate::config::parse_duration;
 use crate::tls::client::ClientTls;
-use worker::{latency_histogram, Pace, Plan, Shared, Slot};
+use shared::{latency_histogram, Pace, Plan, Shared, Slot};
 
 /// Load generator for WebSocket broadcast servers: throughput and latency percentiles.
 #[derive(Parser, Debug, Clone)]

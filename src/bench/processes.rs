@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 use serde_json::Value;
 
 use super::cpu::{self, Usage};
-use super::worker::{latency_histogram, monotonic_ns};
+use super::shared::{latency_histogram, monotonic_ns};
 use super::{receivers, BenchConfig, Report};
 
 /// In a part: a parent that is stopped (SIGTERM, SIGKILL) takes its parts with it, rather
