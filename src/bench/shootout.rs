@@ -17,10 +17,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::config::BenchConfig;
 use super::cpu;
+use super::report::{duration_ns, per_delivery, thousands};
+use super::run::{spawn_workers, Progress};
 use super::samples::Samples;
 use super::shared::Shared;
-use super::{duration_ns, per_delivery, spawn_workers, thousands, BenchConfig, Progress};
 
 /// A time that was never reached (samples that did not all arrive): shown as `-`.
 const NEVER: u64 = u64::MAX;
@@ -152,7 +154,7 @@ impl Shootout {
 
 /// Runs the steps.
 pub fn run(config: BenchConfig) -> Result<Shootout, String> {
-    super::prepare(&config)?;
+    config.prepare()?;
     let samples = Samples::new(config.senders, config.samples);
     let shared = Arc::new(Shared::for_shootout(samples));
     let handles = spawn_workers(&config, &shared)?;
