@@ -97,12 +97,22 @@ impl Report {
 
     /// The human-readable summary.
     pub fn summary(&self) -> String {
+        let mut out = String::new();
+        self.write_setup(&mut out);
+        if !self.config.idle {
+            self.write_traffic(&mut out);
+            self.write_cpu(&mut out);
+        }
+        out
+    }
+
+    /// The summary's first lines: what was run, how the connections went, churn.
+    fn write_setup(&self, out: &mut String) {
         let c = &self.config;
         let pace = match c.rate {
             Some(rate) => format!("rate={rate}/s"),
             None => format!("window={}", c.window),
         };
-        let mut out = String::new();
         let _ = writeln!(
             out,
             "wschat-bench {} clients={} senders={} size={} {pace} duration={:?} warmup={:?} threads={}",
@@ -128,59 +138,65 @@ impl Report {
                 self.churn_cycles, self.churn_failures
             );
         }
-        if !c.idle {
-            let (expected, lost) = match c.counts_losses() {
-                true => (thousands(self.expected), thousands(self.lost())),
-                false => ("n/a".to_string(), "n/a".to_string()),
-            };
+    }
+
+    /// The summary's message counts and latency percentiles.
+    fn write_traffic(&self, out: &mut String) {
+        let (expected, lost) = match self.config.counts_losses() {
+            true => (thousands(self.expected), thousands(self.lost())),
+            false => ("n/a".to_string(), "n/a".to_string()),
+        };
+        let _ = writeln!(
+            out,
+            "messages: sent={} deliveries={} expected={expected} lost={lost} deliveries/s={}",
+            thousands(self.sent),
+            thousands(self.delivered),
+            thousands(self.deliveries_per_sec() as u64)
+        );
+        let _ = writeln!(
+            out,
+            "latency: p50={} p90={} p99={} p99.9={} max={}",
+            at(&self.latency, 0.5),
+            at(&self.latency, 0.9),
+            at(&self.latency, 0.99),
+            at(&self.latency, 0.999),
+            at(&self.latency, 1.0)
+        );
+    }
+
+    /// The summary's CPU per delivery, and a warning when the bench itself was busy enough to
+    /// have been the limit.
+    fn write_cpu(&self, out: &mut String) {
+        let cores = if self.config.threads > 1 { "s" } else { "" };
+        let _ = writeln!(
+            out,
+            "cpu per delivery: bench={} ({:.0}% of its core{cores}) server={}",
+            per_delivery(self.cpu.bench_ns_per_delivery),
+            self.cpu.bench_core_use * 100.0,
+            self.server_per_delivery()
+        );
+        if self.cpu.bench_core_use > BUSY_BENCH {
             let _ = writeln!(
                 out,
-                "messages: sent={} deliveries={} expected={expected} lost={lost} deliveries/s={}",
-                thousands(self.sent),
-                thousands(self.delivered),
-                thousands(self.deliveries_per_sec() as u64)
-            );
-            let _ = writeln!(
-                out,
-                "latency: p50={} p90={} p99={} p99.9={} max={}",
-                at(&self.latency, 0.5),
-                at(&self.latency, 0.9),
-                at(&self.latency, 0.99),
-                at(&self.latency, 0.999),
-                at(&self.latency, 1.0)
-            );
-            let _ = writeln!(
-                out,
-                "cpu per delivery: bench={} ({:.0}% of its core{}) server={}",
-                per_delivery(self.cpu.bench_ns_per_delivery),
+                "warning: the bench used {:.0}% of its core{cores}: it may have been the limit, not the server \
+                 (give it more --threads and cores)",
                 self.cpu.bench_core_use * 100.0,
-                if c.threads > 1 { "s" } else { "" },
-                match c.server_pid.len() {
-                    0 => "- (give --server-pid)".to_string(),
-                    1 => per_delivery(self.cpu.server_ns_per_delivery),
-                    _ => format!(
-                        "{} (each: {})",
-                        per_delivery(self.cpu.server_ns_per_delivery),
-                        self.cpu
-                            .server_ns_per_delivery_each
-                            .iter()
-                            .map(|&ns| per_delivery(ns))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                }
             );
-            if self.cpu.bench_core_use > BUSY_BENCH {
-                let _ = writeln!(
-                    out,
-                    "warning: the bench used {:.0}% of its core{}: it may have been the limit, not the server \
-                     (give it more --threads and cores)",
-                    self.cpu.bench_core_use * 100.0,
-                    if c.threads > 1 { "s" } else { "" },
-                );
+        }
+    }
+
+    /// The server's CPU per delivery: all its processes together, and each when there are
+    /// several.
+    fn server_per_delivery(&self) -> String {
+        let together = per_delivery(self.cpu.server_ns_per_delivery);
+        match self.config.server_pid.len() {
+            0 => "- (give --server-pid)".to_string(),
+            1 => together,
+            _ => {
+                let each = self.cpu.server_ns_per_delivery_each.iter().map(|&ns| per_delivery(ns));
+                format!("{together} (each: {})", each.collect::<Vec<_>>().join(", "))
             }
         }
-        out
     }
 
     /// The latency distribution in HdrHistogram's percentile-distribution text format (the

@@ -7,6 +7,7 @@
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::config::{BenchConfig, SourceAddrs, Target};
@@ -14,68 +15,77 @@ use super::cpu;
 use super::processes;
 use super::report::{duration_ns, thousands, Report};
 use super::shared::{latency_histogram, Pace, Plan, Shared, Slot};
-use super::worker;
+use super::worker::{self, Outcome};
+
+/// The worker threads of a run, each ending with what it measured.
+pub(super) type Workers = Vec<JoinHandle<io::Result<Outcome>>>;
 
 /// Starts `--threads` workers; client i goes to thread i % threads, and the first `--senders`
 /// clients send.
-pub(super) fn spawn_workers(
-    config: &BenchConfig,
-    shared: &Arc<Shared>,
-) -> Result<Vec<std::thread::JoinHandle<io::Result<worker::Outcome>>>, String> {
+pub(super) fn spawn_workers(config: &BenchConfig, shared: &Arc<Shared>) -> Result<Workers, String> {
     let Target { addr, host, path, tls } = config.target()?;
-    let pace = match (config.idle, config.rate) {
-        _ if config.shootout => Pace::Shootout,
-        (true, _) => Pace::Idle,
-        (false, Some(rate)) => Pace::Interval(1_000_000_000 * config.senders.max(1) as u64 / rate),
-        (false, None) => Pace::Window(config.window),
-    };
     let mine = config.my_clients();
     let threads = config.threads.min(mine.len()).max(1);
-    let mut handles = Vec::new();
+    let mut workers = Vec::new();
     for t in 0..threads {
-        let clients = mine
-            .iter()
-            .skip(t)
-            .step_by(threads)
-            .map(|&i| Slot {
-                index: i,
-                sender: (i < config.senders && !config.idle).then_some(i as u32),
-                source: config.source_addrs.as_ref().map(|SourceAddrs(addrs)| addrs[i % addrs.len()]),
-                first_message: config.room.as_ref().map(|room| match config.rooms {
-                    1 => format!("/join {room}").into_bytes(),
-                    n => format!("/join {room}-{}", i % n).into_bytes(),
-                }),
-            })
-            .collect();
         let plan = Plan {
             addr,
             tls: tls.clone(),
             host: host.clone(),
             path: path.clone(),
-            clients,
+            clients: mine.iter().skip(t).step_by(threads).map(|&i| slot(config, i)).collect(),
             connect_concurrency: config.connect_concurrency.div_ceil(threads),
             size: config.size,
-            pace,
+            pace: pace(config),
             total_senders: config.senders as u32,
             churn: config.churn,
         };
         let shared = shared.clone();
-        handles.push(std::thread::spawn(move || worker::run(plan, shared)));
+        workers.push(std::thread::spawn(move || worker::run(plan, shared)));
     }
-    Ok(handles)
+    Ok(workers)
 }
 
-/// Waits for every client to connect or fail (bounded by `--connect-timeout`); returns how many
-/// connected.
-fn connect(config: &BenchConfig, shared: &Shared, progress: &mut Progress) -> u64 {
+/// How the senders send: `--shootout`, `--idle`, `--rate` (shared out among the senders) or
+/// `--window`.
+fn pace(config: &BenchConfig) -> Pace {
+    match (config.idle, config.rate) {
+        _ if config.shootout => Pace::Shootout,
+        (true, _) => Pace::Idle,
+        (false, Some(rate)) => Pace::Interval(1_000_000_000 * config.senders.max(1) as u64 / rate),
+        (false, None) => Pace::Window(config.window),
+    }
+}
+
+/// Client `i` (by global index) as its worker's plan holds it.
+fn slot(config: &BenchConfig, i: usize) -> Slot {
+    Slot {
+        index: i,
+        sender: (i < config.senders && !config.idle).then_some(i as u32),
+        source: config.source_addrs.as_ref().map(|SourceAddrs(addrs)| addrs[i % addrs.len()]),
+        first_message: config.room.as_ref().map(|room| match config.rooms {
+            1 => format!("/join {room}").into_bytes(),
+            n => format!("/join {room}-{}", i % n).into_bytes(),
+        }),
+    }
+}
+
+/// Waits until `clients` clients have connected or failed (bounded by `--connect-timeout`);
+/// returns how many are connected.
+pub(super) fn connect(config: &BenchConfig, shared: &Shared, progress: &mut Progress, clients: u64) -> u64 {
     let deadline = Instant::now() + config.connect_timeout;
-    let mine = config.my_clients().len() as u64;
-    while shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed) < mine
+    while shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed) < clients
         && Instant::now() < deadline
     {
         progress.tick("connecting");
     }
     shared.connected.load(Ordering::Relaxed)
+}
+
+/// The CPU times of the bench and of the `--server-pid` processes now, with the deliveries so
+/// far: one end of a stretch whose CPU per delivery is reported.
+pub(super) fn cpu_mark(config: &BenchConfig, shared: &Shared) -> cpu::Mark {
+    cpu::Mark::now(&config.server_pid, shared.delivered.load(Ordering::Relaxed))
 }
 
 /// Warm-up from `start_ns` (on the run's clock), then the measured window: the workers send,
@@ -127,11 +137,11 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         processes::end_with_parent();
     }
     let shared = Arc::new(config.epoch_ns.map_or_else(Shared::new, Shared::with_epoch));
-    let handles = spawn_workers(&config, &shared)?;
+    let workers = spawn_workers(&config, &shared)?;
     let mut progress = Progress::new(shared.clone());
     progress.quiet = config.part.is_some();
     let connecting = Instant::now();
-    let connected = connect(&config, &shared, &mut progress);
+    let connected = connect(&config, &shared, &mut progress, config.my_clients().len() as u64);
     let connect_time = connecting.elapsed();
     if connected == 0 {
         // Nothing to measure: say why at once instead of running to a table of zeros.
@@ -144,13 +154,25 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         None => shared.now_ns(),
         Some(_) => processes::report_connected_and_wait(connected, shared.failed.load(Ordering::Relaxed))?,
     };
-    let traffic_start = cpu::Mark::now(&config.server_pid, shared.delivered.load(Ordering::Relaxed));
+    let traffic_start = cpu_mark(&config, &shared);
     send(&config, &shared, &mut progress, start_ns);
     drain(&config, &shared, &mut progress, connected);
-    let traffic_end = cpu::Mark::now(&config.server_pid, shared.delivered.load(Ordering::Relaxed));
+    let traffic_end = cpu_mark(&config, &shared);
     shared.stop.store(true, Ordering::Release);
-    let cores = cpu::usable_cores(config.threads);
+    let cpu = cpu::Usage::between(&traffic_start, &traffic_end, cpu::usable_cores(config.threads));
+    collect(config, &shared, workers, connected, connect_time, cpu)
+}
 
+/// The report, once the workers have stopped: their histograms merged, and the counters read
+/// once they are final.
+fn collect(
+    config: BenchConfig,
+    shared: &Shared,
+    workers: Workers,
+    connected: u64,
+    connect_time: Duration,
+    cpu: cpu::Usage,
+) -> Result<Report, String> {
     let mut report = Report {
         connected,
         connect_failures: shared.failed.load(Ordering::Relaxed),
@@ -164,11 +186,11 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         churn_cycles: shared.churn_cycles.load(Ordering::Relaxed),
         churn_failures: shared.churn_failures.load(Ordering::Relaxed),
         first_failure: shared.failure(),
-        cpu: cpu::Usage::between(&traffic_start, &traffic_end, cores),
+        cpu,
         config,
     };
-    for handle in handles {
-        let outcome = handle.join().map_err(|_| "a bench thread panicked".to_string())?;
+    for worker in workers {
+        let outcome = worker.join().map_err(|_| "a bench thread panicked".to_string())?;
         let outcome = outcome.map_err(|e: io::Error| format!("bench thread failed: {e}"))?;
         let _ = report.connect.add(&outcome.connect);
         let _ = report.latency.add(&outcome.latency);

@@ -9,7 +9,8 @@
 //! at the *last* client, the moment the whole room has it. The steps stop at the first whose
 //! p95 passes the limit, whose samples do not all arrive, or at `--clients`.
 //!
-//! What the workers share with the coordinator while a step is sampled is
+//! This file runs the steps (on the workers and progress lines of [`super::run`]) and shows
+//! their outcome, [`Shootout`]; what the workers share with it while a step is sampled is
 //! [`super::samples::Samples`].
 
 use std::fmt::Write as _;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use super::config::BenchConfig;
 use super::cpu;
 use super::report::{duration_ns, per_delivery, thousands};
-use super::run::{spawn_workers, Progress};
+use super::run::{connect, cpu_mark, spawn_workers, Progress};
 use super::samples::Samples;
 use super::shared::Shared;
 
@@ -47,10 +48,30 @@ pub struct Step {
     pub p95_ns: u64,
     pub max_ns: u64,
     /// CPU per delivery while sampling, the bench's and (with `--server-pid`) the server's.
-    pub cpu: super::cpu::Usage,
+    pub cpu: cpu::Usage,
 }
 
 impl Step {
+    /// A step of `clients` clients from the times of its samples that reached every client
+    /// (`times`, sorted), of `total` sent: one whose samples did not all arrive has no p50, p95
+    /// or max.
+    fn new(clients: u64, times: &[u64], total: usize, cpu: cpu::Usage) -> Self {
+        let at = |q: f64| match times.len() {
+            0 => NEVER,
+            n if n < total => NEVER,
+            n => times[((q * n as f64).ceil() as usize).clamp(1, n) - 1],
+        };
+        Step {
+            clients,
+            completed: times.len(),
+            samples: total,
+            p50_ns: at(0.5),
+            p95_ns: at(0.95),
+            max_ns: times.last().copied().filter(|_| times.len() == total).unwrap_or(NEVER),
+            cpu,
+        }
+    }
+
     fn passed(&self, limit: Duration) -> bool {
         self.completed == self.samples && self.p95_ns < limit.as_nanos() as u64
     }
@@ -155,24 +176,16 @@ impl Shootout {
 /// Runs the steps.
 pub fn run(config: BenchConfig) -> Result<Shootout, String> {
     config.prepare()?;
-    let samples = Samples::new(config.senders, config.samples);
-    let shared = Arc::new(Shared::for_shootout(samples));
-    let handles = spawn_workers(&config, &shared)?;
+    let shared = Arc::new(Shared::for_shootout(Samples::new(config.senders, config.samples)));
+    let workers = spawn_workers(&config, &shared)?;
     let mut progress = Progress::new(shared.clone());
-    let samples = shared.samples.as_ref().expect("a shootout's samples");
     // Senders wait for a step; traffic may flow from the start.
     shared.traffic_start_ns.store(shared.now_ns().max(1), Ordering::Release);
-    let cores = cpu::usable_cores(config.threads);
     let mut steps = Vec::new();
     let mut target = config.step.min(config.clients);
     let stop = loop {
         shared.open_limit.store(target, Ordering::Release);
-        let deadline = Instant::now() + config.connect_timeout;
-        let settled = || shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed);
-        while settled() < target as u64 && Instant::now() < deadline {
-            progress.tick("connecting");
-        }
-        let connected = shared.connected.load(Ordering::Relaxed);
+        let connected = connect(&config, &shared, &mut progress, target as u64);
         if connected < target as u64 {
             let why = shared.failure().unwrap_or_else(|| format!("not within {:?}", config.connect_timeout));
             break Stop::Connect(format!(
@@ -181,40 +194,7 @@ pub fn run(config: BenchConfig) -> Result<Shootout, String> {
                 thousands(target as u64)
             ));
         }
-        let receivers = if config.self_delivery { connected } else { connected - 1 };
-        let mark = || cpu::Mark::now(&config.server_pid, shared.delivered.load(Ordering::Relaxed));
-        let sampling = mark();
-        samples.begin(steps.len() as u64 + 1, receivers);
-        // Generous: a step that takes this long is far past any sensible limit.
-        let deadline = Instant::now() + (config.shootout_limit * 20).max(Duration::from_secs(10));
-        while samples.completed() < samples.total() && Instant::now() < deadline {
-            progress.tick("sampling");
-        }
-        samples.pause();
-        let cpu = cpu::Usage::between(&sampling, &mark(), cores);
-        let times = samples.times();
-        let at = |q: f64| match times.len() {
-            0 => NEVER,
-            n if n < samples.total() => NEVER,
-            n => times[((q * n as f64).ceil() as usize).clamp(1, n) - 1],
-        };
-        let step = Step {
-            clients: connected,
-            completed: times.len(),
-            samples: samples.total(),
-            p50_ns: at(0.5),
-            p95_ns: at(0.95),
-            max_ns: times.last().copied().filter(|_| times.len() == samples.total()).unwrap_or(NEVER),
-            cpu,
-        };
-        eprintln!(
-            "step {}: {} clients, p95 {} ({}/{} samples)",
-            steps.len() + 1,
-            thousands(connected),
-            time(step.p95_ns),
-            step.completed,
-            step.samples
-        );
+        let step = sample(&config, &shared, &mut progress, steps.len() as u64 + 1, connected);
         let passed = step.passed(config.shootout_limit);
         steps.push(step);
         if !passed {
@@ -226,8 +206,37 @@ pub fn run(config: BenchConfig) -> Result<Shootout, String> {
         target = (target + config.step).min(config.clients);
     };
     shared.stop.store(true, Ordering::Release);
-    for handle in handles {
-        let _ = handle.join();
+    for worker in workers {
+        let _ = worker.join();
     }
     Ok(Shootout { config, steps, stop })
+}
+
+/// Times step `number`'s samples among its `connected` clients, and says how it went on stderr.
+fn sample(
+    config: &BenchConfig,
+    shared: &Shared,
+    progress: &mut Progress,
+    number: u64,
+    connected: u64,
+) -> Step {
+    let samples = shared.samples.as_ref().expect("a shootout's samples");
+    let sampling = cpu_mark(config, shared);
+    samples.begin(number, config.receivers(connected));
+    // Generous: a step that takes this long is far past any sensible limit.
+    let deadline = Instant::now() + (config.shootout_limit * 20).max(Duration::from_secs(10));
+    while samples.completed() < samples.total() && Instant::now() < deadline {
+        progress.tick("sampling");
+    }
+    samples.pause();
+    let cpu = cpu::Usage::between(&sampling, &cpu_mark(config, shared), cpu::usable_cores(config.threads));
+    let step = Step::new(connected, &samples.times(), samples.total(), cpu);
+    eprintln!(
+        "step {number}: {} clients, p95 {} ({}/{} samples)",
+        thousands(connected),
+        time(step.p95_ns),
+        step.completed,
+        step.samples
+    );
+    step
 }
