@@ -1,7 +1,7 @@
 //! The command line: [`BenchConfig`], the clap struct behind every flag, with the checks that
 //! reject flags that make no sense together ([`BenchConfig::validate`]) and what the run
 //! derives from them: which clients this process opens, how many receive each message,
-//! whether losses can be counted, where to connect ([`Target`]), and the preparation every
+//! whether losses can be counted, where to connect (`Target`), and the preparation every
 //! kind of run starts with ([`BenchConfig::prepare`]).
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};

@@ -1,7 +1,7 @@
 //! A timed run in one process (the default, and each part of a `--processes` run): the worker
 //! threads are spawned with their plans, then this thread takes the run through its phases,
 //! connect, warm-up and measured sending, drain, and makes the [`Report`] from what the
-//! workers counted. [`Progress`] prints a line a second on stderr meanwhile. The shootout
+//! workers counted. `Progress` prints a line a second on stderr meanwhile. The shootout
 //! steps through the same spawning, connecting and progress lines.
 
 use std::io;

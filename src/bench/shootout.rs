@@ -9,7 +9,7 @@
 //! at the *last* client, the moment the whole room has it. The steps stop at the first whose
 //! p95 passes the limit, whose samples do not all arrive, or at `--clients`.
 //!
-//! This file runs the steps (on the workers and progress lines of [`super::run`]) and shows
+//! This file runs the steps (on the workers and progress lines of [`mod@super::run`]) and shows
 //! their outcome, [`Shootout`]; what the workers share with it while a step is sampled is
 //! [`super::samples::Samples`].
 
