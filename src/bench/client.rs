@@ -17,8 +17,8 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Interest, Poll, Token as MioToken};
 
+use super::shared::{Pace, Plan, Shared};
 use super::wire::{self, Token};
-use super::worker::{Pace, Plan, Shared};
 use crate::rng::Rng;
 use crate::tls::client::ClientStream;
 use crate::wire::{push_client_frame, UpgradeRequest};

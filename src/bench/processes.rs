@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::Value;
 
+use super::config::BenchConfig;
 use super::cpu::{self, Usage};
-use super::worker::{latency_histogram, monotonic_ns};
-use super::{receivers, BenchConfig, Report};
+use super::report::{thousands, Report};
+use super::shared::{latency_histogram, monotonic_ns};
 
 /// In a part: a parent that is stopped (SIGTERM, SIGKILL) takes its parts with it, rather
 /// than leave them holding their connections.
@@ -46,13 +47,7 @@ pub fn report_connected_and_wait(connected: u64, failed: u64) -> Result<u64, Str
         .ok_or_else(|| "the parent process went away".into())
 }
 
-/// A histogram as `[[value, count], ...]`, for the parent to merge.
-pub fn histogram_json(histogram: &Histogram<u64>) -> String {
-    let pairs: Vec<[u64; 2]> =
-        histogram.iter_recorded().map(|v| [v.value_iterated_to(), v.count_at_value()]).collect();
-    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
-}
-
+/// A part's histogram, from the pairs [`super::report::histogram_json`] wrote.
 fn histogram_from(value: &Value) -> Histogram<u64> {
     let mut histogram = latency_histogram();
     for pair in value.as_array().into_iter().flatten() {
@@ -100,7 +95,7 @@ fn part_args(args: &[String]) -> Vec<String> {
 /// Runs `config` as `config.processes` parts. `args` is this process's command line after the
 /// program name.
 pub fn run(config: BenchConfig, args: &[String]) -> Result<Report, String> {
-    super::prepare(&config)?;
+    config.prepare()?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let epoch_ns = monotonic_ns();
     let dir = std::env::temp_dir();
@@ -119,7 +114,7 @@ pub fn run(config: BenchConfig, args: &[String]) -> Result<Report, String> {
             .map_err(|e| format!("cannot start a bench process: {e}"))?;
         parts.0.push(child);
     }
-    eprintln!("wschat-bench: {n} processes connecting {} clients", super::thousands(config.clients as u64));
+    eprintln!("wschat-bench: {n} processes connecting {} clients", thousands(config.clients as u64));
     let connecting = Instant::now();
     let mut connected = 0;
     for (i, child) in parts.0.iter_mut().enumerate() {
@@ -144,7 +139,7 @@ pub fn run(config: BenchConfig, args: &[String]) -> Result<Report, String> {
     }
     eprintln!(
         "wschat-bench: {} connected in {:.1} s; sending for {:?} after {:?} of warm-up",
-        super::thousands(connected),
+        thousands(connected),
         connect_time.as_secs_f64(),
         config.duration,
         config.warmup
@@ -195,7 +190,7 @@ fn merge(
         connect_time,
         sent,
         delivered: sum("deliveries"),
-        expected: sent * receivers(&config, connected),
+        expected: sent * config.receivers(connected),
         delivered_total: sum("deliveries_total"),
         latency,
         churn_cycles: sum("churn_cycles"),
@@ -217,6 +212,7 @@ fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::report::histogram_json;
 
     #[test]
     fn a_part_inherits_every_flag_but_the_parents_outputs_and_the_split() {

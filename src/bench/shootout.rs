@@ -9,17 +9,21 @@
 //! at the *last* client, the moment the whole room has it. The steps stop at the first whose
 //! p95 passes the limit, whose samples do not all arrive, or at `--clients`.
 //!
-//! [`Samples`] is what the workers share with the coordinator: per sample, how many clients
-//! have it and, once all do, its time.
+//! This file runs the steps (on the workers and progress lines of [`mod@super::run`]) and shows
+//! their outcome, [`Shootout`]; what the workers share with it while a step is sampled is
+//! [`super::samples::Samples`].
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::config::BenchConfig;
 use super::cpu;
-use super::wire::Token;
-use super::{duration_ns, per_delivery, spawn_workers, thousands, BenchConfig, Progress};
+use super::report::{duration_ns, per_delivery, thousands};
+use super::run::{connect, cpu_mark, spawn_workers, Progress};
+use super::samples::Samples;
+use super::shared::Shared;
 
 /// A time that was never reached (samples that did not all arrive): shown as `-`.
 const NEVER: u64 = u64::MAX;
@@ -30,102 +34,6 @@ fn time(ns: u64) -> String {
         "-".to_string()
     } else {
         duration_ns(ns)
-    }
-}
-use crate::bench::worker::Shared;
-
-/// The samples of the step under way.
-pub struct Samples {
-    senders: u64,
-    pub per_sender: u64,
-    /// The step being sampled, from 1; 0 while clients are connecting.
-    step: AtomicU64,
-    /// Clients each sample must reach.
-    receivers: AtomicU64,
-    /// Per sample (sender-major): clients that have it.
-    received: Vec<AtomicU64>,
-    /// Per sample: its time in nanoseconds once every client has it, else 0.
-    complete_ns: Vec<AtomicU64>,
-}
-
-impl Samples {
-    pub fn new(senders: usize, samples: usize) -> Self {
-        let per_sender = samples.div_ceil(senders.max(1)) as u64;
-        let total = per_sender as usize * senders;
-        Self {
-            senders: senders as u64,
-            per_sender,
-            step: AtomicU64::new(0),
-            receivers: AtomicU64::new(u64::MAX),
-            received: (0..total).map(|_| AtomicU64::new(0)).collect(),
-            complete_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    /// Starts sampling `step` (from 1) with every sample due at `receivers` clients.
-    pub fn begin(&self, step: u64, receivers: u64) {
-        for (received, complete) in self.received.iter().zip(&self.complete_ns) {
-            received.store(0, Ordering::Relaxed);
-            complete.store(0, Ordering::Relaxed);
-        }
-        self.receivers.store(receivers, Ordering::Relaxed);
-        self.step.store(step, Ordering::Release);
-    }
-
-    /// Stops the senders between steps.
-    pub fn pause(&self) {
-        self.step.store(0, Ordering::Release);
-    }
-
-    /// The sequence numbers of the step under way: a sender's samples in step s are
-    /// `(s - 1) * per_sender ..` so that a late copy from an earlier step is never counted.
-    pub fn window(&self) -> Option<(u64, u64)> {
-        let step = self.step.load(Ordering::Acquire);
-        let first = step.checked_sub(1)? * self.per_sender;
-        Some((first, first + self.per_sender))
-    }
-
-    fn index(&self, sender: u32, seq: u64) -> Option<usize> {
-        let (first, end) = self.window()?;
-        (u64::from(sender) < self.senders && (first..end).contains(&seq))
-            .then(|| (u64::from(sender) * self.per_sender + seq - first) as usize)
-    }
-
-    /// A client received `token` at `now_ns`.
-    pub fn delivered(&self, token: Token, now_ns: u64) {
-        let Some(at) = self.index(token.sender, token.seq) else { return };
-        let have = self.received[at].fetch_add(1, Ordering::Relaxed) + 1;
-        if have == self.receivers.load(Ordering::Relaxed) {
-            self.complete_ns[at].store(now_ns.saturating_sub(token.sent_ns).max(1), Ordering::Release);
-        }
-    }
-
-    /// Whether `sender` may send sample `seq`: the first of its step, or its previous sample
-    /// has reached everyone.
-    pub fn may_send(&self, sender: u32, seq: u64) -> bool {
-        match self.window() {
-            Some((first, _)) if seq == first => true,
-            Some((first, end)) if seq > first && seq < end => self
-                .index(sender, seq - 1)
-                .is_some_and(|at| self.complete_ns[at].load(Ordering::Acquire) != 0),
-            _ => false,
-        }
-    }
-
-    fn completed(&self) -> usize {
-        self.complete_ns.iter().filter(|ns| ns.load(Ordering::Acquire) != 0).count()
-    }
-
-    /// The completed samples' times, sorted.
-    fn times(&self) -> Vec<u64> {
-        let mut times: Vec<u64> =
-            self.complete_ns.iter().map(|ns| ns.load(Ordering::Acquire)).filter(|&ns| ns != 0).collect();
-        times.sort_unstable();
-        times
-    }
-
-    fn total(&self) -> usize {
-        self.complete_ns.len()
     }
 }
 
@@ -140,10 +48,30 @@ pub struct Step {
     pub p95_ns: u64,
     pub max_ns: u64,
     /// CPU per delivery while sampling, the bench's and (with `--server-pid`) the server's.
-    pub cpu: super::cpu::Usage,
+    pub cpu: cpu::Usage,
 }
 
 impl Step {
+    /// A step of `clients` clients from the times of its samples that reached every client
+    /// (`times`, sorted), of `total` sent: one whose samples did not all arrive has no p50, p95
+    /// or max.
+    fn new(clients: u64, times: &[u64], total: usize, cpu: cpu::Usage) -> Self {
+        let at = |q: f64| match times.len() {
+            0 => NEVER,
+            n if n < total => NEVER,
+            n => times[((q * n as f64).ceil() as usize).clamp(1, n) - 1],
+        };
+        Step {
+            clients,
+            completed: times.len(),
+            samples: total,
+            p50_ns: at(0.5),
+            p95_ns: at(0.95),
+            max_ns: times.last().copied().filter(|_| times.len() == total).unwrap_or(NEVER),
+            cpu,
+        }
+    }
+
     fn passed(&self, limit: Duration) -> bool {
         self.completed == self.samples && self.p95_ns < limit.as_nanos() as u64
     }
@@ -247,25 +175,17 @@ impl Shootout {
 
 /// Runs the steps.
 pub fn run(config: BenchConfig) -> Result<Shootout, String> {
-    super::prepare(&config)?;
-    let samples = Samples::new(config.senders, config.samples);
-    let shared = Arc::new(Shared::for_shootout(samples));
-    let handles = spawn_workers(&config, &shared)?;
+    config.prepare()?;
+    let shared = Arc::new(Shared::for_shootout(Samples::new(config.senders, config.samples)));
+    let workers = spawn_workers(&config, &shared)?;
     let mut progress = Progress::new(shared.clone());
-    let samples = shared.samples.as_ref().expect("a shootout's samples");
     // Senders wait for a step; traffic may flow from the start.
     shared.traffic_start_ns.store(shared.now_ns().max(1), Ordering::Release);
-    let cores = cpu::usable_cores(config.threads);
     let mut steps = Vec::new();
     let mut target = config.step.min(config.clients);
     let stop = loop {
         shared.open_limit.store(target, Ordering::Release);
-        let deadline = Instant::now() + config.connect_timeout;
-        let settled = || shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed);
-        while settled() < target as u64 && Instant::now() < deadline {
-            progress.tick("connecting");
-        }
-        let connected = shared.connected.load(Ordering::Relaxed);
+        let connected = connect(&config, &shared, &mut progress, target as u64);
         if connected < target as u64 {
             let why = shared.failure().unwrap_or_else(|| format!("not within {:?}", config.connect_timeout));
             break Stop::Connect(format!(
@@ -274,40 +194,7 @@ pub fn run(config: BenchConfig) -> Result<Shootout, String> {
                 thousands(target as u64)
             ));
         }
-        let receivers = if config.self_delivery { connected } else { connected - 1 };
-        let mark = || cpu::Mark::now(&config.server_pid, shared.delivered.load(Ordering::Relaxed));
-        let sampling = mark();
-        samples.begin(steps.len() as u64 + 1, receivers);
-        // Generous: a step that takes this long is far past any sensible limit.
-        let deadline = Instant::now() + (config.shootout_limit * 20).max(Duration::from_secs(10));
-        while samples.completed() < samples.total() && Instant::now() < deadline {
-            progress.tick("sampling");
-        }
-        samples.pause();
-        let cpu = cpu::Usage::between(&sampling, &mark(), cores);
-        let times = samples.times();
-        let at = |q: f64| match times.len() {
-            0 => NEVER,
-            n if n < samples.total() => NEVER,
-            n => times[((q * n as f64).ceil() as usize).clamp(1, n) - 1],
-        };
-        let step = Step {
-            clients: connected,
-            completed: times.len(),
-            samples: samples.total(),
-            p50_ns: at(0.5),
-            p95_ns: at(0.95),
-            max_ns: times.last().copied().filter(|_| times.len() == samples.total()).unwrap_or(NEVER),
-            cpu,
-        };
-        eprintln!(
-            "step {}: {} clients, p95 {} ({}/{} samples)",
-            steps.len() + 1,
-            thousands(connected),
-            time(step.p95_ns),
-            step.completed,
-            step.samples
-        );
+        let step = sample(&config, &shared, &mut progress, steps.len() as u64 + 1, connected);
         let passed = step.passed(config.shootout_limit);
         steps.push(step);
         if !passed {
@@ -319,40 +206,37 @@ pub fn run(config: BenchConfig) -> Result<Shootout, String> {
         target = (target + config.step).min(config.clients);
     };
     shared.stop.store(true, Ordering::Release);
-    for handle in handles {
-        let _ = handle.join();
+    for worker in workers {
+        let _ = worker.join();
     }
     Ok(Shootout { config, steps, stop })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_sample_completes_when_the_last_client_has_it_and_old_steps_never_count() {
-        let samples = Samples::new(2, 4);
-        assert_eq!(samples.per_sender, 2);
-        assert!(!samples.may_send(0, 0), "nothing before a step begins");
-        samples.begin(1, 3);
-        assert!(samples.may_send(0, 0) && samples.may_send(1, 0));
-        assert!(!samples.may_send(0, 1), "the first sample has not arrived anywhere");
-        let token = |sender, seq, sent_ns| Token { sender, seq, sent_ns };
-        samples.delivered(token(0, 0, 100), 150);
-        samples.delivered(token(0, 0, 100), 170);
-        assert!(!samples.may_send(0, 1), "two of three clients");
-        samples.delivered(token(0, 0, 100), 400);
-        assert!(samples.may_send(0, 1));
-        assert_eq!((samples.completed(), samples.times()), (1, vec![300]));
-        assert!(!samples.may_send(0, 2), "two samples per sender per step");
-
-        samples.begin(2, 3);
-        assert_eq!(samples.completed(), 0);
-        for _ in 0..3 {
-            samples.delivered(token(0, 1, 100), 900); // a late copy from step 1
-            samples.delivered(token(7, 2, 100), 900); // no such sender
-        }
-        assert_eq!(samples.completed(), 0);
-        assert!(samples.may_send(0, 2) && !samples.may_send(0, 3));
+/// Times step `number`'s samples among its `connected` clients, and says how it went on stderr.
+fn sample(
+    config: &BenchConfig,
+    shared: &Shared,
+    progress: &mut Progress,
+    number: u64,
+    connected: u64,
+) -> Step {
+    let samples = shared.samples.as_ref().expect("a shootout's samples");
+    let sampling = cpu_mark(config, shared);
+    samples.begin(number, config.receivers(connected));
+    // Generous: a step that takes this long is far past any sensible limit.
+    let deadline = Instant::now() + (config.shootout_limit * 20).max(Duration::from_secs(10));
+    while samples.completed() < samples.total() && Instant::now() < deadline {
+        progress.tick("sampling");
     }
+    samples.pause();
+    let cpu = cpu::Usage::between(&sampling, &cpu_mark(config, shared), cpu::usable_cores(config.threads));
+    let step = Step::new(connected, &samples.times(), samples.total(), cpu);
+    eprintln!(
+        "step {number}: {} clients, p95 {} ({}/{} samples)",
+        thousands(connected),
+        time(step.p95_ns),
+        step.completed,
+        step.samples
+    );
+    step
 }
