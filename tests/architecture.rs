@@ -24,7 +24,6 @@ const MAX_LINES: usize = 550;
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
 #[test]
-#[ignore = "issue 23: enabled once the broker seam lands"]
 fn no_file_depends_on_itself_through_others() {
     let graph = SourceTree::read().graph();
     let cycles = cycles(&graph);
@@ -38,7 +37,6 @@ fn no_file_depends_on_itself_through_others() {
 }
 
 #[test]
-#[ignore = "issue 23: enabled once the broker seam lands"]
 fn no_file_is_too_long() {
     let tree = SourceTree::read();
     let long: Vec<String> = tree
