@@ -44,8 +44,11 @@ impl Harness {
             let mut notices = Vec::new();
             broker.take_notices(&mut notices);
             effects = Vec::new();
+            // Each notice's effects before the next, as the hub carries them out.
             for notice in notices {
-                self.chat.on_notice(notice, &mut effects);
+                let mut out = Vec::new();
+                self.chat.on_notice(notice, &mut out);
+                self.deliver(out);
             }
         }
     }

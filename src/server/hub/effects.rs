@@ -25,21 +25,26 @@ impl<S: Stream> Hub<S> {
     /// one process) comes back to the chat within this call.
     pub(super) fn apply_effects(&mut self, now: Instant) {
         loop {
-            self.chat.take_journal(self.fanout.barrier.pending_mut());
-            while !self.effects.is_empty() {
-                let mut effects = std::mem::take(&mut self.effects);
-                for effect in effects.drain(..) {
-                    self.carry_out(effect, now);
-                }
-                // Keep the allocation for next time unless a cut-off produced new effects.
-                if self.effects.is_empty() {
-                    self.effects = effects;
-                }
-                self.cut_off_slow_readers(now);
-            }
-            if !self.chat.has_requests() || !self.exchange_once() {
+            self.carry_out_effects(now);
+            if !self.chat.has_requests() || !self.exchange_once(now) {
                 return;
             }
+        }
+    }
+
+    /// Carries out the effects the chat has produced so far.
+    fn carry_out_effects(&mut self, now: Instant) {
+        self.chat.take_journal(self.fanout.barrier.pending_mut());
+        while !self.effects.is_empty() {
+            let mut effects = std::mem::take(&mut self.effects);
+            for effect in effects.drain(..) {
+                self.carry_out(effect, now);
+            }
+            // Keep the allocation for next time unless a cut-off produced new effects.
+            if self.effects.is_empty() {
+                self.effects = effects;
+            }
+            self.cut_off_slow_readers(now);
         }
     }
 
@@ -146,7 +151,7 @@ impl<S: Stream> Hub<S> {
     /// until neither has more; then the connections that waited on it and no longer do are
     /// read again. True if the broker had anything to say.
     pub fn exchange_with_broker(&mut self, now: Instant) -> bool {
-        let said = self.exchange_once();
+        let said = self.exchange_once(now);
         self.apply_effects(now);
         self.resume_held();
         said
@@ -154,7 +159,7 @@ impl<S: Stream> Hub<S> {
 
     /// Hands the chat's requests to the broker and the broker's notices to the chat, once.
     /// True if there were notices (whose effects are then waiting in `effects`).
-    fn exchange_once(&mut self) -> bool {
+    fn exchange_once(&mut self, now: Instant) -> bool {
         let mut requests = std::mem::take(&mut self.requests);
         self.chat.take_requests(&mut requests);
         for request in requests.drain(..) {
@@ -166,6 +171,10 @@ impl<S: Stream> Hub<S> {
         let any = !notices.is_empty();
         for notice in notices.drain(..) {
             self.chat.on_notice(notice, &mut self.effects);
+            // Each notice's effects before the next notice: a room is resolved to its members
+            // when its message is queued, and a member seated by a later notice (a claim granted)
+            // must not receive what was said before it was welcomed.
+            self.carry_out_effects(now);
         }
         self.notices = notices;
         any
