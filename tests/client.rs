@@ -397,3 +397,36 @@ fn a_kicked_client_does_not_come_back_even_with_reconnect() {
         "{stderr}"
     );
 }
+
+#[test]
+fn piped_lines_and_commands_come_back_in_the_order_sent_in_a_cluster() {
+    let test = "piped_lines_and_commands_come_back_in_the_order_sent_in_a_cluster";
+    let Some(redis) = common::redis::RedisServer::start(test) else { return };
+    let url = redis.url();
+    let (a, b) = (TestServer::start(&["--redis", &url]), TestServer::start(&["--redis", &url]));
+    a.wait_for_log("connected to Redis");
+    b.wait_for_log("connected to Redis");
+    let mut ann = b.chat_client("ann");
+    recv_until(&mut ann, |t| t == "*** ann joined lobby");
+    let mut bob = ClientProcess::start(&[&a.url("/"), "--nick", "bob"]);
+    for line in ["hi", "/who", "/rooms", "bye"] {
+        bob.type_line(line);
+    }
+    let (status, stderr) = bob.wait();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    // Everything was processed before the client closed (the server reads a client's ping
+    // only once what it sent before has come back through Redis), and in the order sent.
+    let out = &bob.seen_stdout;
+    let at = |wanted: &str| {
+        out.iter().position(|l| l.starts_with(wanted)).unwrap_or_else(|| panic!("{wanted}: {out:#?}"))
+    };
+    let order = [
+        at("*** bob joined lobby"),
+        at("bob: hi"),
+        at("*** in lobby (2): ann, bob"),
+        at("*** rooms: lobby (2)"),
+        at("bob: bye"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "in the order sent: {out:#?}");
+    recv_until(&mut ann, |t| t == "bob: bye");
+}
