@@ -151,7 +151,7 @@ fn flood_reaches_the_other_process_whole(test: &str, count: usize, size: usize) 
 fn a_guest_flooding_large_messages_is_slowed_to_what_redis_carries() {
     flood_reaches_the_other_process_whole(
         "a_guest_flooding_large_messages_is_slowed_to_what_redis_carries",
-        3_000,
+        1_500,
         8_000,
     );
 }
@@ -160,7 +160,7 @@ fn a_guest_flooding_large_messages_is_slowed_to_what_redis_carries() {
 fn a_guest_flooding_small_messages_is_slowed_to_what_redis_carries() {
     flood_reaches_the_other_process_whole(
         "a_guest_flooding_small_messages_is_slowed_to_what_redis_carries",
-        20_000,
+        5_000,
         200,
     );
 }
