@@ -163,6 +163,9 @@ impl Chat {
 
     /// A client left (connection closed for any reason): drop it and tell its room.
     pub fn disconnect(&mut self, client: ClientId, reason: &str, out: &mut Vec<Effect>) {
+        if let Some(room) = self.member(client).map(|m| m.room.clone()) {
+            self.forget_waiter(client, &room);
+        }
         self.forget_waits(client);
         let Some(member) = self.remove_member(client) else { return };
         self.unindex_nick(&member.nick, client);

@@ -89,7 +89,7 @@ impl Chat {
             Sync::Alone | Sync::Shared => Vec::new(),
         };
         let borrowed = std::mem::take(&mut room.borrowed);
-        for waiter in waiting {
+        for waiter in waiting.iter().filter(|w| w.joining) {
             self.release(waiter.client);
         }
         let key: Rc<str> = Rc::from(key);
@@ -105,6 +105,19 @@ impl Chat {
             self.history_cost -= room.history.cost();
         }
         true
+    }
+
+    /// `client` left room `key` (or the chat) while it was loading: it waits for it no more, and
+    /// whoever takes its slot next is not replayed in its place.
+    pub(super) fn forget_waiter(&mut self, client: ClientId, key: &str) {
+        let Some(Sync::Loading { waiting, .. }) = self.rooms.get_mut(key).map(|r| &mut r.sync) else {
+            return;
+        };
+        let joining = waiting.iter().any(|w| w.client == client && w.joining);
+        waiting.retain(|w| w.client != client);
+        if joining {
+            self.release(client);
+        }
     }
 
     pub(super) fn is_followed(&self, key: &str) -> bool {
@@ -150,7 +163,9 @@ impl Chat {
         }
         let key: Rc<str> = Rc::from(key);
         for waiter in waiting {
-            self.release(waiter.client);
+            if waiter.joining {
+                self.release(waiter.client);
+            }
             if self.member(waiter.client).is_some_and(|m| *m.room == *key) {
                 if waiter.joining {
                     self.enter(waiter.client, &key, waiter.since, out);

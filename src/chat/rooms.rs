@@ -90,6 +90,7 @@ impl Chat {
         let (nick, old_room, old_seat, mode) =
             (member.nick.clone(), member.room.clone(), member.seat, member.mode);
         let old_display = self.display(&old_room);
+        self.forget_waiter(client, &old_room);
         // Seated in the new room before leaving the old one: an old room that empties may
         // evict an empty room's history, and it must not be the room being joined.
         let (new_room, seat) = self.add_to_room(client, wanted, mode);

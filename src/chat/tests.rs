@@ -288,6 +288,33 @@ fn in_a_cluster_a_nick_changed_only_in_case_keeps_its_claim() {
 }
 
 #[test]
+fn in_a_cluster_a_slot_reused_while_its_room_loads_is_replayed_once_and_let_go() {
+    let mut h = Harness::redis();
+    h.cluster(Notice::Up);
+    h.join_cluster(2, "cat");
+    h.join_cluster(1, "ann");
+    h.leave(1);
+    h.join_cluster(1, "bob");
+    h.requests();
+    h.clear();
+    assert!(h.chat.is_waiting(1) && h.chat.is_waiting(2), "both wait for the lobby's history");
+    h.cluster(loaded("lobby", "e1", 1, vec![stored(1, "zed", "hi")]));
+    assert!(!h.chat.is_waiting(1) && !h.chat.is_waiting(2), "and neither waits once it is here");
+    let replay = ["*** recent messages in lobby:", "zed: hi", "*** end of recent messages"];
+    assert_eq!(h.take(1), replay, "one replay for the slot's new holder");
+    let joins: Vec<String> = h
+        .requests()
+        .into_iter()
+        .filter_map(|r| match r {
+            Request::Announce { event: Event::Joined { nick, .. }, .. } => Some(nick.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(joins, ["cat", "bob"], "ann, gone, is not announced in bob's place");
+    h.chat.check_invariants();
+}
+
+#[test]
 fn when_redis_goes_away_rooms_carry_on_alone_under_a_new_epoch() {
     let mut h = Harness::redis();
     h.cluster(Notice::Up);
