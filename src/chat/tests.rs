@@ -315,6 +315,26 @@ fn in_a_cluster_a_slot_reused_while_its_room_loads_is_replayed_once_and_let_go()
 }
 
 #[test]
+fn in_a_cluster_a_departed_waiter_does_not_let_go_of_the_next_connection_in_its_slot() {
+    let mut h = Harness::redis();
+    h.cluster(Notice::Up);
+    h.join_cluster(2, "cat");
+    h.join_cluster(1, "ann");
+    h.leave(1);
+    // The slot's next connection joins another room, which loads too.
+    let mut out = Vec::new();
+    h.chat.connect(1, Join { nick: Some("bob"), room: Some("dev"), ..Join::default() }, &mut out);
+    h.apply(out);
+    let (_, serial) = h.claim_of(1);
+    h.cluster(Notice::Claimed { client: 1, nick: Rc::from("bob"), held_by: None, serial });
+    h.cluster(loaded("lobby", "e1", 0, vec![]));
+    assert!(h.chat.is_waiting(1), "bob still waits for dev, not for ann's lobby");
+    h.cluster(loaded("dev", "e1", 0, vec![]));
+    assert!(!h.chat.is_waiting(1));
+    h.chat.check_invariants();
+}
+
+#[test]
 fn when_redis_goes_away_rooms_carry_on_alone_under_a_new_epoch() {
     let mut h = Harness::redis();
     h.cluster(Notice::Up);
