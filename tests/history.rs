@@ -130,22 +130,24 @@ fn resuming_while_someone_keeps_talking_loses_and_doubles_nothing(chat: &Chat) {
     });
     let mut bob = chat.json_client(&format!("?nick=bob&since={since}"));
     let mut seqs = Vec::new();
-    let mut recovered = None;
-    loop {
+    let mut summary = None;
+    let mut done = false;
+    // Until both her last line and the replay's summary are in: "done" itself may be replayed
+    // (if she finished before bob's replay was made), and then the summary follows it.
+    while !(done && summary.is_some()) {
         let value = recv_json(&mut bob);
         match value["type"].as_str() {
             Some("message") => {
                 seqs.push(seq(&value["id"]));
-                if value["text"] == "done" {
-                    break;
-                }
+                done |= value["text"] == "done";
             }
-            Some("replayed") => recovered = value["recovered"].as_bool(),
+            Some("replayed") => summary = Some(value),
             _ => {}
         }
     }
     talker.join().unwrap();
-    assert_eq!(recovered, Some(true));
+    let summary = summary.unwrap();
+    assert_eq!(summary["recovered"], true, "{summary}");
     let expected: Vec<u64> = (seq(&first["id"]) + 1..=seq(&first["id"]) + 301).collect();
     assert_eq!(seqs, expected, "every message after `since` exactly once, in order");
 }
