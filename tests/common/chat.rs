@@ -161,6 +161,21 @@ impl Chat {
     }
 }
 
+impl Drop for Chat {
+    fn drop(&mut self) {
+        // A failed scenario shows what each process logged (the test harness prints a failing
+        // test's output); in a cluster the cause is often on the other process.
+        if std::thread::panicking() {
+            for (i, process) in self.processes.iter().enumerate() {
+                eprintln!("--- log of process {i} ({}, pid {}) ---", process.addr, process.child.id());
+                for line in process.log() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
 /// Runs the scenario `fn NAME` against one process and against a cluster, as the tests
 /// `NAME::one_process` and `NAME::cluster` (so `cargo test NAME` runs both, and
 /// `cargo test ::cluster` every cluster run):

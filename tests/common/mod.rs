@@ -66,15 +66,17 @@ impl TestServer {
             .spawn()
             .expect("spawn wschat-server");
         let stderr = child.stderr.take().expect("stderr");
+        let pid = child.id();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = mpsc::channel();
         let sink = log.clone();
         std::thread::spawn(move || {
-            // WSCHAT_TEST_LOG=1 shows every server's log as the test runs, for debugging.
+            // WSCHAT_TEST_LOG=1 shows every server's log as the test runs, for debugging; the
+            // pid tells a cluster's processes apart.
             let echo = std::env::var_os("WSCHAT_TEST_LOG").is_some();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if echo {
-                    eprintln!("[server] {line}");
+                    eprintln!("[server {pid}] {line}");
                 }
                 if let Some(addr) = line.split("listening on ").nth(1) {
                     let _ = addr_tx.send(addr.trim().to_string());
