@@ -26,11 +26,11 @@ pub enum Mode {
 
 /// A running chat: its processes (and in a cluster, their Redis), all killed when dropped.
 pub struct Chat {
-    mode: Mode,
-    // Before `redis`: fields drop in order, so the processes die before their Redis does and
+    // Before `_redis`: fields drop in order, so the processes die before their Redis does and
     // none of them spends its last moments (and log lines) on a lost link.
     processes: Vec<TestServer>,
-    redis: Option<RedisServer>,
+    /// Kept for as long as the processes use it (None for one process).
+    _redis: Option<RedisServer>,
     /// Counts the clients connected so far; the next one goes to process `turn % processes`.
     turn: AtomicUsize,
 }
@@ -58,15 +58,7 @@ impl Chat {
                 (processes, Some(redis))
             }
         };
-        Self { mode, processes, redis, turn: AtomicUsize::new(0) }
-    }
-
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
-    pub fn is_cluster(&self) -> bool {
-        self.mode == Mode::Cluster
+        Self { processes, _redis: redis, turn: AtomicUsize::new(0) }
     }
 
     /// Every process of the chat.
@@ -84,11 +76,6 @@ impl Chat {
     /// by hand (raw frames, an HTTP request) that should land where the next client would.
     pub fn next_process(&self) -> &TestServer {
         self.process(self.turn.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// The Redis of a cluster.
-    pub fn redis(&self) -> Option<&RedisServer> {
-        self.redis.as_ref()
     }
 
     /// Connects a WebSocket client to `path` on the next process.
@@ -193,7 +180,9 @@ macro_rules! both_modes {
         $crate::common::both_modes!($name, []);
     };
     ($name:ident, [$($flag:expr),* $(,)?]) => {
-        $crate::common::both_modes!(@tests $name, |mode| super::$name(&$crate::common::Chat::start(mode, &[$($flag),*])));
+        $crate::common::both_modes!(@tests $name, |mode| {
+            super::$name(&$crate::common::Chat::start(mode, &[$($flag),*]))
+        });
     };
     ($name:ident(mode)) => {
         $crate::common::both_modes!(@tests $name, super::$name);
