@@ -1,11 +1,15 @@
 //! Signed connection tokens against the real server: tokens minted here with the
 //! `jsonwebtoken` crate (HS256 with a secret file, ES256 with a key pair made by `rcgen`),
 //! presented as `?token=` or `Authorization: Bearer`, refused with 401 and a reason when they
-//! are not good, never written to the log, and checked against keys SIGHUP reloads.
+//! are not good, never written to the log, and checked against keys SIGHUP reloads. Each
+//! scenario runs against one process and against two processes sharing a Redis, its clients
+//! and requests spread over both (`both_modes!`, `tests/common/chat.rs`).
 
 mod common;
 
-use common::{hs256, read_http_head, recv_text, recv_until, send, TempDir, TestServer};
+use common::{
+    both_modes, hs256, read_http_head, recv_text, recv_until, send, Chat, Mode, TempDir, TestServer,
+};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -40,45 +44,50 @@ fn answer(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> (String,
     (head.lines().next().unwrap_or_default().to_string(), body.trim().to_string())
 }
 
-#[test]
-fn a_valid_token_signs_in_as_its_sub_by_query_or_bearer_header() {
+both_modes!(a_valid_token_signs_in_as_its_sub_by_query_or_bearer_header(mode));
+fn a_valid_token_signs_in_as_its_sub_by_query_or_bearer_header(mode: Mode) {
     let keys = TempDir::new("valid");
-    let server = TestServer::start(&["--jwt-secret", &keys.file("secret", SECRET)]);
+    let chat = Chat::start(mode, &["--jwt-secret", &keys.file("secret", SECRET)]);
     let token = hs256(SECRET, valid("alice"));
-    let mut alice = server.connect(&format!("/?token={token}&nick=mallory"));
+    let mut alice = chat.connect(&format!("/?token={token}&nick=mallory"));
     assert!(
         recv_text(&mut alice).starts_with("*** welcome, you are alice in lobby"),
         "the nick is the token's sub"
     );
 
-    let mut request = server.url("/").into_client_request().unwrap();
+    let process = chat.next_process();
+    let mut request = process.url("/").into_client_request().unwrap();
     let bearer = format!("Bearer {}", hs256(SECRET, valid("bob")));
     request.headers_mut().insert("Authorization", HeaderValue::from_str(&bearer).unwrap());
-    let (mut bob, _) = tungstenite::client(request, server.tcp()).unwrap();
+    let (mut bob, _) = tungstenite::client(request, process.tcp()).unwrap();
     assert!(recv_text(&mut bob).starts_with("*** welcome, you are bob in lobby"));
 
     // Without a token: a guest, who cannot choose a nick, nor take a signed-in user's.
-    let mut guest = server.connect("/?nick=a1ice");
+    let mut guest = chat.connect("/?nick=a1ice");
     assert_eq!(
         recv_text(&mut guest),
         "*** nick \"a1ice\" refused: guests cannot choose a nick; sign in with a token"
     );
-    assert!(recv_text(&mut guest).starts_with("*** welcome, you are guest-1 "));
+    let welcome = recv_text(&mut guest);
+    assert!(welcome.starts_with("*** welcome, you are guest-1 "), "{welcome}");
     send(&mut guest, "/nick ALICE");
     assert!(recv_until(&mut guest, |t| t.starts_with("*** error:")).contains("/nick is not available"));
 }
 
-#[test]
-fn bad_tokens_get_401_with_the_reason() {
+both_modes!(bad_tokens_get_401_with_the_reason(mode));
+fn bad_tokens_get_401_with_the_reason(mode: Mode) {
     let keys = TempDir::new("bad");
-    let server = TestServer::start(&[
-        "--jwt-secret",
-        &keys.file("secret", SECRET),
-        "--jwt-audience",
-        "chat",
-        "--jwt-issuer",
-        "https://app.example",
-    ]);
+    let chat = Chat::start(
+        mode,
+        &[
+            "--jwt-secret",
+            &keys.file("secret", SECRET),
+            "--jwt-audience",
+            "chat",
+            "--jwt-issuer",
+            "https://app.example",
+        ],
+    );
     let claims = |extra: Value| {
         let mut claims =
             json!({"sub": "alice", "exp": now() + 600, "aud": "chat", "iss": "https://app.example"});
@@ -88,7 +97,10 @@ fn bad_tokens_get_401_with_the_reason() {
         claims
     };
     let good = hs256(SECRET, claims(json!({})));
-    assert_eq!(answer(&server, &format!("/?token={good}"), &[]).0, "HTTP/1.1 101 Switching Protocols");
+    assert_eq!(
+        answer(chat.next_process(), &format!("/?token={good}"), &[]).0,
+        "HTTP/1.1 101 Switching Protocols"
+    );
     let cases = [
         (hs256(SECRET, claims(json!({"exp": now() - 5}))), "token expired"),
         (hs256(SECRET, claims(json!({"nbf": now() + 600}))), "token not yet valid"),
@@ -103,82 +115,94 @@ fn bad_tokens_get_401_with_the_reason() {
         ),
     ];
     for (token, reason) in cases {
-        let (status, body) = answer(&server, &format!("/?token={token}"), &[]);
+        let (status, body) = answer(chat.next_process(), &format!("/?token={token}"), &[]);
         assert_eq!(status, "HTTP/1.1 401 Unauthorized", "{reason}");
         assert!(body.starts_with(reason), "{reason}: {body}");
     }
-    let log = server.log().join("\n");
+    let log = chat.log().join("\n");
     assert!(!log.contains(&good[20..]), "a token was logged");
 }
 
-#[test]
-fn a_public_key_server_takes_es256_and_refuses_hs256_made_with_its_public_key() {
+both_modes!(a_public_key_server_takes_es256_and_refuses_hs256_made_with_its_public_key(mode));
+fn a_public_key_server_takes_es256_and_refuses_hs256_made_with_its_public_key(mode: Mode) {
     let keys = TempDir::new("es256");
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let public = pair.public_key_pem();
-    let server = TestServer::start(&[
-        "--jwt-public-key",
-        &keys.file("public.pem", public.as_bytes()),
-        "--log-level",
-        "trace",
-    ]);
+    let chat = Chat::start(
+        mode,
+        &["--jwt-public-key", &keys.file("public.pem", public.as_bytes()), "--log-level", "trace"],
+    );
     let es256 = jsonwebtoken::encode(
         &Header::new(Algorithm::ES256),
         &valid("carol"),
         &EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
     )
     .unwrap();
-    let mut carol = server.connect(&format!("/?token={es256}"));
+    let mut carol = chat.connect(&format!("/?token={es256}"));
     assert!(recv_text(&mut carol).starts_with("*** welcome, you are carol "));
     let confused = hs256(public.as_bytes(), valid("carol"));
-    let (status, body) = answer(&server, &format!("/?token={confused}"), &[]);
+    let (status, body) = answer(chat.next_process(), &format!("/?token={confused}"), &[]);
     assert_eq!(
         (status.as_str(), body.as_str()),
         ("HTTP/1.1 401 Unauthorized", "token algorithm not accepted")
     );
     // At the most verbose level, no token text reaches the log.
-    let log = server.log().join("\n");
+    let log = chat.log().join("\n");
     for token in [&es256, &confused] {
         assert!(!log.contains(token.split('.').nth(2).unwrap()), "token signature in the log");
         assert!(!log.contains(token.split('.').nth(1).unwrap()), "token claims in the log");
     }
 }
 
-#[test]
-fn require_auth_refuses_anyone_without_a_token() {
+both_modes!(require_auth_refuses_anyone_without_a_token(mode));
+fn require_auth_refuses_anyone_without_a_token(mode: Mode) {
     let keys = TempDir::new("require");
-    let server = TestServer::start(&["--jwt-secret", &keys.file("secret", SECRET), "--require-auth"]);
-    let (status, body) = answer(&server, "/", &[]);
+    let chat = Chat::start(mode, &["--jwt-secret", &keys.file("secret", SECRET), "--require-auth"]);
+    let (status, body) = answer(chat.next_process(), "/", &[]);
     assert_eq!(status, "HTTP/1.1 401 Unauthorized");
     assert!(body.contains("a token is required"), "{body}");
-    assert_eq!(answer(&server, "/echo", &[]).0, "HTTP/1.1 401 Unauthorized", "/echo too");
+    assert_eq!(answer(chat.next_process(), "/echo", &[]).0, "HTTP/1.1 401 Unauthorized", "/echo too");
     let token = hs256(SECRET, valid("dave"));
-    assert_eq!(answer(&server, &format!("/echo?token={token}"), &[]).0, "HTTP/1.1 101 Switching Protocols");
+    assert_eq!(
+        answer(chat.next_process(), &format!("/echo?token={token}"), &[]).0,
+        "HTTP/1.1 101 Switching Protocols"
+    );
     // The page itself is not a WebSocket: it is served, so it can sign in.
-    assert!(common::http_exchange(&server, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 200"));
+    let page = common::http_exchange(chat.next_process(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(page.starts_with("HTTP/1.1 200"));
 }
 
-#[test]
-fn sighup_rereads_the_keys() {
+both_modes!(sighup_rereads_the_keys(mode));
+fn sighup_rereads_the_keys(mode: Mode) {
     let keys = TempDir::new("reload");
     let secret_file = keys.file("secret", SECRET);
-    let server = TestServer::start(&["--jwt-secret", &secret_file]);
+    let chat = Chat::start(mode, &["--jwt-secret", &secret_file]);
+    // Every process is asked: each holds the keys it read itself.
+    let answers = |token: &str| -> Vec<String> {
+        chat.processes().iter().map(|process| answer(process, &format!("/?token={token}"), &[]).0).collect()
+    };
+    let everywhere = |status: &str| vec![status.to_string(); chat.processes().len()];
     let old = hs256(SECRET, valid("erin"));
-    assert_eq!(answer(&server, &format!("/?token={old}"), &[]).0, "HTTP/1.1 101 Switching Protocols");
+    assert_eq!(answers(&old), everywhere("HTTP/1.1 101 Switching Protocols"));
     let rotated = b"the rotated secret, also long enough";
     keys.file("secret", rotated);
-    server.signal("HUP");
-    server.wait_for_log("SIGHUP: JWT keys reloaded");
-    assert_eq!(answer(&server, &format!("/?token={old}"), &[]).0, "HTTP/1.1 401 Unauthorized");
+    chat.signal("HUP");
+    for process in chat.processes() {
+        process.wait_for_log("SIGHUP: JWT keys reloaded");
+    }
+    assert_eq!(answers(&old), everywhere("HTTP/1.1 401 Unauthorized"));
     let new = hs256(rotated, valid("erin"));
-    assert_eq!(answer(&server, &format!("/?token={new}"), &[]).0, "HTTP/1.1 101 Switching Protocols");
+    assert_eq!(answers(&new), everywhere("HTTP/1.1 101 Switching Protocols"));
     // A key file that cannot be used keeps the keys in force.
     keys.file("secret", b"short");
-    server.signal("HUP");
-    server.wait_for_log("keeping the current JWT keys");
-    assert_eq!(answer(&server, &format!("/?token={new}"), &[]).0, "HTTP/1.1 101 Switching Protocols");
+    chat.signal("HUP");
+    for process in chat.processes() {
+        process.wait_for_log("keeping the current JWT keys");
+    }
+    assert_eq!(answers(&new), everywhere("HTTP/1.1 101 Switching Protocols"));
 }
 
+// One process only: a start-up failure, before any chat exists.
 #[test]
 fn a_key_file_that_cannot_be_used_stops_the_server_at_start_naming_it() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_wschat-server"))
@@ -191,18 +215,15 @@ fn a_key_file_that_cannot_be_used_stops_the_server_at_start_naming_it() {
     assert!(stderr.contains("/nonexistent/key.pem"), "{stderr}");
 }
 
-#[test]
-fn moderators_kick_and_ban_and_bans_survive_a_restart() {
+both_modes!(moderators_kick_and_ban(mode));
+fn moderators_kick_and_ban(mode: Mode) {
     let keys = TempDir::new("moderation");
-    let data = keys.0.join("data");
-    let secret = keys.file("secret", SECRET);
-    let flags = ["--jwt-secret", secret.as_str(), "--data-dir", data.to_str().unwrap()];
-    let mut server = TestServer::start(&flags);
+    let chat = Chat::start(mode, &["--jwt-secret", &keys.file("secret", SECRET)]);
     let root_token = hs256(SECRET, json!({"sub": "root", "exp": now() + 600, "role": "admin"}));
     let alice_token = hs256(SECRET, valid("alice"));
-    let mut root = server.connect(&format!("/?token={root_token}"));
+    let mut root = chat.connect(&format!("/?token={root_token}"));
     recv_until(&mut root, |t| t.starts_with("*** welcome"));
-    let mut alice = server.connect(&format!("/?token={alice_token}"));
+    let mut alice = chat.connect(&format!("/?token={alice_token}"));
     recv_until(&mut alice, |t| t.starts_with("*** welcome"));
     send(&mut alice, "/kick root");
     assert_eq!(
@@ -215,25 +236,45 @@ fn moderators_kick_and_ban_and_bans_survive_a_restart() {
     assert_eq!((u16::from(code), reason.as_str()), (4000, "kicked by root: calm down"));
     recv_until(&mut root, |t| t == "*** alice left lobby (kicked by root: calm down)");
 
-    let mut alice = server.connect(&format!("/?token={alice_token}"));
+    let mut alice = chat.connect(&format!("/?token={alice_token}"));
     recv_until(&mut alice, |t| t.starts_with("*** welcome"));
     send(&mut root, "/ban alice 10m rude");
     let (code, reason) = common::expect_close(&mut alice);
     assert_eq!((u16::from(code), reason.as_str()), (4000, "banned by root: rude"));
-    let (status, body) = answer(&server, &format!("/?token={alice_token}"), &[]);
+    let (status, body) = answer(chat.next_process(), &format!("/?token={alice_token}"), &[]);
     assert_eq!(status, "HTTP/1.1 403 Forbidden");
     let fresh = ["you are banned from this chat for 10m 0s more", "you are banned from this chat for 9m"];
     assert!(fresh.iter().any(|f| body.starts_with(f)) && body.ends_with(": rude"), "{body}");
 
     // A guest is banned by address: the next guest from there is refused, signed-in users are not.
-    let mut guest = server.connect("/");
+    let mut guest = chat.connect("/");
     let guest_nick = recv_text(&mut guest).split(' ').nth(4).unwrap().to_string();
     send(&mut root, &format!("/ban {guest_nick} 1h"));
     common::expect_close(&mut guest);
-    assert_eq!(answer(&server, "/", &[]).0, "HTTP/1.1 403 Forbidden");
+    assert_eq!(answer(chat.next_process(), "/", &[]).0, "HTTP/1.1 403 Forbidden");
     send(&mut root, "/bans");
     let bans = recv_until(&mut root, |t| t.starts_with("*** bans:"));
     assert!(bans.contains("alice, by root") && bans.contains("(guest, address 127.0.0.1)"), "{bans}");
+}
+
+// One process only: bans outlive a restart in --data-dir, which is refused with --redis.
+#[test]
+fn bans_survive_a_restart() {
+    let keys = TempDir::new("restart");
+    let data = keys.0.join("data");
+    let secret = keys.file("secret", SECRET);
+    let flags = ["--jwt-secret", secret.as_str(), "--data-dir", data.to_str().unwrap()];
+    let mut server = TestServer::start(&flags);
+    let root_token = hs256(SECRET, json!({"sub": "root", "exp": now() + 600, "role": "admin"}));
+    let alice_token = hs256(SECRET, valid("alice"));
+    let mut root = server.connect(&format!("/?token={root_token}"));
+    recv_until(&mut root, |t| t.starts_with("*** welcome"));
+    let mut alice = server.connect(&format!("/?token={alice_token}"));
+    recv_until(&mut alice, |t| t.starts_with("*** welcome"));
+    send(&mut root, "/ban alice 10m rude");
+    let (code, reason) = common::expect_close(&mut alice);
+    assert_eq!((u16::from(code), reason.as_str()), (4000, "banned by root: rude"));
+    assert_eq!(answer(&server, &format!("/?token={alice_token}"), &[]).0, "HTTP/1.1 403 Forbidden");
     drop(root);
 
     server.child.kill().unwrap();
@@ -251,11 +292,11 @@ fn moderators_kick_and_ban_and_bans_survive_a_restart() {
     assert_eq!(answer(&server, &format!("/?token={alice_token}"), &[]).0, "HTTP/1.1 101 Switching Protocols");
 }
 
-#[test]
-fn token_renews_a_session_only_with_the_same_users_valid_token() {
+both_modes!(token_renews_a_session_only_with_the_same_users_valid_token(mode));
+fn token_renews_a_session_only_with_the_same_users_valid_token(mode: Mode) {
     let keys = TempDir::new("renew");
-    let server = TestServer::start(&["--jwt-secret", &keys.file("secret", SECRET)]);
-    let mut ann = server.connect(&format!("/?token={}", hs256(SECRET, valid("ann"))));
+    let chat = Chat::start(mode, &["--jwt-secret", &keys.file("secret", SECRET)]);
+    let mut ann = chat.connect(&format!("/?token={}", hs256(SECRET, valid("ann"))));
     recv_until(&mut ann, |t| t.starts_with("*** welcome"));
     let newer = hs256(SECRET, json!({"sub": "ann", "exp": now() + 7200}));
     send(&mut ann, &format!("/token {newer}"));
@@ -271,14 +312,16 @@ fn token_renews_a_session_only_with_the_same_users_valid_token() {
         recv_until(&mut ann, |t| t.starts_with("*** error")),
         "*** error: token refused: malformed token"
     );
-    assert!(!server.log().join("\n").contains(newer.split('.').nth(2).unwrap()), "no token in the log");
+    assert!(!chat.log().join("\n").contains(newer.split('.').nth(2).unwrap()), "no token in the log");
 }
 
-#[test]
-fn session_answers_what_the_handshake_would() {
+both_modes!(session_answers_what_the_handshake_would(mode));
+fn session_answers_what_the_handshake_would(mode: Mode) {
     let keys = TempDir::new("session");
-    let server = TestServer::start(&["--jwt-secret", &keys.file("secret", SECRET), "--require-auth"]);
-    let get = |path: &str| common::http_exchange(&server, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    let chat = Chat::start(mode, &["--jwt-secret", &keys.file("secret", SECRET), "--require-auth"]);
+    let get = |path: &str| {
+        common::http_exchange(chat.next_process(), &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+    };
     assert!(get(&format!("/session?token={}", hs256(SECRET, valid("fay"))))
         .starts_with("HTTP/1.1 204 No Content"));
     let refused = get(&format!("/session?token={}", hs256(SECRET, json!({"sub": "fay", "exp": now() - 10}))));
@@ -289,12 +332,12 @@ fn session_answers_what_the_handshake_would() {
     assert!(get("/session").starts_with("HTTP/1.1 401"), "no token, --require-auth");
 }
 
-#[test]
-fn private_rooms_are_only_for_the_users_their_tokens_name() {
+both_modes!(private_rooms_are_only_for_the_users_their_tokens_name(mode));
+fn private_rooms_are_only_for_the_users_their_tokens_name(mode: Mode) {
     let keys = TempDir::new("private");
-    let server = TestServer::start(&["--jwt-secret", &keys.file("secret", SECRET)]);
+    let chat = Chat::start(mode, &["--jwt-secret", &keys.file("secret", SECRET)]);
     let signed = |claims: Value| {
-        let mut ws = server.connect(&format!("/?token={}", hs256(SECRET, claims)));
+        let mut ws = chat.connect(&format!("/?token={}", hs256(SECRET, claims)));
         recv_until(&mut ws, |t| t.starts_with("*** welcome"));
         ws
     };
@@ -309,7 +352,7 @@ fn private_rooms_are_only_for_the_users_their_tokens_name() {
     assert_eq!(recv_until(&mut outsider, |t| t.starts_with("*** error")), "*** error: no such room");
     send(&mut outsider, "/rooms");
     assert_eq!(recv_until(&mut outsider, |t| t.starts_with("*** rooms:")), "*** rooms: lobby (1)");
-    let mut sneaky = server.connect(&format!("/?token={}&room=%2Bops", hs256(SECRET, valid("sam"))));
+    let mut sneaky = chat.connect(&format!("/?token={}&room=%2Bops", hs256(SECRET, valid("sam"))));
     assert_eq!(recv_text(&mut sneaky), "*** error: no such room");
     assert!(recv_text(&mut sneaky).starts_with("*** welcome, you are sam in lobby"));
 
@@ -317,7 +360,8 @@ fn private_rooms_are_only_for_the_users_their_tokens_name() {
     send(&mut admin, "/join +ops");
     recv_until(&mut admin, |t| t == "*** recent messages in +ops:");
     assert_eq!(recv_text(&mut admin), "olga: secret plans");
-    let (status, body) = answer(&server, &format!("/?token={}", hs256(SECRET, valid("guest-7"))), &[]);
+    let (status, body) =
+        answer(chat.next_process(), &format!("/?token={}", hs256(SECRET, valid("guest-7"))), &[]);
     assert_eq!(status, "HTTP/1.1 401 Unauthorized");
     assert!(body.contains("guest- names are for guests"), "{body}");
 }

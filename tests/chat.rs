@@ -1,5 +1,6 @@
 //! Chat behaviour over real sockets against the real binary: broadcast, ordering, commands,
-//! binary relay, quitting.
+//! binary relay, quitting. Every scenario runs against one process and against two processes
+//! sharing a Redis, with its clients spread over both (`both_modes!`, `tests/common/chat.rs`).
 
 mod common;
 
@@ -7,21 +8,19 @@ use common::*;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
-#[test]
-fn broadcast_reaches_every_client_including_the_sender() {
-    let server = TestServer::start(&[]);
-    let mut room = server.chat_room(&["alice", "bob", "carol"]);
+both_modes!(broadcast_reaches_every_client_including_the_sender);
+fn broadcast_reaches_every_client_including_the_sender(chat: &Chat) {
+    let mut room = chat.chat_room(&["alice", "bob", "carol"]);
     send(&mut room[1], "hello everyone");
     for ws in room.iter_mut() {
         assert_eq!(recv_text(ws), "bob: hello everyone");
     }
 }
 
-#[test]
-fn guests_get_unique_nicks() {
-    let server = TestServer::start(&[]);
-    let mut first = server.connect("/");
-    let mut second = server.connect("/");
+both_modes!(guests_get_unique_nicks);
+fn guests_get_unique_nicks(chat: &Chat) {
+    let mut first = chat.connect("/");
+    let mut second = chat.connect("/");
     let a = recv_text(&mut first);
     let b = recv_text(&mut second);
     assert!(a.starts_with("*** welcome, you are guest-"), "{a}");
@@ -29,12 +28,11 @@ fn guests_get_unique_nicks() {
     assert_ne!(a, b);
 }
 
-#[test]
-fn concurrent_senders_are_seen_in_the_same_order_by_everyone() {
+both_modes!(concurrent_senders_are_seen_in_the_same_order_by_everyone);
+fn concurrent_senders_are_seen_in_the_same_order_by_everyone(chat: &Chat) {
     const SENDERS: usize = 3;
     const EACH: usize = 200;
-    let server = TestServer::start(&[]);
-    let mut receivers = server.chat_room(&["r0", "r1", "r2", "s0", "s1", "s2"]);
+    let mut receivers = chat.chat_room(&["r0", "r1", "r2", "s0", "s1", "s2"]);
     let senders = receivers.split_off(3);
     let threads: Vec<_> = senders
         .into_iter()
@@ -70,10 +68,9 @@ fn concurrent_senders_are_seen_in_the_same_order_by_everyone() {
     }
 }
 
-#[test]
-fn nick_join_rooms_who_and_room_isolation() {
-    let server = TestServer::start(&[]);
-    let [mut alice, mut bob]: [Client; 2] = server.chat_room(&["alice", "bob"]).try_into().ok().unwrap();
+both_modes!(nick_join_rooms_who_and_room_isolation);
+fn nick_join_rooms_who_and_room_isolation(chat: &Chat) {
+    let [mut alice, mut bob]: [Client; 2] = chat.chat_room(&["alice", "bob"]).try_into().ok().unwrap();
 
     send(&mut alice, "/nick alicia");
     assert_eq!(recv_text(&mut bob), "*** alice is now known as alicia");
@@ -96,11 +93,10 @@ fn nick_join_rooms_who_and_room_isolation() {
     assert_eq!(recv_until(&mut bob, |t| t.starts_with("*** in ")), "*** in dev (2): alicia, bob");
 }
 
-#[test]
-fn me_msg_and_errors() {
-    let server = TestServer::start(&[]);
+both_modes!(me_msg_and_errors);
+fn me_msg_and_errors(chat: &Chat) {
     let [mut alice, mut bob, mut carol]: [Client; 3] =
-        server.chat_room(&["alice", "bob", "carol"]).try_into().ok().unwrap();
+        chat.chat_room(&["alice", "bob", "carol"]).try_into().ok().unwrap();
     send(&mut alice, "/me waves");
     for ws in [&mut alice, &mut bob, &mut carol] {
         assert_eq!(recv_text(ws), "* alice waves");
@@ -119,10 +115,9 @@ fn me_msg_and_errors() {
     assert_eq!(recv_text(&mut carol), "bob: public again");
 }
 
-#[test]
-fn a_line_sent_with_its_line_ending_as_websocat_sends_it_is_chat() {
-    let server = TestServer::start(&[]);
-    let [mut alice, mut bob]: [Client; 2] = server.chat_room(&["alice", "bob"]).try_into().ok().unwrap();
+both_modes!(a_line_sent_with_its_line_ending_as_websocat_sends_it_is_chat);
+fn a_line_sent_with_its_line_ending_as_websocat_sends_it_is_chat(chat: &Chat) {
+    let [mut alice, mut bob]: [Client; 2] = chat.chat_room(&["alice", "bob"]).try_into().ok().unwrap();
     send(&mut alice, "hello from websocat\n");
     send(&mut alice, "and from a CRLF tool\r\n");
     for ws in [&mut alice, &mut bob] {
@@ -131,10 +126,9 @@ fn a_line_sent_with_its_line_ending_as_websocat_sends_it_is_chat() {
     }
 }
 
-#[test]
-fn binary_messages_are_relayed_verbatim_to_the_room_after_a_line_naming_the_sender() {
-    let server = TestServer::start(&[]);
-    let [mut alice, mut bob]: [Client; 2] = server.chat_room(&["alice", "bob"]).try_into().ok().unwrap();
+both_modes!(binary_messages_are_relayed_verbatim_to_the_room_after_a_line_naming_the_sender);
+fn binary_messages_are_relayed_verbatim_to_the_room_after_a_line_naming_the_sender(chat: &Chat) {
+    let [mut alice, mut bob]: [Client; 2] = chat.chat_room(&["alice", "bob"]).try_into().ok().unwrap();
     let blob: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
     bob.send(Message::binary(blob.clone())).unwrap();
     for ws in [&mut alice, &mut bob] {
@@ -143,12 +137,9 @@ fn binary_messages_are_relayed_verbatim_to_the_room_after_a_line_naming_the_send
     }
 }
 
-#[test]
-fn quit_closes_normally_with_the_reason_and_tells_the_room() {
-    let server = TestServer::start(&[]);
-    let mut alice = server.chat_client("alice");
-    let mut bob = server.chat_client("bob");
-    recv_until(&mut alice, |t| t == "*** bob joined lobby");
+both_modes!(quit_closes_normally_with_the_reason_and_tells_the_room);
+fn quit_closes_normally_with_the_reason_and_tells_the_room(chat: &Chat) {
+    let [mut alice, mut bob]: [Client; 2] = chat.chat_room(&["alice", "bob"]).try_into().ok().unwrap();
     send(&mut bob, "/quit see you");
     assert_eq!(expect_close(&mut bob), (CloseCode::Normal, "see you".to_string()));
     assert_eq!(recv_text(&mut alice), "*** bob left lobby (quit: see you)");
@@ -157,23 +148,19 @@ fn quit_closes_normally_with_the_reason_and_tells_the_room() {
     expect_eof(bob.get_mut());
 }
 
-#[test]
-fn a_client_that_disconnects_is_announced_and_its_nick_freed() {
-    let server = TestServer::start(&[]);
-    let mut alice = server.chat_client("alice");
-    let mut bob = server.chat_client("bob");
-    recv_until(&mut alice, |t| t == "*** bob joined lobby");
+both_modes!(a_client_that_disconnects_is_announced_and_its_nick_freed);
+fn a_client_that_disconnects_is_announced_and_its_nick_freed(chat: &Chat) {
+    let [mut alice, mut bob]: [Client; 2] = chat.chat_room(&["alice", "bob"]).try_into().ok().unwrap();
     bob.close(None).unwrap();
     let _ = bob.flush();
     assert_eq!(recv_text(&mut alice), "*** bob left lobby (closed)");
     drop(bob);
-    let _bob_again = server.chat_client("bob");
+    let _bob_again = chat.chat_client("bob");
 }
 
-#[test]
-fn a_client_that_vanishes_without_a_close_is_announced_as_lost() {
-    let server = TestServer::start(&[]);
-    let [mut alice, bob]: [Client; 2] = server.chat_room(&["alice", "bob"]).try_into().ok().unwrap();
+both_modes!(a_client_that_vanishes_without_a_close_is_announced_as_lost);
+fn a_client_that_vanishes_without_a_close_is_announced_as_lost(chat: &Chat) {
+    let [mut alice, bob]: [Client; 2] = chat.chat_room(&["alice", "bob"]).try_into().ok().unwrap();
     drop(bob); // TCP closed with no close frame
     assert_eq!(recv_text(&mut alice), "*** bob left lobby (connection lost)");
 }

@@ -1,6 +1,9 @@
 //! History, message ids, JSON mode and resume, against the real server over real sockets:
 //! joiners get the last N messages, a client that drops and comes back with `since` gets
 //! exactly what it missed (also while someone keeps talking), and text clients are unchanged.
+//! Each scenario runs against one process and against two processes sharing a Redis, with its
+//! clients spread over both (`both_modes!`, `tests/common/chat.rs`), so that in a cluster a
+//! client resumes on another process than the one it left.
 
 mod common;
 
@@ -8,8 +11,8 @@ use std::io::Write;
 use std::thread;
 
 use common::{
-    json_client, read_http_head, recv_json, recv_text, recv_through, recv_until, send, texts, Client,
-    TempDir, TestServer,
+    both_modes, json_client, read_http_head, recv_json, recv_text, recv_through, recv_until, send, texts,
+    Chat, Client, TempDir, TestServer,
 };
 use serde_json::Value;
 use wschat::wire::UpgradeRequest;
@@ -31,13 +34,12 @@ fn numbered(from: usize, to: usize) -> Vec<String> {
     (from..=to).map(|i| format!("m{i}")).collect()
 }
 
-#[test]
-fn a_joiner_receives_the_last_n_messages_in_either_mode() {
-    let server = TestServer::start(&["--history", "3"]);
-    let mut alice = server.chat_client("alice");
+both_modes!(a_joiner_receives_the_last_n_messages_in_either_mode, ["--history", "3"]);
+fn a_joiner_receives_the_last_n_messages_in_either_mode(chat: &Chat) {
+    let mut alice = chat.chat_client("alice");
     say_all(&mut alice, &numbered(1, 5));
 
-    let mut bob = json_client(&server, "?nick=bob");
+    let mut bob = chat.json_client("?nick=bob");
     let welcome = recv_json(&mut bob);
     assert_eq!((welcome["type"].as_str(), welcome["nick"].as_str()), (Some("welcome"), Some("bob")));
     let (replayed, summary) = recv_through(&mut bob, "replayed");
@@ -54,7 +56,7 @@ fn a_joiner_receives_the_last_n_messages_in_either_mode() {
     assert_eq!(summary["count"], 3);
     assert_eq!(summary["last"], replayed[2]["id"]);
 
-    let mut carol = server.chat_client("carol");
+    let mut carol = chat.chat_client("carol");
     assert_eq!(recv_text(&mut carol), "*** recent messages in lobby:");
     assert_eq!(
         [recv_text(&mut carol), recv_text(&mut carol), recv_text(&mut carol)],
@@ -76,13 +78,12 @@ fn a_joiner_receives_the_last_n_messages_in_either_mode() {
     assert!(live.get("replay").is_none(), "live messages are not marked as replays: {live}");
 }
 
-#[test]
-fn a_dropped_client_resumes_with_exactly_what_it_missed() {
-    let server = TestServer::start(&[]);
-    let mut alice = server.chat_client("alice");
+both_modes!(a_dropped_client_resumes_with_exactly_what_it_missed);
+fn a_dropped_client_resumes_with_exactly_what_it_missed(chat: &Chat) {
+    let mut alice = chat.chat_client("alice");
     send(&mut alice, "/join dev");
     recv_until(&mut alice, |t| t == "*** alice joined dev");
-    let mut bob = json_client(&server, "?nick=bob&room=dev");
+    let mut bob = chat.json_client("?nick=bob&room=dev");
     let (_, summary) = recv_through(&mut bob, "replayed");
     assert_eq!((summary["room"].as_str(), summary["count"].as_u64()), (Some("dev"), Some(0)));
     say_all(&mut alice, &numbered(1, 2));
@@ -94,7 +95,7 @@ fn a_dropped_client_resumes_with_exactly_what_it_missed() {
     drop(bob); // the connection drops without a close
 
     say_all(&mut alice, &numbered(3, 7));
-    let mut bob = json_client(&server, &format!("?nick=bob2&room=dev&since={last_seen}"));
+    let mut bob = chat.json_client(&format!("?nick=bob2&room=dev&since={last_seen}"));
     let (replayed, summary) = recv_through(&mut bob, "replayed");
     assert_eq!(texts(&replayed), ["m3", "m4", "m5", "m6", "m7"], "exactly the five it missed");
     assert_eq!(summary["recovered"], true);
@@ -105,12 +106,14 @@ fn a_dropped_client_resumes_with_exactly_what_it_missed() {
     assert_eq!(seq(&live["id"]), seq(&summary["last"]) + 1);
 }
 
-#[test]
-fn resuming_while_someone_keeps_talking_loses_and_doubles_nothing() {
-    let server = TestServer::start(&["--history", "1000", "--max-messages-per-sec", "0"]);
-    let mut bob = json_client(&server, "?nick=bob");
+both_modes!(
+    resuming_while_someone_keeps_talking_loses_and_doubles_nothing,
+    ["--history", "1000", "--max-messages-per-sec", "0"]
+);
+fn resuming_while_someone_keeps_talking_loses_and_doubles_nothing(chat: &Chat) {
+    let mut bob = chat.json_client("?nick=bob");
     recv_through(&mut bob, "replayed");
-    let mut alice = server.chat_client("alice");
+    let mut alice = chat.chat_client("alice");
     send(&mut alice, "first");
     let (_, first) = recv_through(&mut bob, "message");
     let since = first["id"].as_str().unwrap().to_string();
@@ -125,57 +128,58 @@ fn resuming_while_someone_keeps_talking_loses_and_doubles_nothing() {
         send(&mut alice, "done");
         recv_until(&mut alice, |t| t == "alice: done");
     });
-    let mut bob = json_client(&server, &format!("?nick=bob&since={since}"));
+    let mut bob = chat.json_client(&format!("?nick=bob&since={since}"));
     let mut seqs = Vec::new();
-    let mut recovered = None;
-    loop {
+    let mut summary = None;
+    let mut done = false;
+    // Until both her last line and the replay's summary are in: "done" itself may be replayed
+    // (if she finished before bob's replay was made), and then the summary follows it.
+    while !(done && summary.is_some()) {
         let value = recv_json(&mut bob);
         match value["type"].as_str() {
             Some("message") => {
                 seqs.push(seq(&value["id"]));
-                if value["text"] == "done" {
-                    break;
-                }
+                done |= value["text"] == "done";
             }
-            Some("replayed") => recovered = value["recovered"].as_bool(),
+            Some("replayed") => summary = Some(value),
             _ => {}
         }
     }
     talker.join().unwrap();
-    assert_eq!(recovered, Some(true));
+    let summary = summary.unwrap();
+    assert_eq!(summary["recovered"], true, "{summary}");
     let expected: Vec<u64> = (seq(&first["id"]) + 1..=seq(&first["id"]) + 301).collect();
     assert_eq!(seqs, expected, "every message after `since` exactly once, in order");
 }
 
-#[test]
-fn an_unknown_epoch_or_a_trimmed_since_is_not_recovered() {
-    let server = TestServer::start(&["--history", "3"]);
-    let mut alice = server.chat_client("alice");
+both_modes!(an_unknown_epoch_or_a_trimmed_since_is_not_recovered, ["--history", "3"]);
+fn an_unknown_epoch_or_a_trimmed_since_is_not_recovered(chat: &Chat) {
+    let mut alice = chat.chat_client("alice");
     say_all(&mut alice, &numbered(1, 10));
-    let mut probe = json_client(&server, "?nick=probe");
+    let mut probe = chat.json_client("?nick=probe");
     let (_, summary) = recv_through(&mut probe, "replayed");
     let epoch = summary["last"].as_str().unwrap().split_once(':').unwrap().0.to_string();
 
     for since in ["zzzz9999:5".to_string(), format!("{epoch}:2"), format!("{epoch}:99"), "junk".into()] {
-        let mut bob = json_client(&server, &format!("?nick=bob&since={since}"));
+        let mut bob = chat.json_client(&format!("?nick=bob&since={since}"));
         let (replayed, summary) = recv_through(&mut bob, "replayed");
         assert_eq!(summary["recovered"], false, "since={since}");
         assert_eq!(texts(&replayed), ["m8", "m9", "m10"], "since={since}: what is kept, so the gap shows");
     }
     // The last id kept is still a good place to resume from.
-    let mut bob = json_client(&server, &format!("?nick=bob&since={epoch}:7"));
+    let mut bob = chat.json_client(&format!("?nick=bob&since={epoch}:7"));
     let (replayed, summary) = recv_through(&mut bob, "replayed");
     assert_eq!((summary["recovered"].as_bool(), texts(&replayed)), (Some(true), vec!["m8", "m9", "m10"]));
 }
 
-#[test]
-fn text_clients_see_no_json_and_no_subprotocol() {
-    let server = TestServer::start(&[]);
-    let mut alice = server.chat_client("alice");
+both_modes!(text_clients_see_no_json_and_no_subprotocol);
+fn text_clients_see_no_json_and_no_subprotocol(chat: &Chat) {
+    let mut alice = chat.chat_client("alice");
     say_all(&mut alice, &numbered(1, 1));
     // By hand: a client library would refuse a server that selects none of its subprotocols.
-    let mut stream = server.tcp();
-    let host = server.addr.to_string();
+    let process = chat.next_process();
+    let mut stream = process.tcp();
+    let host = process.addr.to_string();
     let request = UpgradeRequest::new(&host, "/?nick=bob").header("Sec-WebSocket-Protocol", "chat.v2");
     stream.write_all(&request.to_bytes()).unwrap();
     let head = read_http_head(&mut stream);
@@ -193,11 +197,10 @@ fn text_clients_see_no_json_and_no_subprotocol() {
     assert_eq!(recv_until(&mut bob, |t| t.starts_with("*** in ")), "*** in lobby (2): alice, bob");
 }
 
-#[test]
-fn json_mode_gives_every_kind_of_event_its_own_type() {
-    let server = TestServer::start(&[]);
-    let mut alice = server.chat_client("alice");
-    let mut bob = json_client(&server, "?nick=bob");
+both_modes!(json_mode_gives_every_kind_of_event_its_own_type);
+fn json_mode_gives_every_kind_of_event_its_own_type(chat: &Chat) {
+    let mut alice = chat.chat_client("alice");
+    let mut bob = chat.json_client("?nick=bob");
     recv_through(&mut bob, "replayed");
     let joined = recv_json(&mut bob);
     assert_eq!((joined["type"].as_str(), joined["nick"].as_str()), (Some("joined"), Some("bob")));
@@ -237,6 +240,7 @@ fn json_mode_gives_every_kind_of_event_its_own_type() {
     assert_eq!((left["type"].as_str(), left["reason"].as_str()), (Some("left"), Some("quit: bye")));
 }
 
+// One process only: --data-dir (its own durable store, across its own kill) is refused with --redis.
 #[test]
 fn with_a_data_dir_a_killed_server_keeps_every_id_a_client_saw() {
     let dir = TempDir::new("sigkill");
@@ -296,6 +300,7 @@ fn with_a_data_dir_a_killed_server_keeps_every_id_a_client_saw() {
     assert_eq!(seq(&fresh["id"]), seq(&summary["last"]) + 1, "no id reused, none skipped");
 }
 
+// One process only: --data-dir (a store that process cannot open) is refused with --redis.
 #[test]
 fn a_corrupt_store_stops_the_server_at_start_naming_the_file() {
     let dir = TempDir::new("corrupt");
@@ -310,15 +315,14 @@ fn a_corrupt_store_stops_the_server_at_start_naming_the_file() {
     assert!(stderr.contains("history.redb") && !stderr.contains("listening"), "{stderr}");
 }
 
-#[test]
-fn a_room_full_of_big_messages_does_not_get_joiners_cut_off() {
+both_modes!(a_room_full_of_big_messages_does_not_get_joiners_cut_off);
+fn a_room_full_of_big_messages_does_not_get_joiners_cut_off(chat: &Chat) {
     // 20 messages of 60 KB are more than a new reader's queue may hold (--max-outbound 1 MiB):
     // the replay sends the newest that fit in half of it and says the rest is a gap.
-    let server = TestServer::start(&[]);
-    let mut alice = server.chat_client("alice");
+    let mut alice = chat.chat_client("alice");
     let big: Vec<String> = (0..20).map(|i| format!("{i:02}{}", "z".repeat(60_000))).collect();
     say_all(&mut alice, &big);
-    let mut bob = json_client(&server, "?nick=bob");
+    let mut bob = chat.json_client("?nick=bob");
     let (replayed, summary) = recv_through(&mut bob, "replayed");
     assert!((4..20).contains(&replayed.len()), "{} replayed", replayed.len());
     assert_eq!(replayed.last().unwrap()["text"].as_str().unwrap()[..2], *"19", "the newest are kept");

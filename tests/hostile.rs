@@ -2,6 +2,8 @@
 //! a burst must not cut off readers that keep up, a client that does not read must not make
 //! the server hold or do more, floods of frames are bounded, log lines cannot be forged, and
 //! one address cannot take every slot. The same rules run in memory in `tests/simulation.rs`.
+//! What is not about one process's own limits runs against one process and against two
+//! processes sharing a Redis (`both_modes!`, `tests/common/chat.rs`).
 
 mod common;
 
@@ -46,6 +48,7 @@ fn read_lines(mut stream: TcpStream, count: usize, progress: Arc<AtomicUsize>) {
     }
 }
 
+// One process only: it measures that process's memory and its queues under the burst.
 #[test]
 fn a_burst_reaches_every_reader_that_keeps_up_and_cuts_off_only_the_one_that_does_not_read() {
     const READERS: usize = 100;
@@ -95,6 +98,7 @@ fn a_burst_reaches_every_reader_that_keeps_up_and_cuts_off_only_the_one_that_doe
     assert!(growth_kib < 48 * 1024, "server memory grew by {growth_kib} KiB");
 }
 
+// One process only: it measures the memory of the process the pings are sent to.
 #[test]
 fn pings_from_a_client_that_never_reads_do_not_pile_up() {
     let server = TestServer::start(&["--idle-timeout", "2s", "--close-timeout", "1s"]);
@@ -133,10 +137,9 @@ fn pings_from_a_client_that_never_reads_do_not_pile_up() {
     expect_eof(&mut pinger);
 }
 
-#[test]
-fn a_message_in_too_many_fragments_is_closed_with_1009() {
-    let server = TestServer::start(&[]);
-    let mut stream = raw_handshake(&server, "/echo");
+both_modes!(a_message_in_too_many_fragments_is_closed_with_1009);
+fn a_message_in_too_many_fragments_is_closed_with_1009(chat: &Chat) {
+    let mut stream = raw_handshake(chat.next_process(), "/echo");
     let mut frames = client_frame(0x01, b"start", true);
     for _ in 0..5000 {
         frames.extend(client_frame(0x00, b"", true));
@@ -153,10 +156,11 @@ fn a_message_in_too_many_fragments_is_closed_with_1009() {
     assert!(String::from_utf8_lossy(&close.payload[2..]).contains("fragments"));
 }
 
-#[test]
-fn a_flood_of_empty_continuation_frames_does_not_starve_other_clients() {
-    let server = TestServer::start(&[]);
-    let mut flooder = raw_handshake(&server, "/echo");
+both_modes!(a_flood_of_empty_continuation_frames_does_not_starve_other_clients);
+fn a_flood_of_empty_continuation_frames_does_not_starve_other_clients(chat: &Chat) {
+    // Both on one process: the flood must not starve the loop it shares with the other client
+    // (in a cluster, nor that loop's link to Redis, which answers the other's /who).
+    let mut flooder = raw_handshake(chat.process(0), "/echo");
     let mut drain = flooder.try_clone().unwrap();
     let reader = std::thread::spawn(move || {
         let mut received = Vec::new();
@@ -170,7 +174,7 @@ fn a_flood_of_empty_continuation_frames_does_not_starve_other_clients() {
         while Instant::now() < stop && flooder.write_all(&empties).is_ok() {}
         let _ = flooder.shutdown(std::net::Shutdown::Both);
     });
-    let mut other = server.chat_client("other");
+    let mut other = chat.process(0).chat_client("other");
     let mut slowest = Duration::ZERO;
     while Instant::now() < stop {
         let start = Instant::now();
@@ -186,20 +190,20 @@ fn a_flood_of_empty_continuation_frames_does_not_starve_other_clients() {
     assert!(slowest < Duration::from_millis(500), "a /who took {slowest:?} under the flood");
 }
 
-#[test]
-fn log_lines_cannot_be_forged_from_the_chat() {
-    let server = TestServer::start(&["-vv"]);
-    let mut alice = server.chat_client("alice");
+both_modes!(log_lines_cannot_be_forged_from_the_chat, ["-vv"]);
+fn log_lines_cannot_be_forged_from_the_chat(chat: &Chat) {
+    let mut alice = chat.chat_client("alice");
     send(&mut alice, "hello\n[WARN] admin logged in");
     send(&mut alice, "/quit bye\r\n[ERROR] disk full");
     send(&mut alice, "/quit");
     let _ = expect_close(&mut alice);
-    server.wait_for_log("removed");
-    for line in server.log() {
+    chat.wait_for_log("removed");
+    for line in chat.log() {
         assert!(!line.starts_with("[WARN] admin") && !line.starts_with("[ERROR] disk"), "forged: {line}");
     }
 }
 
+// One process only: --max-connections-per-ip counts the connections of one process.
 #[test]
 fn one_address_cannot_take_every_slot() {
     let server = TestServer::start(&["--max-connections-per-ip", "2"]);
@@ -216,18 +220,23 @@ fn one_address_cannot_take_every_slot() {
     }
 }
 
-#[test]
-fn the_servers_own_notices_fit_the_smallest_queue() {
+both_modes!(the_servers_own_notices_fit_the_smallest_queue, ["--max-outbound", "65792"]);
+fn the_servers_own_notices_fit_the_smallest_queue(chat: &Chat) {
     // 64 KiB messages + 256 bytes of slack; a nick and a room of 32 four-byte characters and a
-    // 65,530-byte quit reason once made a leave notice larger than that.
-    let server = TestServer::start(&["--max-outbound", "65792"]);
-    let wide: String = std::iter::repeat_n('\u{20000}', 32).collect();
+    // 65,530-byte quit reason once made a leave notice larger than that. (U+1E7E0, an Ethiopic
+    // syllable, is allowed in names; U+20000, used before, no longer is, and the test had
+    // quietly become one about a guest in the lobby.)
+    let wide: String = std::iter::repeat_n('\u{1E7E0}', 32).collect();
     let encoded: String = wide.bytes().map(|b| format!("%{b:02X}")).collect();
-    let mut a = server.connect(&format!("/?nick={encoded}"));
-    recv_until(&mut a, |t| t.starts_with("*** welcome"));
-    let mut b = server.chat_client("b");
+    let mut a = chat.connect(&format!("/?nick={encoded}"));
+    let welcome = recv_until(&mut a, |t| t.starts_with("*** welcome"));
+    assert!(welcome.starts_with(&format!("*** welcome, you are {wide} in lobby")), "{welcome}");
+    let mut b = chat.chat_client("b");
     send(&mut a, &format!("/join {wide}"));
     send(&mut b, &format!("/join {wide}"));
+    // Once b hears its own join it is in the room: in a's /who, and hearing a leave. (Without
+    // this wait a's /who could be answered before b's /join was read.)
+    recv_line(&mut b, &format!("*** b joined {wide}"));
     send(&mut a, "/who");
     recv_until(&mut a, |t| t.starts_with("*** in ") && t.contains(" b"));
     send(&mut a, &format!("/quit {}", "q".repeat(65_530)));
@@ -237,10 +246,9 @@ fn the_servers_own_notices_fit_the_smallest_queue() {
     recv_until(&mut b, |t| t.starts_with("*** in "));
 }
 
-#[test]
-fn one_message_is_one_line() {
-    let server = TestServer::start(&[]);
-    let mut clients = server.chat_room(&["alice", "bob"]);
+both_modes!(one_message_is_one_line);
+fn one_message_is_one_line(chat: &Chat) {
+    let mut clients = chat.chat_room(&["alice", "bob"]);
     for forged in
         ["hi\n*** alice is now known as admin", "\x1b]0;pwned\x07", "x\r[PM from alice] paste your password"]
     {

@@ -6,11 +6,17 @@
 // screenshot. Fails on any page error or console error (a Content-Security-Policy violation
 // shows up as one), except the connection errors expected while the server is down.
 //
-//   node e2e.mjs [--tls] [SERVER_BINARY] [SCREENSHOT_PATH]
+//   node e2e.mjs [--tls] [--cluster] [SERVER_BINARY] [SCREENSHOT_PATH]
 //
 // With --tls the server serves https:// and wss:// with a certificate made for the run by the
 // `openssl` command, and Chromium is told to accept it (--ignore-certificate-errors, for the
 // test only); everything else is the same test.
+//
+// With --cluster the chat is two server processes joined by a `redis-server` started for the
+// run (on a free loopback port, without persistence; $REDIS_SERVER names another binary), and
+// the two people are on different processes: everything one sees of the other crossed Redis.
+// The restart step then restarts only ann's process, and she must miss nothing (Redis kept
+// the room) instead of being told of a gap.
 //
 // Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM); playwright-core never downloads one.
 
@@ -19,16 +25,23 @@ import { spawn } from "node:child_process";
 import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
-const tls = args[0] === "--tls";
-if (tls) args.shift();
+const options = new Set();
+while (args[0]?.startsWith("--")) options.add(args.shift());
+for (const option of options) {
+  if (option !== "--tls" && option !== "--cluster") throw new Error(`unknown option ${option}`);
+}
+const tls = options.has("--tls");
+const cluster = options.has("--cluster");
 const serverBinary = resolve(args[0] ?? `${here}/../../target/debug/wschat-server`);
-const screenshotPath = resolve(args[1] ?? `${here}/../../target/browser/${tls ? "chat-tls" : "chat"}.png`);
+const screenshotName = ["chat", ...(tls ? ["tls"] : []), ...(cluster ? ["cluster"] : [])].join("-");
+const screenshotPath = resolve(args[1] ?? `${here}/../../target/browser/${screenshotName}.png`);
 
 // A self-signed certificate for 127.0.0.1, made for this run.
 function tlsFlags() {
@@ -56,20 +69,58 @@ async function step(name, body) {
   console.log(`ok - ${name}`);
 }
 
+// Starts a server process; resolves once it listens and, with --redis among its flags, once it
+// is linked to Redis (before that it chats on its own, and a page connected to it would not be
+// in the others' chat).
 function startServer(addr = "127.0.0.1:0", extraFlags = []) {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(serverBinary, [addr, ...serverFlags, ...extraFlags], { stdio: ["ignore", "ignore", "pipe"] });
+    const flags = [...serverFlags, ...extraFlags];
+    const child = spawn(serverBinary, [addr, ...flags], { stdio: ["ignore", "ignore", "pipe"] });
+    children.push(child);
     let log = "";
     const timer = setTimeout(() => reject(new Error(`server did not start: ${log}`)), STEP_TIMEOUT_MS);
     child.stderr.on("data", (chunk) => {
       log += chunk;
       const match = log.match(/listening on (\S+)/);
-      if (match) {
+      if (match && (!flags.includes("--redis") || log.includes("connected to Redis at"))) {
         clearTimeout(timer);
-        resolvePromise({ child, addr: match[1] });
+        resolvePromise({ child, addr: match[1], flags: extraFlags });
       }
     });
     child.on("error", reject);
+  });
+}
+
+// A free loopback port, for redis-server (which cannot be told to pick one and say which).
+function freePort() {
+  return new Promise((resolvePromise, reject) => {
+    const probe = createServer();
+    probe.on("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolvePromise(port));
+    });
+  });
+}
+
+// A redis-server for --cluster, without persistence; resolves once it accepts connections.
+async function startRedis() {
+  const port = await freePort();
+  const binary = process.env.REDIS_SERVER ?? "redis-server";
+  const redisFlags = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(binary, redisFlags, { stdio: ["ignore", "pipe", "ignore"] });
+    children.push(child);
+    let log = "";
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${log}`)), STEP_TIMEOUT_MS);
+    child.stdout.on("data", (chunk) => {
+      log += chunk;
+      if (log.includes("Ready to accept connections")) {
+        clearTimeout(timer);
+        resolvePromise({ child, url: `redis://127.0.0.1:${port}` });
+      }
+    });
+    child.on("error", (error) => reject(new Error(`cannot run ${binary} (--cluster needs it): ${error.message}`)));
   });
 }
 
@@ -133,8 +184,15 @@ function lowContrast() {
 }
 
 async function main() {
-  let server = await startServer();
-  const base = `${tls ? "https" : "http"}://${server.addr}/`;
+  // Alone, one process serves both people; with --cluster, ann's process (servers[0]) and
+  // bob's (servers[1]) share the chat through Redis.
+  const redis = cluster ? await startRedis() : null;
+  const chatFlags = cluster ? ["--redis", redis.url] : [];
+  const servers = [];
+  for (let i = 0; i < (cluster ? 2 : 1); i += 1) servers.push(await startServer("127.0.0.1:0", chatFlags));
+  const pageUrl = (server) => `${tls ? "https" : "http"}://${server.addr}/`;
+  const base = pageUrl(servers[0]);
+  const bobBase = pageUrl(servers[servers.length - 1]);
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     args: [
@@ -203,7 +261,7 @@ async function main() {
     });
 
     await step("bob joins; ann's member list and notices show him", async () => {
-      await bob.goto(base);
+      await bob.goto(bobBase);
       await bob.fill("#nick-input", "bob");
       await bob.press("#nick-input", "Enter");
       await bob.waitForSelector('#status[data-state="open"]');
@@ -216,7 +274,7 @@ async function main() {
 
     await step("a taken or invalid nick brings the nick form back with the reason beside it", async () => {
       const carol = await person("carol");
-      await carol.goto(base);
+      await carol.goto(bobBase);
       await carol.fill("#nick-input", "ANN");
       await carol.click("#join-button");
       const error = carol.locator("#nick-error");
@@ -350,21 +408,39 @@ async function main() {
       await ann.screenshot({ path: screenshotPath });
     });
 
-    await step("after a restart without --data-dir both pages come back to their room and show the gap", async () => {
+    const restart = cluster
+      ? "after ann's process restarts, her page comes back to her room on it and misses nothing"
+      : "after a restart without --data-dir both pages come back to their room and show the gap";
+    await step(restart, async () => {
       serverDown = true;
-      await stopServer(server);
+      const old = servers[0];
+      await stopServer(old);
       await ann.waitForSelector('#status[data-state="connecting"]');
       await messages(ann).filter({ hasText: "1001 server shutting down" }).waitFor();
-      server = await startServer(server.addr);
+      // With --cluster bob's process stays up, and he talks while ann's is down.
+      if (cluster) await say(bob, "while ann's server was down");
+      servers[0] = await startServer(old.addr, old.flags);
       await ann.waitForSelector('#status[data-state="open"]', { timeout: 20000 });
       await bob.waitForSelector('#status[data-state="open"]', { timeout: 20000 });
       serverDown = false;
       await messages(ann).filter({ hasText: "welcome, you are ann in dev" }).nth(1).waitFor();
       await expectMembers(ann, ["ann", "bob"]);
-      // The history went with the old process (a new epoch): the page must say so.
       const gap = messages(ann).filter({ hasText: "some messages in dev were missed" });
-      await gap.waitFor();
-      if ((await gap.getAttribute("class")) !== "gap") throw new Error("the gap is not marked as one");
+      if (!cluster) {
+        // The history went with the old process (a new epoch): the page must say so.
+        await gap.waitFor();
+        if ((await gap.getAttribute("class")) !== "gap") throw new Error("the gap is not marked as one");
+        return;
+      }
+      // Redis kept the room: ann's page resumes from her last message and gets what bob said
+      // meanwhile, once. A live line after it comes after the replay's summary, so by then a
+      // gap would have been shown.
+      await messages(ann).filter({ hasText: "bob: while ann's server was down" }).waitFor();
+      await say(bob, "and after ann's restart");
+      await messages(ann).filter({ hasText: "bob: and after ann's restart" }).waitFor();
+      const missed = await messages(ann).filter({ hasText: "bob: while ann's server was down" }).count();
+      if (missed !== 1) throw new Error(`what bob said meanwhile is shown ${missed} times`);
+      if ((await gap.count()) !== 0) throw new Error("a gap was reported though Redis kept the room");
     });
 
     await step("/quit returns to the nick form", async () => {
@@ -415,12 +491,18 @@ async function main() {
     await step("no page or console errors", async () => {
       if (problems.length) throw new Error(problems.join("\n"));
     });
-    console.log(`browser e2e${tls ? " over https" : ""}: ${passed} passed, 0 failed; screenshot ${screenshotPath}`);
+    const how = `${tls ? " over https" : ""}${cluster ? " on two processes and Redis" : ""}`;
+    console.log(`browser e2e${how}: ${passed} passed, 0 failed; screenshot ${screenshotPath}`);
   } finally {
     await browser.close();
-    server.child.kill("SIGKILL");
   }
 }
+
+// Every process this test started is killed when it ends, however it ends.
+const children = [];
+process.on("exit", () => {
+  for (const child of children) child.kill("SIGKILL");
+});
 
 main().catch((error) => {
   console.error(error);

@@ -1,9 +1,18 @@
 //! Test harness: starts the real `wschat-server` binary on `127.0.0.1:0` and connects real
 //! clients to it. Every wait is bounded by a deadline (socket read timeouts), never a sleep.
+//! [`Chat`] (in `chat.rs`) is the chat as a scenario sees it, one process or a cluster of two
+//! sharing a Redis, and [`both_modes!`] runs a scenario both ways.
 
 #![allow(dead_code)]
 
+pub mod chat;
 pub mod redis;
+
+// Each test file includes this module, and most use only part of it.
+#[allow(unused_imports)]
+pub(crate) use chat::both_modes;
+#[allow(unused_imports)]
+pub use chat::{Chat, Mode};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -57,15 +66,17 @@ impl TestServer {
             .spawn()
             .expect("spawn wschat-server");
         let stderr = child.stderr.take().expect("stderr");
+        let pid = child.id();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = mpsc::channel();
         let sink = log.clone();
         std::thread::spawn(move || {
-            // WSCHAT_TEST_LOG=1 shows every server's log as the test runs, for debugging.
+            // WSCHAT_TEST_LOG=1 shows every server's log as the test runs, for debugging; the
+            // pid tells a cluster's processes apart.
             let echo = std::env::var_os("WSCHAT_TEST_LOG").is_some();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if echo {
-                    eprintln!("[server] {line}");
+                    eprintln!("[server {pid}] {line}");
                 }
                 if let Some(addr) = line.split("listening on ").nth(1) {
                     let _ = addr_tx.send(addr.trim().to_string());
@@ -82,6 +93,7 @@ impl TestServer {
     }
 
     /// Connects a WebSocket client to `path` (e.g. `/`, `/echo`, `/?nick=bob`).
+    #[track_caller]
     pub fn connect(&self, path: &str) -> Client {
         let stream = self.tcp();
         let (ws, _) = tungstenite::client(self.url(path), stream).expect("websocket handshake");
@@ -89,6 +101,7 @@ impl TestServer {
     }
 
     /// Connects a chat client and consumes its welcome notice; returns it with its nick.
+    #[track_caller]
     pub fn chat_client(&self, nick: &str) -> Client {
         let mut ws = self.connect(&format!("/?nick={nick}"));
         let welcome = recv_text(&mut ws);
@@ -98,6 +111,7 @@ impl TestServer {
 
     /// Connects one chat client per nick and returns them once every one of them has seen the
     /// last one join, so a test starts from a quiet room.
+    #[track_caller]
     pub fn chat_room(&self, nicks: &[&str]) -> Vec<Client> {
         let mut clients: Vec<Client> = nicks.iter().map(|nick| self.chat_client(nick)).collect();
         let last_join = format!("*** {} joined lobby", nicks[nicks.len() - 1]);
@@ -122,6 +136,7 @@ impl TestServer {
     }
 
     /// Waits until a log line contains `needle`.
+    #[track_caller]
     pub fn wait_for_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -195,16 +210,40 @@ impl Drop for TestServer {
 }
 
 /// The next data message, skipping pings and pongs (tungstenite answers pings itself).
+#[track_caller]
 pub fn recv(ws: &mut Client) -> Message {
-    loop {
-        match ws.read().expect("read message") {
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => return other,
-        }
+    match recv_by(ws, Instant::now() + WAIT) {
+        Some(message) => message,
+        None => panic!("no message within {WAIT:?}"),
     }
 }
 
+/// The next data message if one comes before `deadline`.
+#[track_caller]
+fn recv_by(ws: &mut Client, deadline: Instant) -> Option<Message> {
+    let message = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break None;
+        }
+        ws.get_ref().set_read_timeout(Some(left)).unwrap();
+        match ws.read() {
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(other) => break Some(other),
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+            {
+                break None
+            }
+            Err(e) => panic!("read message: {e}"),
+        }
+    };
+    ws.get_ref().set_read_timeout(Some(WAIT)).unwrap();
+    message
+}
+
 /// The next text message.
+#[track_caller]
 pub fn recv_text(ws: &mut Client) -> String {
     match recv(ws) {
         Message::Text(text) => text.to_string(),
@@ -212,14 +251,32 @@ pub fn recv_text(ws: &mut Client) -> String {
     }
 }
 
-/// Reads text messages until one satisfies `wanted`, returning it.
+/// Reads text messages until one satisfies `wanted`, returning it. Bounded as a whole, not
+/// only per message: a stream of other messages cannot keep it waiting past [`WAIT`]. If
+/// nothing matches, the failure lists what came instead.
+#[track_caller]
 pub fn recv_until(ws: &mut Client, wanted: impl Fn(&str) -> bool) -> String {
-    loop {
-        let text = recv_text(ws);
-        if wanted(&text) {
-            return text;
+    recv_until_or(ws, wanted, "the awaited message")
+}
+
+/// Reads text messages until `line` itself arrives (bounded like [`recv_until`]).
+#[track_caller]
+pub fn recv_line(ws: &mut Client, line: &str) {
+    recv_until_or(ws, |t| t == line, &format!("{line:?}"));
+}
+
+#[track_caller]
+fn recv_until_or(ws: &mut Client, wanted: impl Fn(&str) -> bool, what: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    let mut other = Vec::new();
+    while let Some(message) = recv_by(ws, deadline) {
+        match message {
+            Message::Text(text) if wanted(&text) => return text.to_string(),
+            Message::Text(text) => other.push(text.to_string()),
+            message => other.push(format!("{message:?}")),
         }
     }
+    panic!("{what} did not come within {WAIT:?}; came instead: {other:#?}")
 }
 
 pub fn send(ws: &mut Client, text: &str) {
@@ -227,6 +284,7 @@ pub fn send(ws: &mut Client, text: &str) {
 }
 
 /// Reads until the server's close frame arrives; returns its code and reason.
+#[track_caller]
 pub fn expect_close(ws: &mut Client) -> (CloseCode, String) {
     loop {
         match ws.read() {
@@ -254,6 +312,7 @@ pub fn expect_eof(stream: &mut TcpStream) {
 // ----- raw WebSocket frames, for what a well-behaved client library will not send -----
 
 /// Performs the opening handshake by hand and returns the socket positioned after the 101 head.
+#[track_caller]
 pub fn raw_handshake(server: &TestServer, path: &str) -> TcpStream {
     let mut stream = server.tcp();
     let host = server.addr.to_string();
@@ -430,7 +489,11 @@ pub struct TempDir(pub std::path::PathBuf);
 
 impl TempDir {
     pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("wschat-test-{name}-{}", std::process::id()));
+        // Numbered as well as named: a scenario runs in both modes at once in one test binary,
+        // and each run must have a directory of its own.
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("wschat-test-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
@@ -467,6 +530,7 @@ pub fn hs256(secret: &[u8], claims: serde_json::Value) -> String {
 }
 
 /// A chat client in JSON mode (`wschat.json`) at `query` (e.g. `?nick=bob&room=dev`).
+#[track_caller]
 pub fn json_client(server: &TestServer, query: &str) -> Client {
     let mut request = server.url(&format!("/{query}")).into_client_request().unwrap();
     request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("wschat.json"));
@@ -480,23 +544,34 @@ pub fn json_client(server: &TestServer, query: &str) -> Client {
 }
 
 /// The next JSON object.
+#[track_caller]
 pub fn recv_json(ws: &mut Client) -> Value {
     let text = recv_text(ws);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-/// Reads objects until one of type `kind`; returns it and everything of type `message` before it.
+/// Reads objects until one of type `kind`; returns it and everything of type `message` before
+/// it. Bounded as a whole, like [`recv_until`].
+#[track_caller]
 pub fn recv_through(ws: &mut Client, kind: &str) -> (Vec<Value>, Value) {
-    let mut messages = Vec::new();
-    loop {
-        let value = recv_json(ws);
+    let deadline = Instant::now() + WAIT;
+    let (mut messages, mut other) = (Vec::new(), Vec::new());
+    while let Some(message) = recv_by(ws, deadline) {
+        let Message::Text(text) = message else {
+            other.push(format!("{message:?}"));
+            continue;
+        };
+        let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
         if value["type"] == kind {
             return (messages, value);
         }
         if value["type"] == "message" {
             messages.push(value);
+        } else {
+            other.push(text.to_string());
         }
     }
+    panic!("no {kind:?} within {WAIT:?}; messages before: {messages:#?}; other: {other:#?}")
 }
 
 pub fn texts(messages: &[Value]) -> Vec<&str> {

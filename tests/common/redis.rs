@@ -17,20 +17,29 @@ pub struct RedisServer {
     pub port: u16,
 }
 
+/// Whether `redis-server` can be run; where it cannot, says that `test` is skipped (and fails
+/// under `CI=true`).
+pub fn installed(test: &str) -> bool {
+    if Command::new("redis-server").arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "redis-server is not installed, and under CI this test must run, not skip"
+    );
+    // Straight to stderr: the test harness captures `eprintln!` of a passing test, and a skip
+    // must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: redis-server is not installed (apt install redis-server)"
+    );
+    false
+}
+
 impl RedisServer {
     /// Starts Redis on a free port; None (after saying so) where it is not installed.
     pub fn start(test: &str) -> Option<Self> {
-        if Command::new("redis-server").arg("--version").output().is_err() {
-            assert!(
-                std::env::var("CI").is_err(),
-                "redis-server is not installed, and under CI this test must run, not skip"
-            );
-            // Straight to stderr: the test harness captures `eprintln!` of a passing test, and a
-            // skip must be seen.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: redis-server is not installed (apt install redis-server)"
-            );
+        if !installed(test) {
             return None;
         }
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
