@@ -75,13 +75,14 @@ impl Broker for LocalBroker {
             Request::Direct { asker, nick, direct } => {
                 Notice::Reached { asker, nick, reached: 0, held_as: None, direct }
             }
+            // In force everywhere: here.
+            Request::Ban { key, ban } => Notice::Banned { key, ban },
             // The history copy here is the only one, and nobody else needs to know.
             Request::Reload { .. }
             | Request::Release { .. }
             | Request::Seat { .. }
             | Request::Unseat { .. }
             | Request::Count { .. }
-            | Request::Ban { .. }
             | Request::Unban { .. } => return,
         };
         self.notices.push(notice);

@@ -172,10 +172,12 @@ pub enum Effect {
         token: crate::auth::Token,
     },
     /// A moderator banned this guest: ban its connection's address (which only the event loop
-    /// knows) with [`Chat::ban_address`].
+    /// knows) with [`Chat::ban_address`]; the connection is closed like a kick with `closing`
+    /// once the ban is in force everywhere.
     BanAddress {
         client: ClientId,
         ban: Ban,
+        closing: String,
     },
 }
 

@@ -66,10 +66,29 @@ impl Chat {
         let held_as = target.and_then(|t| self.member(t)).map(|m| (m.nick.clone(), m.signed));
         let name = held_as.as_ref().map_or(nick, |(held, _)| held);
         let (closing, ban) = sanction(&by, name, duration, reason, now_ms);
-        if let (Some(ban), Some((_, false))) = (&ban, &held_as) {
-            out.extend(holders.iter().map(|&client| Effect::BanAddress { client, ban: ban.clone() }));
+        // Whoever is banned is closed once the ban is in force everywhere (back from the
+        // broker), so that a ban seen is a ban met on any process.
+        match (&ban, &held_as) {
+            // A guest here: its address is banned.
+            (Some(ban), Some((_, false))) => out.extend(holders.iter().map(|&client| Effect::BanAddress {
+                client,
+                ban: ban.clone(),
+                closing: closing.clone(),
+            })),
+            (Some(_), _) => {
+                let key = BanKey::User(fold(name));
+                let waiting = holders.iter().map(|&client| (key.clone(), client, closing.clone()));
+                self.waits.closing_after_ban.extend(waiting);
+            }
+            (None, _) => {
+                out.extend(holders.iter().map(|&client| Effect::Kick { client, reason: closing.clone() }))
+            }
         }
-        out.extend(holders.iter().map(|&client| Effect::Kick { client, reason: closing.clone() }));
+        if let (Some(ban), false) = (&ban, is_guest_nick(name)) {
+            // A signed-in user, banned by name: the ban goes out before the other processes are
+            // asked to close the user's connections there.
+            self.record_ban(BanKey::User(fold(name)), ban.clone());
+        }
         let direct = match ban {
             None => Direct::Kick(closing),
             Some(ban) => Direct::Ban { closing, ban },
@@ -110,13 +129,12 @@ impl Chat {
                 }
             }
             Direct::Kick(_) => out.push(reply(client, notice(sanctioned(&name, false, false)))),
-            Direct::Ban { ban, .. } => {
+            // The ban itself is recorded already: a user's by name, a guest's by address where
+            // it is connected.
+            Direct::Ban { .. } => {
                 let signed = held_as.as_ref().is_none_or(|(_, signed)| *signed);
                 if reached == 0 && is_guest_nick(&name) {
                     return self.refuse(client, guest_not_connected(&name), out);
-                }
-                if signed {
-                    self.record_ban(BanKey::User(fold(&name)), ban);
                 }
                 out.push(reply(client, notice(sanctioned(&name, true, signed))));
             }
@@ -139,12 +157,11 @@ impl Chat {
                 out.push(reply(client, event.into()));
             }
             Direct::Kick(reason) => out.push(Effect::Kick { client, reason }),
-            Direct::Ban { closing, ban } => {
-                if !member.signed {
-                    out.push(Effect::BanAddress { client, ban });
-                }
-                out.push(Effect::Kick { client, reason: closing });
+            Direct::Ban { closing, ban } if !member.signed => {
+                out.push(Effect::BanAddress { client, ban, closing })
             }
+            // A user: banned by name before this was sent (the ban arrived first).
+            Direct::Ban { closing, .. } => out.push(Effect::Kick { client, reason: closing }),
         }
     }
 
@@ -203,9 +220,35 @@ impl Chat {
         self.bans.insert(key, ban);
     }
 
-    /// Bans a guest's address (see [`Effect::BanAddress`]).
-    pub fn ban_address(&mut self, address: std::net::IpAddr, ban: Ban) {
-        self.record_ban(BanKey::Address(address), ban);
+    /// Bans a guest's address (see [`Effect::BanAddress`]); `client` is closed with `closing`
+    /// once the broker has the ban back (every process has it then, in one process at once).
+    pub fn ban_address(&mut self, client: ClientId, address: std::net::IpAddr, ban: Ban, closing: String) {
+        let key = BanKey::Address(address);
+        self.waits.closing_after_ban.push((key.clone(), client, closing));
+        self.record_ban(key, ban);
+    }
+
+    /// A ban is in force (from the broker, this process's own included): recorded, and whoever
+    /// waited for it to be closed is closed.
+    pub(super) fn banned(&mut self, key: BanKey, ban: Ban, out: &mut Vec<Effect>) {
+        self.close_banned(Some(&key), out);
+        self.bans.insert(key, ban);
+    }
+
+    /// Closes the connections that waited for the ban `key` to be in force (None: for any ban,
+    /// the link being lost).
+    pub(super) fn close_banned(&mut self, key: Option<&BanKey>, out: &mut Vec<Effect>) {
+        if self.waits.closing_after_ban.is_empty() {
+            return;
+        }
+        let waiting = std::mem::take(&mut self.waits.closing_after_ban);
+        for (banned, client, reason) in waiting {
+            if key.is_none_or(|key| *key == banned) {
+                out.push(Effect::Kick { client, reason });
+            } else {
+                self.waits.closing_after_ban.push((banned, client, reason));
+            }
+        }
     }
 
     /// Puts back a ban read from a store.

@@ -36,6 +36,8 @@ pub(super) struct Waits {
     pub(super) reached_here: HashMap<ClientId, super::moderation::ReachedHere>,
     /// Rooms whose member count here changed this turn.
     pub(super) dirty_counts: Vec<Rc<str>>,
+    /// Guests to close once their address's ban is back from the broker: (ban, client, reason).
+    pub(super) closing_after_ban: Vec<(super::BanKey, ClientId, String)>,
     /// Linked to other processes now.
     linked: bool,
     /// The link was lost once: members are told when it is back.
@@ -103,7 +105,7 @@ impl Chat {
             }
             Notice::Direct { client, nick, direct } => self.direct_arrived(client, &nick, direct, out),
             Notice::Reclaim => self.reclaim_everything(),
-            Notice::Banned { key, ban } => self.bans.insert(key, ban),
+            Notice::Banned { key, ban } => self.banned(key, ban, out),
             Notice::Unbanned { key } => self.bans.remove(&key),
             Notice::Unsent { room, message, origin } => self.unsent(room, message, origin),
         }
@@ -129,6 +131,8 @@ impl Chat {
     /// a new epoch if its history was theirs, and its members are told.
     fn linked_down(&mut self, out: &mut Vec<Effect>) {
         let was_linked = std::mem::replace(&mut self.waits.linked, false);
+        // Bans on their way will not come back: those waiting for theirs are closed now.
+        self.close_banned(None, out);
         self.waits.lost |= was_linked;
         let keys: Vec<Rc<str>> = self.rooms.keys().cloned().collect();
         for key in keys {

@@ -71,7 +71,12 @@ impl Harness {
                     self.deliver(out);
                     self.closed.push((client, reason));
                 }
-                Effect::BanAddress { .. } | Effect::Renew { .. } => {}
+                Effect::BanAddress { client, ban, closing } => {
+                    // The address the event loop knows; the broker's answer closes the guest.
+                    self.chat.ban_address(client, [10, 0, 0, client as u8].into(), ban, closing);
+                    self.apply(Vec::new());
+                }
+                Effect::Renew { .. } => {}
             }
         }
     }
@@ -940,28 +945,26 @@ fn moderators_kick_and_ban_and_nobody_else_can() {
     let now = 1_764_000_000_000;
     let mut out = Vec::new();
     h.chat.text(1, "/ban guest-1 10m spam", now, &mut out);
-    assert!(out
-        .iter()
-        .any(|e| matches!(e, Effect::BanAddress { client: 4, ban } if ban.until_ms == now + 600_000)));
-    assert!(out
-        .iter()
-        .any(|e| matches!(e, Effect::Kick { client: 4, reason } if reason == "banned by root: spam")));
-    h.chat.ban_address(
-        "10.0.0.9".parse().unwrap(),
-        Ban { nick: "guest-1".into(), until_ms: now + 600_000, reason: "spam".into(), by: "root".into() },
+    assert!(out.iter().any(|e| matches!(e,
+        Effect::BanAddress { client: 4, ban, closing } if ban.until_ms == now + 600_000 && closing == "banned by root: spam")));
+    assert!(
+        !out.iter().any(|e| matches!(e, Effect::Kick { .. })),
+        "closed once its ban is in force, not before"
     );
+    h.apply(out);
+    assert_eq!(h.closed, [(4, "banned by root: spam".to_string())], "closed once the broker has the ban");
     let mut out = Vec::new();
     h.chat.text(1, "/ban carol 1d", now, &mut out); // not connected: banned by nick all the same
     h.apply(out);
     assert!(h.chat.bans().check(Some("CAROL"), "10.1.1.1".parse().unwrap(), now + 1).is_some());
-    assert!(h.chat.bans().check(None, "10.0.0.9".parse().unwrap(), now + 1).is_some());
+    assert!(h.chat.bans().check(None, "10.0.0.4".parse().unwrap(), now + 1).is_some());
     h.clear();
     let mut out = Vec::new();
     h.chat.text(1, "/bans", now + 60_000, &mut out);
     h.apply(out);
     assert_eq!(
         h.take(1),
-        ["*** bans:\n*** carol, by root, 23h 59m more\n*** guest-1 (guest, address 10.0.0.9), by root, 9m 0s more: spam"]
+        ["*** bans:\n*** carol, by root, 23h 59m more\n*** guest-1 (guest, address 10.0.0.4), by root, 9m 0s more: spam"]
     );
     h.say(1, "/unban carol");
     assert_eq!(h.take(1), ["*** carol may come back"]);

@@ -55,9 +55,9 @@ impl<S: Stream> Hub<S> {
             Effect::Refuse { client, reason } => self.close(client, CloseCode::Policy, &reason, now),
             Effect::Kick { client, reason } => self.close(client, CloseCode::from(KICKED), &reason, now),
             Effect::Renew { client, token } => self.renew_session(client, &token, now),
-            Effect::BanAddress { client, ban } => {
+            Effect::BanAddress { client, ban, closing } => {
                 if let Some(conn) = self.conns.get(client) {
-                    self.chat.ban_address(conn.peer().ip(), ban);
+                    self.chat.ban_address(client, conn.peer().ip(), ban, closing);
                 }
             }
         }
