@@ -1,11 +1,14 @@
 //! One TCP connection to Redis inside the server's poll: a non-blocking mio socket under its
 //! own token, an outbox of encoded commands written once per loop turn (so a turn's commands
-//! leave pipelined, in one write), and an inbox that replies are decoded from.
+//! leave pipelined, in one write), and a [`Decoder`] that replies are decoded by as they are
+//! read.
 //!
-//! Both buffers are bounded: a Redis that stops reading, or that sends more than any reply of
-//! ours can be, costs the link (it is dropped and made again by the broker), never the loop's
-//! memory or time. Reads are capped per turn like a client's, so a flood of published messages
-//! cannot starve the clients; what is left is read next turn.
+//! Both directions are bounded: a Redis that stops reading, or that sends a reply past the
+//! decoder's [`Limits`], costs the link (it is dropped and made again by the broker), never the
+//! loop's memory or time. Reads are capped per turn like a client's, and the decoder looks at
+//! each byte once (it keeps its place in an unfinished reply), so a link's share of a turn is
+//! at most [`READ_BUDGET`] bytes read and decoded, whether a flood of published messages or one
+//! endless reply; what is left is read next turn.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -14,14 +17,14 @@ use bytes::BytesMut;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::resp::{self, Frame};
+use super::resp::{self, Decoder, Frame, Limits};
 
 /// Most bytes of commands waiting for a Redis that does not read: past it, the link is dropped.
 pub const MAX_OUTBOX: usize = 64 << 20;
-/// Most bytes of one reply (a room's whole history is the largest we ask for).
-pub const MAX_INBOX: usize = 256 << 20;
-/// Bytes read from one link per loop turn, at most.
+/// Bytes read (and decoded) from one link per loop turn, at most.
 pub const READ_BUDGET: usize = 1 << 20;
+/// Bytes read per `read` call: sixteen reads fill the budget.
+const CHUNK: usize = 64 << 10;
 
 /// One connection to Redis.
 pub struct Link {
@@ -30,7 +33,8 @@ pub struct Link {
     /// The socket is connected (the first WRITABLE event came, without an error).
     connected: bool,
     outbox: BytesMut,
-    inbox: BytesMut,
+    /// Replies read but unfinished stay here, half decoded, never as bytes to parse again.
+    decoder: Decoder,
     /// Whether WRITABLE interest is registered (while a write is blocked, or connecting).
     wants_writable: bool,
     /// The last read stopped at the turn's budget with bytes still waiting.
@@ -38,13 +42,19 @@ pub struct Link {
 }
 
 impl Link {
+    /// A link whose replies are bounded by the default [`Limits`].
     pub fn new(token: Token) -> Self {
+        Self::with_limits(token, Limits::default())
+    }
+
+    /// A link whose replies are bounded by `limits` (see [`Limits::for_flags`]).
+    pub fn with_limits(token: Token, limits: Limits) -> Self {
         Self {
             token,
             socket: None,
             connected: false,
             outbox: BytesMut::new(),
-            inbox: BytesMut::new(),
+            decoder: Decoder::new(limits),
             wants_writable: false,
             unfinished: false,
         }
@@ -73,7 +83,7 @@ impl Link {
         }
         self.connected = false;
         self.outbox.clear();
-        self.inbox.clear();
+        self.decoder.reset();
         self.wants_writable = false;
         self.unfinished = false;
     }
@@ -147,38 +157,32 @@ impl Link {
     }
 
     /// Reads what has arrived (up to the turn's budget) and decodes every whole reply into
-    /// `frames`. An error, or Redis closing the connection, ends the link.
+    /// `frames`. An error, a reply past the bounds, or Redis closing the connection ends the
+    /// link (replies completed before it are in `frames`).
     pub fn read(&mut self, frames: &mut Vec<Frame>) -> io::Result<()> {
         let Some(socket) = &mut self.socket else { return Ok(()) };
         self.unfinished = false;
         let mut read = 0;
-        let mut chunk = [0u8; 64 << 10];
+        let mut chunk = [0u8; CHUNK];
         loop {
             if read >= READ_BUDGET {
+                // Edge-triggered readiness will not say again that bytes are waiting.
                 self.unfinished = true;
                 break;
             }
-            match socket.read(&mut chunk) {
+            let want = CHUNK.min(READ_BUDGET - read);
+            match socket.read(&mut chunk[..want]) {
                 Ok(0) => {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "Redis closed the connection"))
                 }
                 Ok(n) => {
-                    self.inbox.extend_from_slice(&chunk[..n]);
                     read += n;
+                    self.decoder.feed(&chunk[..n], frames).map_err(io::Error::other)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            while let Some(frame) = resp::decode(&mut self.inbox).map_err(io::Error::other)? {
-                frames.push(frame);
-            }
-            if self.inbox.len() > MAX_INBOX {
-                return Err(io::Error::other(format!("a reply over {} MiB", MAX_INBOX >> 20)));
-            }
-        }
-        while let Some(frame) = resp::decode(&mut self.inbox).map_err(io::Error::other)? {
-            frames.push(frame);
         }
         Ok(())
     }

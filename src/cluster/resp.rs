@@ -1,9 +1,24 @@
-//! RESP, the Redis wire format, through the sans-IO `redis-protocol` crate: commands are
-//! encoded onto the end of a link's outbox, replies decoded off the front of its inbox. No
-//! socket here, and no client library with a runtime of its own.
+//! RESP2, the Redis wire format, for one link: commands are encoded onto the end of its outbox
+//! (through the sans-IO `redis-protocol` crate's encoder), replies are decoded by this module's
+//! own [`Decoder`] as their bytes arrive. No socket here, and no client library with a runtime
+//! of its own.
+//!
+//! **Why not `redis-protocol`'s decoder.** It is a function of a buffer: it parses from the
+//! buffer's start and, while the reply is unfinished, returns nothing and keeps nothing. A reply
+//! that arrives over N reads is then parsed N times from its start, quadratic in its size: a
+//! Redis answering `*60000000` and then streaming `:1` items held the loop for 5 to 10 s (issue
+//! 23). [`Decoder`] keeps its place between reads (the arrays being filled, the line or bulk
+//! string being read) and looks at each byte once, so decoding costs what was read, and the
+//! link's read budget bounds its share of a loop turn.
+//!
+//! **Bounds.** A reply is refused, and its link dropped, once it passes its [`Limits`]: its
+//! bytes, its frames (nested ones included) and its nesting. A declared length (`*N`, `$N`)
+//! that would pass a bound is refused when its header arrives, before any of it is kept.
+
+use std::fmt;
 
 use bytes::{Bytes, BytesMut};
-use redis_protocol::resp2::decode::decode_bytes_mut;
+use redis_protocol::bytes_utils::Str;
 use redis_protocol::resp2::encode::extend_encode;
 pub use redis_protocol::resp2::types::BytesFrame as Frame;
 
@@ -14,16 +29,6 @@ pub fn encode_command<A: AsRef<[u8]>>(out: &mut BytesMut, args: &[A]) {
     );
     // Encoding an array of bulk strings into a growable buffer cannot fail.
     let _ = extend_encode(out, &frame, false);
-}
-
-/// Takes the next whole reply off the front of `inbox`: None until one has fully arrived, an
-/// error if the bytes are not RESP (the link is then dropped and made again).
-pub fn decode(inbox: &mut BytesMut) -> Result<Option<Frame>, String> {
-    match decode_bytes_mut(inbox) {
-        Ok(Some((frame, _, _))) => Ok(Some(frame)),
-        Ok(None) => Ok(None),
-        Err(e) => Err(format!("not RESP: {e}")),
-    }
 }
 
 /// The bytes of a string reply (simple or bulk); None for anything else.
@@ -56,9 +61,386 @@ pub fn error(frame: &Frame) -> Option<String> {
     }
 }
 
+/// Bytes of one reply, on the wire, by default. The largest reply wschat asks for is a room's
+/// history (the load script in `room.rs`): `--history` entries `[id, ["m", body]]`, the body a
+/// message's JSON. Stored text has no control characters but tab (`chat::command::parse_line`),
+/// so JSON at most doubles it: with the default flags (100 messages of at most 64 KiB) the
+/// largest history is 100 × (2 × 64 KiB + 512) bytes, under 13 MiB; 64 MiB leaves five times
+/// that. `--history` and `--max-message-size` have no upper limit, so larger flags need
+/// [`Limits::for_flags`].
+pub const MAX_REPLY_BYTES: usize = 64 << 20;
+/// Frames in one reply (the reply itself and every nested one), by default: a history is 5 per
+/// message (505 with the default flags), a `/who` or `/rooms` answer 2 per member or room, so a
+/// million is a room of 500,000 members across the cluster. A frame takes 40 bytes in memory
+/// beside its bytes, so a reply refused at this bound has cost at most 40 MB of frames.
+pub const MAX_REPLY_ITEMS: usize = 1_000_000;
+/// Arrays inside arrays: a history nests 4 deep (the reply, its entries, an entry, its fields);
+/// the bound keeps dropping a frame (recursive) from running deep.
+pub const MAX_REPLY_DEPTH: usize = 8;
+
+/// Bytes a history entry takes beside its message's text: the JSON around it (a nick of up to
+/// 32 three-byte characters, escaped, the time, the action flag) and the RESP framing.
+const ENTRY_OVERHEAD: usize = 512;
+/// Frames per history entry: `[id, ["m", body]]`.
+const ENTRY_FRAMES: usize = 5;
+
+/// The bounds on one reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes on the wire.
+    pub bytes: usize,
+    /// Frames: the reply itself and every nested one.
+    pub items: usize,
+    /// Arrays open inside one another.
+    pub depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { bytes: MAX_REPLY_BYTES, items: MAX_REPLY_ITEMS, depth: MAX_REPLY_DEPTH }
+    }
+}
+
+impl Limits {
+    /// Bounds that fit the largest history these flags (`--history`, `--max-message-size`)
+    /// can load, and never below the defaults.
+    pub fn for_flags(history: usize, max_message_size: usize) -> Self {
+        let entry = max_message_size.saturating_mul(2).saturating_add(ENTRY_OVERHEAD);
+        let bytes = history.saturating_mul(entry).saturating_add(ENTRY_OVERHEAD);
+        let items = history.saturating_mul(ENTRY_FRAMES).saturating_add(ENTRY_FRAMES);
+        let default = Self::default();
+        Self { bytes: bytes.max(default.bytes), items: items.max(default.items), ..default }
+    }
+}
+
+/// Why a reply was refused; the link is then dropped, and this is what the log says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Not RESP2 as Redis sends it.
+    NotResp(&'static str),
+    /// Past [`Limits::bytes`]: a bulk string declared that large (its length), or bytes that
+    /// kept coming.
+    Bytes { bound: usize, declared: Option<usize> },
+    /// Past [`Limits::items`], by an array declared this long. (Every frame but the reply
+    /// itself is declared by its array's length, so the count is known before items arrive.)
+    Items { bound: usize, declared: usize },
+    /// Past [`Limits::depth`].
+    Depth { bound: usize },
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let size = |bound: usize| match bound % (1 << 20) {
+            0 => format!("{} MiB", bound >> 20),
+            _ => format!("{bound} bytes"),
+        };
+        match self {
+            Self::NotResp(why) => write!(f, "not RESP: {why}"),
+            Self::Bytes { bound, declared: Some(len) } => write!(
+                f,
+                "reply refused: a bulk string of {len} bytes declared, past the bound of {} on one reply",
+                size(*bound)
+            ),
+            Self::Bytes { bound, declared: None } => {
+                write!(f, "reply refused: past the bound of {} on one reply", size(*bound))
+            }
+            Self::Items { bound, declared } => write!(
+                f,
+                "reply refused: an array of {declared} items declared, taking it past the bound of \
+                 {bound} items on one reply"
+            ),
+            Self::Depth { bound } => {
+                write!(f, "reply refused: arrays nested past the bound of {bound} levels")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Longest header or integer line (`$N`, `*N`, `:N`): an i64 is 20 characters.
+const MAX_NUMBER_LINE: usize = 32;
+/// Room made at once for an array's items, or a bulk string's bytes, whatever it declares:
+/// more only as they arrive.
+const PREALLOC_ITEMS: usize = 1024;
+const PREALLOC_BULK: usize = 64 << 10;
+
+/// Where the decoder is inside the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// A frame's type byte is next.
+    Type,
+    /// Inside the line of a frame of this type (`+ - : $ *`), up to its LF.
+    Line(u8),
+    /// Inside a bulk string's payload: this many bytes still to come.
+    Bulk(usize),
+    /// After a payload, its CR LF: this many bytes of it still to come.
+    BulkEnd(usize),
+}
+
+/// An array being filled.
+struct Open {
+    items: Vec<Frame>,
+    /// Items still to come (never 0: a full array is closed at once).
+    left: usize,
+}
+
+/// Decodes replies as their bytes arrive, keeping its place between reads; see the module doc.
+pub struct Decoder {
+    limits: Limits,
+    state: State,
+    /// Arrays being filled, outermost first.
+    open: Vec<Open>,
+    /// The line read so far, when a line spans reads.
+    line: Vec<u8>,
+    /// The bulk string's payload read so far.
+    bulk: BytesMut,
+    /// Bytes of the unfinished reply so far, and its frames: those begun and those its arrays
+    /// have declared (0 between replies).
+    bytes: usize,
+    items: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new(Limits::default())
+    }
+}
+
+impl Decoder {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            state: State::Type,
+            open: Vec::new(),
+            line: Vec::new(),
+            bulk: BytesMut::new(),
+            bytes: 0,
+            items: 0,
+        }
+    }
+
+    /// Forgets a half-read reply (the link was dropped).
+    pub fn reset(&mut self) {
+        *self = Self::new(self.limits);
+    }
+
+    /// Whether a reply is half read.
+    pub fn is_mid_reply(&self) -> bool {
+        self.state != State::Type || !self.open.is_empty()
+    }
+
+    /// Decodes `input`, the bytes that followed the last call's, pushing every reply it
+    /// completes onto `out`. After an error the decoder is in no useful state: drop the link
+    /// (or [`reset`](Self::reset)).
+    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<Frame>) -> Result<(), Refused> {
+        while let Some(&first) = input.first() {
+            let used = match self.state {
+                State::Type => {
+                    if !matches!(first, b'+' | b'-' | b':' | b'$' | b'*') {
+                        return Err(Refused::NotResp("a frame of an unknown type"));
+                    }
+                    self.spend(1)?;
+                    if self.open.is_empty() {
+                        // The reply itself; an array's items were counted when it declared them.
+                        self.items = 1;
+                    }
+                    self.state = State::Line(first);
+                    1
+                }
+                State::Line(kind) => match input.iter().position(|&b| b == b'\n') {
+                    Some(at) => {
+                        self.spend(at + 1)?;
+                        if self.line.is_empty() {
+                            // The whole line is in this read: no copy.
+                            self.end_line(kind, &input[..at], out)?;
+                        } else {
+                            let mut line = std::mem::take(&mut self.line);
+                            line.extend_from_slice(&input[..at]);
+                            let ended = self.end_line(kind, &line, out);
+                            line.clear();
+                            self.line = line;
+                            ended?;
+                        }
+                        at + 1
+                    }
+                    None => {
+                        self.spend(input.len())?;
+                        if matches!(kind, b':' | b'$' | b'*')
+                            && self.line.len().saturating_add(input.len()) > MAX_NUMBER_LINE
+                        {
+                            return Err(Refused::NotResp("a number line too long"));
+                        }
+                        self.line.extend_from_slice(input);
+                        input.len()
+                    }
+                },
+                State::Bulk(left) => {
+                    // Its length was checked against the bound when declared.
+                    let n = left.min(input.len());
+                    self.spend(n)?;
+                    self.bulk.extend_from_slice(&input[..n]);
+                    self.state = if n == left { State::BulkEnd(2) } else { State::Bulk(left - n) };
+                    n
+                }
+                State::BulkEnd(left) => {
+                    self.spend(1)?;
+                    let expected = if left == 2 { b'\r' } else { b'\n' };
+                    if first != expected {
+                        return Err(Refused::NotResp("a bulk string longer than declared"));
+                    }
+                    if left == 2 {
+                        self.state = State::BulkEnd(1);
+                    } else {
+                        self.state = State::Type;
+                        let payload = self.bulk.split().freeze();
+                        self.finish(Frame::BulkString(payload), out);
+                    }
+                    1
+                }
+            };
+            input = &input[used..];
+        }
+        Ok(())
+    }
+
+    /// Counts `n` more bytes of the reply against its bound.
+    fn spend(&mut self, n: usize) -> Result<(), Refused> {
+        self.bytes = self.bytes.saturating_add(n);
+        if self.bytes > self.limits.bytes {
+            return Err(Refused::Bytes { bound: self.limits.bytes, declared: None });
+        }
+        Ok(())
+    }
+
+    /// A whole line (up to, not including, its LF) of a frame of type `kind`.
+    fn end_line(&mut self, kind: u8, line: &[u8], out: &mut Vec<Frame>) -> Result<(), Refused> {
+        let Some(line) = line.strip_suffix(b"\r") else {
+            return Err(Refused::NotResp("a line not ended by CR LF"));
+        };
+        self.state = State::Type;
+        match kind {
+            b'+' => self.finish(Frame::SimpleString(Bytes::copy_from_slice(line)), out),
+            b'-' => self.finish(Frame::Error(Str::from(String::from_utf8_lossy(line).into_owned())), out),
+            b':' => self.finish(Frame::Integer(number(line)?), out),
+            b'$' => match number(line)? {
+                -1 => self.finish(Frame::Null, out),
+                len => {
+                    let len = usize::try_from(len).map_err(|_| Refused::NotResp("a negative length"))?;
+                    // The payload and its CR LF must fit in what is left of the reply's bound.
+                    if len
+                        .checked_add(2)
+                        .and_then(|n| n.checked_add(self.bytes))
+                        .is_none_or(|n| n > self.limits.bytes)
+                    {
+                        return Err(Refused::Bytes { bound: self.limits.bytes, declared: Some(len) });
+                    }
+                    // Room for a small payload at once; a large one grows as it arrives.
+                    self.bulk.reserve(len.min(PREALLOC_BULK));
+                    self.state = if len == 0 { State::BulkEnd(2) } else { State::Bulk(len) };
+                }
+            },
+            b'*' => match number(line)? {
+                -1 => self.finish(Frame::Null, out),
+                0 => self.finish(Frame::Array(Vec::new()), out),
+                len => {
+                    let len = usize::try_from(len).map_err(|_| Refused::NotResp("a negative length"))?;
+                    match len.checked_add(self.items).filter(|&n| n <= self.limits.items) {
+                        Some(items) => self.items = items,
+                        None => return Err(Refused::Items { bound: self.limits.items, declared: len }),
+                    }
+                    if self.open.len() >= self.limits.depth {
+                        return Err(Refused::Depth { bound: self.limits.depth });
+                    }
+                    self.open.push(Open { items: Vec::with_capacity(len.min(PREALLOC_ITEMS)), left: len });
+                }
+            },
+            _ => return Err(Refused::NotResp("a frame of an unknown type")),
+        }
+        Ok(())
+    }
+
+    /// A whole frame: into the array being filled (closing every array it completes), or out
+    /// as a reply.
+    fn finish(&mut self, mut frame: Frame, out: &mut Vec<Frame>) {
+        loop {
+            let Some(open) = self.open.last_mut() else {
+                out.push(frame);
+                self.bytes = 0;
+                self.items = 0;
+                return;
+            };
+            open.items.push(frame);
+            open.left = open.left.saturating_sub(1);
+            if open.left > 0 {
+                return;
+            }
+            let items = self.open.pop().map(|open| open.items).unwrap_or_default();
+            frame = Frame::Array(items);
+        }
+    }
+}
+
+/// A length or an integer: ASCII digits, optionally after a minus sign.
+fn number(line: &[u8]) -> Result<i64, Refused> {
+    if line.len() > MAX_NUMBER_LINE {
+        return Err(Refused::NotResp("a number line too long"));
+    }
+    std::str::from_utf8(line)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or(Refused::NotResp("not a number where one was due"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
+
+    use proptest::prelude::*;
+
+    fn decode_all(decoder: &mut Decoder, input: &[u8]) -> Result<Vec<Frame>, Refused> {
+        let mut out = Vec::new();
+        decoder.feed(input, &mut out)?;
+        Ok(out)
+    }
+
+    fn bulk(s: &str) -> Frame {
+        Frame::BulkString(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    /// Replies of every kind, nested, nulls and empties included, and what they decode to.
+    fn samples() -> (Vec<u8>, Vec<Frame>) {
+        let wire = b"+OK\r\n:42\r\n:-7\r\n$5\r\nhello\r\n$0\r\n\r\n$-1\r\n*-1\r\n*0\r\n-ERR no such key\r\n\
+            *4\r\n$5\r\nep0ch\r\n$1\r\n9\r\n$-1\r\n*2\r\n*2\r\n$3\r\n9-1\r\n*2\r\n$1\r\nm\r\n$5\r\n{\"a\"}\r\n*0\r\n\
+            *3\r\n+a\r\n*1\r\n*1\r\n:1\r\n$2\r\n\r\n\r\n";
+        let frames = vec![
+            Frame::SimpleString(Bytes::from_static(b"OK")),
+            Frame::Integer(42),
+            Frame::Integer(-7),
+            bulk("hello"),
+            bulk(""),
+            Frame::Null,
+            Frame::Null,
+            Frame::Array(vec![]),
+            Frame::Error(Str::from("ERR no such key")),
+            Frame::Array(vec![
+                bulk("ep0ch"),
+                bulk("9"),
+                Frame::Null,
+                Frame::Array(vec![
+                    Frame::Array(vec![bulk("9-1"), Frame::Array(vec![bulk("m"), bulk("{\"a\"}")])]),
+                    Frame::Array(vec![]),
+                ]),
+            ]),
+            Frame::Array(vec![
+                Frame::SimpleString(Bytes::from_static(b"a")),
+                Frame::Array(vec![Frame::Array(vec![Frame::Integer(1)])]),
+                bulk("\r\n"),
+            ]),
+        ];
+        (wire.to_vec(), frames)
+    }
 
     #[test]
     fn commands_are_arrays_of_bulk_strings() {
@@ -69,16 +451,210 @@ mod tests {
     }
 
     #[test]
-    fn replies_are_taken_whole_and_in_order() {
-        let mut inbox = BytesMut::from(&b"+OK\r\n:42\r\n$5\r\nhel"[..]);
-        assert_eq!(decode(&mut inbox).unwrap().as_ref().and_then(text), Some("OK"));
-        assert_eq!(decode(&mut inbox).unwrap().as_ref().and_then(integer), Some(42));
-        assert_eq!(decode(&mut inbox).unwrap(), None, "a cut reply waits for the rest");
-        inbox.extend_from_slice(b"lo\r\n-ERR no\r\n");
-        assert_eq!(decode(&mut inbox).unwrap().as_ref().and_then(text), Some("hello"));
-        assert_eq!(decode(&mut inbox).unwrap().as_ref().and_then(error).as_deref(), Some("ERR no"));
-        assert!(inbox.is_empty());
-        let mut junk = BytesMut::from(&b"?what\r\n"[..]);
-        assert!(decode(&mut junk).is_err());
+    fn replies_decode_whole_and_in_order() {
+        let (wire, frames) = samples();
+        let mut decoder = Decoder::default();
+        assert_eq!(decode_all(&mut decoder, &wire).unwrap(), frames);
+        assert!(!decoder.is_mid_reply());
+        let got = decode_all(&mut decoder, b"+OK\r\n").unwrap();
+        assert_eq!(got.first().and_then(text), Some("OK"));
+        assert_eq!(got.first().and_then(integer), None);
+        let got = decode_all(&mut decoder, b"-ERR no\r\n:5\r\n").unwrap();
+        assert_eq!(got.first().and_then(error).as_deref(), Some("ERR no"));
+        assert_eq!(got.get(1).and_then(integer), Some(5));
+    }
+
+    #[test]
+    fn replies_split_at_every_byte_decode_the_same() {
+        let (wire, frames) = samples();
+        for cut in 0..=wire.len() {
+            let mut decoder = Decoder::default();
+            let mut got = decode_all(&mut decoder, &wire[..cut]).unwrap();
+            got.extend(decode_all(&mut decoder, &wire[cut..]).unwrap());
+            assert_eq!(got, frames, "cut at {cut}");
+        }
+        let mut decoder = Decoder::default();
+        let mut got = Vec::new();
+        for byte in &wire {
+            decoder.feed(std::slice::from_ref(byte), &mut got).unwrap();
+        }
+        assert_eq!(got, frames, "one byte at a time");
+        assert!(!decoder.is_mid_reply());
+    }
+
+    #[test]
+    fn a_cut_reply_waits_for_the_rest() {
+        let mut decoder = Decoder::default();
+        assert_eq!(decode_all(&mut decoder, b"*2\r\n$5\r\nhel").unwrap(), []);
+        assert!(decoder.is_mid_reply());
+        assert_eq!(decode_all(&mut decoder, b"lo\r\n").unwrap(), []);
+        assert_eq!(
+            decode_all(&mut decoder, b":1\r\n").unwrap(),
+            [Frame::Array(vec![bulk("hello"), Frame::Integer(1)])]
+        );
+    }
+
+    #[test]
+    fn what_is_not_resp_is_refused() {
+        for junk in [
+            &b"?what\r\n"[..],
+            b":12x\r\n",
+            b":\r\n",
+            b"+OK\n",
+            b"$-2\r\n",
+            b"*-5\r\n",
+            b"$3\r\nabcd\r\n",
+            b"$99999999999999999999999\r\n",
+            b":123456789012345678901234567890123456789",
+        ] {
+            let got = decode_all(&mut Decoder::default(), junk);
+            assert!(matches!(got, Err(Refused::NotResp(_))), "{:?}: {got:?}", String::from_utf8_lossy(junk));
+        }
+    }
+
+    #[test]
+    fn declared_lengths_past_a_bound_are_refused_at_once() {
+        let limits = Limits::default();
+        let got = decode_all(&mut Decoder::default(), b"*60000000\r\n");
+        assert_eq!(got, Err(Refused::Items { bound: limits.items, declared: 60_000_000 }));
+        assert!(got.unwrap_err().to_string().contains("past the bound of 1000000 items on one reply"));
+        // Nested: counted with the reply (1), its array's items (2) and what they declare.
+        let got = decode_all(&mut Decoder::default(), b"*2\r\n*999998\r\n");
+        assert_eq!(got, Err(Refused::Items { bound: limits.items, declared: 999_998 }));
+        let got = decode_all(&mut Decoder::default(), b"*2\r\n*999997\r\n");
+        assert_eq!(got, Ok(vec![]), "exactly at the bound");
+        let got = decode_all(&mut Decoder::default(), format!("${}\r\n", 64 << 20).as_bytes());
+        assert_eq!(got, Err(Refused::Bytes { bound: limits.bytes, declared: Some(64 << 20) }));
+        assert!(got.unwrap_err().to_string().contains("past the bound of 64 MiB on one reply"));
+        let got = decode_all(&mut Decoder::default(), format!("${}\r\n", u64::MAX >> 1).as_bytes());
+        assert!(matches!(got, Err(Refused::Bytes { declared: Some(_), .. })), "{got:?}");
+        let deep = "*1\r\n".repeat(MAX_REPLY_DEPTH + 1);
+        let got = decode_all(&mut Decoder::default(), deep.as_bytes());
+        assert_eq!(got, Err(Refused::Depth { bound: MAX_REPLY_DEPTH }));
+        let deep_enough = format!("{}:1\r\n", "*1\r\n".repeat(MAX_REPLY_DEPTH));
+        assert_eq!(decode_all(&mut Decoder::default(), deep_enough.as_bytes()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn items_that_keep_coming_are_refused_at_the_item_bound() {
+        // Each array declared within the bound, the sum past it: 1 + 1,000 frames, then 2 more
+        // per pair.
+        let limits = Limits { items: 3_000, ..Limits::default() };
+        let mut decoder = Decoder::new(limits);
+        let mut out = Vec::new();
+        decoder.feed(b"*1000\r\n", &mut out).unwrap();
+        let pair = b"*2\r\n:1\r\n:1\r\n";
+        let mut fed = 0;
+        let refused = loop {
+            if let Err(e) = decoder.feed(pair, &mut out) {
+                break e;
+            }
+            fed += 1;
+        };
+        assert_eq!(refused, Refused::Items { bound: 3_000, declared: 2 });
+        assert_eq!(fed, 999, "refused on the first array that passes the bound");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn an_endless_array_streamed_in_chunks_is_refused_in_linear_time() {
+        // The shape from issue 23: a declared length the item bound allows (raised here so the
+        // byte bound is the one reached), then `:1` items for ever. Fed one byte per call, a
+        // decoder that parses from the start on each call would look at some 2^39 bytes
+        // before the bound (hours): this one at each byte once. The deadline is a correctness
+        // bound (thirty times what a debug build takes), not a timing goal.
+        let limits = Limits { bytes: 1 << 20, items: 100_000_000, depth: MAX_REPLY_DEPTH };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut decoder = Decoder::new(limits);
+        let mut out = Vec::new();
+        decoder.feed(b"*60000000\r\n", &mut out).unwrap();
+        let mut fed = 11;
+        let refused = 'stream: loop {
+            for &byte in b":1\r\n" {
+                if let Err(e) = decoder.feed(&[byte], &mut out) {
+                    break 'stream e;
+                }
+                fed += 1;
+            }
+            assert!(Instant::now() < deadline, "still decoding after {fed} bytes");
+        };
+        assert_eq!(refused, Refused::Bytes { bound: 1 << 20, declared: None });
+        assert_eq!(fed, 1 << 20, "refused on the first byte past the bound");
+        // And in 64 KiB reads, at the default bounds: 500,000 pairs declared, refused with
+        // the one that passes a million frames.
+        let mut decoder = Decoder::default();
+        decoder.feed(b"*500000\r\n", &mut out).unwrap();
+        let per_read = (64 << 10) / 12;
+        let chunk = b"*2\r\n:1\r\n:1\r\n".repeat(per_read);
+        let mut reads = 0;
+        let refused = loop {
+            if let Err(e) = decoder.feed(&chunk, &mut out) {
+                break e;
+            }
+            reads += 1;
+            assert!(Instant::now() < deadline);
+        };
+        assert_eq!(refused, Refused::Items { bound: MAX_REPLY_ITEMS, declared: 2 });
+        assert_eq!(reads, 249_999 / per_read, "refused in the read that passed it");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn after_a_reply_its_counts_start_again() {
+        // Two replies of 600,000 frames each: together past the bound, each within it.
+        let mut decoder = Decoder::default();
+        let mut wire = b"*599999\r\n".to_vec();
+        wire.extend(b":1\r\n".repeat(599_999));
+        let mut out = Vec::new();
+        decoder.feed(&wire, &mut out).unwrap();
+        decoder.feed(&wire, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        decoder.feed(b"*3\r\n:1\r\n", &mut out).unwrap();
+        decoder.reset();
+        assert!(!decoder.is_mid_reply());
+        assert_eq!(decode_all(&mut decoder, b":2\r\n").unwrap(), [Frame::Integer(2)]);
+    }
+
+    #[test]
+    fn bounds_follow_the_flags() {
+        assert_eq!(Limits::for_flags(100, 64 << 10), Limits::default(), "the defaults fit the default flags");
+        let big = Limits::for_flags(10_000, 1 << 20);
+        assert!(big.bytes >= 10_000 * (2 << 20) && big.items >= 50_005, "{big:?}");
+        let huge = Limits::for_flags(usize::MAX, usize::MAX);
+        assert_eq!((huge.bytes, huge.items), (usize::MAX, usize::MAX));
+    }
+
+    fn frame() -> impl Strategy<Value = Frame> {
+        let leaf = prop_oneof![
+            "[a-zA-Z0-9 ]{0,20}".prop_map(|s| Frame::SimpleString(Bytes::from(s))),
+            "[a-zA-Z0-9 ]{0,20}".prop_map(|s| Frame::Error(Str::from(s))),
+            any::<i64>().prop_map(Frame::Integer),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| Frame::BulkString(Bytes::from(b))),
+            Just(Frame::Null),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| proptest::collection::vec(inner, 0..8).prop_map(Frame::Array))
+    }
+
+    proptest! {
+        /// Whatever `redis-protocol` encodes, cut anywhere, decodes back.
+        #[test]
+        fn encoded_frames_decode_back_however_they_are_cut(
+            frames in proptest::collection::vec(frame(), 1..6),
+            cuts in proptest::collection::vec(1usize..50, 1..40),
+        ) {
+            let mut wire = BytesMut::new();
+            for frame in &frames {
+                extend_encode(&mut wire, frame, false).unwrap();
+            }
+            let mut decoder = Decoder::default();
+            let (mut got, mut rest, mut cuts) = (Vec::new(), &wire[..], cuts.into_iter().cycle());
+            while !rest.is_empty() {
+                let n = cuts.next().unwrap_or(1).min(rest.len());
+                decoder.feed(&rest[..n], &mut got).unwrap();
+                rest = &rest[n..];
+            }
+            prop_assert_eq!(got, frames);
+            prop_assert!(!decoder.is_mid_reply());
+        }
     }
 }
