@@ -8,8 +8,9 @@
 //! that arrives over N reads is then parsed N times from its start, quadratic in its size: a
 //! Redis answering `*60000000` and then streaming `:1` items held the loop for 5 to 10 s (issue
 //! 23). [`Decoder`] keeps its place between reads (the arrays being filled, the line or bulk
-//! string being read) and looks at each byte once, so decoding costs what was read, and the
-//! link's read budget bounds its share of a loop turn.
+//! string being read) and looks at each byte once, so decoding costs what was read; it also
+//! stops after a budget of frames, so the link bounds each read's share of a loop turn in
+//! bytes and in frames alike. Strings are slices of the reads' buffers, not copies.
 //!
 //! **Bounds.** A reply is refused, and its link dropped, once it passes its [`Limits`]: its
 //! bytes, its frames (nested ones included) and its nesting. A declared length (`*N`, `$N`)
@@ -67,7 +68,8 @@ pub fn error(frame: &Frame) -> Option<String> {
 /// so JSON at most doubles it: with the default flags (100 messages of at most 64 KiB) the
 /// largest history is 100 × (2 × 64 KiB + 512) bytes, under 13 MiB; 64 MiB leaves five times
 /// that. `--history` and `--max-message-size` have no upper limit, so larger flags need
-/// [`Limits::for_flags`].
+/// [`Limits::for_flags`] (and processes sharing a Redis should share them: a room's log holds
+/// what every process wrote).
 pub const MAX_REPLY_BYTES: usize = 64 << 20;
 /// Frames in one reply (the reply itself and every nested one), by default: a history is 5 per
 /// message (505 with the default flags), a `/who` or `/rooms` answer 2 per member or room, so a
@@ -160,10 +162,8 @@ impl std::error::Error for Refused {}
 
 /// Longest header or integer line (`$N`, `*N`, `:N`): an i64 is 20 characters.
 const MAX_NUMBER_LINE: usize = 32;
-/// Room made at once for an array's items, or a bulk string's bytes, whatever it declares:
-/// more only as they arrive.
+/// Room made at once for an array's items, whatever it declares: more only as they arrive.
 const PREALLOC_ITEMS: usize = 1024;
-const PREALLOC_BULK: usize = 64 << 10;
 
 /// Where the decoder is inside the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,8 +193,11 @@ pub struct Decoder {
     open: Vec<Open>,
     /// The line read so far, when a line spans reads.
     line: Vec<u8>,
-    /// The bulk string's payload read so far.
+    /// The bulk string's payload read so far, when it spans reads. Its buffer is used again
+    /// once the last string cut from it is dropped (no fresh pages to fault in per reply).
     bulk: BytesMut,
+    /// The bulk string's payload, when it came in one read.
+    whole: Bytes,
     /// Bytes of the unfinished reply so far, and its frames: those begun and those its arrays
     /// have declared (0 between replies).
     bytes: usize,
@@ -215,6 +218,7 @@ impl Decoder {
             open: Vec::new(),
             line: Vec::new(),
             bulk: BytesMut::new(),
+            whole: Bytes::new(),
             bytes: 0,
             items: 0,
         }
@@ -230,14 +234,26 @@ impl Decoder {
         self.state != State::Type || !self.open.is_empty()
     }
 
-    /// Decodes `input`, the bytes that followed the last call's, pushing every reply it
-    /// completes onto `out`. After an error the decoder is in no useful state: drop the link
-    /// (or [`reset`](Self::reset)).
-    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<Frame>) -> Result<(), Refused> {
-        while let Some(&first) = input.first() {
-            let used = match self.state {
+    /// Decodes `input`, the bytes that followed those the last call used, pushing every reply
+    /// it completes onto `out`, and returns how many bytes it used: all of them, unless
+    /// `budget` frames were begun first (each frame begun takes one), when it stops before the
+    /// next frame. Strings wholly inside `input` are slices of it, not copies (a reply's frames
+    /// share its reads' buffers, as with `redis-protocol`). After an error the decoder is in
+    /// no useful state: drop the link (or [`reset`](Self::reset)).
+    pub fn feed(
+        &mut self,
+        input: &Bytes,
+        out: &mut Vec<Frame>,
+        budget: &mut usize,
+    ) -> Result<usize, Refused> {
+        let mut at = 0;
+        while let Some(rest) = input.get(at..).filter(|rest| !rest.is_empty()) {
+            at += match self.state {
+                State::Type if *budget == 0 => return Ok(at),
                 State::Type => {
-                    if !matches!(first, b'+' | b'-' | b':' | b'$' | b'*') {
+                    *budget -= 1;
+                    let kind = rest[0];
+                    if !matches!(kind, b'+' | b'-' | b':' | b'$' | b'*') {
                         return Err(Refused::NotResp("a frame of an unknown type"));
                     }
                     self.spend(1)?;
@@ -245,63 +261,85 @@ impl Decoder {
                         // The reply itself; an array's items were counted when it declared them.
                         self.items = 1;
                     }
-                    self.state = State::Line(first);
-                    1
+                    // Its line is usually all here: read in the same step.
+                    1 + self.line(kind, input, at + 1, out)?
                 }
-                State::Line(kind) => match input.iter().position(|&b| b == b'\n') {
-                    Some(at) => {
-                        self.spend(at + 1)?;
-                        if self.line.is_empty() {
-                            // The whole line is in this read: no copy.
-                            self.end_line(kind, &input[..at], out)?;
-                        } else {
-                            let mut line = std::mem::take(&mut self.line);
-                            line.extend_from_slice(&input[..at]);
-                            let ended = self.end_line(kind, &line, out);
-                            line.clear();
-                            self.line = line;
-                            ended?;
-                        }
-                        at + 1
-                    }
-                    None => {
-                        self.spend(input.len())?;
-                        if matches!(kind, b':' | b'$' | b'*')
-                            && self.line.len().saturating_add(input.len()) > MAX_NUMBER_LINE
-                        {
-                            return Err(Refused::NotResp("a number line too long"));
-                        }
-                        self.line.extend_from_slice(input);
-                        input.len()
-                    }
-                },
+                State::Line(kind) => self.line(kind, input, at, out)?,
+                State::Bulk(left) if self.bulk.is_empty() && rest.get(left..left + 2) == Some(b"\r\n") => {
+                    // The payload and its CR LF all in this read: a slice of it. (Its length
+                    // was checked against the bound when declared.)
+                    self.spend(left + 2)?;
+                    self.state = State::Type;
+                    self.finish(Frame::BulkString(input.slice(at..at + left)), out);
+                    left + 2
+                }
                 State::Bulk(left) => {
-                    // Its length was checked against the bound when declared.
-                    let n = left.min(input.len());
+                    let n = left.min(rest.len());
                     self.spend(n)?;
-                    self.bulk.extend_from_slice(&input[..n]);
+                    if n == left && self.bulk.is_empty() {
+                        self.whole = input.slice(at..at + n);
+                    } else {
+                        if self.bulk.is_empty() {
+                            // All of it at once, so it is never copied to grow: pages not yet
+                            // written cost no memory, and the length is within the bound.
+                            self.bulk.reserve(left);
+                        }
+                        self.bulk.extend_from_slice(&rest[..n]);
+                    }
                     self.state = if n == left { State::BulkEnd(2) } else { State::Bulk(left - n) };
                     n
                 }
                 State::BulkEnd(left) => {
                     self.spend(1)?;
                     let expected = if left == 2 { b'\r' } else { b'\n' };
-                    if first != expected {
+                    if rest[0] != expected {
                         return Err(Refused::NotResp("a bulk string longer than declared"));
                     }
                     if left == 2 {
                         self.state = State::BulkEnd(1);
                     } else {
                         self.state = State::Type;
-                        let payload = self.bulk.split().freeze();
+                        let payload = match self.bulk.is_empty() {
+                            true => std::mem::take(&mut self.whole),
+                            false => self.bulk.split().freeze(),
+                        };
                         self.finish(Frame::BulkString(payload), out);
                     }
                     1
                 }
             };
-            input = &input[used..];
         }
-        Ok(())
+        Ok(at)
+    }
+
+    /// Reads the line of a frame of type `kind` from `input[from..]`: up to its LF if that is
+    /// there (the frame is then done, or its payload or items are next), else what there is,
+    /// kept for the next read. Returns the bytes used.
+    fn line(&mut self, kind: u8, input: &Bytes, from: usize, out: &mut Vec<Frame>) -> Result<usize, Refused> {
+        let rest = input.get(from..).unwrap_or_default();
+        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            self.spend(rest.len())?;
+            if matches!(kind, b':' | b'$' | b'*')
+                && self.line.len().saturating_add(rest.len()) > MAX_NUMBER_LINE
+            {
+                return Err(Refused::NotResp("a number line too long"));
+            }
+            self.line.extend_from_slice(rest);
+            self.state = State::Line(kind);
+            return Ok(rest.len());
+        };
+        self.spend(end + 1)?;
+        if self.line.is_empty() {
+            self.end_line(kind, &rest[..end], Some(input), out)?;
+        } else {
+            let mut line = std::mem::take(&mut self.line);
+            line.extend_from_slice(&rest[..end]);
+            let ended = self.end_line(kind, &line, None, out);
+            line.clear();
+            self.line = line;
+            ended?;
+        }
+        Ok(end + 1)
     }
 
     /// Counts `n` more bytes of the reply against its bound.
@@ -313,14 +351,24 @@ impl Decoder {
         Ok(())
     }
 
-    /// A whole line (up to, not including, its LF) of a frame of type `kind`.
-    fn end_line(&mut self, kind: u8, line: &[u8], out: &mut Vec<Frame>) -> Result<(), Refused> {
+    /// A whole line (up to, not including, its LF) of a frame of type `kind`; `source` is the
+    /// read it lies in, if it lies in one.
+    fn end_line(
+        &mut self,
+        kind: u8,
+        line: &[u8],
+        source: Option<&Bytes>,
+        out: &mut Vec<Frame>,
+    ) -> Result<(), Refused> {
         let Some(line) = line.strip_suffix(b"\r") else {
             return Err(Refused::NotResp("a line not ended by CR LF"));
         };
         self.state = State::Type;
         match kind {
-            b'+' => self.finish(Frame::SimpleString(Bytes::copy_from_slice(line)), out),
+            b'+' => {
+                let text = source.map_or_else(|| Bytes::copy_from_slice(line), |read| read.slice_ref(line));
+                self.finish(Frame::SimpleString(text), out)
+            }
             b'-' => self.finish(Frame::Error(Str::from(String::from_utf8_lossy(line).into_owned())), out),
             b':' => self.finish(Frame::Integer(number(line)?), out),
             b'$' => match number(line)? {
@@ -335,8 +383,6 @@ impl Decoder {
                     {
                         return Err(Refused::Bytes { bound: self.limits.bytes, declared: Some(len) });
                     }
-                    // Room for a small payload at once; a large one grows as it arrives.
-                    self.bulk.reserve(len.min(PREALLOC_BULK));
                     self.state = if len == 0 { State::BulkEnd(2) } else { State::Bulk(len) };
                 }
             },
@@ -381,15 +427,30 @@ impl Decoder {
     }
 }
 
-/// A length or an integer: ASCII digits, optionally after a minus sign.
+/// A length or an integer: ASCII digits, optionally after a minus sign. (By hand: it is on
+/// every frame's path, and `str::parse` checks UTF-8 first.)
 fn number(line: &[u8]) -> Result<i64, Refused> {
-    if line.len() > MAX_NUMBER_LINE {
-        return Err(Refused::NotResp("a number line too long"));
+    const NOT_A_NUMBER: Refused = Refused::NotResp("not a number where one was due");
+    let (negative, digits) = match line.split_first() {
+        Some((b'-', digits)) => (true, digits),
+        _ => (false, line),
+    };
+    if digits.is_empty() {
+        return Err(NOT_A_NUMBER);
     }
-    std::str::from_utf8(line)
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .ok_or(Refused::NotResp("not a number where one was due"))
+    // Summed negative, so that i64::MIN fits.
+    let mut n: i64 = 0;
+    for &digit in digits {
+        if !digit.is_ascii_digit() {
+            return Err(NOT_A_NUMBER);
+        }
+        n = n.checked_mul(10).and_then(|n| n.checked_sub(i64::from(digit - b'0'))).ok_or(NOT_A_NUMBER)?;
+    }
+    if negative {
+        Ok(n)
+    } else {
+        n.checked_neg().ok_or(NOT_A_NUMBER)
+    }
 }
 
 #[cfg(test)]
@@ -399,9 +460,19 @@ mod tests {
 
     use proptest::prelude::*;
 
+    impl Decoder {
+        /// `feed` of a copy of `input`, without a budget.
+        fn feed_slice(&mut self, input: &[u8], out: &mut Vec<Frame>) -> Result<(), Refused> {
+            let mut budget = usize::MAX;
+            let used = self.feed(&Bytes::copy_from_slice(input), out, &mut budget)?;
+            assert_eq!(used, input.len());
+            Ok(())
+        }
+    }
+
     fn decode_all(decoder: &mut Decoder, input: &[u8]) -> Result<Vec<Frame>, Refused> {
         let mut out = Vec::new();
-        decoder.feed(input, &mut out)?;
+        decoder.feed_slice(input, &mut out)?;
         Ok(out)
     }
 
@@ -476,7 +547,7 @@ mod tests {
         let mut decoder = Decoder::default();
         let mut got = Vec::new();
         for byte in &wire {
-            decoder.feed(std::slice::from_ref(byte), &mut got).unwrap();
+            decoder.feed_slice(std::slice::from_ref(byte), &mut got).unwrap();
         }
         assert_eq!(got, frames, "one byte at a time");
         assert!(!decoder.is_mid_reply());
@@ -506,10 +577,26 @@ mod tests {
             b"$3\r\nabcd\r\n",
             b"$99999999999999999999999\r\n",
             b":123456789012345678901234567890123456789",
+            b":9223372036854775808\r\n",
+            b":-\r\n",
+            b":--1\r\n",
+            b":+1\r\n",
         ] {
             let got = decode_all(&mut Decoder::default(), junk);
             assert!(matches!(got, Err(Refused::NotResp(_))), "{:?}: {got:?}", String::from_utf8_lossy(junk));
         }
+    }
+
+    #[test]
+    fn integers_to_the_ends_of_i64() {
+        let got = decode_all(
+            &mut Decoder::default(),
+            b":9223372036854775807\r\n:-9223372036854775808\r\n:-0\r\n:007\r\n",
+        );
+        assert_eq!(
+            got.unwrap(),
+            [Frame::Integer(i64::MAX), Frame::Integer(i64::MIN), Frame::Integer(0), Frame::Integer(7)]
+        );
     }
 
     #[test]
@@ -542,11 +629,11 @@ mod tests {
         let limits = Limits { items: 3_000, ..Limits::default() };
         let mut decoder = Decoder::new(limits);
         let mut out = Vec::new();
-        decoder.feed(b"*1000\r\n", &mut out).unwrap();
+        decoder.feed_slice(b"*1000\r\n", &mut out).unwrap();
         let pair = b"*2\r\n:1\r\n:1\r\n";
         let mut fed = 0;
         let refused = loop {
-            if let Err(e) = decoder.feed(pair, &mut out) {
+            if let Err(e) = decoder.feed_slice(pair, &mut out) {
                 break e;
             }
             fed += 1;
@@ -567,11 +654,11 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut decoder = Decoder::new(limits);
         let mut out = Vec::new();
-        decoder.feed(b"*60000000\r\n", &mut out).unwrap();
+        decoder.feed_slice(b"*60000000\r\n", &mut out).unwrap();
         let mut fed = 11;
         let refused = 'stream: loop {
             for &byte in b":1\r\n" {
-                if let Err(e) = decoder.feed(&[byte], &mut out) {
+                if let Err(e) = decoder.feed_slice(&[byte], &mut out) {
                     break 'stream e;
                 }
                 fed += 1;
@@ -583,12 +670,12 @@ mod tests {
         // And in 64 KiB reads, at the default bounds: 500,000 pairs declared, refused with
         // the one that passes a million frames.
         let mut decoder = Decoder::default();
-        decoder.feed(b"*500000\r\n", &mut out).unwrap();
+        decoder.feed_slice(b"*500000\r\n", &mut out).unwrap();
         let per_read = (64 << 10) / 12;
         let chunk = b"*2\r\n:1\r\n:1\r\n".repeat(per_read);
         let mut reads = 0;
         let refused = loop {
-            if let Err(e) = decoder.feed(&chunk, &mut out) {
+            if let Err(e) = decoder.feed_slice(&chunk, &mut out) {
                 break e;
             }
             reads += 1;
@@ -600,16 +687,37 @@ mod tests {
     }
 
     #[test]
+    fn a_budget_stops_decoding_before_the_next_frame() {
+        let wire = Bytes::from_static(b"*2\r\n:1\r\n$3\r\nabc\r\n:4\r\n+OK\r\n");
+        let (mut decoder, mut out) = (Decoder::default(), Vec::new());
+        let mut budget = 3;
+        let used = decoder.feed(&wire, &mut out, &mut budget).unwrap();
+        assert_eq!((used, budget), (17, 0), "three frames begun: the array and its two items");
+        assert_eq!(out, [Frame::Array(vec![Frame::Integer(1), bulk("abc")])]);
+        let mut budget = 1;
+        let used = decoder.feed(&wire.slice(17..), &mut out, &mut budget).unwrap();
+        assert_eq!((used, budget), (4, 0));
+        let used = decoder.feed(&wire.slice(21..), &mut out, &mut 10).unwrap();
+        assert_eq!(used, 5);
+        assert_eq!(out[1..], [Frame::Integer(4), Frame::SimpleString(Bytes::from_static(b"OK"))]);
+        // Inside a frame, a spent budget still lets it finish (its payload is not frames).
+        let (mut decoder, mut out) = (Decoder::default(), Vec::new());
+        assert_eq!(decoder.feed(&Bytes::from_static(b"$3\r\na"), &mut out, &mut 1), Ok(5));
+        assert_eq!(decoder.feed(&Bytes::from_static(b"bc\r\n:1\r\n"), &mut out, &mut 0), Ok(4));
+        assert_eq!(out, [bulk("abc")]);
+    }
+
+    #[test]
     fn after_a_reply_its_counts_start_again() {
         // Two replies of 600,000 frames each: together past the bound, each within it.
         let mut decoder = Decoder::default();
         let mut wire = b"*599999\r\n".to_vec();
         wire.extend(b":1\r\n".repeat(599_999));
         let mut out = Vec::new();
-        decoder.feed(&wire, &mut out).unwrap();
-        decoder.feed(&wire, &mut out).unwrap();
+        decoder.feed_slice(&wire, &mut out).unwrap();
+        decoder.feed_slice(&wire, &mut out).unwrap();
         assert_eq!(out.len(), 2);
-        decoder.feed(b"*3\r\n:1\r\n", &mut out).unwrap();
+        decoder.feed_slice(b"*3\r\n:1\r\n", &mut out).unwrap();
         decoder.reset();
         assert!(!decoder.is_mid_reply());
         assert_eq!(decode_all(&mut decoder, b":2\r\n").unwrap(), [Frame::Integer(2)]);
@@ -622,6 +730,8 @@ mod tests {
         assert!(big.bytes >= 10_000 * (2 << 20) && big.items >= 50_005, "{big:?}");
         let huge = Limits::for_flags(usize::MAX, usize::MAX);
         assert_eq!((huge.bytes, huge.items), (usize::MAX, usize::MAX));
+        // What MAX_REPLY_ITEMS says a frame costs.
+        assert_eq!(std::mem::size_of::<Frame>(), 40);
     }
 
     fn frame() -> impl Strategy<Value = Frame> {
@@ -646,12 +756,16 @@ mod tests {
             for frame in &frames {
                 extend_encode(&mut wire, frame, false).unwrap();
             }
+            // Slices of one buffer, as the link's reads are.
+            let wire = wire.freeze();
             let mut decoder = Decoder::default();
-            let (mut got, mut rest, mut cuts) = (Vec::new(), &wire[..], cuts.into_iter().cycle());
-            while !rest.is_empty() {
-                let n = cuts.next().unwrap_or(1).min(rest.len());
-                decoder.feed(&rest[..n], &mut got).unwrap();
-                rest = &rest[n..];
+            let (mut got, mut at, mut cuts) = (Vec::new(), 0, cuts.into_iter().cycle());
+            while at < wire.len() {
+                let n = cuts.next().unwrap_or(1).min(wire.len() - at);
+                let mut budget = usize::MAX;
+                let used = decoder.feed(&wire.slice(at..at + n), &mut got, &mut budget).unwrap();
+                prop_assert_eq!(used, n);
+                at += n;
             }
             prop_assert_eq!(got, frames);
             prop_assert!(!decoder.is_mid_reply());
