@@ -10,7 +10,7 @@
 //! 23). [`Decoder`] keeps its place between reads (the arrays being filled, the line or bulk
 //! string being read) and looks at each byte once, so decoding costs what was read; it also
 //! stops after a budget of frames, so the link bounds each read's share of a loop turn in
-//! bytes and in frames alike. Strings are slices of the reads' buffers, not copies.
+//! bytes and in frames alike. A string that arrives in one read is a slice of it, not a copy.
 //!
 //! **Bounds.** A reply is refused, and its link dropped, once it passes its [`Limits`]: its
 //! bytes, its frames (nested ones included) and its nesting. A declared length (`*N`, `$N`)
@@ -194,7 +194,8 @@ pub struct Decoder {
     /// The line read so far, when a line spans reads.
     line: Vec<u8>,
     /// The bulk string's payload read so far, when it spans reads. Its buffer is used again
-    /// once the last string cut from it is dropped (no fresh pages to fault in per reply).
+    /// (no fresh pages to fault in) if the string cut from it last has been dropped by the
+    /// time the next one starts.
     bulk: BytesMut,
     /// The bulk string's payload, when it came in one read.
     whole: Bytes,
