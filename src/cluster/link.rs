@@ -1,27 +1,37 @@
 //! One TCP connection to Redis inside the server's poll: a non-blocking mio socket under its
 //! own token, an outbox of encoded commands written once per loop turn (so a turn's commands
-//! leave pipelined, in one write), and an inbox that replies are decoded from.
+//! leave pipelined, in one write), and a [`Decoder`] that replies are decoded by as they are
+//! read.
 //!
-//! Both buffers are bounded: a Redis that stops reading, or that sends more than any reply of
-//! ours can be, costs the link (it is dropped and made again by the broker), never the loop's
-//! memory or time. Reads are capped per turn like a client's, so a flood of published messages
-//! cannot starve the clients; what is left is read next turn.
+//! Both directions are bounded: a Redis that stops reading, or that sends a reply past the
+//! decoder's [`Limits`], costs the link (it is dropped and made again by the broker), never the
+//! loop's memory or time. Each read is capped like a client's, at [`READ_BUDGET`] bytes and
+//! [`DECODE_BUDGET`] frames, and the decoder looks at each byte once (it keeps its place in an
+//! unfinished reply), so a link's share of a turn is bounded whether Redis sends a flood of
+//! published messages or one endless reply; what is left is read next turn.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::resp::{self, Frame};
+use super::resp::{self, Decoder, Frame, Limits};
 
 /// Most bytes of commands waiting for a Redis that does not read: past it, the link is dropped.
 pub const MAX_OUTBOX: usize = 64 << 20;
-/// Most bytes of one reply (a room's whole history is the largest we ask for).
-pub const MAX_INBOX: usize = 256 << 20;
-/// Bytes read from one link per loop turn, at most.
+/// Bytes read (and decoded) from one link per loop turn, at most.
 pub const READ_BUDGET: usize = 1 << 20;
+/// Frames decoded from one link per read, at most; bytes read past them wait, undecoded, for
+/// the next turn. A megabyte of the smallest frames is 350,000 of them, some 10 ms to decode
+/// and build; 32,768 take 1 to 3 ms (release build), so a read costs about that whatever
+/// Redis sends, and published messages (4 frames each) still go 8,192 a read.
+pub const DECODE_BUDGET: usize = 32 << 10;
+/// Bytes read per `read` call: sixteen reads fill the budget.
+const CHUNK: usize = 64 << 10;
+/// Reads are cut from buffers this large, each used again once nothing cut from it is alive.
+const ARENA: usize = 1 << 20;
 
 /// One connection to Redis.
 pub struct Link {
@@ -30,21 +40,35 @@ pub struct Link {
     /// The socket is connected (the first WRITABLE event came, without an error).
     connected: bool,
     outbox: BytesMut,
-    inbox: BytesMut,
+    /// Replies read but unfinished stay here, half decoded, never as bytes to parse again.
+    decoder: Decoder,
+    /// Bytes read but not yet decoded: the last read ran out of [`DECODE_BUDGET`].
+    undecoded: Bytes,
+    /// Where reads go: replies' strings are slices of it (no copy, no allocation per string),
+    /// and replies are dropped within the turn, so the same memory serves read after read.
+    arena: BytesMut,
     /// Whether WRITABLE interest is registered (while a write is blocked, or connecting).
     wants_writable: bool,
-    /// The last read stopped at the turn's budget with bytes still waiting.
+    /// The last read stopped at a budget with bytes still waiting (in the socket, or undecoded).
     unfinished: bool,
 }
 
 impl Link {
+    /// A link whose replies are bounded by the default [`Limits`].
     pub fn new(token: Token) -> Self {
+        Self::with_limits(token, Limits::default())
+    }
+
+    /// A link whose replies are bounded by `limits` (see [`Limits::for_flags`]).
+    pub fn with_limits(token: Token, limits: Limits) -> Self {
         Self {
             token,
             socket: None,
             connected: false,
             outbox: BytesMut::new(),
-            inbox: BytesMut::new(),
+            decoder: Decoder::new(limits),
+            undecoded: Bytes::new(),
+            arena: BytesMut::new(),
             wants_writable: false,
             unfinished: false,
         }
@@ -73,7 +97,8 @@ impl Link {
         }
         self.connected = false;
         self.outbox.clear();
-        self.inbox.clear();
+        self.decoder.reset();
+        self.undecoded = Bytes::new();
         self.wants_writable = false;
         self.unfinished = false;
     }
@@ -152,39 +177,106 @@ impl Link {
     }
 
     /// Reads what has arrived (up to the turn's budget) and decodes every whole reply into
-    /// `frames`. An error, or Redis closing the connection, ends the link.
+    /// `frames`. An error, a reply past the bounds, or Redis closing the connection ends the
+    /// link (replies completed before it are in `frames`).
     pub fn read(&mut self, frames: &mut Vec<Frame>) -> io::Result<()> {
         let Some(socket) = &mut self.socket else { return Ok(()) };
         self.unfinished = false;
+        let mut budget = DECODE_BUDGET;
+        // Last read's leftovers first: nothing more is read until they are decoded.
+        if !self.undecoded.is_empty() {
+            let used = self.decoder.feed(&self.undecoded, frames, &mut budget).map_err(io::Error::other)?;
+            self.undecoded.advance(used);
+            if !self.undecoded.is_empty() {
+                self.unfinished = true;
+                return Ok(());
+            }
+        }
         let mut read = 0;
-        let mut chunk = [0u8; 64 << 10];
         loop {
             if read >= READ_BUDGET {
+                // Edge-triggered readiness will not say again that bytes are waiting.
                 self.unfinished = true;
                 break;
             }
-            match socket.read(&mut chunk) {
+            let want = CHUNK.min(READ_BUDGET - read);
+            if self.arena.capacity() < want {
+                // Takes the arena's whole buffer back if nothing cut from it is alive, else a
+                // new one (and the old is freed with the last slice of it).
+                self.arena.reserve(ARENA);
+            }
+            self.arena.resize(want, 0);
+            let result = socket.read(&mut self.arena);
+            // What was read is cut off; the rest of the arena stays for the next read.
+            self.arena.truncate(*result.as_ref().unwrap_or(&0));
+            match result {
                 Ok(0) => {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "Redis closed the connection"))
                 }
                 Ok(n) => {
-                    self.inbox.extend_from_slice(&chunk[..n]);
                     read += n;
+                    let chunk = self.arena.split().freeze();
+                    let used = self.decoder.feed(&chunk, frames, &mut budget).map_err(io::Error::other)?;
+                    if used < chunk.len() {
+                        self.undecoded = chunk.slice(used..);
+                        self.unfinished = true;
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            while let Some(frame) = resp::decode(&mut self.inbox).map_err(io::Error::other)? {
-                frames.push(frame);
-            }
-            if self.inbox.len() > MAX_INBOX {
-                return Err(io::Error::other(format!("a reply over {} MiB", MAX_INBOX >> 20)));
-            }
-        }
-        while let Some(frame) = resp::decode(&mut self.inbox).map_err(io::Error::other)? {
-            frames.push(frame);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    use mio::{Events, Poll};
+
+    #[test]
+    fn a_read_decodes_at_most_its_budget_and_the_next_resumes_where_it_stopped() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut poll = Poll::new().unwrap();
+        let mut link = Link::new(Token(0));
+        link.connect(listener.local_addr().unwrap(), poll.registry()).unwrap();
+        let (mut redis, _) = listener.accept().unwrap();
+        // Three budgets' worth of the smallest replies, then one reply of 3 MiB (three read
+        // budgets) split across reads, then one more.
+        const SMALL: usize = 3 * DECODE_BUDGET + 5;
+        let writer = std::thread::spawn(move || {
+            redis.write_all(&b":7\r\n".repeat(SMALL)).unwrap();
+            redis.write_all(format!("${}\r\n", 3 << 20).as_bytes()).unwrap();
+            redis.write_all(&vec![b'x'; 3 << 20]).unwrap();
+            redis.write_all(b"\r\n+OK\r\n").unwrap();
+            redis
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut events = Events::with_capacity(8);
+        let (mut frames, mut reads) = (Vec::new(), 0);
+        while frames.len() < SMALL + 2 {
+            assert!(Instant::now() < deadline, "{} frames so far", frames.len());
+            if !link.has_unfinished_read() {
+                // Edge-triggered: wait for more bytes only when the last read drained the socket.
+                poll.poll(&mut events, Some(Duration::from_millis(100))).unwrap();
+                link.on_writable().unwrap();
+            }
+            let before = frames.len();
+            link.read(&mut frames).unwrap();
+            assert!(frames.len() - before <= DECODE_BUDGET, "a read decoded past its budget");
+            reads += 1;
+        }
+        assert!(reads > 3 + 3, "{reads} reads");
+        assert!(frames[..SMALL].iter().all(|f| *f == Frame::Integer(7)));
+        assert!(
+            matches!(&frames[SMALL], Frame::BulkString(b) if b.len() == 3 << 20 && b.iter().all(|&c| c == b'x'))
+        );
+        assert_eq!(frames[SMALL + 1], Frame::SimpleString(bytes::Bytes::from_static(b"OK")));
+        drop(writer.join().unwrap());
     }
 }
