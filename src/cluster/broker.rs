@@ -30,7 +30,7 @@ use mio::{Registry, Token};
 
 use super::expect::{Expect, Scripts};
 use super::link::Link;
-use super::resp::Frame;
+use super::resp::{Frame, Limits};
 use super::url::RedisUrl;
 use super::{presence, room};
 use crate::broker::{Broker, LocalBroker, Notice, Request};
@@ -121,25 +121,30 @@ pub struct RedisBroker {
     pub(super) in_flight: HashMap<ClientId, (u32, Instant)>,
     /// The turn's time, for what is stamped between events.
     pub(super) now: Instant,
+    /// Bans read at connect, not yet handed to the chat (a turn's share at a time).
+    pub(super) bans_to_load: VecDeque<Frame>,
 }
 
 impl RedisBroker {
     /// A broker for the Redis at `url`, on these two poll tokens; it connects on its first turn.
+    /// `history` and `max_message_size` are the flags: the largest reply Redis may rightly send
+    /// (a room's whole history) is bounded by them.
     pub fn new(
         url: RedisUrl,
-        history: usize,
+        (history, max_message_size): (usize, usize),
         presence_ttl: Duration,
         registry: &Registry,
         tokens: (Token, Token),
         now: Instant,
     ) -> io::Result<Self> {
         let addr = url.resolve().map_err(|e| io::Error::new(e.kind(), format!("--redis {url}: {e}")))?;
+        let limits = Limits::for_flags(history, max_message_size);
         Ok(Self {
             url,
             addr,
             registry: registry.try_clone()?,
-            cmd: Link::new(tokens.0),
-            sub: Link::new(tokens.1),
+            cmd: Link::with_limits(tokens.0, limits),
+            sub: Link::with_limits(tokens.1, limits),
             state: State::Down { retry_at: now },
             sharded: false,
             capability_known: false,
@@ -160,6 +165,7 @@ impl RedisBroker {
             alone: LocalBroker::new(),
             in_flight: HashMap::new(),
             now,
+            bans_to_load: VecDeque::new(),
         })
     }
 
@@ -249,6 +255,7 @@ impl RedisBroker {
         self.followed.clear();
         self.unfollowed.clear();
         self.in_flight.clear();
+        self.bans_to_load.clear();
         if was_up {
             self.notices.push(Notice::Down);
         }
@@ -472,6 +479,7 @@ impl Broker for RedisBroker {
         self.now = now;
         self.read_unfinished(now);
         self.on_timer(now);
+        self.load_bans();
     }
 
     fn end_turn(&mut self, now: Instant) {
@@ -480,7 +488,7 @@ impl Broker for RedisBroker {
     }
 
     fn wake_at(&self, now: Instant) -> Option<Instant> {
-        if self.cmd.has_unfinished_read() || self.sub.has_unfinished_read() {
+        if self.cmd.has_unfinished_read() || self.sub.has_unfinished_read() || !self.bans_to_load.is_empty() {
             return Some(now);
         }
         let released = self.in_flight.values().map(|(_, last)| *last + REPLY_TIMEOUT).min();

@@ -132,15 +132,10 @@ impl<S: Accept> Server<S> {
         let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         let mut hub = match &settings.redis {
             Some(url) => {
-                let (history, ttl) = (settings.chat.history, settings.presence_ttl);
-                let broker = RedisBroker::new(
-                    url.clone(),
-                    history,
-                    ttl,
-                    poll.registry(),
-                    REDIS_TOKENS,
-                    Instant::now(),
-                )?;
+                let (sizes, ttl) =
+                    ((settings.chat.history, settings.max_message_size), settings.presence_ttl);
+                let broker =
+                    RedisBroker::new(url.clone(), sizes, ttl, poll.registry(), REDIS_TOKENS, Instant::now())?;
                 Hub::with_broker(settings, Box::new(broker), Instant::now())
             }
             None => Hub::new(settings, Instant::now()),
