@@ -10,8 +10,11 @@
 //! order: readiness, left-over reads, timers, flush. What each client received is parsed back
 //! into its HTTP status and frames.
 //!
-//! [`scenarios`] holds the drivers shared by the property tests and the fuzz targets.
+//! [`scenarios`] holds the drivers shared by the property tests and the fuzz targets; [`redis`]
+//! and [`net`] a simulated Redis, for simulating several processes.
 
+pub mod net;
+pub mod redis;
 pub mod scenarios;
 pub mod socket;
 
