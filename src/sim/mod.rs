@@ -20,7 +20,8 @@
 //!   restarts with or without data);
 //! - `broker.rs` and `requests.rs`: [`SimBroker`], a model of the Redis broker over that wire;
 //! - `cluster.rs`: [`SimCluster`], the processes and their clients stepped together;
-//! - `observe.rs`: what each client saw, and the rules comparing what clients saw.
+//! - `observe.rs` and `script.rs`: what each client saw, and the scripted runs the cluster
+//!   property tests and fuzz target share, with the rules they check.
 
 pub mod broker;
 pub mod cluster;
@@ -29,6 +30,7 @@ pub mod observe;
 pub mod redis;
 mod requests;
 pub mod scenarios;
+pub mod script;
 pub mod socket;
 
 use std::net::SocketAddr;
