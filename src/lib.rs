@@ -26,7 +26,7 @@
 //!   (reloaded on SIGHUP) and what the clients trust.
 //! - [`web`]: the browser page, embedded in the binary.
 //! - [`sim`]: the hub and its connections over scripted in-memory sockets, for property tests
-//!   and fuzzing.
+//!   and fuzzing; several of them over a simulated Redis make a simulated cluster.
 //! - [`wire`]: the client's side of the wire (upgrade request, client frames, header parsing),
 //!   shared by the bench, the simulation and the tests.
 //! - [`rng`]: the one small pseudo-random generator (jitter, masks), nothing secret.

@@ -7,19 +7,41 @@
 //! A test plays every client: it connects, sends bytes (split into pieces of any size), decides
 //! how much each client's socket accepts (everything, nothing, or a window that it drains), and
 //! lets time pass. [`Simulation::step`] is one turn of the server's loop, in the loop's own
-//! order: readiness, left-over reads, timers, flush. What each client received is parsed back
-//! into its HTTP status and frames.
+//! order: readiness, left-over reads, timers, the exchange with the broker, flush. What each
+//! client received is parsed back into its HTTP status and frames.
 //!
 //! [`scenarios`] holds the drivers shared by the property tests and the fuzz targets.
+//!
+//! **Cluster.** A simulation runs with the in-process broker by default; given a
+//! [`SimBroker`] ([`Simulation::with_broker`]) it is one process of a [`SimCluster`]: N
+//! processes, one simulated Redis between them, one virtual clock, one seed. The parts:
+//! - `redis.rs`: the keyspace and what each of the cluster's Redis scripts does to it;
+//! - `net.rs`: the Redis server and the wires to it (delays, per-channel order, cut links,
+//!   restarts with or without data);
+//! - `broker.rs` and `requests.rs`: [`SimBroker`], a model of the Redis broker over that wire;
+//! - `cluster.rs`: [`SimCluster`], the processes and their clients stepped together;
+//! - `observe.rs` and `script.rs`: what each client saw, and the scripted runs the cluster
+//!   property tests and fuzz target share, with the rules they check.
 
+pub mod broker;
+pub mod cluster;
+pub mod net;
+pub mod observe;
+pub mod redis;
+mod requests;
 pub mod scenarios;
+pub mod script;
 pub mod socket;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+pub use broker::SimBroker;
+pub use cluster::SimCluster;
 pub use socket::{Pipe, PipeRef, SimSocket};
 
+use crate::broker::Broker;
+use crate::chat::JSON_SUBPROTOCOL;
 use crate::server::Hub;
 use crate::settings::Settings;
 use crate::wire::{client_frame, parse_header, UpgradeRequest};
@@ -69,6 +91,22 @@ impl Simulation {
     pub fn new(settings: Settings) -> Self {
         let now = Instant::now();
         Self { hub: Hub::new(settings, now), now, clients: Vec::new() }
+    }
+
+    /// A simulation whose chat reaches other processes through `broker`.
+    pub fn with_broker(settings: Settings, broker: Box<dyn Broker>) -> Self {
+        let now = Instant::now();
+        Self { hub: Hub::with_broker(settings, broker, now), now, clients: Vec::new() }
+    }
+
+    /// The virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Sets the virtual time (never backwards): a cluster keeps its processes on one clock.
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = self.now.max(now);
     }
 
     pub fn hub(&self) -> &Hub<SimSocket> {
@@ -173,9 +211,40 @@ impl Simulation {
             self.hub.on_readable(key, now);
         }
         self.hub.fire_timers(now);
+        self.exchange_with_broker(now);
         self.hub.flush(now);
         while self.hub.pop_interest_change().is_some() {}
         while self.hub.pop_released().is_some() {}
+    }
+
+    /// The turn's exchange with the broker, as the server loop makes it: its turn, then the
+    /// chat's requests to it and its notices back, one write, until it has nothing new.
+    fn exchange_with_broker(&mut self, now: Instant) {
+        self.hub.broker_mut().on_turn(now);
+        loop {
+            self.hub.exchange_with_broker(now);
+            self.hub.broker_mut().end_turn(now);
+            if !self.hub.exchange_with_broker(now) {
+                return;
+            }
+        }
+    }
+
+    /// No input waits to be read: every client's bytes have been taken (or its connection is
+    /// gone), and no read was cut short.
+    pub fn is_quiet(&self) -> bool {
+        !self.hub.has_unfinished_reads()
+            && self.clients.iter().all(|c| {
+                let pipe = c.pipe.borrow();
+                pipe.server_dropped || (!c.readable && pipe.to_server.is_empty())
+            })
+    }
+
+    /// When this process next needs a turn without new input: its hub's timers and its
+    /// broker's.
+    pub fn wake_at(&self) -> Option<Instant> {
+        let hub = self.hub.next_wakeup(self.now);
+        hub.into_iter().chain(self.hub.broker().wake_at(self.now)).min()
     }
 
     /// Steps until no input is waiting to be read; panics if that never happens.
@@ -238,6 +307,11 @@ impl Simulation {
         &self.clients[ix].frames
     }
 
+    /// The hub's key (the chat's client id) of this client's connection.
+    pub fn key(&self, ix: ClientIx) -> usize {
+        self.clients[ix].key
+    }
+
     /// The text messages the client received.
     pub fn texts(&mut self, ix: ClientIx) -> Vec<String> {
         self.frames(ix)
@@ -280,4 +354,9 @@ impl Simulation {
 /// The sample upgrade request for `path`.
 fn upgrade_request(path: &str) -> Vec<u8> {
     UpgradeRequest::new("sim", path).to_bytes()
+}
+
+/// The sample upgrade request for `path`, asking for JSON mode (`wschat.json`).
+pub fn json_upgrade_request(path: &str) -> Vec<u8> {
+    UpgradeRequest::new("sim", path).header("Sec-WebSocket-Protocol", JSON_SUBPROTOCOL).to_bytes()
 }
