@@ -226,34 +226,50 @@ impl Chat {
         match purpose {
             Purpose::Join(pending) => self.join_claim_settled(client, nick, pending, held_by, out),
             Purpose::Rename => {
-                let free = self.check_nick_free(&nick, Some(client)).is_ok() && self.member(client).is_some();
-                match (held_by, free) {
-                    (None, true) => self.rename(client, nick, out),
-                    (None, false) => self.requests.push(Request::Release { client, nick }),
-                    (Some(_), _) => out.push(reply(
-                        client,
-                        error(format!("nick {} refused: already in use", quoted(&nick))),
-                    )),
-                }
-            }
-            Purpose::Keep => {
-                if held_by.is_some() && self.nick(client) == Some(&*nick) {
-                    let text = format!(
-                        "your nick {} is taken on another server: you are a guest now",
-                        quoted(&nick)
-                    );
-                    out.push(reply(client, notice(text)));
-                    self.claim(client, None, false, Purpose::Keep);
-                } else if held_by.is_none() && self.nick(client).is_some_and(|held| *held != *nick) {
-                    // A guest nick granted to replace a nick taken elsewhere.
-                    if self.check_nick_free(&nick, Some(client)).is_ok() {
-                        self.rename(client, nick, out);
-                    } else {
+                let free = self.check_nick_free(&nick, Some(client)).is_ok();
+                let refused = error(format!("nick {} refused: already in use", quoted(&nick)));
+                match (held_by, free, self.member(client).is_some()) {
+                    (_, _, false) => self.requests.push(Request::Release { client, nick }),
+                    (None, true, true) => self.rename(client, nick, out),
+                    // Granted, but taken here meanwhile (two asked at once while the link failed).
+                    (None, false, true) => {
                         self.requests.push(Request::Release { client, nick });
-                        self.claim(client, None, false, Purpose::Keep);
+                        out.push(reply(client, refused));
                     }
+                    (Some(_), _, true) => out.push(reply(client, refused)),
                 }
             }
+            Purpose::Keep => self.keep_settled(client, nick, held_by, out),
+        }
+    }
+
+    /// A member's nick claimed again (or a guest nick to replace it) is answered: taken
+    /// elsewhere, the member asks for a guest nick, and again until one is granted.
+    fn keep_settled(
+        &mut self,
+        client: ClientId,
+        nick: Rc<str>,
+        held_by: Option<String>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(current) = self.nick(client).map(Rc::<str>::from) else { return };
+        match held_by {
+            Some(_) if *current == *nick => {
+                let text =
+                    format!("your nick {} is taken on another server: you are a guest now", quoted(&nick));
+                out.push(reply(client, notice(text)));
+                self.claim(client, None, false, Purpose::Keep);
+            }
+            // The guest nick meant to replace it is taken too.
+            Some(_) => self.claim(client, None, false, Purpose::Keep),
+            None if *current != *nick && self.check_nick_free(&nick, Some(client)).is_ok() => {
+                self.rename(client, nick, out)
+            }
+            None if *current != *nick => {
+                self.requests.push(Request::Release { client, nick });
+                self.claim(client, None, false, Purpose::Keep);
+            }
+            None => {}
         }
     }
 

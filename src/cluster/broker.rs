@@ -35,7 +35,7 @@ use super::url::RedisUrl;
 use super::{presence, room};
 use crate::broker::{Broker, LocalBroker, Notice, Request};
 use crate::chat::history::new_epoch;
-use crate::chat::ClientId;
+use crate::chat::{ClientId, Event};
 
 /// First wait before reconnecting; it doubles per failure up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -123,6 +123,9 @@ pub struct RedisBroker {
     pub(super) now: Instant,
     /// Bans read at connect, not yet handed to the chat (a turn's share at a time).
     pub(super) bans_to_load: VecDeque<Frame>,
+    /// A client's own announcement (its join, its nick change) on its way: should the link fail
+    /// before it comes back, it is announced here instead, so the client always hears it.
+    pub(super) unechoed: HashMap<ClientId, (Rc<str>, Event)>,
 }
 
 impl RedisBroker {
@@ -166,6 +169,7 @@ impl RedisBroker {
             in_flight: HashMap::new(),
             now,
             bans_to_load: VecDeque::new(),
+            unechoed: HashMap::new(),
         })
     }
 
@@ -259,6 +263,9 @@ impl RedisBroker {
         if was_up {
             self.notices.push(Notice::Down);
         }
+        for (client, (room, event)) in std::mem::take(&mut self.unechoed) {
+            self.alone.request(Request::Announce { room, event, origin: Some(client) });
+        }
         for expected in std::mem::take(&mut self.pending) {
             match expected {
                 // Messages Redis never answered: said on this process rather than lost (Redis
@@ -309,6 +316,7 @@ impl RedisBroker {
             *count -= 1;
             if *count == 0 {
                 self.in_flight.remove(&client);
+                self.unechoed.remove(&client);
             }
         }
     }
@@ -410,6 +418,8 @@ impl RedisBroker {
             // A message lost between publish and subscription (a subscription not yet live
             // when it was published): its sender is read again rather than held for ever.
             self.in_flight.retain(|_, (_, last)| now < *last + REPLY_TIMEOUT);
+            let in_flight = &self.in_flight;
+            self.unechoed.retain(|client, _| in_flight.contains_key(client));
         }
     }
 
@@ -452,6 +462,7 @@ impl Broker for RedisBroker {
 
     fn forget(&mut self, client: ClientId) {
         self.in_flight.remove(&client);
+        self.unechoed.remove(&client);
     }
 
     fn linked(&self) -> Option<bool> {

@@ -38,6 +38,9 @@ impl RedisBroker {
             Request::Say { room, display, message, origin } => self.say(room, display, message, origin),
             Request::Announce { room, event, origin } => {
                 let Some(json) = event.json() else { return Ok(()) };
+                if let Some(client) = origin.filter(|_| self.followed.contains_key(&room)) {
+                    self.unechoed.insert(client, (room.clone(), event));
+                }
                 self.publish(&room, &room::event_payload(&self.origin(origin), &json), origin)
             }
             Request::Binary { room, from, data, origin } => {

@@ -118,6 +118,8 @@ pub struct SimBroker {
     leaving: bool,
     alone: LocalBroker,
     pub(super) in_flight: HashMap<ClientId, (u32, Instant)>,
+    /// As `RedisBroker::unechoed`: a client's own announcement on its way.
+    pub(super) unechoed: HashMap<ClientId, (Rc<str>, Event)>,
     pub(super) now: Instant,
     pub(super) echoes: Echoes,
 }
@@ -153,6 +155,7 @@ impl SimBroker {
             leaving: false,
             alone: LocalBroker::new(),
             in_flight: HashMap::new(),
+            unechoed: HashMap::new(),
             now,
             echoes,
         }
@@ -211,6 +214,10 @@ impl SimBroker {
         if was_up {
             self.notices.push(Notice::Down);
         }
+        for (client, (room, event)) in std::mem::take(&mut self.unechoed) {
+            self.echo(client, &event);
+            self.alone.request(Request::Announce { room, event, origin: Some(client) });
+        }
         for expected in std::mem::take(&mut self.pending) {
             match expected {
                 Expect::Said { room, message, origin } => {
@@ -255,6 +262,7 @@ impl SimBroker {
             *count -= 1;
             if *count == 0 {
                 self.in_flight.remove(&client);
+                self.unechoed.remove(&client);
             }
         }
         Some(client)
@@ -295,6 +303,8 @@ impl SimBroker {
         }
         if !self.in_flight.is_empty() {
             self.in_flight.retain(|_, (_, last)| now < *last + REPLY_TIMEOUT);
+            let in_flight = &self.in_flight;
+            self.unechoed.retain(|client, _| in_flight.contains_key(client));
         }
     }
 
@@ -361,6 +371,7 @@ impl Broker for SimBroker {
 
     fn forget(&mut self, client: ClientId) {
         self.in_flight.remove(&client);
+        self.unechoed.remove(&client);
     }
 
     fn linked(&self) -> Option<bool> {

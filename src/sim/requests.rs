@@ -59,6 +59,9 @@ impl SimBroker {
             }
             Request::Announce { room, event, origin } => {
                 let Some(json) = event.json() else { return };
+                if let Some(client) = origin.filter(|_| self.followed.contains_key(&room)) {
+                    self.unechoed.insert(client, (room.clone(), event));
+                }
                 self.publish(&room, room::event_payload(&self.origin(origin), &json), origin);
             }
             Request::Binary { room, from, data, origin } => {
