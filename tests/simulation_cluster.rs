@@ -138,11 +138,9 @@ fn a_seed_gives_one_run() {
 }
 
 /// A client's own join is published through Redis and comes back on the subscription; if the
-/// link fails while it is on its way, it never comes: the broker answers locally what Redis
-/// never answered (claims, questions) and says again the room messages it never confirmed
-/// (`Notice::Unsent`), but an announcement is fire-and-forget (`Expect::Nothing` in
-/// `crate::cluster`), and the chat, told `Notice::Down`, does not announce it again. The
-/// client sits in the room without ever being told it joined.
+/// link fails while it is on its way, the broker announces it on the process instead (as it
+/// says again the room messages Redis never confirmed), so the client is always told it
+/// joined. (Found by the properties: it once sat in the room without ever being told.)
 #[test]
 fn a_client_is_told_of_its_own_join_even_when_the_link_fails_meanwhile() {
     let mut cluster = cluster(2, 6);
@@ -162,9 +160,8 @@ fn a_client_is_told_of_its_own_join_even_when_the_link_fails_meanwhile() {
 
 /// Two clients of one process ask for the same free nick in the same turn; both claims are
 /// on their way to Redis when the link fails. The broker answers both here, as the in-process
-/// broker would: granted. The chat renames the first, and for the second (the nick is no
-/// longer free here) only releases the claim (`Chat::claim_settled`, `Purpose::Rename`, the
-/// `(None, false)` case): the second client is never answered, neither renamed nor refused.
+/// broker would: granted. The chat renames the first and refuses the second (the nick is no
+/// longer free here). (Found by the properties: the second was once left unanswered.)
 #[test]
 fn every_nick_change_is_answered_even_when_the_link_fails_before_redis_does() {
     let mut cluster = cluster(2, 7);
@@ -243,9 +240,8 @@ proptest! {
 /// Two processes hand out guest nicks alone while Redis is out of reach (each counts from 1).
 /// Process 0 comes back first and keeps guest-1 and guest-2; process 1's guest-1 is taken, so
 /// it is given a guest nick from Redis's counter: guest-1 (taken, it is told again), then
-/// guest-2, taken too. That second refusal is dropped (`Chat::claim_settled`, `Purpose::Keep`,
-/// has no case for a replacement nick refused): the client stays guest-1, which process 0's
-/// client holds.
+/// guest-2, taken too, then guest-3. (Found by the properties: a refused replacement was once
+/// dropped, and two clients held guest-1.)
 #[test]
 fn a_nick_taken_elsewhere_is_given_up_even_when_its_replacement_is_taken_too() {
     let mut cluster = cluster(2, 5);
