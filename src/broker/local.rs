@@ -36,6 +36,11 @@ impl LocalBroker {
     pub fn clear(&mut self) {
         self.rooms.clear();
     }
+
+    /// Whether room `key` is followed here (its messages can be numbered).
+    pub fn follows(&self, key: &str) -> bool {
+        self.rooms.contains_key(key)
+    }
 }
 
 impl Broker for LocalBroker {

@@ -69,8 +69,12 @@ impl Chat {
     /// The asker of an answer, if it is still the member that asked (not whoever took its slot
     /// since); either way the client no longer waits for it.
     pub(super) fn answered(&mut self, asker: &Asker) -> bool {
-        self.release(asker.client);
-        self.member(asker.client).is_some_and(|m| m.nick == asker.nick)
+        // A departed asker's waits went with it: the slot's next connection waits for its own.
+        let same = self.member(asker.client).is_some_and(|m| m.nick == asker.nick);
+        if same {
+            self.release(asker.client);
+        }
+        same
     }
 
     fn ask_who(&mut self, client: ClientId) {

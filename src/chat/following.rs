@@ -120,6 +120,16 @@ impl Chat {
         }
     }
 
+    /// The members joining room `key` while its history loads (none once it is here).
+    pub(super) fn joining(&self, key: &str) -> Vec<ClientId> {
+        match self.rooms.get(key).map(|r| &r.sync) {
+            Some(Sync::Loading { waiting, .. }) => {
+                waiting.iter().filter(|w| w.joining).map(|w| w.client).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     pub(super) fn is_followed(&self, key: &str) -> bool {
         self.rooms.get(key).is_some_and(|r| !matches!(r.sync, Sync::Alone))
     }

@@ -57,8 +57,9 @@ impl Chat {
         if !self.is_admin(client) {
             return self.refuse(client, format!("only moderators can {verb}"), out);
         }
-        if let Err(why) = validate_nick(nick) {
-            return self.refuse(client, format!("cannot {verb} {}: {}", quoted(nick), why.0), out);
+        // A name that cannot be a nick cannot be banned; kicking it finds nobody ("no such nick").
+        if let (Some(_), Err(why)) = (duration, validate_nick(nick)) {
+            return self.refuse(client, format!("cannot ban {}: {}", quoted(nick), why.0), out);
         }
         let by = self.nick(client).unwrap_or("?").to_string();
         let target = self.find_nick(nick);
@@ -80,8 +81,12 @@ impl Chat {
                 let waiting = holders.iter().map(|&client| (key.clone(), client, closing.clone()));
                 self.waits.closing_after_ban.extend(waiting);
             }
+            // Kicked here at once: the room hears them leave before the moderator hears back.
             (None, _) => {
-                out.extend(holders.iter().map(|&client| Effect::Kick { client, reason: closing.clone() }))
+                for &holder in &holders {
+                    self.disconnect(holder, &closing, out);
+                    out.push(Effect::Kick { client: holder, reason: closing.clone() });
+                }
             }
         }
         if let (Some(ban), false) = (&ban, is_guest_nick(name)) {

@@ -363,7 +363,11 @@ impl Chat {
             .filter_map(|(id, m)| m.as_ref().map(|m| (id, m.nick.clone(), m.room.clone(), m.signed)))
             .collect();
         for (client, nick, room, signed) in members {
-            self.claim(client, Some(nick.clone()), signed, Purpose::Keep);
+            // A member with a claim of its own on its way (a /nick) keeps it: it is answered,
+            // and settles the member's nick, like any claim.
+            if !self.waits.claims.contains_key(&client) {
+                self.claim(client, Some(nick.clone()), signed, Purpose::Keep);
+            }
             self.seat(client, &room, &nick);
         }
         let rooms: Vec<Rc<str>> = self.rooms.keys().cloned().collect();

@@ -51,11 +51,6 @@ impl Chat {
         self.is_claiming(client) || (!self.waits.holds.is_empty() && self.waits.holds.contains_key(&client))
     }
 
-    /// Whether rooms are shared with other processes now.
-    pub fn is_linked(&self) -> bool {
-        self.waits.linked
-    }
-
     /// `client` waits for one more answer.
     pub(super) fn hold(&mut self, client: ClientId) {
         *self.waits.holds.entry(client).or_default() += 1;
@@ -88,10 +83,10 @@ impl Chat {
             }
             Notice::Message { room, epoch, message } => self.room_message(&room, epoch, message, out),
             Notice::Event { room, event } if self.is_followed(&room) => {
-                out.push(Effect::Send { to: Audience::Room(room), body: Body::Event(event) })
+                self.to_room(room, Body::Event(event), out)
             }
             Notice::Binary { room, data } if self.is_followed(&room) => {
-                out.push(Effect::Send { to: Audience::Room(room), body: Body::Binary(data) })
+                self.to_room(room, Body::Binary(data), out)
             }
             // A room nobody here follows any more.
             Notice::Event { .. } | Notice::Binary { .. } => {}
@@ -147,6 +142,18 @@ impl Chat {
             if self.rooms.get(&key).is_some_and(|r| r.len() > 0) {
                 self.follow(&key);
             }
+        }
+    }
+
+    /// Sends a room event to the room's members here, but not to those still joining it: they
+    /// hear the room from their replay on.
+    fn to_room(&self, room: Rc<str>, body: Body, out: &mut Vec<Effect>) {
+        let joining = self.joining(&room);
+        if joining.is_empty() {
+            return out.push(Effect::Send { to: Audience::Room(room), body });
+        }
+        for client in self.all_members(&room).into_iter().filter(|c| !joining.contains(c)) {
+            out.push(reply(client, body.clone()));
         }
     }
 

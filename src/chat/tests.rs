@@ -934,11 +934,11 @@ fn moderators_kick_and_ban_and_nobody_else_can() {
     assert_eq!(
         h.take(1),
         [
-            "*** alice was kicked",
             "*** alice left lobby (kicked by root: flooding)",
-            "*** alice left lobby (kicked by root: flooding)"
+            "*** alice left lobby (kicked by root: flooding)",
+            "*** alice was kicked"
         ],
-        "the moderator is told, and the room hears each of alice's devices leave"
+        "the room hears each of alice's devices leave, then the moderator is told"
     );
     h.closed.clear();
 

@@ -15,9 +15,10 @@
 //! something in flight, so a fast client is slowed to what Redis carries, and its own line
 //! comes back before the answer to anything it sends next. Past [`SATURATED_AWAITED`] commands
 //! awaiting replies, or [`SATURATED_UNWRITTEN`] bytes of commands unwritten, the broker is
-//! *saturated* and the hub reads no client until it is not. The link is dropped only when Redis
-//! stops answering ([`REPLY_TIMEOUT`]), or at the hard bound [`MAX_AWAITED`], which the soft
-//! bounds keep clients from reaching.
+//! *saturated* and the hub reads no client until it is not. No client's pace drops the link: it
+//! is dropped when Redis stops answering ([`REPLY_TIMEOUT`]), refuses a command or sends what is
+//! not a reply, or at the hard bound [`MAX_AWAITED`], which the soft bounds keep clients from
+//! reaching; every question it was asked and never answered is then answered here.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -123,6 +124,9 @@ pub struct RedisBroker {
     pub(super) now: Instant,
     /// Bans read at connect, not yet handed to the chat (a turn's share at a time).
     pub(super) bans_to_load: VecDeque<Frame>,
+    /// What departed connections still have in flight: counted apart, so that their messages
+    /// coming back do not let go of the next connection in their slot.
+    pub(super) ghosts: HashMap<ClientId, (u32, Instant)>,
     /// A client's own announcement (its join, its nick change) on its way: should the link fail
     /// before it comes back, it is announced here instead, so the client always hears it.
     pub(super) unechoed: HashMap<ClientId, (Rc<str>, Event)>,
@@ -170,16 +174,8 @@ impl RedisBroker {
             now,
             bans_to_load: VecDeque::new(),
             unechoed: HashMap::new(),
+            ghosts: HashMap::new(),
         })
-    }
-
-    pub fn url(&self) -> &RedisUrl {
-        &self.url
-    }
-
-    /// This process's id in presence entries.
-    pub fn pid(&self) -> &str {
-        &self.pid
     }
 
     fn is_up(&self) -> bool {
@@ -259,6 +255,7 @@ impl RedisBroker {
         self.followed.clear();
         self.unfollowed.clear();
         self.in_flight.clear();
+        self.ghosts.clear();
         self.bans_to_load.clear();
         if was_up {
             self.notices.push(Notice::Down);
@@ -312,6 +309,13 @@ impl RedisBroker {
             return;
         };
         let Some(client) = client.parse().ok().filter(|_| pid == self.pid) else { return };
+        if let Some((count, _)) = self.ghosts.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                self.ghosts.remove(&client);
+            }
+            return;
+        }
         if let Some((count, _)) = self.in_flight.get_mut(&client) {
             *count -= 1;
             if *count == 0 {
@@ -414,10 +418,11 @@ impl RedisBroker {
             }
             _ => {}
         }
-        if !self.in_flight.is_empty() {
+        if !self.in_flight.is_empty() || !self.ghosts.is_empty() {
             // A message lost between publish and subscription (a subscription not yet live
             // when it was published): its sender is read again rather than held for ever.
             self.in_flight.retain(|_, (_, last)| now < *last + REPLY_TIMEOUT);
+            self.ghosts.retain(|_, (_, last)| now < *last + REPLY_TIMEOUT);
             let in_flight = &self.in_flight;
             self.unechoed.retain(|client, _| in_flight.contains_key(client));
         }
@@ -436,14 +441,22 @@ impl RedisBroker {
 impl Broker for RedisBroker {
     fn request(&mut self, request: Request) {
         log::trace!("cluster request: {request:?}");
-        if !self.is_up() {
-            return self.alone.request(request);
+        if self.is_up() && self.pending.len() >= MAX_AWAITED {
+            self.fail(&format!("over {MAX_AWAITED} commands awaiting replies"));
         }
-        if self.pending.len() >= MAX_AWAITED {
-            return self.fail(&format!("over {MAX_AWAITED} commands awaiting replies"));
+        if self.is_up() {
+            if let Err(e) = self.send(request) {
+                self.fail(&e.to_string());
+            }
+            return;
         }
-        if let Err(e) = self.send(request) {
-            self.fail(&e.to_string());
+        match request {
+            // Asked in the turn the link failed, before the chat heard it and followed its rooms
+            // here: said again once it has (like a line Redis never confirmed).
+            Request::Say { room, message, origin, .. } if !self.alone.follows(&room) => {
+                self.notices.push(Notice::Unsent { room, message, origin })
+            }
+            request => self.alone.request(request),
         }
     }
 
@@ -461,7 +474,10 @@ impl Broker for RedisBroker {
     }
 
     fn forget(&mut self, client: ClientId) {
-        self.in_flight.remove(&client);
+        if let Some(gone) = self.in_flight.remove(&client) {
+            let ghost = self.ghosts.entry(client).or_insert((0, gone.1));
+            *ghost = (ghost.0 + gone.0, gone.1);
+        }
         self.unechoed.remove(&client);
     }
 

@@ -30,7 +30,10 @@ impl RedisBroker {
         let expected =
             self.pending.pop_front().ok_or_else(|| io::Error::other("a reply nobody asked for"))?;
         if let Some(e) = resp::error(&frame) {
-            return Err(io::Error::other(format!("Redis refused a command ({expected:?}): {e}")));
+            let why = format!("Redis refused a command ({expected:?}): {e}");
+            // Still owed its answer: the link fails, and `fail` answers it here.
+            self.pending.push_front(expected);
+            return Err(io::Error::other(why));
         }
         match expected {
             Expect::Nothing | Expect::Said { .. } => {}

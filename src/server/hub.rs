@@ -33,7 +33,6 @@ use crate::chat::{Audience, Body, Chat, Effect, Event, Join, Mode};
 use crate::connection::{Admission, Clock, Connection, Flush, Route, Step, Stream};
 use crate::frame::{self, Opcode};
 use crate::http::Endpoint;
-use crate::logline::quoted;
 use crate::metrics::{Counters, Kind};
 use crate::settings::Settings;
 use crate::store::{Store, StoreError, WriteBarrier};
@@ -303,7 +302,7 @@ impl<S: Stream> Hub<S> {
                     identity,
                 };
                 self.chat.connect(key, join, &mut self.effects);
-                debug!("{peer:?}: joined the chat as {}", quoted(self.chat.nick(key).unwrap_or("?")));
+                debug!("{peer:?}: asks to enter the chat (its nick is claimed first)");
                 self.apply_effects(now);
             }
             Endpoint::Echo => debug!("{peer:?}: echo session open"),
@@ -387,6 +386,8 @@ impl<S: Stream> Hub<S> {
             return;
         };
         self.held.remove(&key);
+        // Whatever it still has in flight must not hold back the next connection in its slot.
+        self.broker.forget(key);
         debug!("{}: #{key} removed: {why}", conn.peer());
         if let Some(verdict) = conn.take_verdict() {
             self.counters.count_verdict(verdict);

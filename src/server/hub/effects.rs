@@ -32,19 +32,28 @@ impl<S: Stream> Hub<S> {
         }
     }
 
-    /// Carries out the effects the chat has produced so far.
+    /// Carries out the effects the chat has produced so far, then cuts off the readers they
+    /// left too far behind (whose leaving has effects of its own).
     fn carry_out_effects(&mut self, now: Instant) {
+        while !self.effects.is_empty() {
+            self.carry_out_queued(now);
+            self.cut_off_slow_readers(now);
+        }
+    }
+
+    /// Carries out the effects the chat has produced so far (and those they produce).
+    fn carry_out_queued(&mut self, now: Instant) {
         self.chat.take_journal(self.fanout.barrier.pending_mut());
         while !self.effects.is_empty() {
             let mut effects = std::mem::take(&mut self.effects);
             for effect in effects.drain(..) {
                 self.carry_out(effect, now);
             }
-            // Keep the allocation for next time unless a cut-off produced new effects.
+            // Keep the allocation for next time unless an effect produced new ones.
             if self.effects.is_empty() {
                 self.effects = effects;
             }
-            self.cut_off_slow_readers(now);
+            self.chat.take_journal(self.fanout.barrier.pending_mut());
         }
     }
 
@@ -130,7 +139,6 @@ impl<S: Stream> Hub<S> {
         // A connection still waiting for its nick claim leaves too: its claim must not join
         // whoever gets its slot next.
         if self.chat.nick(key).is_some() || self.chat.is_waiting(key) {
-            self.broker.forget(key);
             self.chat.disconnect(key, why, &mut self.effects);
             self.apply_effects(now);
         }
@@ -173,10 +181,13 @@ impl<S: Stream> Hub<S> {
             self.chat.on_notice(notice, &mut self.effects);
             // Each notice's effects before the next notice: a room is resolved to its members
             // when its message is queued, and a member seated by a later notice (a claim granted)
-            // must not receive what was said before it was welcomed.
-            self.carry_out_effects(now);
+            // must not receive what was said before it was welcomed. Slow readers are judged once
+            // the batch is queued: a reader cut off between a binary message's line and its frame
+            // would have its room hear it leave in between.
+            self.carry_out_queued(now);
         }
         self.notices = notices;
+        self.cut_off_slow_readers(now);
         any
     }
 

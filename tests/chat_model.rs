@@ -1,4 +1,4 @@
-//! Review of the broker seam: the chat driven through its public API against a broker that
+//! The chat driven through its public API against a broker that
 //! answers late (a FIFO of requests answered by a `LocalBroker` when the model says so, like
 //! Redis with latency), with the hub's reading rule (a client is read only while it neither
 //! waits on the chat nor has a room message or event of its own in flight), clients leaving at
@@ -216,7 +216,6 @@ fn nobody_is_held_for_ever_and_the_chat_stays_consistent() {
 /// nick, granted by the broker, is never released (in Redis: held under `PID:CLIENT` for as
 /// long as the process lives).
 #[test]
-#[ignore = "reproduces a review finding of the broker seam; un-ignore with its fix"]
 fn a_rename_in_flight_when_the_presence_is_written_again_is_still_answered() {
     use wschat::chat::{Audience, Body};
     let mut chat = Chat::default();

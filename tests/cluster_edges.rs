@@ -1,7 +1,8 @@
-//! Review of the broker seam in a cluster: reproductions of defects found in review, against a
-//! real `redis-server` and real `wschat-server` processes. Skipped where `redis-server` is not
-//! installed. The reproductions are `#[ignore]`d until fixed: run them with
-//! `cargo test --test review_cluster -- --include-ignored`.
+//! Cluster mode at its edges, against a real `redis-server` and real `wschat-server` processes:
+//! the link failing in the turn a line is read, Redis refusing commands, a join right after the
+//! link is back, events while a joiner's room loads, a slot reused while a line is in flight.
+//! Each was a defect found by an adversarial review of the broker seam, and fails without its
+//! fix. Skipped, and saying so, where `redis-server` is not installed (failing under `CI=true`).
 
 mod common;
 
@@ -56,7 +57,6 @@ fn lines_until(ws: &mut Client, wanted: impl Fn(&str) -> bool) -> Vec<String> {
 /// The line is lost without a word, though the broker's own doc says a line in flight at a
 /// failure is "said again, on this process alone" (`Notice::Unsent`).
 #[test]
-#[ignore = "reproduces a review finding of the broker seam; un-ignore with its fix"]
 fn a_line_read_in_the_turn_the_link_fails_is_not_lost() {
     let Some(mut redis) = RedisServer::start("a_line_read_in_the_turn_the_link_fails_is_not_lost") else {
         return;
@@ -187,7 +187,6 @@ impl DelayProxy {
 /// completes, and the answer to its next command comes before its replay and its own join.
 /// In one process: `*** ann joined r1` before `*** in r1 (1): ann`.
 #[test]
-#[ignore = "reproduces a review finding of the broker seam; un-ignore with its fix"]
 fn a_join_right_after_the_link_is_back_completes_before_the_next_command_is_answered() {
     let Some(redis) = RedisServer::start("a_join_right_after_the_link_is_back") else {
         return;
@@ -222,7 +221,6 @@ fn a_join_right_after_the_link_is_back_completes_before_the_next_command_is_answ
 /// `RedisBroker::came_back` counts it against slot K: bob is let go before his join is back,
 /// and his `/who` is answered before `*** bob joined lobby`.
 #[test]
-#[ignore = "reproduces a review finding of the broker seam; un-ignore with its fix"]
 fn a_line_from_a_departed_connection_does_not_release_the_next_one_in_its_slot() {
     let Some(redis) = RedisServer::start("a_line_from_a_departed_connection") else {
         return;
@@ -265,7 +263,6 @@ fn a_line_from_a_departed_connection_does_not_release_the_next_one_in_its_slot()
 /// not. (The command link is slowed here so the window is wide; on a real network it is a
 /// round trip.)
 #[test]
-#[ignore = "reproduces a review finding of the broker seam; un-ignore with its fix"]
 fn a_joiner_hears_nothing_of_its_room_before_its_replay() {
     let Some(redis) = RedisServer::start("a_joiner_hears_nothing_of_its_room_before_its_replay") else {
         return;
@@ -313,7 +310,6 @@ fn a_joiner_hears_nothing_of_its_room_before_its_replay() {
 /// is lost (no `Notice::Unsent`), a refused claim is never answered (its client waits, unread,
 /// until it is timed out), a refused question never released.
 #[test]
-#[ignore = "reproduces a review finding of the broker seam; un-ignore with its fix"]
 fn a_line_redis_refuses_is_said_here_rather_than_lost() {
     let Some(redis) = RedisServer::start("a_line_redis_refuses_is_said_here_rather_than_lost") else {
         return;
@@ -333,7 +329,6 @@ fn a_line_redis_refuses_is_said_here_rather_than_lost() {
 /// The same for a nick claim: the connection whose claim Redis refused is never welcomed; it
 /// is not read, so `--idle-timeout` (here 2 s) finally closes it.
 #[test]
-#[ignore = "reproduces a review finding of the broker seam; un-ignore with its fix"]
 fn a_claim_redis_refuses_is_answered_all_the_same() {
     let Some(redis) = RedisServer::start("a_claim_redis_refuses_is_answered_all_the_same") else {
         return;
@@ -371,7 +366,6 @@ fn a_claim_redis_refuses_is_answered_all_the_same() {
 /// neither it nor anyone on its process is ever told (`*** ann is now known as bob`), though
 /// PROTOCOL.md promises a client its own nick changes.
 #[test]
-#[ignore = "reproduces a review finding of the broker seam; un-ignore with its fix"]
 fn a_nick_change_in_flight_when_the_link_fails_is_still_announced_here() {
     let Some(redis) = RedisServer::start("a_nick_change_in_flight_when_the_link_fails") else {
         return;

@@ -1,5 +1,6 @@
-//! Review of the broker seam (b79969b, cc6357b): one process must behave exactly as before.
-//! These tests pin down what the commit before the seam (661f374) did, read from its code.
+//! One process behaves exactly as before the broker seam: these pin down what the commit before
+//! it (661f374) did where the seam once changed it (the order of a kick's notices, the answers to
+//! a name that cannot be a nick, a binary message's line and frame kept together).
 
 mod common;
 
@@ -14,7 +15,6 @@ const SECRET: &[u8] = b"a test secret that is long enough!";
 /// LocalBroker, the moderator's `Reached` answer is handed over in the same exchange as the
 /// `Announce` of the leave, ahead of it, so the order is reversed.
 #[test]
-#[ignore = "reproduces a review finding of the broker seam; un-ignore with its fix"]
 fn a_moderator_hears_the_kicked_member_leave_before_being_told_it_was_kicked() {
     let keys = TempDir::new("review-kick-order");
     let secret = keys.file("secret", SECRET);
@@ -42,7 +42,6 @@ fn a_moderator_hears_the_kicked_member_leave_before_being_told_it_was_kicked() {
 /// Before the seam, `/kick` of a name that cannot be a nick said there is no such nick, and
 /// `/ban` of one said `cannot ban "NAME": WHY`; now both say `cannot /VERB "NAME": WHY`.
 #[test]
-#[ignore = "reproduces a review finding of the broker seam; un-ignore with its fix"]
 fn moderating_a_name_that_cannot_be_a_nick_answers_as_before() {
     let keys = TempDir::new("review-kick-invalid");
     let secret = keys.file("secret", SECRET);
@@ -68,7 +67,6 @@ fn moderating_a_name_that_cannot_be_a_nick_answers_as_before() {
 /// line leaves, its `left` is announced (a nested exchange) and delivered to the room between
 /// the line and its frame. Before the seam both were queued in one batch, the cut-off after.
 #[test]
-#[ignore = "reproduces a review finding of the broker seam; un-ignore with its fix"]
 fn a_binary_frame_comes_right_after_its_line_even_when_a_slow_reader_is_cut_off() {
     use tungstenite::Message;
     let server = TestServer::start(&[
