@@ -47,7 +47,7 @@ mod commands;
 mod expect;
 pub mod link;
 pub mod presence;
-mod replies;
+pub(crate) mod replies;
 pub mod resp;
 pub mod room;
 pub mod url;

@@ -195,7 +195,7 @@ impl RedisBroker {
 }
 
 /// `KIND CLIENT NICK\nBODY` from another process's direct script, as the notice it means.
-fn parse_direct(payload: &[u8]) -> Option<Notice> {
+pub(crate) fn parse_direct(payload: &[u8]) -> Option<Notice> {
     let mut parts = payload.splitn(3, |&b| b == b' ');
     let (kind, client, rest) = (parts.next()?, parts.next()?, parts.next()?);
     let client = std::str::from_utf8(client).ok()?.parse().ok()?;

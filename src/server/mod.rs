@@ -205,7 +205,7 @@ impl<S: Accept> Server<S> {
                 self.hub.on_readable(key, now);
             }
             self.hub.fire_timers(now);
-            self.exchange_with_broker(now);
+            self.hub.broker_turn(now);
             self.finish_turn(now);
             if let Some(e) = self.hub.store_failure() {
                 // Nothing uncommitted was sent; stopping keeps every id clients saw valid.
@@ -270,20 +270,6 @@ impl<S: Accept> Server<S> {
                 continue;
             }
             self.hub.admit(socket, peer, now);
-        }
-    }
-
-    /// The turn's exchange with the broker: its links read again if their budget ran out, its
-    /// timers, its notices to the hub and the chat's requests to it, then one write per link
-    /// (which may answer with notices of its own, a lost link say).
-    fn exchange_with_broker(&mut self, now: Instant) {
-        self.hub.broker_mut().on_turn(now);
-        loop {
-            self.hub.exchange_with_broker(now);
-            self.hub.broker_mut().end_turn(now);
-            if !self.hub.exchange_with_broker(now) {
-                return;
-            }
         }
     }
 

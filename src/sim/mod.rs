@@ -211,23 +211,10 @@ impl Simulation {
             self.hub.on_readable(key, now);
         }
         self.hub.fire_timers(now);
-        self.exchange_with_broker(now);
+        self.hub.broker_turn(now);
         self.hub.flush(now);
         while self.hub.pop_interest_change().is_some() {}
         while self.hub.pop_released().is_some() {}
-    }
-
-    /// The turn's exchange with the broker, as the server loop makes it: its turn, then the
-    /// chat's requests to it and its notices back, one write, until it has nothing new.
-    fn exchange_with_broker(&mut self, now: Instant) {
-        self.hub.broker_mut().on_turn(now);
-        loop {
-            self.hub.exchange_with_broker(now);
-            self.hub.broker_mut().end_turn(now);
-            if !self.hub.exchange_with_broker(now) {
-                return;
-            }
-        }
     }
 
     /// No input waits to be read: every client's bytes have been taken (or its connection is

@@ -273,7 +273,7 @@ impl SimBroker {
             return;
         }
         if channel == presence::process_channel(0, &self.pid) {
-            self.notices.extend(parse_direct(payload));
+            self.notices.extend(crate::cluster::replies::parse_direct(payload));
             return;
         }
         let Some(room) = room::room_of_channel(0, channel.as_bytes()) else { return };
@@ -287,30 +287,6 @@ impl SimBroker {
             self.notices.push(notice);
         }
     }
-}
-
-/// `KIND CLIENT NICK\nBODY` from another process's direct script, as the notice it means.
-fn parse_direct(payload: &[u8]) -> Option<Notice> {
-    let mut parts = payload.splitn(3, |&b| b == b' ');
-    let (kind, client, rest) = (parts.next()?, parts.next()?, parts.next()?);
-    let client = std::str::from_utf8(client).ok()?.parse().ok()?;
-    let rest = String::from_utf8_lossy(rest);
-    let (nick, body) = rest.split_once('\n')?;
-    let direct = match kind {
-        b"p" => {
-            let (from, rest) = body.split_once('\n')?;
-            let (ts, text) = rest.split_once('\n')?;
-            Direct::Private { from: Rc::from(from), text: text.to_string(), ts: ts.parse().ok()? }
-        }
-        b"k" => Direct::Kick(body.to_string()),
-        b"b" => {
-            let (json, closing) = body.split_once('\n')?;
-            let (_, ban) = presence::parse_ban(json.as_bytes())?;
-            Direct::Ban { closing: closing.to_string(), ban }
-        }
-        _ => return None,
-    };
-    Some(Notice::Direct { client, nick: Rc::from(nick), direct })
 }
 
 /// `PID ROOM` -> `COUNT DISPLAY` entries as (key, display, members), summed over processes.

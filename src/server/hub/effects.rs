@@ -155,6 +155,21 @@ impl<S: Stream> Hub<S> {
         self.broker.as_mut()
     }
 
+    /// The turn's exchange with the broker, in the loop's order: the broker's turn (links read
+    /// again if their budget ran out, its timers), its notices to the chat and the chat's requests
+    /// to it, then one write (which may answer with notices of its own, a lost link say), until
+    /// it has nothing new.
+    pub fn broker_turn(&mut self, now: Instant) {
+        self.broker.on_turn(now);
+        loop {
+            self.exchange_with_broker(now);
+            self.broker.end_turn(now);
+            if !self.exchange_with_broker(now) {
+                return;
+            }
+        }
+    }
+
     /// The broker's notices (from its sockets) to the chat, the chat's requests to the broker,
     /// until neither has more; then the connections that waited on it and no longer do are
     /// read again. True if the broker had anything to say.
