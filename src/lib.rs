@@ -13,9 +13,12 @@
 //! - [`rate`]: a connection's message rate limit (`--max-messages-per-sec`), a token bucket.
 //! - [`outbox`]: a connection's outgoing queue of shared buffers, flushed with vectored writes.
 //! - [`frame`]: encodes a server frame once, so one buffer goes into every recipient's outbox.
-//! - [`chat`]: nicks, rooms, history, and who receives what, with no IO at all.
+//! - [`chat`]: nicks, rooms, history, and who receives what, with no IO at all; what crosses
+//!   processes it asks of a broker, in its own vocabulary (`chat::broker`).
+//! - [`broker`]: the broker seam: the trait the hub hands the chat's requests to, and the
+//!   in-process broker (one process answers for all).
 //! - [`store`]: durable history (`--data-dir`), committed before the turn's writes.
-//! - [`cluster`]: cluster mode (`--redis`): several processes made one chat through Redis.
+//! - [`cluster`]: the Redis broker (`--redis`): several processes made one chat through Redis.
 //! - [`metrics`]: counts what operators watch and serves it on `--metrics ADDR` (Prometheus).
 //! - [`logline`]: keeps what clients send out of the log's control: escaped, cut, rate-limited.
 //! - [`config`]: every flag of the server, its default and its `--help` text.
