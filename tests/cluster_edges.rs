@@ -51,11 +51,9 @@ fn lines_until(ws: &mut Client, wanted: impl Fn(&str) -> bool) -> Vec<String> {
 
 /// The link to Redis fails while a client's line is being read in the same loop turn (here:
 /// the server is stopped, Redis killed, the line sent, the server continued, so the Redis EOF
-/// and the line are in one batch of events). The RedisBroker has failed and answers as its
-/// LocalBroker, which has no numbering for any room yet (the chat has not yet been told
-/// `Down`, so it has not followed its rooms again): `Request::Say` is dropped with a debug log.
-/// The line is lost without a word, though the broker's own doc says a line in flight at a
-/// failure is "said again, on this process alone" (`Notice::Unsent`).
+/// and the line are in one batch of events). The broker, failed before the chat has followed
+/// its rooms again here, hands the line back (`Notice::Unsent`) and it is said on this
+/// process. (It was once dropped with a debug log.)
 #[test]
 fn a_line_read_in_the_turn_the_link_fails_is_not_lost() {
     let Some(mut redis) = RedisServer::start("a_line_read_in_the_turn_the_link_fails_is_not_lost") else {
@@ -180,12 +178,11 @@ impl DelayProxy {
     }
 }
 
-/// After the link comes back, every member of a room becomes a *non-joining* waiter of that
-/// room's reload (`Chat::refollow`), which holds nobody; yet `Chat::loaded` releases one hold
-/// for every waiter. A member that `/join`s a new room meanwhile holds one for that room's
-/// load; the old room's load then takes it away, so the member is read again before its join
-/// completes, and the answer to its next command comes before its replay and its own join.
-/// In one process: `*** ann joined r1` before `*** in r1 (1): ann`.
+/// After the link comes back, every member of a room waits for that room's reload without
+/// being held; a member that `/join`s a new room meanwhile is held for that room's load, and
+/// the old room's load must not let it go: its join completes (`*** ann joined r1`) before the
+/// answer to its next command (`*** in r1 (1): ann`), as in one process. (The old room's load
+/// once released it.)
 #[test]
 fn a_join_right_after_the_link_is_back_completes_before_the_next_command_is_answered() {
     let Some(redis) = RedisServer::start("a_join_right_after_the_link_is_back") else {
@@ -214,12 +211,10 @@ fn a_join_right_after_the_link_is_back_completes_before_the_next_command_is_answ
 }
 
 /// Origins and holds name a connection by its slab key, which the next connection reuses.
-/// Ann (slot K) says a line and is kicked by a moderator while the line is on its way through
-/// Redis (`leave_chat` calls `Broker::forget`, so her close is read at once and her slot
-/// freed); bob connects, gets slot K, and sends `/who` right away. Bob is held until his own
-/// join notice is back from Redis, but ann's line comes back first, and
-/// `RedisBroker::came_back` counts it against slot K: bob is let go before his join is back,
-/// and his `/who` is answered before `*** bob joined lobby`.
+/// Ann (slot K) says a line and is kicked while the line is on its way through Redis; bob gets
+/// slot K and sends `/who` right away. Ann's line, coming back first, counts against her gone
+/// connection (`Broker::forget` keeps it apart), not bob: his `/who` is answered after
+/// `*** bob joined lobby`. (It once let bob go early.)
 #[test]
 fn a_line_from_a_departed_connection_does_not_release_the_next_one_in_its_slot() {
     let Some(redis) = RedisServer::start("a_line_from_a_departed_connection") else {
@@ -256,12 +251,10 @@ fn a_line_from_a_departed_connection_does_not_release_the_next_one_in_its_slot()
 }
 
 /// A room that is new on this process is followed, then loaded once the subscription is
-/// live. Between the two, its room *events* (joins, leaves, nick changes, binary frames) are
-/// delivered at once to the room's members (`Notice::Event if self.is_followed(..)` counts
-/// `Loading`), including a joiner still waiting for its replay: it hears others' joins before
-/// its own history and before its own join. Messages in that window are buffered; events are
-/// not. (The command link is slowed here so the window is wide; on a real network it is a
-/// round trip.)
+/// live. Between the two, a joiner still waiting for its replay hears none of the room's
+/// events (others' joins and leaves): it hears the room from its replay on, as PROTOCOL.md
+/// says. (It once heard them first. The command link is slowed here so the window is wide; on
+/// a real network it is a round trip.)
 #[test]
 fn a_joiner_hears_nothing_of_its_room_before_its_replay() {
     let Some(redis) = RedisServer::start("a_joiner_hears_nothing_of_its_room_before_its_replay") else {
@@ -305,10 +298,8 @@ fn a_joiner_hears_nothing_of_its_room_before_its_replay() {
 }
 
 /// Redis refuses a command (here: over `maxmemory`, so every write is refused with OOM). The
-/// broker pops the refused command's `Expect` in `on_reply`, returns the error, and `fail`
-/// answers every *other* pending `Expect`: the refused one is dropped. A refused room message
-/// is lost (no `Notice::Unsent`), a refused claim is never answered (its client waits, unread,
-/// until it is timed out), a refused question never released.
+/// link is dropped, and the refused command is answered here like every other one Redis did
+/// not answer: a refused room message is said on this process. (It was once lost.)
 #[test]
 fn a_line_redis_refuses_is_said_here_rather_than_lost() {
     let Some(redis) = RedisServer::start("a_line_redis_refuses_is_said_here_rather_than_lost") else {
@@ -326,8 +317,8 @@ fn a_line_redis_refuses_is_said_here_rather_than_lost() {
     assert!(seen.iter().any(|l| l == "ann: refused by redis"), "ann's line was lost; amy saw {seen:#?}");
 }
 
-/// The same for a nick claim: the connection whose claim Redis refused is never welcomed; it
-/// is not read, so `--idle-timeout` (here 2 s) finally closes it.
+/// The same for a nick claim: the connection whose claim Redis refused is welcomed all the
+/// same. (It was once never welcomed, unread until `--idle-timeout` closed it.)
 #[test]
 fn a_claim_redis_refuses_is_answered_all_the_same() {
     let Some(redis) = RedisServer::start("a_claim_redis_refuses_is_answered_all_the_same") else {
@@ -360,11 +351,9 @@ fn a_claim_redis_refuses_is_answered_all_the_same() {
     );
 }
 
-/// A room event in flight when the link fails is dropped (`Expect::Nothing` has no
-/// `unanswered`), while a room message in flight is said again here (`Notice::Unsent`): a
-/// member whose `/nick` was granted just before Redis stopped answering is renamed, but
-/// neither it nor anyone on its process is ever told (`*** ann is now known as bob`), though
-/// PROTOCOL.md promises a client its own nick changes.
+/// A member's own nick change on its way when the link fails is announced on its process:
+/// it and everyone there hear `*** ann is now known as bob`, as PROTOCOL.md promises a client
+/// its own nick changes. (It was once dropped.)
 #[test]
 fn a_nick_change_in_flight_when_the_link_fails_is_still_announced_here() {
     let Some(redis) = RedisServer::start("a_nick_change_in_flight_when_the_link_fails") else {

@@ -219,9 +219,12 @@ pub(crate) fn parse_direct(payload: &[u8]) -> Option<Notice> {
 }
 
 /// `PID ROOM` -> `COUNT DISPLAY` pairs as (key, display, members), summed over processes.
-fn rooms_elsewhere<'a>(entries: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(Rc<str>, Rc<str>, usize)> {
+pub(crate) fn rooms_elsewhere<F: AsRef<str>, V: AsRef<str>>(
+    entries: impl Iterator<Item = (F, V)>,
+) -> Vec<(Rc<str>, Rc<str>, usize)> {
     let mut rooms: HashMap<Rc<str>, (Rc<str>, usize)> = HashMap::new();
     for (field, value) in entries {
+        let (field, value) = (field.as_ref(), value.as_ref());
         let (Some((_, key)), Some((count, display))) = (field.split_once(' '), value.split_once(' ')) else {
             continue;
         };

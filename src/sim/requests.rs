@@ -9,7 +9,6 @@
 //! NICK\nBODY`) is private to `crate::cluster`, so it is written and read here to the same
 //! shape.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -227,9 +226,10 @@ impl SimBroker {
                 let nicks = self.elsewhere(pairs, ':').map(|(_, nick)| Rc::from(nick)).collect();
                 Notice::Who { asker, room, nicks }
             }
-            (Expect::Rooms { asker }, Reply::Pairs(pairs)) => {
-                Notice::Rooms { asker, rooms: rooms_elsewhere(self.elsewhere(pairs, ' ')) }
-            }
+            (Expect::Rooms { asker }, Reply::Pairs(pairs)) => Notice::Rooms {
+                asker,
+                rooms: crate::cluster::replies::rooms_elsewhere(self.elsewhere(pairs, ' ')),
+            },
             (Expect::Reached { asker, nick, direct }, Reply::Reached(reached, value)) => {
                 let held_as =
                     value.get(2..).filter(|n| !n.is_empty()).map(|n| (Rc::from(n), value.starts_with('S')));
@@ -287,17 +287,4 @@ impl SimBroker {
             self.notices.push(notice);
         }
     }
-}
-
-/// `PID ROOM` -> `COUNT DISPLAY` entries as (key, display, members), summed over processes.
-fn rooms_elsewhere(entries: impl Iterator<Item = (String, String)>) -> Vec<(Rc<str>, Rc<str>, usize)> {
-    let mut rooms: BTreeMap<Rc<str>, (Rc<str>, usize)> = BTreeMap::new();
-    for (field, value) in entries {
-        let (Some((_, key)), Some((count, display))) = (field.split_once(' '), value.split_once(' ')) else {
-            continue;
-        };
-        let entry = rooms.entry(Rc::from(key)).or_insert_with(|| (Rc::from(display), 0));
-        entry.1 = entry.1.saturating_add(count.parse::<usize>().unwrap_or(0));
-    }
-    rooms.into_iter().map(|(key, (display, count))| (key, display, count)).collect()
 }
