@@ -96,4 +96,9 @@ impl Broker for LocalBroker {
     fn take_notices(&mut self, into: &mut Vec<Notice>) {
         into.append(&mut self.notices);
     }
+
+    fn release_memory(&mut self) {
+        self.rooms.shrink_to_fit();
+        self.notices = Vec::new();
+    }
 }

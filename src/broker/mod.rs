@@ -77,4 +77,7 @@ pub trait Broker {
 
     /// The server is shutting down: this process stops counting as present.
     fn leave(&mut self, _now: Instant) {}
+
+    /// The last connection of a crowd is gone: drop the capacity it left behind.
+    fn release_memory(&mut self) {}
 }

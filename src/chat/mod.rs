@@ -380,6 +380,8 @@ impl Chat {
         }
         self.rooms.shrink_to_fit();
         self.emptied.shrink_to_fit();
+        self.requests.shrink_to_fit();
+        self.waits.release_memory();
     }
 
     /// Number of clients in the chat.

@@ -44,6 +44,17 @@ pub(super) struct Waits {
     lost: bool,
 }
 
+impl Waits {
+    /// Drops the capacity a crowd left behind (see [`Chat::release_memory`]).
+    pub(super) fn release_memory(&mut self) {
+        self.claims.shrink_to_fit();
+        self.holds.shrink_to_fit();
+        self.reached_here.shrink_to_fit();
+        self.dirty_counts.shrink_to_fit();
+        self.closing_after_ban.shrink_to_fit();
+    }
+}
+
 impl Chat {
     /// `client` waits on the broker: its input must not be read until it no longer does.
     pub fn is_waiting(&self, client: ClientId) -> bool {

@@ -502,6 +502,10 @@ impl<S: Stream> Hub<S> {
         self.interest_changes = Vec::new();
         self.released = Vec::new();
         self.per_address = HashMap::new();
+        self.requests = Vec::new();
+        self.notices = Vec::new();
+        self.held = HashSet::new();
+        self.broker.release_memory();
         self.chat.release_memory();
         true
     }
