@@ -282,21 +282,40 @@ mod tests {
         unix_now()
     }
 
-    fn files(name: &str, secret: Option<&[u8]>, public_pem: Option<&str>) -> AuthFiles {
-        let dir = std::env::temp_dir().join(format!("wschat-auth-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+    /// Key files written for one test, with the `AuthFiles` naming them; the directory is
+    /// removed when this is dropped (`Auth::load` has read them by then).
+    struct KeyFiles {
+        files: AuthFiles,
+        _dir: crate::scratch::ScratchDir,
+    }
+
+    impl std::ops::Deref for KeyFiles {
+        type Target = AuthFiles;
+        fn deref(&self) -> &AuthFiles {
+            &self.files
+        }
+    }
+
+    impl std::ops::DerefMut for KeyFiles {
+        fn deref_mut(&mut self) -> &mut AuthFiles {
+            &mut self.files
+        }
+    }
+
+    fn files(name: &str, secret: Option<&[u8]>, public_pem: Option<&str>) -> KeyFiles {
+        let dir = crate::scratch::ScratchDir::new(&format!("auth-{name}"));
         let mut files = AuthFiles::default();
         if let Some(secret) = secret {
-            let path = dir.join("secret");
+            let path = dir.path().join("secret");
             std::fs::write(&path, secret).unwrap();
             files.secret = Some(path);
         }
         if let Some(pem) = public_pem {
-            let path = dir.join("public.pem");
+            let path = dir.path().join("public.pem");
             std::fs::write(&path, pem).unwrap();
             files.public_key = Some(path);
         }
-        files
+        KeyFiles { files, _dir: dir }
     }
 
     fn hs256(claims: serde_json::Value) -> Token {

@@ -33,6 +33,7 @@
 //! - [`wire`]: the client's side of the wire (upgrade request, client frames, header parsing),
 //!   shared by the bench, the simulation and the tests.
 //! - [`rng`]: the one small pseudo-random generator (jitter, masks), nothing secret.
+//! - `scratch` (unit tests only): a test's directory, removed when the test ends.
 //! - [`client`]: the terminal chat client behind `wschat-client` (feature `client`).
 //! - [`bench`](mod@bench): the load generator behind `wschat-bench` (feature `bench`).
 
@@ -55,6 +56,8 @@ pub mod origin;
 pub mod outbox;
 pub mod rate;
 pub mod rng;
+#[cfg(test)]
+mod scratch;
 pub mod server;
 pub mod settings;
 pub mod sim;

@@ -263,6 +263,7 @@ impl WriteBarrier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scratch::ScratchDir;
 
     fn message(room: &str, seq: u64, oldest_kept: u64) -> Journal {
         let stored = Stored {
@@ -281,22 +282,16 @@ mod tests {
         }
     }
 
-    fn dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("wschat-store-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
-
     #[test]
     fn what_is_committed_is_read_back_trimmed_after_reopening() {
-        let dir = dir("roundtrip");
+        let dir = ScratchDir::new("store-roundtrip");
         {
-            let store = Store::open(&dir).unwrap();
+            let store = Store::open(dir.path()).unwrap();
             assert_eq!(store.load().unwrap(), []);
             store.commit(&[message("dev", 1, 1), message("dev", 2, 1)]).unwrap();
             store.commit(&[message("dev", 3, 2), message("ops", 1, 1)]).unwrap();
         }
-        let store = Store::open(&dir).unwrap();
+        let store = Store::open(dir.path()).unwrap();
         let rooms = store.load().unwrap();
         assert_eq!(rooms.len(), 2);
         let dev = &rooms[0];
@@ -310,16 +305,13 @@ mod tests {
         store.commit(&[Journal::RoomDropped { room: Rc::from("dev") }]).unwrap();
         let rooms = store.load().unwrap();
         assert_eq!(rooms.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["ops"]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_corrupt_file_is_an_error_naming_it() {
-        let dir = dir("corrupt");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(FILE_NAME), vec![0x5a; 64 * 1024]).unwrap();
-        let error = Store::open(&dir).expect_err("a corrupt store must not open");
+        let dir = ScratchDir::new("store-corrupt");
+        std::fs::write(dir.path().join(FILE_NAME), vec![0x5a; 64 * 1024]).unwrap();
+        let error = Store::open(dir.path()).expect_err("a corrupt store must not open");
         assert!(error.to_string().contains(FILE_NAME), "{error}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3,6 +3,8 @@
 //! readers, bursts, pieces and timeouts are exact and instant. Socket-level behaviour is tested
 //! against the real binary in the other files.
 
+mod common;
+
 use std::time::Duration;
 
 use wschat::sim::{scenarios::small_limits, ClientIx, Simulation};
@@ -208,10 +210,11 @@ fn an_idle_connection_holds_no_protocol_state_and_resumes_mid_message_correctly(
 
 /// Settings that verify HS256 tokens made with `secret`.
 fn with_tokens(secret: &[u8]) -> Settings {
-    let path = std::env::temp_dir().join(format!("wschat-sim-secret-{}", std::process::id()));
-    std::fs::write(&path, secret).unwrap();
+    // Read once, by `Auth::load`: the directory can go when this returns.
+    let dir = common::TempDir::new("sim-secret");
+    let path = dir.file("secret", secret);
     let mut settings = small_limits();
-    let files = wschat::auth::AuthFiles { secret: Some(path), ..Default::default() };
+    let files = wschat::auth::AuthFiles { secret: Some(path.into()), ..Default::default() };
     settings.auth = Some(std::sync::Arc::new(wschat::auth::Auth::load(&files).unwrap()));
     settings.chat.token_nicks = true;
     // Silent scripted clients must not be closed as idle while the token clock runs.

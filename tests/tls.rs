@@ -69,14 +69,12 @@ impl Pki {
     }
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wschat-tls-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(&format!("tls-{name}"))
 }
 
 /// A server speaking TLS with `pki`'s certificate.
-fn tls_server(pki: &Pki, name: &str, flags: &[&str]) -> (TestServer, PathBuf) {
+fn tls_server(pki: &Pki, name: &str, flags: &[&str]) -> (TestServer, TempDir) {
     let dir = temp_dir(name);
     let (cert, key) = pki.write_to(&dir);
     let mut args = vec!["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];

@@ -512,6 +512,14 @@ impl TempDir {
     }
 }
 
+/// The directory's path, for `join` and wherever a `&Path` is wanted.
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
