@@ -112,7 +112,10 @@ class Server:
     def __init__(self, cmd, port):
         self.port = port
         # {data_dir}: a fresh, empty history store for every start (see --durable).
-        fresh = tempfile.mkdtemp(prefix="wschat-compare-data-") if any("{data_dir}" in a for a in cmd) else ""
+        # Removed when the server stops (or, should this run fail, when Python exits).
+        self.data_dir = tempfile.TemporaryDirectory(prefix="wschat-compare-data-") \
+            if any("{data_dir}" in a for a in cmd) else None
+        fresh = self.data_dir.name if self.data_dir else ""
         argv = ["taskset", "-c", "0"] + [a.format(port=port, data_dir=fresh) for a in cmd]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
@@ -136,6 +139,8 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self.data_dir:
+            self.data_dir.cleanup()
         time.sleep(1)
 
 
@@ -255,9 +260,11 @@ def main():
                         help="also measure wschat with --data-dir (durable history, a fresh store per start)")
     args = parser.parse_args()
     global CA_FILE
-    tls = None
+    tls = tls_dir = None
     if args.tls:
-        tls = make_certificate(tempfile.mkdtemp(prefix="wschat-compare-"))
+        # Held until this function returns, then removed with the certificate in it.
+        tls_dir = tempfile.TemporaryDirectory(prefix="wschat-compare-")
+        tls = make_certificate(tls_dir.name)
         CA_FILE = tls[0]
     extra = [tuple(spec.split("=", 1)) for spec in args.server]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
