@@ -7,6 +7,8 @@
 
 pub mod chat;
 pub mod redis;
+pub mod redis_proxy;
+pub mod tcp;
 
 // Each test file includes this module, and most use only part of it.
 #[allow(unused_imports)]
@@ -194,6 +196,28 @@ impl TestServer {
         }
     }
 
+    /// Stops the process (SIGSTOP) and waits (bounded) until it is stopped: from then on it
+    /// runs none of its loop, and whatever reaches its sockets waits there, in order, until
+    /// [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.signal("STOP");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+            // The state is the field after the parenthesised command name; `T` is stopped.
+            if stat[stat.rfind(')').unwrap() + 2..].starts_with('T') {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop: {stat}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Lets a [`pause`](Self::pause)d process run again.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
     /// Sends a signal (e.g. "TERM") to the server process.
     pub fn signal(&self, name: &str) {
         let status =
@@ -220,7 +244,7 @@ pub fn recv(ws: &mut Client) -> Message {
 
 /// The next data message if one comes before `deadline`.
 #[track_caller]
-fn recv_by(ws: &mut Client, deadline: Instant) -> Option<Message> {
+pub fn recv_by(ws: &mut Client, deadline: Instant) -> Option<Message> {
     let message = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
