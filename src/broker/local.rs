@@ -63,9 +63,9 @@ impl Broker for LocalBroker {
                 numbering.next_seq += 1;
                 Notice::Message { room, epoch: numbering.epoch.clone(), message }
             }
-            Request::Announce { room, event, .. } => Notice::Event { room, event },
+            Request::Announce { room, event, origin } => Notice::Event { room, event, origin },
             Request::Binary { room, from, data, .. } => {
-                self.notices.push(Notice::Event { room: room.clone(), event: from });
+                self.notices.push(Notice::Event { room: room.clone(), event: from, origin: None });
                 Notice::Binary { room, data }
             }
             Request::Claim { client, nick, serial, .. } => {

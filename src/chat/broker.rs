@@ -164,10 +164,12 @@ pub enum Notice {
         epoch: Rc<str>,
         message: Stored,
     },
-    /// A room event that is not kept.
+    /// A room event that is not kept; `origin` is the connection of this process that
+    /// announced it (its own join, leave or nick change), if any.
     Event {
         room: Rc<str>,
         event: Event,
+        origin: Option<ClientId>,
     },
     /// A binary message for the room.
     Binary {

@@ -93,7 +93,7 @@ impl Chat {
                 self.loaded(&room, display, epoch, top, messages, out)
             }
             Notice::Message { room, epoch, message } => self.room_message(&room, epoch, message, out),
-            Notice::Event { room, event } if self.is_followed(&room) => {
+            Notice::Event { room, event, .. } if self.is_followed(&room) => {
                 self.to_room(room, Body::Event(event), out)
             }
             Notice::Binary { room, data } if self.is_followed(&room) => {

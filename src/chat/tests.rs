@@ -186,7 +186,7 @@ fn in_a_cluster_a_joiner_waits_for_its_nick_and_room_and_messages_come_back_from
         [.., Request::Announce { event, origin: Some(1), .. }] => event.clone(),
         other => panic!("no announcement of the join: {other:?}"),
     };
-    h.cluster(Notice::Event { room: Rc::from("lobby"), event: joined });
+    h.cluster(Notice::Event { room: Rc::from("lobby"), event: joined, origin: Some(1) });
     assert_eq!(h.take(1), ["*** alice joined lobby"]);
     // Said, not shown: it comes back numbered by Redis.
     h.say(1, "hi");

@@ -22,7 +22,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -30,12 +29,12 @@ use log::{debug, info, warn};
 use mio::{Registry, Token};
 
 use super::expect::{Expect, Scripts};
-use super::link::Link;
+use super::link::{Dialer, Link};
 use super::resp::{Frame, Limits};
+use super::tcp::TcpDialer;
 use super::url::RedisUrl;
 use super::{presence, room};
 use crate::broker::{Broker, LocalBroker, Notice, Request};
-use crate::chat::history::new_epoch;
 use crate::chat::{ClientId, Event};
 
 /// First wait before reconnecting; it doubles per failure up to [`MAX_BACKOFF`].
@@ -86,8 +85,7 @@ enum State {
 /// The two links and the cluster's state as this process sees it.
 pub struct RedisBroker {
     pub(super) url: RedisUrl,
-    addr: SocketAddr,
-    registry: Registry,
+    dialer: Box<dyn Dialer>,
     pub(super) cmd: Link,
     pub(super) sub: Link,
     state: State,
@@ -138,18 +136,33 @@ impl RedisBroker {
     /// (a room's whole history) is bounded by them.
     pub fn new(
         url: RedisUrl,
-        (history, max_message_size): (usize, usize),
+        flags: (usize, usize),
         presence_ttl: Duration,
         registry: &Registry,
         tokens: (Token, Token),
         now: Instant,
     ) -> io::Result<Self> {
         let addr = url.resolve().map_err(|e| io::Error::new(e.kind(), format!("--redis {url}: {e}")))?;
+        let dialer = TcpDialer::new(addr, registry)?;
+        Ok(Self::with_dialer(url, flags, presence_ttl, Box::new(dialer), tokens, now))
+    }
+
+    /// A broker whose links are `dialer`'s sockets (the simulation's Redis, for one): `url`
+    /// still names the database, the credentials and the Redis in the logs.
+    pub fn with_dialer(
+        url: RedisUrl,
+        (history, max_message_size): (usize, usize),
+        presence_ttl: Duration,
+        dialer: Box<dyn Dialer>,
+        tokens: (Token, Token),
+        now: Instant,
+    ) -> Self {
         let limits = Limits::for_flags(history, max_message_size);
-        Ok(Self {
+        let mut dialer = dialer;
+        let pid = dialer.link_name();
+        Self {
             url,
-            addr,
-            registry: registry.try_clone()?,
+            dialer,
             cmd: Link::with_limits(tokens.0, limits),
             sub: Link::with_limits(tokens.1, limits),
             state: State::Down { retry_at: now },
@@ -164,7 +177,7 @@ impl RedisBroker {
             frames: Vec::new(),
             scripts: Scripts::new(),
             history,
-            pid: new_epoch().to_string(),
+            pid,
             presence_ttl,
             next_heartbeat: now,
             reply_wait: None,
@@ -175,7 +188,7 @@ impl RedisBroker {
             bans_to_load: VecDeque::new(),
             unechoed: HashMap::new(),
             ghosts: HashMap::new(),
-        })
+        }
     }
 
     fn is_up(&self) -> bool {
@@ -186,11 +199,10 @@ impl RedisBroker {
         self.state = State::Connecting { since: now };
         // A new name for each link: entries written under the old one (members who left while
         // Redis was away) die with it, and the chat writes the live ones again.
-        let old_pid = std::mem::replace(&mut self.pid, new_epoch().to_string());
+        let old_pid = std::mem::replace(&mut self.pid, self.dialer.link_name());
         self.capability_known = false;
-        let registry = &self.registry;
-        let started =
-            self.cmd.connect(self.addr, registry).and_then(|()| self.sub.connect(self.addr, registry));
+        let dialer = &mut *self.dialer;
+        let started = self.cmd.connect(dialer).and_then(|()| self.sub.connect(dialer));
         if let Err(e) = started.and_then(|()| self.queue_setup(&old_pid)) {
             return self.fail(&format!("cannot connect: {e}"));
         }
@@ -247,8 +259,8 @@ impl RedisBroker {
         } else {
             debug!("Redis at {}: {why}", self.url);
         }
-        self.cmd.close(&self.registry);
-        self.sub.close(&self.registry);
+        self.cmd.close();
+        self.sub.close();
         self.state = State::Down { retry_at: self.now + self.backoff };
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         self.reply_wait = None;
@@ -260,7 +272,10 @@ impl RedisBroker {
         if was_up {
             self.notices.push(Notice::Down);
         }
-        for (client, (room, event)) in std::mem::take(&mut self.unechoed) {
+        // In the order the clients came: the same run gives the same lines.
+        let mut unechoed: Vec<_> = std::mem::take(&mut self.unechoed).into_iter().collect();
+        unechoed.sort_unstable_by_key(|(client, _)| *client);
+        for (client, (room, event)) in unechoed {
             self.alone.request(Request::Announce { room, event, origin: Some(client) });
         }
         for expected in std::mem::take(&mut self.pending) {
@@ -303,18 +318,18 @@ impl RedisBroker {
         *entry = (entry.0 + 1, self.now);
     }
 
-    /// A room message or event came back from the subscription with this ORIGIN.
-    pub(super) fn came_back(&mut self, origin: &[u8]) {
-        let Some((pid, client)) = std::str::from_utf8(origin).ok().and_then(|o| o.split_once(':')) else {
-            return;
-        };
-        let Some(client) = client.parse().ok().filter(|_| pid == self.pid) else { return };
+    /// A room message or event came back from the subscription with this ORIGIN: the
+    /// connection of this process it came from, if it is still here.
+    pub(super) fn came_back(&mut self, origin: &[u8]) -> Option<ClientId> {
+        let (pid, client) = std::str::from_utf8(origin).ok()?.split_once(':')?;
+        let client = client.parse().ok().filter(|_| pid == self.pid)?;
         if let Some((count, _)) = self.ghosts.get_mut(&client) {
             *count -= 1;
             if *count == 0 {
                 self.ghosts.remove(&client);
             }
-            return;
+            // A departed connection's: its id may be another's by now.
+            return None;
         }
         if let Some((count, _)) = self.in_flight.get_mut(&client) {
             *count -= 1;
@@ -323,6 +338,7 @@ impl RedisBroker {
                 self.unechoed.remove(&client);
             }
         }
+        Some(client)
     }
 
     /// End of turn: this turn's (un)subscriptions in one command each, then one write per link.
@@ -339,8 +355,8 @@ impl RedisBroker {
         if self.is_up() {
             self.queue_subscriptions()?;
         }
-        self.cmd.flush(&self.registry)?;
-        self.sub.flush(&self.registry)
+        self.cmd.flush()?;
+        self.sub.flush()
     }
 
     fn queue_subscriptions(&mut self) -> io::Result<()> {
@@ -364,6 +380,8 @@ impl RedisBroker {
             }
         }
         if wanted.len() > 1 {
+            // In one order whatever the hash map's: the same run subscribes the same way.
+            wanted[1..].sort_unstable();
             self.sub.queue(&wanted)?;
         }
         Ok(())
@@ -378,7 +396,7 @@ impl RedisBroker {
         if writable {
             link.on_writable()?;
             // A finished connect sends what was queued; a blocked write resumes.
-            link.flush(&self.registry)?;
+            link.flush()?;
         }
         if readable {
             let mut frames = std::mem::take(&mut self.frames);

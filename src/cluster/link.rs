@@ -1,7 +1,11 @@
-//! One TCP connection to Redis inside the server's poll: a non-blocking mio socket under its
-//! own token, an outbox of encoded commands written once per loop turn (so a turn's commands
-//! leave pipelined, in one write), and a [`Decoder`] that replies are decoded by as they are
-//! read.
+//! One connection to Redis inside the server's poll: a non-blocking socket under its own
+//! token, an outbox of encoded commands written once per loop turn (so a turn's commands leave
+//! pipelined, in one write), and a [`Decoder`] that replies are decoded by as they are read.
+//!
+//! The socket is whatever a [`Dialer`] makes: in the server, a TCP socket registered in the
+//! poll (`tcp.rs`); in the simulation, a connection to a simulated Redis on a virtual clock.
+//! Everything above the socket (the outbox, the budgets, the decoder, and the whole broker) is
+//! the same code in both.
 //!
 //! Both directions are bounded: a Redis that stops reading, or that sends a reply past the
 //! decoder's [`Limits`], costs the link (it is dropped and made again by the broker), never the
@@ -11,11 +15,9 @@
 //! published messages or one endless reply; what is left is read next turn.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 
 use bytes::{Buf, Bytes, BytesMut};
-use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
+use mio::Token;
 
 use super::resp::{self, Decoder, Frame, Limits};
 
@@ -33,10 +35,32 @@ const CHUNK: usize = 64 << 10;
 /// Reads are cut from buffers this large, each used again once nothing cut from it is alive.
 const ARENA: usize = 1 << 20;
 
+/// What a link needs of its connection: bytes both ways without blocking (`WouldBlock` when
+/// there are none, or no room), and readiness under the link's token.
+pub trait Socket: Read + Write {
+    /// Whether the connect has finished: `Ok(false)` while it is under way (a spurious
+    /// WRITABLE), an error if it failed.
+    fn finish_connect(&mut self) -> io::Result<bool>;
+    /// Asks to hear of WRITABLE (a blocked write, a connect under way) or stops asking;
+    /// READABLE is always wanted. Dropping the socket stops both.
+    fn want_writable(&mut self, wanted: bool) -> io::Result<()>;
+}
+
+/// Makes connections to Redis, each started without waiting and told about under `token`.
+pub trait Dialer {
+    fn dial(&mut self, token: Token) -> io::Result<Box<dyn Socket>>;
+
+    /// A new name for this process in Redis, one per link: random (a simulation numbers them,
+    /// so that a seed replays the same run).
+    fn link_name(&mut self) -> String {
+        crate::chat::history::new_epoch().to_string()
+    }
+}
+
 /// One connection to Redis.
 pub struct Link {
     token: Token,
-    socket: Option<TcpStream>,
+    socket: Option<Box<dyn Socket>>,
     /// The socket is connected (the first WRITABLE event came, without an error).
     connected: bool,
     outbox: BytesMut,
@@ -79,22 +103,17 @@ impl Link {
     }
 
     /// Starts connecting (without waiting); what is queued meanwhile goes once connected.
-    pub fn connect(&mut self, addr: SocketAddr, registry: &Registry) -> io::Result<()> {
-        self.close(registry);
-        let mut socket = TcpStream::connect(addr)?;
-        registry.register(&mut socket, self.token, Interest::READABLE | Interest::WRITABLE)?;
-        // Commands are small and latency matters: no Nagle delay.
-        let _ = socket.set_nodelay(true);
-        self.socket = Some(socket);
+    pub fn connect(&mut self, dialer: &mut dyn Dialer) -> io::Result<()> {
+        self.close();
+        // A new socket asks for WRITABLE: its first tells that the connect finished.
+        self.socket = Some(dialer.dial(self.token)?);
         self.wants_writable = true;
         Ok(())
     }
 
     /// Drops the connection and whatever was queued or half-read.
-    pub fn close(&mut self, registry: &Registry) {
-        if let Some(mut socket) = self.socket.take() {
-            let _ = registry.deregister(&mut socket);
-        }
+    pub fn close(&mut self) {
+        self.socket = None;
         self.connected = false;
         self.outbox.clear();
         self.decoder.reset();
@@ -135,23 +154,13 @@ impl Link {
         if self.connected {
             return Ok(());
         }
-        let Some(socket) = &self.socket else { return Ok(()) };
-        if let Some(e) = socket.take_error()? {
-            return Err(e);
-        }
-        match socket.peer_addr() {
-            Ok(_) => {
-                self.connected = true;
-                Ok(())
-            }
-            // Not yet: spurious wakeup while connecting.
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
-            Err(e) => Err(e),
-        }
+        let Some(socket) = &mut self.socket else { return Ok(()) };
+        self.connected = socket.finish_connect()?;
+        Ok(())
     }
 
     /// Writes what is queued; keeps WRITABLE interest while the socket refuses bytes.
-    pub fn flush(&mut self, registry: &Registry) -> io::Result<()> {
+    pub fn flush(&mut self) -> io::Result<()> {
         let Some(socket) = &mut self.socket else { return Ok(()) };
         if !self.connected {
             return Ok(());
@@ -169,8 +178,7 @@ impl Link {
         }
         let blocked = !self.outbox.is_empty();
         if blocked != self.wants_writable {
-            let interest = if blocked { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            registry.reregister(socket, self.token, interest)?;
+            socket.want_writable(blocked)?;
             self.wants_writable = blocked;
         }
         Ok(())
@@ -244,7 +252,9 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut poll = Poll::new().unwrap();
         let mut link = Link::new(Token(0));
-        link.connect(listener.local_addr().unwrap(), poll.registry()).unwrap();
+        let mut dialer =
+            super::super::tcp::TcpDialer::new(listener.local_addr().unwrap(), poll.registry()).unwrap();
+        link.connect(&mut dialer).unwrap();
         let (mut redis, _) = listener.accept().unwrap();
         // Three budgets' worth of the smallest replies, then one reply of 3 MiB (three read
         // budgets) split across reads, then one more.

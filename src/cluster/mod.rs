@@ -8,7 +8,8 @@
 //! The parts, each with one job:
 //! - [`url`]: where Redis is (`--redis`);
 //! - [`resp`]: the Redis wire format, through a sans-IO codec;
-//! - [`link`]: one non-blocking Redis connection in the server's poll;
+//! - [`link`]: one non-blocking Redis connection in the server's poll, over any [`Dialer`]'s
+//!   sockets; [`tcp`]: the real ones (the simulation has its own, `crate::sim::wire`);
 //! - [`broker`]: the two links (commands, subscriptions) and their life: connecting,
 //!   reconnecting with back-off, heartbeats, failing, and the flow bounds;
 //! - [`commands`]: the chat's requests as Redis commands;
@@ -50,7 +51,9 @@ pub mod presence;
 pub(crate) mod replies;
 pub mod resp;
 pub mod room;
+pub mod tcp;
 pub mod url;
 
 pub use broker::RedisBroker;
+pub use link::{Dialer, Socket};
 pub use url::RedisUrl;

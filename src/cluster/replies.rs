@@ -159,8 +159,11 @@ impl RedisBroker {
                     return Ok(());
                 }
                 match payload.and_then(|p| room::parse_payload(&room, p)) {
-                    Some((notice, origin)) => {
-                        self.came_back(&origin);
+                    Some((mut notice, origin)) => {
+                        let own = self.came_back(&origin);
+                        if let Notice::Event { origin, .. } = &mut notice {
+                            *origin = own;
+                        }
                         self.notices.push(notice);
                     }
                     None => warn!("Redis: an unreadable payload on the channel of room {room:?} was ignored"),

@@ -195,7 +195,7 @@ pub fn parse_payload(room: &str, payload: &Bytes) -> Option<(Notice, Bytes)> {
                     | Event::NickChanged { .. }
                     | Event::BinaryFrom { .. }
             )
-            .then_some((Notice::Event { room, event }, origin))
+            .then_some((Notice::Event { room, event, origin: None }, origin))
         }
         b"b " => {
             let (origin, data) = word(&rest)?;
@@ -236,7 +236,10 @@ mod tests {
         let payload = Bytes::from(event_payload(&origin("p1", Some(4)), &joined.json().unwrap()));
         assert_eq!(
             parse_payload("lobby", &payload),
-            Some((Notice::Event { room: Rc::from("lobby"), event: joined }, Bytes::from_static(b"p1:4")))
+            Some((
+                Notice::Event { room: Rc::from("lobby"), event: joined, origin: None },
+                Bytes::from_static(b"p1:4")
+            ))
         );
         let payload = Bytes::from(binary_payload(&origin("p1", None), &[0, 1, 2]));
         assert_eq!(

@@ -1,10 +1,10 @@
 //! [`SimCluster`]: several server processes, each a [`Simulation`] (the real hub, chat and
-//! connections) with a [`SimBroker`], linked by one simulated Redis (`net.rs`), on one virtual
-//! clock, from one seed.
+//! connections) with the real Redis broker, linked by one simulated Redis (`net.rs`) through
+//! simulated sockets (`wire.rs`), on one virtual clock, from one seed.
 //!
 //! A step is one turn of the whole cluster: Redis runs every command that has reached it, then
-//! each process takes one turn of its loop (readiness, timers, the exchange with its broker,
-//! flush). Time moves only when the cluster is told to wait: [`SimCluster::settle`] jumps from
+//! each process takes one turn of its loop (readiness, its broker's sockets' included, timers,
+//! the exchange with its broker, flush). Time moves only when the cluster is told to wait: [`SimCluster::settle`] jumps from
 //! one event to the next (a message arriving, a timer due) until nothing is on the way and no
 //! input waits, so delays of any length cost no real time.
 //!
@@ -15,10 +15,13 @@
 use std::cell::Ref;
 use std::time::{Duration, Instant};
 
-use super::broker::Echoes;
+use mio::Token;
+
 use super::net::{SharedRedis, SimRedis};
-use super::observe::Seen;
-use super::{json_upgrade_request, ClientIx, SimBroker, Simulation};
+use super::observe::{Echoes, Observed, Seen};
+use super::wire::{SimDialer, Sockets};
+use super::{json_upgrade_request, ClientIx, Simulation};
+use crate::cluster::{RedisBroker, RedisUrl};
 use crate::config::Config;
 use crate::settings::Settings;
 
@@ -38,6 +41,8 @@ pub struct Member {
 pub struct SimCluster {
     redis: SharedRedis,
     processes: Vec<Simulation>,
+    /// Each process's open connections to Redis.
+    sockets: Vec<Sockets>,
     /// Each process's clients' own announcements, as they came back.
     echoes: Vec<Echoes>,
     /// What each client saw, in the order they connected.
@@ -62,16 +67,22 @@ impl SimCluster {
         let start = Instant::now();
         let redis = SimRedis::new(seed, latency, start).shared();
         let echoes: Vec<Echoes> = (0..processes).map(|_| Echoes::default()).collect();
+        let sockets: Vec<Sockets> = (0..processes).map(|_| Sockets::default()).collect();
+        let url = RedisUrl::parse("redis://sim:6379/0").expect("a Redis URL");
+        let flags = (settings.chat.history, settings.max_message_size);
         let mut sims: Vec<Simulation> = (0..processes)
             .map(|process| {
-                let limits = (settings.chat.history, settings.presence_ttl);
-                let broker = SimBroker::new(redis.clone(), process, limits, echoes[process].clone(), start);
-                Simulation::with_broker(settings.clone(), Box::new(broker))
+                let dialer = SimDialer::new(redis.clone(), process, sockets[process].clone());
+                let (ttl, tokens) = (settings.presence_ttl, (Token(0), Token(1)));
+                let broker =
+                    RedisBroker::with_dialer(url.clone(), flags, ttl, Box::new(dialer), tokens, start);
+                let observed = Observed { broker: Box::new(broker), echoes: echoes[process].clone() };
+                Simulation::with_broker(settings.clone(), Box::new(observed))
             })
             .collect();
         let now = sims.iter().map(Simulation::now).max().unwrap_or(start);
         sims.iter_mut().for_each(|sim| sim.set_now(now));
-        let mut cluster = Self { redis, processes: sims, echoes, seen: Vec::new(), now };
+        let mut cluster = Self { redis, processes: sims, sockets, echoes, seen: Vec::new(), now };
         cluster.settle();
         cluster
     }
@@ -170,8 +181,16 @@ impl SimCluster {
     /// One turn of the cluster at the current time: Redis, then each process.
     pub fn step(&mut self) {
         self.redis.borrow_mut().run_until(self.now);
-        for sim in &mut self.processes {
+        for (process, sim) in self.processes.iter_mut().enumerate() {
             sim.set_now(self.now);
+            let mut redis = self.redis.borrow_mut();
+            for &(token, conn) in self.sockets[process].borrow().iter() {
+                let (readable, writable) = redis.readiness(conn, self.now);
+                if readable || writable {
+                    sim.broker_ready(token, readable, writable);
+                }
+            }
+            drop(redis);
             sim.step();
         }
         self.observe();

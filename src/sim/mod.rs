@@ -12,31 +12,33 @@
 //!
 //! [`scenarios`] holds the drivers shared by the property tests and the fuzz targets.
 //!
-//! **Cluster.** A simulation runs with the in-process broker by default; given a
-//! [`SimBroker`] ([`Simulation::with_broker`]) it is one process of a [`SimCluster`]: N
-//! processes, one simulated Redis between them, one virtual clock, one seed. The parts:
+//! **Cluster.** A simulation runs with the in-process broker by default; given another broker
+//! ([`Simulation::with_broker`]) it is one process of a [`SimCluster`]: N processes, each with
+//! the server's own Redis broker, one simulated Redis between them, one virtual clock, one
+//! seed. The parts:
 //! - `redis.rs`: the keyspace and what each of the cluster's Redis scripts does to it;
 //! - `net.rs`: the Redis server and the wires to it (delays, per-channel order, cut links,
 //!   restarts with or without data);
-//! - `broker.rs` and `requests.rs`: [`SimBroker`], a model of the Redis broker over that wire;
+//! - `commands.rs` and `wire.rs`: the brokers' connections to it, speaking RESP as Redis does;
 //! - `cluster.rs`: [`SimCluster`], the processes and their clients stepped together;
 //! - `observe.rs` and `script.rs`: what each client saw, and the scripted runs the cluster
 //!   property tests and fuzz target share, with the rules they check.
 
-pub mod broker;
 pub mod cluster;
+mod commands;
 pub mod net;
 pub mod observe;
 pub mod redis;
-mod requests;
 pub mod scenarios;
 pub mod script;
 pub mod socket;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-pub use broker::SimBroker;
+use mio::Token;
+
 pub use cluster::SimCluster;
 pub use socket::{Pipe, PipeRef, SimSocket};
 
@@ -85,18 +87,30 @@ pub struct Simulation {
     hub: Hub<SimSocket>,
     now: Instant,
     clients: Vec<SimClient>,
+    /// What the poll has to say of the broker's sockets this turn: (token, readable, writable).
+    broker_ready: Vec<(Token, bool, bool)>,
 }
 
 impl Simulation {
     pub fn new(settings: Settings) -> Self {
         let now = Instant::now();
-        Self { hub: Hub::new(settings, now), now, clients: Vec::new() }
+        Self { hub: Hub::new(settings, now), now, clients: Vec::new(), broker_ready: Vec::new() }
     }
 
     /// A simulation whose chat reaches other processes through `broker`.
     pub fn with_broker(settings: Settings, broker: Box<dyn Broker>) -> Self {
         let now = Instant::now();
-        Self { hub: Hub::with_broker(settings, broker, now), now, clients: Vec::new() }
+        Self {
+            hub: Hub::with_broker(settings, broker, now),
+            now,
+            clients: Vec::new(),
+            broker_ready: Vec::new(),
+        }
+    }
+
+    /// The next turn's poll reports one of the broker's sockets readable or writable.
+    pub fn broker_ready(&mut self, token: Token, readable: bool, writable: bool) {
+        self.broker_ready.push((token, readable, writable));
     }
 
     /// The virtual time.
@@ -192,6 +206,9 @@ impl Simulation {
     pub fn step(&mut self) {
         let now = self.now;
         let carried = self.hub.take_unfinished_reads();
+        for (token, readable, writable) in std::mem::take(&mut self.broker_ready) {
+            self.hub.broker_mut().on_event(token, readable, writable, now);
+        }
         for client in &mut self.clients {
             let (writable, readable) =
                 (std::mem::take(&mut client.writable), std::mem::take(&mut client.readable));

@@ -2,13 +2,15 @@
 //! [`Keyspace`] of `redis.rs` behind connections whose every message takes a seeded random
 //! time to cross, on one virtual clock.
 //!
-//! Each process holds one connection with two links, as the real broker does: a *command*
-//! link (commands arrive in the order sent; replies come back in that order) and a
-//! *subscription* link (SUBSCRIBE and UNSUBSCRIBE arrive in the order sent; pushes come back in
-//! order *per channel*, confirmations included, but channels may overtake each other: a weaker
-//! promise than one Redis connection gives, so the chat is tested against less than it gets).
-//! The two links are not ordered against each other, nor are different processes' connections:
-//! Redis runs whatever has arrived in the order it arrived ([`SimRedis::run_until`]).
+//! Each process's broker makes two connections, as it does to a real Redis (through
+//! `wire.rs`): a *command* link (commands arrive in the order sent; replies come back in that
+//! order) and a *subscription* link (SUBSCRIBE and UNSUBSCRIBE arrive in the order sent; pushes
+//! come back in order *per channel*, confirmations included, but channels may overtake each
+//! other: a weaker promise than one Redis connection gives, so the chat is tested against less
+//! than it gets). The two links are not ordered against each other, nor are different
+//! processes' connections: Redis runs whatever has arrived in the order it arrived
+//! ([`SimRedis::run_until`]). A connect takes a crossing too, and each connection's readiness
+//! is edge-triggered, as the poll's is ([`SimRedis::readiness`]).
 //!
 //! What can go wrong, on demand:
 //! - a process's link is *cut* ([`SimRedis::cut`]): with a reset (the broker sees the
@@ -82,6 +84,13 @@ struct Conn {
     /// When the last push of each channel arrives (a channel keeps its order).
     last_push: HashMap<String, Instant>,
     subscribed: BTreeSet<String>,
+    /// When the connect completes (its first WRITABLE).
+    connected_at: Instant,
+    /// What the process has been told: that the connect completed, that the connection was
+    /// reset, and how many arrivals it knows are waiting.
+    told_connected: bool,
+    told_reset: bool,
+    told_due: usize,
 }
 
 impl Conn {
@@ -89,6 +98,7 @@ impl Conn {
         self.commands.clear();
         self.subscription.clear();
         self.inbound.clear();
+        self.told_due = 0;
     }
 }
 
@@ -109,6 +119,8 @@ pub struct SimRedis {
     cut: BTreeSet<usize>,
     /// Processes whose messages take this much longer each way.
     stalled: BTreeMap<usize, Duration>,
+    /// The virtual time of the last [`Self::run_until`]: what the processes' sockets go by.
+    now: Instant,
 }
 
 impl SimRedis {
@@ -125,7 +137,13 @@ impl SimRedis {
             start,
             cut: BTreeSet::new(),
             stalled: BTreeMap::new(),
+            now: start,
         }
+    }
+
+    /// The virtual time of the last [`Self::run_until`].
+    pub fn now(&self) -> Instant {
+        self.now
     }
 
     pub fn shared(self) -> SharedRedis {
@@ -176,6 +194,7 @@ impl SimRedis {
         let id = self.next_conn;
         self.next_conn += 1;
         let health = if self.reachable(process) { Health::Open } else { Health::Reset };
+        let connected_at = now + self.delay();
         let conn = Conn {
             process,
             health,
@@ -185,9 +204,44 @@ impl SimRedis {
             last_reply: now,
             last_push: HashMap::new(),
             subscribed: BTreeSet::new(),
+            connected_at,
+            told_connected: false,
+            told_reset: false,
+            told_due: 0,
         };
         self.conns.insert(id, conn);
         id
+    }
+
+    /// Whether the connect completed by `now`: an error if it was refused, or the connection
+    /// reset since.
+    pub fn is_connected(&self, conn: ConnId, now: Instant) -> std::io::Result<bool> {
+        match self.conns.get(&conn) {
+            Some(c) if c.health != Health::Reset => Ok(now >= c.connected_at),
+            _ => Err(std::io::ErrorKind::ConnectionReset.into()),
+        }
+    }
+
+    /// What the process's poll reports for `conn` at `now` (readable, writable), edge-triggered:
+    /// each thing once, when it happens (the connect completing, the connection reset, new
+    /// arrivals), never again for what was reported and not yet read.
+    pub fn readiness(&mut self, conn: ConnId, now: Instant) -> (bool, bool) {
+        let Some(c) = self.conns.get_mut(&conn) else { return (false, false) };
+        let mut ready = (false, false);
+        if !c.told_connected && (now >= c.connected_at || c.health == Health::Reset) {
+            c.told_connected = true;
+            ready = (c.health == Health::Reset, true);
+        }
+        if c.health == Health::Reset && !c.told_reset {
+            c.told_reset = true;
+            ready.0 = true;
+        }
+        let due = c.inbound.partition_point(|(at, _, _)| *at <= now);
+        if due > c.told_due {
+            c.told_due = due;
+            ready.0 = true;
+        }
+        ready
     }
 
     /// The process dropped its connection.
@@ -214,11 +268,13 @@ impl SimRedis {
     pub fn receive(&mut self, conn: ConnId, now: Instant) -> Option<Vec<Arrival>> {
         let conn = self.conns.get_mut(&conn).filter(|c| c.health != Health::Reset)?;
         let arrived = conn.inbound.partition_point(|(at, _, _)| *at <= now);
+        conn.told_due = conn.told_due.saturating_sub(arrived);
         Some(conn.inbound.drain(..arrived).map(|(_, _, arrival)| arrival).collect())
     }
 
     /// Runs, in order of arrival, every command that has reached Redis by `now`.
     pub fn run_until(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         while let Some((id, subscription)) = self.next_due(now) {
             let Some(conn) = self.conns.get_mut(&id) else { return };
             let wire = if subscription { &mut conn.subscription } else { &mut conn.commands };
@@ -355,6 +411,7 @@ impl SimRedis {
                 .flatten()
                 .map(|(at, _, _)| *at)
                 .chain(c.inbound.first().map(|(at, _, _)| *at))
+                .chain((!c.told_connected).then_some(c.connected_at))
         });
         fronts.min()
     }
@@ -362,10 +419,13 @@ impl SimRedis {
     /// Nothing is on any wire but a stalled process's (which may never be idle: a link slower
     /// than the broker's patience is made and dropped again and again).
     pub fn is_idle(&self) -> bool {
-        self.conns
-            .values()
-            .filter(|c| !self.stalled.contains_key(&c.process))
-            .all(|c| c.commands.is_empty() && c.subscription.is_empty() && c.inbound.is_empty())
+        self.conns.values().filter(|c| !self.stalled.contains_key(&c.process)).all(|c| {
+            c.commands.is_empty()
+                && c.subscription.is_empty()
+                && c.inbound.is_empty()
+                && c.told_connected
+                && (c.health != Health::Reset || c.told_reset)
+        })
     }
 
     fn delay(&mut self) -> Duration {

@@ -7,12 +7,89 @@
 //! changes), the rooms it entered (its own joins), and the room messages it got, live or
 //! replayed. Which joins and nick changes are its own, its frames cannot say (after a link
 //! comes back two clients may share a nick until one is renamed): its process's broker says,
-//! by the origin tags its announcements came back with (`Echoes` in `broker.rs`).
+//! by the origin each announcement comes back with ([`Observed`] keeps them as [`Echoes`]).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use mio::Token;
 
 use super::Received;
-use crate::chat::Event;
+use crate::broker::{Broker, Notice, Request};
+use crate::chat::{ClientId, Event};
+
+/// A process's clients' own announcements (their joins, their nick changes) as they came back
+/// to it, by client: what [`Seen::update`] tells its own from another client's by.
+pub type Echoes = Rc<RefCell<HashMap<ClientId, Vec<Event>>>>;
+
+/// A process's broker, as it is, with the announcements its notices say are its clients' own
+/// copied to [`Echoes`] on their way to the chat.
+pub struct Observed {
+    pub broker: Box<dyn Broker>,
+    pub echoes: Echoes,
+}
+
+impl Broker for Observed {
+    fn request(&mut self, request: Request) {
+        self.broker.request(request)
+    }
+
+    fn take_notices(&mut self, into: &mut Vec<Notice>) {
+        let start = into.len();
+        self.broker.take_notices(into);
+        for notice in &into[start..] {
+            if let Notice::Event { event, origin: Some(client), .. } = notice {
+                self.echoes.borrow_mut().entry(*client).or_default().push(event.clone());
+            }
+        }
+    }
+
+    fn in_flight(&self, client: ClientId) -> bool {
+        self.broker.in_flight(client)
+    }
+
+    fn is_saturated(&self) -> bool {
+        self.broker.is_saturated()
+    }
+
+    fn forget(&mut self, client: ClientId) {
+        self.broker.forget(client)
+    }
+
+    fn linked(&self) -> Option<bool> {
+        self.broker.linked()
+    }
+
+    fn owns(&self, token: Token) -> bool {
+        self.broker.owns(token)
+    }
+
+    fn on_event(&mut self, token: Token, readable: bool, writable: bool, now: Instant) {
+        self.broker.on_event(token, readable, writable, now)
+    }
+
+    fn on_turn(&mut self, now: Instant) {
+        self.broker.on_turn(now)
+    }
+
+    fn end_turn(&mut self, now: Instant) {
+        self.broker.end_turn(now)
+    }
+
+    fn wake_at(&self, now: Instant) -> Option<Instant> {
+        self.broker.wake_at(now)
+    }
+
+    fn leave(&mut self, now: Instant) {
+        self.broker.leave(now)
+    }
+
+    fn release_memory(&mut self) {
+        self.broker.release_memory()
+    }
+}
 
 /// A room message as one client received it.
 #[derive(Debug, Clone, PartialEq, Eq)]

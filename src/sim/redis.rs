@@ -11,7 +11,8 @@
 //!
 //! Left out of the model: key expiry (a room's month-long TTL: virtual time never gets near
 //! it), `MAXLEN ~` trimming keeping a few dozen extra entries (the log keeps exactly
-//! `--history`; a load asks for that many anyway), databases, AUTH, and sharded pub/sub.
+//! `--history`; a load asks for that many anyway), databases, AUTH, and sharded pub/sub. The
+//! commands reach it as the broker writes them, read back by `commands.rs`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
@@ -88,12 +89,24 @@ pub enum Op {
     },
     /// `COMMAND INFO SPUBLISH`: answered as a Redis without sharded pub/sub.
     Capability,
+    /// `SELECT DB`: every database is the one keyspace here.
+    Select,
+    /// `SCRIPT LOAD TEXT`: answered with the script's SHA-1.
+    ScriptLoad {
+        sha: String,
+    },
+    /// What Redis would refuse, with its error.
+    Unknown(String),
 }
 
 /// What Redis answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     Ok,
+    /// A refusal (`-ERR ...`).
+    Error(String),
+    /// `COMMAND INFO` of a command this Redis does not have.
+    NoSuchCommand,
     Integer(i64),
     /// A bulk string (the claim script's "held by" value).
     Text(String),
@@ -165,7 +178,10 @@ impl Keyspace {
             Op::Live { key } => Reply::Pairs(self.live_entries(&key, now_ms)),
             Op::Direct { key, kind, body, pid } => return self.direct(&key, kind, &body, &pid, now_ms),
             Op::Publish { channel, payload } => return (Reply::Integer(0), vec![(channel, payload)]),
-            Op::Capability => Reply::Ok,
+            Op::Capability => Reply::NoSuchCommand,
+            Op::Select => Reply::Ok,
+            Op::ScriptLoad { sha } => Reply::Text(sha),
+            Op::Unknown(error) => Reply::Error(error),
         };
         (reply, Vec::new())
     }

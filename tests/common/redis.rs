@@ -42,12 +42,25 @@ impl RedisServer {
         if !installed(test) {
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Some(Self::start_on(port))
+        // The port is free when asked for, but another process may take it before Redis binds
+        // it: Redis then exits, and another port is tried.
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            if let Some(server) = Self::try_start_on(port) {
+                return Some(server);
+            }
+        }
+        panic!("redis-server did not start on any of five free ports");
     }
 
     /// Starts Redis on `port` and waits until it answers.
     pub fn start_on(port: u16) -> Self {
+        Self::try_start_on(port).unwrap_or_else(|| panic!("redis-server did not start on port {port}"))
+    }
+
+    /// Starts Redis on `port` and waits until it answers; None if it exits first (the port
+    /// was taken).
+    fn try_start_on(port: u16) -> Option<Self> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdin(Stdio::null())
@@ -55,13 +68,16 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn redis-server");
-        let server = Self { child, port };
+        let mut server = Self { child, port };
         let deadline = Instant::now() + WAIT;
         while server.command(&["PING"]).as_deref() != Some("+PONG") {
+            if server.child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
             assert!(Instant::now() < deadline, "redis-server did not answer on port {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
+        Some(server)
     }
 
     pub fn url(&self) -> String {
