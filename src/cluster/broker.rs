@@ -15,7 +15,8 @@
 //! something in flight, so a fast client is slowed to what Redis carries, and its own line
 //! comes back before the answer to anything it sends next. Past [`SATURATED_AWAITED`] commands
 //! awaiting replies, or [`SATURATED_UNWRITTEN`] bytes of commands unwritten, the broker is
-//! *saturated* and the hub reads no client until it is not. No client's pace drops the link: it
+//! *saturated* and the hub reads no client until it is not; a relink's claims go only while it
+//! is under half of both ([`SPARE_AWAITED`]). No client's pace drops the link: it
 //! is dropped when Redis stops answering ([`REPLY_TIMEOUT`]), refuses a command or sends what is
 //! not a reply, or at the hard bound [`MAX_AWAITED`], which the soft bounds keep clients from
 //! reaching; every question it was asked and never answered is then answered here.
@@ -51,6 +52,9 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SATURATED_AWAITED: usize = 10_000;
 /// Bytes of commands not yet written to Redis past which the hub stops reading clients.
 pub const SATURATED_UNWRITTEN: usize = 8 << 20;
+/// Commands awaiting replies past which work no client waits on (a relink's claims) waits:
+/// clients keep the other half of [`SATURATED_AWAITED`].
+pub const SPARE_AWAITED: usize = SATURATED_AWAITED / 2;
 /// Commands awaiting their replies, at most: past it Redis is too slow to be of use, and the
 /// link is dropped. The saturation bounds keep clients far from it.
 pub const MAX_AWAITED: usize = 100_000;
@@ -471,6 +475,10 @@ impl Broker for RedisBroker {
 
     fn is_saturated(&self) -> bool {
         self.pending.len() >= SATURATED_AWAITED || self.cmd.queued() >= SATURATED_UNWRITTEN
+    }
+
+    fn has_spare_room(&self) -> bool {
+        self.pending.len() < SPARE_AWAITED && self.cmd.queued() < SATURATED_UNWRITTEN / 2
     }
 
     fn forget(&mut self, client: ClientId) {

@@ -24,7 +24,9 @@ use super::net::{ConnId, Sent, SharedRedis};
 use super::redis::Op;
 use crate::broker::{Asker, Broker, Direct, LocalBroker, Notice, Request};
 use crate::chat::{ClientId, Event, Stored};
-use crate::cluster::broker::{CONNECT_TIMEOUT, FIRST_BACKOFF, MAX_BACKOFF, REPLY_TIMEOUT, SATURATED_AWAITED};
+use crate::cluster::broker::{
+    CONNECT_TIMEOUT, FIRST_BACKOFF, MAX_BACKOFF, REPLY_TIMEOUT, SATURATED_AWAITED, SPARE_AWAITED,
+};
 use crate::cluster::presence;
 
 /// What a reply on the command link answers, in the order the commands were sent (as
@@ -367,6 +369,10 @@ impl Broker for SimBroker {
 
     fn is_saturated(&self) -> bool {
         self.pending.len() >= SATURATED_AWAITED
+    }
+
+    fn has_spare_room(&self) -> bool {
+        self.pending.len() < SPARE_AWAITED
     }
 
     fn forget(&mut self, client: ClientId) {

@@ -9,7 +9,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::{Hub, KICKED};
 use crate::auth::Token;
-use crate::broker::Broker;
+use crate::broker::{Broker, RECLAIMS_PER_TURN};
 use crate::chat::{Audience, Body, ClientId, Effect, Event, Mode};
 use crate::connection::Stream;
 use crate::frame::{self, Opcode};
@@ -156,11 +156,14 @@ impl<S: Stream> Hub<S> {
     }
 
     /// The turn's exchange with the broker, in the loop's order: the broker's turn (links read
-    /// again if their budget ran out, its timers), its notices to the chat and the chat's requests
-    /// to it, then one write (which may answer with notices of its own, a lost link say), until
-    /// it has nothing new.
+    /// again if their budget ran out, its timers), a relink's next share of members if the broker
+    /// has room for it, its notices to the chat and the chat's requests to it, then one write
+    /// (which may answer with notices of its own, a lost link say), until it has nothing new.
     pub fn broker_turn(&mut self, now: Instant) {
         self.broker.on_turn(now);
+        if self.chat.is_reclaiming() && self.broker.has_spare_room() {
+            self.chat.reclaim_some(RECLAIMS_PER_TURN);
+        }
         loop {
             self.exchange_with_broker(now);
             self.broker.end_turn(now);
@@ -204,6 +207,12 @@ impl<S: Stream> Hub<S> {
         self.notices = notices;
         self.cut_off_slow_readers(now);
         any
+    }
+
+    /// Whether the chat has something for the broker that can go now: requests not yet taken,
+    /// or a relink's next share while the broker has room for it.
+    pub(super) fn has_broker_work(&self) -> bool {
+        self.chat.has_requests() || (self.chat.is_reclaiming() && self.broker.has_spare_room())
     }
 
     /// Whether connection `key` must not be read now: it waits on the broker, or the broker is
