@@ -72,6 +72,11 @@ pub trait Broker {
         None
     }
 
+    /// How many times the broker became saturated (None: it never can be).
+    fn saturations(&self) -> Option<u64> {
+        None
+    }
+
     /// Whether `token` is one of the broker's sockets.
     fn owns(&self, _token: Token) -> bool {
         false

@@ -80,6 +80,15 @@ impl Bans {
         self.entries.get(&key).filter(|ban| ban.until_ms > now_ms)
     }
 
+    /// How many bans are held (ended ones included, until they are met and dropped).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     pub fn insert(&mut self, key: BanKey, ban: Ban) {
         self.entries.insert(key, ban);
     }

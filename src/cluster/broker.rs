@@ -32,9 +32,9 @@ use mio::{Registry, Token};
 
 use super::expect::{Expect, Scripts};
 use super::link::Link;
+use super::presence;
 use super::resp::{Frame, Limits};
 use super::url::RedisUrl;
-use super::{presence, room};
 use crate::broker::{Broker, LocalBroker, Notice, Request};
 use crate::chat::history::new_epoch;
 use crate::chat::{ClientId, Event};
@@ -117,6 +117,8 @@ pub struct RedisBroker {
     next_heartbeat: Instant,
     /// Since when replies have been awaited without one arriving.
     reply_wait: Option<Instant>,
+    /// How many times the broker became saturated (for operators), and whether it is now.
+    saturations: (u64, bool),
     /// Shutting down: no more heartbeats, so this process stays dead in Redis's eyes.
     leaving: bool,
     /// The broker while the link is not up.
@@ -172,6 +174,7 @@ impl RedisBroker {
             presence_ttl,
             next_heartbeat: now,
             reply_wait: None,
+            saturations: (0, false),
             leaving: false,
             alone: LocalBroker::new(),
             in_flight: HashMap::new(),
@@ -335,8 +338,11 @@ impl RedisBroker {
             self.reply_wait = Some(now);
         }
         if let Err(e) = self.write() {
-            self.fail(&e.to_string());
+            return self.fail(&e.to_string());
         }
+        // What waits on Redis is at its most now, the turn's commands sent: as the hub finds it.
+        let saturated = self.is_saturated();
+        self.saturations = (self.saturations.0 + u64::from(saturated && !self.saturations.1), saturated);
     }
 
     fn write(&mut self) -> io::Result<()> {
@@ -345,32 +351,6 @@ impl RedisBroker {
         }
         self.cmd.flush(&self.registry)?;
         self.sub.flush(&self.registry)
-    }
-
-    fn queue_subscriptions(&mut self) -> io::Result<()> {
-        let (subscribe, unsubscribe) =
-            if self.sharded { ("SSUBSCRIBE", "SUNSUBSCRIBE") } else { ("SUBSCRIBE", "UNSUBSCRIBE") };
-        let db = self.url.db;
-        let mut gone = vec![unsubscribe.to_string()];
-        for room in std::mem::take(&mut self.unfollowed) {
-            if !self.followed.contains_key(&room) {
-                gone.push(room::channel(db, &room));
-            }
-        }
-        if gone.len() > 1 {
-            self.sub.queue(&gone)?;
-        }
-        let mut wanted = vec![subscribe.to_string()];
-        for (room, followed) in &mut self.followed {
-            if followed.subscription == Subscription::Wanted {
-                followed.subscription = Subscription::Sent;
-                wanted.push(room::channel(db, room));
-            }
-        }
-        if wanted.len() > 1 {
-            self.sub.queue(&wanted)?;
-        }
-        Ok(())
     }
 
     fn handle_event(&mut self, token: Token, readable: bool, writable: bool) -> io::Result<()> {
@@ -491,6 +471,10 @@ impl Broker for RedisBroker {
 
     fn linked(&self) -> Option<bool> {
         Some(self.is_up())
+    }
+
+    fn saturations(&self) -> Option<u64> {
+        Some(self.saturations.0)
     }
 
     fn owns(&self, token: Token) -> bool {
