@@ -33,6 +33,7 @@ use mio::{Registry, Token};
 use super::expect::{Expect, Scripts};
 use super::link::Link;
 use super::presence;
+use super::replies::BansLoad;
 use super::resp::{Frame, Limits};
 use super::url::RedisUrl;
 use crate::broker::{Broker, LocalBroker, Notice, Request};
@@ -128,8 +129,9 @@ pub struct RedisBroker {
     pub(super) in_flight: HashMap<ClientId, (u32, Instant)>,
     /// The turn's time, for what is stamped between events.
     pub(super) now: Instant,
-    /// Bans read at connect, not yet handed to the chat (a turn's share at a time).
-    pub(super) bans_to_load: VecDeque<Frame>,
+    /// The bans in Redis, read a page at a time at connect and handed to the chat a turn's
+    /// share at a time.
+    pub(super) bans: BansLoad,
     /// What departed connections still have in flight: counted apart, so that their messages
     /// coming back do not let go of the next connection in their slot.
     pub(super) ghosts: HashMap<ClientId, (u32, Instant)>,
@@ -179,7 +181,7 @@ impl RedisBroker {
             alone: LocalBroker::new(),
             in_flight: HashMap::new(),
             now,
-            bans_to_load: VecDeque::new(),
+            bans: BansLoad::default(),
             unechoed: HashMap::new(),
             ghosts: HashMap::new(),
         })
@@ -205,7 +207,7 @@ impl RedisBroker {
     }
 
     /// What a new link sends first: credentials, the database, the scripts, this process's
-    /// heartbeat, the bans in force, the capability probe, and its own channels.
+    /// heartbeat, the first page of the bans in force, the capability probe, and its own channels.
     fn queue_setup(&mut self, old_pid: &str) -> io::Result<()> {
         if let Some((user, password)) = self.url.auth.clone() {
             let mut auth = vec!["AUTH"];
@@ -224,7 +226,7 @@ impl RedisBroker {
         // Alive before anything is claimed in this process's name.
         self.pending.push_back(Expect::Nothing);
         self.queue_heartbeat()?;
-        self.command(Expect::Bans, &["HGETALL", presence::BANS])?;
+        self.ask_bans(b"0")?;
         self.command(Expect::Capability, &["COMMAND", "INFO", "SPUBLISH"])?;
         // This process's own channel (private messages, kicks) and the bans, for as long as
         // the link lasts.
@@ -263,7 +265,7 @@ impl RedisBroker {
         self.unfollowed.clear();
         self.in_flight.clear();
         self.ghosts.clear();
-        self.bans_to_load.clear();
+        self.bans = BansLoad::default();
         if was_up {
             self.notices.push(Notice::Down);
         }
@@ -498,7 +500,9 @@ impl Broker for RedisBroker {
         self.now = now;
         self.read_unfinished(now);
         self.on_timer(now);
-        self.load_bans();
+        if let Err(e) = self.load_bans() {
+            self.fail(&e.to_string());
+        }
     }
 
     fn end_turn(&mut self, now: Instant) {
@@ -507,7 +511,7 @@ impl Broker for RedisBroker {
     }
 
     fn wake_at(&self, now: Instant) -> Option<Instant> {
-        if self.cmd.has_unfinished_read() || self.sub.has_unfinished_read() || !self.bans_to_load.is_empty() {
+        if self.cmd.has_unfinished_read() || self.sub.has_unfinished_read() || self.bans.has_work() {
             return Some(now);
         }
         let released = self.in_flight.values().map(|(_, last)| *last + REPLY_TIMEOUT).min();

@@ -10,7 +10,9 @@
 //!
 //! Only the wire differs: commands are [`Op`]s, not RESP, and the link is the simulated one;
 //! the hard bound on replies awaited and the bound on unwritten bytes are left out (a
-//! simulation never comes near them), and sharded pub/sub is never found. The real broker's
+//! simulation never comes near them), the bans are read in one reply and handed over at once
+//! (the real broker pages them: a simulation holds a handful), and sharded pub/sub is never
+//! found. The real broker's
 //! logic cannot be driven over an in-memory link as it stands (its `Link` is a mio socket in
 //! the server's poll, and Redis's answers reach it as RESP frames), which is why this model
 //! exists; the request-by-request translation lives in `requests.rs`.
