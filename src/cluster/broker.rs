@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 use mio::{Registry, Token};
 
+use super::bans::BansLoad;
 use super::expect::{Expect, Scripts};
 use super::link::Link;
 use super::presence;
-use super::replies::BansLoad;
 use super::resp::{Frame, Limits};
 use super::url::RedisUrl;
 use crate::broker::{Broker, LocalBroker, Notice, Request};

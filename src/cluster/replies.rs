@@ -1,12 +1,11 @@
 //! What Redis sends back, as the chat's notices: replies on the command link, matched in order
 //! with what each command awaits ([`Expect`]), and pushes on the subscription link (room
-//! payloads, this process's own channel, the bans channel); and the bans in force, read at
-//! connect a page at a time ([`BansLoad`]).
+//! payloads, this process's own channel, the bans channel).
 //!
 //! Presence answers speak of the other processes only (the chat adds its own members): entries
 //! under this process's id are left out here.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::rc::Rc;
 
@@ -16,45 +15,9 @@ use log::{debug, warn};
 use super::broker::{RedisBroker, Subscription};
 use super::expect::Expect;
 use super::resp::{self, Frame};
-use super::{presence, room};
+use super::{bans, presence, room};
 use crate::broker::{Direct, Notice};
-use crate::chat::{BanKey, Stored};
-
-/// Bans asked for per page (`HSCAN`'s COUNT, which Redis takes as a hint) when a link
-/// (re)connects. One reply of every ban (`HGETALL`) would pass the bounds on a reply (a million
-/// frames, 64 MiB) at about 450,000 bans, and the process could then never link; a page is
-/// about 1.5 MB and 20,000 frames. The next page is asked for once fewer than a page are left
-/// to hand over, so at most two are held.
-const BANS_PER_PAGE: usize = 10_000;
-/// Bans handed to the chat per turn: each costs a JSON parse and an insert, about a microsecond
-/// with half a million held, so a Redis holding that many (a hostile one, or years of
-/// moderation) costs the other clients about 5 ms a turn, not a quarter second.
-const BANS_PER_TURN: usize = 5_000;
-
-/// The bans in Redis being read at connect (see [`RedisBroker::load_bans`]).
-#[derive(Default)]
-pub(super) struct BansLoad {
-    /// Read, not yet handed to the chat: each a ban's JSON.
-    queued: VecDeque<Frame>,
-    /// The cursor of the next page, not yet asked for (None: asked for, or the last was read).
-    next: Option<Bytes>,
-    /// A page was asked for and has not come.
-    asked: bool,
-    /// Bans given or lifted on the bans channel while loading: newer than a page's copy, which
-    /// is skipped (a page read before an `/unban` must not bring the ban back).
-    settled: HashSet<BanKey>,
-}
-
-impl BansLoad {
-    /// Whether bans are still to be handed over or asked for.
-    pub(super) fn has_work(&self) -> bool {
-        !self.queued.is_empty() || self.next.is_some()
-    }
-
-    fn loading(&self) -> bool {
-        self.asked || self.has_work()
-    }
-}
+use crate::chat::Stored;
 
 impl RedisBroker {
     /// A reply on the command link, matched with the command it answers.
@@ -124,18 +87,11 @@ impl RedisBroker {
                 self.notices.push(Notice::Reached { asker, nick, reached, held_as, direct });
             }
             Expect::Bans => {
-                // A page, `[cursor, [field, value, ...]]`, handed over a share a turn (see
-                // `load_bans`): however many Redis holds, the other clients wait for no more.
-                let page = match frame {
-                    Frame::Array(mut parts) if parts.len() == 2 => parts.pop().zip(parts.pop()),
-                    _ => None,
-                };
-                let Some((Frame::Array(items), cursor)) = page else {
+                // Handed over a share a turn (see `load_bans`): however many Redis holds, the
+                // other clients wait for no more.
+                if !self.bans.page(frame) {
                     return Err(io::Error::other("a page of bans answered with something else"));
-                };
-                self.bans.asked = false;
-                self.bans.next = resp::bytes(&cursor).filter(|c| &c[..] != b"0").cloned();
-                self.bans.queued.extend(items.into_iter().skip(1).step_by(2));
+                }
             }
         }
         Ok(())
@@ -143,31 +99,18 @@ impl RedisBroker {
 
     /// Asks for the page of bans at `cursor` (`0`: the first).
     pub(super) fn ask_bans(&mut self, cursor: &[u8]) -> io::Result<()> {
-        self.bans.asked = true;
-        let count = BANS_PER_PAGE.to_string();
+        self.bans.asked();
+        let count = bans::BANS_PER_PAGE.to_string();
         self.command(Expect::Bans, &[b"HSCAN", presence::BANS.as_bytes(), cursor, b"COUNT", count.as_bytes()])
     }
 
     /// The bans read at connect, a turn's share of them at a time, to the chat; the next page
     /// asked for once less than a page is left.
     pub(super) fn load_bans(&mut self) -> io::Result<()> {
-        let share = self.bans.queued.len().min(BANS_PER_TURN);
-        for json in self.bans.queued.drain(..share) {
-            if let Some((key, ban)) = resp::bytes(&json).and_then(|json| presence::parse_ban(json)) {
-                if self.bans.settled.is_empty() || !self.bans.settled.contains(&key) {
-                    self.notices.push(Notice::Banned { key, ban });
-                }
-            }
+        match self.bans.hand_over(&mut self.notices) {
+            Some(cursor) => self.ask_bans(&cursor),
+            None => Ok(()),
         }
-        if self.bans.queued.len() < BANS_PER_PAGE {
-            if let Some(cursor) = self.bans.next.take() {
-                self.ask_bans(&cursor)?;
-            }
-        }
-        if !self.bans.settled.is_empty() && !self.bans.loading() {
-            self.bans.settled = HashSet::new();
-        }
-        Ok(())
     }
 
     /// The (field, value) pairs of a presence hash whose field names another process than this
@@ -239,9 +182,7 @@ impl RedisBroker {
                 None => presence::parse_unban(payload).map(|key| Notice::Unbanned { key }),
             };
             if let Some(Notice::Banned { key, .. } | Notice::Unbanned { key }) = &notice {
-                if self.bans.loading() {
-                    self.bans.settled.insert(key.clone());
-                }
+                self.bans.heard(key);
             }
             self.notices.extend(notice);
             return true;
