@@ -3,7 +3,8 @@
 //! Redis with latency), with the hub's reading rule (a client is read only while it neither
 //! waits on the chat nor has a room message or event of its own in flight), clients leaving at
 //! any time (their ids reused, as slab keys are), and the link coming back (`Notice::Up`) or the
-//! presence being written again (`Notice::Reclaim`).
+//! presence being written again (`Notice::Reclaim`), its claims asked a share at a time
+//! (`Chat::reclaim_some`, as the hub does each turn).
 //!
 //! Checked: the chat's invariants after every step, and once everything asked has been
 //! answered, that no connected client still waits (nobody is held for ever) and every connected
@@ -169,6 +170,14 @@ fn run(seed: u64, steps: usize) -> Result<(), String> {
                 trace.push("down".into());
                 m.notice(Notice::Down);
             }
+            // As the hub's turn: a relink's next share of members (a small one here, so that
+            // members leave and rename while others are still queued).
+            10..=11 if m.chat.is_reclaiming() => {
+                let share = 1 + rng.below(2);
+                trace.push(format!("reclaim {share}"));
+                m.chat.reclaim_some(share);
+                m.take();
+            }
             _ => {}
         }
         if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.chat.check_invariants())) {
@@ -176,6 +185,8 @@ fn run(seed: u64, steps: usize) -> Result<(), String> {
         }
     }
     for _ in 0..100 {
+        m.chat.reclaim_some(usize::MAX);
+        m.take();
         m.answer(usize::MAX);
         if m.queue.is_empty() {
             break;
@@ -210,7 +221,7 @@ fn nobody_is_held_for_ever_and_the_chat_stays_consistent() {
 }
 
 /// `/nick` is claimed through the broker; if the presence is written again meanwhile
-/// (`Notice::Reclaim`, or `Notice::Up`), `reclaim_everything` claims the member's current
+/// (`Notice::Reclaim`, or `Notice::Up`), the relink's share claims the member's current
 /// nick with `Purpose::Keep` in the same `claims` slot, so the rename's answer no longer
 /// matches and is dropped: the client is never told anything about its `/nick`, and the new
 /// nick, granted by the broker, is never released (in Redis: held under `PID:CLIENT` for as
@@ -269,6 +280,8 @@ fn a_rename_in_flight_when_the_presence_is_written_again_is_still_answered() {
     let mut rename = Vec::new();
     chat.take_requests(&mut rename);
     chat.on_notice(Notice::Reclaim, &mut out);
+    // The hub's next turn takes the relink's share.
+    chat.reclaim_some(wschat::broker::RECLAIMS_PER_TURN);
     let mut reclaim = Vec::new();
     chat.take_requests(&mut reclaim);
     // The broker answers both, in order.
@@ -286,4 +299,128 @@ fn a_rename_in_flight_when_the_presence_is_written_again_is_still_answered() {
         "/nick dan was never answered (nick {:?}, told {told:?}, released {released:?})",
         chat.nick(0)
     );
+}
+
+/// Everything asked of the broker since the last call, answered at once by `broker`, its
+/// notices back to the chat, until nothing more is asked.
+fn settle(chat: &mut Chat, broker: &mut LocalBroker) {
+    loop {
+        let mut requests = Vec::new();
+        chat.take_requests(&mut requests);
+        if requests.is_empty() {
+            return;
+        }
+        for request in requests {
+            broker.request(request);
+        }
+        let (mut notices, mut out) = (Vec::new(), Vec::new());
+        broker.take_notices(&mut notices);
+        for notice in notices {
+            chat.on_notice(notice, &mut out);
+        }
+    }
+}
+
+/// A relink of a large process: `Notice::Up` asks nothing at once; each turn's share claims
+/// the next members' nicks (a claim, a seat and a room count each, never more than the share),
+/// in client order, skipping members who left or renamed meanwhile (and a new connection in a
+/// departed member's slot, which claimed its own nick); a link lost midway drops the queue, and
+/// the next relink starts over from the first member.
+#[test]
+fn a_relink_claims_every_nick_again_a_share_a_turn_in_order() {
+    const MEMBERS: usize = 2_500;
+    const SHARE: usize = 100;
+    let (mut chat, mut broker) = (Chat::default(), LocalBroker::new());
+    let mut out = Vec::new();
+    chat.on_notice(Notice::Up, &mut out);
+    for client in 0..MEMBERS {
+        let nick = format!("m{client}");
+        chat.connect(client, Join { nick: Some(&nick), ..Join::default() }, &mut out);
+        settle(&mut chat, &mut broker);
+    }
+    assert_eq!(chat.len(), MEMBERS);
+
+    // One turn's share of requests, the claims and seats it holds by client, answered at once.
+    let turn = |chat: &mut Chat, broker: &mut LocalBroker| {
+        chat.reclaim_some(SHARE);
+        let mut requests = Vec::new();
+        chat.take_requests(&mut requests);
+        assert!(requests.len() <= 3 * SHARE, "{} requests in one turn", requests.len());
+        let claimed: Vec<ClientId> = requests
+            .iter()
+            .filter_map(|r| match r {
+                Request::Claim { client, nick: Some(nick), .. } => {
+                    assert_eq!(**nick, *format!("m{client}"), "the member's own nick");
+                    Some(*client)
+                }
+                _ => None,
+            })
+            .collect();
+        let seats = requests.iter().filter(|r| matches!(r, Request::Seat { .. })).count();
+        assert!(claimed.len() <= SHARE && seats <= SHARE, "{} claims, {seats} seats", claimed.len());
+        for request in requests {
+            broker.request(request);
+        }
+        let mut notices = Vec::new();
+        broker.take_notices(&mut notices);
+        for notice in notices {
+            chat.on_notice(notice, &mut Vec::new());
+        }
+        settle(chat, broker);
+        claimed
+    };
+
+    // The link is lost and comes back: nothing is claimed until the turns take their shares.
+    chat.on_notice(Notice::Down, &mut out);
+    settle(&mut chat, &mut broker);
+    chat.on_notice(Notice::Up, &mut out);
+    let mut asked = Vec::new();
+    chat.take_requests(&mut asked);
+    assert!(!asked.iter().any(|r| matches!(r, Request::Claim { .. } | Request::Seat { .. })), "{asked:?}");
+    for request in asked {
+        broker.request(request);
+    }
+    broker.take_notices(&mut Vec::new());
+    assert!(chat.is_reclaiming());
+    let first = turn(&mut chat, &mut broker);
+    assert_eq!(first, (0..SHARE).collect::<Vec<_>>(), "the first share, in client order");
+
+    // Lost again midway: the queue is dropped, and the next relink starts from the first member.
+    chat.on_notice(Notice::Down, &mut out);
+    settle(&mut chat, &mut broker);
+    assert!(!chat.is_reclaiming(), "nothing is claimed for a link that is gone");
+    chat.on_notice(Notice::Up, &mut out);
+    settle(&mut chat, &mut broker);
+
+    // Meanwhile: one member leaves, one renames, and one leaves and a new connection takes its
+    // slot under a nick of its own.
+    let (gone, renamed, reused) = (MEMBERS - 3, MEMBERS - 2, MEMBERS - 1);
+    chat.disconnect(gone, "bye", &mut out);
+    chat.text(renamed, "/nick renamed", 1, &mut out);
+    chat.disconnect(reused, "bye", &mut out);
+    chat.connect(reused, Join { nick: Some("newcomer"), ..Join::default() }, &mut out);
+    let mut asked = Vec::new();
+    chat.take_requests(&mut asked);
+    let own_claims = asked.iter().filter(|r| matches!(r, Request::Claim { .. })).count();
+    assert_eq!(own_claims, 2, "the rename and the newcomer claim their own nicks: {asked:?}");
+    for request in asked {
+        broker.request(request);
+    }
+    let mut notices = Vec::new();
+    broker.take_notices(&mut notices);
+    for notice in notices {
+        chat.on_notice(notice, &mut out);
+    }
+    settle(&mut chat, &mut broker);
+    assert_eq!((chat.nick(renamed), chat.nick(reused)), (Some("renamed"), Some("newcomer")));
+
+    let (mut claimed, mut turns) = (Vec::new(), 0);
+    while chat.is_reclaiming() {
+        claimed.extend(turn(&mut chat, &mut broker));
+        turns += 1;
+        assert!(turns <= MEMBERS, "the relink never ends");
+    }
+    assert_eq!(claimed, (0..MEMBERS - 3).collect::<Vec<_>>(), "every member still here, once, in order");
+    assert_eq!(turns, (MEMBERS - 3).div_ceil(SHARE), "a share a turn");
+    chat.check_invariants();
 }

@@ -18,7 +18,9 @@
 //! message or event on its way ([`Broker::in_flight`]) is not read until it has come back (so
 //! its own line arrives before the answer to anything it sends next, and a fast client is
 //! slowed to what the broker carries), and a broker past its bound on work in flight
-//! ([`Broker::is_saturated`]) stops the hub reading clients at all until it has caught up.
+//! ([`Broker::is_saturated`]) stops the hub reading clients at all until it has caught up. Work
+//! no client waits on (a relink's claims) goes to the broker a share a turn, and only while it
+//! has room to spare ([`Broker::has_spare_room`]).
 
 mod local;
 
@@ -29,6 +31,13 @@ use mio::Token;
 pub use crate::chat::broker::{Asker, Direct, Notice, Request};
 use crate::chat::ClientId;
 pub use local::LocalBroker;
+
+/// Members whose nicks and seats a relink writes again per turn (see `Chat::reclaim_some`): at
+/// most 3,000 commands (a claim, a seat, a room count each), a few milliseconds of the loop's
+/// time. Sent only while the broker has room to spare, so with the Redis broker at most about
+/// 8,000 commands await replies during a relink, under its saturation bound (10,000: clients
+/// are still read) and far from its hard bound (100,000: the link would drop).
+pub const RECLAIMS_PER_TURN: usize = 1_000;
 
 /// What carries the chat between processes (or, in one process, answers for the others).
 pub trait Broker {
@@ -48,11 +57,23 @@ pub trait Broker {
         false
     }
 
+    /// Whether the broker can take work no client waits on (a relink's nicks and seats written
+    /// again) and stay well clear of saturation: that work waits while it cannot, so a relink
+    /// never holds clients back nor nears the broker's bounds.
+    fn has_spare_room(&self) -> bool {
+        true
+    }
+
     /// The connection `client` is gone: nothing of its in flight holds anyone else back.
     fn forget(&mut self, _client: ClientId) {}
 
     /// Whether the broker is linked to the other processes (None: there are none to link to).
     fn linked(&self) -> Option<bool> {
+        None
+    }
+
+    /// How many times the broker became saturated (None: it never can be).
+    fn saturations(&self) -> Option<u64> {
         None
     }
 

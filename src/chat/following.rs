@@ -9,6 +9,7 @@
 //! Redis restart) reloads it; the room's members are then replayed what they missed, with
 //! `recovered` saying whether that is all of it.
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use super::history::{History, MessageId, Stored};
@@ -72,11 +73,11 @@ impl Chat {
         let members = self.all_members(key);
         self.follow(key);
         if let Some(Sync::Loading { waiting, .. }) = self.rooms.get_mut(key).map(|r| &mut r.sync) {
-            for client in members {
-                if !waiting.iter().any(|w| w.client == client) {
-                    waiting.push(Waiter { client, since: None, joining: false });
-                }
-            }
+            // A set, not a scan of the list per member: a lobby of 20,000 relinking would be
+            // 200 million comparisons, a quarter second of the loop.
+            let already: HashSet<ClientId> = waiting.iter().map(|w| w.client).collect();
+            let more = members.into_iter().filter(|client| !already.contains(client));
+            waiting.extend(more.map(|client| Waiter { client, since: None, joining: false }));
         }
     }
 

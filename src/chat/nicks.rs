@@ -353,26 +353,51 @@ impl Chat {
         self.announce(&room, Some(client), event, out);
     }
 
-    /// The link came back (or this process's presence expired): every member's nick is claimed
-    /// again and its seat written again.
+    /// The link came back (or this process's presence expired): every member's nick is to be
+    /// claimed again and its seat written again. Nothing is asked yet: the members are queued,
+    /// in order, and [`Self::reclaim_some`] asks for a share of them at a time, so a process
+    /// with 50,000 members does not put 100,000 commands before the broker in one turn (past
+    /// the Redis broker's hard bound, the link would drop again, and again on every relink). A
+    /// relink while one is under way starts over: everything must be written under the new link.
     pub(super) fn reclaim_everything(&mut self) {
-        let members: Vec<(ClientId, Rc<str>, Rc<str>, bool)> = self
-            .members
-            .iter()
-            .enumerate()
-            .filter_map(|(id, m)| m.as_ref().map(|m| (id, m.nick.clone(), m.room.clone(), m.signed)))
-            .collect();
-        for (client, nick, room, signed) in members {
+        let members = self.members.iter().enumerate();
+        let queued = members.filter_map(|(id, m)| m.as_ref().map(|m| (id, m.nick.clone())));
+        self.waits.reclaims.clear();
+        self.waits.reclaims.extend(queued);
+    }
+
+    /// Whether members are queued to have their nicks and seats written again (see
+    /// [`Self::reclaim_some`]).
+    pub fn is_reclaiming(&self) -> bool {
+        !self.waits.reclaims.is_empty()
+    }
+
+    /// Claims again the nicks of the next `share` members queued by a relink, writes their
+    /// seats again and their rooms' counts: at most `share` claims, `share` seats and `share`
+    /// counts. The event loop calls it once a turn while the broker has room to spare.
+    ///
+    /// A member who left since it was queued is skipped, and so is one who changed its nick:
+    /// its rename claimed and seated the new nick through the new link. Queued entries hold the
+    /// member's nick itself (the same `Rc`), so a client id taken by a new connection meanwhile
+    /// (slab keys are reused) never matches: that connection claimed its own nick.
+    pub fn reclaim_some(&mut self, share: usize) {
+        let mut done = 0;
+        while done < share {
+            let Some((client, nick)) = self.waits.reclaims.pop_front() else { break };
+            let Some(member) = self.member(client).filter(|m| Rc::ptr_eq(&m.nick, &nick)) else { continue };
+            let (room, signed) = (member.room.clone(), member.signed);
             // A member with a claim of its own on its way (a /nick) keeps it: it is answered,
             // and settles the member's nick, like any claim.
             if !self.waits.claims.contains_key(&client) {
                 self.claim(client, Some(nick.clone()), signed, Purpose::Keep);
             }
             self.seat(client, &room, &nick);
-        }
-        let rooms: Vec<Rc<str>> = self.rooms.keys().cloned().collect();
-        for room in rooms {
             self.count_changed(&room);
+            done += 1;
+        }
+        if self.waits.reclaims.is_empty() {
+            // A relink of a crowd leaves a large queue behind.
+            self.waits.reclaims.shrink_to(0);
         }
     }
 }

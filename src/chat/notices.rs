@@ -11,7 +11,7 @@
 //! one numbered elsewhere), and its members are told; when the link is back ([`Notice::Up`]),
 //! every room with members is followed again and its members replayed what they missed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use super::broker::Notice;
@@ -29,6 +29,9 @@ pub const CLUSTER_BACK: &str = "this server is linked to the others again";
 pub(super) struct Waits {
     /// Nick claims awaiting their answers.
     pub(super) claims: HashMap<ClientId, Claim>,
+    /// Members whose nicks and seats a relink is still to write again, in order, each with the
+    /// nick it had then (see `Chat::reclaim_some`).
+    pub(super) reclaims: VecDeque<(ClientId, Rc<str>)>,
     pub(super) next_serial: u64,
     /// Clients waiting for answers or loads, with how many they wait for.
     holds: HashMap<ClientId, u32>,
@@ -48,6 +51,7 @@ impl Waits {
     /// Drops the capacity a crowd left behind (see [`Chat::release_memory`]).
     pub(super) fn release_memory(&mut self) {
         self.claims.shrink_to_fit();
+        self.reclaims.shrink_to_fit();
         self.holds.shrink_to_fit();
         self.reached_here.shrink_to_fit();
         self.dirty_counts.shrink_to_fit();
@@ -118,7 +122,8 @@ impl Chat {
     }
 
     /// Linked to the other processes: every room with members is followed again (its history
-    /// is theirs now), and its members replayed it once loaded; every nick is claimed again.
+    /// is theirs now), and its members replayed it once loaded; every nick is claimed again, a
+    /// share a turn.
     fn linked_up(&mut self, out: &mut Vec<Effect>) {
         self.waits.linked = true;
         let after_outage = std::mem::take(&mut self.waits.lost);
@@ -137,6 +142,8 @@ impl Chat {
     /// a new epoch if its history was theirs, and its members are told.
     fn linked_down(&mut self, out: &mut Vec<Effect>) {
         let was_linked = std::mem::replace(&mut self.waits.linked, false);
+        // Written again from the start once linked again: the new link knows none of it.
+        self.waits.reclaims.clear();
         // Bans on their way will not come back: those waiting for theirs are closed now.
         self.close_banned(None, out);
         self.waits.lost |= was_linked;

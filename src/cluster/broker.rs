@@ -15,7 +15,8 @@
 //! something in flight, so a fast client is slowed to what Redis carries, and its own line
 //! comes back before the answer to anything it sends next. Past [`SATURATED_AWAITED`] commands
 //! awaiting replies, or [`SATURATED_UNWRITTEN`] bytes of commands unwritten, the broker is
-//! *saturated* and the hub reads no client until it is not. No client's pace drops the link: it
+//! *saturated* and the hub reads no client until it is not; a relink's claims go only while it
+//! is under half of both ([`SPARE_AWAITED`]). No client's pace drops the link: it
 //! is dropped when Redis stops answering ([`REPLY_TIMEOUT`]), refuses a command or sends what is
 //! not a reply, or at the hard bound [`MAX_AWAITED`], which the soft bounds keep clients from
 //! reaching; every question it was asked and never answered is then answered here.
@@ -28,12 +29,13 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 use mio::{Registry, Token};
 
+use super::bans::BansLoad;
 use super::expect::{Expect, Scripts};
 use super::link::{Dialer, Link};
+use super::presence;
 use super::resp::{Frame, Limits};
 use super::tcp::TcpDialer;
 use super::url::RedisUrl;
-use super::{presence, room};
 use crate::broker::{Broker, LocalBroker, Notice, Request};
 use crate::chat::{ClientId, Event};
 
@@ -50,6 +52,9 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SATURATED_AWAITED: usize = 10_000;
 /// Bytes of commands not yet written to Redis past which the hub stops reading clients.
 pub const SATURATED_UNWRITTEN: usize = 8 << 20;
+/// Commands awaiting replies past which work no client waits on (a relink's claims) waits:
+/// clients keep the other half of [`SATURATED_AWAITED`].
+pub const SPARE_AWAITED: usize = SATURATED_AWAITED / 2;
 /// Commands awaiting their replies, at most: past it Redis is too slow to be of use, and the
 /// link is dropped. The saturation bounds keep clients far from it.
 pub const MAX_AWAITED: usize = 100_000;
@@ -111,17 +116,24 @@ pub struct RedisBroker {
     next_heartbeat: Instant,
     /// Since when replies have been awaited without one arriving.
     reply_wait: Option<Instant>,
+    /// How many times the broker became saturated (for operators), and whether it is now.
+    saturations: (u64, bool),
     /// Shutting down: no more heartbeats, so this process stays dead in Redis's eyes.
     leaving: bool,
     /// The broker while the link is not up.
     alone: LocalBroker,
+    /// Senders of messages that came back this turn, let go once the chat has them.
+    returned: Vec<ClientId>,
+    /// The link failed and the chat has not taken the news yet (see `request`).
+    down_untold: bool,
     /// Clients with room messages or events on their way through Redis: how many, and when
     /// the last left.
     pub(super) in_flight: HashMap<ClientId, (u32, Instant)>,
     /// The turn's time, for what is stamped between events.
     pub(super) now: Instant,
-    /// Bans read at connect, not yet handed to the chat (a turn's share at a time).
-    pub(super) bans_to_load: VecDeque<Frame>,
+    /// The bans in Redis, read a page at a time at connect and handed to the chat a turn's
+    /// share at a time.
+    pub(super) bans: BansLoad,
     /// What departed connections still have in flight: counted apart, so that their messages
     /// coming back do not let go of the next connection in their slot.
     pub(super) ghosts: HashMap<ClientId, (u32, Instant)>,
@@ -181,11 +193,14 @@ impl RedisBroker {
             presence_ttl,
             next_heartbeat: now,
             reply_wait: None,
+            saturations: (0, false),
             leaving: false,
             alone: LocalBroker::new(),
+            returned: Vec::new(),
+            down_untold: false,
             in_flight: HashMap::new(),
             now,
-            bans_to_load: VecDeque::new(),
+            bans: BansLoad::default(),
             unechoed: HashMap::new(),
             ghosts: HashMap::new(),
         }
@@ -210,7 +225,7 @@ impl RedisBroker {
     }
 
     /// What a new link sends first: credentials, the database, the scripts, this process's
-    /// heartbeat, the bans in force, the capability probe, and its own channels.
+    /// heartbeat, the first page of the bans in force, the capability probe, and its own channels.
     fn queue_setup(&mut self, old_pid: &str) -> io::Result<()> {
         if let Some((user, password)) = self.url.auth.clone() {
             let mut auth = vec!["AUTH"];
@@ -229,7 +244,7 @@ impl RedisBroker {
         // Alive before anything is claimed in this process's name.
         self.pending.push_back(Expect::Nothing);
         self.queue_heartbeat()?;
-        self.command(Expect::Bans, &["HGETALL", presence::BANS])?;
+        self.ask_bans(b"0")?;
         self.command(Expect::Capability, &["COMMAND", "INFO", "SPUBLISH"])?;
         // This process's own channel (private messages, kicks) and the bans, for as long as
         // the link lasts.
@@ -268,9 +283,11 @@ impl RedisBroker {
         self.unfollowed.clear();
         self.in_flight.clear();
         self.ghosts.clear();
-        self.bans_to_load.clear();
+        self.returned.clear();
+        self.bans = BansLoad::default();
         if was_up {
             self.notices.push(Notice::Down);
+            self.down_untold = true;
         }
         // In the order the clients came: the same run gives the same lines.
         let mut unechoed: Vec<_> = std::mem::take(&mut self.unechoed).into_iter().collect();
@@ -319,26 +336,30 @@ impl RedisBroker {
     }
 
     /// A room message or event came back from the subscription with this ORIGIN: the
-    /// connection of this process it came from, if it is still here.
+    /// connection of this process it came from, if it is still here (a departed one's id may
+    /// be another's by now). Its sender is let go once the chat has the notice
+    /// ([`Self::release_returned`]): read before, what it sent next could be answered first.
     pub(super) fn came_back(&mut self, origin: &[u8]) -> Option<ClientId> {
         let (pid, client) = std::str::from_utf8(origin).ok()?.split_once(':')?;
         let client = client.parse().ok().filter(|_| pid == self.pid)?;
-        if let Some((count, _)) = self.ghosts.get_mut(&client) {
-            *count -= 1;
-            if *count == 0 {
-                self.ghosts.remove(&client);
+        self.returned.push(client);
+        (!self.ghosts.contains_key(&client)).then_some(client)
+    }
+
+    /// The senders of what came back, now that the chat has it: one message fewer in flight
+    /// each (a departed connection's count apart).
+    fn release_returned(&mut self) {
+        for client in self.returned.drain(..) {
+            let counts =
+                if self.ghosts.contains_key(&client) { &mut self.ghosts } else { &mut self.in_flight };
+            if let Some((count, _)) = counts.get_mut(&client) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&client);
+                    self.unechoed.remove(&client);
+                }
             }
-            // A departed connection's: its id may be another's by now.
-            return None;
         }
-        if let Some((count, _)) = self.in_flight.get_mut(&client) {
-            *count -= 1;
-            if *count == 0 {
-                self.in_flight.remove(&client);
-                self.unechoed.remove(&client);
-            }
-        }
-        Some(client)
     }
 
     /// End of turn: this turn's (un)subscriptions in one command each, then one write per link.
@@ -347,8 +368,11 @@ impl RedisBroker {
             self.reply_wait = Some(now);
         }
         if let Err(e) = self.write() {
-            self.fail(&e.to_string());
+            return self.fail(&e.to_string());
         }
+        // What waits on Redis is at its most now, the turn's commands sent: as the hub finds it.
+        let saturated = self.is_saturated();
+        self.saturations = (self.saturations.0 + u64::from(saturated && !self.saturations.1), saturated);
     }
 
     fn write(&mut self) -> io::Result<()> {
@@ -357,34 +381,6 @@ impl RedisBroker {
         }
         self.cmd.flush()?;
         self.sub.flush()
-    }
-
-    fn queue_subscriptions(&mut self) -> io::Result<()> {
-        let (subscribe, unsubscribe) =
-            if self.sharded { ("SSUBSCRIBE", "SUNSUBSCRIBE") } else { ("SUBSCRIBE", "UNSUBSCRIBE") };
-        let db = self.url.db;
-        let mut gone = vec![unsubscribe.to_string()];
-        for room in std::mem::take(&mut self.unfollowed) {
-            if !self.followed.contains_key(&room) {
-                gone.push(room::channel(db, &room));
-            }
-        }
-        if gone.len() > 1 {
-            self.sub.queue(&gone)?;
-        }
-        let mut wanted = vec![subscribe.to_string()];
-        for (room, followed) in &mut self.followed {
-            if followed.subscription == Subscription::Wanted {
-                followed.subscription = Subscription::Sent;
-                wanted.push(room::channel(db, room));
-            }
-        }
-        if wanted.len() > 1 {
-            // In one order whatever the hash map's: the same run subscribes the same way.
-            wanted[1..].sort_unstable();
-            self.sub.queue(&wanted)?;
-        }
-        Ok(())
     }
 
     fn handle_event(&mut self, token: Token, readable: bool, writable: bool) -> io::Result<()> {
@@ -470,8 +466,10 @@ impl Broker for RedisBroker {
         }
         match request {
             // Asked in the turn the link failed, before the chat heard it and followed its rooms
-            // here: said again once it has (like a line Redis never confirmed).
-            Request::Say { room, message, origin, .. } if !self.alone.follows(&room) => {
+            // here: said again once it has (like a line Redis never confirmed). Once the chat
+            // has heard, a room not followed here has nobody here to say it to: the in-process
+            // broker drops it (handing it back again would loop for ever).
+            Request::Say { room, message, origin, .. } if self.down_untold && !self.alone.follows(&room) => {
                 self.notices.push(Notice::Unsent { room, message, origin })
             }
             request => self.alone.request(request),
@@ -479,6 +477,8 @@ impl Broker for RedisBroker {
     }
 
     fn take_notices(&mut self, into: &mut Vec<Notice>) {
+        self.down_untold = false;
+        self.release_returned();
         into.append(&mut self.notices);
         self.alone.take_notices(into);
     }
@@ -491,6 +491,10 @@ impl Broker for RedisBroker {
         self.pending.len() >= SATURATED_AWAITED || self.cmd.queued() >= SATURATED_UNWRITTEN
     }
 
+    fn has_spare_room(&self) -> bool {
+        self.pending.len() < SPARE_AWAITED && self.cmd.queued() < SATURATED_UNWRITTEN / 2
+    }
+
     fn forget(&mut self, client: ClientId) {
         if let Some(gone) = self.in_flight.remove(&client) {
             let ghost = self.ghosts.entry(client).or_insert((0, gone.1));
@@ -501,6 +505,10 @@ impl Broker for RedisBroker {
 
     fn linked(&self) -> Option<bool> {
         Some(self.is_up())
+    }
+
+    fn saturations(&self) -> Option<u64> {
+        Some(self.saturations.0)
     }
 
     fn owns(&self, token: Token) -> bool {
@@ -524,7 +532,9 @@ impl Broker for RedisBroker {
         self.now = now;
         self.read_unfinished(now);
         self.on_timer(now);
-        self.load_bans();
+        if let Err(e) = self.load_bans() {
+            self.fail(&e.to_string());
+        }
     }
 
     fn end_turn(&mut self, now: Instant) {
@@ -533,7 +543,7 @@ impl Broker for RedisBroker {
     }
 
     fn wake_at(&self, now: Instant) -> Option<Instant> {
-        if self.cmd.has_unfinished_read() || self.sub.has_unfinished_read() || !self.bans_to_load.is_empty() {
+        if self.cmd.has_unfinished_read() || self.sub.has_unfinished_read() || self.bans.has_work() {
             return Some(now);
         }
         let released = self.in_flight.values().map(|(_, last)| *last + REPLY_TIMEOUT).min();

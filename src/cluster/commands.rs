@@ -101,6 +101,35 @@ impl RedisBroker {
         }
     }
 
+    /// This turn's unfollowed rooms in one UNSUBSCRIBE, its newly followed ones in one SUBSCRIBE.
+    pub(super) fn queue_subscriptions(&mut self) -> io::Result<()> {
+        let (subscribe, unsubscribe) =
+            if self.sharded { ("SSUBSCRIBE", "SUNSUBSCRIBE") } else { ("SUBSCRIBE", "UNSUBSCRIBE") };
+        let db = self.url.db;
+        let mut gone = vec![unsubscribe.to_string()];
+        for room in std::mem::take(&mut self.unfollowed) {
+            if !self.followed.contains_key(&room) {
+                gone.push(room::channel(db, &room));
+            }
+        }
+        if gone.len() > 1 {
+            self.sub.queue(&gone)?;
+        }
+        let mut wanted = vec![subscribe.to_string()];
+        for (room, followed) in &mut self.followed {
+            if followed.subscription == Subscription::Wanted {
+                followed.subscription = Subscription::Sent;
+                wanted.push(room::channel(db, room));
+            }
+        }
+        if wanted.len() > 1 {
+            // In one order whatever the hash map's: the same run subscribes the same way.
+            wanted[1..].sort_unstable();
+            self.sub.queue(&wanted)?;
+        }
+        Ok(())
+    }
+
     /// A room message: numbered, kept and published by the say script.
     fn say(&mut self, room: Rc<str>, display: Rc<str>, message: Stored, origin: ClientId) -> io::Result<()> {
         let (meta, log, channel) =

@@ -15,6 +15,7 @@
 //! - [`commands`]: the chat's requests as Redis commands;
 //! - [`expect`]: the answer each command awaits, and the scripts they run;
 //! - [`replies`]: what Redis sends back (replies, published messages) as the chat's notices;
+//! - [`bans`]: the bans in force, read a page at a time when a link (re)connects;
 //! - [`room`]: key names, the Lua scripts and the payloads published on a room's channel;
 //! - [`presence`]: processes' liveness, nicks, rooms' members and counts, bans.
 //!
@@ -43,6 +44,7 @@
 //! broker reconnects with back-off. When it is back, every room with members reloads from Redis
 //! and its members get the room's history again, with `recovered:false`.
 
+pub mod bans;
 pub mod broker;
 mod commands;
 mod expect;

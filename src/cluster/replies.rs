@@ -15,14 +15,9 @@ use log::{debug, warn};
 use super::broker::{RedisBroker, Subscription};
 use super::expect::Expect;
 use super::resp::{self, Frame};
-use super::{presence, room};
+use super::{bans, presence, room};
 use crate::broker::{Direct, Notice};
 use crate::chat::Stored;
-
-/// Bans handed to the chat per turn when a link (re)connects: each costs a JSON parse and an
-/// insert, about half a microsecond, so a Redis holding half a million bans (a hostile one, or
-/// years of moderation) costs the other clients a few milliseconds a turn, not a quarter second.
-const BANS_PER_TURN: usize = 10_000;
 
 impl RedisBroker {
     /// A reply on the command link, matched with the command it answers.
@@ -92,22 +87,29 @@ impl RedisBroker {
                 self.notices.push(Notice::Reached { asker, nick, reached, held_as, direct });
             }
             Expect::Bans => {
-                // Read a few thousand a turn (see `load_bans`): however many Redis holds, the
-                // other clients wait for no more than that.
-                let Frame::Array(items) = frame else { return Ok(()) };
-                self.bans_to_load.extend(items.into_iter().skip(1).step_by(2));
+                // Handed over a share a turn (see `load_bans`): however many Redis holds, the
+                // other clients wait for no more.
+                if !self.bans.page(frame) {
+                    return Err(io::Error::other("a page of bans answered with something else"));
+                }
             }
         }
         Ok(())
     }
 
-    /// The bans read at connect, a turn's share of them at a time, to the chat.
-    pub(super) fn load_bans(&mut self) {
-        let share = self.bans_to_load.len().min(BANS_PER_TURN);
-        for json in self.bans_to_load.drain(..share) {
-            if let Some((key, ban)) = resp::bytes(&json).and_then(|json| presence::parse_ban(json)) {
-                self.notices.push(Notice::Banned { key, ban });
-            }
+    /// Asks for the page of bans at `cursor` (`0`: the first).
+    pub(super) fn ask_bans(&mut self, cursor: &[u8]) -> io::Result<()> {
+        self.bans.asked();
+        let count = bans::BANS_PER_PAGE.to_string();
+        self.command(Expect::Bans, &[b"HSCAN", presence::BANS.as_bytes(), cursor, b"COUNT", count.as_bytes()])
+    }
+
+    /// The bans read at connect, a turn's share of them at a time, to the chat; the next page
+    /// asked for once less than a page is left.
+    pub(super) fn load_bans(&mut self) -> io::Result<()> {
+        match self.bans.hand_over(&mut self.notices) {
+            Some(cursor) => self.ask_bans(&cursor),
+            None => Ok(()),
         }
     }
 
@@ -178,13 +180,14 @@ impl RedisBroker {
     fn on_process_message(&mut self, channel: &Bytes, payload: &Bytes) -> bool {
         let db = self.url.db;
         if channel == presence::bans_channel(db).as_bytes() {
-            if let Some(json) = payload.strip_prefix(b"ban ") {
-                if let Some((key, ban)) = presence::parse_ban(json) {
-                    self.notices.push(Notice::Banned { key, ban });
-                }
-            } else if let Some(key) = presence::parse_unban(payload) {
-                self.notices.push(Notice::Unbanned { key });
+            let notice = match payload.strip_prefix(b"ban ") {
+                Some(json) => presence::parse_ban(json).map(|(key, ban)| Notice::Banned { key, ban }),
+                None => presence::parse_unban(payload).map(|key| Notice::Unbanned { key }),
+            };
+            if let Some(Notice::Banned { key, .. } | Notice::Unbanned { key }) = &notice {
+                self.bans.heard(key);
             }
+            self.notices.extend(notice);
             return true;
         }
         if channel != presence::process_channel(db, &self.pid).as_bytes() {

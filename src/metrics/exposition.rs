@@ -110,6 +110,7 @@ impl Snapshot {
         gauge(encoder, "history_messages", kept, None, g.history_messages as f64)?;
         let cost = "What the kept messages cost: text, nick and a fixed part each";
         gauge(encoder, "history", cost, Some(&Unit::Bytes), g.history_bytes as f64)?;
+        gauge(encoder, "bans", "Bans held (ended ones until they are met)", None, g.bans as f64)?;
         let commits = "Durable history transactions committed (--data-dir)";
         counter(encoder, "history_commits", commits, None, c.history_commits)
     }
@@ -140,6 +141,10 @@ impl Snapshot {
         if let Some(linked) = g.cluster_linked {
             let help = "1 while Redis links this process to the others (--redis), 0 while it runs alone";
             gauge(encoder, "cluster_linked", help, None, f64::from(u8::from(linked)))?;
+        }
+        if let Some(saturations) = c.cluster_saturations {
+            let help = "Times what waits on Redis passed the bound past which no client is read (--redis)";
+            counter(encoder, "cluster_saturated", help, None, saturations)?;
         }
         let started = "When the server started, since the Unix epoch";
         gauge(encoder, "process_start_time", started, Some(&Unit::Seconds), g.start_time_seconds)

@@ -113,6 +113,9 @@ pub struct Counters {
     /// Durable history transactions (`--data-dir`); kept by the write barrier, copied in for a
     /// scrape.
     pub history_commits: u64,
+    /// With `--redis`: how many times what waits on Redis passed the bound past which no
+    /// client is read.
+    pub cluster_saturations: Option<u64>,
     pub turns: TurnTimes,
 }
 
@@ -148,4 +151,6 @@ pub struct Gauges {
     pub start_time_seconds: f64,
     /// With `--redis`: whether Redis links this process to the others now.
     pub cluster_linked: Option<bool>,
+    /// Bans held (`/ban`, and those read from Redis or the store).
+    pub bans: u64,
 }

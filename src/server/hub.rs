@@ -212,11 +212,11 @@ impl<S: Stream> Hub<S> {
     }
 
     /// When the hub next needs to run even if no socket is ready: now if reads were left
-    /// over or the cluster has requests to take, else the earliest timer.
+    /// over or the cluster has work to take, else the earliest timer.
     pub fn next_wakeup(&self, now: Instant) -> Option<Instant> {
         // The chat asked the cluster for something after this turn's exchange (a client whose
-        // flush failed left, say): it goes out next turn, which must not wait for an event.
-        if self.unfinished_reads.is_empty() && !self.chat.has_requests() {
+        // flush failed left, say), or a relink goes on: next turn must not wait for an event.
+        if self.unfinished_reads.is_empty() && !self.has_broker_work() {
             self.timers.next_due()
         } else {
             Some(now)

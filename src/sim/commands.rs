@@ -54,6 +54,11 @@ pub fn parse(args: &[Bytes], scripts: &Scripts) -> Sent {
         ("HSET", 4) => Op::Hset { key: arg(1), field: arg(2), value: arg(3) },
         ("HDEL", 3) => Op::Hdel { key: arg(1), field: arg(2) },
         ("HGETALL", 2) => Op::Hgetall { key: arg(1) },
+        ("HSCAN", 5) if arg(3).eq_ignore_ascii_case("COUNT") => Op::Hscan {
+            key: arg(1),
+            cursor: arg(2).parse().unwrap_or(0),
+            count: arg(4).parse().unwrap_or(10),
+        },
         ("PUBLISH", 3) => Op::Publish { channel: arg(1), payload: args[2].clone() },
         ("EVALSHA", 3..) => script(&text, scripts),
         _ => Op::Unknown(format!("ERR unknown command '{}'", arg(0))),
@@ -154,18 +159,26 @@ fn encode_reply(reply: &Reply, out: &mut BytesMut) {
                 bulk(out, body.as_bytes());
             }
         }
-        Reply::Pairs(pairs) => {
-            array(out, pairs.len() * 2);
-            for (field, value) in pairs {
-                bulk(out, field.as_bytes());
-                bulk(out, value.as_bytes());
-            }
+        Reply::Pairs(pairs) => flat_pairs(out, pairs),
+        Reply::Scanned(cursor, pairs) => {
+            out.put_slice(b"*2\r\n");
+            bulk(out, cursor.to_string().as_bytes());
+            flat_pairs(out, pairs);
         }
         Reply::Reached(reached, held) => {
             out.put_slice(b"*2\r\n");
             integer(out, *reached);
             bulk(out, held.as_bytes());
         }
+    }
+}
+
+/// `[field, value, field, value, ...]`.
+fn flat_pairs(out: &mut BytesMut, pairs: &[(String, String)]) {
+    array(out, pairs.len() * 2);
+    for (field, value) in pairs {
+        bulk(out, field.as_bytes());
+        bulk(out, value.as_bytes());
     }
 }
 

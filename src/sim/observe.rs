@@ -25,7 +25,8 @@ use crate::chat::{ClientId, Event};
 pub type Echoes = Rc<RefCell<HashMap<ClientId, Vec<Event>>>>;
 
 /// A process's broker, as it is, with the announcements its notices say are its clients' own
-/// copied to [`Echoes`] on their way to the chat.
+/// copied to [`Echoes`] on their way to the chat. Every method is passed on: a default of the
+/// trait's left in place would change what is tested.
 pub struct Observed {
     pub broker: Box<dyn Broker>,
     pub echoes: Echoes,
@@ -52,6 +53,14 @@ impl Broker for Observed {
 
     fn is_saturated(&self) -> bool {
         self.broker.is_saturated()
+    }
+
+    fn has_spare_room(&self) -> bool {
+        self.broker.has_spare_room()
+    }
+
+    fn saturations(&self) -> Option<u64> {
+        self.broker.saturations()
     }
 
     fn forget(&mut self, client: ClientId) {

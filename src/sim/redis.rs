@@ -72,6 +72,12 @@ pub enum Op {
     Hgetall {
         key: String,
     },
+    /// `HSCAN KEY CURSOR COUNT N`: the cursor here is a place in the hash's sorted order.
+    Hscan {
+        key: String,
+        cursor: usize,
+        count: usize,
+    },
     /// The live-entries script on a hash.
     Live {
         key: String,
@@ -120,6 +126,8 @@ pub enum Reply {
     },
     /// A flat field, value list (`HGETALL`, the live-entries script).
     Pairs(Vec<(String, String)>),
+    /// A page of `HSCAN`: the next cursor (0: the last page) and the page's pairs.
+    Scanned(usize, Vec<(String, String)>),
     /// The direct script: connections reached, and the nick's value as held there.
     Reached(i64, String),
 }
@@ -175,6 +183,13 @@ impl Keyspace {
             }
             Op::Hdel { key, field } => Reply::Integer(i64::from(self.hdel(&key, &field))),
             Op::Hgetall { key } => Reply::Pairs(self.hash(&key).into_iter().collect()),
+            Op::Hscan { key, cursor, count } => {
+                let hash = self.hash(&key);
+                let page: Vec<(String, String)> = hash.into_iter().skip(cursor).take(count.max(1)).collect();
+                let next = cursor + page.len();
+                let next = if next >= self.hashes.get(&key).map_or(0, |h| h.len()) { 0 } else { next };
+                Reply::Scanned(next, page)
+            }
             Op::Live { key } => Reply::Pairs(self.live_entries(&key, now_ms)),
             Op::Direct { key, kind, body, pid } => return self.direct(&key, kind, &body, &pid, now_ms),
             Op::Publish { channel, payload } => return (Reply::Integer(0), vec![(channel, payload)]),

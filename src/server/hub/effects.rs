@@ -9,11 +9,16 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::{Hub, KICKED};
 use crate::auth::Token;
-use crate::broker::Broker;
+use crate::broker::{Broker, RECLAIMS_PER_TURN};
 use crate::chat::{Audience, Body, ClientId, Effect, Event, Mode};
 use crate::connection::Stream;
 use crate::frame::{self, Opcode};
 use crate::metrics::Kind;
+
+/// Rounds of requests and answers between the chat and the broker in one call, at most: each
+/// round is what the last answers asked for (a refused nick claims another), so a handful is
+/// the most a request ever needs.
+const EXCHANGES_PER_CALL: usize = 64;
 
 impl<S: Stream> Hub<S> {
     // ----- chat effects -----
@@ -24,12 +29,17 @@ impl<S: Stream> Hub<S> {
     /// What the chat asked of the broker goes to it, and what it answers at once (all of it, in
     /// one process) comes back to the chat within this call.
     pub(super) fn apply_effects(&mut self, now: Instant) {
-        loop {
+        for _ in 0..EXCHANGES_PER_CALL {
             self.carry_out_effects(now);
             if !self.chat.has_requests() || !self.exchange_once(now) {
                 return;
             }
         }
+        // What is left waits for the next turn (the hub wakes at once while the chat has
+        // requests): a chat and a broker that kept answering each other would otherwise hold
+        // the loop for ever, as a request handed back as unsent once did.
+        log::debug!("the chat and the broker still had more to say after {EXCHANGES_PER_CALL} rounds");
+        self.carry_out_effects(now);
     }
 
     /// Carries out the effects the chat has produced so far, then cuts off the readers they
@@ -156,11 +166,14 @@ impl<S: Stream> Hub<S> {
     }
 
     /// The turn's exchange with the broker, in the loop's order: the broker's turn (links read
-    /// again if their budget ran out, its timers), its notices to the chat and the chat's requests
-    /// to it, then one write (which may answer with notices of its own, a lost link say), until
-    /// it has nothing new.
+    /// again if their budget ran out, its timers), a relink's next share of members if the broker
+    /// has room for it, its notices to the chat and the chat's requests to it, then one write
+    /// (which may answer with notices of its own, a lost link say), until it has nothing new.
     pub fn broker_turn(&mut self, now: Instant) {
         self.broker.on_turn(now);
+        if self.chat.is_reclaiming() && self.broker.has_spare_room() {
+            self.chat.reclaim_some(RECLAIMS_PER_TURN);
+        }
         loop {
             self.exchange_with_broker(now);
             self.broker.end_turn(now);
@@ -204,6 +217,12 @@ impl<S: Stream> Hub<S> {
         self.notices = notices;
         self.cut_off_slow_readers(now);
         any
+    }
+
+    /// Whether the chat has something for the broker that can go now: requests not yet taken,
+    /// or a relink's next share while the broker has room for it.
+    pub(super) fn has_broker_work(&self) -> bool {
+        self.chat.has_requests() || (self.chat.is_reclaiming() && self.broker.has_spare_room())
     }
 
     /// Whether connection `key` must not be read now: it waits on the broker, or the broker is

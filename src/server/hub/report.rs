@@ -1,5 +1,6 @@
 //! What the hub reports to operators: the metrics exposition, its counters plus gauges read
-//! off the current state (connections by state, queued bytes, rooms, members, history, link).
+//! off the current state (connections by state, queued bytes, rooms, members, history, bans,
+//! the link).
 
 use super::Hub;
 use crate::connection::{ConnState, Route, Stream};
@@ -21,11 +22,13 @@ impl<S: Stream> Hub<S> {
         gauges.rooms = self.chat.room_count() as u64;
         gauges.cluster_linked = self.broker.linked();
         gauges.members = self.chat.len() as u64;
+        gauges.bans = self.chat.bans().len() as u64;
         let (messages, bytes) = self.chat.history_size();
         (gauges.history_messages, gauges.history_bytes) = (messages as u64, bytes as u64);
         let counters = Counters {
             bytes_out: self.fanout.bytes_written,
             history_commits: self.fanout.barrier.commits,
+            cluster_saturations: self.broker.saturations(),
             ..self.counters.clone()
         };
         crate::metrics::render(&counters, &gauges)
