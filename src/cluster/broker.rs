@@ -10,8 +10,8 @@
 //! link is not up, the broker is an in-process broker ([`LocalBroker`]): the chat carries on
 //! alone, and every question asked of Redis that it never answered is answered here.
 //!
-//! **Flow.** A client's room message or event is *in flight* from its publish until it comes
-//! back on the subscription (its payload names its origin); the hub does not read a client with
+//! **Flow.** A client's room message or event is *in flight* from its publish until the chat
+//! has it back from the subscription (`flight.rs`): the hub does not read a client with
 //! something in flight, so a fast client is slowed to what Redis carries, and its own line
 //! comes back before the answer to anything it sends next. Past [`SATURATED_AWAITED`] commands
 //! awaiting replies, or [`SATURATED_UNWRITTEN`] bytes of commands unwritten, the broker is
@@ -31,13 +31,14 @@ use mio::{Registry, Token};
 
 use super::bans::BansLoad;
 use super::expect::{Expect, Scripts};
+use super::flight::InFlight;
 use super::link::{Dialer, Link};
 use super::presence;
 use super::resp::{Frame, Limits};
 use super::tcp::TcpDialer;
 use super::url::RedisUrl;
 use crate::broker::{Broker, LocalBroker, Notice, Request};
-use crate::chat::{ClientId, Event};
+use crate::chat::ClientId;
 
 /// First wait before reconnecting; it doubles per failure up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -122,24 +123,15 @@ pub struct RedisBroker {
     leaving: bool,
     /// The broker while the link is not up.
     alone: LocalBroker,
-    /// Senders of messages that came back this turn, let go once the chat has them.
-    returned: Vec<ClientId>,
     /// The link failed and the chat has not taken the news yet (see `request`).
     down_untold: bool,
-    /// Clients with room messages or events on their way through Redis: how many, and when
-    /// the last left.
-    pub(super) in_flight: HashMap<ClientId, (u32, Instant)>,
+    /// What clients have on its way through Redis (see `flight.rs`).
+    pub(super) flight: InFlight,
     /// The turn's time, for what is stamped between events.
     pub(super) now: Instant,
     /// The bans in Redis, read a page at a time at connect and handed to the chat a turn's
     /// share at a time.
     pub(super) bans: BansLoad,
-    /// What departed connections still have in flight: counted apart, so that their messages
-    /// coming back do not let go of the next connection in their slot.
-    pub(super) ghosts: HashMap<ClientId, (u32, Instant)>,
-    /// A client's own announcement (its join, its nick change) on its way: should the link fail
-    /// before it comes back, it is announced here instead, so the client always hears it.
-    pub(super) unechoed: HashMap<ClientId, (Rc<str>, Event)>,
 }
 
 impl RedisBroker {
@@ -196,13 +188,10 @@ impl RedisBroker {
             saturations: (0, false),
             leaving: false,
             alone: LocalBroker::new(),
-            returned: Vec::new(),
+            flight: InFlight::default(),
             down_untold: false,
-            in_flight: HashMap::new(),
             now,
             bans: BansLoad::default(),
-            unechoed: HashMap::new(),
-            ghosts: HashMap::new(),
         }
     }
 
@@ -281,17 +270,12 @@ impl RedisBroker {
         self.reply_wait = None;
         self.followed.clear();
         self.unfollowed.clear();
-        self.in_flight.clear();
-        self.ghosts.clear();
-        self.returned.clear();
+        let unechoed = self.flight.clear();
         self.bans = BansLoad::default();
         if was_up {
             self.notices.push(Notice::Down);
             self.down_untold = true;
         }
-        // In the order the clients came: the same run gives the same lines.
-        let mut unechoed: Vec<_> = std::mem::take(&mut self.unechoed).into_iter().collect();
-        unechoed.sort_unstable_by_key(|(client, _)| *client);
         for (client, (room, event)) in unechoed {
             self.alone.request(Request::Announce { room, event, origin: Some(client) });
         }
@@ -331,35 +315,15 @@ impl RedisBroker {
 
     /// A client's room message or event left for Redis.
     pub(super) fn sent_by(&mut self, client: ClientId) {
-        let entry = self.in_flight.entry(client).or_insert((0, self.now));
-        *entry = (entry.0 + 1, self.now);
+        self.flight.sent_by(client, self.now);
     }
 
     /// A room message or event came back from the subscription with this ORIGIN: the
-    /// connection of this process it came from, if it is still here (a departed one's id may
-    /// be another's by now). Its sender is let go once the chat has the notice
-    /// ([`Self::release_returned`]): read before, what it sent next could be answered first.
+    /// connection of this process it came from, if it is still here.
     pub(super) fn came_back(&mut self, origin: &[u8]) -> Option<ClientId> {
         let (pid, client) = std::str::from_utf8(origin).ok()?.split_once(':')?;
         let client = client.parse().ok().filter(|_| pid == self.pid)?;
-        self.returned.push(client);
-        (!self.ghosts.contains_key(&client)).then_some(client)
-    }
-
-    /// The senders of what came back, now that the chat has it: one message fewer in flight
-    /// each (a departed connection's count apart).
-    fn release_returned(&mut self) {
-        for client in self.returned.drain(..) {
-            let counts =
-                if self.ghosts.contains_key(&client) { &mut self.ghosts } else { &mut self.in_flight };
-            if let Some((count, _)) = counts.get_mut(&client) {
-                *count -= 1;
-                if *count == 0 {
-                    counts.remove(&client);
-                    self.unechoed.remove(&client);
-                }
-            }
-        }
+        self.flight.came_back(client)
     }
 
     /// End of turn: this turn's (un)subscriptions in one command each, then one write per link.
@@ -432,14 +396,7 @@ impl RedisBroker {
             }
             _ => {}
         }
-        if !self.in_flight.is_empty() || !self.ghosts.is_empty() {
-            // A message lost between publish and subscription (a subscription not yet live
-            // when it was published): its sender is read again rather than held for ever.
-            self.in_flight.retain(|_, (_, last)| now < *last + REPLY_TIMEOUT);
-            self.ghosts.retain(|_, (_, last)| now < *last + REPLY_TIMEOUT);
-            let in_flight = &self.in_flight;
-            self.unechoed.retain(|client, _| in_flight.contains_key(client));
-        }
+        self.flight.expire(now);
     }
 
     fn read_unfinished(&mut self, now: Instant) {
@@ -478,13 +435,13 @@ impl Broker for RedisBroker {
 
     fn take_notices(&mut self, into: &mut Vec<Notice>) {
         self.down_untold = false;
-        self.release_returned();
+        self.flight.release_returned();
         into.append(&mut self.notices);
         self.alone.take_notices(into);
     }
 
     fn in_flight(&self, client: ClientId) -> bool {
-        !self.in_flight.is_empty() && self.in_flight.contains_key(&client)
+        self.flight.holds(client)
     }
 
     fn is_saturated(&self) -> bool {
@@ -496,11 +453,7 @@ impl Broker for RedisBroker {
     }
 
     fn forget(&mut self, client: ClientId) {
-        if let Some(gone) = self.in_flight.remove(&client) {
-            let ghost = self.ghosts.entry(client).or_insert((0, gone.1));
-            *ghost = (ghost.0 + gone.0, gone.1);
-        }
-        self.unechoed.remove(&client);
+        self.flight.forget(client);
     }
 
     fn linked(&self) -> Option<bool> {
@@ -546,7 +499,7 @@ impl Broker for RedisBroker {
         if self.cmd.has_unfinished_read() || self.sub.has_unfinished_read() || self.bans.has_work() {
             return Some(now);
         }
-        let released = self.in_flight.values().map(|(_, last)| *last + REPLY_TIMEOUT).min();
+        let released = self.flight.next_expiry();
         let link = match self.state {
             State::Down { retry_at } => Some(retry_at),
             State::Connecting { since } => Some(since + CONNECT_TIMEOUT),

@@ -39,7 +39,7 @@ impl RedisBroker {
             Request::Announce { room, event, origin } => {
                 let Some(json) = event.json() else { return Ok(()) };
                 if let Some(client) = origin.filter(|_| self.followed.contains_key(&room)) {
-                    self.unechoed.insert(client, (room.clone(), event));
+                    self.flight.unechoed.insert(client, (room.clone(), event));
                 }
                 self.publish(&room, &room::event_payload(&self.origin(origin), &json), origin)
             }

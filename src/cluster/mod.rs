@@ -48,6 +48,7 @@ pub mod bans;
 pub mod broker;
 mod commands;
 mod expect;
+mod flight;
 pub mod link;
 pub mod presence;
 pub(crate) mod replies;
