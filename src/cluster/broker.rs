@@ -188,7 +188,7 @@ impl RedisBroker {
             saturations: (0, false),
             leaving: false,
             alone: LocalBroker::new(),
-            flight: InFlight::default(),
+            flight: InFlight::new(REPLY_TIMEOUT),
             down_untold: false,
             now,
             bans: BansLoad::default(),

@@ -9,20 +9,21 @@
 //! could be answered first (a guest's `/join` once overtook its own join). A departed
 //! connection's messages are counted apart (*ghosts*), so that theirs coming back does not let
 //! go of the next connection in the slot. Nothing is held for ever: a message lost between
-//! publish and subscription releases its sender after [`REPLY_TIMEOUT`].
+//! publish and subscription releases its sender after the broker's patience (its reply
+//! timeout).
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::broker::REPLY_TIMEOUT;
 use crate::chat::{ClientId, Event};
 
 /// How many messages one client has in flight, and when the last left.
 type Counts = HashMap<ClientId, (u32, Instant)>;
 
-#[derive(Default)]
 pub(super) struct InFlight {
+    /// How long a sender is held at most.
+    patience: Duration,
     clients: Counts,
     ghosts: Counts,
     /// Senders of what came back this turn, let go once the chat has it.
@@ -33,6 +34,16 @@ pub(super) struct InFlight {
 }
 
 impl InFlight {
+    pub(super) fn new(patience: Duration) -> Self {
+        Self {
+            patience,
+            clients: Counts::new(),
+            ghosts: Counts::new(),
+            returned: Vec::new(),
+            unechoed: HashMap::new(),
+        }
+    }
+
     /// A client's room message or event left for Redis at `now`.
     pub(super) fn sent_by(&mut self, client: ClientId, now: Instant) {
         let entry = self.clients.entry(client).or_insert((0, now));
@@ -73,21 +84,22 @@ impl InFlight {
         self.unechoed.remove(&client);
     }
 
-    /// Lets go of senders whose messages have not come back within [`REPLY_TIMEOUT`] (lost
-    /// between publish and a subscription not yet live): read again rather than held for ever.
+    /// Lets go of senders whose messages have not come back within the patience (lost between
+    /// publish and a subscription not yet live): read again rather than held for ever.
     pub(super) fn expire(&mut self, now: Instant) {
         if self.clients.is_empty() && self.ghosts.is_empty() {
             return;
         }
-        self.clients.retain(|_, (_, last)| now < *last + REPLY_TIMEOUT);
-        self.ghosts.retain(|_, (_, last)| now < *last + REPLY_TIMEOUT);
+        let patience = self.patience;
+        self.clients.retain(|_, (_, last)| now < *last + patience);
+        self.ghosts.retain(|_, (_, last)| now < *last + patience);
         let clients = &self.clients;
         self.unechoed.retain(|client, _| clients.contains_key(client));
     }
 
     /// When [`Self::expire`] next lets someone go.
     pub(super) fn next_expiry(&self) -> Option<Instant> {
-        self.clients.values().map(|(_, last)| *last + REPLY_TIMEOUT).min()
+        self.clients.values().map(|(_, last)| *last + self.patience).min()
     }
 
     /// The link failed: nothing will come back. The announcements never echoed are returned,
