@@ -320,6 +320,38 @@ fn payload_of(len: usize, opcode: u8) -> Vec<u8> {
     }
 }
 
+/// `payload` as one message of `opcode` in fragments of `size` bytes (the last may be shorter).
+fn fragmented(opcode: u8, payload: &[u8], size: usize) -> Vec<Frame> {
+    let chunks: Vec<&[u8]> = payload.chunks(size).collect();
+    let last = chunks.len() - 1;
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(i, chunk)| Frame::fragment(if i == 0 { opcode } else { CONTINUATION }, chunk, i == last))
+        .collect()
+}
+
+fn size_name(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
+/// A text message begun and followed by `count` empty continuation frames, never finished:
+/// each fragment costs at least 64 bytes of the message limit, so the server closes with 1009
+/// (it may do so before everything is written).
+fn continuation_flood(count: usize) -> impl Fn(&mut Conn) -> Outcome {
+    move |c| {
+        let mut frames = vec![Frame::fragment(TEXT, b"start".as_slice(), false)];
+        frames.extend((0..count).map(|_| Frame::fragment(CONTINUATION, b"".as_slice(), false)));
+        let _ = c.send(&frames);
+        c.expect_close(Some(1009))?;
+        Ok(Verdict::Ok)
+    }
+}
+
 fn section_1() -> Vec<Case> {
     let mut cases = Vec::new();
     for (group, opcode, kind) in [(1, TEXT, "text"), (2, BINARY, "binary")] {
@@ -788,19 +820,30 @@ fn section_9_and_10(big: bool) -> Vec<Case> {
                 ));
             }
         }
-        cases.push(case("9.3.1", "a 4 MiB text message in 64 KiB fragments", false, |c| {
-            let payload = payload_of(4 << 20, TEXT);
-            let chunks: Vec<&[u8]> = payload.chunks(64 << 10).collect();
-            let last = chunks.len() - 1;
-            let frames: Vec<Frame> = chunks
-                .iter()
-                .enumerate()
-                .map(|(i, chunk)| Frame::fragment(if i == 0 { TEXT } else { CONTINUATION }, chunk, i == last))
-                .collect();
-            c.send(&frames)?;
-            c.expect_echo(TEXT, &payload)?;
-            Ok(Verdict::Ok)
-        }));
+        // Autobahn 9.3 and 9.4: a 4 MiB message in fragments from 64 B to 4 MiB. RFC 6455 puts
+        // no bound on the number of fragments: 65,536 of 64 B must pass under a 16 MiB limit.
+        for (group, opcode, kind) in [(3, TEXT, "text"), (4, BINARY, "binary")] {
+            let sizes = [64usize, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20];
+            for (n, fragment) in sizes.into_iter().enumerate() {
+                cases.push(case(
+                    &format!("9.{group}.{}", n + 1),
+                    format!("a 4 MiB {kind} message in fragments of {}", size_name(fragment)),
+                    false,
+                    move |c| {
+                        let payload = payload_of(4 << 20, opcode);
+                        c.send(&fragmented(opcode, &payload, fragment))?;
+                        c.expect_echo(opcode, &payload)?;
+                        Ok(Verdict::Ok)
+                    },
+                ));
+            }
+        }
+        cases.push(case(
+            "10.1.3",
+            "empty continuation frames without end are closed with 1009 under a 16 MiB limit too",
+            false,
+            continuation_flood(300_000),
+        ));
         cases.push(case(
             "9.9.1",
             "a message over the limit is closed with 1009",
@@ -816,6 +859,12 @@ fn section_9_and_10(big: bool) -> Vec<Case> {
             }
             Ok(Verdict::Ok)
         }));
+        cases.push(case(
+            "10.1.2",
+            "empty continuation frames without end are closed with 1009",
+            true,
+            continuation_flood(5_000),
+        ));
         cases.push(case(
             "10.1.1",
             "a message over the limit is closed with 1009, also when fragmented",

@@ -4,14 +4,21 @@
 //! one (a stream of empty continuation frames, say) would keep it busy for as long as the socket
 //! has bytes, and control frames are answered without the caller seeing them counted. The
 //! transport therefore walks the frame headers in the bytes it hands tungstenite: that gives
-//! the number of frames in each loop turn (for the per-turn budget and the rate limit) and the
-//! number of fragments in the message being received (capped). It reads nothing but headers:
-//! payloads are skipped by length, so the cost is a few instructions per frame. Malformed
-//! headers are tungstenite's to refuse; the meter only has to stay in step with valid ones.
+//! the number of frames in each loop turn (for the per-turn budget and the rate limit) and what
+//! the message being received in fragments has cost so far ([`FrameMeter::fragments_charge`]).
+//! It reads nothing but headers: payloads are skipped by length, so the cost is a few
+//! instructions per frame. Malformed headers are tungstenite's to refuse; the meter only has to
+//! stay in step with valid ones.
 
-/// Most fragments one message may arrive in; past it the client is closed (1009). A 16 MiB
-/// message in 64 KiB frames is 256 fragments; nothing reasonable needs more.
-pub const MAX_FRAGMENTS: u16 = 1024;
+/// Bytes every fragment of a message is charged at least, against `--max-message-size`.
+///
+/// RFC 6455 allows a message in any number of fragments, so they are bounded by what they cost
+/// rather than by a count: a fragment costs a header and a parse however small its payload. At
+/// 64 bytes a message in fragments of 64 bytes or more is charged exactly its size (it passes
+/// whenever its size is allowed: the Autobahn cases of 4 MiB in 64-byte fragments, under a
+/// 16 MiB limit), while a flood of empty continuations reaches the default 64 KiB limit after
+/// 1,024 of them and ends in 1009.
+pub const FRAGMENT_MIN_CHARGE: u32 = 64;
 
 // Which part of a frame the next byte belongs to, in one byte (every idle connection carries
 // a meter): the first header byte, the second, extended length bytes still to come
@@ -22,24 +29,33 @@ const LENGTH: u8 = 2; // ..= LENGTH + 8
 const KEY: u8 = 16; // ..= KEY + 4
 const PAYLOAD: u8 = 32;
 
+// What the meter knows of the frame whose header it is reading, in one byte.
+/// The frame's payload is masked.
+const MASKED: u8 = 1;
+/// The frame is a fragment of a message that is not yet complete (charged once its length is
+/// known).
+const FRAGMENT: u8 = 2;
+
 /// The meter's place in the stream and what it counted.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameMeter {
     at: u8,
-    masked: bool,
-    /// Fragments of the message in progress (0: no fragmented message under way).
-    fragments: u16,
+    /// [`MASKED`] and [`FRAGMENT`], for the frame whose header is being read.
+    frame: u8,
     /// Frames whose first byte was seen since [`take_frames`](Self::take_frames) (saturating:
     /// only a read buffer configured in megabytes holds more between two takes).
     frames: u16,
     /// Payload still to skip. A length past `u32` is saturated: tungstenite refuses such a
     /// frame (over `--max-message-size`) before the meter could miscount.
     payload_left: u32,
+    /// Bytes charged to the message in progress, fragment by fragment (0: no fragmented
+    /// message under way).
+    charged: u32,
 }
 
 impl Default for FrameMeter {
     fn default() -> Self {
-        Self { at: FIRST, masked: false, fragments: 0, frames: 0, payload_left: 0 }
+        Self { at: FIRST, frame: 0, frames: 0, payload_left: 0, charged: 0 }
     }
 }
 
@@ -69,16 +85,20 @@ impl FrameMeter {
         self.at = match self.at {
             FIRST => {
                 let (fin, opcode) = (byte & 0x80 != 0, byte & 0x0f);
-                self.fragments = match (opcode, fin) {
-                    (0..=2, true) => 0,
-                    (0, false) => self.fragments.saturating_add(1),
-                    (1 | 2, false) => 1,
-                    _ => self.fragments, // control frames may sit between fragments
-                };
+                // A whole message, or the last fragment, ends what was charged (tungstenite
+                // bounds the final size itself); a new fragmented message starts afresh;
+                // control frames may sit between fragments and are not charged to them.
+                let data = opcode & 0x08 == 0;
+                if data && (fin || opcode != 0) {
+                    self.charged = 0;
+                }
+                self.frame = if data && !fin { FRAGMENT } else { 0 };
                 SECOND
             }
             SECOND => {
-                self.masked = byte & 0x80 != 0;
+                if byte & 0x80 != 0 {
+                    self.frame |= MASKED;
+                }
                 self.payload_left = 0;
                 match byte & 0x7f {
                     126 => LENGTH + 2,
@@ -108,8 +128,12 @@ impl FrameMeter {
         };
     }
 
-    fn after_length(&self) -> u8 {
-        if self.masked {
+    /// The frame's length is known: a fragment is charged for it.
+    fn after_length(&mut self) -> u8 {
+        if self.frame & FRAGMENT != 0 {
+            self.charged = self.charged.saturating_add(self.payload_left.max(FRAGMENT_MIN_CHARGE));
+        }
+        if self.frame & MASKED != 0 {
             KEY + 4
         } else {
             self.payload()
@@ -132,12 +156,13 @@ impl FrameMeter {
     /// The bytes fed so far end with a whole frame, and that frame ended its message (or was a
     /// control frame outside one).
     pub fn between_messages(&self) -> bool {
-        self.at == FIRST && self.fragments == 0
+        self.at == FIRST && self.charged == 0
     }
 
-    /// The message in progress has come in more than [`MAX_FRAGMENTS`] fragments.
-    pub fn too_many_fragments(&self) -> bool {
-        self.fragments > MAX_FRAGMENTS
+    /// What the fragmented message in progress has cost so far: the sum over its fragments of
+    /// each one's length, or [`FRAGMENT_MIN_CHARGE`] where that is more.
+    pub fn fragments_charge(&self) -> u32 {
+        self.charged
     }
 }
 
@@ -173,17 +198,39 @@ mod tests {
     }
 
     #[test]
-    fn counts_fragments_of_the_message_in_progress() {
+    fn charges_each_fragment_its_length_or_the_minimum() {
         let mut meter = FrameMeter::default();
-        meter.feed(&frame(0x01, 3, true)); // text, not final
-        for _ in 0..MAX_FRAGMENTS - 1 {
-            meter.feed(&frame(0x00, 0, true));
+        meter.feed(&frame(0x01, 300, true)); // text, not final: its length
+        assert_eq!(meter.fragments_charge(), 300);
+        for _ in 0..10 {
+            meter.feed(&frame(0x00, 0, true)); // empty continuations: the minimum each
         }
-        meter.feed(&frame(0x89, 0, true)); // a ping between fragments
-        assert!(!meter.too_many_fragments());
-        meter.feed(&frame(0x00, 0, true));
-        assert!(meter.too_many_fragments());
-        meter.feed(&frame(0x80, 0, true)); // the final fragment ends the message
-        assert!(!meter.too_many_fragments());
+        assert_eq!(meter.fragments_charge(), 300 + 10 * FRAGMENT_MIN_CHARGE);
+        meter.feed(&frame(0x89, 100, true)); // a ping between fragments is not charged
+        meter.feed(&frame(0x00, 70_000, false)); // a 16-bit length, in pieces
+        assert_eq!(meter.fragments_charge(), 300 + 10 * FRAGMENT_MIN_CHARGE + 70_000);
+        assert!(!meter.between_messages());
+        meter.feed(&frame(0x80, 5, true)); // the final fragment ends the message
+        assert_eq!(meter.fragments_charge(), 0);
+        assert!(meter.between_messages());
+        meter.feed(&frame(0x82, 5, true)); // a whole message is never charged
+        assert_eq!(meter.fragments_charge(), 0);
+        meter.feed(&frame(0x02, 1, true));
+        assert_eq!(meter.fragments_charge(), FRAGMENT_MIN_CHARGE);
+        meter.feed(&frame(0x01, 1, true)); // a new message (a protocol error) starts afresh
+        assert_eq!(meter.fragments_charge(), FRAGMENT_MIN_CHARGE);
+    }
+
+    #[test]
+    fn a_charge_is_made_whatever_pieces_the_header_comes_in() {
+        let stream: Vec<u8> =
+            [frame(0x01, 200, true), frame(0x00, 3, false), frame(0x00, 70_000, true)].concat();
+        for piece in [1, 2, 3, 5, 7, 1000, stream.len()] {
+            let mut meter = FrameMeter::default();
+            for chunk in stream.chunks(piece) {
+                meter.feed(chunk);
+            }
+            assert_eq!(meter.fragments_charge(), 200 + FRAGMENT_MIN_CHARGE + 70_000, "pieces of {piece}");
+        }
     }
 }

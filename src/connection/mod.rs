@@ -17,8 +17,10 @@
 //!   [`http`]: the page, an error reply, or an upgrade that tungstenite completes.
 //! - **Open**: tungstenite reads frames, within a per-turn budget of bytes and frames that the
 //!   [`Transport`] enforces (it meters frame headers as the bytes pass, see `meter.rs`); every
-//!   frame counts against the rate limit; a message may come in at most
-//!   [`MAX_FRAGMENTS`](meter::MAX_FRAGMENTS) fragments; and a client whose queue is over
+//!   frame counts against the rate limit; a message in fragments is charged at least
+//!   [`FRAGMENT_MIN_CHARGE`](meter::FRAGMENT_MIN_CHARGE) bytes a fragment against
+//!   `--max-message-size` (any number of fragments, bounded by what they cost); and a client
+//!   whose queue is over
 //!   [`Settings::read_pause_bytes`] is not read from until it drains (read backpressure), so a
 //!   client that does not read cannot make the server work for it. Data messages are handed to
 //!   the server. A server-initiated close keeps the connection open until the client answers
@@ -418,8 +420,12 @@ impl<S: Stream> Connection<S> {
                 // Pings are answered by tungstenite; pongs only prove liveness.
                 Ok(_) => {}
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if transport.too_many_fragments() {
-                        let reason = format!("message in more than {} fragments", meter::MAX_FRAGMENTS);
+                    let max = settings.max_message_size;
+                    if transport.fragments_charge() as usize > max {
+                        let reason = format!(
+                            "message over {max} bytes, its fragments counted at least {} bytes each",
+                            meter::FRAGMENT_MIN_CHARGE
+                        );
                         return self.fail_with(CloseCode::Size, reason, clock.now, settings);
                     }
                     // Everything read so far made whole messages, all handed over: tungstenite

@@ -60,7 +60,7 @@ pub struct Transport<S> {
     pub outbox: Outbox,
     /// Something arrived since the flag was last cleared: a sign of life.
     pub heard: bool,
-    /// A read was refused because the turn's budget is spent (or the fragment cap was passed).
+    /// A read was refused because the turn's budget is spent.
     pub held_back: bool,
     // Kept small: every idle connection carries these.
     turn_frames: u16,
@@ -103,9 +103,9 @@ impl<S> Transport<S> {
         self.meter.take_frames()
     }
 
-    /// The message in progress came in more fragments than allowed.
-    pub fn too_many_fragments(&self) -> bool {
-        self.meter.too_many_fragments()
+    /// What the fragmented message in progress has cost so far (see `meter.rs`).
+    pub fn fragments_charge(&self) -> u32 {
+        self.meter.fragments_charge()
     }
 
     /// Every byte read so far belongs to a whole frame, and no fragmented message is under way.
@@ -118,10 +118,7 @@ impl<S: Read> Read for Transport<S> {
     /// Reads from the socket, but answers `WouldBlock` (setting `held_back`) once the turn's
     /// bytes or frames are spent, so one client's input cannot fill a whole loop turn.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.bytes_left == 0
-            || u32::from(self.turn_frames) >= FRAMES_PER_TURN
-            || self.meter.too_many_fragments()
-        {
+        if self.bytes_left == 0 || u32::from(self.turn_frames) >= FRAMES_PER_TURN {
             self.held_back = true;
             return Err(io::ErrorKind::WouldBlock.into());
         }
