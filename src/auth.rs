@@ -59,6 +59,13 @@ struct Claims {
     rooms: Vec<String>,
     #[serde(default)]
     role: Option<String>,
+    // Read only so that one of the wrong type (a string, an object) is refused as malformed, as
+    // such an `exp` is: jsonwebtoken checks `nbf` only when it is a number and lets any other
+    // type through unchecked. (RFC 7519 dates are numbers, whole or not.)
+    #[serde(default, rename = "nbf")]
+    _nbf: Option<f64>,
+    #[serde(default, rename = "iat")]
+    _iat: Option<f64>,
 }
 
 impl Identity {
@@ -351,6 +358,15 @@ mod tests {
         };
         assert_eq!(with("exp", json!(now() - 1)), "token expired");
         assert_eq!(with("nbf", json!(now() + 600)), "token not yet valid");
+        for claim in ["exp", "nbf", "iat"] {
+            for wrong in [json!("1700000000"), json!({"at": 1}), json!([1])] {
+                assert_eq!(with(claim, wrong.clone()), "malformed token", "{claim}: {wrong}");
+            }
+        }
+        let mut dated = good.clone();
+        dated["iat"] = json!(now() - 5);
+        dated["nbf"] = json!(now() as f64 - 4.5);
+        assert!(auth.verify(&hs256(dated), now()).is_ok(), "numeric dates, whole or not, are fine");
         assert_eq!(with("aud", json!("other")), "wrong token audience");
         assert_eq!(with("iss", json!("other")), "wrong token issuer");
         let lacking = "token lacks a required claim (sub, exp, or the aud or iss this server checks)";

@@ -365,3 +365,45 @@ fn private_rooms_are_only_for_the_users_their_tokens_name(mode: Mode) {
     assert_eq!(status, "HTTP/1.1 401 Unauthorized");
     assert!(body.contains("guest- names are for guests"), "{body}");
 }
+
+both_modes!(an_expired_session_keeps_nothing_but_the_way_back(mode));
+fn an_expired_session_keeps_nothing_but_the_way_back(mode: Mode) {
+    let keys = TempDir::new("expired");
+    let chat = Chat::start(mode, &["--jwt-secret", &keys.file("secret", SECRET)]);
+    let mut bob = chat.connect(&format!("/?token={}", hs256(SECRET, valid("bob"))));
+    recv_until(&mut bob, |t| t.starts_with("*** welcome"));
+    // An admin whose token ends in a second or two, in a private room its token names.
+    let short = json!({"sub": "ada", "exp": now() + 2, "role": "admin", "rooms": ["+ops"]});
+    let mut ada = chat.connect(&format!("/?token={}", hs256(SECRET, short)));
+    recv_until(&mut ada, |t| t.starts_with("*** welcome"));
+    send(&mut ada, "/join +ops");
+    recv_until(&mut ada, |t| t == "*** ada joined +ops");
+
+    recv_until(&mut ada, |t| t == "*** your session expired; send /token NEWTOKEN");
+    // Its rights went with the token: out of the private room.
+    recv_until(&mut ada, |t| t == "*** ada joined lobby");
+    let expired = "*** error: session expired: send /token NEWTOKEN";
+    for line in [
+        "still here?",
+        "/me waves",
+        "/msg bob psst",
+        "/ban bob 10m",
+        "/kick bob",
+        "/join +ops",
+        "/nick eve",
+        "/who",
+    ] {
+        send(&mut ada, line);
+        assert_eq!(recv_until(&mut ada, |t| t.starts_with("*** error")), expired, "{line}");
+    }
+
+    // The way back stays open: a new token for the same user, this time without the rights.
+    send(&mut ada, &format!("/token {}", hs256(SECRET, valid("ada"))));
+    recv_until(&mut ada, |t| t.starts_with("*** session renewed"));
+    send(&mut ada, "back again");
+    send(&mut ada, "/join +ops");
+    assert_eq!(recv_until(&mut ada, |t| t.starts_with("*** error")), "*** error: no such room");
+    // Bob was neither banned nor kicked, and heard nothing ada said while expired: her first
+    // line after the renewal is the first of hers he gets.
+    assert_eq!(recv_until(&mut bob, |t| t.starts_with("ada") || t.starts_with("* ada")), "ada: back again");
+}

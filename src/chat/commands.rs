@@ -13,17 +13,21 @@ use super::command::{cut, parse_line, Command, Line};
 use super::names::MAX_NAME_CHARS;
 use super::{
     error, first_sorted, may_enter, notice, reply, Asker, Body, Chat, ClientId, Effect, Event, Request, HELP,
-    LOBBY,
+    LOBBY, SESSION_EXPIRED,
 };
 
 impl Chat {
     /// A client sent a text message at `now_ms` (milliseconds since the Unix epoch): chat
     /// text or a command.
     pub fn text(&mut self, client: ClientId, text: &str, now_ms: u64, out: &mut Vec<Effect>) {
-        if self.member(client).is_none() {
+        let Some(expired) = self.member(client).map(|m| m.expired) else { return };
+        let line = parse_line(text);
+        if expired && !matches!(line, Line::Blank | Line::Command(Command::Token(_) | Command::Quit(_))) {
+            // Nothing is relayed or done until a new token: the way back is all it keeps.
+            out.push(reply(client, error(SESSION_EXPIRED)));
             return;
         }
-        match parse_line(text) {
+        match line {
             Line::Say(said) => self.say(client, said, false, now_ms),
             Line::Invalid(why) => out.push(reply(client, error(why))),
             Line::Blank => {}
@@ -157,8 +161,12 @@ impl Chat {
 
     /// A client sent a binary message: relayed verbatim to its room, sender included, just
     /// after a line saying who sent it (a binary frame has no room for a sender).
-    pub fn binary(&mut self, client: ClientId, data: Bytes, _out: &mut Vec<Effect>) {
+    pub fn binary(&mut self, client: ClientId, data: Bytes, out: &mut Vec<Effect>) {
         let Some(member) = self.member(client) else { return };
+        if member.expired {
+            out.push(reply(client, error(SESSION_EXPIRED)));
+            return;
+        }
         let room = member.room.clone();
         let from =
             Event::BinaryFrom { room: self.display(&room), from: member.nick.clone(), bytes: data.len() };

@@ -190,8 +190,12 @@ struct Member {
     /// Signed in: the nick is the `sub` of a verified token, and other connections with the
     /// same `sub` share it.
     signed: bool,
-    /// What its token lets it into (private rooms, moderation); None for a guest.
+    /// What its token lets it into (private rooms, moderation); None for a guest, and for a
+    /// member whose session expired.
     access: Option<Rc<Access>>,
+    /// Its token expired and no new one came yet: it keeps nothing but the way back (`/token`,
+    /// `/quit`), see [`Chat::expire`].
+    expired: bool,
 }
 
 /// What a signed-in member may do beyond a guest, from its token.
@@ -304,6 +308,9 @@ impl Default for Chat {
 fn notice(text: impl Into<String>) -> Body {
     Body::Event(Event::notice(text))
 }
+
+/// What a client whose session expired is answered, to anything but `/token` and `/quit`.
+pub const SESSION_EXPIRED: &str = "session expired: send /token NEWTOKEN";
 
 fn error(text: impl Into<String>) -> Body {
     Body::Event(Event::error(text))
@@ -445,6 +452,11 @@ impl Chat {
     /// Whether `client` signed in with a token.
     pub fn is_signed(&self, client: ClientId) -> bool {
         self.member(client).is_some_and(|m| m.signed)
+    }
+
+    /// Whether `client`'s session expired and was not renewed (see [`Chat::expire`]).
+    pub fn is_expired(&self, client: ClientId) -> bool {
+        self.member(client).is_some_and(|m| m.expired)
     }
 
     fn is_admin(&self, client: ClientId) -> bool {

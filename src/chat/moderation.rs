@@ -267,8 +267,25 @@ impl Chat {
         let access = Rc::new(Access::of(identity));
         let Some(member) = self.member_mut(client) else { return };
         member.access = Some(access.clone());
+        member.expired = false;
         let room = member.room.clone();
         if !may_enter(Some(&access), &room) {
+            self.join(client, LOBBY, out);
+        }
+    }
+
+    /// A signed-in client's token expired. `exp` is how the application that signs tokens takes
+    /// rights away, so until a new token comes (`/token`, see [`Self::renew`]) the client keeps
+    /// nothing but the way back: it is told, its rights go (from a private room it leaves for
+    /// the lobby), and every line but `/token` and `/quit` is refused
+    /// ([`SESSION_EXPIRED`](super::SESSION_EXPIRED)). It still reads what others send it.
+    pub fn expire(&mut self, client: ClientId, out: &mut Vec<Effect>) {
+        let Some(member) = self.member_mut(client) else { return };
+        member.access = None;
+        member.expired = true;
+        let room = member.room.clone();
+        out.push(reply(client, Event::Expired.into()));
+        if !may_enter(None, &room) {
             self.join(client, LOBBY, out);
         }
     }

@@ -315,7 +315,7 @@ impl Chat {
         let (key, seat) = self.add_to_room(client, &wanted_room, mode);
         self.insert_member(
             client,
-            Member { nick: nick.clone(), room: key.clone(), seat, mode, signed, access },
+            Member { nick: nick.clone(), room: key.clone(), seat, mode, signed, access, expired: false },
         );
         self.seat(client, &key, &nick);
         let display = self.display(&key);

@@ -1000,3 +1000,34 @@ fn a_move_into_a_private_room_is_not_announced_by_name_and_renewal_resets_rights
     h.say(3, "/ban guest-9 1h");
     assert!(h.take(3)[0].contains("guest-9 is not connected"));
 }
+
+#[test]
+fn an_expired_session_is_refused_everything_but_the_way_back_until_renewed() {
+    let mut h = token_chat();
+    let ada = Identity { admin: true, rooms: vec!["+ops".into()], ..signed_in("ada") };
+    h.sign_in(1, &ada, None);
+    h.connect(2, None);
+    h.say(1, "/join +ops");
+    h.clear();
+    let mut out = Vec::new();
+    h.chat.expire(1, &mut out);
+    h.apply(out);
+    let told = h.take(1);
+    assert_eq!(told[0], "*** your session expired; send /token NEWTOKEN");
+    assert!(told.contains(&"*** ada joined lobby".to_string()), "out of the private room: {told:?}");
+    h.clear();
+    for line in ["hi", "/msg guest-1 psst", "/kick guest-1", "/nick eve", "/join +ops", "/rooms"] {
+        h.say(1, line);
+        assert_eq!(h.take(1), ["*** error: session expired: send /token NEWTOKEN"], "{line}");
+        assert!(h.take(2).is_empty(), "{line} reached another");
+    }
+    assert!(h.chat.is_expired(1));
+    let mut out = Vec::new();
+    h.chat.renew(1, &signed_in("ada"), &mut out);
+    h.apply(out);
+    assert!(!h.chat.is_expired(1));
+    h.clear();
+    h.say(1, "back");
+    assert_eq!(h.take(2), ["ada: back"]);
+    h.chat.check_invariants();
+}

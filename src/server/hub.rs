@@ -29,7 +29,7 @@ use super::fanout::FanOut;
 use super::timers::TimerQueue;
 use crate::auth::{Auth, Identity};
 use crate::broker::{Broker, LocalBroker, Notice, Request};
-use crate::chat::{Audience, Body, Chat, Effect, Event, Join, Mode};
+use crate::chat::{Chat, Effect, Event, Join, Mode};
 use crate::connection::{Admission, Clock, Connection, Flush, Route, Step, Stream};
 use crate::frame::{self, Opcode};
 use crate::http::Endpoint;
@@ -430,7 +430,7 @@ impl<S: Stream> Hub<S> {
                     continue;
                 }
                 Step::Left(why) => self.leave_chat(key, &why, now),
-                Step::Expired => self.deliver(&Audience::Client(key), &Body::Event(Event::Expired)),
+                Step::Expired => self.expire_session(key, now),
                 _ => {}
             }
             self.after_activity(key);

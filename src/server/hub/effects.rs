@@ -82,6 +82,12 @@ impl<S: Stream> Hub<S> {
         }
     }
 
+    /// A signed-in client's token expired: the chat takes its rights until a new one comes.
+    pub(super) fn expire_session(&mut self, client: usize, now: Instant) {
+        self.chat.expire(client, &mut self.effects);
+        self.apply_effects(now);
+    }
+
     /// `/token JWT`: a signed-in client's new token, for the same user, extends its session.
     pub(super) fn renew_session(&mut self, client: usize, token: &Token, now: Instant) {
         let (now_unix, signed) = (crate::auth::unix_now(), self.chat.is_signed(client));
