@@ -23,8 +23,11 @@ use crate::units::{parse_duration, parse_size};
     version,
     about = "A WebSocket chat server: one thread, one poll loop, encode-once broadcast",
     long_about = None,
-    after_help = "Exit status: 0 after a clean shutdown, 1 when the server cannot run (address in use), \
-                  2 for a bad command line."
+    after_help = concat!(
+        crate::units_help!(),
+        "\n\nExit status: 0 after a clean shutdown, 1 when the server cannot run (address in use), \
+         2 for a bad command line."
+    )
 )]
 pub struct Config {
     /// Address to listen on: 127.0.0.1:9001, :9001 or 9001 (loopback), 0.0.0.0:9001 (every
