@@ -54,7 +54,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let number: u64 = digits.parse().map_err(|_| format!("not a duration: {text:?} (try 10s)"))?;
     let millis = match unit.trim() {
         "" if number == 0 => Some(0),
-        "" => return Err(format!("{text:?} needs a unit: {number}s, {number}m, {number}ms, {number}h or {number}d")),
+        "" => {
+            return Err(format!(
+                "{text:?} needs a unit: {number}s, {number}m, {number}ms, {number}h or {number}d"
+            ))
+        }
         "ms" => Some(number),
         "s" => number.checked_mul(1000),
         "m" => number.checked_mul(60_000),

@@ -225,6 +225,11 @@ fn moderators_kick_and_ban(mode: Mode) {
     recv_until(&mut root, |t| t.starts_with("*** welcome"));
     let mut alice = chat.connect(&format!("/?token={alice_token}"));
     recv_until(&mut alice, |t| t.starts_with("*** welcome"));
+    send(&mut alice, "/help");
+    let help = recv_until(&mut alice, |t| t.starts_with("*** commands:"));
+    assert!(help.contains("/token JWT") && !help.contains("/kick") && !help.contains("/nick"), "{help}");
+    send(&mut root, "/help");
+    assert!(recv_until(&mut root, |t| t.starts_with("*** commands:")).contains("/ban NICK TIME"));
     send(&mut alice, "/kick root");
     assert_eq!(
         recv_until(&mut alice, |t| t.starts_with("*** error")),

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use super::command::{cut, parse_line, Command, Line};
 use super::names::MAX_NAME_CHARS;
 use super::{
-    error, first_sorted, may_enter, notice, reply, Asker, Body, Chat, ClientId, Effect, Event, Request, HELP,
-    LOBBY, SESSION_EXPIRED,
+    error, first_sorted, may_enter, notice, reply, Asker, Body, Chat, ClientId, Effect, Event, HelpFor,
+    Request, HELP, LOBBY, SESSION_EXPIRED,
 };
 
 impl Chat {
@@ -38,7 +38,7 @@ impl Chat {
     fn command(&mut self, client: ClientId, command: Command, now_ms: u64, out: &mut Vec<Effect>) {
         match command {
             Command::Me(action) => self.say(client, action, true, now_ms),
-            Command::Help => out.push(reply(client, notice(HELP))),
+            Command::Help => out.push(reply(client, notice(self.help_for(client)))),
             Command::Who => self.ask_who(client),
             Command::Rooms => self.ask(client, |asker| Request::Rooms { asker }),
             Command::Msg { to, text } => self.private(client, to, text, now_ms, out),
@@ -61,6 +61,17 @@ impl Chat {
                 out.push(Effect::Close { client, reason });
             }
         }
+    }
+
+    /// The `/help` lines that apply to `client`.
+    fn help_for(&self, client: ClientId) -> String {
+        let shown = |line: &&(HelpFor, &str)| match line.0 {
+            HelpFor::Everyone => true,
+            HelpFor::ChosenNicks => !self.limits.token_nicks,
+            HelpFor::SignedIn => self.is_signed(client),
+            HelpFor::Moderators => self.is_admin(client),
+        };
+        HELP.iter().filter(shown).map(|(_, line)| *line).collect::<Vec<_>>().join("\n")
     }
 
     /// Asks the broker a question on `client`'s behalf; `client` waits for the answer.

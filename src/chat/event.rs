@@ -103,23 +103,37 @@ pub enum Event {
     Expired,
 }
 
-/// The `/help` notice, one line per command.
-pub const HELP: &str = "commands:
-/nick NAME       change your nick (1-32 chars, no spaces)
-/join ROOM       move to another room (created if new)
-/rooms           list rooms and member counts
-/who             list members of your room
-/me ACTION       say an action: * NICK ACTION
-/msg NICK TEXT   private message
-/quit [REASON]   leave the chat
-/token JWT       renew your sign-in (when the server uses tokens)
-/help            this list
-//TEXT           send a line starting with '/'
-moderators:
-/kick NICK       close the user's connections (a reason may follow)
-/ban NICK TIME   kick, and refuse the user for TIME: 10m, 2h, 1d
-/unban NICK      lift the user's bans
-/bans            list the bans in force";
+/// Who a line of `/help` is shown to: each client sees the commands that apply to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelpFor {
+    Everyone,
+    /// Where nicks are chosen: a server without sign-in keys (with keys, a nick is the token's).
+    ChosenNicks,
+    /// A client signed in with a token (on a server with keys; a guest has no session to renew).
+    SignedIn,
+    /// Moderators (`role: admin`).
+    Moderators,
+}
+
+/// The `/help` notice's lines, one per command, and whom each is for.
+pub const HELP: &[(HelpFor, &str)] = &[
+    (HelpFor::Everyone, "commands:"),
+    (HelpFor::ChosenNicks, "/nick NAME       change your nick (1-32 chars, no spaces)"),
+    (HelpFor::Everyone, "/join ROOM       move to another room (created if new)"),
+    (HelpFor::Everyone, "/rooms           list rooms and member counts"),
+    (HelpFor::Everyone, "/who             list members of your room"),
+    (HelpFor::Everyone, "/me ACTION       say an action: * NICK ACTION"),
+    (HelpFor::Everyone, "/msg NICK TEXT   private message"),
+    (HelpFor::Everyone, "/quit [REASON]   leave the chat"),
+    (HelpFor::SignedIn, "/token JWT       renew your sign-in before it expires"),
+    (HelpFor::Everyone, "/help            this list"),
+    (HelpFor::Everyone, "//TEXT           send a line starting with '/'"),
+    (HelpFor::Moderators, "moderators:"),
+    (HelpFor::Moderators, "/kick NICK       close the user's connections (a reason may follow)"),
+    (HelpFor::Moderators, "/ban NICK TIME   kick, and refuse the user for TIME: 10m, 2h, 1d"),
+    (HelpFor::Moderators, "/unban NICK      lift the user's bans"),
+    (HelpFor::Moderators, "/bans            list the bans in force"),
+];
 
 impl Event {
     pub fn notice(text: impl Into<String>) -> Self {

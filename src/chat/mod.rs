@@ -46,7 +46,7 @@ use names::{fold, validate_nick};
 
 pub use bans::{Ban, BanKey, Bans};
 pub use broker::{Asker, Direct, Notice, Request};
-pub use event::{Event, Mode, RoomMessage, HELP, JSON_SUBPROTOCOL};
+pub use event::{Event, HelpFor, Mode, RoomMessage, HELP, JSON_SUBPROTOCOL};
 pub use history::{History, MessageId, Stored};
 pub use line::{ServerLine, NOTICE_PREFIX};
 

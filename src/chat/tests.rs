@@ -1031,3 +1031,27 @@ fn an_expired_session_is_refused_everything_but_the_way_back_until_renewed() {
     assert_eq!(h.take(2), ["ada: back"]);
     h.chat.check_invariants();
 }
+
+#[test]
+fn help_shows_each_client_the_commands_that_apply_to_it() {
+    // Without sign-in keys: nicks are chosen, nobody has a session or moderates.
+    let mut h = three_in_lobby();
+    h.say(1, "/help");
+    let guest = h.take(1).join("\n");
+    assert!(guest.contains("/nick NAME") && guest.contains("/join ROOM"), "{guest}");
+    assert!(!guest.contains("/token") && !guest.contains("moderators") && !guest.contains("/ban"), "{guest}");
+    // With keys: no /nick (a nick is the token's); /token for the signed-in; moderation for admins.
+    let mut h = token_chat();
+    h.sign_in(1, &signed_in("ann"), None);
+    h.sign_in(2, &Identity { admin: true, ..signed_in("root") }, None);
+    h.connect(3, None);
+    h.clear();
+    let mut help = |client| {
+        h.say(client, "/help");
+        h.take(client).join("\n")
+    };
+    let (ann, root, guest) = (help(1), help(2), help(3));
+    assert!(ann.contains("/token JWT") && !ann.contains("/nick") && !ann.contains("/kick"), "{ann}");
+    assert!(root.contains("/token JWT") && root.contains("moderators:") && root.contains("/bans"), "{root}");
+    assert!(!guest.contains("/token") && !guest.contains("/nick") && !guest.contains("/ban"), "{guest}");
+}
