@@ -30,6 +30,8 @@ pub struct ChatQuery {
     pub since: Option<String>,
     /// It offered the `wschat.json` subprotocol, which the server then selects.
     pub json: bool,
+    /// It presented a token, but the server has no sign-in keys: it is told it joins as a guest.
+    pub ignored_token: bool,
 }
 
 /// The WebSocket endpoints.
@@ -291,6 +293,7 @@ fn judge_upgrade(
             room: query_param(query, "room"),
             since: query_param(query, "since"),
             json: request.lists_token("Sec-WebSocket-Protocol", JSON_SUBPROTOCOL),
+            ignored_token: false, // known once the keys are consulted
         }),
         "/echo" => Endpoint::Echo,
         _ => return Err(not_found()),

@@ -412,3 +412,18 @@ fn an_expired_session_keeps_nothing_but_the_way_back(mode: Mode) {
     // line after the renewal is the first of hers he gets.
     assert_eq!(recv_until(&mut bob, |t| t.starts_with("ada") || t.starts_with("* ada")), "ada: back again");
 }
+
+both_modes!(a_token_sent_to_a_server_without_keys_is_said_to_be_unchecked(mode));
+fn a_token_sent_to_a_server_without_keys_is_said_to_be_unchecked(mode: Mode) {
+    let chat = Chat::start(mode, &[]);
+    let mut ws = chat.connect(&format!("/?token={}", hs256(SECRET, valid("ann"))));
+    assert_eq!(
+        recv_text(&mut ws),
+        "*** your token was not checked: this server has no sign-in keys, so you join as a guest"
+    );
+    assert!(recv_text(&mut ws).starts_with("*** welcome, you are guest-"));
+    chat.wait_for_log("presented a token, but this server has no sign-in keys");
+    // Without a token, nothing is said.
+    let mut guest = chat.connect("/");
+    assert!(recv_text(&mut guest).starts_with("*** welcome, you are guest-"));
+}

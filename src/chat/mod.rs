@@ -92,6 +92,8 @@ pub struct Join<'a> {
     pub mode: Option<Mode>,
     /// Who a verified token says the client is (see `crate::auth`).
     pub identity: Option<&'a Identity>,
+    /// It presented a token that the server, having no sign-in keys, could not check.
+    pub ignored_token: bool,
 }
 
 /// A change to the history that a durable store must record (see `crate::store`).

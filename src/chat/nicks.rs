@@ -32,6 +32,10 @@ enum Purpose {
     Keep,
 }
 
+/// What a client that presented a token to a server without sign-in keys is told.
+pub const IGNORED_TOKEN: &str =
+    "your token was not checked: this server has no sign-in keys, so you join as a guest";
+
 /// What a waiting connection asked for, kept until its nick is settled.
 struct PendingJoin {
     /// The nick is the one the client asked for (not a guest nick it was given).
@@ -51,6 +55,7 @@ impl PendingJoin {
             since: self.since.as_deref(),
             mode: Some(self.mode),
             identity: self.identity.as_ref(),
+            ignored_token: false,
         }
     }
 }
@@ -129,6 +134,9 @@ impl Chat {
             return;
         }
         let signed = join.identity.is_some();
+        if join.ignored_token {
+            out.push(reply(client, notice(IGNORED_TOKEN)));
+        }
         let asked = match (join.identity, self.limits.token_nicks) {
             (Some(identity), _) => Some(identity.sub.as_str()),
             (None, true) => {

@@ -68,10 +68,18 @@ impl<S: Stream> Connection<S> {
                 self.verdict = Some(Verdict::AddressFull);
                 self.reject(Reply::too_many_from_address(), clock.now, settings)
             }
-            Decision::Upgrade(endpoint, token) => match self.admit_token(token, settings, bans) {
-                Ok(identity) => self.upgrade(endpoint, identity, settings, clock),
-                Err(reply) => self.reject(reply, clock.now, settings),
-            },
+            Decision::Upgrade(mut endpoint, token) => {
+                let ignored = token.is_some() && settings.auth.is_none();
+                match self.admit_token(token, settings, bans) {
+                    Ok(identity) => {
+                        if let Endpoint::Chat(query) = &mut endpoint {
+                            self.note_ignored_token(query, ignored);
+                        }
+                        self.upgrade(endpoint, identity, settings, clock)
+                    }
+                    Err(reply) => self.reject(reply, clock.now, settings),
+                }
+            }
             Decision::CheckSession(token) => match self.admit_token(token, settings, bans) {
                 Ok(_) => self.respond(Reply::session_ok(), clock.now, settings),
                 Err(reply) => self.reject(reply, clock.now, settings),
@@ -96,6 +104,22 @@ impl<S: Stream> Connection<S> {
             return Err(Reply::new(403, "Forbidden", ban.refusal(now_ms)));
         }
         Ok(identity)
+    }
+
+    /// A chat client presented a token that this server, without sign-in keys, cannot check:
+    /// it is told so in the chat, and the operator in the log (an `info` line within the budget
+    /// of client-triggered lines, since any client can send one).
+    fn note_ignored_token(&self, query: &mut http::ChatQuery, ignored: bool) {
+        query.ignored_token = ignored;
+        if ignored {
+            let line = "presented a token, but this server has no sign-in keys (--jwt-secret, \
+                        --jwt-public-key): it joins as a guest";
+            if crate::logline::warning_allowed() {
+                log::info!("{}: {line}", self.peer);
+            } else {
+                debug!("{}: {line}", self.peer);
+            }
+        }
     }
 
     /// Hands the request to tungstenite, which validates it once more and writes the 101

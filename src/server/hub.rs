@@ -292,21 +292,18 @@ impl<S: Stream> Hub<S> {
 
     fn on_upgraded(&mut self, key: usize, endpoint: Endpoint, identity: Option<&Identity>, now: Instant) {
         let peer = self.conns.get(key).map(Connection::peer);
-        match endpoint {
-            Endpoint::Chat(query) => {
-                let join = Join {
-                    nick: query.nick.as_deref(),
-                    room: query.room.as_deref(),
-                    since: query.since.as_deref(),
-                    mode: Some(if query.json { Mode::Json } else { Mode::Text }),
-                    identity,
-                };
-                self.chat.connect(key, join, &mut self.effects);
-                debug!("{peer:?}: asks to enter the chat (its nick is claimed first)");
-                self.apply_effects(now);
-            }
-            Endpoint::Echo => debug!("{peer:?}: echo session open"),
-        }
+        let Endpoint::Chat(query) = endpoint else { return debug!("{peer:?}: echo session open") };
+        let join = Join {
+            nick: query.nick.as_deref(),
+            room: query.room.as_deref(),
+            since: query.since.as_deref(),
+            mode: Some(if query.json { Mode::Json } else { Mode::Text }),
+            identity,
+            ignored_token: query.ignored_token,
+        };
+        self.chat.connect(key, join, &mut self.effects);
+        debug!("{peer:?}: asks to enter the chat (its nick is claimed first)");
+        self.apply_effects(now);
     }
 
     /// A data message: to the chat, or straight back on `/echo`.
