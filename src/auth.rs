@@ -128,6 +128,24 @@ impl fmt::Debug for Auth {
     }
 }
 
+/// The HS256 secret in a `--jwt-secret` file: the file's text with the whitespace around it
+/// removed (the newline `echo`, `base64` or an editor ends it with is not part of it), used as
+/// it is (text in base64 is not decoded), at least 32 bytes. The one reading of the file, for
+/// the server and for `wschat-token` alike, so a token made with one verifies with the other.
+pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read the JWT key file {}: {e}", path.display()))?;
+    let secret = bytes.trim_ascii();
+    if secret.len() < 32 {
+        return Err(format!(
+            "the JWT secret in {} is {} bytes; HS256 needs at least 32 (256 bits)",
+            path.display(),
+            secret.len()
+        ));
+    }
+    Ok(secret.to_vec())
+}
+
 impl Auth {
     /// Reads the key files; an error names the file and says what is wrong with it.
     pub fn load(files: &AuthFiles) -> Result<Self, String> {
@@ -135,20 +153,7 @@ impl Auth {
             std::fs::read(path).map_err(|e| format!("cannot read the JWT key file {}: {e}", path.display()))
         };
         let secret = match &files.secret {
-            Some(path) => {
-                let bytes = read(path)?;
-                // A trailing newline from `echo` or an editor is not part of the secret.
-                let secret = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-                let secret = secret.strip_suffix(b"\r").unwrap_or(secret);
-                if secret.len() < 32 {
-                    return Err(format!(
-                        "the JWT secret in {} is {} bytes; HS256 needs at least 32 (256 bits)",
-                        path.display(),
-                        secret.len()
-                    ));
-                }
-                Some(DecodingKey::from_secret(secret))
-            }
+            Some(path) => Some(DecodingKey::from_secret(&read_secret(path)?)),
             None => None,
         };
         let public = match &files.public_key {

@@ -10,6 +10,7 @@
 //! - [`http`]: reads and judges each request head: upgrade, page, or error reply.
 //! - [`origin`]: which web pages may open a WebSocket.
 //! - [`auth`]: signed connection tokens (JWT): the handshake's check and `/token`'s renewal.
+//! - [`token`]: making such tokens, behind `wschat-token` (for trying sign-in, scripts, tests).
 //! - [`rate`]: a connection's message rate limit (`--max-messages-per-sec`), a token bucket.
 //! - [`outbox`]: a connection's outgoing queue of shared buffers, flushed with vectored writes.
 //! - [`frame`]: encodes a server frame once, so one buffer goes into every recipient's outbox.
@@ -63,6 +64,7 @@ pub mod settings;
 pub mod sim;
 pub mod store;
 pub mod tls;
+pub mod token;
 pub mod units;
 pub mod web;
 pub mod wire;

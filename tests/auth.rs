@@ -140,6 +140,11 @@ fn a_public_key_server_takes_es256_and_refuses_hs256_made_with_its_public_key(mo
     .unwrap();
     let mut carol = chat.connect(&format!("/?token={es256}"));
     assert!(recv_text(&mut carol).starts_with("*** welcome, you are carol "));
+    // wschat-token signs with the private half just as well.
+    let private = keys.file("private.pem", pair.serialize_pem().as_bytes());
+    let made = wschat_token(&["--jwt-private-key", &private, "dave"]);
+    let mut dave = chat.connect(&format!("/?token={made}"));
+    assert!(recv_text(&mut dave).starts_with("*** welcome, you are dave "));
     let confused = hs256(public.as_bytes(), valid("carol"));
     let (status, body) = answer(chat.next_process(), &format!("/?token={confused}"), &[]);
     assert_eq!(
@@ -426,4 +431,38 @@ fn a_token_sent_to_a_server_without_keys_is_said_to_be_unchecked(mode: Mode) {
     // Without a token, nothing is said.
     let mut guest = chat.connect("/");
     assert!(recv_text(&mut guest).starts_with("*** welcome, you are guest-"));
+}
+
+/// A token made by the project's own `wschat-token` with `args`.
+fn wschat_token(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wschat-token")).args(args).output().unwrap();
+    assert!(out.status.success(), "wschat-token {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim_end().to_string()
+}
+
+both_modes!(the_readmes_secret_file_and_wschat_token_sign_in_a_moderator(mode));
+fn the_readmes_secret_file_and_wschat_token_sign_in_a_moderator(mode: Mode) {
+    let keys = TempDir::new("readme-secret");
+    let secret = keys.join("jwt-secret");
+    // The README's own command: 64 characters of base64 and a newline.
+    let made = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("head -c 48 /dev/urandom | base64 > {}", secret.display()))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let secret = secret.to_str().unwrap();
+    let chat = Chat::start(mode, &["--jwt-secret", secret]);
+    let token =
+        wschat_token(&["--jwt-secret", secret, "ada", "--role", "admin", "--room", "+ops", "--ttl", "10m"]);
+    let mut ada = chat.connect(&format!("/?token={token}"));
+    assert!(recv_text(&mut ada).starts_with("*** welcome, you are ada in lobby"));
+    send(&mut ada, "/join +ops");
+    recv_until(&mut ada, |t| t == "*** ada joined +ops");
+    send(&mut ada, "/help");
+    assert!(recv_until(&mut ada, |t| t.starts_with("*** commands:")).contains("/ban NICK TIME"));
+    // An application signing with the file's text, its newline left out, makes the same key.
+    let text = std::fs::read_to_string(secret).unwrap();
+    let mut bob = chat.connect(&format!("/?token={}", hs256(text.trim_end().as_bytes(), valid("bob"))));
+    assert!(recv_text(&mut bob).starts_with("*** welcome, you are bob "));
 }
