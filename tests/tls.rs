@@ -30,12 +30,17 @@ struct Pki {
 
 impl Pki {
     fn new(name: &str) -> Self {
+        Self::for_names(name, &["localhost", "127.0.0.1"])
+    }
+
+    /// The certificate covers `names` (DNS names or IP addresses) only.
+    fn for_names(name: &str, names: &[&str]) -> Self {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.distinguished_name.push(DnType::CommonName, format!("wschat test CA {name}"));
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
         let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
         let leaf = params.signed_by(&key, &ca).unwrap();
         Self {
             ca: ca.der().clone(),
@@ -122,6 +127,19 @@ fn text_until<S: Read + Write>(ws: &mut WebSocket<S>, wanted: &str) -> String {
             return text;
         }
     }
+}
+
+#[test]
+fn the_logged_url_names_a_host_the_certificate_covers() {
+    // A certificate for localhost alone: https://127.0.0.1/ would fail in every browser.
+    let pki = Pki::for_names("url", &["localhost"]);
+    let (server, _dir) = tls_server(&pki, "url", &[]);
+    let url = format!("open https://localhost:{}/ in a browser", server.addr.port());
+    server.wait_for_log(&url);
+    drop(server);
+    let pki = Pki::for_names("url-none", &["chat.example.com"]);
+    let (server, _dir) = tls_server(&pki, "url-none", &[]);
+    server.wait_for_log("open https://chat.example.com:");
 }
 
 #[test]

@@ -151,6 +151,22 @@ impl<S: Accept> Server<S> {
         self.metrics.as_ref().and_then(|m| m.local_addr().ok())
     }
 
+    /// The page's URL, as the start-up log gives it: with TLS, under a name the certificate
+    /// covers (see [`ServerTls::url_host`](crate::tls::server::ServerTls::url_host)).
+    fn page_url(&self) -> String {
+        let addr = self.local_addr();
+        let Some(tls) = &self.hub.settings().tls else { return page_url("http", addr, None) };
+        let host = tls.url_host(addr.ip());
+        if host.is_none() {
+            warn!(
+                "the certificate in {} covers neither {} nor localhost: browsers will refuse its URL",
+                tls.cert_file.display(),
+                addr.ip()
+            );
+        }
+        page_url("https", addr, host.as_deref())
+    }
+
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.acceptor.local_addr()
@@ -159,10 +175,9 @@ impl<S: Accept> Server<S> {
     /// Runs until SIGINT/SIGTERM, then closes every client with 1001 and returns once they are
     /// gone or `--shutdown-timeout` has passed.
     pub fn run(mut self) -> io::Result<()> {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
         // Scripts and tests read the address as the line's last word.
         info!("wschat{} listening on {}", if self.tls.is_some() { " (TLS)" } else { "" }, self.local_addr());
-        info!("open {} in a browser to chat", page_url(scheme, self.local_addr()));
+        info!("open {} in a browser to chat", self.page_url());
         if let Some(addr) = self.metrics_addr() {
             info!("metrics at http://{addr}/metrics");
         }
@@ -367,7 +382,12 @@ impl<S: Accept> Server<S> {
 
 /// Where a browser on this machine finds the page: the bound address, or loopback when bound
 /// to every interface (a browser cannot open `0.0.0.0`).
-fn page_url(scheme: &str, addr: SocketAddr) -> String {
+/// The page's URL on a server bound to `addr`: `https` with a name from its certificate when
+/// it speaks TLS (`host`; the address itself otherwise).
+fn page_url(scheme: &str, addr: SocketAddr, host: Option<&str>) -> String {
+    if let Some(host) = host.filter(|host| host.parse::<std::net::IpAddr>().is_err()) {
+        return format!("{scheme}://{host}:{}/", addr.port());
+    }
     let ip = match addr.ip() {
         ip if !ip.is_unspecified() => ip,
         std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
@@ -392,11 +412,15 @@ mod tests {
 
     #[test]
     fn the_page_url_is_one_a_browser_can_open() {
-        let url = |addr: &str| page_url("http", addr.parse().unwrap());
+        let url = |addr: &str| page_url("http", addr.parse().unwrap(), None);
         assert_eq!(url("127.0.0.1:9001"), "http://127.0.0.1:9001/");
         assert_eq!(url("0.0.0.0:80"), "http://127.0.0.1:80/");
         assert_eq!(url("[::]:9001"), "http://[::1]:9001/");
         assert_eq!(url("[::1]:9001"), "http://[::1]:9001/");
-        assert_eq!(page_url("https", "0.0.0.0:443".parse().unwrap()), "https://127.0.0.1:443/");
+        assert_eq!(page_url("https", "0.0.0.0:443".parse().unwrap(), None), "https://127.0.0.1:443/");
+        let https = |addr: &str, host| page_url("https", addr.parse().unwrap(), Some(host));
+        assert_eq!(https("127.0.0.1:9443", "localhost"), "https://localhost:9443/");
+        assert_eq!(https("0.0.0.0:443", "chat.example.com"), "https://chat.example.com:443/");
+        assert_eq!(https("127.0.0.1:9443", "127.0.0.1"), "https://127.0.0.1:9443/");
     }
 }

@@ -3,11 +3,12 @@
 //! certificate (ACME clients renew every 60 to 90 days) is served without a restart. A reload
 //! that fails keeps the certificate in use.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
@@ -32,6 +33,31 @@ impl ServerTls {
     pub fn reload(&self) -> Result<Arc<ServerConfig>, String> {
         build(&self.cert_file, &self.key_file)
     }
+
+    /// The host for the page's URL on a server bound to `ip`: one the certificate covers, so
+    /// the URL the log prints works (a certificate for `localhost` alone fails at
+    /// `https://127.0.0.1/`). See [`url_host`].
+    pub fn url_host(&self, ip: IpAddr) -> Option<String> {
+        let chain = read_chain(&self.cert_file).ok()?;
+        url_host(chain.first()?, ip)
+    }
+}
+
+/// A host `leaf` covers for a server bound to `ip`: that address itself, else `localhost`
+/// where the server listens on loopback (or on every address), else the first of its DNS
+/// names (wildcards aside); None when it covers none of them.
+pub fn url_host(leaf: &CertificateDer<'_>, ip: IpAddr) -> Option<String> {
+    let cert = webpki::EndEntityCert::try_from(leaf).ok()?;
+    let covers = |name: &ServerName| cert.verify_is_valid_for_subject_name(name).is_ok();
+    let reachable = if ip.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { ip };
+    if covers(&ServerName::IpAddress(reachable.into())) {
+        return Some(reachable.to_string());
+    }
+    let localhost = ServerName::try_from("localhost").ok()?;
+    if (reachable.is_loopback() || ip.is_unspecified()) && covers(&localhost) {
+        return Some("localhost".into());
+    }
+    cert.valid_dns_names().find(|name| !name.starts_with('*')).map(str::to_string)
 }
 
 fn build(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConfig>, String> {
@@ -64,4 +90,29 @@ pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         return Err(format!("--tls-cert {}: no certificate in the file", path.display()));
     }
     Ok(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(names: &[&str]) -> CertificateDer<'static> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        rcgen::generate_simple_self_signed(names).unwrap().cert.der().clone()
+    }
+
+    #[test]
+    fn the_url_names_a_host_the_certificate_covers() {
+        let host = |names: &[&str], ip: &str| url_host(&leaf(names), ip.parse().unwrap());
+        // The README's certificate before: localhost only, so not https://127.0.0.1/.
+        assert_eq!(host(&["localhost"], "127.0.0.1").as_deref(), Some("localhost"));
+        assert_eq!(host(&["localhost"], "0.0.0.0").as_deref(), Some("localhost"));
+        assert_eq!(host(&["localhost", "127.0.0.1"], "127.0.0.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(host(&["chat.example.com"], "0.0.0.0").as_deref(), Some("chat.example.com"));
+        assert_eq!(
+            host(&["*.example.com", "chat.example.com"], "10.0.0.5").as_deref(),
+            Some("chat.example.com")
+        );
+        assert_eq!(host(&["*.example.com"], "10.0.0.5"), None);
+    }
 }
