@@ -7,9 +7,11 @@ first command that does not work.
 Run from a checkout (CI runs it on a clean clone). Every line of every ```sh block is one of:
 
 - a server (`target/release/wschat-server ...`, in the foreground or with `&`): started in the
-  background and waited for until its port accepts connections; a server started earlier on
-  the same address is stopped first, as the user would have stopped it with Ctrl-C. If the
-  line's comment says to open a page, the page is fetched and must answer 200.
+  background and waited for until its port accepts connections; it must bind, so a block that
+  reuses the address of a server still running fails, as it would for the user. A server in
+  the foreground runs on (the user's terminal holds it) to the end; one started with `&` is
+  the block's job, numbered from 1, and `kill %N ...` in the block stops it. If the line's
+  comment says to open a page, the page is fetched and must answer 200.
 - an interactive client (its comment says `# terminal N`): started in a pseudo-terminal of its
   own. Once all the terminals of a block are in (the server's welcome shows in each), each
   types a line that every other one must show, then `/quit`, and each must exit 0.
@@ -37,7 +39,7 @@ DEADLINE = 20.0
 RUN_BY_CI = [
     (re.compile(r"^cargo test$"), "CI's test step"),
     (re.compile(r"^python3 scripts/soak\.py "), "CI's soak step"),
-    (re.compile(r"apt-get install chromium"), "CI's browser step installs it"),
+    (re.compile(r"apt-get install (-y )?chromium"), "CI's browser step installs it"),
     (re.compile(r"node e2e\.mjs"), "CI's browser step"),
 ]
 
@@ -126,22 +128,28 @@ class Terminal:
 
 
 class Servers:
-    """The servers the README starts, by address."""
+    """The servers the README starts, by address, and the block's jobs (those started with `&`)."""
 
     def __init__(self):
         self.running = {}
+        self.jobs = []
+
+    def new_block(self):
+        self.jobs = []
 
     def start(self, command, comment):
         args = shlex.split(command.rstrip("&").strip())
         address = next(a for a in args[1:] if not a.startswith("-"))
-        self.stop(address)
+        if address in self.running:
+            fail(f"`{command}` reuses {address}, still held by a server started earlier in the README "
+                 "(stop that one first, or give this one a port of its own)")
         print(f"$ {command}   (in the background)", flush=True)
         process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         host, port = address.rsplit(":", 1)
         end = time.monotonic() + DEADLINE
         while True:
             if process.poll() is not None:
-                fail(f"`{command}` exited with {process.returncode}")
+                fail(f"`{command}` exited with {process.returncode} (could it not bind {address}?)")
             try:
                 socket.create_connection((host, int(port)), timeout=1).close()
                 break
@@ -150,6 +158,8 @@ class Servers:
                     fail(f"`{command}` never accepted a connection on {address}")
                 time.sleep(0.05)
         self.running[address] = process
+        if command.endswith("&"):
+            self.jobs.append(address)
         page = re.search(r"open (https?://\S+)", comment)
         if page:
             # A certificate made for the example is not one the system trusts.
@@ -159,6 +169,15 @@ class Servers:
                 if response.status != 200 or b"<title>wschat</title>" not in body:
                     fail(f"{page.group(1)} answered {response.status} without the chat page")
             print(f"  {page.group(1)} serves the chat page", flush=True)
+
+    def kill_jobs(self, command):
+        """`kill %1 %2`: the block's jobs by number, as the user's shell would."""
+        print(f"$ {command}", flush=True)
+        for number in re.findall(r"%(\d+)", command):
+            index = int(number) - 1
+            if index >= len(self.jobs) or self.jobs[index] not in self.running:
+                fail(f"`{command}`: no job %{number} in this block")
+            self.stop(self.jobs[index])
 
     def stop(self, address):
         process = self.running.pop(address, None)
@@ -209,14 +228,22 @@ def main():
     try:
         for block in blocks(readme):
             terminals = []
+            servers.new_block()
             for command, comment in block:
                 commands += 1
+                in_terminal = re.match(r"terminal \d+\b", comment)
+                if terminals and not in_terminal:
+                    # The user chats in the terminals before going on with the block.
+                    converse(terminals)
+                    terminals = []
                 ci_step = next((why for pattern, why in RUN_BY_CI if pattern.search(command)), None)
                 if ci_step:
                     print(f"$ {command}   (skipped: {ci_step})", flush=True)
                 elif command.startswith("target/release/wschat-server"):
                     servers.start(command, comment)
-                elif re.match(r"terminal \d+$", comment):
+                elif re.match(r"kill( %\d+)+$", command):
+                    servers.kill_jobs(command)
+                elif in_terminal:
                     print(f"$ {command}   (in a terminal of its own)", flush=True)
                     terminals.append(Terminal(command))
                 else:
