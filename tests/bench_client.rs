@@ -401,3 +401,24 @@ fn a_stopped_bench_takes_its_processes_with_it() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn an_echo_endpoint_is_measured_as_echo_not_as_lost_broadcasts() {
+    let server = TestServer::start(&[]);
+    let (run, result) =
+        bench_json(&server.url("/echo"), "--clients 10 --senders 2 --window 4 --duration 1s --warmup 200ms");
+    assert!(run.stdout.contains("echo: each message is expected once, back at its sender"), "{}", run.stdout);
+    let sent = result["sent"].as_u64().unwrap();
+    assert!(sent > 0, "{result}");
+    assert_eq!(result["expected"].as_u64(), Some(sent), "one delivery a message: {result}");
+    assert_eq!(result["lost"].as_u64(), Some(0), "{result}");
+}
+
+#[test]
+fn a_result_file_that_cannot_be_written_is_refused_before_the_run() {
+    // No server at all: the flags are judged (a usage error, 2) before anything connects (a
+    // run that could not connect exits 1).
+    let run = bench("ws://127.0.0.1:9/", "--duration 30s --json /nonexistent-dir/result.json");
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("--json /nonexistent-dir/result.json: no directory"), "{}", run.stderr);
+}

@@ -5,7 +5,7 @@
 //! kind of run starts with ([`BenchConfig::prepare`]).
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::builder::ArgPredicate;
@@ -98,9 +98,16 @@ pub struct BenchConfig {
     #[arg(long)]
     pub idle: bool,
 
-    /// Also write the result as JSON to this file.
+    /// Also write the result as JSON to this file (its directory must exist: checked before
+    /// the run, not after it).
     #[arg(long, value_name = "FILE")]
     pub json: Option<std::path::PathBuf>,
+
+    /// The server echoes each message to its sender only, as wschat's `/echo` does: each
+    /// message is expected once, back at its sender, rather than at every client. On by itself
+    /// when the URL's path is `/echo`.
+    #[arg(long)]
+    pub echo: bool,
 
     /// Also write the latency distribution to FILE in HdrHistogram's percentile-distribution
     /// text format, in milliseconds (what HdrHistogram's plotter and scripts/plot_latency.py read).
@@ -253,7 +260,28 @@ impl BenchConfig {
         if self.rate == Some(0) {
             return Err("--rate must be at least 1".into());
         }
+        if self.shootout && self.echoes() {
+            return Err("--shootout times broadcasts to every client: not on an echo endpoint".into());
+        }
+        for (flag, path) in [("--json", &self.json), ("--histogram", &self.histogram)] {
+            let Some(path) = path else { continue };
+            let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                return Err(format!(
+                    "{flag} {}: no directory {} to write it in",
+                    path.display(),
+                    dir.display()
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the server echoes rather than broadcasts (`--echo`, or a URL ending in `/echo`).
+    pub fn echoes(&self) -> bool {
+        let after_scheme = self.url.split_once("://").map_or(self.url.as_str(), |(_, rest)| rest);
+        let path = after_scheme.find('/').map_or("/", |at| &after_scheme[at..]);
+        self.echo || path.split(['?', '#']).next() == Some("/echo")
     }
 
     /// Whether every client receives every message, so that losses can be counted: not with
@@ -262,9 +290,12 @@ impl BenchConfig {
         self.churn.is_none() && self.rooms == 1
     }
 
-    /// How many clients receive each message, of `connected`.
+    /// How many clients receive each message, of `connected`: one, its sender, on an echo
+    /// endpoint.
     pub fn receivers(&self, connected: u64) -> u64 {
-        if self.self_delivery {
+        if self.echoes() {
+            connected.min(1)
+        } else if self.self_delivery {
             connected
         } else {
             connected.saturating_sub(1)

@@ -146,6 +146,9 @@ impl Report {
             true => (thousands(self.expected), thousands(self.lost())),
             false => ("n/a".to_string(), "n/a".to_string()),
         };
+        if self.config.echoes() {
+            let _ = writeln!(out, "echo: each message is expected once, back at its sender");
+        }
         let _ = writeln!(
             out,
             "messages: sent={} deliveries={} expected={expected} lost={lost} deliveries/s={}",
