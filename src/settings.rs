@@ -234,7 +234,7 @@ impl Settings {
     /// Open files the server may need: every accepted socket, plus the metrics scrapes and what
     /// any process holds (see [`crate::fdlimit`]).
     pub fn open_files_wanted(&self) -> u64 {
-        (self.accept_cap() + crate::metrics::endpoint::MAX_SCRAPES) as u64
+        (self.accept_cap() + crate::metrics::slots::MAX_SCRAPES) as u64
             + crate::fdlimit::FILES_BESIDES_CONNECTIONS
     }
 }

@@ -1,14 +1,18 @@
-//! `--metrics ADDR` against the real binary: the scrape endpoint's HTTP behaviour, and counts
-//! that move with what clients do (refusals by reason, rate limits, slow readers, messages and
-//! deliveries). The exposition's format is checked by a real OpenMetrics parser in
-//! `scripts/interop.py`.
+//! `--metrics ADDR` against the real binary: the scrape endpoint's HTTP behaviour, its slots
+//! (idle connections neither lock a scrape out nor flood the log, and running out of
+//! descriptors only delays scrapes), and counts that move with what clients do (refusals by
+//! reason, rate limits, slow readers, messages and deliveries). The exposition's format is
+//! checked by a real OpenMetrics parser in `scripts/interop.py`.
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use tungstenite::Message;
+use wschat::logline::WARNINGS_PER_SECOND;
 
 use common::*;
 
@@ -42,6 +46,125 @@ fn the_endpoint_serves_only_metrics_and_only_on_its_own_port() {
     assert!(post.starts_with("HTTP/1.1 405") && post.contains("Allow: GET, HEAD"), "{post}");
     let public = http_exchange(&server, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(public.starts_with("HTTP/1.1 404"), "the chat port does not serve metrics: {public}");
+}
+
+/// A scrape that must be answered within [`WAIT`]: its response.
+#[track_caller]
+fn scrape_by_deadline(addr: &str) -> String {
+    scrape_on(TcpStream::connect(addr).unwrap())
+}
+
+/// [`scrape_by_deadline`] on a connection already open.
+#[track_caller]
+fn scrape_on(mut stream: TcpStream) -> String {
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut response) {
+        panic!("scrape not answered ({e}); got {:?}", String::from_utf8_lossy(&response));
+    }
+    let response = String::from_utf8(response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response:?}");
+    assert!(response.contains("wschat_connections_open") && response.ends_with("# EOF\n"), "{response}");
+    response
+}
+
+/// The server's log lines about one metrics connection (its address follows "metrics: ").
+fn peer_lines(server: &TestServer) -> Vec<String> {
+    server.log().into_iter().filter(|line| line.contains("metrics: 127.0.0.1:")).collect()
+}
+
+#[test]
+fn idle_connections_holding_every_slot_do_not_lock_a_scrape_out() {
+    let (server, addr) = server_with_metrics(&[]);
+    // More silent connections than there are slots, all held open by this test meanwhile.
+    let idle: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let scraper = TcpStream::connect(&addr).unwrap();
+    let scraper_addr = scraper.local_addr().unwrap();
+    scrape_on(scraper);
+    // The scrape got its slot by eviction, not because the idle ones had timed out meanwhile.
+    server.wait_for_log(&format!("closed to make room for {scraper_addr}"));
+    drop(idle);
+}
+
+#[test]
+fn a_connection_without_a_whole_request_head_is_closed_within_seconds() {
+    let (_server, addr) = server_with_metrics(&[]);
+    let silent = TcpStream::connect(&addr).unwrap();
+    let mut half = TcpStream::connect(&addr).unwrap();
+    half.write_all(b"GET /metrics HTTP/1.1\r\nHost: metr").unwrap();
+    // The head deadline is a second; the rest is room for a loaded machine, short of the five
+    // seconds such connections were held before.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    for (what, mut stream) in [("silent", silent), ("half a head", half)] {
+        stream
+            .set_read_timeout(Some(
+                deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)),
+            ))
+            .unwrap();
+        match stream.read(&mut [0u8; 64]) {
+            Ok(0) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            other => panic!("{what}: still open 3 s after connecting: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_flood_of_connections_past_the_slots_does_not_flood_the_log() {
+    const FLOOD: usize = 200;
+    let (server, addr) = server_with_metrics(&["--log-level", "debug"]);
+    let started = Instant::now();
+    // Held open: each one past the sixteen slots displaces one (or, before, was turned away).
+    let flood: Vec<TcpStream> = (0..16 + FLOOD).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let deadline = Instant::now() + WAIT;
+    let lines = loop {
+        let lines = peer_lines(&server);
+        if lines.len() >= FLOOD {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "{} of {FLOOD} connections logged: {lines:#?}", lines.len());
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // The limiter's seconds are not the clock's: lines logged over `elapsed` fall in at most
+    // `elapsed + 2` of its one-second windows.
+    let windows = started.elapsed().as_secs() as usize + 2;
+    let warned = lines.iter().filter(|line| line.contains("[WARN]")).count();
+    assert!(
+        warned <= WARNINGS_PER_SECOND as usize * windows,
+        "{warned} of {} lines at WARN within {windows} s windows: {lines:#?}",
+        lines.len()
+    );
+    assert!(lines.iter().any(|line| line.contains("[DEBUG]")), "the excess is logged at debug");
+    scrape_by_deadline(&addr);
+    drop(flood);
+}
+
+#[test]
+fn a_scrape_that_came_while_out_of_descriptors_is_answered_once_there_are_some() {
+    // Under a file limit of 24 the server runs out of descriptors after a dozen connections.
+    let mut shell = Command::new("sh");
+    shell.args(["-c", "ulimit -n 24 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_wschat-server")]);
+    let server = TestServer::start_with(shell, &["--metrics", "127.0.0.1:0", "--handshake-timeout", "60s"]);
+    let addr = server.metrics_addr();
+    let hogs: Vec<TcpStream> = (0..40).map(|_| server.tcp()).collect();
+    server.wait_for_log("] accept failed");
+    let mut waiting: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    for stream in &mut waiting {
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\n\r\n").unwrap();
+    }
+    server.wait_for_log("metrics: accept failed");
+    // Descriptors come back; nothing new arrives at the metrics port to wake its listener.
+    drop(hogs);
+    for mut stream in waiting {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut response = Vec::new();
+        let read = stream.read_to_end(&mut response);
+        let response = String::from_utf8_lossy(&response);
+        assert!(read.is_ok() && response.starts_with("HTTP/1.1 200 OK"), "{read:?}: {response:?}");
+    }
+    let warnings = server.log().into_iter().filter(|l| l.contains("[WARN] metrics: accept failed")).count();
+    assert_eq!(warnings, 1, "one warning per episode: {:#?}", server.log());
 }
 
 #[test]

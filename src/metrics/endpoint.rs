@@ -1,22 +1,28 @@
 //! The metrics listener (`--metrics ADDR`): a second listening socket in the server's poll, on
 //! its own address so the public never reaches it, answering `GET /metrics` (and `HEAD`) with
 //! the current exposition, 404 for any other path, 405 for any other method. Its connections
-//! are few and short: at most [`MAX_SCRAPES`] at once, each given [`SCRAPE_TIMEOUT`] to send a
-//! request of at most [`MAX_REQUEST`] bytes and take the reply; then it is closed.
+//! are few and short: at most [`MAX_SCRAPES`], each closed once its reply is written, and a
+//! request head is at most [`MAX_REQUEST`] bytes. Which connections are kept, evicted or timed
+//! out is `slots.rs`'s policy; this file does their IO.
+//!
+//! The loop drives the deadlines: [`next_deadline`](MetricsEndpoint::next_deadline) bounds its
+//! wait, and [`on_timers`](MetricsEndpoint::on_timers) runs every turn. What a client can
+//! trigger at will (evictions, timeouts, a full listener) is logged with `remote_warn!`, so a
+//! flood of connections cannot flood the log; accept failures (EMFILE) pause accepting as on
+//! the chat's listener ([`AcceptPause`]).
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use log::{debug, warn};
+use log::debug;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
-use slab::Slab;
 
-/// Scrapes served at once; more are closed at accept.
-pub const MAX_SCRAPES: usize = 16;
-/// Time a scrape connection has to send its request and take the reply.
-pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+use super::slots::{Room, Slots, HEAD_TIMEOUT, MAX_SCRAPES, REPLY_TIMEOUT};
+use crate::remote_warn;
+use crate::server::acceptor::AcceptPause;
+
 /// Largest request head accepted.
 pub const MAX_REQUEST: usize = 8192;
 
@@ -29,15 +35,16 @@ pub struct MetricsEndpoint {
     listener_token: Token,
     /// Scrape connections use the tokens `first_token ..= first_token + MAX_SCRAPES - 1`.
     first_token: usize,
-    scrapes: Slab<Scrape>,
+    scrapes: Slots<Scrape>,
+    pause: AcceptPause,
 }
 
 struct Scrape {
     stream: TcpStream,
+    peer: SocketAddr,
     request: Vec<u8>,
     /// The reply and how much of it is written.
     reply: Option<(Vec<u8>, usize)>,
-    deadline: Instant,
 }
 
 impl MetricsEndpoint {
@@ -51,7 +58,8 @@ impl MetricsEndpoint {
     ) -> io::Result<Self> {
         let mut listener = TcpListener::bind(addr)?;
         registry.register(&mut listener, listener_token, Interest::READABLE)?;
-        Ok(Self { listener, listener_token, first_token, scrapes: Slab::with_capacity(MAX_SCRAPES) })
+        let (scrapes, pause) = (Slots::new(), AcceptPause::new("metrics: "));
+        Ok(Self { listener, listener_token, first_token, scrapes, pause })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -63,9 +71,10 @@ impl MetricsEndpoint {
         token == self.listener_token || (self.first_token..self.first_token + MAX_SCRAPES).contains(&token.0)
     }
 
-    /// When the oldest scrape times out.
+    /// When [`on_timers`](Self::on_timers) has something to do: a scrape's deadline, or the
+    /// end of a pause in accepting.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.scrapes.iter().map(|(_, s)| s.deadline).min()
+        [self.scrapes.next_deadline(), self.pause.wake_at()].into_iter().flatten().min()
     }
 
     /// Handles a readiness event for the listener or a scrape; `render` makes the exposition
@@ -78,87 +87,111 @@ impl MetricsEndpoint {
         render: &mut dyn FnMut() -> String,
     ) {
         if token == self.listener_token {
-            self.accept(registry, now);
+            self.accept(registry, now, render);
         } else {
-            self.serve(registry, token.0 - self.first_token, render);
+            self.serve(registry, token.0 - self.first_token, now, render);
         }
     }
 
-    /// Closes scrapes past their deadline.
-    pub fn expire(&mut self, registry: &Registry, now: Instant) {
-        let late: Vec<usize> =
-            self.scrapes.iter().filter(|(_, s)| s.deadline <= now).map(|(k, _)| k).collect();
-        for key in late {
-            debug!("metrics: scrape #{key} timed out");
-            self.close(registry, key);
+    /// Closes scrapes past their deadline, and accepts again once a pause is over (the
+    /// listener's readiness is edge-triggered: no event will come for connections already
+    /// waiting).
+    pub fn on_timers(&mut self, registry: &Registry, now: Instant, render: &mut dyn FnMut() -> String) {
+        while let Some((mut scrape, answering)) = self.scrapes.pop_expired(now) {
+            if answering {
+                remote_warn!("metrics: {}: reply not taken within {REPLY_TIMEOUT:?}; closing", scrape.peer);
+            } else {
+                remote_warn!("metrics: {}: no request within {HEAD_TIMEOUT:?}; closing", scrape.peer);
+            }
+            self.release(registry, &mut scrape, now);
+        }
+        if self.pause.resume_if_due(now) {
+            self.accept(registry, now, render);
         }
     }
 
-    fn accept(&mut self, registry: &Registry, now: Instant) {
-        loop {
-            let (mut stream, peer) = match self.listener.accept() {
-                Ok(accepted) => accepted,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    warn!("metrics: accept failed: {e}");
-                    return;
+    /// Accepts every connection waiting, making room for each, and reads each at once: a
+    /// scraper's request is usually there already, and once it is being answered it cannot be
+    /// evicted by the connections accepted after it.
+    fn accept(&mut self, registry: &Registry, now: Instant, render: &mut dyn FnMut() -> String) {
+        while let Some((mut stream, peer)) = self.pause.accept(&self.listener, now) {
+            match self.scrapes.make_room() {
+                Room::Free => {}
+                Room::Evicted(mut idle) => {
+                    remote_warn!("metrics: {}: no request yet; closed to make room for {peer}", idle.peer);
+                    self.release(registry, &mut idle, now);
                 }
-            };
-            if self.scrapes.len() >= MAX_SCRAPES {
-                warn!("metrics: {peer}: {MAX_SCRAPES} scrapes already open; closing");
+                Room::Full => {
+                    remote_warn!("metrics: {peer}: {MAX_SCRAPES} scrapes being answered; closing");
+                    continue;
+                }
+            }
+            let token = Token(self.first_token + self.scrapes.vacant_key());
+            if let Err(e) = registry.register(&mut stream, token, Interest::READABLE) {
+                debug!("metrics: {peer}: cannot register: {e}");
                 continue;
             }
-            let key = self.scrapes.vacant_key();
-            if registry.register(&mut stream, Token(self.first_token + key), Interest::READABLE).is_err() {
-                continue;
-            }
-            self.scrapes.insert(Scrape {
-                stream,
-                request: Vec::new(),
-                reply: None,
-                deadline: now + SCRAPE_TIMEOUT,
-            });
+            let key = self.scrapes.admit(Scrape { stream, peer, request: Vec::new(), reply: None }, now);
+            self.serve(registry, key, now, render);
         }
     }
 
-    fn serve(&mut self, registry: &Registry, key: usize, render: &mut dyn FnMut() -> String) {
+    fn serve(&mut self, registry: &Registry, key: usize, now: Instant, render: &mut dyn FnMut() -> String) {
         let Some(scrape) = self.scrapes.get_mut(key) else {
             return;
         };
         if scrape.reply.is_none() {
             match read_request(scrape) {
-                Ok(Some(reply)) => scrape.reply = Some((reply_for(reply, render), 0)),
+                Ok(Some(asked)) => scrape.reply = Some((reply_for(asked, render), 0)),
                 Ok(None) => return,
-                Err(_) => return self.close(registry, key),
+                Err(_) => return self.close(registry, key, now),
             }
+            self.scrapes.answering(key, now);
         }
-        let Some((reply, written)) = &mut scrape.reply else {
+        let Some(scrape) = self.scrapes.get_mut(key) else {
             return;
         };
-        while *written < reply.len() {
-            match scrape.stream.write(&reply[*written..]) {
-                Ok(0) => return self.close(registry, key),
-                Ok(n) => *written += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    let token = Token(self.first_token + key);
-                    if registry.reregister(&mut scrape.stream, token, Interest::WRITABLE).is_err() {
-                        self.close(registry, key);
-                    }
-                    return;
+        match write_reply(scrape) {
+            Ok(false) => {
+                let token = Token(self.first_token + key);
+                if registry.reregister(&mut scrape.stream, token, Interest::WRITABLE).is_err() {
+                    self.close(registry, key, now);
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return self.close(registry, key),
             }
+            Ok(true) | Err(_) => self.close(registry, key, now),
         }
-        self.close(registry, key);
     }
 
-    fn close(&mut self, registry: &Registry, key: usize) {
-        if let Some(mut scrape) = self.scrapes.try_remove(key) {
-            let _ = registry.deregister(&mut scrape.stream);
+    fn close(&mut self, registry: &Registry, key: usize, now: Instant) {
+        if let Some(mut scrape) = self.scrapes.remove(key) {
+            self.release(registry, &mut scrape, now);
         }
     }
+
+    /// Deregisters a scrape taken out of its slot (dropping it closes the socket); its
+    /// descriptor is free, so a pause for lack of descriptors ends.
+    fn release(&mut self, registry: &Registry, scrape: &mut Scrape, now: Instant) {
+        let _ = registry.deregister(&mut scrape.stream);
+        self.pause.room_made(now);
+    }
+}
+
+/// Writes what the socket takes of the reply: true once it is all written, false when the
+/// socket is full.
+fn write_reply(scrape: &mut Scrape) -> io::Result<bool> {
+    let Some((reply, written)) = &mut scrape.reply else {
+        return Ok(true);
+    };
+    while *written < reply.len() {
+        match scrape.stream.write(&reply[*written..]) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => *written += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// What a complete request asks for.

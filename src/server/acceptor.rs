@@ -6,7 +6,8 @@
 //! clients with 503 rather than leave them hanging), lifted when a connection closes; and an
 //! accept error such as EMFILE, after which the listener stays readable, so retrying at once
 //! would spin: the server waits [`ACCEPT_BACKOFF`] instead, warning at most every
-//! [`ACCEPT_WARNING_INTERVAL`] so the log stays readable.
+//! [`ACCEPT_WARNING_INTERVAL`] so the log stays readable. That pause ([`AcceptPause`]) is the
+//! metrics listener's too.
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,10 +31,7 @@ pub struct Acceptor {
     local_addr: SocketAddr,
     /// Most connections held at once.
     cap: usize,
-    paused: bool,
-    /// With `paused`: when to try again (None: when a connection closes).
-    retry_at: Option<Instant>,
-    last_warning: Option<Instant>,
+    pause: AcceptPause,
 }
 
 impl Acceptor {
@@ -45,9 +43,7 @@ impl Acceptor {
             local_addr: listener.local_addr()?,
             listener: Some(listener),
             cap: settings.accept_cap(),
-            paused: false,
-            retry_at: None,
-            last_warning: None,
+            pause: AcceptPause::new(""),
         })
     }
 
@@ -58,60 +54,28 @@ impl Acceptor {
     /// The next connection waiting, given that `open` connections are held now; None when the
     /// listener is drained, accepting is paused, or the listener is closed.
     pub fn next(&mut self, open: usize, now: Instant) -> Option<(TcpStream, SocketAddr)> {
-        loop {
-            let listener = self.listener.as_ref()?;
-            if self.paused {
-                return None;
-            }
-            if open >= self.cap {
-                debug!("connection cap reached; accepting paused until a connection closes");
-                self.paused = true;
-                return None;
-            }
-            match listener.accept() {
-                Ok(accepted) => return Some(accepted),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-                Err(e) if is_transient(&e) => continue,
-                Err(e) => {
-                    self.back_off(&e, now);
-                    return None;
-                }
-            }
+        let listener = self.listener.as_ref()?;
+        if open >= self.cap && !self.pause.is_paused() {
+            debug!("connection cap reached; accepting paused until a connection closes");
+            self.pause.until_room();
         }
-    }
-
-    fn back_off(&mut self, error: &io::Error, now: Instant) {
-        if self.last_warning.is_none_or(|at| now >= at + ACCEPT_WARNING_INTERVAL) {
-            self.last_warning = Some(now);
-            warn!("accept failed: {error}; retrying every {ACCEPT_BACKOFF:?} (further failures logged at debug)");
-        } else {
-            debug!("accept failed again: {error}");
-        }
-        self.paused = true;
-        self.retry_at = Some(now + ACCEPT_BACKOFF);
+        self.pause.accept(listener, now)
     }
 
     /// A connection closed: a descriptor and a slot are free, so a paused acceptor retries at
     /// the end of this turn.
     pub fn connection_closed(&mut self, now: Instant) {
-        if self.paused {
-            self.retry_at = Some(now);
-        }
+        self.pause.room_made(now);
     }
 
     /// When a paused acceptor wants to try again.
     pub fn wake_at(&self) -> Option<Instant> {
-        self.retry_at.filter(|_| self.paused)
+        self.pause.wake_at()
     }
 
     /// Lifts a pause that is due at `now`; true if accepting should be tried again.
     pub fn resume_if_due(&mut self, now: Instant) -> bool {
-        if !self.paused || self.retry_at.is_some_and(|at| now < at) || self.retry_at.is_none() {
-            return false;
-        }
-        self.paused = false;
-        self.retry_at = None;
-        true
+        self.pause.resume_if_due(now)
     }
 
     /// Stops listening (shutdown).
@@ -119,6 +83,84 @@ impl Acceptor {
         if let Some(mut listener) = self.listener.take() {
             let _ = registry.deregister(&mut listener);
         }
+    }
+}
+
+/// Whether a listener may accept now, and when a paused one tries again: until a connection
+/// closes (the chat's cap), or [`ACCEPT_BACKOFF`] after a failure for lack of resources. The
+/// chat listener and the metrics listener (`crate::metrics::endpoint`) each keep one.
+#[derive(Debug)]
+pub struct AcceptPause {
+    /// Starts the warnings: which listener failed ("" for the chat's, "metrics: ").
+    label: &'static str,
+    paused: bool,
+    /// With `paused`: when to try again (None: when a connection closes).
+    retry_at: Option<Instant>,
+    last_warning: Option<Instant>,
+}
+
+impl AcceptPause {
+    pub fn new(label: &'static str) -> Self {
+        Self { label, paused: false, retry_at: None, last_warning: None }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Pauses until a connection closes.
+    pub fn until_room(&mut self) {
+        self.paused = true;
+        self.retry_at = None;
+    }
+
+    /// The next connection waiting on `listener`; None when it is drained or accepting is
+    /// paused. A failure for lack of resources pauses for [`ACCEPT_BACKOFF`]: the listener
+    /// stays readable, so retrying at once would spin.
+    pub fn accept(&mut self, listener: &TcpListener, now: Instant) -> Option<(TcpStream, SocketAddr)> {
+        while !self.paused {
+            match listener.accept() {
+                Ok(accepted) => return Some(accepted),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if is_transient(&e) => continue,
+                Err(e) => self.back_off(&e, now),
+            }
+        }
+        None
+    }
+
+    fn back_off(&mut self, error: &io::Error, now: Instant) {
+        let label = self.label;
+        if self.last_warning.is_none_or(|at| now >= at + ACCEPT_WARNING_INTERVAL) {
+            self.last_warning = Some(now);
+            warn!("{label}accept failed: {error}; retrying every {ACCEPT_BACKOFF:?} (further failures logged at debug)");
+        } else {
+            debug!("{label}accept failed again: {error}");
+        }
+        self.paused = true;
+        self.retry_at = Some(now + ACCEPT_BACKOFF);
+    }
+
+    /// A connection closed: a descriptor (and a slot) are free, so a pause ends at `now`.
+    pub fn room_made(&mut self, now: Instant) {
+        if self.paused {
+            self.retry_at = Some(now);
+        }
+    }
+
+    /// When a paused listener wants to try again.
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.retry_at.filter(|_| self.paused)
+    }
+
+    /// Lifts a pause that is due at `now`; true if accepting should be tried again.
+    pub fn resume_if_due(&mut self, now: Instant) -> bool {
+        if !self.paused || self.retry_at.is_none_or(|at| now < at) {
+            return false;
+        }
+        self.paused = false;
+        self.retry_at = None;
+        true
     }
 }
 
@@ -145,4 +187,29 @@ fn is_transient(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pause_ends_when_room_is_made_or_the_back_off_is_over() {
+        let t0 = Instant::now();
+        let mut pause = AcceptPause::new("");
+        assert!(!pause.is_paused() && pause.wake_at().is_none() && !pause.resume_if_due(t0));
+        // The cap: no timer, until a connection closes.
+        pause.until_room();
+        assert!(pause.is_paused() && pause.wake_at().is_none() && !pause.resume_if_due(t0));
+        pause.room_made(t0);
+        assert_eq!(pause.wake_at(), Some(t0));
+        assert!(pause.resume_if_due(t0) && !pause.is_paused());
+        // A failure for lack of resources: retried after the back-off, warned once.
+        pause.back_off(&io::Error::from_raw_os_error(24), t0);
+        assert_eq!(pause.wake_at(), Some(t0 + ACCEPT_BACKOFF));
+        assert!(!pause.resume_if_due(t0 + ACCEPT_BACKOFF / 2));
+        assert!(pause.resume_if_due(t0 + ACCEPT_BACKOFF));
+        pause.back_off(&io::Error::from_raw_os_error(24), t0 + ACCEPT_BACKOFF);
+        assert_eq!(pause.last_warning, Some(t0), "the second failure within the interval is not warned");
+    }
 }

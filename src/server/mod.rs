@@ -53,7 +53,7 @@ pub use hub::Hub;
 
 use crate::cluster::RedisBroker;
 use crate::connection::Stream;
-use crate::metrics::endpoint::MAX_SCRAPES;
+use crate::metrics::slots::MAX_SCRAPES;
 use crate::metrics::MetricsEndpoint;
 use crate::settings::Settings;
 use crate::store::Store;
@@ -201,7 +201,9 @@ impl<S: Accept> Server<S> {
                             return Ok(());
                         }
                     }
-                    token if self.metrics.as_ref().is_some_and(|m| m.owns(token)) => self.scrape(token, now),
+                    token if self.metrics.as_ref().is_some_and(|m| m.owns(token)) => {
+                        self.scrape(Some(token), now);
+                    }
                     token if self.hub.broker().owns(token) => {
                         let readable = event.is_readable() || event.is_read_closed() || event.is_error();
                         self.hub.broker_mut().on_event(token, readable, event.is_writable(), now);
@@ -226,9 +228,7 @@ impl<S: Accept> Server<S> {
                 // Nothing uncommitted was sent; stopping keeps every id clients saw valid.
                 return Err(io::Error::other(format!("{e}; stopping")));
             }
-            if let Some(metrics) = &mut self.metrics {
-                metrics.expire(self.poll.registry(), now);
-            }
+            self.scrape(None, now);
             self.hub.counters_mut().turns.record(now.elapsed());
             if self.hub.release_memory_after(RELEASE_AFTER_CROWD) {
                 trim_heap();
@@ -288,13 +288,18 @@ impl<S: Accept> Server<S> {
         }
     }
 
-    /// A metrics listener or scrape event: served from the hub's counters, in this turn.
-    fn scrape(&mut self, token: Token, now: Instant) {
+    /// A metrics listener or scrape event (`Some(token)`), or the endpoint's timers, run every
+    /// turn (`None`): scrapes are served from the hub's counters, in this turn.
+    fn scrape(&mut self, token: Option<Token>, now: Instant) {
         let Some(metrics) = &mut self.metrics else {
             return;
         };
-        let (hub, started_at) = (&self.hub, self.started_at);
-        metrics.on_event(self.poll.registry(), token, now, &mut || hub.render_metrics(started_at));
+        let (hub, started_at, registry) = (&self.hub, self.started_at, self.poll.registry());
+        let render = &mut || hub.render_metrics(started_at);
+        match token {
+            Some(token) => metrics.on_event(registry, token, now, render),
+            None => metrics.on_timers(registry, now, render),
+        }
     }
 
     /// Flushes what the turn queued and applies what the hub handed back.
