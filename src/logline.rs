@@ -7,8 +7,9 @@
 //!
 //! Warnings a client can trigger at will (refused origins, protocol errors, rate limits, slow
 //! readers, timeouts) go through [`remote_warn!`](crate::remote_warn): at most
-//! [`WARNINGS_PER_SECOND`] reach the `warn` level, the rest are logged at `debug`, so a crowd
-//! of misbehaving clients cannot flood the log or spend the loop's time writing it.
+//! [`WARNINGS_PER_SECOND`] reach the `warn` level, the rest are logged at `debug` (and counted:
+//! the next such warning, in a later second, is preceded by one line saying how many), so a
+//! crowd of misbehaving clients cannot flood the log or spend the loop's time writing it.
 
 use std::cell::Cell;
 use std::fmt::Write as _;
@@ -46,6 +47,13 @@ pub fn warning_allowed() -> bool {
     let second = START.with(|start| start.elapsed().as_secs());
     WINDOW.with(|window| {
         let (at, count) = window.get();
+        if at != second && count > WARNINGS_PER_SECOND {
+            // The count of what went to debug, so the operator knows how much there was.
+            log::warn!(
+                "{} more client-triggered warnings went to the debug level in the second before",
+                count - WARNINGS_PER_SECOND
+            );
+        }
         let count = if at == second { count } else { 0 };
         window.set((second, count.saturating_add(1)));
         count < WARNINGS_PER_SECOND
