@@ -608,6 +608,12 @@ mod tests {
     }
 
     #[test]
+    fn index_html_is_the_page() {
+        let page = |path: &str| reply(&format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert_eq!(page("/index.html"), page("/"));
+    }
+
+    #[test]
     fn head_gets_the_headers_without_the_body() {
         let get = reply("GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n");
         let head = reply("HEAD /app.js HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -55,6 +55,23 @@ fn the_page_and_its_files_are_served_with_proper_headers() {
 }
 
 #[test]
+fn index_html_is_the_page_with_the_same_caching() {
+    let server = TestServer::start(&[]);
+    let page = http_exchange(&server, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let index = http_exchange(&server, "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(index.starts_with("HTTP/1.1 200 OK\r\n"), "{index}");
+    assert_eq!(index, page);
+    let etag = index.lines().find_map(|l| l.strip_prefix("ETag: ")).expect("ETag header");
+    let cached = http_exchange(
+        &server,
+        &format!("GET /index.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n"),
+    );
+    assert!(cached.starts_with("HTTP/1.1 304 Not Modified\r\n"), "{cached}");
+    let head = http_exchange(&server, "HEAD /index.html HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(split(&head), (split(&page).0, ""));
+}
+
+#[test]
 fn head_requests_get_headers_only() {
     let server = TestServer::start(&[]);
     let get = http_exchange(&server, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
