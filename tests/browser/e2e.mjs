@@ -25,7 +25,7 @@ import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
 import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -44,10 +44,18 @@ const serverBinary = resolve(args[0] ?? `${here}/../../target/debug/wschat-serve
 const screenshotName = ["chat", ...(tls ? ["tls"] : []), ...(cluster ? ["cluster"] : [])].join("-");
 const screenshotPath = resolve(args[1] ?? `${here}/../../target/browser/${screenshotName}.png`);
 
+// Directories this run makes (a certificate, a JWT secret), removed when it ends, however it ends.
+const scratchDirs = [];
+function scratchDir() {
+  const dir = mkdtempSync(join(tmpdir(), "wschat-e2e-"));
+  scratchDirs.push(dir);
+  return dir;
+}
+
 // A self-signed certificate for 127.0.0.1, made for this run.
 function tlsFlags() {
   if (!tls) return [];
-  const dir = mkdtempSync(join(tmpdir(), "wschat-e2e-"));
+  const dir = scratchDir();
   const [cert, key] = [join(dir, "cert.pem"), join(dir, "key.pem")];
   execFileSync("openssl", [
     "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
@@ -516,7 +524,7 @@ async function main() {
 
     await step("a page opened with ?token= signs in as the token's user; a bad token is told why", async () => {
       const secret = "a secret the embedding site shares, 32+ bytes";
-      const dir = mkdtempSync(join(tmpdir(), "wschat-e2e-"));
+      const dir = scratchDir();
       writeFileSync(join(dir, "secret"), secret);
       const signed = await startServer("127.0.0.1:0", ["--jwt-secret", join(dir, "secret")]);
       try {
@@ -548,10 +556,11 @@ async function main() {
   }
 }
 
-// Every process this test started is killed when it ends, however it ends.
+// Every process this test started is killed, and its scratch directories removed, when it ends.
 const children = [];
 process.on("exit", () => {
   for (const child of children) child.kill("SIGKILL");
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
 });
 
 // Exits when done, either way: the processes it started (their pipes) would keep it running.
