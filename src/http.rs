@@ -54,6 +54,8 @@ pub enum Decision {
     /// 401 / 403 with the reason), so a browser page, which cannot see a refused WebSocket's
     /// status, can tell its user why.
     CheckSession(Option<Token>),
+    /// `GET /healthz`: answered from the server's state (see `crate::health`); `true` for `HEAD`.
+    Health(bool),
     /// An error reply.
     Reject(Reply),
 }
@@ -85,7 +87,7 @@ impl Reply {
         }
     }
 
-    fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
@@ -233,6 +235,7 @@ pub fn decide(head: &[u8], origins: &OriginPolicy, secure: bool) -> Decision {
                 Decision::Serve(serve(asset, head_only, request.header("If-None-Match"), host, secure))
             }
             (None, "/session") => Decision::CheckSession(presented_token(&request, query)),
+            (None, "/healthz") => Decision::Health(method == "HEAD"),
             (None, "/echo") => Decision::Reject(Reply::upgrade_required(
                 "this is a WebSocket endpoint; connect with a WebSocket client",
             )),
@@ -441,13 +444,16 @@ mod tests {
             Decision::Reject(reply) | Decision::Serve(reply) => reply.status,
             Decision::Upgrade(..) => 101,
             Decision::CheckSession(_) => 204,
+            Decision::Health(_) => panic!("answered by the hub"),
         }
     }
 
     fn reply(head: &str) -> String {
         match decide(head.as_bytes()) {
             Decision::Reject(reply) | Decision::Serve(reply) => String::from_utf8(reply.to_bytes()).unwrap(),
-            Decision::Upgrade(..) | Decision::CheckSession(_) => panic!("not answered here"),
+            Decision::Upgrade(..) | Decision::CheckSession(_) | Decision::Health(_) => {
+                panic!("not answered here")
+            }
         }
     }
 
@@ -608,6 +614,19 @@ mod tests {
         assert!(body.starts_with("<!doctype html>"));
         // HTTP/1.0 clients (curl -0, old proxies) get the page too.
         assert_eq!(status("GET /style.css HTTP/1.0\r\n\r\n"), 200);
+    }
+
+    #[test]
+    fn index_html_is_the_page() {
+        let page = |path: &str| reply(&format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert_eq!(page("/index.html"), page("/"));
+    }
+
+    #[test]
+    fn healthz_is_left_to_the_hub() {
+        assert_eq!(decide(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"), Decision::Health(false));
+        assert_eq!(decide(b"HEAD /healthz?probe=lb HTTP/1.1\r\nHost: x\r\n\r\n"), Decision::Health(true));
+        assert_eq!(status(&upgrade("/healthz")), 404, "not a WebSocket endpoint");
     }
 
     #[test]

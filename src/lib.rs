@@ -8,6 +8,7 @@
 //! - [`connection`]: one client's state machine, generic over its stream: request head,
 //!   upgrade, frames read with a per-turn budget, rate limit, closing, flushing.
 //! - [`http`]: reads and judges each request head: upgrade, page, or error reply.
+//! - [`health`]: the answer to `GET /healthz`, from a status the hub reads off its state.
 //! - [`origin`]: which web pages may open a WebSocket.
 //! - [`auth`]: signed connection tokens (JWT): the handshake's check and `/token`'s renewal.
 //! - [`token`]: making such tokens, behind `wschat-token` (for trying sign-in, scripts, tests).
@@ -50,6 +51,7 @@ pub mod config;
 pub mod connection;
 pub mod fdlimit;
 pub mod frame;
+pub mod health;
 pub mod http;
 pub mod logline;
 pub mod metrics;

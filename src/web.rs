@@ -33,8 +33,10 @@ static ASSETS: [Asset; 4] = [
     asset!("/favicon.svg", "favicon.svg", "image/svg+xml"),
 ];
 
-/// The embedded file served at `path`, if any.
+/// The embedded file served at `path`, if any. `/index.html` is the page too, for links and
+/// tools that name the file.
 pub fn asset(path: &str) -> Option<&'static Asset> {
+    let path = if path == "/index.html" { "/" } else { path };
     ASSETS.iter().find(|asset| asset.path == path)
 }
 
@@ -106,7 +108,8 @@ mod tests {
             assert_eq!(asset.etag.len(), 18);
         }
         assert_ne!(asset("/").unwrap().etag, asset("/app.js").unwrap().etag);
-        assert!(asset("/index.html").is_none());
+        assert!(std::ptr::eq(asset("/index.html").unwrap(), asset("/").unwrap()));
+        assert!(asset("/app.js.html").is_none() && asset("/index.htm").is_none());
     }
 
     #[test]

@@ -1,8 +1,13 @@
-//! The browser page and the origin policy, over real sockets against the real binary.
+//! The browser page, the health check and the origin policy, over real sockets against the
+//! real binary.
 
 mod common;
 
+use std::time::{Duration, Instant};
+
+use common::redis::RedisServer;
 use common::*;
+use serde_json::{json, Value};
 use wschat::wire::UpgradeRequest;
 
 fn handshake_from(server: &TestServer, origin: Option<&str>) -> String {
@@ -52,6 +57,77 @@ fn the_page_and_its_files_are_served_with_proper_headers() {
         );
         assert!(body.contains(marker), "{path}");
     }
+}
+
+#[test]
+fn index_html_is_the_page_with_the_same_caching() {
+    let server = TestServer::start(&[]);
+    let page = http_exchange(&server, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let index = http_exchange(&server, "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(index.starts_with("HTTP/1.1 200 OK\r\n"), "{index}");
+    assert_eq!(index, page);
+    let etag = index.lines().find_map(|l| l.strip_prefix("ETag: ")).expect("ETag header");
+    let cached = http_exchange(
+        &server,
+        &format!("GET /index.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n"),
+    );
+    assert!(cached.starts_with("HTTP/1.1 304 Not Modified\r\n"), "{cached}");
+    let head = http_exchange(&server, "HEAD /index.html HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(split(&head), (split(&page).0, ""));
+}
+
+/// `METHOD /healthz`: the response head, and the body as JSON (Null when there is none).
+fn healthz(server: &TestServer, method: &str) -> (String, Value) {
+    let response = http_exchange(server, &format!("{method} /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+    let (head, body) = split(&response);
+    let body = if body.is_empty() { Value::Null } else { serde_json::from_str(body).expect(body) };
+    (head.to_string(), body)
+}
+
+/// Asks `/healthz` until it answers `status`, for at most [`WAIT`]; returns the body.
+fn wait_for_health(server: &TestServer, status: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (head, body) = healthz(server, "GET");
+        if head.starts_with(&format!("HTTP/1.1 {status} ")) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "/healthz still answers {head}{body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn healthz_answers_200_with_the_open_connections_and_head_works() {
+    let server = TestServer::start(&[]);
+    let (head, body) = healthz(&server, "GET");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("\r\nContent-Type: application/json\r\n"), "{head}");
+    assert!(head.contains("\r\nCache-Control: no-store"), "{head}");
+    assert_eq!(body, json!({"status": "ok", "connections": 0}));
+    let _clients = (server.chat_client("ann"), server.chat_client("bob"), server.connect("/echo"));
+    assert_eq!(healthz(&server, "GET").1, json!({"status": "ok", "connections": 3}));
+    let (head_only, nothing) = healthz(&server, "HEAD");
+    assert_eq!((head_only.as_str(), nothing), (head.as_str(), Value::Null));
+}
+
+#[test]
+fn healthz_is_503_while_the_cluster_link_is_down_and_200_once_it_is_back() {
+    let test = "healthz_is_503_while_the_cluster_link_is_down_and_200_once_it_is_back";
+    let Some(mut redis) = RedisServer::start(test) else { return };
+    let server = TestServer::start(&["--redis", &redis.url()]);
+    let _ann = server.chat_client("ann");
+    let linked = json!({"status": "ok", "connections": 1, "cluster": "linked"});
+    assert_eq!(wait_for_health(&server, "200"), linked);
+
+    redis.kill();
+    let down = wait_for_health(&server, "503");
+    assert_eq!(down, json!({"status": "cluster link down", "connections": 1, "cluster": "down"}));
+    let (head, nothing) = healthz(&server, "HEAD");
+    assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n") && nothing.is_null(), "{head}");
+
+    let _redis = RedisServer::start_on(redis.port);
+    assert_eq!(wait_for_health(&server, "200"), linked);
 }
 
 #[test]

@@ -84,7 +84,13 @@ impl<S: Stream> Connection<S> {
                 Ok(_) => self.respond(Reply::session_ok(), clock.now, settings),
                 Err(reply) => self.reject(reply, clock.now, settings),
             },
+            Decision::Health(head_only) => Step::Health(head_only),
         }
+    }
+
+    /// Answers a request whose reply the hub made ([`Step::Health`]), then finishes.
+    pub fn answer(&mut self, reply: Reply, now: Instant, settings: &Settings) {
+        self.respond(reply, now, settings);
     }
 
     /// The identity a presented token proves, once it is checked (see [`authenticate`]) and the

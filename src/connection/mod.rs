@@ -131,6 +131,9 @@ pub enum Step {
     Yield,
     /// The connection is over: remove it now.
     Gone(Why),
+    /// `GET /healthz` (`true`: `HEAD`): the hub knows the answer, and gives it with
+    /// [`Connection::answer`].
+    Health(bool),
 }
 
 /// What writing the queue achieved.

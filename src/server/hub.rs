@@ -147,11 +147,6 @@ impl<S: Stream> Hub<S> {
         self.fanout.barrier.failed.as_ref()
     }
 
-    /// What has been counted so far (the loop adds its turn times).
-    pub fn counters_mut(&mut self) -> &mut Counters {
-        &mut self.counters
-    }
-
     /// New JWT keys (SIGHUP): checked by every handshake from now on.
     pub fn set_auth(&mut self, auth: Arc<Auth>) {
         self.settings.auth = Some(auth);
@@ -264,6 +259,7 @@ impl<S: Stream> Hub<S> {
                 }
                 Step::Text(text) => self.on_message(key, Incoming::Text(&text), now),
                 Step::Binary(data) => self.on_message(key, Incoming::Binary(data), now),
+                Step::Health(head_only) => self.answer_health(key, head_only, now),
                 Step::Left(why) => {
                     self.leave_chat(key, &why, now);
                     break;

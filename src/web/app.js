@@ -3,9 +3,11 @@
 // lines (chat and commands) as every client does. All text from the network is inserted with
 // textContent, never as HTML. It remembers the last message id it saw in each room and, after
 // every reconnect, asks the server for what it missed (`room=` and `since=`); when the server
-// cannot tell exactly, the page says that some messages were missed. The room and member lists
-// are kept from the server's events and refreshed with /rooms and /who, whose automatic
-// replies are not shown in the conversation.
+// cannot tell exactly, the page says that some messages were missed. A room's replayed history
+// is set apart (an "earlier messages" divider, muted lines), and notices are told apart by
+// their style, not by the "*** " text clients print. The room and member lists are kept from
+// the server's events and refreshed with /rooms and /who, whose automatic replies are not
+// shown in the conversation.
 "use strict";
 
 const MAX_SHOWN = 2000;           // messages kept on screen
@@ -38,6 +40,7 @@ const state = {
   lastIds: new Map(),             // room name (lower case) -> last message id seen there
   shownIds: new Set(),            // ids on screen, so a replay never shows a message twice
   resuming: false,                // this connection asked to resume (it sent `since`)
+  replaying: false,               // a replay's divider is shown and its `replayed` not yet come
 };
 
 // ----- connection -----
@@ -56,6 +59,7 @@ function connect() {
   if (state.room) params.set("room", state.room);
   if (since) params.set("since", since);
   state.resuming = Boolean(since);
+  state.replaying = false;
   const query = params.toString() ? `?${params}` : "";
   setStatus("connecting", "connecting…");
   const socket = new WebSocket(`${scheme}://${location.host}/${query}`, [SUBPROTOCOL]);
@@ -183,10 +187,8 @@ function showNickError(reason) {
   $("nick-input").focus();
 }
 
-// A notice as a text client shows it: every line starts with "*** ".
-const noticeText = (text) => text.split("\n").map((line) => `*** ${line}`).join("\n");
-
-// One JSON event (see "JSON mode" in docs/PROTOCOL.md); lines are shown as text clients get them.
+// One JSON event (see "JSON mode" in docs/PROTOCOL.md). Lines read as text clients get them,
+// less the "*** " before notices: here the style says what a line is.
 function receive(m) {
   switch (m.type) {
     case "message":
@@ -196,8 +198,10 @@ function receive(m) {
       state.shownIds.add(m.id);
       // Only what can still be on screen needs remembering (a Set keeps insertion order).
       if (state.shownIds.size > 2 * MAX_SHOWN) state.shownIds.delete(state.shownIds.values().next().value);
-      if (m.type === "message") show(`${m.from}: ${m.text}`, "chat", m.ts);
-      else show(`* ${m.from} ${m.text}`, "action", m.ts);
+      if (m.replay) startReplay();
+      const earlier = m.replay ? " replayed" : "";
+      if (m.type === "message") show(`${m.from}: ${m.text}`, `chat${earlier}`, m.ts);
+      else show(`* ${m.from} ${m.text}`, `action${earlier}`, m.ts);
       return;
     }
     case "private": {
@@ -211,18 +215,19 @@ function receive(m) {
         refuseNick(`The nick ${refused[1]} was refused: ${refused[2]}.`);
         return;
       }
-      show(noticeText(m.text), "notice");
+      show(m.text, "notice");
       return;
     }
     case "error":
-      show(`*** error: ${m.text}`, "error");
+      show(`error: ${m.text}`, "error");
       return;
     case "welcome":
       state.me = m.nick;
       enterRoom(m.room);
-      show(`*** welcome, you are ${m.nick} in ${m.room}; type /help for commands`, "notice");
+      show(`welcome, you are ${m.nick} in ${m.room}; type /help for commands`, "notice");
       return;
     case "replayed":
+      state.replaying = false;
       if (m.last) state.lastIds.set(m.room.toLowerCase(), m.last);
       if (state.resuming && !m.recovered) {
         show(`some messages in ${m.room} were missed while disconnected`, "gap");
@@ -232,13 +237,13 @@ function receive(m) {
     case "joined":
       if (m.nick === state.me) enterRoom(m.room);
       else if (sameName(m.room, state.room)) { state.members.add(m.nick); drawMembers(); roomsChanged(); }
-      show(`*** ${m.nick} joined ${m.room}`, "notice");
+      show(`${m.nick} joined ${m.room}`, "notice");
       return;
     case "left": {
       if (sameName(m.room, state.room) && state.members.delete(m.nick)) drawMembers();
       roomsChanged();
       const why = m.moved_to ? ` (joined ${m.moved_to})` : m.reason ? ` (${m.reason})` : "";
-      show(`*** ${m.nick} left ${m.room}${why}`, "notice");
+      show(`${m.nick} left ${m.room}${why}`, "notice");
       return;
     }
     case "nick":
@@ -246,14 +251,14 @@ function receive(m) {
       if (state.members.delete(m.old)) state.members.add(m.new);
       drawMembers();
       drawWhere();
-      show(`*** ${m.old} is now known as ${m.new}`, "notice");
+      show(`${m.old} is now known as ${m.new}`, "notice");
       return;
     case "who": {
       state.members = new Set(m.nicks);
       drawMembers();
       if (state.pendingWho > 0) { state.pendingWho -= 1; return; }
       const more = m.count > m.nicks.length ? `, and ${m.count - m.nicks.length} more` : "";
-      show(`*** in ${m.room} (${m.count}): ${m.nicks.join(", ")}${more}`, "notice");
+      show(`in ${m.room} (${m.count}): ${m.nicks.join(", ")}${more}`, "notice");
       return;
     }
     case "rooms": {
@@ -261,7 +266,7 @@ function receive(m) {
       drawRooms();
       if (state.pendingRooms > 0) { state.pendingRooms -= 1; return; }
       const more = m.count > m.rooms.length ? `, and ${m.count - m.rooms.length} more` : "";
-      show(`*** rooms: ${m.rooms.map((r) => `${r.name} (${r.members})`).join(", ")}${more}`, "notice");
+      show(`rooms: ${m.rooms.map((r) => `${r.name} (${r.members})`).join(", ")}${more}`, "notice");
       return;
     }
     case "expired":
@@ -288,11 +293,20 @@ const sameName = (a, b) => a && b && a.toLowerCase() === b.toLowerCase();
 
 // ----- drawing -----
 
-// `ts`: the server's timestamp (milliseconds since the Unix epoch) for messages; the time of
-// arrival for the rest.
+// The first replayed message of a join (one not already on screen) opens its history with a
+// divider, as chat apps mark earlier messages; the replay's `replayed` closes it.
+function startReplay() {
+  if (state.replaying) return;
+  state.replaying = true;
+  const item = document.createElement("li");
+  item.className = "divider";
+  item.textContent = "earlier messages";
+  append(item);
+}
+
+// `kind`: the line's classes (what it is, and "replayed" for history). `ts`: the server's
+// timestamp (milliseconds since the Unix epoch) for messages; the time of arrival for the rest.
 function show(line, kind, ts) {
-  const list = $("messages");
-  const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   const item = document.createElement("li");
   item.className = kind;
   const time = document.createElement("time");
@@ -303,7 +317,7 @@ function show(line, kind, ts) {
   // The text sits in its own box beside the time, so a long message wraps under its own start.
   const text = document.createElement("span");
   text.className = "text";
-  const colon = kind === "chat" ? line.indexOf(": ") : -1;
+  const colon = item.classList.contains("chat") ? line.indexOf(": ") : -1;
   if (colon > 0) {
     const nick = document.createElement("span");
     nick.className = "nick";
@@ -315,6 +329,13 @@ function show(line, kind, ts) {
   // A multi-line notice (/help) is a table aligned with spaces: keep it in a monospace block.
   if (line.includes("\n")) text.classList.add("block");
   item.append(time, text);
+  append(item);
+}
+
+// Adds a line at the end, keeping the list bounded, and follows it if the view was at the end.
+function append(item) {
+  const list = $("messages");
+  const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   list.append(item);
   while (list.childElementCount > MAX_SHOWN) list.firstElementChild.remove();
   if (nearBottom) list.scrollTop = list.scrollHeight;

@@ -1,8 +1,9 @@
 // End-to-end test of the wschat page in real headless Chromium.
 //
 // Starts the real server on 127.0.0.1:0, opens the page twice (separate browser contexts, as two
-// people), and checks what they see: joining, chatting both ways, binary messages, switching
-// rooms with the member lists following, and reconnecting after a server restart. Saves a
+// people), and checks what they see: joining, chatting both ways, binary messages, a room's
+// history set apart from live lines, notices styled rather than prefixed, switching rooms with
+// the member lists following, and reconnecting after a server restart. Saves a
 // screenshot. Fails on any page error or console error (a Content-Security-Policy violation
 // shows up as one), except the connection errors expected while the server is down.
 //
@@ -24,7 +25,7 @@ import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
 import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -43,10 +44,18 @@ const serverBinary = resolve(args[0] ?? `${here}/../../target/debug/wschat-serve
 const screenshotName = ["chat", ...(tls ? ["tls"] : []), ...(cluster ? ["cluster"] : [])].join("-");
 const screenshotPath = resolve(args[1] ?? `${here}/../../target/browser/${screenshotName}.png`);
 
+// Directories this run makes (a certificate, a JWT secret), removed when it ends, however it ends.
+const scratchDirs = [];
+function scratchDir() {
+  const dir = mkdtempSync(join(tmpdir(), "wschat-e2e-"));
+  scratchDirs.push(dir);
+  return dir;
+}
+
 // A self-signed certificate for 127.0.0.1, made for this run.
 function tlsFlags() {
   if (!tls) return [];
-  const dir = mkdtempSync(join(tmpdir(), "wschat-e2e-"));
+  const dir = scratchDir();
   const [cert, key] = [join(dir, "cert.pem"), join(dir, "key.pem")];
   execFileSync("openssl", [
     "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
@@ -267,9 +276,11 @@ async function main() {
       await bob.waitForSelector('#status[data-state="open"]');
       await expectMembers(bob, ["ann", "bob"]);
       await expectMembers(ann, ["ann", "bob"]);
-      const joined = messages(ann).filter({ hasText: "*** bob joined lobby" });
+      const joined = messages(ann).filter({ hasText: "bob joined lobby" });
       await joined.waitFor();
       if ((await joined.getAttribute("class")) !== "notice") throw new Error("notice not styled as one");
+      const text = await joined.locator(".text").textContent();
+      if (text !== "bob joined lobby") throw new Error(`the notice reads "${text}"`);
     });
 
     await step("a taken or invalid nick brings the nick form back with the reason beside it", async () => {
@@ -298,6 +309,38 @@ async function main() {
       if (!/^\d\d:\d\d:\d\d$/.test(time)) throw new Error(`timestamp ${time}`);
       if ((await line.locator("b").count()) !== 0) throw new Error("text was inserted as HTML");
       if ((await ann.inputValue("#message-input")) !== "") throw new Error("input not cleared after send");
+    });
+
+    await step("a newcomer sees the room's history muted, after an \"earlier messages\" divider", async () => {
+      const dan = await person("dan");
+      await dan.goto(bobBase);
+      await dan.fill("#nick-input", "dan");
+      await dan.click("#join-button");
+      await messages(dan).filter({ hasText: "bob: hi ann <b>not bold</b>" }).waitFor();
+      await say(ann, "said live");
+      await messages(dan).filter({ hasText: "ann: said live" }).waitFor();
+      // What dan's conversation holds, in order: each line's classes and text.
+      const lines = await dan.evaluate(() => [...document.querySelectorAll("#messages li")]
+        .map((li) => ({ classes: [...li.classList], text: (li.querySelector(".text") ?? li).textContent })));
+      const at = (text) => lines.findIndex((line) => line.text === text);
+      const dividers = lines.filter((line) => line.classes.includes("divider"));
+      if (dividers.length !== 1 || dividers[0].text !== "earlier messages") {
+        throw new Error(`dividers: ${JSON.stringify(dividers)}`);
+      }
+      const divider = lines.indexOf(dividers[0]);
+      for (const text of ["ann: hello bob", "bob: hi ann <b>not bold</b>"]) {
+        const line = lines[at(text)];
+        if (!(at(text) > divider)) throw new Error(`"${text}" is not after the divider: ${JSON.stringify(lines)}`);
+        if (!line.classes.includes("replayed")) throw new Error(`"${text}" is not muted: ${line.classes}`);
+      }
+      const live = lines[at("ann: said live")];
+      if (live.classes.includes("replayed")) throw new Error("a live message is shown as replayed");
+      // Muted, yet still told apart from the live lines by colour.
+      const colours = await dan.evaluate(() => ["li.replayed", "li.chat:not(.replayed)"]
+        .map((selector) => getComputedStyle(document.querySelector(`#messages ${selector}`)).color));
+      if (colours[0] === colours[1]) throw new Error(`replayed and live lines are both ${colours[0]}`);
+      await dan.context().close();
+      await expectMembers(ann, ["ann", "bob"]);
     });
 
     await step("private messages and binary messages are shown apart", async () => {
@@ -364,7 +407,7 @@ async function main() {
       await bob.waitForFunction(() => document.querySelector("#where").textContent === "bob in dev");
       await expectMembers(bob, ["bob"]);
       await expectMembers(ann, ["ann"]);
-      await messages(ann).filter({ hasText: "*** bob left lobby (joined dev)" }).waitFor();
+      await messages(ann).filter({ hasText: "bob left lobby (joined dev)" }).waitFor();
     });
 
     await step("ann follows by clicking the room in her room list", async () => {
@@ -453,7 +496,7 @@ async function main() {
     await step("text and buttons meet WCAG AA contrast (4.5:1) in light and dark mode", async () => {
       await say(ann, "/me waves");
       await say(ann, "/nosuchcommand");
-      await messages(ann).filter({ hasText: "*** error:" }).waitFor();
+      await messages(ann).filter({ hasText: "error: unknown command /nosuchcommand" }).waitFor();
       const failures = [];
       for (const [page, view] of [[ann, "chat"], [bob, "nick form"]]) {
         for (const colorScheme of ["light", "dark"]) {
@@ -464,9 +507,24 @@ async function main() {
       if (failures.length) throw new Error(`below 4.5:1:\n${failures.join("\n")}`);
     });
 
+    await step("notices, /help and errors are styled, not prefixed with \"*** \"", async () => {
+      const shown = await ann.evaluate(() => [...document.querySelectorAll("#messages li.notice, #messages li.error")]
+        .map((li) => {
+          const text = li.querySelector(".text");
+          return { text: text.textContent, rule: getComputedStyle(text).borderLeftStyle };
+        }));
+      const help = shown.filter((line) => line.text.includes("/nick NAME"));
+      if (help.length !== 1 || !help[0].text.includes("\n")) throw new Error(`the /help notice: ${JSON.stringify(help)}`);
+      if (!shown.some((line) => line.text.startsWith("error: "))) throw new Error("no error shown");
+      const prefixed = shown.filter((line) => line.text.includes("***"));
+      if (prefixed.length) throw new Error(`prefixed with ***: ${JSON.stringify(prefixed)}`);
+      const plain = shown.filter((line) => line.rule !== "solid");
+      if (plain.length) throw new Error(`not marked by their style: ${JSON.stringify(plain)}`);
+    });
+
     await step("a page opened with ?token= signs in as the token's user; a bad token is told why", async () => {
       const secret = "a secret the embedding site shares, 32+ bytes";
-      const dir = mkdtempSync(join(tmpdir(), "wschat-e2e-"));
+      const dir = scratchDir();
       writeFileSync(join(dir, "secret"), secret);
       const signed = await startServer("127.0.0.1:0", ["--jwt-secret", join(dir, "secret")]);
       try {
@@ -498,10 +556,11 @@ async function main() {
   }
 }
 
-// Every process this test started is killed when it ends, however it ends.
+// Every process this test started is killed, and its scratch directories removed, when it ends.
 const children = [];
 process.on("exit", () => {
   for (const child of children) child.kill("SIGKILL");
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
 });
 
 // Exits when done, either way: the processes it started (their pipes) would keep it running.

@@ -1,12 +1,20 @@
 //! What the hub reports to operators: the metrics exposition, its counters plus gauges read
 //! off the current state (connections by state, queued bytes, rooms, members, history, bans,
-//! the link).
+//! the link), and the answer to `GET /healthz` on the chat port.
+
+use std::time::Instant;
 
 use super::Hub;
 use crate::connection::{ConnState, Route, Stream};
+use crate::health::Health;
 use crate::metrics::{Counters, Gauges};
 
 impl<S: Stream> Hub<S> {
+    /// What has been counted so far (the loop adds its turn times).
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
     /// The metrics exposition: the counters, and gauges read off the current state.
     pub fn render_metrics(&self, start_time_seconds: f64) -> String {
         let mut gauges = Gauges { start_time_seconds, ..Gauges::default() };
@@ -32,5 +40,15 @@ impl<S: Stream> Hub<S> {
             ..self.counters.clone()
         };
         crate::metrics::render(&counters, &gauges)
+    }
+
+    /// Answers the health check connection `key` made (`head_only`: it asked with `HEAD`).
+    pub(super) fn answer_health(&mut self, key: usize, head_only: bool, now: Instant) {
+        let connections =
+            self.conns.iter().filter(|(_, conn)| matches!(conn.state(), ConnState::Open(_))).count();
+        let health = Health { connections, cluster: self.broker.linked() };
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.answer(health.reply(head_only), now, &self.settings);
+        }
     }
 }
