@@ -3,7 +3,7 @@
 //!
 //! 200 while the process can serve the whole chat; 503 while, started with `--redis`, it is not
 //! linked to the others (it chats on alone, and a client sent to it would not see the rest of
-//! the cluster). The body is the same JSON object either way, so a probe that only looks at the
+//! the cluster), and while it shuts down (it closes its clients and takes no new one). The body is the same JSON object either way, so a probe that only looks at the
 //! status and an operator who reads the body see one answer.
 
 use serde::Serialize;
@@ -17,6 +17,8 @@ pub struct Health {
     pub connections: usize,
     /// With `--redis`: whether the link to the other processes is up; None without it.
     pub cluster: Option<bool>,
+    /// The server is shutting down (it closes its clients; a balancer should send no more).
+    pub shutting_down: bool,
 }
 
 /// The body, in this field order.
@@ -32,13 +34,18 @@ impl Health {
     /// The reply to `GET /healthz` (`head_only`: to `HEAD`, the same headers without the body).
     pub fn reply(&self, head_only: bool) -> Reply {
         let linked = self.cluster.unwrap_or(true);
+        let serving = linked && !self.shutting_down;
         let body = Body {
-            status: if linked { "ok" } else { "cluster link down" },
+            status: match (self.shutting_down, linked) {
+                (true, _) => "shutting down",
+                (false, true) => "ok",
+                (false, false) => "cluster link down",
+            },
             connections: self.connections,
             cluster: self.cluster.map(|up| if up { "linked" } else { "down" }),
         };
         let json = serde_json::to_string(&body).unwrap_or_default();
-        let (status, reason) = if linked { (200, "OK") } else { (503, "Service Unavailable") };
+        let (status, reason) = if serving { (200, "OK") } else { (503, "Service Unavailable") };
         // Every probe must see the state of now, never a cache's copy.
         let mut reply = Reply::new(status, reason, json).with("Cache-Control", "no-store");
         reply.content_type = "application/json";
@@ -58,15 +65,15 @@ mod tests {
 
     #[test]
     fn one_process_is_healthy_and_says_how_many_it_serves() {
-        let (status, body) = answer(Health { connections: 3, cluster: None });
+        let (status, body) = answer(Health { connections: 3, cluster: None, shutting_down: false });
         assert_eq!((status, body.as_str()), (200, "{\"status\":\"ok\",\"connections\":3}\n"));
     }
 
     #[test]
     fn a_cluster_member_is_healthy_only_while_linked() {
-        let linked = answer(Health { connections: 0, cluster: Some(true) });
+        let linked = answer(Health { connections: 0, cluster: Some(true), shutting_down: false });
         assert_eq!(linked, (200, "{\"status\":\"ok\",\"connections\":0,\"cluster\":\"linked\"}\n".into()));
-        let down = answer(Health { connections: 7, cluster: Some(false) });
+        let down = answer(Health { connections: 7, cluster: Some(false), shutting_down: false });
         assert_eq!(
             down,
             (503, "{\"status\":\"cluster link down\",\"connections\":7,\"cluster\":\"down\"}\n".into())
@@ -75,7 +82,7 @@ mod tests {
 
     #[test]
     fn head_gets_the_same_headers_and_no_body() {
-        let health = Health { connections: 1, cluster: Some(false) };
+        let health = Health { connections: 1, cluster: Some(false), shutting_down: false };
         let (get, head) = (health.reply(false), health.reply(true));
         assert_eq!(get.head(), head.head());
         let text = String::from_utf8(head.head()).unwrap();
@@ -83,5 +90,14 @@ mod tests {
         assert!(text.contains("\r\nContent-Type: application/json\r\n"), "{text}");
         assert!(text.contains("\r\nCache-Control: no-store\r\n"), "{text}");
         assert_eq!(head.into_parts().1, None);
+    }
+
+    #[test]
+    fn a_process_shutting_down_is_out_of_rotation() {
+        let (status, body) = answer(Health { connections: 2, cluster: None, shutting_down: true });
+        assert_eq!((status, body.trim_end()), (503, r#"{"status":"shutting down","connections":2}"#));
+        let linked = answer(Health { connections: 0, cluster: Some(true), shutting_down: true });
+        assert_eq!(linked.0, 503);
+        assert!(linked.1.starts_with(r#"{"status":"shutting down""#), "{}", linked.1);
     }
 }

@@ -44,3 +44,24 @@ fn shutdown_is_bounded_even_if_a_client_never_answers() {
     let status = server.wait_exit();
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[test]
+fn while_it_closes_its_clients_probes_and_newcomers_are_answered_503() {
+    let mut server = TestServer::start(&["--shutdown-timeout", "30s"]);
+    // A client that never answers the close holds the shutdown open.
+    let mute = raw_handshake(&server, "/");
+    server.signal("TERM");
+    server.wait_for_log("shutting down");
+    let health = http_exchange(&server, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    assert!(health.contains(r#"{"status":"shutting down","connections":"#), "{health}");
+    let request = wschat::wire::UpgradeRequest::new("x", "/").to_bytes();
+    let upgrade = http_exchange(&server, &String::from_utf8(request).unwrap());
+    assert!(upgrade.starts_with("HTTP/1.1 503"), "{upgrade}");
+    assert!(upgrade.trim_end().ends_with("the server is shutting down"), "{upgrade}");
+    // Once the last client is gone it exits, the probes' connections notwithstanding.
+    drop(mute);
+    let status = server.wait_exit();
+    assert!(status.success(), "exit status {status:?}");
+    server.wait_for_log("all clients closed; bye");
+}

@@ -60,6 +60,9 @@ impl<S: Stream> Connection<S> {
         match http::decide(head, &settings.origins, settings.tls.is_some()) {
             Decision::Serve(reply) => self.respond(reply, clock.now, settings),
             Decision::Reject(reply) => self.reject(reply, clock.now, settings),
+            Decision::Upgrade(..) if self.admission == Admission::ShuttingDown => {
+                self.reject(Reply::shutting_down(), clock.now, settings)
+            }
             Decision::Upgrade(..) if self.admission == Admission::ServerFull => {
                 self.verdict = Some(Verdict::ServerFull);
                 self.reject(Reply::service_unavailable(), clock.now, settings)

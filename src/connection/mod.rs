@@ -96,6 +96,8 @@ pub enum Admission {
     ServerFull,
     /// Its address is at `--max-connections-per-ip`.
     AddressFull,
+    /// The server is shutting down: it takes no new client.
+    ShuttingDown,
 }
 
 /// Where a connection is, as the metrics report it.

@@ -77,13 +77,6 @@ impl Acceptor {
     pub fn resume_if_due(&mut self, now: Instant) -> bool {
         self.pause.resume_if_due(now)
     }
-
-    /// Stops listening (shutdown).
-    pub fn close(&mut self, registry: &Registry) {
-        if let Some(mut listener) = self.listener.take() {
-            let _ = registry.deregister(&mut listener);
-        }
-    }
 }
 
 /// Whether a listener may accept now, and when a paused one tries again: until a connection

@@ -24,12 +24,13 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 mod effects;
 mod report;
+mod shutdown;
 
 use super::fanout::FanOut;
 use super::timers::TimerQueue;
 use crate::auth::{Auth, Identity};
 use crate::broker::{Broker, LocalBroker, Notice, Request};
-use crate::chat::{Chat, Effect, Event, Join, Mode};
+use crate::chat::{Chat, Effect, Join, Mode};
 use crate::connection::{Admission, Clock, Connection, Flush, Route, Step, Stream};
 use crate::frame::{self, Opcode};
 use crate::http::Endpoint;
@@ -82,6 +83,8 @@ pub struct Hub<S> {
     /// Connections not read because they wait on the broker (see [`Chat::is_waiting`] and
     /// [`Broker::in_flight`]), or because it is saturated: read again once they no longer do.
     held: HashSet<usize>,
+    /// Shutting down: the clients are being closed; newcomers and probes are answered 503.
+    draining: bool,
 }
 
 impl<S: Stream> Hub<S> {
@@ -112,6 +115,7 @@ impl<S: Stream> Hub<S> {
             requests: Vec::new(),
             notices: Vec::new(),
             held: HashSet::new(),
+            draining: false,
         }
     }
 
@@ -197,7 +201,9 @@ impl<S: Stream> Hub<S> {
 
     fn admission(&self, address: IpAddr) -> Admission {
         let per_ip = self.settings.max_connections_per_ip;
-        if self.clients >= self.settings.max_connections {
+        if self.draining {
+            Admission::ShuttingDown
+        } else if self.clients >= self.settings.max_connections {
             Admission::ServerFull
         } else if per_ip > 0 && self.per_address.get(&address).is_some_and(|&n| n as usize >= per_ip) {
             Admission::AddressFull
@@ -341,35 +347,6 @@ impl<S: Stream> Hub<S> {
         if conn.close(code, reason, now, &self.settings) {
             self.leave_chat(key, reason, now);
             self.after_activity(key);
-        }
-    }
-
-    /// The server is shutting down: handshaking connections are dropped, open ones closed
-    /// with 1001. Chat members are told once that the server is going away, and not that
-    /// each of the others left: they all are leaving.
-    pub fn shut_down(&mut self, now: Instant) {
-        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
-        let notice = Event::notice(SHUTDOWN_NOTICE);
-        let notice = Mode::ALL
-            .map(|mode| frame::encode(Opcode::Text, notice.render(mode).unwrap_or_default().as_bytes()));
-        for &key in &keys {
-            if let Some(mode) = self.chat.mode(key) {
-                self.fanout.queue(&mut self.conns, key, &notice[mode as usize]);
-            }
-        }
-        self.chat = Chat::with_limits(self.settings.chat);
-        for key in keys {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            match conn.shut_down(now, &self.settings) {
-                Step::Gone(why) => self.remove(key, &why, now),
-                Step::Left(why) => {
-                    self.leave_chat(key, &why, now);
-                    self.after_activity(key);
-                }
-                _ => {}
-            }
         }
     }
 

@@ -238,7 +238,7 @@ impl<S: Accept> Server<S> {
                 self.finish_turn(now);
             }
             if let Some(deadline) = self.shutdown_deadline {
-                if self.hub.is_empty() {
+                if !self.hub.has_sessions() {
                     info!("all clients closed; bye");
                     return Ok(());
                 }
@@ -346,7 +346,9 @@ impl<S: Accept> Server<S> {
         }
         info!("shutting down: closing {} connection(s) with 1001", self.hub.len());
         self.shutdown_deadline = Some(now + self.hub.settings().shutdown_timeout);
-        self.acceptor.close(self.poll.registry());
+        // Still listening while the clients close: a probe or a newcomer is answered 503
+        // ("shutting down"), so a balancer takes this process out of rotation, rather than
+        // being refused at connect.
         self.hub.shut_down(now);
         self.hub.broker_mut().leave(now);
         false

@@ -46,7 +46,7 @@ impl<S: Stream> Hub<S> {
     pub(super) fn answer_health(&mut self, key: usize, head_only: bool, now: Instant) {
         let connections =
             self.conns.iter().filter(|(_, conn)| matches!(conn.state(), ConnState::Open(_))).count();
-        let health = Health { connections, cluster: self.broker.linked() };
+        let health = Health { connections, cluster: self.broker.linked(), shutting_down: self.draining };
         if let Some(conn) = self.conns.get_mut(key) {
             conn.answer(health.reply(head_only), now, &self.settings);
         }

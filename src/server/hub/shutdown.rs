@@ -1,0 +1,48 @@
+//! The hub's part in a graceful shutdown: every client told once and closed with 1001, and
+//! while they close, the hub *draining*: newcomers and `/healthz` probes are answered 503 (see
+//! `Hub::admission` and `report.rs`), and the loop waits only for the sessions.
+
+use std::time::Instant;
+
+use super::{Hub, SHUTDOWN_NOTICE};
+use crate::chat::{Chat, Event, Mode};
+use crate::connection::{ConnState, Step, Stream};
+use crate::frame::{self, Opcode};
+
+impl<S: Stream> Hub<S> {
+    /// The server is shutting down: handshaking connections are dropped, open ones closed
+    /// with 1001. Chat members are told once that the server is going away, and not that
+    /// each of the others left: they all are leaving.
+    pub fn shut_down(&mut self, now: Instant) {
+        self.draining = true;
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        let notice = Event::notice(SHUTDOWN_NOTICE);
+        let notice = Mode::ALL
+            .map(|mode| frame::encode(Opcode::Text, notice.render(mode).unwrap_or_default().as_bytes()));
+        for &key in &keys {
+            if let Some(mode) = self.chat.mode(key) {
+                self.fanout.queue(&mut self.conns, key, &notice[mode as usize]);
+            }
+        }
+        self.chat = Chat::with_limits(self.settings.chat);
+        for key in keys {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            match conn.shut_down(now, &self.settings) {
+                Step::Gone(why) => self.remove(key, &why, now),
+                Step::Left(why) => {
+                    self.leave_chat(key, &why, now);
+                    self.after_activity(key);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether a client session is still open or closing: what a shutdown waits for (not the
+    /// probes and newcomers reading their request head meanwhile, which are answered 503).
+    pub fn has_sessions(&self) -> bool {
+        self.conns.iter().any(|(_, conn)| conn.state() != ConnState::Handshake)
+    }
+}
