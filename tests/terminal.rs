@@ -8,6 +8,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use tungstenite::Message;
+
 use common::*;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -103,6 +105,22 @@ fn client_command(server: &TestServer, nick: &str) -> String {
     format!("{} {} --nick {nick}", env!("CARGO_BIN_EXE_wschat-client"), server.url("/"))
 }
 
+/// What `nick` said, in the order `watcher` received it, until `n` lines came or the deadline
+/// passed.
+fn said_by(watcher: &mut Client, nick: &str, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + DEADLINE;
+    let prefix = format!("{nick}: ");
+    let mut said = Vec::new();
+    while said.len() < n {
+        match recv_by(watcher, deadline) {
+            Some(Message::Text(text)) => said.extend(text.strip_prefix(&prefix).map(str::to_string)),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    said
+}
+
 fn count(screen: &[String], needle: &str) -> usize {
     screen.iter().filter(|row| row.contains(needle)).count()
 }
@@ -150,4 +168,38 @@ fn no_prompt_is_left_behind_when_the_connection_closes() {
         screen.join("\n")
     );
     assert_eq!(exit.unwrap(), closed.unwrap() + 1, "the exit status follows the close directly");
+}
+
+#[test]
+fn lines_typed_ahead_are_all_sent_in_order() {
+    let server = TestServer::start(&[]);
+    let mut watcher = server.chat_client("watcher");
+    let Some(pane) = Pane::start(&client_command(&server, "typer"), 80) else { return };
+    pane.wait_for("the welcome", |s| count(s, "welcome, you are typer") == 1);
+
+    // One send-keys: the three lines reach the terminal together, as when typing ahead of a
+    // slow answer.
+    pane.tmux(&["send-keys", "line one", "Enter", "line two", "Enter", "line three", "Enter"]);
+    assert_eq!(said_by(&mut watcher, "typer", 3), ["line one", "line two", "line three"]);
+}
+
+#[test]
+fn a_pasted_block_of_lines_is_sent_line_by_line_in_order() {
+    let server = TestServer::start(&[]);
+    let mut watcher = server.chat_client("watcher");
+    let Some(pane) = Pane::start(&client_command(&server, "paster"), 80) else { return };
+    pane.wait_for("the welcome", |s| count(s, "welcome, you are paster") == 1);
+
+    let lines: Vec<String> = (1..=20).map(|i| format!("pasted line {i}")).collect();
+    pane.tmux(&["set-buffer", "--", &(lines.join("\n") + "\n")]);
+    // `-p`: bracketed, as a terminal pastes when the program asks for it.
+    pane.tmux(&["paste-buffer", "-p"]);
+    assert_eq!(said_by(&mut watcher, "paster", 20), lines);
+    let screen = pane.wait_for("the last line's echo", |s| count(s, "paster: pasted line 20") == 1);
+    assert_eq!(
+        screen.last().map(String::as_str),
+        Some(">"),
+        "the prompt waits, empty:\n{}",
+        screen.join("\n")
+    );
 }
