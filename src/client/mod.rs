@@ -11,7 +11,7 @@
 //! |---|---|
 //! | 0 | closed normally (code 1000, after `/quit`, Ctrl-D or the end of piped input) |
 //! | 1 | could not connect, the server refused the handshake, or the connection ended abnormally (another close code, or dropped without a close) |
-//! | 2 | bad command line (clap's errors, a `--binary` file that cannot be read) |
+//! | 2 | bad command line (clap's errors, an address that is not a WebSocket one, a `--binary` file that cannot be read) |
 //! | 130 | Ctrl-C before a connection was made (SIGINT ends the process, as the shell reports) |
 
 pub mod display;
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use crate::rng::Rng;
+use crate::server_url::ServerUrl;
 use crate::units::parse_duration;
 use display::{Output, PlainOutput};
 use resume::Resume;
@@ -54,8 +55,10 @@ pub const EXIT_USAGE: i32 = 2;
 )]
 pub struct ClientConfig {
     /// Server: ws://127.0.0.1:9001/, wss://chat.example.com/, 127.0.0.1:9001, localhost,
-    /// 127.0.0.1 (a bare host means ws:// and port 9001, the server's default).
-    pub url: String,
+    /// 127.0.0.1 (an address without a scheme means ws://, and port 9001, the server's
+    /// default, if it names none).
+    #[arg(value_parser = ServerUrl::parse)]
+    pub url: ServerUrl,
 
     /// Nick to ask for (sent as ?nick=; the server picks guest-N if it is taken or invalid).
     #[arg(long)]
@@ -98,17 +101,7 @@ impl ClientConfig {
     /// The URL to connect to first: `ws://` and the server's default port 9001 added if no
     /// scheme was given (`127.0.0.1` is `ws://127.0.0.1:9001`), and the nick as a query.
     pub fn request_url(&self) -> String {
-        Resume::new(self.nick.clone()).url(&self.base_url())
-    }
-
-    /// The URL with a scheme, a port and a path, before any query the client adds.
-    fn base_url(&self) -> String {
-        let mut url = if self.url.contains("://") { self.url.clone() } else { with_default_port(&self.url) };
-        let after_scheme = url.find("://").map_or(0, |at| at + 3);
-        if !url[after_scheme..].contains('/') {
-            url.push('/');
-        }
-        url
+        Resume::new(self.nick.clone()).url(self.url.as_str())
     }
 }
 
@@ -168,15 +161,14 @@ fn connect_loop(
     wakeup: &Wakeup,
     out: &dyn Output,
 ) -> i32 {
-    let base = config.base_url();
     let mut resume = Resume::new(config.nick.clone());
     resume.token = token;
     resume.token_file = config.token.clone().filter(|path| path.as_os_str() != "-");
     let mut backoff = Backoff::new(config.reconnect_max_delay);
     loop {
         // Each connection after the first resumes where the last one was (room and last id).
-        let url = resume.url(&base);
-        let status = match session::connect(&url, config.connect_timeout, tls) {
+        let url = resume.url(config.url.as_str());
+        let status = match session::connect(&config.url, &url, config.connect_timeout, tls) {
             Ok(session) => {
                 backoff.reset();
                 out.status(&format!("connected to {} ({})", resume::without_token(&url), session.peer));
@@ -306,17 +298,6 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
-/// `ws://` + `host[:port][/path]`, with port 9001 (the server's default) when none is given.
-fn with_default_port(address: &str) -> String {
-    let (authority, rest) = address.find(['/', '?']).map_or((address, ""), |at| address.split_at(at));
-    let has_port = match authority.rfind(']') {
-        Some(bracket) => authority[bracket..].contains(':'),
-        None => authority.contains(':'),
-    };
-    let port = if has_port { "" } else { ":9001" };
-    format!("ws://{authority}{port}{rest}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,19 +308,6 @@ mod tests {
             args.extend(["--nick", nick]);
         }
         ClientConfig::parse_from(args)
-    }
-
-    #[test]
-    fn a_bare_host_gets_the_servers_default_port() {
-        assert_eq!(config("127.0.0.1", None).request_url(), "ws://127.0.0.1:9001/");
-        assert_eq!(config("localhost/echo", None).request_url(), "ws://localhost:9001/echo");
-        assert_eq!(config("[::1]", None).request_url(), "ws://[::1]:9001/");
-        assert_eq!(config("localhost:9002", None).request_url(), "ws://localhost:9002/");
-        assert_eq!(
-            config("ws://example.com/", None).request_url(),
-            "ws://example.com/",
-            "a URL means port 80"
-        );
     }
 
     #[test]

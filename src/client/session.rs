@@ -26,6 +26,7 @@ use rustls::ClientConfig as TlsConfig;
 
 use super::resume::{without_token, Resume};
 use crate::chat::{Event, ServerLine, JSON_SUBPROTOCOL};
+use crate::server_url::ServerUrl;
 use crate::tls::client::{ClientStream, ClientTls};
 
 const SOCKET: Token = Token(0);
@@ -109,18 +110,24 @@ pub struct Session {
     replaying: bool,
 }
 
-/// Resolves `url`, connects within `timeout` and performs the WebSocket handshake, over TLS
-/// with `tls` for a `wss://` URL.
+/// Resolves `server`, connects within `timeout` and performs the WebSocket handshake, over TLS
+/// with `tls` for a `wss://` URL, requesting `url` (the server's URL with the client's query).
 /// JSON mode is asked for (`wschat.json`: ids to resume from, exact forms to show); a server
 /// that does not offer it is connected to again without asking, and speaks text lines.
-pub fn connect(url: &str, timeout: Duration, tls: &Arc<TlsConfig>) -> Result<Session, ConnectError> {
-    match connect_asking(url, timeout, tls, true) {
-        Err(e) if e.no_subprotocol => connect_asking(url, timeout, tls, false),
+pub fn connect(
+    server: &ServerUrl,
+    url: &str,
+    timeout: Duration,
+    tls: &Arc<TlsConfig>,
+) -> Result<Session, ConnectError> {
+    match connect_asking(server, url, timeout, tls, true) {
+        Err(e) if e.no_subprotocol => connect_asking(server, url, timeout, tls, false),
         result => result,
     }
 }
 
 fn connect_asking(
+    server: &ServerUrl,
     url: &str,
     timeout: Duration,
     tls: &Arc<TlsConfig>,
@@ -134,27 +141,15 @@ fn connect_asking(
             .headers_mut()
             .insert("Sec-WebSocket-Protocol", tungstenite::http::HeaderValue::from_static(JSON_SUBPROTOCOL));
     }
-    let uri = request.uri();
-    let secure = match uri.scheme_str() {
-        Some("ws") => false,
-        Some("wss") => true,
-        _ => {
-            return Err(ConnectError::permanent(format!(
-                "invalid URL {:?}: the scheme must be ws:// or wss://",
-                without_token(url)
-            )))
-        }
-    };
-    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tls = match secure {
+    let host = server.host.as_str();
+    let tls = match server.secure {
         true => Some(
             ClientTls::new(tls.clone(), host)
                 .map_err(|e| ConnectError::permanent(format!("invalid URL {:?}: {e}", without_token(url))))?,
         ),
         false => None,
     };
-    let addrs: Vec<SocketAddr> = (host, port)
+    let addrs: Vec<SocketAddr> = (host, server.port)
         .to_socket_addrs()
         .map_err(|e| ConnectError::transient(format!("cannot resolve {host}: {e}")))?
         .collect();
