@@ -203,3 +203,51 @@ fn a_pasted_block_of_lines_is_sent_line_by_line_in_order() {
         screen.join("\n")
     );
 }
+
+/// Presses Ctrl-C in `pane` and returns the exit status the pane's shell reports, and how long
+/// it took to come.
+fn ctrl_c_and_exit_status(pane: &Pane) -> (String, Duration) {
+    let pressed = Instant::now();
+    pane.tmux(&["send-keys", "C-c"]);
+    let screen = pane.wait_for("the exit", |s| s.iter().any(|r| r.starts_with("EXIT=")));
+    let took = pressed.elapsed();
+    (screen.into_iter().find(|r| r.starts_with("EXIT=")).unwrap(), took)
+}
+
+#[test]
+fn ctrl_c_while_connecting_to_a_server_that_never_answers_ends_at_once_with_130() {
+    // TCP connects (the kernel accepts into the backlog), the handshake is never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", silent.local_addr().unwrap());
+    let command = format!("{} {url} --connect-timeout 60s", env!("CARGO_BIN_EXE_wschat-client"));
+    let Some(pane) = Pane::start(&command, 80) else { return };
+    pane.wait_for("the connecting line", |s| count(s, &format!("connecting to {url}…")) == 1);
+
+    let (status, took) = ctrl_c_and_exit_status(&pane);
+    assert_eq!(status, "EXIT=130", "{}", pane.screen().join("\n"));
+    assert!(took < Duration::from_secs(5), "Ctrl-C took {took:?}");
+}
+
+#[test]
+fn ctrl_c_while_waiting_to_reconnect_ends_with_130() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", closed.local_addr().unwrap());
+    drop(closed); // nothing listens there now
+    let command = format!("{} {url} --reconnect", env!("CARGO_BIN_EXE_wschat-client"));
+    let Some(pane) = Pane::start(&command, 80) else { return };
+    pane.wait_for("the back-off", |s| count(s, "reconnecting in ") == 1);
+
+    let (status, _) = ctrl_c_and_exit_status(&pane);
+    assert_eq!(status, "EXIT=130", "{}", pane.screen().join("\n"));
+}
+
+#[test]
+fn ctrl_c_while_connected_closes_normally() {
+    let server = TestServer::start(&[]);
+    let Some(pane) = Pane::start(&client_command(&server, "carol"), 80) else { return };
+    pane.wait_for("the welcome", |s| count(s, "welcome, you are carol") == 1);
+
+    let (status, _) = ctrl_c_and_exit_status(&pane);
+    assert_eq!(status, "EXIT=0", "{}", pane.screen().join("\n"));
+    assert_eq!(count(&pane.screen(), "connection closed: 1000 (bye)"), 1, "{}", pane.screen().join("\n"));
+}

@@ -75,9 +75,14 @@ pub fn interactive(commands: Sender<Command>, wakeup: Wakeup, colour: bool) -> O
                 let _ = editor.add_history_entry(line.as_str());
                 send(Command::Line(line));
             }
-            // Ctrl-D and Ctrl-C both leave, with a proper close.
-            Err(ReadlineError::Eof | ReadlineError::Interrupted) => {
+            // Ctrl-D and Ctrl-C both leave, with a proper close; Ctrl-C also before a
+            // connection (the line editor reads it as a key, so no SIGINT comes).
+            Err(ReadlineError::Eof) => {
                 send(Command::Finish { wait_for_ack: false });
+                return;
+            }
+            Err(ReadlineError::Interrupted) => {
+                send(Command::Interrupt);
                 return;
             }
             Err(e) => {

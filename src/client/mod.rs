@@ -3,17 +3,20 @@
 //!
 //! Two threads. The input thread reads lines, from a line editor on a terminal
 //! ([`input::interactive`]) or plainly from a pipe ([`input::scripted`]), and queues them as
-//! [`Command`]s. The calling thread owns the connection ([`session`]), prints what arrives
-//! through an [`Output`], and, with `--reconnect`, connects again with capped exponential
-//! backoff. [`run`] returns the process exit status:
+//! [`Command`]s. The calling thread owns the connection: it makes it ([`connect`]), runs it
+//! ([`session`]), prints what arrives through an [`Output`], and, with `--reconnect`,
+//! connects again with capped exponential backoff. Ctrl-C is a command too (the line editor
+//! reads it as a key), which the calling thread answers at once whether it is connecting,
+//! connected or waiting to reconnect. [`run`] returns the process exit status:
 //!
 //! | status | meaning |
 //! |---|---|
-//! | 0 | closed normally (code 1000, after `/quit`, Ctrl-D or the end of piped input) |
+//! | 0 | closed normally (code 1000, after `/quit`, Ctrl-D, Ctrl-C or the end of piped input) |
 //! | 1 | could not connect, the server refused the handshake, or the connection ended abnormally (another close code, or dropped without a close) |
 //! | 2 | bad command line (clap's errors, an address that is not a WebSocket one, a `--binary` file that cannot be read) |
-//! | 130 | Ctrl-C before a connection was made (SIGINT ends the process, as the shell reports) |
+//! | 130 | Ctrl-C before a connection was made, while connecting or waiting to reconnect (from a pipe, SIGINT ends the process, which the shell reports as 130) |
 
+pub mod connect;
 pub mod display;
 pub mod input;
 pub mod resume;
@@ -21,7 +24,7 @@ pub mod session;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,9 +33,10 @@ use clap::Parser;
 use crate::rng::Rng;
 use crate::server_url::ServerUrl;
 use crate::units::parse_duration;
+use connect::ConnectError;
 use display::{Output, PlainOutput};
 use resume::Resume;
-use session::{Command, Ending, Wakeup};
+use session::{Command, Ending, Inbox, Wakeup};
 
 // The one rule every wschat binary follows: 0 ok, 1 a failure while running, 2 a bad command
 // line (and 130, the shell's code for SIGINT, for Ctrl-C before a connection was made).
@@ -41,6 +45,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;
 /// A bad command line: clap's own errors, and a `--binary` or `--ca-file` file that cannot be read.
 pub const EXIT_USAGE: i32 = 2;
+/// Ctrl-C before a connection was made: the shell's code for SIGINT.
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Terminal chat client for wschat.
 #[derive(Debug, Clone, Parser)]
@@ -50,8 +56,9 @@ pub const EXIT_USAGE: i32 = 2;
     about = "Terminal chat client for wschat: a line editor on a terminal, scriptable through a pipe",
     long_about = None,
     after_help = "Exit status: 0 after a normal close (1000), 1 when it could not connect, the handshake \
-                  was refused or the connection ended otherwise, 2 for a bad command line, 130 for \
-                  Ctrl-C before connecting."
+                  was refused or the connection ended otherwise, 2 for a bad command line (an address \
+                  included), 130 for Ctrl-C before a connection was made (while connecting or \
+                  waiting to reconnect)."
 )]
 pub struct ClientConfig {
     /// Server: ws://127.0.0.1:9001/, wss://chat.example.com/, 127.0.0.1:9001, localhost,
@@ -83,7 +90,8 @@ pub struct ClientConfig {
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub reconnect_max_delay: Duration,
 
-    /// Time allowed to connect and complete the handshake.
+    /// Time allowed to connect and complete the handshakes (TLS and WebSocket), for each of the
+    /// server's addresses; Ctrl-C ends the wait at once (exit status 130).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Duration,
 
@@ -132,7 +140,8 @@ pub fn run(config: ClientConfig) -> i32 {
         }
     };
     let colour = std::env::var_os("NO_COLOR").is_none();
-    let (sender, commands) = mpsc::channel();
+    let (sender, receiver) = mpsc::channel();
+    let mut commands = Inbox::new(receiver);
     if let Some(data) = binary {
         let _ = sender.send(Command::Binary(data));
     }
@@ -143,12 +152,12 @@ pub fn run(config: ClientConfig) -> i32 {
         else {
             return EXIT_FAILURE;
         };
-        let status = connect_loop(&config, token, &tls, &commands, &wakeup, input.output.as_ref());
+        let status = connect_loop(&config, token, &tls, &mut commands, &wakeup, input.output.as_ref());
         input.finish(status)
     } else {
         input::scripted(sender, wakeup.clone());
         let output = PlainOutput { colour: colour && std::io::stdout().is_terminal() };
-        connect_loop(&config, token, &tls, &commands, &wakeup, &output)
+        connect_loop(&config, token, &tls, &mut commands, &wakeup, &output)
     }
 }
 
@@ -157,7 +166,7 @@ fn connect_loop(
     config: &ClientConfig,
     token: Option<String>,
     tls: &Arc<rustls::ClientConfig>,
-    commands: &Receiver<Command>,
+    commands: &mut Inbox,
     wakeup: &Wakeup,
     out: &dyn Output,
 ) -> i32 {
@@ -168,7 +177,9 @@ fn connect_loop(
     loop {
         // Each connection after the first resumes where the last one was (room and last id).
         let url = resume.url(config.url.as_str());
-        let status = match session::connect(&config.url, &url, config.connect_timeout, tls) {
+        out.status(&format!("connecting to {}…", resume::without_token(&url)));
+        let status = match connect::connect(&config.url, &url, config.connect_timeout, tls, commands, wakeup)
+        {
             Ok(session) => {
                 backoff.reset();
                 out.status(&format!("connected to {} ({})", resume::without_token(&url), session.peer));
@@ -195,12 +206,14 @@ fn connect_loop(
                     }
                 }
             }
-            Err(e) => {
-                out.status(&format!("wschat-client: {}", e.message));
-                if e.permanent {
-                    // A bad URL or a 4xx refusal: retrying would only repeat it.
-                    return EXIT_FAILURE;
-                }
+            Err(ConnectError::Interrupted) => return EXIT_INTERRUPTED,
+            Err(ConnectError::Permanent(why)) => {
+                // A bad URL or a 4xx refusal: retrying would only repeat it.
+                out.status(&format!("wschat-client: {why}"));
+                return EXIT_FAILURE;
+            }
+            Err(ConnectError::Transient(why)) => {
+                out.status(&format!("wschat-client: {why}"));
                 EXIT_FAILURE
             }
         };
@@ -209,8 +222,8 @@ fn connect_loop(
         }
         let delay = backoff.next_delay();
         out.status(&format!("reconnecting in {:.1}s (attempt {})", delay.as_secs_f64(), backoff.attempts));
-        if wait_while_disconnected(commands, delay, out) {
-            return EXIT_OK;
+        if let Some(status) = wait_while_disconnected(commands, delay, out) {
+            return status;
         }
     }
 }
@@ -243,17 +256,18 @@ fn describe(reason: &str) -> String {
 }
 
 /// Waits out a reconnection delay. Lines typed meanwhile cannot be sent and are reported
-/// dropped; returns true if the user finished (Ctrl-D, end of input) and the client should exit.
-fn wait_while_disconnected(commands: &Receiver<Command>, delay: Duration, out: &dyn Output) -> bool {
+/// dropped. The exit status if the user finished: Ctrl-D or the end of input (0), Ctrl-C (130).
+fn wait_while_disconnected(commands: &mut Inbox, delay: Duration, out: &dyn Output) -> Option<i32> {
     let until = Instant::now() + delay;
     loop {
-        match commands.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            Ok(Command::Finish { .. }) | Err(RecvTimeoutError::Disconnected) => return true,
+        match commands.next_within(until.saturating_duration_since(Instant::now())) {
+            Ok(Command::Interrupt) => return Some(EXIT_INTERRUPTED),
+            Ok(Command::Finish { .. }) | Err(RecvTimeoutError::Disconnected) => return Some(EXIT_OK),
             Ok(Command::Line(line)) => out.status(&format!("not connected; not sent: {line}")),
             Ok(Command::Binary(data)) => {
                 out.status(&format!("not connected; not sent: {} bytes", data.len()))
             }
-            Err(RecvTimeoutError::Timeout) => return false,
+            Err(RecvTimeoutError::Timeout) => return None,
         }
     }
 }
