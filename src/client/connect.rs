@@ -23,7 +23,7 @@ use super::resume::without_token;
 use super::session::{Inbox, Session, Wakeup, SOCKET, WAKER};
 use crate::chat::JSON_SUBPROTOCOL;
 use crate::server_url::ServerUrl;
-use crate::tls::client::{ClientStream, ClientTls};
+use crate::tls::client::{advice, ClientStream, ClientTls};
 
 /// Why connecting failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,6 +246,11 @@ fn failure(error: WsError, peer: SocketAddr) -> Failed {
             } else {
                 ConnectError::Permanent(message)
             })
+        }
+        // A TLS failure the user can mend says how (rustls's own words only name it).
+        WsError::Io(e) => {
+            let why = advice(&e).unwrap_or_else(|| e.to_string());
+            Failed::Error(ConnectError::Transient(format!("handshake with {peer} failed: {why}")))
         }
         e => Failed::Error(ConnectError::Transient(format!("handshake with {peer} failed: {e}"))),
     }
