@@ -121,6 +121,16 @@ fn said_by(watcher: &mut Client, nick: &str, n: usize) -> Vec<String> {
     said
 }
 
+/// A server, a watcher in its lobby, and `nick`'s client in a pane, welcomed; `None` without
+/// tmux.
+fn watched_client(nick: &str) -> Option<(TestServer, Client, Pane)> {
+    let server = TestServer::start(&[]);
+    let watcher = server.chat_client("watcher");
+    let pane = Pane::start(&client_command(&server, nick), 80)?;
+    pane.wait_for("the welcome", |s| count(s, &format!("welcome, you are {nick}")) == 1);
+    Some((server, watcher, pane))
+}
+
 fn count(screen: &[String], needle: &str) -> usize {
     screen.iter().filter(|row| row.contains(needle)).count()
 }
@@ -172,10 +182,7 @@ fn no_prompt_is_left_behind_when_the_connection_closes() {
 
 #[test]
 fn lines_typed_ahead_are_all_sent_in_order() {
-    let server = TestServer::start(&[]);
-    let mut watcher = server.chat_client("watcher");
-    let Some(pane) = Pane::start(&client_command(&server, "typer"), 80) else { return };
-    pane.wait_for("the welcome", |s| count(s, "welcome, you are typer") == 1);
+    let Some((_server, mut watcher, pane)) = watched_client("typer") else { return };
 
     // One send-keys: the three lines reach the terminal together, as when typing ahead of a
     // slow answer.
@@ -185,10 +192,7 @@ fn lines_typed_ahead_are_all_sent_in_order() {
 
 #[test]
 fn a_pasted_block_of_lines_is_sent_line_by_line_in_order() {
-    let server = TestServer::start(&[]);
-    let mut watcher = server.chat_client("watcher");
-    let Some(pane) = Pane::start(&client_command(&server, "paster"), 80) else { return };
-    pane.wait_for("the welcome", |s| count(s, "welcome, you are paster") == 1);
+    let Some((_server, mut watcher, pane)) = watched_client("paster") else { return };
 
     let lines: Vec<String> = (1..=20).map(|i| format!("pasted line {i}")).collect();
     pane.tmux(&["set-buffer", "--", &(lines.join("\n") + "\n")]);

@@ -78,9 +78,9 @@ pub fn connect(
     match result {
         Ok((ws, peer, json)) => Ok(Session::new(ws, poll, waker, peer, json)),
         Err(Failed::Error(error)) => Err(error),
-        Err(Failed::NoJsonMode) => {
-            Err(ConnectError::Transient("the server refused the subprotocol it chose".to_string()))
-        }
+        Err(Failed::NoJsonMode) => Err(ConnectError::Transient(
+            "the server chose a subprotocol the client did not ask for".to_string(),
+        )),
     }
 }
 
