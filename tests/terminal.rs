@@ -92,7 +92,13 @@ impl Pane {
 
 impl Drop for Pane {
     fn drop(&mut self) {
+        // The server leaves its socket behind when killed: remove it too, so tests leave
+        // nothing in the temporary directory.
+        let socket = self.tmux(&["display-message", "-p", "#{socket_path}"]);
         self.tmux(&["kill-server"]);
+        if !socket.trim().is_empty() {
+            let _ = std::fs::remove_file(socket.trim());
+        }
     }
 }
 
