@@ -34,6 +34,8 @@
 //!   and fuzzing; several of them over a simulated Redis make a simulated cluster.
 //! - [`wire`]: the client's side of the wire (upgrade request, client frames, header parsing),
 //!   shared by the bench, the simulation and the tests.
+//! - [`server_url`]: the server address both clients take (`ws://`, `wss://`, `HOST:PORT`,
+//!   `HOST`), their one parser.
 //! - [`rng`]: the one small pseudo-random generator (jitter, masks), nothing secret.
 //! - `scratch` (unit tests only): a test's directory, removed when the test ends.
 //! - [`client`]: the terminal chat client behind `wschat-client` (feature `client`).
@@ -62,6 +64,8 @@ pub mod rng;
 #[cfg(test)]
 mod scratch;
 pub mod server;
+#[cfg(any(feature = "client", feature = "bench"))]
+pub mod server_url;
 pub mod settings;
 pub mod sim;
 pub mod store;

@@ -86,6 +86,29 @@ fn idle_mode_only_holds_connections() {
 }
 
 #[test]
+fn the_bench_takes_the_clients_address_forms_and_refuses_others_as_usage_errors() {
+    let server = TestServer::start(&[]);
+    // HOST:PORT, as the client takes it.
+    let run = bench(&server.addr.to_string(), "--clients 2 --duration 300ms --warmup 0s");
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("connect: ok=2 failed=0"), "{}", run.stdout);
+
+    for (url, why) in [
+        (format!("http://{}/", server.addr), "http:// is not a WebSocket address"),
+        (format!("{}:port", server.addr.ip()), "\"port\" is not a port"),
+    ] {
+        let run = bench(&url, "--clients 1 --duration 300ms --warmup 0s");
+        assert_eq!(run.code, Some(2), "{url}: a usage error: {}", run.stderr);
+        assert!(
+            run.stderr.contains(why) && run.stderr.contains("HOST:PORT or HOST"),
+            "{url}: {}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty(), "{url}: nothing ran: {}", run.stdout);
+    }
+}
+
+#[test]
 fn a_server_that_cannot_be_reached_is_a_failure_that_says_why() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

@@ -177,6 +177,20 @@ fn a_refused_handshake_exits_one_with_the_status() {
 }
 
 #[test]
+fn an_address_that_is_not_a_websocket_one_is_a_usage_error() {
+    let server = TestServer::start(&[]);
+    for (url, why) in [
+        (format!("http://{}/", server.addr), "http:// is not a WebSocket address"),
+        (format!("{}:port", server.addr.ip()), "\"port\" is not a port"),
+    ] {
+        let mut client = ClientProcess::start(&[&url]);
+        let (status, stderr) = client.wait();
+        assert_eq!(status.code(), Some(2), "{url}: stderr: {stderr}");
+        assert!(stderr.contains(why) && stderr.contains("HOST:PORT or HOST"), "{url}: {stderr}");
+    }
+}
+
+#[test]
 fn a_binary_file_that_cannot_be_read_is_a_usage_error() {
     let mut client = ClientProcess::start(&["ws://127.0.0.1:1/", "--binary", "/nonexistent/photo.jpg"]);
     let (status, stderr) = client.wait();

@@ -8,6 +8,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use tungstenite::Message;
+
 use common::*;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -90,7 +92,13 @@ impl Pane {
 
 impl Drop for Pane {
     fn drop(&mut self) {
+        // The server leaves its socket behind when killed: remove it too, so tests leave
+        // nothing in the temporary directory.
+        let socket = self.tmux(&["display-message", "-p", "#{socket_path}"]);
         self.tmux(&["kill-server"]);
+        if !socket.trim().is_empty() {
+            let _ = std::fs::remove_file(socket.trim());
+        }
     }
 }
 
@@ -101,6 +109,32 @@ fn rand_suffix() -> u64 {
 
 fn client_command(server: &TestServer, nick: &str) -> String {
     format!("{} {} --nick {nick}", env!("CARGO_BIN_EXE_wschat-client"), server.url("/"))
+}
+
+/// What `nick` said, in the order `watcher` received it, until `n` lines came or the deadline
+/// passed.
+fn said_by(watcher: &mut Client, nick: &str, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + DEADLINE;
+    let prefix = format!("{nick}: ");
+    let mut said = Vec::new();
+    while said.len() < n {
+        match recv_by(watcher, deadline) {
+            Some(Message::Text(text)) => said.extend(text.strip_prefix(&prefix).map(str::to_string)),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    said
+}
+
+/// A server, a watcher in its lobby, and `nick`'s client in a pane, welcomed; `None` without
+/// tmux.
+fn watched_client(nick: &str) -> Option<(TestServer, Client, Pane)> {
+    let server = TestServer::start(&[]);
+    let watcher = server.chat_client("watcher");
+    let pane = Pane::start(&client_command(&server, nick), 80)?;
+    pane.wait_for("the welcome", |s| count(s, &format!("welcome, you are {nick}")) == 1);
+    Some((server, watcher, pane))
 }
 
 fn count(screen: &[String], needle: &str) -> usize {
@@ -150,4 +184,80 @@ fn no_prompt_is_left_behind_when_the_connection_closes() {
         screen.join("\n")
     );
     assert_eq!(exit.unwrap(), closed.unwrap() + 1, "the exit status follows the close directly");
+}
+
+#[test]
+fn lines_typed_ahead_are_all_sent_in_order() {
+    let Some((_server, mut watcher, pane)) = watched_client("typer") else { return };
+
+    // One send-keys: the three lines reach the terminal together, as when typing ahead of a
+    // slow answer.
+    pane.tmux(&["send-keys", "line one", "Enter", "line two", "Enter", "line three", "Enter"]);
+    assert_eq!(said_by(&mut watcher, "typer", 3), ["line one", "line two", "line three"]);
+}
+
+#[test]
+fn a_pasted_block_of_lines_is_sent_line_by_line_in_order() {
+    let Some((_server, mut watcher, pane)) = watched_client("paster") else { return };
+
+    let lines: Vec<String> = (1..=20).map(|i| format!("pasted line {i}")).collect();
+    pane.tmux(&["set-buffer", "--", &(lines.join("\n") + "\n")]);
+    // `-p`: bracketed, as a terminal pastes when the program asks for it.
+    pane.tmux(&["paste-buffer", "-p"]);
+    assert_eq!(said_by(&mut watcher, "paster", 20), lines);
+    let screen = pane.wait_for("the last line's echo", |s| count(s, "paster: pasted line 20") == 1);
+    assert_eq!(
+        screen.last().map(String::as_str),
+        Some(">"),
+        "the prompt waits, empty:\n{}",
+        screen.join("\n")
+    );
+}
+
+/// Presses Ctrl-C in `pane` and returns the exit status the pane's shell reports, and how long
+/// it took to come.
+fn ctrl_c_and_exit_status(pane: &Pane) -> (String, Duration) {
+    let pressed = Instant::now();
+    pane.tmux(&["send-keys", "C-c"]);
+    let screen = pane.wait_for("the exit", |s| s.iter().any(|r| r.starts_with("EXIT=")));
+    let took = pressed.elapsed();
+    (screen.into_iter().find(|r| r.starts_with("EXIT=")).unwrap(), took)
+}
+
+#[test]
+fn ctrl_c_while_connecting_to_a_server_that_never_answers_ends_at_once_with_130() {
+    // TCP connects (the kernel accepts into the backlog), the handshake is never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", silent.local_addr().unwrap());
+    let command = format!("{} {url} --connect-timeout 60s", env!("CARGO_BIN_EXE_wschat-client"));
+    let Some(pane) = Pane::start(&command, 80) else { return };
+    pane.wait_for("the connecting line", |s| count(s, &format!("connecting to {url}…")) == 1);
+
+    let (status, took) = ctrl_c_and_exit_status(&pane);
+    assert_eq!(status, "EXIT=130", "{}", pane.screen().join("\n"));
+    assert!(took < Duration::from_secs(5), "Ctrl-C took {took:?}");
+}
+
+#[test]
+fn ctrl_c_while_waiting_to_reconnect_ends_with_130() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", closed.local_addr().unwrap());
+    drop(closed); // nothing listens there now
+    let command = format!("{} {url} --reconnect", env!("CARGO_BIN_EXE_wschat-client"));
+    let Some(pane) = Pane::start(&command, 80) else { return };
+    pane.wait_for("the back-off", |s| count(s, "reconnecting in ") == 1);
+
+    let (status, _) = ctrl_c_and_exit_status(&pane);
+    assert_eq!(status, "EXIT=130", "{}", pane.screen().join("\n"));
+}
+
+#[test]
+fn ctrl_c_while_connected_closes_normally() {
+    let server = TestServer::start(&[]);
+    let Some(pane) = Pane::start(&client_command(&server, "carol"), 80) else { return };
+    pane.wait_for("the welcome", |s| count(s, "welcome, you are carol") == 1);
+
+    let (status, _) = ctrl_c_and_exit_status(&pane);
+    assert_eq!(status, "EXIT=0", "{}", pane.screen().join("\n"));
+    assert_eq!(count(&pane.screen(), "connection closed: 1000 (bye)"), 1, "{}", pane.screen().join("\n"));
 }

@@ -19,7 +19,8 @@ use tungstenite::{Message, WebSocket};
 
 use common::*;
 
-/// A CA of our own and a server certificate it signed, for `localhost` and 127.0.0.1.
+/// A CA of our own and a server certificate it signed, for `localhost` and 127.0.0.1 unless
+/// other names are asked for.
 struct Pki {
     ca: CertificateDer<'static>,
     ca_pem: String,
@@ -33,7 +34,7 @@ impl Pki {
         Self::for_names(name, &["localhost", "127.0.0.1"])
     }
 
-    /// The certificate covers `names` (DNS names or IP addresses) only.
+    /// A CA, and a server certificate it signed for `names` (DNS names or IP addresses) only.
     fn for_names(name: &str, names: &[&str]) -> Self {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -231,7 +232,61 @@ fn wschat_client_chats_over_wss_with_a_private_ca() {
         Command::new(env!("CARGO_BIN_EXE_wschat-client")).arg(&url).stdin(Stdio::null()).output().unwrap();
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("invalid peer certificate"), "{stderr}");
+    assert!(stderr.contains("certificate not trusted; pass --ca-file with your CA"), "{stderr}");
+}
+
+/// Runs `wschat-client URL ARGS...` with no input; its exit code and stderr.
+fn client_fails(url: &str, args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_wschat-client"))
+        .arg(url)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn tls_failures_say_what_to_do() {
+    // wss:// to a plain server: it answers the TLS hello in plain HTTP.
+    let plain = TestServer::start(&[]);
+    let (code, stderr) = client_fails(&format!("wss://localhost:{}/", plain.addr.port()), &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("the server did not answer TLS; is it ws://?"), "{stderr}");
+
+    // A certificate from a CA the client was not given.
+    let pki = Pki::new("unknown-ca");
+    let (server, _dir) = tls_server(&pki, "unknown-ca", &[]);
+    let (code, stderr) = client_fails(&format!("wss://localhost:{}/", server.addr.port()), &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("certificate not trusted; pass --ca-file with your CA"), "{stderr}");
+
+    // A trusted certificate for other names than the one connected by.
+    let pki = Pki::for_names("other-names", &["chat.example.com", "10.9.8.7"]);
+    let (server, dir) = tls_server(&pki, "other-names", &[]);
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let url = format!("wss://localhost:{}/", server.addr.port());
+    let (code, stderr) = client_fails(&url, &["--ca-file", ca_file.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the certificate is not for localhost: it covers chat.example.com, 10.9.8.7"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn wschat_bench_says_what_to_do_about_an_untrusted_certificate() {
+    let pki = Pki::new("bench-unknown-ca");
+    let (server, _dir) = tls_server(&pki, "bench-unknown-ca", &[]);
+    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
+        .arg(format!("wss://localhost:{}/", server.addr.port()))
+        .args(["--clients", "2", "--duration", "1s", "--warmup", "0s", "--connect-timeout", "10s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("certificate not trusted; pass --ca-file with your CA"), "{stderr}");
 }
 
 #[test]

@@ -465,6 +465,6 @@ fn describe(error: &io::Error) -> String {
         io::ErrorKind::ConnectionRefused => "connection refused".into(),
         io::ErrorKind::ConnectionReset => "connection reset".into(),
         io::ErrorKind::TimedOut => "timed out".into(),
-        _ => error.to_string(),
+        _ => crate::tls::client::advice(error).unwrap_or_else(|| error.to_string()),
     }
 }

@@ -12,6 +12,7 @@ use clap::builder::ArgPredicate;
 use clap::Parser;
 
 use super::{cpu, wire};
+use crate::server_url::ServerUrl;
 use crate::tls::client::ClientTls;
 use crate::units::parse_duration;
 
@@ -26,8 +27,10 @@ use crate::units::parse_duration;
                   or a result file cannot be written, 2 for a bad command line."
 )]
 pub struct BenchConfig {
-    /// Server URL: ws://127.0.0.1:9001/, or wss://HOST:PORT/ for a TLS server.
-    pub url: String,
+    /// Server: ws://127.0.0.1:9001/, wss://HOST:PORT/ for a TLS server, 127.0.0.1:9001, or a
+    /// bare HOST (an address without a scheme means ws://, and port 9001 if it names none).
+    #[arg(value_parser = ServerUrl::parse)]
+    pub url: ServerUrl,
 
     /// For wss://: also trust the CA certificates in this PEM file (a private CA).
     #[arg(long, value_name = "FILE")]
@@ -329,29 +332,17 @@ impl BenchConfig {
 
     /// The server's address, `Host` header, path and (for `wss://`) TLS settings.
     pub(super) fn target(&self) -> Result<Target, String> {
-        let (secure, rest) = match (self.url.strip_prefix("ws://"), self.url.strip_prefix("wss://")) {
-            (Some(rest), _) => (false, rest),
-            (_, Some(rest)) => (true, rest),
-            _ => return Err("the URL must start with ws:// or wss://".into()),
-        };
-        let (host, path) = rest.find('/').map_or((rest, "/"), |at| (&rest[..at], &rest[at..]));
-        let has_port = host.rsplit_once(':').is_some_and(|(_, port)| !port.contains(']'));
-        let with_port =
-            if has_port { host.to_string() } else { format!("{host}:{}", if secure { 443 } else { 80 }) };
-        let addr = with_port
+        let ServerUrl { secure, host, port, authority, path, .. } = &self.url;
+        let addr = (host.as_str(), *port)
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
             .next()
             .ok_or(format!("no address for {host}"))?;
         let tls = match secure {
-            true => {
-                let config = crate::tls::client::config(self.ca_file.as_deref())?;
-                let name = host.rsplit_once(':').filter(|_| has_port).map_or(host, |(name, _)| name);
-                Some(ClientTls::new(config, name.trim_start_matches('[').trim_end_matches(']'))?)
-            }
+            true => Some(ClientTls::new(crate::tls::client::config(self.ca_file.as_deref())?, host)?),
             false => None,
         };
-        Ok(Target { addr, host: host.to_string(), path: path.to_string(), tls })
+        Ok(Target { addr, host: authority.clone(), path: path.clone(), tls })
     }
 }
 

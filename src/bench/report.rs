@@ -245,7 +245,7 @@ impl Report {
                 "\"server_cpu_ns_per_delivery_each\":[{}],\"bench_core_use\":{:.3},",
                 "\"bench_cpu_s\":{:.6},\"window_deliveries\":{}{}}}\n"
             ),
-            c.url,
+            c.url.as_str(),
             c.clients,
             c.senders,
             c.size,

@@ -165,7 +165,7 @@ impl Shootout {
         };
         let c = &self.config;
         let value = serde_json::json!({
-            "url": c.url, "shootout": true, "step": c.step, "senders": c.senders, "samples": c.samples,
+            "url": c.url.as_str(), "shootout": true, "step": c.step, "senders": c.senders, "samples": c.samples,
             "size": c.size, "limit_ms": c.shootout_limit.as_secs_f64() * 1e3,
             "max_clients": self.max_clients(), "stopped_by": stop, "steps": steps,
         });

@@ -42,7 +42,11 @@ impl Interactive {
 /// cannot be used.
 pub fn interactive(commands: Sender<Command>, wakeup: Wakeup, colour: bool) -> Option<Interactive> {
     let terminal = SavedTerminal::save();
-    let mut editor = match DefaultEditor::new() {
+    // Without bracketed paste a paste is typed: each of its lines is accepted, and sent, as it
+    // comes (with it, all of them would land in one line, which the server refuses). Keys
+    // typed ahead of a line are kept for the next by rustyline's `buffer-redux` feature.
+    let config = rustyline::Config::builder().bracketed_paste(false).build();
+    let mut editor = match DefaultEditor::with_config(config) {
         Ok(editor) => editor,
         Err(e) => {
             eprintln!("wschat-client: cannot start the line editor: {e}");
@@ -71,9 +75,14 @@ pub fn interactive(commands: Sender<Command>, wakeup: Wakeup, colour: bool) -> O
                 let _ = editor.add_history_entry(line.as_str());
                 send(Command::Line(line));
             }
-            // Ctrl-D and Ctrl-C both leave, with a proper close.
-            Err(ReadlineError::Eof | ReadlineError::Interrupted) => {
+            // Ctrl-D and Ctrl-C both leave, with a proper close; Ctrl-C also before a
+            // connection (the line editor reads it as a key, so no SIGINT comes).
+            Err(ReadlineError::Eof) => {
                 send(Command::Finish { wait_for_ack: false });
+                return;
+            }
+            Err(ReadlineError::Interrupted) => {
+                send(Command::Interrupt);
                 return;
             }
             Err(e) => {

@@ -3,17 +3,20 @@
 //!
 //! Two threads. The input thread reads lines, from a line editor on a terminal
 //! ([`input::interactive`]) or plainly from a pipe ([`input::scripted`]), and queues them as
-//! [`Command`]s. The calling thread owns the connection ([`session`]), prints what arrives
-//! through an [`Output`], and, with `--reconnect`, connects again with capped exponential
-//! backoff. [`run`] returns the process exit status:
+//! [`Command`]s. The calling thread owns the connection: it makes it ([`connect`]), runs it
+//! ([`session`]), prints what arrives through an [`Output`], and, with `--reconnect`,
+//! connects again with capped exponential backoff. Ctrl-C is a command too (the line editor
+//! reads it as a key), which the calling thread answers at once whether it is connecting,
+//! connected or waiting to reconnect. [`run`] returns the process exit status:
 //!
 //! | status | meaning |
 //! |---|---|
-//! | 0 | closed normally (code 1000, after `/quit`, Ctrl-D or the end of piped input) |
+//! | 0 | closed normally (code 1000, after `/quit`, Ctrl-D, Ctrl-C or the end of piped input) |
 //! | 1 | could not connect, the server refused the handshake, or the connection ended abnormally (another close code, or dropped without a close) |
-//! | 2 | bad command line (clap's errors, a `--binary` file that cannot be read) |
-//! | 130 | Ctrl-C before a connection was made (SIGINT ends the process, as the shell reports) |
+//! | 2 | bad command line (clap's errors, an address that is not a WebSocket one, a `--binary` file that cannot be read) |
+//! | 130 | Ctrl-C before a connection was made, while connecting or waiting to reconnect (from a pipe, SIGINT ends the process, which the shell reports as 130) |
 
+pub mod connect;
 pub mod display;
 pub mod input;
 pub mod resume;
@@ -21,17 +24,19 @@ pub mod session;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 
 use crate::rng::Rng;
+use crate::server_url::ServerUrl;
 use crate::units::parse_duration;
+use connect::ConnectError;
 use display::{Output, PlainOutput};
 use resume::Resume;
-use session::{Command, Ending, Wakeup};
+use session::{Command, Ending, Inbox, Wakeup};
 
 // The one rule every wschat binary follows: 0 ok, 1 a failure while running, 2 a bad command
 // line (and 130, the shell's code for SIGINT, for Ctrl-C before a connection was made).
@@ -40,6 +45,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;
 /// A bad command line: clap's own errors, and a `--binary` or `--ca-file` file that cannot be read.
 pub const EXIT_USAGE: i32 = 2;
+/// Ctrl-C before a connection was made: the shell's code for SIGINT.
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Terminal chat client for wschat.
 #[derive(Debug, Clone, Parser)]
@@ -49,13 +56,16 @@ pub const EXIT_USAGE: i32 = 2;
     about = "Terminal chat client for wschat: a line editor on a terminal, scriptable through a pipe",
     long_about = None,
     after_help = "Exit status: 0 after a normal close (1000), 1 when it could not connect, the handshake \
-                  was refused or the connection ended otherwise, 2 for a bad command line, 130 for \
-                  Ctrl-C before connecting."
+                  was refused or the connection ended otherwise, 2 for a bad command line (an address \
+                  included), 130 for Ctrl-C before a connection was made (while connecting or \
+                  waiting to reconnect)."
 )]
 pub struct ClientConfig {
     /// Server: ws://127.0.0.1:9001/, wss://chat.example.com/, 127.0.0.1:9001, localhost,
-    /// 127.0.0.1 (a bare host means ws:// and port 9001, the server's default).
-    pub url: String,
+    /// 127.0.0.1 (an address without a scheme means ws://, and port 9001, the server's
+    /// default, if it names none).
+    #[arg(value_parser = ServerUrl::parse)]
+    pub url: ServerUrl,
 
     /// Nick to ask for (sent as ?nick=; the server picks guest-N if it is taken or invalid).
     #[arg(long)]
@@ -80,7 +90,8 @@ pub struct ClientConfig {
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub reconnect_max_delay: Duration,
 
-    /// Time allowed to connect and complete the handshake.
+    /// Time allowed to connect and complete the handshakes (TLS and WebSocket), for each of the
+    /// server's addresses; Ctrl-C ends the wait at once (exit status 130).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Duration,
 
@@ -98,17 +109,7 @@ impl ClientConfig {
     /// The URL to connect to first: `ws://` and the server's default port 9001 added if no
     /// scheme was given (`127.0.0.1` is `ws://127.0.0.1:9001`), and the nick as a query.
     pub fn request_url(&self) -> String {
-        Resume::new(self.nick.clone()).url(&self.base_url())
-    }
-
-    /// The URL with a scheme, a port and a path, before any query the client adds.
-    fn base_url(&self) -> String {
-        let mut url = if self.url.contains("://") { self.url.clone() } else { with_default_port(&self.url) };
-        let after_scheme = url.find("://").map_or(0, |at| at + 3);
-        if !url[after_scheme..].contains('/') {
-            url.push('/');
-        }
-        url
+        Resume::new(self.nick.clone()).url(self.url.as_str())
     }
 }
 
@@ -139,7 +140,8 @@ pub fn run(config: ClientConfig) -> i32 {
         }
     };
     let colour = std::env::var_os("NO_COLOR").is_none();
-    let (sender, commands) = mpsc::channel();
+    let (sender, receiver) = mpsc::channel();
+    let mut commands = Inbox::new(receiver);
     if let Some(data) = binary {
         let _ = sender.send(Command::Binary(data));
     }
@@ -150,12 +152,12 @@ pub fn run(config: ClientConfig) -> i32 {
         else {
             return EXIT_FAILURE;
         };
-        let status = connect_loop(&config, token, &tls, &commands, &wakeup, input.output.as_ref());
+        let status = connect_loop(&config, token, &tls, &mut commands, &wakeup, input.output.as_ref());
         input.finish(status)
     } else {
         input::scripted(sender, wakeup.clone());
         let output = PlainOutput { colour: colour && std::io::stdout().is_terminal() };
-        connect_loop(&config, token, &tls, &commands, &wakeup, &output)
+        connect_loop(&config, token, &tls, &mut commands, &wakeup, &output)
     }
 }
 
@@ -164,19 +166,20 @@ fn connect_loop(
     config: &ClientConfig,
     token: Option<String>,
     tls: &Arc<rustls::ClientConfig>,
-    commands: &Receiver<Command>,
+    commands: &mut Inbox,
     wakeup: &Wakeup,
     out: &dyn Output,
 ) -> i32 {
-    let base = config.base_url();
     let mut resume = Resume::new(config.nick.clone());
     resume.token = token;
     resume.token_file = config.token.clone().filter(|path| path.as_os_str() != "-");
     let mut backoff = Backoff::new(config.reconnect_max_delay);
     loop {
         // Each connection after the first resumes where the last one was (room and last id).
-        let url = resume.url(&base);
-        let status = match session::connect(&url, config.connect_timeout, tls) {
+        let url = resume.url(config.url.as_str());
+        out.status(&format!("connecting to {}…", resume::without_token(&url)));
+        let status = match connect::connect(&config.url, &url, config.connect_timeout, tls, commands, wakeup)
+        {
             Ok(session) => {
                 backoff.reset();
                 out.status(&format!("connected to {} ({})", resume::without_token(&url), session.peer));
@@ -203,12 +206,14 @@ fn connect_loop(
                     }
                 }
             }
-            Err(e) => {
-                out.status(&format!("wschat-client: {}", e.message));
-                if e.permanent {
-                    // A bad URL or a 4xx refusal: retrying would only repeat it.
-                    return EXIT_FAILURE;
-                }
+            Err(ConnectError::Interrupted) => return EXIT_INTERRUPTED,
+            Err(ConnectError::Permanent(why)) => {
+                // A bad URL or a 4xx refusal: retrying would only repeat it.
+                out.status(&format!("wschat-client: {why}"));
+                return EXIT_FAILURE;
+            }
+            Err(ConnectError::Transient(why)) => {
+                out.status(&format!("wschat-client: {why}"));
                 EXIT_FAILURE
             }
         };
@@ -217,8 +222,8 @@ fn connect_loop(
         }
         let delay = backoff.next_delay();
         out.status(&format!("reconnecting in {:.1}s (attempt {})", delay.as_secs_f64(), backoff.attempts));
-        if wait_while_disconnected(commands, delay, out) {
-            return EXIT_OK;
+        if let Some(status) = wait_while_disconnected(commands, delay, out) {
+            return status;
         }
     }
 }
@@ -251,17 +256,18 @@ fn describe(reason: &str) -> String {
 }
 
 /// Waits out a reconnection delay. Lines typed meanwhile cannot be sent and are reported
-/// dropped; returns true if the user finished (Ctrl-D, end of input) and the client should exit.
-fn wait_while_disconnected(commands: &Receiver<Command>, delay: Duration, out: &dyn Output) -> bool {
+/// dropped. The exit status if the user finished: Ctrl-D or the end of input (0), Ctrl-C (130).
+fn wait_while_disconnected(commands: &mut Inbox, delay: Duration, out: &dyn Output) -> Option<i32> {
     let until = Instant::now() + delay;
     loop {
-        match commands.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            Ok(Command::Finish { .. }) | Err(RecvTimeoutError::Disconnected) => return true,
+        match commands.next_within(until.saturating_duration_since(Instant::now())) {
+            Ok(Command::Interrupt) => return Some(EXIT_INTERRUPTED),
+            Ok(Command::Finish { .. }) | Err(RecvTimeoutError::Disconnected) => return Some(EXIT_OK),
             Ok(Command::Line(line)) => out.status(&format!("not connected; not sent: {line}")),
             Ok(Command::Binary(data)) => {
                 out.status(&format!("not connected; not sent: {} bytes", data.len()))
             }
-            Err(RecvTimeoutError::Timeout) => return false,
+            Err(RecvTimeoutError::Timeout) => return None,
         }
     }
 }
@@ -306,17 +312,6 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
-/// `ws://` + `host[:port][/path]`, with port 9001 (the server's default) when none is given.
-fn with_default_port(address: &str) -> String {
-    let (authority, rest) = address.find(['/', '?']).map_or((address, ""), |at| address.split_at(at));
-    let has_port = match authority.rfind(']') {
-        Some(bracket) => authority[bracket..].contains(':'),
-        None => authority.contains(':'),
-    };
-    let port = if has_port { "" } else { ":9001" };
-    format!("ws://{authority}{port}{rest}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,19 +322,6 @@ mod tests {
             args.extend(["--nick", nick]);
         }
         ClientConfig::parse_from(args)
-    }
-
-    #[test]
-    fn a_bare_host_gets_the_servers_default_port() {
-        assert_eq!(config("127.0.0.1", None).request_url(), "ws://127.0.0.1:9001/");
-        assert_eq!(config("localhost/echo", None).request_url(), "ws://localhost:9001/echo");
-        assert_eq!(config("[::1]", None).request_url(), "ws://[::1]:9001/");
-        assert_eq!(config("localhost:9002", None).request_url(), "ws://localhost:9002/");
-        assert_eq!(
-            config("ws://example.com/", None).request_url(),
-            "ws://example.com/",
-            "a URL means port 80"
-        );
     }
 
     #[test]

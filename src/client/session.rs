@@ -1,35 +1,33 @@
-//! One connection of the terminal client: connect and handshake (blocking, bounded by a
-//! timeout), then a small `mio` loop that prints what the server sends and sends what the user
-//! types, until the connection ends.
+//! One connection of the terminal client, once made ([`super::connect`] makes it): a small
+//! `mio` loop that prints what the server sends and sends what the user types, until the
+//! connection ends.
 //!
 //! The input side lives on another thread; it queues [`Command`]s and wakes this loop with a
-//! `mio::Waker`, so one thread owns the socket and nothing is polled on a timer.
+//! `mio::Waker`, so one thread owns the socket and nothing is polled on a timer. The
+//! [`Inbox`] is the connection's end of that queue, the same while connecting and after.
 
-use std::io::{self, ErrorKind};
-use std::net::{SocketAddr, TcpStream as StdStream, ToSocketAddrs};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::collections::VecDeque;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token, Waker};
-use tungstenite::client::IntoClientRequest;
+use mio::{Events, Poll, Token, Waker};
 use tungstenite::error::{Error as WsError, ProtocolError};
-use tungstenite::handshake::HandshakeError;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
 
 use super::display::Output;
-use rustls::ClientConfig as TlsConfig;
+use super::resume::Resume;
+use crate::chat::{Event, ServerLine};
+use crate::tls::client::ClientStream;
 
-use super::resume::{without_token, Resume};
-use crate::chat::{Event, ServerLine, JSON_SUBPROTOCOL};
-use crate::tls::client::{ClientStream, ClientTls};
-
-const SOCKET: Token = Token(0);
-const WAKER: Token = Token(1);
+/// The poll's tokens, the same while connecting ([`super::connect`]) and after.
+pub(super) const SOCKET: Token = Token(0);
+pub(super) const WAKER: Token = Token(1);
 
 /// What the input side asks of the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +39,38 @@ pub enum Command {
     /// The user is done. With `wait_for_ack` (scripted input), first make sure the server has
     /// processed everything sent (a ping answered), then close; otherwise close at once.
     Finish { wait_for_ack: bool },
+    /// Ctrl-C on the terminal: a connection closes at once, as for `Finish`; before one is
+    /// made, the client ends (status 130).
+    Interrupt,
+}
+
+/// The input's commands on the connection's side. What arrives while connecting is held, in
+/// order, for the session; only Ctrl-C is acted on at once.
+pub struct Inbox {
+    receiver: Receiver<Command>,
+    held: VecDeque<Command>,
+}
+
+impl Inbox {
+    pub fn new(receiver: Receiver<Command>) -> Self {
+        Self { receiver, held: VecDeque::new() }
+    }
+
+    /// Holds every command that has arrived; true if Ctrl-C is among them.
+    pub fn hold_arrivals(&mut self) -> bool {
+        self.held.extend(self.receiver.try_iter());
+        self.held.contains(&Command::Interrupt)
+    }
+
+    /// The next command, held ones first, without waiting.
+    fn try_next(&mut self) -> Result<Command, TryRecvError> {
+        self.held.pop_front().map_or_else(|| self.receiver.try_recv(), Ok)
+    }
+
+    /// The next command, held ones first, waiting at most `timeout`.
+    pub fn next_within(&mut self, timeout: Duration) -> Result<Command, RecvTimeoutError> {
+        self.held.pop_front().map_or_else(|| self.receiver.recv_timeout(timeout), Ok)
+    }
 }
 
 /// Lets the input thread wake whichever session is current (there is none while reconnecting).
@@ -56,30 +86,10 @@ impl Wakeup {
         }
     }
 
-    fn set(&self, waker: Option<Arc<Waker>>) {
+    pub(super) fn set(&self, waker: Option<Arc<Waker>>) {
         if let Ok(mut slot) = self.0.lock() {
             *slot = waker;
         }
-    }
-}
-
-/// Why connecting failed, and whether trying again could help.
-#[derive(Debug)]
-pub struct ConnectError {
-    pub message: String,
-    /// A bad URL or a 4xx refusal will not change by retrying.
-    pub permanent: bool,
-    /// The server selected no subprotocol: it has no JSON mode.
-    no_subprotocol: bool,
-}
-
-impl ConnectError {
-    fn permanent(message: impl Into<String>) -> Self {
-        Self { message: message.into(), permanent: true, no_subprotocol: false }
-    }
-
-    fn transient(message: impl Into<String>) -> Self {
-        Self { message: message.into(), permanent: false, no_subprotocol: false }
     }
 }
 
@@ -109,124 +119,6 @@ pub struct Session {
     replaying: bool,
 }
 
-/// Resolves `url`, connects within `timeout` and performs the WebSocket handshake, over TLS
-/// with `tls` for a `wss://` URL.
-/// JSON mode is asked for (`wschat.json`: ids to resume from, exact forms to show); a server
-/// that does not offer it is connected to again without asking, and speaks text lines.
-pub fn connect(url: &str, timeout: Duration, tls: &Arc<TlsConfig>) -> Result<Session, ConnectError> {
-    match connect_asking(url, timeout, tls, true) {
-        Err(e) if e.no_subprotocol => connect_asking(url, timeout, tls, false),
-        result => result,
-    }
-}
-
-fn connect_asking(
-    url: &str,
-    timeout: Duration,
-    tls: &Arc<TlsConfig>,
-    ask_json: bool,
-) -> Result<Session, ConnectError> {
-    let mut request = url
-        .into_client_request()
-        .map_err(|e| ConnectError::permanent(format!("invalid URL {:?}: {e}", without_token(url))))?;
-    if ask_json {
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", tungstenite::http::HeaderValue::from_static(JSON_SUBPROTOCOL));
-    }
-    let uri = request.uri();
-    let secure = match uri.scheme_str() {
-        Some("ws") => false,
-        Some("wss") => true,
-        _ => {
-            return Err(ConnectError::permanent(format!(
-                "invalid URL {:?}: the scheme must be ws:// or wss://",
-                without_token(url)
-            )))
-        }
-    };
-    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tls = match secure {
-        true => Some(
-            ClientTls::new(tls.clone(), host)
-                .map_err(|e| ConnectError::permanent(format!("invalid URL {:?}: {e}", without_token(url))))?,
-        ),
-        false => None,
-    };
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| ConnectError::transient(format!("cannot resolve {host}: {e}")))?
-        .collect();
-    let mut last_error = ConnectError::transient(format!("{host} has no addresses"));
-    for addr in addrs {
-        match StdStream::connect_timeout(&addr, timeout) {
-            Ok(stream) => return handshake(stream, addr, request, timeout, tls),
-            Err(e) => last_error = ConnectError::transient(format!("cannot connect to {addr}: {e}")),
-        }
-    }
-    Err(last_error)
-}
-
-fn handshake(
-    stream: StdStream,
-    peer: SocketAddr,
-    request: tungstenite::handshake::client::Request,
-    timeout: Duration,
-    tls: Option<ClientTls>,
-) -> Result<Session, ConnectError> {
-    let io_error = |e: io::Error| ConnectError::transient(format!("connection to {peer} failed: {e}"));
-    // Blocking, but never longer than `timeout` per read or write.
-    stream.set_read_timeout(Some(timeout)).map_err(io_error)?;
-    stream.set_write_timeout(Some(timeout)).map_err(io_error)?;
-    stream.set_nodelay(true).map_err(io_error)?;
-    let stream = TcpStream::from_std(stream);
-    // The TLS handshake happens inside the WebSocket handshake's first reads and writes, on
-    // the same blocking socket.
-    let stream = ClientStream::new(stream, tls.as_ref())
-        .map_err(|e| ConnectError::permanent(format!("cannot start TLS: {e}")))?;
-    let config = WebSocketConfig::default().max_message_size(Some(64 << 20));
-    let (mut ws, json) = match tungstenite::client::client_with_config(request, stream, Some(config)) {
-        Ok((ws, response)) => {
-            let json =
-                response.headers().get("Sec-WebSocket-Protocol").is_some_and(|p| p == JSON_SUBPROTOCOL);
-            (ws, json)
-        }
-        // A server without JSON mode (tungstenite refuses a reply that selects no subprotocol).
-        Err(HandshakeError::Failure(WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(_)))) => {
-            let mut error = ConnectError::transient("the server does not offer wschat.json");
-            error.no_subprotocol = true;
-            return Err(error);
-        }
-        Err(HandshakeError::Interrupted(_)) => {
-            return Err(ConnectError::transient(format!(
-                "{peer} did not complete the handshake within {timeout:?}"
-            )))
-        }
-        Err(HandshakeError::Failure(WsError::Http(response))) => {
-            let status = response.status();
-            let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-            let message = format!("server refused the connection: {status}: {}", body.trim());
-            // 5xx (the server is full, say) may pass; 4xx is about this request.
-            return Err(if status.is_server_error() {
-                ConnectError::transient(message)
-            } else {
-                ConnectError::permanent(message)
-            });
-        }
-        Err(HandshakeError::Failure(e)) => {
-            return Err(ConnectError::transient(format!("handshake with {peer} failed: {e}")))
-        }
-    };
-    socket2::SockRef::from(ws.get_ref().tcp()).set_nonblocking(true).map_err(io_error)?;
-    let poll = Poll::new().map_err(io_error)?;
-    poll.registry()
-        .register(ws.get_mut(), SOCKET, Interest::READABLE | Interest::WRITABLE)
-        .map_err(io_error)?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_error)?);
-    Ok(Session { ws, poll, waker, peer, binary_from: None, json, replaying: false })
-}
-
 /// Per-session progress of closing.
 #[derive(Default)]
 struct Closing {
@@ -239,11 +131,22 @@ struct Closing {
 }
 
 impl Session {
+    /// A session on a connection whose handshake is done, registered as [`SOCKET`] in `poll`.
+    pub(super) fn new(
+        ws: WebSocket<ClientStream>,
+        poll: Poll,
+        waker: Arc<Waker>,
+        peer: SocketAddr,
+        json: bool,
+    ) -> Self {
+        Self { ws, poll, waker, peer, binary_from: None, json, replaying: false }
+    }
+
     /// Runs until the connection ends. `close_timeout` bounds waiting for the acknowledgement
     /// of scripted input and for the server's reply to our close.
     pub fn run(
         mut self,
-        commands: &Receiver<Command>,
+        commands: &mut Inbox,
         wakeup: &Wakeup,
         out: &dyn Output,
         close_timeout: Duration,
@@ -257,7 +160,7 @@ impl Session {
 
     fn event_loop(
         &mut self,
-        commands: &Receiver<Command>,
+        commands: &mut Inbox,
         out: &dyn Output,
         close_timeout: Duration,
         resume: &mut Resume,
@@ -375,13 +278,13 @@ impl Session {
 
     fn take_commands(
         &mut self,
-        commands: &Receiver<Command>,
+        commands: &mut Inbox,
         closing: &mut Closing,
         close_timeout: Duration,
         resume: &mut Resume,
     ) {
         loop {
-            let command = match commands.try_recv() {
+            let command = match commands.try_next() {
                 Ok(command) => command,
                 Err(TryRecvError::Empty) => return,
                 // The input side is gone without saying so: finish as if told to.
@@ -404,7 +307,7 @@ impl Session {
                     closing.awaiting_ack = Some((id.clone(), Instant::now() + close_timeout));
                     self.ws.write(Message::Ping(id))
                 }
-                Command::Finish { wait_for_ack: false } => {
+                Command::Finish { wait_for_ack: false } | Command::Interrupt => {
                     self.start_close(closing, close_timeout);
                     Ok(())
                 }

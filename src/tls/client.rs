@@ -1,6 +1,7 @@
 //! The clients' side of TLS: what they trust for `wss://` (the public web roots from
 //! `webpki-roots`, the Mozilla set, the same on every machine, and with `--ca-file` a private
-//! CA's certificates), and [`ClientStream`], the socket either plain or under TLS.
+//! CA's certificates), [`ClientStream`], the socket either plain or under TLS, and [`advice`],
+//! what to tell a person whose `wss://` connection failed in a way they can mend.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -11,9 +12,9 @@ use mio::net::TcpStream;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use rustls::{CertificateError, ClientConfig, ClientConnection, InvalidMessage, RootCertStore};
 
-use super::{provider, TlsStream, ALPN_HTTP11};
+use super::{provider, TlsError, TlsStream, ALPN_HTTP11};
 
 /// A client config trusting the public roots and the certificates in `ca_file`.
 pub fn config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
@@ -36,6 +37,44 @@ pub fn config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
         .with_no_client_auth();
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
     Ok(Arc::new(config))
+}
+
+/// What to do about a TLS failure a person can mend, for `error` from a [`ClientStream`]:
+/// rustls's own words name what failed (`received corrupt message of type
+/// InvalidContentType`), not what to do. `None` for any other error.
+pub fn advice(error: &io::Error) -> Option<String> {
+    let TlsError(error) = error.get_ref()?.downcast_ref::<TlsError>()?;
+    match error {
+        // A plain HTTP answer (`HTTP/1.1 400 …`) where a TLS record should start.
+        rustls::Error::InvalidMessage(InvalidMessage::InvalidContentType) => {
+            Some("the server did not answer TLS; is it ws://?".to_string())
+        }
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            Some("certificate not trusted; pass --ca-file with your CA".to_string())
+        }
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+            expected,
+            presented,
+        }) => {
+            let names: Vec<&str> = presented.iter().map(|name| plain_name(name)).collect();
+            Some(format!(
+                "the certificate is not for {}: it covers {}; connect by one of those names",
+                expected.to_str(),
+                if names.is_empty() { "no name".to_string() } else { names.join(", ") }
+            ))
+        }
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => {
+            Some("the certificate is not for this server's name; connect by a name it covers".to_string())
+        }
+        _ => None,
+    }
+}
+
+/// A name as rustls-webpki presents it (`DnsName("chat.example.com")`, `IpAddress(127.0.0.1)`),
+/// as a person writes it.
+fn plain_name(presented: &str) -> &str {
+    let name = presented.strip_prefix("DnsName(").or_else(|| presented.strip_prefix("IpAddress("));
+    name.and_then(|name| name.strip_suffix(')')).map_or(presented, |name| name.trim_matches('"'))
 }
 
 /// A client's socket (`wschat-client`, `wschat-bench`): plain for `ws://`, under TLS for
@@ -139,5 +178,17 @@ impl Source for ClientStream {
 
     fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
         self.source_mut().deregister(registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presented_names_read_as_people_write_them() {
+        assert_eq!(plain_name("DnsName(\"chat.example.com\")"), "chat.example.com");
+        assert_eq!(plain_name("IpAddress(127.0.0.1)"), "127.0.0.1");
+        assert_eq!(plain_name("DirectoryName"), "DirectoryName");
     }
 }
