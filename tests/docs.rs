@@ -91,3 +91,42 @@ fn the_readmes_commands_name_the_binaries_where_the_build_puts_them() {
         }
     }
 }
+
+/// Sizes and durations are read alike by every binary, and a form that would be a guess is
+/// refused as a usage error (exit 2) naming what to write; every `--help` lists the forms.
+#[test]
+fn every_binary_refuses_ambiguous_units_and_lists_the_forms() {
+    let run = |binary: &str, args: &[&str]| {
+        let out = std::process::Command::new(binary).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let server = env!("CARGO_BIN_EXE_wschat-server");
+    let (code, stderr, _) = run(server, &["--max-message-size", "64kb"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("write 64KiB"), "{stderr}");
+    let (code, stderr, _) = run(server, &["--idle-timeout", "10"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("needs a unit"), "{stderr}");
+    let (code, stderr, _) =
+        run(env!("CARGO_BIN_EXE_wschat-client"), &["127.0.0.1", "--connect-timeout", "10"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("needs a unit"), "{stderr}");
+    let (code, stderr, _) = run(env!("CARGO_BIN_EXE_wschat-bench"), &["127.0.0.1", "--duration", "10"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    for binary in [
+        server,
+        env!("CARGO_BIN_EXE_wschat-client"),
+        env!("CARGO_BIN_EXE_wschat-bench"),
+        env!("CARGO_BIN_EXE_wschat-token"),
+    ] {
+        let (_, _, help) = run(binary, &["--help"]);
+        assert!(
+            help.contains("Sizes: a number of bytes") && help.contains("Durations: a number with ms"),
+            "{binary}: {help}"
+        );
+    }
+}

@@ -23,8 +23,11 @@ use crate::units::parse_duration;
     version,
     about = "Load generator for WebSocket broadcast servers: throughput and latency percentiles",
     long_about = None,
-    after_help = "Exit status: 0 after a run, 1 when no connection could be made (the reason is shown) \
-                  or a result file cannot be written, 2 for a bad command line."
+    after_help = concat!(
+        crate::units_help!(),
+        "\n\nExit status: 0 after a run, 1 when no connection could be made (the reason is shown) \
+         or a result file cannot be written, 2 for a bad command line."
+    )
 )]
 pub struct BenchConfig {
     /// Server: ws://127.0.0.1:9001/, wss://HOST:PORT/ for a TLS server, 127.0.0.1:9001, or a
@@ -282,9 +285,7 @@ impl BenchConfig {
 
     /// Whether the server echoes rather than broadcasts (`--echo`, or a URL ending in `/echo`).
     pub fn echoes(&self) -> bool {
-        let after_scheme = self.url.split_once("://").map_or(self.url.as_str(), |(_, rest)| rest);
-        let path = after_scheme.find('/').map_or("/", |at| &after_scheme[at..]);
-        self.echo || path.split(['?', '#']).next() == Some("/echo")
+        self.echo || self.url.path.split(['?', '#']).next() == Some("/echo")
     }
 
     /// Whether every client receives every message, so that losses can be counted: not with

@@ -55,10 +55,13 @@ pub const EXIT_INTERRUPTED: i32 = 130;
     version,
     about = "Terminal chat client for wschat: a line editor on a terminal, scriptable through a pipe",
     long_about = None,
-    after_help = "Exit status: 0 after a normal close (1000), 1 when it could not connect, the handshake \
-                  was refused or the connection ended otherwise, 2 for a bad command line (an address \
-                  included), 130 for Ctrl-C before a connection was made (while connecting or \
-                  waiting to reconnect)."
+    after_help = concat!(
+        crate::units_help!(),
+        "\n\nExit status: 0 after a normal close (1000), 1 when it could not connect, the handshake \
+         was refused or the connection ended otherwise, 2 for a bad command line (an address \
+         included), 130 for Ctrl-C before a connection was made (while connecting or waiting to \
+         reconnect)."
+    )
 )]
 pub struct ClientConfig {
     /// Server: ws://127.0.0.1:9001/, wss://chat.example.com/, 127.0.0.1:9001, localhost,
