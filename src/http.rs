@@ -101,12 +101,12 @@ impl Reply {
         Self::new(405, "Method Not Allowed", text).with("Allow", "GET, HEAD")
     }
 
-    /// The server is at `--max-connections`.
     /// The server is closing its clients and takes no new one: try another (or again soon).
     pub fn shutting_down() -> Self {
         Self::new(503, "Service Unavailable", "the server is shutting down").with("Retry-After", "1")
     }
 
+    /// The server is at `--max-connections`.
     pub fn service_unavailable() -> Self {
         Self::new(503, "Service Unavailable", "server is full, try again later").with("Retry-After", "5")
     }

@@ -866,6 +866,20 @@ fn section_9_and_10(big: bool) -> Vec<Case> {
             continuation_flood(5_000),
         ));
         cases.push(case(
+            "10.1.4",
+            "a message charged over the limit is refused even if its last fragment comes in the same write",
+            true,
+            |c| {
+                // 72 KiB is 1,152 fragments' worth: the last one follows a few frames after.
+                let mut frames = vec![Frame::fragment(TEXT, b"a".as_slice(), false)];
+                frames.extend((0..1_160).map(|_| Frame::fragment(CONTINUATION, b"".as_slice(), false)));
+                frames.push(Frame::fragment(CONTINUATION, b"b".as_slice(), true));
+                let _ = c.send(&frames);
+                c.expect_close(Some(1009))?;
+                Ok(Verdict::Ok)
+            },
+        ));
+        cases.push(case(
             "10.1.1",
             "a message over the limit is closed with 1009, also when fragmented",
             true,

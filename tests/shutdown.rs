@@ -47,11 +47,19 @@ fn shutdown_is_bounded_even_if_a_client_never_answers() {
 
 #[test]
 fn while_it_closes_its_clients_probes_and_newcomers_are_answered_503() {
-    let mut server = TestServer::start(&["--shutdown-timeout", "30s"]);
+    // Timeouts far beyond the test's own waits: a connection the server waited for would
+    // show as a server that did not exit.
+    let mut server = TestServer::start(&["--shutdown-timeout", "600s", "--close-timeout", "600s"]);
     // A client that never answers the close holds the shutdown open.
     let mute = raw_handshake(&server, "/");
+    // Half a probe before the signal, the rest after: answered like a newcomer.
+    let mut early = server.tcp();
+    early.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
     server.signal("TERM");
     server.wait_for_log("shutting down");
+    early.write_all(b"Host: x\r\n\r\n").unwrap();
+    let head = read_http_head(&mut early);
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
     let health = http_exchange(&server, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(health.starts_with("HTTP/1.1 503"), "{health}");
     assert!(health.contains(r#"{"status":"shutting down","connections":"#), "{health}");
@@ -59,9 +67,14 @@ fn while_it_closes_its_clients_probes_and_newcomers_are_answered_503() {
     let upgrade = http_exchange(&server, &String::from_utf8(request).unwrap());
     assert!(upgrade.starts_with("HTTP/1.1 503"), "{upgrade}");
     assert!(upgrade.trim_end().ends_with("the server is shutting down"), "{upgrade}");
-    // Once the last client is gone it exits, the probes' connections notwithstanding.
+    // A probe that read its answer and holds its socket open does not hold the exit either.
+    let mut lingering = server.tcp();
+    lingering.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(read_http_head(&mut lingering).starts_with("HTTP/1.1 503"));
+    // Once the last client is gone it exits.
     drop(mute);
     let status = server.wait_exit();
     assert!(status.success(), "exit status {status:?}");
     server.wait_for_log("all clients closed; bye");
+    drop((early, lingering));
 }

@@ -168,12 +168,13 @@ impl<S: Stream> Connection<S> {
         Some(REASON.into())
     }
 
-    /// The server is shutting down: a connection still handshaking is over at once, an open
-    /// one is closed with 1001.
+    /// The server is shutting down: an open connection is closed with 1001; one still reading
+    /// its request head is answered as a newcomer would be now (503, see `Admission`).
     pub fn shut_down(&mut self, now: Instant, settings: &Settings) -> Step {
         const REASON: &str = "server shutting down";
         if self.is_handshaking() {
-            return Step::Gone(REASON.into());
+            self.admission = super::Admission::ShuttingDown;
+            return Step::Done;
         }
         if self.close(CloseCode::Away, REASON, now, settings) {
             return Step::Left(REASON.into());

@@ -61,7 +61,9 @@ impl<S: Stream> Connection<S> {
             Decision::Serve(reply) => self.respond(reply, clock.now, settings),
             Decision::Reject(reply) => self.reject(reply, clock.now, settings),
             Decision::Upgrade(..) if self.admission == Admission::ShuttingDown => {
-                self.reject(Reply::shutting_down(), clock.now, settings)
+                // Expected while draining, not the client's fault: no warning, no bad verdict.
+                debug!("{}: answering 503: the server is shutting down", self.peer);
+                self.respond(Reply::shutting_down(), clock.now, settings)
             }
             Decision::Upgrade(..) if self.admission == Admission::ServerFull => {
                 self.verdict = Some(Verdict::ServerFull);

@@ -29,6 +29,9 @@ const LENGTH: u8 = 2; // ..= LENGTH + 8
 const KEY: u8 = 16; // ..= KEY + 4
 const PAYLOAD: u8 = 32;
 
+/// The charge of a fragmented message that went over its limit (which is below it).
+const OVER_LIMIT: u32 = u32::MAX;
+
 // What the meter knows of the frame whose header it is reading, in one byte.
 /// The frame's payload is masked.
 const MASKED: u8 = 1;
@@ -60,8 +63,9 @@ impl Default for FrameMeter {
 }
 
 impl FrameMeter {
-    /// Accounts for the next bytes of the stream; returns how many frames began in them.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> u32 {
+    /// Accounts for the next bytes of the stream, a fragmented message's charge against
+    /// `limit` (see [`Self::over_limit`]); returns how many frames began in them.
+    pub fn feed(&mut self, mut bytes: &[u8], limit: u32) -> u32 {
         let mut began = 0;
         while let Some((&byte, rest)) = bytes.split_first() {
             if self.at == PAYLOAD {
@@ -74,14 +78,14 @@ impl FrameMeter {
                 continue;
             }
             began += u32::from(self.at == FIRST);
-            self.header_byte(byte);
+            self.header_byte(byte, limit);
             bytes = rest;
         }
         self.frames = self.frames.saturating_add(u16::try_from(began).unwrap_or(u16::MAX));
         began
     }
 
-    fn header_byte(&mut self, byte: u8) {
+    fn header_byte(&mut self, byte: u8, limit: u32) {
         self.at = match self.at {
             FIRST => {
                 let (fin, opcode) = (byte & 0x80 != 0, byte & 0x0f);
@@ -89,7 +93,9 @@ impl FrameMeter {
                 // bounds the final size itself); a new fragmented message starts afresh;
                 // control frames may sit between fragments and are not charged to them.
                 let data = opcode & 0x08 == 0;
-                if data && (fin || opcode != 0) {
+                // Once over the limit the charge stays over, final fragment or not, so the
+                // message can be refused however many of its frames one read brought.
+                if data && (fin || opcode != 0) && !self.over_limit() {
                     self.charged = 0;
                 }
                 self.frame = if data && !fin { FRAGMENT } else { 0 };
@@ -105,7 +111,7 @@ impl FrameMeter {
                     127 => LENGTH + 8,
                     n => {
                         self.payload_left = u32::from(n);
-                        self.after_length()
+                        self.after_length(limit)
                     }
                 }
             }
@@ -122,16 +128,17 @@ impl FrameMeter {
                 if length > LENGTH + 1 {
                     length - 1
                 } else {
-                    self.after_length()
+                    self.after_length(limit)
                 }
             }
         };
     }
 
     /// The frame's length is known: a fragment is charged for it.
-    fn after_length(&mut self) -> u8 {
-        if self.frame & FRAGMENT != 0 {
-            self.charged = self.charged.saturating_add(self.payload_left.max(FRAGMENT_MIN_CHARGE));
+    fn after_length(&mut self, limit: u32) -> u8 {
+        if self.frame & FRAGMENT != 0 && !self.over_limit() {
+            let charged = self.charged.saturating_add(self.payload_left.max(FRAGMENT_MIN_CHARGE));
+            self.charged = if charged > limit { OVER_LIMIT } else { charged };
         }
         if self.frame & MASKED != 0 {
             KEY + 4
@@ -161,14 +168,23 @@ impl FrameMeter {
 
     /// What the fragmented message in progress has cost so far: the sum over its fragments of
     /// each one's length, or [`FRAGMENT_MIN_CHARGE`] where that is more.
-    pub fn fragments_charge(&self) -> u32 {
+    #[cfg(test)]
+    fn fragments_charge(&self) -> u32 {
         self.charged
+    }
+
+    /// A fragmented message's charge went over the limit `feed` was given: it is refused
+    /// (1009), and the charge stays over even if its last fragment followed in the same read.
+    pub fn over_limit(&self) -> bool {
+        self.charged == OVER_LIMIT
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NO_LIMIT: u32 = u32::MAX - 1;
 
     fn frame(first: u8, payload_len: usize, masked: bool) -> Vec<u8> {
         // Payload bytes that look like headers, to catch a meter that loses its place.
@@ -178,7 +194,7 @@ mod tests {
 
     #[test]
     fn counts_frames_of_every_length_form_fed_in_any_pieces() {
-        assert_eq!(FrameMeter::default().feed(&frame(0x81, 1, true)), 1);
+        assert_eq!(FrameMeter::default().feed(&frame(0x81, 1, true), NO_LIMIT), 1);
         let stream: Vec<u8> = [
             frame(0x81, 5, true),
             frame(0x89, 0, true),
@@ -190,7 +206,7 @@ mod tests {
         for piece in [1, 2, 3, 7, 1000, stream.len()] {
             let mut meter = FrameMeter::default();
             for chunk in stream.chunks(piece) {
-                meter.feed(chunk);
+                meter.feed(chunk, NO_LIMIT);
             }
             assert_eq!(meter.take_frames(), 5, "pieces of {piece}");
             assert_eq!(meter.at, FIRST);
@@ -200,24 +216,24 @@ mod tests {
     #[test]
     fn charges_each_fragment_its_length_or_the_minimum() {
         let mut meter = FrameMeter::default();
-        meter.feed(&frame(0x01, 300, true)); // text, not final: its length
+        meter.feed(&frame(0x01, 300, true), NO_LIMIT); // text, not final: its length
         assert_eq!(meter.fragments_charge(), 300);
         for _ in 0..10 {
-            meter.feed(&frame(0x00, 0, true)); // empty continuations: the minimum each
+            meter.feed(&frame(0x00, 0, true), NO_LIMIT); // empty continuations: the minimum each
         }
         assert_eq!(meter.fragments_charge(), 300 + 10 * FRAGMENT_MIN_CHARGE);
-        meter.feed(&frame(0x89, 100, true)); // a ping between fragments is not charged
-        meter.feed(&frame(0x00, 70_000, false)); // a 16-bit length, in pieces
+        meter.feed(&frame(0x89, 100, true), NO_LIMIT); // a ping between fragments is not charged
+        meter.feed(&frame(0x00, 70_000, false), NO_LIMIT); // a 16-bit length, in pieces
         assert_eq!(meter.fragments_charge(), 300 + 10 * FRAGMENT_MIN_CHARGE + 70_000);
         assert!(!meter.between_messages());
-        meter.feed(&frame(0x80, 5, true)); // the final fragment ends the message
+        meter.feed(&frame(0x80, 5, true), NO_LIMIT); // the final fragment ends the message
         assert_eq!(meter.fragments_charge(), 0);
         assert!(meter.between_messages());
-        meter.feed(&frame(0x82, 5, true)); // a whole message is never charged
+        meter.feed(&frame(0x82, 5, true), NO_LIMIT); // a whole message is never charged
         assert_eq!(meter.fragments_charge(), 0);
-        meter.feed(&frame(0x02, 1, true));
+        meter.feed(&frame(0x02, 1, true), NO_LIMIT);
         assert_eq!(meter.fragments_charge(), FRAGMENT_MIN_CHARGE);
-        meter.feed(&frame(0x01, 1, true)); // a new message (a protocol error) starts afresh
+        meter.feed(&frame(0x01, 1, true), NO_LIMIT); // a new message (a protocol error) starts afresh
         assert_eq!(meter.fragments_charge(), FRAGMENT_MIN_CHARGE);
     }
 
@@ -228,9 +244,36 @@ mod tests {
         for piece in [1, 2, 3, 5, 7, 1000, stream.len()] {
             let mut meter = FrameMeter::default();
             for chunk in stream.chunks(piece) {
-                meter.feed(chunk);
+                meter.feed(chunk, NO_LIMIT);
             }
             assert_eq!(meter.fragments_charge(), 200 + FRAGMENT_MIN_CHARGE + 70_000, "pieces of {piece}");
         }
+    }
+
+    #[test]
+    fn a_charge_over_the_limit_stays_over_past_the_last_fragment() {
+        let mut meter = FrameMeter::default();
+        let limit = 10 * FRAGMENT_MIN_CHARGE;
+        // The first fragment, then empty ones: the eleventh goes over, and the last fragment,
+        // in the same feed, does not clear it.
+        let stream: Vec<u8> = std::iter::once(frame(0x01, 1, true))
+            .chain((0..10).map(|_| frame(0x00, 0, true)))
+            .chain(std::iter::once(frame(0x80, 1, true)))
+            .collect::<Vec<_>>()
+            .concat();
+        meter.feed(&stream, limit);
+        assert!(meter.over_limit());
+        assert!(!meter.between_messages() || meter.over_limit());
+        meter.feed(&frame(0x81, 1, true), limit);
+        assert!(meter.over_limit(), "nothing after it clears it either");
+        // Just under the limit: the last fragment ends the message, charge and all.
+        let mut meter = FrameMeter::default();
+        let stream: Vec<u8> = std::iter::once(frame(0x01, 1, true))
+            .chain((0..9).map(|_| frame(0x00, 0, true)))
+            .chain(std::iter::once(frame(0x80, 1, true)))
+            .collect::<Vec<_>>()
+            .concat();
+        meter.feed(&stream, limit + FRAGMENT_MIN_CHARGE);
+        assert!(!meter.over_limit() && meter.between_messages());
     }
 }

@@ -228,7 +228,11 @@ impl<S: Stream> Connection<S> {
         Self {
             serial,
             peer,
-            phase: Phase::Head { transport: Transport::new(socket), head: Vec::new(), deadline },
+            phase: Phase::Head {
+                transport: Transport::new(socket, settings.max_message_size),
+                head: Vec::new(),
+                deadline,
+            },
             last_heard: now,
             ping_sent: false,
             timer_at: None,
@@ -409,6 +413,16 @@ impl<S: Stream> Connection<S> {
                 self.close(CloseCode::Policy, &reason, clock.now, settings);
                 return Step::Left(reason.into());
             }
+            if transport.fragments_over_limit() && !is_closing {
+                // Checked before whatever the read produced: a message whose last fragment
+                // came in the same read as the one that went over is refused, not delivered.
+                let max = settings.max_message_size;
+                let reason = format!(
+                    "message over {max} bytes, its fragments counted at least {} bytes each",
+                    meter::FRAGMENT_MIN_CHARGE
+                );
+                return self.fail_with(CloseCode::Size, reason, clock.now, settings);
+            }
             match result {
                 // Data after we started closing is ignored, as RFC 6455 7.1.1 allows.
                 Ok(Message::Text(_) | Message::Binary(_)) if is_closing => {}
@@ -425,14 +439,6 @@ impl<S: Stream> Connection<S> {
                 // Pings are answered by tungstenite; pongs only prove liveness.
                 Ok(_) => {}
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let max = settings.max_message_size;
-                    if transport.fragments_charge() as usize > max {
-                        let reason = format!(
-                            "message over {max} bytes, its fragments counted at least {} bytes each",
-                            meter::FRAGMENT_MIN_CHARGE
-                        );
-                        return self.fail_with(CloseCode::Size, reason, clock.now, settings);
-                    }
                     // Everything read so far made whole messages, all handed over: tungstenite
                     // holds nothing a fresh context would not.
                     if !is_closing && transport.between_messages() {

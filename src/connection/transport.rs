@@ -60,16 +60,19 @@ pub struct Transport<S> {
     pub outbox: Outbox,
     /// Something arrived since the flag was last cleared: a sign of life.
     pub heard: bool,
-    /// A read was refused because the turn's budget is spent.
+    /// A read was refused because the turn's budget is spent (or a fragmented message went
+    /// over the limit).
     pub held_back: bool,
     // Kept small: every idle connection carries these.
     turn_frames: u16,
     bytes_left: u32,
     meter: FrameMeter,
+    /// `--max-message-size`, saturated to `u32` (it fits in the struct's padding).
+    max_message: u32,
 }
 
 impl<S> Transport<S> {
-    pub fn new(socket: S) -> Self {
+    pub fn new(socket: S, max_message: usize) -> Self {
         Self {
             socket,
             outbox: Outbox::new(),
@@ -78,6 +81,7 @@ impl<S> Transport<S> {
             turn_frames: 0,
             bytes_left: BYTES_PER_TURN,
             meter: FrameMeter::default(),
+            max_message: u32::try_from(max_message).unwrap_or(u32::MAX - 1),
         }
     }
 
@@ -103,9 +107,9 @@ impl<S> Transport<S> {
         self.meter.take_frames()
     }
 
-    /// What the fragmented message in progress has cost so far (see `meter.rs`).
-    pub fn fragments_charge(&self) -> u32 {
-        self.meter.fragments_charge()
+    /// A fragmented message cost more than `--max-message-size` (see `meter.rs`).
+    pub fn fragments_over_limit(&self) -> bool {
+        self.meter.over_limit()
     }
 
     /// Every byte read so far belongs to a whole frame, and no fragmented message is under way.
@@ -118,7 +122,7 @@ impl<S: Read> Read for Transport<S> {
     /// Reads from the socket, but answers `WouldBlock` (setting `held_back`) once the turn's
     /// bytes or frames are spent, so one client's input cannot fill a whole loop turn.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.bytes_left == 0 || u32::from(self.turn_frames) >= FRAMES_PER_TURN {
+        if self.bytes_left == 0 || u32::from(self.turn_frames) >= FRAMES_PER_TURN || self.meter.over_limit() {
             self.held_back = true;
             return Err(io::ErrorKind::WouldBlock.into());
         }
@@ -126,7 +130,7 @@ impl<S: Read> Read for Transport<S> {
         let n = self.socket.read(&mut buf[..cap])?;
         self.heard |= n > 0;
         self.bytes_left -= n as u32;
-        let seen = self.meter.feed(&buf[..n]);
+        let seen = self.meter.feed(&buf[..n], self.max_message);
         self.turn_frames = self.turn_frames.saturating_add(u16::try_from(seen).unwrap_or(u16::MAX));
         Ok(n)
     }

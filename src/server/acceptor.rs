@@ -26,8 +26,8 @@ pub const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The listener and its pause state.
 pub struct Acceptor {
-    /// None once the server is shutting down.
-    listener: Option<TcpListener>,
+    /// Open for the server's whole life: while it shuts down, newcomers are answered 503.
+    listener: TcpListener,
     local_addr: SocketAddr,
     /// Most connections held at once.
     cap: usize,
@@ -41,7 +41,7 @@ impl Acceptor {
         registry.register(&mut listener, token, Interest::READABLE)?;
         Ok(Self {
             local_addr: listener.local_addr()?,
-            listener: Some(listener),
+            listener,
             cap: settings.accept_cap(),
             pause: AcceptPause::new(""),
         })
@@ -52,14 +52,13 @@ impl Acceptor {
     }
 
     /// The next connection waiting, given that `open` connections are held now; None when the
-    /// listener is drained, accepting is paused, or the listener is closed.
+    /// listener is drained or accepting is paused.
     pub fn next(&mut self, open: usize, now: Instant) -> Option<(TcpStream, SocketAddr)> {
-        let listener = self.listener.as_ref()?;
         if open >= self.cap && !self.pause.is_paused() {
             debug!("connection cap reached; accepting paused until a connection closes");
             self.pause.until_room();
         }
-        self.pause.accept(listener, now)
+        self.pause.accept(&self.listener, now)
     }
 
     /// A connection closed: a descriptor and a slot are free, so a paused acceptor retries at

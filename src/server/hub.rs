@@ -183,6 +183,17 @@ impl<S: Stream> Hub<S> {
         self.conns.vacant_key()
     }
 
+    /// A counted connection (see [`Self::admission`]) no longer counts against the limits.
+    fn uncount(&mut self, address: IpAddr) {
+        self.clients -= 1;
+        if let Some(count) = self.per_address.get_mut(&address) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_address.remove(&address);
+            }
+        }
+    }
+
     /// Takes in a new connection, which starts by reading its request head; returns its key.
     pub fn admit(&mut self, socket: S, peer: SocketAddr, now: Instant) -> usize {
         self.counters.accepted += 1;
@@ -363,14 +374,7 @@ impl<S: Stream> Hub<S> {
             self.counters.count_verdict(verdict);
         }
         if conn.is_counted() {
-            self.clients -= 1;
-            let address = conn.peer().ip();
-            if let Some(count) = self.per_address.get_mut(&address) {
-                *count -= 1;
-                if *count == 0 {
-                    self.per_address.remove(&address);
-                }
-            }
+            self.uncount(conn.peer().ip());
         }
         if let Some(socket) = conn.into_socket() {
             self.released.push(socket);

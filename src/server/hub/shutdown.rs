@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use super::{Hub, SHUTDOWN_NOTICE};
 use crate::chat::{Chat, Event, Mode};
-use crate::connection::{ConnState, Step, Stream};
+use crate::connection::{Step, Stream};
 use crate::frame::{self, Opcode};
 
 impl<S: Stream> Hub<S> {
-    /// The server is shutting down: handshaking connections are dropped, open ones closed
-    /// with 1001. Chat members are told once that the server is going away, and not that
+    /// The server is shutting down: open connections are closed with 1001; those still
+    /// reading their request head no longer count, and are answered 503 like newcomers. Chat members are told once that the server is going away, and not that
     /// each of the others left: they all are leaving.
     pub fn shut_down(&mut self, now: Instant) {
         self.draining = true;
@@ -29,6 +29,14 @@ impl<S: Stream> Hub<S> {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
+            if conn.is_handshaking() && conn.is_counted() {
+                // Answered 503 like the newcomers, and not waited for.
+                let address = conn.peer().ip();
+                self.uncount(address);
+            }
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
             match conn.shut_down(now, &self.settings) {
                 Step::Gone(why) => self.remove(key, &why, now),
                 Step::Left(why) => {
@@ -40,9 +48,11 @@ impl<S: Stream> Hub<S> {
         }
     }
 
-    /// Whether a client session is still open or closing: what a shutdown waits for (not the
-    /// probes and newcomers reading their request head meanwhile, which are answered 503).
+    /// Whether a client session is still open or closing: what a shutdown waits for. Counted
+    /// connections are exactly those (the ones still reading their head stopped counting when
+    /// the drain began, and the probes and newcomers since are never counted), so a probe that
+    /// holds its socket open after its 503 cannot hold the exit.
     pub fn has_sessions(&self) -> bool {
-        self.conns.iter().any(|(_, conn)| conn.state() != ConnState::Handshake)
+        self.clients > 0
     }
 }
