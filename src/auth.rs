@@ -128,14 +128,16 @@ impl fmt::Debug for Auth {
     }
 }
 
-/// The HS256 secret in a `--jwt-secret` file: the file's text with the whitespace around it
-/// removed (the newline `echo`, `base64` or an editor ends it with is not part of it), used as
-/// it is (text in base64 is not decoded), at least 32 bytes. The one reading of the file, for
-/// the server and for `wschat-token` alike, so a token made with one verifies with the other.
+/// The HS256 secret in a `--jwt-secret` file: the file's bytes without one trailing newline
+/// (`\n` or `\r\n`: the one `echo`, `base64` or an editor ends it with), used as they are
+/// (text in base64 is not decoded), at least 32 bytes. Nothing else is trimmed: a raw binary
+/// secret may begin or end with any byte. The one reading of the file, for the server and for
+/// `wschat-token` alike, so a token made with one verifies with the other.
 pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
     let bytes =
         std::fs::read(path).map_err(|e| format!("cannot read the JWT key file {}: {e}", path.display()))?;
-    let secret = bytes.trim_ascii();
+    let secret = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    let secret = secret.strip_suffix(b"\r").unwrap_or(secret);
     if secret.len() < 32 {
         return Err(format!(
             "the JWT secret in {} is {} bytes; HS256 needs at least 32 (256 bits)",

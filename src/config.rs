@@ -118,9 +118,8 @@ pub struct Config {
     #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
     pub metrics: Option<SocketAddr>,
 
-    /// Verify connection tokens (JWT, HS256) with the secret in FILE: the file's text without
-    /// the whitespace around it (its trailing newline), used as is, not decoded; at least 32
-    /// bytes (`head -c 48 /dev/urandom | base64 > FILE` makes one; `wschat-token` signs with it).
+    /// Verify connection tokens (JWT, HS256) with the secret in FILE: the file's bytes without
+    /// one trailing newline, used as they are, not decoded; at least 32 bytes (`head -c 48 /dev/urandom | base64 > FILE` makes one; `wschat-token` signs with it).
     /// Clients present a token as ?token=JWT or Authorization: Bearer JWT; its `sub` is their
     /// nick. SIGHUP re-reads the key files.
     #[arg(long, value_name = "FILE")]

@@ -48,10 +48,12 @@ pub fn warning_allowed() -> bool {
     WINDOW.with(|window| {
         let (at, count) = window.get();
         if at != second && count > WARNINGS_PER_SECOND {
-            // The count of what went to debug, so the operator knows how much there was.
+            // The count of what went to debug, so the operator knows how much there was; said
+            // at the next such warning, which may come much later, so it says when.
             log::warn!(
-                "{} more client-triggered warnings went to the debug level in the second before",
-                count - WARNINGS_PER_SECOND
+                "{} more client-triggered warnings went to the debug level {}s ago",
+                count - WARNINGS_PER_SECOND,
+                second - at
             );
         }
         let count = if at == second { count } else { 0 };

@@ -36,7 +36,7 @@ pub struct TokenConfig {
     pub sub: String,
 
     /// Sign with the HS256 secret in FILE, the file the server reads with --jwt-secret (its
-    /// text without the whitespace around it, used as is).
+    /// bytes without one trailing newline, used as they are).
     #[arg(long, value_name = "FILE")]
     pub jwt_secret: Option<PathBuf>,
 

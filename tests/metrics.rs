@@ -139,7 +139,8 @@ fn a_flood_of_connections_past_the_slots_does_not_flood_the_log() {
     // ...and counted: the first such warning of a later second says how many went to debug.
     let deadline = Instant::now() + WAIT;
     let mut more = Vec::new();
-    while !server.log().iter().any(|l| l.contains("more client-triggered warnings went to the debug level")) {
+    while !server.log().iter().any(|l| l.contains("more client-triggered warnings went to the debug level "))
+    {
         assert!(Instant::now() < deadline, "no count of the warnings logged at debug");
         more.push(TcpStream::connect(&addr).unwrap());
         std::thread::sleep(Duration::from_millis(50));

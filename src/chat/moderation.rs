@@ -280,6 +280,13 @@ impl Chat {
     /// the lobby), and every line but `/token` and `/quit` is refused
     /// ([`SESSION_EXPIRED`](super::SESSION_EXPIRED)). It still reads what others send it.
     pub fn expire(&mut self, client: ClientId, out: &mut Vec<Effect>) {
+        if self.member(client).is_none() {
+            // Still waiting for its nick: it is told now, and joins expired.
+            if self.expire_pending_join(client) {
+                out.push(reply(client, Event::Expired.into()));
+            }
+            return;
+        }
         let Some(member) = self.member_mut(client) else { return };
         member.access = None;
         member.expired = true;

@@ -45,6 +45,8 @@ struct PendingJoin {
     since: Option<String>,
     mode: Mode,
     identity: Option<Identity>,
+    /// Its token expired while the claim was in flight: it joins with no rights, expired.
+    expired: bool,
 }
 
 impl PendingJoin {
@@ -169,6 +171,7 @@ impl Chat {
             since: join.since.map(str::to_string),
             mode: join.mode.unwrap_or(Mode::Text),
             identity: join.identity.cloned(),
+            expired: false,
         };
         self.claim(client, nick.map(Rc::from), signed, Purpose::Join(pending));
     }
@@ -299,7 +302,13 @@ impl Chat {
             } else {
                 self.index_nick(&nick, client);
             }
-            return self.join_as(client, nick, pending.signed, pending.join(), out);
+            self.join_as(client, nick, pending.signed, pending.join(), out);
+            if pending.expired {
+                if let Some(member) = self.member_mut(client) {
+                    member.expired = true;
+                }
+            }
+            return;
         }
         if held_by.is_none() {
             self.requests.push(Request::Release { client, nick: nick.clone() });
@@ -330,6 +339,17 @@ impl Chat {
         out.push(reply(client, Event::Welcome { nick, room: display }.into()));
         let since = join.since.and_then(super::MessageId::parse);
         self.enter(client, &key, since, out);
+    }
+
+    /// The token of a client still waiting to join expired: it joins without the token's
+    /// rights, and expired (see [`Chat::expire`]). False if it is not waiting to join.
+    pub(super) fn expire_pending_join(&mut self, client: ClientId) -> bool {
+        let Some(Claim { purpose: Purpose::Join(pending), .. }) = self.waits.claims.get_mut(&client) else {
+            return false;
+        };
+        pending.identity = None;
+        pending.expired = true;
+        true
     }
 
     /// `/nick NAME`: checked here, claimed through the broker, then announced.

@@ -1055,3 +1055,23 @@ fn help_shows_each_client_the_commands_that_apply_to_it() {
     assert!(root.contains("/token JWT") && root.contains("moderators:") && root.contains("/bans"), "{root}");
     assert!(!guest.contains("/token") && !guest.contains("/nick") && !guest.contains("/ban"), "{guest}");
 }
+
+#[test]
+fn a_token_that_expires_while_the_join_waits_on_the_broker_joins_expired() {
+    let mut h = Harness { broker: None, ..token_chat() };
+    let ada = Identity { admin: true, rooms: vec!["+ops".into()], ..signed_in("ada") };
+    let mut out = Vec::new();
+    h.chat.connect(1, Join { room: Some("+ops"), identity: Some(&ada), ..Join::default() }, &mut out);
+    h.apply(out);
+    let (nick, serial) = h.claim_of(1);
+    let mut out = Vec::new();
+    h.chat.expire(1, &mut out);
+    h.apply(out);
+    assert_eq!(h.take(1), ["*** your session expired; send /token NEWTOKEN"], "told at once");
+    h.cluster(Notice::Claimed { client: 1, nick: nick.unwrap(), held_by: None, serial });
+    let joined = h.take(1).join("\n");
+    assert!(joined.contains("*** welcome, you are ada in lobby"), "not in the private room: {joined}");
+    assert!(h.chat.is_expired(1));
+    h.say(1, "/bans");
+    assert_eq!(h.take(1), ["*** error: session expired: send /token NEWTOKEN"], "no moderator rights");
+}

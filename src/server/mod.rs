@@ -392,8 +392,10 @@ impl<S: Accept> Server<S> {
 /// The page's URL on a server bound to `addr`: `https` with a name from its certificate when
 /// it speaks TLS (`host`; the address itself otherwise).
 fn page_url(scheme: &str, addr: SocketAddr, host: Option<&str>) -> String {
-    if let Some(host) = host.filter(|host| host.parse::<std::net::IpAddr>().is_err()) {
-        return format!("{scheme}://{host}:{}/", addr.port());
+    match host.map(|host| (host, host.parse::<std::net::IpAddr>())) {
+        Some((_, Ok(ip))) => return format!("{scheme}://{}/", SocketAddr::new(ip, addr.port())),
+        Some((name, Err(_))) => return format!("{scheme}://{name}:{}/", addr.port()),
+        None => {}
     }
     let ip = match addr.ip() {
         ip if !ip.is_unspecified() => ip,
@@ -429,5 +431,8 @@ mod tests {
         assert_eq!(https("127.0.0.1:9443", "localhost"), "https://localhost:9443/");
         assert_eq!(https("0.0.0.0:443", "chat.example.com"), "https://chat.example.com:443/");
         assert_eq!(https("127.0.0.1:9443", "127.0.0.1"), "https://127.0.0.1:9443/");
+        // The certificate's address, not the one a wildcard bind would suggest.
+        assert_eq!(https("[::]:9443", "127.0.0.1"), "https://127.0.0.1:9443/");
+        assert_eq!(https("[::]:9443", "::1"), "https://[::1]:9443/");
     }
 }

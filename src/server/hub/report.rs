@@ -44,8 +44,10 @@ impl<S: Stream> Hub<S> {
 
     /// Answers the health check connection `key` made (`head_only`: it asked with `HEAD`).
     pub(super) fn answer_health(&mut self, key: usize, head_only: bool, now: Instant) {
-        let connections =
-            self.conns.iter().filter(|(_, conn)| matches!(conn.state(), ConnState::Open(_))).count();
+        // Those counted against --max-connections (the probe itself aside): known without a
+        // scan of them all, which a probe on the public port must not cost.
+        let asking = self.conns.get(key).is_some_and(|conn| conn.is_counted());
+        let connections = self.clients - usize::from(asking);
         let health = Health { connections, cluster: self.broker.linked(), shutting_down: self.draining };
         if let Some(conn) = self.conns.get_mut(key) {
             conn.answer(health.reply(head_only), now, &self.settings);
