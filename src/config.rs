@@ -118,6 +118,16 @@ pub struct Config {
     #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
     pub metrics: Option<SocketAddr>,
 
+    /// Serve the HTTP API (docs/API.md) at http://ADDR/api/, on a listener of its own (keep it
+    /// private, like --metrics). Needs --api-key-file. Off by default.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr, requires = "api_key_file")]
+    pub api: Option<SocketAddr>,
+
+    /// The keys API requests may carry (Authorization: Bearer KEY): one per line, at least 16
+    /// characters; blank lines and lines starting with # are ignored. SIGHUP re-reads it.
+    #[arg(long, value_name = "FILE", requires = "api")]
+    pub api_key_file: Option<PathBuf>,
+
     /// Verify connection tokens (JWT, HS256) with the secret in FILE: the file's text without
     /// the whitespace around it (its trailing newline), used as is, not decoded; at least 32
     /// bytes (`head -c 48 /dev/urandom | base64 > FILE` makes one; `wschat-token` signs with it).

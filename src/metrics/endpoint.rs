@@ -19,7 +19,7 @@ use log::debug;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
-use super::slots::{Room, Slots, HEAD_TIMEOUT, MAX_SCRAPES, REPLY_TIMEOUT};
+use super::slots::{Room, Slots, HEAD_TIMEOUT, MAX_SCRAPES, REPLY_TIMEOUT, SCRAPES};
 use crate::remote_warn;
 use crate::server::acceptor::AcceptPause;
 
@@ -58,7 +58,7 @@ impl MetricsEndpoint {
     ) -> io::Result<Self> {
         let mut listener = TcpListener::bind(addr)?;
         registry.register(&mut listener, listener_token, Interest::READABLE)?;
-        let (scrapes, pause) = (Slots::new(), AcceptPause::new("metrics: "));
+        let (scrapes, pause) = (Slots::new(SCRAPES), AcceptPause::new("metrics: "));
         Ok(Self { listener, listener_token, first_token, scrapes, pause })
     }
 
