@@ -1,7 +1,8 @@
 //! The API listener (`--api ADDR`): a third listening socket in the server's poll, and its
-//! few HTTP connections, kept alive between requests. Which connections are kept, evicted or
-//! timed out is the metrics listener's policy (`crate::metrics::slots`) with the API's
-//! [`LIMITS`]; what a request means is `route.rs`'s; this file only moves bytes.
+//! few HTTP connections, kept alive between requests. The listener and which connections are
+//! kept, evicted or timed out are shared with the metrics listener
+//! (`crate::metrics::side`, with the API's [`LIMITS`]); what a request means is `route.rs`'s;
+//! this file only moves bytes.
 //!
 //! A connection reads one request at a time (at most a head and a body: see `wire.rs`) and is
 //! not read again until that request's reply is written, so what it holds is bounded whatever
@@ -9,21 +10,19 @@
 //! hub, and the answer back to [`answered`](ApiEndpoint::answered), this turn or, in a
 //! cluster, when Redis has answered.
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::debug;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::keys::ApiKeys;
 use super::route::{self, Endpoint, Local, Routed};
 use super::wire::{self, Parsed, Reply, MAX_BODY, MAX_HEAD};
 use crate::chat::api::{ApiAnswer, ApiCall, Ticket};
-use crate::metrics::slots::{Limits, Room, Slots};
-use crate::remote_warn;
-use crate::server::acceptor::AcceptPause;
+use crate::metrics::side::{write_some, SideConnection, SideListener};
+use crate::metrics::slots::Limits;
 
 /// API connections held at once; a newcomer past them takes the oldest idle one's slot.
 pub const MAX_CLIENTS: usize = 64;
@@ -38,12 +37,7 @@ pub const LIMITS: Limits = Limits {
 
 /// The listener and its open connections.
 pub struct ApiEndpoint {
-    listener: TcpListener,
-    listener_token: Token,
-    /// Connections use the tokens `first_token ..= first_token + MAX_CLIENTS - 1`.
-    first_token: usize,
-    clients: Slots<Client>,
-    pause: AcceptPause,
+    side: SideListener<Client>,
     keys: ApiKeys,
     next_ticket: Ticket,
 }
@@ -54,6 +48,16 @@ struct Client {
     /// What it sent and is not handled yet (at most one request, and what came with it).
     input: Vec<u8>,
     state: State,
+}
+
+impl SideConnection for Client {
+    fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
 }
 
 enum State {
@@ -67,7 +71,8 @@ enum State {
 
 impl ApiEndpoint {
     /// Listens on `addr`, registered under `listener_token`; connections get tokens from
-    /// `first_token` on.
+    /// `first_token` on (registered once for both directions: a connection is read and written
+    /// in turn, and a spurious event costs a look at its state).
     pub fn bind(
         addr: SocketAddr,
         keys: ApiKeys,
@@ -75,14 +80,13 @@ impl ApiEndpoint {
         listener_token: Token,
         first_token: usize,
     ) -> io::Result<Self> {
-        let mut listener = TcpListener::bind(addr)?;
-        registry.register(&mut listener, listener_token, Interest::READABLE)?;
-        let (clients, pause) = (Slots::new(LIMITS), AcceptPause::new("api: "));
-        Ok(Self { listener, listener_token, first_token, clients, pause, keys, next_ticket: 0 })
+        let naming = ("api: ", Interest::READABLE | Interest::WRITABLE);
+        let side = SideListener::bind(addr, registry, (listener_token, first_token), LIMITS, naming)?;
+        Ok(Self { side, keys, next_ticket: 0 })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.side.local_addr()
     }
 
     /// The keys in force, to reload them from.
@@ -97,12 +101,12 @@ impl ApiEndpoint {
 
     /// Whether an event with this token is the endpoint's.
     pub fn owns(&self, token: Token) -> bool {
-        token == self.listener_token || (self.first_token..self.first_token + MAX_CLIENTS).contains(&token.0)
+        self.side.owns(token)
     }
 
     /// When [`on_timers`](Self::on_timers) has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.clients.next_deadline(), self.pause.wake_at()].into_iter().flatten().min()
+        self.side.next_deadline()
     }
 
     /// A readiness event for the listener or a connection; `ask` hands a call to the chat.
@@ -113,27 +117,16 @@ impl ApiEndpoint {
         now: Instant,
         ask: &mut dyn FnMut(Ticket, ApiCall),
     ) {
-        if token == self.listener_token {
-            self.accept(registry, now, ask);
-        } else {
-            self.serve(registry, token.0 - self.first_token, now, ask);
+        match self.side.key_of(token) {
+            Some(key) => self.serve(registry, key, now, ask),
+            None => self.accept(registry, now, ask),
         }
     }
 
     /// Closes connections past their deadline, and accepts again once a pause is over.
     pub fn on_timers(&mut self, registry: &Registry, now: Instant, ask: &mut dyn FnMut(Ticket, ApiCall)) {
-        while let Some((mut client, answering)) = self.clients.pop_expired(now) {
-            match answering {
-                true => remote_warn!(
-                    "api: {}: not answered within {:?}; closing",
-                    client.peer,
-                    LIMITS.reply_timeout
-                ),
-                false => debug!("api: {}: no request within {:?}; closing", client.peer, LIMITS.head_timeout),
-            }
-            self.release(registry, &mut client, now);
-        }
-        if self.pause.resume_if_due(now) {
+        self.side.close_expired(registry, now);
+        if self.side.resume_if_due(now) {
             self.accept(registry, now, ask);
         }
     }
@@ -149,8 +142,8 @@ impl ApiEndpoint {
         ask: &mut dyn FnMut(Ticket, ApiCall),
     ) {
         let asked = |c: &Client| matches!(c.state, State::Asking { ticket: t, .. } if t == ticket);
-        let Some(key) = self.clients.find(asked) else { return };
-        let Some(client) = self.clients.get_mut(key) else { return };
+        let Some(key) = self.side.slots.find(asked) else { return };
+        let Some(client) = self.side.slots.get_mut(key) else { return };
         if let State::Asking { endpoint, keep_alive, .. } = client.state {
             let reply = route::answer(endpoint, answer, local);
             client.state = State::Replying { reply: reply.encode(keep_alive), written: 0, keep_alive };
@@ -159,26 +152,11 @@ impl ApiEndpoint {
     }
 
     fn accept(&mut self, registry: &Registry, now: Instant, ask: &mut dyn FnMut(Ticket, ApiCall)) {
-        while let Some((mut stream, peer)) = self.pause.accept(&self.listener, now) {
-            match self.clients.make_room() {
-                Room::Free => {}
-                Room::Evicted(mut idle) => {
-                    remote_warn!("api: {}: idle; closed to make room for {peer}", idle.peer);
-                    self.release(registry, &mut idle, now);
-                }
-                Room::Full => {
-                    remote_warn!("api: {peer}: {MAX_CLIENTS} requests being answered; closing");
-                    continue;
-                }
+        let client = |stream, peer| Client { stream, peer, input: Vec::new(), state: State::Reading };
+        while let Some(admitted) = self.side.accept_next(registry, now, client) {
+            if let Some(key) = admitted {
+                self.serve(registry, key, now, ask);
             }
-            let token = Token(self.first_token + self.clients.vacant_key());
-            if let Err(e) = registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
-                debug!("api: {peer}: cannot register: {e}");
-                continue;
-            }
-            let client = Client { stream, peer, input: Vec::new(), state: State::Reading };
-            let key = self.clients.admit(client, now);
-            self.serve(registry, key, now, ask);
         }
     }
 
@@ -186,16 +164,16 @@ impl ApiEndpoint {
     /// its reply, and starts on the next request of a connection kept alive.
     fn serve(&mut self, registry: &Registry, key: usize, now: Instant, ask: &mut dyn FnMut(Ticket, ApiCall)) {
         loop {
-            let Some(client) = self.clients.get_mut(key) else { return };
+            let Some(client) = self.side.slots.get_mut(key) else { return };
             match &mut client.state {
                 State::Asking { .. } => return,
                 State::Reading => {
                     let (parsed, eof) = match read_request(client) {
                         Ok(read) => read,
-                        Err(_) => return self.close(registry, key, now),
+                        Err(_) => return self.side.close(registry, key, now),
                     };
                     let (reply, keep_alive) = match parsed {
-                        Parsed::Partial if eof => return self.close(registry, key, now),
+                        Parsed::Partial if eof => return self.side.close(registry, key, now),
                         Parsed::Partial => return,
                         Parsed::Refused(reply) => (reply, false),
                         Parsed::Complete(request, used) => {
@@ -207,7 +185,7 @@ impl ApiEndpoint {
                                     self.next_ticket += 1;
                                     let ticket = self.next_ticket;
                                     client.state = State::Asking { ticket, endpoint, keep_alive };
-                                    self.clients.answering(key, now);
+                                    self.side.slots.answering(key, now);
                                     return ask(ticket, call);
                                 }
                             }
@@ -215,7 +193,7 @@ impl ApiEndpoint {
                     };
                     client.state =
                         State::Replying { reply: reply.encode(keep_alive), written: 0, keep_alive };
-                    self.clients.answering(key, now);
+                    self.side.slots.answering(key, now);
                 }
                 State::Replying { reply, written, keep_alive } => {
                     let keep_alive = *keep_alive;
@@ -223,25 +201,13 @@ impl ApiEndpoint {
                         Ok(false) => return,
                         Ok(true) if keep_alive => {
                             client.state = State::Reading;
-                            self.clients.waiting(key, now);
+                            self.side.slots.waiting(key, now);
                         }
-                        Ok(true) | Err(_) => return self.close(registry, key, now),
+                        Ok(true) | Err(_) => return self.side.close(registry, key, now),
                     }
                 }
             }
         }
-    }
-
-    fn close(&mut self, registry: &Registry, key: usize, now: Instant) {
-        if let Some(mut client) = self.clients.remove(key) {
-            self.release(registry, &mut client, now);
-        }
-    }
-
-    /// Deregisters a connection taken out of its slot (dropping it closes the socket).
-    fn release(&mut self, registry: &Registry, client: &mut Client, now: Instant) {
-        let _ = registry.deregister(&mut client.stream);
-        self.pause.room_made(now);
     }
 }
 
@@ -266,19 +232,4 @@ fn read_request(client: &mut Client) -> io::Result<(Parsed, bool)> {
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Writes what the socket takes of `reply` from `written` on: true once it is all written,
-/// false when the socket is full.
-fn write_some(stream: &mut TcpStream, reply: &[u8], written: &mut usize) -> io::Result<bool> {
-    while *written < reply.len() {
-        match stream.write(&reply[*written..]) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => *written += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
 }
