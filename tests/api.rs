@@ -148,12 +148,14 @@ fn every_error_is_json_with_its_status() {
     }
 }
 
-#[test]
-fn a_connection_is_kept_alive_between_requests() {
-    let (_server, addr, _dir) = server_with_api("api-keepalive", &[]);
-    let mut stream = connect(&addr);
+/// Requests one after the other on one connection, the first two in one write: each answered
+/// in turn (in a cluster, each through Redis, the second asked as soon as the first is answered).
+fn a_connection_is_kept_alive_between_requests(mode: Mode) {
+    let (_dir, file) = key_file("api-keepalive", KEY);
+    let chat = Chat::start(mode, &["--api", "127.0.0.1:0", "--api-key-file", &file]);
+    let mut stream = connect(&api_addr(chat.process(0)));
     let ask = format!("GET /api/stats HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\n\r\n");
-    // Two requests in one write, then a third: each answered in turn on the same connection.
+    let started = Instant::now();
     stream.write_all(format!("{ask}{ask}").as_bytes()).unwrap();
     for _ in 0..2 {
         let reply = read_reply(&mut stream);
@@ -162,7 +164,15 @@ fn a_connection_is_kept_alive_between_requests() {
     }
     stream.write_all(ask.as_bytes()).unwrap();
     assert_eq!(read_reply(&mut stream).json()["connections"], 0);
+    // Nothing waited for a timer: the second call went to Redis with the first one's answer.
+    assert!(started.elapsed() < Duration::from_secs(2), "answered in {:?}", started.elapsed());
+    let close =
+        format!("GET /api/rooms HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\nConnection: close\r\n\r\n");
+    stream.write_all(close.as_bytes()).unwrap();
+    assert!(read_reply(&mut stream).head.contains("connection: close"));
+    expect_eof(&mut stream);
 }
+both_modes!(a_connection_is_kept_alive_between_requests(mode));
 
 #[test]
 fn the_api_needs_a_key_file_of_good_keys() {

@@ -48,6 +48,8 @@ struct Client {
     /// What it sent and is not handled yet (at most one request, and what came with it).
     input: Vec<u8>,
     state: State,
+    /// Requests answered so far: kept alive after them, its silence is no misbehaviour.
+    answered: u64,
 }
 
 impl SideConnection for Client {
@@ -57,6 +59,10 @@ impl SideConnection for Client {
 
     fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    fn idles_by_right(&self) -> bool {
+        self.answered > 0 && self.input.is_empty()
     }
 }
 
@@ -152,7 +158,8 @@ impl ApiEndpoint {
     }
 
     fn accept(&mut self, registry: &Registry, now: Instant, ask: &mut dyn FnMut(Ticket, ApiCall)) {
-        let client = |stream, peer| Client { stream, peer, input: Vec::new(), state: State::Reading };
+        let client =
+            |stream, peer| Client { stream, peer, input: Vec::new(), state: State::Reading, answered: 0 };
         while let Some(admitted) = self.side.accept_next(registry, now, client) {
             if let Some(key) = admitted {
                 self.serve(registry, key, now, ask);
@@ -201,6 +208,7 @@ impl ApiEndpoint {
                         Ok(false) => return,
                         Ok(true) if keep_alive => {
                             client.state = State::Reading;
+                            client.answered += 1;
                             self.side.slots.waiting(key, now);
                         }
                         Ok(true) | Err(_) => return self.side.close(registry, key, now),

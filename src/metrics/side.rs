@@ -20,6 +20,12 @@ use crate::server::acceptor::AcceptPause;
 pub trait SideConnection {
     fn stream(&mut self) -> &mut TcpStream;
     fn peer(&self) -> SocketAddr;
+
+    /// Whether its waiting is nothing to warn of when it times out (a connection kept alive
+    /// after its requests, idle as it may be).
+    fn idles_by_right(&self) -> bool {
+        false
+    }
 }
 
 /// The listener and its connections.

@@ -262,8 +262,10 @@ impl<S: Accept> Server<S> {
                 self.hub.on_readable(key, now);
             }
             self.hub.fire_timers(now);
-            self.hub.broker_turn(now);
+            // The API's calls before the broker's turn, so that those its answers let through
+            // (a connection kept alive asks again) leave in this turn's write to Redis.
             self.api_turn(now);
+            self.hub.broker_turn(now);
             self.finish_turn(now);
             if let Some(e) = self.hub.store_failure() {
                 // Nothing uncommitted was sent; stopping keeps every id clients saw valid.
@@ -293,7 +295,10 @@ impl<S: Accept> Server<S> {
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let scrape = self.metrics.as_ref().and_then(MetricsEndpoint::next_deadline);
-        let api = self.api.as_ref().and_then(ApiEndpoint::next_deadline);
+        let api = match self.hub.has_api_answers() {
+            true => Some(now),
+            false => self.api.as_ref().and_then(ApiEndpoint::next_deadline),
+        };
         let redis = self.hub.broker().wake_at(now);
         let next =
             [self.hub.next_wakeup(now), self.acceptor.wake_at(), self.shutdown_deadline, scrape, api, redis]
@@ -351,9 +356,9 @@ impl<S: Accept> Server<S> {
         api.on_event(self.poll.registry(), token, now, &mut |ticket, call| hub.api_call(ticket, call, now));
     }
 
-    /// Once a turn, after the broker's and before the turn's writes: the chat's answers to API
-    /// calls go out (a connection kept alive may ask again at once, and be answered at once),
-    /// and the API's deadlines are kept.
+    /// Once a turn, before the broker's: the chat's answers to API calls go out (a connection
+    /// kept alive may ask again at once, and be answered at once), and the API's deadlines are
+    /// kept. Answers the broker's turn brings wait for the next turn, which comes at once.
     fn api_turn(&mut self, now: Instant) {
         let Some(api) = &mut self.api else { return };
         let (hub, registry) = (&mut self.hub, self.poll.registry());

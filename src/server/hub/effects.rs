@@ -93,6 +93,11 @@ impl<S: Stream> Hub<S> {
         self.apply_effects(now);
     }
 
+    /// Whether answers to API calls wait to be taken.
+    pub fn has_api_answers(&self) -> bool {
+        !self.api_answers.is_empty()
+    }
+
     /// The answers to API calls that came since the last call.
     pub fn take_api_answers(&mut self, into: &mut Vec<(Ticket, ApiAnswer)>) {
         into.append(&mut self.api_answers);
