@@ -28,10 +28,6 @@ impl Endpoint {
         (Endpoint::Rooms, "/api/rooms", "GET"),
         (Endpoint::Presence, "/api/presence", "GET"),
     ];
-
-    pub fn path(self) -> &'static str {
-        Self::ALL.iter().find(|(e, _, _)| *e == self).map_or("", |(_, path, _)| path)
-    }
 }
 
 /// What a request comes to.
@@ -125,7 +121,8 @@ fn param(query: &str, name: &str) -> Result<Option<String>, Reply> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+            let hex = hex.and_then(|h| std::str::from_utf8(h).ok());
             decoded.push(hex.and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or_else(bad)?);
             i += 3;
         } else {
@@ -177,5 +174,7 @@ mod tests {
         let presence = routed(&format!("GET /api/presence?x=1&room=%2Bops HTTP/1.1\r\n{auth}\r\n"));
         assert_eq!(presence, Routed::Ask(Endpoint::Presence, ApiCall::Presence { room: "+ops".into() }));
         assert_eq!(status(&format!("GET /api/presence?room=%zz HTTP/1.1\r\n{auth}\r\n")), 400);
+        assert_eq!(status(&format!("GET /api/presence?room=%+1 HTTP/1.1\r\n{auth}\r\n")), 400);
+        assert_eq!(status(&format!("GET /api/presence?room=a% HTTP/1.1\r\n{auth}\r\n")), 400);
     }
 }
