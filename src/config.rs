@@ -118,8 +118,19 @@ pub struct Config {
     #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
     pub metrics: Option<SocketAddr>,
 
+    /// Serve the HTTP API (docs/API.md) at http://ADDR/api/, on a listener of its own (keep it
+    /// private, like --metrics). Needs --api-key-file. Off by default.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr, requires = "api_key_file")]
+    pub api: Option<SocketAddr>,
+
+    /// The keys API requests may carry (Authorization: Bearer KEY): one per line, at least 16
+    /// characters; blank lines and lines starting with # are ignored. SIGHUP re-reads it.
+    #[arg(long, value_name = "FILE", requires = "api")]
+    pub api_key_file: Option<PathBuf>,
+
     /// Verify connection tokens (JWT, HS256) with the secret in FILE: the file's bytes without
-    /// one trailing newline, used as they are, not decoded; at least 32 bytes (`head -c 48 /dev/urandom | base64 > FILE` makes one; `wschat-token` signs with it).
+    /// one trailing newline, used as they are, not decoded; at least 32 bytes (`head -c 48
+    /// /dev/urandom | base64 > FILE` makes one; `wschat-token` signs with it).
     /// Clients present a token as ?token=JWT or Authorization: Bearer JWT; its `sub` is their
     /// nick. SIGHUP re-reads the key files.
     #[arg(long, value_name = "FILE")]

@@ -21,6 +21,7 @@
 //!   in-process broker (one process answers for all).
 //! - [`store`]: durable history (`--data-dir`), committed before the turn's writes.
 //! - [`cluster`]: the Redis broker (`--redis`): several processes made one chat through Redis.
+//! - [`api`]: the HTTP API (`--api`): applications publish, moderate and ask, with a key.
 //! - [`metrics`]: counts what operators watch and serves it on `--metrics ADDR` (Prometheus).
 //! - [`logline`]: keeps what clients send out of the log's control: escaped, cut, rate-limited.
 //! - [`config`]: every flag of the server, its default and its `--help` text.
@@ -41,6 +42,7 @@
 //! - [`client`]: the terminal chat client behind `wschat-client` (feature `client`).
 //! - [`bench`](mod@bench): the load generator behind `wschat-bench` (feature `bench`).
 
+pub mod api;
 pub mod auth;
 #[cfg(feature = "bench")]
 pub mod bench;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tungstenite::protocol::WebSocketConfig;
 
+use crate::api::ApiKeys;
 use crate::auth::{Auth, AuthFiles};
 use crate::chat::ChatLimits;
 use crate::config::Config;
@@ -67,6 +68,8 @@ pub struct Settings {
     pub require_auth: bool,
     /// `--metrics`: where the metrics listener binds.
     pub metrics: Option<SocketAddr>,
+    /// `--api` and `--api-key-file`: where the HTTP API listens, and its keys as read at start.
+    pub api: Option<(SocketAddr, ApiKeys)>,
     /// `--data-dir`: where history is kept durably.
     pub data_dir: Option<std::path::PathBuf>,
     /// `--redis`: the cluster this process is part of.
@@ -121,6 +124,10 @@ impl TryFrom<&Config> for Settings {
             auth,
             require_auth: config.require_auth,
             metrics: config.metrics,
+            api: match (config.api, &config.api_key_file) {
+                (Some(addr), Some(file)) => Some((addr, ApiKeys::load(file)?)),
+                _ => None,
+            },
             data_dir: config.data_dir.clone(),
             redis: config.redis.clone(),
             reuse_port: config.reuse_port,
@@ -234,7 +241,7 @@ impl Settings {
     /// Open files the server may need: every accepted socket, plus the metrics scrapes and what
     /// any process holds (see [`crate::fdlimit`]).
     pub fn open_files_wanted(&self) -> u64 {
-        (self.accept_cap() + crate::metrics::slots::MAX_SCRAPES) as u64
+        (self.accept_cap() + crate::metrics::slots::MAX_SCRAPES + crate::api::MAX_CLIENTS) as u64
             + crate::fdlimit::FILES_BESIDES_CONNECTIONS
     }
 }

@@ -122,10 +122,18 @@ pub enum Request {
     },
 }
 
-/// Who asked a question: its answer goes to that connection only while it still has that
-/// nick, not to whoever has its slot by the time the answer comes.
+/// Who asked a question: a member (a command), or an HTTP API request (`crate::api`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Asker {
+pub enum Asker {
+    Member(MemberAsker),
+    /// Answered with an [`Effect::Answer`](super::Effect::Answer) for this ticket.
+    Api(super::api::Ticket),
+}
+
+/// A member who asked: its answer goes to that connection only while it still has that nick,
+/// not to whoever has its slot by the time the answer comes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAsker {
     pub client: ClientId,
     pub nick: Rc<str>,
 }

@@ -13,7 +13,7 @@ use super::command::{cut, parse_line, Command, Line};
 use super::names::MAX_NAME_CHARS;
 use super::{
     error, first_sorted, may_enter, notice, reply, Asker, Body, Chat, ClientId, Effect, Event, HelpFor,
-    Request, HELP, LOBBY, SESSION_EXPIRED,
+    MemberAsker, Request, HELP, LOBBY, SESSION_EXPIRED,
 };
 
 impl Chat {
@@ -77,13 +77,13 @@ impl Chat {
     /// Asks the broker a question on `client`'s behalf; `client` waits for the answer.
     pub(super) fn ask(&mut self, client: ClientId, question: impl FnOnce(Asker) -> Request) {
         let Some(nick) = self.member(client).map(|m| m.nick.clone()) else { return };
-        self.requests.push(question(Asker { client, nick }));
+        self.requests.push(question(Asker::Member(MemberAsker { client, nick })));
         self.hold(client);
     }
 
     /// The asker of an answer, if it is still the member that asked (not whoever took its slot
     /// since); either way the client no longer waits for it.
-    pub(super) fn answered(&mut self, asker: &Asker) -> bool {
+    pub(super) fn answered(&mut self, asker: &MemberAsker) -> bool {
         // A departed asker's waits went with it: the slot's next connection waits for its own.
         let same = self.member(asker.client).is_some_and(|m| m.nick == asker.nick);
         if same {
@@ -101,7 +101,7 @@ impl Chat {
     /// `/who`: this process's members of the room, and the other processes'.
     pub(super) fn who_answered(
         &mut self,
-        asker: Asker,
+        asker: MemberAsker,
         room: &str,
         mut nicks: Vec<Rc<str>>,
         out: &mut Vec<Effect>,
@@ -120,13 +120,31 @@ impl Chat {
     /// see, with their member counts added up.
     pub(super) fn rooms_answered(
         &mut self,
-        asker: Asker,
+        asker: MemberAsker,
         elsewhere: Vec<(Rc<str>, Rc<str>, usize)>,
         out: &mut Vec<Effect>,
     ) {
         if !self.answered(&asker) {
             return;
         }
+        let access = self.member(asker.client).and_then(|m| m.access.clone());
+        let mut visible: Vec<(Rc<str>, usize)> = self
+            .rooms_everywhere(elsewhere)
+            .into_iter()
+            .filter(|(key, _)| may_enter(access.as_deref(), key))
+            .map(|(_, room)| room)
+            .collect();
+        let count = visible.len();
+        let shown = first_sorted(&mut visible, |(name, _)| name).to_vec();
+        out.push(reply(asker.client, Event::Rooms { count, rooms: shown }.into()));
+    }
+
+    /// The rooms with members here or elsewhere (the lobby always), by key, with their display
+    /// names and member counts added up; private ones included.
+    pub(super) fn rooms_everywhere(
+        &self,
+        elsewhere: Vec<(Rc<str>, Rc<str>, usize)>,
+    ) -> std::collections::HashMap<Rc<str>, (Rc<str>, usize)> {
         let mut rooms: std::collections::HashMap<Rc<str>, (Rc<str>, usize)> = self
             .rooms
             .iter()
@@ -137,15 +155,8 @@ impl Chat {
             let entry = rooms.entry(key).or_insert((display, 0));
             entry.1 = entry.1.saturating_add(count);
         }
-        let access = self.member(asker.client).and_then(|m| m.access.clone());
-        let mut visible: Vec<(Rc<str>, usize)> = rooms
-            .into_iter()
-            .filter(|(key, (_, count))| (*count > 0 || &**key == LOBBY) && may_enter(access.as_deref(), key))
-            .map(|(_, room)| room)
-            .collect();
-        let count = visible.len();
-        let shown = first_sorted(&mut visible, |(name, _)| name).to_vec();
-        out.push(reply(asker.client, Event::Rooms { count, rooms: shown }.into()));
+        rooms.retain(|key, (_, count)| *count > 0 || &**key == LOBBY);
+        rooms
     }
 
     /// `/msg NICK TEXT`: delivered to the nick's holders here at once, and to those on other

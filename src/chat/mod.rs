@@ -22,6 +22,7 @@
 //! - `history.rs`: every room keeps its last messages and numbers them, so a client joining a
 //!   room, or coming back after a dropped connection, is sent what it has not seen.
 
+pub mod api;
 pub mod bans;
 pub mod broker;
 pub mod command;
@@ -45,7 +46,7 @@ use bytes::Bytes;
 use names::{fold, validate_nick};
 
 pub use bans::{Ban, BanKey, Bans};
-pub use broker::{Asker, Direct, Notice, Request};
+pub use broker::{Asker, Direct, MemberAsker, Notice, Request};
 pub use event::{Event, HelpFor, Mode, RoomMessage, HELP, JSON_SUBPROTOCOL};
 pub use history::{History, MessageId, Stored};
 pub use line::{ServerLine, NOTICE_PREFIX};
@@ -180,6 +181,11 @@ pub enum Effect {
         client: ClientId,
         ban: Ban,
         closing: String,
+    },
+    /// The answer to an application's call ([`Chat::api`]).
+    Answer {
+        ticket: api::Ticket,
+        answer: api::ApiAnswer,
     },
 }
 

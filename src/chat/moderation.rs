@@ -11,8 +11,8 @@ use std::time::Duration;
 use super::command::cut;
 use super::names::{fold, validate_nick, MAX_NAME_CHARS};
 use super::{
-    may_enter, notice, reply, Access, Asker, Ban, BanKey, Chat, ClientId, Direct, Effect, Event, Journal,
-    Request, LOBBY,
+    may_enter, notice, reply, Access, Ban, BanKey, Chat, ClientId, Direct, Effect, Event, Journal,
+    MemberAsker, Request, LOBBY,
 };
 use crate::auth::Identity;
 use crate::logline::quoted;
@@ -105,7 +105,7 @@ impl Chat {
     /// came of it, here and there together.
     pub(super) fn reached(
         &mut self,
-        asker: Asker,
+        asker: MemberAsker,
         nick: &str,
         reached: usize,
         held_elsewhere: Option<(Rc<str>, bool)>,

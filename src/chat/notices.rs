@@ -14,7 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
-use super::broker::Notice;
+use super::broker::{Asker, Notice};
 use super::nicks::Claim;
 use super::{notice, reply, Audience, Body, Chat, ClientId, Effect, Mode, Stored};
 
@@ -108,11 +108,19 @@ impl Chat {
             Notice::Claimed { client, nick, held_by, serial } => {
                 self.claimed(client, nick, held_by, serial, out)
             }
-            Notice::Who { asker, room, nicks } => self.who_answered(asker, &room, nicks, out),
-            Notice::Rooms { asker, rooms } => self.rooms_answered(asker, rooms, out),
-            Notice::Reached { asker, nick, reached, held_as, direct } => {
+            Notice::Who { asker: Asker::Member(asker), room, nicks } => {
+                self.who_answered(asker, &room, nicks, out)
+            }
+            Notice::Who { asker: Asker::Api(ticket), room, nicks } => {
+                self.api_presence(ticket, &room, nicks, out)
+            }
+            Notice::Rooms { asker: Asker::Member(asker), rooms } => self.rooms_answered(asker, rooms, out),
+            Notice::Rooms { asker: Asker::Api(ticket), rooms } => self.api_rooms(ticket, rooms, out),
+            Notice::Reached { asker: Asker::Member(asker), nick, reached, held_as, direct } => {
                 self.reached(asker, &nick, reached, held_as, direct, out)
             }
+            // No API call reaches a nick (yet): nothing asked this.
+            Notice::Reached { asker: Asker::Api(_), .. } => {}
             Notice::Direct { client, nick, direct } => self.direct_arrived(client, &nick, direct, out),
             Notice::Reclaim => self.reclaim_everything(),
             Notice::Banned { key, ban } => self.banned(key, ban, out),

@@ -1,6 +1,7 @@
 //! Unit tests of the chat rules, with no sockets: effects are resolved to per-client inboxes
 //! exactly as the event loop resolves them.
 
+use super::api::{ApiAnswer, ApiCall, Ticket};
 use super::notices::{CLUSTER_BACK, CLUSTER_LOST};
 use super::*;
 use std::collections::BTreeMap;
@@ -12,6 +13,8 @@ struct Harness {
     chat: Chat,
     inbox: BTreeMap<ClientId, Vec<Body>>,
     closed: Vec<(ClientId, String)>,
+    /// Answers to API calls, in order.
+    answers: Vec<(Ticket, ApiAnswer)>,
     broker: Option<LocalBroker>,
 }
 
@@ -23,7 +26,8 @@ impl Default for Harness {
 
 impl Harness {
     fn with_chat(chat: Chat) -> Self {
-        Self { chat, inbox: BTreeMap::new(), closed: Vec::new(), broker: Some(LocalBroker::new()) }
+        let (inbox, closed, answers) = (BTreeMap::new(), Vec::new(), Vec::new());
+        Self { chat, inbox, closed, answers, broker: Some(LocalBroker::new()) }
     }
     /// A chat whose broker the test plays.
     fn redis() -> Self {
@@ -77,6 +81,7 @@ impl Harness {
                     self.apply(Vec::new());
                 }
                 Effect::Renew { .. } => {}
+                Effect::Answer { ticket, answer } => self.answers.push((ticket, answer)),
             }
         }
     }
@@ -888,6 +893,32 @@ fn one_user_on_two_devices_shares_the_nick_and_another_user_cannot_take_it() {
     h.chat.check_invariants();
     h.sign_in(6, &signed_in("ALICE"), None);
     assert_eq!(h.chat.nick(6), Some("ALICE"), "free again once every connection is gone");
+}
+
+#[test]
+fn an_application_sees_every_room_private_ones_included_and_who_sits_where_in_the_cluster() {
+    let mut h = token_chat();
+    h.sign_in(1, &Identity { rooms: vec!["+Ops".into()], ..signed_in("alice") }, None);
+    h.sign_in(2, &signed_in("bob"), None);
+    h.say(1, "/join +Ops");
+    h.chat.api(7, ApiCall::Rooms);
+    h.apply(Vec::new());
+    let rooms = vec![(Rc::from("+Ops"), 1), (Rc::from("lobby"), 1)];
+    assert_eq!(h.answers.pop(), Some((7, ApiAnswer::Rooms { rooms, total: 2, members: 2 })));
+    h.chat.api(8, ApiCall::Presence { room: "+OPS".into() });
+    h.apply(Vec::new());
+    let members = vec![Rc::from("alice")];
+    assert_eq!(h.answers.pop(), Some((8, ApiAnswer::Presence { room: "+Ops".into(), members, total: 1 })));
+    h.chat.api(9, ApiCall::Presence { room: "nowhere".into() });
+    h.apply(Vec::new());
+    assert_eq!(h.answers.pop(), Some((9, ApiAnswer::NoSuchRoom)));
+    // Other processes' members count too: a room with members only elsewhere exists.
+    let mut out = Vec::new();
+    let (asker, room, nicks) = (Asker::Api(10), Rc::from("attic"), vec![Rc::from("carol")]);
+    h.chat.on_notice(Notice::Who { asker, room, nicks }, &mut out);
+    h.deliver(out);
+    let members = vec![Rc::from("carol")];
+    assert_eq!(h.answers.pop(), Some((10, ApiAnswer::Presence { room: "attic".into(), members, total: 1 })));
 }
 
 #[test]

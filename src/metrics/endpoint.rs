@@ -1,9 +1,10 @@
 //! The metrics listener (`--metrics ADDR`): a second listening socket in the server's poll, on
 //! its own address so the public never reaches it, answering `GET /metrics` (and `HEAD`) with
 //! the current exposition, 404 for any other path, 405 for any other method. Its connections
-//! are few and short: at most [`MAX_SCRAPES`], each closed once its reply is written, and a
+//! are few and short: at most [`MAX_SCRAPES`](super::slots::MAX_SCRAPES), each closed once its reply is written, and a
 //! request head is at most [`MAX_REQUEST`] bytes. Which connections are kept, evicted or timed
-//! out is `slots.rs`'s policy; this file does their IO.
+//! out is `slots.rs`'s policy, the listener and its slots `side.rs`'s; this file reads the
+//! requests and writes the replies.
 //!
 //! The loop drives the deadlines: [`next_deadline`](MetricsEndpoint::next_deadline) bounds its
 //! wait, and [`on_timers`](MetricsEndpoint::on_timers) runs every turn. What a client can
@@ -11,17 +12,15 @@
 //! flood of connections cannot flood the log; accept failures (EMFILE) pause accepting as on
 //! the chat's listener ([`AcceptPause`]).
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use log::debug;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::slots::{Room, Slots, HEAD_TIMEOUT, MAX_SCRAPES, REPLY_TIMEOUT};
-use crate::remote_warn;
-use crate::server::acceptor::AcceptPause;
+use super::side::{write_some, SideConnection, SideListener};
+use super::slots::SCRAPES;
 
 /// Largest request head accepted.
 pub const MAX_REQUEST: usize = 8192;
@@ -31,12 +30,7 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 
 /// The listener and its open scrape connections.
 pub struct MetricsEndpoint {
-    listener: TcpListener,
-    listener_token: Token,
-    /// Scrape connections use the tokens `first_token ..= first_token + MAX_SCRAPES - 1`.
-    first_token: usize,
-    scrapes: Slots<Scrape>,
-    pause: AcceptPause,
+    side: SideListener<Scrape>,
 }
 
 struct Scrape {
@@ -45,6 +39,16 @@ struct Scrape {
     request: Vec<u8>,
     /// The reply and how much of it is written.
     reply: Option<(Vec<u8>, usize)>,
+}
+
+impl SideConnection for Scrape {
+    fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
 }
 
 impl MetricsEndpoint {
@@ -56,25 +60,23 @@ impl MetricsEndpoint {
         listener_token: Token,
         first_token: usize,
     ) -> io::Result<Self> {
-        let mut listener = TcpListener::bind(addr)?;
-        registry.register(&mut listener, listener_token, Interest::READABLE)?;
-        let (scrapes, pause) = (Slots::new(), AcceptPause::new("metrics: "));
-        Ok(Self { listener, listener_token, first_token, scrapes, pause })
+        let naming = ("metrics: ", Interest::READABLE);
+        Ok(Self { side: SideListener::bind(addr, registry, (listener_token, first_token), SCRAPES, naming)? })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.side.local_addr()
     }
 
     /// Whether an event with this token is the endpoint's.
     pub fn owns(&self, token: Token) -> bool {
-        token == self.listener_token || (self.first_token..self.first_token + MAX_SCRAPES).contains(&token.0)
+        self.side.owns(token)
     }
 
     /// When [`on_timers`](Self::on_timers) has something to do: a scrape's deadline, or the
     /// end of a pause in accepting.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.scrapes.next_deadline(), self.pause.wake_at()].into_iter().flatten().min()
+        self.side.next_deadline()
     }
 
     /// Handles a readiness event for the listener or a scrape; `render` makes the exposition
@@ -86,26 +88,16 @@ impl MetricsEndpoint {
         now: Instant,
         render: &mut dyn FnMut() -> String,
     ) {
-        if token == self.listener_token {
-            self.accept(registry, now, render);
-        } else {
-            self.serve(registry, token.0 - self.first_token, now, render);
+        match self.side.key_of(token) {
+            Some(key) => self.serve(registry, key, now, render),
+            None => self.accept(registry, now, render),
         }
     }
 
-    /// Closes scrapes past their deadline, and accepts again once a pause is over (the
-    /// listener's readiness is edge-triggered: no event will come for connections already
-    /// waiting).
+    /// Closes scrapes past their deadline, and accepts again once a pause is over.
     pub fn on_timers(&mut self, registry: &Registry, now: Instant, render: &mut dyn FnMut() -> String) {
-        while let Some((mut scrape, answering)) = self.scrapes.pop_expired(now) {
-            if answering {
-                remote_warn!("metrics: {}: reply not taken within {REPLY_TIMEOUT:?}; closing", scrape.peer);
-            } else {
-                remote_warn!("metrics: {}: no request within {HEAD_TIMEOUT:?}; closing", scrape.peer);
-            }
-            self.release(registry, &mut scrape, now);
-        }
-        if self.pause.resume_if_due(now) {
+        self.side.close_expired(registry, now);
+        if self.side.resume_if_due(now) {
             self.accept(registry, now, render);
         }
     }
@@ -114,84 +106,40 @@ impl MetricsEndpoint {
     /// scraper's request is usually there already, and once it is being answered it cannot be
     /// evicted by the connections accepted after it.
     fn accept(&mut self, registry: &Registry, now: Instant, render: &mut dyn FnMut() -> String) {
-        while let Some((mut stream, peer)) = self.pause.accept(&self.listener, now) {
-            match self.scrapes.make_room() {
-                Room::Free => {}
-                Room::Evicted(mut idle) => {
-                    remote_warn!("metrics: {}: no request yet; closed to make room for {peer}", idle.peer);
-                    self.release(registry, &mut idle, now);
-                }
-                Room::Full => {
-                    remote_warn!("metrics: {peer}: {MAX_SCRAPES} scrapes being answered; closing");
-                    continue;
-                }
+        let scrape = |stream, peer| Scrape { stream, peer, request: Vec::new(), reply: None };
+        while let Some(admitted) = self.side.accept_next(registry, now, scrape) {
+            if let Some(key) = admitted {
+                self.serve(registry, key, now, render);
             }
-            let token = Token(self.first_token + self.scrapes.vacant_key());
-            if let Err(e) = registry.register(&mut stream, token, Interest::READABLE) {
-                debug!("metrics: {peer}: cannot register: {e}");
-                continue;
-            }
-            let key = self.scrapes.admit(Scrape { stream, peer, request: Vec::new(), reply: None }, now);
-            self.serve(registry, key, now, render);
         }
     }
 
     fn serve(&mut self, registry: &Registry, key: usize, now: Instant, render: &mut dyn FnMut() -> String) {
-        let Some(scrape) = self.scrapes.get_mut(key) else {
+        let Some(scrape) = self.side.slots.get_mut(key) else {
             return;
         };
         if scrape.reply.is_none() {
             match read_request(scrape) {
                 Ok(Some(asked)) => scrape.reply = Some((reply_for(asked, render), 0)),
                 Ok(None) => return,
-                Err(_) => return self.close(registry, key, now),
+                Err(_) => return self.side.close(registry, key, now),
             }
-            self.scrapes.answering(key, now);
+            self.side.slots.answering(key, now);
         }
-        let Some(scrape) = self.scrapes.get_mut(key) else {
+        let token = self.side.token_of(key);
+        let Some(scrape) = self.side.slots.get_mut(key) else {
             return;
         };
-        match write_reply(scrape) {
+        let Some((reply, written)) = &mut scrape.reply else { return };
+        match write_some(&mut scrape.stream, reply, written) {
             Ok(false) => {
-                let token = Token(self.first_token + key);
                 if registry.reregister(&mut scrape.stream, token, Interest::WRITABLE).is_err() {
-                    self.close(registry, key, now);
+                    self.side.close(registry, key, now);
                 }
             }
-            Ok(true) | Err(_) => self.close(registry, key, now),
+            Ok(true) | Err(_) => self.side.close(registry, key, now),
         }
     }
-
-    fn close(&mut self, registry: &Registry, key: usize, now: Instant) {
-        if let Some(mut scrape) = self.scrapes.remove(key) {
-            self.release(registry, &mut scrape, now);
-        }
-    }
-
-    /// Deregisters a scrape taken out of its slot (dropping it closes the socket); its
-    /// descriptor is free, so a pause for lack of descriptors ends.
-    fn release(&mut self, registry: &Registry, scrape: &mut Scrape, now: Instant) {
-        let _ = registry.deregister(&mut scrape.stream);
-        self.pause.room_made(now);
-    }
-}
-
-/// Writes what the socket takes of the reply: true once it is all written, false when the
-/// socket is full.
-fn write_reply(scrape: &mut Scrape) -> io::Result<bool> {
-    let Some((reply, written)) = &mut scrape.reply else {
-        return Ok(true);
-    };
-    while *written < reply.len() {
-        match scrape.stream.write(&reply[*written..]) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => *written += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
 }
 
 /// What a complete request asks for.

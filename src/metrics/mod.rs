@@ -9,11 +9,14 @@
 //! - `exposition.rs` turns a counters-and-gauges snapshot into the text format, with the
 //!   `prometheus-client` crate's encoder (names, types, help, escaping, histogram buckets);
 //! - `endpoint.rs` is the second listener and its few short HTTP connections;
+//! - `side.rs` is what it shares with the API's listener: a listener beside the chat's, its
+//!   connections' tokens and slots, accepting with eviction and back-off;
 //! - `slots.rs` decides which of those connections are kept: a deadline for the request head,
 //!   and the oldest idle one evicted when a newcomer finds every slot taken.
 
 pub mod endpoint;
 mod exposition;
+pub mod side;
 pub mod slots;
 
 pub use endpoint::MetricsEndpoint;

@@ -1,5 +1,6 @@
 //! Which scrape connections the metrics listener keeps, and until when: the policy, apart from
-//! the sockets (`endpoint.rs` does the IO), so that it is tested without them.
+//! the sockets (`endpoint.rs` does the IO), so that it is tested without them. The HTTP API's
+//! listener (`crate::api`) keeps its connections by the same rules, with its own [`Limits`].
 //!
 //! A scrape connection is *waiting* until its request head is complete, then *answering* until
 //! its reply is written. A waiting connection costs the loop nothing but holds one of
@@ -27,9 +28,24 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 /// Time an answering connection has, from its complete head, to take its reply.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many connections a listener holds, and how long they have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub capacity: usize,
+    /// Time a waiting connection has to send its whole request.
+    pub head_timeout: Duration,
+    /// Time an answering connection has to take its reply.
+    pub reply_timeout: Duration,
+}
+
+/// The metrics listener's limits.
+pub const SCRAPES: Limits =
+    Limits { capacity: MAX_SCRAPES, head_timeout: HEAD_TIMEOUT, reply_timeout: REPLY_TIMEOUT };
+
 /// The open scrape connections (`T`: the endpoint's socket and buffers), by slot key.
 #[derive(Debug)]
 pub struct Slots<T> {
+    limits: Limits,
     slab: Slab<Slot<T>>,
     /// Connections admitted so far: each one's number orders them by age (several may be
     /// admitted in one loop turn, at the same `Instant`).
@@ -55,15 +71,9 @@ pub enum Room<T> {
     Full,
 }
 
-impl<T> Default for Slots<T> {
-    fn default() -> Self {
-        Self { slab: Slab::with_capacity(MAX_SCRAPES), admitted: 0 }
-    }
-}
-
 impl<T> Slots<T> {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(limits: Limits) -> Self {
+        Self { limits, slab: Slab::with_capacity(limits.capacity), admitted: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -76,7 +86,7 @@ impl<T> Slots<T> {
 
     /// Frees a slot for a newcomer if none is free, by evicting the oldest waiting connection.
     pub fn make_room(&mut self) -> Room<T> {
-        if self.slab.len() < MAX_SCRAPES {
+        if self.slab.len() < self.limits.capacity {
             return Room::Free;
         }
         let oldest_waiting =
@@ -95,9 +105,10 @@ impl<T> Slots<T> {
     /// Holds a connection accepted at `now`, waiting for its head; returns its key. The caller
     /// has made room first.
     pub fn admit(&mut self, conn: T, now: Instant) -> usize {
-        debug_assert!(self.slab.len() < MAX_SCRAPES, "make_room first");
+        debug_assert!(self.slab.len() < self.limits.capacity, "make_room first");
         self.admitted += 1;
-        self.slab.insert(Slot { conn, number: self.admitted, answering: false, deadline: now + HEAD_TIMEOUT })
+        let deadline = now + self.limits.head_timeout;
+        self.slab.insert(Slot { conn, number: self.admitted, answering: false, deadline })
     }
 
     pub fn get_mut(&mut self, key: usize) -> Option<&mut T> {
@@ -105,12 +116,26 @@ impl<T> Slots<T> {
     }
 
     /// Connection `key`'s head is complete at `now`: it is answering, no longer evictable, and
-    /// has [`REPLY_TIMEOUT`] to take its reply.
+    /// has the reply timeout to take its reply.
     pub fn answering(&mut self, key: usize, now: Instant) {
         if let Some(slot) = self.slab.get_mut(key) {
             slot.answering = true;
-            slot.deadline = now + REPLY_TIMEOUT;
+            slot.deadline = now + self.limits.reply_timeout;
         }
+    }
+
+    /// Connection `key` took its reply at `now` and is kept open for another request: it waits
+    /// again, evictable, with the head timeout to send it.
+    pub fn waiting(&mut self, key: usize, now: Instant) {
+        if let Some(slot) = self.slab.get_mut(key) {
+            slot.answering = false;
+            slot.deadline = now + self.limits.head_timeout;
+        }
+    }
+
+    /// The key of the first connection `pick` chooses.
+    pub fn find(&self, pick: impl Fn(&T) -> bool) -> Option<usize> {
+        self.slab.iter().find(|(_, slot)| pick(&slot.conn)).map(|(key, _)| key)
     }
 
     pub fn remove(&mut self, key: usize) -> Option<T> {
@@ -136,7 +161,7 @@ mod tests {
 
     /// Slots full of connections named 0 to 15, admitted in that order at `t0`.
     fn full(t0: Instant) -> Slots<usize> {
-        let mut slots = Slots::new();
+        let mut slots = Slots::new(SCRAPES);
         for name in 0..MAX_SCRAPES {
             assert_eq!(slots.make_room(), Room::Free);
             slots.admit(name, t0);
@@ -179,7 +204,7 @@ mod tests {
     #[test]
     fn a_waiting_connection_has_the_head_timeout_and_an_answering_one_the_reply_timeout() {
         let t0 = Instant::now();
-        let mut slots = Slots::new();
+        let mut slots = Slots::new(SCRAPES);
         let silent = slots.admit("silent", t0);
         let asking = slots.admit("asking", t0);
         assert_eq!(slots.next_deadline(), Some(t0 + HEAD_TIMEOUT));

@@ -85,6 +85,8 @@ pub struct Hub<S> {
     held: HashSet<usize>,
     /// Shutting down: the clients are being closed; newcomers and probes are answered 503.
     draining: bool,
+    /// Answers to the HTTP API's calls, for the loop to take (one per call in flight, at most).
+    api_answers: Vec<(crate::chat::api::Ticket, crate::chat::api::ApiAnswer)>,
 }
 
 impl<S: Stream> Hub<S> {
@@ -116,6 +118,7 @@ impl<S: Stream> Hub<S> {
             notices: Vec::new(),
             held: HashSet::new(),
             draining: false,
+            api_answers: Vec::new(),
         }
     }
 

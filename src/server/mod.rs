@@ -19,7 +19,9 @@
 //! plain path pays nothing for TLS.
 //!
 //! With `--metrics`, a second listener in the same poll answers scrapes from the hub's
-//! counters ([`MetricsEndpoint`]); the loop times each turn's work for it.
+//! counters ([`MetricsEndpoint`]); the loop times each turn's work for it. With `--api`, a
+//! third one serves the HTTP API ([`ApiEndpoint`]): the loop hands its calls to the hub and the
+//! chat's answers back to it, once a turn (SIGHUP re-reads its keys).
 //!
 //! The hub's [`Broker`] carries the chat between processes: in one process the in-process
 //! broker, which needs nothing from the loop; with `--redis`, the [`RedisBroker`], whose two
@@ -51,6 +53,8 @@ use signal_hook_mio::v1_0::Signals;
 pub use acceptor::Acceptor;
 pub use hub::Hub;
 
+use crate::api::route::Local;
+use crate::api::{ApiEndpoint, MAX_CLIENTS};
 use crate::cluster::RedisBroker;
 use crate::connection::Stream;
 use crate::metrics::slots::MAX_SCRAPES;
@@ -90,6 +94,9 @@ const METRICS_LISTENER: Token = Token(usize::MAX - 2);
 const METRICS_FIRST: usize = usize::MAX - 2 - MAX_SCRAPES;
 /// The Redis links (`--redis`): commands, subscriptions.
 const REDIS_TOKENS: (Token, Token) = (Token(METRICS_FIRST - 1), Token(METRICS_FIRST - 2));
+const API_LISTENER: Token = Token(METRICS_FIRST - 3);
+/// The API's connections take tokens from here on.
+const API_FIRST: usize = METRICS_FIRST - 3 - MAX_CLIENTS;
 
 /// Slab capacity from which an emptied server gives its memory back; below it, keeping the
 /// capacity for the next clients costs next to nothing.
@@ -105,6 +112,10 @@ pub struct Server<S = TcpStream> {
     tls: Option<Arc<ServerConfig>>,
     /// `--metrics`: the scrape listener, in this same poll.
     metrics: Option<MetricsEndpoint>,
+    /// `--api`: the HTTP API's listener, in this same poll.
+    api: Option<ApiEndpoint>,
+    /// Scratch list of the chat's answers to API calls, reused.
+    api_answers: Vec<(crate::chat::api::Ticket, crate::chat::api::ApiAnswer)>,
     /// When the server started, in seconds since the Unix epoch (a metric).
     started_at: f64,
     shutdown_deadline: Option<Instant>,
@@ -129,6 +140,14 @@ impl<S: Accept> Server<S> {
             }
             None => None,
         };
+        let api = match settings.api.clone() {
+            Some((addr, keys)) => {
+                Some(ApiEndpoint::bind(addr, keys, poll.registry(), API_LISTENER, API_FIRST).map_err(
+                    |e| io::Error::new(e.kind(), format!("cannot listen on {addr} for --api: {e}")),
+                )?)
+            }
+            None => None,
+        };
         let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         let mut hub = match &settings.redis {
             Some(url) => {
@@ -143,12 +162,29 @@ impl<S: Accept> Server<S> {
         if let Some(store) = store {
             hub.attach_store(store).map_err(io::Error::other)?;
         }
-        Ok(Self { poll, acceptor, signals, hub, tls, metrics, started_at, shutdown_deadline: None })
+        let api_answers = Vec::new();
+        Ok(Self {
+            poll,
+            acceptor,
+            signals,
+            hub,
+            tls,
+            metrics,
+            api,
+            api_answers,
+            started_at,
+            shutdown_deadline: None,
+        })
     }
 
     /// The metrics listener's address, if `--metrics` was given.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().and_then(|m| m.local_addr().ok())
+    }
+
+    /// The API listener's address, if `--api` was given.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().and_then(|a| a.local_addr().ok())
     }
 
     /// The page's URL, as the start-up log gives it: with TLS, under a name the certificate
@@ -181,6 +217,9 @@ impl<S: Accept> Server<S> {
         if let Some(addr) = self.metrics_addr() {
             info!("metrics at http://{addr}/metrics");
         }
+        if let Some(addr) = self.api_addr() {
+            info!("HTTP API at http://{addr}/api/");
+        }
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout(Instant::now());
@@ -204,6 +243,7 @@ impl<S: Accept> Server<S> {
                     token if self.metrics.as_ref().is_some_and(|m| m.owns(token)) => {
                         self.scrape(Some(token), now);
                     }
+                    token if self.api.as_ref().is_some_and(|a| a.owns(token)) => self.api_event(token, now),
                     token if self.hub.broker().owns(token) => {
                         let readable = event.is_readable() || event.is_read_closed() || event.is_error();
                         self.hub.broker_mut().on_event(token, readable, event.is_writable(), now);
@@ -222,6 +262,9 @@ impl<S: Accept> Server<S> {
                 self.hub.on_readable(key, now);
             }
             self.hub.fire_timers(now);
+            // The API's calls before the broker's turn, so that those its answers let through
+            // (a connection kept alive asks again) leave in this turn's write to Redis.
+            self.api_turn(now);
             self.hub.broker_turn(now);
             self.finish_turn(now);
             if let Some(e) = self.hub.store_failure() {
@@ -252,9 +295,13 @@ impl<S: Accept> Server<S> {
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let scrape = self.metrics.as_ref().and_then(MetricsEndpoint::next_deadline);
+        let api = match self.hub.has_api_answers() {
+            true => Some(now),
+            false => self.api.as_ref().and_then(ApiEndpoint::next_deadline),
+        };
         let redis = self.hub.broker().wake_at(now);
         let next =
-            [self.hub.next_wakeup(now), self.acceptor.wake_at(), self.shutdown_deadline, scrape, redis]
+            [self.hub.next_wakeup(now), self.acceptor.wake_at(), self.shutdown_deadline, scrape, api, redis]
                 .into_iter()
                 .flatten()
                 .min()?;
@@ -302,6 +349,36 @@ impl<S: Accept> Server<S> {
         }
     }
 
+    /// An event on the API listener or one of its connections: its calls go to the hub now.
+    fn api_event(&mut self, token: Token, now: Instant) {
+        let Some(api) = &mut self.api else { return };
+        let hub = &mut self.hub;
+        api.on_event(self.poll.registry(), token, now, &mut |ticket, call| hub.api_call(ticket, call, now));
+    }
+
+    /// Once a turn, before the broker's: the chat's answers to API calls go out (a connection
+    /// kept alive may ask again at once, and be answered at once), and the API's deadlines are
+    /// kept. Answers the broker's turn brings wait for the next turn, which comes at once.
+    fn api_turn(&mut self, now: Instant) {
+        let Some(api) = &mut self.api else { return };
+        let (hub, registry) = (&mut self.hub, self.poll.registry());
+        api.on_timers(registry, now, &mut |ticket, call| hub.api_call(ticket, call, now));
+        loop {
+            hub.take_api_answers(&mut self.api_answers);
+            if self.api_answers.is_empty() {
+                break;
+            }
+            let local = Local {
+                messages: hub.counters_mut().messages_received.iter().sum(),
+                linked: hub.broker().linked(),
+            };
+            for (ticket, answer) in self.api_answers.drain(..) {
+                let ask = &mut |ticket, call| hub.api_call(ticket, call, now);
+                api.answered(registry, ticket, answer, local, now, ask);
+            }
+        }
+    }
+
     /// Flushes what the turn queued and applies what the hub handed back.
     fn finish_turn(&mut self, now: Instant) {
         self.hub.flush(now);
@@ -337,6 +414,7 @@ impl<S: Accept> Server<S> {
         if reload {
             self.reload_certificate();
             self.reload_auth_keys();
+            self.reload_api_keys();
         }
         if !stop {
             return false;
@@ -367,6 +445,19 @@ impl<S: Accept> Server<S> {
                 info!("SIGHUP: JWT keys reloaded");
             }
             Err(e) => warn!("SIGHUP: keeping the current JWT keys: {e}"),
+        }
+    }
+
+    /// SIGHUP: the API keys are read again; a file that cannot be used keeps the old keys, and
+    /// says why (never what the keys are).
+    fn reload_api_keys(&mut self) {
+        let Some(api) = &mut self.api else { return };
+        match api.keys().reload() {
+            Ok(keys) => {
+                info!("SIGHUP: {} API key(s) reloaded", keys.len());
+                api.set_keys(keys);
+            }
+            Err(e) => warn!("SIGHUP: keeping the current API keys: {e}"),
         }
     }
 

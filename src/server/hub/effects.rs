@@ -10,6 +10,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use super::{Hub, KICKED};
 use crate::auth::Token;
 use crate::broker::{Broker, RECLAIMS_PER_TURN};
+use crate::chat::api::{ApiAnswer, ApiCall, Ticket};
 use crate::chat::{Audience, Body, ClientId, Effect, Event, Mode};
 use crate::connection::Stream;
 use crate::frame::{self, Opcode};
@@ -79,7 +80,27 @@ impl<S: Stream> Hub<S> {
                     self.chat.ban_address(client, conn.peer().ip(), ban, closing);
                 }
             }
+            Effect::Answer { ticket, answer } => self.api_answers.push((ticket, answer)),
         }
+    }
+
+    // ----- the HTTP API -----
+
+    /// An application's call (`crate::api`), for the chat; its answer comes out of
+    /// [`take_api_answers`](Self::take_api_answers), this turn or a later one.
+    pub fn api_call(&mut self, ticket: Ticket, call: ApiCall, now: Instant) {
+        self.chat.api(ticket, call);
+        self.apply_effects(now);
+    }
+
+    /// Whether answers to API calls wait to be taken.
+    pub fn has_api_answers(&self) -> bool {
+        !self.api_answers.is_empty()
+    }
+
+    /// The answers to API calls that came since the last call.
+    pub fn take_api_answers(&mut self, into: &mut Vec<(Ticket, ApiAnswer)>) {
+        into.append(&mut self.api_answers);
     }
 
     /// A signed-in client's token expired: the chat takes its rights until a new one comes.

@@ -1,0 +1,262 @@
+//! `--api ADDR --api-key-file FILE` against the real binary, over real sockets: the HTTP API's
+//! errors (every status it gives), its keys (checked, reloaded on SIGHUP, never logged), its
+//! bounds (an idle API client never delays the chat), and each endpoint, in one process and in
+//! a cluster of two (an API on one process answers for both).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::*;
+
+const KEY: &str = "test-key-0123456789abcdef";
+const OTHER_KEY: &str = "second-key-fedcba9876543210";
+
+/// A key file holding `KEY`, in a directory removed when dropped.
+fn key_file(name: &str, keys: &str) -> (TempDir, String) {
+    let dir = TempDir::new(name);
+    let file = dir.file("keys", format!("# the test's keys\n\n{keys}\n").as_bytes());
+    (dir, file)
+}
+
+/// The API address (`HOST:PORT`) of a process, from its start-up log.
+fn api_addr(server: &TestServer) -> String {
+    let line = server.wait_for_log("HTTP API at http://");
+    line.split("HTTP API at http://").nth(1).unwrap().trim_end_matches("/api/").to_string()
+}
+
+/// A server with the API on a port of its own (key `KEY`); returns it, its API address and
+/// the key file's directory.
+fn server_with_api(name: &str, flags: &[&str]) -> (TestServer, String, TempDir) {
+    let (dir, file) = key_file(name, KEY);
+    let mut all = vec!["--api", "127.0.0.1:0", "--api-key-file", file.as_str()];
+    all.extend_from_slice(flags);
+    let server = TestServer::start(&all);
+    let addr = api_addr(&server);
+    (server, addr, dir)
+}
+
+/// A reply: status, head (lower-cased header names) and body.
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Reads one reply (by its Content-Length) from `stream`.
+fn read_reply(stream: &mut TcpStream) -> Reply {
+    let mut bytes = Vec::new();
+    let mut byte = [0u8; 1];
+    while !bytes.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "the reply ended early: {bytes:?}");
+        bytes.push(byte[0]);
+    }
+    let head = String::from_utf8(bytes).unwrap();
+    let status = head[9..12].parse().unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length: ").map(|n| n.trim().parse().unwrap())
+        })
+        .expect("Content-Length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    Reply { status, head: head.to_ascii_lowercase(), body: String::from_utf8(body).unwrap() }
+}
+
+fn connect(addr: &str) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+}
+
+/// One request with `key` (if any) on a connection of its own.
+fn request(addr: &str, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> Reply {
+    let mut stream = connect(addr);
+    let auth = key.map(|key| format!("Authorization: Bearer {key}\r\n")).unwrap_or_default();
+    let length = body.map(|b| format!("Content-Length: {}\r\n", b.len())).unwrap_or_default();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: api\r\n{auth}{length}Connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.unwrap_or("").as_bytes()).unwrap();
+    read_reply(&mut stream)
+}
+
+fn get(addr: &str, path: &str) -> Reply {
+    request(addr, "GET", path, Some(KEY), None)
+}
+
+/// Asks `path` until `done` is happy with the JSON (presence and counts cross Redis a little
+/// after the join is seen), within the test's deadline.
+#[track_caller]
+fn get_until(addr: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let reply = get(addr, path);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let json = reply.json();
+        if done(&json) {
+            return json;
+        }
+        assert!(Instant::now() < deadline, "{path} never answered as expected; last: {json}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn every_error_is_json_with_its_status() {
+    let (_server, addr, _dir) = server_with_api("api-errors", &[]);
+    let no_key = request(&addr, "GET", "/api/stats", None, None);
+    assert_eq!(no_key.status, 401);
+    assert!(no_key.head.contains("www-authenticate: bearer\r\n"), "{}", no_key.head);
+    assert!(no_key.json()["error"].as_str().unwrap().contains("API key"));
+    let wrong = request(&addr, "GET", "/api/stats", Some("wrong-key-but-long-enough"), None);
+    assert_eq!((wrong.status, wrong.head.contains("www-authenticate: bearer")), (401, true));
+    assert_eq!(request(&addr, "GET", "/api/nothing", None, None).status, 401, "no key, no paths");
+    assert_eq!(get(&addr, "/api/nothing").status, 404);
+    assert_eq!(get(&addr, "/").status, 404);
+    let post = request(&addr, "POST", "/api/rooms", Some(KEY), Some("{}"));
+    assert_eq!(post.status, 405);
+    assert!(post.head.contains("allow: get\r\n"), "{}", post.head);
+    let missing = get(&addr, "/api/presence");
+    assert_eq!((missing.status, missing.json()["error"].as_str()), (400, Some("room: missing")));
+    assert_eq!(get(&addr, "/api/presence?room=%zz").status, 400);
+    // A POST without Content-Length, and a body over 64 KiB: refused from the head alone.
+    let mut stream = connect(&addr);
+    stream
+        .write_all(format!("POST /api/rooms HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(read_reply(&mut stream).status, 411);
+    let mut stream = connect(&addr);
+    let head =
+        format!("POST /api/rooms HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\nContent-Length: 65537\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let too_large = read_reply(&mut stream);
+    assert_eq!(too_large.status, 413);
+    for reply in [no_key, post, too_large] {
+        assert!(reply.head.contains("content-type: application/json\r\n"), "{}", reply.head);
+    }
+}
+
+/// Requests one after the other on one connection, the first two in one write: each answered
+/// in turn (in a cluster, each through Redis, the second asked as soon as the first is answered).
+fn a_connection_is_kept_alive_between_requests(mode: Mode) {
+    let (_dir, file) = key_file("api-keepalive", KEY);
+    let chat = Chat::start(mode, &["--api", "127.0.0.1:0", "--api-key-file", &file]);
+    let mut stream = connect(&api_addr(chat.process(0)));
+    let ask = format!("GET /api/stats HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\n\r\n");
+    let started = Instant::now();
+    stream.write_all(format!("{ask}{ask}").as_bytes()).unwrap();
+    for _ in 0..2 {
+        let reply = read_reply(&mut stream);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(reply.head.contains("connection: keep-alive"), "{}", reply.head);
+    }
+    stream.write_all(ask.as_bytes()).unwrap();
+    assert_eq!(read_reply(&mut stream).json()["connections"], 0);
+    // Nothing waited for a timer: the second call went to Redis with the first one's answer.
+    assert!(started.elapsed() < Duration::from_secs(2), "answered in {:?}", started.elapsed());
+    let close =
+        format!("GET /api/rooms HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\nConnection: close\r\n\r\n");
+    stream.write_all(close.as_bytes()).unwrap();
+    assert!(read_reply(&mut stream).head.contains("connection: close"));
+    expect_eof(&mut stream);
+}
+both_modes!(a_connection_is_kept_alive_between_requests(mode));
+
+#[test]
+fn the_api_needs_a_key_file_of_good_keys() {
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_wschat-server")).args(args).output().unwrap();
+    let alone = run(&["127.0.0.1:0", "--api", "127.0.0.1:0"]);
+    assert_eq!(alone.status.code(), Some(2), "{}", String::from_utf8_lossy(&alone.stderr));
+    assert!(String::from_utf8_lossy(&alone.stderr).contains("--api-key-file"));
+    let (_dir, file) = key_file("api-bad-keys", "short-key");
+    let short = run(&["127.0.0.1:0", "--api", "127.0.0.1:0", "--api-key-file", &file]);
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert_eq!(short.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 3") && !stderr.contains("short-key"), "{stderr}");
+}
+
+#[test]
+fn keys_are_reloaded_on_sighup_and_never_logged() {
+    let (server, addr, dir) = server_with_api("api-reload", &["-vv"]);
+    assert_eq!(get(&addr, "/api/stats").status, 200);
+    assert_eq!(request(&addr, "GET", "/api/stats", Some(OTHER_KEY), None).status, 401);
+    dir.file("keys", format!("{OTHER_KEY}\n").as_bytes());
+    server.signal("HUP");
+    server.wait_for_log("API key(s) reloaded");
+    assert_eq!(request(&addr, "GET", "/api/stats", Some(OTHER_KEY), None).status, 200);
+    assert_eq!(get(&addr, "/api/stats").status, 401, "the old key is gone");
+    // A file that cannot be used keeps the keys in force.
+    dir.file("keys", b"too-short\n");
+    server.signal("HUP");
+    server.wait_for_log("keeping the current API keys");
+    assert_eq!(request(&addr, "GET", "/api/stats", Some(OTHER_KEY), None).status, 200);
+    let log = server.log().join("\n");
+    for secret in [KEY, OTHER_KEY, "too-short"] {
+        assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
+    }
+}
+
+#[test]
+fn idle_api_clients_never_delay_the_chat_nor_lock_the_api_out() {
+    let (server, addr, _dir) = server_with_api("api-idle", &[]);
+    // Every slot taken by a connection that sent half a head and went quiet.
+    let idle: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut stream = connect(&addr);
+            stream.write_all(b"GET /api/stats HTTP/1.1\r\nAuthori").unwrap();
+            stream
+        })
+        .collect();
+    let mut clients = server.chat_room(&["alice", "bob"]);
+    let started = Instant::now();
+    send(&mut clients[0], "still here");
+    recv_line(&mut clients[1], "alice: still here");
+    assert!(started.elapsed() < Duration::from_secs(1), "the chat waited {:?}", started.elapsed());
+    // A real request takes the oldest idle connection's slot.
+    assert_eq!(get(&addr, "/api/stats").status, 200);
+    drop(idle);
+}
+
+/// `GET /api/stats`, `/api/rooms` and `/api/presence` from either process's API, for members
+/// on both.
+fn rooms_presence_and_stats_answer_for_every_process(mode: Mode) {
+    let (_dir, file) = key_file("api-rooms", KEY);
+    let chat = Chat::start(mode, &["--api", "127.0.0.1:0", "--api-key-file", &file]);
+    let _lobby = chat.chat_room(&["alice", "bob"]);
+    let mut carol = chat.chat_client("carol");
+    send(&mut carol, "/join Dev");
+    recv_line(&mut carol, "*** carol joined Dev");
+    for process in chat.processes() {
+        let addr = api_addr(process);
+        let rooms = get_until(&addr, "/api/rooms", |json| json["rooms"].as_array().unwrap().len() == 2);
+        let expected: Value = serde_json::from_str(
+            r#"{"rooms": [{"room": "Dev", "members": 1}, {"room": "lobby", "members": 2}], "total": 2}"#,
+        )
+        .unwrap();
+        assert_eq!(rooms, expected);
+        let lobby = get_until(&addr, "/api/presence?room=LOBBY", |json| json["total"] == 2);
+        assert_eq!(lobby["members"], serde_json::json!(["alice", "bob"]));
+        assert_eq!(lobby["room"], "lobby");
+        let dev = get_until(&addr, "/api/presence?room=dev", |json| json["total"] == 1);
+        assert_eq!(dev["members"], serde_json::json!(["carol"]));
+        let nowhere = get(&addr, "/api/presence?room=nowhere");
+        assert_eq!((nowhere.status, nowhere.json()["error"].as_str()), (404, Some("no such room")));
+        let stats = get_until(&addr, "/api/stats", |json| json["connections"] == 3);
+        assert_eq!(stats["rooms"], 2);
+        assert!(stats["messages"].is_u64(), "{stats}");
+        assert_eq!(stats["cluster"].as_str(), (mode == Mode::Cluster).then_some("linked"), "{stats}");
+    }
+}
+both_modes!(rooms_presence_and_stats_answer_for_every_process(mode));
