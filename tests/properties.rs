@@ -226,6 +226,18 @@ mod regressions {
         assert_eq!(scenarios::frames_after_handshake(settings, "/echo", &bytes, 0), Some(1009));
     }
 
+    /// Found by `floods_of_one_frame_kind`: a connection closed by the rate limit whose
+    /// fragmented message then went over the limit had every read refused, so it was read
+    /// again every turn and never settled.
+    #[test]
+    fn a_closing_connection_over_the_fragment_limit_still_finishes() {
+        let mut bytes = client_frame(0x01, b"start", Some([1, 2, 3, 4]));
+        for _ in 0..169 {
+            bytes.extend(client_frame(0x00, b"", Some([5, 6, 7, 8])));
+        }
+        scenarios::frames_after_handshake(small_limits(), "/?nick=flood", &bytes, 0);
+    }
+
     #[test]
     fn quitting_twice_and_rejoining_with_the_same_line() {
         scenarios::chat_lines(&[(0, "/quit"), (0, "/quit"), (0, "guest-1"), (1, "/nick guest-1")]);

@@ -60,8 +60,7 @@ pub struct Transport<S> {
     pub outbox: Outbox,
     /// Something arrived since the flag was last cleared: a sign of life.
     pub heard: bool,
-    /// A read was refused because the turn's budget is spent (or a fragmented message went
-    /// over the limit).
+    /// A read was refused because the turn's budget is spent.
     pub held_back: bool,
     // Kept small: every idle connection carries these.
     turn_frames: u16,
@@ -122,7 +121,10 @@ impl<S: Read> Read for Transport<S> {
     /// Reads from the socket, but answers `WouldBlock` (setting `held_back`) once the turn's
     /// bytes or frames are spent, so one client's input cannot fill a whole loop turn.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.bytes_left == 0 || u32::from(self.turn_frames) >= FRAMES_PER_TURN || self.meter.over_limit() {
+        // A fragmented message over the limit does not stop the reads: the connection fails it
+        // as soon as this read is over (or, closing already, keeps reading for the close reply;
+        // refusing every read then held it in place until its close timeout).
+        if self.bytes_left == 0 || u32::from(self.turn_frames) >= FRAMES_PER_TURN {
             self.held_back = true;
             return Err(io::ErrorKind::WouldBlock.into());
         }
