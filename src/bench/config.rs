@@ -72,7 +72,12 @@ pub struct BenchConfig {
     #[arg(long, value_name = "MSGS_PER_SEC")]
     pub rate: Option<u64>,
 
-    /// Unacknowledged messages each sender may have outstanding (as fast as possible).
+    /// Messages each sender may have in flight, sending as fast as that allows: sent and not yet
+    /// received back by the sender itself. wschat writes each broadcast to the newest client
+    /// first and to the senders (the first clients) last, so there a message stays in the
+    /// window for its whole fan-out; a load generator whose window ends when its last client
+    /// to connect receives a message has about twice as many in flight at the same N (its
+    /// --window N compares with this one's 2N: docs/BENCHMARKS.md, issue 25).
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub window: u64,
 
