@@ -6,7 +6,8 @@
 The blue line is RSS sampled every second; the green one is the idle process plus what the
 server counts its rooms' histories as costing (wschat_history_bytes). The grey rules mark the
 steady window (from every room's history being full to the churn's end), and the dashed red
-segment the leak bound the churn scenario checks over it (10% above the RSS at its start).
+segments the leak rule the churn scenario checks over it: RSS at its end above both 10% over
+its start and 2.5% over its value three quarters through.
 The two dots are RSS once everyone had gone (the histories kept) and once the histories had
 been pushed out.
 """
@@ -56,10 +57,17 @@ def plot(churn, path):
         anchor = "end" if t == steady_until else "start"
         dx = -4 if t == steady_until else 4
         out.append(f'<text x="{px(t) + dx:.1f}" y="{top + 12}" text-anchor="{anchor}" fill="#666">{label}</text>')
-    out.append(f'<line x1="{px(steady_from):.1f}" y1="{py(bound):.1f}" x2="{px(steady_until):.1f}" '
-               f'y2="{py(bound):.1f}" stroke="#d62728" stroke-dasharray="6,4"/>')
-    out.append(f'<text x="{px(steady_until) - 4:.1f}" y="{py(bound) - 5:.1f}" text-anchor="end" fill="#d62728">'
-               f'leak bound: steady start + 10%</text>')
+    # The leak rule: the window's end above both its start + 10% and its three quarters + 2.5%.
+    window = [t for t, _ in samples if steady_from <= t <= steady_until]
+    t_late = next((t for t in window if t >= window[0] + 0.75 * (window[-1] - window[0])), steady_from) \
+        if window else steady_from
+    late_bound = (churn.get("rss_steady_three_quarters_kib") or churn["rss_steady_start_kib"]) * 1.025 / 1024
+    for t_from, v, label in ((steady_from, bound, "start + 10%"), (t_late, late_bound, "+ 2.5%")):
+        out.append(f'<line x1="{px(t_from):.1f}" y1="{py(v):.1f}" x2="{px(steady_until):.1f}" '
+                   f'y2="{py(v):.1f}" stroke="#d62728" stroke-dasharray="6,4"/>')
+        out.append(f'<text x="{px(t_from) + 4:.1f}" y="{py(v) - 5:.1f}" fill="#d62728">{label}</text>')
+    out.append(f'<text x="{width - right - 4}" y="{height - bottom - 8}" text-anchor="end" fill="#d62728">'
+               f'a leak ends the window above both dashed red lines</text>')
     if kept:
         idle = churn["rss_idle_kib"]
         points = " ".join(f"{px(t):.1f},{py((idle + b / 1024) / 1024):.1f}" for t, b in sorted(kept.items()))
@@ -77,7 +85,7 @@ def plot(churn, path):
     for t, kib, label, anchor in dots:
         x, y = px(t), py(kib / 1024)
         out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="#1f77b4"/>')
-        out.append(f'<text x="{x - 6:.1f}" y="{y + 16:.1f}" text-anchor="{anchor}">{label}</text>')
+        out.append(f'<text x="{x - 6:.1f}" y="{y + 4:.1f}" text-anchor="{anchor}">{label}</text>')
     out.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(out) + "\n")
