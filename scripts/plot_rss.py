@@ -62,10 +62,10 @@ def plot(churn, path):
     t_late = next((t for t in window if t >= window[0] + 0.75 * (window[-1] - window[0])), steady_from) \
         if window else steady_from
     late_bound = (churn.get("rss_steady_three_quarters_kib") or churn["rss_steady_start_kib"]) * 1.025 / 1024
-    for t_from, v, label in ((steady_from, bound, "start + 10%"), (t_late, late_bound, "+ 2.5%")):
+    for t_from, v, label, dy in ((steady_from, bound, "start + 10%", 14), (t_late, late_bound, "+ 2.5%", -5)):
         out.append(f'<line x1="{px(t_from):.1f}" y1="{py(v):.1f}" x2="{px(steady_until):.1f}" '
                    f'y2="{py(v):.1f}" stroke="#d62728" stroke-dasharray="6,4"/>')
-        out.append(f'<text x="{px(t_from) + 4:.1f}" y="{py(v) - 5:.1f}" fill="#d62728">{label}</text>')
+        out.append(f'<text x="{px(t_from) + 4:.1f}" y="{py(v) + dy:.1f}" fill="#d62728">{label}</text>')
     out.append(f'<text x="{width - right - 4}" y="{height - bottom - 8}" text-anchor="end" fill="#d62728">'
                f'a leak ends the window above both dashed red lines</text>')
     if kept:
