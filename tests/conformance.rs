@@ -484,14 +484,7 @@ fn section_3_and_4() -> Vec<Case> {
 /// `text` as a fragmented text message of `parts` frames.
 fn fragments(text: &str, parts: usize) -> Vec<Frame> {
     let bytes = text.as_bytes();
-    let size = bytes.len().div_ceil(parts).max(1);
-    let chunks: Vec<&[u8]> = bytes.chunks(size).collect();
-    let last = chunks.len() - 1;
-    chunks
-        .iter()
-        .enumerate()
-        .map(|(i, chunk)| Frame::fragment(if i == 0 { TEXT } else { CONTINUATION }, chunk, i == last))
-        .collect()
+    fragmented(TEXT, bytes, bytes.len().div_ceil(parts).max(1))
 }
 
 /// "fragment" in two fragments with a `control` frame ("between") sent between them.
