@@ -13,6 +13,8 @@
 //! chat's own vocabulary: the chat knows nothing of HTTP.
 
 pub mod endpoint;
+pub mod fields;
+pub mod idempotency;
 pub mod keys;
 pub mod route;
 pub mod wire;
