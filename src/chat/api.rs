@@ -215,10 +215,10 @@ impl Chat {
         let answer = match kept {
             Kept::Here => self.history_here(key, since.as_ref(), limit),
             Kept::Nowhere => ApiAnswer::NoSuchRoom,
-            Kept::There { epoch, top, messages } => {
+            Kept::There { display, epoch, top, messages } => {
                 let mut history = History::new(epoch, top.saturating_add(1), messages.len());
                 messages.into_iter().for_each(|m| history.restore(m));
-                history_answer(self.display(key), &history, since.as_ref(), limit)
+                history_answer(display, &history, since.as_ref(), limit)
             }
         };
         out.push(Effect::Answer { ticket, answer });

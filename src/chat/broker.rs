@@ -276,9 +276,9 @@ pub enum Notice {
 pub enum Kept {
     /// This process's copy is the history (one process, or the link is down).
     Here,
-    /// The cluster's: its epoch, the last sequence number given, and its newest messages,
-    /// oldest first.
-    There { epoch: Rc<str>, top: u64, messages: Vec<Stored> },
+    /// The cluster's: the room's name as shown, its epoch, the last sequence number given, and
+    /// its newest messages, oldest first.
+    There { display: Rc<str>, epoch: Rc<str>, top: u64, messages: Vec<Stored> },
     /// Nowhere: the room does not exist.
     Nowhere,
 }

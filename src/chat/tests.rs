@@ -1275,6 +1275,7 @@ fn in_a_cluster_a_publish_follows_the_room_until_redis_numbers_it() {
     assert_eq!(h.api(2, ApiCall::History { room: "attic".into(), since: None, limit: 10 }), None);
     assert!(matches!(h.requests().as_slice(), [Request::History { asker: Asker::Api(2), .. }]));
     let kept = Kept::There {
+        display: Rc::from("Attic"),
         epoch: Rc::from("e1"),
         top: 9,
         messages: vec![stored(8, "a", "x"), stored(9, "deploybot", "hi")],

@@ -51,8 +51,8 @@ impl RedisBroker {
             }
             Expect::History { asker, room } => {
                 let kept = match parse_loaded(room.clone(), room.clone(), &frame) {
-                    Some(Notice::Loaded { epoch, top, messages: Some(messages), .. }) => {
-                        Kept::There { epoch, top, messages }
+                    Some(Notice::Loaded { display, epoch, top, messages: Some(messages), .. }) => {
+                        Kept::There { display, epoch, top, messages }
                     }
                     _ if frame == Frame::Null => Kept::Nowhere,
                     _ => return Err(io::Error::other("a history was answered with something else")),
