@@ -182,26 +182,6 @@ impl Chat {
         self.reach(Asker::Api(ticket), nick, holders, held_as, direct);
     }
 
-    /// What the broker says of a nick reached for an application, with what was reached here.
-    pub(super) fn api_reached(
-        &self,
-        ticket: Ticket,
-        name: &str,
-        reached: usize,
-        direct: Direct,
-        out: &mut Vec<Effect>,
-    ) {
-        let answer = match direct {
-            Direct::Ban { ban, .. } if reached > 0 || !super::moderation::is_guest_nick(name) => {
-                ApiAnswer::Banned { nick: name.to_string(), until_ms: ban.until_ms, kicked: reached }
-            }
-            Direct::Ban { .. } => ApiAnswer::NotFound(super::moderation::guest_not_connected(name)),
-            _ if reached == 0 => ApiAnswer::NotFound(format!("no such nick: {name}")),
-            Direct::Private { .. } | Direct::Kick(_) => ApiAnswer::Reached { reached },
-        };
-        out.push(Effect::Answer { ticket, answer });
-    }
-
     /// A room's history as this process keeps it (the whole history with one process, or a
     /// followed room's mirror).
     fn history_here(&self, key: &str, since: Option<&MessageId>, limit: usize) -> ApiAnswer {

@@ -8,6 +8,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::api::{ApiAnswer, Ticket};
 use super::command::cut;
 use super::names::{fold, validate_nick, MAX_NAME_CHARS};
 use super::{
@@ -22,7 +23,7 @@ use crate::logline::quoted;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Reacher {
     Member(ClientId),
-    Api(super::api::Ticket),
+    Api(Ticket),
 }
 
 impl Reacher {
@@ -189,6 +190,26 @@ impl Chat {
                 out.push(reply(client, notice(sanctioned(&name, true, signed))));
             }
         }
+    }
+
+    /// What the broker says of a nick reached for an application, with what was reached here.
+    pub(super) fn api_reached(
+        &self,
+        ticket: Ticket,
+        name: &str,
+        reached: usize,
+        direct: Direct,
+        out: &mut Vec<Effect>,
+    ) {
+        let answer = match direct {
+            Direct::Ban { ban, .. } if reached > 0 || !is_guest_nick(name) => {
+                ApiAnswer::Banned { nick: name.to_string(), until_ms: ban.until_ms, kicked: reached }
+            }
+            Direct::Ban { .. } => ApiAnswer::NotFound(guest_not_connected(name)),
+            _ if reached == 0 => ApiAnswer::NotFound(format!("no such nick: {name}")),
+            Direct::Private { .. } | Direct::Kick(_) => ApiAnswer::Reached { reached },
+        };
+        out.push(Effect::Answer { ticket, answer });
     }
 
     /// Another process sent one of this process's connections a private message, a kick or a
