@@ -62,9 +62,9 @@ impl Harness {
         for effect in effects {
             match effect {
                 Effect::Send { to: Audience::Client(c), body } => self.inbox.entry(c).or_default().push(body),
-                Effect::Send { to: Audience::Room(room), body } => self.to_room(&room, None, body),
+                Effect::Send { to: Audience::Room(room), body } => self.deliver_to_room(&room, None, body),
                 Effect::Send { to: Audience::RoomExcept(room, except), body } => {
-                    self.to_room(&room, Some(except), body)
+                    self.deliver_to_room(&room, Some(except), body)
                 }
                 Effect::Close { client, reason } => self.closed.push((client, reason)),
                 Effect::Refuse { client, reason } => self.closed.push((client, format!("refused: {reason}"))),
@@ -85,7 +85,7 @@ impl Harness {
         }
     }
     /// A room's members here, `except` one, receive `body`.
-    fn to_room(&mut self, room: &str, except: Option<ClientId>, body: Body) {
+    fn deliver_to_room(&mut self, room: &str, except: Option<ClientId>, body: Body) {
         let members: Vec<ClientId> =
             Mode::ALL.iter().flat_map(|&m| self.chat.room_members(room, m).to_vec()).collect();
         for c in members.into_iter().filter(|c| Some(*c) != except) {
