@@ -6,10 +6,10 @@ mod common;
 
 use common::{both_modes, json_client, recv_json, recv_text, send, Chat};
 
+both_modes!(typing_reaches_the_other_json_members_of_the_room);
 /// JSON members on either process: Alice's `/typing` reaches Bob (through Redis in a
 /// cluster) and not Alice, a second one within two seconds is dropped, and a text member is
 /// told nothing.
-both_modes!(typing_reaches_the_other_json_members_of_the_room);
 fn typing_reaches_the_other_json_members_of_the_room(chat: &Chat) {
     let mut alice = json_client(chat.process(0), "?nick=alice");
     let _ = common::recv_through(&mut alice, "replayed");
