@@ -41,6 +41,11 @@ const ROOMS: TableDefinition<&str, (&str, &str, u64)> = TableDefinition::new("ro
 const MESSAGES: TableDefinition<(&str, u64), (u64, u8, &str, &str)> = TableDefinition::new("messages_v2");
 /// The messages of a store from before [`Kind::Api`]: an action flag where the kind is now.
 const MESSAGES_V1: TableDefinition<(&str, u64), (u64, bool, &str, &str)> = TableDefinition::new("messages");
+/// `schema` -> the layout's version ([`SCHEMA`]): a store written by a later version, whose
+/// layout this one does not know, is refused rather than misread.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The layout this version writes: 2 since messages have a kind (`messages_v2`).
+pub const SCHEMA: u64 = 2;
 /// `user:NAME` or `address:IP` -> (nick, until in ms since the Unix epoch, reason, by).
 const BANS: TableDefinition<&str, (&str, u64, &str, &str)> = TableDefinition::new("bans");
 
@@ -85,18 +90,38 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create the directory: {e}")))?;
         let db = Database::create(&path).map_err(|e| fail(format!("cannot open: {e}")))?;
         let store = Self { db, path: path.clone() };
-        store.migrate().map_err(|e| fail(format!("cannot upgrade the store: {e}")))?;
+        store.migrate().map_err(|e| fail(format!("cannot use the store: {e}")))?;
         // Make every table exist, so a fresh store reads as empty rather than as an error.
         store.write(|_, _, _| Ok(())).map_err(|e| fail(format!("cannot write: {}", e.message)))?;
         Ok(store)
     }
 
-    /// Copies a store's messages from before [`Kind::Api`] into the current table, and drops
-    /// the old one; nothing if there is none.
-    fn migrate(&self) -> Result<(), redb::Error> {
-        let txn = self.db.begin_write()?;
+    /// Refuses a store of a later layout; copies a store's messages from before [`Kind::Api`]
+    /// into the current table and drops the old one; records the layout.
+    fn migrate(&self) -> Result<(), String> {
+        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        let schema = {
+            let meta = txn.open_table(META).map_err(|e| e.to_string())?;
+            let schema = meta.get("schema").map_err(|e| e.to_string())?.map(|v| v.value());
+            schema
+        };
+        if let Some(schema) = schema.filter(|&schema| schema > SCHEMA) {
+            return Err(format!(
+                "written by a later version of wschat (layout {schema}; this one reads up to {SCHEMA})"
+            ));
+        }
+        self.copy_messages_v1(&txn).map_err(|e| e.to_string())?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
+            meta.insert("schema", SCHEMA).map_err(|e| e.to_string())?;
+        }
+        txn.commit().map_err(|e| e.to_string())
+    }
+
+    /// The messages of a store from before [`Kind::Api`], copied into the current table.
+    fn copy_messages_v1(&self, txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
         if !txn.list_tables()?.any(|table| table.name() == MESSAGES_V1.name()) {
-            return Ok(txn.abort()?);
+            return Ok(());
         }
         let mut copied = 0;
         {
@@ -111,7 +136,6 @@ impl Store {
             }
         }
         txn.delete_table(MESSAGES_V1)?;
-        txn.commit()?;
         info!("history store {}: {copied} messages copied to this version's table", self.path.display());
         Ok(())
     }
@@ -379,5 +403,18 @@ mod tests {
         assert_eq!(store.load().unwrap(), rooms, "opened again: nothing to upgrade, nothing lost");
         let txn = store.db.begin_read().unwrap();
         assert!(txn.list_tables().unwrap().all(|t| t.name() != MESSAGES_V1.name()), "the old table is gone");
+    }
+
+    #[test]
+    fn a_store_of_a_later_layout_is_refused_not_misread() {
+        let dir = ScratchDir::new("store-later");
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(META).unwrap().insert("schema", SCHEMA + 1).unwrap();
+            txn.commit().unwrap();
+        }
+        let error = Store::open(dir.path()).expect_err("a later layout must not be read");
+        assert!(error.to_string().contains("written by a later version of wschat"), "{error}");
     }
 }

@@ -468,3 +468,33 @@ fn replies_are_counted_by_endpoint_and_status_on_the_metrics_port() {
         assert_eq!(metric(&exposition, series), count, "{series} in:\n{exposition}");
     }
 }
+
+/// While its link to Redis is down, a process's API refuses what would change the chat (it
+/// would reach this process alone and be undone once the link is back): 503, and nothing is
+/// published; questions are still answered, from what this process knows.
+#[test]
+fn while_the_cluster_is_out_of_reach_changes_are_refused_with_503() {
+    let Some(mut redis) = common::redis::RedisServer::start("api cluster down") else { return };
+    let (_dir, file) = key_file("api-cluster-down", KEY);
+    let url = redis.url();
+    let server = TestServer::start(&["--api", "127.0.0.1:0", "--api-key-file", &file, "--redis", &url]);
+    server.wait_for_log("connected to Redis at");
+    let addr = api_addr(&server);
+    assert_eq!(post(&addr, "/api/publish", r#"{"room": "lobby", "text": "linked"}"#).status, 200);
+    redis.kill();
+    server.wait_for_log("chat goes on on this server alone");
+    for (path, body) in [
+        ("/api/publish", r#"{"room": "attic", "text": "lost"}"#),
+        ("/api/send", r#"{"nick": "bob", "text": "x"}"#),
+        ("/api/kick", r#"{"nick": "bob"}"#),
+        ("/api/ban", r#"{"nick": "bob", "duration": "1m"}"#),
+        ("/api/unban", r#"{"nick": "bob"}"#),
+    ] {
+        let refused = post(&addr, path, body);
+        assert_eq!(refused.status, 503, "{path}: {}", refused.body);
+        assert!(refused.json()["error"].as_str().unwrap().contains("lost its link"), "{}", refused.body);
+    }
+    assert_eq!(get(&addr, "/api/history?room=attic").status, 404, "nothing was published");
+    let stats = get(&addr, "/api/stats").json();
+    assert_eq!(stats["cluster"], "down", "{stats}");
+}

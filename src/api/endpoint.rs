@@ -230,7 +230,8 @@ impl ApiEndpoint {
                                 request.idempotency_key.filter(|_| request.method == "POST");
                             let seen = match (&call, &idempotency_key) {
                                 (Ok(_), Some(k)) => {
-                                    self.idempotency.check(k, &request.path, &request.body, now)
+                                    let caller = request.authorization.as_deref().unwrap_or_default();
+                                    self.idempotency.check(k, caller, &request.path, &request.body, now)
                                 }
                                 _ => Seen::New,
                             };

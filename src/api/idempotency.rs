@@ -51,14 +51,15 @@ pub struct Idempotency {
 }
 
 impl Idempotency {
-    /// A request to `path` with `body` under `key`.
-    pub fn check(&mut self, key: &str, path: &str, body: &[u8], now: Instant) -> Seen {
+    /// A request to `path` with `body` under `key`, from the holder of API key `caller` (the
+    /// same key from two applications is two keys' worth of requests, not one).
+    pub fn check(&mut self, key: &str, caller: &[u8], path: &str, body: &[u8], now: Instant) -> Seen {
         if key.is_empty() || key.len() > MAX_KEY_LEN {
             let why = format!("Idempotency-Key: 1 to {MAX_KEY_LEN} bytes");
             return Seen::Refused(Reply::error(400, why));
         }
         self.forget_expired(now);
-        let fingerprint = fingerprint(path, body);
+        let fingerprint = fingerprint(caller, path, body);
         match self.entries.get(key) {
             Some(entry) if entry.fingerprint != fingerprint => {
                 Seen::Refused(Reply::error(422, "Idempotency-Key already used for another request"))
@@ -68,11 +69,9 @@ impl Idempotency {
                 Seen::Refused(Reply::error(409, "a request with this Idempotency-Key is being answered"))
             }
             None => {
-                while self.entries.len() >= MAX_KEYS {
-                    let Some((since, oldest)) = self.order.pop_front() else { break };
-                    if self.entries.get(&oldest).is_some_and(|entry| entry.since == since) {
-                        self.entries.remove(&oldest);
-                    }
+                if !self.make_room() {
+                    let why = "too many Idempotency-Keys being answered at once: retry in a moment";
+                    return Seen::Refused(Reply::error(503, why));
                 }
                 self.entries.insert(key.to_string(), Entry { fingerprint, reply: None, since: now });
                 self.order.push_back((now, key.to_string()));
@@ -97,6 +96,29 @@ impl Idempotency {
         self.entries.is_empty()
     }
 
+    /// Room for one more key: the oldest answered keys go (a key still being answered is
+    /// kept, or its retry would be carried out twice). False if every key is being answered.
+    fn make_room(&mut self) -> bool {
+        let mut kept = VecDeque::new();
+        while self.entries.len() >= MAX_KEYS {
+            let Some((since, oldest)) = self.order.pop_front() else { break };
+            match self.entries.get(&oldest) {
+                Some(entry) if entry.since == since && entry.reply.is_none() => {
+                    kept.push_back((since, oldest))
+                }
+                Some(entry) if entry.since == since => {
+                    self.entries.remove(&oldest);
+                }
+                _ => {}
+            }
+        }
+        // The keys still being answered go back to the front, oldest first.
+        while let Some(entry) = kept.pop_back() {
+            self.order.push_front(entry);
+        }
+        self.entries.len() < MAX_KEYS
+    }
+
     fn forget_expired(&mut self, now: Instant) {
         while let Some((since, key)) = self.order.front() {
             if now.saturating_duration_since(*since) < KEEP_FOR {
@@ -110,11 +132,11 @@ impl Idempotency {
     }
 }
 
-fn fingerprint(path: &str, body: &[u8]) -> u64 {
+fn fingerprint(caller: &[u8], path: &str, body: &[u8]) -> u64 {
     // The standard hasher with its fixed keys: the same request hashes the same for the
     // process's life, which is as long as a key is kept.
     let mut hasher = DefaultHasher::new();
-    (path, body).hash(&mut hasher);
+    (caller, path, body).hash(&mut hasher);
     hasher.finish()
 }
 
@@ -126,30 +148,51 @@ mod tests {
     #[test]
     fn a_key_answers_its_first_reply_again_for_five_minutes() {
         let (mut keys, t0) = (Idempotency::default(), Instant::now());
-        assert_eq!(keys.check("k1", "/api/publish", b"{}", t0), Seen::New);
-        let busy = keys.check("k1", "/api/publish", b"{}", t0);
+        assert_eq!(keys.check("k1", b"app", "/api/publish", b"{}", t0), Seen::New);
+        let busy = keys.check("k1", b"app", "/api/publish", b"{}", t0);
         assert!(matches!(busy, Seen::Refused(Reply { status: 409, .. })), "{busy:?}");
         let reply = Reply::ok(json!({ "id": "ab:1" }));
         keys.answered("k1", &reply);
-        assert_eq!(keys.check("k1", "/api/publish", b"{}", t0 + KEEP_FOR / 2), Seen::Again(reply));
-        let other = keys.check("k1", "/api/publish", b"{\"x\":1}", t0);
+        assert_eq!(keys.check("k1", b"app", "/api/publish", b"{}", t0 + KEEP_FOR / 2), Seen::Again(reply));
+        let other = keys.check("k1", b"app", "/api/publish", b"{\"x\":1}", t0);
         assert!(matches!(other, Seen::Refused(Reply { status: 422, .. })), "{other:?}");
-        assert_eq!(keys.check("k1", "/api/publish", b"{}", t0 + KEEP_FOR), Seen::New, "forgotten after");
+        assert_eq!(
+            keys.check("k1", b"app", "/api/publish", b"{}", t0 + KEEP_FOR),
+            Seen::New,
+            "forgotten after"
+        );
         let long = "k".repeat(MAX_KEY_LEN + 1);
-        assert!(matches!(keys.check(&long, "/", b"", t0), Seen::Refused(Reply { status: 400, .. })));
+        assert!(matches!(keys.check(&long, b"app", "/", b"", t0), Seen::Refused(Reply { status: 400, .. })));
     }
 
     #[test]
-    fn at_most_max_keys_are_held_and_the_oldest_go_first() {
+    fn at_most_max_keys_are_held_the_oldest_answered_go_first() {
         let (mut keys, t0) = (Idempotency::default(), Instant::now());
-        for i in 0..MAX_KEYS + 10 {
-            assert_eq!(keys.check(&format!("key-{i}"), "/api/kick", b"{}", t0), Seen::New);
+        let answered = Reply::ok(json!({ "kicked": 1 }));
+        for i in 0..MAX_KEYS {
+            assert_eq!(keys.check(&format!("key-{i}"), b"app", "/api/kick", b"{}", t0), Seen::New);
+            if i > 0 {
+                keys.answered(&format!("key-{i}"), &answered);
+            }
         }
+        // key-0 is still being answered: the oldest answered one (key-1) makes room.
+        assert_eq!(keys.check("new", b"app", "/api/kick", b"{}", t0), Seen::New);
         assert_eq!(keys.len(), MAX_KEYS);
-        assert_eq!(keys.check("key-0", "/api/kick", b"{}", t0), Seen::New, "the oldest was pushed out");
-        assert!(matches!(
-            keys.check(&format!("key-{}", MAX_KEYS + 9), "/api/kick", b"{}", t0),
-            Seen::Refused(_)
-        ));
+        let busy = keys.check("key-0", b"app", "/api/kick", b"{}", t0);
+        assert!(matches!(busy, Seen::Refused(Reply { status: 409, .. })), "kept while answered: {busy:?}");
+        assert_eq!(keys.check("key-1", b"app", "/api/kick", b"{}", t0), Seen::New, "pushed out");
+        let other_caller = keys.check("key-5", b"other app", "/api/kick", b"{}", t0);
+        assert!(matches!(other_caller, Seen::Refused(Reply { status: 422, .. })), "{other_caller:?}");
+    }
+
+    #[test]
+    fn keys_all_being_answered_refuse_a_new_one() {
+        let (mut keys, t0) = (Idempotency::default(), Instant::now());
+        for i in 0..MAX_KEYS {
+            assert_eq!(keys.check(&format!("key-{i}"), b"app", "/api/kick", b"{}", t0), Seen::New);
+        }
+        let full = keys.check("one more", b"app", "/api/kick", b"{}", t0);
+        assert!(matches!(full, Seen::Refused(Reply { status: 503, .. })), "{full:?}");
+        assert_eq!(keys.len(), MAX_KEYS);
     }
 }

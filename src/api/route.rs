@@ -119,13 +119,13 @@ fn call(endpoint: Endpoint, request: &Request, max_text: usize) -> Result<ApiCal
             text: body.text(max_text)?,
             from: body.nick("from", Some(DEFAULT_FROM))?,
         },
-        Endpoint::Kick => ApiCall::Kick { nick: body.required("nick")?, reason: body.reason()? },
+        Endpoint::Kick => ApiCall::Kick { nick: body.nick("nick", None)?, reason: body.reason()? },
         Endpoint::Ban => ApiCall::Ban {
             nick: body.nick("nick", None)?,
             duration: body.duration()?,
             reason: body.reason()?,
         },
-        Endpoint::Unban => ApiCall::Unban { nick: body.required("nick")? },
+        Endpoint::Unban => ApiCall::Unban { nick: body.nick("nick", None)? },
     };
     body.done()?;
     Ok(call)
@@ -155,6 +155,8 @@ pub fn answer(endpoint: Endpoint, answer: ApiAnswer, local: Local) -> Reply {
         }
         (_, ApiAnswer::NoSuchRoom) => Reply::error(404, "no such room"),
         (_, ApiAnswer::NotFound(why)) => Reply::error(404, why),
+        (_, ApiAnswer::Unavailable(why)) => Reply::error(503, why),
+        (_, ApiAnswer::Unreadable(why)) => Reply::error(502, why),
         (_, ApiAnswer::Published { id }) => Reply::ok(json!({ "id": id.to_string() })),
         (Endpoint::Send, ApiAnswer::Reached { reached }) => Reply::ok(json!({ "delivered": reached })),
         (_, ApiAnswer::Reached { reached }) => Reply::ok(json!({ "kicked": reached })),

@@ -69,7 +69,7 @@ impl Broker for LocalBroker {
                 }
             }
             // The history copy here is the only one.
-            Request::History { asker, room } => Notice::History { asker, room, kept: Kept::Here },
+            Request::History { asker, room, .. } => Notice::History { asker, room, kept: Kept::Here },
             Request::Announce { room, event, origin } => Notice::Event { room, event, origin },
             Request::Binary { room, from, data, .. } => {
                 self.notices.push(Notice::Event { room: room.clone(), event: from, origin: None });

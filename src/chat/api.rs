@@ -52,6 +52,27 @@ pub enum ApiCall {
     History { room: String, since: Option<MessageId>, limit: usize },
 }
 
+impl ApiCall {
+    /// Whether the call changes the chat (rather than asking about it): refused while this
+    /// process is cut off from the others, since what it did would reach this process alone
+    /// and be undone once the link is back.
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Self::Publish { .. }
+                | Self::Send { .. }
+                | Self::Kick { .. }
+                | Self::Ban { .. }
+                | Self::Unban { .. }
+        )
+    }
+}
+
+/// What an application is told when it would change the chat while this process is cut off
+/// from the other processes.
+pub const CLUSTER_DOWN: &str =
+    "this server has lost its link to the other processes: retry later, or through another process's API";
+
 /// What the chat answers an [`ApiCall`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiAnswer {
@@ -77,6 +98,10 @@ pub enum ApiAnswer {
     History { room: Rc<str>, epoch: Rc<str>, recovered: bool, messages: Vec<Rc<Stored>> },
     /// What the call names is not there (no such nick, no ban for it): the reason, one line.
     NotFound(String),
+    /// Not answered now (the cluster is out of reach): the reason, one line.
+    Unavailable(String),
+    /// The cluster answered with something unreadable (a corrupt entry): the reason.
+    Unreadable(String),
 }
 
 impl Chat {
@@ -113,8 +138,11 @@ impl Chat {
                 if here || !self.is_linked() {
                     out.push(answer(self.history_here(&key, since.as_ref(), limit)));
                 } else {
+                    // Without `since`, the newest `limit` are all it can want; with it, what
+                    // follows `since`, which may be anything the room keeps.
+                    let wanted = if since.is_some() { usize::MAX } else { limit };
                     self.waits.api_history.insert(ticket, (since, limit));
-                    self.requests.push(Request::History { asker, room: key });
+                    self.requests.push(Request::History { asker, room: key, wanted });
                 }
             }
         }
@@ -195,6 +223,9 @@ impl Chat {
         let answer = match kept {
             Kept::Here => self.history_here(key, since.as_ref(), limit),
             Kept::Nowhere => ApiAnswer::NoSuchRoom,
+            Kept::Unreadable => {
+                ApiAnswer::Unreadable("the cluster's history of this room could not be read".into())
+            }
             Kept::There { display, epoch, top, messages } => {
                 let mut history = History::new(epoch, top.saturating_add(1), messages.len());
                 messages.into_iter().for_each(|m| history.restore(m));

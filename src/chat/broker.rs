@@ -118,10 +118,11 @@ pub enum Request {
         direct: Direct,
     },
     /// A room's history as the cluster keeps it ([`Notice::History`]), for a room not
-    /// followed here.
+    /// followed here: its newest `wanted` messages at most.
     History {
         asker: Asker,
         room: Rc<str>,
+        wanted: usize,
     },
     /// A ban (or its end), for every process.
     Ban {
@@ -281,4 +282,6 @@ pub enum Kept {
     There { display: Rc<str>, epoch: Rc<str>, top: u64, messages: Vec<Stored> },
     /// Nowhere: the room does not exist.
     Nowhere,
+    /// Redis answered with something unreadable (a corrupt entry in the room's log).
+    Unreadable,
 }

@@ -87,7 +87,7 @@ impl RedisBroker {
                 self.eval(|s| &s.live, &[presence::PROCS, presence::COUNTS], &[])
             }
             Request::Direct { asker, nick, direct } => self.direct(asker, nick, direct),
-            Request::History { asker, room } => self.history(asker, room),
+            Request::History { asker, room, wanted } => self.history(asker, room, wanted),
             Request::Ban { key, ban } => {
                 let json = presence::ban_json(&key, &ban);
                 let channel = presence::bans_channel(self.url.db);
@@ -144,12 +144,13 @@ impl RedisBroker {
         let sharded = if self.sharded { "1" } else { "0" };
         let (body, tag) = (room::say_body(&message), self.origin(member));
         let args = [&*channel, &epoch, &display, &limit, &ttl, &body, sharded, &tag];
-        self.eval(|s| &s.say, &[&meta, &log], &args)?;
         if let Some(client) = member.filter(|_| self.followed.contains_key(&room)) {
             self.sent_by(client);
         }
+        // Expected before it is queued: if queueing fails the link, `fail` finds it and says it
+        // again here (see `Notice::Unsent`), rather than losing it.
         self.pending.push_back(Expect::Said { room, message, origin });
-        Ok(())
+        self.eval(|s| &s.say, &[&meta, &log], &args)
     }
 
     /// Claims `nick` for `client`, unless a live holder on another process has it.
@@ -189,9 +190,10 @@ impl RedisBroker {
     }
 
     /// A room's history for an application, as Redis keeps it, without following the room.
-    fn history(&mut self, asker: Asker, room: Rc<str>) -> io::Result<()> {
-        let (meta, log, limit) = (room::meta_key(&room), room::log_key(&room), self.history.to_string());
-        self.pending.push_back(Expect::History { asker, room });
+    fn history(&mut self, asker: Asker, room: Rc<str>, wanted: usize) -> io::Result<()> {
+        let limit = wanted.min(self.history).to_string();
+        let (meta, log) = (room::meta_key(&room), room::log_key(&room));
+        self.pending.push_back(Expect::History { asker, room, wanted });
         self.eval(|s| &s.history, &[&meta, &log], &[&limit])
     }
 

@@ -52,10 +52,11 @@ pub(super) enum Expect {
         message: Stored,
         origin: Origin,
     },
-    /// A room's history, for an application.
+    /// A room's history, for an application (`wanted`: as asked, to ask again).
     History {
         asker: Asker,
         room: Rc<str>,
+        wanted: usize,
     },
 }
 
@@ -73,7 +74,7 @@ impl Expect {
             Expect::Who { asker, room } => Request::Who { asker, room },
             Expect::Rooms { asker } => Request::Rooms { asker },
             Expect::Reached { asker, nick, direct } => Request::Direct { asker, nick, direct },
-            Expect::History { asker, room } => Request::History { asker, room },
+            Expect::History { asker, room, wanted } => Request::History { asker, room, wanted },
             // Said again on this process alone (see `Notice::Unsent`), by the broker itself.
             Expect::Said { .. }
             | Expect::Nothing

@@ -32,7 +32,7 @@ impl RedisBroker {
         }
         match expected {
             Expect::Nothing | Expect::Said { origin: Origin::Member(_), .. } => {}
-            Expect::Said { room, origin: Origin::Api(ticket), .. } => {
+            Expect::Said { ref room, origin: Origin::Api(ticket), .. } => {
                 let (seq, epoch) = match &frame {
                     Frame::Array(parts) => {
                         (parts.first().and_then(resp::integer), parts.get(1).and_then(resp::text))
@@ -40,22 +40,22 @@ impl RedisBroker {
                     _ => (None, None),
                 };
                 let (Some(seq), Some(epoch)) = (seq, epoch) else {
+                    // Still owed its answer: the link fails, and `fail` has it said here.
+                    self.pending.push_front(expected);
                     return Err(io::Error::other("a published message was answered with something else"));
                 };
-                self.notices.push(Notice::Published {
-                    ticket,
-                    room,
-                    epoch: Rc::from(epoch),
-                    seq: seq.max(0) as u64,
-                });
+                let (room, epoch, seq) = (room.clone(), Rc::from(epoch), seq.max(0) as u64);
+                self.notices.push(Notice::Published { ticket, room, epoch, seq });
             }
-            Expect::History { asker, room } => {
+            Expect::History { asker, room, .. } => {
+                // A log this cannot read (a corrupt entry) is the caller's answer, not a reason
+                // to drop the link every room's members rely on.
                 let kept = match parse_loaded(room.clone(), room.clone(), &frame) {
                     Some(Notice::Loaded { display, epoch, top, messages: Some(messages), .. }) => {
                         Kept::There { display, epoch, top, messages }
                     }
                     _ if frame == Frame::Null => Kept::Nowhere,
-                    _ => return Err(io::Error::other("a history was answered with something else")),
+                    _ => Kept::Unreadable,
                 };
                 self.notices.push(Notice::History { asker, room, kept });
             }

@@ -89,6 +89,10 @@ impl<S: Stream> Hub<S> {
     /// An application's call (`crate::api`), for the chat; its answer comes out of
     /// [`take_api_answers`](Self::take_api_answers), this turn or a later one.
     pub fn api_call(&mut self, ticket: Ticket, call: ApiCall, now: Instant) {
+        if call.writes() && self.broker.linked() == Some(false) {
+            let refused = ApiAnswer::Unavailable(crate::chat::api::CLUSTER_DOWN.to_string());
+            return self.api_answers.push((ticket, refused));
+        }
         let now_ms = self.wall_ms(now);
         self.chat.api(ticket, call, now_ms, &mut self.effects);
         self.apply_effects(now);
