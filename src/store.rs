@@ -12,8 +12,12 @@
 //! before it is judged, which commits what is pending at that point.)
 //!
 //! **Layout.** Table `rooms`: room key -> (epoch, display name, next sequence number). Table
-//! `messages`: (room key, sequence number) -> (timestamp, action?, nick, text), trimmed to the
-//! last `--history` per room in the same transaction that adds to it.
+//! `messages_v2`: (room key, sequence number) -> (timestamp, kind, nick, text), trimmed to the
+//! last `--history` per room in the same transaction that adds to it. The kind is
+//! [`Kind::code`]: a chat line, a `/me` action, or an application's message (the HTTP API).
+//! A store written before applications could publish has table `messages`, with a flag for
+//! actions where the kind is now: it is copied into `messages_v2` and dropped, in one
+//! transaction, when the store is opened.
 //!
 //! A store that cannot be opened or read (missing permissions, a corrupt file, another server
 //! using it) is an error at start, naming the file; never a silent reset. A commit that fails
@@ -25,15 +29,18 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use log::{debug, info};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
+use crate::chat::history::Kind;
 use crate::chat::{Ban, BanKey, Journal, Stored};
 
 /// The database file inside `--data-dir`.
 pub const FILE_NAME: &str = "history.redb";
 
 const ROOMS: TableDefinition<&str, (&str, &str, u64)> = TableDefinition::new("rooms");
-const MESSAGES: TableDefinition<(&str, u64), (u64, bool, &str, &str)> = TableDefinition::new("messages");
+const MESSAGES: TableDefinition<(&str, u64), (u64, u8, &str, &str)> = TableDefinition::new("messages_v2");
+/// The messages of a store from before [`Kind::Api`]: an action flag where the kind is now.
+const MESSAGES_V1: TableDefinition<(&str, u64), (u64, bool, &str, &str)> = TableDefinition::new("messages");
 /// `user:NAME` or `address:IP` -> (nick, until in ms since the Unix epoch, reason, by).
 const BANS: TableDefinition<&str, (&str, u64, &str, &str)> = TableDefinition::new("bans");
 
@@ -78,9 +85,35 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create the directory: {e}")))?;
         let db = Database::create(&path).map_err(|e| fail(format!("cannot open: {e}")))?;
         let store = Self { db, path: path.clone() };
-        // Make both tables exist, so a fresh store reads as empty rather than as an error.
+        store.migrate().map_err(|e| fail(format!("cannot upgrade the store: {e}")))?;
+        // Make every table exist, so a fresh store reads as empty rather than as an error.
         store.write(|_, _, _| Ok(())).map_err(|e| fail(format!("cannot write: {}", e.message)))?;
         Ok(store)
+    }
+
+    /// Copies a store's messages from before [`Kind::Api`] into the current table, and drops
+    /// the old one; nothing if there is none.
+    fn migrate(&self) -> Result<(), redb::Error> {
+        let txn = self.db.begin_write()?;
+        if !txn.list_tables()?.any(|table| table.name() == MESSAGES_V1.name()) {
+            return Ok(txn.abort()?);
+        }
+        let mut copied = 0;
+        {
+            let old = txn.open_table(MESSAGES_V1)?;
+            let mut new = txn.open_table(MESSAGES)?;
+            for entry in old.iter()? {
+                let (id, value) = entry?;
+                let (ts, action, from, text) = value.value();
+                let kind = if action { Kind::Action } else { Kind::Line };
+                new.insert(id.value(), (ts, kind.code(), from, text))?;
+                copied += 1;
+            }
+        }
+        txn.delete_table(MESSAGES_V1)?;
+        txn.commit()?;
+        info!("history store {}: {copied} messages copied to this version's table", self.path.display());
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -112,8 +145,9 @@ impl Store {
                 for entry in messages.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
                     let (id, value) = entry?;
                     let (_, seq) = id.value();
-                    let (ts, action, from, text) = value.value();
-                    room.messages.push(Stored { seq, ts, from: Rc::from(from), text: text.into(), action });
+                    let (ts, kind, from, text) = value.value();
+                    let kind = Kind::from_code(kind);
+                    room.messages.push(Stored { seq, ts, from: Rc::from(from), text: text.into(), kind });
                 }
                 saved.push(room);
             }
@@ -154,7 +188,7 @@ impl Store {
                 match change {
                     Journal::Message { room, display, epoch, message, oldest_kept } => {
                         let m = message;
-                        messages.insert((&**room, m.seq), (m.ts, m.action, &*m.from, &*m.text))?;
+                        messages.insert((&**room, m.seq), (m.ts, m.kind.code(), &*m.from, &*m.text))?;
                         touched.insert(room, (epoch, display, m.seq + 1, *oldest_kept));
                     }
                     Journal::Banned { key, ban } => {
@@ -185,7 +219,7 @@ impl Store {
         &self,
         change: impl FnOnce(
             &mut redb::Table<&str, (&str, &str, u64)>,
-            &mut redb::Table<(&str, u64), (u64, bool, &str, &str)>,
+            &mut redb::Table<(&str, u64), (u64, u8, &str, &str)>,
             &mut redb::Table<&str, (&str, u64, &str, &str)>,
         ) -> Result<(), redb::Error>,
     ) -> Result<(), StoreError> {
@@ -271,7 +305,7 @@ mod tests {
             ts: 1000 + seq,
             from: Rc::from("alice"),
             text: format!("m{seq}").into(),
-            action: seq == 2,
+            kind: if seq == 2 { Kind::Action } else { Kind::Line },
         };
         Journal::Message {
             room: Rc::from(room),
@@ -301,7 +335,11 @@ mod tests {
         );
         let seqs: Vec<u64> = dev.messages.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, [2, 3], "trimmed below the oldest kept");
-        assert!(dev.messages[0].action && &*dev.messages[1].text == "m3" && dev.messages[1].ts == 1003);
+        assert!(
+            dev.messages[0].kind == Kind::Action
+                && &*dev.messages[1].text == "m3"
+                && dev.messages[1].ts == 1003
+        );
         store.commit(&[Journal::RoomDropped { room: Rc::from("dev") }]).unwrap();
         let rooms = store.load().unwrap();
         assert_eq!(rooms.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["ops"]);
@@ -313,5 +351,33 @@ mod tests {
         std::fs::write(dir.path().join(FILE_NAME), vec![0x5a; 64 * 1024]).unwrap();
         let error = Store::open(dir.path()).expect_err("a corrupt store must not open");
         assert!(error.to_string().contains(FILE_NAME), "{error}");
+    }
+
+    #[test]
+    fn a_store_from_before_api_messages_is_upgraded_when_opened() {
+        let dir = ScratchDir::new("store-v1");
+        {
+            // What an earlier version wrote: the action flag where the kind is now.
+            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut rooms = txn.open_table(ROOMS).unwrap();
+                rooms.insert("dev", ("ep0ch", "Dev", 3)).unwrap();
+                let mut old = txn.open_table(MESSAGES_V1).unwrap();
+                old.insert(("dev", 1), (1001, false, "alice", "hi")).unwrap();
+                old.insert(("dev", 2), (1002, true, "alice", "waves")).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let rooms = store.load().unwrap();
+        let kinds: Vec<(u64, Kind, &str)> =
+            rooms[0].messages.iter().map(|m| (m.seq, m.kind, &*m.text)).collect();
+        assert_eq!(kinds, [(1, Kind::Line, "hi"), (2, Kind::Action, "waves")]);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.load().unwrap(), rooms, "opened again: nothing to upgrade, nothing lost");
+        let txn = store.db.begin_read().unwrap();
+        assert!(txn.list_tables().unwrap().all(|t| t.name() != MESSAGES_V1.name()), "the old table is gone");
     }
 }

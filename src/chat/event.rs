@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
-use super::history::{MessageId, Stored};
+use super::history::{Kind, MessageId, Stored};
 use super::line::ServerLine;
 
 /// How a client receives the chat's text frames.
@@ -157,10 +157,10 @@ impl Event {
     pub fn text(&self) -> Option<String> {
         let notice = |text: &str| Some(ServerLine::Notice(text).to_string());
         match self {
-            Self::Message(RoomMessage { message: m, .. }) => Some(if m.action {
-                ServerLine::Action { nick: &m.from, text: &m.text }.to_string()
-            } else {
-                ServerLine::Chat { nick: &m.from, text: &m.text }.to_string()
+            Self::Message(RoomMessage { message: m, .. }) => Some(match m.kind {
+                Kind::Line => ServerLine::Chat { nick: &m.from, text: &m.text }.to_string(),
+                Kind::Action => ServerLine::Action { nick: &m.from, text: &m.text }.to_string(),
+                Kind::Api => ServerLine::Api { from: &m.from, text: &m.text }.to_string(),
             }),
             Self::Private { from, text, outgoing: false, .. } => {
                 Some(ServerLine::PrivateFrom { nick: from, text }.to_string())
@@ -204,13 +204,14 @@ impl Event {
             Self::Message(RoomMessage { room, epoch, message: m, replay }) => {
                 // Its own struct: the `type` depends on the message (chat line or action).
                 return serde_json::to_string(&JsonMessage {
-                    kind: if m.action { "action" } else { "message" },
+                    kind: if m.kind == Kind::Action { "action" } else { "message" },
                     room,
                     id: format!("{epoch}:{}", m.seq),
                     from: &m.from,
                     text: &m.text,
                     ts: m.ts,
                     replay: replay.then_some(true),
+                    api: (m.kind == Kind::Api).then_some(true),
                 })
                 .ok();
             }
@@ -248,8 +249,11 @@ impl Event {
     /// None for anything else.
     pub fn from_json(text: &str) -> Option<Self> {
         let event = match serde_json::from_str::<JsonIn>(text).ok()? {
-            JsonIn::Message(m) => Self::room_message(m, false)?,
-            JsonIn::Action(m) => Self::room_message(m, true)?,
+            JsonIn::Message(m) => {
+                let kind = if m.api { Kind::Api } else { Kind::Line };
+                Self::room_message(m, kind)?
+            }
+            JsonIn::Action(m) => Self::room_message(m, Kind::Action)?,
             JsonIn::Private { from, to, text, ts } => {
                 // Which copy this is, the client knows from its own nick; the receiver's by default.
                 Self::Private { from: from.into(), to: to.into(), text, ts, outgoing: false }
@@ -284,9 +288,9 @@ impl Event {
         Some(event)
     }
 
-    fn room_message(m: JsonInMessage, action: bool) -> Option<Self> {
+    fn room_message(m: JsonInMessage, kind: Kind) -> Option<Self> {
         let id = MessageId::parse(&m.id)?;
-        let stored = Stored { seq: id.seq, ts: m.ts, from: m.from.into(), text: m.text.into(), action };
+        let stored = Stored { seq: id.seq, ts: m.ts, from: m.from.into(), text: m.text.into(), kind };
         Some(Self::Message(RoomMessage {
             room: m.room.into(),
             epoch: id.epoch.into(),
@@ -333,6 +337,8 @@ struct JsonInMessage {
     ts: u64,
     #[serde(default)]
     replay: bool,
+    #[serde(default)]
+    api: bool,
 }
 
 #[derive(Deserialize)]
@@ -379,6 +385,9 @@ struct JsonMessage<'a> {
     ts: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     replay: Option<bool>,
+    /// An application's message (`POST /api/publish`), not a member's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -392,13 +401,9 @@ mod tests {
     use super::*;
 
     fn message(action: bool, replay: bool) -> Event {
-        let stored = Stored {
-            seq: 42,
-            ts: 1764000000123,
-            from: Rc::from("alice"),
-            text: "hi \"there\"".into(),
-            action,
-        };
+        let kind = if action { Kind::Action } else { Kind::Line };
+        let stored =
+            Stored { seq: 42, ts: 1764000000123, from: Rc::from("alice"), text: "hi \"there\"".into(), kind };
         Event::Message(RoomMessage {
             room: Rc::from("dev"),
             epoch: Rc::from("k3f9"),
@@ -419,6 +424,30 @@ mod tests {
             message(true, true).json().unwrap(),
             r#"{"type":"action","room":"dev","id":"k3f9:42","from":"alice","text":"hi \"there\"","ts":1764000000123,"replay":true}"#
         );
+    }
+
+    #[test]
+    fn an_application_message_is_set_apart_in_both_modes() {
+        let stored = Stored {
+            seq: 7,
+            ts: 9,
+            from: Rc::from("deploybot"),
+            text: "deploy done".into(),
+            kind: Kind::Api,
+        };
+        let event = Event::Message(RoomMessage {
+            room: Rc::from("lobby"),
+            epoch: Rc::from("k3f9"),
+            message: Rc::new(stored),
+            replay: false,
+        });
+        assert_eq!(event.text().unwrap(), "[deploybot] deploy done");
+        let json = event.json().unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"message","room":"lobby","id":"k3f9:7","from":"deploybot","text":"deploy done","ts":9,"api":true}"#
+        );
+        assert_eq!(Event::from_json(&json), Some(event));
     }
 
     #[test]

@@ -73,8 +73,36 @@ pub struct Stored {
     pub ts: u64,
     pub from: Rc<str>,
     pub text: Box<str>,
-    /// A `/me` action rather than a chat line.
-    pub action: bool,
+    pub kind: Kind,
+}
+
+/// What a room message is: who said it, and how.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Kind {
+    /// A member's chat line.
+    #[default]
+    Line,
+    /// A member's `/me` action.
+    Action,
+    /// An application's message, through the HTTP API (`POST /api/publish`): its `from` is
+    /// the name the application gave, not a member's nick.
+    Api,
+}
+
+impl Kind {
+    /// The kind as the store and the cluster's payloads write it (a stable number).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The kind a stored number stands for (an unknown one is read as a chat line).
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            1 => Self::Action,
+            2 => Self::Api,
+            _ => Self::Line,
+        }
+    }
 }
 
 impl Stored {
@@ -123,8 +151,8 @@ impl History {
 
     /// Takes a new message; returns it, with its sequence number assigned. The oldest kept
     /// message goes once more than `limit` are kept.
-    pub fn push(&mut self, ts: u64, from: Rc<str>, text: &str, action: bool) -> Rc<Stored> {
-        let stored = Rc::new(Stored { seq: self.next_seq, ts, from, text: text.into(), action });
+    pub fn push(&mut self, ts: u64, from: Rc<str>, text: &str, kind: Kind) -> Rc<Stored> {
+        let stored = Rc::new(Stored { seq: self.next_seq, ts, from, text: text.into(), kind });
         self.keep(stored.clone());
         stored
     }
@@ -211,7 +239,7 @@ mod tests {
     fn history(limit: usize, messages: u64) -> History {
         let mut h = History::new(Rc::from("ep0ch"), 1, limit);
         for i in 1..=messages {
-            h.push(i, Rc::from("alice"), &format!("m{i}"), false);
+            h.push(i, Rc::from("alice"), &format!("m{i}"), Kind::Line);
         }
         h
     }
@@ -273,10 +301,10 @@ mod tests {
     fn a_restored_history_continues_its_sequence() {
         let mut h = History::new(Rc::from("ep0ch"), 1, 2);
         for seq in [7, 8, 9] {
-            h.restore(Stored { seq, ts: 0, from: Rc::from("a"), text: "x".into(), action: false });
+            h.restore(Stored { seq, ts: 0, from: Rc::from("a"), text: "x".into(), kind: Kind::Line });
         }
         assert_eq!(seqs(&h.after(None)), [8, 9]);
-        assert_eq!(h.push(10, Rc::from("a"), "y", false).seq, 10);
+        assert_eq!(h.push(10, Rc::from("a"), "y", Kind::Line).seq, 10);
         assert!(h.after(Some(&id("ep0ch", 8))).recovered);
     }
 }

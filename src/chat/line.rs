@@ -8,6 +8,7 @@
 //! | `* NICK TEXT` | [`ServerLine::Action`] |
 //! | `[PM from NICK] TEXT` | [`ServerLine::PrivateFrom`] |
 //! | `[PM to NICK] TEXT` | [`ServerLine::PrivateTo`] |
+//! | `[FROM] TEXT` | [`ServerLine::Api`] (an application's message, `POST /api/publish`) |
 //! | `*** error: TEXT` | [`ServerLine::Error`] |
 //! | `*** binary message from NICK (N bytes)` | [`ServerLine::BinaryFrom`] (just before the binary message it announces) |
 //! | `*** TEXT` | [`ServerLine::Notice`] (each line of a multi-line notice starts with `*** `) |
@@ -44,6 +45,12 @@ pub enum ServerLine<'a> {
         nick: &'a str,
         text: &'a str,
     },
+    /// An application's message in a room (the HTTP API): `from` is the name it gave, which
+    /// follows the rules of a nick, so the brackets tell it from any member's line.
+    Api {
+        from: &'a str,
+        text: &'a str,
+    },
     Error(&'a str),
     /// Announces the binary message that follows it: who sent it and its length.
     BinaryFrom {
@@ -72,6 +79,8 @@ impl<'a> ServerLine<'a> {
             Self::PrivateFrom { nick, text }
         } else if let Some((nick, text)) = line.strip_prefix(PM_TO_PREFIX).and_then(|l| l.split_once("] ")) {
             Self::PrivateTo { nick, text }
+        } else if let Some((from, text)) = line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
+            Self::Api { from, text }
         } else if let Some((nick, text)) = line.split_once(": ").filter(|(nick, _)| is_nick_like(nick)) {
             Self::Chat { nick, text }
         } else {
@@ -103,6 +112,7 @@ impl fmt::Display for ServerLine<'_> {
             Self::Action { nick, text } => write!(f, "{ACTION_PREFIX}{nick} {text}"),
             Self::PrivateFrom { nick, text } => write!(f, "{PM_FROM_PREFIX}{nick}] {text}"),
             Self::PrivateTo { nick, text } => write!(f, "{PM_TO_PREFIX}{nick}] {text}"),
+            Self::Api { from, text } => write!(f, "[{from}] {text}"),
             Self::Error(text) => write!(f, "{ERROR_PREFIX}{text}"),
             Self::BinaryFrom { nick, len } => write!(f, "{BINARY_FROM_PREFIX}{nick} ({len} bytes)"),
             Self::Notice(text) => {
@@ -130,6 +140,8 @@ mod tests {
             ServerLine::Action { nick: "alice", text: "waves" },
             ServerLine::PrivateFrom { nick: "bob", text: "psst] hi" },
             ServerLine::PrivateTo { nick: "bob", text: "psst" },
+            ServerLine::Api { from: "deploybot", text: "deploy 1.4 done] [PM from x] y" },
+            ServerLine::Api { from: "PM", text: "from x] y" },
             ServerLine::Error("no such nick: carol"),
             ServerLine::BinaryFrom { nick: "alice", len: 1234 },
             ServerLine::Notice("alice joined lobby"),
@@ -144,6 +156,7 @@ mod tests {
         assert_eq!(ServerLine::Action { nick: "a", text: "b" }.to_string(), "* a b");
         assert_eq!(ServerLine::PrivateFrom { nick: "a", text: "b" }.to_string(), "[PM from a] b");
         assert_eq!(ServerLine::PrivateTo { nick: "a", text: "b" }.to_string(), "[PM to a] b");
+        assert_eq!(ServerLine::Api { from: "a", text: "b" }.to_string(), "[a] b");
         assert_eq!(ServerLine::Error("x").to_string(), "*** error: x");
         assert_eq!(
             ServerLine::BinaryFrom { nick: "a", len: 3 }.to_string(),

@@ -7,7 +7,7 @@
 use std::rc::Rc;
 
 use super::following::{Sync, Waiter};
-use super::history::{self, History, MessageId, Stored};
+use super::history::{self, History, Kind, MessageId, Stored};
 use super::names::{fold, validate_room};
 use super::{
     error, is_private, may_enter, notice, reply, Access, Body, Chat, ClientId, Effect, Event, Journal, Mode,
@@ -195,10 +195,10 @@ impl Chat {
 
     /// A room message from `client`, published through the broker: numbered, kept and
     /// delivered when it comes back.
-    pub(super) fn say(&mut self, client: ClientId, text: &str, action: bool, now_ms: u64) {
+    pub(super) fn say(&mut self, client: ClientId, text: &str, kind: Kind, now_ms: u64) {
         let Some(member) = self.member(client) else { return };
         let (room, from) = (member.room.clone(), member.nick.clone());
-        let message = Stored { seq: 0, ts: now_ms, from, text: text.into(), action };
+        let message = Stored { seq: 0, ts: now_ms, from, text: text.into(), kind };
         let display = self.display(&room);
         self.requests.push(Request::Say { room, display, message, origin: client });
     }

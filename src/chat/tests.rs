@@ -2,6 +2,7 @@
 //! exactly as the event loop resolves them.
 
 use super::api::{ApiAnswer, ApiCall, Ticket};
+use super::history::Kind;
 use super::notices::{CLUSTER_BACK, CLUSTER_LOST};
 use super::*;
 use std::collections::BTreeMap;
@@ -147,7 +148,7 @@ impl Harness {
 use crate::broker::{Broker, LocalBroker};
 
 fn stored(seq: u64, from: &str, text: &str) -> Stored {
-    Stored { seq, ts: 5, from: Rc::from(from), text: text.into(), action: false }
+    Stored { seq, ts: 5, from: Rc::from(from), text: text.into(), kind: Kind::Line }
 }
 
 fn loaded(room: &str, epoch: &str, top: u64, messages: Vec<Stored>) -> Notice {

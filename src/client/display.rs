@@ -18,6 +18,8 @@ pub enum LineKind {
     Action,
     /// `[PM from NICK] TEXT` or `[PM to NICK] TEXT`
     Private,
+    /// `[FROM] TEXT`: an application's message (the server's HTTP API)
+    Api,
     /// `*** error: TEXT`
     Error,
     /// Any other `*** TEXT` notice.
@@ -35,6 +37,7 @@ pub fn classify(line: &str) -> LineKind {
         ServerLine::Notice(_) => LineKind::Notice,
         ServerLine::Action { .. } => LineKind::Action,
         ServerLine::PrivateFrom { .. } | ServerLine::PrivateTo { .. } => LineKind::Private,
+        ServerLine::Api { .. } => LineKind::Api,
         ServerLine::Chat { .. } | ServerLine::Other(_) => LineKind::Chat,
     }
 }
@@ -54,6 +57,7 @@ pub fn render(line: &str, kind: LineKind, colour: bool) -> String {
         },
         LineKind::Action => format!("\x1b[36m{line}{RESET}"),
         LineKind::Private => format!("\x1b[35m{line}{RESET}"),
+        LineKind::Api => format!("\x1b[32m{line}{RESET}"),
         LineKind::Error => format!("\x1b[31m{line}{RESET}"),
         LineKind::Notice => format!("\x1b[33m{line}{RESET}"),
         LineKind::Status => format!("\x1b[2m{line}{RESET}"),

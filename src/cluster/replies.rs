@@ -271,12 +271,13 @@ fn parse_loaded(room: Rc<str>, display: Rc<str>, frame: &Frame) -> Option<Notice
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::history::Kind;
 
     #[test]
     fn a_loaded_history_is_read_back() {
         let bulk = |s: &str| Frame::BulkString(Bytes::copy_from_slice(s.as_bytes()));
         let entry = |seq: u64, from: &str| {
-            let said = Stored { seq: 0, ts: 5, from: Rc::from(from), text: "hi".into(), action: false };
+            let said = Stored { seq: 0, ts: 5, from: Rc::from(from), text: "hi".into(), kind: Kind::Line };
             Frame::Array(vec![
                 bulk(&format!("{seq}-1")),
                 Frame::Array(vec![bulk("m"), bulk(&room::say_body(&said))]),

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::chat::broker::Notice;
+use crate::chat::history::Kind;
 use crate::chat::{Event, Stored};
 
 /// How long an idle room's epoch, counter and history stay in Redis: after a month without a
@@ -130,13 +131,18 @@ struct Body<'a> {
     ts: u64,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     action: bool,
+    /// An application's message (the HTTP API). Both flags are booleans rather than one kind,
+    /// so that a process of an older version reads the others' messages as it always did.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    api: bool,
 }
 
 /// The body of a room message, before Redis numbers it.
 pub fn say_body(message: &Stored) -> String {
     let (from, text) = (Cow::Borrowed(&*message.from), Cow::Borrowed(&*message.text));
     // Serializing borrowed strings and integers cannot fail.
-    serde_json::to_string(&Body { from, text, ts: message.ts, action: message.action }).unwrap_or_default()
+    let (action, api) = (message.kind == Kind::Action, message.kind == Kind::Api);
+    serde_json::to_string(&Body { from, text, ts: message.ts, action, api }).unwrap_or_default()
 }
 
 /// A message back from its body and the sequence Redis gave it.
@@ -147,7 +153,11 @@ pub fn stored(seq: u64, body: &[u8]) -> Option<Stored> {
         ts: body.ts,
         from: Rc::from(&*body.from),
         text: body.text.into(),
-        action: body.action,
+        kind: match (body.action, body.api) {
+            (true, _) => Kind::Action,
+            (_, true) => Kind::Api,
+            _ => Kind::Line,
+        },
     })
 }
 
@@ -220,8 +230,13 @@ mod tests {
 
     #[test]
     fn payloads_read_back_as_what_was_sent() {
-        let said =
-            Stored { seq: 0, ts: 7, from: Rc::from("ann"), text: "hi \"there\"\n".into(), action: true };
+        let said = Stored {
+            seq: 0,
+            ts: 7,
+            from: Rc::from("ann"),
+            text: "hi \"there\"\n".into(),
+            kind: Kind::Action,
+        };
         let payload = Bytes::from(format!("m ab12 5 p1:3 {}", say_body(&said)));
         let Some((Notice::Message { epoch, message, .. }, sent_by)) = parse_payload("lobby", &payload) else {
             panic!("not a message")
@@ -231,7 +246,7 @@ mod tests {
             ("ab12", 5, "ann", "hi \"there\"\n", 7, &b"p1:3"[..]),
             "escapes in the text survive the trip"
         );
-        assert!(message.action);
+        assert_eq!(message.kind, Kind::Action);
         let joined = Event::Joined { room: Rc::from("Lobby"), nick: Rc::from("bob") };
         let payload = Bytes::from(event_payload(&origin("p1", Some(4)), &joined.json().unwrap()));
         assert_eq!(
