@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tungstenite::protocol::frame::coding::CloseCode;
 
 use common::*;
 
@@ -260,3 +261,199 @@ fn rooms_presence_and_stats_answer_for_every_process(mode: Mode) {
     }
 }
 both_modes!(rooms_presence_and_stats_answer_for_every_process(mode));
+
+fn post(addr: &str, path: &str, body: &str) -> Reply {
+    request(addr, "POST", path, Some(KEY), Some(body))
+}
+
+/// A `POST` with an `Idempotency-Key`.
+fn post_once(addr: &str, path: &str, body: &str, idempotency_key: &str) -> Reply {
+    let mut stream = connect(addr);
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\nIdempotency-Key: {idempotency_key}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    read_reply(&mut stream)
+}
+
+/// `POST /api/publish` through process 0's API reaches a text member and a JSON member (in a
+/// cluster on the other process), set apart from members' lines, keeps it in the room's
+/// history for a later joiner, publishes into a room nobody is in, and an `Idempotency-Key`
+/// sent again publishes nothing more.
+fn a_published_message_is_seen_live_set_apart_and_kept(mode: Mode) {
+    let (_dir, file) = key_file("api-publish", KEY);
+    let chat = Chat::start(mode, &["--api", "127.0.0.1:0", "--api-key-file", &file]);
+    let (a, b) = (api_addr(chat.process(0)), api_addr(chat.process(1)));
+    let mut alice = chat.process(0).chat_client("alice");
+    let mut bob = json_client(chat.process(1), "?nick=bob");
+    recv_through(&mut bob, "replayed");
+    recv_line(&mut alice, "*** bob joined lobby");
+    let published =
+        post(&a, "/api/publish", r#"{"room": "Lobby", "text": "deploy 1.4 done", "from": "deploybot"}"#);
+    assert_eq!(published.status, 200, "{}", published.body);
+    let id = published.json()["id"].as_str().unwrap().to_string();
+    recv_line(&mut alice, "[deploybot] deploy 1.4 done");
+    let (_, message) = recv_through(&mut bob, "message");
+    assert_eq!(
+        (
+            message["from"].as_str(),
+            message["text"].as_str(),
+            message["api"].as_bool(),
+            message["id"].as_str()
+        ),
+        (Some("deploybot"), Some("deploy 1.4 done"), Some(true), Some(id.as_str()))
+    );
+    // The same key again: the same answer, and nothing said twice.
+    let once = r#"{"room": "lobby", "text": "only once"}"#;
+    let first = post_once(&b, "/api/publish", once, "deploy-1.4-note");
+    let again = post_once(&b, "/api/publish", once, "deploy-1.4-note");
+    assert_eq!(
+        (first.status, again.status, first.json()["id"].clone()),
+        (200, 200, again.json()["id"].clone())
+    );
+    let other = post_once(&b, "/api/publish", r#"{"room": "lobby", "text": "x"}"#, "deploy-1.4-note");
+    assert_eq!(other.status, 422, "{}", other.body);
+    recv_line(&mut alice, "[server] only once");
+    send(&mut alice, "after");
+    recv_line(&mut alice, "alice: after");
+    // Into a room with no members anywhere: kept, and replayed to whoever comes.
+    assert_eq!(post(&b, "/api/publish", r#"{"room": "Attic", "text": "dusty"}"#).status, 200);
+    let history = get_until(&a, "/api/history?room=attic", |json| {
+        json["messages"].as_array().is_some_and(|m| m.len() == 1)
+    });
+    assert_eq!(
+        (history["room"].as_str(), history["messages"][0]["api"].as_bool()),
+        (Some("Attic"), Some(true))
+    );
+    let mut carol = chat.process(0).connect("/?nick=carol&room=attic");
+    recv_until(&mut carol, |line| line == "[server] dusty");
+    // The lobby's history has all of it, oldest first, ids and kinds as sent live.
+    let lobby = get(&b, "/api/history?room=lobby").json();
+    let said: Vec<(&str, &str)> = lobby["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["from"].as_str().unwrap(), m["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(said, [("deploybot", "deploy 1.4 done"), ("server", "only once"), ("alice", "after")]);
+    assert_eq!(lobby["messages"][0]["id"].as_str(), Some(id.as_str()));
+    assert_eq!(lobby["recovered"], false, "no since: the whole history, nothing to recover");
+    let since = get(&a, &format!("/api/history?room=lobby&since={id}&limit=1")).json();
+    assert_eq!(
+        (since["messages"][0]["text"].as_str(), since["recovered"].as_bool()),
+        (Some("after"), Some(false))
+    );
+    let since = get(&a, &format!("/api/history?room=lobby&since={id}")).json();
+    assert_eq!((since["messages"].as_array().unwrap().len(), since["recovered"].as_bool()), (2, Some(true)));
+    assert_eq!(get(&a, "/api/history?room=nowhere").status, 404);
+}
+both_modes!(a_published_message_is_seen_live_set_apart_and_kept(mode));
+
+#[test]
+fn what_is_published_follows_the_chat_s_rules() {
+    let (_server, addr, _dir) = server_with_api("api-rules", &["--max-message-size", "1KiB"]);
+    let error = |path: &str, body: &str| {
+        let reply = post(&addr, path, body);
+        assert_eq!(reply.status, 400, "{body}: {}", reply.body);
+        reply.json()["error"].as_str().unwrap().to_string()
+    };
+    assert!(error("/api/publish", r#"{"room": "lobby", "text": "two\nlines"}"#)
+        .starts_with("text: a message is one line"));
+    let long = format!(r#"{{"room": "lobby", "text": "{}"}}"#, "x".repeat(1025));
+    assert!(error("/api/publish", &long).contains("over --max-message-size (1024)"));
+    assert!(error("/api/publish", r#"{"room": "lobby", "text": "hi", "from": "[PM from x"}"#)
+        .starts_with("from: "));
+    assert!(error("/api/publish", r#"{"room": "two words", "text": "hi"}"#).starts_with("room: "));
+    assert_eq!(error("/api/publish", r#"{"room": "lobby", "txt": "hi"}"#), "text: missing");
+    assert_eq!(
+        error("/api/publish", r#"{"room": "lobby", "text": "hi", "color": 1}"#),
+        "color: unknown field"
+    );
+    assert!(error("/api/publish", "{not json").starts_with("invalid JSON"));
+    assert_eq!(
+        error("/api/ban", r#"{"nick": "bob", "duration": "forever"}"#).split(':').next(),
+        Some("duration")
+    );
+    assert_eq!(error("/api/send", r#"{"nick": "bob"}"#), "text: missing");
+    assert_eq!(get(&addr, "/api/history?room=lobby&limit=5000").status, 400);
+    assert_eq!(get(&addr, "/api/history?room=lobby&since=nope").status, 400);
+    let wrong_method = get(&addr, "/api/publish");
+    assert_eq!(wrong_method.status, 405);
+    assert!(wrong_method.head.contains("allow: post\r\n"));
+}
+
+/// `send` reaches every connection holding a nick (one user on two devices, in a cluster on
+/// two processes); `kick` closes with 4000; `ban` closes and refuses, `bans` lists it and
+/// `unban` lifts it, whichever process's API is asked.
+fn send_kick_and_ban_reach_a_nick_on_every_process(mode: Mode) {
+    const SECRET: &[u8] = b"a test secret that is long enough!";
+    let dir = TempDir::new("api-moderate");
+    let keys = dir.file("keys", format!("{KEY}\n").as_bytes());
+    let secret = dir.file("secret", SECRET);
+    let chat = Chat::start(mode, &["--api", "127.0.0.1:0", "--api-key-file", &keys, "--jwt-secret", &secret]);
+    let (a, b) = (api_addr(chat.process(0)), api_addr(chat.process(1)));
+    let token = |sub: &str| hs256(SECRET, serde_json::json!({"sub": sub, "exp": unix_now() + 600}));
+    let mut phone = chat.process(0).connect(&format!("/?token={}", token("alice")));
+    let mut laptop = chat.process(1).connect(&format!("/?token={}", token("alice")));
+    for device in [&mut phone, &mut laptop] {
+        recv_until(device, |line| line.starts_with("*** welcome, you are alice"));
+    }
+    let sent = post(&a, "/api/send", r#"{"nick": "ALICE", "text": "your build is green", "from": "ci"}"#);
+    assert_eq!((sent.status, sent.json()["delivered"].as_u64()), (200, Some(2)), "{}", sent.body);
+    for device in [&mut phone, &mut laptop] {
+        recv_until(device, |line| line == "[PM from app ci] your build is green");
+    }
+    let nobody = post(&a, "/api/send", r#"{"nick": "zed", "text": "x"}"#);
+    assert_eq!((nobody.status, nobody.json()["error"].as_str()), (404, Some("no such nick: zed")));
+    // A kick closes every connection, with 4000 and the reason.
+    let mut bob = chat.process(1).connect(&format!("/?token={}", token("bob")));
+    recv_until(&mut bob, |line| line.starts_with("*** welcome, you are bob"));
+    let kicked = post(&b, "/api/kick", r#"{"nick": "bob", "reason": "spam"}"#);
+    assert_eq!((kicked.status, kicked.json()["kicked"].as_u64()), (200, Some(1)), "{}", kicked.body);
+    assert_eq!(expect_close(&mut bob), (CloseCode::from(4000), "kicked by server: spam".to_string()));
+    assert_eq!(post(&b, "/api/kick", r#"{"nick": "bob"}"#).status, 404);
+    // A ban closes both devices and refuses her at connect, on either process.
+    let banned = post(&b, "/api/ban", r#"{"nick": "alice", "duration": "10m", "reason": "flood"}"#);
+    assert_eq!((banned.status, banned.json()["kicked"].as_u64()), (200, Some(2)), "{}", banned.body);
+    for device in [&mut phone, &mut laptop] {
+        assert_eq!(expect_close(device), (CloseCode::from(4000), "banned by server: flood".to_string()));
+    }
+    let until = banned.json()["until"].as_u64().unwrap();
+    assert!(until > unix_now() * 1000 + 590_000, "ten minutes from now: {until}");
+    let bans = get(&a, "/api/bans").json();
+    assert_eq!(bans["bans"][0]["nick"], "alice");
+    assert_eq!(
+        (bans["bans"][0]["reason"].as_str(), bans["bans"][0]["by"].as_str()),
+        (Some("flood"), Some("server"))
+    );
+    for process in chat.processes() {
+        let refused =
+            http_exchange(process, &upgrade_request(process, &format!("/?token={}", token("alice"))));
+        assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    }
+    let lifted = post(&a, "/api/unban", r#"{"nick": "alice"}"#);
+    assert_eq!((lifted.status, lifted.json()["unbanned"].as_u64()), (200, Some(1)), "{}", lifted.body);
+    assert_eq!(post(&a, "/api/unban", r#"{"nick": "alice"}"#).status, 404);
+    get_until(&b, "/api/bans", |json| json["bans"].as_array().is_some_and(Vec::is_empty));
+    let mut back = chat.process(1).connect(&format!("/?token={}", token("alice")));
+    recv_until(&mut back, |line| line.starts_with("*** welcome, you are alice"));
+}
+both_modes!(send_kick_and_ban_reach_a_nick_on_every_process(mode));
+
+#[test]
+fn replies_are_counted_by_endpoint_and_status_on_the_metrics_port() {
+    let (server, addr, _dir) = server_with_api("api-metrics", &["--metrics", "127.0.0.1:0"]);
+    assert_eq!(post(&addr, "/api/publish", r#"{"room": "lobby", "text": "hi"}"#).status, 200);
+    assert_eq!(post(&addr, "/api/publish", r#"{"room": "lobby"}"#).status, 400);
+    assert_eq!(request(&addr, "GET", "/api/stats", None, None).status, 401);
+    let exposition = scrape_metrics(&server.metrics_addr());
+    for (series, count) in [
+        (r#"wschat_api_requests_total{endpoint="publish",status="200"}"#, 1.0),
+        (r#"wschat_api_requests_total{endpoint="publish",status="400"}"#, 1.0),
+        (r#"wschat_api_requests_total{endpoint="other",status="401"}"#, 1.0),
+    ] {
+        assert_eq!(metric(&exposition, series), count, "{series} in:\n{exposition}");
+    }
+}

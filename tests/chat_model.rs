@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use wschat::broker::{Broker, LocalBroker, Notice, Request};
+use wschat::broker::{Broker, LocalBroker, Notice, Origin, Request};
 use wschat::chat::{Chat, ClientId, Effect, Join};
 
 struct Rng(u64);
@@ -58,7 +58,8 @@ const LINES: [&str; 14] = [
 impl Model {
     fn in_flight(&self, client: ClientId) -> bool {
         self.queue.iter().any(|r| match r {
-            Request::Say { origin, .. } | Request::Binary { origin, .. } => *origin == client,
+            Request::Say { origin, .. } => *origin == Origin::Member(client),
+            Request::Binary { origin, .. } => *origin == client,
             Request::Announce { origin, .. } => *origin == Some(client),
             _ => false,
         })

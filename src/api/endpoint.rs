@@ -8,8 +8,11 @@
 //! not read again until that request's reply is written, so what it holds is bounded whatever
 //! it sends. A request the chat must answer gets a [`Ticket`]: the loop hands the call to the
 //! hub, and the answer back to [`answered`](ApiEndpoint::answered), this turn or, in a
-//! cluster, when Redis has answered.
+//! cluster, when Redis has answered. A `POST` with an `Idempotency-Key` is looked up first
+//! (`idempotency.rs`), and its answer kept for whoever repeats it, even when the connection
+//! that asked has gone. Every reply is counted by endpoint and status, for `--metrics`.
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use super::idempotency::{Idempotency, Seen};
 use super::keys::ApiKeys;
 use super::route::{self, Endpoint, Local, Routed};
 use super::wire::{self, Parsed, Reply, MAX_BODY, MAX_HEAD};
@@ -39,7 +43,15 @@ pub const LIMITS: Limits = Limits {
 pub struct ApiEndpoint {
     side: SideListener<Client>,
     keys: ApiKeys,
+    /// Longest text a message may have (`--max-message-size`).
+    max_text: usize,
     next_ticket: Ticket,
+    /// Calls the chat has not answered yet: their endpoint, and their idempotency key.
+    asked: HashMap<Ticket, (Endpoint, Option<String>)>,
+    idempotency: Idempotency,
+    /// Replies given, by endpoint (None: no endpoint named, or the request unreadable) and
+    /// status.
+    counts: BTreeMap<(Option<&'static str>, u16), u64>,
 }
 
 struct Client {
@@ -70,7 +82,7 @@ enum State {
     /// Reading a request.
     Reading,
     /// Its request waits on the chat.
-    Asking { ticket: Ticket, endpoint: Endpoint, keep_alive: bool },
+    Asking { ticket: Ticket, keep_alive: bool },
     /// Its reply, and how much of it is written.
     Replying { reply: Vec<u8>, written: usize, keep_alive: bool },
 }
@@ -81,14 +93,32 @@ impl ApiEndpoint {
     /// in turn, and a spurious event costs a look at its state).
     pub fn bind(
         addr: SocketAddr,
-        keys: ApiKeys,
+        (keys, max_text): (ApiKeys, usize),
         registry: &Registry,
         listener_token: Token,
         first_token: usize,
     ) -> io::Result<Self> {
         let naming = ("api: ", Interest::READABLE | Interest::WRITABLE);
         let side = SideListener::bind(addr, registry, (listener_token, first_token), LIMITS, naming)?;
-        Ok(Self { side, keys, next_ticket: 0 })
+        Ok(Self {
+            side,
+            keys,
+            max_text,
+            next_ticket: 0,
+            asked: HashMap::new(),
+            idempotency: Idempotency::default(),
+            counts: BTreeMap::new(),
+        })
+    }
+
+    /// Replies given so far: (endpoint, status, count), `other` for requests that named no
+    /// endpoint.
+    pub fn counts(&self) -> Vec<(&'static str, u16, u64)> {
+        self.counts.iter().map(|(&(endpoint, status), &n)| (endpoint.unwrap_or("other"), status, n)).collect()
+    }
+
+    fn count(&mut self, endpoint: Option<Endpoint>, status: u16) {
+        *self.counts.entry((endpoint.map(Endpoint::name), status)).or_default() += 1;
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -147,11 +177,16 @@ impl ApiEndpoint {
         now: Instant,
         ask: &mut dyn FnMut(Ticket, ApiCall),
     ) {
+        let Some((endpoint, idempotency_key)) = self.asked.remove(&ticket) else { return };
+        let reply = route::answer(endpoint, answer, local);
+        self.count(Some(endpoint), reply.status);
+        if let Some(idempotency_key) = idempotency_key {
+            self.idempotency.answered(&idempotency_key, &reply);
+        }
         let asked = |c: &Client| matches!(c.state, State::Asking { ticket: t, .. } if t == ticket);
         let Some(key) = self.side.slots.find(asked) else { return };
         let Some(client) = self.side.slots.get_mut(key) else { return };
-        if let State::Asking { endpoint, keep_alive, .. } = client.state {
-            let reply = route::answer(endpoint, answer, local);
+        if let State::Asking { keep_alive, .. } = client.state {
             client.state = State::Replying { reply: reply.encode(keep_alive), written: 0, keep_alive };
         }
         self.serve(registry, key, now, ask);
@@ -179,25 +214,43 @@ impl ApiEndpoint {
                         Ok(read) => read,
                         Err(_) => return self.side.close(registry, key, now),
                     };
-                    let (reply, keep_alive) = match parsed {
+                    let (endpoint, reply, keep_alive) = match parsed {
                         Parsed::Partial if eof => return self.side.close(registry, key, now),
                         Parsed::Partial => return,
-                        Parsed::Refused(reply) => (reply, false),
+                        Parsed::Refused(reply) => (None, reply, false),
                         Parsed::Complete(request, used) => {
                             client.input.drain(..used);
                             let keep_alive = request.keep_alive && !eof;
-                            match route::route(&request, &self.keys) {
-                                Routed::Reply(reply) => (reply, keep_alive),
-                                Routed::Ask(endpoint, call) => {
+                            let routed = route::route(&request, &self.keys, self.max_text);
+                            let (endpoint, call) = match routed {
+                                Routed::Reply(endpoint, reply) => (endpoint, Err(reply)),
+                                Routed::Ask(endpoint, call) => (Some(endpoint), Ok((endpoint, call))),
+                            };
+                            let idempotency_key =
+                                request.idempotency_key.filter(|_| request.method == "POST");
+                            let seen = match (&call, &idempotency_key) {
+                                (Ok(_), Some(k)) => {
+                                    self.idempotency.check(k, &request.path, &request.body, now)
+                                }
+                                _ => Seen::New,
+                            };
+                            match (call, seen) {
+                                (Err(reply), _) | (_, Seen::Again(reply) | Seen::Refused(reply)) => {
+                                    (endpoint, reply, keep_alive)
+                                }
+                                (Ok((endpoint, call)), Seen::New) => {
                                     self.next_ticket += 1;
                                     let ticket = self.next_ticket;
-                                    client.state = State::Asking { ticket, endpoint, keep_alive };
+                                    self.asked.insert(ticket, (endpoint, idempotency_key));
+                                    client.state = State::Asking { ticket, keep_alive };
                                     self.side.slots.answering(key, now);
                                     return ask(ticket, call);
                                 }
                             }
                         }
                     };
+                    self.count(endpoint, reply.status);
+                    let Some(client) = self.side.slots.get_mut(key) else { return };
                     client.state =
                         State::Replying { reply: reply.encode(keep_alive), written: 0, keep_alive };
                     self.side.slots.answering(key, now);

@@ -15,6 +15,8 @@
 
 pub mod admin;
 pub mod endpoint;
+pub mod fields;
+pub mod idempotency;
 pub mod keys;
 pub mod route;
 pub mod wire;

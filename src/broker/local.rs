@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use log::debug;
 
-use super::{Broker, Notice, Request};
+use super::{Broker, Kept, Notice, Origin, Request};
 
 /// Where a followed room's numbering stands.
 struct Numbering {
@@ -55,14 +55,21 @@ impl Broker for LocalBroker {
                 self.rooms.remove(&room);
                 return;
             }
-            Request::Say { room, mut message, .. } => {
+            Request::Say { room, mut message, origin, .. } => {
                 let Some(numbering) = self.rooms.get_mut(&room) else {
                     return debug!("a message for room {room:?}, which nobody here follows, was dropped");
                 };
                 message.seq = numbering.next_seq;
                 numbering.next_seq += 1;
-                Notice::Message { room, epoch: numbering.epoch.clone(), message }
+                let (epoch, seq) = (numbering.epoch.clone(), message.seq);
+                self.notices.push(Notice::Message { room: room.clone(), epoch: epoch.clone(), message });
+                match origin {
+                    Origin::Api(ticket) => Notice::Published { ticket, room, epoch, seq },
+                    Origin::Member(_) => return,
+                }
             }
+            // The history copy here is the only one.
+            Request::History { asker, room } => Notice::History { asker, room, kept: Kept::Here },
             Request::Announce { room, event, origin } => Notice::Event { room, event, origin },
             Request::Binary { room, from, data, .. } => {
                 self.notices.push(Notice::Event { room: room.clone(), event: from, origin: None });

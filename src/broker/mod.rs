@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use mio::Token;
 
-pub use crate::chat::broker::{Asker, Direct, Notice, Request};
+pub use crate::chat::broker::{Asker, Direct, Kept, Notice, Origin, Request};
 use crate::chat::ClientId;
 pub use local::LocalBroker;
 

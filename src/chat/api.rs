@@ -1,20 +1,33 @@
 //! The chat's side of the HTTP API (`crate::api`): what an application may ask of the chat
 //! ([`ApiCall`]) and what it is answered ([`ApiAnswer`]), in the chat's vocabulary, with no
-//! HTTP in sight.
+//! HTTP in sight. What a call carries is already checked against the chat's rules (a nick, a
+//! room name, one line of text) by whoever built it.
 //!
-//! An API call is asked like a member's `/rooms` or `/who`: through the broker, so that in a
-//! cluster it answers for every process. Its asker is [`Asker::Api`] with the ticket the caller
-//! chose, and its answer comes back as an [`Effect::Answer`] for that ticket (within the call
-//! with one process, when Redis answers with several). Unlike a member, an application sees
-//! every room, private ones included: holding an API key is the operator's trust.
+//! A call is carried out like the member's command it mirrors, through the broker, so that in
+//! a cluster it acts and answers for every process: `publish` is a room message (numbered,
+//! kept and delivered by the broker), `send`, `kick` and `ban` reach a nick wherever it is
+//! held, `rooms`, `presence` and `history` ask what the other processes know. Its asker is
+//! [`Asker::Api`] with the ticket the caller chose, and its answer comes back as an
+//! [`Effect::Answer`] for that ticket (within the call with one process, when Redis answers
+//! with several). Unlike a member, an application sees every room, private ones included, and
+//! moderates without a token: holding an API key is the operator's trust.
 
 use std::rc::Rc;
+use std::time::Duration;
 
+use super::following::Sync;
+use super::history::{History, Kind, MessageId, Stored};
 use super::names::fold;
-use super::{first_sorted, Asker, Chat, Effect, Request, LOBBY};
+use super::{first_sorted, Asker, Ban, Chat, Direct, Effect, Event, Kept, Origin, Request, LOBBY};
 
 /// Names one API call among those in flight (the caller's choice, unique while it waits).
 pub type Ticket = u64;
+
+/// Who an application's moderation is said to come from (`kicked by server: spam`).
+pub const API_MODERATOR: &str = "server";
+
+/// Most messages one `history` call returns.
+pub const MAX_HISTORY: usize = 1000;
 
 /// What an application asks of the chat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +36,20 @@ pub enum ApiCall {
     Rooms,
     /// Who sits in a room, anywhere.
     Presence { room: String },
+    /// A message in a room, from `from` (a name, not a member's nick).
+    Publish { room: String, text: String, from: String },
+    /// A private message to every connection holding `nick`, anywhere.
+    Send { nick: String, text: String, from: String },
+    /// Closes every connection holding `nick`, anywhere (`/kick`).
+    Kick { nick: String, reason: Option<String> },
+    /// Kicks `nick` and refuses it for `duration` (`/ban`).
+    Ban { nick: String, duration: Duration, reason: Option<String> },
+    /// Lifts `nick`'s bans (`/unban`).
+    Unban { nick: String },
+    /// The bans in force (`/bans`).
+    Bans,
+    /// A room's messages after `since` (or all it keeps), the newest `limit` of them.
+    History { room: String, since: Option<MessageId>, limit: usize },
 }
 
 /// What the chat answers an [`ApiCall`].
@@ -36,18 +63,145 @@ pub enum ApiAnswer {
     Presence { room: Rc<str>, members: Vec<Rc<str>>, total: usize },
     /// The room asked about does not exist (no members, no history, anywhere).
     NoSuchRoom,
+    /// The published message's id.
+    Published { id: MessageId },
+    /// A `send` or a `kick` reached this many connections (at least one).
+    Reached { reached: usize },
+    /// A ban is in force everywhere; `kicked` connections were closed by it.
+    Banned { nick: String, until_ms: u64, kicked: usize },
+    /// `unban` lifted this many bans (at least one).
+    Unbanned { count: usize },
+    /// The bans in force, soonest to end first.
+    Bans(Vec<Ban>),
+    /// A room's messages, oldest first; `recovered` if they are everything after `since`.
+    History { room: Rc<str>, epoch: Rc<str>, recovered: bool, messages: Vec<Rc<Stored>> },
+    /// What the call names is not there (no such nick, no ban for it): the reason, one line.
+    NotFound(String),
 }
 
 impl Chat {
     /// An application's call, answered (now or once the broker has answered) with an
     /// [`Effect::Answer`] for `ticket`.
-    pub fn api(&mut self, ticket: Ticket, call: ApiCall) {
+    pub fn api(&mut self, ticket: Ticket, call: ApiCall, now_ms: u64, out: &mut Vec<Effect>) {
         let asker = Asker::Api(ticket);
-        let request = match call {
-            ApiCall::Rooms => Request::Rooms { asker },
-            ApiCall::Presence { room } => Request::Who { asker, room: Rc::from(fold(&room)) },
+        let answer = |answer| Effect::Answer { ticket, answer };
+        match call {
+            ApiCall::Rooms => self.requests.push(Request::Rooms { asker }),
+            ApiCall::Presence { room } => {
+                self.requests.push(Request::Who { asker, room: Rc::from(fold(&room)) })
+            }
+            ApiCall::Publish { room, text, from } => self.publish(ticket, &room, &text, &from, now_ms),
+            ApiCall::Send { nick, text, from } => self.send_from_api(ticket, &nick, text, &from, now_ms, out),
+            ApiCall::Kick { nick, reason } => {
+                self.sanction(asker, API_MODERATOR, &nick, None, reason.as_deref(), now_ms, out)
+            }
+            ApiCall::Ban { nick, duration, reason } => {
+                self.sanction(asker, API_MODERATOR, &nick, Some(duration), reason.as_deref(), now_ms, out)
+            }
+            ApiCall::Unban { nick } => match self.lift_bans(&nick) {
+                0 => out.push(answer(ApiAnswer::NotFound(format!("no ban for {nick}")))),
+                count => out.push(answer(ApiAnswer::Unbanned { count })),
+            },
+            ApiCall::Bans => {
+                let mut bans: Vec<Ban> = self.bans_in_force(now_ms).into_iter().map(|(_, ban)| ban).collect();
+                bans.sort_by_key(|ban| ban.until_ms);
+                out.push(answer(ApiAnswer::Bans(bans)));
+            }
+            ApiCall::History { room, since, limit } => {
+                let key: Rc<str> = Rc::from(fold(&room));
+                let here = self.rooms.get(&key).is_some_and(|r| matches!(r.sync, Sync::Shared));
+                if here || !self.is_linked() {
+                    out.push(answer(self.history_here(&key, since.as_ref(), limit)));
+                } else {
+                    self.waits.api_history.insert(ticket, (since, limit));
+                    self.requests.push(Request::History { asker, room: key });
+                }
+            }
+        }
+    }
+
+    /// `publish`: a room message from an application, said like a member's. The room is
+    /// created if new and followed until the message is numbered, so that it is kept and
+    /// delivered like any other, members here or not.
+    fn publish(&mut self, ticket: Ticket, room: &str, text: &str, from: &str, now_ms: u64) {
+        let key = self.occupy(room);
+        if let Some(room) = self.rooms.get_mut(&key) {
+            room.publishing += 1;
+        }
+        let message = Stored { seq: 0, ts: now_ms, from: Rc::from(from), text: text.into(), kind: Kind::Api };
+        let display = self.display(&key);
+        self.requests.push(Request::Say { room: key, display, message, origin: Origin::Api(ticket) });
+    }
+
+    /// The broker numbered an application's message: its id is the answer, and the room,
+    /// if nobody else keeps it followed, is left as any room its last member left.
+    pub(super) fn published(
+        &mut self,
+        ticket: Ticket,
+        key: &Rc<str>,
+        epoch: Rc<str>,
+        seq: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.publishing = room.publishing.saturating_sub(1);
+        }
+        self.settle_if_idle(key);
+        let id = MessageId { epoch: epoch.to_string(), seq };
+        out.push(Effect::Answer { ticket, answer: ApiAnswer::Published { id } });
+    }
+
+    /// `send`: a private message to `nick`'s connections here now, and elsewhere through the
+    /// broker; answered from both counts.
+    fn send_from_api(
+        &mut self,
+        ticket: Ticket,
+        nick: &str,
+        text: String,
+        from: &str,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let target = self.find_nick(nick);
+        let holders = target.map(|t| self.holders(t)).unwrap_or_default();
+        let held_as = target.and_then(|t| self.member(t)).map(|m| (m.nick.clone(), m.signed));
+        let to = held_as.as_ref().map_or_else(|| Rc::from(nick), |(held, _)| held.clone());
+        let from: Rc<str> = Rc::from(from);
+        for &holder in &holders {
+            let event = Event::Private {
+                from: from.clone(),
+                to: to.clone(),
+                text: text.clone(),
+                ts: now_ms,
+                outgoing: false,
+                api: true,
+            };
+            out.push(super::reply(holder, event.into()));
+        }
+        let direct = Direct::Private { from, text, ts: now_ms, api: true };
+        self.reach(Asker::Api(ticket), nick, holders, held_as, direct);
+    }
+
+    /// A room's history as this process keeps it (the whole history with one process, or a
+    /// followed room's mirror).
+    fn history_here(&self, key: &str, since: Option<&MessageId>, limit: usize) -> ApiAnswer {
+        let Some(room) = self.rooms.get(key) else { return ApiAnswer::NoSuchRoom };
+        history_answer(room.display.clone(), &room.history, since, limit)
+    }
+
+    /// The broker's answer to a `history` call for a room not followed here.
+    pub(super) fn api_history(&mut self, ticket: Ticket, key: &str, kept: Kept, out: &mut Vec<Effect>) {
+        let (since, limit) = self.waits.api_history.remove(&ticket).unwrap_or((None, MAX_HISTORY));
+        let answer = match kept {
+            Kept::Here => self.history_here(key, since.as_ref(), limit),
+            Kept::Nowhere => ApiAnswer::NoSuchRoom,
+            Kept::There { display, epoch, top, messages } => {
+                let mut history = History::new(epoch, top.saturating_add(1), messages.len());
+                messages.into_iter().for_each(|m| history.restore(m));
+                history_answer(display, &history, since.as_ref(), limit)
+            }
         };
-        self.requests.push(request);
+        out.push(Effect::Answer { ticket, answer });
     }
 
     /// The broker's answer to [`ApiCall::Rooms`]: every room with members, here or elsewhere.
@@ -82,5 +236,19 @@ impl Chat {
             ApiAnswer::Presence { room: self.display(room), members, total }
         };
         out.push(Effect::Answer { ticket, answer });
+    }
+}
+
+/// The messages of `history` after `since` (the resume rules of a reconnecting client), the
+/// newest `limit` of them; fewer than all of them is not a recovery.
+fn history_answer(room: Rc<str>, history: &History, since: Option<&MessageId>, limit: usize) -> ApiAnswer {
+    let replay = history.after(since);
+    let cut = replay.messages.len().saturating_sub(limit);
+    let messages: Vec<Rc<Stored>> = replay.messages[cut..].iter().map(|m| Rc::clone(m)).collect();
+    ApiAnswer::History {
+        room,
+        epoch: history.epoch().clone(),
+        recovered: replay.recovered && cut == 0,
+        messages,
     }
 }

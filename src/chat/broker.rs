@@ -8,7 +8,9 @@
 //!
 //! - every request that asks for an answer gets exactly one ([`Request::Follow`] a
 //!   [`Notice::Loaded`], [`Request::Claim`] a [`Notice::Claimed`], [`Request::Who`],
-//!   [`Request::Rooms`] and [`Request::Direct`] theirs), even when the link to Redis fails;
+//!   [`Request::Rooms`], [`Request::Direct`] and [`Request::History`] theirs, an
+//!   application's [`Request::Say`] a [`Notice::Published`]), even when the link to Redis
+//!   fails;
 //! - a room's messages and events come back ([`Notice::Message`], [`Notice::Event`],
 //!   [`Notice::Binary`]) to every process following the room, the sender's own included, in
 //!   one order for all;
@@ -45,12 +47,15 @@ pub enum Request {
         room: Rc<str>,
     },
     /// A room message from `origin`, to be numbered, kept and delivered to the room
-    /// ([`Notice::Message`]). Its `seq` is 0 until the broker numbers it.
+    /// ([`Notice::Message`]); an application's is also answered with its id
+    /// ([`Notice::Published`]). Its `seq` is 0 until the broker numbers it. The room is
+    /// followed here (the chat follows a room an application publishes in until this is
+    /// answered).
     Say {
         room: Rc<str>,
         display: Rc<str>,
         message: Stored,
-        origin: ClientId,
+        origin: Origin,
     },
     /// A room event that is not kept (a join, a leave, a nick change); `origin` is the member
     /// it is about, when it is in the room and must see it before anything it sends next.
@@ -112,6 +117,12 @@ pub enum Request {
         nick: Rc<str>,
         direct: Direct,
     },
+    /// A room's history as the cluster keeps it ([`Notice::History`]), for a room not
+    /// followed here.
+    History {
+        asker: Asker,
+        room: Rc<str>,
+    },
     /// A ban (or its end), for every process.
     Ban {
         key: BanKey,
@@ -120,6 +131,14 @@ pub enum Request {
     Unban {
         key: BanKey,
     },
+}
+
+/// Who said a room message: a member, or an application (`POST /api/publish`), whose call
+/// waits for the message's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Member(ClientId),
+    Api(super::api::Ticket),
 }
 
 /// Who asked a question: a member (a command), or an HTTP API request (`crate::api`).
@@ -141,8 +160,8 @@ pub struct MemberAsker {
 /// What reaches a nick on whichever process holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Direct {
-    /// A private message.
-    Private { from: Rc<str>, text: String, ts: u64 },
+    /// A private message; `api`: from an application, `from` being the name it gave.
+    Private { from: Rc<str>, text: String, ts: u64, api: bool },
     /// A moderator's `/kick`: close with 4000 and this reason.
     Kick(String),
     /// A moderator's `/ban`: a guest's process bans its address, then the connection is
@@ -171,6 +190,19 @@ pub enum Notice {
         room: Rc<str>,
         epoch: Rc<str>,
         message: Stored,
+    },
+    /// The answer to an application's [`Request::Say`]: the id its message got.
+    Published {
+        ticket: super::api::Ticket,
+        room: Rc<str>,
+        epoch: Rc<str>,
+        seq: u64,
+    },
+    /// The answer to [`Request::History`].
+    History {
+        asker: Asker,
+        room: Rc<str>,
+        kept: Kept,
     },
     /// A room event that is not kept; `origin` is the connection of this process that
     /// announced it (its own join, leave or nick change), if any.
@@ -235,6 +267,18 @@ pub enum Notice {
     Unsent {
         room: Rc<str>,
         message: Stored,
-        origin: ClientId,
+        origin: Origin,
     },
+}
+
+/// Where a room's history is, for [`Notice::History`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    /// This process's copy is the history (one process, or the link is down).
+    Here,
+    /// The cluster's: the room's name as shown, its epoch, the last sequence number given, and
+    /// its newest messages, oldest first.
+    There { display: Rc<str>, epoch: Rc<str>, top: u64, messages: Vec<Stored> },
+    /// Nowhere: the room does not exist.
+    Nowhere,
 }

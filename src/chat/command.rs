@@ -58,10 +58,8 @@ pub const MAX_REASON_CHARS: usize = 100;
 /// (`websocat` sends `text\n` for each line typed), so it is dropped first.
 pub fn parse_line(line: &str) -> Line<'_> {
     let line = line.strip_suffix('\n').map_or(line, |l| l.strip_suffix('\r').unwrap_or(l));
-    if line.chars().any(breaks_the_line) {
-        return Line::Invalid(
-            "a message is one line: no line breaks, control characters or bidi controls".to_string(),
-        );
+    if let Err(why) = one_line(line) {
+        return Line::Invalid(why.to_string());
     }
     if line.trim().is_empty() {
         return Line::Blank;
@@ -136,6 +134,15 @@ fn split_word(text: &str) -> (&str, &str) {
     match text.split_once(char::is_whitespace) {
         Some((word, rest)) => (word, rest.trim()),
         None => (text, ""),
+    }
+}
+
+/// Whether `text` is one line as the chat sees it (see [`parse_line`]): what any text shown to
+/// members must be, whoever sends it.
+pub fn one_line(text: &str) -> Result<(), &'static str> {
+    match text.chars().any(breaks_the_line) {
+        true => Err("a message is one line: no line breaks, control characters or bidi controls"),
+        false => Ok(()),
     }
 }
 

@@ -175,11 +175,13 @@ impl Chat {
                 text: text.to_string(),
                 ts: now_ms,
                 outgoing: false,
+                api: false,
             };
             out.push(reply(holder, event.into()));
         }
-        let direct = super::Direct::Private { from, text: text.to_string(), ts: now_ms };
-        self.reach(client, to, holders, held_as, direct);
+        let asker = Asker::Member(MemberAsker { client, nick: from.clone() });
+        let direct = super::Direct::Private { from, text: text.to_string(), ts: now_ms, api: false };
+        self.reach(asker, to, holders, held_as, direct);
     }
 
     /// A client sent a binary message: relayed verbatim to its room, sender included, just

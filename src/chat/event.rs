@@ -41,13 +41,15 @@ pub struct RoomMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Message(RoomMessage),
-    /// A private message; `outgoing` is the sender's own copy.
+    /// A private message; `outgoing` is the sender's own copy; `api`: from an application
+    /// (`POST /api/send`), `from` being the name it gave.
     Private {
         from: Rc<str>,
         to: Rc<str>,
         text: String,
         ts: u64,
         outgoing: bool,
+        api: bool,
     },
     Notice(String),
     Error(String),
@@ -162,6 +164,9 @@ impl Event {
                 Kind::Action => ServerLine::Action { nick: &m.from, text: &m.text }.to_string(),
                 Kind::Api => ServerLine::Api { from: &m.from, text: &m.text }.to_string(),
             }),
+            Self::Private { from, text, api: true, .. } => {
+                Some(ServerLine::PrivateFromApi { from, text }.to_string())
+            }
             Self::Private { from, text, outgoing: false, .. } => {
                 Some(ServerLine::PrivateFrom { nick: from, text }.to_string())
             }
@@ -215,7 +220,9 @@ impl Event {
                 })
                 .ok();
             }
-            Self::Private { from, to, text, ts, .. } => Json::Private { from, to, text, ts: *ts },
+            Self::Private { from, to, text, ts, api, .. } => {
+                Json::Private { from, to, text, ts: *ts, api: api.then_some(true) }
+            }
             Self::Notice(text) => Json::Notice { text },
             Self::Error(text) => Json::Error { text },
             Self::Welcome { nick, room } => Json::Welcome { nick, room },
@@ -254,9 +261,9 @@ impl Event {
                 Self::room_message(m, kind)?
             }
             JsonIn::Action(m) => Self::room_message(m, Kind::Action)?,
-            JsonIn::Private { from, to, text, ts } => {
+            JsonIn::Private { from, to, text, ts, api } => {
                 // Which copy this is, the client knows from its own nick; the receiver's by default.
-                Self::Private { from: from.into(), to: to.into(), text, ts, outgoing: false }
+                Self::Private { from: from.into(), to: to.into(), text, ts, outgoing: false, api }
             }
             JsonIn::Notice { text } => Self::Notice(text),
             JsonIn::Error { text } => Self::Error(text),
@@ -314,17 +321,59 @@ impl Event {
 enum JsonIn {
     Message(JsonInMessage),
     Action(JsonInMessage),
-    Private { from: String, to: String, text: String, ts: u64 },
-    Notice { text: String },
-    Error { text: String },
-    Welcome { nick: String, room: String },
-    Joined { room: String, nick: String },
-    Left { room: String, nick: String, reason: Option<String>, moved_to: Option<String> },
-    Nick { room: String, old: String, new: String },
-    Who { room: String, count: usize, nicks: Vec<String> },
-    Rooms { count: usize, rooms: Vec<JsonInRoom> },
-    Binary { room: String, from: String, bytes: usize },
-    Replayed { room: String, recovered: bool, count: usize, last: Option<String> },
+    Private {
+        from: String,
+        to: String,
+        text: String,
+        ts: u64,
+        #[serde(default)]
+        api: bool,
+    },
+    Notice {
+        text: String,
+    },
+    Error {
+        text: String,
+    },
+    Welcome {
+        nick: String,
+        room: String,
+    },
+    Joined {
+        room: String,
+        nick: String,
+    },
+    Left {
+        room: String,
+        nick: String,
+        reason: Option<String>,
+        moved_to: Option<String>,
+    },
+    Nick {
+        room: String,
+        old: String,
+        new: String,
+    },
+    Who {
+        room: String,
+        count: usize,
+        nicks: Vec<String>,
+    },
+    Rooms {
+        count: usize,
+        rooms: Vec<JsonInRoom>,
+    },
+    Binary {
+        room: String,
+        from: String,
+        bytes: usize,
+    },
+    Replayed {
+        room: String,
+        recovered: bool,
+        count: usize,
+        last: Option<String>,
+    },
     Expired {},
 }
 
@@ -360,17 +409,59 @@ fn more(count: usize, shown: usize) -> String {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Json<'a> {
-    Private { from: &'a str, to: &'a str, text: &'a str, ts: u64 },
-    Notice { text: &'a str },
-    Error { text: &'a str },
-    Welcome { nick: &'a str, room: &'a str },
-    Joined { room: &'a str, nick: &'a str },
-    Left { room: &'a str, nick: &'a str, reason: Option<&'a str>, moved_to: Option<&'a str> },
-    Nick { room: &'a str, old: &'a str, new: &'a str },
-    Who { room: &'a str, count: usize, nicks: Vec<&'a str> },
-    Rooms { count: usize, rooms: Vec<JsonRoom<'a>> },
-    Binary { room: &'a str, from: &'a str, bytes: usize },
-    Replayed { room: &'a str, recovered: bool, count: usize, last: Option<&'a str> },
+    Private {
+        from: &'a str,
+        to: &'a str,
+        text: &'a str,
+        ts: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api: Option<bool>,
+    },
+    Notice {
+        text: &'a str,
+    },
+    Error {
+        text: &'a str,
+    },
+    Welcome {
+        nick: &'a str,
+        room: &'a str,
+    },
+    Joined {
+        room: &'a str,
+        nick: &'a str,
+    },
+    Left {
+        room: &'a str,
+        nick: &'a str,
+        reason: Option<&'a str>,
+        moved_to: Option<&'a str>,
+    },
+    Nick {
+        room: &'a str,
+        old: &'a str,
+        new: &'a str,
+    },
+    Who {
+        room: &'a str,
+        count: usize,
+        nicks: Vec<&'a str>,
+    },
+    Rooms {
+        count: usize,
+        rooms: Vec<JsonRoom<'a>>,
+    },
+    Binary {
+        room: &'a str,
+        from: &'a str,
+        bytes: usize,
+    },
+    Replayed {
+        room: &'a str,
+        recovered: bool,
+        count: usize,
+        last: Option<&'a str>,
+    },
     Expired {},
 }
 
@@ -460,6 +551,7 @@ mod tests {
                     text: "psst".into(),
                     ts: 5,
                     outgoing: true,
+                    api: false,
                 },
                 r#"{"type":"private","from":"a","to":"b","text":"psst","ts":5}"#,
             ),
@@ -523,7 +615,22 @@ mod tests {
         let events = [
             message(false, false),
             message(true, true),
-            Event::Private { from: "a".into(), to: "b".into(), text: "psst".into(), ts: 5, outgoing: false },
+            Event::Private {
+                from: "a".into(),
+                to: "b".into(),
+                text: "psst".into(),
+                ts: 5,
+                outgoing: false,
+                api: false,
+            },
+            Event::Private {
+                from: "deploybot".into(),
+                to: "b".into(),
+                text: "psst".into(),
+                ts: 5,
+                outgoing: false,
+                api: true,
+            },
             Event::notice("hello\nworld"),
             Event::error("no"),
             Event::Welcome { nick: "a".into(), room: "lobby".into() },

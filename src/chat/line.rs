@@ -9,6 +9,7 @@
 //! | `[PM from NICK] TEXT` | [`ServerLine::PrivateFrom`] |
 //! | `[PM to NICK] TEXT` | [`ServerLine::PrivateTo`] |
 //! | `[FROM] TEXT` | [`ServerLine::Api`] (an application's message, `POST /api/publish`) |
+//! | `[PM from app FROM] TEXT` | [`ServerLine::PrivateFromApi`] (`POST /api/send`) |
 //! | `*** error: TEXT` | [`ServerLine::Error`] |
 //! | `*** binary message from NICK (N bytes)` | [`ServerLine::BinaryFrom`] (just before the binary message it announces) |
 //! | `*** TEXT` | [`ServerLine::Notice`] (each line of a multi-line notice starts with `*** `) |
@@ -24,6 +25,7 @@ const ERROR_PREFIX: &str = "*** error: ";
 const ACTION_PREFIX: &str = "* ";
 const PM_FROM_PREFIX: &str = "[PM from ";
 const PM_TO_PREFIX: &str = "[PM to ";
+const PM_FROM_API_PREFIX: &str = "[PM from app ";
 const BINARY_FROM_PREFIX: &str = "*** binary message from ";
 
 /// One line as the server sends it.
@@ -43,6 +45,12 @@ pub enum ServerLine<'a> {
     },
     PrivateTo {
         nick: &'a str,
+        text: &'a str,
+    },
+    /// An application's private message (the HTTP API); a member's nick has no space, so
+    /// `app FROM` is no member's.
+    PrivateFromApi {
+        from: &'a str,
         text: &'a str,
     },
     /// An application's message in a room (the HTTP API): `from` is the name it gave, which
@@ -74,6 +82,10 @@ impl<'a> ServerLine<'a> {
             Self::Notice(text)
         } else if let Some((nick, text)) = line.strip_prefix(ACTION_PREFIX).and_then(|l| l.split_once(' ')) {
             Self::Action { nick, text }
+        } else if let Some((from, text)) =
+            line.strip_prefix(PM_FROM_API_PREFIX).and_then(|l| l.split_once("] "))
+        {
+            Self::PrivateFromApi { from, text }
         } else if let Some((nick, text)) = line.strip_prefix(PM_FROM_PREFIX).and_then(|l| l.split_once("] "))
         {
             Self::PrivateFrom { nick, text }
@@ -113,6 +125,7 @@ impl fmt::Display for ServerLine<'_> {
             Self::PrivateFrom { nick, text } => write!(f, "{PM_FROM_PREFIX}{nick}] {text}"),
             Self::PrivateTo { nick, text } => write!(f, "{PM_TO_PREFIX}{nick}] {text}"),
             Self::Api { from, text } => write!(f, "[{from}] {text}"),
+            Self::PrivateFromApi { from, text } => write!(f, "{PM_FROM_API_PREFIX}{from}] {text}"),
             Self::Error(text) => write!(f, "{ERROR_PREFIX}{text}"),
             Self::BinaryFrom { nick, len } => write!(f, "{BINARY_FROM_PREFIX}{nick} ({len} bytes)"),
             Self::Notice(text) => {
@@ -142,6 +155,8 @@ mod tests {
             ServerLine::PrivateTo { nick: "bob", text: "psst" },
             ServerLine::Api { from: "deploybot", text: "deploy 1.4 done] [PM from x] y" },
             ServerLine::Api { from: "PM", text: "from x] y" },
+            ServerLine::PrivateFromApi { from: "deploybot", text: "psst" },
+            ServerLine::PrivateFrom { nick: "app", text: "not an application" },
             ServerLine::Error("no such nick: carol"),
             ServerLine::BinaryFrom { nick: "alice", len: 1234 },
             ServerLine::Notice("alice joined lobby"),

@@ -37,6 +37,8 @@ mod nicks;
 mod notices;
 mod rooms;
 
+use rooms::Room;
+
 use std::collections::{HashMap, VecDeque};
 use std::hash::RandomState;
 use std::rc::Rc;
@@ -46,7 +48,7 @@ use bytes::Bytes;
 use names::{fold, validate_nick};
 
 pub use bans::{Ban, BanKey, Bans};
-pub use broker::{Asker, Direct, MemberAsker, Notice, Request};
+pub use broker::{Asker, Direct, Kept, MemberAsker, Notice, Origin, Request};
 pub use event::{Event, HelpFor, Mode, RoomMessage, HELP, JSON_SUBPROTOCOL};
 pub use history::{History, MessageId, Stored};
 pub use line::{ServerLine, NOTICE_PREFIX};
@@ -234,28 +236,6 @@ fn may_enter(access: Option<&Access>, key: &str) -> bool {
 /// What someone who may not enter a private room is told: the same as for a room that does
 /// not exist, so its existence is not revealed.
 const NO_SUCH_ROOM: &str = "no such room";
-
-struct Room {
-    /// The name as first spelled by whoever created the room.
-    display: Rc<str>,
-    /// Members by mode ([`Mode`] as index): a broadcast is rendered once per mode that has
-    /// members, and each list is walked without looking at the members themselves.
-    members: [Vec<ClientId>; 2],
-    history: History,
-    /// Whether the room is followed through the broker, and how far its history is loaded.
-    sync: following::Sync,
-    /// The history came from the broker (another process numbers it too): it is not this
-    /// process's to keep once the room is unfollowed, nor to number on after the link is lost.
-    borrowed: bool,
-    /// When the room last became empty (a stamp from [`Chat::next_stamp`]), while it is.
-    emptied: Option<u64>,
-}
-
-impl Room {
-    fn len(&self) -> usize {
-        self.members[0].len() + self.members[1].len()
-    }
-}
 
 /// Default for [`ChatLimits::announce_limit`].
 pub const DEFAULT_ANNOUNCE_LIMIT: usize = 100;
@@ -515,8 +495,8 @@ impl Chat {
         assert_eq!(listed, self.member_count, "room lists hold exactly the members");
         let mut empty = 0;
         for (key, room) in &self.rooms {
-            assert_eq!(room.emptied.is_some(), room.len() == 0, "{key}: emptied stamp iff empty");
-            if room.len() == 0 && &**key != LOBBY {
+            assert_eq!(room.emptied.is_some(), room.is_idle(), "{key}: emptied stamp iff idle");
+            if room.is_idle() && &**key != LOBBY {
                 assert!(room.history.last_id().is_some(), "empty room {key} kept without history");
                 empty += 1;
             }

@@ -8,14 +8,32 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::api::{ApiAnswer, Ticket};
 use super::command::cut;
 use super::names::{fold, validate_nick, MAX_NAME_CHARS};
 use super::{
-    may_enter, notice, reply, Access, Ban, BanKey, Chat, ClientId, Direct, Effect, Event, Journal,
+    may_enter, notice, reply, Access, Asker, Ban, BanKey, Chat, ClientId, Direct, Effect, Event, Journal,
     MemberAsker, Request, LOBBY,
 };
 use crate::auth::Identity;
 use crate::logline::quoted;
+
+/// Who waits for the other processes to answer a `/msg`, `/kick` or `/ban` (or the API's
+/// `send`, `kick` or `ban`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Reacher {
+    Member(ClientId),
+    Api(Ticket),
+}
+
+impl Reacher {
+    fn of(asker: &Asker) -> Self {
+        match asker {
+            Asker::Member(member) => Self::Member(member.client),
+            Asker::Api(ticket) => Self::Api(*ticket),
+        }
+    }
+}
 
 /// What a `/msg`, `/kick` or `/ban` did on this process, kept until the others answer.
 pub(super) struct ReachedHere {
@@ -27,23 +45,27 @@ pub(super) struct ReachedHere {
 
 impl Chat {
     /// Asks the broker to reach `nick` on the other processes with `direct`, after `holders`
-    /// here were reached; `client` waits for the answer.
+    /// here were reached; `asker` waits for the answer (a member's input is held meanwhile).
     pub(super) fn reach(
         &mut self,
-        client: ClientId,
+        asker: Asker,
         nick: &str,
         holders: Vec<ClientId>,
         held_as: Option<(Rc<str>, bool)>,
         direct: Direct,
     ) {
-        self.waits.reached_here.insert(client, ReachedHere { holders: holders.len(), held_as });
+        let here = ReachedHere { holders: holders.len(), held_as };
+        self.waits.reached_here.insert(Reacher::of(&asker), here);
         let nick = Rc::from(nick);
-        self.ask(client, |asker| Request::Direct { asker, nick, direct });
+        match asker {
+            Asker::Member(MemberAsker { client, .. }) => {
+                self.ask(client, |asker| Request::Direct { asker, nick, direct })
+            }
+            Asker::Api(_) => self.requests.push(Request::Direct { asker, nick, direct }),
+        }
     }
 
-    /// `/kick` (no duration) and `/ban`: every connection of the user, on any process, is
-    /// closed with 4000 and a reason its room hears; a ban also refuses the user (a guest: its
-    /// address) until it ends. A user who is not connected can still be banned, by nick.
+    /// A moderator's `/kick` (no duration) or `/ban`, if `client` is one.
     pub(super) fn moderate(
         &mut self,
         client: ClientId,
@@ -61,12 +83,31 @@ impl Chat {
         if let (Some(_), Err(why)) = (duration, validate_nick(nick)) {
             return self.refuse(client, format!("cannot ban {}: {}", quoted(nick), why.0), out);
         }
-        let by = self.nick(client).unwrap_or("?").to_string();
+        let Some(by) = self.member(client).map(|m| m.nick.clone()) else { return };
+        let asker = Asker::Member(MemberAsker { client, nick: by.clone() });
+        self.sanction(asker, &by, nick, duration, reason, now_ms, out);
+    }
+
+    /// `/kick` (no duration) and `/ban` by `by`, for `asker`: every connection of the user, on
+    /// any process, is closed with 4000 and a reason its room hears; a ban also refuses the
+    /// user (a guest: its address) until it ends. A user who is not connected can still be
+    /// banned, by nick.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn sanction(
+        &mut self,
+        asker: Asker,
+        by: &str,
+        nick: &str,
+        duration: Option<Duration>,
+        reason: Option<&str>,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
         let target = self.find_nick(nick);
         let holders = target.map(|t| self.holders(t)).unwrap_or_default();
         let held_as = target.and_then(|t| self.member(t)).map(|m| (m.nick.clone(), m.signed));
         let name = held_as.as_ref().map_or(nick, |(held, _)| held);
-        let (closing, ban) = sanction(&by, name, duration, reason, now_ms);
+        let (closing, ban) = sanction(by, name, duration, reason, now_ms);
         // Whoever is banned is closed once the ban is in force everywhere (back from the
         // broker), so that a ban seen is a ban met on any process.
         match (&ban, &held_as) {
@@ -98,39 +139,44 @@ impl Chat {
             None => Direct::Kick(closing),
             Some(ban) => Direct::Ban { closing, ban },
         };
-        self.reach(client, nick, holders, held_as, direct);
+        self.reach(asker, nick, holders, held_as, direct);
     }
 
     /// The broker reached `nick` on `reached` connections elsewhere: the sender is told what
     /// came of it, here and there together.
     pub(super) fn reached(
         &mut self,
-        asker: MemberAsker,
+        asker: Asker,
         nick: &str,
         reached: usize,
         held_elsewhere: Option<(Rc<str>, bool)>,
         direct: Direct,
         out: &mut Vec<Effect>,
     ) {
-        let here = self.waits.reached_here.remove(&asker.client);
-        if !self.answered(&asker) {
-            return;
-        }
-        let client = asker.client;
+        let here = self.waits.reached_here.remove(&Reacher::of(&asker));
         let here = here.unwrap_or(ReachedHere { holders: 0, held_as: None });
         let reached = here.holders + reached;
         let held_as = here.held_as.or(held_elsewhere);
         let name =
             held_as.as_ref().map_or_else(|| cut(nick, MAX_NAME_CHARS).to_string(), |(n, _)| n.to_string());
+        let asker = match asker {
+            Asker::Api(ticket) => return self.api_reached(ticket, &name, reached, direct, out),
+            Asker::Member(asker) if self.answered(&asker) => asker,
+            Asker::Member(_) => return,
+        };
+        let client = asker.client;
         match direct {
             _ if reached == 0 && !matches!(direct, Direct::Ban { .. }) => {
                 out.push(reply(client, Self::no_such_nick(&name)))
             }
-            Direct::Private { from, text, ts } => {
+            Direct::Private { from, text, ts, .. } => {
                 // The sender's own copy, unless it holds the nick itself (then it got one).
                 if fold(&name) != fold(&asker.nick) {
                     let to = Rc::from(name.as_str());
-                    out.push(reply(client, Event::Private { from, to, text, ts, outgoing: true }.into()));
+                    out.push(reply(
+                        client,
+                        Event::Private { from, to, text, ts, outgoing: true, api: false }.into(),
+                    ));
                 }
             }
             Direct::Kick(_) => out.push(reply(client, notice(sanctioned(&name, false, false)))),
@@ -146,6 +192,26 @@ impl Chat {
         }
     }
 
+    /// What the broker says of a nick reached for an application, with what was reached here.
+    pub(super) fn api_reached(
+        &self,
+        ticket: Ticket,
+        name: &str,
+        reached: usize,
+        direct: Direct,
+        out: &mut Vec<Effect>,
+    ) {
+        let answer = match direct {
+            Direct::Ban { ban, .. } if reached > 0 || !is_guest_nick(name) => {
+                ApiAnswer::Banned { nick: name.to_string(), until_ms: ban.until_ms, kicked: reached }
+            }
+            Direct::Ban { .. } => ApiAnswer::NotFound(guest_not_connected(name)),
+            _ if reached == 0 => ApiAnswer::NotFound(format!("no such nick: {name}")),
+            Direct::Private { .. } | Direct::Kick(_) => ApiAnswer::Reached { reached },
+        };
+        out.push(Effect::Answer { ticket, answer });
+    }
+
     /// Another process sent one of this process's connections a private message, a kick or a
     /// ban, for `nick`: for whoever still holds it, not a connection that took the slot since.
     pub(super) fn direct_arrived(
@@ -157,8 +223,8 @@ impl Chat {
     ) {
         let Some(member) = self.member(client).filter(|m| fold(&m.nick) == fold(nick)) else { return };
         match direct {
-            Direct::Private { from, text, ts } => {
-                let event = Event::Private { from, to: member.nick.clone(), text, ts, outgoing: false };
+            Direct::Private { from, text, ts, api } => {
+                let event = Event::Private { from, to: member.nick.clone(), text, ts, outgoing: false, api };
                 out.push(reply(client, event.into()));
             }
             Direct::Kick(reason) => out.push(Effect::Kick { client, reason }),
@@ -175,16 +241,31 @@ impl Chat {
         if !self.is_admin(client) {
             return self.refuse(client, "only moderators can /unban".to_string(), out);
         }
+        let text = match self.lift_bans(nick) {
+            0 => format!("no ban for {}", cut(nick, MAX_NAME_CHARS)),
+            _ => format!("{} may come back", cut(nick, MAX_NAME_CHARS)),
+        };
+        out.push(reply(client, notice(text)));
+    }
+
+    /// Ends `nick`'s bans (a user's, and its addresses' as a guest), on every process; how many.
+    pub(super) fn lift_bans(&mut self, nick: &str) -> usize {
         let keys = self.bans.remove_nick(nick);
         self.requests.extend(keys.iter().map(|key| Request::Unban { key: key.clone() }));
-        let text = match keys.is_empty() {
-            true => format!("no ban for {}", cut(nick, MAX_NAME_CHARS)),
-            false => format!("{} may come back", cut(nick, MAX_NAME_CHARS)),
-        };
+        let count = keys.len();
         if let Some(journal) = &mut self.journal {
             journal.extend(keys.into_iter().map(|key| Journal::Unbanned { key }));
         }
-        out.push(reply(client, notice(text)));
+        count
+    }
+
+    /// The bans in force, those that ended forgotten (and journaled).
+    pub(super) fn bans_in_force(&mut self, now_ms: u64) -> Vec<(BanKey, Ban)> {
+        let ended = self.bans.expire(now_ms);
+        if let Some(journal) = &mut self.journal {
+            journal.extend(ended.into_iter().map(|key| Journal::Unbanned { key }));
+        }
+        self.bans.active(now_ms).into_iter().map(|(key, ban)| (key.clone(), ban.clone())).collect()
     }
 
     /// `/bans`: the bans in force, with who set them and how long they have left.
@@ -192,13 +273,8 @@ impl Chat {
         if !self.is_admin(client) {
             return self.refuse(client, "only moderators can list /bans".to_string(), out);
         }
-        let ended = self.bans.expire(now_ms);
-        if let Some(journal) = &mut self.journal {
-            journal.extend(ended.into_iter().map(|key| Journal::Unbanned { key }));
-        }
         let list: Vec<String> = self
-            .bans
-            .active(now_ms)
+            .bans_in_force(now_ms)
             .iter()
             .map(|(key, ban)| {
                 let whom = match key {
@@ -333,11 +409,11 @@ fn sanctioned(name: &str, banned: bool, signed: bool) -> String {
 }
 
 /// Whether `nick` is a guest nick (guests are banned by address, so only while connected).
-fn is_guest_nick(nick: &str) -> bool {
+pub(super) fn is_guest_nick(nick: &str) -> bool {
     fold(nick).starts_with(&fold("guest-"))
 }
 
 /// Why a guest who is not connected cannot be banned: its address is gone with it.
-fn guest_not_connected(name: &str) -> String {
+pub(super) fn guest_not_connected(name: &str) -> String {
     format!("{name} is not connected; a guest is banned by the address it connects from")
 }

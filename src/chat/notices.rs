@@ -36,7 +36,9 @@ pub(super) struct Waits {
     /// Clients waiting for answers or loads, with how many they wait for.
     holds: HashMap<ClientId, u32>,
     /// What a `/msg`, `/kick` or `/ban` did here, kept until the other processes answer.
-    pub(super) reached_here: HashMap<ClientId, super::moderation::ReachedHere>,
+    pub(super) reached_here: HashMap<super::moderation::Reacher, super::moderation::ReachedHere>,
+    /// API `history` calls waiting for the broker: what they asked for (since, limit).
+    pub(super) api_history: HashMap<super::api::Ticket, (Option<super::MessageId>, usize)>,
     /// Rooms whose member count here changed this turn.
     pub(super) dirty_counts: Vec<Rc<str>>,
     /// Guests to close once their address's ban is back from the broker: (ban, client, reason).
@@ -54,6 +56,7 @@ impl Waits {
         self.reclaims.shrink_to_fit();
         self.holds.shrink_to_fit();
         self.reached_here.shrink_to_fit();
+        self.api_history.shrink_to_fit();
         self.dirty_counts.shrink_to_fit();
         self.closing_after_ban.shrink_to_fit();
     }
@@ -64,6 +67,11 @@ impl Chat {
     pub fn is_waiting(&self, client: ClientId) -> bool {
         // Asked for every message read: with nobody waiting, two branches.
         self.is_claiming(client) || (!self.waits.holds.is_empty() && self.waits.holds.contains_key(&client))
+    }
+
+    /// Whether this process is linked to others now (never, with one process).
+    pub(super) fn is_linked(&self) -> bool {
+        self.waits.linked
     }
 
     /// `client` waits for one more answer.
@@ -85,7 +93,7 @@ impl Chat {
     pub(super) fn forget_waits(&mut self, client: ClientId) {
         self.forget_claims(client);
         self.waits.holds.remove(&client);
-        self.waits.reached_here.remove(&client);
+        self.waits.reached_here.remove(&super::moderation::Reacher::Member(client));
     }
 
     /// Something the broker says.
@@ -116,11 +124,15 @@ impl Chat {
             }
             Notice::Rooms { asker: Asker::Member(asker), rooms } => self.rooms_answered(asker, rooms, out),
             Notice::Rooms { asker: Asker::Api(ticket), rooms } => self.api_rooms(ticket, rooms, out),
-            Notice::Reached { asker: Asker::Member(asker), nick, reached, held_as, direct } => {
+            Notice::Reached { asker, nick, reached, held_as, direct } => {
                 self.reached(asker, &nick, reached, held_as, direct, out)
             }
-            // No API call reaches a nick (yet): nothing asked this.
-            Notice::Reached { asker: Asker::Api(_), .. } => {}
+            Notice::Published { ticket, room, epoch, seq } => self.published(ticket, &room, epoch, seq, out),
+            Notice::History { asker: Asker::Api(ticket), room, kept } => {
+                self.api_history(ticket, &room, kept, out)
+            }
+            // Members are replayed from the copy here: no member asks this.
+            Notice::History { asker: Asker::Member(_), .. } => {}
             Notice::Direct { client, nick, direct } => self.direct_arrived(client, &nick, direct, out),
             Notice::Reclaim => self.reclaim_everything(),
             Notice::Banned { key, ban } => self.banned(key, ban, out),
@@ -137,7 +149,7 @@ impl Chat {
         let after_outage = std::mem::take(&mut self.waits.lost);
         self.reclaim_everything();
         let keys: Vec<Rc<str>> =
-            self.rooms.iter().filter(|(_, r)| r.len() > 0).map(|(k, _)| k.clone()).collect();
+            self.rooms.iter().filter(|(_, r)| !r.is_idle()).map(|(k, _)| k.clone()).collect();
         for key in keys {
             if after_outage {
                 self.tell_room(&key, CLUSTER_BACK, out);
@@ -165,7 +177,7 @@ impl Chat {
                     self.tell_room(&key, CLUSTER_LOST, out);
                 }
             }
-            if self.rooms.get(&key).is_some_and(|r| r.len() > 0) {
+            if self.rooms.get(&key).is_some_and(|r| !r.is_idle()) {
                 self.follow(&key);
             }
         }
@@ -193,7 +205,7 @@ impl Chat {
     }
 
     /// A room message the broker lost on its way: said again, here.
-    fn unsent(&mut self, room: Rc<str>, message: Stored, origin: ClientId) {
+    fn unsent(&mut self, room: Rc<str>, message: Stored, origin: super::Origin) {
         let display = self.display(&room);
         self.requests.push(super::Request::Say { room, display, message, origin });
     }

@@ -11,9 +11,41 @@ use super::history::{self, History, Kind, MessageId, Stored};
 use super::names::{fold, validate_room};
 use super::{
     error, is_private, may_enter, notice, reply, Access, Body, Chat, ClientId, Effect, Event, Journal, Mode,
-    Request, Room, RoomMessage, LOBBY, NO_SUCH_ROOM, REPLAY_FRAMING,
+    Origin, Request, RoomMessage, LOBBY, NO_SUCH_ROOM, REPLAY_FRAMING,
 };
 use crate::logline::quoted;
+
+/// One room: its members here, its history, and its standing with the broker.
+pub(super) struct Room {
+    /// The name as first spelled by whoever created the room.
+    pub(super) display: Rc<str>,
+    /// Members by mode ([`Mode`] as index): a broadcast is rendered once per mode that has
+    /// members, and each list is walked without looking at the members themselves.
+    pub(super) members: [Vec<ClientId>; 2],
+    pub(super) history: History,
+    /// Whether the room is followed through the broker, and how far its history is loaded.
+    pub(super) sync: Sync,
+    /// The history came from the broker (another process numbers it too): it is not this
+    /// process's to keep once the room is unfollowed, nor to number on after the link is lost.
+    pub(super) borrowed: bool,
+    /// Applications' messages on their way to the room (`POST /api/publish`): the room is
+    /// followed until they are numbered, members or not.
+    pub(super) publishing: u32,
+    /// When the room last became idle (a stamp from [`Chat::next_stamp`]), while it is.
+    pub(super) emptied: Option<u64>,
+}
+
+impl Room {
+    pub(super) fn len(&self) -> usize {
+        self.members[0].len() + self.members[1].len()
+    }
+
+    /// No members here and no application's message on its way: the room is unfollowed, and
+    /// kept only for its history.
+    pub(super) fn is_idle(&self) -> bool {
+        self.len() == 0 && self.publishing == 0
+    }
+}
 
 impl Chat {
     /// Puts back a room's history read from a store, before any client connects.
@@ -38,6 +70,7 @@ impl Chat {
             history,
             sync: Sync::Alone,
             borrowed: false,
+            publishing: 0,
             emptied: Some(stamp),
         };
         if let Some(old) = self.rooms.insert(key.clone(), room) {
@@ -200,7 +233,7 @@ impl Chat {
         let (room, from) = (member.room.clone(), member.nick.clone());
         let message = Stored { seq: 0, ts: now_ms, from, text: text.into(), kind };
         let display = self.display(&room);
-        self.requests.push(Request::Say { room, display, message, origin: client });
+        self.requests.push(Request::Say { room, display, message, origin: Origin::Member(client) });
     }
 
     /// Brings all histories back under `--history-memory` after room `key` grew: empty rooms
@@ -248,6 +281,18 @@ impl Chat {
     /// Seats `client` in room `name` (created if new, with a fresh history); returns the
     /// room's key and the seat. A room's first member here follows it.
     pub(super) fn add_to_room(&mut self, client: ClientId, name: &str, mode: Mode) -> (Rc<str>, u32) {
+        let key = self.occupy(name);
+        let room = self.rooms.get_mut(&key).expect("room just occupied");
+        let members = &mut room.members[mode as usize];
+        members.push(client);
+        let seat = (members.len() - 1) as u32;
+        self.count_changed(&key);
+        (key, seat)
+    }
+
+    /// Room `name` (created if new, with a fresh history), about to get a member or an
+    /// application's message: no longer counted as empty, and followed. Returns its key.
+    pub(super) fn occupy(&mut self, name: &str) -> Rc<str> {
         let folded = fold(name);
         let key = match self.rooms.get_key_value(folded.as_str()) {
             Some((key, _)) => key.clone(),
@@ -259,6 +304,7 @@ impl Chat {
                     history: self.fresh_history(),
                     sync: Sync::Alone,
                     borrowed: false,
+                    publishing: 0,
                     emptied: Some(self.next_stamp()),
                 };
                 self.rooms.insert(key.clone(), room);
@@ -272,14 +318,10 @@ impl Chat {
         if was_empty && &*key != LOBBY {
             self.empty_rooms -= 1;
         }
-        let members = &mut room.members[mode as usize];
-        members.push(client);
-        let seat = (members.len() - 1) as u32;
-        self.count_changed(&key);
         if !self.is_followed(&key) {
             self.follow(&key);
         }
-        (key, seat)
+        key
     }
 
     /// Frees a seat: the list's last member moves into it, so leaving costs the same in a room
@@ -298,12 +340,19 @@ impl Chat {
                 }
             }
         }
-        if room.len() > 0 {
+        self.settle_if_idle(&key);
+    }
+
+    /// Room `key` became idle (its last member here left, or the last application's message
+    /// on its way was numbered): it is unfollowed, and kept for its history.
+    pub(super) fn settle_if_idle(&mut self, key: &Rc<str>) {
+        if !self.rooms.get(key).is_some_and(|r| r.is_idle() && r.emptied.is_none()) {
             return;
         }
         let stamp = self.next_stamp();
-        let Some(room) = self.rooms.get_mut(&key) else { return };
+        let Some(room) = self.rooms.get_mut(key) else { return };
         room.emptied = Some(stamp);
+        let key = key.clone();
         if self.unfollow(&key) || &*key == LOBBY {
             return;
         }
@@ -339,7 +388,7 @@ impl Chat {
     /// Forgets the empty room (not the lobby) emptied longest ago; false if there is none.
     pub(super) fn evict_oldest_empty_room(&mut self) -> bool {
         while let Some((stamp, key)) = self.emptied.pop_front() {
-            if !self.rooms.get(&key).is_some_and(|r| r.emptied == Some(stamp) && r.len() == 0) {
+            if !self.rooms.get(&key).is_some_and(|r| r.emptied == Some(stamp) && r.is_idle()) {
                 continue; // stale: joined again since
             }
             if let Some(room) = self.rooms.remove(&key) {

@@ -6,6 +6,7 @@ use super::history::Kind;
 use super::notices::{CLUSTER_BACK, CLUSTER_LOST};
 use super::*;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// A chat plus what each client has received so far, with the in-process broker answering
 /// every request (one process), or none: then the test plays Redis itself, taking the chat's
@@ -95,6 +96,14 @@ impl Harness {
         let mut out = Vec::new();
         self.chat.text(c, text, 1_764_000_000_000, &mut out);
         self.apply(out);
+    }
+    /// An application's call; its answer, if it came within the call.
+    fn api(&mut self, ticket: Ticket, call: ApiCall) -> Option<ApiAnswer> {
+        let mut out = Vec::new();
+        self.chat.api(ticket, call, 1_764_000_000_000, &mut out);
+        self.apply(out);
+        let at = self.answers.iter().position(|(t, _)| *t == ticket)?;
+        Some(self.answers.remove(at).1)
     }
     fn leave(&mut self, c: ClientId) {
         let mut out = Vec::new();
@@ -197,7 +206,7 @@ fn in_a_cluster_a_joiner_waits_for_its_nick_and_room_and_messages_come_back_from
     // Said, not shown: it comes back numbered by Redis.
     h.say(1, "hi");
     assert!(h.take(1).is_empty());
-    assert!(matches!(h.requests().as_slice(), [Request::Say { origin: 1, .. }]));
+    assert!(matches!(h.requests().as_slice(), [Request::Say { origin: Origin::Member(1), .. }]));
     h.cluster(shared("lobby", "e1", stored(3, "alice", "hi")));
     assert_eq!(h.take(1), ["alice: hi"]);
     h.cluster(shared("lobby", "e1", stored(3, "alice", "hi")));
@@ -902,17 +911,12 @@ fn an_application_sees_every_room_private_ones_included_and_who_sits_where_in_th
     h.sign_in(1, &Identity { rooms: vec!["+Ops".into()], ..signed_in("alice") }, None);
     h.sign_in(2, &signed_in("bob"), None);
     h.say(1, "/join +Ops");
-    h.chat.api(7, ApiCall::Rooms);
-    h.apply(Vec::new());
     let rooms = vec![(Rc::from("+Ops"), 1), (Rc::from("lobby"), 1)];
-    assert_eq!(h.answers.pop(), Some((7, ApiAnswer::Rooms { rooms, total: 2, members: 2 })));
-    h.chat.api(8, ApiCall::Presence { room: "+OPS".into() });
-    h.apply(Vec::new());
+    assert_eq!(h.api(7, ApiCall::Rooms), Some(ApiAnswer::Rooms { rooms, total: 2, members: 2 }));
     let members = vec![Rc::from("alice")];
-    assert_eq!(h.answers.pop(), Some((8, ApiAnswer::Presence { room: "+Ops".into(), members, total: 1 })));
-    h.chat.api(9, ApiCall::Presence { room: "nowhere".into() });
-    h.apply(Vec::new());
-    assert_eq!(h.answers.pop(), Some((9, ApiAnswer::NoSuchRoom)));
+    let presence = h.api(8, ApiCall::Presence { room: "+OPS".into() });
+    assert_eq!(presence, Some(ApiAnswer::Presence { room: "+Ops".into(), members, total: 1 }));
+    assert_eq!(h.api(9, ApiCall::Presence { room: "nowhere".into() }), Some(ApiAnswer::NoSuchRoom));
     // Other processes' members count too: a room with members only elsewhere exists.
     let mut out = Vec::new();
     let (asker, room, nicks) = (Asker::Api(10), Rc::from("attic"), vec![Rc::from("carol")]);
@@ -1106,4 +1110,180 @@ fn a_token_that_expires_while_the_join_waits_on_the_broker_joins_expired() {
     assert!(h.chat.is_expired(1));
     h.say(1, "/bans");
     assert_eq!(h.take(1), ["*** error: session expired: send /token NEWTOKEN"], "no moderator rights");
+}
+
+// ----- the HTTP API's calls -----
+
+fn publish(room: &str, text: &str) -> ApiCall {
+    ApiCall::Publish { room: room.into(), text: text.into(), from: "deploybot".into() }
+}
+
+fn published_id(answer: Option<ApiAnswer>) -> MessageId {
+    match answer {
+        Some(ApiAnswer::Published { id }) => id,
+        other => panic!("not published: {other:?}"),
+    }
+}
+
+#[test]
+fn an_application_publishes_into_a_room_its_members_see_it_set_apart_and_it_is_kept() {
+    let mut h = Harness::default();
+    h.connect(1, Some("alice"));
+    let mut out = Vec::new();
+    h.chat.connect(2, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
+    h.apply(out);
+    h.say(1, "before");
+    h.clear();
+    let id = published_id(h.api(7, publish("LOBBY", "deploy 1.4 done")));
+    assert_eq!(id.seq, 2, "numbered like any message of the room");
+    assert_eq!(h.take(1), ["[deploybot] deploy 1.4 done"], "not mistakable for a member's line");
+    let json: serde_json::Value = serde_json::from_str(&h.take(2)[0]).unwrap();
+    assert_eq!(
+        (json["type"].as_str(), json["from"].as_str(), json["api"].as_bool()),
+        (Some("message"), Some("deploybot"), Some(true))
+    );
+    assert_eq!(json["id"].as_str(), Some(id.to_string().as_str()));
+    // A later joiner's replay has it, still set apart.
+    h.connect(3, Some("carol"));
+    let replay = h.take(3);
+    assert!(replay.contains(&"[deploybot] deploy 1.4 done".to_string()), "{replay:?}");
+    h.chat.check_invariants();
+}
+
+#[test]
+fn a_room_without_members_is_published_into_kept_and_left_unfollowed() {
+    let mut h = Harness::default();
+    h.connect(1, Some("alice"));
+    let first = published_id(h.api(7, publish("Attic", "one")));
+    let second = published_id(h.api(8, publish("attic", "two")));
+    assert_eq!((first.seq, second.seq, first.epoch == second.epoch), (1, 2, true));
+    h.chat.check_invariants();
+    assert!(!h.chat.is_followed("attic"), "followed only while the message was on its way");
+    let history = h.api(9, ApiCall::History { room: "ATTIC".into(), since: None, limit: 100 });
+    let Some(ApiAnswer::History { room, messages, recovered: false, .. }) = history else {
+        panic!("{history:?}")
+    };
+    assert_eq!(&*room, "Attic", "the name as first spelled");
+    let texts: Vec<&str> = messages.iter().map(|m| &*m.text).collect();
+    assert_eq!(texts, ["one", "two"]);
+    assert!(messages.iter().all(|m| m.kind == Kind::Api));
+    // A member who comes is replayed both.
+    h.say(1, "/join attic");
+    let seen = h.take(1);
+    assert!(
+        seen.contains(&"[deploybot] one".to_string()) && seen.contains(&"[deploybot] two".to_string()),
+        "{seen:?}"
+    );
+    h.chat.check_invariants();
+}
+
+#[test]
+fn history_follows_the_resume_rules_and_keeps_the_newest() {
+    let mut h = three_in_lobby();
+    for i in 1..=5 {
+        h.say(1, &format!("m{i}"));
+    }
+    let Some(ApiAnswer::History { epoch, .. }) =
+        h.api(1, ApiCall::History { room: "lobby".into(), since: None, limit: 100 })
+    else {
+        panic!()
+    };
+    let since = MessageId { epoch: epoch.to_string(), seq: 2 };
+    let answer = h.api(2, ApiCall::History { room: "lobby".into(), since: Some(since.clone()), limit: 100 });
+    let Some(ApiAnswer::History { messages, recovered, .. }) = answer else { panic!() };
+    assert_eq!((messages.iter().map(|m| m.seq).collect::<Vec<_>>(), recovered), (vec![3, 4, 5], true));
+    let answer = h.api(3, ApiCall::History { room: "lobby".into(), since: Some(since), limit: 2 });
+    let Some(ApiAnswer::History { messages, recovered, .. }) = answer else { panic!() };
+    assert_eq!(
+        (messages.iter().map(|m| m.seq).collect::<Vec<_>>(), recovered),
+        (vec![4, 5], false),
+        "cut: not all of it"
+    );
+    let stale = MessageId { epoch: "other".into(), seq: 2 };
+    let answer = h.api(4, ApiCall::History { room: "lobby".into(), since: Some(stale), limit: 100 });
+    assert!(
+        matches!(answer, Some(ApiAnswer::History { recovered: false, ref messages, .. }) if messages.len() == 5)
+    );
+    assert_eq!(
+        h.api(5, ApiCall::History { room: "nowhere".into(), since: None, limit: 1 }),
+        Some(ApiAnswer::NoSuchRoom)
+    );
+}
+
+#[test]
+fn an_application_sends_kicks_bans_and_unbans_like_a_moderator() {
+    let mut h = token_chat();
+    h.sign_in(1, &signed_in("alice"), None);
+    h.sign_in(2, &signed_in("alice"), None);
+    h.connect(3, None);
+    let guest = h.chat.nick(3).unwrap().to_string();
+    h.clear();
+    let send = ApiCall::Send { nick: "ALICE".into(), text: "your build is green".into(), from: "ci".into() };
+    assert_eq!(h.api(1, send), Some(ApiAnswer::Reached { reached: 2 }), "both of her connections");
+    assert_eq!(h.take(1), ["[PM from app ci] your build is green"]);
+    assert_eq!(h.take(2), ["[PM from app ci] your build is green"]);
+    let nobody = ApiCall::Send { nick: "zed".into(), text: "x".into(), from: "ci".into() };
+    assert_eq!(h.api(2, nobody), Some(ApiAnswer::NotFound("no such nick: zed".into())));
+    let kick = ApiCall::Kick { nick: guest.clone(), reason: Some("spam".into()) };
+    assert_eq!(h.api(3, kick), Some(ApiAnswer::Reached { reached: 1 }));
+    assert!(h.closed.contains(&(3, "kicked by server: spam".to_string())), "{:?}", h.closed);
+    assert!(h.take(1).contains(&format!("*** {guest} left lobby (kicked by server: spam)")));
+    let kick = ApiCall::Kick { nick: guest.clone(), reason: None };
+    assert_eq!(h.api(4, kick), Some(ApiAnswer::NotFound(format!("no such nick: {guest}"))));
+    // A ban by name holds whether or not the user is connected.
+    let ban = ApiCall::Ban { nick: "alice".into(), duration: Duration::from_secs(600), reason: None };
+    let Some(ApiAnswer::Banned { nick, kicked: 2, until_ms }) = h.api(5, ban) else { panic!() };
+    assert_eq!((nick.as_str(), until_ms), ("alice", 1_764_000_000_000 + 600_000));
+    assert!(h.chat.nick(1).is_none() && h.chat.nick(2).is_none(), "both closed");
+    let ban =
+        ApiCall::Ban { nick: "zed".into(), duration: Duration::from_secs(60), reason: Some("r".into()) };
+    assert!(matches!(h.api(6, ban), Some(ApiAnswer::Banned { kicked: 0, .. })));
+    let Some(ApiAnswer::Bans(bans)) = h.api(7, ApiCall::Bans) else { panic!() };
+    let listed: Vec<(&str, &str, &str)> = bans.iter().map(|b| (&*b.nick, &*b.reason, &*b.by)).collect();
+    assert_eq!(listed, [("zed", "r", "server"), ("alice", "", "server")], "soonest to end first");
+    let ban = ApiCall::Ban { nick: "guest-9".into(), duration: Duration::from_secs(60), reason: None };
+    assert!(matches!(h.api(8, ban), Some(ApiAnswer::NotFound(why)) if why.contains("not connected")));
+    assert_eq!(h.api(9, ApiCall::Unban { nick: "Alice".into() }), Some(ApiAnswer::Unbanned { count: 1 }));
+    assert_eq!(
+        h.api(10, ApiCall::Unban { nick: "alice".into() }),
+        Some(ApiAnswer::NotFound("no ban for alice".into()))
+    );
+    h.chat.check_invariants();
+}
+
+#[test]
+fn in_a_cluster_a_publish_follows_the_room_until_redis_numbers_it() {
+    let mut h = Harness::redis();
+    h.cluster(Notice::Up);
+    h.requests();
+    assert_eq!(h.api(1, publish("attic", "hi")), None, "answered when Redis has numbered it");
+    let requests = h.requests();
+    assert!(follows(&requests, "attic"), "{requests:?}");
+    assert!(
+        matches!(requests.last(), Some(Request::Say { origin: Origin::Api(1), message, .. }) if message.kind == Kind::Api)
+    );
+    h.chat.check_invariants();
+    let published = Notice::Published { ticket: 1, room: Rc::from("attic"), epoch: Rc::from("e1"), seq: 9 };
+    h.cluster(published);
+    assert_eq!(
+        h.answers.pop(),
+        Some((1, ApiAnswer::Published { id: MessageId { epoch: "e1".into(), seq: 9 } }))
+    );
+    assert!(h.requests().iter().any(|r| matches!(r, Request::Unfollow { room } if &**room == "attic")));
+    h.chat.check_invariants();
+    // Its history is asked of Redis (not followed here), and comes back as Redis keeps it.
+    assert_eq!(h.api(2, ApiCall::History { room: "attic".into(), since: None, limit: 10 }), None);
+    assert!(matches!(h.requests().as_slice(), [Request::History { asker: Asker::Api(2), .. }]));
+    let kept = Kept::There {
+        display: Rc::from("Attic"),
+        epoch: Rc::from("e1"),
+        top: 9,
+        messages: vec![stored(8, "a", "x"), stored(9, "deploybot", "hi")],
+    };
+    h.cluster(Notice::History { asker: Asker::Api(2), room: Rc::from("attic"), kept });
+    let Some((2, ApiAnswer::History { messages, .. })) = h.answers.pop() else { panic!() };
+    assert_eq!(messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [8, 9]);
+    h.api(3, ApiCall::History { room: "cellar".into(), since: None, limit: 10 });
+    h.cluster(Notice::History { asker: Asker::Api(3), room: Rc::from("cellar"), kept: Kept::Nowhere });
+    assert_eq!(h.answers.pop(), Some((3, ApiAnswer::NoSuchRoom)));
 }

@@ -36,7 +36,9 @@ pub fn classify(line: &str) -> LineKind {
         ServerLine::BinaryFrom { .. } => LineKind::Status,
         ServerLine::Notice(_) => LineKind::Notice,
         ServerLine::Action { .. } => LineKind::Action,
-        ServerLine::PrivateFrom { .. } | ServerLine::PrivateTo { .. } => LineKind::Private,
+        ServerLine::PrivateFrom { .. } | ServerLine::PrivateTo { .. } | ServerLine::PrivateFromApi { .. } => {
+            LineKind::Private
+        }
         ServerLine::Api { .. } => LineKind::Api,
         ServerLine::Chat { .. } | ServerLine::Other(_) => LineKind::Chat,
     }

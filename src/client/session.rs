@@ -268,7 +268,9 @@ impl Session {
                 return;
             }
             // Our own copy of a private message we sent (unless sent to ourselves).
-            Event::Private { from, to, outgoing, .. } => *outgoing = resume.is_me(from) && from != to,
+            Event::Private { from, to, outgoing, api, .. } => {
+                *outgoing = !*api && resume.is_me(from) && from != to
+            }
             _ => {}
         }
         if let Some(line) = event.text() {

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use super::broker::{Followed, RedisBroker, Subscription};
 use super::expect::{Expect, Script, Scripts};
 use super::{presence, room};
-use crate::broker::{Asker, Direct, Request};
+use crate::broker::{Asker, Direct, Origin, Request};
 use crate::chat::history::new_epoch;
 use crate::chat::names::fold;
 use crate::chat::{ClientId, Stored};
@@ -87,6 +87,7 @@ impl RedisBroker {
                 self.eval(|s| &s.live, &[presence::PROCS, presence::COUNTS], &[])
             }
             Request::Direct { asker, nick, direct } => self.direct(asker, nick, direct),
+            Request::History { asker, room } => self.history(asker, room),
             Request::Ban { key, ban } => {
                 let json = presence::ban_json(&key, &ban);
                 let channel = presence::bans_channel(self.url.db);
@@ -131,16 +132,21 @@ impl RedisBroker {
     }
 
     /// A room message: numbered, kept and published by the say script.
-    fn say(&mut self, room: Rc<str>, display: Rc<str>, message: Stored, origin: ClientId) -> io::Result<()> {
+    fn say(&mut self, room: Rc<str>, display: Rc<str>, message: Stored, origin: Origin) -> io::Result<()> {
+        // A member's message holds its input until it is back; an application's holds nothing.
+        let member = match origin {
+            Origin::Member(client) => Some(client),
+            Origin::Api(_) => None,
+        };
         let (meta, log, channel) =
             (room::meta_key(&room), room::log_key(&room), room::channel(self.url.db, &room));
         let (epoch, limit, ttl) = (new_epoch(), self.history.to_string(), room::ROOM_TTL_SECS.to_string());
         let sharded = if self.sharded { "1" } else { "0" };
-        let (body, tag) = (room::say_body(&message), self.origin(Some(origin)));
+        let (body, tag) = (room::say_body(&message), self.origin(member));
         let args = [&*channel, &epoch, &display, &limit, &ttl, &body, sharded, &tag];
         self.eval(|s| &s.say, &[&meta, &log], &args)?;
-        if self.followed.contains_key(&room) {
-            self.sent_by(origin);
+        if let Some(client) = member.filter(|_| self.followed.contains_key(&room)) {
+            self.sent_by(client);
         }
         self.pending.push_back(Expect::Said { room, message, origin });
         Ok(())
@@ -165,7 +171,9 @@ impl RedisBroker {
         let key = presence::nick_key(&fold(&nick));
         let prefix = presence::process_channel(self.url.db, "");
         let (kind, body) = match &direct {
-            Direct::Private { from, text, ts } => ("p", format!("{from}\n{ts}\n{text}")),
+            Direct::Private { from, text, ts, api } => {
+                (if *api { "a" } else { "p" }, format!("{from}\n{ts}\n{text}"))
+            }
             Direct::Kick(reason) => ("k", reason.clone()),
             // The JSON first: it has no raw newline, the moderator's reason may.
             Direct::Ban { closing, ban } => {
@@ -178,6 +186,13 @@ impl RedisBroker {
         let pid = self.pid.clone();
         self.pending.push_back(Expect::Reached { asker, nick, direct });
         self.eval(|s| &s.direct, &[presence::PROCS, &key], &[&prefix, kind, &body, &pid])
+    }
+
+    /// A room's history for an application, as Redis keeps it, without following the room.
+    fn history(&mut self, asker: Asker, room: Rc<str>) -> io::Result<()> {
+        let (meta, log, limit) = (room::meta_key(&room), room::log_key(&room), self.history.to_string());
+        self.pending.push_back(Expect::History { asker, room });
+        self.eval(|s| &s.history, &[&meta, &log], &[&limit])
     }
 
     pub(super) fn queue_load(&mut self, room: Rc<str>, display: Rc<str>) -> io::Result<()> {

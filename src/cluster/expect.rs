@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::{presence, room};
-use crate::broker::{Asker, Direct, Request};
+use crate::broker::{Asker, Direct, Origin, Request};
 use crate::chat::{ClientId, Stored};
 
 /// What a reply on the command link answers, in the order the commands were sent.
@@ -45,11 +45,17 @@ pub(super) enum Expect {
     Heartbeat,
     /// Every ban in force, at connect.
     Bans,
-    /// A room message: if the link fails before Redis answers, it goes back to the chat.
+    /// A room message: if the link fails before Redis answers, it goes back to the chat; an
+    /// application's is answered with the id Redis gave it.
     Said {
         room: Rc<str>,
         message: Stored,
-        origin: ClientId,
+        origin: Origin,
+    },
+    /// A room's history, for an application.
+    History {
+        asker: Asker,
+        room: Rc<str>,
     },
 }
 
@@ -67,6 +73,7 @@ impl Expect {
             Expect::Who { asker, room } => Request::Who { asker, room },
             Expect::Rooms { asker } => Request::Rooms { asker },
             Expect::Reached { asker, nick, direct } => Request::Direct { asker, nick, direct },
+            Expect::History { asker, room } => Request::History { asker, room },
             // Said again on this process alone (see `Notice::Unsent`), by the broker itself.
             Expect::Said { .. }
             | Expect::Nothing
@@ -98,6 +105,7 @@ pub(super) struct Scripts {
     pub(super) claim: Script,
     pub(super) live: Script,
     pub(super) direct: Script,
+    pub(super) history: Script,
 }
 
 impl Scripts {
@@ -109,11 +117,12 @@ impl Scripts {
             claim: Script::new(presence::claim_script()),
             live: Script::new(presence::live_entries_script()),
             direct: Script::new(presence::direct_script()),
+            history: Script::new(room::history_script()),
         }
     }
 
     pub(super) fn texts(&self) -> Vec<String> {
-        [&self.say, &self.load, &self.heartbeat, &self.claim, &self.live, &self.direct]
+        [&self.say, &self.load, &self.heartbeat, &self.claim, &self.live, &self.direct, &self.history]
             .map(|script| script.text.clone())
             .to_vec()
     }

@@ -16,7 +16,7 @@ use super::broker::{RedisBroker, Subscription};
 use super::expect::Expect;
 use super::resp::{self, Frame};
 use super::{bans, presence, room};
-use crate::broker::{Direct, Notice};
+use crate::broker::{Direct, Kept, Notice, Origin};
 use crate::chat::Stored;
 
 impl RedisBroker {
@@ -31,7 +31,34 @@ impl RedisBroker {
             return Err(io::Error::other(why));
         }
         match expected {
-            Expect::Nothing | Expect::Said { .. } => {}
+            Expect::Nothing | Expect::Said { origin: Origin::Member(_), .. } => {}
+            Expect::Said { room, origin: Origin::Api(ticket), .. } => {
+                let (seq, epoch) = match &frame {
+                    Frame::Array(parts) => {
+                        (parts.first().and_then(resp::integer), parts.get(1).and_then(resp::text))
+                    }
+                    _ => (None, None),
+                };
+                let (Some(seq), Some(epoch)) = (seq, epoch) else {
+                    return Err(io::Error::other("a published message was answered with something else"));
+                };
+                self.notices.push(Notice::Published {
+                    ticket,
+                    room,
+                    epoch: Rc::from(epoch),
+                    seq: seq.max(0) as u64,
+                });
+            }
+            Expect::History { asker, room } => {
+                let kept = match parse_loaded(room.clone(), room.clone(), &frame) {
+                    Some(Notice::Loaded { display, epoch, top, messages: Some(messages), .. }) => {
+                        Kept::There { display, epoch, top, messages }
+                    }
+                    _ if frame == Frame::Null => Kept::Nowhere,
+                    _ => return Err(io::Error::other("a history was answered with something else")),
+                };
+                self.notices.push(Notice::History { asker, room, kept });
+            }
             Expect::Heartbeat => {
                 if resp::integer(&frame) == Some(0) {
                     warn!(
@@ -208,10 +235,12 @@ pub(crate) fn parse_direct(payload: &[u8]) -> Option<Notice> {
     let rest = String::from_utf8_lossy(rest);
     let (nick, body) = rest.split_once('\n')?;
     let direct = match kind {
-        b"p" => {
+        // A member's private message, or an application's.
+        b"p" | b"a" => {
             let (from, rest) = body.split_once('\n')?;
             let (ts, text) = rest.split_once('\n')?;
-            Direct::Private { from: Rc::from(from), text: text.to_string(), ts: ts.parse().ok()? }
+            let (from, ts, api) = (Rc::from(from), ts.parse().ok()?, kind == b"a");
+            Direct::Private { from, text: text.to_string(), ts, api }
         }
         b"k" => Direct::Kick(body.to_string()),
         b"b" => {
@@ -302,7 +331,8 @@ mod tests {
     #[test]
     fn a_direct_message_reads_back_with_its_newlines() {
         let notice = parse_direct(b"p 7 Ann\nbob\n123\nline one\nline two").unwrap();
-        let direct = Direct::Private { from: Rc::from("bob"), text: "line one\nline two".into(), ts: 123 };
+        let direct =
+            Direct::Private { from: Rc::from("bob"), text: "line one\nline two".into(), ts: 123, api: false };
         assert_eq!(notice, Notice::Direct { client: 7, nick: Rc::from("Ann"), direct });
         assert_eq!(parse_direct(b"p x Ann\nbob"), None, "a client that is not a number");
     }

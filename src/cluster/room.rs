@@ -72,7 +72,7 @@ fn with_prelude(epoch_arg: usize, display_arg: usize, body: &str) -> String {
 /// the script's cost against exact trimming (7.5 against 15 us per call, Redis's own count);
 /// each process's mirror keeps exactly `--history`.
 /// KEYS: meta, log. ARGV: channel, epoch if the room is new, display, history limit, TTL,
-/// body, "1" for sharded pub/sub, origin. Returns the sequence number.
+/// body, "1" for sharded pub/sub, origin. Returns {sequence number, epoch}.
 pub fn say_script() -> String {
     with_prelude(
         2,
@@ -90,7 +90,7 @@ if ARGV[7] == '1' then
 else
   redis.call('PUBLISH', ARGV[1], payload)
 end
-return seq
+return {seq, epoch}
 "#,
     )
 }
@@ -112,6 +112,24 @@ end
 return {epoch, meta[1], meta[2], entries}
 "#,
     )
+}
+
+/// A room's history as Redis holds it, for a look from outside (the HTTP API's `history`):
+/// the load script's answer without starting anything, or nil for a room Redis does not know.
+/// KEYS: meta, log. ARGV: how many entries at most.
+pub fn history_script() -> String {
+    r#"
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'display')
+if not meta[1] then
+  return false
+end
+local entries = {}
+if tonumber(ARGV[1]) > 0 then
+  entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[1])
+end
+return {meta[1], meta[2], meta[3], entries}
+"#
+    .to_string()
 }
 
 /// A script's SHA-1, hex: its name for EVALSHA.

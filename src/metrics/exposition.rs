@@ -112,7 +112,16 @@ impl Snapshot {
         gauge(encoder, "history", cost, Some(&Unit::Bytes), g.history_bytes as f64)?;
         gauge(encoder, "bans", "Bans held (ended ones until they are met)", None, g.bans as f64)?;
         let commits = "Durable history transactions committed (--data-dir)";
-        counter(encoder, "history_commits", commits, None, c.history_commits)
+        counter(encoder, "history_commits", commits, None, c.history_commits)?;
+        let Some(requests) = &c.api_requests else { return Ok(()) };
+        let help = "HTTP API requests answered (--api), by endpoint and status";
+        let mut metric = encoder.encode_descriptor("api_requests", help, None, MetricType::Counter)?;
+        for (endpoint, status, count) in requests {
+            let status = status.to_string();
+            let labels = [("endpoint", *endpoint), ("status", status.as_str())];
+            ConstCounter::new(*count).encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 
     /// The loop and its process: bytes still to write, how long turns take, the cluster link,

@@ -122,6 +122,9 @@ pub struct Counters {
     /// With `--redis`: how many times what waits on Redis passed the bound past which no
     /// client is read.
     pub cluster_saturations: Option<u64>,
+    /// With `--api`: the HTTP API's replies, as (endpoint, status, count); kept by the API's
+    /// endpoint, copied in for a scrape.
+    pub api_requests: Option<Vec<(&'static str, u16, u64)>>,
     pub turns: TurnTimes,
 }
 

@@ -141,11 +141,16 @@ impl<S: Accept> Server<S> {
             None => None,
         };
         let api = match settings.api.clone() {
-            Some((addr, keys)) => {
-                Some(ApiEndpoint::bind(addr, keys, poll.registry(), API_LISTENER, API_FIRST).map_err(
-                    |e| io::Error::new(e.kind(), format!("cannot listen on {addr} for --api: {e}")),
-                )?)
-            }
+            Some((addr, keys)) => Some(
+                ApiEndpoint::bind(
+                    addr,
+                    (keys, settings.max_message_size),
+                    poll.registry(),
+                    API_LISTENER,
+                    API_FIRST,
+                )
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr} for --api: {e}")))?,
+            ),
             None => None,
         };
         let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
@@ -343,7 +348,8 @@ impl<S: Accept> Server<S> {
             return;
         };
         let (hub, started_at, registry) = (&self.hub, self.started_at, self.poll.registry());
-        let render = &mut || hub.render_metrics(started_at);
+        let api = &self.api;
+        let render = &mut || hub.render_metrics(started_at, api.as_ref().map(ApiEndpoint::counts));
         match token {
             Some(token) => metrics.on_event(registry, token, now, render),
             None => metrics.on_timers(registry, now, render),

@@ -200,13 +200,17 @@ function receive(m) {
       if (state.shownIds.size > 2 * MAX_SHOWN) state.shownIds.delete(state.shownIds.values().next().value);
       if (m.replay) startReplay();
       const earlier = m.replay ? " replayed" : "";
-      if (m.type === "message") show(`${m.from}: ${m.text}`, `chat${earlier}`, m.ts);
+      // An application's message (the server's HTTP API) reads as text clients get it, and
+      // is styled apart: its sender is a name the application gave, not a member.
+      if (m.api) show(`[${m.from}] ${m.text}`, `api${earlier}`, m.ts);
+      else if (m.type === "message") show(`${m.from}: ${m.text}`, `chat${earlier}`, m.ts);
       else show(`* ${m.from} ${m.text}`, `action${earlier}`, m.ts);
       return;
     }
     case "private": {
-      const outgoing = m.from === state.me && m.to !== state.me;
-      show(outgoing ? `[PM to ${m.to}] ${m.text}` : `[PM from ${m.from}] ${m.text}`, "private", m.ts);
+      const outgoing = !m.api && m.from === state.me && m.to !== state.me;
+      if (m.api) show(`[PM from app ${m.from}] ${m.text}`, "private api", m.ts);
+      else show(outgoing ? `[PM to ${m.to}] ${m.text}` : `[PM from ${m.from}] ${m.text}`, "private", m.ts);
       return;
     }
     case "notice": {

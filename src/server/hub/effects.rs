@@ -89,7 +89,8 @@ impl<S: Stream> Hub<S> {
     /// An application's call (`crate::api`), for the chat; its answer comes out of
     /// [`take_api_answers`](Self::take_api_answers), this turn or a later one.
     pub fn api_call(&mut self, ticket: Ticket, call: ApiCall, now: Instant) {
-        self.chat.api(ticket, call);
+        let now_ms = self.wall_ms(now);
+        self.chat.api(ticket, call, now_ms, &mut self.effects);
         self.apply_effects(now);
     }
 

@@ -16,7 +16,12 @@ impl<S: Stream> Hub<S> {
     }
 
     /// The metrics exposition: the counters, and gauges read off the current state.
-    pub fn render_metrics(&self, start_time_seconds: f64) -> String {
+    /// `api_requests`: the HTTP API's replies by endpoint and status, with `--api`.
+    pub fn render_metrics(
+        &self,
+        start_time_seconds: f64,
+        api_requests: Option<Vec<(&'static str, u16, u64)>>,
+    ) -> String {
         let mut gauges = Gauges { start_time_seconds, ..Gauges::default() };
         for (_, conn) in &self.conns {
             match conn.state() {
@@ -37,6 +42,7 @@ impl<S: Stream> Hub<S> {
             bytes_out: self.fanout.bytes_written,
             history_commits: self.fanout.barrier.commits,
             cluster_saturations: self.broker.saturations(),
+            api_requests,
             ..self.counters.clone()
         };
         crate::metrics::render(&counters, &gauges)
