@@ -174,6 +174,8 @@ function drawStats(stats) {
   state.sample = { messages: stats.messages, at: now };
   const linked = typeof stats.cluster === "string";
   $("stat-cluster-item").hidden = !linked;
+  // The messages are those this process received (docs/API.md): in a cluster, say so.
+  for (const here of document.querySelectorAll("#stats .here")) here.hidden = !linked;
   if (linked) $("stat-cluster").textContent = stats.cluster;
 }
 
@@ -238,8 +240,15 @@ function drawHistory(answer) {
   if (changed && atBottom) box.scrollTop = box.scrollHeight;
 }
 
+// One row a nick: unbanning is by nick and lifts all of its bans (a guest's is listed twice,
+// by name and by the address it connected from); the row shows the one that ends last.
 function drawBans(answer) {
-  const bans = answer.bans ?? [];
+  const byNick = new Map();
+  for (const ban of answer.bans ?? []) {
+    const key = ban.nick.toLowerCase();
+    if (!byNick.has(key) || ban.until > byNick.get(key).until) byNick.set(key, ban);
+  }
+  const bans = [...byNick.values()];
   $("bans-empty").hidden = bans.length > 0;
   drawList("bans", bans, (ban) => {
     const row = element("tr");
