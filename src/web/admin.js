@@ -254,9 +254,11 @@ function drawBans(answer) {
     const row = element("tr");
     row.dataset.nick = ban.nick;
     const until = element("td");
-    const time = element("time", `${clock(ban.until)} (${left(ban.until)})`);
+    const time = element("time", clock(ban.until));
     time.dateTime = new Date(ban.until).toISOString();
-    until.append(time);
+    const remaining = element("span", undefined, "left");
+    remaining.dataset.until = String(ban.until);
+    until.append(time, " ", remaining);
     const action = element("td");
     const button = element("button", "Unban", "unban");
     button.type = "button";
@@ -266,6 +268,10 @@ function drawBans(answer) {
     row.append(element("td", ban.nick), until, element("td", ban.reason ?? ""), element("td", ban.by ?? ""), action);
     return row;
   });
+  // The rows stay while the bans do (a focused button keeps its focus); the time left moves.
+  for (const remaining of $("bans").querySelectorAll(".left")) {
+    remaining.textContent = `(${left(Number(remaining.dataset.until))})`;
+  }
 }
 
 function select(room) {

@@ -186,6 +186,8 @@ async function main() {
       await row.waitFor();
       const shown = await row.textContent();
       if (!/spam/.test(shown) || !/(9m \d+s|10m 0s) left/.test(shown)) throw new Error(`the ban reads "${shown}"`);
+      // The time left counts down with the polls.
+      await waitText(operator, "#bans tr[data-nick='carol'] .left", /^\(9m [0-5]\ds left\)$/);
       await row.getByRole("button", { name: "Unban carol" }).click();
       await waitText(operator, "#bans-result", /^unbanned carol$/);
       await row.waitFor({ state: "detached" });
