@@ -228,6 +228,17 @@ fn idle_api_clients_never_delay_the_chat_nor_lock_the_api_out() {
     // A real request takes the oldest idle connection's slot.
     assert_eq!(get(&addr, "/api/stats").status, 200);
     drop(idle);
+    // A client that sends request after request and never reads a reply: the server reads
+    // its next request only once the last reply is taken, so it holds one reply at a time,
+    // and the chat and the API's other clients go on.
+    let mut greedy = connect(&addr);
+    let ask = format!("GET /api/history?room=lobby HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\n\r\n");
+    let pipelined = ask.repeat(20_000);
+    greedy.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+    let _ = greedy.write_all(pipelined.as_bytes()); // Stops when the server stops reading.
+    send(&mut clients[0], "and still");
+    recv_line(&mut clients[1], "alice: and still");
+    assert_eq!(get(&addr, "/api/stats").status, 200);
 }
 
 /// `GET /api/stats`, `/api/rooms` and `/api/presence` from either process's API, for members

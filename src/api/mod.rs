@@ -5,6 +5,8 @@
 //! - `keys.rs`: the API keys, read from their file (again on SIGHUP), compared in constant
 //!   time, never shown;
 //! - `wire.rs`: a request read from bytes, a reply written as bytes, and their bounds;
+//! - `fields.rs`: a request's JSON fields and query parameters, checked by the chat's rules;
+//! - `idempotency.rs`: `Idempotency-Key`, a retried `POST` answered its first answer again;
 //! - `route.rs`: what a request means (a reply at once, or a call for the chat) and how the
 //!   chat's answer is put; no IO;
 //! - `endpoint.rs`: the listener and its connections, their deadlines and evictions;

@@ -21,6 +21,7 @@ pub struct Scripts {
     claim: String,
     live: String,
     direct: String,
+    history: String,
 }
 
 impl Default for Scripts {
@@ -32,6 +33,7 @@ impl Default for Scripts {
             claim: room::script_sha(&presence::claim_script()),
             live: room::script_sha(&presence::live_entries_script()),
             direct: room::script_sha(&presence::direct_script()),
+            history: room::script_sha(&room::history_script()),
         }
     }
 }
@@ -90,6 +92,8 @@ fn script(text: &[String], scripts: &Scripts) -> Op {
             display: arg(1).into(),
             history: number(3) as usize,
         }
+    } else if *sha == scripts.history {
+        Op::History { room: room_of_meta(&key(0)).into(), history: number(0) as usize }
     } else if *sha == scripts.heartbeat {
         Op::Heartbeat { pid: arg(0), ttl_ms: number(1) }
     } else if *sha == scripts.claim {
@@ -99,6 +103,7 @@ fn script(text: &[String], scripts: &Scripts) -> Op {
     } else if *sha == scripts.direct {
         let kind = match arg(1).as_str() {
             "p" => "p",
+            "a" => "a",
             "k" => "k",
             "b" => "b",
             other => return Op::Unknown(format!("ERR direct message of kind {other:?}")),
@@ -170,6 +175,12 @@ fn encode_reply(reply: &Reply, out: &mut BytesMut) {
             integer(out, *reached);
             bulk(out, held.as_bytes());
         }
+        Reply::Said(seq, epoch) => {
+            out.put_slice(b"*2\r\n");
+            integer(out, *seq as i64);
+            bulk(out, epoch.as_bytes());
+        }
+        Reply::Nil => out.put_slice(b"$-1\r\n"),
     }
 }
 

@@ -43,6 +43,11 @@ pub enum Op {
         display: Rc<str>,
         history: usize,
     },
+    /// The history script: a room's history as the load script gives it, starting nothing.
+    History {
+        room: Rc<str>,
+        history: usize,
+    },
     /// The heartbeat script: `pid` is alive for `ttl_ms` more.
     Heartbeat {
         pid: String,
@@ -130,6 +135,10 @@ pub enum Reply {
     Scanned(usize, Vec<(String, String)>),
     /// The direct script: connections reached, and the nick's value as held there.
     Reached(i64, String),
+    /// The say script: the message's sequence number and the room's epoch.
+    Said(u64, Rc<str>),
+    /// A nil (the history script, for a room Redis does not know).
+    Nil,
 }
 
 /// A room's meta hash and log stream.
@@ -164,6 +173,13 @@ impl Keyspace {
                 return self.say(room, epoch, display, history, body, &origin)
             }
             Op::Load { room, epoch, display, history } => self.load(room, epoch, display, history),
+            Op::History { room, history } => match self.rooms.get(&room) {
+                Some(known) => {
+                    let (epoch, display) = (known.epoch.clone(), known.display.clone());
+                    self.load(room, epoch, display, history)
+                }
+                None => Reply::Nil,
+            },
             Op::Heartbeat { pid, ttl_ms } => {
                 let was_alive = self.alive(&pid, now_ms);
                 self.procs.insert(pid, now_ms + ttl_ms);
@@ -235,7 +251,7 @@ impl Keyspace {
                 room.log.pop_front();
             }
         }
-        (Reply::Integer(room.seq as i64), vec![(channel, Bytes::from(payload))])
+        (Reply::Said(room.seq, room.epoch.clone()), vec![(channel, Bytes::from(payload))])
     }
 
     fn load(&mut self, key: Rc<str>, epoch: Rc<str>, display: Rc<str>, history: usize) -> Reply {
@@ -332,8 +348,10 @@ mod tests {
     fn the_say_script_numbers_keeps_and_publishes_in_one_epoch() {
         let mut keys = Keyspace::default();
         let (reply, published) = say(&mut keys, "first", "a");
-        assert_eq!(reply, Reply::Integer(1));
+        assert_eq!(reply, Reply::Said(1, Rc::from("first")), "the id: the sequence and the epoch");
         assert_eq!(published, [(room::channel(0, "lobby"), Bytes::from("m first 1 p1:3 a"))]);
+        let unknown = Op::History { room: Rc::from("attic"), history: 10 };
+        assert_eq!(keys.run(unknown, 0).0, Reply::Nil, "the history script starts nothing");
         say(&mut keys, "ignored", "b");
         let (_, published) = say(&mut keys, "ignored", "c");
         assert_eq!(published[0].1, Bytes::from("m first 3 p1:3 c"), "the room keeps its epoch");
