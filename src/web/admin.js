@@ -82,9 +82,10 @@ async function signIn(key) {
   try {
     await api("GET", "/api/stats");
   } catch (error) {
-    // A 401 has shown the key form with the reason already.
-    if (error.status !== 401) signOut(error.message);
-    return;
+    // A 401 has shown the key form with the reason already. Any other failure says nothing
+    // of the key (the server may be restarting): the dashboard shows what fails until it
+    // answers.
+    if (error.status === 401) return;
   }
   sessionStorage.setItem(KEY_STORE, key);
   $("key-input").value = "";
@@ -93,6 +94,7 @@ async function signIn(key) {
   $("dashboard").hidden = false;
   $("sign-out").hidden = false;
   poll();
+  clearInterval(state.timer);
   state.timer = setInterval(poll, POLL_MS);
 }
 
@@ -119,8 +121,11 @@ async function poll() {
     section("rooms", rooms, drawRooms);
     section("bans", bans, drawBans);
     await pollRoom(rooms.status === "fulfilled" ? rooms.value : null);
-    const failed = [stats, rooms, bans].some((outcome) => outcome.status === "rejected");
-    setStatus(failed ? "connecting" : "open", `${failed ? "partly updated" : "updated"} ${clock(Date.now())}`);
+    const failed = [stats, rooms, bans].filter((outcome) => outcome.status === "rejected").length;
+    const [kind, what] = [["open", "updated"], ["connecting", "partly updated"], ["offline", "no answer"]][
+      failed === 0 ? 0 : failed < 3 ? 1 : 2
+    ];
+    setStatus(kind, `${what} ${clock(Date.now())}`);
   } finally {
     state.polling = false;
   }

@@ -7,9 +7,10 @@
 // in (kept for the tab); rooms, members, connections and message rate show; publishing into
 // the lobby reaches bob's page and the room's recent messages (marked as the API's); kicking
 // bob closes his page with the reason; banning carol for 10m closes hers and lists the ban,
-// unbanning removes it; an API error is shown as text; new keys (SIGHUP) send the page back to the key form.
-// Fails on any page error or console error (a Content-Security-Policy violation shows up as
-// one), except the failed requests a step expects (a refused key, a nick that is not there).
+// unbanning removes it; an API error is shown as text; new keys (SIGHUP) send the page back
+// to the key form; a server down and back is waited out, the key kept. Fails on any page error
+// or console error (a Content-Security-Policy violation shows up as one), except the failed
+// requests a step expects (a refused key, a nick that is not there, a server that is down).
 //
 //   node admin.mjs [--cluster] [SERVER_BINARY] [SCREENSHOT_PATH]
 //
@@ -21,7 +22,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
-  STEP_TIMEOUT_MS, launchChromium, lowContrast, passed, run, scratchDir, startRedis, startServer, step,
+  STEP_TIMEOUT_MS, launchChromium, lowContrast, passed, run, scratchDir, startRedis, startServer, step, stopServer,
 } from "./harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -44,7 +45,8 @@ async function main() {
   writeFileSync(keyFile, `${KEY}\n`);
   const redis = cluster ? await startRedis() : null;
   const chatFlags = cluster ? ["--redis", redis.url] : [];
-  const admin = await startServer(serverBinary, "127.0.0.1:0", [...chatFlags, "--api", "127.0.0.1:0", "--api-key-file", keyFile]);
+  const adminFlags = (api) => [...chatFlags, "--api", api, "--api-key-file", keyFile];
+  let admin = await startServer(serverBinary, "127.0.0.1:0", adminFlags("127.0.0.1:0"));
   const chat = cluster ? await startServer(serverBinary, "127.0.0.1:0", chatFlags) : admin;
   const adminUrl = `http://${admin.api}/admin`;
   const chatUrl = `http://${chat.addr}/`;
@@ -234,6 +236,21 @@ async function main() {
       await operator.click("#sign-in");
       await operator.locator("#dashboard").waitFor({ state: "visible" });
       await waitText(operator, "#stat-connections", /^1$/);
+    });
+
+    await step("while the server is down the page says so and keeps the key; it comes back by itself", async () => {
+      // Chromium reports every refused request, the chat pages' reconnections too.
+      expectedFailure = /ERR_CONNECTION_REFUSED|WebSocket connection to .* failed/;
+      await stopServer(admin);
+      await waitText(operator, "#status-text", /^no answer \d\d:\d\d:\d\d$/);
+      await waitText(operator, "#stats-error", /^stats: cannot reach the server/);
+      if (!(await operator.locator("#key-form").isHidden())) throw new Error("signed out by a server that is down");
+      if ((await operator.evaluate(() => sessionStorage.length)) !== 1) throw new Error("the key was dropped");
+      admin = await startServer(serverBinary, admin.addr, adminFlags(admin.api));
+      await waitText(operator, "#status-text", /^updated /);
+      if (!(await operator.locator("#stats-error").isHidden())) throw new Error("the error stays");
+      await ann.waitForSelector('#status[data-state="open"]', { timeout: 20000 });
+      expectedFailure = null;
     });
 
     await step("no page or console errors", async () => {
