@@ -140,13 +140,14 @@ function section(name, outcome, draw) {
   problem.textContent = outcome.status === "rejected" ? `${name}: ${outcome.reason.message}` : "";
 }
 
-// The selected room's members and recent messages, while it has members (a room that has
-// emptied is not asked after: the API would answer 404).
+// The selected room's members and recent messages, while it has members. A room that has
+// emptied is not asked after (one without history would be a 404 at every poll): its last
+// messages stay shown. The rooms' list is whole unless there are over 100.
 async function pollRoom(rooms) {
   const room = state.selected;
   if (!room) return;
   const listed = rooms?.rooms?.some((entry) => entry.room === room);
-  if (rooms && !listed) {
+  if (rooms && !listed && rooms.rooms.length >= rooms.total) {
     drawList("members", [], () => null);
     $("member-total").textContent = "(no members now)";
     return;
