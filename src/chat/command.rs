@@ -33,6 +33,8 @@ pub enum Command<'a> {
     Bans,
     /// A new sign-in token for this session (its text is never shown).
     Token(&'a str),
+    /// The member is typing: its room's JSON clients are told.
+    Typing,
 }
 
 /// What the user typed, classified.
@@ -120,6 +122,7 @@ pub fn parse_line(line: &str) -> Line<'_> {
         "unban" => one_arg("/unban NICK").map(Command::Unban),
         "bans" => no_args(Command::Bans, "/bans"),
         "token" => one_arg("/token JWT").map(Command::Token),
+        "typing" => no_args(Command::Typing, "/typing"),
         "" => Err("empty command; type //text to send a line starting with '/'".to_string()),
         _ => Err(format!("unknown command /{}; type /help for the list", cut(name, 32))),
     };

@@ -52,6 +52,7 @@ impl Chat {
             Command::Token(token) => {
                 out.push(Effect::Renew { client, token: crate::auth::Token(token.to_string()) })
             }
+            Command::Typing => self.typing(client, now_ms),
             Command::Nick(wanted) => self.change_nick(client, wanted, out),
             Command::Join(room) => self.join(client, room, out),
             Command::Quit(reason) => {

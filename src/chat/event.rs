@@ -103,6 +103,11 @@ pub enum Event {
     },
     /// The client's sign-in token expired: it has 30 s to send `/token NEWTOKEN`.
     Expired,
+    /// `nick` is typing in `room` (JSON mode only: a text client is not told).
+    Typing {
+        room: Rc<str>,
+        nick: Rc<str>,
+    },
 }
 
 /// Who a line of `/help` is shown to: each client sees the commands that apply to it.
@@ -128,6 +133,7 @@ pub const HELP: &[(HelpFor, &str)] = &[
     (HelpFor::Everyone, "/msg NICK TEXT   private message"),
     (HelpFor::Everyone, "/quit [REASON]   leave the chat"),
     (HelpFor::SignedIn, "/token JWT       renew your sign-in before it expires"),
+    (HelpFor::Everyone, "/typing          tell the room you are typing (shown by JSON clients)"),
     (HelpFor::Everyone, "/help            this list"),
     (HelpFor::Everyone, "//TEXT           send a line starting with '/'"),
     (HelpFor::Moderators, "moderators:"),
@@ -198,6 +204,7 @@ impl Event {
             }
             Self::ReplayStart { room } => notice(&format!("recent messages in {room}:")),
             Self::Expired => notice("your session expired; send /token NEWTOKEN"),
+            Self::Typing { .. } => None,
             Self::Replayed { count: 0, .. } => None,
             Self::Replayed { .. } => notice("end of recent messages"),
         }
@@ -241,6 +248,7 @@ impl Event {
             Self::BinaryFrom { room, from, bytes } => Json::Binary { room, from, bytes: *bytes },
             Self::ReplayStart { .. } => return None,
             Self::Expired => Json::Expired {},
+            Self::Typing { room, nick } => Json::Typing { room, nick },
             Self::Replayed { room, recovered, count, last } => {
                 Json::Replayed { room, recovered: *recovered, count: *count, last: last.as_deref() }
             }
@@ -291,6 +299,7 @@ impl Event {
                 Self::Replayed { room: room.into(), recovered, count, last }
             }
             JsonIn::Expired {} => Self::Expired,
+            JsonIn::Typing { room, nick } => Self::Typing { room: room.into(), nick: nick.into() },
         };
         Some(event)
     }
@@ -375,6 +384,10 @@ enum JsonIn {
         last: Option<String>,
     },
     Expired {},
+    Typing {
+        room: String,
+        nick: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -463,6 +476,10 @@ enum Json<'a> {
         last: Option<&'a str>,
     },
     Expired {},
+    Typing {
+        room: &'a str,
+        nick: &'a str,
+    },
 }
 
 #[derive(Serialize)]
@@ -641,6 +658,7 @@ mod tests {
             Event::Rooms { count: 1, rooms: vec![("dev".into(), 2)] },
             Event::BinaryFrom { room: "dev".into(), from: "a".into(), bytes: 9 },
             Event::Replayed { room: "dev".into(), recovered: true, count: 2, last: Some("k3f9:42".into()) },
+            Event::Typing { room: "dev".into(), nick: "a".into() },
         ];
         for event in events {
             let json = event.json().unwrap();

@@ -16,6 +16,7 @@
 //! - `following.rs`: rooms followed through the broker, their history loaded and kept;
 //! - `commands.rs`: what a client's line means, one method per command;
 //! - `moderation.rs`: `/kick`, `/ban`, `/unban`, `/bans`, and direct messages between processes;
+//! - `signals.rs`: `/typing`, a room event that is not kept;
 //! - `notices.rs`: what the broker tells the chat, and which clients wait on it;
 //! - `event.rs`, `line.rs`: what clients are told, rendered once per [`Mode`] (a
 //!   [`ServerLine`] for text clients, a JSON object for `wschat.json` clients);
@@ -36,6 +37,7 @@ pub mod names;
 mod nicks;
 mod notices;
 mod rooms;
+mod signals;
 
 use rooms::Room;
 
@@ -68,6 +70,8 @@ pub enum Audience {
     Client(ClientId),
     /// A room, by its case-folded key.
     Room(Rc<str>),
+    /// A room but one of its members (what a member does that it need not hear itself).
+    RoomExcept(Rc<str>, ClientId),
 }
 
 /// A message body to send.
@@ -285,6 +289,8 @@ pub struct Chat {
     requests: Vec<Request>,
     /// Claims in flight, questions awaiting answers, and the link's standing (`notices.rs`).
     waits: notices::Waits,
+    /// Who signalled lately (`signals.rs`).
+    signals: signals::Signals,
 }
 
 impl Default for Chat {
@@ -336,6 +342,7 @@ impl Chat {
             bans: Bans::default(),
             requests: Vec::new(),
             waits: notices::Waits::default(),
+            signals: signals::Signals::default(),
         }
     }
 

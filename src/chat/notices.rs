@@ -91,6 +91,7 @@ impl Chat {
 
     /// `client` is gone: it waits for nothing.
     pub(super) fn forget_waits(&mut self, client: ClientId) {
+        self.signals.forget(client);
         self.forget_claims(client);
         self.waits.holds.remove(&client);
         self.waits.reached_here.remove(&super::moderation::Reacher::Member(client));
@@ -105,6 +106,11 @@ impl Chat {
                 self.loaded(&room, display, epoch, top, messages, out)
             }
             Notice::Message { room, epoch, message } => self.room_message(&room, epoch, message, out),
+            Notice::Event { room, event: event @ super::Event::Typing { .. }, origin }
+                if self.is_followed(&room) =>
+            {
+                self.signal_arrived(room, event, origin, out)
+            }
             Notice::Event { room, event, .. } if self.is_followed(&room) => {
                 self.to_room(room, Body::Event(event), out)
             }

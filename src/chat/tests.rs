@@ -62,12 +62,9 @@ impl Harness {
         for effect in effects {
             match effect {
                 Effect::Send { to: Audience::Client(c), body } => self.inbox.entry(c).or_default().push(body),
-                Effect::Send { to: Audience::Room(room), body } => {
-                    let members: Vec<ClientId> =
-                        Mode::ALL.iter().flat_map(|&m| self.chat.room_members(&room, m).to_vec()).collect();
-                    for c in members {
-                        self.inbox.entry(c).or_default().push(body.clone());
-                    }
+                Effect::Send { to: Audience::Room(room), body } => self.deliver_to_room(&room, None, body),
+                Effect::Send { to: Audience::RoomExcept(room, except), body } => {
+                    self.deliver_to_room(&room, Some(except), body)
                 }
                 Effect::Close { client, reason } => self.closed.push((client, reason)),
                 Effect::Refuse { client, reason } => self.closed.push((client, format!("refused: {reason}"))),
@@ -85,6 +82,14 @@ impl Harness {
                 Effect::Renew { .. } => {}
                 Effect::Answer { ticket, answer } => self.answers.push((ticket, answer)),
             }
+        }
+    }
+    /// A room's members here, `except` one, receive `body`.
+    fn deliver_to_room(&mut self, room: &str, except: Option<ClientId>, body: Body) {
+        let members: Vec<ClientId> =
+            Mode::ALL.iter().flat_map(|&m| self.chat.room_members(room, m).to_vec()).collect();
+        for c in members.into_iter().filter(|c| Some(*c) != except) {
+            self.inbox.entry(c).or_default().push(body.clone());
         }
     }
     fn connect(&mut self, c: ClientId, nick: Option<&str>) {
@@ -1286,4 +1291,39 @@ fn in_a_cluster_a_publish_follows_the_room_until_redis_numbers_it() {
     h.api(3, ApiCall::History { room: "cellar".into(), since: None, limit: 10 });
     h.cluster(Notice::History { asker: Asker::Api(3), room: Rc::from("cellar"), kept: Kept::Nowhere });
     assert_eq!(h.answers.pop(), Some((3, ApiAnswer::NoSuchRoom)));
+}
+
+// ----- signals -----
+
+#[test]
+fn typing_reaches_the_room_s_other_json_members_at_most_every_two_seconds() {
+    let mut h = Harness::default();
+    let mut out = Vec::new();
+    for (c, nick) in [(1, "alice"), (2, "bob")] {
+        h.chat.connect(c, Join { nick: Some(nick), mode: Some(Mode::Json), ..Join::default() }, &mut out);
+    }
+    h.apply(out);
+    h.connect(3, Some("carol"));
+    h.clear();
+    let typing = |h: &mut Harness, c: ClientId, at: u64| {
+        let mut out = Vec::new();
+        h.chat.text(c, "/typing", 1_764_000_000_000 + at, &mut out);
+        h.apply(out);
+    };
+    typing(&mut h, 1, 0);
+    assert_eq!(h.take(2), [r#"{"type":"typing","room":"lobby","nick":"alice"}"#]);
+    assert!(h.take(1).is_empty(), "not to the typist");
+    assert!(h.take(3).is_empty(), "a text client is told nothing");
+    typing(&mut h, 1, 1999);
+    assert!(h.take(2).is_empty(), "a second within two seconds is dropped");
+    typing(&mut h, 2, 1999);
+    assert_eq!(
+        h.take(1),
+        [r#"{"type":"typing","room":"lobby","nick":"bob"}"#],
+        "each member has its own rate"
+    );
+    typing(&mut h, 1, 2000);
+    assert_eq!(h.take(2).len(), 1, "two seconds later, again");
+    h.say(1, "/typing now");
+    assert_eq!(h.take(1), [r#"{"type":"error","text":"usage: /typing"}"#]);
 }

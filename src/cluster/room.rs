@@ -222,6 +222,7 @@ pub fn parse_payload(room: &str, payload: &Bytes) -> Option<(Notice, Bytes)> {
                     | Event::Left { .. }
                     | Event::NickChanged { .. }
                     | Event::BinaryFrom { .. }
+                    | Event::Typing { .. }
             )
             .then_some((Notice::Event { room, event, origin: None }, origin))
         }

@@ -134,14 +134,23 @@ impl<S: Stream> Hub<S> {
     pub(super) fn deliver(&mut self, to: &Audience, body: &Body) {
         let mut binary = None;
         for mode in Mode::ALL {
-            let recipients = match to {
+            // Who receives, as at most two runs of one list (a room but one member: the runs
+            // on either side of it).
+            let (recipients, more): (&[ClientId], &[ClientId]) = match to {
                 Audience::Client(client) if self.chat.mode(*client) == Some(mode) => {
-                    std::slice::from_ref(client)
+                    (std::slice::from_ref(client), &[])
                 }
                 Audience::Client(_) => continue,
-                Audience::Room(room) => self.chat.room_members(room, mode),
+                Audience::Room(room) => (self.chat.room_members(room, mode), &[]),
+                Audience::RoomExcept(room, except) => {
+                    let all = self.chat.room_members(room, mode);
+                    match all.iter().position(|c| c == except) {
+                        Some(at) => (&all[..at], &all[at + 1..]),
+                        None => (all, &[]),
+                    }
+                }
             };
-            if recipients.is_empty() {
+            if recipients.is_empty() && more.is_empty() {
                 continue;
             }
             let (kind, encoded) = match body {
@@ -154,7 +163,10 @@ impl<S: Stream> Hub<S> {
                     (Kind::Binary, binary.get_or_insert_with(|| frame::encode(Opcode::Binary, data)).clone())
                 }
             };
-            let delivered = self.fanout.queue_to_all(&mut self.conns, recipients, &encoded);
+            let mut delivered = self.fanout.queue_to_all(&mut self.conns, recipients, &encoded);
+            if !more.is_empty() {
+                delivered += self.fanout.queue_to_all(&mut self.conns, more, &encoded);
+            }
             self.counters.deliveries[kind as usize] += delivered as u64;
         }
     }

@@ -1,0 +1,43 @@
+//! What people expect of a chat beyond its messages, against the real server over real
+//! sockets, in one process and in a cluster of two (`both_modes!`, with the members on
+//! different processes): typing indicators.
+
+mod common;
+
+use common::{both_modes, json_client, recv_json, recv_text, send, Chat};
+
+both_modes!(typing_reaches_the_other_json_members_of_the_room);
+/// JSON members on either process: Alice's `/typing` reaches Bob (through Redis in a
+/// cluster) and not Alice, a second one within two seconds is dropped, and a text member is
+/// told nothing.
+fn typing_reaches_the_other_json_members_of_the_room(chat: &Chat) {
+    let mut alice = json_client(chat.process(0), "?nick=alice");
+    let _ = common::recv_through(&mut alice, "replayed");
+    let mut bob = json_client(chat.process(1), "?nick=bob");
+    let _ = common::recv_through(&mut bob, "replayed");
+    let mut carol = chat.process(1).chat_client("carol");
+    // Everyone has seen everyone's join: each hears the room from here on.
+    common::recv_until(&mut carol, |line| line == "*** carol joined lobby");
+    for client in [&mut alice, &mut bob] {
+        loop {
+            let event = recv_json(client);
+            if event["type"] == "joined" && event["nick"] == "carol" {
+                break;
+            }
+        }
+    }
+    send(&mut alice, "/typing");
+    send(&mut alice, "/typing");
+    send(&mut alice, "done typing");
+    let typing = recv_json(&mut bob);
+    assert_eq!(typing, serde_json::json!({"type": "typing", "room": "lobby", "nick": "alice"}));
+    let next = recv_json(&mut bob);
+    assert_eq!(
+        (next["type"].as_str(), next["text"].as_str()),
+        (Some("message"), Some("done typing")),
+        "one typing only"
+    );
+    let own = recv_json(&mut alice);
+    assert_eq!(own["text"], "done typing", "the typist is not told of itself: {own}");
+    assert_eq!(recv_text(&mut carol), "alice: done typing", "a text client is told nothing of typing");
+}
