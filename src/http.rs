@@ -361,8 +361,7 @@ fn serve(
     host: Option<&str>,
     secure: bool,
 ) -> Reply {
-    let fresh = if_none_match
-        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == asset.etag || tag.trim() == "*"));
+    let fresh = asset.is_current(if_none_match);
     let mut reply = Reply {
         status: if fresh { 304 } else { 200 },
         reason: if fresh { "Not Modified" } else { "OK" },

@@ -1,5 +1,7 @@
-//! The browser chat page: HTML, CSS, JavaScript and icon compiled into the binary (no CDN, no
-//! build step, works offline), with the headers they are served with.
+//! The browser pages, compiled into the binary (no CDN, no build step, works offline), with the
+//! headers they are served with: the chat page (HTML, CSS, JavaScript and icon, served by the
+//! chat's listener, `http.rs`) and the admin page (served by the API's listener,
+//! `api/admin.rs`, under the same policy; it shares the chat page's style and icon).
 //!
 //! The files live in `src/web/`. Each has a strong `ETag` computed at compile time, so browsers
 //! revalidate cheaply (`Cache-Control: no-cache` + `If-None-Match` → 304) and always get the
@@ -33,11 +35,33 @@ static ASSETS: [Asset; 4] = [
     asset!("/favicon.svg", "favicon.svg", "image/svg+xml"),
 ];
 
+static ADMIN_ASSETS: [Asset; 3] = [
+    asset!("/admin", "admin.html", "text/html; charset=utf-8"),
+    asset!("/admin.js", "admin.js", "text/javascript; charset=utf-8"),
+    asset!("/admin.css", "admin.css", "text/css; charset=utf-8"),
+];
+
 /// The embedded file served at `path`, if any. `/index.html` is the page too, for links and
 /// tools that name the file.
 pub fn asset(path: &str) -> Option<&'static Asset> {
     let path = if path == "/index.html" { "/" } else { path };
     ASSETS.iter().find(|asset| asset.path == path)
+}
+
+/// The admin page's file served at `path`, if any: its own three, and the chat page's style
+/// (the palette and controls, said once) and icon.
+pub fn admin_asset(path: &str) -> Option<&'static Asset> {
+    let shared = || asset(path).filter(|asset| ["/style.css", "/favicon.svg"].contains(&asset.path));
+    ADMIN_ASSETS.iter().find(|asset| asset.path == path).or_else(shared)
+}
+
+impl Asset {
+    /// Whether a browser that sent `If-None-Match: if_none_match` has this file as it is now
+    /// (a 304 will do).
+    pub fn is_current(&self, if_none_match: Option<&str>) -> bool {
+        if_none_match
+            .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == self.etag || tag.trim() == "*"))
+    }
 }
 
 /// Headers sent with every page response. The policy lets the page run only its own script and
@@ -110,6 +134,33 @@ mod tests {
         assert_ne!(asset("/").unwrap().etag, asset("/app.js").unwrap().etag);
         assert!(std::ptr::eq(asset("/index.html").unwrap(), asset("/").unwrap()));
         assert!(asset("/app.js.html").is_none() && asset("/index.htm").is_none());
+    }
+
+    #[test]
+    fn the_admin_page_has_its_own_files_and_the_chat_pages_style_and_icon() {
+        for path in ["/admin", "/admin.js", "/admin.css"] {
+            let admin = admin_asset(path).unwrap();
+            assert!(!admin.body.is_empty() && asset(path).is_none(), "{path} is the admin page's alone");
+        }
+        for shared in ["/style.css", "/favicon.svg"] {
+            assert!(std::ptr::eq(admin_asset(shared).unwrap(), asset(shared).unwrap()));
+        }
+        assert!(
+            admin_asset("/").is_none()
+                && admin_asset("/app.js").is_none()
+                && admin_asset("/admin/").is_none()
+        );
+        let html = std::str::from_utf8(admin_asset("/admin").unwrap().body).unwrap();
+        assert!(html.contains(r#"<script src="/admin.js" defer></script>"#));
+        assert!(!html.contains("http://") && !html.contains("https://"), "no external resources");
+        assert!(!html.contains("<script>") && !html.contains("<style") && !html.contains(" style="));
+    }
+
+    #[test]
+    fn a_current_etag_is_any_one_listed_or_a_star() {
+        let page = asset("/").unwrap();
+        assert!(page.is_current(Some(&format!("\"x\", {}", page.etag))) && page.is_current(Some("*")));
+        assert!(!page.is_current(Some("\"x\"")) && !page.is_current(None));
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //! - `idempotency.rs`: `Idempotency-Key`, a retried `POST` answered its first answer again;
 //! - `route.rs`: what a request means (a reply at once, or a call for the chat) and how the
 //!   chat's answer is put; no IO;
-//! - `endpoint.rs`: the listener and its connections, their deadlines and evictions.
+//! - `endpoint.rs`: the listener and its connections, their deadlines and evictions;
+//! - `admin.rs`: the admin page's files (`GET /admin`), served without a key.
 //!
 //! The chat's side of it (what a call asks, what it is answered) is `crate::chat::api`, in the
 //! chat's own vocabulary: the chat knows nothing of HTTP.
 
+pub mod admin;
 pub mod endpoint;
 pub mod fields;
 pub mod idempotency;

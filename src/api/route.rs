@@ -2,7 +2,8 @@
 //! error, mostly) or into a call for the chat; [`answer`] turns the chat's answer into the
 //! reply. The endpoint (`endpoint.rs`) only moves their bytes.
 //!
-//! The order of the checks is the order of the statuses: a path outside `/api/` is 404, then
+//! The admin page's files come first, to anyone (`admin.rs`). Then the order of the checks is
+//! the order of the statuses: a path outside `/api/` is 404, then
 //! every `/api/` request needs a key (401, so that without one nothing is learnt, not even
 //! which paths exist), then the path (404), the method (405 with `Allow`), and the parameters
 //! (400, naming the one that is wrong: `fields.rs`).
@@ -73,6 +74,10 @@ pub struct Local {
 /// What `request` comes to, given the keys in force and the longest text a message may have
 /// (`--max-message-size`).
 pub fn route(request: &Request, keys: &ApiKeys, max_text: usize) -> Routed {
+    // The admin page's files need no key: the page asks for one (`admin.rs`).
+    if let Some(reply) = super::admin::serve(request) {
+        return Routed::Reply(None, reply);
+    }
     if !request.path.starts_with("/api/") {
         return Routed::Reply(None, Reply::error(404, "unknown path: the API is under /api/"));
     }

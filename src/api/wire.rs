@@ -27,6 +27,8 @@ pub struct Request {
     pub authorization: Option<Vec<u8>>,
     /// The `Idempotency-Key` header's value, if any.
     pub idempotency_key: Option<String>,
+    /// The `If-None-Match` header's value, if any (the admin page's files are revalidated).
+    pub if_none_match: Option<String>,
     pub body: Vec<u8>,
     /// The client keeps the connection open for another request.
     pub keep_alive: bool,
@@ -66,6 +68,7 @@ pub fn parse(input: &[u8]) -> Parsed {
         query: query.to_string(),
         authorization: None,
         idempotency_key: None,
+        if_none_match: None,
         body: Vec::new(),
         keep_alive: head.version == Some(1),
     };
@@ -75,6 +78,7 @@ pub fn parse(input: &[u8]) -> Parsed {
         match header.name.to_ascii_lowercase().as_str() {
             "authorization" => request.authorization = Some(value.to_vec()),
             "idempotency-key" => request.idempotency_key = Some(String::from_utf8_lossy(value).into_owned()),
+            "if-none-match" => request.if_none_match = Some(String::from_utf8_lossy(value).into_owned()),
             "connection" if value.eq_ignore_ascii_case(b"close") => request.keep_alive = false,
             "connection" if value.eq_ignore_ascii_case(b"keep-alive") => request.keep_alive = true,
             "transfer-encoding" => {
@@ -105,47 +109,67 @@ pub fn parse(input: &[u8]) -> Parsed {
     Parsed::Complete(request, head_len + length)
 }
 
-/// A reply: a status and a JSON body.
+/// The type of the API's answers; a JSON body is sent with a newline after it (for terminals).
+pub const JSON: &str = "application/json";
+
+/// A reply: a status and a JSON body, or one of the admin page's files (`admin.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
     pub body: String,
     /// The methods a 405 names.
     pub allow: Option<&'static str>,
+    /// [`JSON`], but for the admin page's files.
+    pub content_type: &'static str,
+    /// The other headers: `Cache-Control: no-store` for JSON; a page's cache and security
+    /// headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// The head alone is sent (a `HEAD`), with the length the body would have.
+    pub head_only: bool,
 }
 
 impl Reply {
     /// `200` with this JSON.
     pub fn ok(body: serde_json::Value) -> Self {
-        Self { status: 200, body: body.to_string(), allow: None }
+        Self::json(200, body.to_string())
     }
 
     /// An error: `{"error": "…"}`, on one line.
     pub fn error(status: u16, why: impl Into<String>) -> Self {
         let why: String = why.into().replace(['\r', '\n'], " ");
-        Self { status, body: json!({ "error": why }).to_string(), allow: None }
+        Self::json(status, json!({ "error": why }).to_string())
+    }
+
+    fn json(status: u16, body: String) -> Self {
+        let headers = vec![("Cache-Control", "no-store".to_string())];
+        Self { status, body, allow: None, content_type: JSON, headers, head_only: false }
     }
 
     /// The whole reply, head and body; `keep_alive` false closes the connection after it.
     pub fn encode(&self, keep_alive: bool) -> Vec<u8> {
-        let mut extra = String::new();
+        let newline = if self.content_type == JSON { "\n" } else { "" };
+        let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        // A 304 has no body, so neither the type nor the length of one (as the chat's pages).
+        if self.status != 304 {
+            let length = self.body.len() + newline.len();
+            head.push_str(&format!("Content-Type: {}\r\nContent-Length: {length}\r\n", self.content_type));
+        }
         if let Some(allow) = self.allow {
-            extra.push_str(&format!("Allow: {allow}\r\n"));
+            head.push_str(&format!("Allow: {allow}\r\n"));
         }
         if self.status == 401 {
-            extra.push_str("WWW-Authenticate: Bearer\r\n");
+            head.push_str("WWW-Authenticate: Bearer\r\n");
+        }
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
         }
         let connection = if keep_alive { "keep-alive" } else { "close" };
-        let mut reply = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\
-             Cache-Control: no-store\r\nConnection: {connection}\r\n\r\n",
-            self.status,
-            reason(self.status),
-            self.body.len() + 1,
-        )
-        .into_bytes();
-        reply.extend_from_slice(self.body.as_bytes());
-        reply.push(b'\n');
+        head.push_str(&format!("Connection: {connection}\r\n\r\n"));
+        let mut reply = head.into_bytes();
+        if self.status != 304 && !self.head_only {
+            reply.extend_from_slice(self.body.as_bytes());
+            reply.extend_from_slice(newline.as_bytes());
+        }
         reply
     }
 }
@@ -153,6 +177,7 @@ impl Reply {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",

@@ -224,6 +224,7 @@ impl<S: Accept> Server<S> {
         }
         if let Some(addr) = self.api_addr() {
             info!("HTTP API at http://{addr}/api/");
+            info!("admin page at http://{addr}/admin");
         }
         let mut events = Events::with_capacity(1024);
         loop {

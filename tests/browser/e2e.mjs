@@ -20,16 +20,16 @@
 // the room) instead of being told of a gap.
 //
 // Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM); playwright-core never downloads one.
+// What starting the processes and Chromium takes is harness.mjs's, shared with admin.mjs.
 
-import { chromium } from "playwright-core";
-import { spawn } from "node:child_process";
 import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import {
+  STEP_TIMEOUT_MS, launchChromium, lowContrast, passed, run, scratchDir, startRedis, startServer as start, step, stopServer,
+} from "./harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -44,14 +44,6 @@ const serverBinary = resolve(args[0] ?? `${here}/../../target/debug/wschat-serve
 const screenshotName = ["chat", ...(tls ? ["tls"] : []), ...(cluster ? ["cluster"] : [])].join("-");
 const screenshotPath = resolve(args[1] ?? `${here}/../../target/browser/${screenshotName}.png`);
 
-// Directories this run makes (a certificate, a JWT secret), removed when it ends, however it ends.
-const scratchDirs = [];
-function scratchDir() {
-  const dir = mkdtempSync(join(tmpdir(), "wschat-e2e-"));
-  scratchDirs.push(dir);
-  return dir;
-}
-
 // A self-signed certificate for 127.0.0.1, made for this run.
 function tlsFlags() {
   if (!tls) return [];
@@ -64,73 +56,12 @@ function tlsFlags() {
   return ["--tls-cert", cert, "--tls-key", key];
 }
 const serverFlags = tlsFlags();
-const STEP_TIMEOUT_MS = 10000;
 
-let passed = 0;
-async function step(name, body) {
-  try {
-    await body();
-  } catch (error) {
-    console.log(`FAILED - ${name}`);
-    throw error;
-  }
-  passed += 1;
-  console.log(`ok - ${name}`);
-}
-
-// Starts a server process; resolves once it listens and, with --redis among its flags, once it
-// is linked to Redis (before that it chats on its own, and a page connected to it would not be
-// in the others' chat).
-function startServer(addr = "127.0.0.1:0", extraFlags = []) {
-  return new Promise((resolvePromise, reject) => {
-    const flags = [...serverFlags, ...extraFlags];
-    const child = spawn(serverBinary, [addr, ...flags], { stdio: ["ignore", "ignore", "pipe"] });
-    children.push(child);
-    let log = "";
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${log}`)), STEP_TIMEOUT_MS);
-    child.stderr.on("data", (chunk) => {
-      log += chunk;
-      const match = log.match(/listening on (\S+)/);
-      if (match && (!flags.includes("--redis") || log.includes("connected to Redis at"))) {
-        clearTimeout(timer);
-        resolvePromise({ child, addr: match[1], flags: extraFlags });
-      }
-    });
-    child.on("error", reject);
-  });
-}
-
-// A free loopback port, for redis-server (which cannot be told to pick one and say which).
-function freePort() {
-  return new Promise((resolvePromise, reject) => {
-    const probe = createServer();
-    probe.on("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolvePromise(port));
-    });
-  });
-}
-
-// A redis-server for --cluster, without persistence; resolves once it accepts connections.
-async function startRedis() {
-  const port = await freePort();
-  const binary = process.env.REDIS_SERVER ?? "redis-server";
-  const redisFlags = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(binary, redisFlags, { stdio: ["ignore", "pipe", "ignore"] });
-    children.push(child);
-    let log = "";
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${log}`)), STEP_TIMEOUT_MS);
-    child.stdout.on("data", (chunk) => {
-      log += chunk;
-      if (log.includes("Ready to accept connections")) {
-        clearTimeout(timer);
-        resolvePromise({ child, url: `redis://127.0.0.1:${port}` });
-      }
-    });
-    child.on("error", (error) => reject(new Error(`cannot run ${binary} (--cluster needs it): ${error.message}`)));
-  });
+// Starts a server process with this run's flags (--tls) and `extraFlags`, which a restart
+// repeats.
+async function startServer(addr = "127.0.0.1:0", extraFlags = []) {
+  const server = await start(serverBinary, addr, [...serverFlags, ...extraFlags]);
+  return { ...server, flags: extraFlags };
 }
 
 // An HS256 token, as the site embedding the chat would sign it.
@@ -138,58 +69,6 @@ function signToken(secret, claims) {
   const encode = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
   const unsigned = `${encode({ alg: "HS256", typ: "JWT" })}.${encode(claims)}`;
   return `${unsigned}.${createHmac("sha256", secret).update(unsigned).digest("base64url")}`;
-}
-
-function stopServer(server) {
-  return new Promise((resolvePromise) => {
-    server.child.on("exit", resolvePromise);
-    server.child.kill("SIGTERM");
-  });
-}
-
-// Runs in the page: every visible element with its own text (and every button and filled
-// input) whose text colour against the background behind it is below 4.5:1, the WCAG AA
-// minimum for normal text. Colours are the computed ones, so this is what the browser draws.
-function lowContrast() {
-  const rgba = (css) => {
-    const parts = css.match(/[\d.]+/g).map(Number);
-    return { r: parts[0], g: parts[1], b: parts[2], a: parts.length > 3 ? parts[3] : 1 };
-  };
-  const over = (top, bottom) => ({
-    r: top.r * top.a + bottom.r * (1 - top.a),
-    g: top.g * top.a + bottom.g * (1 - top.a),
-    b: top.b * top.a + bottom.b * (1 - top.a),
-    a: 1,
-  });
-  const background = (element) => {
-    const layers = [];
-    for (let e = element; e; e = e.parentElement) {
-      const colour = rgba(getComputedStyle(e).backgroundColor);
-      if (colour.a > 0) layers.push(colour);
-      if (colour.a >= 1) break;
-    }
-    return layers.reduceRight((below, layer) => over(layer, below), { r: 255, g: 255, b: 255, a: 1 });
-  };
-  const luminance = ({ r, g, b }) => {
-    const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
-    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
-  };
-  const failures = [];
-  for (const element of document.body.querySelectorAll("*")) {
-    if (!element.getClientRects().length || getComputedStyle(element).visibility === "hidden") continue;
-    const ownText = [...element.childNodes].some((n) => n.nodeType === Node.TEXT_NODE && n.data.trim());
-    const control = element.matches("button, input") && (element.textContent.trim() || element.value);
-    if (!ownText && !control) continue;
-    const bg = background(element);
-    const fg = over(rgba(getComputedStyle(element).color), bg);
-    const [hi, lo] = [luminance(fg), luminance(bg)].sort((x, y) => y - x);
-    const ratio = (hi + 0.05) / (lo + 0.05);
-    if (ratio < 4.5) {
-      const label = (element.textContent.trim() || element.value || "").slice(0, 30);
-      failures.push(`${element.tagName.toLowerCase()} "${label}" ${ratio.toFixed(2)}:1`);
-    }
-  }
-  return failures;
 }
 
 async function main() {
@@ -202,14 +81,7 @@ async function main() {
   const pageUrl = (server) => `${tls ? "https" : "http"}://${server.addr}/`;
   const base = pageUrl(servers[0]);
   const bobBase = pageUrl(servers[servers.length - 1]);
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-      ...(tls ? ["--ignore-certificate-errors"] : []),
-    ],
-  });
+  const browser = await launchChromium(tls ? ["--ignore-certificate-errors"] : []);
   const problems = [];
   let serverDown = false;
   async function person(nick, { refusedSockets = false } = {}) {
@@ -556,19 +428,4 @@ async function main() {
   }
 }
 
-// Every process this test started is killed, and its scratch directories removed, when it ends.
-const children = [];
-process.on("exit", () => {
-  for (const child of children) child.kill("SIGKILL");
-  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
-});
-
-// Exits when done, either way: the processes it started (their pipes) would keep it running.
-main().then(
-  () => process.exit(0),
-  (error) => {
-    console.error(error);
-    console.log(`browser e2e: ${passed} passed, 1 failed`);
-    process.exit(1);
-  },
-);
+run("browser e2e", main);
