@@ -79,7 +79,10 @@ pub fn route(request: &Request, keys: &ApiKeys, max_text: usize) -> Routed {
         return Routed::Reply(None, reply);
     }
     if !request.path.starts_with("/api/") {
-        return Routed::Reply(None, Reply::error(404, "unknown path: the API is under /api/, its page at /admin"));
+        return Routed::Reply(
+            None,
+            Reply::error(404, "unknown path: the API is under /api/, its page at /admin"),
+        );
     }
     if !authorized(request, keys) {
         let reply = Reply::error(401, "missing or wrong API key (Authorization: Bearer KEY)");
