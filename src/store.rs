@@ -12,9 +12,11 @@
 //! before it is judged, which commits what is pending at that point.)
 //!
 //! **Layout.** Table `rooms`: room key -> (epoch, display name, next sequence number). Table
-//! `messages_v2`: (room key, sequence number) -> (timestamp, kind, nick, text), trimmed to the
-//! last `--history` per room in the same transaction that adds to it. The kind is
-//! [`Kind::code`]: a chat line, a `/me` action, or an application's message (the HTTP API).
+//! `messages_v2`: (room key, sequence number) -> (timestamp, kind, flags, nick, text,
+//! mentions), trimmed to the last `--history` per room in the same transaction that adds to
+//! it. The kind is [`Kind::code`]: a chat line, a `/me` action, or an application's message
+//! (the HTTP API); the flags are 0 (kept for the states a message may take); the mentions
+//! are the nicks it names, separated by spaces (a nick has none).
 //! A store written before applications could publish has table `messages`, with a flag for
 //! actions where the kind is now: it is copied into `messages_v2` and dropped, in one
 //! transaction, when the store is opened.
@@ -38,7 +40,9 @@ use crate::chat::{Ban, BanKey, Journal, Stored};
 pub const FILE_NAME: &str = "history.redb";
 
 const ROOMS: TableDefinition<&str, (&str, &str, u64)> = TableDefinition::new("rooms");
-const MESSAGES: TableDefinition<(&str, u64), (u64, u8, &str, &str)> = TableDefinition::new("messages_v2");
+/// A kept message as the store holds it: (timestamp, kind, flags, nick, text, mentions).
+type MessageRow<'a> = (u64, u8, u8, &'a str, &'a str, &'a str);
+const MESSAGES: TableDefinition<(&str, u64), MessageRow> = TableDefinition::new("messages_v2");
 /// The messages of a store from before [`Kind::Api`]: an action flag where the kind is now.
 const MESSAGES_V1: TableDefinition<(&str, u64), (u64, bool, &str, &str)> = TableDefinition::new("messages");
 /// `schema` -> the layout's version ([`SCHEMA`]): a store written by a later version, whose
@@ -131,7 +135,7 @@ impl Store {
                 let (id, value) = entry?;
                 let (ts, action, from, text) = value.value();
                 let kind = if action { Kind::Action } else { Kind::Line };
-                new.insert(id.value(), (ts, kind.code(), from, text))?;
+                new.insert(id.value(), (ts, kind.code(), 0, from, text, ""))?;
                 copied += 1;
             }
         }
@@ -169,9 +173,11 @@ impl Store {
                 for entry in messages.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
                     let (id, value) = entry?;
                     let (_, seq) = id.value();
-                    let (ts, kind, from, text) = value.value();
-                    let kind = Kind::from_code(kind);
-                    room.messages.push(Stored { seq, ts, from: Rc::from(from), text: text.into(), kind });
+                    let (ts, kind, _flags, from, text, mentions) = value.value();
+                    let (kind, mentions) =
+                        (Kind::from_code(kind), mentions.split_whitespace().map(Rc::from).collect());
+                    let (from, text) = (Rc::from(from), text.into());
+                    room.messages.push(Stored { seq, ts, from, text, kind, mentions });
                 }
                 saved.push(room);
             }
@@ -212,7 +218,11 @@ impl Store {
                 match change {
                     Journal::Message { room, display, epoch, message, oldest_kept } => {
                         let m = message;
-                        messages.insert((&**room, m.seq), (m.ts, m.kind.code(), &*m.from, &*m.text))?;
+                        let mentions = m.mentions.join(" ");
+                        messages.insert(
+                            (&**room, m.seq),
+                            (m.ts, m.kind.code(), 0, &*m.from, &*m.text, &*mentions),
+                        )?;
                         touched.insert(room, (epoch, display, m.seq + 1, *oldest_kept));
                     }
                     Journal::Banned { key, ban } => {
@@ -243,7 +253,7 @@ impl Store {
         &self,
         change: impl FnOnce(
             &mut redb::Table<&str, (&str, &str, u64)>,
-            &mut redb::Table<(&str, u64), (u64, u8, &str, &str)>,
+            &mut redb::Table<(&str, u64), MessageRow>,
             &mut redb::Table<&str, (&str, u64, &str, &str)>,
         ) -> Result<(), redb::Error>,
     ) -> Result<(), StoreError> {
@@ -330,6 +340,7 @@ mod tests {
             from: Rc::from("alice"),
             text: format!("m{seq}").into(),
             kind: if seq == 2 { Kind::Action } else { Kind::Line },
+            mentions: if seq == 3 { Box::new([Rc::from("bob"), Rc::from("Carol")]) } else { Box::new([]) },
         };
         Journal::Message {
             room: Rc::from(room),

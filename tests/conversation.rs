@@ -41,3 +41,21 @@ fn typing_reaches_the_other_json_members_of_the_room(chat: &Chat) {
     assert_eq!(own["text"], "done typing", "the typist is not told of itself: {own}");
     assert_eq!(recv_text(&mut carol), "alice: done typing", "a text client is told nothing of typing");
 }
+
+both_modes!(a_mention_names_members_and_reaches_one_in_another_room);
+/// Alice (process 0) names Bob and Carol (process 1, in a cluster: names held elsewhere are
+/// asked of Redis first): Bob, in her room, gets the message with `mentions`; Carol, in
+/// another room, is told in a notice; a name nobody holds is not a mention.
+fn a_mention_names_members_and_reaches_one_in_another_room(chat: &Chat) {
+    let mut bob = json_client(chat.process(1), "?nick=bob");
+    let _ = common::recv_through(&mut bob, "replayed");
+    let mut carol = chat.process(1).connect("/?nick=Carol&room=dev");
+    common::recv_until(&mut carol, |line| line == "*** Carol joined dev");
+    let mut alice = json_client(chat.process(0), "?nick=alice");
+    let _ = common::recv_through(&mut alice, "replayed");
+    send(&mut alice, "hey @BOB and @carol, not @nobody");
+    let (_, message) = common::recv_through(&mut bob, "message");
+    assert_eq!(message["text"], "hey @BOB and @carol, not @nobody");
+    assert_eq!(message["mentions"], serde_json::json!(["bob", "Carol"]), "{message}");
+    assert_eq!(recv_text(&mut carol), "*** alice mentioned you in lobby: hey @BOB and @carol, not @nobody");
+}

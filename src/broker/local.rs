@@ -62,7 +62,13 @@ impl Broker for LocalBroker {
                 message.seq = numbering.next_seq;
                 numbering.next_seq += 1;
                 let (epoch, seq) = (numbering.epoch.clone(), message.seq);
-                self.notices.push(Notice::Message { room: room.clone(), epoch: epoch.clone(), message });
+                let said_by = match origin {
+                    Origin::Member(client) => Some(client),
+                    Origin::Api(_) => None,
+                };
+                let message =
+                    Notice::Message { room: room.clone(), epoch: epoch.clone(), message, origin: said_by };
+                self.notices.push(message);
                 match origin {
                     Origin::Api(ticket) => Notice::Published { ticket, room, epoch, seq },
                     Origin::Member(_) => return,
@@ -83,6 +89,7 @@ impl Broker for LocalBroker {
                 Notice::Claimed { client, nick, held_by: None, serial }
             }
             Request::Who { asker, room } => Notice::Who { asker, room, nicks: Vec::new() },
+            Request::Holders { asker, .. } => Notice::Holders { asker, held: Vec::new() },
             Request::Rooms { asker } => Notice::Rooms { asker, rooms: Vec::new() },
             Request::Direct { asker, nick, direct } => {
                 Notice::Reached { asker, nick, reached: 0, held_as: None, direct }

@@ -156,7 +156,14 @@ impl Chat {
         if let Some(room) = self.rooms.get_mut(&key) {
             room.publishing += 1;
         }
-        let message = Stored { seq: 0, ts: now_ms, from: Rc::from(from), text: text.into(), kind: Kind::Api };
+        let message = Stored {
+            seq: 0,
+            ts: now_ms,
+            from: Rc::from(from),
+            text: text.into(),
+            kind: Kind::Api,
+            mentions: Box::new([]),
+        };
         let display = self.display(&key);
         self.requests.push(Request::Say { room: key, display, message, origin: Origin::Api(ticket) });
     }

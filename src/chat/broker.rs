@@ -117,6 +117,12 @@ pub enum Request {
         nick: Rc<str>,
         direct: Direct,
     },
+    /// Which of these nicks are held on other processes ([`Notice::Holders`]): the names a
+    /// message mentions.
+    Holders {
+        asker: Asker,
+        nicks: Vec<Rc<str>>,
+    },
     /// A room's history as the cluster keeps it ([`Notice::History`]), for a room not
     /// followed here: its newest `wanted` messages at most.
     History {
@@ -148,6 +154,8 @@ pub enum Asker {
     Member(MemberAsker),
     /// Answered with an [`Effect::Answer`](super::Effect::Answer) for this ticket.
     Api(super::api::Ticket),
+    /// Nobody waits: the answer is dropped (a mention sent on, whoever it reached).
+    Nobody,
 }
 
 /// A member who asked: its answer goes to that connection only while it still has that nick,
@@ -168,6 +176,9 @@ pub enum Direct {
     /// A moderator's `/ban`: a guest's process bans its address, then the connection is
     /// closed like a kick with `closing`.
     Ban { closing: String, ban: Ban },
+    /// A message in room `room_key` (shown as `room`) named the nick: its holders in another
+    /// room are told.
+    Mention { room_key: Rc<str>, room: Rc<str>, id: String, from: Rc<str>, text: String },
 }
 
 /// What the broker tells the chat.
@@ -186,11 +197,18 @@ pub enum Notice {
         top: u64,
         messages: Option<Vec<Stored>>,
     },
-    /// A numbered room message.
+    /// A numbered room message; `origin` is the connection of this process that said it, if
+    /// any.
     Message {
         room: Rc<str>,
         epoch: Rc<str>,
         message: Stored,
+        origin: Option<ClientId>,
+    },
+    /// The answer to [`Request::Holders`]: the nicks held on other processes, as held there.
+    Holders {
+        asker: Asker,
+        held: Vec<Rc<str>>,
     },
     /// The answer to an application's [`Request::Say`]: the id its message got.
     Published {

@@ -29,7 +29,7 @@ impl Chat {
             return;
         }
         match line {
-            Line::Say(said) => self.say(client, said, Kind::Line, now_ms),
+            Line::Say(said) => self.say_with_mentions(client, said, Kind::Line, now_ms),
             Line::Invalid(why) => out.push(reply(client, error(why))),
             Line::Blank => {}
             Line::Command(command) => self.command(client, command, now_ms, out),
@@ -38,7 +38,7 @@ impl Chat {
 
     fn command(&mut self, client: ClientId, command: Command, now_ms: u64, out: &mut Vec<Effect>) {
         match command {
-            Command::Me(action) => self.say(client, action, Kind::Action, now_ms),
+            Command::Me(action) => self.say_with_mentions(client, action, Kind::Action, now_ms),
             Command::Help => out.push(reply(client, notice(self.help_for(client)))),
             Command::Who => self.ask_who(client),
             Command::Rooms => self.ask(client, |asker| Request::Rooms { asker }),

@@ -103,6 +103,13 @@ pub enum Event {
     },
     /// The client's sign-in token expired: it has 30 s to send `/token NEWTOKEN`.
     Expired,
+    /// A message in another room (`room`) mentions the client.
+    Mention {
+        room: Rc<str>,
+        id: String,
+        from: Rc<str>,
+        text: String,
+    },
     /// `nick` is typing in `room` (JSON mode only: a text client is not told).
     Typing {
         room: Rc<str>,
@@ -205,6 +212,9 @@ impl Event {
             Self::ReplayStart { room } => notice(&format!("recent messages in {room}:")),
             Self::Expired => notice("your session expired; send /token NEWTOKEN"),
             Self::Typing { .. } => None,
+            Self::Mention { room, from, text, .. } => {
+                notice(&format!("{from} mentioned you in {room}: {text}"))
+            }
             Self::Replayed { count: 0, .. } => None,
             Self::Replayed { .. } => notice("end of recent messages"),
         }
@@ -224,6 +234,7 @@ impl Event {
                     ts: m.ts,
                     replay: replay.then_some(true),
                     api: (m.kind == Kind::Api).then_some(true),
+                    mentions: m.mentions.iter().map(|nick| &**nick).collect(),
                 })
                 .ok();
             }
@@ -249,6 +260,7 @@ impl Event {
             Self::ReplayStart { .. } => return None,
             Self::Expired => Json::Expired {},
             Self::Typing { room, nick } => Json::Typing { room, nick },
+            Self::Mention { room, id, from, text } => Json::Mention { room, id, from, text },
             Self::Replayed { room, recovered, count, last } => {
                 Json::Replayed { room, recovered: *recovered, count: *count, last: last.as_deref() }
             }
@@ -300,13 +312,18 @@ impl Event {
             }
             JsonIn::Expired {} => Self::Expired,
             JsonIn::Typing { room, nick } => Self::Typing { room: room.into(), nick: nick.into() },
+            JsonIn::Mention { room, id, from, text } => {
+                Self::Mention { room: room.into(), id, from: from.into(), text }
+            }
         };
         Some(event)
     }
 
     fn room_message(m: JsonInMessage, kind: Kind) -> Option<Self> {
         let id = MessageId::parse(&m.id)?;
-        let stored = Stored { seq: id.seq, ts: m.ts, from: m.from.into(), text: m.text.into(), kind };
+        let mentions = m.mentions.into_iter().map(Rc::from).collect();
+        let stored =
+            Stored { seq: id.seq, ts: m.ts, from: m.from.into(), text: m.text.into(), kind, mentions };
         Some(Self::Message(RoomMessage {
             room: m.room.into(),
             epoch: id.epoch.into(),
@@ -388,6 +405,12 @@ enum JsonIn {
         room: String,
         nick: String,
     },
+    Mention {
+        room: String,
+        id: String,
+        from: String,
+        text: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -401,6 +424,8 @@ struct JsonInMessage {
     replay: bool,
     #[serde(default)]
     api: bool,
+    #[serde(default)]
+    mentions: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -480,6 +505,12 @@ enum Json<'a> {
         room: &'a str,
         nick: &'a str,
     },
+    Mention {
+        room: &'a str,
+        id: &'a str,
+        from: &'a str,
+        text: &'a str,
+    },
 }
 
 #[derive(Serialize)]
@@ -496,6 +527,9 @@ struct JsonMessage<'a> {
     /// An application's message (`POST /api/publish`), not a member's.
     #[serde(skip_serializing_if = "Option::is_none")]
     api: Option<bool>,
+    /// The members it names (`@NICK`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    mentions: Vec<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -510,8 +544,14 @@ mod tests {
 
     fn message(action: bool, replay: bool) -> Event {
         let kind = if action { Kind::Action } else { Kind::Line };
-        let stored =
-            Stored { seq: 42, ts: 1764000000123, from: Rc::from("alice"), text: "hi \"there\"".into(), kind };
+        let stored = Stored {
+            seq: 42,
+            ts: 1764000000123,
+            from: Rc::from("alice"),
+            text: "hi \"there\"".into(),
+            kind,
+            mentions: Box::new([]),
+        };
         Event::Message(RoomMessage {
             room: Rc::from("dev"),
             epoch: Rc::from("k3f9"),
@@ -542,6 +582,7 @@ mod tests {
             from: Rc::from("deploybot"),
             text: "deploy done".into(),
             kind: Kind::Api,
+            mentions: Box::new([]),
         };
         let event = Event::Message(RoomMessage {
             room: Rc::from("lobby"),

@@ -194,6 +194,7 @@ impl Chat {
         key: &Rc<str>,
         epoch: Rc<str>,
         message: Stored,
+        origin: Option<ClientId>,
         out: &mut Vec<Effect>,
     ) {
         let limit = self.limits.history;
@@ -211,7 +212,12 @@ impl Chat {
             // Already here (the history was loaded after this was published).
             Sync::Shared if same_epoch && message.seq < next => {}
             Sync::Shared if same_epoch && message.seq == next => {
-                self.keep_and_send(key, Rc::new(message), out)
+                // Said here: the members it names elsewhere are told (see `mentions.rs`).
+                let mentions = (origin.is_some() && !message.mentions.is_empty()).then(|| message.clone());
+                self.keep_and_send(key, Rc::new(message), out);
+                if let Some(message) = mentions {
+                    self.tell_mentioned(key, &epoch, &message, out);
+                }
             }
             Sync::Shared => {
                 // A gap, or a new epoch: reload, and replay every member what it missed.

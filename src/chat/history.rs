@@ -74,6 +74,8 @@ pub struct Stored {
     pub from: Rc<str>,
     pub text: Box<str>,
     pub kind: Kind,
+    /// The members it names with `@NICK`, as they hold their nicks (see `mentions.rs`).
+    pub mentions: Box<[Rc<str>]>,
 }
 
 /// What a room message is: who said it, and how.
@@ -109,7 +111,9 @@ impl Stored {
     /// What the message costs the history, for the memory bound documented in PROTOCOL.md:
     /// its text, its nick (counted even when shared) and the fixed part.
     pub fn cost(&self) -> usize {
-        MESSAGE_OVERHEAD + self.text.len() + self.from.len()
+        let mentions: usize =
+            self.mentions.iter().map(|nick| nick.len() + 2 * std::mem::size_of::<usize>()).sum();
+        MESSAGE_OVERHEAD + self.text.len() + self.from.len() + mentions
     }
 }
 
@@ -152,7 +156,8 @@ impl History {
     /// Takes a new message; returns it, with its sequence number assigned. The oldest kept
     /// message goes once more than `limit` are kept.
     pub fn push(&mut self, ts: u64, from: Rc<str>, text: &str, kind: Kind) -> Rc<Stored> {
-        let stored = Rc::new(Stored { seq: self.next_seq, ts, from, text: text.into(), kind });
+        let stored =
+            Rc::new(Stored { seq: self.next_seq, ts, from, text: text.into(), kind, mentions: Box::new([]) });
         self.keep(stored.clone());
         stored
     }
@@ -301,7 +306,14 @@ mod tests {
     fn a_restored_history_continues_its_sequence() {
         let mut h = History::new(Rc::from("ep0ch"), 1, 2);
         for seq in [7, 8, 9] {
-            h.restore(Stored { seq, ts: 0, from: Rc::from("a"), text: "x".into(), kind: Kind::Line });
+            h.restore(Stored {
+                seq,
+                ts: 0,
+                from: Rc::from("a"),
+                text: "x".into(),
+                kind: Kind::Line,
+                mentions: Box::new([]),
+            });
         }
         assert_eq!(seqs(&h.after(None)), [8, 9]);
         assert_eq!(h.push(10, Rc::from("a"), "y", Kind::Line).seq, 10);

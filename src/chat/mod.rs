@@ -17,6 +17,7 @@
 //! - `commands.rs`: what a client's line means, one method per command;
 //! - `moderation.rs`: `/kick`, `/ban`, `/unban`, `/bans`, and direct messages between processes;
 //! - `signals.rs`: `/typing`, a room event that is not kept;
+//! - `mentions.rs`: `@NICK` in a message, settled before it is said, and told to the named;
 //! - `notices.rs`: what the broker tells the chat, and which clients wait on it;
 //! - `event.rs`, `line.rs`: what clients are told, rendered once per [`Mode`] (a
 //!   [`ServerLine`] for text clients, a JSON object for `wschat.json` clients);
@@ -32,6 +33,7 @@ pub mod event;
 mod following;
 pub mod history;
 pub mod line;
+mod mentions;
 mod moderation;
 pub mod names;
 mod nicks;

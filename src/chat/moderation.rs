@@ -27,10 +27,11 @@ pub(super) enum Reacher {
 }
 
 impl Reacher {
-    fn of(asker: &Asker) -> Self {
+    fn of(asker: &Asker) -> Option<Self> {
         match asker {
-            Asker::Member(member) => Self::Member(member.client),
-            Asker::Api(ticket) => Self::Api(*ticket),
+            Asker::Member(member) => Some(Self::Member(member.client)),
+            Asker::Api(ticket) => Some(Self::Api(*ticket)),
+            Asker::Nobody => None,
         }
     }
 }
@@ -54,14 +55,15 @@ impl Chat {
         held_as: Option<(Rc<str>, bool)>,
         direct: Direct,
     ) {
-        let here = ReachedHere { holders: holders.len(), held_as };
-        self.waits.reached_here.insert(Reacher::of(&asker), here);
+        if let Some(reacher) = Reacher::of(&asker) {
+            self.waits.reached_here.insert(reacher, ReachedHere { holders: holders.len(), held_as });
+        }
         let nick = Rc::from(nick);
         match asker {
             Asker::Member(MemberAsker { client, .. }) => {
                 self.ask(client, |asker| Request::Direct { asker, nick, direct })
             }
-            Asker::Api(_) => self.requests.push(Request::Direct { asker, nick, direct }),
+            Asker::Api(_) | Asker::Nobody => self.requests.push(Request::Direct { asker, nick, direct }),
         }
     }
 
@@ -153,7 +155,7 @@ impl Chat {
         direct: Direct,
         out: &mut Vec<Effect>,
     ) {
-        let here = self.waits.reached_here.remove(&Reacher::of(&asker));
+        let here = Reacher::of(&asker).and_then(|reacher| self.waits.reached_here.remove(&reacher));
         let here = here.unwrap_or(ReachedHere { holders: 0, held_as: None });
         let reached = here.holders + reached;
         let held_as = here.held_as.or(held_elsewhere);
@@ -161,6 +163,7 @@ impl Chat {
             held_as.as_ref().map_or_else(|| cut(nick, MAX_NAME_CHARS).to_string(), |(n, _)| n.to_string());
         let asker = match asker {
             Asker::Api(ticket) => return self.api_reached(ticket, &name, reached, direct, out),
+            Asker::Nobody => return,
             Asker::Member(asker) if self.answered(&asker) => asker,
             Asker::Member(_) => return,
         };
@@ -189,6 +192,8 @@ impl Chat {
                 }
                 out.push(reply(client, notice(sanctioned(&name, true, signed))));
             }
+            // Sent on for nobody (see `mentions.rs`).
+            Direct::Mention { .. } => {}
         }
     }
 
@@ -207,7 +212,9 @@ impl Chat {
             }
             Direct::Ban { .. } => ApiAnswer::NotFound(guest_not_connected(name)),
             _ if reached == 0 => ApiAnswer::NotFound(format!("no such nick: {name}")),
-            Direct::Private { .. } | Direct::Kick(_) => ApiAnswer::Reached { reached },
+            Direct::Private { .. } | Direct::Kick(_) | Direct::Mention { .. } => {
+                ApiAnswer::Reached { reached }
+            }
         };
         out.push(Effect::Answer { ticket, answer });
     }
@@ -233,6 +240,7 @@ impl Chat {
             }
             // A user: banned by name before this was sent (the ban arrived first).
             Direct::Ban { closing, .. } => out.push(Effect::Kick { client, reason: closing }),
+            mention @ Direct::Mention { .. } => self.mention_arrived(client, &mention, out),
         }
     }
 

@@ -37,6 +37,8 @@ pub(super) struct Waits {
     holds: HashMap<ClientId, u32>,
     /// What a `/msg`, `/kick` or `/ban` did here, kept until the other processes answer.
     pub(super) reached_here: HashMap<super::moderation::Reacher, super::moderation::ReachedHere>,
+    /// Messages waiting for the broker to say which of their `@` names are held.
+    pub(super) mentioning: HashMap<ClientId, super::mentions::Pending>,
     /// API `history` calls waiting for the broker: what they asked for (since, limit).
     pub(super) api_history: HashMap<super::api::Ticket, (Option<super::MessageId>, usize)>,
     /// Rooms whose member count here changed this turn.
@@ -57,6 +59,7 @@ impl Waits {
         self.holds.shrink_to_fit();
         self.reached_here.shrink_to_fit();
         self.api_history.shrink_to_fit();
+        self.mentioning.shrink_to_fit();
         self.dirty_counts.shrink_to_fit();
         self.closing_after_ban.shrink_to_fit();
     }
@@ -92,6 +95,7 @@ impl Chat {
     /// `client` is gone: it waits for nothing.
     pub(super) fn forget_waits(&mut self, client: ClientId) {
         self.signals.forget(client);
+        self.waits.mentioning.remove(&client);
         self.forget_claims(client);
         self.waits.holds.remove(&client);
         self.waits.reached_here.remove(&super::moderation::Reacher::Member(client));
@@ -105,7 +109,14 @@ impl Chat {
             Notice::Loaded { room, display, epoch, top, messages } => {
                 self.loaded(&room, display, epoch, top, messages, out)
             }
-            Notice::Message { room, epoch, message } => self.room_message(&room, epoch, message, out),
+            Notice::Message { room, epoch, message, origin } => {
+                self.room_message(&room, epoch, message, origin, out)
+            }
+            Notice::Holders { asker, held } => self.holders_answered(asker, held),
+            // Nobody asked these (only mentions are sent on for nobody, and they ask nothing).
+            Notice::Who { asker: Asker::Nobody, .. }
+            | Notice::Rooms { asker: Asker::Nobody, .. }
+            | Notice::History { asker: Asker::Nobody, .. } => {}
             Notice::Event { room, event: event @ super::Event::Typing { .. }, origin }
                 if self.is_followed(&room) =>
             {

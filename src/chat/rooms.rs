@@ -7,11 +7,11 @@
 use std::rc::Rc;
 
 use super::following::{Sync, Waiter};
-use super::history::{self, History, Kind, MessageId, Stored};
+use super::history::{self, History, MessageId, Stored};
 use super::names::{fold, validate_room};
 use super::{
     error, is_private, may_enter, notice, reply, Access, Body, Chat, ClientId, Effect, Event, Journal, Mode,
-    Origin, Request, RoomMessage, LOBBY, NO_SUCH_ROOM, REPLAY_FRAMING,
+    Request, RoomMessage, LOBBY, NO_SUCH_ROOM, REPLAY_FRAMING,
 };
 use crate::logline::quoted;
 
@@ -224,16 +224,6 @@ impl Chat {
         } else if let Some(actor) = actor {
             out.push(reply(actor, Body::Event(event)));
         }
-    }
-
-    /// A room message from `client`, published through the broker: numbered, kept and
-    /// delivered when it comes back.
-    pub(super) fn say(&mut self, client: ClientId, text: &str, kind: Kind, now_ms: u64) {
-        let Some(member) = self.member(client) else { return };
-        let (room, from) = (member.room.clone(), member.nick.clone());
-        let message = Stored { seq: 0, ts: now_ms, from, text: text.into(), kind };
-        let display = self.display(&room);
-        self.requests.push(Request::Say { room, display, message, origin: Origin::Member(client) });
     }
 
     /// Brings all histories back under `--history-memory` after room `key` grew: empty rooms

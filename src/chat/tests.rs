@@ -162,7 +162,7 @@ impl Harness {
 use crate::broker::{Broker, LocalBroker};
 
 fn stored(seq: u64, from: &str, text: &str) -> Stored {
-    Stored { seq, ts: 5, from: Rc::from(from), text: text.into(), kind: Kind::Line }
+    Stored { seq, ts: 5, from: Rc::from(from), text: text.into(), kind: Kind::Line, mentions: Box::new([]) }
 }
 
 fn loaded(room: &str, epoch: &str, top: u64, messages: Vec<Stored>) -> Notice {
@@ -171,7 +171,7 @@ fn loaded(room: &str, epoch: &str, top: u64, messages: Vec<Stored>) -> Notice {
 }
 
 fn shared(room: &str, epoch: &str, message: Stored) -> Notice {
-    Notice::Message { room: Rc::from(room), epoch: Rc::from(epoch), message }
+    Notice::Message { room: Rc::from(room), epoch: Rc::from(epoch), message, origin: None }
 }
 
 fn follows(requests: &[Request], key: &str) -> bool {
@@ -1326,4 +1326,84 @@ fn typing_reaches_the_room_s_other_json_members_at_most_every_two_seconds() {
     assert_eq!(h.take(2).len(), 1, "two seconds later, again");
     h.say(1, "/typing now");
     assert_eq!(h.take(1), [r#"{"type":"error","text":"usage: /typing"}"#]);
+}
+
+// ----- mentions -----
+
+#[test]
+fn a_message_names_its_mentions_and_a_named_member_elsewhere_is_told() {
+    let mut h = Harness::default();
+    h.connect(1, Some("alice"));
+    let mut out = Vec::new();
+    h.chat.connect(2, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
+    h.apply(out);
+    h.connect(3, Some("Carol"));
+    h.say(3, "/join dev");
+    h.clear();
+    h.say(1, "hi @BOB and @carol! (mail zed@example.com, @zed)");
+    assert_eq!(h.take(1), ["alice: hi @BOB and @carol! (mail zed@example.com, @zed)"], "text mode: the line");
+    let json: serde_json::Value = serde_json::from_str(&h.take(2)[0]).unwrap();
+    assert_eq!(
+        json["mentions"],
+        serde_json::json!(["bob", "Carol"]),
+        "members only, as they hold their nicks"
+    );
+    assert_eq!(
+        h.take(3),
+        ["*** alice mentioned you in lobby: hi @BOB and @carol! (mail zed@example.com, @zed)"],
+        "named in another room: told"
+    );
+    // Kept with the message: a joiner's replay has them too.
+    let mut out = Vec::new();
+    h.chat.connect(4, Join { nick: Some("dave"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
+    h.apply(out);
+    let replayed = h.take(4);
+    assert!(replayed.iter().any(|m| m.contains(r#""mentions":["bob","Carol"]"#)), "{replayed:?}");
+    h.say(1, "no names here");
+    let json: serde_json::Value = serde_json::from_str(&h.take(2)[0]).unwrap();
+    assert!(json.get("mentions").is_none(), "{json}");
+}
+
+#[test]
+fn in_a_cluster_names_held_elsewhere_are_asked_first_and_told_through_the_broker() {
+    let mut h = Harness::redis();
+    h.cluster(Notice::Up);
+    h.join_cluster(1, "alice");
+    h.cluster(loaded("lobby", "e1", 0, Vec::new()));
+    h.requests();
+    h.clear();
+    h.say(1, "@Dave look");
+    assert!(h.chat.is_waiting(1), "its input waits for the answer");
+    let requests = h.requests();
+    let [Request::Holders { asker, nicks }] = requests.as_slice() else { panic!("{requests:?}") };
+    assert_eq!(nicks.as_slice(), [Rc::from("Dave")]);
+    h.cluster(Notice::Holders { asker: asker.clone(), held: vec![Rc::from("dave")] });
+    assert!(!h.chat.is_waiting(1));
+    let requests = h.requests();
+    let [Request::Say { message, origin: Origin::Member(1), .. }] = requests.as_slice() else {
+        panic!("{requests:?}")
+    };
+    assert_eq!(&*message.mentions, [Rc::from("dave")]);
+    // Back numbered, from this process's member: Dave, elsewhere, is told through the broker.
+    let numbered = Stored { seq: 1, ..message.clone() };
+    h.cluster(Notice::Message {
+        room: Rc::from("lobby"),
+        epoch: Rc::from("e1"),
+        message: numbered.clone(),
+        origin: Some(1),
+    });
+    let requests = h.requests();
+    assert!(
+        matches!(requests.as_slice(), [Request::Direct { asker: Asker::Nobody, nick, direct: Direct::Mention { id, .. } }] if &**nick == "dave" && id == "e1:1"),
+        "{requests:?}"
+    );
+    // The same message from another process's member tells nobody from here.
+    let other = Stored { seq: 2, ..numbered };
+    h.cluster(Notice::Message {
+        room: Rc::from("lobby"),
+        epoch: Rc::from("e1"),
+        message: other,
+        origin: None,
+    });
+    assert!(h.requests().is_empty());
 }

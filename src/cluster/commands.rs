@@ -88,6 +88,13 @@ impl RedisBroker {
             }
             Request::Direct { asker, nick, direct } => self.direct(asker, nick, direct),
             Request::History { asker, room, wanted } => self.history(asker, room, wanted),
+            Request::Holders { asker, nicks } => {
+                let keys: Vec<String> = nicks.iter().map(|nick| presence::nick_key(&fold(nick))).collect();
+                let mut all = vec![presence::PROCS];
+                all.extend(keys.iter().map(String::as_str));
+                self.pending.push_back(Expect::Holders { asker, nicks });
+                self.eval(|s| &s.holders, &all, &[])
+            }
             Request::Ban { key, ban } => {
                 let json = presence::ban_json(&key, &ban);
                 let channel = presence::bans_channel(self.url.db);
@@ -180,6 +187,10 @@ impl RedisBroker {
             Direct::Ban { closing, ban } => {
                 let json = presence::ban_json(&crate::chat::BanKey::User(fold(&nick)), ban);
                 ("b", format!("{json}\n{closing}"))
+            }
+            // The text last: the only part that may be long.
+            Direct::Mention { room_key, room, id, from, text } => {
+                ("n", format!("{room_key}\n{room}\n{id}\n{from}\n{text}"))
             }
         };
         // The nick leads the body: the receiving process checks its connection still holds it.

@@ -52,6 +52,11 @@ pub(super) enum Expect {
         message: Stored,
         origin: Origin,
     },
+    /// Which of these nicks are held, for the names a message mentions.
+    Holders {
+        asker: Asker,
+        nicks: Vec<Rc<str>>,
+    },
     /// A room's history, for an application (`wanted`: as asked, to ask again).
     History {
         asker: Asker,
@@ -75,6 +80,7 @@ impl Expect {
             Expect::Rooms { asker } => Request::Rooms { asker },
             Expect::Reached { asker, nick, direct } => Request::Direct { asker, nick, direct },
             Expect::History { asker, room, wanted } => Request::History { asker, room, wanted },
+            Expect::Holders { asker, nicks } => Request::Holders { asker, nicks },
             // Said again on this process alone (see `Notice::Unsent`), by the broker itself.
             Expect::Said { .. }
             | Expect::Nothing
@@ -107,6 +113,7 @@ pub(super) struct Scripts {
     pub(super) live: Script,
     pub(super) direct: Script,
     pub(super) history: Script,
+    pub(super) holders: Script,
 }
 
 impl Scripts {
@@ -119,12 +126,22 @@ impl Scripts {
             live: Script::new(presence::live_entries_script()),
             direct: Script::new(presence::direct_script()),
             history: Script::new(room::history_script()),
+            holders: Script::new(presence::holders_script()),
         }
     }
 
     pub(super) fn texts(&self) -> Vec<String> {
-        [&self.say, &self.load, &self.heartbeat, &self.claim, &self.live, &self.direct, &self.history]
-            .map(|script| script.text.clone())
-            .to_vec()
+        [
+            &self.say,
+            &self.load,
+            &self.heartbeat,
+            &self.claim,
+            &self.live,
+            &self.direct,
+            &self.history,
+            &self.holders,
+        ]
+        .map(|script| script.text.clone())
+        .to_vec()
     }
 }

@@ -122,6 +122,27 @@ return out"
     )
 }
 
+/// Which of several nicks a live connection holds: for each nick key, the value of a live
+/// holder (`S NICK` or `G NICK`), or false.
+/// KEYS: procs, then the nick keys.
+pub fn holders_script() -> String {
+    format!(
+        "{PRELUDE}
+local out = {{}}
+for k = 2, #KEYS do
+  local found = false
+  local entries = redis.call('HGETALL', KEYS[k])
+  for i = 1, #entries, 2 do
+    if not found and alive(entries[i]) then
+      found = entries[i + 1]
+    end
+  end
+  out[#out + 1] = found
+end
+return out"
+    )
+}
+
 /// Publishes a payload to every live connection holding a nick on another process than the
 /// caller's (its own holders it reaches itself), on that process's channel: `KIND CLIENT BODY`.
 /// Returns {connections reached, the nick's value as held there}.

@@ -98,6 +98,17 @@ impl RedisBroker {
                 let nicks = self.elsewhere(&frame, ':').map(|(_, nick)| Rc::from(nick)).collect();
                 self.notices.push(Notice::Who { asker, room, nicks });
             }
+            Expect::Holders { asker, .. } => {
+                let Frame::Array(found) = &frame else {
+                    return Err(io::Error::other("a holders question answered with something else"));
+                };
+                let held = found
+                    .iter()
+                    .filter_map(resp::text)
+                    .filter_map(|value| value.get(2..).filter(|nick| !nick.is_empty()).map(Rc::from))
+                    .collect();
+                self.notices.push(Notice::Holders { asker, held });
+            }
             Expect::Rooms { asker } => {
                 let rooms = rooms_elsewhere(self.elsewhere(&frame, ' '));
                 self.notices.push(Notice::Rooms { asker, rooms });
@@ -190,7 +201,7 @@ impl RedisBroker {
                 match payload.and_then(|p| room::parse_payload(&room, p)) {
                     Some((mut notice, origin)) => {
                         let own = self.came_back(&origin);
-                        if let Notice::Event { origin, .. } = &mut notice {
+                        if let Notice::Event { origin, .. } | Notice::Message { origin, .. } = &mut notice {
                             *origin = own;
                         }
                         self.notices.push(notice);
@@ -243,6 +254,13 @@ pub(crate) fn parse_direct(payload: &[u8]) -> Option<Notice> {
             Direct::Private { from, text: text.to_string(), ts, api }
         }
         b"k" => Direct::Kick(body.to_string()),
+        b"n" => {
+            let mut parts = body.splitn(5, '\n');
+            let (room_key, room, id, from) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            let text = parts.next()?.to_string();
+            let (room_key, room, from) = (Rc::from(room_key), Rc::from(room), Rc::from(from));
+            Direct::Mention { room_key, room, id: id.to_string(), from, text }
+        }
         b"b" => {
             let (json, closing) = body.split_once('\n')?;
             let (_, ban) = presence::parse_ban(json.as_bytes())?;
@@ -306,7 +324,14 @@ mod tests {
     fn a_loaded_history_is_read_back() {
         let bulk = |s: &str| Frame::BulkString(Bytes::copy_from_slice(s.as_bytes()));
         let entry = |seq: u64, from: &str| {
-            let said = Stored { seq: 0, ts: 5, from: Rc::from(from), text: "hi".into(), kind: Kind::Line };
+            let said = Stored {
+                seq: 0,
+                ts: 5,
+                from: Rc::from(from),
+                text: "hi".into(),
+                kind: Kind::Line,
+                mentions: Box::new([]),
+            };
             Frame::Array(vec![
                 bulk(&format!("{seq}-1")),
                 Frame::Array(vec![bulk("m"), bulk(&room::say_body(&said))]),

@@ -153,6 +153,9 @@ struct Body<'a> {
     /// so that a process of an older version reads the others' messages as it always did.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     api: bool,
+    /// The members it names (`@NICK`), as held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    mentions: Vec<Cow<'a, str>>,
 }
 
 /// The body of a room message, before Redis numbers it.
@@ -160,7 +163,8 @@ pub fn say_body(message: &Stored) -> String {
     let (from, text) = (Cow::Borrowed(&*message.from), Cow::Borrowed(&*message.text));
     // Serializing borrowed strings and integers cannot fail.
     let (action, api) = (message.kind == Kind::Action, message.kind == Kind::Api);
-    serde_json::to_string(&Body { from, text, ts: message.ts, action, api }).unwrap_or_default()
+    let mentions = message.mentions.iter().map(|nick| Cow::Borrowed(&**nick)).collect();
+    serde_json::to_string(&Body { from, text, ts: message.ts, action, api, mentions }).unwrap_or_default()
 }
 
 /// A message back from its body and the sequence Redis gave it.
@@ -171,6 +175,7 @@ pub fn stored(seq: u64, body: &[u8]) -> Option<Stored> {
         ts: body.ts,
         from: Rc::from(&*body.from),
         text: body.text.into(),
+        mentions: body.mentions.iter().map(|nick| Rc::from(&**nick)).collect(),
         kind: match (body.action, body.api) {
             (true, _) => Kind::Action,
             (_, true) => Kind::Api,
@@ -210,7 +215,7 @@ pub fn parse_payload(room: &str, payload: &Bytes) -> Option<(Notice, Bytes)> {
             let (origin, body) = word(&rest)?;
             let epoch = Rc::from(std::str::from_utf8(&epoch).ok()?);
             let message = stored(std::str::from_utf8(&seq).ok()?.parse().ok()?, &body)?;
-            Some((Notice::Message { room, epoch, message }, origin))
+            Some((Notice::Message { room, epoch, message, origin: None }, origin))
         }
         b"e " => {
             let (origin, rest) = word(&rest)?;
@@ -255,6 +260,7 @@ mod tests {
             from: Rc::from("ann"),
             text: "hi \"there\"\n".into(),
             kind: Kind::Action,
+            mentions: Box::new([Rc::from("bob")]),
         };
         let payload = Bytes::from(format!("m ab12 5 p1:3 {}", say_body(&said)));
         let Some((Notice::Message { epoch, message, .. }, sent_by)) = parse_payload("lobby", &payload) else {
@@ -266,6 +272,7 @@ mod tests {
             "escapes in the text survive the trip"
         );
         assert_eq!(message.kind, Kind::Action);
+        assert_eq!(&*message.mentions, [Rc::from("bob")]);
         let joined = Event::Joined { room: Rc::from("Lobby"), nick: Rc::from("bob") };
         let payload = Bytes::from(event_payload(&origin("p1", Some(4)), &joined.json().unwrap()));
         assert_eq!(

@@ -22,6 +22,7 @@ pub struct Scripts {
     live: String,
     direct: String,
     history: String,
+    holders: String,
 }
 
 impl Default for Scripts {
@@ -34,6 +35,7 @@ impl Default for Scripts {
             live: room::script_sha(&presence::live_entries_script()),
             direct: room::script_sha(&presence::direct_script()),
             history: room::script_sha(&room::history_script()),
+            holders: room::script_sha(&presence::holders_script()),
         }
     }
 }
@@ -92,6 +94,8 @@ fn script(text: &[String], scripts: &Scripts) -> Op {
             display: arg(1).into(),
             history: number(3) as usize,
         }
+    } else if *sha == scripts.holders {
+        Op::Holders { keys: keys.iter().skip(1).cloned().collect() }
     } else if *sha == scripts.history {
         Op::History { room: room_of_meta(&key(0)).into(), history: number(0) as usize }
     } else if *sha == scripts.heartbeat {
@@ -104,6 +108,7 @@ fn script(text: &[String], scripts: &Scripts) -> Op {
         let kind = match arg(1).as_str() {
             "p" => "p",
             "a" => "a",
+            "n" => "n",
             "k" => "k",
             "b" => "b",
             other => return Op::Unknown(format!("ERR direct message of kind {other:?}")),
@@ -181,6 +186,15 @@ fn encode_reply(reply: &Reply, out: &mut BytesMut) {
             bulk(out, epoch.as_bytes());
         }
         Reply::Nil => out.put_slice(b"$-1\r\n"),
+        Reply::Found(found) => {
+            array(out, found.len());
+            for value in found {
+                match value {
+                    Some(value) => bulk(out, value.as_bytes()),
+                    None => out.put_slice(b"$-1\r\n"),
+                }
+            }
+        }
     }
 }
 

@@ -43,6 +43,10 @@ pub enum Op {
         display: Rc<str>,
         history: usize,
     },
+    /// The holders script: for each nick key, a live holder's value, or nil.
+    Holders {
+        keys: Vec<String>,
+    },
     /// The history script: a room's history as the load script gives it, starting nothing.
     History {
         room: Rc<str>,
@@ -139,6 +143,8 @@ pub enum Reply {
     Said(u64, Rc<str>),
     /// A nil (the history script, for a room Redis does not know).
     Nil,
+    /// An array of bulk strings or nils (the holders script).
+    Found(Vec<Option<String>>),
 }
 
 /// A room's meta hash and log stream.
@@ -173,6 +179,13 @@ impl Keyspace {
                 return self.say(room, epoch, display, history, body, &origin)
             }
             Op::Load { room, epoch, display, history } => self.load(room, epoch, display, history),
+            Op::Holders { keys } => {
+                let found = keys
+                    .iter()
+                    .map(|key| self.live_entries(key, now_ms).into_iter().next().map(|(_, value)| value))
+                    .collect();
+                Reply::Found(found)
+            }
             Op::History { room, history } => match self.rooms.get(&room) {
                 Some(known) => {
                     let (epoch, display) = (known.epoch.clone(), known.display.clone());
