@@ -59,3 +59,31 @@ fn a_mention_names_members_and_reaches_one_in_another_room(chat: &Chat) {
     assert_eq!(message["mentions"], serde_json::json!(["bob", "Carol"]), "{message}");
     assert_eq!(recv_text(&mut carol), "*** alice mentioned you in lobby: hey @BOB and @carol, not @nobody");
 }
+
+both_modes!(history_pages_back_before_a_message);
+/// Bob (on the other process in a cluster) pages back from the newest message Alice said:
+/// the older ones, oldest first, then where the page starts and that nothing older is left.
+fn history_pages_back_before_a_message(chat: &Chat) {
+    let mut alice = json_client(chat.process(0), "?nick=alice");
+    let _ = common::recv_through(&mut alice, "replayed");
+    for i in 1..=5 {
+        send(&mut alice, &format!("line {i}"));
+    }
+    let mut last = serde_json::Value::Null;
+    for _ in 1..=5 {
+        last = common::recv_through(&mut alice, "message").1;
+    }
+    let newest = last["id"].as_str().unwrap().to_string();
+    let mut bob = json_client(chat.process(1), "?nick=bob");
+    let _ = common::recv_through(&mut bob, "replayed");
+    send(&mut bob, &format!("/history {newest} 3"));
+    let (older, done) = common::recv_through(&mut bob, "history");
+    assert_eq!(common::texts(&older), ["line 2", "line 3", "line 4"]);
+    assert!(older.iter().all(|m| m["older"] == true), "{older:?}");
+    assert_eq!((done["count"].as_u64(), done["more"].as_bool()), (Some(3), Some(true)), "{done}");
+    let first = done["first"].as_str().unwrap().to_string();
+    send(&mut bob, &format!("/history {first}"));
+    let (older, done) = common::recv_through(&mut bob, "history");
+    assert_eq!(common::texts(&older), ["line 1"]);
+    assert_eq!(done["more"], false, "{done}");
+}

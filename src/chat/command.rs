@@ -35,7 +35,17 @@ pub enum Command<'a> {
     Token(&'a str),
     /// The member is typing: its room's JSON clients are told.
     Typing,
+    /// Up to `count` messages of the member's room older than `before` (an id, checked by the
+    /// room).
+    History {
+        before: &'a str,
+        count: usize,
+    },
 }
+
+/// Messages one `/history` sends unless told; most it sends.
+pub const HISTORY_PAGE: usize = 50;
+pub const MAX_HISTORY_PAGE: usize = 200;
 
 /// What the user typed, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +133,23 @@ pub fn parse_line(line: &str) -> Line<'_> {
         "bans" => no_args(Command::Bans, "/bans"),
         "token" => one_arg("/token JWT").map(Command::Token),
         "typing" => no_args(Command::Typing, "/typing"),
+        "history" => {
+            let usage = || {
+                format!(
+                    "usage: /history ID [N] (N from 1 to {MAX_HISTORY_PAGE}, {HISTORY_PAGE} if not given)"
+                )
+            };
+            match split_word(args) {
+                ("", _) => Err(usage()),
+                (before, "") => Ok(Command::History { before, count: HISTORY_PAGE }),
+                (before, count) => match count.parse::<usize>() {
+                    Ok(count) if (1..=MAX_HISTORY_PAGE).contains(&count) => {
+                        Ok(Command::History { before, count })
+                    }
+                    _ => Err(usage()),
+                },
+            }
+        }
         "" => Err("empty command; type //text to send a line starting with '/'".to_string()),
         _ => Err(format!("unknown command /{}; type /help for the list", cut(name, 32))),
     };

@@ -53,6 +53,7 @@ impl Chat {
                 out.push(Effect::Renew { client, token: crate::auth::Token(token.to_string()) })
             }
             Command::Typing => self.typing(client, now_ms),
+            Command::History { before, count } => self.earlier(client, before, count, out),
             Command::Nick(wanted) => self.change_nick(client, wanted, out),
             Command::Join(room) => self.join(client, room, out),
             Command::Quit(reason) => {

@@ -35,6 +35,8 @@ pub struct RoomMessage {
     pub epoch: Rc<str>,
     pub message: Rc<Stored>,
     pub replay: bool,
+    /// Sent for `/history`: older than what the client has.
+    pub older: bool,
 }
 
 /// Something a client is told.
@@ -103,6 +105,18 @@ pub enum Event {
     },
     /// The client's sign-in token expired: it has 30 s to send `/token NEWTOKEN`.
     Expired,
+    /// Text mode only: the earlier messages of `room` (`/history`) follow.
+    EarlierStart {
+        room: Rc<str>,
+    },
+    /// `/history` is answered: `count` messages, `first` the oldest id sent, `more` whether
+    /// older ones are kept.
+    History {
+        room: Rc<str>,
+        count: usize,
+        more: bool,
+        first: Option<String>,
+    },
     /// A message in another room (`room`) mentions the client.
     Mention {
         room: Rc<str>,
@@ -140,6 +154,7 @@ pub const HELP: &[(HelpFor, &str)] = &[
     (HelpFor::Everyone, "/msg NICK TEXT   private message"),
     (HelpFor::Everyone, "/quit [REASON]   leave the chat"),
     (HelpFor::SignedIn, "/token JWT       renew your sign-in before it expires"),
+    (HelpFor::Everyone, "/history ID [N]  N earlier messages of your room, before message ID"),
     (HelpFor::Everyone, "/typing          tell the room you are typing (shown by JSON clients)"),
     (HelpFor::Everyone, "/help            this list"),
     (HelpFor::Everyone, "//TEXT           send a line starting with '/'"),
@@ -212,6 +227,9 @@ impl Event {
             Self::ReplayStart { room } => notice(&format!("recent messages in {room}:")),
             Self::Expired => notice("your session expired; send /token NEWTOKEN"),
             Self::Typing { .. } => None,
+            Self::EarlierStart { room } => notice(&format!("earlier messages in {room}:")),
+            Self::History { room, count: 0, .. } => notice(&format!("no earlier messages in {room}")),
+            Self::History { .. } => notice("end of earlier messages"),
             Self::Mention { room, from, text, .. } => {
                 notice(&format!("{from} mentioned you in {room}: {text}"))
             }
@@ -223,7 +241,7 @@ impl Event {
     /// The JSON object (see `docs/PROTOCOL.md`, "JSON mode").
     pub fn json(&self) -> Option<String> {
         let value = match self {
-            Self::Message(RoomMessage { room, epoch, message: m, replay }) => {
+            Self::Message(RoomMessage { room, epoch, message: m, replay, older }) => {
                 // Its own struct: the `type` depends on the message (chat line or action).
                 return serde_json::to_string(&JsonMessage {
                     kind: if m.kind == Kind::Action { "action" } else { "message" },
@@ -233,6 +251,7 @@ impl Event {
                     text: &m.text,
                     ts: m.ts,
                     replay: replay.then_some(true),
+                    older: older.then_some(true),
                     api: (m.kind == Kind::Api).then_some(true),
                     mentions: m.mentions.iter().map(|nick| &**nick).collect(),
                 })
@@ -260,6 +279,10 @@ impl Event {
             Self::ReplayStart { .. } => return None,
             Self::Expired => Json::Expired {},
             Self::Typing { room, nick } => Json::Typing { room, nick },
+            Self::EarlierStart { .. } => return None,
+            Self::History { room, count, more, first } => {
+                Json::History { room, count: *count, more: *more, first: first.as_deref() }
+            }
             Self::Mention { room, id, from, text } => Json::Mention { room, id, from, text },
             Self::Replayed { room, recovered, count, last } => {
                 Json::Replayed { room, recovered: *recovered, count: *count, last: last.as_deref() }
@@ -312,6 +335,9 @@ impl Event {
             }
             JsonIn::Expired {} => Self::Expired,
             JsonIn::Typing { room, nick } => Self::Typing { room: room.into(), nick: nick.into() },
+            JsonIn::History { room, count, more, first } => {
+                Self::History { room: room.into(), count, more, first }
+            }
             JsonIn::Mention { room, id, from, text } => {
                 Self::Mention { room: room.into(), id, from: from.into(), text }
             }
@@ -329,6 +355,7 @@ impl Event {
             epoch: id.epoch.into(),
             message: Rc::new(stored),
             replay: m.replay,
+            older: m.older,
         }))
     }
 
@@ -411,6 +438,12 @@ enum JsonIn {
         from: String,
         text: String,
     },
+    History {
+        room: String,
+        count: usize,
+        more: bool,
+        first: Option<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -422,6 +455,8 @@ struct JsonInMessage {
     ts: u64,
     #[serde(default)]
     replay: bool,
+    #[serde(default)]
+    older: bool,
     #[serde(default)]
     api: bool,
     #[serde(default)]
@@ -511,6 +546,12 @@ enum Json<'a> {
         from: &'a str,
         text: &'a str,
     },
+    History {
+        room: &'a str,
+        count: usize,
+        more: bool,
+        first: Option<&'a str>,
+    },
 }
 
 #[derive(Serialize)]
@@ -524,6 +565,8 @@ struct JsonMessage<'a> {
     ts: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     replay: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    older: Option<bool>,
     /// An application's message (`POST /api/publish`), not a member's.
     #[serde(skip_serializing_if = "Option::is_none")]
     api: Option<bool>,
@@ -557,6 +600,7 @@ mod tests {
             epoch: Rc::from("k3f9"),
             message: Rc::new(stored),
             replay,
+            older: false,
         })
     }
 
@@ -589,6 +633,7 @@ mod tests {
             epoch: Rc::from("k3f9"),
             message: Rc::new(stored),
             replay: false,
+            older: false,
         });
         assert_eq!(event.text().unwrap(), "[deploybot] deploy done");
         let json = event.json().unwrap();
@@ -700,6 +745,13 @@ mod tests {
             Event::BinaryFrom { room: "dev".into(), from: "a".into(), bytes: 9 },
             Event::Replayed { room: "dev".into(), recovered: true, count: 2, last: Some("k3f9:42".into()) },
             Event::Typing { room: "dev".into(), nick: "a".into() },
+            Event::History { room: "dev".into(), count: 2, more: true, first: Some("k3f9:40".into()) },
+            Event::Mention {
+                room: "dev".into(),
+                id: "k3f9:41".into(),
+                from: "a".into(),
+                text: "@b hi".into(),
+            },
         ];
         for event in events {
             let json = event.json().unwrap();

@@ -259,6 +259,7 @@ impl Chat {
             epoch: room.history.epoch().clone(),
             message,
             replay: false,
+            older: false,
         });
         out.push(Effect::Send { to: Audience::Room(key.clone()), body: event.into() });
     }

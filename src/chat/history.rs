@@ -199,6 +199,23 @@ impl History {
         }
     }
 
+    /// Up to `count` of the messages kept before message `id`, oldest first, and whether older
+    /// ones are kept still; None if `id` is not of this history (another epoch, or a sequence
+    /// number it never gave out).
+    pub fn before(&self, id: &MessageId, count: usize) -> Option<(Vec<&Rc<Stored>>, bool)> {
+        if *id.epoch != *self.epoch || id.seq >= self.next_seq {
+            return None;
+        }
+        let end = self.kept.partition_point(|m| m.seq < id.seq);
+        let start = end.saturating_sub(count);
+        Some((self.kept.range(start..end).collect(), start > 0))
+    }
+
+    /// The sequence number of the oldest message kept, if any.
+    pub fn oldest_seq(&self) -> Option<u64> {
+        self.kept.front().map(|m| m.seq)
+    }
+
     /// The id of the newest message, if the room has had one.
     pub fn last_id(&self) -> Option<MessageId> {
         (self.next_seq > 1).then(|| self.resume_point())

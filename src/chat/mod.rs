@@ -18,6 +18,7 @@
 //! - `moderation.rs`: `/kick`, `/ban`, `/unban`, `/bans`, and direct messages between processes;
 //! - `signals.rs`: `/typing`, a room event that is not kept;
 //! - `mentions.rs`: `@NICK` in a message, settled before it is said, and told to the named;
+//! - `earlier.rs`: `/history`, a room's messages before those a client has;
 //! - `notices.rs`: what the broker tells the chat, and which clients wait on it;
 //! - `event.rs`, `line.rs`: what clients are told, rendered once per [`Mode`] (a
 //!   [`ServerLine`] for text clients, a JSON object for `wschat.json` clients);
@@ -29,6 +30,7 @@ pub mod bans;
 pub mod broker;
 pub mod command;
 mod commands;
+mod earlier;
 pub mod event;
 mod following;
 pub mod history;

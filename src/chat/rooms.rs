@@ -197,6 +197,7 @@ impl Chat {
                 epoch: room.history.epoch().clone(),
                 message: Rc::clone(message),
                 replay: true,
+                older: false,
             };
             out.push(reply(client, Event::Message(message).into()));
         }

@@ -1407,3 +1407,55 @@ fn in_a_cluster_names_held_elsewhere_are_asked_first_and_told_through_the_broker
     });
     assert!(h.requests().is_empty());
 }
+
+// ----- earlier messages -----
+
+#[test]
+fn history_pages_back_through_what_the_room_keeps() {
+    let mut h = Harness::with_chat(Chat::with_limits(ChatLimits { history: 5, ..ChatLimits::default() }));
+    h.connect(1, Some("alice"));
+    for i in 1..=7 {
+        h.say(1, &format!("m{i}"));
+    }
+    let mut out = Vec::new();
+    h.chat.connect(2, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
+    h.apply(out);
+    let replay = h.take(2);
+    let epoch = replay
+        .iter()
+        .find_map(|m| m.split("\"last\":\"").nth(1))
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    h.clear();
+    h.say(2, &format!("/history {epoch}:6 2"));
+    let page: Vec<serde_json::Value> = h.take(2).iter().map(|t| serde_json::from_str(t).unwrap()).collect();
+    let texts: Vec<&str> = page.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(texts, ["m4", "m5"]);
+    assert!(page[..2].iter().all(|m| m["older"] == true && m.get("replay").is_none()));
+    assert_eq!(
+        page[2],
+        serde_json::json!({"type": "history", "room": "lobby", "count": 2, "more": true, "first": format!("{epoch}:4")})
+    );
+    h.say(2, &format!("/history {epoch}:4"));
+    let page: Vec<serde_json::Value> = h.take(2).iter().map(|t| serde_json::from_str(t).unwrap()).collect();
+    assert_eq!(page.last().unwrap()["more"], false, "m3 is the oldest kept (--history 5)");
+    assert_eq!(page.last().unwrap()["count"], 1);
+    h.say(1, &format!("/history {epoch}:3"));
+    assert_eq!(h.take(1), ["*** no earlier messages in lobby"]);
+    h.say(1, &format!("/history {epoch}:5 5"));
+    assert_eq!(
+        h.take(1),
+        ["*** earlier messages in lobby:", "alice: m3", "alice: m4", "*** end of earlier messages"]
+    );
+    h.say(1, "/history other:5");
+    assert_eq!(h.take(1), ["*** error: no message other:5 in lobby"]);
+    h.say(1, &format!("/history {epoch}:99"));
+    assert_eq!(h.take(1), [format!("*** error: no message {epoch}:99 in lobby")]);
+    h.say(1, "/history");
+    assert!(h.take(1)[0].starts_with("*** error: usage: /history ID [N]"));
+    h.say(1, &format!("/history {epoch}:5 201"));
+    assert!(h.take(1)[0].starts_with("*** error: usage: /history ID [N]"));
+}
