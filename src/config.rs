@@ -160,6 +160,11 @@ pub struct Config {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// With --data-dir: messages kept per room on disk (at least --history), for clients
+    /// scrolling back with /history past what memory holds.
+    #[arg(long, default_value_t = crate::store::DEFAULT_RETAIN, value_name = "N", requires = "data_dir")]
+    pub retain: usize,
+
     /// Join the cluster this Redis holds: several wschat processes (on one machine or many)
     /// become one chat, sharing rooms, history and ids through it. URL:
     /// redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]. Without it the server is a chat on its own.

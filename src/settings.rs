@@ -72,6 +72,9 @@ pub struct Settings {
     pub api: Option<(SocketAddr, ApiKeys)>,
     /// `--data-dir`: where history is kept durably.
     pub data_dir: Option<std::path::PathBuf>,
+    /// With `data_dir`: messages kept per room on disk (`--retain`, never fewer than
+    /// `--history`; none when history is off).
+    pub retain: usize,
     /// `--redis`: the cluster this process is part of.
     pub redis: Option<crate::cluster::RedisUrl>,
     /// `--reuse-port`: share the listening address with other processes.
@@ -129,6 +132,7 @@ impl TryFrom<&Config> for Settings {
                 _ => None,
             },
             data_dir: config.data_dir.clone(),
+            retain: if config.history == 0 { 0 } else { config.retain.max(config.history) },
             redis: config.redis.clone(),
             reuse_port: config.reuse_port,
             presence_ttl: config.presence_ttl,

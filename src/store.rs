@@ -13,8 +13,9 @@
 //!
 //! **Layout.** Table `rooms`: room key -> (epoch, display name, next sequence number). Table
 //! `messages_v2`: (room key, sequence number) -> (timestamp, kind, flags, nick, text,
-//! mentions), trimmed to the last `--history` per room in the same transaction that adds to
-//! it. The kind is [`Kind::code`]: a chat line, a `/me` action, or an application's message
+//! mentions), trimmed to the last `--retain` per room (at least `--history`) in the same
+//! transaction that adds to it: memory holds the newest `--history`, and `/history` reads
+//! further back from here ([`Store::older`], a page in one read transaction). The kind is [`Kind::code`]: a chat line, a `/me` action, or an application's message
 //! (the HTTP API); the flags are 0 (kept for the states a message may take); the mentions
 //! are the nicks it names, separated by spaces (a nick has none).
 //! A store written before applications could publish has table `messages`, with a flag for
@@ -79,11 +80,16 @@ pub struct SavedRoom {
     pub messages: Vec<Stored>,
 }
 
+/// Default for `--retain`: messages the store keeps per room.
+pub const DEFAULT_RETAIN: usize = 10_000;
+
 /// The open history database.
 #[derive(Debug)]
 pub struct Store {
     db: Database,
     path: PathBuf,
+    /// Messages kept per room ([`DEFAULT_RETAIN`] unless [`Store::retaining`] says).
+    retain: u64,
 }
 
 impl Store {
@@ -93,7 +99,7 @@ impl Store {
         let fail = |message: String| StoreError { path: path.clone(), message };
         std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create the directory: {e}")))?;
         let db = Database::create(&path).map_err(|e| fail(format!("cannot open: {e}")))?;
-        let store = Self { db, path: path.clone() };
+        let store = Self { db, path: path.clone(), retain: DEFAULT_RETAIN as u64 };
         store.migrate().map_err(|e| fail(format!("cannot use the store: {e}")))?;
         // Make every table exist, so a fresh store reads as empty rather than as an error.
         store.write(|_, _, _| Ok(())).map_err(|e| fail(format!("cannot write: {}", e.message)))?;
@@ -144,6 +150,12 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps `retain` messages per room from now on (0: none).
+    pub fn retaining(mut self, retain: usize) -> Self {
+        self.retain = retain as u64;
+        self
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -152,8 +164,8 @@ impl Store {
         StoreError { path: self.path.clone(), message: message.to_string() }
     }
 
-    /// Every room with its kept messages.
-    pub fn load(&self) -> Result<Vec<SavedRoom>, StoreError> {
+    /// Every room with its newest `newest` messages (what memory holds: `--history`).
+    pub fn load(&self, newest: usize) -> Result<Vec<SavedRoom>, StoreError> {
         let read = || -> Result<Vec<SavedRoom>, redb::Error> {
             let txn = self.db.begin_read()?;
             let rooms = txn.open_table(ROOMS)?;
@@ -170,18 +182,37 @@ impl Store {
                     next_seq,
                     messages: Vec::new(),
                 };
-                for entry in messages.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
+                for entry in messages.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))?.rev().take(newest)
+                {
                     let (id, value) = entry?;
-                    let (_, seq) = id.value();
-                    let (ts, kind, _flags, from, text, mentions) = value.value();
-                    let (kind, mentions) =
-                        (Kind::from_code(kind), mentions.split_whitespace().map(Rc::from).collect());
-                    let (from, text) = (Rc::from(from), text.into());
-                    room.messages.push(Stored { seq, ts, from, text, kind, mentions });
+                    room.messages.push(stored(id.value().1, value.value()));
                 }
+                room.messages.reverse();
                 saved.push(room);
             }
             Ok(saved)
+        };
+        read().map_err(|e| self.error(format!("cannot read: {e}")))
+    }
+
+    /// Up to `count` messages of room `key` before sequence number `before`, oldest first, and
+    /// whether older ones are kept still (`/history` past what memory holds).
+    pub fn older(&self, key: &str, before: u64, count: usize) -> Result<(Vec<Stored>, bool), StoreError> {
+        let read = || -> Result<(Vec<Stored>, bool), redb::Error> {
+            let txn = self.db.begin_read()?;
+            let messages = txn.open_table(MESSAGES)?;
+            let mut page = Vec::with_capacity(count);
+            let mut more = false;
+            for entry in messages.range((key, 0)..(key, before))?.rev() {
+                if page.len() == count {
+                    more = true;
+                    break;
+                }
+                let (id, value) = entry?;
+                page.push(stored(id.value().1, value.value()));
+            }
+            page.reverse();
+            Ok((page, more))
         };
         read().map_err(|e| self.error(format!("cannot read: {e}")))
     }
@@ -213,17 +244,17 @@ impl Store {
     pub fn commit(&self, journal: &[Journal]) -> Result<(), StoreError> {
         self.write(|rooms, messages, bans| {
             // Per room: the newest epoch/sequence and how far to trim, applied once.
-            let mut touched: HashMap<&str, (&str, &str, u64, u64)> = HashMap::new();
+            let mut touched: HashMap<&str, (&str, &str, u64)> = HashMap::new();
             for change in journal {
                 match change {
-                    Journal::Message { room, display, epoch, message, oldest_kept } => {
+                    Journal::Message { room, display, epoch, message } => {
                         let m = message;
                         let mentions = m.mentions.join(" ");
                         messages.insert(
                             (&**room, m.seq),
                             (m.ts, m.kind.code(), 0, &*m.from, &*m.text, &*mentions),
                         )?;
-                        touched.insert(room, (epoch, display, m.seq + 1, *oldest_kept));
+                        touched.insert(room, (epoch, display, m.seq + 1));
                     }
                     Journal::Banned { key, ban } => {
                         bans.insert(
@@ -241,8 +272,9 @@ impl Store {
                     }
                 }
             }
-            for (room, (epoch, display, next_seq, oldest_kept)) in touched {
+            for (room, (epoch, display, next_seq)) in touched {
                 rooms.insert(room, (epoch, display, next_seq))?;
+                let oldest_kept = next_seq.saturating_sub(self.retain);
                 messages.retain_in((room, 0)..(room, oldest_kept), |_, _| false)?;
             }
             Ok(())
@@ -272,6 +304,12 @@ impl Store {
     }
 }
 
+/// A stored row as a message.
+fn stored(seq: u64, (ts, kind, _flags, from, text, mentions): MessageRow) -> Stored {
+    let (kind, mentions) = (Kind::from_code(kind), mentions.split_whitespace().map(Rc::from).collect());
+    Stored { seq, ts, from: Rc::from(from), text: text.into(), kind, mentions }
+}
+
 /// What stands between the chat's history changes and the sockets: changes journaled in a
 /// turn are committed before any byte is written (see the module docs).
 #[derive(Debug, Default)]
@@ -294,6 +332,15 @@ impl WriteBarrier {
 
     pub fn is_durable(&self) -> bool {
         self.store.is_some()
+    }
+
+    /// Up to `count` messages of room `key` before `before`, from the store (see
+    /// [`Store::older`]); none without one.
+    pub fn older(&self, key: &str, before: u64, count: usize) -> Result<(Vec<Stored>, bool), StoreError> {
+        match &self.store {
+            Some(store) => store.older(key, before, count),
+            None => Ok((Vec::new(), false)),
+        }
     }
 
     /// Where the caller puts the chat's journal (see `Chat::take_journal`).
@@ -333,7 +380,7 @@ mod tests {
     use super::*;
     use crate::scratch::ScratchDir;
 
-    fn message(room: &str, seq: u64, oldest_kept: u64) -> Journal {
+    fn message(room: &str, seq: u64) -> Journal {
         let stored = Stored {
             seq,
             ts: 1000 + seq,
@@ -347,21 +394,20 @@ mod tests {
             display: Rc::from(room.to_uppercase()),
             epoch: Rc::from("ep0ch"),
             message: Rc::new(stored),
-            oldest_kept,
         }
     }
 
     #[test]
-    fn what_is_committed_is_read_back_trimmed_after_reopening() {
+    fn what_is_committed_is_read_back_trimmed_to_retain_after_reopening() {
         let dir = ScratchDir::new("store-roundtrip");
         {
-            let store = Store::open(dir.path()).unwrap();
-            assert_eq!(store.load().unwrap(), []);
-            store.commit(&[message("dev", 1, 1), message("dev", 2, 1)]).unwrap();
-            store.commit(&[message("dev", 3, 2), message("ops", 1, 1)]).unwrap();
+            let store = Store::open(dir.path()).unwrap().retaining(2);
+            assert_eq!(store.load(100).unwrap(), []);
+            store.commit(&[message("dev", 1), message("dev", 2)]).unwrap();
+            store.commit(&[message("dev", 3), message("ops", 1)]).unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
-        let rooms = store.load().unwrap();
+        let rooms = store.load(100).unwrap();
         assert_eq!(rooms.len(), 2);
         let dev = &rooms[0];
         assert_eq!(
@@ -369,15 +415,35 @@ mod tests {
             ("dev", "DEV", "ep0ch", 4)
         );
         let seqs: Vec<u64> = dev.messages.iter().map(|m| m.seq).collect();
-        assert_eq!(seqs, [2, 3], "trimmed below the oldest kept");
+        assert_eq!(seqs, [2, 3], "the last two (--retain 2)");
         assert!(
             dev.messages[0].kind == Kind::Action
                 && &*dev.messages[1].text == "m3"
                 && dev.messages[1].ts == 1003
         );
+        assert_eq!(&*dev.messages[1].mentions, [Rc::from("bob"), Rc::from("Carol")], "mentions kept");
+        let newest = store.load(1).unwrap();
+        assert_eq!(newest[0].messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [3], "what memory holds");
         store.commit(&[Journal::RoomDropped { room: Rc::from("dev") }]).unwrap();
-        let rooms = store.load().unwrap();
+        let rooms = store.load(100).unwrap();
         assert_eq!(rooms.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["ops"]);
+    }
+
+    #[test]
+    fn older_messages_are_read_a_page_at_a_time() {
+        let dir = ScratchDir::new("store-older");
+        let store = Store::open(dir.path()).unwrap();
+        let journal: Vec<Journal> = (1..=10).map(|seq| message("dev", seq)).collect();
+        store.commit(&journal).unwrap();
+        let page = |before, count| {
+            let (messages, more) = store.older("dev", before, count).unwrap();
+            (messages.iter().map(|m| m.seq).collect::<Vec<_>>(), more)
+        };
+        assert_eq!(page(8, 3), (vec![5, 6, 7], true));
+        assert_eq!(page(5, 4), (vec![1, 2, 3, 4], false), "exactly the rest");
+        assert_eq!(page(2, 5), (vec![1], false));
+        assert_eq!(page(1, 5), (vec![], false));
+        assert_eq!(store.older("ops", 5, 5).unwrap(), (vec![], false), "another room's are not read");
     }
 
     #[test]
@@ -405,13 +471,13 @@ mod tests {
             txn.commit().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
-        let rooms = store.load().unwrap();
+        let rooms = store.load(100).unwrap();
         let kinds: Vec<(u64, Kind, &str)> =
             rooms[0].messages.iter().map(|m| (m.seq, m.kind, &*m.text)).collect();
         assert_eq!(kinds, [(1, Kind::Line, "hi"), (2, Kind::Action, "waves")]);
         drop(store);
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.load().unwrap(), rooms, "opened again: nothing to upgrade, nothing lost");
+        assert_eq!(store.load(100).unwrap(), rooms, "opened again: nothing to upgrade, nothing lost");
         let txn = store.db.begin_read().unwrap();
         assert!(txn.list_tables().unwrap().all(|t| t.name() != MESSAGES_V1.name()), "the old table is gone");
     }

@@ -87,3 +87,53 @@ fn history_pages_back_before_a_message(chat: &Chat) {
     assert_eq!(common::texts(&older), ["line 1"]);
     assert_eq!(done["more"], false, "{done}");
 }
+
+// One process only: --data-dir (a store of one process's own) is refused with --redis.
+/// With `--data-dir`, `/history` reaches back past what memory holds (`--history 3`) to what
+/// the store keeps (`--retain 8`), and again after a restart.
+#[test]
+fn with_a_data_dir_history_pages_back_past_memory_to_what_the_store_retains() {
+    let dir = common::TempDir::new("retain");
+    let flags = ["--data-dir", dir.arg(), "--history", "3", "--retain", "8"];
+    let mut server = common::TestServer::start(&flags);
+    let mut alice = json_client(&server, "?nick=alice");
+    let _ = common::recv_through(&mut alice, "replayed");
+    for i in 1..=12 {
+        send(&mut alice, &format!("line {i}"));
+        common::recv_through(&mut alice, "message");
+    }
+    let page_before = |server: &common::TestServer, nick: &str| {
+        let mut bob = json_client(server, &format!("?nick={nick}"));
+        let (replayed, summary) = common::recv_through(&mut bob, "replayed");
+        assert_eq!(common::texts(&replayed), ["line 10", "line 11", "line 12"], "memory: --history 3");
+        let _ = summary;
+        let oldest = replayed[0]["id"].as_str().unwrap().to_string();
+        send(&mut bob, &format!("/history {oldest} 3"));
+        let (first, done) = common::recv_through(&mut bob, "history");
+        assert_eq!(common::texts(&first), ["line 7", "line 8", "line 9"], "from the store");
+        assert_eq!(done["more"], true);
+        send(&mut bob, &format!("/history {} 50", done["first"].as_str().unwrap()));
+        let (rest, done) = common::recv_through(&mut bob, "history");
+        assert_eq!(common::texts(&rest), ["line 5", "line 6"], "--retain 8: lines 5 to 12");
+        assert_eq!((done["more"].as_bool(), done["count"].as_u64()), (Some(false), Some(2)));
+    };
+    page_before(&server, "bob");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let server = common::TestServer::start(&flags);
+    page_before(&server, "bob2");
+}
+
+#[test]
+fn retain_needs_a_data_dir() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wschat-server"))
+        .args(["127.0.0.1:0", "--retain", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--data-dir"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

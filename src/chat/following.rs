@@ -251,7 +251,6 @@ impl Chat {
                 display: room.display.clone(),
                 epoch: room.history.epoch().clone(),
                 message: message.clone(),
-                oldest_kept: room.history.oldest_kept(),
             });
         }
         let event = Event::Message(RoomMessage {

@@ -211,11 +211,6 @@ impl History {
         Some((self.kept.range(start..end).collect(), start > 0))
     }
 
-    /// The sequence number of the oldest message kept, if any.
-    pub fn oldest_seq(&self) -> Option<u64> {
-        self.kept.front().map(|m| m.seq)
-    }
-
     /// The id of the newest message, if the room has had one.
     pub fn last_id(&self) -> Option<MessageId> {
         (self.next_seq > 1).then(|| self.resume_point())
@@ -232,11 +227,6 @@ impl History {
         let cost = self.kept.pop_front().map_or(0, |m| m.cost());
         self.cost -= cost;
         cost
-    }
-
-    /// The oldest sequence number still kept (everything before it may be dropped by a store).
-    pub fn oldest_kept(&self) -> u64 {
-        self.kept.front().map_or(self.next_seq, |m| m.seq)
     }
 
     /// Messages kept.

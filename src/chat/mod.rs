@@ -110,8 +110,8 @@ pub struct Join<'a> {
 /// A change to the history that a durable store must record (see `crate::store`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Journal {
-    /// A room message was taken; messages before `oldest_kept` are no longer kept.
-    Message { room: Rc<str>, display: Rc<str>, epoch: Rc<str>, message: Rc<Stored>, oldest_kept: u64 },
+    /// A room message was taken (a store keeps `--retain` of them per room).
+    Message { room: Rc<str>, display: Rc<str>, epoch: Rc<str>, message: Rc<Stored> },
     /// An empty room's history was dropped (see [`ChatLimits::history_rooms`]).
     RoomDropped { room: Rc<str> },
     /// A moderator banned someone.
@@ -191,6 +191,16 @@ pub enum Effect {
         client: ClientId,
         ban: Ban,
         closing: String,
+    },
+    /// `/history` past what memory holds: the event loop reads up to `count` messages of room
+    /// `room` before sequence `before` from the store, and hands them to
+    /// [`Chat::earlier_page`].
+    ReadEarlier {
+        client: ClientId,
+        room: Rc<str>,
+        epoch: Rc<str>,
+        before: u64,
+        count: usize,
     },
     /// The answer to an application's call ([`Chat::api`]).
     Answer {

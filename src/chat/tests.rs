@@ -79,7 +79,7 @@ impl Harness {
                     self.chat.ban_address(client, [10, 0, 0, client as u8].into(), ban, closing);
                     self.apply(Vec::new());
                 }
-                Effect::Renew { .. } => {}
+                Effect::Renew { .. } | Effect::ReadEarlier { .. } => {}
                 Effect::Answer { ticket, answer } => self.answers.push((ticket, answer)),
             }
         }

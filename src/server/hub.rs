@@ -125,7 +125,7 @@ impl<S: Stream> Hub<S> {
     /// Keeps history durably in `store` from now on, starting from what it holds. Before any
     /// client connects.
     pub fn attach_store(&mut self, store: Store) -> Result<(), StoreError> {
-        let mut rooms = store.load()?;
+        let mut rooms = store.load(self.settings.chat.history)?;
         // Least recently active first, so that if more come back than --history-rooms keeps,
         // the ones forgotten are those that were quiet longest.
         rooms.sort_by_key(|room| room.messages.last().map_or(0, |m| m.ts));

@@ -125,7 +125,8 @@ impl<S: Accept> Server<S> {
     /// Binds the listening socket and prepares the loop; nothing is accepted until [`run`](Self::run).
     pub fn bind(settings: Settings) -> io::Result<Self> {
         // The store first: a bad one is reported before anything listens.
-        let store = settings.data_dir.as_deref().map(Store::open).transpose().map_err(io::Error::other)?;
+        let open = |dir: &std::path::Path| Store::open(dir).map(|store| store.retaining(settings.retain));
+        let store = settings.data_dir.as_deref().map(open).transpose().map_err(io::Error::other)?;
         let poll = Poll::new()?;
         let acceptor = Acceptor::bind(&settings, poll.registry(), LISTENER)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", settings.addr)))?;

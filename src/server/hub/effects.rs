@@ -81,6 +81,19 @@ impl<S: Stream> Hub<S> {
                 }
             }
             Effect::Answer { ticket, answer } => self.api_answers.push((ticket, answer)),
+            Effect::ReadEarlier { client, room, epoch, before, count } => {
+                match self.fanout.barrier.older(&room, before, count) {
+                    Ok((page, more)) => {
+                        let page = page.into_iter().map(std::rc::Rc::new).collect();
+                        self.chat.earlier_page(client, &room, &epoch, page, more, &mut self.effects);
+                    }
+                    Err(e) => {
+                        log::error!("{e}");
+                        let why = Event::error("earlier messages cannot be read now");
+                        self.deliver(&Audience::Client(client), &Body::Event(why));
+                    }
+                }
+            }
         }
     }
 
