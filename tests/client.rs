@@ -444,3 +444,31 @@ fn piped_lines_and_commands_come_back_in_the_order_sent_in_a_cluster() {
     assert!(order.windows(2).all(|w| w[0] < w[1]), "in the order sent: {out:#?}");
     recv_until(&mut ann, |t| t == "bob: bye");
 }
+
+/// `/ids on` shows each message's id (a local setting: nothing is sent), `/history ID` pages
+/// back between the markers a text client gets, and resuming later is not thrown back to the
+/// older messages a page showed.
+#[test]
+fn ids_and_history_in_the_terminal_client() {
+    let server = TestServer::start(&[]);
+    let mut ann = ClientProcess::start(&[&server.url("/"), "--nick", "ann"]);
+    ann.expect_stdout(|l| l.starts_with("*** welcome, you are ann"));
+    ann.type_line("/ids on");
+    for i in 1..=3 {
+        ann.type_line(&format!("line {i}"));
+    }
+    let third = ann.expect_stdout(|l| l.ends_with("] ann: line 3"));
+    let id = third.trim_start_matches('[').split(']').next().unwrap().to_string();
+    assert!(id.ends_with(":3"), "{third}");
+    ann.type_line(&format!("/history {id}"));
+    ann.expect_stdout(|l| l == "*** earlier messages in lobby:");
+    ann.expect_stdout(|l| l.ends_with("] ann: line 1"));
+    ann.expect_stdout(|l| l.ends_with("] ann: line 2"));
+    ann.expect_stdout(|l| l == "*** end of earlier messages");
+    ann.type_line("/ids off");
+    ann.type_line("line 4");
+    ann.expect_stdout(|l| l == "ann: line 4");
+    let (status, stderr) = ann.wait();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("message ids shown"), "{stderr}");
+}

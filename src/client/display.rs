@@ -26,6 +26,8 @@ pub enum LineKind {
     Notice,
     /// Something this client says itself (connection state, binary messages).
     Status,
+    /// A message that names the user (`@NICK`): set apart from every other line.
+    Mention,
 }
 
 /// Classifies one line of server text by the forms the server builds it from
@@ -63,6 +65,7 @@ pub fn render(line: &str, kind: LineKind, colour: bool) -> String {
         LineKind::Error => format!("\x1b[31m{line}{RESET}"),
         LineKind::Notice => format!("\x1b[33m{line}{RESET}"),
         LineKind::Status => format!("\x1b[2m{line}{RESET}"),
+        LineKind::Mention => format!("\x1b[1;7m{line}{RESET}"),
     }
 }
 
@@ -74,8 +77,13 @@ fn strip_controls(line: &str) -> String {
 
 /// Where the client's output goes.
 pub trait Output: Send + Sync {
-    /// A line from the server.
-    fn message(&self, line: &str);
+    /// A line from the server, shown as its form says.
+    fn message(&self, line: &str) {
+        self.shown(line, classify(line));
+    }
+    /// A line from the server, shown as `kind` (a mention of the user, a line with its id
+    /// before it).
+    fn shown(&self, line: &str, kind: LineKind);
     /// A binary message from the server, shown as `[binary, N bytes from NICK]`.
     fn binary(&self, len: usize, from: Option<&str>);
     /// Something the client itself reports (connected, closed, reconnecting).
@@ -96,9 +104,9 @@ pub struct PlainOutput {
 }
 
 impl Output for PlainOutput {
-    fn message(&self, line: &str) {
+    fn shown(&self, line: &str, kind: LineKind) {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", render(line, classify(line), self.colour));
+        let _ = writeln!(out, "{}", render(line, kind, self.colour));
     }
 
     fn binary(&self, len: usize, from: Option<&str>) {
@@ -129,8 +137,8 @@ impl<P: ExternalPrinter + Send> EditorOutput<P> {
 }
 
 impl<P: ExternalPrinter + Send> Output for EditorOutput<P> {
-    fn message(&self, line: &str) {
-        self.print(render(line, classify(line), self.colour));
+    fn shown(&self, line: &str, kind: LineKind) {
+        self.print(render(line, kind, self.colour));
     }
 
     fn binary(&self, len: usize, from: Option<&str>) {
@@ -167,6 +175,12 @@ mod tests {
         assert!(render("*** x", LineKind::Notice, true).starts_with("\x1b[33m"));
         assert!(render("[PM from a] x", LineKind::Private, true).starts_with("\x1b[35m"));
         assert!(render("*** error: x", LineKind::Error, true).starts_with("\x1b[31m"));
+        assert_eq!(render("ann: @bob hi", LineKind::Mention, true), "\x1b[1;7mann: @bob hi\x1b[0m");
+        assert_eq!(
+            render("ann: @bob hi", LineKind::Mention, false),
+            "ann: @bob hi",
+            "piped: the line itself"
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct Resume {
     pub token: Option<String>,
     /// Where `--token` came from, read again when the session expires.
     pub token_file: Option<std::path::PathBuf>,
+    /// `/ids on`: each room message is shown with its id before it (for `/history ID`).
+    pub show_ids: bool,
 }
 
 /// `url` with its `token=` value elided, for showing.
@@ -83,7 +85,8 @@ impl Resume {
                 self.nick = Some(new.to_string());
                 self.chosen = Some(new.to_string());
             }
-            Event::Message(message) => {
+            // Earlier messages (`/history`) are older than where this client stands.
+            Event::Message(message) if !message.older => {
                 self.last_ids
                     .insert(message.room.to_string(), format!("{}:{}", message.epoch, message.message.seq));
             }
@@ -98,6 +101,11 @@ impl Resume {
             _ => {}
         }
         None
+    }
+
+    /// Whether `nicks` (a message's mentions) name this client.
+    pub fn is_mentioned(&self, nicks: &[std::rc::Rc<str>]) -> bool {
+        nicks.iter().any(|nick| self.is_me(nick))
     }
 
     /// The session expired: a newer token from `--token`'s file, if there is one.
@@ -139,6 +147,11 @@ mod tests {
         assert_eq!(resume.url("ws://h:1/"), "ws://h:1/?nick=rob&room=Dev%20Ops", "no id seen in Dev Ops yet");
         resume
             .note(&event(r#"{"type":"message","room":"Dev Ops","id":"cd:9","from":"x","text":"hi","ts":1}"#));
+        assert_eq!(resume.url("ws://h:1/"), "ws://h:1/?nick=rob&room=Dev%20Ops&since=cd%3A9");
+        // A page of earlier messages (`/history`) is not where the client stands.
+        resume.note(&event(
+            r#"{"type":"message","room":"Dev Ops","id":"cd:2","from":"x","text":"old","ts":1,"older":true}"#,
+        ));
         assert_eq!(resume.url("ws://h:1/"), "ws://h:1/?nick=rob&room=Dev%20Ops&since=cd%3A9");
     }
 

@@ -20,7 +20,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
 
-use super::display::Output;
+use super::display::{classify, LineKind, Output};
 use super::resume::Resume;
 use crate::chat::{Event, ServerLine};
 use crate::tls::client::ClientStream;
@@ -117,6 +117,8 @@ pub struct Session {
     /// Showing a room's replayed history (JSON mode: the client draws the markers a text
     /// client gets from the server).
     replaying: bool,
+    /// Showing a page of `/history`, likewise.
+    paging: bool,
 }
 
 /// Per-session progress of closing.
@@ -139,7 +141,7 @@ impl Session {
         peer: SocketAddr,
         json: bool,
     ) -> Self {
-        Self { ws, poll, waker, peer, binary_from: None, json, replaying: false }
+        Self { ws, poll, waker, peer, binary_from: None, json, replaying: false, paging: false }
     }
 
     /// Runs until the connection ends. `close_timeout` bounds waiting for the acknowledgement
@@ -172,7 +174,7 @@ impl Session {
             if let Some(ending) = self.read_all(out, &mut closing, close_timeout, resume) {
                 return ending;
             }
-            self.take_commands(commands, &mut closing, close_timeout, resume);
+            self.take_commands(out, commands, &mut closing, close_timeout, resume);
             match self.ws.flush() {
                 Ok(()) => {}
                 Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
@@ -256,6 +258,13 @@ impl Session {
                 }
             }
             Event::Replayed { .. } => self.replaying = false,
+            Event::Message(message) if message.older && !self.paging => {
+                self.paging = true;
+                if let Some(start) = (Event::EarlierStart { room: message.room.clone() }).text() {
+                    out.message(&start);
+                }
+            }
+            Event::History { .. } => self.paging = false,
             Event::Expired => {
                 if let Some(token) = resume.fresh_token() {
                     out.status("session expired: sending the new token from the token file");
@@ -273,13 +282,25 @@ impl Session {
             }
             _ => {}
         }
-        if let Some(line) = event.text() {
-            out.message(&line);
+        let Some(line) = event.text() else { return };
+        match &event {
+            Event::Message(message) => {
+                let kind = match resume.is_mentioned(&message.message.mentions) {
+                    true => LineKind::Mention,
+                    false => classify(&line),
+                };
+                match resume.show_ids {
+                    true => out.shown(&format!("[{}:{}] {line}", message.epoch, message.message.seq), kind),
+                    false => out.shown(&line, kind),
+                }
+            }
+            _ => out.message(&line),
         }
     }
 
     fn take_commands(
         &mut self,
+        out: &dyn Output,
         commands: &mut Inbox,
         closing: &mut Closing,
         close_timeout: Duration,
@@ -296,6 +317,16 @@ impl Session {
                 return;
             }
             let sent = match command {
+                // The client's own setting: nothing is sent.
+                Command::Line(line) if matches!(line.trim(), "/ids on" | "/ids off") => {
+                    resume.show_ids = line.trim() == "/ids on";
+                    out.status(if resume.show_ids {
+                        "message ids shown: /ids off hides them"
+                    } else {
+                        "message ids hidden"
+                    });
+                    continue;
+                }
                 Command::Line(line) => {
                     // A token typed by hand is the one to reconnect with, too.
                     if let Some(token) = line.trim().strip_prefix("/token ") {
