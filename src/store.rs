@@ -51,6 +51,8 @@ const MESSAGES_V1: TableDefinition<(&str, u64), (u64, bool, &str, &str)> = Table
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The layout this version writes: 2 since messages have a kind (`messages_v2`).
 pub const SCHEMA: u64 = 2;
+/// (signed-in user's folded nick, room key) -> the message id it read up to (`/read`).
+const READ: TableDefinition<(&str, &str), &str> = TableDefinition::new("read");
 /// `user:NAME` or `address:IP` -> (nick, until in ms since the Unix epoch, reason, by).
 const BANS: TableDefinition<&str, (&str, u64, &str, &str)> = TableDefinition::new("bans");
 
@@ -102,7 +104,7 @@ impl Store {
         let store = Self { db, path: path.clone(), retain: DEFAULT_RETAIN as u64 };
         store.migrate().map_err(|e| fail(format!("cannot use the store: {e}")))?;
         // Make every table exist, so a fresh store reads as empty rather than as an error.
-        store.write(|_, _, _| Ok(())).map_err(|e| fail(format!("cannot write: {}", e.message)))?;
+        store.write(|_, _, _, _| Ok(())).map_err(|e| fail(format!("cannot write: {}", e.message)))?;
         Ok(store)
     }
 
@@ -217,6 +219,25 @@ impl Store {
         read().map_err(|e| self.error(format!("cannot read: {e}")))
     }
 
+    /// A signed-in user's read markers (`user`: its folded nick), as (room key, id).
+    pub fn markers(&self, user: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let read = || -> Result<Vec<(String, String)>, redb::Error> {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(READ)?;
+            let mut markers = Vec::new();
+            for entry in table.range((user, "")..)? {
+                let (key, id) = entry?;
+                let (owner, room) = key.value();
+                if owner != user {
+                    break;
+                }
+                markers.push((room.to_string(), id.value().to_string()));
+            }
+            Ok(markers)
+        };
+        read().map_err(|e| self.error(format!("cannot read: {e}")))
+    }
+
     /// The bans that have not ended.
     pub fn load_bans(&self) -> Result<Vec<(BanKey, Ban)>, StoreError> {
         let read = || -> Result<Vec<(BanKey, Ban)>, redb::Error> {
@@ -242,7 +263,7 @@ impl Store {
 
     /// Records a batch of history changes in one durable transaction.
     pub fn commit(&self, journal: &[Journal]) -> Result<(), StoreError> {
-        self.write(|rooms, messages, bans| {
+        self.write(|rooms, messages, bans, read| {
             // Per room: the newest epoch/sequence and how far to trim, applied once.
             let mut touched: HashMap<&str, (&str, &str, u64)> = HashMap::new();
             for change in journal {
@@ -264,6 +285,9 @@ impl Store {
                     }
                     Journal::Unbanned { key } => {
                         bans.remove(key.to_store().as_str())?;
+                    }
+                    Journal::Read { user, room, id } => {
+                        read.insert((&**user, &**room), id.as_str())?;
                     }
                     Journal::RoomDropped { room } => {
                         touched.remove(&**room);
@@ -287,6 +311,7 @@ impl Store {
             &mut redb::Table<&str, (&str, &str, u64)>,
             &mut redb::Table<(&str, u64), MessageRow>,
             &mut redb::Table<&str, (&str, u64, &str, &str)>,
+            &mut redb::Table<(&str, &str), &str>,
         ) -> Result<(), redb::Error>,
     ) -> Result<(), StoreError> {
         let run = || -> Result<(), redb::Error> {
@@ -295,7 +320,8 @@ impl Store {
                 let mut rooms = txn.open_table(ROOMS)?;
                 let mut messages = txn.open_table(MESSAGES)?;
                 let mut bans = txn.open_table(BANS)?;
-                change(&mut rooms, &mut messages, &mut bans)?;
+                let mut read = txn.open_table(READ)?;
+                change(&mut rooms, &mut messages, &mut bans, &mut read)?;
             }
             txn.commit()?;
             Ok(())
@@ -341,6 +367,11 @@ impl WriteBarrier {
             Some(store) => store.older(key, before, count),
             None => Ok((Vec::new(), false)),
         }
+    }
+
+    /// A signed-in user's read markers from the store (see [`Store::markers`]); none without one.
+    pub fn markers(&self, user: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.store.as_ref().map_or(Ok(Vec::new()), |store| store.markers(user))
     }
 
     /// Where the caller puts the chat's journal (see `Chat::take_journal`).

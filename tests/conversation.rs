@@ -137,3 +137,61 @@ fn retain_needs_a_data_dir() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+const SECRET: &[u8] = b"a test secret that is long enough!";
+
+fn token(sub: &str) -> String {
+    common::hs256(SECRET, serde_json::json!({"sub": sub, "exp": common::unix_now() + 600}))
+}
+
+both_modes!(a_read_marker_reaches_the_user_s_other_device_and_comes_back_with_it(mode));
+/// Alice reads on her phone (process 0); her laptop (process 1 in a cluster) is told; once
+/// both have gone, she comes back (on process 1) and her replay says where she read up to.
+fn a_read_marker_reaches_the_user_s_other_device_and_comes_back_with_it(mode: common::Mode) {
+    let dir = common::TempDir::new("read-markers");
+    let secret = dir.file("secret", SECRET);
+    let chat = Chat::start(mode, &["--jwt-secret", &secret]);
+    let mut phone = json_client(chat.process(0), &format!("?token={}", token("alice")));
+    let _ = common::recv_through(&mut phone, "replayed");
+    let mut laptop = json_client(chat.process(1), &format!("?token={}", token("alice")));
+    let _ = common::recv_through(&mut laptop, "replayed");
+    send(&mut phone, "one");
+    send(&mut phone, "two");
+    common::recv_through(&mut phone, "message");
+    let (_, two) = common::recv_through(&mut phone, "message");
+    let id = two["id"].as_str().unwrap().to_string();
+    send(&mut phone, &format!("/read {id}"));
+    let (_, read) = common::recv_through(&mut laptop, "read");
+    assert_eq!(read, serde_json::json!({"type": "read", "room": "lobby", "id": id}));
+    drop(phone);
+    drop(laptop);
+    let mut again = json_client(chat.process(1), &format!("?token={}", token("alice")));
+    let (_, replayed) = common::recv_through(&mut again, "replayed");
+    assert_eq!(replayed["read"].as_str(), Some(id.as_str()), "{replayed}");
+}
+
+// One process only: --data-dir is refused with --redis.
+/// With `--data-dir`, a user's marker outlives a SIGKILL and a restart.
+#[test]
+fn with_a_data_dir_a_read_marker_outlives_a_restart() {
+    let dir = common::TempDir::new("read-restart");
+    let secret = dir.file("secret", SECRET);
+    let data = dir.0.join("data");
+    let flags = ["--jwt-secret", secret.as_str(), "--data-dir", data.to_str().unwrap()];
+    let mut server = common::TestServer::start(&flags);
+    let mut alice = json_client(&server, &format!("?token={}", token("alice")));
+    let _ = common::recv_through(&mut alice, "replayed");
+    send(&mut alice, "remember me");
+    let (_, said) = common::recv_through(&mut alice, "message");
+    let id = said["id"].as_str().unwrap().to_string();
+    send(&mut alice, &format!("/read {id}"));
+    // Committed before anything after it is written: a message after it proves the marker is in.
+    send(&mut alice, "after the marker");
+    common::recv_through(&mut alice, "message");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let server = common::TestServer::start(&flags);
+    let mut back = json_client(&server, &format!("?token={}", token("alice")));
+    let (_, replayed) = common::recv_through(&mut back, "replayed");
+    assert_eq!(replayed["read"].as_str(), Some(id.as_str()), "{replayed}");
+}

@@ -86,7 +86,8 @@ impl Broker for LocalBroker {
                     self.next_guest += 1;
                     Rc::from(format!("guest-{}", self.next_guest))
                 });
-                Notice::Claimed { client, nick, held_by: None, serial }
+                // The markers of a user are this process's own already (and its store's).
+                Notice::Claimed { client, nick, held_by: None, serial, markers: Vec::new() }
             }
             Request::Who { asker, room } => Notice::Who { asker, room, nicks: Vec::new() },
             Request::Holders { asker, .. } => Notice::Holders { asker, held: Vec::new() },
@@ -102,6 +103,7 @@ impl Broker for LocalBroker {
             | Request::Seat { .. }
             | Request::Unseat { .. }
             | Request::Count { .. }
+            | Request::MarkRead { .. }
             | Request::Unban { .. } => return,
         };
         self.notices.push(notice);

@@ -130,6 +130,12 @@ pub enum Request {
         room: Rc<str>,
         wanted: usize,
     },
+    /// A signed-in user read `room` up to `id`: kept for the user wherever it connects next.
+    MarkRead {
+        user: Rc<str>,
+        room: Rc<str>,
+        id: String,
+    },
     /// A ban (or its end), for every process.
     Ban {
         key: BanKey,
@@ -176,6 +182,9 @@ pub enum Direct {
     /// A moderator's `/ban`: a guest's process bans its address, then the connection is
     /// closed like a kick with `closing`.
     Ban { closing: String, ban: Ban },
+    /// The user marked room `room_key` (shown as `room`) read up to `id`: its other
+    /// connections are told.
+    Read { room_key: Rc<str>, room: Rc<str>, id: String },
     /// A message in room `room_key` (shown as `room`) named the nick: its holders in another
     /// room are told.
     Mention { room_key: Rc<str>, room: Rc<str>, id: String, from: Rc<str>, text: String },
@@ -242,6 +251,8 @@ pub enum Notice {
         nick: Rc<str>,
         held_by: Option<String>,
         serial: u64,
+        /// A signed-in user's read markers as the cluster keeps them: (room key, id).
+        markers: Vec<(String, String)>,
     },
     /// The answer to [`Request::Who`]: the nicks sitting in the room on other processes.
     Who {

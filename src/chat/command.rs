@@ -35,6 +35,8 @@ pub enum Command<'a> {
     Token(&'a str),
     /// The member is typing: its room's JSON clients are told.
     Typing,
+    /// The member's room is read up to this message id (checked by the room).
+    Read(&'a str),
     /// Up to `count` messages of the member's room older than `before` (an id, checked by the
     /// room).
     History {
@@ -133,6 +135,7 @@ pub fn parse_line(line: &str) -> Line<'_> {
         "bans" => no_args(Command::Bans, "/bans"),
         "token" => one_arg("/token JWT").map(Command::Token),
         "typing" => no_args(Command::Typing, "/typing"),
+        "read" => one_arg("/read ID").map(Command::Read),
         "history" => {
             let usage = || {
                 format!(

@@ -53,6 +53,7 @@ impl Chat {
                 out.push(Effect::Renew { client, token: crate::auth::Token(token.to_string()) })
             }
             Command::Typing => self.typing(client, now_ms),
+            Command::Read(id) => self.mark_read(client, id, out),
             Command::History { before, count } => self.earlier(client, before, count, out),
             Command::Nick(wanted) => self.change_nick(client, wanted, out),
             Command::Join(room) => self.join(client, room, out),
@@ -206,6 +207,7 @@ impl Chat {
             self.forget_waiter(client, &room);
         }
         self.forget_waits(client);
+        self.forget_markers(client);
         let Some(member) = self.remove_member(client) else { return };
         self.unindex_nick(&member.nick, client);
         self.requests.push(Request::Release { client, nick: member.nick.clone() });

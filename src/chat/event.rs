@@ -96,12 +96,19 @@ pub enum Event {
     ReplayStart {
         room: Rc<str>,
     },
-    /// The replay is over: `count` messages, `recovered` if they continue the client's `since`.
+    /// The replay is over: `count` messages, `recovered` if they continue the client's `since`;
+    /// `read`: where the client's read marker in the room stands.
     Replayed {
         room: Rc<str>,
         recovered: bool,
         count: usize,
         last: Option<String>,
+        read: Option<String>,
+    },
+    /// Another connection of the client's user marked `room` read up to `id` (JSON only).
+    Read {
+        room: Rc<str>,
+        id: String,
     },
     /// The client's sign-in token expired: it has 30 s to send `/token NEWTOKEN`.
     Expired,
@@ -155,6 +162,7 @@ pub const HELP: &[(HelpFor, &str)] = &[
     (HelpFor::Everyone, "/quit [REASON]   leave the chat"),
     (HelpFor::SignedIn, "/token JWT       renew your sign-in before it expires"),
     (HelpFor::Everyone, "/history ID [N]  N earlier messages of your room, before message ID"),
+    (HelpFor::Everyone, "/read ID         mark your room read up to message ID"),
     (HelpFor::Everyone, "/typing          tell the room you are typing (shown by JSON clients)"),
     (HelpFor::Everyone, "/help            this list"),
     (HelpFor::Everyone, "//TEXT           send a line starting with '/'"),
@@ -226,7 +234,7 @@ impl Event {
             }
             Self::ReplayStart { room } => notice(&format!("recent messages in {room}:")),
             Self::Expired => notice("your session expired; send /token NEWTOKEN"),
-            Self::Typing { .. } => None,
+            Self::Typing { .. } | Self::Read { .. } => None,
             Self::EarlierStart { room } => notice(&format!("earlier messages in {room}:")),
             Self::History { room, count: 0, .. } => notice(&format!("no earlier messages in {room}")),
             Self::History { .. } => notice("end of earlier messages"),
@@ -284,9 +292,14 @@ impl Event {
                 Json::History { room, count: *count, more: *more, first: first.as_deref() }
             }
             Self::Mention { room, id, from, text } => Json::Mention { room, id, from, text },
-            Self::Replayed { room, recovered, count, last } => {
-                Json::Replayed { room, recovered: *recovered, count: *count, last: last.as_deref() }
-            }
+            Self::Replayed { room, recovered, count, last, read } => Json::Replayed {
+                room,
+                recovered: *recovered,
+                count: *count,
+                last: last.as_deref(),
+                read: read.as_deref(),
+            },
+            Self::Read { room, id } => Json::Read { room, id },
         };
         // Serializing borrowed strings and integers cannot fail.
         serde_json::to_string(&value).ok()
@@ -330,9 +343,10 @@ impl Event {
             JsonIn::Binary { room, from, bytes } => {
                 Self::BinaryFrom { room: room.into(), from: from.into(), bytes }
             }
-            JsonIn::Replayed { room, recovered, count, last } => {
-                Self::Replayed { room: room.into(), recovered, count, last }
+            JsonIn::Replayed { room, recovered, count, last, read } => {
+                Self::Replayed { room: room.into(), recovered, count, last, read }
             }
+            JsonIn::Read { room, id } => Self::Read { room: room.into(), id },
             JsonIn::Expired {} => Self::Expired,
             JsonIn::Typing { room, nick } => Self::Typing { room: room.into(), nick: nick.into() },
             JsonIn::History { room, count, more, first } => {
@@ -426,6 +440,8 @@ enum JsonIn {
         recovered: bool,
         count: usize,
         last: Option<String>,
+        #[serde(default)]
+        read: Option<String>,
     },
     Expired {},
     Typing {
@@ -443,6 +459,10 @@ enum JsonIn {
         count: usize,
         more: bool,
         first: Option<String>,
+    },
+    Read {
+        room: String,
+        id: String,
     },
 }
 
@@ -534,6 +554,7 @@ enum Json<'a> {
         recovered: bool,
         count: usize,
         last: Option<&'a str>,
+        read: Option<&'a str>,
     },
     Expired {},
     Typing {
@@ -551,6 +572,10 @@ enum Json<'a> {
         count: usize,
         more: bool,
         first: Option<&'a str>,
+    },
+    Read {
+        room: &'a str,
+        id: &'a str,
     },
 }
 
@@ -699,12 +724,13 @@ mod tests {
                     recovered: true,
                     count: 2,
                     last: Some("k3f9:42".into()),
+                    read: Some("k3f9:40".into()),
                 },
-                r#"{"type":"replayed","room":"dev","recovered":true,"count":2,"last":"k3f9:42"}"#,
+                r#"{"type":"replayed","room":"dev","recovered":true,"count":2,"last":"k3f9:42","read":"k3f9:40"}"#,
             ),
             (
-                Event::Replayed { room: "dev".into(), recovered: false, count: 0, last: None },
-                r#"{"type":"replayed","room":"dev","recovered":false,"count":0,"last":null}"#,
+                Event::Replayed { room: "dev".into(), recovered: false, count: 0, last: None, read: None },
+                r#"{"type":"replayed","room":"dev","recovered":false,"count":0,"last":null,"read":null}"#,
             ),
         ];
         for (event, json) in cases {
@@ -743,7 +769,14 @@ mod tests {
             Event::Who { room: "dev".into(), count: 3, nicks: vec!["a".into(), "b".into()] },
             Event::Rooms { count: 1, rooms: vec![("dev".into(), 2)] },
             Event::BinaryFrom { room: "dev".into(), from: "a".into(), bytes: 9 },
-            Event::Replayed { room: "dev".into(), recovered: true, count: 2, last: Some("k3f9:42".into()) },
+            Event::Replayed {
+                room: "dev".into(),
+                recovered: true,
+                count: 2,
+                last: Some("k3f9:42".into()),
+                read: None,
+            },
+            Event::Read { room: "dev".into(), id: "k3f9:41".into() },
             Event::Typing { room: "dev".into(), nick: "a".into() },
             Event::History { room: "dev".into(), count: 2, more: true, first: Some("k3f9:40".into()) },
             Event::Mention {
@@ -766,9 +799,10 @@ mod tests {
     #[test]
     fn replay_markers_in_text_mode() {
         assert_eq!(Event::ReplayStart { room: "dev".into() }.text().unwrap(), "*** recent messages in dev:");
-        let done = Event::Replayed { room: "dev".into(), recovered: true, count: 2, last: None };
+        let done = Event::Replayed { room: "dev".into(), recovered: true, count: 2, last: None, read: None };
         assert_eq!(done.text().unwrap(), "*** end of recent messages");
-        let empty = Event::Replayed { room: "dev".into(), recovered: false, count: 0, last: None };
+        let empty =
+            Event::Replayed { room: "dev".into(), recovered: false, count: 0, last: None, read: None };
         assert_eq!(empty.text(), None, "no replay, no markers");
     }
 }

@@ -19,6 +19,7 @@
 //! - `signals.rs`: `/typing`, a room event that is not kept;
 //! - `mentions.rs`: `@NICK` in a message, settled before it is said, and told to the named;
 //! - `earlier.rs`: `/history`, a room's messages before those a client has;
+//! - `read.rs`: `/read`, where a client (a signed-in user: on every device) has read up to;
 //! - `notices.rs`: what the broker tells the chat, and which clients wait on it;
 //! - `event.rs`, `line.rs`: what clients are told, rendered once per [`Mode`] (a
 //!   [`ServerLine`] for text clients, a JSON object for `wschat.json` clients);
@@ -40,6 +41,7 @@ mod moderation;
 pub mod names;
 mod nicks;
 mod notices;
+mod read;
 mod rooms;
 mod signals;
 
@@ -114,6 +116,8 @@ pub enum Journal {
     Message { room: Rc<str>, display: Rc<str>, epoch: Rc<str>, message: Rc<Stored> },
     /// An empty room's history was dropped (see [`ChatLimits::history_rooms`]).
     RoomDropped { room: Rc<str> },
+    /// A signed-in user read room `room` up to message `id`.
+    Read { user: Rc<str>, room: Rc<str>, id: String },
     /// A moderator banned someone.
     Banned { key: BanKey, ban: Ban },
     /// A ban was lifted, or ended.
@@ -305,6 +309,8 @@ pub struct Chat {
     waits: notices::Waits,
     /// Who signalled lately (`signals.rs`).
     signals: signals::Signals,
+    /// Where members have read up to (`read.rs`).
+    markers: read::Markers,
 }
 
 impl Default for Chat {
@@ -357,6 +363,7 @@ impl Chat {
             requests: Vec::new(),
             waits: notices::Waits::default(),
             signals: signals::Signals::default(),
+            markers: read::Markers::default(),
         }
     }
 

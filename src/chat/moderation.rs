@@ -192,8 +192,8 @@ impl Chat {
                 }
                 out.push(reply(client, notice(sanctioned(&name, true, signed))));
             }
-            // Sent on for nobody (see `mentions.rs`).
-            Direct::Mention { .. } => {}
+            // Sent on for nobody (see `mentions.rs`, `read.rs`).
+            Direct::Mention { .. } | Direct::Read { .. } => {}
         }
     }
 
@@ -212,7 +212,7 @@ impl Chat {
             }
             Direct::Ban { .. } => ApiAnswer::NotFound(guest_not_connected(name)),
             _ if reached == 0 => ApiAnswer::NotFound(format!("no such nick: {name}")),
-            Direct::Private { .. } | Direct::Kick(_) | Direct::Mention { .. } => {
+            Direct::Private { .. } | Direct::Kick(_) | Direct::Mention { .. } | Direct::Read { .. } => {
                 ApiAnswer::Reached { reached }
             }
         };
@@ -241,6 +241,7 @@ impl Chat {
             // A user: banned by name before this was sent (the ban arrived first).
             Direct::Ban { closing, .. } => out.push(Effect::Kick { client, reason: closing }),
             mention @ Direct::Mention { .. } => self.mention_arrived(client, &mention, out),
+            read @ Direct::Read { .. } => self.read_arrived(client, &read, out),
         }
     }
 

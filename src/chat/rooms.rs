@@ -206,6 +206,7 @@ impl Chat {
             recovered: replay.recovered,
             count: replay.messages.len(),
             last: Some(room.history.resume_point().to_string()),
+            read: self.read_marker(client, key),
         };
         out.push(reply(client, replayed.into()));
     }

@@ -155,7 +155,13 @@ impl Harness {
     fn join_cluster(&mut self, c: ClientId, nick: &str) {
         self.connect(c, Some(nick));
         let (_, serial) = self.claim_of(c);
-        self.cluster(Notice::Claimed { client: c, nick: Rc::from(nick), held_by: None, serial });
+        self.cluster(Notice::Claimed {
+            client: c,
+            nick: Rc::from(nick),
+            held_by: None,
+            serial,
+            markers: Vec::new(),
+        });
     }
 }
 
@@ -186,7 +192,7 @@ fn in_a_cluster_a_joiner_waits_for_its_nick_and_room_and_messages_come_back_from
     assert!(h.chat.is_waiting(1), "not in the chat before its nick is claimed");
     assert!(h.take(1).is_empty());
     let (nick, serial) = h.claim_of(1);
-    h.cluster(Notice::Claimed { client: 1, nick: nick.unwrap(), held_by: None, serial });
+    h.cluster(Notice::Claimed { client: 1, nick: nick.unwrap(), held_by: None, serial, markers: Vec::new() });
     assert_eq!(
         h.take(1),
         ["*** welcome, you are alice in lobby; type /help for commands"],
@@ -263,15 +269,28 @@ fn in_a_cluster_a_nick_held_elsewhere_leaves_the_joiner_a_guest_numbered_by_the_
         nick: Rc::from("alice"),
         held_by: Some("G alice".into()),
         serial,
+        markers: Vec::new(),
     });
     assert_eq!(h.take(1), [r#"*** nick "alice" refused: already in use"#]);
     let (nick, serial) = h.claim_of(1);
     assert_eq!(nick, None, "a guest nick is the broker's to number");
     assert!(h.chat.is_waiting(1));
-    h.cluster(Notice::Claimed { client: 1, nick: Rc::from("guest-7"), held_by: None, serial });
+    h.cluster(Notice::Claimed {
+        client: 1,
+        nick: Rc::from("guest-7"),
+        held_by: None,
+        serial,
+        markers: Vec::new(),
+    });
     assert_eq!(h.take(1), ["*** welcome, you are guest-7 in lobby; type /help for commands"]);
     // A stale answer for a slot that was reused changes nothing.
-    h.cluster(Notice::Claimed { client: 1, nick: Rc::from("alice"), held_by: None, serial });
+    h.cluster(Notice::Claimed {
+        client: 1,
+        nick: Rc::from("alice"),
+        held_by: None,
+        serial,
+        markers: Vec::new(),
+    });
     assert_eq!(h.chat.nick(1), Some("guest-7"));
 }
 
@@ -287,7 +306,13 @@ fn in_a_cluster_a_connection_that_leaves_while_its_claim_is_in_flight_never_join
         matches!(h.requests().as_slice(), [Request::Release { client: 1, .. }]),
         "what it may hold is let go"
     );
-    h.cluster(Notice::Claimed { client: 1, nick: Rc::from("ann"), held_by: None, serial });
+    h.cluster(Notice::Claimed {
+        client: 1,
+        nick: Rc::from("ann"),
+        held_by: None,
+        serial,
+        markers: Vec::new(),
+    });
     assert_eq!(h.chat.nick(1), None, "no ghost in its slot");
     // Whoever gets the slot next joins as itself.
     h.join_cluster(1, "bob");
@@ -303,7 +328,13 @@ fn in_a_cluster_a_nick_changed_only_in_case_keeps_its_claim() {
     h.requests();
     h.say(1, "/nick Bob");
     let (_, serial) = h.claim_of(1);
-    h.cluster(Notice::Claimed { client: 1, nick: Rc::from("Bob"), held_by: None, serial });
+    h.cluster(Notice::Claimed {
+        client: 1,
+        nick: Rc::from("Bob"),
+        held_by: None,
+        serial,
+        markers: Vec::new(),
+    });
     assert_eq!(h.chat.nick(1), Some("Bob"));
     let requests = h.requests();
     assert!(
@@ -351,7 +382,13 @@ fn in_a_cluster_a_departed_waiter_does_not_let_go_of_the_next_connection_in_its_
     h.chat.connect(1, Join { nick: Some("bob"), room: Some("dev"), ..Join::default() }, &mut out);
     h.apply(out);
     let (_, serial) = h.claim_of(1);
-    h.cluster(Notice::Claimed { client: 1, nick: Rc::from("bob"), held_by: None, serial });
+    h.cluster(Notice::Claimed {
+        client: 1,
+        nick: Rc::from("bob"),
+        held_by: None,
+        serial,
+        markers: Vec::new(),
+    });
     h.cluster(loaded("lobby", "e1", 0, vec![]));
     assert!(h.chat.is_waiting(1), "bob still waits for dev, not for ann's lobby");
     h.cluster(loaded("dev", "e1", 0, vec![]));
@@ -1109,7 +1146,7 @@ fn a_token_that_expires_while_the_join_waits_on_the_broker_joins_expired() {
     h.chat.expire(1, &mut out);
     h.apply(out);
     assert_eq!(h.take(1), ["*** your session expired; send /token NEWTOKEN"], "told at once");
-    h.cluster(Notice::Claimed { client: 1, nick: nick.unwrap(), held_by: None, serial });
+    h.cluster(Notice::Claimed { client: 1, nick: nick.unwrap(), held_by: None, serial, markers: Vec::new() });
     let joined = h.take(1).join("\n");
     assert!(joined.contains("*** welcome, you are ada in lobby"), "not in the private room: {joined}");
     assert!(h.chat.is_expired(1));
@@ -1458,4 +1495,97 @@ fn history_pages_back_through_what_the_room_keeps() {
     assert!(h.take(1)[0].starts_with("*** error: usage: /history ID [N]"));
     h.say(1, &format!("/history {epoch}:5 201"));
     assert!(h.take(1)[0].starts_with("*** error: usage: /history ID [N]"));
+}
+
+// ----- read markers -----
+
+#[test]
+fn a_user_s_read_marker_reaches_its_other_devices_and_outlives_them() {
+    let mut h = token_chat();
+    h.sign_in(1, &signed_in("alice"), None);
+    let mut out = Vec::new();
+    let identity = signed_in("alice");
+    let join = Join { identity: Some(&identity), mode: Some(Mode::Json), ..Join::default() };
+    h.chat.connect(2, join, &mut out);
+    h.apply(out);
+    h.say(1, "one");
+    h.say(1, "two");
+    let id = h
+        .take(2)
+        .iter()
+        .rev()
+        .find_map(|m| m.split("\"id\":\"").nth(1))
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    h.clear();
+    h.say(1, &format!("/read {id}"));
+    assert!(h.take(1).is_empty(), "nothing back to the reader");
+    assert_eq!(h.take(2), [format!(r#"{{"type":"read","room":"lobby","id":"{id}"}}"#)]);
+    h.leave(1);
+    h.leave(2);
+    // Back later: the replay says where she read up to.
+    let mut out = Vec::new();
+    h.chat.connect(
+        3,
+        Join { identity: Some(&identity), mode: Some(Mode::Json), ..Join::default() },
+        &mut out,
+    );
+    h.apply(out);
+    let replayed = h.take(3).into_iter().find(|m| m.contains(r#""type":"replayed""#)).unwrap();
+    assert!(replayed.contains(&format!(r#""read":"{id}""#)), "{replayed}");
+    h.say(3, "/read nonsense");
+    assert_eq!(h.take(3), [r#"{"type":"error","text":"usage: /read ID (a message id of lobby)"}"#]);
+}
+
+#[test]
+fn a_guest_s_read_marker_lasts_as_long_as_its_connection() {
+    let mut h = Harness::default();
+    let mut out = Vec::new();
+    h.chat.connect(1, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
+    h.apply(out);
+    h.say(1, "hi");
+    let id = h
+        .take(1)
+        .iter()
+        .rev()
+        .find_map(|m| m.split("\"id\":\"").nth(1))
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    h.say(1, &format!("/read {id}"));
+    h.say(1, "/join dev");
+    h.say(1, "/join lobby");
+    let replayed = h.take(1).into_iter().rfind(|m| m.contains(r#""type":"replayed""#)).unwrap();
+    assert!(replayed.contains(&format!(r#""read":"{id}""#)), "{replayed}");
+    h.leave(1);
+    let mut out = Vec::new();
+    h.chat.connect(1, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
+    h.apply(out);
+    let replayed = h.take(1).into_iter().find(|m| m.contains(r#""type":"replayed""#)).unwrap();
+    assert!(replayed.contains(r#""read":null"#), "a new connection, no marker: {replayed}");
+}
+
+#[test]
+fn in_a_cluster_a_user_s_markers_come_with_its_claim_before_its_replay() {
+    let mut h = Harness { broker: None, ..token_chat() };
+    h.cluster(Notice::Up);
+    let identity = signed_in("alice");
+    let mut out = Vec::new();
+    h.chat.connect(
+        1,
+        Join { identity: Some(&identity), mode: Some(Mode::Json), ..Join::default() },
+        &mut out,
+    );
+    h.apply(out);
+    let (_, serial) = h.claim_of(1);
+    let markers = vec![("lobby".to_string(), "e1:2".to_string())];
+    h.cluster(Notice::Claimed { client: 1, nick: Rc::from("alice"), held_by: None, serial, markers });
+    h.cluster(loaded("lobby", "e1", 3, vec![stored(1, "b", "x"), stored(2, "b", "y"), stored(3, "b", "z")]));
+    let replayed = h.take(1).into_iter().find(|m| m.contains(r#""type":"replayed""#)).unwrap();
+    assert!(replayed.contains(r#""read":"e1:2""#), "{replayed}");
 }

@@ -88,6 +88,11 @@ impl RedisBroker {
             }
             Request::Direct { asker, nick, direct } => self.direct(asker, nick, direct),
             Request::History { asker, room, wanted } => self.history(asker, room, wanted),
+            Request::MarkRead { user, room, id } => {
+                let key = presence::read_key(&user);
+                self.command(Expect::Nothing, &["HSET", &key, &room, &id])?;
+                self.command(Expect::Nothing, &["EXPIRE", &key, &presence::READ_TTL_SECS.to_string()])
+            }
             Request::Holders { asker, nicks } => {
                 let keys: Vec<String> = nicks.iter().map(|nick| presence::nick_key(&fold(nick))).collect();
                 let mut all = vec![presence::PROCS];
@@ -170,8 +175,11 @@ impl RedisBroker {
     ) -> io::Result<()> {
         let (key, holder, value) =
             (presence::nick_key(&fold(&nick)), self.holder(client), presence::nick_value(&nick, signed));
+        // A signed-in user's read markers come back with the claim, before it joins a room.
+        let read = presence::read_key(&fold(&nick));
+        let keys: &[&str] = if signed { &[presence::PROCS, &key, &read] } else { &[presence::PROCS, &key] };
         self.pending.push_back(Expect::Claimed { client, nick, serial });
-        self.eval(|s| &s.claim, &[presence::PROCS, &key], &[&holder, &value])
+        self.eval(|s| &s.claim, keys, &[&holder, &value])
     }
 
     /// Something for `nick`'s holders on the other processes, through their own channels.
@@ -188,6 +196,7 @@ impl RedisBroker {
                 let json = presence::ban_json(&crate::chat::BanKey::User(fold(&nick)), ban);
                 ("b", format!("{json}\n{closing}"))
             }
+            Direct::Read { room_key, room, id } => ("r", format!("{room_key}\n{room}\n{id}")),
             // The text last: the only part that may be long.
             Direct::Mention { room_key, room, id, from, text } => {
                 ("n", format!("{room_key}\n{room}\n{id}\n{from}\n{text}"))

@@ -42,6 +42,14 @@ pub fn holder(pid: &str, client: usize) -> String {
 }
 
 /// A presence entry's value for a nick.
+/// A signed-in user's read markers: room key -> message id.
+pub fn read_key(folded: &str) -> String {
+    format!("wschat:read:{{{folded}}}")
+}
+
+/// How long a user's read markers outlive their last change (90 days).
+pub const READ_TTL_SECS: u64 = 90 * 24 * 3600;
+
 pub fn nick_value(nick: &str, signed: bool) -> String {
     format!("{} {nick}", if signed { 'S' } else { 'G' })
 }
@@ -99,6 +107,9 @@ for i = 1, #entries, 2 do
   end
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if #KEYS >= 3 then
+  return {{1, redis.call('HGETALL', KEYS[3])}}
+end
 return 1"
     )
 }

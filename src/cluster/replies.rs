@@ -88,11 +88,15 @@ impl RedisBroker {
                 self.claim(client, Rc::from(format!("guest-{number}")), false, serial)?;
             }
             Expect::Claimed { client, nick, serial } => {
-                let held_by = match &frame {
-                    Frame::Integer(1) => None,
-                    other => Some(resp::text(other).unwrap_or("G ?").to_string()),
+                let (held_by, markers) = match &frame {
+                    Frame::Integer(1) => (None, Vec::new()),
+                    // Granted, with a signed-in user's read markers.
+                    Frame::Array(parts) if parts.first() == Some(&Frame::Integer(1)) => {
+                        (None, parts.get(1).map(read_markers).unwrap_or_default())
+                    }
+                    other => (Some(resp::text(other).unwrap_or("G ?").to_string()), Vec::new()),
                 };
-                self.notices.push(Notice::Claimed { client, nick, held_by, serial });
+                self.notices.push(Notice::Claimed { client, nick, held_by, serial, markers });
             }
             Expect::Who { asker, room } => {
                 let nicks = self.elsewhere(&frame, ':').map(|(_, nick)| Rc::from(nick)).collect();
@@ -238,6 +242,15 @@ impl RedisBroker {
     }
 }
 
+/// A user's read markers (`HGETALL` of its read key) as (room key, id).
+fn read_markers(flat: &Frame) -> Vec<(String, String)> {
+    let Frame::Array(flat) = flat else { return Vec::new() };
+    let pair = |pair: &[Frame]| {
+        Some((resp::text(pair.first()?)?.to_string(), resp::text(pair.get(1)?)?.to_string()))
+    };
+    flat.chunks(2).filter_map(pair).collect()
+}
+
 /// `KIND CLIENT NICK\nBODY` from another process's direct script, as the notice it means.
 pub(crate) fn parse_direct(payload: &[u8]) -> Option<Notice> {
     let mut parts = payload.splitn(3, |&b| b == b' ');
@@ -254,6 +267,11 @@ pub(crate) fn parse_direct(payload: &[u8]) -> Option<Notice> {
             Direct::Private { from, text: text.to_string(), ts, api }
         }
         b"k" => Direct::Kick(body.to_string()),
+        b"r" => {
+            let mut parts = body.splitn(3, '\n');
+            let (room_key, room, id) = (parts.next()?, parts.next()?, parts.next()?);
+            Direct::Read { room_key: Rc::from(room_key), room: Rc::from(room), id: id.to_string() }
+        }
         b"n" => {
             let mut parts = body.splitn(5, '\n');
             let (room_key, room, id, from) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -319,6 +337,18 @@ fn parse_loaded(room: Rc<str>, display: Rc<str>, frame: &Frame) -> Option<Notice
 mod tests {
     use super::*;
     use crate::chat::history::Kind;
+
+    #[test]
+    fn a_granted_claim_reads_back_the_user_s_markers() {
+        let bulk = |s: &str| Frame::BulkString(Bytes::copy_from_slice(s.as_bytes()));
+        let flat = Frame::Array(vec![bulk("lobby"), bulk("e1:4"), bulk("dev"), bulk("e2:9")]);
+        let markers = read_markers(&flat);
+        assert_eq!(
+            markers,
+            [("lobby".to_string(), "e1:4".to_string()), ("dev".to_string(), "e2:9".to_string())]
+        );
+        assert!(read_markers(&Frame::Null).is_empty());
+    }
 
     #[test]
     fn a_loaded_history_is_read_back() {

@@ -309,6 +309,16 @@ impl<S: Stream> Hub<S> {
     fn on_upgraded(&mut self, key: usize, endpoint: Endpoint, identity: Option<&Identity>, now: Instant) {
         let peer = self.conns.get(key).map(Connection::peer);
         let Endpoint::Chat(query) = endpoint else { return debug!("{peer:?}: echo session open") };
+        // A signed-in user's read markers, from the store, before its first replay (a user
+        // seen lately has them here already, and newer).
+        if let Some(user) = identity.map(|identity| crate::chat::names::fold(&identity.sub)) {
+            if self.fanout.barrier.is_durable() && !self.chat.knows_markers(&user) {
+                match self.fanout.barrier.markers(&user) {
+                    Ok(markers) => self.chat.restore_markers(&user, markers),
+                    Err(e) => log::error!("{e}"),
+                }
+            }
+        }
         let join = Join {
             nick: query.nick.as_deref(),
             room: query.room.as_deref(),

@@ -57,6 +57,8 @@ pub fn parse(args: &[Bytes], scripts: &Scripts) -> Sent {
         ("INCR", 2) if arg(1) == presence::GUESTS => Op::Incr,
         ("HSET", 4) => Op::Hset { key: arg(1), field: arg(2), value: arg(3) },
         ("HDEL", 3) => Op::Hdel { key: arg(1), field: arg(2) },
+        // Keys never expire in the simulation's short runs.
+        ("EXPIRE", 3) => Op::Expire,
         ("HGETALL", 2) => Op::Hgetall { key: arg(1) },
         ("HSCAN", 5) if arg(3).eq_ignore_ascii_case("COUNT") => Op::Hscan {
             key: arg(1),

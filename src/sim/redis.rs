@@ -106,6 +106,8 @@ pub enum Op {
     Capability,
     /// `SELECT DB`: every database is the one keyspace here.
     Select,
+    /// `EXPIRE KEY SECONDS`: nothing expires in a run; answered as Redis does for a key.
+    Expire,
     /// `SCRIPT LOAD TEXT`: answered with the script's SHA-1.
     ScriptLoad {
         sha: String,
@@ -225,6 +227,7 @@ impl Keyspace {
             Op::Capability => Reply::NoSuchCommand,
             Op::Select => Reply::Ok,
             Op::ScriptLoad { sha } => Reply::Text(sha),
+            Op::Expire => Reply::Integer(1),
             Op::Unknown(error) => Reply::Error(error),
         };
         (reply, Vec::new())
