@@ -13,13 +13,14 @@ use wschat::store::{Store, DEFAULT_RETAIN};
 
 fn pages(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("wschat-bench-store-{}", std::process::id()));
-    let store = Store::open(&dir).expect("open the store");
+    let mut store = Store::open(&dir).expect("open the store");
     let journal: Vec<Journal> = (1..=DEFAULT_RETAIN as u64)
         .map(|seq| Journal::Message {
             room: Rc::from("lobby"),
             display: Rc::from("lobby"),
             epoch: Rc::from("ep0ch"),
             message: Rc::new(Stored {
+                edited: false,
                 seq,
                 ts: 1_764_000_000_000 + seq,
                 from: Rc::from("alice"),

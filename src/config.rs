@@ -78,6 +78,10 @@ pub struct Config {
     #[arg(long, default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
     pub history_memory: usize,
 
+    /// How long after sending it a member may still /edit a message.
+    #[arg(long, default_value = "15m", value_parser = parse_duration, value_name = "DURATION")]
+    pub edit_window: Duration,
+
     /// Time allowed from TCP accept to a complete WebSocket handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub handshake_timeout: Duration,

@@ -115,6 +115,7 @@ impl TryFrom<&Config> for Settings {
                 // so joining a room with a long history never looks like reading slowly.
                 replay_bytes: read_pause_bytes,
                 token_nicks: auth.is_some(),
+                edit_window_ms: config.edit_window.as_millis().min(u128::from(u64::MAX)) as u64,
             },
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,

@@ -41,8 +41,9 @@ use crate::chat::{Ban, BanKey, Journal, Stored};
 pub const FILE_NAME: &str = "history.redb";
 
 const ROOMS: TableDefinition<&str, (&str, &str, u64)> = TableDefinition::new("rooms");
-/// A kept message as the store holds it: (timestamp, kind, flags, nick, text, mentions).
-type MessageRow<'a> = (u64, u8, u8, &'a str, &'a str, &'a str);
+/// A kept message as the store holds it: (timestamp, kind, flags, nick, text, mentions, the
+/// message an edit or a delete is about).
+type MessageRow<'a> = (u64, u8, u8, &'a str, &'a str, &'a str, u64);
 const MESSAGES: TableDefinition<(&str, u64), MessageRow> = TableDefinition::new("messages_v2");
 /// The messages of a store from before [`Kind::Api`]: an action flag where the kind is now.
 const MESSAGES_V1: TableDefinition<(&str, u64), (u64, bool, &str, &str)> = TableDefinition::new("messages");
@@ -143,7 +144,7 @@ impl Store {
                 let (id, value) = entry?;
                 let (ts, action, from, text) = value.value();
                 let kind = if action { Kind::Action } else { Kind::Line };
-                new.insert(id.value(), (ts, kind.code(), 0, from, text, ""))?;
+                new.insert(id.value(), (ts, kind.code().0, 0, from, text, "", 0))?;
                 copied += 1;
             }
         }
@@ -261,8 +262,12 @@ impl Store {
         Ok(bans.into_iter().filter(|(_, ban)| ban.until_ms > now_ms).collect())
     }
 
-    /// Records a batch of history changes in one durable transaction.
-    pub fn commit(&self, journal: &[Journal]) -> Result<(), StoreError> {
+    /// Records a batch of history changes in one durable transaction. A batch that deletes a
+    /// message is followed by a compaction of the file, so that no byte of the deleted text
+    /// stays in it (a copy-on-write store keeps freed pages as they were until reused; the
+    /// compaction moves the live pages over them and cuts the file after them).
+    pub fn commit(&mut self, journal: &[Journal]) -> Result<(), StoreError> {
+        let mut deleted = false;
         self.write(|rooms, messages, bans, read| {
             // Per room: the newest epoch/sequence and how far to trim, applied once.
             let mut touched: HashMap<&str, (&str, &str, u64)> = HashMap::new();
@@ -271,11 +276,29 @@ impl Store {
                     Journal::Message { room, display, epoch, message } => {
                         let m = message;
                         let mentions = m.mentions.join(" ");
+                        let ((kind, target), flags) = (m.kind.code(), if m.edited { EDITED } else { 0 });
                         messages.insert(
                             (&**room, m.seq),
-                            (m.ts, m.kind.code(), 0, &*m.from, &*m.text, &*mentions),
+                            (m.ts, kind, flags, &*m.from, &*m.text, &*mentions, target),
                         )?;
                         touched.insert(room, (epoch, display, m.seq + 1));
+                        match m.kind {
+                            Kind::Edit { target } => {
+                                let old = messages.get((&**room, target))?.map(|row| {
+                                    let (ts, kind, flags, from, _, mentions, about) = row.value();
+                                    (ts, kind, flags | EDITED, from.to_string(), mentions.to_string(), about)
+                                });
+                                if let Some((ts, kind, flags, from, mentions, about)) = old {
+                                    let row =
+                                        (ts, kind, flags, from.as_str(), &*m.text, mentions.as_str(), about);
+                                    messages.insert((&**room, target), row)?;
+                                }
+                            }
+                            Kind::Delete { target } => {
+                                deleted |= messages.remove((&**room, target))?.is_some();
+                            }
+                            _ => {}
+                        }
                     }
                     Journal::Banned { key, ban } => {
                         bans.insert(
@@ -302,7 +325,11 @@ impl Store {
                 messages.retain_in((room, 0)..(room, oldest_kept), |_, _| false)?;
             }
             Ok(())
-        })
+        })?;
+        if deleted {
+            self.db.compact().map_err(|e| self.error(format!("compaction after a delete failed: {e}")))?;
+        }
+        Ok(())
     }
 
     fn write(
@@ -331,10 +358,15 @@ impl Store {
 }
 
 /// A stored row as a message.
-fn stored(seq: u64, (ts, kind, _flags, from, text, mentions): MessageRow) -> Stored {
-    let (kind, mentions) = (Kind::from_code(kind), mentions.split_whitespace().map(Rc::from).collect());
-    Stored { seq, ts, from: Rc::from(from), text: text.into(), kind, mentions }
+fn stored(seq: u64, (ts, kind, flags, from, text, mentions, target): MessageRow) -> Stored {
+    let (kind, mentions) =
+        (Kind::from_code(kind, target), mentions.split_whitespace().map(Rc::from).collect());
+    let edited = flags & EDITED != 0;
+    Stored { edited, seq, ts, from: Rc::from(from), text: text.into(), kind, mentions }
 }
+
+/// A stored message's flags: bit 0, its author edited it.
+const EDITED: u8 = 1;
 
 /// What stands between the chat's history changes and the sockets: changes journaled in a
 /// turn are committed before any byte is written (see the module docs).
@@ -387,7 +419,7 @@ impl WriteBarrier {
         if self.pending.is_empty() {
             return true;
         }
-        let Some(store) = &self.store else {
+        let Some(store) = &mut self.store else {
             self.pending.clear();
             return true;
         };
@@ -413,6 +445,7 @@ mod tests {
 
     fn message(room: &str, seq: u64) -> Journal {
         let stored = Stored {
+            edited: false,
             seq,
             ts: 1000 + seq,
             from: Rc::from("alice"),
@@ -432,12 +465,12 @@ mod tests {
     fn what_is_committed_is_read_back_trimmed_to_retain_after_reopening() {
         let dir = ScratchDir::new("store-roundtrip");
         {
-            let store = Store::open(dir.path()).unwrap().retaining(2);
+            let mut store = Store::open(dir.path()).unwrap().retaining(2);
             assert_eq!(store.load(100).unwrap(), []);
             store.commit(&[message("dev", 1), message("dev", 2)]).unwrap();
             store.commit(&[message("dev", 3), message("ops", 1)]).unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
         let rooms = store.load(100).unwrap();
         assert_eq!(rooms.len(), 2);
         let dev = &rooms[0];
@@ -463,7 +496,7 @@ mod tests {
     #[test]
     fn older_messages_are_read_a_page_at_a_time() {
         let dir = ScratchDir::new("store-older");
-        let store = Store::open(dir.path()).unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
         let journal: Vec<Journal> = (1..=10).map(|seq| message("dev", seq)).collect();
         store.commit(&journal).unwrap();
         let page = |before, count| {

@@ -195,3 +195,80 @@ fn with_a_data_dir_a_read_marker_outlives_a_restart() {
     let (_, replayed) = common::recv_through(&mut back, "replayed");
     assert_eq!(replayed["read"].as_str(), Some(id.as_str()), "{replayed}");
 }
+
+both_modes!(edits_and_deletes_reach_every_process_and_newcomers_see_the_room_as_it_stands);
+/// Alice (process 0) edits and deletes in a room of her own; Bob (process 1) comes to it
+/// afterwards (in a cluster, his process loads it from Redis): he sees the edited text, marked
+/// edited, and nothing of the deleted message.
+fn edits_and_deletes_reach_every_process_and_newcomers_see_the_room_as_it_stands(chat: &Chat) {
+    let mut alice = json_client(chat.process(0), "?nick=alice&room=attic");
+    let _ = common::recv_through(&mut alice, "replayed");
+    for text in ["helo", "secret-oops", "kept"] {
+        send(&mut alice, text);
+    }
+    let ids: Vec<String> = (0..3)
+        .map(|_| common::recv_through(&mut alice, "message").1["id"].as_str().unwrap().to_string())
+        .collect();
+    send(&mut alice, &format!("/edit {} hello", ids[0]));
+    let (_, edited) = common::recv_through(&mut alice, "edited");
+    assert_eq!((edited["target"].as_str(), edited["text"].as_str()), (Some(ids[0].as_str()), Some("hello")));
+    send(&mut alice, &format!("/delete {}", ids[1]));
+    common::recv_through(&mut alice, "deleted");
+    let mut bob = json_client(chat.process(1), "?nick=bob&room=attic");
+    let (replayed, _) = common::recv_through(&mut bob, "replayed");
+    assert_eq!(common::texts(&replayed), ["hello", "kept"], "{replayed:?}");
+    assert_eq!(replayed[0]["edited"], true);
+    // Someone else's message is not his to change.
+    send(&mut bob, &format!("/delete {}", ids[2]));
+    let (_, refused) = common::recv_through(&mut bob, "error");
+    assert_eq!(
+        (refused["type"].as_str(), refused["text"].as_str()),
+        (Some("error"), Some("that message is not yours"))
+    );
+}
+
+// One process only: --data-dir is refused with --redis.
+/// A deleted message's text is gone from the data directory's files: searched after a
+/// SIGKILL, and again after a restart, and the room no longer shows it.
+#[test]
+fn a_deleted_text_leaves_no_byte_in_the_data_directory() {
+    let dir = common::TempDir::new("delete-scrub");
+    let data = dir.0.join("data");
+    // The needle stays in what the room keeps in memory, where a delete finds it.
+    let flags = ["--data-dir", data.to_str().unwrap(), "--history", "1000"];
+    let mut server = common::TestServer::start(&flags);
+    let mut alice = json_client(&server, "?nick=alice");
+    let _ = common::recv_through(&mut alice, "replayed");
+    const NEEDLE: &str = "needle-9f8e7d6c5b4a-do-not-keep";
+    // Enough around it that the store has pages to reuse and move.
+    for i in 0..300 {
+        send(&mut alice, &format!("filler {i} {}", "x".repeat(100)));
+    }
+    send(&mut alice, NEEDLE);
+    for i in 0..300 {
+        send(&mut alice, &format!("after {i} {}", "y".repeat(100)));
+    }
+    let id = loop {
+        let (_, message) = common::recv_through(&mut alice, "message");
+        if message["text"] == NEEDLE {
+            break message["id"].as_str().unwrap().to_string();
+        }
+    };
+    send(&mut alice, &format!("/delete {id}"));
+    common::recv_through(&mut alice, "deleted");
+    let files_hold_it = || {
+        std::fs::read_dir(&data).unwrap().any(|entry| {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            bytes.windows(NEEDLE.len()).any(|window| window == NEEDLE.as_bytes())
+        })
+    };
+    server.child.kill().unwrap(); // SIGKILL: what is on disk is what was committed
+    server.child.wait().unwrap();
+    assert!(!files_hold_it(), "the deleted text is still in the data directory");
+    let server = common::TestServer::start(&flags);
+    let mut bob = json_client(&server, "?nick=bob");
+    let (replayed, _) = common::recv_through(&mut bob, "replayed");
+    assert!(!replayed.iter().any(|m| m["text"] == NEEDLE), "replayed after the restart");
+    drop(server);
+    assert!(!files_hold_it(), "the deleted text came back after a restart");
+}

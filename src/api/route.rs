@@ -189,7 +189,14 @@ pub fn answer(endpoint: Endpoint, answer: ApiAnswer, local: Local) -> Reply {
                     match m.kind {
                         Kind::Action => message["action"] = Value::Bool(true),
                         Kind::Api => message["api"] = Value::Bool(true),
+                        Kind::Edit { target } => message["edit"] = Value::from(format!("{epoch}:{target}")),
+                        Kind::Delete { target } => {
+                            message["delete"] = Value::from(format!("{epoch}:{target}"))
+                        }
                         Kind::Line => {}
+                    }
+                    if m.edited {
+                        message["edited"] = Value::Bool(true);
                     }
                     message
                 })

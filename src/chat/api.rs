@@ -157,6 +157,7 @@ impl Chat {
             room.publishing += 1;
         }
         let message = Stored {
+            edited: false,
             seq: 0,
             ts: now_ms,
             from: Rc::from(from),
@@ -280,7 +281,11 @@ impl Chat {
 /// The messages of `history` after `since` (the resume rules of a reconnecting client), the
 /// newest `limit` of them; fewer than all of them is not a recovery.
 fn history_answer(room: Rc<str>, history: &History, since: Option<&MessageId>, limit: usize) -> ApiAnswer {
-    let replay = history.after(since);
+    let mut replay = history.after(since);
+    if !replay.recovered {
+        // The state of the room, as a joiner's replay: edits and deletes are in it already.
+        replay.messages.retain(|m| !m.kind.is_change());
+    }
     let cut = replay.messages.len().saturating_sub(limit);
     let messages: Vec<Rc<Stored>> = replay.messages[cut..].iter().map(|m| Rc::clone(m)).collect();
     ApiAnswer::History {

@@ -37,6 +37,13 @@ pub enum Command<'a> {
     Typing,
     /// The member's room is read up to this message id (checked by the room).
     Read(&'a str),
+    /// The member's message `id` now reads `text`.
+    Edit {
+        id: &'a str,
+        text: &'a str,
+    },
+    /// Message `id` is removed (the member's own, or anyone's for a moderator).
+    Delete(&'a str),
     /// Up to `count` messages of the member's room older than `before` (an id, checked by the
     /// room).
     History {
@@ -136,6 +143,11 @@ pub fn parse_line(line: &str) -> Line<'_> {
         "token" => one_arg("/token JWT").map(Command::Token),
         "typing" => no_args(Command::Typing, "/typing"),
         "read" => one_arg("/read ID").map(Command::Read),
+        "edit" => match split_word(args) {
+            (id, text) if !id.is_empty() && !text.is_empty() => Ok(Command::Edit { id, text }),
+            _ => Err("usage: /edit ID TEXT".to_string()),
+        },
+        "delete" => one_arg("/delete ID").map(Command::Delete),
         "history" => {
             let usage = || {
                 format!(

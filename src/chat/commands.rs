@@ -54,6 +54,8 @@ impl Chat {
             }
             Command::Typing => self.typing(client, now_ms),
             Command::Read(id) => self.mark_read(client, id, out),
+            Command::Edit { id, text } => self.edit(client, id, text, now_ms, out),
+            Command::Delete(id) => self.delete(client, id, now_ms, out),
             Command::History { before, count } => self.earlier(client, before, count, out),
             Command::Nick(wanted) => self.change_nick(client, wanted, out),
             Command::Join(room) => self.join(client, room, out),

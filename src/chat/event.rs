@@ -163,6 +163,8 @@ pub const HELP: &[(HelpFor, &str)] = &[
     (HelpFor::SignedIn, "/token JWT       renew your sign-in before it expires"),
     (HelpFor::Everyone, "/history ID [N]  N earlier messages of your room, before message ID"),
     (HelpFor::Everyone, "/read ID         mark your room read up to message ID"),
+    (HelpFor::Everyone, "/edit ID TEXT    change a message you sent (for a while)"),
+    (HelpFor::Everyone, "/delete ID       remove a message you sent"),
     (HelpFor::Everyone, "/typing          tell the room you are typing (shown by JSON clients)"),
     (HelpFor::Everyone, "/help            this list"),
     (HelpFor::Everyone, "//TEXT           send a line starting with '/'"),
@@ -171,6 +173,7 @@ pub const HELP: &[(HelpFor, &str)] = &[
     (HelpFor::Moderators, "/ban NICK TIME   kick, and refuse the user for TIME: 10m, 2h, 1d"),
     (HelpFor::Moderators, "/unban NICK      lift the user's bans"),
     (HelpFor::Moderators, "/bans            list the bans in force"),
+    (HelpFor::Moderators, "/delete ID       remove anyone's message"),
 ];
 
 impl Event {
@@ -199,6 +202,12 @@ impl Event {
                 Kind::Line => ServerLine::Chat { nick: &m.from, text: &m.text }.to_string(),
                 Kind::Action => ServerLine::Action { nick: &m.from, text: &m.text }.to_string(),
                 Kind::Api => ServerLine::Api { from: &m.from, text: &m.text }.to_string(),
+                Kind::Edit { .. } => {
+                    ServerLine::Notice(&format!("{} edited a message: {}", m.from, m.text)).to_string()
+                }
+                Kind::Delete { .. } => {
+                    ServerLine::Notice(&format!("{} deleted a message", m.from)).to_string()
+                }
             }),
             Self::Private { from, text, api: true, .. } => {
                 Some(ServerLine::PrivateFromApi { from, text }.to_string())
@@ -251,13 +260,21 @@ impl Event {
         let value = match self {
             Self::Message(RoomMessage { room, epoch, message: m, replay, older }) => {
                 // Its own struct: the `type` depends on the message (chat line or action).
+                let (kind, target) = match m.kind {
+                    Kind::Line | Kind::Api => ("message", None),
+                    Kind::Action => ("action", None),
+                    Kind::Edit { target } => ("edited", Some(target)),
+                    Kind::Delete { target } => ("deleted", Some(target)),
+                };
                 return serde_json::to_string(&JsonMessage {
-                    kind: if m.kind == Kind::Action { "action" } else { "message" },
+                    kind,
                     room,
                     id: format!("{epoch}:{}", m.seq),
+                    target: target.map(|seq| format!("{epoch}:{seq}")),
                     from: &m.from,
-                    text: &m.text,
+                    text: (!matches!(m.kind, Kind::Delete { .. })).then_some(&*m.text),
                     ts: m.ts,
+                    edited: m.edited.then_some(true),
                     replay: replay.then_some(true),
                     older: older.then_some(true),
                     api: (m.kind == Kind::Api).then_some(true),
@@ -317,6 +334,14 @@ impl Event {
                 Self::room_message(m, kind)?
             }
             JsonIn::Action(m) => Self::room_message(m, Kind::Action)?,
+            JsonIn::Edited(m) => {
+                let target = MessageId::parse(m.target.as_deref()?)?.seq;
+                Self::room_message(m, Kind::Edit { target })?
+            }
+            JsonIn::Deleted(m) => {
+                let target = MessageId::parse(m.target.as_deref()?)?.seq;
+                Self::room_message(m, Kind::Delete { target })?
+            }
             JsonIn::Private { from, to, text, ts, api } => {
                 // Which copy this is, the client knows from its own nick; the receiver's by default.
                 Self::Private { from: from.into(), to: to.into(), text, ts, outgoing: false, api }
@@ -362,8 +387,15 @@ impl Event {
     fn room_message(m: JsonInMessage, kind: Kind) -> Option<Self> {
         let id = MessageId::parse(&m.id)?;
         let mentions = m.mentions.into_iter().map(Rc::from).collect();
-        let stored =
-            Stored { seq: id.seq, ts: m.ts, from: m.from.into(), text: m.text.into(), kind, mentions };
+        let stored = Stored {
+            edited: m.edited,
+            seq: id.seq,
+            ts: m.ts,
+            from: m.from.into(),
+            text: m.text.into(),
+            kind,
+            mentions,
+        };
         Some(Self::Message(RoomMessage {
             room: m.room.into(),
             epoch: id.epoch.into(),
@@ -388,6 +420,8 @@ impl Event {
 enum JsonIn {
     Message(JsonInMessage),
     Action(JsonInMessage),
+    Edited(JsonInMessage),
+    Deleted(JsonInMessage),
     Private {
         from: String,
         to: String,
@@ -470,9 +504,14 @@ enum JsonIn {
 struct JsonInMessage {
     room: String,
     id: String,
+    #[serde(default)]
+    target: Option<String>,
     from: String,
+    #[serde(default)]
     text: String,
     ts: u64,
+    #[serde(default)]
+    edited: bool,
     #[serde(default)]
     replay: bool,
     #[serde(default)]
@@ -585,9 +624,17 @@ struct JsonMessage<'a> {
     kind: &'static str,
     room: &'a str,
     id: String,
+    /// An edit's or a delete's message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
     from: &'a str,
-    text: &'a str,
+    /// None for a delete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
     ts: u64,
+    /// Its author changed it since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edited: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     replay: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -613,6 +660,7 @@ mod tests {
     fn message(action: bool, replay: bool) -> Event {
         let kind = if action { Kind::Action } else { Kind::Line };
         let stored = Stored {
+            edited: false,
             seq: 42,
             ts: 1764000000123,
             from: Rc::from("alice"),
@@ -646,6 +694,7 @@ mod tests {
     #[test]
     fn an_application_message_is_set_apart_in_both_modes() {
         let stored = Stored {
+            edited: false,
             seq: 7,
             ts: 9,
             from: Rc::from("deploybot"),

@@ -74,6 +74,8 @@ pub struct Stored {
     pub from: Rc<str>,
     pub text: Box<str>,
     pub kind: Kind,
+    /// Its author changed it since (`/edit`): `text` is the new text.
+    pub edited: bool,
     /// The members it names with `@NICK`, as they hold their nicks (see `mentions.rs`).
     pub mentions: Box<[Rc<str>]>,
 }
@@ -89,21 +91,44 @@ pub enum Kind {
     /// An application's message, through the HTTP API (`POST /api/publish`): its `from` is
     /// the name the application gave, not a member's nick.
     Api,
+    /// `/edit`: message `target` of the room now reads as this event's text.
+    Edit { target: u64 },
+    /// `/delete`: message `target` of the room is gone.
+    Delete { target: u64 },
 }
 
 impl Kind {
-    /// The kind as the store and the cluster's payloads write it (a stable number).
-    pub fn code(self) -> u8 {
-        self as u8
+    /// The kind as the store writes it (a stable number), and the message it is about.
+    pub fn code(self) -> (u8, u64) {
+        match self {
+            Self::Line => (0, 0),
+            Self::Action => (1, 0),
+            Self::Api => (2, 0),
+            Self::Edit { target } => (3, target),
+            Self::Delete { target } => (4, target),
+        }
     }
 
-    /// The kind a stored number stands for (an unknown one is read as a chat line).
-    pub fn from_code(code: u8) -> Self {
+    /// The kind a stored number stands for (an unknown one is read as a chat line; the
+    /// store's layout version keeps a later kind from reaching here).
+    pub fn from_code(code: u8, target: u64) -> Self {
         match code {
             1 => Self::Action,
             2 => Self::Api,
+            3 => Self::Edit { target },
+            4 => Self::Delete { target },
             _ => Self::Line,
         }
+    }
+
+    /// An edit or a delete: an event about another message, not a message of its own.
+    pub fn is_change(self) -> bool {
+        matches!(self, Self::Edit { .. } | Self::Delete { .. })
+    }
+
+    /// A message its author may change: a chat line or an action.
+    pub fn is_members(self) -> bool {
+        matches!(self, Self::Line | Self::Action)
     }
 }
 
@@ -156,8 +181,15 @@ impl History {
     /// Takes a new message; returns it, with its sequence number assigned. The oldest kept
     /// message goes once more than `limit` are kept.
     pub fn push(&mut self, ts: u64, from: Rc<str>, text: &str, kind: Kind) -> Rc<Stored> {
-        let stored =
-            Rc::new(Stored { seq: self.next_seq, ts, from, text: text.into(), kind, mentions: Box::new([]) });
+        let stored = Rc::new(Stored {
+            edited: false,
+            seq: self.next_seq,
+            ts,
+            from,
+            text: text.into(),
+            kind,
+            mentions: Box::new([]),
+        });
         self.keep(stored.clone());
         stored
     }
@@ -167,9 +199,33 @@ impl History {
         self.keep(Rc::new(stored));
     }
 
+    /// The kept message numbered `seq`, if it is still kept.
+    pub fn get(&self, seq: u64) -> Option<&Rc<Stored>> {
+        let at = self.kept.binary_search_by_key(&seq, |m| m.seq).ok()?;
+        self.kept.get(at)
+    }
+
+    /// An edit or a delete takes effect on the message it is about, if it is kept: an edited
+    /// message is kept with its new text (and `edited`), a deleted one is dropped (its text
+    /// is gone from memory).
+    fn apply(&mut self, change: &Stored) {
+        let (Kind::Edit { target } | Kind::Delete { target }) = change.kind else { return };
+        let Ok(at) = self.kept.binary_search_by_key(&target, |m| m.seq) else { return };
+        let old = self.kept[at].clone();
+        self.cost -= old.cost();
+        if let Kind::Edit { .. } = change.kind {
+            let edited = Stored { text: change.text.clone(), edited: true, ..(*old).clone() };
+            self.cost += edited.cost();
+            self.kept[at] = Rc::new(edited);
+        } else {
+            self.kept.remove(at);
+        }
+    }
+
     /// Keeps a message numbered elsewhere (by Redis, in cluster mode), shared with its sender.
     pub fn keep(&mut self, stored: Rc<Stored>) {
         self.next_seq = self.next_seq.max(stored.seq.saturating_add(1));
+        self.apply(&stored);
         if self.limit == 0 {
             return;
         }
@@ -314,6 +370,7 @@ mod tests {
         let mut h = History::new(Rc::from("ep0ch"), 1, 2);
         for seq in [7, 8, 9] {
             h.restore(Stored {
+                edited: false,
                 seq,
                 ts: 0,
                 from: Rc::from("a"),

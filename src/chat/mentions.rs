@@ -105,7 +105,7 @@ impl Chat {
         let Some(member) = self.member(client) else { return };
         let (room, from) = (member.room.clone(), member.nick.clone());
         let mentions = mentions.into_boxed_slice();
-        let message = Stored { seq: 0, ts, from, text: text.into(), kind, mentions };
+        let message = Stored { edited: false, seq: 0, ts, from, text: text.into(), kind, mentions };
         let display = self.display(&room);
         self.requests.push(Request::Say { room, display, message, origin: Origin::Member(client) });
     }

@@ -19,6 +19,7 @@
 //! - `signals.rs`: `/typing`, a room event that is not kept;
 //! - `mentions.rs`: `@NICK` in a message, settled before it is said, and told to the named;
 //! - `earlier.rs`: `/history`, a room's messages before those a client has;
+//! - `edits.rs`: `/edit` and `/delete`, numbered in the room's sequence like messages;
 //! - `read.rs`: `/read`, where a client (a signed-in user: on every device) has read up to;
 //! - `notices.rs`: what the broker tells the chat, and which clients wait on it;
 //! - `event.rs`, `line.rs`: what clients are told, rendered once per [`Mode`] (a
@@ -32,6 +33,7 @@ pub mod broker;
 pub mod command;
 mod commands;
 mod earlier;
+mod edits;
 pub mod event;
 mod following;
 pub mod history;
@@ -144,6 +146,9 @@ pub struct ChatLimits {
     /// Nicks come from sign-in tokens (the server has JWT keys): a token's `sub` is its
     /// holder's nick, everyone else is a guest, and nobody chooses a nick.
     pub token_nicks: bool,
+    /// How long after sending it a member may `/edit` a message, in milliseconds
+    /// (`--edit-window`).
+    pub edit_window_ms: u64,
 }
 
 impl Default for ChatLimits {
@@ -155,6 +160,7 @@ impl Default for ChatLimits {
             history_bytes: DEFAULT_HISTORY_BYTES,
             replay_bytes: DEFAULT_REPLAY_BYTES,
             token_nicks: false,
+            edit_window_ms: DEFAULT_EDIT_WINDOW_MS,
         }
     }
 }
@@ -261,6 +267,8 @@ const NO_SUCH_ROOM: &str = "no such room";
 
 /// Default for [`ChatLimits::announce_limit`].
 pub const DEFAULT_ANNOUNCE_LIMIT: usize = 100;
+/// Default for [`ChatLimits::edit_window_ms`]: 15 minutes.
+pub const DEFAULT_EDIT_WINDOW_MS: u64 = 15 * 60 * 1000;
 /// Default for [`ChatLimits::history`].
 pub const DEFAULT_HISTORY: usize = 100;
 /// Default for [`ChatLimits::history_rooms`].

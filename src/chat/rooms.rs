@@ -173,6 +173,11 @@ impl Chat {
     ) {
         let Some(room) = self.rooms.get(key) else { return };
         let mut replay = room.history.after(since);
+        if !replay.recovered {
+            // A joiner gets the room as it stands (edited messages with their new text, deleted
+            // ones gone); one that resumes gets the edits and deletes since, to apply itself.
+            replay.messages.retain(|m| !m.kind.is_change());
+        }
         // The newest messages that fit the replay budget; a cut is a gap like any other.
         let mut bytes = 0;
         let fit = replay

@@ -168,7 +168,15 @@ impl Harness {
 use crate::broker::{Broker, LocalBroker};
 
 fn stored(seq: u64, from: &str, text: &str) -> Stored {
-    Stored { seq, ts: 5, from: Rc::from(from), text: text.into(), kind: Kind::Line, mentions: Box::new([]) }
+    Stored {
+        edited: false,
+        seq,
+        ts: 5,
+        from: Rc::from(from),
+        text: text.into(),
+        kind: Kind::Line,
+        mentions: Box::new([]),
+    }
 }
 
 fn loaded(room: &str, epoch: &str, top: u64, messages: Vec<Stored>) -> Notice {
@@ -1422,7 +1430,7 @@ fn in_a_cluster_names_held_elsewhere_are_asked_first_and_told_through_the_broker
     };
     assert_eq!(&*message.mentions, [Rc::from("dave")]);
     // Back numbered, from this process's member: Dave, elsewhere, is told through the broker.
-    let numbered = Stored { seq: 1, ..message.clone() };
+    let numbered = Stored { edited: false, seq: 1, ..message.clone() };
     h.cluster(Notice::Message {
         room: Rc::from("lobby"),
         epoch: Rc::from("e1"),
@@ -1435,7 +1443,7 @@ fn in_a_cluster_names_held_elsewhere_are_asked_first_and_told_through_the_broker
         "{requests:?}"
     );
     // The same message from another process's member tells nobody from here.
-    let other = Stored { seq: 2, ..numbered };
+    let other = Stored { edited: false, seq: 2, ..numbered };
     h.cluster(Notice::Message {
         room: Rc::from("lobby"),
         epoch: Rc::from("e1"),
@@ -1588,4 +1596,104 @@ fn in_a_cluster_a_user_s_markers_come_with_its_claim_before_its_replay() {
     h.cluster(loaded("lobby", "e1", 3, vec![stored(1, "b", "x"), stored(2, "b", "y"), stored(3, "b", "z")]));
     let replayed = h.take(1).into_iter().find(|m| m.contains(r#""type":"replayed""#)).unwrap();
     assert!(replayed.contains(r#""read":"e1:2""#), "{replayed}");
+}
+
+// ----- edits and deletes -----
+
+#[test]
+fn edits_and_deletes_change_the_room_as_it_stands_and_reach_a_resuming_client() {
+    let mut h = token_chat();
+    h.sign_in(1, &signed_in("alice"), None);
+    h.sign_in(2, &signed_in("bob"), None);
+    h.say(1, "helo");
+    h.say(1, "oops");
+    h.say(2, "bob's");
+    let mut out = Vec::new();
+    let watcher = signed_in("carol");
+    h.chat.connect(3, Join { identity: Some(&watcher), mode: Some(Mode::Json), ..Join::default() }, &mut out);
+    h.apply(out);
+    let replay = h.take(3);
+    let id_of = |text: &str| {
+        let line = replay.iter().find(|m| m.contains(&format!(r#""text":"{text}""#))).unwrap();
+        line.split("\"id\":\"").nth(1).unwrap().split('"').next().unwrap().to_string()
+    };
+    let (helo, oops, bobs) = (id_of("helo"), id_of("oops"), id_of("bob's"));
+    let last_seen = bobs.clone();
+    h.clear();
+    h.say(1, &format!("/edit {helo} hello"));
+    assert_eq!(h.take(2), ["*** alice edited a message: hello"]);
+    let edited: serde_json::Value = serde_json::from_str(&h.take(3)[0]).unwrap();
+    assert_eq!(
+        (edited["type"].as_str(), edited["target"].as_str(), edited["text"].as_str()),
+        (Some("edited"), Some(helo.as_str()), Some("hello"))
+    );
+    h.say(1, &format!("/delete {oops}"));
+    assert_eq!(h.take(2), ["*** alice deleted a message"]);
+    let deleted: serde_json::Value = serde_json::from_str(&h.take(3)[0]).unwrap();
+    assert_eq!(
+        (deleted["type"].as_str(), deleted["target"].as_str()),
+        (Some("deleted"), Some(oops.as_str()))
+    );
+    assert!(deleted.get("text").is_none(), "{deleted}");
+    assert_eq!(
+        h.take(1),
+        ["*** alice edited a message: hello", "*** alice deleted a message"],
+        "the author too"
+    );
+    // Refused: another's message, an unknown one, past the window.
+    h.say(1, &format!("/edit {bobs} mine now"));
+    assert_eq!(h.take(1), ["*** error: that message is not yours"]);
+    h.say(1, &format!("/delete {bobs}"));
+    assert_eq!(h.take(1), ["*** error: that message is not yours"]);
+    h.say(1, &format!("/edit {oops} back"));
+    assert_eq!(h.take(1), [format!("*** error: no message {oops} in lobby")]);
+    let mut out = Vec::new();
+    h.chat.text(1, &format!("/edit {helo} late"), 1_764_000_000_000 + 15 * 60_000 + 1, &mut out);
+    h.apply(out);
+    assert_eq!(h.take(1), ["*** error: too late to edit that message (after 15 minutes)"]);
+    // A joiner sees the room as it stands; a client resuming from before gets the changes.
+    h.connect(4, Some("dave"));
+    let joined = h.take(4);
+    assert!(
+        joined.contains(&"alice: hello".to_string()) && !joined.iter().any(|l| l.contains("oops")),
+        "{joined:?}"
+    );
+    assert!(
+        !joined.iter().any(|l| l.contains("edited a message") || l.contains("deleted a message")),
+        "{joined:?}"
+    );
+    let mut out = Vec::new();
+    let since = MessageId::parse(&last_seen).unwrap().to_string();
+    h.chat.connect(
+        5,
+        Join { identity: Some(&watcher), mode: Some(Mode::Json), since: Some(&since), ..Join::default() },
+        &mut out,
+    );
+    h.apply(out);
+    let resumed = h.take(5);
+    assert!(
+        resumed.iter().any(|m| m.contains(r#""type":"edited""#))
+            && resumed.iter().any(|m| m.contains(r#""type":"deleted""#)),
+        "{resumed:?}"
+    );
+    h.chat.check_invariants();
+}
+
+#[test]
+fn a_moderator_deletes_anyone_s_message() {
+    let mut h = token_chat();
+    h.sign_in(1, &signed_in("alice"), None);
+    h.sign_in(2, &Identity { admin: true, ..signed_in("root") }, None);
+    let mut out = Vec::new();
+    h.chat.connect(
+        3,
+        Join { nick: None, mode: Some(Mode::Json), identity: Some(&signed_in("carol")), ..Join::default() },
+        &mut out,
+    );
+    h.apply(out);
+    h.say(1, "spam");
+    let said = h.take(3).into_iter().rfind(|m| m.contains("spam")).unwrap();
+    let id = said.split("\"id\":\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    h.say(2, &format!("/delete {id}"));
+    assert!(h.take(1).contains(&"*** root deleted a message".to_string()));
 }

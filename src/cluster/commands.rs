@@ -155,7 +155,12 @@ impl RedisBroker {
         let (epoch, limit, ttl) = (new_epoch(), self.history.to_string(), room::ROOM_TTL_SECS.to_string());
         let sharded = if self.sharded { "1" } else { "0" };
         let (body, tag) = (room::say_body(&message), self.origin(member));
-        let args = [&*channel, &epoch, &display, &limit, &ttl, &body, sharded, &tag];
+        // A delete takes its message's text out of the log too.
+        let deleted = match message.kind {
+            crate::chat::history::Kind::Delete { target } => format!("{target}-1"),
+            _ => String::new(),
+        };
+        let args = [&*channel, &epoch, &display, &limit, &ttl, &body, sharded, &tag, &deleted];
         if let Some(client) = member.filter(|_| self.followed.contains_key(&room)) {
             self.sent_by(client);
         }

@@ -72,13 +72,17 @@ fn with_prelude(epoch_arg: usize, display_arg: usize, body: &str) -> String {
 /// the script's cost against exact trimming (7.5 against 15 us per call, Redis's own count);
 /// each process's mirror keeps exactly `--history`.
 /// KEYS: meta, log. ARGV: channel, epoch if the room is new, display, history limit, TTL,
-/// body, "1" for sharded pub/sub, origin. Returns {sequence number, epoch}.
+/// body, "1" for sharded pub/sub, origin, the log entry a delete removes (or ""). Returns
+/// {sequence number, epoch}.
 pub fn say_script() -> String {
     with_prelude(
         2,
         3,
         r#"
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+if ARGV[9] ~= '' then
+  redis.call('XDEL', KEYS[2], ARGV[9])
+end
 if tonumber(ARGV[4]) > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', 'm', ARGV[6])
   redis.call('EXPIRE', KEYS[2], ARGV[5])
@@ -156,6 +160,11 @@ struct Body<'a> {
     /// The members it names (`@NICK`), as held.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     mentions: Vec<Cow<'a, str>>,
+    /// An edit (`/edit`) of message `edit`, or the delete (`/delete`) of message `delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    edit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delete: Option<u64>,
 }
 
 /// The body of a room message, before Redis numbers it.
@@ -164,21 +173,30 @@ pub fn say_body(message: &Stored) -> String {
     // Serializing borrowed strings and integers cannot fail.
     let (action, api) = (message.kind == Kind::Action, message.kind == Kind::Api);
     let mentions = message.mentions.iter().map(|nick| Cow::Borrowed(&**nick)).collect();
-    serde_json::to_string(&Body { from, text, ts: message.ts, action, api, mentions }).unwrap_or_default()
+    let (edit, delete) = match message.kind {
+        Kind::Edit { target } => (Some(target), None),
+        Kind::Delete { target } => (None, Some(target)),
+        _ => (None, None),
+    };
+    let body = Body { from, text, ts: message.ts, action, api, mentions, edit, delete };
+    serde_json::to_string(&body).unwrap_or_default()
 }
 
 /// A message back from its body and the sequence Redis gave it.
 pub fn stored(seq: u64, body: &[u8]) -> Option<Stored> {
     let body: Body = serde_json::from_slice(body).ok()?;
     Some(Stored {
+        edited: false,
         seq,
         ts: body.ts,
         from: Rc::from(&*body.from),
         text: body.text.into(),
         mentions: body.mentions.iter().map(|nick| Rc::from(&**nick)).collect(),
-        kind: match (body.action, body.api) {
-            (true, _) => Kind::Action,
-            (_, true) => Kind::Api,
+        kind: match (body.action, body.api, body.edit, body.delete) {
+            (true, ..) => Kind::Action,
+            (_, true, ..) => Kind::Api,
+            (_, _, Some(target), _) => Kind::Edit { target },
+            (.., Some(target)) => Kind::Delete { target },
             _ => Kind::Line,
         },
     })
@@ -255,6 +273,7 @@ mod tests {
     #[test]
     fn payloads_read_back_as_what_was_sent() {
         let said = Stored {
+            edited: false,
             seq: 0,
             ts: 7,
             from: Rc::from("ann"),

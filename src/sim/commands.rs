@@ -88,6 +88,7 @@ fn script(text: &[String], scripts: &Scripts) -> Op {
             history: number(3) as usize,
             body: arg(5),
             origin: arg(7),
+            deleted: arg(8).split('-').next().and_then(|seq| seq.parse().ok()),
         }
     } else if *sha == scripts.load {
         Op::Load {

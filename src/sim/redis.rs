@@ -35,6 +35,8 @@ pub enum Op {
         history: usize,
         body: String,
         origin: String,
+        /// A delete: the log entry it removes.
+        deleted: Option<u64>,
     },
     /// The load script: the room's history, starting its epoch if it has none.
     Load {
@@ -177,8 +179,11 @@ impl Keyspace {
     /// Runs one command at `now_ms` on Redis's clock, atomically.
     pub fn run(&mut self, op: Op, now_ms: u64) -> Ran {
         let reply = match op {
-            Op::Say { room, epoch, display, history, body, origin } => {
-                return self.say(room, epoch, display, history, body, &origin)
+            Op::Say { room, epoch, display, history, body, origin, deleted } => {
+                if let (Some(target), Some(known)) = (deleted, self.rooms.get_mut(&room)) {
+                    known.log.retain(|(seq, _)| *seq != target);
+                }
+                return self.say(room, epoch, display, history, body, &origin);
             }
             Op::Load { room, epoch, display, history } => self.load(room, epoch, display, history),
             Op::Holders { keys } => {
@@ -356,6 +361,7 @@ mod tests {
             history: 2,
             body: text.to_string(),
             origin: "p1:3".into(),
+            deleted: None,
         };
         keys.run(op, 0)
     }
