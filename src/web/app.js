@@ -7,7 +7,10 @@
 // is set apart (an "earlier messages" divider, muted lines), and notices are told apart by
 // their style, not by the "*** " text clients print. The room and member lists are kept from
 // the server's events and refreshed with /rooms and /who, whose automatic replies are not
-// shown in the conversation.
+// shown in the conversation. While the user types it says so (/typing, at most every 2 s) and
+// shows who else is typing; messages naming the user (@NICK) stand out, and a mention in
+// another room marks that room; scrolling to the top (or the button there) pages back through
+// the room's earlier messages with /history.
 "use strict";
 
 const MAX_SHOWN = 2000;           // messages kept on screen
@@ -15,6 +18,9 @@ const REFRESH_MS = 20000;         // /rooms and /who refresh while connected
 const FIRST_RETRY_MS = 500;
 const MAX_RETRY_MS = 30000;
 const SUBPROTOCOL = "wschat.json";
+const TYPING_EVERY_MS = 2000;     // least time between two /typing sent (the server's limit too)
+const TYPING_SHOWN_MS = 3000;     // how long "is typing" lasts after someone's last `typing`
+const EARLIER_PAGE = 50;          // messages asked for per /history
 // A sign-in token the embedding site put in this page's URL (?token=JWT): used for every
 // connection, and the nick is the token's.
 const TOKEN = new URLSearchParams(location.search).get("token");
@@ -41,6 +47,12 @@ const state = {
   shownIds: new Set(),            // ids on screen, so a replay never shows a message twice
   resuming: false,                // this connection asked to resume (it sent `since`)
   replaying: false,               // a replay's divider is shown and its `replayed` not yet come
+  typingSent: 0,                  // when this page last sent /typing (ms)
+  typists: new Map(),             // nick -> timer that ends their "is typing" (current room)
+  mentionedIn: new Set(),         // rooms (lower case) where someone mentioned the user since
+  earliest: new Map(),            // room (lower case) -> { first: oldest id shown, done: no more }
+  earlierPending: null,           // the room (lower case) of a /history that is out
+  earlierBatch: [],
 };
 
 // ----- connection -----
@@ -88,6 +100,10 @@ function connect() {
     if (state.socket !== socket) return;
     state.socket = null;
     clearInterval(state.refreshTimer);
+    // A /history that was out has no answer coming: the next scroll asks again.
+    state.earlierPending = null;
+    state.earlierBatch = [];
+    drawEarlier();
     const why = event.reason ? `${event.code} ${event.reason}` : `${event.code}`;
     if (event.code === 1000 && state.leaving) {
       // The user typed /quit: back to the nick form.
@@ -193,20 +209,30 @@ function receive(m) {
   switch (m.type) {
     case "message":
     case "action": {
+      // A page of /history: older than anything shown, so it neither moves where a reconnect
+      // resumes from nor counts as said now; shown together when its summary comes.
+      if (m.older) { state.earlierBatch.push(m); return; }
       state.lastIds.set(m.room.toLowerCase(), m.id);
+      noteEarliest(m.room, m.id);
+      if (!m.replay) stopTyping(m.from);
       if (state.shownIds.has(m.id)) return;
-      state.shownIds.add(m.id);
-      // Only what can still be on screen needs remembering (a Set keeps insertion order).
-      if (state.shownIds.size > 2 * MAX_SHOWN) state.shownIds.delete(state.shownIds.values().next().value);
+      remember(m.id);
       if (m.replay) startReplay();
-      const earlier = m.replay ? " replayed" : "";
-      // An application's message (the server's HTTP API) reads as text clients get it, and
-      // is styled apart: its sender is a name the application gave, not a member.
-      if (m.api) show(`[${m.from}] ${m.text}`, `api${earlier}`, m.ts);
-      else if (m.type === "message") show(`${m.from}: ${m.text}`, `chat${earlier}`, m.ts);
-      else show(`* ${m.from} ${m.text}`, `action${earlier}`, m.ts);
+      append(messageLine(m, m.replay ? " replayed" : ""));
       return;
     }
+    case "history":
+      earlierArrived(m);
+      return;
+    case "mention":
+      // Named in another room: said here, and that room marked until the user goes there.
+      show(`${m.from} mentioned you in ${m.room}: ${m.text}`, "notice mention");
+      if (!sameName(m.room, state.room)) state.mentionedIn.add(m.room.toLowerCase());
+      drawRooms();
+      return;
+    case "typing":
+      if (sameName(m.room, state.room) && m.nick !== state.me) startTyping(m.nick);
+      return;
     case "private": {
       const outgoing = !m.api && m.from === state.me && m.to !== state.me;
       if (m.api) show(`[PM from app ${m.from}] ${m.text}`, "private api", m.ts);
@@ -223,6 +249,13 @@ function receive(m) {
       return;
     }
     case "error":
+      // A /history the server cannot answer: an id it does not know (its history started
+      // again) means there is nothing earlier to reach; a failed read may work next time.
+      if (state.earlierPending && /^no message \S+ in /.test(m.text)) {
+        earlierFailed(true);
+        return;
+      }
+      if (state.earlierPending && /^earlier messages cannot be read/.test(m.text)) earlierFailed(false);
       show(`error: ${m.text}`, "error");
       return;
     case "welcome":
@@ -245,6 +278,7 @@ function receive(m) {
       return;
     case "left": {
       if (sameName(m.room, state.room) && state.members.delete(m.nick)) drawMembers();
+      if (sameName(m.room, state.room)) stopTyping(m.nick);
       roomsChanged();
       const why = m.moved_to ? ` (joined ${m.moved_to})` : m.reason ? ` (${m.reason})` : "";
       show(`${m.nick} left ${m.room}${why}`, "notice");
@@ -253,6 +287,7 @@ function receive(m) {
     case "nick":
       if (m.old === state.me) { state.me = m.new; state.wantedNick = m.new; }
       if (state.members.delete(m.old)) state.members.add(m.new);
+      stopTyping(m.old);
       drawMembers();
       drawWhere();
       show(`${m.old} is now known as ${m.new}`, "notice");
@@ -288,9 +323,106 @@ function receive(m) {
 function enterRoom(room) {
   state.room = room;
   state.members = new Set();
+  state.mentionedIn.delete(room.toLowerCase());
+  for (const timer of state.typists.values()) clearTimeout(timer);
+  state.typists.clear();
+  drawTyping();
   drawWhere();
   drawMembers();
+  drawEarlier();
   refreshLists();
+}
+
+// Ids on screen, so a replay never shows a message twice. Only what can still be on screen
+// needs remembering (a Set keeps insertion order).
+function remember(id) {
+  state.shownIds.add(id);
+  if (state.shownIds.size > 2 * MAX_SHOWN) state.shownIds.delete(state.shownIds.values().next().value);
+}
+
+// ----- typing -----
+
+// Someone in the room is typing: shown until TYPING_SHOWN_MS after their last `typing`.
+function startTyping(nick) {
+  clearTimeout(state.typists.get(nick));
+  state.typists.set(nick, setTimeout(() => stopTyping(nick), TYPING_SHOWN_MS));
+  drawTyping();
+}
+
+// Their message came (or they left): no longer typing.
+function stopTyping(nick) {
+  if (!state.typists.has(nick)) return;
+  clearTimeout(state.typists.get(nick));
+  state.typists.delete(nick);
+  drawTyping();
+}
+
+// The user is typing a message (not a command): the room is told, at most every 2 s, which
+// is all the server passes on anyway. Sent quietly: a page offline has nobody to tell.
+function typed() {
+  const text = $("message-input").value;
+  if (!text.trim() || text.trimStart().startsWith("/")) return;
+  const now = Date.now();
+  if (now - state.typingSent < TYPING_EVERY_MS) return;
+  if (!state.socket || state.socket.readyState !== WebSocket.OPEN) return;
+  state.typingSent = now;
+  state.socket.send("/typing");
+}
+
+// ----- earlier messages -----
+
+// The oldest message shown of a room, where scrolling back starts. A message of another epoch
+// (the server's history started again) starts over: what is older than it is out of reach.
+function noteEarliest(room, id) {
+  const key = room.toLowerCase();
+  const known = state.earliest.get(key);
+  if (known && epochOf(known.first) === epochOf(id)) {
+    if (seqOf(id) < seqOf(known.first)) known.first = id;
+    return;
+  }
+  state.earliest.set(key, { first: id, done: false });
+  if (sameName(room, state.room)) drawEarlier();
+}
+
+// Ids are EPOCH:SEQ; sequence numbers order a room's messages within an epoch.
+const epochOf = (id) => id.slice(0, id.lastIndexOf(":"));
+const seqOf = (id) => Number(id.slice(id.lastIndexOf(":") + 1));
+
+// Asks for the page before the oldest message shown of the room, unless one is out already
+// or the room's beginning is shown.
+function requestEarlier() {
+  const known = state.room && state.earliest.get(state.room.toLowerCase());
+  if (!known || known.done || state.earlierPending) return;
+  if (!send(`/history ${known.first} ${EARLIER_PAGE}`)) return;
+  state.earlierPending = state.room.toLowerCase();
+  state.earlierBatch = [];
+  drawEarlier();
+}
+
+// The summary after a page: its messages go on top, oldest first, the view kept where it was.
+// Only the page this script asked for moves where scrolling back goes on from: one the user
+// asked for by typing /history may be from anywhere.
+function earlierArrived(m) {
+  const batch = state.earlierBatch;
+  const known = state.earlierPending === m.room.toLowerCase() && state.earliest.get(state.earlierPending);
+  state.earlierPending = null;
+  state.earlierBatch = [];
+  if (known) {
+    if (m.first) known.first = m.first;
+    if (!m.more) known.done = true;
+  }
+  const fresh = batch.filter((message) => !state.shownIds.has(message.id));
+  for (const message of fresh) remember(message.id);
+  prepend(fresh.map((message) => messageLine(message, " replayed")));
+}
+
+// A /history the server refused; `done` when nothing earlier can be reached.
+function earlierFailed(done) {
+  const known = state.earliest.get(state.earlierPending);
+  state.earlierPending = null;
+  state.earlierBatch = [];
+  if (known && done) known.done = true;
+  drawEarlier();
 }
 
 const sameName = (a, b) => a && b && a.toLowerCase() === b.toLowerCase();
@@ -311,6 +443,29 @@ function startReplay() {
 // `kind`: the line's classes (what it is, and "replayed" for history). `ts`: the server's
 // timestamp (milliseconds since the Unix epoch) for messages; the time of arrival for the rest.
 function show(line, kind, ts) {
+  const colon = kind.split(" ").includes("chat") ? line.indexOf(": ") : -1;
+  if (colon > 0) append(lineItem(kind, ts, [nickSpan(line.slice(0, colon + 1)), line.slice(colon + 1)]));
+  else append(lineItem(kind, ts, [line]));
+}
+
+// A chat line, a /me or an application's message, read as text clients get them, its @NICKs
+// in bold, and the whole line marked when it names the user. `earlier`: " replayed" for history.
+function messageLine(m, earlier) {
+  const words = withMentions(m.text);
+  // An application's message (the server's HTTP API) is styled apart: its sender is a name
+  // the application gave, not a member.
+  const item = m.api ? lineItem(`api${earlier}`, m.ts, [`[${m.from}] `, ...words])
+    : m.type === "message" ? lineItem(`chat${earlier}`, m.ts, [nickSpan(`${m.from}:`), " ", ...words])
+    : lineItem(`action${earlier}`, m.ts, [`* ${m.from} `, ...words]);
+  if (state.me && (m.mentions ?? []).some((nick) => sameName(nick, state.me))) {
+    item.classList.add("mentioned");
+    item.title = "mentions you";
+  }
+  return item;
+}
+
+// A line of the conversation: its time, then `parts` (strings and nodes) in a box of their own.
+function lineItem(kind, ts, parts) {
   const item = document.createElement("li");
   item.className = kind;
   const time = document.createElement("time");
@@ -321,28 +476,78 @@ function show(line, kind, ts) {
   // The text sits in its own box beside the time, so a long message wraps under its own start.
   const text = document.createElement("span");
   text.className = "text";
-  const colon = item.classList.contains("chat") ? line.indexOf(": ") : -1;
-  if (colon > 0) {
-    const nick = document.createElement("span");
-    nick.className = "nick";
-    nick.textContent = line.slice(0, colon + 1);
-    text.append(nick, line.slice(colon + 1));
-  } else {
-    text.append(line);
-  }
+  text.append(...parts);
   // A multi-line notice (/help) is a table aligned with spaces: keep it in a monospace block.
-  if (line.includes("\n")) text.classList.add("block");
+  if (text.textContent.includes("\n")) text.classList.add("block");
   item.append(time, text);
-  append(item);
+  return item;
+}
+
+function nickSpan(label) {
+  const nick = document.createElement("span");
+  nick.className = "nick";
+  nick.textContent = label;
+  return nick;
+}
+
+// `@NAME` at the start of a word, less the punctuation after it, as the server reads mentions
+// (`bob@example.com` is none).
+const MENTION = /(^|\s)(@[^\s.,;:!?)\]}"'’”…][^\s]*?)(?=[.,;:!?)\]}"'’”…]*(?:\s|$))/gu;
+
+// `text` as strings and <strong> nodes for its @NAMEs: server text only ever as text nodes.
+function withMentions(text) {
+  const parts = [];
+  let at = 0;
+  for (const match of text.matchAll(MENTION)) {
+    const start = match.index + match[1].length;
+    const name = document.createElement("strong");
+    name.className = "at";
+    name.textContent = match[2];
+    parts.push(text.slice(at, start), name);
+    at = start + match[2].length;
+  }
+  parts.push(text.slice(at));
+  return parts;
 }
 
 // Adds a line at the end, keeping the list bounded, and follows it if the view was at the end.
 function append(item) {
   const list = $("messages");
-  const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  const scroller = $("scroller");
+  const nearBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
   list.append(item);
   while (list.childElementCount > MAX_SHOWN) list.firstElementChild.remove();
-  if (nearBottom) list.scrollTop = list.scrollHeight;
+  if (nearBottom) scroller.scrollTop = scroller.scrollHeight;
+}
+
+// Adds earlier lines at the top, the lines in view staying where they are on screen (the
+// browser's own scroll anchoring is off for the list: it does not act at the very top).
+function prepend(items) {
+  const scroller = $("scroller");
+  const before = scroller.scrollHeight;
+  $("messages").prepend(...items);
+  drawEarlier();
+  scroller.scrollTop += scroller.scrollHeight - before;
+}
+
+// The top of the conversation: a button to load the current room's earlier messages while
+// there are any, "beginning of history" once its first is shown.
+function drawEarlier() {
+  const known = state.room && state.earliest.get(state.room.toLowerCase());
+  $("earlier").hidden = !known;
+  const button = $("earlier-button");
+  button.hidden = !known || known.done;
+  button.textContent = state.earlierPending ? "loading earlier messages…" : "Load earlier messages";
+  button.setAttribute("aria-busy", String(Boolean(state.earlierPending)));
+  $("history-start").hidden = !known || !known.done;
+}
+
+function drawTyping() {
+  const names = [...state.typists.keys()];
+  $("typing").textContent = names.length === 0 ? ""
+    : names.length === 1 ? `${names[0]} is typing…`
+    : names.length === 2 ? `${names[0]} and ${names[1]} are typing…`
+    : "several people are typing…";
 }
 
 function drawWhere() {
@@ -368,6 +573,15 @@ function drawRooms() {
     item.textContent = `${name} (${count})`;
     item.dataset.room = name;
     item.title = `join ${name}`;
+    if (state.mentionedIn.has(name.toLowerCase())) {
+      // Someone named the user there: marked until the user goes there.
+      const badge = document.createElement("span");
+      badge.className = "badge";
+      badge.textContent = "@";
+      badge.title = "you were mentioned here";
+      item.append(badge);
+      item.title = `join ${name}; you were mentioned there`;
+    }
     if (sameName(name, state.room)) item.className = "current";
     item.addEventListener("click", () => send(`/join ${name}`));
     return item;
@@ -395,6 +609,19 @@ $("send-form").addEventListener("submit", (event) => {
   if (/^\/quit(\s|$)/i.test(text.trim())) state.leaving = true;
   if (send(text)) input.value = "";
 });
+
+$("message-input").addEventListener("input", typed);
+
+// Scrolled to the top, or the button there pressed (keyboard users have no scrolling to do):
+// the page before the oldest message shown. Only a scroll upwards counts: following new lines
+// scrolls down, even in a list just taller than the view.
+let scrolledTo = 0;
+$("scroller").addEventListener("scroll", () => {
+  const top = $("scroller").scrollTop;
+  if (top < 40 && top < scrolledTo) requestEarlier();
+  scrolledTo = top;
+});
+$("earlier-button").addEventListener("click", requestEarlier);
 
 $("room-form").addEventListener("submit", (event) => {
   event.preventDefault();

@@ -20,7 +20,8 @@
 // the room) instead of being told of a gap.
 //
 // Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM); playwright-core never downloads one.
-// What starting the processes and Chromium takes is harness.mjs's, shared with admin.mjs.
+// What starting the processes and Chromium takes is harness.mjs's, shared with
+// conversation.mjs and admin.mjs.
 
 import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";

@@ -1,4 +1,4 @@
-// What the browser tests (e2e.mjs, admin.mjs) share: the server and redis-server processes a
+// What the browser tests (e2e.mjs, conversation.mjs, admin.mjs) share: the server and redis-server processes a
 // run starts, Chromium, the steps' reporting, a contrast check run in pages, and the clean-up of everything a run started
 // (processes and scratch directories), however it ends.
 //
