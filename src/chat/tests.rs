@@ -1507,6 +1507,15 @@ fn history_pages_back_through_what_the_room_keeps() {
 
 // ----- read markers -----
 
+/// The id of the last JSON object in `frames` that has one.
+fn last_id(frames: &[String]) -> String {
+    let value = frames
+        .iter()
+        .rev()
+        .find_map(|m| serde_json::from_str::<serde_json::Value>(m).ok().filter(|v| v["id"].is_string()));
+    value.expect("a frame with an id")["id"].as_str().unwrap().to_string()
+}
+
 #[test]
 fn a_user_s_read_marker_reaches_its_other_devices_and_outlives_them() {
     let mut h = token_chat();
@@ -1518,16 +1527,7 @@ fn a_user_s_read_marker_reaches_its_other_devices_and_outlives_them() {
     h.apply(out);
     h.say(1, "one");
     h.say(1, "two");
-    let id = h
-        .take(2)
-        .iter()
-        .rev()
-        .find_map(|m| m.split("\"id\":\"").nth(1))
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let id = last_id(&h.take(2));
     h.clear();
     h.say(1, &format!("/read {id}"));
     assert!(h.take(1).is_empty(), "nothing back to the reader");
@@ -1555,16 +1555,7 @@ fn a_guest_s_read_marker_lasts_as_long_as_its_connection() {
     h.chat.connect(1, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
     h.apply(out);
     h.say(1, "hi");
-    let id = h
-        .take(1)
-        .iter()
-        .rev()
-        .find_map(|m| m.split("\"id\":\"").nth(1))
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let id = last_id(&h.take(1));
     h.say(1, &format!("/read {id}"));
     h.say(1, "/join dev");
     h.say(1, "/join lobby");
