@@ -47,6 +47,9 @@ impl Chat {
             },
             Err(why) => return out.push(reply(client, error(why))),
         };
+        if !self.signals.delete_allowed(client, now_ms) {
+            return out.push(reply(client, error("one /delete a second: try again in a moment")));
+        }
         self.say_change(client, Kind::Delete { target: target.seq }, "", now_ms);
     }
 

@@ -1,7 +1,8 @@
 //! What members signal to one another besides messages: `/typing`. A signal is a room event
 //! that is not kept: it goes through the broker like a join (so it reaches the room's members
 //! on every process, in the room's order), is never replayed, and costs nothing to a member
-//! who never sends one (what is remembered is only who signalled in the last seconds).
+//! who never sends one (what is remembered is only who signalled in the last seconds). The
+//! same per-member rate holds `/delete` to one a second (see `edits.rs`).
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -10,34 +11,53 @@ use super::{Audience, Body, Chat, ClientId, Effect, Event, Request};
 
 /// Least time between two `/typing` of one member, in milliseconds; more are dropped silently.
 pub const TYPING_EVERY_MS: u64 = 2000;
+/// Least time between two `/delete` of one member, in milliseconds: with `--data-dir` each
+/// compacts the store's file while the loop waits (see `store.rs`), so no member may ask it
+/// more often.
+pub const DELETE_EVERY_MS: u64 = 1000;
+
+/// When each member last did something held to a rate (only those of the last seconds, once
+/// pruned).
+#[derive(Default)]
+struct Rate {
+    last: HashMap<ClientId, u64>,
+}
+
+impl Rate {
+    /// Whether `client` may act at `now_ms`, at most once per `every_ms`; if so, it is
+    /// remembered.
+    fn allows(&mut self, client: ClientId, now_ms: u64, every_ms: u64) -> bool {
+        if self.last.get(&client).is_some_and(|&last| now_ms.saturating_sub(last) < every_ms) {
+            return false;
+        }
+        // Bounded by the members who acted in the last seconds: older entries are pruned
+        // once there are many.
+        if self.last.len() >= 1024 {
+            self.last.retain(|_, last| now_ms.saturating_sub(*last) < every_ms);
+            self.last.shrink_to(2048);
+        }
+        self.last.insert(client, now_ms);
+        true
+    }
+}
 
 /// Who signalled lately, to hold each to its rate.
 #[derive(Default)]
 pub(super) struct Signals {
-    /// When each member last had a `/typing` passed on (only those of the last seconds, once
-    /// pruned).
-    typing: HashMap<ClientId, u64>,
+    typing: Rate,
+    deleting: Rate,
 }
 
 impl Signals {
-    /// Whether `client` may signal typing at `now_ms`; if so, it is remembered.
-    fn typing_allowed(&mut self, client: ClientId, now_ms: u64) -> bool {
-        if self.typing.get(&client).is_some_and(|&last| now_ms.saturating_sub(last) < TYPING_EVERY_MS) {
-            return false;
-        }
-        // Bounded by the members who typed in the last two seconds: older entries are pruned
-        // once there are many.
-        if self.typing.len() >= 1024 {
-            self.typing.retain(|_, last| now_ms.saturating_sub(*last) < TYPING_EVERY_MS);
-            self.typing.shrink_to(2048);
-        }
-        self.typing.insert(client, now_ms);
-        true
+    /// Whether `client` may delete a message at `now_ms` (see [`DELETE_EVERY_MS`]).
+    pub(super) fn delete_allowed(&mut self, client: ClientId, now_ms: u64) -> bool {
+        self.deleting.allows(client, now_ms, DELETE_EVERY_MS)
     }
 
     /// `client` is gone.
     pub(super) fn forget(&mut self, client: ClientId) {
-        self.typing.remove(&client);
+        self.typing.last.remove(&client);
+        self.deleting.last.remove(&client);
     }
 }
 
@@ -51,7 +71,7 @@ impl Chat {
         if self.rooms.get(&room).map_or(0, |r| r.len()) > self.limits.announce_limit {
             return;
         }
-        if !self.signals.typing_allowed(client, now_ms) {
+        if !self.signals.typing.allows(client, now_ms, TYPING_EVERY_MS) {
             return;
         }
         let event = Event::Typing { room: self.display(&room), nick };

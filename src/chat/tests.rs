@@ -1688,3 +1688,30 @@ fn a_moderator_deletes_anyone_s_message() {
     h.say(2, &format!("/delete {id}"));
     assert!(h.take(1).contains(&"*** root deleted a message".to_string()));
 }
+
+#[test]
+fn a_member_deletes_at_most_once_a_second() {
+    let mut h = Harness::default();
+    h.connect(1, Some("alice"));
+    h.say(1, "a");
+    h.say(1, "b");
+    let mut out = Vec::new();
+    h.chat.connect(2, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
+    h.apply(out);
+    let ids: Vec<String> = h
+        .take(2)
+        .iter()
+        .filter_map(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+        .filter_map(|v| v["id"].as_str().map(String::from))
+        .collect();
+    h.clear();
+    let delete = |h: &mut Harness, id: &str, at: u64| {
+        let mut out = Vec::new();
+        h.chat.text(1, &format!("/delete {id}"), 1_764_000_000_000 + at, &mut out);
+        h.apply(out);
+        h.take(1)
+    };
+    assert_eq!(delete(&mut h, &ids[0], 0), ["*** alice deleted a message"]);
+    assert_eq!(delete(&mut h, &ids[1], 999), ["*** error: one /delete a second: try again in a moment"]);
+    assert_eq!(delete(&mut h, &ids[1], 1000), ["*** alice deleted a message"]);
+}
