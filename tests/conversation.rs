@@ -256,6 +256,11 @@ fn a_deleted_text_leaves_no_byte_in_the_data_directory() {
     };
     send(&mut alice, &format!("/delete {id}"));
     common::recv_through(&mut alice, "deleted");
+    // An edit is kept too: the message reads as changed after the restart.
+    send(&mut alice, "typo hre");
+    let (_, typo) = common::recv_through(&mut alice, "message");
+    send(&mut alice, &format!("/edit {} typo here", typo["id"].as_str().unwrap()));
+    common::recv_through(&mut alice, "edited");
     let files_hold_it = || {
         std::fs::read_dir(&data).unwrap().any(|entry| {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();
@@ -269,6 +274,8 @@ fn a_deleted_text_leaves_no_byte_in_the_data_directory() {
     let mut bob = json_client(&server, "?nick=bob");
     let (replayed, _) = common::recv_through(&mut bob, "replayed");
     assert!(!replayed.iter().any(|m| m["text"] == NEEDLE), "replayed after the restart");
+    let edited = replayed.iter().find(|m| m["id"] == typo["id"]).expect("the edited message is kept");
+    assert_eq!((edited["text"].as_str(), edited["edited"].as_bool()), (Some("typo here"), Some(true)));
     drop(server);
     assert!(!files_hold_it(), "the deleted text came back after a restart");
 }
