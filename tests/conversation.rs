@@ -168,6 +168,17 @@ fn a_read_marker_reaches_the_user_s_other_device_and_comes_back_with_it(mode: co
     let mut again = json_client(chat.process(1), &format!("?token={}", token("alice")));
     let (_, replayed) = common::recv_through(&mut again, "replayed");
     assert_eq!(replayed["read"].as_str(), Some(id.as_str()), "{replayed}");
+    // Bob reads on process 0 only; process 1 never saw him (in a cluster, his marker comes
+    // from Redis with his nick's claim).
+    let mut bob = json_client(chat.process(0), &format!("?token={}", token("bob")));
+    let _ = common::recv_through(&mut bob, "replayed");
+    send(&mut bob, &format!("/read {id}"));
+    send(&mut bob, "read it");
+    common::recv_through(&mut bob, "message");
+    drop(bob);
+    let mut bob = json_client(chat.process(1), &format!("?token={}", token("bob")));
+    let (_, replayed) = common::recv_through(&mut bob, "replayed");
+    assert_eq!(replayed["read"].as_str(), Some(id.as_str()), "{replayed}");
 }
 
 // One process only: --data-dir is refused with --redis.
