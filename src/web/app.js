@@ -83,6 +83,9 @@ function connect() {
   if (since) params.set("since", since);
   state.resuming = Boolean(since);
   state.replaying = false;
+  // A replay the last connection left unfinished has no `replayed` coming.
+  state.replayIds = new Set();
+  state.replayLines = [];
   const query = params.toString() ? `?${params}` : "";
   setStatus("connecting", "connecting…");
   const socket = new WebSocket(`${scheme}://${location.host}/${query}`, [SUBPROTOCOL]);
@@ -247,6 +250,7 @@ function receive(m) {
       state.lastIds.set(m.room.toLowerCase(), m.id);
       if (m.type === "edited") showEdited(m.room, m.target, m.text);
       else showDeleted(m.room, m.target);
+      if (!m.replay) markReadSoon();
       return;
     case "read":
       // Another connection of the user's (another tab or device) read the room up to `id`.
