@@ -10,7 +10,10 @@
 // shown in the conversation. While the user types it says so (/typing, at most every 2 s) and
 // shows who else is typing; messages naming the user (@NICK) stand out, and a mention in
 // another room marks that room; scrolling to the top (or the button there) pages back through
-// the room's earlier messages with /history.
+// the room's earlier messages with /history. The user's own messages can be edited and deleted
+// (/edit, /delete) from buttons beside them, and every shown copy follows the room's `edited`
+// and `deleted` events. Read markers: the page says how far the user has read (/read) and marks
+// where new messages start on coming back to a room (see "read markers" below).
 "use strict";
 
 const MAX_SHOWN = 2000;           // messages kept on screen
@@ -21,6 +24,8 @@ const SUBPROTOCOL = "wschat.json";
 const TYPING_EVERY_MS = 2000;     // least time between two /typing sent (the server's limit too)
 const TYPING_SHOWN_MS = 3000;     // how long "is typing" lasts after someone's last `typing`
 const EARLIER_PAGE = 50;          // messages asked for per /history
+const READ_EVERY_MS = 1000;       // least time between two /read sent
+const TITLE = document.title;
 // A sign-in token the embedding site put in this page's URL (?token=JWT): used for every
 // connection, and the nick is the token's.
 const TOKEN = new URLSearchParams(location.search).get("token");
@@ -49,10 +54,16 @@ const state = {
   replaying: false,               // a replay's divider is shown and its `replayed` not yet come
   typingSent: 0,                  // when this page last sent /typing (ms)
   typists: new Map(),             // nick -> timer that ends their "is typing" (current room)
-  mentionedIn: new Set(),         // rooms (lower case) where someone mentioned the user since
+  mentionedIn: new Map(),         // room (lower case) -> ids of the mentions there not yet read
   earliest: new Map(),            // room (lower case) -> { first: oldest id shown, done: no more }
   earlierPending: null,           // the room (lower case) of a /history that is out
   earlierBatch: [],
+  replayIds: new Set(),           // ids of the replay under way, shown already or not
+  replayLines: [],                // lines the replay under way added
+  readUpTo: new Map(),            // room (lower case) -> where the user's read marker stands
+  readSentAt: 0,                  // when this page last sent /read (ms)
+  readTimer: null,
+  unread: [],                     // ids of the current room's messages that came unseen
 };
 
 // ----- connection -----
@@ -72,6 +83,9 @@ function connect() {
   if (since) params.set("since", since);
   state.resuming = Boolean(since);
   state.replaying = false;
+  // A replay the last connection left unfinished has no `replayed` coming.
+  state.replayIds = new Set();
+  state.replayLines = [];
   const query = params.toString() ? `?${params}` : "";
   setStatus("connecting", "connecting…");
   const socket = new WebSocket(`${scheme}://${location.host}/${query}`, [SUBPROTOCOL]);
@@ -214,20 +228,44 @@ function receive(m) {
       if (m.older) { state.earlierBatch.push(m); return; }
       state.lastIds.set(m.room.toLowerCase(), m.id);
       noteEarliest(m.room, m.id);
-      if (!m.replay) stopTyping(m.from);
-      if (state.shownIds.has(m.id)) return;
+      if (m.replay) state.replayIds.add(m.id);
+      else stopTyping(m.from);
+      if (state.shownIds.has(m.id)) {
+        // Shown before, and edited since (a join's replay has the room as it stands).
+        if (m.edited) showEdited(m.room, m.id, m.text);
+        return;
+      }
       remember(m.id);
       if (m.replay) startReplay();
-      append(messageLine(m, m.replay ? " replayed" : ""));
+      const line = messageLine(m, m.replay ? " replayed" : "");
+      append(line);
+      if (m.replay) state.replayLines.push(line);
+      else { countUnread(m); markReadSoon(); }
       return;
     }
+    case "edited":
+    case "deleted":
+      // A page of /history has its messages as they stand: its changes have nothing to do.
+      if (m.older) return;
+      state.lastIds.set(m.room.toLowerCase(), m.id);
+      if (m.type === "edited") showEdited(m.room, m.target, m.text);
+      else showDeleted(m.room, m.target);
+      if (!m.replay) markReadSoon();
+      return;
+    case "read":
+      // Another connection of the user's (another tab or device) read the room up to `id`.
+      readUpTo(m.room, m.id);
+      return;
     case "history":
       earlierArrived(m);
       return;
     case "mention":
       // Named in another room: said here, and that room marked until the user goes there.
       show(`${m.from} mentioned you in ${m.room}: ${m.text}`, "notice mention");
-      if (!sameName(m.room, state.room)) state.mentionedIn.add(m.room.toLowerCase());
+      if (!sameName(m.room, state.room)) {
+        const key = m.room.toLowerCase();
+        state.mentionedIn.set(key, [...(state.mentionedIn.get(key) ?? []), m.id]);
+      }
       drawRooms();
       return;
     case "typing":
@@ -263,14 +301,25 @@ function receive(m) {
       enterRoom(m.room);
       show(`welcome, you are ${m.nick} in ${m.room}; type /help for commands`, "notice");
       return;
-    case "replayed":
+    case "replayed": {
       state.replaying = false;
-      if (m.last) state.lastIds.set(m.room.toLowerCase(), m.last);
+      const key = m.room.toLowerCase();
+      if (m.last) state.lastIds.set(key, m.last);
       if (state.resuming && !m.recovered) {
         show(`some messages in ${m.room} were missed while disconnected`, "gap");
       }
       state.resuming = false;
+      // The room as it stands (not the changes since a point): what it no longer has among the
+      // ids it spans was deleted meanwhile.
+      if (!m.recovered) dropDeleted(m.room, state.replayIds);
+      if (m.read) state.readUpTo.set(key, m.read);
+      else state.readUpTo.delete(key);
+      markNew(m.read, state.replayLines);
+      state.replayIds = new Set();
+      state.replayLines = [];
+      markReadSoon();
       return;
+    }
     case "joined":
       if (m.nick === state.me) enterRoom(m.room);
       else if (sameName(m.room, state.room)) { state.members.add(m.nick); drawMembers(); roomsChanged(); }
@@ -285,7 +334,7 @@ function receive(m) {
       return;
     }
     case "nick":
-      if (m.old === state.me) { state.me = m.new; state.wantedNick = m.new; }
+      if (m.old === state.me) { state.me = m.new; state.wantedNick = m.new; drawActions(); }
       if (state.members.delete(m.old)) state.members.add(m.new);
       stopTyping(m.old);
       drawMembers();
@@ -321,16 +370,21 @@ function receive(m) {
 }
 
 function enterRoom(room) {
+  // A reconnect comes back to the same room: what came unseen there is still unseen.
+  if (!sameName(room, state.room)) state.unread = [];
   state.room = room;
   state.members = new Set();
   state.mentionedIn.delete(room.toLowerCase());
   for (const timer of state.typists.values()) clearTimeout(timer);
   state.typists.clear();
+  drawTitle();
   drawTyping();
   drawWhere();
   drawMembers();
   drawEarlier();
+  drawActions();
   refreshLists();
+  markReadSoon();
 }
 
 // Ids on screen, so a replay never shows a message twice. Only what can still be on screen
@@ -338,6 +392,225 @@ function enterRoom(room) {
 function remember(id) {
   state.shownIds.add(id);
   if (state.shownIds.size > 2 * MAX_SHOWN) state.shownIds.delete(state.shownIds.values().next().value);
+}
+
+// ----- edits and deletes -----
+
+// The shown copies of message `id` of `room` (one, unless something went wrong).
+function linesOf(room, id) {
+  return [...$("messages").querySelectorAll(`li[data-id="${CSS.escape(id)}"]`)]
+    .filter((item) => sameName(item.dataset.room, room));
+}
+
+// Message `id` has new text: shown with it, and marked "(edited)".
+function showEdited(room, id, text) {
+  for (const item of linesOf(room, id)) {
+    item.querySelector(".body").replaceChildren(...withMentions(text));
+    markEdited(item);
+  }
+}
+
+function markEdited(item) {
+  if (item.querySelector(".edited")) return;
+  const mark = document.createElement("span");
+  mark.className = "edited";
+  mark.textContent = " (edited)";
+  item.querySelector(".text").append(mark);
+}
+
+// Message `id` was deleted: its line goes (and with it any edit or question open on it).
+function showDeleted(room, id) {
+  for (const item of linesOf(room, id)) {
+    if (item.contains(document.activeElement)) $("message-input").focus();
+    item.remove();
+  }
+  const before = state.unread.length;
+  state.unread = state.unread.filter((unread) => unread !== id);
+  if (state.unread.length !== before) drawTitle();
+}
+
+// A replay of `room` as it stands, `ids` its messages: a line of the room shown from within the
+// ids it spans (the same epoch, between its first and its last) that it left out was deleted
+// while this page was not told (in another room, or disconnected).
+function dropDeleted(room, ids) {
+  if (ids.size === 0) return;
+  const first = ids.values().next().value;
+  const last = [...ids].pop();
+  if (epochOf(first) !== epochOf(last)) return;
+  for (const item of $("messages").querySelectorAll("li[data-id]")) {
+    const id = item.dataset.id;
+    if (!sameName(item.dataset.room, room) || ids.has(id) || epochOf(id) !== epochOf(first)) continue;
+    if (seqOf(id) > seqOf(first) && seqOf(id) < seqOf(last)) showDeleted(room, id);
+  }
+}
+
+// The user's own chat lines and actions in the current room have Edit and Delete beside them
+// (what /edit and /delete take; the server says if one is too old to edit): added to or taken
+// from every shown line, as the room or the user's nick changes.
+function drawActions(items = $("messages").querySelectorAll("li[data-from]")) {
+  for (const item of items) {
+    const own = Boolean(state.me) && sameName(item.dataset.from, state.me) && sameName(item.dataset.room, state.room);
+    const actions = item.querySelector(".actions");
+    if (own && !actions) item.append(actionsFor(item));
+    else if (!own && actions) actions.remove();
+  }
+}
+
+function smallButton(label, onClick) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = label;
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+function actionsFor(item) {
+  const box = document.createElement("span");
+  box.className = "actions";
+  const edit = smallButton("Edit", () => startEdit(item, box, edit));
+  const remove = smallButton("Delete", () => {
+    // Asked once more, beside the line: Yes deletes, No (focused first) leaves it.
+    const question = document.createElement("span");
+    question.className = "question";
+    question.textContent = "Delete?";
+    const no = smallButton("No", () => { box.replaceChildren(edit, remove); remove.focus(); });
+    const yes = smallButton("Yes", () => {
+      box.replaceChildren(edit, remove);
+      $("message-input").focus();
+      send(`/delete ${item.dataset.id}`);
+    });
+    box.replaceChildren(question, yes, no);
+    no.focus();
+  });
+  edit.title = "Edit this message";
+  remove.title = "Delete this message";
+  box.append(edit, remove);
+  return box;
+}
+
+// The line's text becomes a field holding it: Enter sends /edit (the `edited` event that comes
+// back shows the new text), Escape leaves it as it was.
+function startEdit(item, box, button) {
+  const text = item.querySelector(".text");
+  const body = item.querySelector(".body");
+  const form = document.createElement("form");
+  form.className = "edit-form";
+  const input = document.createElement("input");
+  input.value = body.textContent;
+  input.setAttribute("aria-label", "Edit the message");
+  input.title = "Enter saves, Escape cancels";
+  form.append(input);
+  const close = () => {
+    form.remove();
+    text.hidden = false;
+    box.hidden = false;
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const changed = input.value.trim() && input.value !== body.textContent;
+    if (changed && !send(`/edit ${item.dataset.id} ${input.value}`)) return;
+    close();
+    $("message-input").focus();
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    event.preventDefault();
+    close();
+    button.focus();
+  });
+  text.hidden = true;
+  box.hidden = true;
+  text.after(form);
+  input.focus();
+}
+
+// ----- read markers -----
+//
+// The page tells the server how far the user has read in the current room (/read with the id
+// of the newest message there) once the user has seen it: the window visible and focused, and
+// the conversation scrolled to its end; at most once a second, and only when that moves the
+// marker on. The server keeps the marker (a signed-in user's across devices, which are told:
+// `read`), and the replay on coming back to a room says where it stands: a "new messages"
+// divider goes before the first line newer than it.
+//
+// What is counted as unread, from what this page can know (it only receives its current
+// room's messages):
+// - the current room: the messages from others that came while the window was hidden or
+//   unfocused, shown in the title ("(3) wschat") until the marker passes them (this page
+//   reading them, or another device of the user's);
+// - other rooms: the mentions of the user there (the "@" badge, with their number past one),
+//   until the user goes there or another device reads past them.
+
+const windowSeen = () => document.visibilityState === "visible" && document.hasFocus();
+
+function atBottom() {
+  const scroller = $("scroller");
+  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+}
+
+// `id` is past read marker `mark` (none, or one of an earlier epoch: the room began again).
+const isAfter = (id, mark) => !mark || epochOf(id) !== epochOf(mark) || seqOf(id) > seqOf(mark);
+// `id` is covered by read marker `mark`: the same epoch, and not after it.
+const isCovered = (id, mark) => Boolean(mark) && epochOf(id) === epochOf(mark) && seqOf(id) <= seqOf(mark);
+
+// A live message of the current room from someone else, come while the user was away.
+function countUnread(m) {
+  if (!sameName(m.room, state.room) || sameName(m.from, state.me) || windowSeen()) return;
+  state.unread.push(m.id);
+  drawTitle();
+}
+
+// Marks the current room read soon (after what is arriving now is on screen), if it is seen.
+function markReadSoon() {
+  if (state.readTimer) return;
+  const wait = Math.max(0, state.readSentAt + READ_EVERY_MS - Date.now());
+  state.readTimer = setTimeout(() => { state.readTimer = null; markRead(); }, wait);
+}
+
+function markRead() {
+  if (!state.room || !windowSeen() || !atBottom()) return;
+  const last = state.lastIds.get(state.room.toLowerCase());
+  // EPOCH:0 is where a room without messages resumes from: nothing to read.
+  if (!last || seqOf(last) === 0 || !isAfter(last, state.readUpTo.get(state.room.toLowerCase()))) return;
+  if (!state.socket || state.socket.readyState !== WebSocket.OPEN) return;
+  state.socket.send(`/read ${last}`);
+  state.readSentAt = Date.now();
+  readUpTo(state.room, last);
+}
+
+// The user's marker in `room` moved to `id` (here or on another device): what it passes is read.
+function readUpTo(room, id) {
+  const key = room.toLowerCase();
+  state.readUpTo.set(key, id);
+  if (sameName(room, state.room)) {
+    state.unread = state.unread.filter((unread) => !isCovered(unread, id));
+    drawTitle();
+  }
+  const mentions = state.mentionedIn.get(key);
+  if (mentions) {
+    const left = mentions.filter((mention) => !isCovered(mention, id));
+    if (left.length) state.mentionedIn.set(key, left);
+    else state.mentionedIn.delete(key);
+    drawRooms();
+  }
+}
+
+// A replay's lines, and where the user had read up to in their room: "new messages" before the
+// first line after it (one such divider on screen at a time).
+function markNew(read, lines) {
+  if (!read) return;
+  const first = lines.find((item) => item.isConnected
+    && epochOf(item.dataset.id) === epochOf(read) && seqOf(item.dataset.id) > seqOf(read));
+  if (!first) return;
+  for (const old of $("messages").querySelectorAll("li.unread")) old.remove();
+  const item = document.createElement("li");
+  item.className = "divider unread";
+  item.textContent = "new messages";
+  first.before(item);
+}
+
+function drawTitle() {
+  document.title = state.unread.length ? `(${state.unread.length}) ${TITLE}` : TITLE;
 }
 
 // ----- typing -----
@@ -450,17 +723,26 @@ function show(line, kind, ts) {
 
 // A chat line, a /me or an application's message, read as text clients get them, its @NICKs
 // in bold, and the whole line marked when it names the user. `earlier`: " replayed" for history.
+// The line carries the message's id and room (for its edits and deletes), and a member's
+// message its sender (for the Edit and Delete of the user's own).
 function messageLine(m, earlier) {
-  const words = withMentions(m.text);
+  const body = document.createElement("span");
+  body.className = "body";
+  body.append(...withMentions(m.text));
   // An application's message (the server's HTTP API) is styled apart: its sender is a name
   // the application gave, not a member.
-  const item = m.api ? lineItem(`api${earlier}`, m.ts, [`[${m.from}] `, ...words])
-    : m.type === "message" ? lineItem(`chat${earlier}`, m.ts, [nickSpan(`${m.from}:`), " ", ...words])
-    : lineItem(`action${earlier}`, m.ts, [`* ${m.from} `, ...words]);
+  const item = m.api ? lineItem(`api${earlier}`, m.ts, [`[${m.from}] `, body])
+    : m.type === "message" ? lineItem(`chat${earlier}`, m.ts, [nickSpan(`${m.from}:`), " ", body])
+    : lineItem(`action${earlier}`, m.ts, [`* ${m.from} `, body]);
+  item.dataset.id = m.id;
+  item.dataset.room = m.room;
+  if (!m.api) item.dataset.from = m.from;
+  if (m.edited) markEdited(item);
   if (state.me && (m.mentions ?? []).some((nick) => sameName(nick, state.me))) {
     item.classList.add("mentioned");
     item.title = "mentions you";
   }
+  drawActions([item]);
   return item;
 }
 
@@ -514,7 +796,7 @@ function withMentions(text) {
 function append(item) {
   const list = $("messages");
   const scroller = $("scroller");
-  const nearBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+  const nearBottom = atBottom();
   list.append(item);
   while (list.childElementCount > MAX_SHOWN) list.firstElementChild.remove();
   if (nearBottom) scroller.scrollTop = scroller.scrollHeight;
@@ -573,12 +855,14 @@ function drawRooms() {
     item.textContent = `${name} (${count})`;
     item.dataset.room = name;
     item.title = `join ${name}`;
-    if (state.mentionedIn.has(name.toLowerCase())) {
-      // Someone named the user there: marked until the user goes there.
+    const mentions = state.mentionedIn.get(name.toLowerCase())?.length ?? 0;
+    if (mentions) {
+      // Someone named the user there: marked (with how often, past once) until the user goes
+      // there or reads there on another device.
       const badge = document.createElement("span");
       badge.className = "badge";
-      badge.textContent = "@";
-      badge.title = "you were mentioned here";
+      badge.textContent = mentions > 1 ? `@${mentions}` : "@";
+      badge.title = mentions > 1 ? `you were mentioned here ${mentions} times` : "you were mentioned here";
       item.append(badge);
       item.title = `join ${name}; you were mentioned there`;
     }
@@ -620,7 +904,11 @@ $("scroller").addEventListener("scroll", () => {
   const top = $("scroller").scrollTop;
   if (top < 40 && top < scrolledTo) requestEarlier();
   scrolledTo = top;
+  if (atBottom()) markReadSoon();
 });
+// Back to the page: what it shows at the end is seen now.
+window.addEventListener("focus", markReadSoon);
+document.addEventListener("visibilitychange", markReadSoon);
 $("earlier-button").addEventListener("click", requestEarlier);
 
 $("room-form").addEventListener("submit", (event) => {

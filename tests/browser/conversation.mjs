@@ -1,5 +1,6 @@
 // End-to-end test of the chat page's conversation aids in real headless Chromium: who is
-// typing, mentions, and scrolling back through a room's earlier messages.
+// typing, mentions, scrolling back through a room's earlier messages, edits and deletes, and
+// read markers.
 //
 // Starts the real server with `--history 5` (and `--data-dir`, so that /history reaches past
 // what a join replays), opens the chat page for several people (separate browser contexts)
@@ -14,20 +15,36 @@
 // kept in place, then "beginning of history" (and no further request); another newcomer, with
 // nothing to scroll, does the same with the keyboard (the "Load earlier messages" button).
 // The page's resume point is moved by a live message after that, not by earlier messages.
-// Colours meet WCAG AA in light and dark mode. Saves a screenshot of ann's page with the
-// mention's notice and badge. Fails on any page error or console error (a
+// Edits and deletes: ann edits her message with the Edit beside it (shown on hovering the line
+// or focusing it; Escape cancels, Enter sends /edit) and bob's page shows the new text marked
+// "(edited)"; Delete asks "Delete?" (No is focused, and keeps it; Yes sends /delete) and the
+// line goes from bob's page; neither has Edit or Delete on the other's messages, and deleting
+// bob's by typing /delete shows the server's refusal; a newcomer's replay has the edited text,
+// "(edited)", and not the deleted message. Read markers: a guest's page sends /read for the
+// newest message once it is seen (never two within a second, never backwards, not again
+// without news); away in another room and back, the replay's `read` is where it read up to
+// and a "new messages" divider comes before what was said meanwhile. On servers of their own
+// with --jwt-secret, zoe signs in on two tabs: the one in the background (unfocused) counts
+// what comes in its title ("(2) wschat") and sends no /read, and the other's /read reaches it
+// (`read`) and clears the count; a third tab opened later finds her marker (its divider before
+// the first message after it) and reading there clears the background tab's count; the
+// background tab, back from another room where it was not told of a delete and an edit, shows
+// the room as it stands. Colours meet WCAG AA in light and dark mode. Saves a screenshot of
+// ann's page with the mention's notice and badge. Fails on any page error or console error (a
 // Content-Security-Policy violation shows up as one).
 //
 //   node conversation.mjs [--cluster] [SERVER_BINARY] [SCREENSHOT_PATH]
 //
 // With --cluster the chat is two server processes (`--history 5`, no `--data-dir`: it is not
 // for a cluster) joined by a `redis-server` started for the run, ann and the newcomers on the
-// first, bob and carol on the second: typing and mentions cross Redis. A process in a cluster
-// pages back only through its copy of the room's history (the last five), so there the
+// first, bob and carol on the second: typing, mentions, edits and deletes cross Redis, and so
+// do a signed-in user's read markers (two more processes, zoe's tabs on both). A process in a
+// cluster pages back only through its copy of the room's history (the last five), so there the
 // newcomers see "beginning of history" at once, nothing added and no error.
 
-import { mkdirSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { createHmac } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   STEP_TIMEOUT_MS, launchChromium, lowContrast, passed, run, scratchDir, startRedis, startServer, step,
@@ -56,14 +73,28 @@ async function main() {
 
   const browser = await launchChromium();
   const problems = [];
-  async function person(nick, url, viewport = { width: 1000, height: 640 }) {
+  // What each page's sockets sent (text, and when) and received (JSON events), from the start.
+  const frames = new WeakMap();
+  async function open(who, viewport) {
     const context = await browser.newContext({ viewport });
     const page = await context.newPage();
     page.setDefaultTimeout(STEP_TIMEOUT_MS);
-    page.on("pageerror", (error) => problems.push(`${nick}: page error: ${error.message}`));
+    page.on("pageerror", (error) => problems.push(`${who}: page error: ${error.message}`));
     page.on("console", (message) => {
-      if (message.type() === "error") problems.push(`${nick}: console error: ${message.text()}`);
+      if (message.type() === "error") problems.push(`${who}: console error: ${message.text()}`);
     });
+    const seen = { sent: [], received: [] };
+    frames.set(page, seen);
+    page.on("websocket", (socket) => {
+      socket.on("framesent", ({ payload }) => seen.sent.push({ text: String(payload), at: Date.now() }));
+      socket.on("framereceived", ({ payload }) => {
+        try { seen.received.push(JSON.parse(payload)); } catch (_) { /* binary */ }
+      });
+    });
+    return page;
+  }
+  async function person(nick, url, viewport = { width: 1000, height: 640 }) {
+    const page = await open(nick, viewport);
     await page.goto(url);
     await page.fill("#nick-input", nick);
     await page.click("#join-button");
@@ -210,6 +241,152 @@ async function main() {
       await ann.locator("#rooms .badge").waitFor({ state: "detached" });
     });
 
+    // The lines /read a page sent since `from` (an index into what it sent), as ids.
+    const readsSent = (page) => frames.get(page).sent
+      .filter((frame) => frame.text.startsWith("/read ")).map((frame) => ({ id: frame.text.slice(6), at: frame.at }));
+    const received = (page, type) => frames.get(page).received.filter((event) => event.type === type);
+    const seqOf = (id) => Number(id.slice(id.lastIndexOf(":") + 1));
+    const lineText = (line) => line.evaluate((li) => li.querySelector(".text").textContent);
+    const waitFor = async (what, check) => {
+      const until = Date.now() + STEP_TIMEOUT_MS;
+      for (;;) {
+        if (await check()) return;
+        if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((done) => setTimeout(done, 50));
+      }
+    };
+    const actionsShown = (line) => line.locator(".actions").evaluate((box) => getComputedStyle(box).opacity);
+
+    let meeting;
+    await step("ann edits her message with the Edit beside it (Escape cancels): bob sees the new text, marked (edited)", async () => {
+      await say(ann, "/join plans");
+      await say(bob, "/join plans");
+      await bob.waitForFunction(() => document.querySelector("#where").textContent === "bob in plans");
+      await say(ann, "the meeting is at 3");
+      await say(bob, "bring snacks");
+      await lines(ann).filter({ hasText: "bob: bring snacks" }).waitFor();
+      await lines(bob).filter({ hasText: "ann: the meeting is at 3" }).waitFor();
+      meeting = lines(ann).filter({ hasText: "ann: the meeting is at 3" });
+      const id = await meeting.getAttribute("data-id");
+      if (!/^[a-z0-9]+:\d+$/.test(id ?? "")) throw new Error(`the line's id is ${id}`);
+      // Out of sight until the line is hovered or the keyboard reaches it.
+      await ann.mouse.move(0, 0);
+      if ((await actionsShown(meeting)) !== "0") throw new Error(`Edit and Delete shown on a line not hovered: ${await meeting.evaluate((li) => [li.matches(":hover"), li.matches(":focus-within"), document.activeElement.outerHTML.slice(0, 80)])}`);
+      await meeting.locator("button", { hasText: "Edit" }).focus();
+      if ((await actionsShown(meeting)) !== "1") throw new Error("Edit and Delete hidden from the keyboard");
+      await ann.keyboard.press("Enter");
+      const field = meeting.locator(".edit-form input");
+      await field.waitFor();
+      if (!(await field.evaluate((input) => input === document.activeElement))) throw new Error("the field is not focused");
+      if ((await field.inputValue()) !== "the meeting is at 3") throw new Error(`the field holds "${await field.inputValue()}"`);
+      await field.fill("never mind");
+      await ann.keyboard.press("Escape");
+      await field.waitFor({ state: "detached" });
+      if ((await lineText(meeting)) !== "ann: the meeting is at 3") throw new Error(`after Escape: ${await lineText(meeting)}`);
+      const sentBefore = frames.get(ann).sent.length;
+      await meeting.hover();
+      await meeting.locator("button", { hasText: "Edit" }).click();
+      await field.fill("the meeting is at 4");
+      await field.press("Enter");
+      const edited = `ann: the meeting is at 4 (edited)`;
+      for (const page of [bob, ann]) {
+        const line = page.locator(`#messages li[data-id="${id}"]`);
+        await page.waitForFunction((id) => document.querySelector(`#messages li[data-id="${id}"] .edited`), id);
+        if ((await lineText(line)) !== edited) throw new Error(`shown as "${await lineText(line)}"`);
+      }
+      const sent = frames.get(ann).sent.slice(sentBefore).map((frame) => frame.text).filter((text) => /^\/(edit|delete) /.test(text));
+      if (JSON.stringify(sent) !== JSON.stringify([`/edit ${id} the meeting is at 4`])) throw new Error(`ann's page sent ${JSON.stringify(sent)}`);
+      await expectContrast([[ann, "an edited line, Edit and Delete"]]);
+    });
+
+    await step("ann has no Edit or Delete on bob's messages, nor bob on hers", async () => {
+      const others = [
+        [ann, lines(ann).filter({ hasText: "bob: bring snacks" })],
+        [bob, lines(bob).filter({ hasText: "ann: the meeting is at 4" })],
+      ];
+      for (const [page, line] of others) {
+        await line.hover();
+        if ((await line.locator(".actions, button").count()) !== 0) throw new Error("actions on another's message");
+      }
+      if ((await lines(bob).filter({ hasText: "bob: bring snacks" }).locator("button").count()) !== 2) throw new Error("bob has none on his own");
+    });
+
+    await step("ann deletes a message (Delete, then No, then Delete, Yes): it goes from bob's page", async () => {
+      await say(ann, "oops, wrong room");
+      const oops = lines(ann).filter({ hasText: "ann: oops, wrong room" });
+      await lines(bob).filter({ hasText: "ann: oops, wrong room" }).waitFor();
+      const id = await oops.getAttribute("data-id");
+      await oops.hover();
+      await oops.locator("button", { hasText: "Delete" }).click();
+      await oops.locator(".question", { hasText: "Delete?" }).waitFor();
+      const focused = await ann.evaluate(() => document.activeElement.textContent);
+      if (focused !== "No") throw new Error(`"${focused}" is focused after Delete`);
+      await ann.keyboard.press("Enter");
+      await oops.locator(".question").waitFor({ state: "detached" });
+      await ann.waitForTimeout(300);
+      if ((await lines(bob).filter({ hasText: "ann: oops, wrong room" }).count()) !== 1) throw new Error("No deleted it");
+      const sentBefore = frames.get(ann).sent.length;
+      await oops.hover();
+      await oops.locator("button", { hasText: "Delete" }).click();
+      await oops.locator("button", { hasText: "Yes" }).click();
+      await lines(bob).filter({ hasText: "ann: oops, wrong room" }).waitFor({ state: "detached" });
+      await oops.waitFor({ state: "detached" });
+      const sent = frames.get(ann).sent.slice(sentBefore).map((frame) => frame.text).filter((text) => /^\/(edit|delete) /.test(text));
+      if (JSON.stringify(sent) !== JSON.stringify([`/delete ${id}`])) throw new Error(`ann's page sent ${JSON.stringify(sent)}`);
+      // Someone else's: the server's refusal is shown as its errors are.
+      const snacks = await lines(ann).filter({ hasText: "bob: bring snacks" }).getAttribute("data-id");
+      await say(ann, `/delete ${snacks}`);
+      await lines(ann).filter({ hasText: "error: that message is not yours" }).waitFor();
+      if ((await lines(bob).filter({ hasText: "bob: bring snacks" }).count()) !== 1) throw new Error("bob's message went");
+    });
+
+    await step("a newcomer's replay shows the edited text with (edited), not the deleted message", async () => {
+      const gil = await person("gil", annUrl);
+      await say(gil, "/join plans");
+      await lines(gil).filter({ hasText: "bob: bring snacks" }).waitFor();
+      const got = await gil.evaluate(() => [...document.querySelectorAll('#messages li.replayed[data-room="plans"] .text')]
+        .map((text) => text.textContent));
+      const wanted = ["ann: the meeting is at 4 (edited)", "bob: bring snacks"];
+      if (JSON.stringify(got) !== JSON.stringify(wanted)) throw new Error(`gil's replay: ${JSON.stringify(got)}`);
+      await gil.context().close();
+    });
+
+    await step("guest read markers: ann's page sends /read at the end of the room; away and back, \"new messages\" marks what came meanwhile", async () => {
+      // Everything in plans is on ann's screen, at its end, the window focused: read.
+      const last = await ann.evaluate(() => state.lastIds.get("plans"));
+      await waitFor(`ann's /read ${last}`, async () => readsSent(ann).some((read) => read.id === last));
+      const reads = readsSent(ann);
+      for (let i = 1; i < reads.length; i += 1) {
+        if (reads[i].at - reads[i - 1].at < 900) throw new Error(`two /read within ${reads[i].at - reads[i - 1].at} ms`);
+        if (seqOf(reads[i].id) <= seqOf(reads[i - 1].id)) throw new Error(`/read went back: ${JSON.stringify(reads)}`);
+      }
+      // Nothing new, nothing sent.
+      const count = reads.length;
+      await ann.waitForTimeout(1200);
+      if (readsSent(ann).length !== count) throw new Error("/read sent again without anything new");
+      await say(ann, "/join dev");
+      await ann.waitForFunction(() => document.querySelector("#where").textContent === "ann in dev");
+      await say(bob, "while you were away");
+      await say(bob, "and more");
+      await lines(bob).filter({ hasText: "bob: and more" }).waitFor();
+      const replays = received(ann, "replayed").length;
+      await say(ann, "/join plans");
+      await lines(ann).filter({ hasText: "bob: and more" }).waitFor();
+      await waitFor("ann's replay of plans", async () => received(ann, "replayed").length > replays);
+      const replayed = received(ann, "replayed").at(-1);
+      if (replayed.room !== "plans" || replayed.read !== last) throw new Error(`replayed: ${JSON.stringify(replayed)}, last read ${last}`);
+      // The divider comes right before bob's first message since, and there is one.
+      const after = await ann.evaluate(() => {
+        const divider = document.querySelectorAll("#messages li.unread");
+        return [divider.length, divider[0]?.textContent, divider[0]?.nextElementSibling.querySelector(".text")?.textContent];
+      });
+      if (JSON.stringify(after) !== JSON.stringify([1, "new messages", "bob: while you were away"])) throw new Error(`divider: ${JSON.stringify(after)}`);
+      // Seen now: marked read up to the newest.
+      const newest = await ann.evaluate(() => state.lastIds.get("plans"));
+      await waitFor(`ann's /read ${newest}`, async () => readsSent(ann).some((read) => read.id === newest));
+      await expectContrast([[ann, "new messages divider"]]);
+    });
+
     // Twelve long messages (each wraps over several lines, so five fill a small window).
     const story = (i) => `story line ${i}: ${"and then it went on ".repeat(16)}`.trim();
     const storyLines = async (page) => (await conversation(page))
@@ -304,6 +481,89 @@ async function main() {
       const live = await resumePoint(dan);
       if (!live || live === resume) throw new Error(`the live message did not move the resume point (${live})`);
       await dan.context().close();
+    });
+
+    await step("signed-in read markers: another tab's read clears the title's count; a new connection finds the marker; a tab away comes back to the room as it stands", async () => {
+      // Servers of their own that take tokens (a token's `sub` is the nick; without one, a
+      // guest): alone, one; with --cluster, two more on the same Redis.
+      const secret = "a secret the embedding site shares, 32+ bytes";
+      const dir = scratchDir();
+      writeFileSync(join(dir, "secret"), secret);
+      const signedFlags = ["--history", "20", ...(cluster ? ["--redis", redis.url] : ["--data-dir", scratchDir()]),
+        "--jwt-secret", join(dir, "secret")];
+      const signed = [];
+      for (let i = 0; i < (cluster ? 2 : 1); i += 1) signed.push(await startServer(serverBinary, "127.0.0.1:0", signedFlags));
+      const [urlA, urlB] = [signed[0], signed.at(-1)].map((server) => `http://${server.addr}/`);
+      const now = Math.floor(Date.now() / 1000);
+      const token = (sub) => {
+        const encode = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+        const unsigned = `${encode({ alg: "HS256", typ: "JWT" })}.${encode({ sub, exp: now + 600 })}`;
+        return `${unsigned}.${createHmac("sha256", secret).update(unsigned).digest("base64url")}`;
+      };
+      const signIn = async (sub, url, who) => {
+        const page = await open(who, { width: 1000, height: 640 });
+        await page.goto(`${url}?token=${token(sub)}`);
+        await lines(page).filter({ hasText: `welcome, you are ${sub} in lobby` }).waitFor();
+        await say(page, "/join news");
+        await page.waitForFunction((sub) => document.querySelector("#where").textContent === `${sub} in news`, sub);
+        return page;
+      };
+      try {
+        const zoeA = await signIn("zoe", urlA, "zoe (first tab)");
+        const zoeB = await signIn("zoe", urlB, "zoe (second tab)");
+        const yan = await signIn("yan", urlB, "yan");
+        // zoe's second tab is in the background: nothing it shows is read there.
+        await zoeB.evaluate(() => { document.hasFocus = () => false; window.dispatchEvent(new Event("blur")); });
+        const readsB = readsSent(zoeB).length;
+        await say(yan, "news 1");
+        await say(yan, "news 2");
+        await lines(zoeB).filter({ hasText: "yan: news 2" }).waitFor();
+        const news2 = await lines(zoeA).filter({ hasText: "yan: news 2" }).getAttribute("data-id");
+        // Her first tab reads them; until its /read is told, the second may say "(2) wschat".
+        await waitFor("zoe's first tab's /read", async () => readsSent(zoeA).some((read) => read.id === news2));
+        await waitFor("the read event on zoe's second tab", async () => received(zoeB, "read").some((read) => read.id === news2));
+        await zoeB.waitForFunction(() => document.title === "wschat");
+        if (readsSent(zoeB).length !== readsB) throw new Error("a tab in the background sent /read");
+        // The first tab closes; two more come, which the background tab counts.
+        await zoeA.context().close();
+        await say(yan, "news 3");
+        await say(yan, "news 4");
+        await zoeB.waitForFunction(() => document.title === "(2) wschat");
+        // zoe opens the chat again: the marker she left is where "new messages" starts.
+        const zoeC = await signIn("zoe", urlA, "zoe (third tab)");
+        await lines(zoeC).filter({ hasText: "yan: news 4" }).waitFor();
+        const replayed = received(zoeC, "replayed").find((event) => event.room === "news");
+        if (replayed?.read !== news2) throw new Error(`replayed: ${JSON.stringify(replayed)}, read up to ${news2}`);
+        const next = await zoeC.evaluate(() => {
+          const divider = document.querySelectorAll("#messages li.unread");
+          return [divider.length, divider[0]?.nextElementSibling.querySelector(".text")?.textContent];
+        });
+        if (JSON.stringify(next) !== JSON.stringify([1, "yan: news 3"])) throw new Error(`divider: ${JSON.stringify(next)}`);
+        // Read there: the background tab's count goes.
+        await zoeB.waitForFunction(() => document.title === "wschat");
+        // The background tab goes to the lobby; meanwhile yan deletes news 2 and edits news 3.
+        // Back in news, its replay has the room as it stands, and so has the tab.
+        await say(zoeB, "/join lobby");
+        await zoeB.waitForFunction(() => document.querySelector("#where").textContent === "zoe in lobby");
+        const id2 = await lines(yan).filter({ hasText: "yan: news 2" }).getAttribute("data-id");
+        const id3 = await lines(yan).filter({ hasText: "yan: news 3" }).getAttribute("data-id");
+        await say(yan, `/delete ${id2}`);
+        await say(yan, `/edit ${id3} news 3, corrected`);
+        await lines(zoeC).filter({ hasText: "yan: news 3, corrected (edited)" }).waitFor();
+        if ((await lines(zoeC).filter({ hasText: "yan: news 2" }).count()) !== 0) throw new Error("news 2 stays on the third tab");
+        if ((await lines(zoeB).filter({ hasText: "yan: news 2" }).count()) !== 1) throw new Error("the tab away was told");
+        const replays = received(zoeB, "replayed").length;
+        await say(zoeB, "/join news");
+        await waitFor("the background tab's replay", async () => received(zoeB, "replayed").length > replays);
+        await lines(zoeB).filter({ hasText: "yan: news 3, corrected (edited)" }).waitFor();
+        const shown = await zoeB.evaluate(() => [...document.querySelectorAll('#messages li[data-room="news"] .text')]
+          .map((text) => text.textContent));
+        const wanted = ["yan: news 1", "yan: news 3, corrected (edited)", "yan: news 4"];
+        if (JSON.stringify(shown) !== JSON.stringify(wanted)) throw new Error(`the tab back in news shows ${JSON.stringify(shown)}`);
+        for (const page of [zoeB, zoeC, yan]) await page.context().close();
+      } finally {
+        for (const server of signed) server.child.kill("SIGKILL");
+      }
     });
 
     await step("no page or console errors", async () => {
