@@ -20,6 +20,7 @@ fn pages(c: &mut Criterion) {
             display: Rc::from("lobby"),
             epoch: Rc::from("ep0ch"),
             message: Rc::new(Stored {
+                author: 0,
                 edited: false,
                 seq,
                 ts: 1_764_000_000_000 + seq,

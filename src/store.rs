@@ -86,6 +86,9 @@ pub struct SavedRoom {
 /// Default for `--retain`: messages the store keeps per room.
 pub const DEFAULT_RETAIN: usize = 10_000;
 
+/// Least time between two compactions after deletes (see [`Store::scrub`]).
+pub const SCRUB_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The open history database.
 #[derive(Debug)]
 pub struct Store {
@@ -93,6 +96,9 @@ pub struct Store {
     path: PathBuf,
     /// Messages kept per room ([`DEFAULT_RETAIN`] unless [`Store::retaining`] says).
     retain: u64,
+    /// A delete's text may still be in freed pages: the file is to be compacted.
+    scrub_pending: bool,
+    last_scrub: Option<std::time::Instant>,
 }
 
 impl Store {
@@ -102,8 +108,18 @@ impl Store {
         let fail = |message: String| StoreError { path: path.clone(), message };
         std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create the directory: {e}")))?;
         let db = Database::create(&path).map_err(|e| fail(format!("cannot open: {e}")))?;
-        let store = Self { db, path: path.clone(), retain: DEFAULT_RETAIN as u64 };
+        let mut store = Self {
+            db,
+            path: path.clone(),
+            retain: DEFAULT_RETAIN as u64,
+            scrub_pending: true,
+            last_scrub: None,
+        };
         store.migrate().map_err(|e| fail(format!("cannot use the store: {e}")))?;
+        // What a delete just before a crash left in freed pages goes now (not counted against
+        // the first delete of this run, which is scrubbed at once).
+        store.scrub();
+        store.last_scrub = None;
         // Make every table exist, so a fresh store reads as empty rather than as an error.
         store.write(|_, _, _, _| Ok(())).map_err(|e| fail(format!("cannot write: {}", e.message)))?;
         Ok(store)
@@ -296,6 +312,18 @@ impl Store {
                             }
                             Kind::Delete { target } => {
                                 deleted |= messages.remove((&**room, target))?.is_some();
+                                // The edits of it hold its text too.
+                                let mut edits = Vec::new();
+                                for entry in messages.range((&**room, target + 1)..=(&**room, u64::MAX))? {
+                                    let (id, row) = entry?;
+                                    let (_, kind, _, _, _, _, about) = row.value();
+                                    if Kind::from_code(kind, about) == (Kind::Edit { target }) {
+                                        edits.push(id.value().1);
+                                    }
+                                }
+                                for seq in edits {
+                                    deleted |= messages.remove((&**room, seq))?.is_some();
+                                }
                             }
                             _ => {}
                         }
@@ -326,10 +354,28 @@ impl Store {
             }
             Ok(())
         })?;
-        if deleted {
-            self.db.compact().map_err(|e| self.error(format!("compaction after a delete failed: {e}")))?;
-        }
+        self.scrub_pending |= deleted;
+        self.scrub();
         Ok(())
+    }
+
+    /// Compacts the file if a delete left freed pages holding its text: at once, unless the
+    /// last compaction is under [`SCRUB_EVERY`] old (then at a later commit: the loop waits
+    /// for a compaction, and deletes must not hold it without bound). A compaction that fails
+    /// is logged and tried again later; the file is compacted at every start too, so a text
+    /// deleted just before a crash is gone once the server is back.
+    fn scrub(&mut self) {
+        let due = self.last_scrub.is_none_or(|at| at.elapsed() >= SCRUB_EVERY);
+        if !self.scrub_pending || !due {
+            return;
+        }
+        self.last_scrub = Some(std::time::Instant::now());
+        match self.db.compact() {
+            Ok(_) => self.scrub_pending = false,
+            Err(e) => {
+                log::error!("history store {}: compaction after a delete failed: {e}", self.path.display())
+            }
+        }
     }
 
     fn write(
@@ -362,7 +408,7 @@ fn stored(seq: u64, (ts, kind, flags, from, text, mentions, target): MessageRow)
     let (kind, mentions) =
         (Kind::from_code(kind, target), mentions.split_whitespace().map(Rc::from).collect());
     let edited = flags & EDITED != 0;
-    Stored { edited, seq, ts, from: Rc::from(from), text: text.into(), kind, mentions }
+    Stored { author: 0, edited, seq, ts, from: Rc::from(from), text: text.into(), kind, mentions }
 }
 
 /// A stored message's flags: bit 0, its author edited it.
@@ -445,6 +491,7 @@ mod tests {
 
     fn message(room: &str, seq: u64) -> Journal {
         let stored = Stored {
+            author: 0,
             edited: false,
             seq,
             ts: 1000 + seq,

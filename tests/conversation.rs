@@ -265,6 +265,10 @@ fn a_deleted_text_leaves_no_byte_in_the_data_directory() {
             break message["id"].as_str().unwrap().to_string();
         }
     };
+    // Edited first: the edit's text is the message's text too, and goes with it.
+    const EDITED: &str = "second-needle-1a2b3c4d-do-not-keep";
+    send(&mut alice, &format!("/edit {id} {EDITED}"));
+    common::recv_through(&mut alice, "edited");
     send(&mut alice, &format!("/delete {id}"));
     common::recv_through(&mut alice, "deleted");
     // An edit is kept too: the message reads as changed after the restart.
@@ -275,7 +279,7 @@ fn a_deleted_text_leaves_no_byte_in_the_data_directory() {
     let files_hold_it = || {
         std::fs::read_dir(&data).unwrap().any(|entry| {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-            bytes.windows(NEEDLE.len()).any(|window| window == NEEDLE.as_bytes())
+            [NEEDLE, EDITED].iter().any(|needle| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
         })
     };
     server.child.kill().unwrap(); // SIGKILL: what is on disk is what was committed

@@ -157,6 +157,7 @@ impl Chat {
             room.publishing += 1;
         }
         let message = Stored {
+            author: 0,
             edited: false,
             seq: 0,
             ts: now_ms,

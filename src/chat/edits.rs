@@ -63,11 +63,14 @@ impl Chat {
             .ok_or_else(|| self.no_message(client, id))
     }
 
-    /// Message `id` of `client`'s room, if `client` sent it (a chat line or an action).
+    /// Message `id` of `client`'s room, if `client` sent it (a chat line or an action): by
+    /// its nick and its author number (see `Stored::author`), so that a nick held by someone
+    /// else before is not enough.
     fn own_message(&self, client: ClientId, id: &str) -> Result<Rc<Stored>, String> {
         let target = self.room_message_of(client, id)?;
-        let nick = self.nick(client).unwrap_or_default();
-        match target.kind.is_members() && fold(&target.from) == fold(nick) {
+        let Some(member) = self.member(client) else { return Err(String::new()) };
+        let same_author = fold(&target.from) == fold(&member.nick) && target.author == member.author;
+        match target.kind.is_members() && same_author {
             true => Ok(target),
             false => Err("that message is not yours".to_string()),
         }
@@ -83,6 +86,7 @@ impl Chat {
         let Some(member) = self.member(client) else { return };
         let (room, from) = (member.room.clone(), member.nick.clone());
         let change = Stored {
+            author: member.author,
             edited: false,
             seq: 0,
             ts: now_ms,

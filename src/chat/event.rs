@@ -280,6 +280,7 @@ mod tests {
     fn message(action: bool, replay: bool) -> Event {
         let kind = if action { Kind::Action } else { Kind::Line };
         let stored = Stored {
+            author: 0,
             edited: false,
             seq: 42,
             ts: 1764000000123,
@@ -314,6 +315,7 @@ mod tests {
     #[test]
     fn an_application_message_is_set_apart_in_both_modes() {
         let stored = Stored {
+            author: 0,
             edited: false,
             seq: 7,
             ts: 9,

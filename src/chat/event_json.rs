@@ -142,6 +142,7 @@ impl Event {
         let id = MessageId::parse(&m.id)?;
         let mentions = m.mentions.into_iter().map(Rc::from).collect();
         let stored = Stored {
+            author: 0,
             edited: m.edited,
             seq: id.seq,
             ts: m.ts,

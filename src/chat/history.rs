@@ -76,6 +76,11 @@ pub struct Stored {
     pub kind: Kind,
     /// Its author changed it since (`/edit`): `text` is the new text.
     pub edited: bool,
+    /// Who said it, beyond its nick: 0 for a signed-in member (the nick is its token's), else
+    /// the number of the connection that said it, so that whoever holds the nick later cannot
+    /// `/edit` or `/delete` it. Not kept by the store: after a restart only signed-in users
+    /// change what they said before.
+    pub author: u64,
     /// The members it names with `@NICK`, as they hold their nicks (see `mentions.rs`).
     pub mentions: Box<[Rc<str>]>,
 }
@@ -182,6 +187,7 @@ impl History {
     /// message goes once more than `limit` are kept.
     pub fn push(&mut self, ts: u64, from: Rc<str>, text: &str, kind: Kind) -> Rc<Stored> {
         let stored = Rc::new(Stored {
+            author: 0,
             edited: false,
             seq: self.next_seq,
             ts,
@@ -206,20 +212,33 @@ impl History {
     }
 
     /// An edit or a delete takes effect on the message it is about, if it is kept: an edited
-    /// message is kept with its new text (and `edited`), a deleted one is dropped (its text
-    /// is gone from memory).
+    /// message is kept with its new text (and `edited`); a deleted one is dropped, and so are
+    /// the edits of it, whose text was its text (none of it stays in memory). An edit by
+    /// another than the message's author (a name reused, an id of another epoch) is not
+    /// applied.
     fn apply(&mut self, change: &Stored) {
         let (Kind::Edit { target } | Kind::Delete { target }) = change.kind else { return };
         let Ok(at) = self.kept.binary_search_by_key(&target, |m| m.seq) else { return };
         let old = self.kept[at].clone();
-        self.cost -= old.cost();
-        if let Kind::Edit { .. } = change.kind {
-            let edited = Stored { text: change.text.clone(), edited: true, ..(*old).clone() };
-            self.cost += edited.cost();
-            self.kept[at] = Rc::new(edited);
-        } else {
-            self.kept.remove(at);
+        if old.kind.is_change() {
+            return;
         }
+        if let Kind::Edit { .. } = change.kind {
+            if old.from != change.from {
+                return;
+            }
+            let edited = Stored { text: change.text.clone(), edited: true, ..(*old).clone() };
+            self.cost = self.cost - old.cost() + edited.cost();
+            self.kept[at] = Rc::new(edited);
+            return;
+        }
+        let mut freed = 0;
+        self.kept.retain(|m| {
+            let gone = m.seq == target || m.kind == Kind::Edit { target };
+            freed += if gone { m.cost() } else { 0 };
+            !gone
+        });
+        self.cost -= freed;
     }
 
     /// Keeps a message numbered elsewhere (by Redis, in cluster mode), shared with its sender.
@@ -370,6 +389,7 @@ mod tests {
         let mut h = History::new(Rc::from("ep0ch"), 1, 2);
         for seq in [7, 8, 9] {
             h.restore(Stored {
+                author: 0,
                 edited: false,
                 seq,
                 ts: 0,

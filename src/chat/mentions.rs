@@ -103,9 +103,9 @@ impl Chat {
     /// broker, numbered, kept and delivered when it comes back.
     fn say_now(&mut self, client: ClientId, text: &str, kind: Kind, ts: u64, mentions: Vec<Rc<str>>) {
         let Some(member) = self.member(client) else { return };
-        let (room, from) = (member.room.clone(), member.nick.clone());
+        let (room, from, author) = (member.room.clone(), member.nick.clone(), member.author);
         let mentions = mentions.into_boxed_slice();
-        let message = Stored { edited: false, seq: 0, ts, from, text: text.into(), kind, mentions };
+        let message = Stored { author, edited: false, seq: 0, ts, from, text: text.into(), kind, mentions };
         let display = self.display(&room);
         self.requests.push(Request::Say { room, display, message, origin: Origin::Member(client) });
     }
@@ -141,7 +141,10 @@ impl Chat {
     /// `client` is mentioned by a message in another room (one in that room has it already).
     pub(super) fn mention_arrived(&self, client: ClientId, mention: &Direct, out: &mut Vec<super::Effect>) {
         let Direct::Mention { room_key, room, id, from, text } = mention else { return };
-        if self.member(client).is_none_or(|m| m.room == *room_key) {
+        // Not to one in the room (it has the message), nor to one who may not enter it (a
+        // private room stays unseen).
+        let Some(member) = self.member(client) else { return };
+        if member.room == *room_key || !super::may_enter(member.access.as_deref(), room_key) {
             return;
         }
         let event =

@@ -200,6 +200,10 @@ struct Member {
     /// Its token expired and no new one came yet: it keeps nothing but the way back (`/token`,
     /// `/quit`), see [`Chat::expire`].
     expired: bool,
+    /// Who it is as an author, for `/edit` and `/delete` (see [`Stored::author`]): 0 for a
+    /// signed-in member (its nick is its token's, for good), else this connection's own number,
+    /// which no later holder of the nick has.
+    author: u64,
 }
 
 /// What a signed-in member may do beyond a guest, from its token.
@@ -271,6 +275,9 @@ pub struct Chat {
     waits: notices::Waits,
     /// Who signalled lately (`signals.rs`).
     signals: signals::Signals,
+    /// The last author number given to a connection (see `Member::author`); it starts at a
+    /// random point, so that numbers from different processes do not meet.
+    last_author: u64,
     /// Where members have read up to (`read.rs`).
     markers: read::Markers,
 }
@@ -325,6 +332,8 @@ impl Chat {
             requests: Vec::new(),
             waits: notices::Waits::default(),
             signals: signals::Signals::default(),
+            last_author: std::hash::BuildHasher::hash_one(&RandomState::new(), std::time::SystemTime::now())
+                >> 1,
             markers: read::Markers::default(),
         }
     }

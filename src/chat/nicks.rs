@@ -213,10 +213,15 @@ impl Chat {
         nick: Rc<str>,
         held_by: Option<String>,
         serial: u64,
+        markers: Vec<(String, String)>,
         out: &mut Vec<Effect>,
     ) {
         match self.waits.claims.get(&client) {
             Some(claim) if claim.serial == serial && claim.nick.as_ref().is_none_or(|n| *n == nick) => {
+                // A user's read markers come with its claim: kept before it joins a room.
+                if held_by.is_none() {
+                    self.restore_markers(&nick, markers);
+                }
                 let claim = self.waits.claims.remove(&client).expect("just seen");
                 self.claim_settled(client, nick, claim.purpose, held_by, out);
             }
@@ -330,9 +335,25 @@ impl Chat {
         let wanted_room = self.room_to_enter(client, join.room, access.as_deref(), out);
         let mode = join.mode.unwrap_or(Mode::Text);
         let (key, seat) = self.add_to_room(client, &wanted_room, mode);
+        let author = match signed {
+            true => 0,
+            false => {
+                self.last_author = self.last_author.wrapping_add(1).max(1);
+                self.last_author
+            }
+        };
         self.insert_member(
             client,
-            Member { nick: nick.clone(), room: key.clone(), seat, mode, signed, access, expired: false },
+            Member {
+                nick: nick.clone(),
+                room: key.clone(),
+                seat,
+                mode,
+                signed,
+                access,
+                expired: false,
+                author,
+            },
         );
         self.seat(client, &key, &nick);
         let display = self.display(&key);

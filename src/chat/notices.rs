@@ -131,10 +131,7 @@ impl Chat {
             // A room nobody here follows any more.
             Notice::Event { .. } | Notice::Binary { .. } => {}
             Notice::Claimed { client, nick, held_by, serial, markers } => {
-                if held_by.is_none() {
-                    self.restore_markers(&nick, markers);
-                }
-                self.claimed(client, nick, held_by, serial, out)
+                self.claimed(client, nick, held_by, serial, markers, out)
             }
             Notice::Who { asker: Asker::Member(asker), room, nicks } => {
                 self.who_answered(asker, &room, nicks, out)

@@ -169,6 +169,7 @@ use crate::broker::{Broker, LocalBroker};
 
 fn stored(seq: u64, from: &str, text: &str) -> Stored {
     Stored {
+        author: 0,
         edited: false,
         seq,
         ts: 5,
@@ -1430,7 +1431,7 @@ fn in_a_cluster_names_held_elsewhere_are_asked_first_and_told_through_the_broker
     };
     assert_eq!(&*message.mentions, [Rc::from("dave")]);
     // Back numbered, from this process's member: Dave, elsewhere, is told through the broker.
-    let numbered = Stored { edited: false, seq: 1, ..message.clone() };
+    let numbered = Stored { author: 0, edited: false, seq: 1, ..message.clone() };
     h.cluster(Notice::Message {
         room: Rc::from("lobby"),
         epoch: Rc::from("e1"),
@@ -1443,7 +1444,7 @@ fn in_a_cluster_names_held_elsewhere_are_asked_first_and_told_through_the_broker
         "{requests:?}"
     );
     // The same message from another process's member tells nobody from here.
-    let other = Stored { edited: false, seq: 2, ..numbered };
+    let other = Stored { author: 0, edited: false, seq: 2, ..numbered };
     h.cluster(Notice::Message {
         room: Rc::from("lobby"),
         epoch: Rc::from("e1"),
@@ -1714,4 +1715,64 @@ fn a_member_deletes_at_most_once_a_second() {
     assert_eq!(delete(&mut h, &ids[0], 0), ["*** alice deleted a message"]);
     assert_eq!(delete(&mut h, &ids[1], 999), ["*** error: one /delete a second: try again in a moment"]);
     assert_eq!(delete(&mut h, &ids[1], 1000), ["*** alice deleted a message"]);
+}
+
+#[test]
+fn a_nick_held_later_by_someone_else_cannot_change_what_the_first_holder_said() {
+    let mut h = Harness::default();
+    h.connect(1, Some("alice"));
+    let mut out = Vec::new();
+    h.chat.connect(2, Join { nick: Some("watcher"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
+    h.apply(out);
+    h.say(1, "I agree with the proposal");
+    let id = last_id(&h.take(2));
+    h.leave(1);
+    h.connect(3, Some("alice"));
+    h.clear();
+    h.say(3, &format!("/edit {id} I oppose the proposal"));
+    assert_eq!(h.take(3), ["*** error: that message is not yours"]);
+    h.say(3, &format!("/delete {id}"));
+    assert_eq!(h.take(3), ["*** error: that message is not yours"]);
+}
+
+#[test]
+fn a_deleted_message_takes_its_edits_with_it() {
+    let mut h = Harness::default();
+    h.connect(1, Some("alice"));
+    let mut out = Vec::new();
+    h.chat.connect(2, Join { nick: Some("watcher"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
+    h.apply(out);
+    h.say(1, "my password is hunter1");
+    let said = last_id(&h.take(2));
+    h.say(1, &format!("/edit {said} my password is hunter2"));
+    h.say(1, &format!("/delete {said}"));
+    h.clear();
+    // A client resuming from before it all, and the API's history: nothing of either text.
+    let since = format!("{}:0", said.split(':').next().unwrap());
+    let mut out = Vec::new();
+    h.chat.connect(
+        3,
+        Join { nick: Some("late"), mode: Some(Mode::Json), since: Some(&since), ..Join::default() },
+        &mut out,
+    );
+    h.apply(out);
+    let seen = h.take(3).join("\n");
+    assert!(!seen.contains("hunter"), "{seen}");
+    let Some(api::ApiAnswer::History { messages, .. }) =
+        h.api(1, ApiCall::History { room: "lobby".into(), since: MessageId::parse(&since), limit: 100 })
+    else {
+        panic!()
+    };
+    assert!(messages.iter().all(|m| !m.text.contains("hunter")));
+}
+
+#[test]
+fn a_mention_does_not_reveal_a_private_room_to_one_who_may_not_enter_it() {
+    let mut h = token_chat();
+    h.sign_in(1, &Identity { rooms: vec!["+ops".into()], ..signed_in("alice") }, None);
+    h.sign_in(2, &signed_in("bob"), None);
+    h.say(1, "/join +ops");
+    h.clear();
+    h.say(1, "@bob the secret plan");
+    assert!(h.take(2).is_empty(), "bob may not enter +ops: not told of it");
 }

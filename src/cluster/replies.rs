@@ -355,6 +355,7 @@ mod tests {
         let bulk = |s: &str| Frame::BulkString(Bytes::copy_from_slice(s.as_bytes()));
         let entry = |seq: u64, from: &str| {
             let said = Stored {
+                author: 0,
                 edited: false,
                 seq: 0,
                 ts: 5,

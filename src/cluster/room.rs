@@ -81,7 +81,15 @@ pub fn say_script() -> String {
         r#"
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 if ARGV[9] ~= '' then
+  -- A delete: the message leaves the log, and so do the edits of it (they hold its text).
+  local target = tonumber(string.match(ARGV[9], '^(%d+)'))
   redis.call('XDEL', KEYS[2], ARGV[9])
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[2], ARGV[9], '+')) do
+    local ok, body = pcall(cjson.decode, entry[2][2])
+    if ok and type(body) == 'table' and body.edit == target then
+      redis.call('XDEL', KEYS[2], entry[1])
+    end
+  end
 end
 if tonumber(ARGV[4]) > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', 'm', ARGV[6])
@@ -165,6 +173,13 @@ struct Body<'a> {
     edit: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     delete: Option<u64>,
+    /// The author number of a connection that did not sign in (see `Stored::author`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    author: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The body of a room message, before Redis numbers it.
@@ -178,7 +193,8 @@ pub fn say_body(message: &Stored) -> String {
         Kind::Delete { target } => (None, Some(target)),
         _ => (None, None),
     };
-    let body = Body { from, text, ts: message.ts, action, api, mentions, edit, delete };
+    let body =
+        Body { from, text, ts: message.ts, action, api, mentions, edit, delete, author: message.author };
     serde_json::to_string(&body).unwrap_or_default()
 }
 
@@ -186,6 +202,7 @@ pub fn say_body(message: &Stored) -> String {
 pub fn stored(seq: u64, body: &[u8]) -> Option<Stored> {
     let body: Body = serde_json::from_slice(body).ok()?;
     Some(Stored {
+        author: body.author,
         edited: false,
         seq,
         ts: body.ts,
@@ -273,6 +290,7 @@ mod tests {
     #[test]
     fn payloads_read_back_as_what_was_sent() {
         let said = Stored {
+            author: 0,
             edited: false,
             seq: 0,
             ts: 7,

@@ -181,7 +181,11 @@ impl Keyspace {
         let reply = match op {
             Op::Say { room, epoch, display, history, body, origin, deleted } => {
                 if let (Some(target), Some(known)) = (deleted, self.rooms.get_mut(&room)) {
-                    known.log.retain(|(seq, _)| *seq != target);
+                    // The message, and the edits of it (the say script's XDELs).
+                    let edit_of = |body: &str| {
+                        serde_json::from_str::<serde_json::Value>(body).is_ok_and(|b| b["edit"] == target)
+                    };
+                    known.log.retain(|(seq, body)| *seq != target && !edit_of(body));
                 }
                 return self.say(room, epoch, display, history, body, &origin);
             }
