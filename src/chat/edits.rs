@@ -53,10 +53,15 @@ impl Chat {
         self.say_change(client, Kind::Delete { target: target.seq }, "", now_ms);
     }
 
-    /// Message `id` of `client`'s room, if the room keeps it.
+    /// Message `id` of `client`'s room, if the room keeps it. Not while the room's history is
+    /// being loaded (a relink): the copy here may be of another epoch than the cluster's, and
+    /// a change must name a message of the epoch it will be numbered in.
     fn room_message_of(&self, client: ClientId, id: &str) -> Result<Rc<Stored>, String> {
         let member = self.member(client).ok_or_else(String::new)?;
         let room = self.rooms.get(&member.room).ok_or_else(String::new)?;
+        if matches!(room.sync, super::following::Sync::Loading { .. }) {
+            return Err("the room is being loaded: try again in a moment".to_string());
+        }
         MessageId::parse(id)
             .filter(|id| *id.epoch == **room.history.epoch())
             .and_then(|id| room.history.get(id.seq).cloned())

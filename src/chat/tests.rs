@@ -1776,3 +1776,17 @@ fn a_mention_does_not_reveal_a_private_room_to_one_who_may_not_enter_it() {
     h.say(1, "@bob the secret plan");
     assert!(h.take(2).is_empty(), "bob may not enter +ops: not told of it");
 }
+
+#[test]
+fn no_edit_or_delete_while_a_relinked_room_loads() {
+    let mut h = Harness::redis();
+    h.cluster(Notice::Up);
+    h.join_cluster(1, "alice");
+    h.cluster(loaded("lobby", "e1", 1, vec![stored(1, "alice", "mine")]));
+    h.requests();
+    h.cluster(Notice::Down);
+    h.cluster(Notice::Up);
+    h.clear();
+    h.say(1, "/delete e1:1");
+    assert_eq!(h.take(1), ["*** error: the room is being loaded: try again in a moment"]);
+}
