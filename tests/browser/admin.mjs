@@ -19,22 +19,13 @@
 // the operator sees and does crosses Redis.
 
 import { mkdirSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
 import {
-  STEP_TIMEOUT_MS, launchChromium, lowContrast, passed, run, scratchDir, startRedis, startServer, step, stopServer,
+  STEP_TIMEOUT_MS, commandLine, launchChromium, lowContrast, passed, run, scratchDir, startRedis, startServer, step, stopServer,
 } from "./harness.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const args = process.argv.slice(2);
-const options = new Set();
-while (args[0]?.startsWith("--")) options.add(args.shift());
-for (const option of options) {
-  if (option !== "--cluster") throw new Error(`unknown option ${option}`);
-}
+const { options, serverBinary, screenshotPath } = commandLine("admin", ["--cluster"]);
 const cluster = options.has("--cluster");
-const serverBinary = resolve(args[0] ?? `${here}/../../target/debug/wschat-server`);
-const screenshotPath = resolve(args[1] ?? `${here}/../../target/browser/admin${cluster ? "-cluster" : ""}.png`);
 
 const KEY = "admin-test-key-0123456789abcdef";
 const NEW_KEY = "admin-test-key-after-sighup-0123";

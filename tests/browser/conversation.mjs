@@ -44,22 +44,13 @@
 
 import { createHmac } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
 import {
-  STEP_TIMEOUT_MS, launchChromium, lowContrast, passed, run, scratchDir, startRedis, startServer, step,
+  STEP_TIMEOUT_MS, commandLine, launchChromium, lowContrast, passed, run, scratchDir, startRedis, startServer, step,
 } from "./harness.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const args = process.argv.slice(2);
-const options = new Set();
-while (args[0]?.startsWith("--")) options.add(args.shift());
-for (const option of options) {
-  if (option !== "--cluster") throw new Error(`unknown option ${option}`);
-}
+const { options, serverBinary, screenshotPath } = commandLine("conversation", ["--cluster"]);
 const cluster = options.has("--cluster");
-const serverBinary = resolve(args[0] ?? `${here}/../../target/debug/wschat-server`);
-const screenshotPath = resolve(args[1] ?? `${here}/../../target/browser/conversation${cluster ? "-cluster" : ""}.png`);
 
 async function main() {
   // Alone, one process serves everyone and keeps rooms on disk; with --cluster, ann's process

@@ -26,24 +26,14 @@
 import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
 import {
-  STEP_TIMEOUT_MS, launchChromium, lowContrast, passed, run, scratchDir, startRedis, startServer as start, step, stopServer,
+  STEP_TIMEOUT_MS, commandLine, launchChromium, lowContrast, passed, run, scratchDir, startRedis, startServer as start, step, stopServer,
 } from "./harness.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const args = process.argv.slice(2);
-const options = new Set();
-while (args[0]?.startsWith("--")) options.add(args.shift());
-for (const option of options) {
-  if (option !== "--tls" && option !== "--cluster") throw new Error(`unknown option ${option}`);
-}
+const { options, serverBinary, screenshotPath } = commandLine("chat", ["--tls", "--cluster"]);
 const tls = options.has("--tls");
 const cluster = options.has("--cluster");
-const serverBinary = resolve(args[0] ?? `${here}/../../target/debug/wschat-server`);
-const screenshotName = ["chat", ...(tls ? ["tls"] : []), ...(cluster ? ["cluster"] : [])].join("-");
-const screenshotPath = resolve(args[1] ?? `${here}/../../target/browser/${screenshotName}.png`);
 
 // A self-signed certificate for 127.0.0.1, made for this run.
 function tlsFlags() {

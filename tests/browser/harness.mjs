@@ -9,9 +9,29 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 
 export const STEP_TIMEOUT_MS = 10000;
+
+// The command line every browser test takes: `[--OPTION...] [SERVER_BINARY] [SCREENSHOT_PATH]`,
+// the options among `known` (anything else is an error). The screenshot is named after the
+// test and its options (`chat-tls-cluster.png`), in target/browser/.
+export function commandLine(name, known) {
+  const args = process.argv.slice(2);
+  const options = new Set();
+  while (args[0]?.startsWith("--")) options.add(args.shift());
+  for (const option of options) {
+    if (!known.includes(option)) throw new Error(`unknown option ${option}`);
+  }
+  const root = `${dirname(fileURLToPath(import.meta.url))}/../..`;
+  const shot = [name, ...known.filter((option) => options.has(option)).map((option) => option.slice(2))].join("-");
+  return {
+    options,
+    serverBinary: resolve(args[0] ?? `${root}/target/debug/wschat-server`),
+    screenshotPath: resolve(args[1] ?? `${root}/target/browser/${shot}.png`),
+  };
+}
 
 // Every process a run started is killed, and its scratch directories removed, when it ends.
 const children = [];
