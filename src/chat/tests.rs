@@ -92,6 +92,12 @@ impl Harness {
             self.inbox.entry(c).or_default().push(body.clone());
         }
     }
+    /// Connects `c` as `nick` in JSON mode.
+    fn connect_json(&mut self, c: ClientId, nick: &str) {
+        let mut out = Vec::new();
+        self.chat.connect(c, Join { nick: Some(nick), mode: Some(Mode::Json), ..Join::default() }, &mut out);
+        self.apply(out);
+    }
     fn connect(&mut self, c: ClientId, nick: Option<&str>) {
         let mut out = Vec::new();
         self.chat.connect(c, Join { nick, ..Join::default() }, &mut out);
@@ -765,9 +771,7 @@ fn an_emptied_room_keeps_its_history_until_too_many_rooms_are_empty() {
 fn each_member_is_told_in_its_own_mode() {
     let mut h = Harness::default();
     h.connect(1, Some("alice"));
-    let mut out = Vec::new();
-    h.chat.connect(2, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
-    h.apply(out);
+    h.connect_json(2, "bob");
     h.clear();
     h.say(1, "hi");
     assert_eq!(h.take(1), ["alice: hi"]);
@@ -851,9 +855,7 @@ fn a_replay_fits_in_half_the_readers_queue_newest_first() {
     for i in 0..5 {
         h.say(1, &format!("{i}{}", "y".repeat(999)));
     }
-    let mut out = Vec::new();
-    h.chat.connect(2, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
-    h.apply(out);
+    h.connect_json(2, "bob");
     let told = h.take(2);
     let replayed: Vec<&String> = told.iter().filter(|l| l.contains(r#""replay":true"#)).collect();
     // Each costs its 1,000 bytes, nick, room and framing: three fit.
@@ -866,9 +868,7 @@ fn a_replay_fits_in_half_the_readers_queue_newest_first() {
 #[test]
 fn an_empty_history_still_gives_a_point_to_resume_from() {
     let mut h = Harness::default();
-    let mut out = Vec::new();
-    h.chat.connect(1, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
-    h.apply(out);
+    h.connect_json(1, "bob");
     let told = h.take(1);
     let summary = told.iter().find(|l| l.contains(r#""type":"replayed""#)).unwrap();
     let last = summary.split(r#""last":""#).nth(1).unwrap().split('"').next().unwrap().to_string();
@@ -1180,9 +1180,7 @@ fn published_id(answer: Option<ApiAnswer>) -> MessageId {
 fn an_application_publishes_into_a_room_its_members_see_it_set_apart_and_it_is_kept() {
     let mut h = Harness::default();
     h.connect(1, Some("alice"));
-    let mut out = Vec::new();
-    h.chat.connect(2, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
-    h.apply(out);
+    h.connect_json(2, "bob");
     h.say(1, "before");
     h.clear();
     let id = published_id(h.api(7, publish("LOBBY", "deploy 1.4 done")));
@@ -1380,9 +1378,7 @@ fn typing_reaches_the_room_s_other_json_members_at_most_every_two_seconds() {
 fn a_message_names_its_mentions_and_a_named_member_elsewhere_is_told() {
     let mut h = Harness::default();
     h.connect(1, Some("alice"));
-    let mut out = Vec::new();
-    h.chat.connect(2, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
-    h.apply(out);
+    h.connect_json(2, "bob");
     h.connect(3, Some("Carol"));
     h.say(3, "/join dev");
     h.clear();
@@ -1400,9 +1396,7 @@ fn a_message_names_its_mentions_and_a_named_member_elsewhere_is_told() {
         "named in another room: told"
     );
     // Kept with the message: a joiner's replay has them too.
-    let mut out = Vec::new();
-    h.chat.connect(4, Join { nick: Some("dave"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
-    h.apply(out);
+    h.connect_json(4, "dave");
     let replayed = h.take(4);
     assert!(replayed.iter().any(|m| m.contains(r#""mentions":["bob","Carol"]"#)), "{replayed:?}");
     h.say(1, "no names here");
@@ -1463,9 +1457,7 @@ fn history_pages_back_through_what_the_room_keeps() {
     for i in 1..=7 {
         h.say(1, &format!("m{i}"));
     }
-    let mut out = Vec::new();
-    h.chat.connect(2, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
-    h.apply(out);
+    h.connect_json(2, "bob");
     let replay = h.take(2);
     let epoch = replay
         .iter()
@@ -1552,9 +1544,7 @@ fn a_user_s_read_marker_reaches_its_other_devices_and_outlives_them() {
 #[test]
 fn a_guest_s_read_marker_lasts_as_long_as_its_connection() {
     let mut h = Harness::default();
-    let mut out = Vec::new();
-    h.chat.connect(1, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
-    h.apply(out);
+    h.connect_json(1, "bob");
     h.say(1, "hi");
     let id = last_id(&h.take(1));
     h.say(1, &format!("/read {id}"));
@@ -1563,9 +1553,7 @@ fn a_guest_s_read_marker_lasts_as_long_as_its_connection() {
     let replayed = h.take(1).into_iter().rfind(|m| m.contains(r#""type":"replayed""#)).unwrap();
     assert!(replayed.contains(&format!(r#""read":"{id}""#)), "{replayed}");
     h.leave(1);
-    let mut out = Vec::new();
-    h.chat.connect(1, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
-    h.apply(out);
+    h.connect_json(1, "bob");
     let replayed = h.take(1).into_iter().find(|m| m.contains(r#""type":"replayed""#)).unwrap();
     assert!(replayed.contains(r#""read":null"#), "a new connection, no marker: {replayed}");
 }
@@ -1696,9 +1684,7 @@ fn a_member_deletes_at_most_once_a_second() {
     h.connect(1, Some("alice"));
     h.say(1, "a");
     h.say(1, "b");
-    let mut out = Vec::new();
-    h.chat.connect(2, Join { nick: Some("bob"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
-    h.apply(out);
+    h.connect_json(2, "bob");
     let ids: Vec<String> = h
         .take(2)
         .iter()
@@ -1721,9 +1707,7 @@ fn a_member_deletes_at_most_once_a_second() {
 fn a_nick_held_later_by_someone_else_cannot_change_what_the_first_holder_said() {
     let mut h = Harness::default();
     h.connect(1, Some("alice"));
-    let mut out = Vec::new();
-    h.chat.connect(2, Join { nick: Some("watcher"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
-    h.apply(out);
+    h.connect_json(2, "watcher");
     h.say(1, "I agree with the proposal");
     let id = last_id(&h.take(2));
     h.leave(1);
@@ -1739,9 +1723,7 @@ fn a_nick_held_later_by_someone_else_cannot_change_what_the_first_holder_said() 
 fn a_deleted_message_takes_its_edits_with_it() {
     let mut h = Harness::default();
     h.connect(1, Some("alice"));
-    let mut out = Vec::new();
-    h.chat.connect(2, Join { nick: Some("watcher"), mode: Some(Mode::Json), ..Join::default() }, &mut out);
-    h.apply(out);
+    h.connect_json(2, "watcher");
     h.say(1, "my password is hunter1");
     let said = last_id(&h.take(2));
     h.say(1, &format!("/edit {said} my password is hunter2"));
