@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::following::Sync;
 use super::history::{History, Kind, MessageId, Stored};
 use super::names::fold;
-use super::{first_sorted, Asker, Ban, Chat, Direct, Effect, Event, Kept, Origin, Request, LOBBY};
+use super::{first_sorted, Asker, Ban, Chat, Effect, Kept, Origin, Request, LOBBY};
 
 /// Names one API call among those in flight (the caller's choice, unique while it waits).
 pub type Ticket = u64;
@@ -116,7 +116,9 @@ impl Chat {
                 self.requests.push(Request::Who { asker, room: Rc::from(fold(&room)) })
             }
             ApiCall::Publish { room, text, from } => self.publish(ticket, &room, &text, &from, now_ms),
-            ApiCall::Send { nick, text, from } => self.send_from_api(ticket, &nick, text, &from, now_ms, out),
+            ApiCall::Send { nick, text, from } => {
+                self.private_message(asker, Rc::from(from), &nick, text, now_ms, true, out)
+            }
             ApiCall::Kick { nick, reason } => {
                 self.sanction(asker, API_MODERATOR, &nick, None, reason.as_deref(), now_ms, out)
             }
@@ -186,37 +188,6 @@ impl Chat {
         self.settle_if_idle(key);
         let id = MessageId { epoch: epoch.to_string(), seq };
         out.push(Effect::Answer { ticket, answer: ApiAnswer::Published { id } });
-    }
-
-    /// `send`: a private message to `nick`'s connections here now, and elsewhere through the
-    /// broker; answered from both counts.
-    fn send_from_api(
-        &mut self,
-        ticket: Ticket,
-        nick: &str,
-        text: String,
-        from: &str,
-        now_ms: u64,
-        out: &mut Vec<Effect>,
-    ) {
-        let target = self.find_nick(nick);
-        let holders = target.map(|t| self.holders(t)).unwrap_or_default();
-        let held_as = target.and_then(|t| self.member(t)).map(|m| (m.nick.clone(), m.signed));
-        let to = held_as.as_ref().map_or_else(|| Rc::from(nick), |(held, _)| held.clone());
-        let from: Rc<str> = Rc::from(from);
-        for &holder in &holders {
-            let event = Event::Private {
-                from: from.clone(),
-                to: to.clone(),
-                text: text.clone(),
-                ts: now_ms,
-                outgoing: false,
-                api: true,
-            };
-            out.push(super::reply(holder, event.into()));
-        }
-        let direct = Direct::Private { from, text, ts: now_ms, api: true };
-        self.reach(Asker::Api(ticket), nick, holders, held_as, direct);
     }
 
     /// A room's history as this process keeps it (the whole history with one process, or a

@@ -165,27 +165,37 @@ impl Chat {
         rooms
     }
 
-    /// `/msg NICK TEXT`: delivered to the nick's holders here at once, and to those on other
-    /// processes through the broker; the sender's copy comes when the broker has answered.
+    /// `/msg NICK TEXT`: see [`Chat::private_message`].
     fn private(&mut self, client: ClientId, to: &str, text: &str, now_ms: u64, out: &mut Vec<Effect>) {
         let Some(from) = self.member(client).map(|m| m.nick.clone()) else { return };
+        let asker = Asker::Member(MemberAsker { client, nick: from.clone() });
+        self.private_message(asker, from, to, text.to_string(), now_ms, false, out);
+    }
+
+    /// A private message (a member's `/msg`, or an application's, `api`): delivered to the
+    /// nick's holders here at once, and to those on other processes through the broker;
+    /// `asker` is answered when the broker has answered, from both counts.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn private_message(
+        &mut self,
+        asker: Asker,
+        from: Rc<str>,
+        to: &str,
+        text: String,
+        ts: u64,
+        api: bool,
+        out: &mut Vec<Effect>,
+    ) {
         let target = self.find_nick(to);
         let holders = target.map(|t| self.holders(t)).unwrap_or_default();
         let held_as = target.and_then(|t| self.member(t)).map(|m| (m.nick.clone(), m.signed));
         let to_nick = held_as.as_ref().map_or_else(|| Rc::from(to), |(nick, _)| nick.clone());
         for &holder in &holders {
-            let event = Event::Private {
-                from: from.clone(),
-                to: to_nick.clone(),
-                text: text.to_string(),
-                ts: now_ms,
-                outgoing: false,
-                api: false,
-            };
+            let (from, to, text) = (from.clone(), to_nick.clone(), text.clone());
+            let event = Event::Private { from, to, text, ts, outgoing: false, api };
             out.push(reply(holder, event.into()));
         }
-        let asker = Asker::Member(MemberAsker { client, nick: from.clone() });
-        let direct = super::Direct::Private { from, text: text.to_string(), ts: now_ms, api: false };
+        let direct = super::Direct::Private { from, text, ts, api };
         self.reach(asker, to, holders, held_as, direct);
     }
 
