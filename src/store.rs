@@ -50,6 +50,10 @@ const MESSAGES_V1: TableDefinition<(&str, u64), (u64, bool, &str, &str)> = Table
 /// `schema` -> the layout's version ([`SCHEMA`]): a store written by a later version, whose
 /// layout this one does not know, is refused rather than misread.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// In `meta` while a delete's text may still be in freed pages: written in the delete's own
+/// transaction, removed once the file is compacted, so a crash in between is compacted at the
+/// next start (and only then: a start does not compact a store that owes nothing).
+const SCRUB: &str = "scrub";
 /// The layout this version writes: 2 since messages have a kind (`messages_v2`).
 pub const SCHEMA: u64 = 2;
 /// (signed-in user's folded nick, room key) -> the message id it read up to (`/read`).
@@ -112,27 +116,28 @@ impl Store {
             db,
             path: path.clone(),
             retain: DEFAULT_RETAIN as u64,
-            scrub_pending: true,
+            scrub_pending: false,
             last_scrub: None,
         };
-        store.migrate().map_err(|e| fail(format!("cannot use the store: {e}")))?;
+        store.scrub_pending = store.migrate().map_err(|e| fail(format!("cannot use the store: {e}")))?;
         // What a delete just before a crash left in freed pages goes now (not counted against
         // the first delete of this run, which is scrubbed at once).
         store.scrub();
         store.last_scrub = None;
         // Make every table exist, so a fresh store reads as empty rather than as an error.
-        store.write(|_, _, _, _| Ok(())).map_err(|e| fail(format!("cannot write: {}", e.message)))?;
+        store.write(|_, _, _, _, _| Ok(())).map_err(|e| fail(format!("cannot write: {}", e.message)))?;
         Ok(store)
     }
 
     /// Refuses a store of a later layout; copies a store's messages from before [`Kind::Api`]
-    /// into the current table and drops the old one; records the layout.
-    fn migrate(&self) -> Result<(), String> {
+    /// into the current table and drops the old one; records the layout. True if a delete's
+    /// compaction was still owed when the store was last closed (see [`Store::scrub`]).
+    fn migrate(&self) -> Result<bool, String> {
         let txn = self.db.begin_write().map_err(|e| e.to_string())?;
-        let schema = {
+        let (schema, scrub) = {
             let meta = txn.open_table(META).map_err(|e| e.to_string())?;
-            let schema = meta.get("schema").map_err(|e| e.to_string())?.map(|v| v.value());
-            schema
+            let get = |name| meta.get(name).map(|v| v.map(|v| v.value())).map_err(|e| e.to_string());
+            (get("schema")?, get(SCRUB)?.is_some())
         };
         if let Some(schema) = schema.filter(|&schema| schema > SCHEMA) {
             return Err(format!(
@@ -144,7 +149,8 @@ impl Store {
             let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
             meta.insert("schema", SCHEMA).map_err(|e| e.to_string())?;
         }
-        txn.commit().map_err(|e| e.to_string())
+        txn.commit().map_err(|e| e.to_string())?;
+        Ok(scrub)
     }
 
     /// The messages of a store from before [`Kind::Api`], copied into the current table.
@@ -284,7 +290,7 @@ impl Store {
     /// compaction moves the live pages over them and cuts the file after them).
     pub fn commit(&mut self, journal: &[Journal]) -> Result<(), StoreError> {
         let mut deleted = false;
-        self.write(|rooms, messages, bans, read| {
+        self.write(|rooms, messages, bans, read, meta| {
             // Per room: the newest epoch/sequence and how far to trim, applied once.
             let mut touched: HashMap<&str, (&str, &str, u64)> = HashMap::new();
             for change in journal {
@@ -347,6 +353,9 @@ impl Store {
                     }
                 }
             }
+            if deleted {
+                meta.insert(SCRUB, 1)?;
+            }
             for (room, (epoch, display, next_seq)) in touched {
                 rooms.insert(room, (epoch, display, next_seq))?;
                 let oldest_kept = next_seq.saturating_sub(self.retain);
@@ -362,16 +371,20 @@ impl Store {
     /// Compacts the file if a delete left freed pages holding its text: at once, unless the
     /// last compaction is under [`SCRUB_EVERY`] old (then at a later commit: the loop waits
     /// for a compaction, and deletes must not hold it without bound). A compaction that fails
-    /// is logged and tried again later; the file is compacted at every start too, so a text
-    /// deleted just before a crash is gone once the server is back.
+    /// is logged and tried again later; one still owed when the server stopped (see [`SCRUB`])
+    /// is done at the next start, so a text deleted just before a crash is gone once the
+    /// server is back.
     fn scrub(&mut self) {
         let due = self.last_scrub.is_none_or(|at| at.elapsed() >= SCRUB_EVERY);
         if !self.scrub_pending || !due {
             return;
         }
         self.last_scrub = Some(std::time::Instant::now());
-        match self.db.compact() {
-            Ok(_) => self.scrub_pending = false,
+        let done = self.db.compact().map_err(|e| e.to_string()).and_then(|_| {
+            self.write(|_, _, _, _, meta| Ok(meta.remove(SCRUB).map(drop)?)).map_err(|e| e.message)
+        });
+        match done {
+            Ok(()) => self.scrub_pending = false,
             Err(e) => {
                 log::error!("history store {}: compaction after a delete failed: {e}", self.path.display())
             }
@@ -385,6 +398,7 @@ impl Store {
             &mut redb::Table<(&str, u64), MessageRow>,
             &mut redb::Table<&str, (&str, u64, &str, &str)>,
             &mut redb::Table<(&str, &str), &str>,
+            &mut redb::Table<&str, u64>,
         ) -> Result<(), redb::Error>,
     ) -> Result<(), StoreError> {
         let run = || -> Result<(), redb::Error> {
@@ -394,7 +408,8 @@ impl Store {
                 let mut messages = txn.open_table(MESSAGES)?;
                 let mut bans = txn.open_table(BANS)?;
                 let mut read = txn.open_table(READ)?;
-                change(&mut rooms, &mut messages, &mut bans, &mut read)?;
+                let mut meta = txn.open_table(META)?;
+                change(&mut rooms, &mut messages, &mut bans, &mut read, &mut meta)?;
             }
             txn.commit()?;
             Ok(())
@@ -604,5 +619,52 @@ mod tests {
         }
         let error = Store::open(dir.path()).expect_err("a later layout must not be read");
         assert!(error.to_string().contains("written by a later version of wschat"), "{error}");
+    }
+
+    #[test]
+    fn a_compaction_still_owed_when_the_store_closes_is_done_at_the_next_start() {
+        let dir = ScratchDir::new("store-owed-scrub");
+        const NEEDLE: &str = "owed-needle-5e4d3c2b1a";
+        let file_holds_it = || {
+            let bytes = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+            bytes.windows(NEEDLE.len()).any(|w| w == NEEDLE.as_bytes())
+        };
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            let said = Journal::Message {
+                room: Rc::from("dev"),
+                display: Rc::from("dev"),
+                epoch: Rc::from("ep0ch"),
+                message: Rc::new(Stored { text: NEEDLE.into(), ..stored_row(1, Kind::Line) }),
+            };
+            store.commit(&[said]).unwrap();
+            // A compaction just happened: this delete's waits for a later commit.
+            store.last_scrub = Some(std::time::Instant::now());
+            let delete = Journal::Message {
+                room: Rc::from("dev"),
+                display: Rc::from("dev"),
+                epoch: Rc::from("ep0ch"),
+                message: Rc::new(stored_row(2, Kind::Delete { target: 1 })),
+            };
+            store.commit(&[delete]).unwrap();
+            assert!(store.scrub_pending);
+            assert!(file_holds_it(), "deferred: the text is still in a freed page");
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.scrub_pending);
+        assert!(!file_holds_it(), "the owed compaction was done when the store opened");
+    }
+
+    fn stored_row(seq: u64, kind: Kind) -> Stored {
+        Stored {
+            author: 0,
+            edited: false,
+            seq,
+            ts: 1,
+            from: Rc::from("alice"),
+            text: "".into(),
+            kind,
+            mentions: Box::new([]),
+        }
     }
 }
