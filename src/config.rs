@@ -102,6 +102,17 @@ pub struct Config {
     #[arg(long, default_value = "256B", value_parser = parse_size, value_name = "SIZE")]
     pub read_buffer_size: usize,
 
+    /// permessage-deflate for clients that offer it (browsers do): `on` or `off`. Accepted only
+    /// without context takeover, so each broadcast is compressed once for all its recipients and
+    /// no connection keeps a compression state.
+    #[arg(long, default_value = "on", value_parser = parse_on_off, value_name = "on|off")]
+    pub deflate: bool,
+
+    /// Messages shorter than this go uncompressed even to clients that negotiated
+    /// permessage-deflate (compressing them saves too little to pay).
+    #[arg(long, default_value = "128", value_parser = parse_size, value_name = "SIZE")]
+    pub deflate_min_size: usize,
+
     /// Frames (data, continuation, ping and pong) one client may send per second, bursts of a second's worth included; past it, close 1008. 0 = no limit.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub max_messages_per_sec: u32,
@@ -240,6 +251,15 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// The `--log-level` parser: the levels by name, listed in the error for any other.
+/// `on` or `off` (what the README and `--help` say), as a switch.
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{text:?}: say on or off")),
+    }
+}
+
 fn parse_log_level() -> impl clap::builder::TypedValueParser<Value = LevelFilter> {
     use clap::builder::{PossibleValuesParser, TypedValueParser};
     PossibleValuesParser::new(["off", "error", "warn", "info", "debug", "trace"])

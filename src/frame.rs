@@ -18,9 +18,19 @@ pub enum Opcode {
 
 /// Encodes one final, unmasked frame carrying `payload`.
 pub fn encode(opcode: Opcode, payload: &[u8]) -> Bytes {
+    encode_with(0x80 | opcode as u8, payload)
+}
+
+/// Encodes one final, unmasked frame carrying a message compressed with `permessage-deflate`
+/// (RSV1 set; see [`crate::deflate`]).
+pub fn encode_compressed(opcode: Opcode, compressed: &[u8]) -> Bytes {
+    encode_with(0x80 | 0x40 | opcode as u8, compressed)
+}
+
+fn encode_with(first: u8, payload: &[u8]) -> Bytes {
     let len = payload.len();
     let mut buf = BytesMut::with_capacity(10 + len);
-    buf.put_u8(0x80 | opcode as u8);
+    buf.put_u8(first);
     if len < 126 {
         buf.put_u8(len as u8);
     } else if let Ok(short) = u16::try_from(len) {

@@ -15,6 +15,8 @@
 //! - [`rate`]: a connection's message rate limit (`--max-messages-per-sec`), a token bucket.
 //! - [`outbox`]: a connection's outgoing queue of shared buffers, flushed with vectored writes.
 //! - [`frame`]: encodes a server frame once, so one buffer goes into every recipient's outbox.
+//! - [`deflate`]: permessage-deflate without context takeover: negotiated, each broadcast
+//!   compressed once for all its recipients, compressed messages inflated on the way in.
 //! - [`chat`]: nicks, rooms, history, and who receives what, with no IO at all; what crosses
 //!   processes it asks of a broker, in its own vocabulary (`chat::broker`).
 //! - [`broker`]: the broker seam: the trait the hub hands the chat's requests to, and the
@@ -53,6 +55,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod deflate;
 pub mod fdlimit;
 pub mod frame;
 pub mod health;

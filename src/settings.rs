@@ -55,6 +55,10 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// `--max-messages-per-sec`; 0 is off.
     pub max_messages_per_sec: u32,
+    /// `--deflate`: permessage-deflate is accepted from clients that offer it.
+    pub deflate: bool,
+    /// `--deflate-min-size`: shorter messages go uncompressed.
+    pub deflate_min_size: usize,
     /// tungstenite's settings for every server connection.
     pub websocket: WebSocketConfig,
     /// Which web origins may open a WebSocket.
@@ -122,6 +126,8 @@ impl TryFrom<&Config> for Settings {
             close_timeout: config.close_timeout,
             shutdown_timeout: config.shutdown_timeout,
             max_messages_per_sec: config.max_messages_per_sec,
+            deflate: config.deflate,
+            deflate_min_size: config.deflate_min_size,
             websocket: websocket_config(config),
             origins,
             tls,

@@ -137,7 +137,7 @@ impl<S: Stream> Connection<S> {
             return false;
         }
         *closing = Some(now + settings.close_timeout);
-        let context = ws.active(settings.websocket);
+        let context = &mut ws.active(settings.websocket).context;
         if context
             .close(transport, Some(close_frame(code, reason)))
             .and_then(|()| context.flush(transport))
@@ -204,7 +204,7 @@ impl<S: Stream> Connection<S> {
     ) -> Step {
         remote_warn!("{}: {reason}; closing with {}", self.peer, u16::from(code));
         if let Phase::Open { transport, ws, .. } = &mut self.phase {
-            let context = ws.active(settings.websocket);
+            let context = &mut ws.active(settings.websocket).context;
             let _ = context.close(transport, Some(close_frame(code, &reason)));
             let _ = context.flush(transport);
         }

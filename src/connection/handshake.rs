@@ -7,11 +7,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use log::debug;
 use tungstenite::handshake::server::{Request, Response};
-use tungstenite::http::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
+use tungstenite::http::header::{HeaderValue, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL};
 
 use super::{Admission, Clock, Connection, HandshakeStream, Phase, Protocol, Route, Step, Stream};
 use crate::auth::{unix_now, Identity, Token};
 use crate::chat::{Bans, JSON_SUBPROTOCOL};
+use crate::deflate::negotiate;
 use crate::http::{self, Decision, Endpoint, HeadProgress, Reply};
 use crate::logline::quoted;
 use crate::metrics::Verdict;
@@ -148,13 +149,24 @@ impl<S: Stream> Connection<S> {
         };
         let mut stream = HandshakeStream { head: &head, response: Vec::new() };
         let json = matches!(&endpoint, Endpoint::Chat(query) if query.json);
+        let mut deflate = None;
         // The signature is tungstenite's handshake callback's; its error type is not ours.
         #[allow(clippy::result_large_err)]
-        let select_subprotocol = |_: &Request, mut response: Response| {
+        let select_subprotocol = |request: &Request, mut response: Response| {
             if json {
                 response
                     .headers_mut()
                     .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(JSON_SUBPROTOCOL));
+            }
+            if settings.deflate {
+                let offers = request.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
+                if let Some((agreement, answer)) = negotiate::answer(offers.iter().filter_map(|v| v.to_str().ok()))
+                {
+                    if let Ok(answer) = HeaderValue::from_str(&answer) {
+                        response.headers_mut().insert(SEC_WEBSOCKET_EXTENSIONS, answer);
+                        deflate = Some(agreement);
+                    }
+                }
             }
             Ok(response)
         };
@@ -171,6 +183,7 @@ impl<S: Stream> Connection<S> {
             );
         }
         transport.outbox.push(Bytes::from(stream.response));
+        transport.deflate_window = deflate.map_or(0, |agreement| agreement.window_bits);
         let route = match endpoint {
             Endpoint::Chat(_) => Route::Chat,
             Endpoint::Echo => Route::Echo,

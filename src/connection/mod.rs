@@ -38,6 +38,7 @@
 mod closing;
 mod failure;
 mod handshake;
+mod inflate;
 mod meter;
 mod protocol;
 mod transport;
@@ -54,11 +55,13 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, Utf8Bytes};
 
 pub use failure::{close_frame, describe_close, Failure};
+use inflate::Inflating;
 use protocol::Protocol;
 pub use transport::{HandshakeStream, Stream, Transport};
 
 use crate::auth::Identity;
 use crate::chat::Bans;
+use crate::deflate::Inflater;
 use crate::http::Endpoint;
 use crate::metrics::Verdict;
 use crate::outbox::Flushed;
@@ -307,6 +310,12 @@ impl<S: Stream> Connection<S> {
         matches!(self.phase, Phase::Open { closing: None, .. })
     }
 
+    /// The window the client lets the server compress with, if it negotiated
+    /// permessage-deflate (0 if not): which of a broadcast's frames it is sent.
+    pub fn deflate_window(&self) -> u8 {
+        self.transport().map_or(0, |t| t.deflate_window)
+    }
+
     /// Bytes waiting to be written to the socket.
     pub fn queued(&self) -> usize {
         self.transport().map_or(0, |t| t.outbox.queued())
@@ -375,16 +384,17 @@ impl<S: Stream> Connection<S> {
 
     /// The socket is readable (or input remained from last turn): read until there is
     /// something to report, the socket is drained, or the turn's budget is spent.
-    pub fn read(&mut self, settings: &Settings, bans: &Bans, clock: Clock) -> Step {
+    /// A connection that negotiated permessage-deflate inflates through the loop's `inflater`.
+    pub fn read(&mut self, settings: &Settings, bans: &Bans, clock: Clock, inflater: &mut Inflater) -> Step {
         match self.phase {
             Phase::Head { .. } => self.read_head(settings, bans, clock),
-            Phase::Open { .. } => self.read_messages(settings, clock),
+            Phase::Open { .. } => self.read_messages(settings, clock, inflater),
             Phase::Finishing { .. } => self.discard_input(),
             Phase::Gone => Step::Gone("gone".into()),
         }
     }
 
-    fn read_messages(&mut self, settings: &Settings, clock: Clock) -> Step {
+    fn read_messages(&mut self, settings: &Settings, clock: Clock, inflater: &mut Inflater) -> Step {
         loop {
             let Phase::Open { transport, ws, closing, .. } = &mut self.phase else {
                 return Step::Done;
@@ -395,8 +405,13 @@ impl<S: Stream> Connection<S> {
                 return Step::Done;
             }
             let is_closing = closing.is_some();
-            let context = ws.active(settings.websocket);
-            let result = context.read(transport);
+            let active = ws.active(settings.websocket);
+            let result = if transport.deflate_window != 0 {
+                active.context.read(&mut Inflating { transport, state: &mut active.inflate, inflater })
+            } else {
+                active.context.read(transport)
+            };
+            let refusal = active.inflate.take_refusal();
             if std::mem::take(&mut transport.heard) {
                 self.last_heard = clock.now;
                 self.ping_sent = false;
@@ -423,6 +438,13 @@ impl<S: Stream> Connection<S> {
                 );
                 return self.fail_with(CloseCode::Size, reason, clock.now, settings);
             }
+            if let Some((code, reason)) = refusal {
+                // A compressed message broke the protocol or a limit (see `inflate.rs`).
+                if is_closing {
+                    return Step::Gone(reason.into());
+                }
+                return self.fail_with(code, reason, clock.now, settings);
+            }
             match result {
                 // Data after we started closing is ignored, as RFC 6455 7.1.1 allows.
                 Ok(Message::Text(_) | Message::Binary(_)) if is_closing => {}
@@ -431,7 +453,7 @@ impl<S: Stream> Connection<S> {
                 Ok(Message::Close(frame)) => {
                     // Either the client's reply to our close, or its own close, which
                     // tungstenite has answered: push that answer into the queue, then end.
-                    let _ = context.flush(transport);
+                    let _ = active.context.flush(transport);
                     debug!("{}: closed by client ({})", self.peer, describe_close(frame.as_ref()));
                     self.finish(clock.now, settings, false);
                     return Step::Left("closed".into());
@@ -441,7 +463,7 @@ impl<S: Stream> Connection<S> {
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     // Everything read so far made whole messages, all handed over: tungstenite
                     // holds nothing a fresh context would not.
-                    if !is_closing && transport.between_messages() {
+                    if !is_closing && transport.between_messages() && ws.inflate_idle() {
                         ws.park();
                     }
                     return if transport.held_back { Step::Yield } else { Step::Done };

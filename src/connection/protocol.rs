@@ -10,16 +10,40 @@
 //! 530 on and off the slab, and a busy one pays two small allocations per readable event (not per
 //! message, and never per delivery).
 
+//!
+//! A connection that negotiated permessage-deflate keeps its place in its compressed input
+//! here too (see `inflate.rs`): it is empty between messages, so it parks the same way.
+
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+
+use super::inflate::InflateState;
 
 /// The context of an open WebSocket, or nothing while the connection is parked.
 #[derive(Debug, Default)]
-pub struct Protocol(Option<Box<WebSocketContext>>);
+pub struct Protocol(Option<Box<Active>>);
+
+/// What a busy connection holds.
+#[derive(Debug)]
+pub struct Active {
+    pub context: WebSocketContext,
+    pub inflate: InflateState,
+}
 
 impl Protocol {
     /// The context, made fresh if the connection was parked.
-    pub fn active(&mut self, config: WebSocketConfig) -> &mut WebSocketContext {
-        self.0.get_or_insert_with(|| Box::new(WebSocketContext::new(Role::Server, Some(config))))
+    pub fn active(&mut self, config: WebSocketConfig) -> &mut Active {
+        self.0.get_or_insert_with(|| {
+            Box::new(Active {
+                context: WebSocketContext::new(Role::Server, Some(config)),
+                inflate: InflateState::default(),
+            })
+        })
+    }
+
+    /// Holds nothing a fresh context would not, as far as the compressed input goes (the
+    /// caller knows the rest from the frame meter).
+    pub fn inflate_idle(&self) -> bool {
+        self.0.as_ref().is_none_or(|active| active.inflate.is_idle())
     }
 
     /// Drops the context. Only for a connection between messages, with nothing unwritten:

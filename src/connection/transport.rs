@@ -68,6 +68,9 @@ pub struct Transport<S> {
     meter: FrameMeter,
     /// `--max-message-size`, saturated to `u32` (it fits in the struct's padding).
     max_message: u32,
+    /// The largest window the client lets the server compress with, if it negotiated
+    /// permessage-deflate (0 if not): in the struct's padding too.
+    pub deflate_window: u8,
 }
 
 impl<S> Transport<S> {
@@ -81,6 +84,7 @@ impl<S> Transport<S> {
             bytes_left: BYTES_PER_TURN,
             meter: FrameMeter::default(),
             max_message: u32::try_from(max_message).unwrap_or(u32::MAX - 1),
+            deflate_window: 0,
         }
     }
 
@@ -91,12 +95,23 @@ impl<S> Transport<S> {
         self.held_back = false;
     }
 
+    /// `--max-message-size`.
+    pub fn max_message(&self) -> usize {
+        self.max_message as usize
+    }
+
+    /// The turn's budget is spent: nothing more is read until the next.
+    pub fn budget_spent(&self) -> bool {
+        self.bytes_left == 0 || u32::from(self.turn_frames) >= FRAMES_PER_TURN
+    }
+
     /// Bytes read since the turn began.
     pub fn bytes_read_this_turn(&self) -> u32 {
         BYTES_PER_TURN.saturating_sub(self.bytes_left)
     }
 
-    /// Counts bytes read around the budget (the request head, read before the WebSocket).
+    /// Counts bytes read around the budget (the request head, read before the WebSocket; bytes
+    /// inflated from a compressed message).
     pub fn note_read(&mut self, n: usize) {
         self.bytes_left = self.bytes_left.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
     }
@@ -124,7 +139,7 @@ impl<S: Read> Read for Transport<S> {
         // A fragmented message over the limit does not stop the reads: the connection fails it
         // as soon as this read is over (or, closing already, keeps reading for the close reply;
         // refusing every read then held it in place until its close timeout).
-        if self.bytes_left == 0 || u32::from(self.turn_frames) >= FRAMES_PER_TURN {
+        if self.budget_spent() {
             self.held_back = true;
             return Err(io::ErrorKind::WouldBlock.into());
         }

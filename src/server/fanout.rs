@@ -1,8 +1,10 @@
 //! Fan-out: queuing one encoded frame to many connections, the list of connections to flush
 //! at the end of the loop turn, and the verdict on slow readers.
 //!
-//! A broadcast is framed once (see [`frame`](crate::frame)) and the same [`Bytes`] pushed to
-//! every recipient's outbox: a reference-count increment each, no copy. Nothing is written
+//! A broadcast is framed once (see [`frame`](crate::frame)) and the same `Bytes` pushed to
+//! every recipient's outbox: a reference-count increment each, no copy. Recipients that
+//! negotiated permessage-deflate share a compressed frame the same way, made once when the
+//! first of them is queued (see [`Outgoing`]). Nothing is written
 //! while a turn's messages are being dispatched; each recipient is listed once ("dirty") and
 //! flushed with one vectored write at the end of the turn, so all the broadcasts of one turn
 //! leave together.
@@ -14,10 +16,10 @@
 //! cuts it off once the current batch is queued (close 1008). Connections that are not open, or
 //! already closing, receive nothing.
 
-use bytes::Bytes;
 use slab::Slab;
 
 use crate::connection::{Connection, Flush, Stream};
+use crate::deflate::{Deflation, Outgoing};
 use crate::store::WriteBarrier;
 
 /// The turn's flush list and slow-reader verdicts.
@@ -32,11 +34,14 @@ pub struct FanOut {
     pub bytes_written: u64,
     /// History changes are made durable before any write (`--data-dir`; see `crate::store`).
     pub barrier: WriteBarrier,
+    /// The compression every message shares (see `crate::deflate`).
+    pub deflation: Deflation,
 }
 
 impl FanOut {
-    pub fn new(max_outbound: usize) -> Self {
+    pub fn new(max_outbound: usize, deflation: Deflation) -> Self {
         Self {
+            deflation,
             max_outbound,
             dirty: Vec::new(),
             too_slow: Vec::new(),
@@ -52,14 +57,16 @@ impl FanOut {
         }
     }
 
-    /// Queues `frame` for one client; false if it did not take it (not open, or too slow).
-    pub fn queue<S: Stream>(&mut self, conns: &mut Slab<Connection<S>>, key: usize, frame: &Bytes) -> bool {
+    /// Queues `message` for one client, in the frame it negotiated (compressed or not); false
+    /// if it did not take it (not open, or too slow).
+    pub fn queue<S: Stream>(&mut self, conns: &mut Slab<Connection<S>>, key: usize, message: &mut Outgoing) -> bool {
         let Some(conn) = conns.get_mut(key) else {
             return false;
         };
         if !conn.accepts_messages() {
             return false;
         }
+        let frame = message.for_window(conn.deflate_window(), &mut self.deflation);
         // A frame always goes to an empty queue, whatever its size: only a backlog is judged.
         if conn.queued() > 0 && conn.queued() + frame.len() > self.max_outbound {
             // Judge the socket, not the burst: write what is queued, then look again. A write
@@ -88,14 +95,14 @@ impl FanOut {
         flushed
     }
 
-    /// Queues `frame` for every client in `keys` (a room); returns how many took it.
+    /// Queues `message` for every client in `keys` (a room); returns how many took it.
     pub fn queue_to_all<S: Stream>(
         &mut self,
         conns: &mut Slab<Connection<S>>,
         keys: &[usize],
-        frame: &Bytes,
+        message: &mut Outgoing,
     ) -> usize {
-        keys.iter().filter(|&&key| self.queue(conns, key, frame)).count()
+        keys.iter().filter(|&&key| self.queue(conns, key, message)).count()
     }
 
     /// Lists a reader as too slow, for a reason found outside fan-out.

@@ -32,7 +32,8 @@ use crate::auth::{Auth, Identity};
 use crate::broker::{Broker, LocalBroker, Notice, Request};
 use crate::chat::{Chat, Effect, Join, Mode};
 use crate::connection::{Admission, Clock, Connection, Flush, Route, Step, Stream};
-use crate::frame::{self, Opcode};
+use crate::deflate::{Deflation, Inflater, Outgoing};
+use crate::frame::Opcode;
 use crate::http::Endpoint;
 use crate::metrics::{Counters, Kind};
 use crate::settings::Settings;
@@ -87,6 +88,8 @@ pub struct Hub<S> {
     draining: bool,
     /// Answers to the HTTP API's calls, for the loop to take (one per call in flight, at most).
     api_answers: Vec<(crate::chat::api::Ticket, crate::chat::api::ApiAnswer)>,
+    /// The one inflater every client's compressed messages go through (see `crate::deflate`).
+    inflater: Inflater,
 }
 
 impl<S: Stream> Hub<S> {
@@ -99,7 +102,7 @@ impl<S: Stream> Hub<S> {
     pub fn with_broker(settings: Settings, broker: Box<dyn Broker>, now: Instant) -> Self {
         Self {
             chat: Chat::with_limits(settings.chat),
-            fanout: FanOut::new(settings.max_outbound),
+            fanout: FanOut::new(settings.max_outbound, Deflation::new(settings.deflate_min_size)),
             settings,
             conns: Slab::new(),
             timers: TimerQueue::new(),
@@ -119,6 +122,7 @@ impl<S: Stream> Hub<S> {
             held: HashSet::new(),
             draining: false,
             api_answers: Vec::new(),
+            inflater: Inflater::default(),
         }
     }
 
@@ -273,7 +277,7 @@ impl<S: Stream> Hub<S> {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            match conn.read(&self.settings, self.chat.bans(), clock) {
+            match conn.read(&self.settings, self.chat.bans(), clock, &mut self.inflater) {
                 Step::Upgraded(endpoint, identity) => {
                     self.on_upgraded(key, endpoint, identity.as_deref(), now)
                 }
@@ -356,7 +360,7 @@ impl<S: Stream> Hub<S> {
 
     fn echo(&mut self, key: usize, opcode: Opcode, payload: &[u8], now: Instant) {
         let kind = if opcode == Opcode::Text { Kind::Text } else { Kind::Binary };
-        let delivered = self.fanout.queue(&mut self.conns, key, &frame::encode(opcode, payload));
+        let delivered = self.fanout.queue(&mut self.conns, key, &mut Outgoing::new(opcode, payload));
         self.counters.deliveries[kind as usize] += u64::from(delivered);
         self.cut_off_slow_readers(now);
     }

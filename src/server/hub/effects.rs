@@ -13,7 +13,8 @@ use crate::broker::{Broker, RECLAIMS_PER_TURN};
 use crate::chat::api::{ApiAnswer, ApiCall, Ticket};
 use crate::chat::{Audience, Body, ClientId, Effect, Event, Mode};
 use crate::connection::Stream;
-use crate::frame::{self, Opcode};
+use crate::deflate::Outgoing;
+use crate::frame::Opcode;
 use crate::metrics::Kind;
 
 /// Rounds of requests and answers between the chat and the broker in one call, at most: each
@@ -170,19 +171,18 @@ impl<S: Stream> Hub<S> {
             if recipients.is_empty() && more.is_empty() {
                 continue;
             }
-            let (kind, encoded) = match body {
+            let mut text = None;
+            let (kind, message) = match body {
                 Body::Event(event) => match event.render(mode) {
-                    Some(text) => (Kind::Text, frame::encode(Opcode::Text, text.as_bytes())),
+                    Some(rendered) => (Kind::Text, text.insert(Outgoing::new(Opcode::Text, rendered.as_bytes()))),
                     None => continue,
                 },
-                // The same frame for both modes: framed once.
-                Body::Binary(data) => {
-                    (Kind::Binary, binary.get_or_insert_with(|| frame::encode(Opcode::Binary, data)).clone())
-                }
+                // The same frames for both modes: framed (and compressed) once.
+                Body::Binary(data) => (Kind::Binary, binary.get_or_insert_with(|| Outgoing::new(Opcode::Binary, data))),
             };
-            let mut delivered = self.fanout.queue_to_all(&mut self.conns, recipients, &encoded);
+            let mut delivered = self.fanout.queue_to_all(&mut self.conns, recipients, message);
             if !more.is_empty() {
-                delivered += self.fanout.queue_to_all(&mut self.conns, more, &encoded);
+                delivered += self.fanout.queue_to_all(&mut self.conns, more, message);
             }
             self.counters.deliveries[kind as usize] += delivered as u64;
         }

@@ -7,7 +7,8 @@ use std::time::Instant;
 use super::{Hub, SHUTDOWN_NOTICE};
 use crate::chat::{Chat, Event, Mode};
 use crate::connection::{Step, Stream};
-use crate::frame::{self, Opcode};
+use crate::deflate::Outgoing;
+use crate::frame::Opcode;
 
 impl<S: Stream> Hub<S> {
     /// The server is shutting down: open connections are closed with 1001; those still
@@ -17,11 +18,11 @@ impl<S: Stream> Hub<S> {
         self.draining = true;
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         let notice = Event::notice(SHUTDOWN_NOTICE);
-        let notice = Mode::ALL
-            .map(|mode| frame::encode(Opcode::Text, notice.render(mode).unwrap_or_default().as_bytes()));
+        let mut notice = Mode::ALL
+            .map(|mode| Outgoing::new(Opcode::Text, notice.render(mode).unwrap_or_default().as_bytes()));
         for &key in &keys {
             if let Some(mode) = self.chat.mode(key) {
-                self.fanout.queue(&mut self.conns, key, &notice[mode as usize]);
+                self.fanout.queue(&mut self.conns, key, &mut notice[mode as usize]);
             }
         }
         self.chat = Chat::with_limits(self.settings.chat);
