@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The real Autobahn|Testsuite (fuzzingclient, sections 1 to 10) against wschat's /echo.
+# The real Autobahn|Testsuite (fuzzingclient) against wschat's /echo: sections 1 to 10, and
+# permessage-deflate's sections 12 and 13.
 #
-#     scripts/autobahn.sh target/release/wschat-server
+#     scripts/autobahn.sh target/release/wschat-server [CASES...]
 #
+# CASES are wstest's patterns (default: "1.*" to "10.*", "12.*" and "13.*"); e.g. "12.*" "13.*"
+# runs only the compression sections.
 # Autobahn's wstest runs on Python 2.7 only: set PYTHON2 to one (default `python2.7`; pyenv
 # has 2.7.18). The suite is installed once with pip into AUTOBAHN_DIR (default
 # ~/.cache/wschat-autobahn); the reports go to a temporary directory, removed at exit. The
@@ -10,7 +13,13 @@
 # every case that is not OK, NON-STRICT or INFORMATIONAL; exits 1 if there is one.
 set -euo pipefail
 
-server=${1:?usage: scripts/autobahn.sh PATH/TO/wschat-server}
+server=${1:?usage: scripts/autobahn.sh PATH/TO/wschat-server [CASES...]}
+shift
+if [ $# -eq 0 ]; then
+    set -- "1.*" "2.*" "3.*" "4.*" "5.*" "6.*" "7.*" "8.*" "9.*" "10.*" "12.*" "13.*"
+fi
+cases=$(printf '"%s", ' "$@")
+cases="[${cases%, }]"
 python2=${PYTHON2:-python2.7}
 lib=${AUTOBAHN_DIR:-$HOME/.cache/wschat-autobahn}
 port=${AUTOBAHN_PORT:-9777}
@@ -41,7 +50,7 @@ kill -0 "$server_pid" 2>/dev/null || { echo "autobahn: the server did not start"
 
 cat > "$work/spec.json" <<SPEC
 {"outdir": "$work/reports", "servers": [{"agent": "wschat", "url": "ws://127.0.0.1:$port/echo"}],
- "cases": ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "8.*", "9.*", "10.*"],
+ "cases": $cases,
  "exclude-cases": [], "exclude-agent-cases": {}}
 SPEC
 # site.addsitedir reads the packages' .pth files (zope is a namespace package).

@@ -103,11 +103,23 @@ def make_certificates(directory):
 def chat(base, tls, label, metrics_url=None):
     """The conversation, over ws:// or wss://; with a scrape URL, the gauges in the middle of it."""
     options = {"open_timeout": TIMEOUT, "ssl": tls} if tls else {"open_timeout": TIMEOUT}
-    with connect(f"{base}/?nick=ana", **options) as ana, connect(f"{base}/?nick=ben", **options) as ben:
+    # ana compresses (websockets offers permessage-deflate by default), ben does not.
+    with connect(f"{base}/?nick=ana", **options) as ana, \
+            connect(f"{base}/?nick=ben", compression=None, **options) as ben:
         expect(ana.recv(timeout=TIMEOUT).startswith("*** welcome, you are ana"), True, f"{label}welcome notice")
+        agreed = ana.response.headers.get("Sec-WebSocket-Extensions", "")
+        expect(agreed.startswith("permessage-deflate") and "server_no_context_takeover" in agreed
+               and "client_no_context_takeover" in agreed, True,
+               f"{label}permessage-deflate negotiated without context takeover")
+        expect([type(e).__name__ for e in ana.protocol.extensions], ["PerMessageDeflate"], f"{label}ana compresses")
+        expect(ben.response.headers.get("Sec-WebSocket-Extensions"), None, f"{label}ben does not")
         ben.send("hello from python")
         expect(recv_chat(ana), "ben: hello from python", f"{label}broadcast reaches the room")
         expect(recv_chat(ben), "ben: hello from python", f"{label}broadcast includes the sender")
+        long = "a line long enough to be compressed, said twice over: " * 6
+        ana.send(long)
+        expect(recv_chat(ana), f"ana: {long}", f"{label}a compressed line comes back compressed")
+        expect(recv_chat(ben), f"ana: {long}", f"{label}and plain to a client without the extension")
         ana.send("/msg ben psst")
         expect(recv_chat(ben), "[PM from ana] psst", f"{label}private message")
         expect(recv_chat(ana), "[PM to ben] psst", f"{label}private message copy")
@@ -188,13 +200,14 @@ def check_metrics(addr, metrics_url, before):
     expect(moved("wschat_connections_accepted_total") >= 5, True, "metrics: connections accepted counted")
     expect(moved("wschat_connections_rejected_total", reason="bad_request"), 1.0, "metrics: the 404 counted")
     expect(moved("wschat_connections_rejected_total", reason="origin"), 1.0, "metrics: the 403 counted")
-    # In: ben's line, /msg, /quit and the echoed text; ben's binary message.
-    expect(moved("wschat_messages_received_total", kind="text"), 4.0, "metrics: text messages received")
+    # In: ben's line, ana's long one, /msg, /quit and the echoed text; ben's binary message.
+    expect(moved("wschat_messages_received_total", kind="text"), 5.0, "metrics: text messages received")
     expect(moved("wschat_messages_received_total", kind="binary"), 1.0, "metrics: binary messages received")
     expect(moved("wschat_deliveries_total", kind="binary") , 2.0, "metrics: binary deliveries (sender included)")
     expect(moved("wschat_deliveries_total", kind="text") >= 8, True, "metrics: text deliveries")
     expect(moved("wschat_received_bytes_total") > 60000, True, "metrics: bytes in")
-    expect(moved("wschat_sent_bytes_total") > 60000, True, "metrics: bytes out")
+    # The 60,000-byte echo went back compressed: 2 bytes repeated, far fewer on the wire.
+    expect(0 < moved("wschat_sent_bytes_total") < 30000, True, "metrics: bytes out, compressed")
     expect(value(after, "wschat_loop_turn_duration_seconds_count") > 0, True, "metrics: loop turns timed")
     expect(value(after, "wschat_process_start_time_seconds") > 1.6e9, True, "metrics: start time")
 

@@ -105,7 +105,7 @@ pub struct Config {
     /// permessage-deflate for clients that offer it (browsers do): `on` or `off`. Accepted only
     /// without context takeover, so each broadcast is compressed once for all its recipients and
     /// no connection keeps a compression state.
-    #[arg(long, default_value = "on", value_parser = parse_on_off, value_name = "on|off")]
+    #[arg(long, default_value = "on", value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
     pub deflate: bool,
 
     /// Messages shorter than this go uncompressed even to clients that negotiated
