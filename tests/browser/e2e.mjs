@@ -146,6 +146,21 @@ async function main() {
       if (text !== "bob joined lobby") throw new Error(`the notice reads "${text}"`);
     });
 
+    await step("Chromium negotiates permessage-deflate, and a long line crosses compressed both ways", async () => {
+      for (const page of [ann, bob]) {
+        const extensions = await page.evaluate(() => state.socket.extensions);
+        if (!extensions.startsWith("permessage-deflate") || !extensions.includes("server_no_context_takeover")) {
+          throw new Error(`the socket's extensions are "${extensions}"`);
+        }
+      }
+      // Over --deflate-min-size: Chromium sends it compressed, the server inflates it, and
+      // compresses the broadcast once for both.
+      const long = "a long line to compress, " + "said again and again and again, ".repeat(8) + "the end";
+      await say(bob, long);
+      await messages(ann).filter({ hasText: `bob: ${long}` }).waitFor();
+      await messages(bob).filter({ hasText: `bob: ${long}` }).waitFor();
+    });
+
     await step("a taken or invalid nick brings the nick form back with the reason beside it", async () => {
       const carol = await person("carol");
       await carol.goto(bobBase);
