@@ -208,6 +208,10 @@ def check_metrics(addr, metrics_url, before):
     expect(moved("wschat_received_bytes_total") > 60000, True, "metrics: bytes in")
     # The 60,000-byte echo went back compressed: 2 bytes repeated, far fewer on the wire.
     expect(0 < moved("wschat_sent_bytes_total") < 30000, True, "metrics: bytes out, compressed")
+    expect(moved("wschat_compressions_total") >= 2, True, "metrics: compressions (ana's long line, the echo)")
+    saved = moved("wschat_compressed_payload_bytes_total", side="before") - moved(
+        "wschat_compressed_payload_bytes_total", side="after")
+    expect(saved > 50000, True, "metrics: compression saved bytes")
     expect(value(after, "wschat_loop_turn_duration_seconds_count") > 0, True, "metrics: loop turns timed")
     expect(value(after, "wschat_process_start_time_seconds") > 1.6e9, True, "metrics: start time")
 

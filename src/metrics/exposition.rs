@@ -87,6 +87,22 @@ impl Snapshot {
         counter(encoder, "sent", "Bytes written to clients, before TLS", Some(&Unit::Bytes), c.bytes_out)?;
         counter(
             encoder,
+            "compressions",
+            "Messages compressed with permessage-deflate, once for all the recipients that share the frame",
+            None,
+            c.compressions,
+        )?;
+        family(
+            encoder,
+            "compressed_payload",
+            "Payload bytes of the messages compressed, before and after",
+            Some(&Unit::Bytes),
+            MetricType::Counter,
+            "side",
+            &[("before", c.compressed_from_bytes), ("after", c.compressed_to_bytes)],
+        )?;
+        counter(
+            encoder,
             "slow_readers_cut_off",
             "Readers closed with 1008 for falling --max-outbound behind",
             None,

@@ -112,6 +112,12 @@ pub struct Counters {
     /// Bytes written to clients (before TLS encryption); kept by fan-out, which does every
     /// write, and copied in for a scrape.
     pub bytes_out: u64,
+    /// permessage-deflate: messages compressed (once per broadcast and window size, however
+    /// many recipients share the frame), and their payload bytes before and after; kept by
+    /// fan-out, copied in for a scrape.
+    pub compressions: u64,
+    pub compressed_from_bytes: u64,
+    pub compressed_to_bytes: u64,
     /// Readers cut off with 1008 for falling `--max-outbound` behind.
     pub slow_readers_cut_off: u64,
     /// Clients closed with 1008 for passing `--max-messages-per-sec`.

@@ -40,6 +40,9 @@ impl<S: Stream> Hub<S> {
         (gauges.history_messages, gauges.history_bytes) = (messages as u64, bytes as u64);
         let counters = Counters {
             bytes_out: self.fanout.bytes_written,
+            compressions: self.fanout.deflation.compressed,
+            compressed_from_bytes: self.fanout.deflation.bytes_in,
+            compressed_to_bytes: self.fanout.deflation.bytes_out,
             history_commits: self.fanout.barrier.commits,
             cluster_saturations: self.broker.saturations(),
             api_requests,
