@@ -19,6 +19,8 @@ use crate::outbox::Outbox;
 pub const BYTES_PER_TURN: u32 = 256 * 1024;
 /// Frames (data, continuation and control alike) one connection may send in one loop turn.
 pub const FRAMES_PER_TURN: u32 = 64;
+// The transport counts a turn's frames in a byte.
+const _: () = assert!(FRAMES_PER_TURN < u8::MAX as u32);
 
 /// A non-blocking byte stream a connection can run on: a TCP socket in the server, a scripted
 /// pipe in the simulation. Reads and writes report `WouldBlock` when they cannot proceed.
@@ -62,8 +64,9 @@ pub struct Transport<S> {
     pub heard: bool,
     /// A read was refused because the turn's budget is spent.
     pub held_back: bool,
-    // Kept small: every idle connection carries these.
-    turn_frames: u16,
+    // Kept small: every idle connection carries these. (Frames are counted only up to
+    // FRAMES_PER_TURN, so a byte holds them, and leaves room for `deflate_window`.)
+    turn_frames: u8,
     bytes_left: u32,
     meter: FrameMeter,
     /// `--max-message-size`, saturated to `u32` (it fits in the struct's padding).
@@ -148,7 +151,7 @@ impl<S: Read> Read for Transport<S> {
         self.heard |= n > 0;
         self.bytes_left -= n as u32;
         let seen = self.meter.feed(&buf[..n], self.max_message);
-        self.turn_frames = self.turn_frames.saturating_add(u16::try_from(seen).unwrap_or(u16::MAX));
+        self.turn_frames = self.turn_frames.saturating_add(u8::try_from(seen).unwrap_or(u8::MAX));
         Ok(n)
     }
 }
