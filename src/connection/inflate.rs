@@ -316,3 +316,99 @@ impl<S> Write for Inflating<'_, S> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deflate::Compressor;
+    use crate::wire::client_frame;
+
+    const LIMIT: usize = 64 << 10;
+
+    fn compressed(text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        assert!(Compressor::default().compress(text, 15, &mut out));
+        out
+    }
+
+    /// Feeds `input` in chunks of `chunk` bytes, as reads would bring it; returns what
+    /// tungstenite would be handed.
+    fn through(input: &[u8], chunk: usize) -> Result<Vec<u8>, Refusal> {
+        let (mut state, mut inflater, mut seen) = (InflateState::default(), Inflater::default(), Vec::new());
+        for piece in input.chunks(chunk) {
+            let mut rest = piece;
+            while !rest.is_empty() {
+                let (used, _) = state.process(rest, &mut inflater, LIMIT)?;
+                rest = &rest[used..];
+            }
+        }
+        seen.extend_from_slice(&state.out);
+        assert!(
+            state.message.is_none() && matches!(state.frame, Frame::Header),
+            "whole frames in, whole out"
+        );
+        Ok(seen)
+    }
+
+    #[test]
+    fn plain_frames_pass_and_compressed_messages_become_one_plain_frame_at_any_chunking() {
+        let text = "alice: a line said many times, many times, many times over. ".repeat(30);
+        let deflated = compressed(text.as_bytes());
+        let third = deflated.len() / 3;
+        let key = Some([1, 2, 3, 4]);
+        let mut input = client_frame(0x81, b"plain first", key);
+        input.extend(client_frame(0x40 | 0x01, &deflated[..third], key));
+        input.extend(client_frame(0x00, &deflated[third..2 * third], key));
+        input.extend(client_frame(0x89, b"ping between", key));
+        input.extend(client_frame(0x80, &deflated[2 * third..], key));
+        input.extend(client_frame(0x82, &[7; 300], key));
+        input.extend(client_frame(0x80 | 0x40 | 0x02, &compressed(&[]), key));
+        let mut expected = client_frame(0x81, b"plain first", key);
+        expected.extend(client_frame(0x89, b"ping between", key));
+        expected.extend(client_frame(0x81, text.as_bytes(), Some([0; 4])));
+        expected.extend(client_frame(0x82, &[7; 300], key));
+        expected.extend(client_frame(0x82, b"", Some([0; 4])));
+        for chunk in [1, 2, 3, 7, 13, 64, 256, 4096, input.len()] {
+            assert_eq!(through(&input, chunk).unwrap(), expected, "in chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn the_refusals() {
+        let key = Some([5, 6, 7, 8]);
+        let code = |input: Vec<u8>| through(&input, 5).unwrap_err().0;
+        assert_eq!(code(client_frame(0x80 | 0x40 | 0x09, b"", key)), CloseCode::Protocol);
+        let begun = client_frame(0x40 | 0x01, &compressed(b"begun"), key);
+        assert_eq!(code([begun.clone(), client_frame(0x80 | 0x40, b"", key)].concat()), CloseCode::Protocol);
+        assert_eq!(code([begun, client_frame(0x82, b"new", key)].concat()), CloseCode::Protocol);
+        assert_eq!(
+            code(client_frame(0x80 | 0x40 | 0x01, &compressed(b"unmasked"), None)),
+            CloseCode::Protocol
+        );
+        assert_eq!(code(client_frame(0x80 | 0x40 | 0x01, &[0xff; 9], key)), CloseCode::Invalid);
+        let bomb = compressed(&vec![0; LIMIT + 1]);
+        assert_eq!(code(client_frame(0x80 | 0x40 | 0x02, &bomb, key)), CloseCode::Size);
+        // A header announcing more compressed bytes than the limit is refused at once.
+        let mut huge = vec![0x80 | 0x40 | 0x02, 0x80 | 127];
+        huge.extend(((LIMIT + 1) as u64).to_be_bytes());
+        huge.extend([0; 4]);
+        assert_eq!(code(huge), CloseCode::Size);
+    }
+
+    #[test]
+    fn an_inflated_message_stops_the_read_and_leaves_the_rest_for_the_next() {
+        let key = Some([9, 9, 9, 9]);
+        let text = "x".repeat(1000);
+        let mut input = client_frame(0x80 | 0x40 | 0x01, &compressed(text.as_bytes()), key);
+        let first = input.len();
+        input.extend(client_frame(0x81, b"after", key));
+        let (mut state, mut inflater) = (InflateState::default(), Inflater::default());
+        assert_eq!(state.process(&input, &mut inflater, LIMIT).unwrap(), (first, 1000));
+        assert!(!state.is_idle(), "the inflated message waits to be read");
+        let mut buf = [0u8; 4096];
+        let n = state.serve(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &client_frame(0x81, text.as_bytes(), Some([0; 4]))[..]);
+        assert_eq!(state.serve(&mut buf), None);
+        assert!(state.is_idle());
+    }
+}
