@@ -44,6 +44,37 @@ fn frame() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// A compressed text or binary message of generated text (or a bomb of one repeated byte),
+/// in 1 to 4 fragments, maybe with a ping between two of them.
+fn compressed_message() -> impl Strategy<Value = Vec<u8>> {
+    (any::<bool>(), "[a-z ]{0,600}", 0usize..200_000, 1usize..5, any::<bool>()).prop_map(
+        |(text, words, bomb, parts, ping)| {
+            let payload = if bomb > 100_000 { vec![b'z'; bomb] } else { words.into_bytes() };
+            let mut compressed = Vec::new();
+            assert!(wschat::deflate::Compressor::default().compress(&payload, 15, &mut compressed));
+            let size = compressed.len().div_ceil(parts).max(1);
+            let chunks: Vec<&[u8]> = compressed.chunks(size).collect();
+            let chunks = if chunks.is_empty() { vec![&[][..]] } else { chunks };
+            let mut out = Vec::new();
+            for (i, chunk) in chunks.iter().enumerate() {
+                let opcode = if i > 0 {
+                    0x0
+                } else if text {
+                    0x41
+                } else {
+                    0x42
+                };
+                let fin = if i + 1 == chunks.len() { 0x80 } else { 0 };
+                out.extend(client_frame(fin | opcode, chunk, Some([3, 1, 4, 1])));
+                if ping && i == 0 {
+                    out.extend(client_frame(0x89, b"between", Some([2, 7, 1, 8])));
+                }
+            }
+            out
+        },
+    )
+}
+
 /// Mostly plausible request heads, with arbitrary damage.
 fn request() -> impl Strategy<Value = Vec<u8>> {
     let plausible = (
@@ -109,6 +140,19 @@ proptest! {
     ) {
         let bytes: Vec<u8> = frames.concat().into_iter().chain(tail).collect();
         scenarios::frames_after_handshake(small_limits(), "/echo", &bytes, piece);
+    }
+
+    /// Frames from a client that negotiated permessage-deflate: arbitrary ones, and compressed
+    /// messages of generated text in generated fragments (RSV1 on the first, control frames
+    /// between), read in arbitrary pieces, on the echo or the chat.
+    #[test]
+    fn compressed_and_arbitrary_frames_after_a_deflate_handshake(
+        frames in prop::collection::vec(prop_oneof![frame(), compressed_message()], 0..12),
+        chat in any::<bool>(),
+        piece in 0usize..40,
+    ) {
+        let path = if chat { "/?nick=fuzz" } else { "/echo" };
+        scenarios::frames_after_deflate_handshake(small_limits(), path, &frames.concat(), piece);
     }
 
     #[test]

@@ -159,6 +159,17 @@ impl Simulation {
         ix
     }
 
+    /// Like [`upgrade`](Self::upgrade), offering permessage-deflate (which the server accepts
+    /// unless `--deflate off`).
+    pub fn upgrade_offering_deflate(&mut self, path: &str) -> ClientIx {
+        let request =
+            UpgradeRequest::new("sim", path).header("Sec-WebSocket-Extensions", "permessage-deflate");
+        let ix = self.connect(&request.to_bytes());
+        self.settle();
+        assert_eq!(self.status(ix), Some(101), "upgrade to {path} refused");
+        ix
+    }
+
     /// The client sends raw bytes.
     pub fn send(&mut self, ix: ClientIx, bytes: &[u8]) {
         let client = &mut self.clients[ix];

@@ -49,7 +49,7 @@ impl Room {
     /// Two chat members besides the client under test: one whose socket accepts everything,
     /// one whose socket accepts nothing once it has joined.
     fn join(sim: &mut Simulation) -> Self {
-        let reader = sim.upgrade("/?nick=reader");
+        let reader = sim.upgrade_offering_deflate("/?nick=reader");
         let non_reader = sim.upgrade("/?nick=sleeper");
         sim.set_window(non_reader, Some(0));
         Self { reader, non_reader }
@@ -61,10 +61,26 @@ impl Room {
 /// every rule in the module doc, turn by turn, then lets every timeout pass. Returns the close
 /// code the client received, if any.
 pub fn frames_after_handshake(settings: Settings, path: &str, bytes: &[u8], piece: usize) -> Option<u16> {
+    frames_after(settings, path, false, bytes, piece)
+}
+
+/// [`frames_after_handshake`] for a client that negotiated permessage-deflate (as has the
+/// reading bystander, so what the client says reaches it compressed): the bytes go through the
+/// inflating shim, and RSV1 frames are compressed messages.
+pub fn frames_after_deflate_handshake(
+    settings: Settings,
+    path: &str,
+    bytes: &[u8],
+    piece: usize,
+) -> Option<u16> {
+    frames_after(settings, path, true, bytes, piece)
+}
+
+fn frames_after(settings: Settings, path: &str, deflate: bool, bytes: &[u8], piece: usize) -> Option<u16> {
     let max_outbound = settings.max_outbound;
     let mut sim = Simulation::new(settings);
     let room = Room::join(&mut sim);
-    let client = sim.upgrade(path);
+    let client = if deflate { sim.upgrade_offering_deflate(path) } else { sim.upgrade(path) };
     sim.set_piece(client, piece);
     // Feed the bytes over several turns, as a network would.
     for chunk in bytes.chunks(1024) {
