@@ -6,6 +6,9 @@
 //! where a text message comes back as `NICK: TEXT`. Each case prints a line like Autobahn's
 //! (`OK`, `NON-STRICT`, `FAILED`); the report is also written to `target/conformance.txt`, and
 //! the test fails on any `FAILED`.
+//!
+//! The extension the server supports, permessage-deflate (RFC 7692: Autobahn's sections 12 and
+//! 13), has its conformance cases in `tests/deflate.rs`.
 
 mod common;
 
