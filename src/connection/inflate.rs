@@ -12,7 +12,8 @@
 //! Bounds: the compressed bytes are metered by the transport like any others (a fragmented
 //! message is charged at least 64 bytes a fragment against `--max-message-size`), and are
 //! refused past that limit too; inflating stops at the limit (1009) without inflating the rest;
-//! inflated bytes are charged to the turn's read budget; and a read that completes a compressed
+//! inflated bytes are charged to the turn's read budget (past it, to the next turns'); and a
+//! read that completes a compressed
 //! message stops there, what it read beyond held for the next read, so at most one inflated
 //! message waits at a time. The state lives with tungstenite's context, so a parked connection
 //! holds none of it.
@@ -45,6 +46,9 @@ pub struct InflateState {
     out_at: usize,
     /// Bytes read from the socket and not yet looked at.
     held: Vec<u8>,
+    /// A refusal found in bytes after frames still waiting in `out`: reported once they are
+    /// read (a message before a bad frame is delivered, as without the extension).
+    pending: Option<Refusal>,
     /// A refusal not yet reported to the connection.
     refusal: Option<Refusal>,
 }
@@ -68,6 +72,7 @@ impl InflateState {
             && matches!(self.frame, Frame::Header)
             && self.out_at >= self.out.len()
             && self.held.is_empty()
+            && self.pending.is_none()
     }
 
     /// Why the input was refused, once.
@@ -267,17 +272,16 @@ pub struct Inflating<'a, S> {
 
 impl<S: Read> Inflating<'_, S> {
     /// Looks at bytes from the client; what it did not use yet is held for the next read.
-    fn take_in(&mut self, input: &[u8]) -> io::Result<()> {
+    fn take_in(&mut self, input: &[u8]) {
         match self.state.process(input, self.inflater, self.transport.max_message()) {
             Ok((used, inflated)) => {
-                self.transport.note_read(inflated);
+                self.transport.charge(inflated);
                 self.state.held.extend_from_slice(&input[used..]);
-                Ok(())
             }
             Err(refusal) => {
-                let error = io::Error::new(io::ErrorKind::InvalidData, refusal.1.clone());
-                self.state.refusal = Some(refusal);
-                Err(error)
+                // Nothing after the bad frame is read; what came before it is handed on first.
+                self.state.held = Vec::new();
+                self.state.pending = Some(refusal);
             }
         }
     }
@@ -289,19 +293,24 @@ impl<S: Read> Read for Inflating<'_, S> {
             if let Some(n) = self.state.serve(buf) {
                 return Ok(n);
             }
+            if let Some(refusal) = self.state.pending.take() {
+                let error = io::Error::new(io::ErrorKind::InvalidData, refusal.1.clone());
+                self.state.refusal = Some(refusal);
+                return Err(error);
+            }
             if self.state.held.is_empty() {
                 let n = self.transport.read(buf)?;
                 if n == 0 {
                     return Ok(0);
                 }
-                self.take_in(&buf[..n])?;
+                self.take_in(&buf[..n]);
             } else if self.transport.budget_spent() {
                 // The rest waits for the next turn, like unread bytes in the socket.
                 self.transport.held_back = true;
                 return Err(io::ErrorKind::WouldBlock.into());
             } else {
                 let held = std::mem::take(&mut self.state.held);
-                self.take_in(&held)?;
+                self.take_in(&held);
             }
         }
     }

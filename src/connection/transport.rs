@@ -21,6 +21,8 @@ pub const BYTES_PER_TURN: u32 = 256 * 1024;
 pub const FRAMES_PER_TURN: u32 = 64;
 // The transport counts a turn's frames in a byte.
 const _: () = assert!(FRAMES_PER_TURN < u8::MAX as u32);
+/// [`BYTES_PER_TURN`] as the signed budget counts it.
+const BUDGET: i32 = BYTES_PER_TURN as i32;
 
 /// A non-blocking byte stream a connection can run on: a TCP socket in the server, a scripted
 /// pipe in the simulation. Reads and writes report `WouldBlock` when they cannot proceed.
@@ -67,7 +69,11 @@ pub struct Transport<S> {
     // Kept small: every idle connection carries these. (Frames are counted only up to
     // FRAMES_PER_TURN, so a byte holds them, and leaves room for `deflate_window`.)
     turn_frames: u8,
-    bytes_left: u32,
+    /// What is left of the turn's read budget. Below zero when a message inflated to more than
+    /// was left (see `inflate.rs`): a debt the next turns pay before anything more is read.
+    budget: i32,
+    /// Bytes read from the socket this turn, for the metrics (inflated bytes are not).
+    wire: u32,
     meter: FrameMeter,
     /// `--max-message-size`, saturated to `u32` (it fits in the struct's padding).
     max_message: u32,
@@ -84,16 +90,18 @@ impl<S> Transport<S> {
             heard: false,
             held_back: false,
             turn_frames: 0,
-            bytes_left: BYTES_PER_TURN,
+            budget: BUDGET,
+            wire: 0,
             meter: FrameMeter::default(),
             max_message: u32::try_from(max_message).unwrap_or(u32::MAX - 1),
             deflate_window: 0,
         }
     }
 
-    /// A new loop turn: a fresh budget.
+    /// A new loop turn: a fresh budget, less what is still owed.
     pub fn begin_turn(&mut self) {
-        self.bytes_left = BYTES_PER_TURN;
+        self.budget = self.budget.min(0).saturating_add(BUDGET);
+        self.wire = 0;
         self.turn_frames = 0;
         self.held_back = false;
     }
@@ -105,18 +113,24 @@ impl<S> Transport<S> {
 
     /// The turn's budget is spent: nothing more is read until the next.
     pub fn budget_spent(&self) -> bool {
-        self.bytes_left == 0 || u32::from(self.turn_frames) >= FRAMES_PER_TURN
+        self.budget <= 0 || u32::from(self.turn_frames) >= FRAMES_PER_TURN
     }
 
-    /// Bytes read since the turn began.
+    /// Bytes read from the socket since the turn began.
     pub fn bytes_read_this_turn(&self) -> u32 {
-        BYTES_PER_TURN.saturating_sub(self.bytes_left)
+        self.wire
     }
 
-    /// Counts bytes read around the budget (the request head, read before the WebSocket; bytes
-    /// inflated from a compressed message).
+    /// Counts bytes read around the budget (the request head, read before the WebSocket).
     pub fn note_read(&mut self, n: usize) {
-        self.bytes_left = self.bytes_left.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
+        self.wire = self.wire.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+        self.charge(n);
+    }
+
+    /// Charges bytes inflated from a compressed message to the budget, as if they had been
+    /// read: past what is left, the next turns pay for them.
+    pub fn charge(&mut self, n: usize) {
+        self.budget = self.budget.saturating_sub(i32::try_from(n).unwrap_or(i32::MAX));
     }
 
     /// Frames that arrived since the last call (for the rate limiter).
@@ -146,10 +160,11 @@ impl<S: Read> Read for Transport<S> {
             self.held_back = true;
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let cap = buf.len().min(self.bytes_left as usize);
+        let cap = buf.len().min(self.budget.unsigned_abs() as usize);
         let n = self.socket.read(&mut buf[..cap])?;
         self.heard |= n > 0;
-        self.bytes_left -= n as u32;
+        self.budget -= n as i32;
+        self.wire = self.wire.saturating_add(n as u32);
         let seen = self.meter.feed(&buf[..n], self.max_message);
         self.turn_frames = self.turn_frames.saturating_add(u8::try_from(seen).unwrap_or(u8::MAX));
         Ok(n)

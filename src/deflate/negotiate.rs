@@ -74,7 +74,11 @@ fn unquote(value: &str) -> Option<&str> {
 
 /// A window size parameter: 8 to 15, in decimal without leading zeros (RFC 7692 7.1.2).
 fn window_bits(value: &str) -> Option<u8> {
-    let bits: u8 = value.parse().ok().filter(|_| !value.starts_with('0') && value.len() <= 2)?;
+    // Digits only: `u8::from_str` would take a sign.
+    if !value.bytes().all(|b| b.is_ascii_digit()) || value.starts_with('0') || value.len() > 2 {
+        return None;
+    }
+    let bits: u8 = value.parse().ok()?;
     (8..=MAX_WINDOW_BITS).contains(&bits).then_some(bits)
 }
 
@@ -94,18 +98,27 @@ pub fn check_answer(value: Option<&str>) -> Result<bool, String> {
     if !parts.next().is_some_and(|name| name.eq_ignore_ascii_case(EXTENSION)) || value.contains(',') {
         return Err(format!("the server answered with an extension not offered: {value:?}"));
     }
+    let mut seen = Vec::new();
     for param in parts {
         let (name, value) = param.split_once('=').map_or((param, None), |(n, v)| (n.trim(), Some(v.trim())));
-        let fine = match name.to_ascii_lowercase().as_str() {
-            "server_no_context_takeover" | "client_no_context_takeover" => value.is_none(),
-            "server_max_window_bits" => value.and_then(unquote).and_then(window_bits).is_some(),
-            _ => false,
-        };
+        let name = name.to_ascii_lowercase();
+        let fine = !seen.contains(&name)
+            && match name.as_str() {
+                "server_no_context_takeover" | "client_no_context_takeover" => value.is_none(),
+                "server_max_window_bits" => value.and_then(unquote).and_then(window_bits).is_some(),
+                _ => false,
+            };
         if !fine {
             return Err(format!(
                 "the server answered permessage-deflate with {param:?}, which was not offered"
             ));
         }
+        seen.push(name);
+    }
+    // Offered, so an acceptance must say it (RFC 7692 7.1.1.1): the client then inflates each
+    // message on its own.
+    if !seen.iter().any(|name| name == "server_no_context_takeover") {
+        return Err("the server accepted permessage-deflate without server_no_context_takeover".to_string());
     }
     Ok(true)
 }
@@ -144,6 +157,8 @@ mod tests {
             "permessage-deflate; server_max_window_bits=7",
             "permessage-deflate; server_max_window_bits=16",
             "permessage-deflate; server_max_window_bits=010",
+            "permessage-deflate; server_max_window_bits=+9",
+            "permessage-deflate; client_max_window_bits=\"+9\"",
             "permessage-deflate; client_max_window_bits=abc",
             "permessage-deflate; server_no_context_takeover=1",
             "permessage-deflate; mystery",
@@ -168,5 +183,7 @@ mod tests {
         assert!(check_answer(Some("x-other")).is_err());
         assert!(check_answer(Some("permessage-deflate; client_max_window_bits=10")).is_err());
         assert!(check_answer(Some("permessage-deflate, permessage-deflate")).is_err());
+        assert!(check_answer(Some("permessage-deflate")).is_err(), "context takeover not given up");
+        assert!(check_answer(Some(&format!("{BOTH}; client_no_context_takeover"))).is_err(), "repeated");
     }
 }
