@@ -160,7 +160,8 @@ impl<S: Stream> Connection<S> {
             }
             if settings.deflate {
                 let offers = request.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
-                if let Some((agreement, answer)) = negotiate::answer(offers.iter().filter_map(|v| v.to_str().ok()))
+                if let Some((agreement, answer)) =
+                    negotiate::answer(offers.iter().filter_map(|v| v.to_str().ok()))
                 {
                     if let Ok(answer) = HeaderValue::from_str(&answer) {
                         response.headers_mut().insert(SEC_WEBSOCKET_EXTENSIONS, answer);

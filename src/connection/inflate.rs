@@ -95,7 +95,12 @@ impl InflateState {
     /// Looks at the next bytes from the client, appending what tungstenite should see to
     /// `out`; stops after a compressed message is inflated. Returns the bytes used, and the
     /// bytes inflated (to charge to the turn).
-    fn process(&mut self, input: &[u8], inflater: &mut Inflater, limit: usize) -> Result<(usize, usize), Refusal> {
+    fn process(
+        &mut self,
+        input: &[u8],
+        inflater: &mut Inflater,
+        limit: usize,
+    ) -> Result<(usize, usize), Refusal> {
         let mut used = 0;
         while used < input.len() {
             let rest = &input[used..];
@@ -142,7 +147,8 @@ impl InflateState {
         let len = usize::from(self.have);
         self.have = 0;
         let (first, second) = (self.header[0], self.header[1]);
-        let (fin, rsv1, other_rsv, opcode) = (first & 0x80 != 0, first & 0x40 != 0, first & 0x30 != 0, first & 0x0f);
+        let (fin, rsv1, other_rsv, opcode) =
+            (first & 0x80 != 0, first & 0x40 != 0, first & 0x30 != 0, first & 0x0f);
         let payload = payload_len(&self.header[..len]);
         let protocol = |why: &str| Err((CloseCode::Protocol, why.to_string()));
         let collect = match opcode {

@@ -43,8 +43,9 @@ impl Compressor {
             return false;
         }
         let slot = &mut self.by_window[usize::from(window_bits - MIN_COMPRESSING_BITS)];
-        let deflate = slot
-            .get_or_insert_with(|| Box::new(Compress::new_with_window_bits(Compression::default(), false, window_bits)));
+        let deflate = slot.get_or_insert_with(|| {
+            Box::new(Compress::new_with_window_bits(Compression::default(), false, window_bits))
+        });
         deflate.reset();
         let start = out.len();
         // A sync flush ends the output on a byte boundary with the empty stored block; zlib
@@ -102,7 +103,12 @@ impl Inflater {
     /// Inflates one message (its compressed bytes without the tail) into `out`, which receives
     /// at most `limit` bytes: a message that would inflate further is [`InflateError::TooBig`]
     /// and its rest is never inflated, so memory stays bounded by the limit whatever the ratio.
-    pub fn inflate(&mut self, compressed: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), InflateError> {
+    pub fn inflate(
+        &mut self,
+        compressed: &[u8],
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), InflateError> {
         let inflate = &mut *self.0;
         inflate.reset(false);
         let start = out.len();
@@ -186,7 +192,9 @@ pub(crate) mod tests {
         assert_eq!(out, b"Hello");
         // 7.2.3.3: "Hello" as a stored block.
         out.clear();
-        Inflater::default().inflate(&[0x00, 0x05, 0x00, 0xfa, 0xff, b'H', b'e', b'l', b'l', b'o', 0x00], 5, &mut out).unwrap();
+        Inflater::default()
+            .inflate(&[0x00, 0x05, 0x00, 0xfa, 0xff, b'H', b'e', b'l', b'l', b'o', 0x00], 5, &mut out)
+            .unwrap();
         assert_eq!(out, b"Hello");
     }
 

@@ -102,7 +102,9 @@ pub fn check_answer(value: Option<&str>) -> Result<bool, String> {
             _ => false,
         };
         if !fine {
-            return Err(format!("the server answered permessage-deflate with {param:?}, which was not offered"));
+            return Err(format!(
+                "the server answered permessage-deflate with {param:?}, which was not offered"
+            ));
         }
     }
     Ok(true)
@@ -150,9 +152,11 @@ mod tests {
         ] {
             assert_eq!(agreed(&[bad]), None, "{bad}");
         }
-        let (bits, _) =
-            agreed(&["x-webkit-deflate-frame, permessage-deflate; mystery", "permessage-deflate; server_max_window_bits=12"])
-                .unwrap();
+        let (bits, _) = agreed(&[
+            "x-webkit-deflate-frame, permessage-deflate; mystery",
+            "permessage-deflate; server_max_window_bits=12",
+        ])
+        .unwrap();
         assert_eq!(bits, 12);
     }
 

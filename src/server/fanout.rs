@@ -59,7 +59,12 @@ impl FanOut {
 
     /// Queues `message` for one client, in the frame it negotiated (compressed or not); false
     /// if it did not take it (not open, or too slow).
-    pub fn queue<S: Stream>(&mut self, conns: &mut Slab<Connection<S>>, key: usize, message: &mut Outgoing) -> bool {
+    pub fn queue<S: Stream>(
+        &mut self,
+        conns: &mut Slab<Connection<S>>,
+        key: usize,
+        message: &mut Outgoing,
+    ) -> bool {
         let Some(conn) = conns.get_mut(key) else {
             return false;
         };

@@ -174,11 +174,15 @@ impl<S: Stream> Hub<S> {
             let mut text = None;
             let (kind, message) = match body {
                 Body::Event(event) => match event.render(mode) {
-                    Some(rendered) => (Kind::Text, text.insert(Outgoing::new(Opcode::Text, rendered.as_bytes()))),
+                    Some(rendered) => {
+                        (Kind::Text, text.insert(Outgoing::new(Opcode::Text, rendered.as_bytes())))
+                    }
                     None => continue,
                 },
                 // The same frames for both modes: framed (and compressed) once.
-                Body::Binary(data) => (Kind::Binary, binary.get_or_insert_with(|| Outgoing::new(Opcode::Binary, data))),
+                Body::Binary(data) => {
+                    (Kind::Binary, binary.get_or_insert_with(|| Outgoing::new(Opcode::Binary, data)))
+                }
             };
             let mut delivered = self.fanout.queue_to_all(&mut self.conns, recipients, message);
             if !more.is_empty() {
