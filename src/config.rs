@@ -105,7 +105,7 @@ pub struct Config {
     /// permessage-deflate for clients that offer it (browsers do): `on` or `off`. Accepted only
     /// without context takeover, so each broadcast is compressed once for all its recipients and
     /// no connection keeps a compression state.
-    #[arg(long, default_value = "on", value_parser = parse_on_off, value_name = "on|off")]
+    #[arg(long, default_value = "on", value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
     pub deflate: bool,
 
     /// Messages shorter than this go uncompressed even to clients that negotiated
@@ -308,6 +308,16 @@ mod tests {
         assert!(error.contains("not a redis:// URL"), "{error}");
         // History lives in Redis then: a local store beside it would be a second truth.
         assert!(parse(&["--redis", "redis://h", "--data-dir", "/tmp/x"]).is_err());
+    }
+
+    #[test]
+    fn deflate_takes_on_or_off() {
+        let parse =
+            |args: &[&str]| Config::try_parse_from([&["wschat-server"], args].concat()).map(|c| c.deflate);
+        assert!(parse(&[]).unwrap(), "on by default");
+        assert!(!parse(&["--deflate", "off"]).unwrap());
+        assert!(parse(&["--deflate=on"]).unwrap());
+        assert!(parse(&["--deflate", "maybe"]).unwrap_err().to_string().contains("say on or off"));
     }
 
     #[test]
