@@ -54,6 +54,8 @@ fn event_loop(c: &mut Criterion) {
             clients: vec![Slot::default(); n],
             connect_concurrency: 64,
             size: 64,
+            text: None,
+            offers: Default::default(),
             pace: Pace::Idle,
             total_senders: 0,
             churn: None,
