@@ -56,6 +56,7 @@ fn event_loop(c: &mut Criterion) {
             size: 64,
             text: None,
             offers: Default::default(),
+            inflate_every_frame: false,
             pace: Pace::Idle,
             total_senders: 0,
             churn: None,

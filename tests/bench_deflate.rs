@@ -85,7 +85,7 @@ fn json_mode_does_not_count_the_rooms_history_compressed_or_not() {
     // deliveries than messages sent times clients.
     let server = TestServer::start(&[]);
     let args = "--clients 20 --senders 2 --rate 200 --churn 300ms --duration 1500ms --warmup 200ms \
-                --json-mode --text-size 100..500 --deflate";
+                --json-mode --text-size 100..500 --deflate --inflate-every-frame";
     let (stdout, result) = bench_json(&server.url("/"), args);
     assert!(number(&result, "churn_cycles") >= 20.0, "clients came back during the run: {stdout}");
     let (sent, deliveries) = (number(&result, "sent"), number(&result, "deliveries"));

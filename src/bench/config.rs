@@ -68,13 +68,20 @@ pub struct BenchConfig {
     pub text_size: Option<TextSize>,
 
     /// Offer permessage-deflate (RFC 7692, no context takeover either way) on every
-    /// connection, and inflate every compressed message received before reading it (the
+    /// connection, and inflate the compressed messages received before reading them (the
     /// bench's own messages go uncompressed). A server that declines is not an error: its
     /// messages come uncompressed, as they would to a browser, and the run warns and says on
     /// how many connections it was negotiated. An answer that was not offered fails the
     /// connection.
     #[arg(long)]
     pub deflate: bool,
+
+    /// With --deflate: inflate every compressed frame. By default each thread keeps its recent
+    /// inflations (up to 2,048 messages of at most 8 KiB) and reads a frame whose compressed bytes equal a kept one's from it (a
+    /// broadcast compressed once reaches all its recipients as the same bytes), so that
+    /// inflating does not make the bench the limit; this shows what a client pays instead.
+    #[arg(long)]
+    pub inflate_every_frame: bool,
 
     /// wschat only: offer the `wschat.json` subprotocol, so that every message arrives as a
     /// JSON object (JSON mode, what the browser client gets). A server that does not select it

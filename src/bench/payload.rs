@@ -4,8 +4,18 @@
 //! history (which must not count) from a live one.
 //!
 //! One [`Inflating`] per worker thread serves all its connections: with no context takeover
-//! nothing outlives a message, and its output buffer is reused, so a compressed delivery
-//! allocates nothing once the buffer has grown to the largest message.
+//! nothing outlives a message, and its buffers are reused, so a compressed delivery allocates
+//! nothing once they have grown to the largest message.
+//!
+//! A server that compresses a broadcast once sends every recipient the same bytes, and
+//! inflating a chat line costs a client a few microseconds, ten times what the rest of a
+//! delivery costs the bench: inflated one by one, a thread's thousand copies of a message
+//! would make the bench the limit of any run. So each worker keeps the last messages it
+//! inflated, by their compressed bytes ([`SLOTS`] of them, direct-mapped on a hash of those
+//! bytes): a frame whose compressed bytes equal a kept one (compared in full) reads
+//! the kept inflation, which is what inflating it again would give. Every distinct compressed
+//! message is still inflated, and checked, once per thread. `--inflate-every-frame` turns the
+//! cache off, to see what a client pays per message.
 
 use std::sync::LazyLock;
 
@@ -20,14 +30,58 @@ pub const MAX_MESSAGE: usize = 64 << 20;
 const RSV1: u8 = 0x40;
 const FIN: u8 = 0x80;
 
-/// A worker's inflater and the buffer its messages are inflated into.
+/// Recent inflations a worker keeps: many more than the messages in flight at once (64 for 4
+/// senders with a window of 16), so that two of those rarely share a slot.
+pub const SLOTS: usize = 2048;
+/// Largest compressed and inflated sizes a kept inflation may have, so that the cache holds at
+/// most 2,048 x 12 KiB (24 MiB) per thread whatever the server sends, and about 1.5 MiB for
+/// chat lines.
+const KEPT_COMPRESSED: usize = 4 << 10;
+const KEPT_MESSAGE: usize = 8 << 10;
+
+/// One kept inflation: compressed bytes and the message they inflate to.
+#[derive(Debug, Default)]
+struct Kept {
+    compressed: Vec<u8>,
+    message: Vec<u8>,
+    filled: bool,
+}
+
+/// A worker's inflater, the buffer messages are inflated into, and the inflations it keeps.
 #[derive(Debug, Default)]
 pub struct Inflating {
     inflater: Inflater,
     out: Vec<u8>,
+    /// Empty when every frame is to be inflated (`--inflate-every-frame`).
+    kept: Vec<Kept>,
+    /// Messages actually inflated, and those read from the kept ones.
+    pub inflated: u64,
+    pub reused: u64,
+}
+
+/// Where a compressed payload is kept: a multiply-and-rotate hash of all its bytes, eight at
+/// a time (a few nanoseconds for a chat line; its ends alone are alike in many messages). A
+/// collision only costs an inflation.
+fn slot_of(compressed: &[u8]) -> usize {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut hash = compressed.len() as u64;
+    let mut words = compressed.chunks_exact(8);
+    for word in &mut words {
+        hash = (hash.rotate_left(5) ^ u64::from_le_bytes(word.try_into().unwrap())).wrapping_mul(K);
+    }
+    let mut rest = [0u8; 8];
+    rest[..words.remainder().len()].copy_from_slice(words.remainder());
+    hash = (hash.rotate_left(5) ^ u64::from_le_bytes(rest)).wrapping_mul(K);
+    (hash >> 32) as usize % SLOTS
 }
 
 impl Inflating {
+    /// An inflater that keeps its recent inflations (`keep`), or inflates every frame.
+    pub fn new(keep: bool) -> Self {
+        let kept = if keep { (0..SLOTS).map(|_| Kept::default()).collect() } else { Vec::new() };
+        Self { kept, ..Self::default() }
+    }
+
     /// The message a frame carries: its payload as is, or inflated when RSV1 is set. An error
     /// (which fails the connection) for RSV1 on a connection that did not negotiate the
     /// extension or on a control frame, for a compressed message in fragments (the bench reads
@@ -54,12 +108,29 @@ impl Inflating {
             }
             opcode => return Err(format!("the server set RSV1 on a frame of opcode {opcode}")),
         }
+        let slot = (!self.kept.is_empty()).then(|| slot_of(payload));
+        if let Some(at) = slot.filter(|&at| self.kept[at].filled && self.kept[at].compressed == payload) {
+            self.reused += 1;
+            return Ok(&self.kept[at].message);
+        }
         self.out.clear();
         self.inflater.inflate(payload, MAX_MESSAGE, &mut self.out).map_err(|e| match e {
             InflateError::TooBig => format!("a compressed message inflates past {MAX_MESSAGE} bytes"),
             InflateError::Corrupt(why) => format!("a compressed message does not inflate: {why}"),
         })?;
-        Ok(&self.out)
+        self.inflated += 1;
+        match slot {
+            Some(at) if payload.len() <= KEPT_COMPRESSED && self.out.len() <= KEPT_MESSAGE => {
+                let kept = &mut self.kept[at];
+                kept.compressed.clear();
+                kept.compressed.extend_from_slice(payload);
+                kept.message.clear();
+                kept.message.extend_from_slice(&self.out);
+                kept.filled = true;
+                Ok(&kept.message)
+            }
+            _ => Ok(&self.out),
+        }
     }
 }
 
@@ -87,7 +158,7 @@ mod tests {
 
     #[test]
     fn plain_frames_pass_and_compressed_ones_inflate_into_one_reused_buffer() {
-        let mut inflating = Inflating::default();
+        let mut inflating = Inflating::new(true);
         assert_eq!(inflating.message(0x81, b"plain", true).unwrap(), b"plain");
         assert_eq!(inflating.message(0x81, b"plain", false).unwrap(), b"plain");
         let first = "alice: shall we meet at noon, or is that too early for everyone? ".repeat(3);
@@ -99,8 +170,33 @@ mod tests {
     }
 
     #[test]
+    fn a_message_seen_again_is_read_from_the_kept_inflation_and_only_the_same_bytes_are() {
+        let lines: Vec<String> =
+            (0..40).map(|i| format!("line {i}: the same words again and again, {i} times")).collect();
+        let frames: Vec<Vec<u8>> = lines.iter().map(|line| compressed(line.as_bytes())).collect();
+        let mut keeping = Inflating::new(true);
+        let mut every = Inflating::new(false);
+        // As a worker reads them: each connection's frames in turn, the same messages each time.
+        for _connection in 0..5 {
+            for (frame, line) in frames.iter().zip(&lines) {
+                assert_eq!(keeping.message(0xc1, frame, true).unwrap(), line.as_bytes());
+                assert_eq!(every.message(0xc1, frame, true).unwrap(), line.as_bytes());
+            }
+        }
+        assert_eq!((every.inflated, every.reused), (200, 0));
+        assert!(keeping.inflated < 60 && keeping.inflated + keeping.reused == 200, "{}", keeping.inflated);
+        // One byte changed is another message: inflated, and refused when it does not inflate.
+        let mut changed = frames[0].clone();
+        *changed.last_mut().unwrap() ^= 0x55;
+        let reused = keeping.reused;
+        let _ = keeping.message(0xc1, &changed, true);
+        assert_eq!(keeping.reused, reused, "other bytes are never read from the kept ones");
+        assert_eq!(keeping.message(0xc1, &frames[0], true).unwrap(), lines[0].as_bytes());
+    }
+
+    #[test]
     fn compression_that_was_not_agreed_or_cannot_be_read_fails_the_connection() {
-        let mut inflating = Inflating::default();
+        let mut inflating = Inflating::new(true);
         let hello = compressed(b"hello");
         assert!(inflating.message(0xc1, &hello, false).unwrap_err().contains("without permessage-deflate"));
         assert!(inflating.message(0x41, &hello, true).unwrap_err().contains("fragments"));

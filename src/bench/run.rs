@@ -39,6 +39,7 @@ pub(super) fn spawn_workers(config: &BenchConfig, shared: &Arc<Shared>) -> Resul
             size: config.size,
             text: config.text_size,
             offers: Offers { deflate: config.deflate, json_mode: config.json_mode },
+            inflate_every_frame: config.inflate_every_frame,
             pace: pace(config),
             total_senders: config.senders as u32,
             churn: config.churn,

@@ -193,6 +193,9 @@ pub struct Plan {
     pub text: Option<TextSize>,
     /// What every connection offers in its handshake.
     pub offers: Offers,
+    /// Inflate every compressed frame, rather than reuse the inflation of the same bytes
+    /// (see [`payload`](super::payload)).
+    pub inflate_every_frame: bool,
     pub pace: Pace,
     /// Senders across all threads, to stagger their start evenly over one interval.
     pub total_senders: u32,

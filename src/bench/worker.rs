@@ -83,7 +83,7 @@ impl Worker {
                 rng: Rng::seeded(seed),
                 scratch,
                 rx: vec![0; READ_BUFFER],
-                inflating: Inflating::default(),
+                inflating: Inflating::new(!plan.inflate_every_frame),
             },
             plan,
             shared,
