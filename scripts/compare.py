@@ -14,6 +14,18 @@ core 1, one server at a time, with identical load:
     cargo build --release
     scripts/compare.py --peers DIR [--out docs/compare] [--skip-idle] [--skip-sweep]
                        [--only wschat,node-ws] [--server NAME=PATH ...] [--tls] [--durable]
+                       [--text-size MIN..MAX] [--json-mode] [--deflate] [--fixed-rate MSGS]
+
+The load can be made chat-like: --text-size sends lines of English words of a random length
+(wschat-bench --text-size) instead of 64-byte messages, and --json-mode has the bench take
+wschat's JSON mode (`wschat.json`; the peers, plain broadcast servers, get the same lines as
+they are). --deflate measures every server that can compress a second time, as NAME+deflate:
+the bench and the memory run offer permessage-deflate, wschat runs as it is (deflate is on by
+default), uwebsockets with `--compression shared` (its SHARED_COMPRESSOR; the peer built with
+WITH_ZLIB=1). --fixed-rate adds a run at 1,000 clients and MSGS messages/s in total, for server
+CPU per delivery at the same load whatever each server's saturation. With any of these a
+second table gives bytes on the wire per delivery and server CPU per delivery, each against
+the same server without deflate.
 
 With --tls the same measures are taken over TLS (wss://, a certificate made for the run with
 `openssl`): wschat with --tls-cert against the tokio-tungstenite + tokio-rustls peer, with plain
@@ -164,26 +176,41 @@ def bench(port, scheme, *args):
         return result
 
 
-def measure(name, cmd, scheme, port, skip_idle, skip_sweep):
+# Servers that can compress, and what their NAME+deflate variant adds to their command line
+# (wschat builds given with --server compress as wschat does).
+DEFLATE_SERVER_ARGS = {"wschat": [], "uwebsockets": ["--compression", "shared"]}
+
+
+def measure(name, cmd, scheme, port, skip_idle, skip_sweep, size=("--size", 64), load=(), idle_flags=(),
+            fixed_rate=None):
+    """One server's measures. `size`: the message size flags of every run; `load`: more bench
+    flags (--json-mode, --deflate); `idle_flags`: more idle_rss.py flags (--deflate)."""
     result = {"server": name}
     server = Server(cmd, port)
     try:
         before = server.cpu_seconds()
-        sat = bench(port, scheme, "--clients", 1000, "--senders", 4, "--window", 16, "--size", 64,
-                    "--duration", "10s", "--warmup", "2s")
+        sat = bench(port, scheme, "--clients", 1000, "--senders", 4, "--window", 16, *size,
+                    "--duration", "10s", "--warmup", "2s", *load)
         cpu = server.cpu_seconds() - before
         result["saturation"] = sat
         result["cpu_us_per_delivery"] = cpu * 1e6 / max(sat["deliveries_total"], 1)
-        result["latency"] = bench(port, scheme, "--clients", 100, "--senders", 4, "--rate", 1000,
-                                  "--duration", "10s", "--warmup", "2s")
+        if fixed_rate:
+            before = server.cpu_seconds()
+            fixed = bench(port, scheme, "--clients", 1000, "--senders", 4, "--rate", fixed_rate, *size,
+                          "--duration", "10s", "--warmup", "2s", *load)
+            result["fixed_rate"] = fixed
+            result["fixed_rate_cpu_us_per_delivery"] = \
+                (server.cpu_seconds() - before) * 1e6 / max(fixed["deliveries_total"], 1)
+        result["latency"] = bench(port, scheme, "--clients", 100, "--senders", 4, "--rate", 1000, *size,
+                                  "--duration", "10s", "--warmup", "2s", *load)
     finally:
         server.stop()
     result["sweep"] = {}
     for clients in [] if skip_sweep else SWEEP:
         server = Server(cmd, port)
         try:
-            run = bench(port, scheme, "--clients", clients, "--senders", 4, "--window", 16, "--size", 64,
-                        "--duration", "5s", "--warmup", "1s")
+            run = bench(port, scheme, "--clients", clients, "--senders", 4, "--window", 16, *size,
+                        "--duration", "5s", "--warmup", "1s", *load)
             result["sweep"][clients] = run["deliveries_per_sec"]
         finally:
             server.stop()
@@ -191,7 +218,8 @@ def measure(name, cmd, scheme, port, skip_idle, skip_sweep):
         server = Server(cmd, port)
         try:
             out = subprocess.run(["taskset", "-c", "1", sys.executable, os.path.join(ROOT, "scripts/idle_rss.py"),
-                                  "--pid", str(server.proc.pid), "--url", f"{scheme}://127.0.0.1:{port}/", "-n", "10000"],
+                                  "--pid", str(server.proc.pid), "--url", f"{scheme}://127.0.0.1:{port}/", "-n", "10000",
+                                  *idle_flags],
                                  check=True, capture_output=True, text=True).stdout
             result["idle_bytes_per_connection"] = float(out.split("bytes_per_connection=")[1].split()[0])
         finally:
@@ -246,6 +274,30 @@ def svg_plot(results, path):
     svg_save(out, path)
 
 
+def bytes_table(results):
+    """Bytes on the wire and server CPU per delivery, each NAME+deflate against NAME."""
+    by_name = {r["server"]: r for r in results}
+    def ratio(r, value):
+        plain = by_name.get(r["server"].removesuffix("+deflate"))
+        return "" if plain is None or plain is r else f" ({value(r) / value(plain):.2f}x)"
+    wire = lambda r: r["saturation"]["wire_bytes_per_delivery"]  # noqa: E731
+    sat_cpu = lambda r: r["cpu_us_per_delivery"]  # noqa: E731
+    fixed_cpu = lambda r: r["fixed_rate_cpu_us_per_delivery"]  # noqa: E731
+    fixed = all("fixed_rate" in r for r in results)
+    print("| server | bytes on the wire per delivery | message bytes per delivery | deliveries/s (1,000 clients) "
+          "| server CPU per delivery | bench core use |" + (" server CPU per delivery at fixed rate |" if fixed else "")
+          + " idle bytes per connection |")
+    print("|---|---|---|---|---|---|" + ("---|" if fixed else "") + "---|")
+    for r in results:
+        s, idle = r["saturation"], r.get("idle_bytes_per_connection")
+        row = (f"| {r['server']} | {wire(r):,.1f}{ratio(r, wire)} | {s['message_bytes_per_delivery']:,.1f} "
+               f"| {s['deliveries_per_sec']:,.0f} | {sat_cpu(r):.3f} us{ratio(r, sat_cpu)} | {s['bench_cpu_share']:.0%} |")
+        if fixed:
+            f = r["fixed_rate"]
+            row += f" {fixed_cpu(r):.3f} us{ratio(r, fixed_cpu)} ({f['deliveries_per_sec']:,.0f}/s, lost {f['lost']}) |"
+        print(row + f" {'-' if idle is None else f'{idle:,.0f}'} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--peers", required=True, help="folder with the set-up reference peers")
@@ -258,6 +310,14 @@ def main():
     parser.add_argument("--tls", action="store_true", help="compare over TLS (wss://)")
     parser.add_argument("--durable", action="store_true",
                         help="also measure wschat with --data-dir (durable history, a fresh store per start)")
+    parser.add_argument("--text-size", metavar="MIN..MAX",
+                        help="chat-like lines of this size (wschat-bench --text-size) instead of 64-byte messages")
+    parser.add_argument("--json-mode", action="store_true",
+                        help="the bench takes wschat's JSON mode against wschat builds (the peers get the same lines)")
+    parser.add_argument("--deflate", action="store_true",
+                        help="also measure each server that can compress with permessage-deflate, as NAME+deflate")
+    parser.add_argument("--fixed-rate", type=int, metavar="MSGS",
+                        help="also a run at 1,000 clients and MSGS messages/s in total (server CPU at the same load)")
     args = parser.parse_args()
     global CA_FILE
     tls = tls_dir = None
@@ -272,10 +332,20 @@ def main():
     chosen = servers(os.path.abspath(args.peers), extra, tls, args.durable)
     if args.only:
         chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
+    size = ("--text-size", args.text_size) if args.text_size else ("--size", 64)
+    wschat_builds = {"wschat", "wschat-durable"} | {name for name, _ in extra}
+    runs = []  # (name, command, scheme, bench flags, idle_rss.py flags)
+    for name, (cmd, scheme) in chosen.items():
+        load = ["--json-mode"] if args.json_mode and name in wschat_builds else []
+        runs.append((name, cmd, scheme, load, []))
+        if args.deflate and (name in wschat_builds or name in DEFLATE_SERVER_ARGS):
+            runs.append((f"{name}+deflate", cmd + DEFLATE_SERVER_ARGS.get(name, []), scheme, load + ["--deflate"],
+                         ["--deflate"]))
     results = []
-    for i, (name, (cmd, scheme)) in enumerate(chosen.items()):
+    for i, (name, cmd, scheme, load, idle_flags) in enumerate(runs):
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
-        results.append(measure(name, cmd, scheme, 9800 + i, args.skip_idle, args.skip_sweep))
+        results.append(measure(name, cmd, scheme, 9800 + i, args.skip_idle, args.skip_sweep, size, load, idle_flags,
+                               args.fixed_rate))
     with open(args.out + ".json", "w") as f:
         json.dump(results, f, indent=1)
     if not args.skip_sweep:
@@ -293,6 +363,9 @@ def main():
               f"| {s['bench_cpu_share']:.0%} "
               f"| {l['latency_p50_us']:.0f} / {l['latency_p99_us']:.0f} / {l['latency_p999_us']:.0f} us "
               f"| {'-' if idle is None else f'{idle:,.0f}'} |")
+    if args.text_size or args.json_mode or args.deflate or args.fixed_rate:
+        print()
+        bytes_table(results)
     if args.skip_sweep:
         return
     print()

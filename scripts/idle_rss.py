@@ -13,6 +13,10 @@ With --say TEXT every connection sends one text message once all are open, so wh
 is a connection gone idle after talking (a server that keeps per-connection buffers after use
 shows it here), not only one that never said anything.
 
+With --deflate every connection offers permessage-deflate as wschat's own clients do (no context
+takeover either way), so what is measured is a connection that negotiated compression; the
+script checks that the server accepted it on every connection and says how many did.
+
 Needs a file limit above N in this shell (ulimit -n 20000) and a server allowing N clients.
 """
 import argparse
@@ -42,6 +46,18 @@ def text_frame(text):
     return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
+DEFLATE_OFFER = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+
+
+def deflate_agreed(head):
+    """Whether a 101 response's head accepted permessage-deflate."""
+    for line in bytes(head).split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"sec-websocket-extensions" and b"permessage-deflate" in value.lower():
+            return True
+    return False
+
+
 def open_idle_tls(host, port, request, count, timeout=300.0):
     """TLS connections, opened one after another: simple, and fast enough for 10,000."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -58,10 +74,14 @@ def open_idle_tls(host, port, request, count, timeout=300.0):
         if not head.startswith(b"HTTP/1.1 101"):
             sys.exit(f"handshake refused: {head[:80]!r}")
         opened.append(sock)
+        AGREED[0] += deflate_agreed(head)
     return opened
 
 
-def open_idle(url, count, batch=500, timeout=60.0):
+AGREED = [0]  # connections whose handshake accepted permessage-deflate
+
+
+def open_idle(url, count, batch=500, timeout=60.0, deflate=False):
     parts = urlparse(url)
     secure = parts.scheme == "wss"
     host, port, path = parts.hostname, parts.port or (443 if secure else 80), (parts.path or "/")
@@ -70,7 +90,9 @@ def open_idle(url, count, batch=500, timeout=60.0):
     request = (
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+        + (f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n" if deflate else "")
+        + "\r\n"
     ).encode()
     if secure:
         return open_idle_tls(host, port, request, count)
@@ -93,6 +115,7 @@ def open_idle(url, count, batch=500, timeout=60.0):
                 if not head.startswith(b"HTTP/1.1 101"):
                     sys.exit(f"handshake refused: {bytes(head[:80])!r}")
                 sel.unregister(key.fileobj)
+                AGREED[0] += deflate_agreed(head)
                 done += 1
     return opened
 
@@ -104,13 +127,17 @@ def main():
     parser.add_argument("-n", "--connections", type=int, default=10000)
     parser.add_argument("--settle", type=float, default=2.0, help="seconds to wait before measuring")
     parser.add_argument("--say", metavar="TEXT", help="every connection sends this text message once all are open")
+    parser.add_argument("--deflate", action="store_true",
+                        help="offer permessage-deflate (no context takeover) on every connection; fail unless all get it")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < args.connections + 64:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.connections + 64), hard))
     before = rss_kib(args.pid)
     started = time.monotonic()
-    socks = open_idle(args.url, args.connections)
+    socks = open_idle(args.url, args.connections, deflate=args.deflate)
+    if args.deflate and AGREED[0] < args.connections:
+        sys.exit(f"--deflate: the server accepted permessage-deflate on {AGREED[0]} of {args.connections} connections")
     elapsed = time.monotonic() - started
     if args.say is not None:
         for sock in socks:
@@ -119,7 +146,8 @@ def main():
     after = rss_kib(args.pid)
     per = (after - before) * 1024 / args.connections
     print(f"connections={args.connections} connect_s={elapsed:.2f} rss_before_kib={before} "
-          f"rss_after_kib={after} bytes_per_connection={per:.0f}")
+          f"rss_after_kib={after} bytes_per_connection={per:.0f}"
+          + (f" deflate_connections={AGREED[0]}" if args.deflate else ""))
     for sock in socks:
         sock.close()
 

@@ -311,6 +311,16 @@ mod tests {
     }
 
     #[test]
+    fn deflate_takes_on_or_off() {
+        let parse =
+            |args: &[&str]| Config::try_parse_from([&["wschat-server"], args].concat()).map(|c| c.deflate);
+        assert!(parse(&[]).unwrap(), "on by default");
+        assert!(!parse(&["--deflate", "off"]).unwrap());
+        assert!(parse(&["--deflate=on"]).unwrap());
+        assert!(parse(&["--deflate", "maybe"]).unwrap_err().to_string().contains("say on or off"));
+    }
+
+    #[test]
     fn verbosity_flags() {
         let parse = |args: &[&str]| Config::parse_from([&["wschat-server"], args].concat()).log_level();
         assert_eq!(parse(&["-v"]), LevelFilter::Debug);

@@ -9,26 +9,34 @@
 //! only the tail of a frame a read cut short (`pending`, empty and unallocated for most), so an
 //! idle bench connection holds no read buffer. Pings are answered; everything that is not a
 //! token is ignored.
+//!
+//! With `--deflate` a compressed frame (RSV1) is inflated into the worker's one reused buffer
+//! ([`Inflating`]) before its token is looked for; every byte read is counted
+//! ([`Tally::wire_bytes`]), so that a run reports the bytes on the wire per delivery.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Interest, Poll, Token as MioToken};
 
+use super::handshake;
+use super::payload::{self, Inflating};
 use super::shared::{Pace, Plan, Shared};
+use super::socket::{connect_from, describe, read_some};
+use super::text;
 use super::wire::{self, Token};
 use crate::rng::Rng;
 use crate::tls::client::ClientStream;
-use crate::wire::{push_client_frame, UpgradeRequest};
+use crate::wire::push_client_frame;
 
 /// The worker's read buffer: one read takes everything a busy connection has queued.
 pub const READ_BUFFER: usize = 256 * 1024;
 /// Longest handshake response the bench waits for the end of.
 const MAX_HANDSHAKE_RESPONSE: usize = 64 * 1024;
 /// Largest server frame the bench accepts.
-const MAX_FRAME: usize = 64 << 20;
+const MAX_FRAME: usize = payload::MAX_MESSAGE;
 
 pub enum Stage {
     Connecting,
@@ -49,20 +57,29 @@ pub struct Sender {
     pub next_due_ns: u64,
 }
 
-/// What a worker lends its connections: the random generator (masks), the buffer messages
-/// are built in, and the buffer every read lands in.
+/// What a worker lends its connections: the random generator (masks, text), the buffer
+/// messages are built in, the buffer every read lands in, and the inflater with its buffer.
 pub struct Tools {
     pub rng: Rng,
     pub scratch: Vec<u8>,
     pub rx: Vec<u8>,
+    pub inflating: Inflating,
 }
 
-/// Deliveries a worker saw since it last published them to [`Shared`]: plain counters, so a
-/// delivery costs no atomic operation shared between threads.
+/// What a worker saw since it last published it to [`Shared`]: plain counters, so a delivery
+/// costs no atomic operation shared between threads.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Tally {
     pub delivered: u64,
     pub delivered_counted: u64,
+    /// Bytes read from the sockets: frames as they came, compressed or not (TLS's own bytes
+    /// aside), handshake responses included.
+    pub wire_bytes: u64,
+    /// Bytes of the data messages in them, after inflating.
+    pub message_bytes: u64,
+    /// Handshakes completed, and those that agreed on `permessage-deflate`.
+    pub handshakes: u64,
+    pub handshakes_deflate: u64,
 }
 
 /// Where received deliveries go: the tallies and this worker's latency histogram.
@@ -92,6 +109,8 @@ pub struct Client {
     /// Between the server's `*** recent messages in ROOM:` and `*** end of recent messages`:
     /// the room's history, messages of an earlier run whose tokens must not count.
     in_replay: bool,
+    /// The server agreed to `permessage-deflate`: its messages may come compressed.
+    deflate: bool,
 }
 
 /// The notices around a room's history (see docs/PROTOCOL.md, "History and resume").
@@ -118,11 +137,12 @@ impl Client {
             dies_at_ns: 0,
             started_ns: now_ns,
             pending: Vec::new(),
-            wbuf: UpgradeRequest::new(&plan.host, &plan.path).to_bytes(),
+            wbuf: handshake::request(&plan.host, &plan.path, plan.offers),
             wpos: 0,
             sender,
             failure: None,
             in_replay: false,
+            deflate: false,
         })
     }
 
@@ -223,7 +243,10 @@ impl Client {
             }
             let room = tools.rx.len() - carried;
             let read = match read_some(&mut self.stream, &mut tools.rx[carried..]) {
-                Ok(Some(n)) => n,
+                Ok(Some(n)) => {
+                    recorder.tally.wire_bytes += n as u64;
+                    n
+                }
                 Ok(None) => return true,
                 Err(why) => return self.failed(why),
             };
@@ -233,7 +256,11 @@ impl Client {
             let mut at = 0;
             if self.is_connecting() {
                 match self.handshake_response(&tools.rx[..len], plan, &mut tools.rng) {
-                    Some(Some(end)) => at = end,
+                    Some(Some(end)) => {
+                        at = end;
+                        recorder.tally.handshakes += 1;
+                        recorder.tally.handshakes_deflate += u64::from(self.deflate);
+                    }
                     Some(None) => {
                         self.pending.extend_from_slice(&tools.rx[..len]);
                         continue;
@@ -242,7 +269,9 @@ impl Client {
                 }
             }
             let now_ns = recorder.shared.now_ns();
-            let Some(consumed) = self.frames(&tools.rx[..len], at, recorder, &mut tools.rng, now_ns) else {
+            let Some(consumed) =
+                self.frames(&tools.rx[..len], at, recorder, &mut tools.rng, &mut tools.inflating, now_ns)
+            else {
                 return false;
             };
             self.pending.extend_from_slice(&tools.rx[consumed..len]);
@@ -272,6 +301,7 @@ impl Client {
                 Ok(Some(n)) => *n,
                 _ => 0,
             };
+            recorder.tally.wire_bytes += got as u64;
             self.pending.truncate(have + got);
             match read {
                 Ok(Some(_)) => {}
@@ -287,22 +317,22 @@ impl Client {
         }
         let frame = std::mem::take(&mut self.pending);
         let now_ns = recorder.shared.now_ns();
-        self.frames(&frame, 0, recorder, &mut tools.rng, now_ns)?;
+        self.frames(&frame, 0, recorder, &mut tools.rng, &mut tools.inflating, now_ns)?;
         Some(true)
     }
 
     /// The 101 response at the front of `buf`: where it ends, None inside if it is not complete
-    /// yet, or None if the server refused.
+    /// yet, or None if the server refused or answered what the bench did not offer.
     fn handshake_response(&mut self, buf: &[u8], plan: &Plan, rng: &mut Rng) -> Option<Option<usize>> {
         let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
             return Some(None);
         };
-        if !buf.starts_with(b"HTTP/1.1 101") {
-            // "HTTP/1.1 404 Not Found" says it all.
-            let status_line = buf[..end].split(|&b| b == b'\r').next().unwrap_or_default();
-            let status = String::from_utf8_lossy(status_line.get(9..).unwrap_or_default()).into_owned();
-            self.failed(format!("the server answered {status}"));
-            return None;
+        match handshake::check_response(&buf[..end], plan.offers) {
+            Ok(agreed) => self.deflate = agreed.deflate,
+            Err(why) => {
+                self.failed(why);
+                return None;
+            }
         }
         self.stage = Stage::Open;
         if let Some(text) = &plan.clients[self.slot].first_message {
@@ -313,21 +343,30 @@ impl Client {
         Some(Some(end + 4))
     }
 
-    /// Handles every complete frame from `at`; returns how far the buffer was consumed, or
-    /// None if the server closed.
+    /// Handles every complete frame from `at` (inflating those that came compressed); returns
+    /// how far the buffer was consumed, or None if the server closed or sent what cannot be read.
     fn frames(
         &mut self,
         buf: &[u8],
         mut at: usize,
         recorder: &mut Recorder,
         rng: &mut Rng,
+        inflating: &mut Inflating,
         now_ns: u64,
     ) -> Option<usize> {
         while let Some(frame) = wire::parse_frame(&buf[at..]) {
             let payload = &buf[at + frame.payload.0..at + frame.payload.1];
+            let message = match inflating.message(frame.first_byte, payload, self.deflate) {
+                Ok(message) => message,
+                Err(why) => {
+                    self.failed(why);
+                    return None;
+                }
+            };
             match frame.opcode {
                 1 | 0 => {
-                    let text = payload;
+                    let text = message;
+                    recorder.tally.message_bytes += text.len() as u64;
                     if text.first() == Some(&b'*') {
                         // A notice: only the replay markers matter here.
                         if text.starts_with(REPLAY_START) {
@@ -336,10 +375,14 @@ impl Client {
                             self.in_replay = false;
                         }
                     } else if let Some(token) = Token::find(text).filter(|_| !self.in_replay) {
-                        self.delivered(token, recorder, now_ns);
+                        // In JSON mode the history's messages say so themselves.
+                        if !(text.first() == Some(&b'{') && payload::is_json_replay(text)) {
+                            self.delivered(token, recorder, now_ns);
+                        }
                     }
                 }
-                9 => push_client_frame(&mut self.wbuf, 0x8A, payload, Some(rng.mask())),
+                2 => recorder.tally.message_bytes += message.len() as u64,
+                9 => push_client_frame(&mut self.wbuf, 0x8A, message, Some(rng.mask())),
                 8 => return None,
                 _ => {}
             }
@@ -398,7 +441,13 @@ impl Client {
             let token = Token { sender: sender.id, seq: sender.next_seq, sent_ns: now_ns };
             tools.scratch.clear();
             token.write(&mut tools.scratch);
-            tools.scratch.resize(plan.size.max(wire::TOKEN_LEN), b'x');
+            match plan.text {
+                Some(size) => {
+                    let len = size.pick(&mut tools.rng).max(wire::TOKEN_LEN);
+                    text::fill(&mut tools.scratch, len, &mut tools.rng);
+                }
+                None => tools.scratch.resize(plan.size.max(wire::TOKEN_LEN), b'x'),
+            }
             push_client_frame(&mut self.wbuf, 0x81, &tools.scratch, Some(tools.rng.mask()));
             sender.next_seq += 1;
             if let Pace::Interval(step) = plan.pace {
@@ -410,61 +459,5 @@ impl Client {
             }
             queued = true;
         }
-    }
-}
-
-/// One read from the server: Some(bytes read), None when the socket is drained (retried on
-/// EINTR), or why the connection is over.
-fn read_some(stream: &mut ClientStream, buf: &mut [u8]) -> Result<Option<usize>, String> {
-    loop {
-        return match stream.read(buf) {
-            Ok(0) => Err("connection closed by the server".into()),
-            Ok(n) => Ok(Some(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Err(describe(&e)),
-        };
-    }
-}
-
-/// Starts a non-blocking connection from a chosen local address. The port is left for the
-/// kernel to pick at connect time (IP_BIND_ADDRESS_NO_PORT), so ports are shared between
-/// destinations rather than reserved per address at bind.
-fn connect_from(source: std::net::IpAddr, to: std::net::SocketAddr) -> io::Result<TcpStream> {
-    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-    let socket = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_nonblocking(true)?;
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let on: libc::c_int = 1;
-        // SAFETY: setsockopt reads the int it is given; a kernel without the option refuses
-        // it, and binding then reserves the port as usual.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                std::ptr::from_ref(&on).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
-    socket.bind(&SockAddr::from(std::net::SocketAddr::new(source, 0)))?;
-    match socket.connect(&SockAddr::from(to)) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(TcpStream::from_std(std::net::TcpStream::from(socket)))
-}
-
-/// An IO error as a person reads it: `connection refused`, not `Connection refused (os error 111)`.
-fn describe(error: &io::Error) -> String {
-    match error.kind() {
-        io::ErrorKind::ConnectionRefused => "connection refused".into(),
-        io::ErrorKind::ConnectionReset => "connection reset".into(),
-        io::ErrorKind::TimedOut => "timed out".into(),
-        _ => crate::tls::client::advice(error).unwrap_or_else(|| error.to_string()),
     }
 }

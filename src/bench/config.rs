@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::builder::ArgPredicate;
 use clap::Parser;
 
+use super::text::TextSize;
 use super::{cpu, wire};
 use crate::server_url::ServerUrl;
 use crate::tls::client::ClientTls;
@@ -59,6 +60,34 @@ pub struct BenchConfig {
     /// Size of each message in bytes (at least the 43-byte token).
     #[arg(long, default_value_t = 64, value_name = "BYTES")]
     pub size: usize,
+
+    /// Chat-like text instead of the `x`s of --size: each message a line of English words
+    /// (common words, in sentences) of a random length from MIN to MAX bytes, the token
+    /// included, or of exactly N bytes. What deflate makes of it is what it makes of a chat.
+    #[arg(long, value_parser = TextSize::parse, value_name = "MIN..MAX")]
+    pub text_size: Option<TextSize>,
+
+    /// Offer permessage-deflate (RFC 7692, no context takeover either way) on every
+    /// connection, and inflate the compressed messages received before reading them (the
+    /// bench's own messages go uncompressed). A server that declines is not an error: its
+    /// messages come uncompressed, as they would to a browser, and the run warns and says on
+    /// how many connections it was negotiated. An answer that was not offered fails the
+    /// connection.
+    #[arg(long)]
+    pub deflate: bool,
+
+    /// With --deflate: inflate every compressed frame. By default each thread keeps its recent
+    /// inflations (up to 2,048 messages of at most 8 KiB) and reads a frame whose compressed bytes equal a kept one's from it (a
+    /// broadcast compressed once reaches all its recipients as the same bytes), so that
+    /// inflating does not make the bench the limit; this shows what a client pays instead.
+    #[arg(long)]
+    pub inflate_every_frame: bool,
+
+    /// wschat only: offer the `wschat.json` subprotocol, so that every message arrives as a
+    /// JSON object (JSON mode, what the browser client gets). A server that does not select it
+    /// fails the connection.
+    #[arg(long)]
+    pub json_mode: bool,
 
     /// Measured sending time.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
@@ -237,6 +266,9 @@ impl BenchConfig {
         }
         if self.size < wire::TOKEN_LEN {
             return Err(format!("--size must be at least {} bytes (the token)", wire::TOKEN_LEN));
+        }
+        if self.text_size.is_some_and(|text| text.min < wire::TOKEN_LEN) {
+            return Err(format!("--text-size must be at least {} bytes (the token)", wire::TOKEN_LEN));
         }
         if self.rate.is_none() && self.window == 0 {
             return Err("--window must be at least 1".into());

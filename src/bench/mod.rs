@@ -6,11 +6,15 @@
 //! allows (a sender's message is acknowledged when the sender receives it back, so window mode
 //! needs a server that delivers to the sender too, as wschat and the reference peers do).
 //! Every message carries a token (sender, sequence, send time) that receivers find anywhere in
-//! a text frame, so the same run measures wschat (`NICK: ` prefix) and plain broadcast servers.
+//! a text frame, so the same run measures wschat (`NICK: ` prefix, or a JSON object with
+//! `--json-mode`) and plain broadcast servers. With `--text-size` the rest of a message is
+//! chat-like text rather than padding; with `--deflate` every connection offers
+//! `permessage-deflate` and compressed messages are inflated before their token is read.
 //!
 //! Only messages sent after the warm-up and before the end count; after the end the bench waits
 //! (bounded) for their deliveries, then reports deliveries, expected deliveries, losses,
-//! deliveries per second, end-to-end latency percentiles and CPU per delivery ([`cpu`]).
+//! deliveries per second, end-to-end latency percentiles, CPU per delivery ([`cpu`]) and bytes
+//! received per delivery, on the wire and after inflating.
 //!
 //! Two other ways to run: [`shootout`] steps the client count up to the websocket-shootout
 //! measure, and [`processes`] spreads one run over several processes, for more clients than
@@ -36,17 +40,25 @@
 //! - [`shared`]: what the threads share ([`Shared`](shared::Shared)) and what each worker is
 //!   asked to do ([`Plan`](shared::Plan)).
 //! - [`samples`]: a shootout step's samples, as the workers and the coordinator share them.
+//! - [`handshake`] (the upgrade request's offers and the check of the answer), [`payload`]
+//!   (inflating compressed messages, JSON mode's replays), [`text`] (chat-like lines) and
+//!   [`socket`] (connecting, reading, IO errors): the parts of a connection's work that stand
+//!   alone.
 //! - [`wire`] (the token and frames in a read buffer) and [`cpu`] (CPU time) use no other file.
 
 pub mod client;
 pub mod config;
 pub mod cpu;
+pub mod handshake;
+pub mod payload;
 pub mod processes;
 pub mod report;
 pub mod run;
 pub mod samples;
 pub mod shared;
 pub mod shootout;
+pub mod socket;
+pub mod text;
 pub mod wire;
 pub mod worker;
 

@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::config::BenchConfig;
 use super::cpu::{self, Usage};
 use super::report::{thousands, Report};
-use super::shared::{latency_histogram, monotonic_ns};
+use super::shared::{latency_histogram, monotonic_ns, Received};
 
 /// In a part: a parent that is stopped (SIGTERM, SIGKILL) takes its parts with it, rather
 /// than leave them holding their connections.
@@ -205,6 +205,9 @@ fn merge(
             bench_cpu,
             deliveries,
         },
+        received: Received { wire_bytes: sum("wire_bytes"), message_bytes: sum("message_bytes") },
+        handshakes: sum("handshakes"),
+        handshakes_deflate: sum("handshakes_deflate"),
         config,
     }
 }

@@ -3,7 +3,8 @@
 //! part of a `--processes` run, the histograms its parent merges). Also the figures' text
 //! forms that the shootout's table and the progress lines share: counts with thousands
 //! separators ([`thousands`]), durations to three significant digits ([`duration_ns`]) and
-//! CPU per delivery.
+//! CPU per delivery. Beside CPU per delivery, bytes received per delivery: on the wire, and
+//! after inflating (`--deflate`).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use hdrhistogram::Histogram;
 
 use super::config::BenchConfig;
 use super::cpu;
+use super::shared::Received;
 
 /// The outcome of a run.
 pub struct Report {
@@ -34,6 +36,12 @@ pub struct Report {
     pub first_failure: Option<String>,
     /// CPU per delivery, both sides, from traffic start to the end of the drain.
     pub cpu: cpu::Usage,
+    /// Bytes received over the same stretch (divided by `cpu.deliveries` per delivery).
+    pub received: Received,
+    /// Handshakes completed (churn's reconnections included), and those that agreed on
+    /// `permessage-deflate`.
+    pub handshakes: u64,
+    pub handshakes_deflate: u64,
 }
 
 /// A count with thousands separators: `1,234,567`.
@@ -95,12 +103,22 @@ impl Report {
         self.delivered as f64 / self.config.duration.as_secs_f64()
     }
 
+    /// Bytes read from the sockets per delivery, and bytes of messages after inflating per
+    /// delivery (None without deliveries).
+    pub fn bytes_per_delivery(&self) -> Option<(f64, f64)> {
+        let deliveries = self.cpu.deliveries as f64;
+        (deliveries > 0.0).then(|| {
+            (self.received.wire_bytes as f64 / deliveries, self.received.message_bytes as f64 / deliveries)
+        })
+    }
+
     /// The human-readable summary.
     pub fn summary(&self) -> String {
         let mut out = String::new();
         self.write_setup(&mut out);
         if !self.config.idle {
             self.write_traffic(&mut out);
+            self.write_bytes(&mut out);
             self.write_cpu(&mut out);
         }
         out
@@ -113,10 +131,16 @@ impl Report {
             Some(rate) => format!("rate={rate}/s"),
             None => format!("window={}", c.window),
         };
+        let size = match c.text_size {
+            Some(text) => format!("text={text}"),
+            None => format!("size={}", c.size),
+        };
+        let modes = [(c.json_mode, " json-mode"), (c.deflate, " deflate")];
+        let modes: String = modes.iter().filter(|(on, _)| *on).map(|(_, name)| *name).collect();
         let _ = writeln!(
             out,
-            "wschat-bench {} clients={} senders={} size={} {pace} duration={:?} warmup={:?} threads={}",
-            c.url, c.clients, c.senders, c.size, c.duration, c.warmup, c.threads
+            "wschat-bench {} clients={} senders={} {size} {pace} duration={:?} warmup={:?} threads={}{modes}",
+            c.url, c.clients, c.senders, c.duration, c.warmup, c.threads
         );
         let _ = writeln!(
             out,
@@ -165,6 +189,31 @@ impl Report {
             at(&self.latency, 0.999),
             at(&self.latency, 1.0)
         );
+    }
+
+    /// The summary's bytes per delivery and, with `--deflate`, on how many connections it was
+    /// negotiated (a warning when not on all).
+    fn write_bytes(&self, out: &mut String) {
+        let Some((wire, message)) = self.bytes_per_delivery() else { return };
+        let _ =
+            write!(out, "received: {wire:.1} bytes on the wire per delivery, messages {message:.1} bytes");
+        let _ = match self.config.deflate {
+            true => writeln!(out, " after inflating ({:.2}x the wire)", message / wire.max(1e-9)),
+            false => writeln!(out),
+        };
+        if !self.config.deflate {
+            return;
+        }
+        let (agreed, all) = (self.handshakes_deflate, self.handshakes);
+        let _ =
+            writeln!(out, "deflate: negotiated on {} of {} connections", thousands(agreed), thousands(all));
+        if agreed < all {
+            let _ = writeln!(
+                out,
+                "warning: the server declined permessage-deflate on {} connections: their messages came uncompressed",
+                thousands(all - agreed)
+            );
+        }
     }
 
     /// The summary's CPU per delivery, and a warning when the bench itself was busy enough to
@@ -243,7 +292,9 @@ impl Report {
                 "\"latency_p90_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"latency_max_us\":{:.1},",
                 "\"bench_cpu_ns_per_delivery\":{},\"server_cpu_ns_per_delivery\":{},",
                 "\"server_cpu_ns_per_delivery_each\":[{}],\"bench_core_use\":{:.3},",
-                "\"bench_cpu_s\":{:.6},\"window_deliveries\":{}{}}}\n"
+                "\"bench_cpu_s\":{:.6},\"window_deliveries\":{},\"text_size\":{},\"json_mode\":{},\"deflate\":{},",
+                "\"handshakes\":{},\"handshakes_deflate\":{},\"wire_bytes\":{},\"message_bytes\":{},",
+                "\"wire_bytes_per_delivery\":{},\"message_bytes_per_delivery\":{}{}}}\n"
             ),
             c.url.as_str(),
             c.clients,
@@ -278,6 +329,15 @@ impl Report {
             self.cpu.bench_core_use,
             self.cpu.bench_cpu.as_secs_f64(),
             self.cpu.deliveries,
+            c.text_size.map_or("null".to_string(), |text| format!("\"{text}\"")),
+            c.json_mode,
+            c.deflate,
+            self.handshakes,
+            self.handshakes_deflate,
+            self.received.wire_bytes,
+            self.received.message_bytes,
+            json_number(self.bytes_per_delivery().map(|(wire, _)| wire)),
+            json_number(self.bytes_per_delivery().map(|(_, message)| message)),
             match c.part {
                 // What the parent of a --processes run merges.
                 Some(_) => format!(

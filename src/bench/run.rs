@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use super::config::{BenchConfig, SourceAddrs, Target};
 use super::cpu;
+use super::handshake::Offers;
 use super::processes;
 use super::report::{duration_ns, thousands, Report};
-use super::shared::{latency_histogram, Pace, Plan, Shared, Slot};
+use super::shared::{latency_histogram, Pace, Plan, Received, Shared, Slot};
 use super::worker::{self, Outcome};
 
 /// The worker threads of a run, each ending with what it measured.
@@ -36,6 +37,9 @@ pub(super) fn spawn_workers(config: &BenchConfig, shared: &Arc<Shared>) -> Resul
             clients: mine.iter().skip(t).step_by(threads).map(|&i| slot(config, i)).collect(),
             connect_concurrency: config.connect_concurrency.div_ceil(threads),
             size: config.size,
+            text: config.text_size,
+            offers: Offers { deflate: config.deflate, json_mode: config.json_mode },
+            inflate_every_frame: config.inflate_every_frame,
             pace: pace(config),
             total_senders: config.senders as u32,
             churn: config.churn,
@@ -154,13 +158,32 @@ pub fn run(config: BenchConfig) -> Result<Report, String> {
         None => shared.now_ns(),
         Some(_) => processes::report_connected_and_wait(connected, shared.failed.load(Ordering::Relaxed))?,
     };
+    warn_if_deflate_declined(&config, &shared);
     let traffic_start = cpu_mark(&config, &shared);
+    let received_before = shared.received();
     send(&config, &shared, &mut progress, start_ns);
     drain(&config, &shared, &mut progress, connected);
     let traffic_end = cpu_mark(&config, &shared);
+    let received = shared.received().since(&received_before);
     shared.stop.store(true, Ordering::Release);
     let cpu = cpu::Usage::between(&traffic_start, &traffic_end, cpu::usable_cores(config.threads));
-    collect(config, &shared, workers, connected, connect_time, cpu)
+    let mut report = collect(config, &shared, workers, connected, connect_time, cpu)?;
+    report.received = received;
+    Ok(report)
+}
+
+/// `--deflate` that some connections did not get: said at once, before the load runs.
+fn warn_if_deflate_declined(config: &BenchConfig, shared: &Shared) {
+    let handshakes = shared.handshakes.load(Ordering::Relaxed);
+    let agreed = shared.handshakes_deflate.load(Ordering::Relaxed);
+    if config.deflate && agreed < handshakes && config.part.is_none() {
+        eprintln!(
+            "wschat-bench: warning: --deflate: the server declined permessage-deflate on {} of {} \
+             connections; their messages come uncompressed",
+            thousands(handshakes - agreed),
+            thousands(handshakes)
+        );
+    }
 }
 
 /// The report, once the workers have stopped: their histograms merged, and the counters read
@@ -187,6 +210,9 @@ fn collect(
         churn_failures: shared.churn_failures.load(Ordering::Relaxed),
         first_failure: shared.failure(),
         cpu,
+        received: Received::default(),
+        handshakes: shared.handshakes.load(Ordering::Relaxed),
+        handshakes_deflate: shared.handshakes_deflate.load(Ordering::Relaxed),
         config,
     };
     for worker in workers {

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::handshake::Offers;
 use super::samples::Samples;
+use super::text::TextSize;
 use crate::tls::client::ClientTls;
 
 /// State shared by the workers and the coordinating thread.
@@ -46,6 +48,13 @@ pub struct Shared {
     pub open_limit: AtomicUsize,
     /// A shootout's samples.
     pub samples: Option<Samples>,
+    /// Bytes read from the sockets, and of the data messages in them after inflating (see
+    /// [`Tally`](super::client::Tally)).
+    pub wire_bytes: AtomicU64,
+    pub message_bytes: AtomicU64,
+    /// Handshakes completed, and those that agreed on `permessage-deflate`.
+    pub handshakes: AtomicU64,
+    pub handshakes_deflate: AtomicU64,
 }
 
 impl Shared {
@@ -69,6 +78,10 @@ impl Shared {
             first_failure: Mutex::new(None),
             open_limit: AtomicUsize::new(usize::MAX),
             samples: None,
+            wire_bytes: AtomicU64::new(0),
+            message_bytes: AtomicU64::new(0),
+            handshakes: AtomicU64::new(0),
+            handshakes_deflate: AtomicU64::new(0),
         }
     }
 
@@ -98,6 +111,14 @@ impl Shared {
         self.first_failure.lock().ok().and_then(|first| first.clone())
     }
 
+    /// The bytes received so far.
+    pub fn received(&self) -> Received {
+        Received {
+            wire_bytes: self.wire_bytes.load(Ordering::Relaxed),
+            message_bytes: self.message_bytes.load(Ordering::Relaxed),
+        }
+    }
+
     /// Whether a message sent at `sent_ns` falls in the measured window.
     pub fn counted(&self, sent_ns: u64) -> bool {
         sent_ns >= self.measure_from_ns.load(Ordering::Relaxed)
@@ -108,6 +129,23 @@ impl Shared {
 impl Default for Shared {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Bytes received: read from the sockets, and of the data messages in them after inflating.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Received {
+    pub wire_bytes: u64,
+    pub message_bytes: u64,
+}
+
+impl Received {
+    /// What was received since `earlier`.
+    pub fn since(&self, earlier: &Received) -> Received {
+        Received {
+            wire_bytes: self.wire_bytes.saturating_sub(earlier.wire_bytes),
+            message_bytes: self.message_bytes.saturating_sub(earlier.message_bytes),
+        }
     }
 }
 
@@ -151,6 +189,13 @@ pub struct Plan {
     pub clients: Vec<Slot>,
     pub connect_concurrency: usize,
     pub size: usize,
+    /// `--text-size`: chat-like text of a random length in this range instead of `size` bytes.
+    pub text: Option<TextSize>,
+    /// What every connection offers in its handshake.
+    pub offers: Offers,
+    /// Inflate every compressed frame, rather than reuse the inflation of the same bytes
+    /// (see [`payload`](super::payload)).
+    pub inflate_every_frame: bool,
     pub pace: Pace,
     /// Senders across all threads, to stagger their start evenly over one interval.
     pub total_senders: u32,

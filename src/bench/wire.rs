@@ -82,6 +82,8 @@ fn push_hex(out: &mut Vec<u8>, value: u64, digits: u32) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameRef {
     pub opcode: u8,
+    /// FIN, the reserved bits (RSV1: compressed) and the opcode.
+    pub first_byte: u8,
     /// Payload position within the buffer that was parsed.
     pub payload: (usize, usize),
     /// Bytes the whole frame occupies.
@@ -95,6 +97,7 @@ pub fn parse_frame(buf: &[u8]) -> Option<FrameRef> {
     let len = header.frame_len()?;
     (buf.len() >= len).then_some(FrameRef {
         opcode: header.opcode(),
+        first_byte: header.first_byte,
         payload: (header.payload_start, len),
         len,
     })
@@ -139,7 +142,7 @@ mod tests {
             let payload = vec![b'a'; len];
             let out = crate::wire::client_frame(0x81, &payload, Some([1, 2, 3, 4]));
             let frame = parse_frame(&out).expect("complete");
-            assert_eq!((frame.opcode, frame.len), (1, out.len()));
+            assert_eq!((frame.opcode, frame.first_byte, frame.len), (1, 0x81, out.len()));
             assert_eq!(frame.payload.1 - frame.payload.0, len);
             assert_eq!(frame_len_hint(&out), Some(out.len()));
             assert_eq!(parse_frame(&out[..out.len() - 1]), None, "incomplete");

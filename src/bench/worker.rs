@@ -13,6 +13,7 @@ use hdrhistogram::Histogram;
 use mio::{Events, Poll};
 
 use super::client::{Client, Recorder, Stage, Tally, Tools, READ_BUFFER};
+use super::payload::Inflating;
 use super::shared::latency_histogram;
 use super::wire;
 use crate::rng::Rng;
@@ -65,7 +66,8 @@ pub struct Worker {
 impl Worker {
     pub fn new(plan: Plan, shared: Arc<Shared>) -> io::Result<Self> {
         let seed = 0x2545_F491_4F6C_DD1D ^ plan.clients.len() as u64;
-        let scratch = Vec::with_capacity(plan.size.max(wire::TOKEN_LEN));
+        let longest = plan.text.map_or(plan.size, |text| text.max);
+        let scratch = Vec::with_capacity(longest.max(wire::TOKEN_LEN));
         Ok(Self {
             poll: Poll::new()?,
             clients: Vec::with_capacity(plan.clients.len()),
@@ -77,7 +79,12 @@ impl Worker {
             next_to_open: 0,
             in_flight: 0,
             tally: Tally::default(),
-            tools: Tools { rng: Rng::seeded(seed), scratch, rx: vec![0; READ_BUFFER] },
+            tools: Tools {
+                rng: Rng::seeded(seed),
+                scratch,
+                rx: vec![0; READ_BUFFER],
+                inflating: Inflating::new(!plan.inflate_every_frame),
+            },
             plan,
             shared,
         })
@@ -279,15 +286,22 @@ impl Worker {
         }
     }
 
-    /// Adds this turn's deliveries to the shared counters: one atomic add per counter per
-    /// turn, not per delivery.
+    /// Adds this turn's deliveries and bytes to the shared counters: one atomic add per
+    /// counter per turn, not per delivery.
     fn publish_tally(&mut self) {
         let tally = std::mem::take(&mut self.tally);
-        if tally.delivered > 0 {
-            self.shared.delivered.fetch_add(tally.delivered, Ordering::Relaxed);
-        }
-        if tally.delivered_counted > 0 {
-            self.shared.delivered_counted.fetch_add(tally.delivered_counted, Ordering::Relaxed);
+        let shared = &self.shared;
+        for (counter, value) in [
+            (&shared.delivered, tally.delivered),
+            (&shared.delivered_counted, tally.delivered_counted),
+            (&shared.wire_bytes, tally.wire_bytes),
+            (&shared.message_bytes, tally.message_bytes),
+            (&shared.handshakes, tally.handshakes),
+            (&shared.handshakes_deflate, tally.handshakes_deflate),
+        ] {
+            if value > 0 {
+                counter.fetch_add(value, Ordering::Relaxed);
+            }
         }
     }
 
