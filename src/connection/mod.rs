@@ -31,8 +31,8 @@
 //! The stream is anything [`Stream`]: a mio `TcpStream` in the server, a scripted pipe in the
 //! [simulation](crate::sim), which therefore runs exactly this code.
 //!
-//! This file has the types, the open phase's reading and the flush; `handshake.rs` the head
-//! phase; `closing.rs` deadlines and every way a connection ends; `failure.rs` the close codes
+//! This file has the types, the read dispatch and the flush; `handshake.rs` the head phase;
+//! `reading.rs` the open phase's reading; `inflate.rs` permessage-deflate's way in; `closing.rs` deadlines and every way a connection ends; `failure.rs` the close codes
 //! for protocol errors; `transport.rs` the streams tungstenite runs on.
 
 mod closing;
@@ -41,6 +41,7 @@ mod handshake;
 mod inflate;
 mod meter;
 mod protocol;
+mod reading;
 mod transport;
 
 use std::borrow::Cow;
@@ -49,13 +50,9 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use log::debug;
-use tungstenite::error::Error as WsError;
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::{Message, Utf8Bytes};
+use tungstenite::Utf8Bytes;
 
 pub use failure::{close_frame, describe_close, Failure};
-use inflate::Inflating;
 use protocol::Protocol;
 pub use transport::{HandshakeStream, Stream, Transport};
 
@@ -66,7 +63,6 @@ use crate::http::Endpoint;
 use crate::metrics::Verdict;
 use crate::outbox::Flushed;
 use crate::rate::RateLimiter;
-use crate::remote_warn;
 use crate::settings::Settings;
 
 /// Bytes a finishing connection's input is drained of per turn.
@@ -391,86 +387,6 @@ impl<S: Stream> Connection<S> {
             Phase::Open { .. } => self.read_messages(settings, clock, inflater),
             Phase::Finishing { .. } => self.discard_input(),
             Phase::Gone => Step::Gone("gone".into()),
-        }
-    }
-
-    fn read_messages(&mut self, settings: &Settings, clock: Clock, inflater: &mut Inflater) -> Step {
-        loop {
-            let Phase::Open { transport, ws, closing, .. } = &mut self.phase else {
-                return Step::Done;
-            };
-            if transport.outbox.queued() > settings.read_pause_bytes {
-                // It is not taking what it is sent: read nothing more until it does.
-                self.reading_paused = true;
-                return Step::Done;
-            }
-            let is_closing = closing.is_some();
-            let active = ws.active(settings.websocket);
-            let result = if transport.deflate_window != 0 {
-                active.context.read(&mut Inflating { transport, state: &mut active.inflate, inflater })
-            } else {
-                active.context.read(transport)
-            };
-            let refusal = active.inflate.take_refusal();
-            if std::mem::take(&mut transport.heard) {
-                self.last_heard = clock.now;
-                self.ping_sent = false;
-            }
-            let frames = transport.take_frames();
-            let limit = settings.max_messages_per_sec;
-            if limit > 0 && frames > 0 && !is_closing && !self.rate.allow_n(limit, frames, clock.ms) {
-                remote_warn!(
-                    "{}: over {limit} frames per second (--max-messages-per-sec); closing with 1008",
-                    self.peer
-                );
-                let reason = format!("rate limit exceeded: more than {limit} messages per second");
-                self.verdict = Some(Verdict::RateLimited);
-                self.close(CloseCode::Policy, &reason, clock.now, settings);
-                return Step::Left(reason.into());
-            }
-            if transport.fragments_over_limit() && !is_closing {
-                // Checked before whatever the read produced: a message whose last fragment
-                // came in the same read as the one that went over is refused, not delivered.
-                let max = settings.max_message_size;
-                let reason = format!(
-                    "message over {max} bytes, its fragments counted at least {} bytes each",
-                    meter::FRAGMENT_MIN_CHARGE
-                );
-                return self.fail_with(CloseCode::Size, reason, clock.now, settings);
-            }
-            if let Some((code, reason)) = refusal {
-                // A compressed message broke the protocol or a limit (see `inflate.rs`).
-                if is_closing {
-                    return Step::Gone(reason.into());
-                }
-                return self.fail_with(code, reason, clock.now, settings);
-            }
-            match result {
-                // Data after we started closing is ignored, as RFC 6455 7.1.1 allows.
-                Ok(Message::Text(_) | Message::Binary(_)) if is_closing => {}
-                Ok(Message::Text(text)) => return Step::Text(text),
-                Ok(Message::Binary(data)) => return Step::Binary(data),
-                Ok(Message::Close(frame)) => {
-                    // Either the client's reply to our close, or its own close, which
-                    // tungstenite has answered: push that answer into the queue, then end.
-                    let _ = active.context.flush(transport);
-                    debug!("{}: closed by client ({})", self.peer, describe_close(frame.as_ref()));
-                    self.finish(clock.now, settings, false);
-                    return Step::Left("closed".into());
-                }
-                // Pings are answered by tungstenite; pongs only prove liveness.
-                Ok(_) => {}
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Everything read so far made whole messages, all handed over: tungstenite
-                    // holds nothing a fresh context would not.
-                    if !is_closing && transport.between_messages() && ws.inflate_idle() {
-                        ws.park();
-                    }
-                    return if transport.held_back { Step::Yield } else { Step::Done };
-                }
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.fail(e, clock.now, settings),
-            }
         }
     }
 
