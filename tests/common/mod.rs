@@ -328,6 +328,8 @@ pub fn expect_eof(stream: &mut TcpStream) {
             Ok(0) => return,
             Ok(_) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            // A signal (another test's server exiting) interrupted the read: read again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => panic!("expected EOF, got {e}"),
         }
     }
