@@ -298,6 +298,9 @@ fn a_published_message_is_seen_live_set_apart_and_kept(mode: Mode) {
     let chat = Chat::start(mode, &["--api", "127.0.0.1:0", "--api-key-file", &file]);
     let (a, b) = (api_addr(chat.process(0)), api_addr(chat.process(1)));
     let mut alice = chat.process(0).chat_client("alice");
+    // In the room (in a cluster: its process subscribed) before Bob joins, or his join notice
+    // may pass before process 0 hears the room.
+    recv_line(&mut alice, "*** alice joined lobby");
     let mut bob = json_client(chat.process(1), "?nick=bob");
     recv_through(&mut bob, "replayed");
     recv_line(&mut alice, "*** bob joined lobby");
