@@ -124,6 +124,11 @@ impl Peer {
         (header.first_byte, payload)
     }
 
+    /// Reads frames until one with this payload arrives.
+    fn wait_for(&mut self, payload: &[u8]) {
+        while self.next_frame().1 != payload {}
+    }
+
     /// The next data message (pongs and chat notices skipped), inflated if compressed.
     fn next_message(&mut self) -> Message {
         loop {
@@ -371,16 +376,13 @@ both_modes!(a_broadcast_is_compressed_for_those_that_negotiated_it);
 fn a_broadcast_is_compressed_for_those_that_negotiated_it(chat: &Chat) {
     let mut ana =
         Peer::open(chat.process(0), "/?nick=ana", Some("permessage-deflate; client_max_window_bits"));
-    let mut ben = Peer::open(chat.process(1 % chat.processes().len()), "/?nick=ben", None);
     assert_eq!(ana.answer.as_deref(), Some(BOTH));
+    // Ana is in the room (in a cluster, her process has subscribed to it) before Ben comes,
+    // and Ben's join reaches her: from here on both hear the room.
+    ana.wait_for(b"*** ana joined lobby");
+    let mut ben = Peer::open(chat.process(1 % chat.processes().len()), "/?nick=ben", None);
     assert_eq!(ben.answer, None);
-    // Ben's join reaches Ana: from here on both hear the room.
-    loop {
-        let (_, payload) = ana.next_frame();
-        if payload == b"*** ben joined lobby" {
-            break;
-        }
-    }
+    ana.wait_for(b"*** ben joined lobby");
     let from_ana = long_line("from ana");
     ana.send_compressed(TEXT, from_ana.as_bytes());
     assert_eq!(ana.next_message(), text(format!("ana: {from_ana}"), true));
