@@ -13,16 +13,11 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 
+use common::opcode::*;
 use common::{both_modes, read_frame_with, read_http_head, Chat, TestServer};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use wschat::wire::{client_frame, UpgradeRequest};
 
-const TEXT: u8 = 0x1;
-const BINARY: u8 = 0x2;
-const CONTINUATION: u8 = 0x0;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-const PONG: u8 = 0xA;
 const FIN: u8 = 0x80;
 const RSV1: u8 = 0x40;
 

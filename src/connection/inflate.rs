@@ -24,6 +24,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::transport::Transport;
 use crate::deflate::{InflateError, Inflater};
+use crate::wire;
 
 /// Why the way in refused a client's bytes: the close code and reason to fail it with.
 pub type Refusal = (CloseCode, String);
@@ -154,7 +155,7 @@ impl InflateState {
         let (first, second) = (self.header[0], self.header[1]);
         let (fin, rsv1, other_rsv, opcode) =
             (first & 0x80 != 0, first & 0x40 != 0, first & 0x30 != 0, first & 0x0f);
-        let payload = payload_len(&self.header[..len]);
+        let payload = wire::parse_header(&self.header[..len]).map_or(0, |header| header.payload_len);
         let protocol = |why: &str| Err((CloseCode::Protocol, why.to_string()));
         let collect = match opcode {
             _ if other_rsv => false, // tungstenite refuses it
@@ -228,22 +229,7 @@ impl InflateState {
 
 /// How long a header is, as far as its first bytes tell (2 until the second byte is known).
 fn header_len(header: &[u8]) -> usize {
-    let Some(&second) = header.get(1) else { return 2 };
-    let extended = match second & 0x7f {
-        126 => 2,
-        127 => 8,
-        _ => 0,
-    };
-    2 + extended + if second & 0x80 != 0 { 4 } else { 0 }
-}
-
-/// A complete header's payload length.
-fn payload_len(header: &[u8]) -> u64 {
-    match header[1] & 0x7f {
-        126 => u64::from(u16::from_be_bytes([header[2], header[3]])),
-        127 => u64::from_be_bytes(header[2..10].try_into().unwrap_or_default()),
-        n => u64::from(n),
-    }
+    header.get(1).map_or(2, |&second| wire::header_len(second))
 }
 
 /// A final client frame's header for `len` bytes: masked with a zero key.

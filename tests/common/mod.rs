@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod chat;
+pub mod opcode;
 pub mod redis;
 pub mod redis_proxy;
 pub mod tcp;
