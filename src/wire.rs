@@ -74,9 +74,19 @@ impl fmt::Display for UpgradeRequest<'_> {
 /// Appends one frame: `first_byte` is FIN, the reserved bits and the opcode; the payload is
 /// masked with `mask` when there is one.
 pub fn push_client_frame(out: &mut Vec<u8>, first_byte: u8, payload: &[u8], mask: Option<[u8; 4]>) {
+    push_client_header(out, first_byte, payload.len(), mask);
+    match mask {
+        Some(key) => out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3])),
+        None => out.extend_from_slice(payload),
+    }
+}
+
+/// Appends the header of a frame of `len` bytes (its masking key included, when there is one):
+/// what [`push_client_frame`] writes before the payload.
+pub fn push_client_header(out: &mut Vec<u8>, first_byte: u8, len: usize, mask: Option<[u8; 4]>) {
     out.push(first_byte);
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
+    match len {
         n if n < 126 => out.push(mask_bit | n as u8),
         n if n <= 0xFFFF => {
             out.push(mask_bit | 126);
@@ -87,12 +97,8 @@ pub fn push_client_frame(out: &mut Vec<u8>, first_byte: u8, payload: &[u8], mask
             out.extend_from_slice(&(n as u64).to_be_bytes());
         }
     }
-    match mask {
-        Some(key) => {
-            out.extend_from_slice(&key);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
-        }
-        None => out.extend_from_slice(payload),
+    if let Some(key) = mask {
+        out.extend_from_slice(&key);
     }
 }
 

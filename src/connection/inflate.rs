@@ -218,7 +218,9 @@ impl InflateState {
                 }
             });
         }
-        let header = frame_header(opcode, size);
+        // A final client frame, masked (as a client's must be) with a zero key.
+        let mut header = Vec::with_capacity(14);
+        wire::push_client_header(&mut header, 0x80 | opcode, size, Some([0; 4]));
         let at = start + 14 - header.len();
         self.out[at..start + 14].copy_from_slice(&header);
         // The unused bytes before the header, when it is not the longest, go.
@@ -230,22 +232,6 @@ impl InflateState {
 /// How long a header is, as far as its first bytes tell (2 until the second byte is known).
 fn header_len(header: &[u8]) -> usize {
     header.get(1).map_or(2, |&second| wire::header_len(second))
-}
-
-/// A final client frame's header for `len` bytes: masked with a zero key.
-fn frame_header(opcode: u8, len: usize) -> Vec<u8> {
-    let mut header = vec![0x80 | opcode];
-    if len < 126 {
-        header.push(0x80 | len as u8);
-    } else if let Ok(short) = u16::try_from(len) {
-        header.push(0x80 | 126);
-        header.extend_from_slice(&short.to_be_bytes());
-    } else {
-        header.push(0x80 | 127);
-        header.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    header.extend_from_slice(&[0; 4]);
-    header
 }
 
 /// The stream tungstenite reads a deflating connection through: the transport, this

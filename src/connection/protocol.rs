@@ -9,7 +9,6 @@
 //! when bytes arrive again: an idle connection costs the slab 8 bytes for it instead of about
 //! 530 on and off the slab, and a busy one pays two small allocations per readable event (not per
 //! message, and never per delivery).
-
 //!
 //! A connection that negotiated permessage-deflate keeps its place in its compressed input
 //! here too (see `inflate.rs`): it is empty between messages, so it parks the same way.
