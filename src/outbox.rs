@@ -6,13 +6,20 @@
 //! in as few syscalls as the socket allows. The byte total is tracked so the server can cut off
 //! a reader that falls too far behind (see `--max-outbound`).
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 
 /// Chunks handed to one vectored write (Linux allows 1024; 64 already amortises the syscall).
 pub const MAX_IOVECS: usize = 64;
+
+/// Most chunks one outbox holds: a reader this many frames behind is too slow, whatever their
+/// bytes (the fan-out checks [`Outbox::has_room`]), so the ring of handles it keeps (32 bytes
+/// each, outside the `--max-outbound` count) stays within 512 KiB.
+pub const MAX_CHUNKS: usize = 1 << 14;
+
+/// The ring's first allocation, in chunks.
+const FIRST_SLOTS: usize = 4;
 
 /// What a flush achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,13 +30,18 @@ pub enum Flushed {
     Partly,
 }
 
+/// A ring of chunks: 24 bytes in every connection, and no allocation while it is empty (most
+/// connections are idle most of the time, and one small allocation per burst is far cheaper
+/// than the write that drains it). A partly written front chunk is advanced in place.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    chunks: VecDeque<Bytes>,
-    /// Bytes of the front chunk already written.
-    front_written: usize,
-    /// Bytes queued and not yet written.
-    queued: usize,
+    /// `len` chunks from `head`, wrapping; the slots' count is a power of two.
+    slots: Box<[Option<Bytes>]>,
+    head: u16,
+    len: u16,
+    /// Bytes queued and not yet written (`--max-outbound` and `--max-message-size` are capped
+    /// so that this fits, see `settings.rs`).
+    queued: u32,
 }
 
 impl Outbox {
@@ -39,40 +51,61 @@ impl Outbox {
 
     /// Bytes waiting to be written.
     pub fn queued(&self) -> usize {
-        self.queued
+        self.queued as usize
     }
 
     pub fn is_empty(&self) -> bool {
         self.queued == 0
     }
 
-    /// Appends a chunk (shared, not copied).
-    pub fn push(&mut self, chunk: Bytes) {
-        if !chunk.is_empty() {
-            self.queued += chunk.len();
-            self.chunks.push_back(chunk);
-        }
+    /// Whether another chunk fits without going over [`MAX_CHUNKS`].
+    pub fn has_room(&self) -> bool {
+        usize::from(self.len) < MAX_CHUNKS
     }
 
-    /// Drops everything not yet started, keeping only the rest of a partly written chunk so the
-    /// byte stream stays well-framed. Used before a final close frame to a reader cut off for
-    /// being too slow.
+    /// Appends a chunk (shared, not copied). Past [`MAX_CHUNKS`] (only the server's own few
+    /// frames to a reader the fan-out already refuses get there) it is copied onto the last.
+    pub fn push(&mut self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        self.queued = self.queued.saturating_add(u32::try_from(chunk.len()).unwrap_or(u32::MAX));
+        if !self.has_room() {
+            let last = self.slot(usize::from(self.len) - 1);
+            let mut joined = BytesMut::with_capacity(last.as_ref().map_or(0, Bytes::len) + chunk.len());
+            joined.extend_from_slice(last.as_deref().unwrap_or_default());
+            joined.extend_from_slice(&chunk);
+            *last = Some(joined.freeze());
+            return;
+        }
+        if usize::from(self.len) == self.slots.len() {
+            self.grow();
+        }
+        *self.slot(usize::from(self.len)) = Some(chunk);
+        self.len += 1;
+    }
+
+    /// Drops every chunk after the front one (which may be partly written: the byte stream
+    /// stays well-framed). Used before a final close frame to a reader cut off for being too
+    /// slow.
     pub fn truncate_unstarted(&mut self) {
-        let keep = usize::from(self.front_written > 0);
-        self.chunks.truncate(keep);
-        self.queued = self.chunks.front().map_or(0, |c| c.len() - self.front_written);
+        while self.len > 1 {
+            self.len -= 1;
+            self.slot(usize::from(self.len)).take();
+        }
+        self.queued = self.front().map_or(0, |front| front.len() as u32);
         self.release_memory_if_idle();
     }
 
     /// Writes queued chunks until done or the sink would block. Other errors are returned.
     pub fn flush_to<W: Write>(&mut self, sink: &mut W) -> io::Result<Flushed> {
-        while !self.chunks.is_empty() {
+        while self.len > 0 {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut count = 0;
-            for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
-                let start = if i == 0 { self.front_written } else { 0 };
-                slices[i] = IoSlice::new(&chunk[start..]);
-                count += 1;
+            let count = usize::from(self.len).min(MAX_IOVECS);
+            let mask = self.slots.len() - 1;
+            for (i, slice) in slices.iter_mut().take(count).enumerate() {
+                let chunk = &self.slots[(usize::from(self.head) + i) & mask];
+                *slice = IoSlice::new(chunk.as_deref().unwrap_or_default());
             }
             match sink.write_vectored(&slices[..count]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -87,24 +120,45 @@ impl Outbox {
     }
 
     fn consume(&mut self, mut written: usize) {
-        self.queued -= written;
-        while let Some(front) = self.chunks.front() {
-            let rest = front.len() - self.front_written;
-            if written < rest {
-                self.front_written += written;
+        self.queued -= written as u32;
+        while let Some(front) = self.front() {
+            if written < front.len() {
+                front.advance(written);
                 return;
             }
-            written -= rest;
-            self.front_written = 0;
-            self.chunks.pop_front();
+            written -= front.len();
+            self.slot(0).take();
+            self.head = ((usize::from(self.head) + 1) & (self.slots.len() - 1)) as u16;
+            self.len -= 1;
         }
     }
 
-    /// An idle connection keeps no ring buffer at all: most connections are idle most of the
-    /// time, and one small allocation per burst is far cheaper than the write that drained it.
+    fn front(&mut self) -> Option<&mut Bytes> {
+        if self.len == 0 {
+            return None;
+        }
+        self.slot(0).as_mut()
+    }
+
+    /// The slot `i` places after the head.
+    fn slot(&mut self, i: usize) -> &mut Option<Bytes> {
+        let mask = self.slots.len() - 1;
+        &mut self.slots[(usize::from(self.head) + i) & mask]
+    }
+
+    /// Doubles the ring, its chunks moved to the front in order.
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(FIRST_SLOTS);
+        let mut slots: Vec<Option<Bytes>> = Vec::with_capacity(size);
+        slots.extend((0..usize::from(self.len)).map(|i| self.slot(i).take()));
+        slots.resize_with(size, || None);
+        (self.slots, self.head) = (slots.into_boxed_slice(), 0);
+    }
+
+    /// An idle connection keeps no ring at all.
     fn release_memory_if_idle(&mut self) {
-        if self.chunks.is_empty() && self.chunks.capacity() > 0 {
-            self.chunks = VecDeque::new();
+        if self.len == 0 && !self.slots.is_empty() {
+            (self.slots, self.head) = (Box::default(), 0);
         }
     }
 }
@@ -188,7 +242,8 @@ mod tests {
 
         let mut untouched = Outbox::new();
         untouched.push(Bytes::from_static(b"abcd"));
+        untouched.push(Bytes::from_static(b"efgh"));
         untouched.truncate_unstarted();
-        assert!(untouched.is_empty());
+        assert_eq!(untouched.queued(), 4, "the front chunk stays, started or not");
     }
 }

@@ -147,6 +147,9 @@ impl TryFrom<&Config> for Settings {
     }
 }
 
+/// The most `--max-outbound` and `--max-message-size` may be.
+const MAX_QUEUE_LIMIT: usize = 1 << 30;
+
 /// The size and count limits: each possible, and `--max-outbound` room for the largest message.
 fn check_limits(config: &Config) -> Result<(), String> {
     if config.backlog == 0 || config.backlog > i32::MAX as u32 {
@@ -157,6 +160,11 @@ fn check_limits(config: &Config) -> Result<(), String> {
     }
     if config.max_message_size == 0 {
         return Err("--max-message-size must be at least 1 byte".into());
+    }
+    // A connection counts what it has queued in 32 bits (see `outbox.rs`): room for two of
+    // the largest backlog, and a message of the largest size pushed past it.
+    if config.max_outbound > MAX_QUEUE_LIMIT || config.max_message_size > MAX_QUEUE_LIMIT {
+        return Err("--max-outbound and --max-message-size must be at most 1GiB".into());
     }
     if config.max_outbound < config.max_message_size.saturating_add(OUTBOUND_SLACK) {
         return Err(format!(
@@ -182,6 +190,10 @@ fn check_durations(config: &Config) -> Result<(), String> {
     ] {
         if value < Duration::from_millis(10) {
             return Err(format!("{flag} must be at least 10ms"));
+        }
+        // A connection keeps its deadlines as 32-bit ticks (see `connection/clock.rs`).
+        if value > crate::connection::MAX_SPAN {
+            return Err(format!("{flag} must be at most 24 days"));
         }
     }
     if config.presence_ttl < Duration::from_secs(1) {

@@ -2,7 +2,7 @@
 //! an error), or completing the WebSocket upgrade with tungstenite.
 
 use std::io;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use log::debug;
@@ -40,11 +40,11 @@ impl<S: Stream> Connection<S> {
                 Ok(0) => return Step::Gone("closed before the handshake".into()),
                 Ok(n) => {
                     transport.note_read(n);
-                    head.extend_from_slice(&chunk[..n]);
-                    match http::head_progress(head) {
+                    head.0.extend_from_slice(&chunk[..n]);
+                    match http::head_progress(&head.0) {
                         HeadProgress::Incomplete => {}
                         HeadProgress::Complete => break,
-                        HeadProgress::Refused(reply) => return self.reject(reply, clock.now, settings),
+                        HeadProgress::Refused(reply) => return self.reject(reply, clock, settings),
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Done,
@@ -58,21 +58,21 @@ impl<S: Stream> Connection<S> {
                 }
             }
         }
-        match http::decide(head, &settings.origins, settings.tls.is_some()) {
-            Decision::Serve(reply) => self.respond(reply, clock.now, settings),
-            Decision::Reject(reply) => self.reject(reply, clock.now, settings),
+        match http::decide(&head.0, &settings.origins, settings.tls.is_some()) {
+            Decision::Serve(reply) => self.respond(reply, clock, settings),
+            Decision::Reject(reply) => self.reject(reply, clock, settings),
             Decision::Upgrade(..) if self.admission == Admission::ShuttingDown => {
                 // Expected while draining, not the client's fault: no warning, no bad verdict.
                 debug!("{}: answering 503: the server is shutting down", self.peer);
-                self.respond(Reply::shutting_down(), clock.now, settings)
+                self.respond(Reply::shutting_down(), clock, settings)
             }
             Decision::Upgrade(..) if self.admission == Admission::ServerFull => {
                 self.verdict = Some(Verdict::ServerFull);
-                self.reject(Reply::service_unavailable(), clock.now, settings)
+                self.reject(Reply::service_unavailable(), clock, settings)
             }
             Decision::Upgrade(..) if self.admission == Admission::AddressFull => {
                 self.verdict = Some(Verdict::AddressFull);
-                self.reject(Reply::too_many_from_address(), clock.now, settings)
+                self.reject(Reply::too_many_from_address(), clock, settings)
             }
             Decision::Upgrade(mut endpoint, token) => {
                 let ignored = token.is_some() && settings.auth.is_none();
@@ -83,20 +83,20 @@ impl<S: Stream> Connection<S> {
                         }
                         self.upgrade(endpoint, identity, settings, clock)
                     }
-                    Err(reply) => self.reject(reply, clock.now, settings),
+                    Err(reply) => self.reject(reply, clock, settings),
                 }
             }
             Decision::CheckSession(token) => match self.admit_token(token, settings, bans) {
-                Ok(_) => self.respond(Reply::session_ok(), clock.now, settings),
-                Err(reply) => self.reject(reply, clock.now, settings),
+                Ok(_) => self.respond(Reply::session_ok(), clock, settings),
+                Err(reply) => self.reject(reply, clock, settings),
             },
             Decision::Health(head_only) => Step::Health(head_only),
         }
     }
 
     /// Answers a request whose reply the hub made ([`Step::Health`]), then finishes.
-    pub fn answer(&mut self, reply: Reply, now: Instant, settings: &Settings) {
-        self.respond(reply, now, settings);
+    pub fn answer(&mut self, reply: Reply, clock: Clock, settings: &Settings) {
+        self.respond(reply, clock, settings);
     }
 
     /// The identity a presented token proves, once it is checked (see [`authenticate`]) and the
@@ -111,7 +111,7 @@ impl<S: Stream> Connection<S> {
             authenticate(token, settings).inspect_err(|_| self.verdict = Some(Verdict::Unauthorized))?;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let sub = identity.as_ref().map(|identity| identity.sub.as_str());
-        if let Some(ban) = bans.check(sub, self.peer.ip(), now_ms) {
+        if let Some(ban) = bans.check(sub, self.peer.get().ip(), now_ms) {
             self.verdict = Some(Verdict::Banned);
             return Err(Reply::new(403, "Forbidden", ban.refusal(now_ms)));
         }
@@ -143,11 +143,10 @@ impl<S: Stream> Connection<S> {
         settings: &Settings,
         clock: Clock,
     ) -> Step {
-        let Phase::Head { mut transport, head, deadline } = std::mem::replace(&mut self.phase, Phase::Gone)
-        else {
+        let Phase::Head { mut transport, head } = std::mem::replace(&mut self.phase, Phase::Gone) else {
             return Step::Done;
         };
-        let mut stream = HandshakeStream { head: &head, response: Vec::new() };
+        let mut stream = HandshakeStream { head: &head.0, response: Vec::new() };
         let json = matches!(&endpoint, Endpoint::Chat(query) if query.json);
         let mut deflate = None;
         // The signature is tungstenite's handshake callback's; its error type is not ours.
@@ -176,10 +175,10 @@ impl<S: Stream> Connection<S> {
         {
             // http::decide already checked what tungstenite checks, so this is not expected.
             remote_warn!("{}: handshake refused by tungstenite: {e}", self.peer);
-            self.phase = Phase::Head { transport, head: Vec::new(), deadline };
+            self.phase = Phase::Head { transport, head: Box::default() };
             return self.reject(
                 Reply::new(400, "Bad Request", "invalid WebSocket handshake"),
-                clock.now,
+                clock,
                 settings,
             );
         }
@@ -190,9 +189,9 @@ impl<S: Stream> Connection<S> {
             Endpoint::Echo => Route::Echo,
         };
         // Parked until the client's first frame arrives.
-        self.phase = Phase::Open { transport, ws: Protocol::default(), route, closing: None };
-        self.last_heard = clock.now;
-        self.rate = RateLimiter::new(settings.max_messages_per_sec, clock.ms);
+        self.phase = Phase::Open { transport, ws: Protocol::default(), route, closing: false };
+        self.last_heard = clock.tick();
+        self.rate = RateLimiter::new(settings.max_messages_per_sec, clock.ms as u32);
         if let Some(identity) = &identity {
             // The token's expiry, on the loop's clock.
             self.extend_session(identity.expires_at(clock.now, unix_now()));
@@ -201,7 +200,7 @@ impl<S: Stream> Connection<S> {
     }
 
     /// Logs and queues an HTTP error reply.
-    fn reject(&mut self, reply: Reply, now: Instant, settings: &Settings) -> Step {
+    fn reject(&mut self, reply: Reply, clock: Clock, settings: &Settings) -> Step {
         if self.verdict.is_none() {
             self.verdict = Some(if reply.status == 403 { Verdict::Origin } else { Verdict::BadRequest });
         }
@@ -214,11 +213,11 @@ impl<S: Stream> Connection<S> {
         } else {
             debug!("{}: answering {} {}: {why}", self.peer, reply.status, reply.reason);
         }
-        self.respond(reply, now, settings)
+        self.respond(reply, clock, settings)
     }
 
     /// Queues an HTTP response, then finishes (one request per connection).
-    fn respond(&mut self, reply: Reply, now: Instant, settings: &Settings) -> Step {
+    fn respond(&mut self, reply: Reply, clock: Clock, settings: &Settings) -> Step {
         if reply.status < 400 {
             debug!("{}: {} {}", self.peer, reply.status, reply.reason);
         }
@@ -229,7 +228,7 @@ impl<S: Stream> Connection<S> {
                 transport.outbox.push(body);
             }
         }
-        self.finish(now, settings, true);
+        self.finish(clock, settings, true);
         Step::Done
     }
 }

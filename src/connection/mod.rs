@@ -35,11 +35,14 @@
 //! `reading.rs` the open phase's reading; `inflate.rs` permessage-deflate's way in; `closing.rs` deadlines and every way a connection ends; `failure.rs` the close codes
 //! for protocol errors; `transport.rs` the streams tungstenite runs on.
 
+mod clock;
 mod closing;
 mod failure;
+mod flags;
 mod handshake;
 mod inflate;
 mod meter;
+mod peer;
 mod protocol;
 mod reading;
 mod transport;
@@ -52,7 +55,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use tungstenite::Utf8Bytes;
 
+pub use clock::{Clock, Tick, MAX_SPAN};
 pub use failure::{close_frame, describe_close, Failure};
+use flags::{Flags, DIRTY, READING_PAUSED, WRITABLE_INTEREST};
+use peer::PeerAddr;
 use protocol::Protocol;
 pub use transport::{HandshakeStream, Stream, Transport};
 
@@ -70,14 +76,6 @@ const DISCARD_PER_TURN: usize = 64 * 1024;
 
 /// Why a connection ended or left the chat: usually a fixed text, sometimes a formatted one.
 pub type Why = Cow<'static, str>;
-
-/// The time as the server sees it in this loop turn: the instant, and the milliseconds since
-/// the server started that the rate limiter counts in.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    pub now: Instant,
-    pub ms: u32,
-}
 
 /// Which service an open WebSocket is connected to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,56 +146,56 @@ pub enum Flush {
     Gone(Why),
 }
 
-/// Where a connection is in its life.
+/// Where a connection is in its life. Each phase has at most one deadline, kept beside it in
+/// the connection (`deadline`).
 enum Phase<S> {
-    /// Reading the HTTP request head, until `deadline` (the handshake timeout).
-    Head { transport: Transport<S>, head: Vec<u8>, deadline: Instant },
+    /// Reading the HTTP request head (boxed: an open connection carries no room for it), until
+    /// the handshake timeout.
+    Head { transport: Transport<S>, head: Box<RequestHead> },
     /// A WebSocket: tungstenite's protocol state `ws` over the transport (parked while idle,
-    /// see `protocol.rs`). `closing` is set once the server has sent a close frame, and is when
-    /// the server gives up waiting for the client's reply.
-    Open { transport: Transport<S>, ws: Protocol, route: Route, closing: Option<Instant> },
+    /// see `protocol.rs`). `closing` is set once the server has sent a close frame; the
+    /// deadline is then when the server gives up waiting for the client's reply.
+    Open { transport: Transport<S>, ws: Protocol, route: Route, closing: bool },
     /// Sending a last reply (an HTTP error, a close frame), then closing. With `linger`, the
-    /// write side is shut first and input discarded until the client closes too (or `deadline`
-    /// passes). Without it (a completed close handshake: the client has nothing more to send)
-    /// the socket is closed as soon as the reply is written.
-    Finishing {
-        transport: Transport<S>,
-        deadline: Instant,
-        linger: bool,
-        write_shut: bool,
-        peer_closed: bool,
-    },
+    /// write side is shut first and input discarded until the client closes too (or the
+    /// deadline passes). Without it (a completed close handshake: the client has nothing more
+    /// to send) the socket is closed as soon as the reply is written.
+    Finishing { transport: Transport<S>, linger: bool, write_shut: bool, peer_closed: bool },
     /// Only seen transiently while changing phase.
     Gone,
 }
 
-/// One client connection.
+/// The request head as read so far.
+#[derive(Default)]
+struct RequestHead(Vec<u8>);
+
+/// One client connection. Every idle connection is one of these in the server's slab, so its
+/// fields are kept small: ticks, not instants (`clock.rs`), a packed address (`peer.rs`), the
+/// handshake's buffer boxed, flags in one byte (`flags.rs`). A test holds it to 128 bytes.
 pub struct Connection<S> {
-    /// Distinguishes this connection from later ones that reuse its slab key.
-    serial: u64,
-    peer: SocketAddr,
     phase: Phase<S>,
+    /// The phase's deadline: the handshake timeout, or the close timeout once closing.
+    deadline: Tick,
     /// Last time anything arrived from the client.
-    last_heard: Instant,
-    /// A keep-alive ping is outstanding.
-    ping_sent: bool,
-    /// Earliest pending timer for this connection in the server's timer queue, if any.
-    timer_at: Option<Instant>,
-    /// WRITABLE interest is registered (only while the socket refused part of the queue).
-    writable_interest: bool,
-    /// Listed for a flush at the end of this loop turn.
-    dirty: bool,
-    /// Whether it may become a WebSocket, or gets 503 if it asks.
-    admission: Admission,
-    /// Not read from until its queue drains (read backpressure).
-    reading_paused: bool,
+    last_heard: Tick,
+    /// Earliest pending timer for this connection in the server's timer queue, while the
+    /// `TIMER_ARMED` flag is set.
+    timer_at: Tick,
     /// `--max-messages-per-sec` bucket (unused when the limit is off).
     rate: RateLimiter,
-    /// Why the server turned this connection away or ended it, for the metrics.
-    verdict: Option<Verdict>,
     /// When the token this connection signed in with expires: boxed, so that a connection
     /// without one (every connection on a server without tokens) pays 8 bytes for it.
     expiry: Option<Box<Expiry>>,
+    /// Distinguishes this connection from later ones that reuse its slab key (wrapping: two
+    /// connections 2^32 apart on one key within one timer's life are not a concern).
+    serial: u32,
+    peer: PeerAddr,
+    /// Pending timer, outstanding ping, write interest, flush listing, paused reading.
+    flags: Flags,
+    /// Whether it may become a WebSocket, or gets 503 if it asks.
+    admission: Admission,
+    /// Why the server turned this connection away or ended it, for the metrics.
+    verdict: Option<Verdict>,
 }
 
 /// A signed-in session's end.
@@ -213,35 +211,32 @@ struct Expiry {
 pub const TOKEN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl<S: Stream> Connection<S> {
-    /// A new connection reading its request head, given until `now` plus the handshake
+    /// A new connection reading its request head, given until the clock's now plus the handshake
     /// timeout. Unless `admission` counted it, an upgrade is answered 503.
     pub fn new(
-        serial: u64,
+        serial: u32,
         peer: SocketAddr,
         socket: S,
-        now: Instant,
+        clock: Clock,
         settings: &Settings,
         admission: Admission,
     ) -> Self {
-        let deadline = now + settings.handshake_timeout;
+        let now = clock.tick();
         Self {
-            serial,
-            peer,
             phase: Phase::Head {
                 transport: Transport::new(socket, settings.max_message_size),
-                head: Vec::new(),
-                deadline,
+                head: Box::default(),
             },
+            deadline: now.after(settings.handshake_timeout),
             last_heard: now,
-            ping_sent: false,
-            timer_at: None,
-            writable_interest: false,
-            dirty: false,
-            admission,
-            reading_paused: false,
+            timer_at: now,
             rate: RateLimiter::default(),
-            verdict: None,
             expiry: None,
+            serial,
+            peer: PeerAddr::from(peer),
+            flags: Flags::default(),
+            admission,
+            verdict: None,
         }
     }
 
@@ -256,12 +251,12 @@ impl<S: Stream> Connection<S> {
         self.transport().map_or(0, |t| u64::from(t.bytes_read_this_turn()))
     }
 
-    pub fn serial(&self) -> u64 {
+    pub fn serial(&self) -> u32 {
         self.serial
     }
 
     pub fn peer(&self) -> SocketAddr {
-        self.peer
+        self.peer.get()
     }
 
     /// Counted against the connection limits.
@@ -291,7 +286,7 @@ impl<S: Stream> Connection<S> {
     pub fn state(&self) -> ConnState {
         match &self.phase {
             Phase::Head { .. } => ConnState::Handshake,
-            Phase::Open { route, closing: None, .. } => ConnState::Open(*route),
+            Phase::Open { route, closing: false, .. } => ConnState::Open(*route),
             _ => ConnState::Closing,
         }
     }
@@ -303,7 +298,7 @@ impl<S: Stream> Connection<S> {
 
     /// Whether the server may still queue chat or echo frames for this client.
     pub fn accepts_messages(&self) -> bool {
-        matches!(self.phase, Phase::Open { closing: None, .. })
+        matches!(self.phase, Phase::Open { closing: false, .. })
     }
 
     /// The window the client lets the server compress with, if it negotiated
@@ -315,6 +310,11 @@ impl<S: Stream> Connection<S> {
     /// Bytes waiting to be written to the socket.
     pub fn queued(&self) -> usize {
         self.transport().map_or(0, |t| t.outbox.queued())
+    }
+
+    /// Whether the queue takes another frame without going over its count of frames.
+    pub fn has_room(&self) -> bool {
+        self.transport().is_none_or(|t| t.outbox.has_room())
     }
 
     /// Whether a flush has something to do: bytes are queued, or a finishing connection may
@@ -336,22 +336,22 @@ impl<S: Stream> Connection<S> {
 
     /// Lists the connection for this turn's flush; true if it was not listed yet.
     pub fn mark_dirty(&mut self) -> bool {
-        !std::mem::replace(&mut self.dirty, true)
+        !self.flags.set(DIRTY, true)
     }
 
     /// Taken off the flush list.
     pub fn clear_dirty(&mut self) {
-        self.dirty = false;
+        self.flags.set(DIRTY, false);
     }
 
     /// Records whether WRITABLE interest is wanted; true if that differs from what is
     /// registered, so the caller must re-register the socket.
     pub fn set_writable_interest(&mut self, wanted: bool) -> bool {
-        wanted != std::mem::replace(&mut self.writable_interest, wanted)
+        wanted != self.flags.set(WRITABLE_INTEREST, wanted)
     }
 
     pub fn wants_writable(&self) -> bool {
-        self.writable_interest
+        self.flags.has(WRITABLE_INTEREST)
     }
 
     /// The socket, for (de)registration with the poll.
@@ -417,10 +417,10 @@ impl<S: Stream> Connection<S> {
     /// back under [`Settings::read_pause_bytes`]. True if the caller should read it now (no
     /// readiness event will come for input that was already waiting).
     pub fn resume_reading(&mut self, settings: &Settings) -> bool {
-        if !self.reading_paused || self.queued() > settings.read_pause_bytes {
+        if !self.flags.has(READING_PAUSED) || self.queued() > settings.read_pause_bytes {
             return false;
         }
-        self.reading_paused = false;
+        self.flags.set(READING_PAUSED, false);
         true
     }
 
@@ -479,5 +479,44 @@ impl<S: Stream> Connection<S> {
             | Phase::Finishing { transport, .. } => Some(transport),
             Phase::Gone => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream the size of a `mio::net::TcpStream` in a release build (a file descriptor).
+    struct Descriptor(#[allow(dead_code)] i32);
+
+    impl io::Read for Descriptor {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Ok(0)
+        }
+    }
+
+    impl io::Write for Descriptor {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Stream for Descriptor {
+        fn shutdown_write(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Every idle connection is one slab entry of this size: the idle chat connection's
+    /// budget (docs/BENCHMARKS.md) counts on it.
+    #[test]
+    fn a_connection_over_a_socket_is_128_bytes() {
+        assert_eq!(std::mem::size_of::<Transport<Descriptor>>(), 56);
+        assert_eq!(std::mem::size_of::<Connection<Descriptor>>(), 128);
+        // The slab's vacant entries use a niche, as `Option` does: no tag beside it.
+        assert_eq!(std::mem::size_of::<Option<Connection<Descriptor>>>(), 128);
     }
 }

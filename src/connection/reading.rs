@@ -10,6 +10,7 @@ use tungstenite::error::Error as WsError;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
+use super::flags::{PING_SENT, READING_PAUSED};
 use super::inflate::Inflating;
 use super::{describe_close, meter, Clock, Connection, Phase, Step, Stream};
 use crate::deflate::Inflater;
@@ -31,10 +32,10 @@ impl<S: Stream> Connection<S> {
             };
             if transport.outbox.queued() > settings.read_pause_bytes {
                 // It is not taking what it is sent: read nothing more until it does.
-                self.reading_paused = true;
+                self.flags.set(READING_PAUSED, true);
                 return Step::Done;
             }
-            let is_closing = closing.is_some();
+            let is_closing = *closing;
             let active = ws.active(settings.websocket);
             let result = if transport.deflate_window != 0 {
                 active.context.read(&mut Inflating { transport, state: &mut active.inflate, inflater })
@@ -43,19 +44,19 @@ impl<S: Stream> Connection<S> {
             };
             let refusal = active.inflate.take_refusal();
             if std::mem::take(&mut transport.heard) {
-                self.last_heard = clock.now;
-                self.ping_sent = false;
+                self.last_heard = clock.tick();
+                self.flags.set(PING_SENT, false);
             }
             let frames = transport.take_frames();
             let limit = settings.max_messages_per_sec;
-            if limit > 0 && frames > 0 && !is_closing && !self.rate.allow_n(limit, frames, clock.ms) {
+            if limit > 0 && frames > 0 && !is_closing && !self.rate.allow_n(limit, frames, clock.ms as u32) {
                 remote_warn!(
                     "{}: over {limit} frames per second (--max-messages-per-sec); closing with 1008",
                     self.peer
                 );
                 let reason = format!("rate limit exceeded: more than {limit} messages per second");
                 self.verdict = Some(Verdict::RateLimited);
-                self.close(CloseCode::Policy, &reason, clock.now, settings);
+                self.close(CloseCode::Policy, &reason, clock, settings);
                 return Step::Left(reason.into());
             }
             if transport.fragments_over_limit() && !is_closing {
@@ -66,14 +67,14 @@ impl<S: Stream> Connection<S> {
                     "message over {max} bytes, its fragments counted at least {} bytes each",
                     meter::FRAGMENT_MIN_CHARGE
                 );
-                return self.fail_with(CloseCode::Size, reason, clock.now, settings);
+                return self.fail_with(CloseCode::Size, reason, clock, settings);
             }
             if let Some((code, reason)) = refusal {
                 // A compressed message broke the protocol or a limit (see `inflate.rs`).
                 if is_closing {
                     return Step::Gone(reason.into());
                 }
-                return self.fail_with(code, reason, clock.now, settings);
+                return self.fail_with(code, reason, clock, settings);
             }
             match result {
                 // Data after we started closing is ignored, as RFC 6455 7.1.1 allows.
@@ -85,7 +86,7 @@ impl<S: Stream> Connection<S> {
                     // tungstenite has answered: push that answer into the queue, then end.
                     let _ = active.context.flush(transport);
                     debug!("{}: closed by client ({})", self.peer, describe_close(frame.as_ref()));
-                    self.finish(clock.now, settings, false);
+                    self.finish(clock, settings, false);
                     return Step::Left("closed".into());
                 }
                 // Pings are answered by tungstenite; pongs only prove liveness.
@@ -99,7 +100,7 @@ impl<S: Stream> Connection<S> {
                     return if transport.held_back { Step::Yield } else { Step::Done };
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.fail(e, clock.now, settings),
+                Err(e) => return self.fail(e, clock, settings),
             }
         }
     }

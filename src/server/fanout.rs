@@ -72,13 +72,16 @@ impl FanOut {
             return false;
         }
         let frame = message.for_window(conn.deflate_window(), &mut self.deflation);
-        // A frame always goes to an empty queue, whatever its size: only a backlog is judged.
-        if conn.queued() > 0 && conn.queued() + frame.len() > self.max_outbound {
+        // A frame always goes to an empty queue, whatever its size: only a backlog is judged,
+        // by its bytes and by its frames (see `outbox::MAX_CHUNKS`).
+        let (max, len) = (self.max_outbound, frame.len());
+        let over =
+            |conn: &Connection<S>| conn.queued() > 0 && (conn.queued() + len > max || !conn.has_room());
+        if over(conn) {
             // Judge the socket, not the burst: write what is queued, then look again. A write
             // error is noticed (and the connection removed) by the end-of-turn flush.
             let _ = self.flush(conn);
-            // A frame always goes to an empty queue, whatever its size: only a backlog is judged.
-            if conn.queued() > 0 && conn.queued() + frame.len() > self.max_outbound {
+            if over(conn) {
                 self.too_slow.push(key);
                 return false;
             }

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use log::{debug, info};
@@ -64,7 +64,7 @@ pub struct Hub<S> {
     clients: usize,
     /// Counted connections per client address (`--max-connections-per-ip`).
     per_address: HashMap<IpAddr, u32>,
-    next_serial: u64,
+    next_serial: u32,
     /// Origin of the millisecond clock the rate limiter counts in.
     started: Instant,
     /// The wall clock at `started`, in milliseconds since the Unix epoch: message timestamps
@@ -209,11 +209,12 @@ impl<S: Stream> Hub<S> {
             self.clients += 1;
             *self.per_address.entry(peer.ip()).or_default() += 1;
         }
-        self.next_serial += 1;
-        let conn = Connection::new(self.next_serial, peer, socket, now, &self.settings, admission);
+        self.next_serial = self.next_serial.wrapping_add(1);
+        let conn =
+            Connection::new(self.next_serial, peer, socket, self.clock(now), &self.settings, admission);
         let key = self.conns.insert(conn);
         debug!("{peer}: accepted as #{key}");
-        self.rearm(key);
+        self.rearm(key, now);
         key
     }
 
@@ -236,7 +237,7 @@ impl<S: Stream> Hub<S> {
         // The chat asked the cluster for something after this turn's exchange (a client whose
         // flush failed left, say), or a relink goes on: next turn must not wait for an event.
         if self.unfinished_reads.is_empty() && !self.has_broker_work() {
-            self.timers.next_due()
+            self.timers.next_due().map(|ms| self.started + Duration::from_millis(ms))
         } else {
             Some(now)
         }
@@ -307,7 +308,7 @@ impl<S: Stream> Hub<S> {
             self.fanout.judge_too_slow(key);
             self.cut_off_slow_readers(now);
         }
-        self.after_activity(key);
+        self.after_activity(key, now);
     }
 
     fn on_upgraded(&mut self, key: usize, endpoint: Endpoint, identity: Option<&Identity>, now: Instant) {
@@ -369,12 +370,13 @@ impl<S: Stream> Hub<S> {
 
     /// Starts a server-initiated close of one connection; its client leaves the chat.
     pub fn close(&mut self, key: usize, code: CloseCode, reason: &str, now: Instant) {
+        let clock = self.clock(now);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.close(code, reason, now, &self.settings) {
+        if conn.close(code, reason, clock, &self.settings) {
             self.leave_chat(key, reason, now);
-            self.after_activity(key);
+            self.after_activity(key, now);
         }
     }
 
@@ -408,14 +410,15 @@ impl<S: Stream> Hub<S> {
 
     /// Runs every timer due at `now`.
     pub fn fire_timers(&mut self, now: Instant) {
-        while let Some((key, serial, at)) = self.timers.pop_due(now) {
+        let clock = self.clock(now);
+        while let Some((key, serial, at)) = self.timers.pop_due(clock.ms) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
             if !conn.take_timer(serial, at) {
                 continue;
             }
-            match conn.on_timer(now, &self.settings) {
+            match conn.on_timer(clock, &self.settings) {
                 Step::Gone(why) => {
                     self.remove(key, &why, now);
                     continue;
@@ -424,7 +427,7 @@ impl<S: Stream> Hub<S> {
                 Step::Expired => self.expire_session(key, now),
                 _ => {}
             }
-            self.after_activity(key);
+            self.after_activity(key, now);
         }
     }
 
@@ -503,20 +506,21 @@ impl<S: Stream> Hub<S> {
 
     /// After a connection did something: flush it this turn if it has output, and make sure
     /// its next deadline is in the timer queue.
-    fn after_activity(&mut self, key: usize) {
+    fn after_activity(&mut self, key: usize, now: Instant) {
         if let Some(conn) = self.conns.get_mut(key) {
             if conn.needs_flush() {
                 self.fanout.mark_dirty(key, conn);
             }
-            self.rearm(key);
+            self.rearm(key, now);
         }
     }
 
-    fn rearm(&mut self, key: usize) {
+    fn rearm(&mut self, key: usize, now: Instant) {
+        let clock = self.clock(now);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if let Some(at) = conn.deadline(&self.settings) {
+        if let Some(at) = conn.deadline(&clock, &self.settings) {
             if conn.arm_timer(at) {
                 self.timers.schedule(key, conn.serial(), at);
             }
@@ -529,8 +533,7 @@ impl<S: Stream> Hub<S> {
     }
 
     fn clock(&self, now: Instant) -> Clock {
-        // Wraps after 49 days; the rate limiter only compares nearby readings.
-        Clock { now, ms: now.saturating_duration_since(self.started).as_millis() as u32 }
+        Clock { now, ms: now.saturating_duration_since(self.started).as_millis() as u64 }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The timer queue: when each connection next needs attention (handshake deadline, keep-alive
 //! ping, idle timeout, close deadline).
 //!
-//! A min-heap of `(when, slab key, serial)`. Entries are never removed early: a connection whose
+//! A min-heap of `(when, slab key, serial)`, when in milliseconds since the server started (16
+//! bytes an entry, and every connection has one). Entries are never removed early: a connection whose
 //! deadline moved later simply finds, when the old entry pops, that nothing is due yet, and an
 //! entry whose connection is gone (or whose slab key now belongs to a later connection, told
 //! apart by the serial) is skipped by the caller. That keeps scheduling O(log n) with no
@@ -19,7 +20,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
 
 /// Entries allowed beyond twice the connection count before a compaction: small servers never
 /// compact.
@@ -28,7 +28,7 @@ const COMPACTION_SLACK: usize = 1024;
 /// Pending timers, earliest first.
 #[derive(Debug, Default)]
 pub struct TimerQueue {
-    heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    heap: BinaryHeap<Reverse<(u64, u32, u32)>>,
 }
 
 impl TimerQueue {
@@ -37,22 +37,23 @@ impl TimerQueue {
     }
 
     /// Wakes connection `key` (of this `serial`) at `at`.
-    pub fn schedule(&mut self, key: usize, serial: u64, at: Instant) {
-        self.heap.push(Reverse((at, key, serial)));
+    pub fn schedule(&mut self, key: usize, serial: u32, at: u64) {
+        // Slab keys stay far below 2^32: each is an open socket.
+        self.heap.push(Reverse((at, key as u32, serial)));
     }
 
     /// The earliest entry due at `now`, as `(key, serial, at)`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<(usize, u64, Instant)> {
+    pub fn pop_due(&mut self, now: u64) -> Option<(usize, u32, u64)> {
         let &Reverse((at, key, serial)) = self.heap.peek()?;
         if at > now {
             return None;
         }
         self.heap.pop();
-        Some((key, serial, at))
+        Some((key as usize, serial, at))
     }
 
     /// When the earliest entry is due.
-    pub fn next_due(&self) -> Option<Instant> {
+    pub fn next_due(&self) -> Option<u64> {
         self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
 
@@ -73,9 +74,9 @@ impl TimerQueue {
 
     /// Keeps only the entries `keep(key, serial, at)` accepts, and gives back the spare
     /// capacity.
-    pub fn retain(&mut self, mut keep: impl FnMut(usize, u64, Instant) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(usize, u32, u64) -> bool) {
         let mut entries = std::mem::take(&mut self.heap).into_vec();
-        entries.retain(|&Reverse((at, key, serial))| keep(key, serial, at));
+        entries.retain(|&Reverse((at, key, serial))| keep(key as usize, serial, at));
         entries.shrink_to(entries.len() * 2);
         self.heap = BinaryHeap::from(entries);
     }
@@ -89,39 +90,40 @@ impl TimerQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn pops_due_entries_earliest_first() {
-        let t0 = Instant::now();
         let mut timers = TimerQueue::new();
-        timers.schedule(2, 20, t0 + Duration::from_secs(2));
-        timers.schedule(1, 10, t0 + Duration::from_secs(1));
-        timers.schedule(3, 30, t0 + Duration::from_secs(3));
-        assert_eq!(timers.next_due(), Some(t0 + Duration::from_secs(1)));
-        assert_eq!(timers.pop_due(t0), None);
-        let now = t0 + Duration::from_secs(2);
-        assert_eq!(timers.pop_due(now), Some((1, 10, t0 + Duration::from_secs(1))));
-        assert_eq!(timers.pop_due(now), Some((2, 20, now)));
-        assert_eq!(timers.pop_due(now), None);
+        timers.schedule(2, 20, 2_000);
+        timers.schedule(1, 10, 1_000);
+        timers.schedule(3, 30, 3_000);
+        assert_eq!(timers.next_due(), Some(1_000));
+        assert_eq!(timers.pop_due(0), None);
+        assert_eq!(timers.pop_due(2_000), Some((1, 10, 1_000)));
+        assert_eq!(timers.pop_due(2_000), Some((2, 20, 2_000)));
+        assert_eq!(timers.pop_due(2_000), None);
         timers.clear();
         assert_eq!(timers.next_due(), None);
     }
 
     #[test]
+    fn an_entry_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<Reverse<(u64, u32, u32)>>(), 16);
+    }
+
+    #[test]
     fn compaction_keeps_the_live_entries_in_order_and_bounds_the_heap() {
-        let t0 = Instant::now();
         let mut timers = TimerQueue::new();
-        for key in 0..4000usize {
-            timers.schedule(key, key as u64, t0 + Duration::from_millis((key as u64 * 7919) % 4000));
+        for key in 0..4000u32 {
+            timers.schedule(key as usize, key, (u64::from(key) * 7919) % 4000);
         }
         assert!(!timers.needs_compaction(2000), "twice the connections plus slack is allowed");
         assert!(timers.needs_compaction(1000), "3,000 of 4,000 entries are dead");
-        timers.retain(|key, serial, _| key % 4 == 0 && serial == key as u64);
+        timers.retain(|key, serial, _| key % 4 == 0 && serial == key as u32);
         assert_eq!(timers.len(), 1000);
-        let mut last = t0;
+        let mut last = 0;
         let mut popped = 0;
-        while let Some((key, _, at)) = timers.pop_due(t0 + Duration::from_secs(5)) {
+        while let Some((key, _, at)) = timers.pop_due(5_000) {
             assert!(key % 4 == 0 && at >= last, "live entries only, earliest first");
             (last, popped) = (at, popped + 1);
         }

@@ -137,7 +137,7 @@ impl<S: Stream> Hub<S> {
                     if let Some(conn) = self.conns.get_mut(client) {
                         conn.extend_session(identity.expires_at(now, now_unix));
                     }
-                    self.rearm(client);
+                    self.rearm(client, now);
                     // Its rights are the new token's (rooms, role).
                     self.chat.renew(client, &identity, &mut self.effects);
                     Event::notice(format!("session renewed for {}s", identity.exp - now_unix))
@@ -194,14 +194,15 @@ impl<S: Stream> Hub<S> {
 
     /// Disconnects the readers fan-out found over `--max-outbound`.
     pub(super) fn cut_off_slow_readers(&mut self, now: Instant) {
+        let clock = self.clock(now);
         while let Some(key) = self.fanout.next_too_slow() {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            if let Some(why) = conn.cut_off_too_slow(now, &self.settings) {
+            if let Some(why) = conn.cut_off_too_slow(clock, &self.settings) {
                 self.counters.slow_readers_cut_off += 1;
                 self.leave_chat(key, &why, now);
-                self.after_activity(key);
+                self.after_activity(key, now);
             }
         }
     }

@@ -58,8 +58,9 @@ impl<S: Stream> Hub<S> {
         let asking = self.conns.get(key).is_some_and(|conn| conn.is_counted());
         let connections = self.clients - usize::from(asking);
         let health = Health { connections, cluster: self.broker.linked(), shutting_down: self.draining };
+        let clock = self.clock(now);
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.answer(health.reply(head_only), now, &self.settings);
+            conn.answer(health.reply(head_only), clock, &self.settings);
         }
     }
 }

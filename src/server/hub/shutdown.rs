@@ -35,14 +35,15 @@ impl<S: Stream> Hub<S> {
                 let address = conn.peer().ip();
                 self.uncount(address);
             }
+            let clock = self.clock(now);
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            match conn.shut_down(now, &self.settings) {
+            match conn.shut_down(clock, &self.settings) {
                 Step::Gone(why) => self.remove(key, &why, now),
                 Step::Left(why) => {
                     self.leave_chat(key, &why, now);
-                    self.after_activity(key);
+                    self.after_activity(key, now);
                 }
                 _ => {}
             }
