@@ -13,6 +13,12 @@ With --say TEXT every connection sends one text message once all are open, so wh
 is a connection gone idle after talking (a server that keeps per-connection buffers after use
 shows it here), not only one that never said anything.
 
+With --warm-up K, K connections are opened (and kept) before the first reading, so that the
+code pages an idle connection's path faults in (the handshake, the chat's join: file-backed
+memory the kernel shares, about 0.5 MiB for wschat) are counted once, in the baseline, not
+spread over the N connections. `anon_bytes_per_connection` counts only anonymous memory
+(RssAnon: the heap and the server's own mappings), which no code page is.
+
 With --deflate every connection offers permessage-deflate as wschat's own clients do (no context
 takeover either way), so what is measured is a connection that negotiated compression; the
 script checks that the server accepted it on every connection and says how many did.
@@ -31,12 +37,12 @@ import time
 from urllib.parse import urlparse
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
 
 
 def text_frame(text):
@@ -127,13 +133,19 @@ def main():
     parser.add_argument("-n", "--connections", type=int, default=10000)
     parser.add_argument("--settle", type=float, default=2.0, help="seconds to wait before measuring")
     parser.add_argument("--say", metavar="TEXT", help="every connection sends this text message once all are open")
+    parser.add_argument("--warm-up", type=int, default=0, metavar="K",
+                        help="open K connections (kept) before the baseline reading")
     parser.add_argument("--deflate", action="store_true",
                         help="offer permessage-deflate (no context takeover) on every connection; fail unless all get it")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < args.connections + 64:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.connections + 64), hard))
-    before = rss_kib(args.pid)
+    if soft < args.connections + args.warm_up + 64:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.connections + args.warm_up + 64), hard))
+    warm = open_idle(args.url, args.warm_up, deflate=args.deflate) if args.warm_up else []
+    if warm:
+        time.sleep(args.settle)
+    AGREED[0] = 0
+    before, anon_before = rss_kib(args.pid), rss_kib(args.pid, "RssAnon")
     started = time.monotonic()
     socks = open_idle(args.url, args.connections, deflate=args.deflate)
     if args.deflate and AGREED[0] < args.connections:
@@ -143,12 +155,14 @@ def main():
         for sock in socks:
             sock.sendall(text_frame(args.say))
     time.sleep(args.settle)  # let the server finish announcing joins and go idle
-    after = rss_kib(args.pid)
+    after, anon_after = rss_kib(args.pid), rss_kib(args.pid, "RssAnon")
     per = (after - before) * 1024 / args.connections
+    anon = (anon_after - anon_before) * 1024 / args.connections
     print(f"connections={args.connections} connect_s={elapsed:.2f} rss_before_kib={before} "
-          f"rss_after_kib={after} bytes_per_connection={per:.0f}"
+          f"rss_after_kib={after} bytes_per_connection={per:.0f} anon_bytes_per_connection={anon:.0f}"
+          + (f" warm_up={args.warm_up}" if args.warm_up else "")
           + (f" deflate_connections={AGREED[0]}" if args.deflate else ""))
-    for sock in socks:
+    for sock in socks + warm:
         sock.close()
 
 

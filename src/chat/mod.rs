@@ -44,12 +44,14 @@ pub mod line;
 mod mentions;
 mod moderation;
 pub mod names;
+mod nick_index;
 mod nicks;
 mod notices;
 mod read;
 mod rooms;
 mod signals;
 
+use nick_index::{NickIndex, NickKey};
 use rooms::Room;
 
 pub use limits::*;
@@ -244,14 +246,11 @@ pub struct Chat {
     /// Indexed by client id: ids are the event loop's slab keys, so they are dense.
     members: Vec<Option<Member>>,
     member_count: usize,
-    /// The owner of each nick, keyed by a hash of its folded form ([`fold`]): no string is
-    /// stored twice, so a member costs no allocation beyond its nick. Two folded forms with one
-    /// hash (a 2^-64 chance, keyed per process) would make the second nick count as taken.
-    nicks: HashMap<u64, ClientId>,
+    /// The owner of each nick (`nick_index.rs`): a member costs no allocation beyond its nick.
+    nicks: NickIndex,
     /// Further connections holding a nick beside its entry in `nicks`: one signed-in user on
     /// several devices. Empty unless tokens are in use.
-    shared_nicks: HashMap<u64, Vec<ClientId>>,
-    nick_hasher: RandomState,
+    shared_nicks: HashMap<NickKey, Vec<ClientId>>,
     /// Case-folded room name to room. A room exists while it has members (the lobby always),
     /// and after that while it has history, up to `limits.history_rooms` empty rooms.
     rooms: HashMap<Rc<str>, Room>,
@@ -318,9 +317,8 @@ impl Chat {
         Self {
             members: Vec::new(),
             member_count: 0,
-            nicks: HashMap::new(),
+            nicks: NickIndex::default(),
             shared_nicks: HashMap::new(),
-            nick_hasher: RandomState::new(),
             rooms: HashMap::new(),
             emptied: VecDeque::new(),
             empty_rooms: 0,
@@ -368,7 +366,8 @@ impl Chat {
             self.members.pop();
         }
         self.members.shrink_to_fit();
-        self.nicks.shrink_to_fit();
+        let members = &self.members;
+        self.nicks.shrink_to_fit(|c| members.get(c)?.as_ref().map(|m| &*m.nick));
         for room in self.rooms.values_mut() {
             room.members.iter_mut().for_each(Vec::shrink_to_fit);
         }
@@ -427,7 +426,7 @@ impl Chat {
 
     /// The members of a room (by case-folded key) that receive in `mode`; empty if there is
     /// no such room.
-    pub fn room_members(&self, room: &str, mode: Mode) -> &[ClientId] {
+    pub fn room_members(&self, room: &str, mode: Mode) -> &[u32] {
         self.rooms.get(room).map_or(&[], |r| r.members[mode as usize].as_slice())
     }
 
@@ -457,7 +456,7 @@ impl Chat {
 
     /// Every member of room `key` here, in both modes.
     fn all_members(&self, key: &str) -> Vec<ClientId> {
-        Mode::ALL.iter().flat_map(|&mode| self.room_members(key, mode)).copied().collect()
+        Mode::ALL.iter().flat_map(|&mode| self.room_members(key, mode)).map(|&c| c as ClientId).collect()
     }
 
     /// The name of room `key` as shown.
@@ -482,13 +481,17 @@ impl Chat {
         for (id, member) in &members {
             assert!(validate_nick(&member.nick).is_ok() || member.nick.starts_with("guest-"), "valid nick");
             let key = self.nick_key(&member.nick);
-            let holds = self.nicks.get(&key) == Some(id)
+            let holds = self.nicks.holds(key, *id)
                 || (member.signed && self.shared_nicks.get(&key).is_some_and(|others| others.contains(id)));
             assert!(holds, "nick indexes its holder");
             let room = self.rooms.get(&member.room).expect("member's room exists");
             let list = &room.members[member.mode as usize];
-            assert_eq!(list.iter().filter(|c| *c == id).count(), 1, "listed once in its room");
-            assert_eq!(list.get(member.seat as usize), Some(id), "seated where it is listed");
+            assert_eq!(list.iter().filter(|&&c| c as ClientId == *id).count(), 1, "listed once in its room");
+            assert_eq!(
+                list.get(member.seat as usize).map(|&c| c as ClientId),
+                Some(*id),
+                "seated where it is listed"
+            );
         }
         let listed: usize = self.rooms.values().map(Room::len).sum();
         assert_eq!(listed, self.member_count, "room lists hold exactly the members");

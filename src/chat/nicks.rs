@@ -7,11 +7,12 @@
 //! sent under a name it does not hold. Guest nicks (`guest-N`) are numbered by the broker, so
 //! they have one short shape however many processes hand them out.
 
-use std::hash::BuildHasher;
 use std::rc::Rc;
 
 use super::names::{fold, validate_nick};
-use super::{error, notice, reply, Access, Chat, ClientId, Effect, Event, Join, Member, Mode, Request};
+use super::{
+    error, notice, reply, Access, Chat, ClientId, Effect, Event, Join, Member, Mode, NickKey, Request,
+};
 use crate::auth::Identity;
 use crate::logline::quoted;
 
@@ -64,20 +65,19 @@ impl PendingJoin {
 
 impl Chat {
     /// The nick index's key for `nick`: equal for nicks that are the same name.
-    pub(super) fn nick_key(&self, nick: &str) -> u64 {
-        self.nick_hasher.hash_one(fold(nick))
+    pub(super) fn nick_key(&self, nick: &str) -> NickKey {
+        self.nicks.key(nick)
     }
 
     /// Records `nick` as taken by `client`.
     fn index_nick(&mut self, nick: &str, client: ClientId) {
-        self.nicks.insert(self.nick_key(nick), client);
+        let members = &self.members;
+        self.nicks.insert(self.nicks.key(nick), client, |c| members.get(c)?.as_ref().map(|m| &*m.nick));
     }
 
     /// The client holding `nick` (or a nick that is the same name).
     pub(super) fn find_nick(&self, nick: &str) -> Option<ClientId> {
-        let owner = *self.nicks.get(&self.nick_key(nick))?;
-        // Confirm: a hash collision must not deliver a private message to someone else.
-        self.nick(owner).filter(|held| fold(held) == fold(nick)).map(|_| owner)
+        self.nicks.get(nick, |c| self.nick(c))
     }
 
     /// Every connection here holding the nick `owner` holds (one, or a user's several devices).
@@ -95,9 +95,9 @@ impl Chat {
         let key = self.nick_key(nick);
         match self.shared_nicks.get_mut(&key) {
             Some(others) => {
-                if self.nicks.get(&key) == Some(&client) {
+                if self.nicks.holds(key, client) {
                     if let Some(next) = others.pop() {
-                        self.nicks.insert(key, next);
+                        self.nicks.hand_over(key, client, next);
                     }
                 } else {
                     others.retain(|c| *c != client);
@@ -107,7 +107,7 @@ impl Chat {
                 }
             }
             None => {
-                self.nicks.remove(&key);
+                self.nicks.remove(key, client);
             }
         }
     }
@@ -115,18 +115,15 @@ impl Chat {
     /// Ok if `nick` is valid and not held here by anyone but `except`.
     pub(super) fn check_nick_free(&self, nick: &str, except: Option<ClientId>) -> Result<(), &'static str> {
         validate_nick(nick).map_err(|e| e.0)?;
-        match self.nicks.get(&self.nick_key(nick)) {
-            Some(owner) if Some(*owner) != except => Err("already in use"),
+        match self.find_nick(nick) {
+            Some(owner) if Some(owner) != except => Err("already in use"),
             _ => Ok(()),
         }
     }
 
     /// Whether `sub`'s nick is held by connections signed in as that same user.
     fn held_by_same_user(&self, sub: &str) -> bool {
-        self.nicks
-            .get(&self.nick_key(sub))
-            .and_then(|owner| self.member(*owner))
-            .is_some_and(|m| m.signed && *m.nick == *sub)
+        self.find_nick(sub).and_then(|owner| self.member(owner)).is_some_and(|m| m.signed && *m.nick == *sub)
     }
 
     /// A client joined: it asks for a nick (the one it asked for, if valid and free here, else
@@ -390,7 +387,7 @@ impl Chat {
         let Some(member) = self.member_mut(client) else { return };
         let old = std::mem::replace(&mut member.nick, new.clone());
         let room = member.room.clone();
-        self.nicks.remove(&self.nick_key(&old));
+        self.nicks.remove(self.nick_key(&old), client);
         self.index_nick(&new, client);
         // The same name in another case is the same claim: releasing the old would release
         // the new.

@@ -216,7 +216,7 @@ impl Chat {
     fn tell_room(&self, key: &str, text: &str, out: &mut Vec<Effect>) {
         for mode in Mode::ALL {
             for &client in self.room_members(key, mode) {
-                out.push(reply(client, notice(text)));
+                out.push(reply(client as ClientId, notice(text)));
             }
         }
     }

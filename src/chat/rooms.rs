@@ -20,8 +20,9 @@ pub(super) struct Room {
     /// The name as first spelled by whoever created the room.
     pub(super) display: Rc<str>,
     /// Members by mode ([`Mode`] as index): a broadcast is rendered once per mode that has
-    /// members, and each list is walked without looking at the members themselves.
-    pub(super) members: [Vec<ClientId>; 2],
+    /// members, and each list is walked without looking at the members themselves. Client ids
+    /// are slab keys, far below 2^32: 4 bytes a member.
+    pub(super) members: [Vec<u32>; 2],
     pub(super) history: History,
     /// Whether the room is followed through the broker, and how far its history is loaded.
     pub(super) sync: Sync,
@@ -281,7 +282,7 @@ impl Chat {
         let key = self.occupy(name);
         let room = self.rooms.get_mut(&key).expect("room just occupied");
         let members = &mut room.members[mode as usize];
-        members.push(client);
+        members.push(client as u32);
         let seat = (members.len() - 1) as u32;
         self.count_changed(&key);
         (key, seat)
@@ -332,7 +333,7 @@ impl Chat {
         if seat < members.len() {
             members.swap_remove(seat);
             if let Some(&moved) = members.get(seat) {
-                if let Some(Some(member)) = self.members.get_mut(moved) {
+                if let Some(Some(member)) = self.members.get_mut(moved as ClientId) {
                     member.seat = seat as u32;
                 }
             }

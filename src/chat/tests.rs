@@ -86,8 +86,10 @@ impl Harness {
     }
     /// A room's members here, `except` one, receive `body`.
     fn deliver_to_room(&mut self, room: &str, except: Option<ClientId>, body: Body) {
-        let members: Vec<ClientId> =
-            Mode::ALL.iter().flat_map(|&m| self.chat.room_members(room, m).to_vec()).collect();
+        let members: Vec<ClientId> = Mode::ALL
+            .iter()
+            .flat_map(|&m| self.chat.room_members(room, m).iter().map(|&c| c as ClientId))
+            .collect();
         for c in members.into_iter().filter(|c| Some(*c) != except) {
             self.inbox.entry(c).or_default().push(body.clone());
         }

@@ -281,7 +281,9 @@ mod tests {
             assert!(frames.len() - before <= DECODE_BUDGET, "a read decoded past its budget");
             reads += 1;
         }
-        assert!(reads > 3 + 3, "{reads} reads");
+        // At least four reads for the small replies' frames, and two more for the big reply's
+        // bytes past what the fourth read took (seen: exactly six, when the writer was ahead).
+        assert!(reads >= 3 + 3, "{reads} reads");
         assert!(frames[..SMALL].iter().all(|f| *f == Frame::Integer(7)));
         assert!(
             matches!(&frames[SMALL], Frame::BulkString(b) if b.len() == 3 << 20 && b.iter().all(|&c| c == b'x'))

@@ -53,18 +53,19 @@ impl<S: Stream> Connection<S> {
     }
 
     /// Whether a timer entry popped from the queue is this connection's current one (entries
-    /// left behind by an earlier deadline, or by a previous user of the slab key, are not).
-    pub fn take_timer(&mut self, serial: u32, at: u64) -> bool {
-        if !self.has_timer(serial, at) {
+    /// left behind by an earlier deadline, or by a previous user of the slab key, are not;
+    /// see `server/timers.rs` for one that matches by chance).
+    pub fn take_timer(&mut self, at: u64) -> bool {
+        if !self.has_timer(at) {
             return false;
         }
         self.flags.set(TIMER_ARMED, false);
         true
     }
 
-    /// Whether the queue entry `(serial, at)` is this connection's pending timer.
-    pub fn has_timer(&self, serial: u32, at: u64) -> bool {
-        self.serial == serial && self.flags.has(TIMER_ARMED) && self.timer_at == Tick::from_ms(at)
+    /// Whether the queue entry at `at` is this connection's pending timer.
+    pub fn has_timer(&self, at: u64) -> bool {
+        self.flags.has(TIMER_ARMED) && self.timer_at == Tick::from_ms(at)
     }
 
     /// A timer fired: drop a stalled handshake or close, ping a quiet client, close a silent one.

@@ -186,9 +186,6 @@ pub struct Connection<S> {
     /// When the token this connection signed in with expires: boxed, so that a connection
     /// without one (every connection on a server without tokens) pays 8 bytes for it.
     expiry: Option<Box<Expiry>>,
-    /// Distinguishes this connection from later ones that reuse its slab key (wrapping: two
-    /// connections 2^32 apart on one key within one timer's life are not a concern).
-    serial: u32,
     peer: PeerAddr,
     /// Pending timer, outstanding ping, write interest, flush listing, paused reading.
     flags: Flags,
@@ -213,14 +210,7 @@ pub const TOKEN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 impl<S: Stream> Connection<S> {
     /// A new connection reading its request head, given until the clock's now plus the handshake
     /// timeout. Unless `admission` counted it, an upgrade is answered 503.
-    pub fn new(
-        serial: u32,
-        peer: SocketAddr,
-        socket: S,
-        clock: Clock,
-        settings: &Settings,
-        admission: Admission,
-    ) -> Self {
+    pub fn new(peer: SocketAddr, socket: S, clock: Clock, settings: &Settings, admission: Admission) -> Self {
         let now = clock.tick();
         Self {
             phase: Phase::Head {
@@ -232,7 +222,6 @@ impl<S: Stream> Connection<S> {
             timer_at: now,
             rate: RateLimiter::default(),
             expiry: None,
-            serial,
             peer: PeerAddr::from(peer),
             flags: Flags::default(),
             admission,
@@ -249,10 +238,6 @@ impl<S: Stream> Connection<S> {
     /// Bytes read from the socket in the turn so far (the budget spent).
     pub fn bytes_read_this_turn(&self) -> u64 {
         self.transport().map_or(0, |t| u64::from(t.bytes_read_this_turn()))
-    }
-
-    pub fn serial(&self) -> u32 {
-        self.serial
     }
 
     pub fn peer(&self) -> SocketAddr {

@@ -107,10 +107,10 @@ impl FanOut {
     pub fn queue_to_all<S: Stream>(
         &mut self,
         conns: &mut Slab<Connection<S>>,
-        keys: &[usize],
+        keys: &[u32],
         message: &mut Outgoing,
     ) -> usize {
-        keys.iter().filter(|&&key| self.queue(conns, key, message)).count()
+        keys.iter().filter(|&&key| self.queue(conns, key as usize, message)).count()
     }
 
     /// Lists a reader as too slow, for a reason found outside fan-out.

@@ -64,8 +64,7 @@ pub struct Hub<S> {
     clients: usize,
     /// Counted connections per client address (`--max-connections-per-ip`).
     per_address: HashMap<IpAddr, u32>,
-    next_serial: u32,
-    /// Origin of the millisecond clock the rate limiter counts in.
+    /// Origin of the millisecond clock that deadlines and the rate limiter count in.
     started: Instant,
     /// The wall clock at `started`, in milliseconds since the Unix epoch: message timestamps
     /// are `started_wall_ms` plus monotonic time, one clock reading per turn.
@@ -110,7 +109,6 @@ impl<S: Stream> Hub<S> {
             unfinished_reads: Vec::new(),
             clients: 0,
             per_address: HashMap::new(),
-            next_serial: 0,
             started: now,
             started_wall_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             interest_changes: Vec::new(),
@@ -209,9 +207,7 @@ impl<S: Stream> Hub<S> {
             self.clients += 1;
             *self.per_address.entry(peer.ip()).or_default() += 1;
         }
-        self.next_serial = self.next_serial.wrapping_add(1);
-        let conn =
-            Connection::new(self.next_serial, peer, socket, self.clock(now), &self.settings, admission);
+        let conn = Connection::new(peer, socket, self.clock(now), &self.settings, admission);
         let key = self.conns.insert(conn);
         debug!("{peer}: accepted as #{key}");
         self.rearm(key, now);
@@ -400,7 +396,7 @@ impl<S: Stream> Hub<S> {
         }
         if self.timers.needs_compaction(self.conns.len()) {
             let conns = &self.conns;
-            self.timers.retain(|key, serial, at| conns.get(key).is_some_and(|c| c.has_timer(serial, at)));
+            self.timers.retain(|key, at| conns.get(key).is_some_and(|c| c.has_timer(at)));
         }
         // The room hears a plain reason; the details (OS errors) are for the log only.
         self.leave_chat(key, if why == "closed" { why } else { "connection lost" }, now);
@@ -411,11 +407,11 @@ impl<S: Stream> Hub<S> {
     /// Runs every timer due at `now`.
     pub fn fire_timers(&mut self, now: Instant) {
         let clock = self.clock(now);
-        while let Some((key, serial, at)) = self.timers.pop_due(clock.ms) {
+        while let Some((key, at)) = self.timers.pop_due(clock.ms) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            if !conn.take_timer(serial, at) {
+            if !conn.take_timer(at) {
                 continue;
             }
             match conn.on_timer(clock, &self.settings) {
@@ -522,7 +518,7 @@ impl<S: Stream> Hub<S> {
         };
         if let Some(at) = conn.deadline(&clock, &self.settings) {
             if conn.arm_timer(at) {
-                self.timers.schedule(key, conn.serial(), at);
+                self.timers.schedule(key, at);
             }
         }
     }

@@ -151,18 +151,20 @@ impl<S: Stream> Hub<S> {
 
     pub(super) fn deliver(&mut self, to: &Audience, body: &Body) {
         let mut binary = None;
+        let one = [match to {
+            Audience::Client(client) => *client as u32,
+            _ => 0,
+        }];
         for mode in Mode::ALL {
             // Who receives, as at most two runs of one list (a room but one member: the runs
             // on either side of it).
-            let (recipients, more): (&[ClientId], &[ClientId]) = match to {
-                Audience::Client(client) if self.chat.mode(*client) == Some(mode) => {
-                    (std::slice::from_ref(client), &[])
-                }
+            let (recipients, more): (&[u32], &[u32]) = match to {
+                Audience::Client(client) if self.chat.mode(*client) == Some(mode) => (&one, &[]),
                 Audience::Client(_) => continue,
                 Audience::Room(room) => (self.chat.room_members(room, mode), &[]),
                 Audience::RoomExcept(room, except) => {
                     let all = self.chat.room_members(room, mode);
-                    match all.iter().position(|c| c == except) {
+                    match all.iter().position(|&c| c as ClientId == *except) {
                         Some(at) => (&all[..at], &all[at + 1..]),
                         None => (all, &[]),
                     }
