@@ -227,6 +227,41 @@ mod tests {
     }
 
     #[test]
+    fn the_ring_keeps_order_across_wraps_and_growth_and_frees_itself_when_empty() {
+        let mut out = Outbox::new();
+        let mut sink = Trickle { got: vec![], budget: 0, calls: 0 };
+        let mut expected = Vec::new();
+        for round in 0..50u8 {
+            // Pushes outpace writes, so the head wraps while the ring grows.
+            for i in 0..(round % 7 + 1) {
+                out.push(Bytes::from(vec![round, i]));
+                expected.extend([round, i]);
+            }
+            sink.budget = 3;
+            out.flush_to(&mut sink).unwrap();
+        }
+        sink.budget = usize::MAX;
+        assert_eq!(out.flush_to(&mut sink).unwrap(), Flushed::All);
+        assert_eq!(sink.got, expected);
+        assert!(out.slots.is_empty(), "an emptied queue keeps no ring");
+        assert_eq!(std::mem::size_of::<Outbox>(), 24);
+    }
+
+    #[test]
+    fn past_the_most_chunks_a_chunk_is_joined_to_the_last() {
+        let mut out = Outbox::new();
+        for _ in 0..MAX_CHUNKS {
+            out.push(Bytes::from_static(b"a"));
+        }
+        assert!(!out.has_room());
+        out.push(Bytes::from_static(b"bc"));
+        assert_eq!((usize::from(out.len), out.queued()), (MAX_CHUNKS, MAX_CHUNKS + 2));
+        let mut sink = Trickle { got: vec![], budget: usize::MAX, calls: 0 };
+        out.flush_to(&mut sink).unwrap();
+        assert!(sink.got.ends_with(b"aabc") && sink.got.len() == MAX_CHUNKS + 2);
+    }
+
+    #[test]
     fn truncate_keeps_the_partly_written_chunk_only() {
         let mut out = Outbox::new();
         out.push(Bytes::from_static(b"abcd"));

@@ -192,7 +192,7 @@ fn check_durations(config: &Config) -> Result<(), String> {
             return Err(format!("{flag} must be at least 10ms"));
         }
         // A connection keeps its deadlines as 32-bit ticks (see `connection/clock.rs`).
-        if value > crate::connection::MAX_SPAN {
+        if value > crate::connection::clock::MAX_SPAN {
             return Err(format!("{flag} must be at most 24 days"));
         }
     }
@@ -311,6 +311,17 @@ mod tests {
         // The chat keeps defaults of its own for when it runs without a server (its tests):
         // the flags must not drift from them.
         assert_eq!(config().settings().unwrap().chat, ChatLimits::default());
+    }
+
+    #[test]
+    fn limits_a_connection_cannot_count_are_refused() {
+        let mut config = config();
+        config.idle_timeout = Duration::from_secs(25 * 86_400);
+        assert_eq!(config.settings().unwrap_err(), "--idle-timeout must be at most 24 days");
+        config.idle_timeout = Duration::from_secs(24 * 86_400);
+        assert!(config.settings().is_ok());
+        config.max_outbound = 2 << 30;
+        assert!(config.settings().unwrap_err().contains("at most 1GiB"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use wschat::outbox::MAX_CHUNKS;
 use wschat::sim::{scenarios::small_limits, ClientIx, Simulation};
 use wschat::wire::client_frame;
 use wschat::Settings;
@@ -48,6 +49,30 @@ fn a_member_that_never_reads_is_cut_off_and_the_others_get_everything() {
         .texts(reader)
         .iter()
         .any(|t| t == "*** sleeper left lobby (too slow: outbound queue limit exceeded)"));
+}
+
+#[test]
+fn a_member_too_many_frames_behind_is_cut_off_however_few_their_bytes() {
+    let mut settings = small_limits();
+    settings.max_messages_per_sec = 0;
+    settings.max_outbound = 64 << 20; // bytes are not what it runs out of
+    let (mut sim, sender, reader, sleeper) = lobby(settings);
+    let send = |sim: &mut Simulation, count: usize| {
+        for burst in 0..count.div_ceil(64) {
+            let burst: Vec<u8> = (0..64.min(count - burst * 64))
+                .flat_map(|_| client_frame(0x81, b"x", Some([1, 2, 3, 4])))
+                .collect();
+            sim.send(sender, &burst);
+            sim.settle();
+        }
+    };
+    // Its queue holds a few notices already: well under the limit it still takes everything.
+    send(&mut sim, MAX_CHUNKS - 100);
+    assert!(sim.accepts_messages(sleeper), "cut off before its queue held MAX_CHUNKS frames");
+    send(&mut sim, 200);
+    assert!(!sim.accepts_messages(sleeper), "a queue of more than MAX_CHUNKS frames was kept");
+    assert!(sim.queued(sleeper) < 64, "what it had not started receiving was dropped");
+    assert_eq!(said(&mut sim, reader).len(), MAX_CHUNKS + 100, "the reader got everything");
 }
 
 #[test]

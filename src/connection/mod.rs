@@ -35,7 +35,7 @@
 //! `reading.rs` the open phase's reading; `inflate.rs` permessage-deflate's way in; `closing.rs` deadlines and every way a connection ends; `failure.rs` the close codes
 //! for protocol errors; `transport.rs` the streams tungstenite runs on.
 
-mod clock;
+pub mod clock;
 mod closing;
 mod failure;
 mod flags;
@@ -55,7 +55,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tungstenite::Utf8Bytes;
 
-pub use clock::{Clock, Tick, MAX_SPAN};
+pub use clock::{Clock, Tick};
 pub use failure::{close_frame, describe_close, Failure};
 use flags::{Flags, DIRTY, READING_PAUSED, WRITABLE_INTEREST};
 use peer::PeerAddr;
