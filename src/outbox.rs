@@ -102,9 +102,11 @@ impl Outbox {
         while self.len > 0 {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let count = usize::from(self.len).min(MAX_IOVECS);
-            let mask = self.slots.len() - 1;
-            for (i, slice) in slices.iter_mut().take(count).enumerate() {
-                let chunk = &self.slots[(usize::from(self.head) + i) & mask];
+            // The ring's chunks in order: from the head to the end, then from the start.
+            let (head, end) = (usize::from(self.head), usize::from(self.head) + count);
+            let first = &self.slots[head..end.min(self.slots.len())];
+            let wrapped = &self.slots[..end.saturating_sub(self.slots.len())];
+            for (slice, chunk) in slices.iter_mut().zip(first.iter().chain(wrapped)) {
                 *slice = IoSlice::new(chunk.as_deref().unwrap_or_default());
             }
             match sink.write_vectored(&slices[..count]) {
