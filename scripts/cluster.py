@@ -26,7 +26,8 @@ connection while they are held, and the latency of a broadcast to all N, twice a
 With --server NAME=PATH (repeatable), each run goes through every build in turn, alternated, so
 a before and an after are measured side by side in one session (rows are named NAME/CONFIG).
 Each row also records the load average when it ended and Redis's own account of its commands
-(INFO commandstats: calls and microseconds per call of EVALSHA and PUBLISH).
+(INFO commandstats: EVALSHA's calls and microseconds per call, publishes, and messages kept
+per publish, i.e. how many messages one say-script call carried).
 
 Needs redis-server on PATH. Writes OUT.json.
 """
@@ -100,7 +101,9 @@ def same_load(name, processes, with_redis, load, duration, server=SERVER):
     servers = start_servers(processes, with_redis, 12000, server)
     try:
         pids = [s.proc.pid for s in servers] + ([redis.proc.pid] if redis else [])
-        r = bench("--clients", clients, "--senders", senders, "--rate", rate,
+        # A rate of 0: as fast as each sender's window lets it (bursts: many messages a turn).
+        paced = ["--rate", rate] if rate else []
+        r = bench("--clients", clients, "--senders", senders, *paced,
                   "--duration", duration, "--warmup", "2s", "--server-pid", ",".join(map(str, pids)))
         each = r["server_cpu_ns_per_delivery_each"]
         wschat_ns = sum(each[:processes])
@@ -121,10 +124,12 @@ def same_load(name, processes, with_redis, load, duration, server=SERVER):
             evalsha = stats.get("evalsha", {"calls": 0, "usec_per_call": None})
             row["redis_evalsha_usec_per_call"] = evalsha["usec_per_call"]
             row["redis_evalsha_calls"] = evalsha["calls"]
-            row["redis_publish_calls"] = stats.get("publish", {}).get("calls", 0)
-            # Every message the load sent, warm-up included, per script call (setup calls
-            # included: a few dozen against thousands).
-            row["messages_per_evalsha"] = round(r["sent"] / evalsha["calls"], 2) if evalsha["calls"] else None
+            calls = lambda name: stats.get(name, {}).get("calls", 0)  # noqa: E731
+            # Publishes (sharded or not): one per say-script call, and one per announcement.
+            row["redis_publish_calls"] = calls("publish") + calls("spublish")
+            # Messages kept (one XADD each) per publish: how many messages a say call carried.
+            row["messages_per_publish"] = round(calls("xadd") / row["redis_publish_calls"], 2) \
+                if row["redis_publish_calls"] else None
         row["loadavg"] = [round(x, 2) for x in os.getloadavg()]
         print(json.dumps(row), flush=True)
         return row
@@ -182,7 +187,8 @@ def big(n):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--loads", default="1000x10@100,100x10@1000",
-                        help="CLIENTSxSENDERS@RATE, comma-separated: a big room and a busy small one")
+                        help="CLIENTSxSENDERS@RATE, comma-separated: a big room and a busy small one "
+                             "(RATE 0: each sender as fast as its window lets it)")
     parser.add_argument("--duration", default="10s")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--big", type=int, default=38000, help="0 skips the big run")
