@@ -12,6 +12,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::redis::RedisServer;
@@ -306,6 +307,36 @@ fn a_batch_redis_dies_holding_is_said_here_once_and_the_room_links_up_again() {
     }
     assert_eq!(texts(&said(&mut bob, 1)), ["after"]);
     drop(redis);
+}
+
+/// Redis stops answering with a turn's batch the only command awaiting a reply: the link is
+/// dropped after the reply timeout (5 s), not at the next other command (a heartbeat, minutes
+/// away here), and the line is said on its own process. (A batch was once queued after the
+/// turn's reply wait was armed, so that nothing armed it.)
+#[test]
+fn a_batch_alone_awaiting_a_stuck_redis_drops_the_link_within_the_reply_timeout() {
+    let Some(redis) =
+        RedisServer::start("a_batch_alone_awaiting_a_stuck_redis_drops_the_link_within_the_reply_timeout")
+    else {
+        return;
+    };
+    let a = TestServer::start(&["--redis", &redis.url(), "--presence-ttl", "10m", "-vv"]);
+    a.wait_for_log("connected to Redis");
+    let mut ann = joined(&a, "?nick=ann");
+    let mut amy = joined(&a, "?nick=amy");
+    send(&mut ann, "ready");
+    for ws in [&mut ann, &mut amy] {
+        said(ws, 1);
+    }
+    redis.pause();
+    let sent = Instant::now();
+    send(&mut ann, "while redis is stuck");
+    assert_eq!(texts(&said(&mut amy, 1)), ["while redis is stuck"]);
+    let waited = sent.elapsed();
+    // The reply timeout is 5 s; left unarmed, it started only at the loop's next turn.
+    assert!(waited >= Duration::from_secs(4) && waited < Duration::from_secs(8), "said after {waited:?}");
+    a.wait_for_log("no reply for 5s");
+    redis.resume();
 }
 
 /// The say script itself, on a real Redis: a batch is numbered consecutively, kept one entry

@@ -343,6 +343,10 @@ impl RedisBroker {
 
     /// End of turn: this turn's (un)subscriptions in one command each, then one write per link.
     fn flush(&mut self, now: Instant) {
+        // The turn's batches first: they await replies too, and the wait starts now.
+        if let Err(e) = self.queue_batches() {
+            return self.fail(&e.to_string());
+        }
         if !self.pending.is_empty() && self.reply_wait.is_none() {
             self.reply_wait = Some(now);
         }
@@ -356,7 +360,6 @@ impl RedisBroker {
 
     fn write(&mut self) -> io::Result<()> {
         if self.is_up() {
-            self.queue_batches()?;
             self.queue_subscriptions()?;
         }
         self.cmd.flush()?;

@@ -88,7 +88,8 @@ pub fn say_script() -> String {
 local n = (#ARGV - SAY_FIXED_ARGS) / 3
 local first = redis.call('HINCRBY', KEYS[1], 'seq', n) - n + 1
 local keep = tonumber(ARGV[4]) > 0
-local lines = {'m ' .. epoch .. ' ' .. first}
+-- The payload's lines, for a batch of more than one.
+local lines = n > 1 and {'m ' .. epoch .. ' ' .. first} or nil
 for i = 0, n - 1 do
   local at = SAY_FIXED_ARGS + 1 + 3 * i
   local deleted = ARGV[at + 2]
@@ -106,13 +107,21 @@ for i = 0, n - 1 do
   if keep then
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], (first + i) .. '-1', 'm', ARGV[at + 1])
   end
-  lines[i + 2] = ARGV[at] .. ' ' .. ARGV[at + 1]
+  if lines then
+    lines[i + 2] = ARGV[at] .. ' ' .. ARGV[at + 1]
+  end
 end
 if keep then
   redis.call('EXPIRE', KEYS[2], ARGV[5])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-local payload = table.concat(lines, '\n')
+-- One message (most calls): one concatenation, no table, as cheap as before batches.
+local payload
+if lines then
+  payload = table.concat(lines, '\n')
+else
+  payload = 'm ' .. epoch .. ' ' .. first .. '\n' .. ARGV[SAY_FIXED_ARGS + 1] .. ' ' .. ARGV[SAY_FIXED_ARGS + 2]
+end
 if ARGV[6] == '1' then
   redis.call('SPUBLISH', ARGV[1], payload)
 else
