@@ -23,6 +23,12 @@ connection while they are held, and the latency of a broadcast to all N, twice a
     cargo build --release
     scripts/cluster.py [--out docs/cluster] [--big 38000]
 
+With --server NAME=PATH (repeatable), each run goes through every build in turn, alternated, so
+a before and an after are measured side by side in one session (rows are named NAME/CONFIG).
+Each row also records the load average when it ended and Redis's own account of its commands
+(INFO commandstats: EVALSHA's calls and microseconds per call, publishes, and messages kept
+per publish, i.e. how many messages one say-script call carried).
+
 Needs redis-server on PATH. Writes OUT.json.
 """
 import argparse
@@ -51,23 +57,25 @@ class Redis:
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.05)
 
-    def usec_per_call(self, command):
-        """Redis's own account of a command's cost (INFO commandstats), in microseconds."""
+    def commandstats(self):
+        """Redis's own account of its commands (INFO commandstats): name -> calls, usec_per_call."""
         info = subprocess.run(["redis-cli", "-p", str(REDIS_PORT), "info", "commandstats"],
                               capture_output=True, text=True).stdout
+        stats = {}
         for line in info.splitlines():
-            if line.startswith(f"cmdstat_{command}:"):
-                fields = dict(kv.split("=") for kv in line.split(":", 1)[1].split(","))
-                return float(fields["usec_per_call"])
-        return None
+            if line.startswith("cmdstat_"):
+                name, rest = line[len("cmdstat_"):].split(":", 1)
+                fields = dict(kv.split("=") for kv in rest.split(","))
+                stats[name] = {"calls": int(fields["calls"]), "usec_per_call": float(fields["usec_per_call"])}
+        return stats
 
     def stop(self):
         self.proc.terminate()
         self.proc.wait()
 
 
-def start_servers(count, redis, max_connections):
-    cmd = compare.wschat_command(SERVER, max_connections)
+def start_servers(count, redis, max_connections, server=SERVER):
+    cmd = compare.wschat_command(server, max_connections)
     if redis:
         cmd += ["--redis", f"redis://127.0.0.1:{REDIS_PORT}", "--reuse-port"]
     servers = [compare.Server(cmd, PORT) for _ in range(count)]
@@ -87,13 +95,15 @@ def bench(*args):
     return result
 
 
-def same_load(name, processes, with_redis, load, duration):
+def same_load(name, processes, with_redis, load, duration, server=SERVER):
     clients, senders, rate = load
     redis = Redis() if with_redis else None
-    servers = start_servers(processes, with_redis, 12000)
+    servers = start_servers(processes, with_redis, 12000, server)
     try:
         pids = [s.proc.pid for s in servers] + ([redis.proc.pid] if redis else [])
-        r = bench("--clients", clients, "--senders", senders, "--rate", rate,
+        # A rate of 0: as fast as each sender's window lets it (bursts: many messages a turn).
+        paced = ["--rate", rate] if rate else []
+        r = bench("--clients", clients, "--senders", senders, *paced,
                   "--duration", duration, "--warmup", "2s", "--server-pid", ",".join(map(str, pids)))
         each = r["server_cpu_ns_per_delivery_each"]
         wschat_ns = sum(each[:processes])
@@ -110,7 +120,17 @@ def same_load(name, processes, with_redis, load, duration):
             "bench_core_use": r["bench_core_use"],
         }
         if redis:
-            row["redis_evalsha_usec_per_call"] = redis.usec_per_call("evalsha")
+            stats = redis.commandstats()
+            evalsha = stats.get("evalsha", {"calls": 0, "usec_per_call": None})
+            row["redis_evalsha_usec_per_call"] = evalsha["usec_per_call"]
+            row["redis_evalsha_calls"] = evalsha["calls"]
+            calls = lambda name: stats.get(name, {}).get("calls", 0)  # noqa: E731
+            # Publishes (sharded or not): one per say-script call, and one per announcement.
+            row["redis_publish_calls"] = calls("publish") + calls("spublish")
+            # Messages kept (one XADD each) per publish: how many messages a say call carried.
+            row["messages_per_publish"] = round(calls("xadd") / row["redis_publish_calls"], 2) \
+                if row["redis_publish_calls"] else None
+        row["loadavg"] = [round(x, 2) for x in os.getloadavg()]
         print(json.dumps(row), flush=True)
         return row
     finally:
@@ -167,12 +187,17 @@ def big(n):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--loads", default="1000x10@100,100x10@1000",
-                        help="CLIENTSxSENDERS@RATE, comma-separated: a big room and a busy small one")
+                        help="CLIENTSxSENDERS@RATE, comma-separated: a big room and a busy small one "
+                             "(RATE 0: each sender as fast as its window lets it)")
     parser.add_argument("--duration", default="10s")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--big", type=int, default=38000, help="0 skips the big run")
     parser.add_argument("--out", default=os.path.join(compare.ROOT, "docs/cluster"))
+    parser.add_argument("--server", action="append", default=[], metavar="NAME=PATH",
+                        help="a wschat build to measure (repeatable: builds alternate within each run); "
+                             "default: this tree's target/release/wschat-server")
     args = parser.parse_args()
+    builds = [tuple(b.split("=", 1)) for b in args.server] or [(None, SERVER)]
     loads = []
     for text in args.loads.split(","):
         clients, rest = text.split("x")
@@ -181,13 +206,15 @@ def main():
     rows = []
     for _ in range(args.runs):
         for load in loads:
-            alone = same_load("alone", 1, False, load, args.duration)
-            one = same_load("one+redis", 1, True, load, args.duration)
-            two = same_load("two+redis", 2, True, load, args.duration)
-            alone_us = alone["server_us_per_message"]
-            for row in (one, two):
-                row["crossing_us_per_message"] = round(row["server_us_per_message"] - alone_us, 2)
-            rows += [alone, one, two]
+            for build, server in builds:
+                name = (lambda config: f"{build}/{config}") if build else (lambda config: config)
+                alone = same_load(name("alone"), 1, False, load, args.duration, server)
+                one = same_load(name("one+redis"), 1, True, load, args.duration, server)
+                two = same_load(name("two+redis"), 2, True, load, args.duration, server)
+                alone_us = alone["server_us_per_message"]
+                for row in (one, two):
+                    row["crossing_us_per_message"] = round(row["server_us_per_message"] - alone_us, 2)
+                rows += [alone, one, two]
     result = {"runs": rows}
     if args.big:
         result["big"] = big(args.big)

@@ -30,6 +30,7 @@ use log::{debug, info, warn};
 use mio::{Registry, Token};
 
 use super::bans::BansLoad;
+use super::batch::Batches;
 use super::expect::{Expect, Scripts};
 use super::flight::InFlight;
 use super::link::{Dialer, Link};
@@ -99,6 +100,8 @@ pub struct RedisBroker {
     pub(super) sharded: bool,
     pub(super) capability_known: bool,
     pub(super) pending: VecDeque<Expect>,
+    /// This turn's room messages, gathered by room until they are queued (`batch.rs`).
+    pub(super) batches: Batches,
     pub(super) followed: HashMap<Rc<str>, Followed>,
     /// Rooms unfollowed this turn, to unsubscribe from in one command.
     pub(super) unfollowed: Vec<Rc<str>>,
@@ -107,6 +110,8 @@ pub struct RedisBroker {
     /// The current outage has been logged.
     warned: bool,
     frames: Vec<Frame>,
+    /// A push's notices, each with its ORIGIN, as read (kept for its capacity).
+    pub(super) heard: Vec<(Notice, bytes::Bytes)>,
     pub(super) scripts: Scripts,
     /// `--history`: how long each room's log in Redis is.
     pub(super) history: usize,
@@ -173,12 +178,14 @@ impl RedisBroker {
             sharded: false,
             capability_known: false,
             pending: VecDeque::new(),
+            batches: Batches::default(),
             followed: HashMap::new(),
             unfollowed: Vec::new(),
             notices: Vec::new(),
             backoff: FIRST_BACKOFF,
             warned: false,
             frames: Vec::new(),
+            heard: Vec::new(),
             scripts: Scripts::new(),
             history,
             pid,
@@ -279,12 +286,20 @@ impl RedisBroker {
         for (client, (room, event)) in unechoed {
             self.alone.request(Request::Announce { room, event, origin: Some(client) });
         }
-        for expected in std::mem::take(&mut self.pending) {
+        let unqueued: Vec<Expect> = self
+            .batches
+            .take()
+            .into_iter()
+            .map(|b| Expect::Said { room: b.room.clone(), said: b.messages() })
+            .collect();
+        for expected in std::mem::take(&mut self.pending).into_iter().chain(unqueued) {
             match expected {
                 // Messages Redis never answered: said on this process rather than lost (Redis
                 // may have published some before it failed; see `Notice::Unsent`).
-                Expect::Said { room, message, origin } => {
-                    self.notices.push(Notice::Unsent { room, message, origin })
+                Expect::Said { room, said } => {
+                    for (message, origin) in said {
+                        self.notices.push(Notice::Unsent { room: room.clone(), message, origin });
+                    }
                 }
                 other => {
                     if let Some(request) = other.unanswered() {
@@ -328,6 +343,10 @@ impl RedisBroker {
 
     /// End of turn: this turn's (un)subscriptions in one command each, then one write per link.
     fn flush(&mut self, now: Instant) {
+        // The turn's batches first: they await replies too, and the wait starts now.
+        if let Err(e) = self.queue_batches() {
+            return self.fail(&e.to_string());
+        }
         if !self.pending.is_empty() && self.reply_wait.is_none() {
             self.reply_wait = Some(now);
         }

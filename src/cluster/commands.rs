@@ -5,6 +5,7 @@
 use std::io;
 use std::rc::Rc;
 
+use super::batch::{Batch, Said};
 use super::broker::{Followed, RedisBroker, Subscription};
 use super::expect::{Expect, Script, Scripts};
 use super::{presence, room};
@@ -14,8 +15,12 @@ use crate::chat::names::fold;
 use crate::chat::{ClientId, Stored};
 
 impl RedisBroker {
-    /// Queues the commands for one request.
+    /// Queues the commands for one request. A room message joins its room's batch; anything
+    /// else first queues the open batches, so that commands leave in the order asked.
     pub(super) fn send(&mut self, request: Request) -> io::Result<()> {
+        if !matches!(request, Request::Say { .. }) {
+            self.queue_batches()?;
+        }
         match request {
             Request::Follow { room, display, .. } => {
                 let entry = self
@@ -143,31 +148,59 @@ impl RedisBroker {
         Ok(())
     }
 
-    /// A room message: numbered, kept and published by the say script.
+    /// A room message, to be numbered, kept and published by the say script with the others
+    /// this turn says in the room (`batch.rs`).
     fn say(&mut self, room: Rc<str>, display: Rc<str>, message: Stored, origin: Origin) -> io::Result<()> {
         // A member's message holds its input until it is back; an application's holds nothing.
         let member = match origin {
             Origin::Member(client) => Some(client),
             Origin::Api(_) => None,
         };
-        let (meta, log, channel) =
-            (room::meta_key(&room), room::log_key(&room), room::channel(self.url.db, &room));
-        let (epoch, limit, ttl) = (new_epoch(), self.history.to_string(), room::ROOM_TTL_SECS.to_string());
-        let sharded = if self.sharded { "1" } else { "0" };
         let (body, tag) = (room::say_body(&message), self.origin(member));
         // A delete takes its message's text out of the log too.
         let deleted = match message.kind {
             crate::chat::history::Kind::Delete { target } => format!("{target}-1"),
             _ => String::new(),
         };
-        let args = [&*channel, &epoch, &display, &limit, &ttl, &body, sharded, &tag, &deleted];
         if let Some(client) = member.filter(|_| self.followed.contains_key(&room)) {
             self.sent_by(client);
         }
-        // Expected before it is queued: if queueing fails the link, `fail` finds it and says it
-        // again here (see `Notice::Unsent`), rather than losing it.
-        self.pending.push_back(Expect::Said { room, message, origin });
-        self.eval(|s| &s.say, &[&meta, &log], &args)
+        // Kept until Redis answers: if queueing or the link fails first, `fail` finds it and
+        // says it again here (see `Notice::Unsent`), rather than losing it.
+        let said = Said { message, origin, body, tag, deleted };
+        match self.batches.add(room, display, said) {
+            Some(full) => self.queue_batch(full),
+            None => Ok(()),
+        }
+    }
+
+    /// Queues every open batch.
+    pub(super) fn queue_batches(&mut self) -> io::Result<()> {
+        let mut queued = Ok(());
+        for batch in self.batches.take() {
+            // Each is expected even past a failure, for `fail` to find (see `say`).
+            let result = self.queue_batch(batch);
+            queued = queued.and(result);
+        }
+        queued
+    }
+
+    /// One call of the say script for a batch of a room's messages.
+    fn queue_batch(&mut self, batch: Batch) -> io::Result<()> {
+        let room = &batch.room;
+        let (meta, log, channel) =
+            (room::meta_key(room), room::log_key(room), room::channel(self.url.db, room));
+        let (epoch, limit, ttl) = (new_epoch(), self.history.to_string(), room::ROOM_TTL_SECS.to_string());
+        let sharded = if self.sharded { "1" } else { "0" };
+        let mut args: Vec<&str> = Vec::with_capacity(room::SAY_FIXED_ARGS + 3 * batch.said.len());
+        args.extend([&*channel, &*epoch, &*batch.display, &*limit, &*ttl, sharded]);
+        for said in &batch.said {
+            args.extend([&*said.tag, &said.body, &said.deleted]);
+        }
+        let queued = self.eval(|s| &s.say, &[&meta, &log], &args);
+        // Expected even if queueing failed the link: `fail` then finds it (see `say`).
+        self.pending.push_back(Expect::Said { room: batch.room.clone(), said: batch.messages() });
+        queued
     }
 
     /// Claims `nick` for `client`, unless a live holder on another process has it.

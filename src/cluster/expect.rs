@@ -45,12 +45,12 @@ pub(super) enum Expect {
     Heartbeat,
     /// Every ban in force, at connect.
     Bans,
-    /// A room message: if the link fails before Redis answers, it goes back to the chat; an
-    /// application's is answered with the id Redis gave it.
+    /// A batch of a room's messages (`batch.rs`), numbered from the one Redis answers: if the
+    /// link fails before Redis answers, they go back to the chat; an application's is answered
+    /// with the id Redis gave it.
     Said {
         room: Rc<str>,
-        message: Stored,
-        origin: Origin,
+        said: Vec<(Stored, Origin)>,
     },
     /// Which of these nicks are held, for the names a message mentions.
     Holders {

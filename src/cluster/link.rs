@@ -208,22 +208,23 @@ impl Link {
                 break;
             }
             let want = CHUNK.min(READ_BUDGET - read);
-            if self.arena.capacity() < want {
+            if self.arena.len() < want {
                 // Takes the arena's whole buffer back if nothing cut from it is alive, else a
-                // new one (and the old is freed with the last slice of it).
+                // new one (and the old is freed with the last slice of it). Zeroed once here,
+                // not before every read: a read is a few hundred bytes, its buffer 64 KiB.
+                self.arena.clear();
                 self.arena.reserve(ARENA);
+                self.arena.resize(self.arena.capacity(), 0);
             }
-            self.arena.resize(want, 0);
-            let result = socket.read(&mut self.arena);
-            // What was read is cut off; the rest of the arena stays for the next read.
-            self.arena.truncate(*result.as_ref().unwrap_or(&0));
+            let result = socket.read(&mut self.arena[..want]);
             match result {
                 Ok(0) => {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "Redis closed the connection"))
                 }
                 Ok(n) => {
                     read += n;
-                    let chunk = self.arena.split().freeze();
+                    // What was read is cut off; the rest of the arena stays for the next read.
+                    let chunk = self.arena.split_to(n).freeze();
                     let used = self.decoder.feed(&chunk, frames, &mut budget).map_err(io::Error::other)?;
                     if used < chunk.len() {
                         self.undecoded = chunk.slice(used..);

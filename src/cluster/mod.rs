@@ -12,7 +12,8 @@
 //!   sockets; [`tcp`]: the real ones (the simulation has its own, `crate::sim::wire`);
 //! - [`broker`]: the two links (commands, subscriptions) and their life: connecting,
 //!   reconnecting with back-off, heartbeats, failing, and the flow bounds;
-//! - [`commands`]: the chat's requests as Redis commands;
+//! - [`commands`]: the chat's requests as Redis commands; [`batch`]: a turn's messages in a
+//!   room, gathered into one call of the say script;
 //! - [`expect`]: the answer each command awaits, and the scripts they run;
 //! - [`replies`]: what Redis sends back (replies, published messages) as the chat's notices;
 //! - [`bans`]: the bans in force, read a page at a time when a link (re)connects;
@@ -31,7 +32,8 @@
 //! replay on (the replay comes from a history loaded after the subscription was confirmed, so
 //! no message falls between them; a join or leave announced in that instant may).
 //!
-//! **Ids.** A room message is numbered, kept and published by one Lua script, atomically: its
+//! **Ids.** A room message is numbered, kept and published by one Lua script (one call for
+//! what a loop turn says in a room), atomically: its
 //! sequence is the room's counter in Redis, its epoch the room's epoch there, and publishing
 //! in the script keeps channel order equal to sequence order. Each process keeps a mirror of
 //! the history of the rooms it has members in (loaded when the room gets its first local
@@ -45,6 +47,7 @@
 //! and its members get the room's history again, with `recovered:false`.
 
 pub mod bans;
+pub mod batch;
 pub mod broker;
 mod commands;
 mod expect;

@@ -31,21 +31,30 @@ impl RedisBroker {
             return Err(io::Error::other(why));
         }
         match expected {
-            Expect::Nothing | Expect::Said { origin: Origin::Member(_), .. } => {}
-            Expect::Said { ref room, origin: Origin::Api(ticket), .. } => {
-                let (seq, epoch) = match &frame {
+            Expect::Nothing => {}
+            Expect::Said { ref room, ref said } => {
+                if said.iter().all(|(_, origin)| matches!(origin, Origin::Member(_))) {
+                    return Ok(());
+                }
+                let (first, epoch) = match &frame {
                     Frame::Array(parts) => {
                         (parts.first().and_then(resp::integer), parts.get(1).and_then(resp::text))
                     }
                     _ => (None, None),
                 };
-                let (Some(seq), Some(epoch)) = (seq, epoch) else {
+                let (Some(first), Some(epoch)) = (first, epoch) else {
                     // Still owed its answer: the link fails, and `fail` has it said here.
                     self.pending.push_front(expected);
                     return Err(io::Error::other("a published message was answered with something else"));
                 };
-                let (room, epoch, seq) = (room.clone(), Rc::from(epoch), seq.max(0) as u64);
-                self.notices.push(Notice::Published { ticket, room, epoch, seq });
+                // The batch's messages are numbered from the first, in order.
+                let epoch: Rc<str> = Rc::from(epoch);
+                for (seq, (_, origin)) in (first.max(0) as u64..).zip(said) {
+                    if let Origin::Api(ticket) = origin {
+                        let (room, epoch) = (room.clone(), epoch.clone());
+                        self.notices.push(Notice::Published { ticket: *ticket, room, epoch, seq });
+                    }
+                }
             }
             Expect::History { asker, room, .. } => {
                 // A log this cannot read (a corrupt entry) is the caller's answer, not a reason
@@ -202,16 +211,18 @@ impl RedisBroker {
                 if self.followed.get(&room).is_none_or(|f| f.subscription != Subscription::Live) {
                     return Ok(());
                 }
-                match payload.and_then(|p| room::parse_payload(&room, p)) {
-                    Some((mut notice, origin)) => {
-                        let own = self.came_back(&origin);
-                        if let Notice::Event { origin, .. } | Notice::Message { origin, .. } = &mut notice {
-                            *origin = own;
-                        }
-                        self.notices.push(notice);
-                    }
-                    None => warn!("Redis: an unreadable payload on the channel of room {room:?} was ignored"),
+                let mut heard = std::mem::take(&mut self.heard);
+                if !payload.is_some_and(|p| room::parse_payload(&room, p, &mut heard)) {
+                    warn!("Redis: a payload on the channel of room {room:?} was unreadable, in part or whole; what could not be read was ignored");
                 }
+                for (mut notice, origin) in heard.drain(..) {
+                    let own = self.came_back(&origin);
+                    if let Notice::Event { origin, .. } | Notice::Message { origin, .. } = &mut notice {
+                        *origin = own;
+                    }
+                    self.notices.push(notice);
+                }
+                self.heard = heard;
             }
             _ => {}
         }

@@ -1,6 +1,6 @@
 //! RESP2, the Redis wire format, for one link: commands are encoded onto the end of its outbox
-//! (through the sans-IO `redis-protocol` crate's encoder), replies are decoded by this module's
-//! own [`Decoder`] as their bytes arrive. No socket here, and no client library with a runtime
+//! (arrays of bulk strings, written straight into it), replies are decoded by this module's
+//! own [`Decoder`] as their bytes arrive (into the sans-IO `redis-protocol` crate's frames). No socket here, and no client library with a runtime
 //! of its own.
 //!
 //! **Why not `redis-protocol`'s decoder.** It is a function of a buffer: it parses from the
@@ -20,16 +20,37 @@ use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 use redis_protocol::bytes_utils::Str;
-use redis_protocol::resp2::encode::extend_encode;
 pub use redis_protocol::resp2::types::BytesFrame as Frame;
 
-/// Appends one command (an array of bulk strings, as Redis expects) to `out`.
+/// Appends one command (an array of bulk strings, as Redis expects) to `out`, written
+/// straight into it: no frame built first, no copy of each argument (a message's body is one).
 pub fn encode_command<A: AsRef<[u8]>>(out: &mut BytesMut, args: &[A]) {
-    let frame = Frame::Array(
-        args.iter().map(|arg| Frame::BulkString(Bytes::copy_from_slice(arg.as_ref()))).collect(),
-    );
-    // Encoding an array of bulk strings into a growable buffer cannot fail.
-    let _ = extend_encode(out, &frame, false);
+    let size: usize = args.iter().map(|arg| arg.as_ref().len() + 16).sum();
+    out.reserve(size + 16);
+    header(out, b'*', args.len());
+    for arg in args {
+        let arg = arg.as_ref();
+        header(out, b'$', arg.len());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// `KIND N\r\n`: an array's or a bulk string's header.
+fn header(out: &mut BytesMut, kind: u8, n: usize) {
+    let mut digits = [0u8; 20];
+    let (mut at, mut n) = (digits.len(), n);
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&[kind]);
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The bytes of a string reply (simple or bulk); None for anything else.
@@ -457,6 +478,7 @@ fn number(line: &[u8]) -> Result<i64, Refused> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redis_protocol::resp2::encode::extend_encode;
     use std::time::{Duration, Instant};
 
     use proptest::prelude::*;
@@ -520,6 +542,15 @@ mod tests {
         encode_command(&mut out, &["SET", "k", "v"]);
         encode_command(&mut out, &[b"PING".as_slice()]);
         assert_eq!(&out[..], b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*1\r\n$4\r\nPING\r\n");
+        // As the crate's encoder writes it, lengths of every width and empty strings included.
+        let args = ["", "0123456789", &"x".repeat(1234)];
+        let (mut ours, mut theirs) = (BytesMut::new(), BytesMut::new());
+        encode_command(&mut ours, &args);
+        let frame = Frame::Array(
+            args.iter().map(|a| Frame::BulkString(Bytes::copy_from_slice(a.as_bytes()))).collect(),
+        );
+        extend_encode(&mut theirs, &frame, false).unwrap();
+        assert_eq!(ours, theirs);
     }
 
     #[test]

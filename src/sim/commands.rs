@@ -10,7 +10,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::net::{Arrival, Sent};
-use super::redis::{Op, Reply};
+use super::redis::{Op, Reply, Saying};
 use crate::cluster::{presence, room};
 
 /// The scripts the cluster runs, by SHA-1.
@@ -81,14 +81,19 @@ fn script(text: &[String], scripts: &Scripts) -> Op {
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
     let number = |i: usize| arg(i).parse().unwrap_or(0);
     if *sha == scripts.say {
+        let said = args.get(room::SAY_FIXED_ARGS..).unwrap_or_default().chunks_exact(3);
         Op::Say {
             room: room_of_meta(&key(0)).into(),
             epoch: arg(1).into(),
             display: arg(2).into(),
             history: number(3) as usize,
-            body: arg(5),
-            origin: arg(7),
-            deleted: arg(8).split('-').next().and_then(|seq| seq.parse().ok()),
+            said: said
+                .map(|said| Saying {
+                    origin: said[0].clone(),
+                    body: said[1].clone(),
+                    deleted: said[2].split('-').next().and_then(|seq| seq.parse().ok()),
+                })
+                .collect(),
         }
     } else if *sha == scripts.load {
         Op::Load {

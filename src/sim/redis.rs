@@ -6,7 +6,7 @@
 //! command arrives and when its reply and publishes reach each process.
 //!
 //! The payloads published are the real ones (`room::say_body`, `room::origin`, the
-//! `m EPOCH SEQ ORIGIN BODY` form of the say script), so the simulated processes read them
+//! `m EPOCH SEQ\nORIGIN BODY...` form of the say script), so the simulated processes read them
 //! with the same parsers as real ones.
 //!
 //! Left out of the model: key expiry (a room's month-long TTL: virtual time never gets near
@@ -24,19 +24,25 @@ use crate::cluster::{presence, room};
 /// A hash: field to value, in Redis's (here: sorted) order.
 pub type Hash = BTreeMap<String, String>;
 
+/// One message of the say script's batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saying {
+    pub body: String,
+    pub origin: String,
+    /// A delete: the log entry it removes.
+    pub deleted: Option<u64>,
+}
+
 /// One command as it reaches Redis: a script with its keys and arguments, or a plain command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// The say script: number, keep and publish a room message.
+    /// The say script: number, keep and publish a batch of a room's messages.
     Say {
         room: Rc<str>,
         epoch: Rc<str>,
         display: Rc<str>,
         history: usize,
-        body: String,
-        origin: String,
-        /// A delete: the log entry it removes.
-        deleted: Option<u64>,
+        said: Vec<Saying>,
     },
     /// The load script: the room's history, starting its epoch if it has none.
     Load {
@@ -143,7 +149,7 @@ pub enum Reply {
     Scanned(usize, Vec<(String, String)>),
     /// The direct script: connections reached, and the nick's value as held there.
     Reached(i64, String),
-    /// The say script: the message's sequence number and the room's epoch.
+    /// The say script: the first message's sequence number and the room's epoch.
     Said(u64, Rc<str>),
     /// A nil (the history script, for a room Redis does not know).
     Nil,
@@ -179,15 +185,8 @@ impl Keyspace {
     /// Runs one command at `now_ms` on Redis's clock, atomically.
     pub fn run(&mut self, op: Op, now_ms: u64) -> Ran {
         let reply = match op {
-            Op::Say { room, epoch, display, history, body, origin, deleted } => {
-                if let (Some(target), Some(known)) = (deleted, self.rooms.get_mut(&room)) {
-                    // The message, and the edits of it (the say script's XDELs).
-                    let edit_of = |body: &str| {
-                        serde_json::from_str::<serde_json::Value>(body).is_ok_and(|b| b["edit"] == target)
-                    };
-                    known.log.retain(|(seq, body)| *seq != target && !edit_of(body));
-                }
-                return self.say(room, epoch, display, history, body, &origin);
+            Op::Say { room, epoch, display, history, said } => {
+                return self.say(room, epoch, display, history, said)
             }
             Op::Load { room, epoch, display, history } => self.load(room, epoch, display, history),
             Op::Holders { keys } => {
@@ -263,20 +262,30 @@ impl Keyspace {
         epoch: Rc<str>,
         display: Rc<str>,
         history: usize,
-        body: String,
-        origin: &str,
+        said: Vec<Saying>,
     ) -> Ran {
         let channel = room::channel(0, &key);
         let room = self.room(key, epoch, display);
-        room.seq += 1;
-        let payload = format!("m {} {} {origin} {body}", room.epoch, room.seq);
-        if history > 0 {
-            room.log.push_back((room.seq, body));
-            while room.log.len() > history {
-                room.log.pop_front();
+        let first = room.seq + 1;
+        let mut payload = format!("m {} {first}", room.epoch);
+        for Saying { body, origin, deleted } in said {
+            room.seq += 1;
+            if let Some(target) = deleted {
+                // The message, and the edits of it (the say script's XDELs).
+                let edit_of = |body: &str| {
+                    serde_json::from_str::<serde_json::Value>(body).is_ok_and(|b| b["edit"] == target)
+                };
+                room.log.retain(|(seq, body)| *seq != target && !edit_of(body));
+            }
+            payload.push_str(&format!("\n{origin} {body}"));
+            if history > 0 {
+                room.log.push_back((room.seq, body));
+                while room.log.len() > history {
+                    room.log.pop_front();
+                }
             }
         }
-        (Reply::Said(room.seq, room.epoch.clone()), vec![(channel, Bytes::from(payload))])
+        (Reply::Said(first, room.epoch.clone()), vec![(channel, Bytes::from(payload))])
     }
 
     fn load(&mut self, key: Rc<str>, epoch: Rc<str>, display: Rc<str>, history: usize) -> Reply {
@@ -358,14 +367,13 @@ mod tests {
     use super::*;
 
     fn say(keys: &mut Keyspace, epoch: &str, text: &str) -> Ran {
+        let said = vec![Saying { body: text.to_string(), origin: "p1:3".into(), deleted: None }];
         let op = Op::Say {
             room: Rc::from("lobby"),
             epoch: Rc::from(epoch),
             display: Rc::from("Lobby"),
             history: 2,
-            body: text.to_string(),
-            origin: "p1:3".into(),
-            deleted: None,
+            said,
         };
         keys.run(op, 0)
     }
@@ -375,12 +383,12 @@ mod tests {
         let mut keys = Keyspace::default();
         let (reply, published) = say(&mut keys, "first", "a");
         assert_eq!(reply, Reply::Said(1, Rc::from("first")), "the id: the sequence and the epoch");
-        assert_eq!(published, [(room::channel(0, "lobby"), Bytes::from("m first 1 p1:3 a"))]);
+        assert_eq!(published, [(room::channel(0, "lobby"), Bytes::from("m first 1\np1:3 a"))]);
         let unknown = Op::History { room: Rc::from("attic"), history: 10 };
         assert_eq!(keys.run(unknown, 0).0, Reply::Nil, "the history script starts nothing");
         say(&mut keys, "ignored", "b");
         let (_, published) = say(&mut keys, "ignored", "c");
-        assert_eq!(published[0].1, Bytes::from("m first 3 p1:3 c"), "the room keeps its epoch");
+        assert_eq!(published[0].1, Bytes::from("m first 3\np1:3 c"), "the room keeps its epoch");
         let load =
             Op::Load { room: Rc::from("lobby"), epoch: Rc::from("x"), display: Rc::from("x"), history: 5 };
         let entries = vec![(3, "c".to_string()), (2, "b".to_string())];
