@@ -6,7 +6,8 @@
 //!   it unchanged: the clients' side.
 //! - [`server_stream`]: [`ServerStream`], the same for the server's connections, over rustls's
 //!   unbuffered API, with the loop's one receive buffer ([`shared`]) serving them all, so an
-//!   idle connection holds no buffer; [`plain`] answers plain HTTP to the TLS port.
+//!   idle connection holds no buffer; [`pieces`] are its parts, [`plain`] answers plain HTTP
+//!   to the TLS port.
 //! - [`server`]: the certificate and key from PEM files (`--tls-cert`, `--tls-key`), checked at
 //!   start and re-read on SIGHUP.
 //! - [`client`]: what `wschat-client` and `wschat-bench` trust: the public web roots, plus a
@@ -14,6 +15,7 @@
 
 #[cfg(any(feature = "client", feature = "bench"))]
 pub mod client;
+pub mod pieces;
 pub mod plain;
 pub mod server;
 pub mod server_stream;

@@ -42,12 +42,11 @@ pub fn with_receive<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
     })
 }
 
-/// Runs `f` with the send buffers (empty, their capacity kept from earlier calls).
+/// Runs `f` with the send buffers: `plain` empty, `sealed` as the last call left it.
 pub fn with_send<R>(f: impl FnOnce(&mut SendBuffers) -> R) -> R {
     SEND.with(|cell| {
         let mut buffers = cell.take();
         buffers.plain.clear();
-        buffers.sealed.clear();
         let result = f(&mut buffers);
         cell.set(buffers);
         result
