@@ -181,6 +181,11 @@ impl ServerStream {
                     self.peer_closed = true;
                     false
                 }
+                Err(error) => {
+                    let mut partial = std::mem::take(&mut held.partial);
+                    let _ = self.fail(held, &mut partial[discard..], error);
+                    return;
+                }
                 // The handshake is not done (or the session is over): no close_notify to send.
                 _ => true,
             };

@@ -14,8 +14,11 @@
 //!   tells the connection to ask for WRITABLE.
 //! - A clean end sends `close_notify` ([`close_notify`](TlsStream::close_notify)).
 //!
-//! The same type carries the clients' side (`wschat-client`, `wschat-bench`) over a
-//! `ClientConnection`.
+//! It carries the clients' side (`wschat-client`, `wschat-bench`) over a `ClientConnection`.
+//! The server's connections use [`ServerStream`](super::ServerStream) instead, over rustls's
+//! unbuffered API, whose receive buffer is shared rather than kept by each connection;
+//! [`server`](TlsStream::server) remains for a buffered server side (the backpressure test in
+//! `tests/tls.rs` drives one).
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::ops::{Deref, DerefMut};
