@@ -34,7 +34,8 @@ wschat and plain tokio-tungstenite measured in the same run as the baselines.
 DIR holds the reference peers set up as their README says (node-ws with node_modules,
 python-websockets with .venv, tokio-tungstenite built, uwebsockets built into
 uwebsockets/target); missing ones are skipped. `--server wschat-before=OLD/wschat-server` adds
-another wschat build, started like this one, so two builds are compared in the same run.
+another wschat build, started like this one, so two builds are compared in the same run (with
+--tls, also over TLS, as NAME-tls).
 """
 import argparse
 import json
@@ -89,6 +90,10 @@ def servers(peers, extra, tls=None, durable=False, max_connections=12000):
         }
     for name, binary in extra:
         candidates[name] = (wschat_command(binary, max_connections), binary, "ws")
+        if tls:
+            # The other build over TLS too, as NAME-tls, so two builds' TLS paths meet in one run.
+            candidates[f"{name}-tls"] = (wschat_command(binary, max_connections) + ["--tls-cert", cert, "--tls-key", key],
+                                         binary, "wss")
     if durable:
         candidates["wschat-durable"] = (wschat_command(wschat, max_connections) + ["--data-dir", "{data_dir}"], wschat, "ws")
     return {name: (cmd, scheme) for name, (cmd, needs, scheme) in candidates.items() if os.path.exists(needs)}

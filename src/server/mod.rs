@@ -15,7 +15,7 @@
 //!    come (new connections, new handshakes and renewals).
 //!
 //! The server is generic over its connections' stream ([`Accept`]): the plain socket, or a
-//! [`TlsStream`] over it when `--tls-cert` is given. Each is its own monomorphic loop, so the
+//! [`ServerStream`] over it when `--tls-cert` is given. Each is its own monomorphic loop, so the
 //! plain path pays nothing for TLS.
 //!
 //! With `--metrics`, a second listener in the same poll answers scrapes from the hub's
@@ -46,7 +46,7 @@ use log::{debug, info, warn};
 use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConfig;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
@@ -61,7 +61,7 @@ use crate::metrics::slots::MAX_SCRAPES;
 use crate::metrics::MetricsEndpoint;
 use crate::settings::Settings;
 use crate::store::Store;
-use crate::tls::TlsStream;
+use crate::tls::ServerStream;
 
 /// How an accepted socket becomes a connection's stream.
 pub trait Accept: Stream + Source + Sized {
@@ -77,13 +77,12 @@ impl Accept for TcpStream {
 }
 
 /// A TLS connection on the server's side.
-pub type TlsServerStream = TlsStream<ServerConnection>;
+pub type TlsServerStream = ServerStream;
 
 impl Accept for TlsServerStream {
     fn accept(socket: TcpStream, tls: Option<&Arc<ServerConfig>>) -> io::Result<Self> {
         let config = tls.ok_or_else(|| io::Error::other("no TLS certificate configured"))?;
-        let session = ServerConnection::new(config.clone()).map_err(io::Error::other)?;
-        Ok(TlsStream::server(socket, session))
+        ServerStream::new(socket, config.clone()).map_err(io::Error::other)
     }
 }
 

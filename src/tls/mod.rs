@@ -3,7 +3,11 @@
 //!
 //! - [`stream`]: [`TlsStream`], a rustls session over a mio socket that reads and writes like
 //!   the socket itself, so the connection state machine, tungstenite and the outbox run over
-//!   it unchanged.
+//!   it unchanged: the clients' side.
+//! - [`server_stream`]: [`ServerStream`], the same for the server's connections, over rustls's
+//!   unbuffered API, with the loop's one receive buffer ([`shared`]) serving them all, so an
+//!   idle connection holds no buffer; [`pieces`] are its parts, [`plain`] answers plain HTTP
+//!   to the TLS port.
 //! - [`server`]: the certificate and key from PEM files (`--tls-cert`, `--tls-key`), checked at
 //!   start and re-read on SIGHUP.
 //! - [`client`]: what `wschat-client` and `wschat-bench` trust: the public web roots, plus a
@@ -11,10 +15,15 @@
 
 #[cfg(any(feature = "client", feature = "bench"))]
 pub mod client;
+pub mod pieces;
+pub mod plain;
 pub mod server;
+pub mod server_stream;
+pub mod shared;
 pub mod stream;
 
 pub use server::ServerTls;
+pub use server_stream::ServerStream;
 pub use stream::{TlsError, TlsStream};
 
 /// The one application protocol spoken over TLS: HTTP/1.1, which carries the page and the

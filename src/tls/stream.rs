@@ -14,8 +14,11 @@
 //!   tells the connection to ask for WRITABLE.
 //! - A clean end sends `close_notify` ([`close_notify`](TlsStream::close_notify)).
 //!
-//! The same type carries the clients' side (`wschat-client`, `wschat-bench`) over a
-//! `ClientConnection`.
+//! It carries the clients' side (`wschat-client`, `wschat-bench`) over a `ClientConnection`.
+//! The server's connections use [`ServerStream`](super::ServerStream) instead, over rustls's
+//! unbuffered API, whose receive buffer is shared rather than kept by each connection;
+//! [`server`](TlsStream::server) remains for a buffered server side (the backpressure test in
+//! `tests/tls.rs` drives one).
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::ops::{Deref, DerefMut};
@@ -25,6 +28,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use rustls::{ConnectionCommon, SideData};
 
+use super::plain::screen_plain_http;
 use crate::connection::Stream;
 
 /// Ciphertext rustls may hold for one connection beyond what its socket has taken. Small, so an
@@ -44,10 +48,6 @@ pub struct TlsStream<C> {
     answer_plain_http: bool,
 }
 
-/// What a plain `http://` or `ws://` request to the TLS port is told.
-const PLAIN_HTTP_REPLY: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
-Content-Length: 50\r\nConnection: close\r\n\r\nthis port speaks TLS only: use https:// or wss://\n";
-
 impl<C, D> TlsStream<C>
 where
     C: Deref<Target = ConnectionCommon<D>> + DerefMut,
@@ -61,28 +61,6 @@ where
     /// The server's side of a new connection: also answers plain HTTP with a readable 400.
     pub fn server(tcp: TcpStream, tls: C) -> Self {
         Self { answer_plain_http: true, ..Self::new(tcp, tls) }
-    }
-
-    /// A TLS connection starts with a handshake record (0x16); a plain HTTP request with the
-    /// letters of its method. The latter is answered in plain text and refused.
-    fn refuse_plain_http(&mut self) -> io::Result<()> {
-        let mut first = [0u8; 1];
-        match self.tcp.peek(&mut first) {
-            Ok(1) => self.answer_plain_http = false,
-            Ok(_) => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        if !first[0].is_ascii_uppercase() {
-            return Ok(());
-        }
-        // The request is read first (closing with unread input would reset the connection and
-        // lose the reply), then answered straight on the socket: the reply is small enough for
-        // any socket buffer, and the connection ends.
-        let mut request = [0u8; 8192];
-        let _ = self.tcp.read(&mut request);
-        let _ = self.tcp.write(PLAIN_HTTP_REPLY);
-        let _ = self.tcp.shutdown(std::net::Shutdown::Write);
-        Err(io::Error::new(ErrorKind::InvalidData, "plain HTTP on the TLS port (answered 400)"))
     }
 
     /// Ciphertext is waiting for the socket (handshake messages, alerts, or data the socket
@@ -115,7 +93,8 @@ where
     /// Reads ciphertext from the socket (noting the end of input) and processes it.
     fn receive(&mut self) -> io::Result<()> {
         if self.answer_plain_http {
-            self.refuse_plain_http()?;
+            screen_plain_http(&mut self.tcp)?;
+            self.answer_plain_http = false;
         }
         loop {
             match self.tls.read_tls(&mut self.tcp) {
