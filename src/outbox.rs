@@ -60,11 +60,18 @@ impl Outbox {
 
     /// Whether another chunk fits without going over [`MAX_CHUNKS`].
     pub fn has_room(&self) -> bool {
-        usize::from(self.len) < MAX_CHUNKS
+        self.has_room_for(1)
     }
 
-    /// Appends a chunk (shared, not copied). Past [`MAX_CHUNKS`] (only the server's own few
-    /// frames to a reader the fan-out already refuses get there) it is copied onto the last.
+    /// Whether `n` more chunks fit without going over [`MAX_CHUNKS`].
+    pub fn has_room_for(&self, n: usize) -> bool {
+        usize::from(self.len) + n <= MAX_CHUNKS
+    }
+
+    /// Appends a chunk (shared, not copied). Past [`MAX_CHUNKS`] it is copied onto the last:
+    /// only the server's own few frames get there (the fan-out refuses a reader that far
+    /// behind, and a connection is not read, so answers no pings, while its queue has no room
+    /// for a turn's frames).
     pub fn push(&mut self, chunk: Bytes) {
         if chunk.is_empty() {
             return;

@@ -277,3 +277,55 @@ fn an_expired_session_is_told_then_closed_unless_a_new_token_comes() {
     assert_eq!(sim.close_code(renewing), None, "renewed: still in");
     assert!(sim.accepts_messages(renewing));
 }
+
+#[test]
+fn a_session_is_told_and_closed_on_time_whichever_instant_in_a_millisecond_it_ends() {
+    let secret = b"the simulation's secret, 32 bytes+";
+    for offset_us in [0, 1, 250, 500, 999] {
+        let mut sim = Simulation::new(with_tokens(secret));
+        // The loop's clock a fraction of a millisecond past a whole one: the expiry's instant
+        // then falls inside the millisecond its timer is set for.
+        sim.set_now(sim.now() + Duration::from_micros(offset_us));
+        let lapsing = sim.upgrade(&format!("/?token={}", token(secret, "ann", 60)));
+        let end = sim.now() + Duration::from_secs(62) + wschat::connection::TOKEN_GRACE;
+        // Wake exactly when the server asks to, as the loop does; each wake must move on.
+        let mut wakes = 0;
+        while let Some(at) = sim.wake_at().filter(|&at| at <= end) {
+            wakes += 1;
+            assert!(wakes < 100, "{offset_us} us: the server keeps asking to be woken at {at:?}");
+            sim.set_now(at);
+            sim.step();
+            if !sim.accepts_messages(lapsing) {
+                break;
+            }
+        }
+        let texts = sim.texts(lapsing);
+        assert!(
+            texts.iter().any(|t| t == "*** your session expired; send /token NEWTOKEN"),
+            "{offset_us} us: {texts:?}"
+        );
+        assert_eq!(sim.close_code(lapsing), Some(1008), "{offset_us} us: closed once the grace period ended");
+    }
+}
+
+#[test]
+fn a_client_that_pings_and_never_reads_is_not_read_once_its_queue_is_full_of_pongs() {
+    let mut settings = small_limits();
+    settings.max_messages_per_sec = 0;
+    settings.max_outbound = 64 << 20; // bytes are not what it runs out of
+    settings.read_pause_bytes = 32 << 20;
+    let (mut sim, sender, reader, _sleeper) = lobby(settings);
+    let pinger = sim.upgrade("/?nick=pinger");
+    sim.set_window(pinger, Some(0));
+    let pings: Vec<u8> = (0..1000).flat_map(|_| client_frame(0x89, b"", Some([1, 2, 3, 4]))).collect();
+    for _ in 0..(MAX_CHUNKS + 4000) / 1000 {
+        sim.send(pinger, &pings);
+        sim.settle();
+    }
+    // Each pong is a 2-byte chunk; past MAX_CHUNKS they would be copied onto the last chunk,
+    // one growing copy per ping, instead of the client being left unread.
+    assert!(sim.queued(pinger) <= 2 * MAX_CHUNKS, "{} bytes of pongs queued", sim.queued(pinger));
+    sim.send_text(sender, "still here");
+    sim.settle();
+    assert_eq!(said(&mut sim, reader), ["sender: still here"]);
+}

@@ -387,7 +387,9 @@ impl Chat {
         let Some(member) = self.member_mut(client) else { return };
         let old = std::mem::replace(&mut member.nick, new.clone());
         let room = member.room.clone();
-        self.nicks.remove(self.nick_key(&old), client);
+        // Released as a leaving member's is: another device of the same user holding it too
+        // keeps it (and takes the index entry if this one had it).
+        self.unindex_nick(&old, client);
         self.index_nick(&new, client);
         // The same name in another case is the same claim: releasing the old would release
         // the new.

@@ -70,7 +70,7 @@ impl<S: Stream> Connection<S> {
 
     /// A timer fired: drop a stalled handshake or close, ping a quiet client, close a silent one.
     pub fn on_timer(&mut self, clock: Clock, settings: &Settings) -> Step {
-        let (idle, now, tick) = (settings.idle_timeout, clock.now, clock.tick());
+        let (idle, tick) = (settings.idle_timeout, clock.tick());
         match &mut self.phase {
             Phase::Head { .. } if tick.reached(self.deadline) => {
                 remote_warn!(
@@ -85,18 +85,26 @@ impl<S: Stream> Connection<S> {
                 debug!("{}: close not completed in time", self.peer);
                 Step::Gone("close timeout".into())
             }
+            // The expiry is judged in the milliseconds its timer was set in (`deadline`): judged
+            // in instants, a timer set for the millisecond the expiry falls in could find it
+            // not yet due, and set again for that same millisecond, forever.
             Phase::Open { closing: false, .. }
-                if self
-                    .expiry
-                    .as_deref()
-                    .is_some_and(|e| e.told && now.saturating_duration_since(e.at) >= TOKEN_GRACE) =>
+                if self.expiry.as_deref().is_some_and(|e| {
+                    e.told
+                        && e.at
+                            .checked_add(TOKEN_GRACE)
+                            .is_some_and(|end| clock.ms >= clock.ms_of_instant(end))
+                }) =>
             {
                 debug!("{}: token expired and not renewed; closing with 1008", self.peer);
                 self.close(CloseCode::Policy, "token expired", clock, settings);
                 Step::Left("token expired".into())
             }
             Phase::Open { closing: false, .. }
-                if self.expiry.as_deref().is_some_and(|e| !e.told && now >= e.at) =>
+                if self
+                    .expiry
+                    .as_deref()
+                    .is_some_and(|e| !e.told && clock.ms >= clock.ms_of_instant(e.at)) =>
             {
                 if let Some(expiry) = &mut self.expiry {
                     expiry.told = true;

@@ -406,7 +406,8 @@ impl<S: Stream> Connection<S> {
     /// back under [`Settings::read_pause_bytes`]. True if the caller should read it now (no
     /// readiness event will come for input that was already waiting).
     pub fn resume_reading(&mut self, settings: &Settings) -> bool {
-        if !self.flags.has(READING_PAUSED) || self.queued() > settings.read_pause_bytes {
+        let full = self.transport().is_some_and(|t| !t.has_room_for_a_turn());
+        if !self.flags.has(READING_PAUSED) || self.queued() > settings.read_pause_bytes || full {
             return false;
         }
         self.flags.set(READING_PAUSED, false);

@@ -30,8 +30,9 @@ impl<S: Stream> Connection<S> {
             let Phase::Open { transport, ws, closing, .. } = &mut self.phase else {
                 return Step::Done;
             };
-            if transport.outbox.queued() > settings.read_pause_bytes {
-                // It is not taking what it is sent: read nothing more until it does.
+            if transport.outbox.queued() > settings.read_pause_bytes || !transport.has_room_for_a_turn() {
+                // It is not taking what it is sent: read nothing more until it does (each frame
+                // read may queue an answer: a pong, a close).
                 self.flags.set(READING_PAUSED, true);
                 return Step::Done;
             }

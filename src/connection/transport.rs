@@ -106,6 +106,11 @@ impl<S> Transport<S> {
         self.held_back = false;
     }
 
+    /// Whether the queue has room for an answer to every frame one turn may read.
+    pub fn has_room_for_a_turn(&self) -> bool {
+        self.outbox.has_room_for(FRAMES_PER_TURN as usize)
+    }
+
     /// `--max-message-size`.
     pub fn max_message(&self) -> usize {
         self.max_message as usize
