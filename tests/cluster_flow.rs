@@ -13,18 +13,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
-use common::redis::RedisServer;
+use common::redis::{member_server, RedisServer};
 use common::{recv_text, recv_until, send, TestServer, WAIT};
-
-/// A wschat process in the cluster, once it has said it is linked to Redis.
-fn member_server(redis: &RedisServer, flags: &[&str]) -> TestServer {
-    let url = redis.url();
-    let mut all = vec!["--redis", &url];
-    all.extend(flags);
-    let server = TestServer::start(&all);
-    server.wait_for_log("connected to Redis");
-    server
-}
 
 #[test]
 fn a_client_sees_its_own_joins_on_a_process_where_its_room_is_new() {

@@ -31,12 +31,9 @@ fn metrics_of(server: &TestServer) -> String {
 
 /// A wschat process in the cluster, with metrics, once it has said it is linked to Redis.
 fn member_server(redis: &RedisServer, flags: &[&str]) -> TestServer {
-    let url = redis.url();
-    let mut all = vec!["--redis", &url, "--metrics", "127.0.0.1:0"];
+    let mut all = vec!["--metrics", "127.0.0.1:0"];
     all.extend(flags);
-    let server = TestServer::start(&all);
-    server.wait_for_log("connected to Redis");
-    server
+    common::redis::member_server(redis, &all)
 }
 
 /// Runs `commands` on Redis over one connection, pipelined, and checks each answered without

@@ -585,6 +585,13 @@ pub fn recv_json(ws: &mut Client) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// A JSON client at `query`, past its welcome and its (empty or not) replay.
+pub fn joined(server: &TestServer, query: &str) -> Client {
+    let mut ws = json_client(server, query);
+    recv_through(&mut ws, "replayed");
+    ws
+}
+
 /// Reads objects until one of type `kind`; returns it and everything of type `message` before
 /// it. Bounded as a whole, like [`recv_until`].
 #[track_caller]

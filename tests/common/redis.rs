@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::WAIT;
+use super::{TestServer, WAIT};
 
 pub struct RedisServer {
     child: Child,
@@ -34,6 +34,16 @@ pub fn installed(test: &str) -> bool {
         "SKIPPED {test}: redis-server is not installed (apt install redis-server)"
     );
     false
+}
+
+/// A wschat process in the cluster (`--redis` and `flags`), once it has said it is linked.
+pub fn member_server(redis: &RedisServer, flags: &[&str]) -> TestServer {
+    let url = redis.url();
+    let mut all = vec!["--redis", &url];
+    all.extend(flags);
+    let server = TestServer::start(&all);
+    server.wait_for_log("connected to Redis");
+    server
 }
 
 impl RedisServer {
