@@ -45,7 +45,8 @@ fn messages_from_every_process_reach_every_member_in_one_order() {
     else {
         return;
     };
-    let servers = [member_server(&redis, &[]), member_server(&redis, &[]), member_server(&redis, &[])];
+    let servers =
+        [member_server(&redis, &["-vv"]), member_server(&redis, &["-vv"]), member_server(&redis, &["-vv"])];
     let mut clients: Vec<Client> = Vec::new();
     for (i, server) in servers.iter().enumerate() {
         for j in 0..2 {
@@ -85,7 +86,7 @@ fn messages_from_every_process_reach_every_member_in_one_order() {
 #[test]
 fn joins_and_leaves_are_announced_on_every_process() {
     let Some(redis) = RedisServer::start("joins_and_leaves_are_announced_on_every_process") else { return };
-    let (a, b) = (member_server(&redis, &[]), member_server(&redis, &[]));
+    let (a, b) = (member_server(&redis, &["-vv"]), member_server(&redis, &["-vv"]));
     let mut ann = joined(&a, "?nick=ann");
     let mut bob = joined(&b, "?nick=bob");
     event_about(&mut ann, "joined", "bob");
@@ -108,7 +109,7 @@ fn joins_and_leaves_are_announced_on_every_process() {
 #[test]
 fn a_client_resumes_on_another_process_without_a_gap() {
     let Some(redis) = RedisServer::start("a_client_resumes_on_another_process_without_a_gap") else { return };
-    let (a, b) = (member_server(&redis, &[]), member_server(&redis, &[]));
+    let (a, b) = (member_server(&redis, &["-vv"]), member_server(&redis, &["-vv"]));
     let mut talker = joined(&a, "?nick=talker&room=dev");
     let mut reader = joined(&a, "?nick=reader&room=dev");
     recv_json(&mut talker); // reader joined
@@ -142,7 +143,7 @@ fn chat_goes_on_locally_while_redis_is_away_and_joins_up_again() {
     };
     let a = TestServer::start(&["--redis", &redis.url(), "--metrics", "127.0.0.1:0"]);
     a.wait_for_log("connected to Redis");
-    let b = member_server(&redis, &[]);
+    let b = member_server(&redis, &["-vv"]);
     let linked = || common::metric(&common::scrape_metrics(&a.metrics_addr()), "wschat_cluster_linked");
     assert_eq!(linked(), 1.0);
     let mut ann = joined(&a, "?nick=ann");
@@ -205,7 +206,7 @@ fn next_of(ws: &mut Client, kind: &str) -> Value {
 #[test]
 fn nicks_are_unique_across_processes() {
     let Some(redis) = RedisServer::start("nicks_are_unique_across_processes") else { return };
-    let (a, b) = (member_server(&redis, &[]), member_server(&redis, &[]));
+    let (a, b) = (member_server(&redis, &["-vv"]), member_server(&redis, &["-vv"]));
     let ann = joined(&a, "?nick=Ann");
     // The same name (any case, or a look-alike) is refused on the other process.
     let mut other = json_client(&b, "?nick=ANN");
@@ -246,7 +247,7 @@ fn nicks_are_unique_across_processes() {
 #[test]
 fn who_rooms_and_private_messages_span_processes() {
     let Some(redis) = RedisServer::start("who_rooms_and_private_messages_span_processes") else { return };
-    let (a, b) = (member_server(&redis, &[]), member_server(&redis, &[]));
+    let (a, b) = (member_server(&redis, &["-vv"]), member_server(&redis, &["-vv"]));
     let mut ann = joined(&a, "?nick=ann");
     let mut bob = joined(&b, "?nick=bob");
     let _cat = joined(&b, "?nick=cat&room=dev");
@@ -385,7 +386,7 @@ fn a_stuck_redis_is_dropped_and_what_it_did_not_answer_is_delivered_here() {
     else {
         return;
     };
-    let a = member_server(&redis, &[]);
+    let a = member_server(&redis, &["-vv"]);
     let mut ann = joined(&a, "?nick=ann");
     let mut amy = joined(&a, "?nick=amy");
     event_about(&mut ann, "joined", "amy");

@@ -128,7 +128,7 @@ fn lines_said_in_one_turn_go_as_one_call_and_reach_everyone_in_one_order() {
     else {
         return;
     };
-    let (a, b) = (member_server(&redis, &[]), member_server(&redis, &[]));
+    let (a, b) = (member_server(&redis, &["-vv"]), member_server(&redis, &["-vv"]));
     let nicks = [("ann", 0), ("amy", 0), ("abe", 0), ("bob", 1), ("bea", 1), ("ben", 1)];
     let mut clients: Vec<Client> =
         nicks.iter().map(|(nick, at)| joined([&a, &b][*at], &format!("?nick={nick}"))).collect();
@@ -158,7 +158,7 @@ fn lines_said_in_one_turn_go_as_one_call_and_reach_everyone_in_one_order() {
 
     // Resumed from the second message of the first batch: the rest of it, and the next one.
     let since = order[1]["id"].as_str().unwrap();
-    let c = member_server(&redis, &[]);
+    let c = member_server(&redis, &["-vv"]);
     for server in [&a, &b, &c] {
         let mut late = json_client(server, &format!("?nick=late{}&since={since}", server.addr.port()));
         let (replayed, summary) = recv_through(&mut late, "replayed");
@@ -175,7 +175,7 @@ fn an_edit_and_a_delete_in_a_batch_change_the_room_everywhere() {
     let Some(redis) = RedisServer::start("an_edit_and_a_delete_in_a_batch_change_the_room_everywhere") else {
         return;
     };
-    let (a, b) = (member_server(&redis, &[]), member_server(&redis, &[]));
+    let (a, b) = (member_server(&redis, &["-vv"]), member_server(&redis, &["-vv"]));
     let mut ann = joined(&a, "?nick=ann&room=attic");
     let mut amy = joined(&a, "?nick=amy&room=attic");
     let mut abe = joined(&a, "?nick=abe&room=attic");
@@ -201,7 +201,7 @@ fn an_edit_and_a_delete_in_a_batch_change_the_room_everywhere() {
     let kinds: Vec<&str> = orders[0].iter().map(|m| m["type"].as_str().unwrap()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "edited").count(), 1, "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| **k == "deleted").count(), 1, "{kinds:?}");
-    let c = member_server(&redis, &[]);
+    let c = member_server(&redis, &["-vv"]);
     for server in [&b, &c] {
         let mut late = json_client(server, &format!("?nick=late{}&room=attic", server.addr.port()));
         let (replayed, _) = recv_through(&mut late, "replayed");
@@ -217,7 +217,7 @@ fn a_turn_past_the_byte_bound_goes_as_two_calls_in_order() {
     let Some(redis) = RedisServer::start("a_turn_past_the_byte_bound_goes_as_two_calls_in_order") else {
         return;
     };
-    let (a, b) = (member_server(&redis, &[]), member_server(&redis, &[]));
+    let (a, b) = (member_server(&redis, &["-vv"]), member_server(&redis, &["-vv"]));
     let mut clients: Vec<Client> =
         ["ann", "amy", "abe"].iter().map(|n| joined(&a, &format!("?nick={n}"))).collect();
     let mut bob = joined(&b, "?nick=bob");
@@ -259,7 +259,7 @@ fn a_batch_redis_dies_holding_is_said_here_once_and_the_room_links_up_again() {
     let proxy = RedisProxy::start(redis.port);
     let a = TestServer::start(&["--redis", &proxy.url(), "-vv"]);
     a.wait_for_log("connected to Redis");
-    let b = member_server(&redis, &[]);
+    let b = member_server(&redis, &["-vv"]);
     let mut clients: Vec<Client> =
         ["ann", "amy", "abe"].iter().map(|n| joined(&a, &format!("?nick={n}"))).collect();
     let mut bob = joined(&b, "?nick=bob");
@@ -307,8 +307,7 @@ fn a_batch_alone_awaiting_a_stuck_redis_drops_the_link_within_the_reply_timeout(
     else {
         return;
     };
-    let a = TestServer::start(&["--redis", &redis.url(), "--presence-ttl", "10m", "-vv"]);
-    a.wait_for_log("connected to Redis");
+    let a = member_server(&redis, &["--presence-ttl", "10m", "-vv"]);
     let mut ann = joined(&a, "?nick=ann");
     let mut amy = joined(&a, "?nick=amy");
     send(&mut ann, "ready");
