@@ -619,3 +619,17 @@ pub fn recv_through(ws: &mut Client, kind: &str) -> (Vec<Value>, Value) {
 pub fn texts(messages: &[Value]) -> Vec<&str> {
     messages.iter().map(|m| m["text"].as_str().unwrap()).collect()
 }
+
+/// A TLS client config (ring, safe defaults) trusting only `root`.
+pub fn tls_client_trusting(root: rustls::pki_types::CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
