@@ -85,6 +85,8 @@ pub struct Settings {
     pub reuse_port: bool,
     /// `--presence-ttl`: how long a silent process's members stay in the cluster's presence.
     pub presence_ttl: Duration,
+    /// `--redis-linger`: how long a busy room's lone message may wait for company.
+    pub redis_linger: Duration,
 }
 
 impl TryFrom<&Config> for Settings {
@@ -143,6 +145,7 @@ impl TryFrom<&Config> for Settings {
             redis: config.redis.clone(),
             reuse_port: config.reuse_port,
             presence_ttl: config.presence_ttl,
+            redis_linger: config.redis_linger,
         })
     }
 }
@@ -198,6 +201,9 @@ fn check_durations(config: &Config) -> Result<(), String> {
     }
     if config.presence_ttl < Duration::from_secs(1) {
         return Err("--presence-ttl must be at least 1s (heartbeats go every third of it)".into());
+    }
+    if config.redis_linger > crate::cluster::batch::MAX_LINGER {
+        return Err("--redis-linger must be at most 1s (a lingering sender is held meanwhile)".into());
     }
     Ok(())
 }
@@ -322,6 +328,15 @@ mod tests {
         assert!(config.settings().is_ok());
         config.max_outbound = 2 << 30;
         assert!(config.settings().unwrap_err().contains("at most 1GiB"));
+    }
+
+    #[test]
+    fn a_redis_linger_over_a_second_is_refused() {
+        let mut config = config();
+        config.redis_linger = Duration::from_millis(1001);
+        assert!(config.settings().unwrap_err().contains("--redis-linger"));
+        config.redis_linger = Duration::from_secs(1);
+        assert!(config.settings().is_ok());
     }
 
     #[test]

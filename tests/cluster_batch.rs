@@ -18,7 +18,9 @@ use bytes::Bytes;
 use common::redis::{member_server, RedisServer};
 use common::redis_proxy::{Link as ProxyLink, RedisProxy};
 use common::tcp::wait_tcp;
-use common::{joined, json_client, recv_json, recv_through, send, texts, Client, TestServer, WAIT};
+use common::{
+    joined, json_client, recv_json, recv_through, recv_until, send, texts, Client, TestServer, WAIT,
+};
 use serde_json::Value;
 use wschat::broker::Notice;
 use wschat::cluster::batch::MAX_BATCH_BYTES;
@@ -349,7 +351,7 @@ fn the_say_script_numbers_keeps_and_publishes_a_batch_as_one_payload() {
         ("p:1", body("", r#","delete":1"#), "1-1"),
         ("-", body("api", r#","api":true"#), ""),
     ];
-    let mut args = vec!["EVALSHA", &sha, "2", &meta, &log, &channel, "ep0ch", "Lobby", "100", "3600", "0"];
+    let mut args = vec!["EVALSHA", &sha, "2", &meta, &log, &channel, "ep0ch", "Lobby", "100", "0", "0"];
     for (origin, body, deleted) in &said {
         args.extend([*origin, body.as_str(), *deleted]);
     }
@@ -381,4 +383,78 @@ fn the_say_script_numbers_keeps_and_publishes_a_batch_as_one_payload() {
         .collect();
     assert_eq!(ids, ["2-1", "4-1", "5-1"], "{kept}");
     assert_eq!(call(&redis, &["HGET", &meta, "seq"]), "5");
+
+    // The room's expiry: set when the script starts the room (though not asked to renew it),
+    // left as it is when not asked, renewed when asked.
+    let ttl = |key: &str| call(&redis, &["TTL", key]).trim_start_matches(':').parse::<i64>().unwrap();
+    let month = wschat::cluster::room::ROOM_TTL_SECS as i64;
+    for key in [&meta, &log] {
+        assert!(ttl(key) > month - 60, "{key} expires in a month: {}", ttl(key));
+        call(&redis, &["EXPIRE", key, "100"]);
+    }
+    let say_one = |renew: &str| {
+        let body = body("more", "");
+        let args = [
+            "EVALSHA", &sha, "2", &meta, &log, &channel, "ep0ch", "Lobby", "100", renew, "0", "p:1", &body,
+            "",
+        ];
+        call(&redis, &args);
+    };
+    say_one("0");
+    assert!([&meta, &log].iter().all(|key| ttl(key) <= 100), "not renewed");
+    say_one("1");
+    assert!([&meta, &log].iter().all(|key| ttl(key) > month - 60), "renewed");
+}
+
+/// `--redis-linger`: in a room whose last call left within the linger, a lone line waits for
+/// the next and the two go as one call, numbered consecutively; a line nobody follows still
+/// goes, once the linger has passed; with `--redis-linger 0` each line is its own call. (The
+/// premise, two lines within the linger of the room's last call, is checked by the test's own
+/// clock: a host that stalls the test past it gets another try, not a failure.)
+#[test]
+fn a_busy_room_s_lone_line_waits_for_the_next_and_they_go_as_one_call() {
+    let Some(redis) =
+        RedisServer::start("a_busy_room_s_lone_line_waits_for_the_next_and_they_go_as_one_call")
+    else {
+        return;
+    };
+    let linger = Duration::from_secs(1);
+    let lingering = member_server(&redis, &["--redis-linger", "1s", "-vv"]);
+    let at_once = member_server(&redis, &["--redis-linger", "0", "-vv"]);
+    for (name, server, calls_for_two) in [("1s", &lingering, 1), ("0", &at_once, 2)] {
+        let mut last = None;
+        let together = (0..5).find_map(|attempt| {
+            // A room of its own per try: its first line never waits (no call before it).
+            let room = format!("busy{}x{attempt}", server.addr.port());
+            let mut ann = joined(server, &format!("?nick=ann&room={room}"));
+            let mut bob = joined(server, &format!("?nick=bob&room={room}"));
+            // Bob's join is published (ann has it back) before Redis's count is taken.
+            recv_until(&mut ann, |text| text.contains(r#""type":"joined""#) && text.contains(r#""bob""#));
+            let before = publishes(&redis);
+            // The room's call: ann's line, heard by both.
+            send(&mut ann, "call");
+            let called = Instant::now();
+            for ws in [&mut ann, &mut bob] {
+                said(ws, 1);
+            }
+            // Two lines within the linger of it, in two turns: bob's, read alone, then ann's.
+            send(&mut bob, "lone");
+            let end = bob.get_ref().local_addr().unwrap();
+            wait_tcp("bob's line read by its server", server.addr, end, |s| s.unread == 0);
+            send(&mut ann, "company");
+            let in_time = called.elapsed() < linger;
+            let heard = said(&mut bob, 2);
+            assert_eq!(texts(&heard), ["lone", "company"], "in the order said");
+            assert_eq!(seq(&heard[1]), seq(&heard[0]) + 1);
+            assert_eq!(texts(&said(&mut ann, 2)), texts(&heard));
+            let calls = publishes(&redis) - before - 1;
+            last = Some((ann, bob));
+            in_time.then_some(calls)
+        });
+        assert_eq!(together, Some(calls_for_two), "calls for the two lines, --redis-linger {name}");
+        // A lone line with nobody after it goes when the linger has passed, not never.
+        let (mut ann, mut bob) = last.unwrap();
+        send(&mut bob, "last word");
+        assert_eq!(texts(&said(&mut ann, 1)), ["last word"]);
+    }
 }

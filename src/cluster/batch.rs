@@ -14,10 +14,23 @@
 //! **Bounds.** A batch holds at most [`MAX_BATCH_MESSAGES`] messages and [`MAX_BATCH_BYTES`]
 //! bytes of bodies (a larger message goes alone): past either, it is queued and the next
 //! message starts another. So a published payload, and a script's run inside Redis, stay as
-//! small as a few dozen messages, whatever a turn says. Batches live within a turn: they are
-//! queued at its end (or earlier), so what waits on Redis is counted, and bounded, as before.
+//! small as a few dozen messages, whatever a turn says.
+//!
+//! **Lingering** (`--redis-linger`). A busy room is said in one message a turn even when its
+//! messages come a millisecond apart, and a call per message costs Redis a wake-up, a read, the
+//! script and a write to every subscribed process. So a batch of *one* message waits for
+//! company when its room's previous call left less than the linger ago: it goes with the next
+//! message said there, or when the linger since that call has passed, whichever comes first. A
+//! quiet room's message (no call within the linger) goes at the end of its turn, as does every
+//! batch of two or more (a turn that already gathered several needs no wait), so the wait is
+//! paid only where calls would come closer than the linger, and by one message in two at most.
+//! Anything else asked of Redis queues the open batches first (order, above), and so do a
+//! failing link and a leaving process. What lingers is at most one message per room, whose
+//! sender is held (`flight.rs`) as if it were on its way.
 
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use crate::broker::Origin;
 use crate::chat::Stored;
@@ -27,6 +40,12 @@ pub const MAX_BATCH_MESSAGES: usize = 64;
 /// Bytes of bodies, origins and deletes in one call, at most (unless one message alone is
 /// larger: it then goes alone).
 pub const MAX_BATCH_BYTES: usize = 64 << 10;
+/// `--redis-linger` unless set: at most this long a lone message waits for company, so a room
+/// goes to Redis at most about 500 times a second with one message a call.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(2);
+/// The longest `--redis-linger` allowed: well under the broker's reply timeout, which also
+/// bounds how long a sender is held.
+pub const MAX_LINGER: Duration = Duration::from_secs(1);
 
 /// One message of a batch, with what the script takes for it.
 pub(super) struct Said {
@@ -62,13 +81,27 @@ impl Batch {
     }
 }
 
-/// The batches open this turn, one per room at most, in the order their rooms were first said.
-#[derive(Default)]
+/// The open batches, one per room at most, in the order their rooms were first said.
 pub(super) struct Batches {
     open: Vec<Batch>,
+    linger: Duration,
+    /// When each room's last call was queued, for those within the linger (pruned each turn).
+    last_call: HashMap<Rc<str>, Instant>,
+}
+
+impl Default for Batches {
+    fn default() -> Self {
+        Self::new(DEFAULT_LINGER)
+    }
 }
 
 impl Batches {
+    /// No lone message waits longer than `linger` after its room's previous call (zero: none
+    /// waits).
+    pub(super) fn new(linger: Duration) -> Self {
+        Self { open: Vec::new(), linger, last_call: HashMap::new() }
+    }
+
     /// Adds a message to its room's batch. Returns that batch if it had no room for it (full
     /// in messages or bytes): it must be queued now, before the batch this message starts.
     pub(super) fn add(&mut self, room: Rc<str>, display: Rc<str>, said: Said) -> Option<Batch> {
@@ -91,6 +124,40 @@ impl Batches {
     /// Every open batch, in order, leaving none.
     pub(super) fn take(&mut self) -> Vec<Batch> {
         std::mem::take(&mut self.open)
+    }
+
+    /// The open batches that should not wait any longer at `now`, in order; the lone messages
+    /// of rooms called within the linger stay open (see the module's doc).
+    pub(super) fn take_due(&mut self, now: Instant) -> Vec<Batch> {
+        let linger = self.linger;
+        self.last_call.retain(|_, at| now.saturating_duration_since(*at) < linger);
+        if self.last_call.is_empty() {
+            return self.take();
+        }
+        let (due, waiting) = std::mem::take(&mut self.open)
+            .into_iter()
+            .partition(|b| b.said.len() > 1 || self.due_at(b).is_none());
+        self.open = waiting;
+        due
+    }
+
+    /// When the first lingering batch must go, if any lingers.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.open.iter().filter_map(|b| self.due_at(b)).min()
+    }
+
+    /// A call for `room` was queued at `now`: its next lone message may wait for company.
+    pub(super) fn called(&mut self, room: &Rc<str>, now: Instant) {
+        if !self.linger.is_zero() {
+            self.last_call.insert(room.clone(), now);
+        }
+    }
+
+    /// When `batch` must go at the latest, if it may wait (the linger after its room's last
+    /// call); None if it should go now. Only a lone message waits.
+    fn due_at(&self, batch: &Batch) -> Option<Instant> {
+        let last = self.last_call.get(&batch.room).filter(|_| batch.said.len() == 1)?;
+        Some(*last + self.linger)
     }
 }
 
@@ -151,6 +218,56 @@ mod tests {
             [("lobby".to_string(), MAX_BATCH_MESSAGES / 2), ("dev".to_string(), MAX_BATCH_MESSAGES / 2)]
         );
         assert!(batches.take().is_empty());
+    }
+
+    #[test]
+    fn a_lone_message_lingers_only_in_a_room_called_within_the_linger_and_not_past_it() {
+        let linger = Duration::from_millis(2);
+        let mut batches = Batches::new(linger);
+        let (busy, quiet): (Rc<str>, Rc<str>) = (Rc::from("busy"), Rc::from("quiet"));
+        let t0 = Instant::now();
+        // Nothing called yet: a lone message goes at the end of its turn.
+        batches.add(busy.clone(), busy.clone(), said("1", 1));
+        let due = batches.take_due(t0);
+        assert_eq!(due.iter().map(texts).collect::<Vec<_>>(), [["1"]]);
+        batches.called(&busy, t0);
+        // Within the linger: the busy room's lone message waits, the quiet room's goes.
+        let t1 = t0 + Duration::from_micros(700);
+        batches.add(busy.clone(), busy.clone(), said("2", 2));
+        batches.add(quiet.clone(), quiet.clone(), said("q", 3));
+        assert_eq!(batches.take_due(t1).iter().map(texts).collect::<Vec<_>>(), [["q"]]);
+        assert_eq!(batches.next_due(), Some(t0 + linger));
+        // Company: two messages go whatever the time.
+        batches.add(busy.clone(), busy.clone(), said("3", 1));
+        let t2 = t0 + Duration::from_micros(1500);
+        assert_eq!(batches.take_due(t2).iter().map(texts).collect::<Vec<_>>(), [["2", "3"]]);
+        assert_eq!(batches.next_due(), None);
+        batches.called(&busy, t2);
+        // Alone until the linger after the last call has passed: then it goes.
+        batches.add(busy.clone(), busy.clone(), said("4", 2));
+        assert!(batches.take_due(t2 + linger - Duration::from_nanos(1)).is_empty());
+        assert_eq!(batches.next_due(), Some(t2 + linger));
+        assert_eq!(batches.take_due(t2 + linger).iter().map(texts).collect::<Vec<_>>(), [["4"]]);
+        // Every call older than the linger is forgotten.
+        assert!(batches.last_call.is_empty());
+        // Whatever lingers, `take` hands over (another command, a failure, leaving).
+        batches.called(&busy, t2 + linger);
+        batches.add(busy.clone(), busy.clone(), said("5", 1));
+        assert!(batches.take_due(t2 + linger).is_empty());
+        assert_eq!(batches.take().iter().map(texts).collect::<Vec<_>>(), [["5"]]);
+    }
+
+    #[test]
+    fn with_no_linger_every_batch_goes_at_the_end_of_its_turn() {
+        let mut batches = Batches::new(Duration::ZERO);
+        let room: Rc<str> = Rc::from("lobby");
+        let now = Instant::now();
+        for text in ["1", "2"] {
+            batches.add(room.clone(), room.clone(), said(text, 1));
+            assert_eq!(batches.take_due(now).iter().map(texts).collect::<Vec<_>>(), [[text]]);
+            batches.called(&room, now);
+        }
+        assert_eq!(batches.next_due(), None);
     }
 
     #[test]

@@ -35,6 +35,7 @@ use super::expect::{Expect, Scripts};
 use super::flight::InFlight;
 use super::link::{Dialer, Link};
 use super::presence;
+use super::refresh::Renewals;
 use super::resp::{Frame, Limits};
 use super::tcp::TcpDialer;
 use super::url::RedisUrl;
@@ -102,6 +103,8 @@ pub struct RedisBroker {
     pub(super) pending: VecDeque<Expect>,
     /// This turn's room messages, gathered by room until they are queued (`batch.rs`).
     pub(super) batches: Batches,
+    /// When each room's expiry in Redis was last renewed by this process (`refresh.rs`).
+    pub(super) renewals: Renewals,
     pub(super) followed: HashMap<Rc<str>, Followed>,
     /// Rooms unfollowed this turn, to unsubscribe from in one command.
     pub(super) unfollowed: Vec<Rc<str>>,
@@ -179,6 +182,7 @@ impl RedisBroker {
             capability_known: false,
             pending: VecDeque::new(),
             batches: Batches::default(),
+            renewals: Renewals::new(now),
             followed: HashMap::new(),
             unfollowed: Vec::new(),
             notices: Vec::new(),
@@ -277,6 +281,7 @@ impl RedisBroker {
         self.reply_wait = None;
         self.followed.clear();
         self.unfollowed.clear();
+        self.renewals.forget();
         let unechoed = self.flight.clear();
         self.bans = BansLoad::default();
         if was_up {
@@ -311,6 +316,12 @@ impl RedisBroker {
         self.alone.take_notices(&mut self.notices);
     }
 
+    /// `--redis-linger`: how long a lone room message may wait for company (`batch.rs`). Set
+    /// before the first message.
+    pub fn set_linger(&mut self, linger: Duration) {
+        self.batches = Batches::new(linger);
+    }
+
     /// Both links connected and the capability known: the cluster is reachable.
     pub(super) fn maybe_up(&mut self) {
         if matches!(self.state, State::Connecting { .. })
@@ -343,8 +354,9 @@ impl RedisBroker {
 
     /// End of turn: this turn's (un)subscriptions in one command each, then one write per link.
     fn flush(&mut self, now: Instant) {
-        // The turn's batches first: they await replies too, and the wait starts now.
-        if let Err(e) = self.queue_batches() {
+        // The turn's batches first (but lone messages that linger): they await replies too,
+        // and the wait starts now.
+        if let Err(e) = self.queue_due_batches() {
             return self.fail(&e.to_string());
         }
         if !self.pending.is_empty() && self.reply_wait.is_none() {
@@ -518,7 +530,7 @@ impl Broker for RedisBroker {
         if self.cmd.has_unfinished_read() || self.sub.has_unfinished_read() || self.bans.has_work() {
             return Some(now);
         }
-        let released = self.flight.next_expiry();
+        let released = self.flight.next_expiry().into_iter().chain(self.batches.next_due()).min();
         let link = match self.state {
             State::Down { retry_at } => Some(retry_at),
             State::Connecting { since } => Some(since + CONNECT_TIMEOUT),
@@ -534,6 +546,8 @@ impl Broker for RedisBroker {
     fn leave(&mut self, now: Instant) {
         self.leaving = true;
         if self.is_up() {
+            // What lingers goes before the process stops counting as present.
+            let _ = self.queue_batches();
             let _ = self.command(Expect::Nothing, &["ZREM", presence::PROCS, &self.pid.clone()]);
             self.flush(now);
         }

@@ -176,8 +176,19 @@ impl RedisBroker {
 
     /// Queues every open batch.
     pub(super) fn queue_batches(&mut self) -> io::Result<()> {
+        let batches = self.batches.take();
+        self.queue_these(batches)
+    }
+
+    /// Queues the open batches that may not linger any longer (`batch.rs`).
+    pub(super) fn queue_due_batches(&mut self) -> io::Result<()> {
+        let batches = self.batches.take_due(self.now);
+        self.queue_these(batches)
+    }
+
+    fn queue_these(&mut self, batches: Vec<Batch>) -> io::Result<()> {
         let mut queued = Ok(());
-        for batch in self.batches.take() {
+        for batch in batches {
             // Each is expected even past a failure, for `fail` to find (see `say`).
             let result = self.queue_batch(batch);
             queued = queued.and(result);
@@ -188,12 +199,14 @@ impl RedisBroker {
     /// One call of the say script for a batch of a room's messages.
     fn queue_batch(&mut self, batch: Batch) -> io::Result<()> {
         let room = &batch.room;
+        self.batches.called(room, self.now);
         let (meta, log, channel) =
             (room::meta_key(room), room::log_key(room), room::channel(self.url.db, room));
-        let (epoch, limit, ttl) = (new_epoch(), self.history.to_string(), room::ROOM_TTL_SECS.to_string());
+        let (epoch, limit) = (new_epoch(), self.history.to_string());
+        let renew = if self.renewals.due(room, self.now) { "1" } else { "0" };
         let sharded = if self.sharded { "1" } else { "0" };
         let mut args: Vec<&str> = Vec::with_capacity(room::SAY_FIXED_ARGS + 3 * batch.said.len());
-        args.extend([&*channel, &*epoch, &*batch.display, &*limit, &*ttl, sharded]);
+        args.extend([&*channel, &*epoch, &*batch.display, &*limit, renew, sharded]);
         for said in &batch.said {
             args.extend([&*said.tag, &said.body, &said.deleted]);
         }

@@ -54,6 +54,7 @@ mod expect;
 mod flight;
 pub mod link;
 pub mod presence;
+mod refresh;
 pub(crate) mod replies;
 pub mod resp;
 pub mod room;

@@ -29,7 +29,8 @@ use crate::chat::history::Kind;
 use crate::chat::{Event, Stored};
 
 /// How long an idle room's epoch, counter and history stay in Redis: after a month without a
-/// message a room starts a new epoch.
+/// message (less up to an hour: each process renews a room's expiry hourly, `refresh.rs`) a
+/// room starts a new epoch.
 pub const ROOM_TTL_SECS: u64 = 30 * 24 * 3600;
 
 pub fn meta_key(room: &str) -> String {
@@ -56,7 +57,8 @@ pub fn room_of_channel(db: u32, channel: &[u8]) -> Option<&str> {
 /// room has none. KEYS: meta, log. Uses `EPOCH_ARG` (the epoch if new) and `DISPLAY_ARG`.
 const EPOCH_PRELUDE: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
+local started = not epoch
+if started then
   epoch = ARGV[EPOCH_ARG]
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0, 'display', ARGV[DISPLAY_ARG])
@@ -77,7 +79,8 @@ fn with_prelude(epoch_arg: usize, display_arg: usize, body: &str) -> String {
 /// every subscribed process) is paid once. The log is trimmed to about the history limit
 /// (`MAXLEN ~`: whole stream nodes, so a few dozen more may stay), which halves the cost of an
 /// entry against exact trimming; each process's mirror keeps exactly `--history`.
-/// KEYS: meta, log. ARGV: channel, epoch if the room is new, display, history limit, TTL, "1"
+/// KEYS: meta, log. ARGV: channel, epoch if the room is new, display, history limit, "1" to
+/// renew the room's expiry (`refresh.rs`; "0": left as it is, unless the room starts), "1"
 /// for sharded pub/sub, then for each message its origin, its body and the log entry it
 /// removes if it is a delete (or ""). Returns {the first message's sequence number, epoch}.
 pub fn say_script() -> String {
@@ -111,10 +114,13 @@ for i = 0, n - 1 do
     lines[i + 2] = ARGV[at] .. ' ' .. ARGV[at + 1]
   end
 end
-if keep then
-  redis.call('EXPIRE', KEYS[2], ARGV[5])
+-- The month-long expiry, renewed when the caller says so (hourly, `refresh.rs`) or new.
+if ARGV[5] ~= '0' or started then
+  if keep then
+    redis.call('EXPIRE', KEYS[2], ROOM_TTL_SECS)
+  end
+  redis.call('EXPIRE', KEYS[1], ROOM_TTL_SECS)
 end
-redis.call('EXPIRE', KEYS[1], ARGV[5])
 -- One message (most calls): one concatenation, no table, as cheap as before batches.
 local payload
 if lines then
@@ -130,6 +136,7 @@ end
 return {first, epoch}
 "#
         .replace("SAY_FIXED_ARGS", &SAY_FIXED_ARGS.to_string())
+        .replace("ROOM_TTL_SECS", &ROOM_TTL_SECS.to_string())
         .as_str(),
     )
 }

@@ -158,8 +158,9 @@ impl<S: Accept> Server<S> {
             Some(url) => {
                 let (sizes, ttl) =
                     ((settings.chat.history, settings.max_message_size), settings.presence_ttl);
-                let broker =
+                let mut broker =
                     RedisBroker::new(url.clone(), sizes, ttl, poll.registry(), REDIS_TOKENS, Instant::now())?;
+                broker.set_linger(settings.redis_linger);
                 Hub::with_broker(settings, Box::new(broker), Instant::now())
             }
             None => Hub::new(settings, Instant::now()),
@@ -314,8 +315,9 @@ impl<S: Accept> Server<S> {
         if next <= now {
             return Some(Duration::ZERO);
         }
-        // Round up so a deadline is never woken for a millisecond early and spun on.
-        Some(next - now + Duration::from_millis(1))
+        // mio rounds a timeout up to whole milliseconds, so a deadline is never woken early and
+        // spun on, and a timer (a room's linger among them) is late by under a millisecond.
+        Some(next - now)
     }
 
     fn accept_all(&mut self, now: Instant) {
