@@ -192,9 +192,9 @@ pub struct Config {
     pub presence_ttl: Duration,
 
     /// With --redis: how long a busy room's lone message may wait for the next one, so that
-    /// they go to Redis in one call (only when the room's previous call left less than this
-    /// ago; a quiet room's message never waits). 0 sends every turn's messages at once.
-    #[arg(long, default_value = "2ms", value_parser = parse_duration, value_name = "DURATION")]
+    /// they go to Redis in one call (only when another sender's call left less than this ago;
+    /// a quiet room's message never waits). 0 sends every turn's messages at once.
+    #[arg(long, default_value = "5ms", value_parser = parse_duration, value_name = "DURATION")]
     pub redis_linger: Duration,
 
     /// Let several processes listen on the same address (SO_REUSEPORT): the kernel spreads

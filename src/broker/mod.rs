@@ -91,6 +91,12 @@ pub trait Broker {
     /// Once a turn, after the chat's requests: what was asked leaves, in one write.
     fn end_turn(&mut self, _now: Instant) {}
 
+    /// Whether the broker holds requests it has not sent on yet (a busy room's lone message,
+    /// lingering for company): they go by [`Broker::wake_at`] at the latest.
+    fn holds_unsent(&self) -> bool {
+        false
+    }
+
     /// When the broker next needs the loop without an event.
     fn wake_at(&self, _now: Instant) -> Option<Instant> {
         None

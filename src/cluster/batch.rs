@@ -19,11 +19,14 @@
 //! **Lingering** (`--redis-linger`). A busy room is said in one message a turn even when its
 //! messages come a millisecond apart, and a call per message costs Redis a wake-up, a read, the
 //! script and a write to every subscribed process. So a batch of *one* message waits for
-//! company when its room's previous call left less than the linger ago: it goes with the next
-//! message said there, or when the linger since that call has passed, whichever comes first. A
-//! quiet room's message (no call within the linger) goes at the end of its turn, as does every
-//! batch of two or more (a turn that already gathered several needs no wait), so the wait is
-//! paid only where calls would come closer than the linger, and by one message in two at most.
+//! company when its room's previous call left less than the linger ago and ended with another
+//! sender's message: it goes with the next message said there, or when the linger since that
+//! call has passed, whichever comes first. A quiet room's message (no call within the linger)
+//! goes at the end of its turn, as does every batch of two or more (a turn that already
+//! gathered several needs no wait), and so does the message of a sender talking alone (it is
+//! held until its line is back, so its own next line cannot be the company, and it keeps the
+//! pace of a round trip). The wait is paid only where several senders' calls would come closer
+//! together than the linger, and is never longer than the linger.
 //! Anything else asked of Redis queues the open batches first (order, above), and so do a
 //! failing link and a leaving process. What lingers is at most one message per room, whose
 //! sender is held (`flight.rs`) as if it were on its way.
@@ -40,9 +43,10 @@ pub const MAX_BATCH_MESSAGES: usize = 64;
 /// Bytes of bodies, origins and deletes in one call, at most (unless one message alone is
 /// larger: it then goes alone).
 pub const MAX_BATCH_BYTES: usize = 64 << 10;
-/// `--redis-linger` unless set: at most this long a lone message waits for company, so a room
-/// goes to Redis at most about 500 times a second with one message a call.
-pub const DEFAULT_LINGER: Duration = Duration::from_millis(2);
+/// `--redis-linger` unless set: at most this long a lone message waits for company. Two
+/// processes sharing a room at 1,000 messages a second each see one every 2 ms: 5 ms pairs
+/// them (docs/BENCHMARKS.md), at a latency a reader cannot tell.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 /// The longest `--redis-linger` allowed: well under the broker's reply timeout, which also
 /// bounds how long a sender is held.
 pub const MAX_LINGER: Duration = Duration::from_secs(1);
@@ -85,8 +89,9 @@ impl Batch {
 pub(super) struct Batches {
     open: Vec<Batch>,
     linger: Duration,
-    /// When each room's last call was queued, for those within the linger (pruned each turn).
-    last_call: HashMap<Rc<str>, Instant>,
+    /// When each room's last call was queued, and who said its last message, for those within
+    /// the linger (pruned each turn).
+    last_call: HashMap<Rc<str>, (Instant, Origin)>,
 }
 
 impl Default for Batches {
@@ -130,7 +135,7 @@ impl Batches {
     /// of rooms called within the linger stay open (see the module's doc).
     pub(super) fn take_due(&mut self, now: Instant) -> Vec<Batch> {
         let linger = self.linger;
-        self.last_call.retain(|_, at| now.saturating_duration_since(*at) < linger);
+        self.last_call.retain(|_, (at, _)| now.saturating_duration_since(*at) < linger);
         if self.last_call.is_empty() {
             return self.take();
         }
@@ -146,18 +151,21 @@ impl Batches {
         self.open.iter().filter_map(|b| self.due_at(b)).min()
     }
 
-    /// A call for `room` was queued at `now`: its next lone message may wait for company.
-    pub(super) fn called(&mut self, room: &Rc<str>, now: Instant) {
-        if !self.linger.is_zero() {
-            self.last_call.insert(room.clone(), now);
+    /// `batch` was queued as a call at `now`: its room's next lone message may wait for
+    /// company, unless it is the same sender's.
+    pub(super) fn called(&mut self, batch: &Batch, now: Instant) {
+        if let (false, Some(last)) = (self.linger.is_zero(), batch.said.last()) {
+            self.last_call.insert(batch.room.clone(), (now, last.origin));
         }
     }
 
     /// When `batch` must go at the latest, if it may wait (the linger after its room's last
-    /// call); None if it should go now. Only a lone message waits.
+    /// call); None if it should go now. Only a lone message waits, and only after another
+    /// sender's.
     fn due_at(&self, batch: &Batch) -> Option<Instant> {
-        let last = self.last_call.get(&batch.room).filter(|_| batch.said.len() == 1)?;
-        Some(*last + self.linger)
+        let [said] = &batch.said[..] else { return None };
+        let (at, last) = self.last_call.get(&batch.room)?;
+        (*last != said.origin).then_some(*at + self.linger)
     }
 }
 
@@ -220,41 +228,50 @@ mod tests {
         assert!(batches.take().is_empty());
     }
 
+    /// The batches due at `now`, as texts, each then queued as a call.
+    fn go(batches: &mut Batches, now: Instant) -> Vec<Vec<String>> {
+        let due = batches.take_due(now);
+        due.iter().for_each(|batch| batches.called(batch, now));
+        due.iter().map(texts).collect()
+    }
+
     #[test]
-    fn a_lone_message_lingers_only_in_a_room_called_within_the_linger_and_not_past_it() {
+    fn a_lone_message_lingers_only_after_another_sender_s_call_within_the_linger() {
         let linger = Duration::from_millis(2);
         let mut batches = Batches::new(linger);
         let (busy, quiet): (Rc<str>, Rc<str>) = (Rc::from("busy"), Rc::from("quiet"));
         let t0 = Instant::now();
         // Nothing called yet: a lone message goes at the end of its turn.
         batches.add(busy.clone(), busy.clone(), said("1", 1));
-        let due = batches.take_due(t0);
-        assert_eq!(due.iter().map(texts).collect::<Vec<_>>(), [["1"]]);
-        batches.called(&busy, t0);
-        // Within the linger: the busy room's lone message waits, the quiet room's goes.
+        assert_eq!(go(&mut batches, t0), [["1"]]);
+        // Within the linger, after client 1's call: client 2's lone message waits, the quiet
+        // room's goes.
         let t1 = t0 + Duration::from_micros(700);
         batches.add(busy.clone(), busy.clone(), said("2", 2));
         batches.add(quiet.clone(), quiet.clone(), said("q", 3));
-        assert_eq!(batches.take_due(t1).iter().map(texts).collect::<Vec<_>>(), [["q"]]);
+        assert_eq!(go(&mut batches, t1), [["q"]]);
         assert_eq!(batches.next_due(), Some(t0 + linger));
         // Company: two messages go whatever the time.
         batches.add(busy.clone(), busy.clone(), said("3", 1));
         let t2 = t0 + Duration::from_micros(1500);
-        assert_eq!(batches.take_due(t2).iter().map(texts).collect::<Vec<_>>(), [["2", "3"]]);
+        assert_eq!(go(&mut batches, t2), [["2", "3"]]);
         assert_eq!(batches.next_due(), None);
-        batches.called(&busy, t2);
         // Alone until the linger after the last call has passed: then it goes.
         batches.add(busy.clone(), busy.clone(), said("4", 2));
-        assert!(batches.take_due(t2 + linger - Duration::from_nanos(1)).is_empty());
+        assert!(go(&mut batches, t2 + linger - Duration::from_nanos(1)).is_empty());
         assert_eq!(batches.next_due(), Some(t2 + linger));
-        assert_eq!(batches.take_due(t2 + linger).iter().map(texts).collect::<Vec<_>>(), [["4"]]);
-        // Every call older than the linger is forgotten.
-        assert!(batches.last_call.is_empty());
+        assert_eq!(go(&mut batches, t2 + linger), [["4"]]);
+        // A sender talking alone does not wait for itself.
+        let t3 = t2 + linger + Duration::from_micros(100);
+        batches.add(busy.clone(), busy.clone(), said("5", 2));
+        assert_eq!(go(&mut batches, t3), [["5"]]);
         // Whatever lingers, `take` hands over (another command, a failure, leaving).
-        batches.called(&busy, t2 + linger);
-        batches.add(busy.clone(), busy.clone(), said("5", 1));
-        assert!(batches.take_due(t2 + linger).is_empty());
-        assert_eq!(batches.take().iter().map(texts).collect::<Vec<_>>(), [["5"]]);
+        batches.add(busy.clone(), busy.clone(), said("6", 1));
+        assert!(go(&mut batches, t3).is_empty());
+        assert_eq!(batches.take().iter().map(texts).collect::<Vec<_>>(), [["6"]]);
+        // Every call older than the linger is forgotten.
+        assert!(batches.take_due(t3 + linger).is_empty());
+        assert!(batches.last_call.is_empty());
     }
 
     #[test]
@@ -262,10 +279,9 @@ mod tests {
         let mut batches = Batches::new(Duration::ZERO);
         let room: Rc<str> = Rc::from("lobby");
         let now = Instant::now();
-        for text in ["1", "2"] {
-            batches.add(room.clone(), room.clone(), said(text, 1));
-            assert_eq!(batches.take_due(now).iter().map(texts).collect::<Vec<_>>(), [[text]]);
-            batches.called(&room, now);
+        for (text, client) in [("1", 1), ("2", 2)] {
+            batches.add(room.clone(), room.clone(), said(text, client));
+            assert_eq!(go(&mut batches, now), [[text]]);
         }
         assert_eq!(batches.next_due(), None);
     }

@@ -33,6 +33,7 @@ use super::bans::BansLoad;
 use super::batch::Batches;
 use super::expect::{Expect, Scripts};
 use super::flight::InFlight;
+use super::followed::Followed;
 use super::link::{Dialer, Link};
 use super::presence;
 use super::refresh::Renewals;
@@ -61,21 +62,6 @@ pub const SPARE_AWAITED: usize = SATURATED_AWAITED / 2;
 /// Commands awaiting their replies, at most: past it Redis is too slow to be of use, and the
 /// link is dropped. The saturation bounds keep clients far from it.
 pub const MAX_AWAITED: usize = 100_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Subscription {
-    /// Asked for by the chat; SSUBSCRIBE goes with this turn's write.
-    Wanted,
-    /// Sent, not yet confirmed.
-    Sent,
-    /// Confirmed: messages arrive, and the history load has been sent.
-    Live,
-}
-
-pub(super) struct Followed {
-    pub(super) display: Rc<str>,
-    pub(super) subscription: Subscription,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -524,6 +510,10 @@ impl Broker for RedisBroker {
     fn end_turn(&mut self, now: Instant) {
         self.now = now;
         self.flush(now);
+    }
+
+    fn holds_unsent(&self) -> bool {
+        self.batches.next_due().is_some()
     }
 
     fn wake_at(&self, now: Instant) -> Option<Instant> {

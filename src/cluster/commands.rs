@@ -6,8 +6,9 @@ use std::io;
 use std::rc::Rc;
 
 use super::batch::{Batch, Said};
-use super::broker::{Followed, RedisBroker, Subscription};
+use super::broker::RedisBroker;
 use super::expect::{Expect, Script, Scripts};
+use super::followed::{Followed, Subscription};
 use super::{presence, room};
 use crate::broker::{Asker, Direct, Origin, Request};
 use crate::chat::history::new_epoch;
@@ -199,7 +200,7 @@ impl RedisBroker {
     /// One call of the say script for a batch of a room's messages.
     fn queue_batch(&mut self, batch: Batch) -> io::Result<()> {
         let room = &batch.room;
-        self.batches.called(room, self.now);
+        self.batches.called(&batch, self.now);
         let (meta, log, channel) =
             (room::meta_key(room), room::log_key(room), room::channel(self.url.db, room));
         let (epoch, limit) = (new_epoch(), self.history.to_string());

@@ -52,6 +52,7 @@ pub mod broker;
 mod commands;
 mod expect;
 mod flight;
+mod followed;
 pub mod link;
 pub mod presence;
 mod refresh;

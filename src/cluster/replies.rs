@@ -12,8 +12,9 @@ use std::rc::Rc;
 use bytes::Bytes;
 use log::{debug, warn};
 
-use super::broker::{RedisBroker, Subscription};
+use super::broker::RedisBroker;
 use super::expect::Expect;
+use super::followed::Subscription;
 use super::resp::{self, Frame};
 use super::{bans, presence, room};
 use crate::broker::{Direct, Kept, Notice, Origin};

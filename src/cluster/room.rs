@@ -57,8 +57,7 @@ pub fn room_of_channel(db: u32, channel: &[u8]) -> Option<&str> {
 /// room has none. KEYS: meta, log. Uses `EPOCH_ARG` (the epoch if new) and `DISPLAY_ARG`.
 const EPOCH_PRELUDE: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
-local started = not epoch
-if started then
+if not epoch then
   epoch = ARGV[EPOCH_ARG]
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0, 'display', ARGV[DISPLAY_ARG])
@@ -80,7 +79,8 @@ fn with_prelude(epoch_arg: usize, display_arg: usize, body: &str) -> String {
 /// (`MAXLEN ~`: whole stream nodes, so a few dozen more may stay), which halves the cost of an
 /// entry against exact trimming; each process's mirror keeps exactly `--history`.
 /// KEYS: meta, log. ARGV: channel, epoch if the room is new, display, history limit, "1" to
-/// renew the room's expiry (`refresh.rs`; "0": left as it is, unless the room starts), "1"
+/// renew the room's expiry (`refresh.rs`; "0": left as it is, unless this is the room's first
+/// message), "1"
 /// for sharded pub/sub, then for each message its origin, its body and the log entry it
 /// removes if it is a delete (or ""). Returns {the first message's sequence number, epoch}.
 pub fn say_script() -> String {
@@ -114,8 +114,9 @@ for i = 0, n - 1 do
     lines[i + 2] = ARGV[at] .. ' ' .. ARGV[at + 1]
   end
 end
--- The month-long expiry, renewed when the caller says so (hourly, `refresh.rs`) or new.
-if ARGV[5] ~= '0' or started then
+-- The month-long expiry, renewed when the caller says so (hourly, `refresh.rs`) or when the
+-- room's count starts (by this script or the load script: its log has no expiry yet).
+if ARGV[5] ~= '0' or first == 1 then
   if keep then
     redis.call('EXPIRE', KEYS[2], ROOM_TTL_SECS)
   end

@@ -249,6 +249,7 @@ impl Simulation {
     /// gone), and no read was cut short.
     pub fn is_quiet(&self) -> bool {
         !self.hub.has_unfinished_reads()
+            && !self.hub.broker().holds_unsent()
             && self.clients.iter().all(|c| {
                 let pipe = c.pipe.borrow();
                 pipe.server_dropped || (!c.readable && pipe.to_server.is_empty())
