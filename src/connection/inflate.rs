@@ -22,7 +22,7 @@ use std::io::{self, Read, Write};
 
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use super::transport::Transport;
+use super::transport::{Stream, Transport};
 use crate::deflate::{InflateError, Inflater};
 use crate::wire;
 
@@ -242,7 +242,7 @@ pub struct Inflating<'a, S> {
     pub inflater: &'a mut Inflater,
 }
 
-impl<S: Read> Inflating<'_, S> {
+impl<S: Stream> Inflating<'_, S> {
     /// Looks at bytes from the client; what it did not use yet is held for the next read.
     fn take_in(&mut self, input: &[u8]) {
         match self.state.process(input, self.inflater, self.transport.max_message()) {
@@ -259,7 +259,7 @@ impl<S: Read> Inflating<'_, S> {
     }
 }
 
-impl<S: Read> Read for Inflating<'_, S> {
+impl<S: Stream> Read for Inflating<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if let Some(n) = self.state.serve(buf) {
@@ -278,7 +278,7 @@ impl<S: Read> Read for Inflating<'_, S> {
                 self.take_in(&buf[..n]);
             } else if self.transport.budget_spent() {
                 // The rest waits for the next turn, like unread bytes in the socket.
-                self.transport.held_back = true;
+                self.transport.hold_back();
                 return Err(io::ErrorKind::WouldBlock.into());
             } else {
                 let held = std::mem::take(&mut self.state.held);

@@ -64,7 +64,7 @@ pub use failure::{close_frame, describe_close, Failure};
 use flags::{Flags, DIRTY, READING_PAUSED, WRITABLE_INTEREST};
 use peer::PeerAddr;
 use protocol::Protocol;
-pub use transport::{HandshakeStream, Stream, Transport};
+pub use transport::{HandshakeStream, Reading, Stream, Transport};
 
 use crate::auth::Identity;
 use crate::chat::Bans;
@@ -360,10 +360,11 @@ impl<S: Stream> Connection<S> {
 
     // ----- reading -----
 
-    /// A new loop turn: a fresh read budget.
-    pub fn begin_turn(&mut self) {
+    /// A new loop turn: a fresh read budget, and how far to read the socket (see
+    /// [`transport::Reading`]).
+    pub fn begin_turn(&mut self, reading: transport::Reading) {
         if let Some(transport) = self.transport_mut() {
-            transport.begin_turn();
+            transport.begin_turn(reading);
         }
     }
 

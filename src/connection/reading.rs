@@ -98,7 +98,7 @@ impl<S: Stream> Connection<S> {
                     if !is_closing && transport.between_messages() && ws.inflate_idle() {
                         ws.park();
                     }
-                    return if transport.held_back { Step::Yield } else { Step::Done };
+                    return if transport.held_back() { Step::Yield } else { Step::Done };
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.fail(e, clock, settings),

@@ -48,12 +48,38 @@ pub trait Stream: Read + Write {
 
     /// The session ends cleanly (TLS sends `close_notify`); the socket closes after it.
     fn end_session(&mut self) {}
+
+    /// A read that returns fewer bytes than asked has emptied the socket, and the poll reports
+    /// (edge-triggered) when more arrives: reading again before that would only return
+    /// `WouldBlock`, a system call per message for nothing. True of a TCP socket; not of a
+    /// stream with a buffer of its own (TLS holds decrypted bytes the socket no longer shows).
+    const SHORT_READ_DRAINS: bool = false;
 }
 
 impl Stream for mio::net::TcpStream {
+    const SHORT_READ_DRAINS: bool = true;
+
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
+}
+
+/// How far a connection's socket may be read in this turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Until it would block.
+    Open,
+    /// Until a read comes back short (then [`Reading::Drained`]): the loop is light, and the
+    /// next readiness event costs less than a read that finds the socket empty.
+    UntilShort,
+    /// A read came back short: the socket is empty until the next readiness event (see
+    /// [`Stream::SHORT_READ_DRAINS`]), which starts a turn of reading afresh.
+    Drained,
+    /// The turn's budget is spent: read again next turn.
+    HeldBack,
+    /// The client closed its side: read on to EOF whatever the reads return, since no event
+    /// will come for an end that was already reported.
+    ToEnd,
 }
 
 /// The stream under a connection's WebSocket: socket reads within the turn's budget, metered
@@ -64,8 +90,8 @@ pub struct Transport<S> {
     pub outbox: Outbox,
     /// Something arrived since the flag was last cleared: a sign of life.
     pub heard: bool,
-    /// A read was refused because the turn's budget is spent.
-    pub held_back: bool,
+    /// How far the socket may be read now.
+    pub reading: Reading,
     // Kept small: every idle connection carries these. (Frames are counted only up to
     // FRAMES_PER_TURN, so a byte holds them, and leaves room for `deflate_window`.)
     turn_frames: u8,
@@ -88,7 +114,7 @@ impl<S> Transport<S> {
             socket,
             outbox: Outbox::new(),
             heard: false,
-            held_back: false,
+            reading: Reading::Open,
             turn_frames: 0,
             budget: BUDGET,
             wire: 0,
@@ -98,12 +124,27 @@ impl<S> Transport<S> {
         }
     }
 
-    /// A new loop turn: a fresh budget, less what is still owed.
-    pub fn begin_turn(&mut self) {
+    /// A new loop turn: a fresh budget, less what is still owed, and the socket read as
+    /// `reading` says (`Open`, `UntilShort` or `ToEnd`); once to its end, always to its end.
+    pub fn begin_turn(&mut self, reading: Reading) {
         self.budget = self.budget.min(0).saturating_add(BUDGET);
         self.wire = 0;
         self.turn_frames = 0;
-        self.held_back = false;
+        if self.reading != Reading::ToEnd {
+            self.reading = reading;
+        }
+    }
+
+    /// A read was refused because the turn's budget is spent.
+    pub fn held_back(&self) -> bool {
+        self.reading == Reading::HeldBack
+    }
+
+    /// Reads stop here for this turn: the budget is spent.
+    pub fn hold_back(&mut self) {
+        if self.reading != Reading::ToEnd {
+            self.reading = Reading::HeldBack;
+        }
     }
 
     /// Whether the queue has room for an answer to every frame one turn may read.
@@ -154,19 +195,26 @@ impl<S> Transport<S> {
     }
 }
 
-impl<S: Read> Read for Transport<S> {
-    /// Reads from the socket, but answers `WouldBlock` (setting `held_back`) once the turn's
-    /// bytes or frames are spent, so one client's input cannot fill a whole loop turn.
+impl<S: Stream> Read for Transport<S> {
+    /// Reads from the socket, but answers `WouldBlock` once the turn's bytes or frames are
+    /// spent (held back), so one client's input cannot fill a whole loop turn, and without a
+    /// system call once a short read emptied the socket.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // A fragmented message over the limit does not stop the reads: the connection fails it
         // as soon as this read is over (or, closing already, keeps reading for the close reply;
         // refusing every read then held it in place until its close timeout).
         if self.budget_spent() {
-            self.held_back = true;
+            self.hold_back();
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        if self.reading == Reading::Drained {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let cap = buf.len().min(self.budget.unsigned_abs() as usize);
         let n = self.socket.read(&mut buf[..cap])?;
+        if S::SHORT_READ_DRAINS && n > 0 && n < cap && self.reading == Reading::UntilShort {
+            self.reading = Reading::Drained;
+        }
         self.heard |= n > 0;
         self.budget -= n as i32;
         self.wire = self.wire.saturating_add(n as u32);
@@ -210,5 +258,68 @@ impl Write for HandshakeStream<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that has `left` bytes and counts the reads asked of it.
+    struct Socket {
+        left: usize,
+        reads: usize,
+    }
+
+    impl Read for Socket {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            let n = buf.len().min(self.left);
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.left -= n;
+            Ok(n)
+        }
+    }
+
+    impl Write for Socket {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Stream for Socket {
+        fn shutdown_write(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        const SHORT_READ_DRAINS: bool = true;
+    }
+
+    /// Reads (a turn begun with `reading`) until `WouldBlock`: the socket's reads asked.
+    fn socket_reads(reading: Reading) -> usize {
+        let mut transport = Transport::new(Socket { left: 100, reads: 0 }, 1 << 20);
+        transport.begin_turn(reading);
+        let mut buf = [0; 4096];
+        while transport.read(&mut buf).is_ok() {}
+        transport.socket.reads
+    }
+
+    #[test]
+    fn a_light_turn_stops_at_a_short_read_and_a_busy_one_reads_until_it_would_block() {
+        assert_eq!(socket_reads(Reading::UntilShort), 1, "the short read emptied the socket");
+        assert_eq!(socket_reads(Reading::Open), 2, "read again, to find it empty");
+        assert_eq!(socket_reads(Reading::ToEnd), 2, "read to the end");
+    }
+
+    #[test]
+    fn once_the_client_closed_its_side_every_turn_reads_to_the_end() {
+        let mut transport = Transport::new(Socket { left: 0, reads: 0 }, 1 << 20);
+        transport.begin_turn(Reading::ToEnd);
+        transport.begin_turn(Reading::UntilShort);
+        assert_eq!(transport.reading, Reading::ToEnd);
     }
 }

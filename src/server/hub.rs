@@ -31,6 +31,7 @@ use super::timers::TimerQueue;
 use crate::auth::{Auth, Identity};
 use crate::broker::{Broker, LocalBroker, Notice, Request};
 use crate::chat::{Chat, Effect, Join, Mode};
+use crate::connection::Reading;
 use crate::connection::{Admission, Clock, Connection, Flush, Route, Step, Stream};
 use crate::deflate::{Deflation, Inflater, Outgoing};
 use crate::frame::Opcode;
@@ -260,10 +261,11 @@ impl<S: Stream> Hub<S> {
     }
 
     /// The socket has input (or had some left): read one turn's worth and route it.
-    pub fn on_readable(&mut self, key: usize, now: Instant) {
+    /// `reading`: how far (see [`Reading`]).
+    pub fn on_readable(&mut self, key: usize, reading: Reading, now: Instant) {
         let clock = self.clock(now);
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.begin_turn();
+            conn.begin_turn(reading);
         }
         loop {
             if self.waits_on_broker(key) && self.conns.contains(key) {

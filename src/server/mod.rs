@@ -56,6 +56,7 @@ pub use hub::Hub;
 use crate::api::route::Local;
 use crate::api::{ApiEndpoint, MAX_CLIENTS};
 use crate::cluster::RedisBroker;
+use crate::connection::Reading;
 use crate::connection::Stream;
 use crate::metrics::slots::MAX_SCRAPES;
 use crate::metrics::MetricsEndpoint;
@@ -100,6 +101,11 @@ const API_FIRST: usize = METRICS_FIRST - 3 - MAX_CLIENTS;
 /// Slab capacity from which an emptied server gives its memory back; below it, keeping the
 /// capacity for the next clients costs next to nothing.
 const RELEASE_AFTER_CROWD: usize = 1024;
+/// A turn with at most this many ready sockets is light: the loop keeps up, and a socket whose
+/// read came back short is left for its next readiness event rather than read again to find
+/// it empty (a system call per message at a chat's pace). Past it, the loop is behind, and
+/// reading every socket until it would block gathers more per write.
+const LIGHT_TURN_EVENTS: usize = 4;
 
 /// The chat server, over plain sockets (`S` = `TcpStream`) or TLS ([`TlsServerStream`]).
 pub struct Server<S = TcpStream> {
@@ -237,6 +243,9 @@ impl<S: Accept> Server<S> {
                 return Err(e);
             }
             let now = Instant::now();
+            // A light turn stops reading a socket at a short read; a busy one reads on, and
+            // batches more per write (see `Reading::UntilShort`).
+            let light = events.iter().nth(LIGHT_TURN_EVENTS).is_none();
             let carried = self.hub.take_unfinished_reads();
             for event in events.iter() {
                 match event.token() {
@@ -260,13 +269,18 @@ impl<S: Accept> Server<S> {
                             self.hub.on_writable(key);
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.hub.on_readable(key, now);
+                            let reading = match event.is_read_closed() || event.is_error() {
+                                true => Reading::ToEnd,
+                                false if light => Reading::UntilShort,
+                                false => Reading::Open,
+                            };
+                            self.hub.on_readable(key, reading, now);
                         }
                     }
                 }
             }
             for key in carried {
-                self.hub.on_readable(key, now);
+                self.hub.on_readable(key, Reading::Open, now);
             }
             self.hub.fire_timers(now);
             // The API's calls before the broker's turn, so that those its answers let through

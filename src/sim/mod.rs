@@ -44,6 +44,7 @@ pub use socket::{Pipe, PipeRef, SimSocket};
 
 use crate::broker::Broker;
 use crate::chat::JSON_SUBPROTOCOL;
+use crate::connection::Reading;
 use crate::server::Hub;
 use crate::settings::Settings;
 use crate::wire::{client_frame, parse_header, UpgradeRequest};
@@ -232,11 +233,13 @@ impl Simulation {
                 self.hub.on_writable(client.key);
             }
             if readable {
-                self.hub.on_readable(client.key, now);
+                let closed = client.pipe.borrow().client_closed;
+                let reading = if closed { Reading::ToEnd } else { Reading::UntilShort };
+                self.hub.on_readable(client.key, reading, now);
             }
         }
         for key in carried {
-            self.hub.on_readable(key, now);
+            self.hub.on_readable(key, Reading::Open, now);
         }
         self.hub.fire_timers(now);
         self.hub.broker_turn(now);
