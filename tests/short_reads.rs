@@ -43,3 +43,21 @@ fn a_burst_of_small_messages_is_read_whole() {
         assert_eq!(payload, format!("{i}").into_bytes());
     }
 }
+
+/// A burst larger than one turn's share, sent with the FIN: the turns after the first still
+/// read it (the poll will not report the end again), so the server reaches the end and closes
+/// rather than holding the socket until its idle timeout.
+#[test]
+fn a_burst_past_a_turn_s_share_sent_with_the_fin_is_read_to_its_end() {
+    let server = TestServer::start(&[]);
+    for _ in 0..5 {
+        let mut stream = raw_handshake(&server, "/echo");
+        let mut burst = Vec::new();
+        for i in 0..500 {
+            burst.extend(client_frame(0x81, format!("{i}").as_bytes(), KEY));
+        }
+        stream.write_all(&burst).unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        expect_eof(&mut stream);
+    }
+}

@@ -278,7 +278,6 @@ impl<S: Stream> Read for Inflating<'_, S> {
                 self.take_in(&buf[..n]);
             } else if self.transport.budget_spent() {
                 // The rest waits for the next turn, like unread bytes in the socket.
-                self.transport.hold_back();
                 return Err(io::ErrorKind::WouldBlock.into());
             } else {
                 let held = std::mem::take(&mut self.state.held);

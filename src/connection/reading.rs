@@ -98,7 +98,9 @@ impl<S: Stream> Connection<S> {
                     if !is_closing && transport.between_messages() && ws.inflate_idle() {
                         ws.park();
                     }
-                    return if transport.held_back() { Step::Yield } else { Step::Done };
+                    // With the budget spent, the read was refused for it (`Transport::read`):
+                    // the rest waits for the next turn, whatever the poll will report.
+                    return if transport.budget_spent() { Step::Yield } else { Step::Done };
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.fail(e, clock, settings),

@@ -64,7 +64,8 @@ impl Stream for mio::net::TcpStream {
     }
 }
 
-/// How far a connection's socket may be read in this turn.
+/// How far a connection's socket may be read in this turn, whatever its budget (a spent
+/// budget holds the reading back in every one of these: `Transport::budget_spent`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reading {
     /// Until it would block.
@@ -75,8 +76,6 @@ pub enum Reading {
     /// A read came back short: the socket is empty until the next readiness event (see
     /// [`Stream::SHORT_READ_DRAINS`]), which starts a turn of reading afresh.
     Drained,
-    /// The turn's budget is spent: read again next turn.
-    HeldBack,
     /// The client closed its side: read on to EOF whatever the reads return, since no event
     /// will come for an end that was already reported.
     ToEnd,
@@ -135,18 +134,6 @@ impl<S> Transport<S> {
         }
     }
 
-    /// A read was refused because the turn's budget is spent.
-    pub fn held_back(&self) -> bool {
-        self.reading == Reading::HeldBack
-    }
-
-    /// Reads stop here for this turn: the budget is spent.
-    pub fn hold_back(&mut self) {
-        if self.reading != Reading::ToEnd {
-            self.reading = Reading::HeldBack;
-        }
-    }
-
     /// Whether the queue has room for an answer to every frame one turn may read.
     pub fn has_room_for_a_turn(&self) -> bool {
         self.outbox.has_room_for(FRAMES_PER_TURN as usize)
@@ -197,14 +184,14 @@ impl<S> Transport<S> {
 
 impl<S: Stream> Read for Transport<S> {
     /// Reads from the socket, but answers `WouldBlock` once the turn's bytes or frames are
-    /// spent (held back), so one client's input cannot fill a whole loop turn, and without a
-    /// system call once a short read emptied the socket.
+    /// spent (checked first: a `WouldBlock` with the budget spent is that one), so one
+    /// client's input cannot fill a whole loop turn, and without a system call once a short
+    /// read emptied the socket.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // A fragmented message over the limit does not stop the reads: the connection fails it
         // as soon as this read is over (or, closing already, keeps reading for the close reply;
         // refusing every read then held it in place until its close timeout).
         if self.budget_spent() {
-            self.hold_back();
             return Err(io::ErrorKind::WouldBlock.into());
         }
         if self.reading == Reading::Drained {
@@ -321,5 +308,19 @@ mod tests {
         transport.begin_turn(Reading::ToEnd);
         transport.begin_turn(Reading::UntilShort);
         assert_eq!(transport.reading, Reading::ToEnd);
+    }
+
+    #[test]
+    fn a_spent_budget_holds_the_reading_back_whatever_the_turn_reads_to() {
+        for reading in [Reading::Open, Reading::UntilShort, Reading::ToEnd] {
+            let mut transport = Transport::new(Socket { left: 1 << 20, reads: 0 }, 1 << 20);
+            transport.begin_turn(reading);
+            let mut buf = [0; 4096];
+            while transport.read(&mut buf).is_ok() {}
+            assert!(transport.budget_spent(), "{reading:?}: the rest waits for the next turn");
+            assert!(transport.socket.left > 0);
+            transport.begin_turn(reading);
+            assert!(!transport.budget_spent());
+        }
     }
 }
