@@ -117,8 +117,8 @@ impl Outbox {
                 *slice = IoSlice::new(chunk.as_deref().unwrap_or_default());
             }
             // One chunk (a chat's pace: one frame a turn) goes by `write`, which on a TCP socket
-            // is `send`: it skips `writev`'s file layer and iovec copy, about 3% of the
-            // server's CPU per delivery at that pace (docs/BENCHMARKS.md).
+            // is `send`: it skips `writev`'s file layer and iovec copy, 10-17% of the server's
+            // CPU per delivery at that pace (docs/BENCHMARKS.md).
             let written = match count {
                 1 => sink.write(&slices[0]),
                 _ => sink.write_vectored(&slices[..count]),

@@ -139,9 +139,8 @@ impl Batches {
         if self.last_call.is_empty() {
             return self.take();
         }
-        let (due, waiting) = std::mem::take(&mut self.open)
-            .into_iter()
-            .partition(|b| b.said.len() > 1 || self.due_at(b).is_none());
+        let (due, waiting) =
+            std::mem::take(&mut self.open).into_iter().partition(|b| self.due_at(b).is_none());
         self.open = waiting;
         due
     }

@@ -87,7 +87,8 @@ pub struct RedisBroker {
     pub(super) sharded: bool,
     pub(super) capability_known: bool,
     pub(super) pending: VecDeque<Expect>,
-    /// This turn's room messages, gathered by room until they are queued (`batch.rs`).
+    /// Room messages gathered by room until they are queued: this turn's, and a busy room's
+    /// lone message lingering for company (`batch.rs`).
     pub(super) batches: Batches,
     /// When each room's expiry in Redis was last renewed by this process (`refresh.rs`).
     pub(super) renewals: Renewals,

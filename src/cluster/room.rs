@@ -80,9 +80,9 @@ fn with_prelude(epoch_arg: usize, display_arg: usize, body: &str) -> String {
 /// entry against exact trimming; each process's mirror keeps exactly `--history`.
 /// KEYS: meta, log. ARGV: channel, epoch if the room is new, display, history limit, "1" to
 /// renew the room's expiry (`refresh.rs`; "0": left as it is, unless this is the room's first
-/// message), "1"
-/// for sharded pub/sub, then for each message its origin, its body and the log entry it
-/// removes if it is a delete (or ""). Returns {the first message's sequence number, epoch}.
+/// message), "1" for sharded pub/sub, then for each message its origin, its body and the log
+/// entry it removes if it is a delete (or ""). Returns {the first message's sequence number,
+/// epoch}.
 pub fn say_script() -> String {
     with_prelude(
         2,
